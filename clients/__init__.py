@@ -1,0 +1,1 @@
+"""Clients of the daemon: the Python clients and the `ostinato` command."""

@@ -1,0 +1,1 @@
+"""The Ostinato daemon process: server, services, and (later) engine and store."""

@@ -1,0 +1,7 @@
+"""`python -m ostinato.daemon`: run the daemon (same options as `ostinato serve`)."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""`ostinato serve`: parse the options, build the daemon, run it until it stops."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ostinato.protocol.catalog import client_methods
+from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+
+from . import logs, services
+from .server.app import Daemon, DaemonOptions
+from .server.dispatch import Dispatcher
+from .server.transports import StartupError
+
+log = logging.getLogger("ostinato.daemon")
+
+DEFAULT_HOME = ".ostinato"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `ostinato serve` (shared with `python -m ostinato.daemon`)."""
+    where = parser.add_argument_group("transports (at least one)")
+    where.add_argument("--stdio", action="store_true", help="serve one client on stdin/stdout")
+    where.add_argument("--socket", metavar="PATH", type=Path, help="listen on a unix socket")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP (port 0: any free)")
+    parser.add_argument("--home", type=Path, default=None,
+                        help=f"state directory (default $OSTINATO_HOME or ./{DEFAULT_HOME})")
+    parser.add_argument("--token", default=None,
+                        help="access token checked in initialize (default $OSTINATO_TOKEN); "
+                             "required for a non-loopback TCP address")
+    parser.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES,
+                        help="largest accepted message (default 64 MiB)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--extension", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (a dotted name or a .py file) and call its "
+                             "register(dispatcher) to add methods; repeatable")
+    parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+
+
+def parse_tcp(value: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (127.0.0.1)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--tcp expects HOST:PORT, got {value!r}")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def options_from_args(args: argparse.Namespace) -> DaemonOptions:
+    """Validate the command line into daemon options; raises ValueError with the reason."""
+    if not (args.stdio or args.socket or args.tcp):
+        raise ValueError("choose a transport: --stdio, --socket PATH or --tcp HOST:PORT")
+    if args.stdio and (args.socket or args.tcp):
+        raise ValueError("--stdio serves one client and cannot be combined with sockets")
+    token = args.token or os.environ.get("OSTINATO_TOKEN") or None
+    tcp = parse_tcp(args.tcp) if args.tcp else None
+    if tcp is not None and not is_loopback(tcp[0]) and token is None:
+        raise ValueError(f"refusing to listen on {tcp[0]} without --token: any host could "
+                         "drive this daemon")
+    if args.max_frame_bytes < 1024:
+        raise ValueError("--max-frame-bytes must be at least 1024")
+    home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
+    return DaemonOptions(home=home, stdio=args.stdio, socket=args.socket, tcp=tcp, token=token,
+                         max_frame_bytes=args.max_frame_bytes, extensions=args.extension)
+
+
+def load_extension(name: str, dispatcher: Dispatcher) -> None:
+    """Import an extension module and let it register its methods."""
+    if name.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(Path(name).stem, name)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {name}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(name)
+    module.register(dispatcher)
+
+
+def build_dispatcher(extensions: list[str]) -> Dispatcher:
+    """Every family's handlers, plus the extensions'."""
+    dispatcher = Dispatcher()
+    dispatcher.mount(client_methods(), services.tables())
+    for name in extensions:
+        load_extension(name, dispatcher)
+    return dispatcher
+
+
+def run(options: DaemonOptions, use_uvloop: bool = True) -> int:
+    """Run the daemon to the end; returns the process exit code."""
+    options.home.mkdir(parents=True, exist_ok=True)
+    daemon = Daemon(options, build_dispatcher(options.extensions))
+
+    async def main() -> int:
+        try:
+            return await daemon.serve()
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 2
+
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main())
+    return asyncio.run(main())
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Entry of `ostinato serve`."""
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        print(f"ostinato serve: {exc}", file=sys.stderr)
+        return 2
+    options.home.mkdir(parents=True, exist_ok=True)
+    logs.configure(options.home, args.log_level)
+    return run(options, use_uvloop=not args.no_uvloop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ostinato.daemon`: the same options as `ostinato serve`."""
+    parser = argparse.ArgumentParser(prog="ostinato serve", description="Run the daemon.")
+    add_serve_arguments(parser)
+    return serve(parser.parse_args(argv))

@@ -1,0 +1,1 @@
+"""The JSON-RPC server: connections, dispatch, transports and the daemon's lifetime."""

@@ -1,0 +1,111 @@
+"""The daemon process: options, open connections, transports, events and stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+
+from . import transports
+from .connection import Connection
+from .dispatch import Dispatcher
+
+log = logging.getLogger("ostinato.daemon")
+
+
+@dataclass
+class DaemonOptions:
+    """How the daemon was started."""
+
+    home: Path
+    stdio: bool = False
+    socket: Path | None = None
+    tcp: tuple[str, int] | None = None
+    token: str | None = None
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    extensions: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    """Holds everything that lives as long as the process: connections, listeners, state."""
+
+    def __init__(self, options: DaemonOptions, dispatcher: Dispatcher) -> None:
+        self.options = options
+        self.dispatcher = dispatcher
+        self.home = options.home
+        self.started_at = datetime.now(UTC)
+        self._started = time.monotonic()
+        self.connections: set[Connection] = set()
+        self.active_runs: dict[str, Any] = {}
+        self.endpoints: list[str] = []
+        self.cache: dict[str, Any] = {}  # values services derive once per process
+        self._servers: list[asyncio.Server] = []
+        self._stopped: asyncio.Future[int] | None = None
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the daemon started."""
+        return time.monotonic() - self._started
+
+    def publish(self, topic: str, method: str, params: Any) -> int:
+        """Send a notification to every connection subscribed to `topic`; returns how many."""
+        sent = 0
+        for connection in list(self.connections):
+            if topic in connection.subscriptions:
+                connection.notify(method, params)
+                sent += 1
+        return sent
+
+    def connection_closed(self, connection: Connection) -> None:
+        """Over stdio the process lives exactly as long as its one connection."""
+        if connection.kind == "stdio":
+            code = 0 if connection.shutdown_requested else 1
+            connection.finished.add_done_callback(lambda _: self.stop(code))
+
+    def stop(self, exit_code: int = 0) -> None:
+        """Ask the daemon to stop with `exit_code`; the first request wins."""
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(exit_code)
+
+    async def serve(self) -> int:
+        """Open the transports, serve until stopped, close everything; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        self._stopped = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, 0)
+        try:
+            if self.options.stdio:
+                await transports.open_stdio(self)
+            if self.options.socket is not None:
+                self._servers.append(await transports.open_unix(self, self.options.socket))
+            if self.options.tcp is not None:
+                self._servers.append(await transports.open_tcp(self, *self.options.tcp))
+            for endpoint in self.endpoints:
+                log.info("listening on %s", endpoint)
+            log.info("ostinato daemon ready (pid %d, home %s)", os.getpid(), self.home)
+            exit_code = await self._stopped
+        finally:
+            await self._close()
+        log.info("ostinato daemon stopped (exit code %d)", exit_code)
+        return exit_code
+
+    async def _close(self) -> None:
+        for server in self._servers:
+            server.close()
+        connections = list(self.connections)
+        for connection in connections:
+            connection.close()
+        if connections:  # let the last replies leave before the loop ends
+            await asyncio.wait([c.finished for c in connections], timeout=5)
+        for server in self._servers:
+            await server.wait_closed()
+        if self.options.socket is not None:
+            transports.remove_socket(self.options.socket)

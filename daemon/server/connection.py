@@ -1,0 +1,350 @@
+"""One client connection: framing, lifecycle state, dispatch, cancellation and writes.
+
+The reading side is an asyncio protocol (not a StreamReader): every complete frame of a
+chunk is handled inside `data_received`, synchronous handlers answer inline, and all the
+replies a chunk produces go out in one write. Async handlers run as tasks so that
+`$/cancelRequest` can cancel them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from ostinato.protocol.codec import FrameDecoder, FrameError, Framing, encode_frame
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.messages import (
+    InvalidMessage,
+    Request,
+    RequestId,
+    Response,
+    dumps_id,
+    notification_message,
+    parse_message,
+)
+
+from .dispatch import Progress, RequestContext, Route
+
+if TYPE_CHECKING:
+    from .app import Daemon
+
+log = logging.getLogger("ostinato.connection")
+
+_ids = itertools.count(1)
+_Outcome = bytes | None | asyncio.Task
+
+
+def _error_frame(msg_id: RequestId, code: int, message: str, data: Any = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return b'{"jsonrpc":"2.0","id":%s,"error":%s}' % (
+        dumps_id(msg_id), orjson.dumps(error, default=str))
+
+
+def _rpc_error_frame(msg_id: RequestId, error: RpcError) -> bytes:
+    return _error_frame(msg_id, error.code, error.message, error.data)
+
+
+def _result_frame(msg_id: RequestId, route: Route, result: Any) -> bytes:
+    model = route.spec.result
+    if model is not None and not isinstance(result, model):
+        result = model.model_validate(result)
+    body = result.__pydantic_serializer__.to_json(result) if isinstance(
+        result, BaseModel) else orjson.dumps(result)
+    return b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (dumps_id(msg_id), body)
+
+
+class Connection(asyncio.Protocol):
+    """A client of the daemon; on sockets it is also the transport's protocol."""
+
+    def __init__(self, daemon: Daemon, kind: str, peer: str = "") -> None:
+        self.daemon = daemon
+        self.id = next(_ids)
+        self.kind = kind
+        self.peer = peer
+        self.decoder = FrameDecoder(daemon.options.max_frame_bytes)
+        self.initialized = False
+        self.shutdown_requested = False
+        self.exited = False
+        self.subscriptions: set[str] = set()
+        self.pending: dict[RequestId, asyncio.Task] = {}
+        self._background: set[asyncio.Task] = set()
+        self.reader: asyncio.BaseTransport | None = None
+        self._writer: asyncio.WriteTransport | None = None
+        self._out: list[bytes] = []
+        self._receiving = False
+        self._flush_scheduled = False
+        self._eof = False
+        loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        # Resolved when the writing transport is gone, i.e. every reply has left the process.
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+    # -- transport side -------------------------------------------------------------------
+
+    def attach(self, writer: asyncio.WriteTransport,
+               reader: asyncio.BaseTransport | None = None) -> None:
+        """Bind the transports (one object for sockets; for stdio the reader comes later)."""
+        self._writer = writer
+        self.reader = reader
+        self.daemon.connections.add(self)
+        log.info("connection %d opened (%s%s)", self.id, self.kind,
+                 f" from {self.peer}" if self.peer else "")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # socket transports
+        peer = transport.get_extra_info("peername")
+        if peer and not self.peer:
+            self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.attach(transport, transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        """Decode and handle every complete frame in `data`; reply in one write."""
+        self._receiving = True
+        try:
+            for frame in self.decoder.feed(data):
+                if type(frame) is bytes:
+                    self._handle_frame(frame)
+                else:
+                    assert isinstance(frame, FrameError)
+                    self._send(_error_frame(None, frame.code, frame.message, frame.data))
+        finally:
+            self._receiving = False
+            self._flush()
+
+    def eof_received(self) -> bool:
+        """The client closed its sending side: finish what it asked for, then close."""
+        self._eof = True
+        if self.decoder.buffered:
+            log.info("connection %d: input ended inside a frame (%d bytes dropped)",
+                     self.id, self.decoder.buffered)
+        self._close_when_idle()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The writing transport is gone: nothing more can be written, so cancel everything."""
+        self.close()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The client reads slower than we answer: stop reading its requests."""
+        if self.reader is not None and hasattr(self.reader, "pause_reading"):
+            self.reader.pause_reading()  # type: ignore[attr-defined]
+
+    def resume_writing(self) -> None:
+        """The client caught up."""
+        if self.reader is not None and hasattr(self.reader, "resume_reading"):
+            self.reader.resume_reading()  # type: ignore[attr-defined]
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _handle_frame(self, frame: bytes) -> None:
+        try:
+            obj = orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            self._send(_error_frame(None, ErrorCode.PARSE_ERROR, f"Parse error: {exc}"))
+            return
+        if type(obj) is list:
+            self._handle_batch(obj)
+            return
+        outcome = self._dispatch(obj)
+        if type(outcome) is bytes:
+            self._send(outcome)
+        elif outcome is not None:
+            outcome.add_done_callback(self._send_task_result)
+
+    def _handle_batch(self, items: list[Any]) -> None:
+        if not items:
+            self._send(_error_frame(None, ErrorCode.INVALID_REQUEST,
+                                    "Invalid Request: empty batch"))
+            return
+        outcomes = [self._dispatch(item) for item in items]
+        if any(isinstance(o, asyncio.Task) for o in outcomes):
+            task = asyncio.ensure_future(self._gather_batch(outcomes))
+            task.add_done_callback(self._send_task_result)
+            self._track(task)
+            return
+        frames = [o for o in outcomes if o is not None]
+        if frames:
+            self._send(b"[" + b",".join(frames) + b"]")  # type: ignore[arg-type]
+
+    async def _gather_batch(self, outcomes: list[_Outcome]) -> bytes | None:
+        frames = []
+        for outcome in outcomes:
+            if isinstance(outcome, asyncio.Task):
+                outcome = await asyncio.shield(outcome)
+            if outcome is not None:
+                frames.append(outcome)
+        return b"[" + b",".join(frames) + b"]" if frames else None
+
+    def _dispatch(self, obj: Any) -> _Outcome:
+        """Handle one message: a reply frame, None, or a task that yields the reply frame."""
+        try:
+            message = parse_message(obj)
+        except InvalidMessage as exc:
+            return _rpc_error_frame(exc.id, exc)
+        if type(message) is Response:
+            log.debug("connection %d: unsolicited response %r ignored", self.id, message.id)
+            return None
+        is_request = type(message) is Request
+        msg_id = message.id if is_request else None  # type: ignore[union-attr]
+        method = message.method  # type: ignore[union-attr]
+        refusal = self._lifecycle_refusal(method)
+        if refusal is not None:
+            return _rpc_error_frame(msg_id, refusal) if is_request else None
+        route = self.daemon.dispatcher.route(method)
+        if route is None:
+            if not is_request:
+                log.debug("connection %d: notification %s ignored", self.id, method)
+                return None
+            return _error_frame(msg_id, ErrorCode.METHOD_NOT_FOUND,
+                                f"Method not found: {method}")
+        if is_request and msg_id in self.pending:
+            return _error_frame(msg_id, ErrorCode.INVALID_REQUEST,
+                                f"Invalid Request: id {msg_id!r} is already in flight")
+        raw = message.params  # type: ignore[union-attr]
+        if raw is None:
+            raw = {}
+        elif type(raw) is list:
+            return _error_frame(msg_id, ErrorCode.INVALID_PARAMS,
+                                "Invalid params: params must be an object (by name)")
+        try:
+            params = route.spec.params.model_validate(raw)
+        except ValidationError as exc:
+            if not is_request:
+                log.info("connection %d: bad params for %s dropped", self.id, method)
+                return None
+            return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params",
+                                exc.errors(include_url=False))
+        ctx = RequestContext(self.daemon, self, msg_id,
+                             Progress(self, getattr(params, "workDoneToken", None)))
+        if route.is_async:
+            task = asyncio.ensure_future(self._run_async(route, params, ctx, is_request))
+            if is_request:
+                self.pending[msg_id] = task
+                task.add_done_callback(lambda _t, i=msg_id: self._forget(i))
+            else:
+                self._track(task)
+            return task if is_request else None
+        try:
+            result = route.handler(params, ctx)
+            return _result_frame(msg_id, route, result) if is_request else None
+        except Exception as exc:
+            return self._failure(msg_id, method, exc) if is_request else None
+
+    async def _run_async(self, route: Route, params: Any, ctx: RequestContext,
+                         is_request: bool) -> bytes | None:
+        try:
+            result = await route.handler(params, ctx)
+            return _result_frame(ctx.request_id, route, result) if is_request else None
+        except asyncio.CancelledError:
+            if self.closed.done():
+                raise
+            return _error_frame(ctx.request_id, ErrorCode.REQUEST_CANCELLED,
+                                "Request cancelled") if is_request else None
+        except Exception as exc:
+            return self._failure(ctx.request_id, route.spec.name, exc) if is_request else None
+        finally:
+            ctx.progress.end()
+
+    def _failure(self, msg_id: RequestId, method: str, exc: Exception) -> bytes:
+        if isinstance(exc, RpcError):
+            return _rpc_error_frame(msg_id, exc)
+        if isinstance(exc, ValidationError):  # a handler built a result that breaks its model
+            exc = RuntimeError(f"invalid result: {exc}")
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error %s in %s (connection %d)", error_id, method, self.id,
+                  exc_info=exc)
+        return _error_frame(msg_id, ErrorCode.INTERNAL_ERROR,
+                            f"Internal error (error id {error_id}; see the daemon log)",
+                            {"error_id": error_id})
+
+    def _lifecycle_refusal(self, method: str) -> RpcError | None:
+        if not self.initialized:
+            if method in ("initialize", "exit"):
+                return None
+            return RpcError(ErrorCode.SERVER_NOT_INITIALIZED,
+                            f"Server not initialized: send initialize before {method}")
+        if self.shutdown_requested and method != "exit":
+            return RpcError(ErrorCode.INVALID_REQUEST,
+                            "Invalid Request: shutdown was requested; only exit is accepted")
+        return None
+
+    # -- requests in flight ---------------------------------------------------------------
+
+    def cancel(self, msg_id: RequestId) -> bool:
+        """Cancel the request `msg_id` if it is still running."""
+        task = self.pending.get(msg_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    def _forget(self, msg_id: RequestId) -> None:
+        self.pending.pop(msg_id, None)
+        if self._eof:
+            self._close_when_idle()
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def close_soon(self) -> None:
+        """Close once the replies of the current chunk are written."""
+        asyncio.get_running_loop().call_soon(self.close)
+
+    def _close_when_idle(self) -> None:
+        if not self.pending and not self._background:
+            self.close()
+
+    # -- writing --------------------------------------------------------------------------
+
+    def notify(self, method: str, params: Any = None) -> None:
+        """Send a notification to this client."""
+        self._send(orjson.dumps(notification_message(method, params), default=str))
+
+    def _send_task_result(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is None and task.result() is not None:
+            self._send(task.result())
+        if self._eof:
+            self._close_when_idle()
+
+    def _send(self, payload: bytes) -> None:
+        self._out.append(encode_frame(self.decoder.framing or Framing.CONTENT_LENGTH, payload))
+        if not self._receiving and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(data)
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel everything in flight and close the transports; idempotent."""
+        if self.closed.done():
+            return
+        self.closed.set_result(None)
+        self._flush()
+        for task in [*self.pending.values(), *self._background]:
+            task.cancel()
+        for transport in {self._writer, self.reader}:
+            if transport is not None and not transport.is_closing():
+                transport.close()
+        self.daemon.connections.discard(self)
+        self.daemon.connection_closed(self)
+        log.info("connection %d closed", self.id)

@@ -1,0 +1,112 @@
+"""Lifecycle family: session state, cancellation, discovery and daemon status."""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from ostinato.protocol import PROTOCOL_VERSION
+from ostinato.protocol.base import Empty, Params
+from ostinato.protocol.catalog import server_notifications
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.lifecycle import (
+    CancelParams,
+    DaemonStatusResult,
+    DiscoverResult,
+    InitializeParams,
+    InitializeResult,
+    ServerCapabilities,
+    ServerInfo,
+)
+from ostinato.protocol.openrpc import openrpc_document
+
+from ..server.dispatch import HandlerTable, RequestContext
+from ..version import VERSION
+
+table = HandlerTable()
+
+
+def _token_accepted(expected: str | None, params: InitializeParams) -> bool:
+    if expected is None:
+        return True
+    options = params.initializationOptions
+    given = options.token if options is not None else None
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+@table.method("initialize")
+def initialize(params: InitializeParams, ctx: RequestContext) -> InitializeResult:
+    """Check the token and open the session."""
+    connection = ctx.connection
+    if connection.initialized:
+        raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request: already initialized")
+    if not _token_accepted(ctx.daemon.options.token, params):
+        connection.close_soon()
+        raise RpcError(ErrorCode.UNAUTHORIZED,
+                       "Unauthorized: this daemon needs initializationOptions.token")
+    connection.initialized = True
+    if params.clientInfo is not None:
+        connection.peer = f"{params.clientInfo.name} {connection.peer}".strip()
+    registry = ctx.daemon.dispatcher.registry
+    return InitializeResult(
+        protocolVersion=PROTOCOL_VERSION,
+        serverInfo=ServerInfo(name="ostinato", version=VERSION),
+        capabilities=ServerCapabilities(
+            methods=[spec.name for spec in registry if not spec.is_notification],
+            notifications=[spec.name for spec in registry if spec.is_notification],
+            framings=["content-length", "ndjson"],
+            maxFrameBytes=ctx.daemon.options.max_frame_bytes,
+        ),
+    )
+
+
+@table.method("initialized")
+def initialized(params: Empty, ctx: RequestContext) -> None:
+    """Nothing to do: requests are served as soon as initialize has answered."""
+
+
+@table.method("shutdown")
+def shutdown(params: Params, ctx: RequestContext) -> Empty:
+    """From now on only `exit` is accepted on this connection."""
+    ctx.connection.shutdown_requested = True
+    return Empty()
+
+
+@table.method("exit")
+def exit_(params: Empty, ctx: RequestContext) -> None:
+    """Close the connection (over stdio, the process exits with it)."""
+    ctx.connection.exited = True
+    ctx.connection.close_soon()
+
+
+@table.method("$/cancelRequest")
+def cancel_request(params: CancelParams, ctx: RequestContext) -> None:
+    """Cancel a request of this connection; it then answers -32800."""
+    ctx.connection.cancel(params.id)
+
+
+@table.method("rpc.discover")
+def discover(params: Params, ctx: RequestContext) -> DiscoverResult:
+    """The OpenRPC document of the methods this daemon serves."""
+    cache = ctx.daemon.cache
+    if "rpc.discover" not in cache:
+        document = openrpc_document(ctx.daemon.dispatcher.registry, server_notifications())
+        cache["rpc.discover"] = DiscoverResult.model_validate(document)
+    return cache["rpc.discover"]
+
+
+@table.method("daemon.status")
+def status(params: Params, ctx: RequestContext) -> DaemonStatusResult:
+    """Identity and health of the daemon."""
+    daemon = ctx.daemon
+    return DaemonStatusResult(
+        version=VERSION,
+        protocol_version=PROTOCOL_VERSION,
+        pid=os.getpid(),
+        home=str(daemon.home),
+        started_at=daemon.started_at.isoformat().replace("+00:00", "Z"),
+        uptime_seconds=round(daemon.uptime, 3),
+        connections=len(daemon.connections),
+        active_runs=len(daemon.active_runs),
+        transports=daemon.endpoints,
+    )

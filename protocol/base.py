@@ -1,0 +1,31 @@
+"""Base classes shared by every method's params and result models."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ProgressToken = int | str
+
+
+class Params(BaseModel):
+    """Params of a method: unknown fields are refused so that typos surface as -32602."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workDoneToken: ProgressToken | None = Field(
+        default=None,
+        description="Client-chosen token; the daemon reports progress of this request as "
+                    "`$/progress` notifications carrying it.",
+    )
+
+
+class Result(BaseModel):
+    """Result of a method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Empty(BaseModel):
+    """No fields at all (notification params, empty results)."""
+
+    model_config = ConfigDict(extra="forbid")

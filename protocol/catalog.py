@@ -1,0 +1,16 @@
+"""The whole contract: every family's methods gathered into registries."""
+
+from __future__ import annotations
+
+from . import lifecycle
+from .registry import Registry
+
+
+def client_methods() -> Registry:
+    """Every method a client may call on the daemon (requests and notifications)."""
+    return Registry(lifecycle.METHODS)
+
+
+def server_notifications() -> Registry:
+    """Every notification the daemon may send to a client."""
+    return Registry(lifecycle.SERVER_NOTIFICATIONS)

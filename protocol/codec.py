@@ -1,0 +1,171 @@
+"""The wire codec: framing detection, incremental frame decoding, and message encoding.
+
+Two framings share one port: LSP-style `Content-Length` headers and newline-delimited JSON
+(MCP style). The decoder is fed raw bytes and yields frame bodies or `FrameError`s; it never
+raises on bad input and always resynchronises, so one broken frame costs one error reply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_HEADER_BYTES = 8 * 1024
+
+_HEADER_END = b"\r\n\r\n"
+_FAST_HEADER = b"Content-Length: "
+_CONTENT_LENGTH = re.compile(rb"(?i)content-length[ \t]*:[ \t]*([0-9]+)[ \t]*(?:\r\n|$)")
+_HEADER_LINE = re.compile(rb"^[!#-'*+\-.0-9A-Z^-z|~]+[ \t]*:[^\r\n]*$")
+_WHITESPACE = b" \t\r\n"
+
+
+class Framing(StrEnum):
+    """How messages are delimited on one connection."""
+
+    CONTENT_LENGTH = "content-length"
+    NDJSON = "ndjson"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """A stretch of input that is not a frame; the peer gets an error reply with id null."""
+
+    code: int
+    message: str
+    data: Any = None
+
+
+def detect_framing(first_byte: int) -> Framing:
+    """Pick the framing from the first non-whitespace byte a client sends."""
+    return Framing.NDJSON if first_byte in b"{[" else Framing.CONTENT_LENGTH
+
+
+def encode_frame(framing: Framing, payload: bytes) -> bytes:
+    """Wrap one serialized message in the connection's framing."""
+    if framing is Framing.NDJSON:
+        return payload + b"\n"
+    return b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+
+
+def dumps(message: Any) -> bytes:
+    """Serialize a message with orjson (pydantic models must be dumped first)."""
+    return orjson.dumps(message, default=str)
+
+
+class FrameDecoder:
+    """Incremental decoder: `feed()` bytes, get back complete frame bodies and errors."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 framing: Framing | None = None) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.framing = framing
+        self._buf = bytearray()
+        self._body_length = -1  # Content-Length of the frame being read, -1 while in headers
+        self._skip = 0  # bytes of an oversized body still to discard
+        self._skip_line = False  # discarding an oversized NDJSON line up to its newline
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | FrameError]:
+        """Consume `data`; return the frames and errors it completes, in order."""
+        if self.framing is None:
+            stripped = data.lstrip(_WHITESPACE)
+            if not stripped:
+                return []
+            self.framing = detect_framing(stripped[0])
+            data = stripped
+        self._buf += data
+        if self.framing is Framing.NDJSON:
+            return self._feed_lines()
+        return self._feed_content_length()
+
+    def _feed_lines(self) -> list[bytes | FrameError]:
+        out: list[bytes | FrameError] = []
+        buf = self._buf
+        pos = 0
+        while True:
+            newline = buf.find(b"\n", pos)
+            if newline < 0:
+                if self._skip_line:
+                    pos = len(buf)
+                break
+            if self._skip_line:
+                self._skip_line = False
+            else:
+                line = bytes(buf[pos:newline]).strip(_WHITESPACE)
+                if line:
+                    out.append(line)
+            pos = newline + 1
+        del buf[:pos]
+        if len(buf) > self.max_frame_bytes:
+            out.append(self._too_large(len(buf)))
+            self._skip_line = True
+            buf.clear()
+        return out
+
+    def _feed_content_length(self) -> list[bytes | FrameError]:
+        out: list[bytes | FrameError] = []
+        buf = self._buf
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if self._skip:
+                taken = min(self._skip, end - pos)
+                self._skip -= taken
+                pos += taken
+                continue
+            if self._body_length < 0:
+                header_end = buf.find(_HEADER_END, pos)
+                if header_end < 0:
+                    if end - pos > MAX_HEADER_BYTES:
+                        out.append(FrameError(-32700, "Parse error: header block too long"))
+                        pos = end - (len(_HEADER_END) - 1)
+                    break
+                length = self._parse_header(bytes(buf[pos:header_end]), out)
+                pos = header_end + len(_HEADER_END)
+                if length is None:
+                    continue
+                if length > self.max_frame_bytes:
+                    out.append(self._too_large(length))
+                    self._skip = length
+                    continue
+                self._body_length = length
+            if end - pos < self._body_length:
+                break
+            out.append(bytes(buf[pos:pos + self._body_length]))
+            pos += self._body_length
+            self._body_length = -1
+        del buf[:pos]
+        return out
+
+    def _parse_header(self, block: bytes, out: list[bytes | FrameError]) -> int | None:
+        """Length from a header block; garbage before a valid header is reported, not fatal."""
+        if block.startswith(_FAST_HEADER) and block[16:].isdigit():
+            return int(block[16:])
+        # The last Content-Length wins: garbage before it may contain a stale one.
+        match = next(reversed(list(_CONTENT_LENGTH.finditer(block))), None)
+        if match is None:
+            out.append(FrameError(-32700, "Parse error: header block without Content-Length",
+                                  {"header": block[:200].decode("utf-8", "replace")}))
+            return None
+        before = block[:match.start()]
+        lines = [line for line in before.split(b"\r\n") if line]
+        after = block[match.end():].split(b"\r\n")
+        if (before and not before.endswith(b"\r\n")) or not all(
+                _HEADER_LINE.match(line) for line in lines + [a for a in after if a]):
+            out.append(FrameError(-32700, "Parse error: malformed header before Content-Length",
+                                  {"header": block[:200].decode("utf-8", "replace")}))
+        return int(match.group(1))
+
+    def _too_large(self, size: int) -> FrameError:
+        return FrameError(-32600, f"Invalid Request: frame of {size} bytes exceeds the "
+                          f"{self.max_frame_bytes}-byte limit",
+                          {"size": size, "limit": self.max_frame_bytes})

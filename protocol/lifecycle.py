@@ -1,0 +1,140 @@
+"""Lifecycle family: initialize, initialized, shutdown, exit, cancellation, progress,
+rpc.discover and daemon.status."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import Empty, Params, ProgressToken, Result
+from .registry import MethodSpec
+
+
+class ClientInfo(BaseModel):
+    """Who is connecting (LSP and MCP both send it)."""
+
+    name: str
+    version: str | None = None
+
+
+class InitializeOptions(BaseModel):
+    """Ostinato's own initialization options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    token: str | None = Field(
+        default=None, description="Access token; required when the daemon was started with one.")
+
+
+class InitializeParams(Params):
+    """Opens the session; LSP and MCP clients send their usual fields, which are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    processId: int | None = None
+    clientInfo: ClientInfo | None = None
+    protocolVersion: str | None = Field(
+        default=None, description="The protocol version the client speaks, if it says.")
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    initializationOptions: InitializeOptions | None = None
+
+
+class ServerInfo(BaseModel):
+    """The daemon's name and version."""
+
+    name: str
+    version: str
+
+
+class ServerCapabilities(BaseModel):
+    """What this daemon can do; clients should check here rather than assume."""
+
+    methods: list[str] = Field(description="Every request method the daemon answers.")
+    notifications: list[str] = Field(description="Notifications the daemon accepts.")
+    framings: list[Literal["content-length", "ndjson"]]
+    batches: bool = True
+    cancellation: bool = True
+    workDoneProgress: bool = True
+    maxFrameBytes: int
+
+
+class InitializeResult(Result):
+    """The daemon's identity and capabilities."""
+
+    protocolVersion: str
+    serverInfo: ServerInfo
+    capabilities: ServerCapabilities
+
+
+class CancelParams(BaseModel):
+    """`$/cancelRequest`: the id of the request to cancel."""
+
+    id: int | str
+
+
+class WorkDoneProgressValue(BaseModel):
+    """One step of work done progress, as in LSP."""
+
+    kind: Literal["begin", "report", "end"]
+    title: str | None = None
+    message: str | None = None
+    percentage: int | None = Field(default=None, ge=0, le=100)
+    cancellable: bool | None = None
+
+
+class ProgressParams(BaseModel):
+    """`$/progress`, daemon → client: progress of the request that passed `token`."""
+
+    token: ProgressToken
+    value: WorkDoneProgressValue
+
+
+class DiscoverResult(Result):
+    """The OpenRPC document describing every method (the same as schemas/openrpc.json)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openrpc: str
+    info: dict[str, Any]
+    methods: list[dict[str, Any]]
+
+
+class DaemonStatusResult(Result):
+    """Health and identity of the running daemon."""
+
+    version: str
+    protocol_version: str
+    pid: int
+    home: str = Field(description="Absolute path of the daemon's home directory.")
+    started_at: str = Field(description="UTC ISO 8601.")
+    uptime_seconds: float
+    connections: int = Field(description="Clients connected right now, this one included.")
+    active_runs: int = Field(description="Runs executing or waiting on a human right now.")
+    transports: list[str] = Field(description="Where the daemon listens, e.g. unix:/path.")
+
+
+METHODS = [
+    MethodSpec("initialize", InitializeParams, InitializeResult,
+               "Open the session: check the token, return serverInfo, protocol version and "
+               "capabilities. Every other request before it fails with -32002."),
+    MethodSpec("initialized", Empty, None,
+               "Client notification that it has processed the initialize result."),
+    MethodSpec("shutdown", Params, Empty,
+               "Ask the daemon to stop serving this connection; only `exit` is accepted after."),
+    MethodSpec("exit", Empty, None,
+               "Close this connection. Over stdio the daemon process exits: code 0 after "
+               "`shutdown`, 1 otherwise."),
+    MethodSpec("$/cancelRequest", CancelParams, None,
+               "Cancel a request in flight; it answers with -32800."),
+    MethodSpec("rpc.discover", Params, DiscoverResult,
+               "The OpenRPC document of every method (schemas/openrpc.json)."),
+    MethodSpec("daemon.status", Params, DaemonStatusResult,
+               "Version, uptime, pid, home, connections and active runs."),
+]
+
+SERVER_NOTIFICATIONS = [
+    MethodSpec("$/progress", ProgressParams, None,
+               "Daemon → client: work done progress (begin, report, end) of a request that "
+               "passed `workDoneToken`."),
+]

@@ -1,0 +1,88 @@
+"""Test-only methods, loaded with `--extension tests/extensions/testing_methods.py`.
+
+They exist so that tests can drive cancellation, progress, subscriptions and internal
+errors deterministically; the shipped daemon never registers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel
+
+from ostinato.daemon.server.dispatch import Dispatcher, RequestContext
+from ostinato.protocol.base import Params
+from ostinato.protocol.registry import MethodSpec
+
+
+class SlowParams(Params):
+    steps: int = 3
+    gate: str | None = None  # wait for test.release with this name between steps
+
+
+class SlowResult(BaseModel):
+    steps_done: int
+
+
+class GateParams(Params):
+    name: str
+
+
+class TopicParams(Params):
+    topic: str
+    payload: dict | None = None
+
+
+class Count(BaseModel):
+    count: int
+
+
+_gates: dict[str, asyncio.Event] = {}
+
+
+def _gate(name: str) -> asyncio.Event:
+    return _gates.setdefault(name, asyncio.Event())
+
+
+async def slow(params: SlowParams, ctx: RequestContext) -> SlowResult:
+    """Reports progress per step; with a gate, waits for `test.release` before each step."""
+    ctx.progress.begin("slow work", percentage=0)
+    for step in range(params.steps):
+        if params.gate is not None:
+            event = _gate(f"{params.gate}:{step}")
+            await event.wait()
+        else:
+            await asyncio.sleep(0)
+        ctx.progress.report(f"step {step + 1}", percentage=(step + 1) * 100 // params.steps)
+    ctx.progress.end("done")
+    return SlowResult(steps_done=params.steps)
+
+
+def release(params: GateParams, ctx: RequestContext) -> Count:
+    """Open one gate of `test.slow`."""
+    _gate(params.name).set()
+    return Count(count=1)
+
+
+def fail(params: Params, ctx: RequestContext) -> Count:
+    """Raises an unexpected exception: the daemon must answer -32603 and keep going."""
+    raise RuntimeError("deliberate failure with a secret-looking detail")
+
+
+def subscribe(params: TopicParams, ctx: RequestContext) -> Count:
+    ctx.connection.subscriptions.add(params.topic)
+    return Count(count=len(ctx.connection.subscriptions))
+
+
+def publish(params: TopicParams, ctx: RequestContext) -> Count:
+    return Count(count=ctx.daemon.publish(params.topic, "test/event",
+                                          {"topic": params.topic, "payload": params.payload}))
+
+
+def register(dispatcher: Dispatcher) -> None:
+    """Called by the daemon's --extension loader."""
+    dispatcher.register(MethodSpec("test.slow", SlowParams, SlowResult, "slow"), slow)
+    dispatcher.register(MethodSpec("test.release", GateParams, Count, "release"), release)
+    dispatcher.register(MethodSpec("test.fail", Params, Count, "fail"), fail)
+    dispatcher.register(MethodSpec("test.subscribe", TopicParams, Count, "sub"), subscribe)
+    dispatcher.register(MethodSpec("test.publish", TopicParams, Count, "pub"), publish)
