@@ -49,6 +49,7 @@ class Daemon:
         self.cache: dict[str, Any] = {}  # values services derive once per process
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Future[int] | None = None
+        self._own_socket: Path | None = None
 
     @property
     def uptime(self) -> float:
@@ -86,6 +87,7 @@ class Daemon:
                 await transports.open_stdio(self)
             if self.options.socket is not None:
                 self._servers.append(await transports.open_unix(self, self.options.socket))
+                self._own_socket = self.options.socket
             if self.options.tcp is not None:
                 self._servers.append(await transports.open_tcp(self, *self.options.tcp))
             for endpoint in self.endpoints:
@@ -107,5 +109,5 @@ class Daemon:
             await asyncio.wait([c.finished for c in connections], timeout=5)
         for server in self._servers:
             await server.wait_closed()
-        if self.options.socket is not None:
-            transports.remove_socket(self.options.socket)
+        if self._own_socket is not None:  # never another daemon's: only the one we bound
+            transports.remove_socket(self._own_socket)

@@ -1,0 +1,140 @@
+"""The Python clients over every transport, and the `ostinato` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ostinato.clients.python import AsyncClient, Client, DaemonConnectionError, RpcError
+from ostinato.protocol.codec import Framing
+from ostinato.protocol.lifecycle import DaemonStatusResult
+
+from .support import TEST_EXTENSION, WAIT, DaemonProcess
+
+
+@pytest.mark.parametrize("framing", list(Framing))
+async def test_async_client_over_a_spawned_stdio_daemon(tmp_path: Path,
+                                                        framing: Framing) -> None:
+    client = await AsyncClient.spawn(tmp_path / "home", framing=framing,
+                                     stderr=subprocess.DEVNULL)
+    init = await client.initialize("tests")
+    assert init.serverInfo.name == "ostinato"
+    status = await client.daemon_status()
+    assert isinstance(status, DaemonStatusResult)
+    assert status.pid == client.process.pid  # type: ignore[union-attr]
+    with pytest.raises(RpcError) as raised:
+        await client.call("daemon.status", {"bogus": 1})
+    assert raised.value.code == -32602
+    assert await client.close() == 0
+
+
+async def test_async_client_progress_and_cancellation(daemon: DaemonProcess) -> None:
+    client = await AsyncClient.connect_unix(daemon.socket)
+    await client.initialize()
+    seen: list[str] = []
+    result = await client.request("test.slow", {"steps": 2},
+                                  on_progress=lambda value: seen.append(value["kind"]))
+    assert result == {"steps_done": 2} and seen == ["begin", "report", "report", "end"]
+
+    began = asyncio.Event()
+    task = asyncio.ensure_future(client.request("test.slow", {"gate": "client-cancel"},
+                                                on_progress=lambda _: began.set()))
+    await asyncio.wait_for(began.wait(), WAIT)
+    task.cancel()  # sends $/cancelRequest
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await client.daemon_status()).connections == 1
+    log_lines = "".join(daemon.log)
+    assert "internal error" not in log_lines
+    await client.close()
+
+
+async def test_async_client_over_tcp_receives_notifications(daemon: DaemonProcess) -> None:
+    client = await AsyncClient.connect_tcp(*daemon.tcp, framing=Framing.NDJSON)
+    await client.initialize()
+    received: asyncio.Queue = asyncio.Queue()
+    client.on_notification("test/event", lambda method, params: received.put_nowait(params))
+    await client.request("test.subscribe", {"topic": "t"})
+    await client.request("test.publish", {"topic": "t", "payload": {"x": 1}})
+    assert await asyncio.wait_for(received.get(), WAIT) == {"topic": "t", "payload": {"x": 1}}
+    await client.close()
+
+
+async def test_connection_errors_are_clear(short_tmp: Path) -> None:
+    with pytest.raises(DaemonConnectionError):
+        await AsyncClient.connect_unix(short_tmp / "nobody.sock")
+
+
+def test_sync_client_over_unix_and_tcp(daemon: DaemonProcess) -> None:
+    with Client.connect_unix(daemon.socket, timeout=WAIT) as client:
+        client.initialize()
+        assert client.daemon_status().transports[0] == f"unix:{daemon.socket}"
+        with pytest.raises(RpcError) as raised:
+            client.request("no.such")
+        assert raised.value.code == -32601
+    with Client.connect_tcp(*daemon.tcp, timeout=WAIT) as client:
+        client.initialize()
+        assert client.call("test.slow", {"steps": 1}) == {"steps_done": 1}
+
+
+def test_sync_client_spawns_a_daemon(tmp_path: Path) -> None:
+    client = Client.spawn(tmp_path / "home", args=("--extension", TEST_EXTENSION),
+                          stderr=subprocess.DEVNULL, timeout=WAIT)
+    client.initialize()
+    assert client.daemon_status().home == str(tmp_path / "home")
+    assert client.close() == 0
+
+
+def ostinato(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ostinato.clients.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_cli_call_spawns_a_daemon_and_prints_json(tmp_path: Path) -> None:
+    done = ostinato("call", "daemon.status", "{}", "--home", str(tmp_path / "h"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["home"] == str(tmp_path / "h")
+
+
+def test_cli_call_uses_the_default_home(tmp_path: Path) -> None:
+    done = ostinato("call", "daemon.status", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["home"] == str(tmp_path / ".ostinato")
+    assert (tmp_path / ".ostinato" / "daemon.log").exists()
+
+
+def test_cli_call_through_a_socket(daemon: DaemonProcess, tmp_path: Path) -> None:
+    done = ostinato("call", "test.slow", '{"steps": 2}', "--socket", daemon.socket,
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"steps_done": 2}
+
+
+def test_cli_call_reports_errors_with_exit_codes(daemon: DaemonProcess, tmp_path: Path) -> None:
+    failed = ostinato("call", "no.such", "--socket", daemon.socket, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert json.loads(failed.stderr)["error"]["code"] == -32601
+    bad = ostinato("call", "daemon.status", "[1]", "--socket", daemon.socket, cwd=tmp_path)
+    assert bad.returncode == 2 and "JSON object" in bad.stderr
+    gone = ostinato("call", "daemon.status", "--socket", str(tmp_path / "x.sock"), cwd=tmp_path)
+    assert gone.returncode == 3 and "cannot connect" in gone.stderr
+
+
+def test_cli_serve_refuses_without_a_transport(tmp_path: Path) -> None:
+    done = ostinato("serve", "--home", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2 and "choose a transport" in done.stderr
+
+
+def test_installed_console_script_honours_ostinato_home(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "ostinato"
+    done = subprocess.run([str(script), "call", "daemon.status"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OSTINATO_HOME": str(tmp_path / "env-home")})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["home"] == str(tmp_path / "env-home")

@@ -1,0 +1,66 @@
+"""The frame decoder on its own: framings, resynchronisation, limits."""
+
+from __future__ import annotations
+
+from ostinato.protocol.codec import FrameDecoder, FrameError, Framing, encode_frame
+
+
+def frames(decoder: FrameDecoder, *chunks: bytes) -> list[bytes | FrameError]:
+    out: list[bytes | FrameError] = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out
+
+
+def test_detects_content_length_and_ndjson_from_first_byte() -> None:
+    cl = FrameDecoder()
+    assert frames(cl, b"content-length: 2\r\n\r\n{}") == [b"{}"]
+    assert cl.framing is Framing.CONTENT_LENGTH
+    nd = FrameDecoder()
+    assert frames(nd, b"  \n{}\n[1]\n") == [b"{}", b"[1]"]
+    assert nd.framing is Framing.NDJSON
+
+
+def test_frames_split_across_every_byte_boundary() -> None:
+    stream = encode_frame(Framing.CONTENT_LENGTH, b'{"a":1}') * 3
+    decoder = FrameDecoder()
+    assert frames(decoder, *[stream[i:i + 1] for i in range(len(stream))]) == [b'{"a":1}'] * 3
+
+
+def test_extra_headers_are_accepted_in_any_case() -> None:
+    data = b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nCONTENT-LENGTH: 2\r\n\r\n{}"
+    assert frames(FrameDecoder(), data) == [b"{}"]
+
+
+def test_garbage_before_a_header_is_reported_and_the_frame_still_read() -> None:
+    out = frames(FrameDecoder(), b"garbage\r\nContent-Length: 2\r\n\r\n{}")
+    assert isinstance(out[0], FrameError) and out[0].code == -32700
+    assert out[1:] == [b"{}"]
+
+
+def test_header_without_length_is_an_error_then_decoding_continues() -> None:
+    out = frames(FrameDecoder(), b"X-Foo: 1\r\n\r\nContent-Length: 2\r\n\r\n{}")
+    assert [type(o) for o in out] == [FrameError, bytes]
+
+
+def test_oversized_body_is_skipped_without_buffering_it() -> None:
+    decoder = FrameDecoder(max_frame_bytes=1024)
+    out = frames(decoder, b"Content-Length: 5000\r\n\r\n", b"x" * 4000)
+    assert len(out) == 1 and isinstance(out[0], FrameError) and out[0].code == -32600
+    assert out[0].data == {"size": 5000, "limit": 1024}
+    assert decoder.buffered == 0
+    assert frames(decoder, b"x" * 1000 + b"Content-Length: 2\r\n\r\n{}") == [b"{}"]
+
+
+def test_oversized_ndjson_line_is_dropped_up_to_its_newline() -> None:
+    decoder = FrameDecoder(max_frame_bytes=1024)
+    out = frames(decoder, b"{" + b"x" * 2000, b"y" * 5000, b'"}\n{"ok":1}\n')
+    assert [type(o) for o in out] == [FrameError, bytes]
+    assert out[1] == b'{"ok":1}'
+
+
+def test_endless_header_is_bounded() -> None:
+    decoder = FrameDecoder()
+    out = frames(decoder, b"A" * 20000)
+    assert len(out) == 1 and isinstance(out[0], FrameError)
+    assert decoder.buffered < 10
