@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ostinato.daemon.main import add_serve_arguments, parse_tcp, serve
 from ostinato.protocol.errors import RpcError
 
 from .python import AsyncClient, DaemonConnectionError
@@ -26,8 +28,7 @@ async def _connect(args: argparse.Namespace) -> AsyncClient:
     if args.socket:
         return await AsyncClient.connect_unix(args.socket)
     if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        return await AsyncClient.connect_tcp(host.strip("[]") or "127.0.0.1", int(port))
+        return await AsyncClient.connect_tcp(*args.tcp)
     daemon_args = ["--log-level", "WARNING"]
     if args.home:
         daemon_args += ["--home", str(args.home)]
@@ -35,26 +36,27 @@ async def _connect(args: argparse.Namespace) -> AsyncClient:
                                    if args.quiet else None)
 
 
-async def _call(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
-    try:
-        client = await _connect(args)
-    except (DaemonConnectionError, OSError) as exc:
-        print(f"ostinato call: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+async def _call(args: argparse.Namespace, params: dict[str, Any] | None) -> Any:
+    client = await _connect(args)
     try:
         await client.initialize("ostinato-cli", token=args.token)
-        result = await asyncio.wait_for(client.request(args.method, params), args.timeout)
+        return await client.request(args.method, params)
+    finally:
+        await client.close()
+
+
+def _run_call(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
+    try:
+        result = asyncio.run(asyncio.wait_for(_call(args, params), args.timeout))
     except RpcError as exc:
         _print_json({"error": exc.to_dict()}, sys.stderr)
         return EXIT_RPC_ERROR
-    except DaemonConnectionError as exc:
+    except (DaemonConnectionError, OSError) as exc:
         print(f"ostinato call: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except TimeoutError:
         print(f"ostinato call: no answer within {args.timeout} s", file=sys.stderr)
         return EXIT_UNREACHABLE
-    finally:
-        await client.close()
     _print_json(result)
     return EXIT_OK
 
@@ -70,19 +72,21 @@ def _cmd_call(args: argparse.Namespace) -> int:
         if not isinstance(params, dict):
             print("ostinato call: PARAMS_JSON must be a JSON object", file=sys.stderr)
             return EXIT_USAGE
-    return asyncio.run(_call(args, params))
+    if args.tcp:
+        try:
+            args.tcp = parse_tcp(args.tcp)
+        except ValueError as exc:
+            print(f"ostinato call: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return _run_call(args, params)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from ostinato.daemon.main import serve
-
     return serve(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `ostinato` argument parser."""
-    from ostinato.daemon.main import add_serve_arguments
-
     parser = argparse.ArgumentParser(
         prog="ostinato", description="Run LLM pipelines, record every run, test changes.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--socket", type=Path, metavar="PATH", help="a running daemon's socket")
     where.add_argument("--tcp", metavar="HOST:PORT", help="a running daemon's TCP address")
     call.add_argument("--home", type=Path, help="home of the spawned daemon")
-    call.add_argument("--token", default=None, help="token for initialize")
+    call.add_argument("--token", default=os.environ.get("OSTINATO_TOKEN"),
+                      help="token for initialize (default $OSTINATO_TOKEN)")
     call.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     call.add_argument("--quiet", action="store_true", help="hide the spawned daemon's log")
     call.set_defaults(func=_cmd_call)

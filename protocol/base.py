@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 ProgressToken = int | str
 
@@ -25,7 +25,13 @@ class Result(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Empty(BaseModel):
-    """No fields at all (notification params, empty results)."""
+class NullResult(RootModel[None]):
+    """A result that is JSON `null` (LSP's `shutdown` answers so)."""
 
-    model_config = ConfigDict(extra="forbid")
+    root: None = None
+
+
+class AnyParams(BaseModel):
+    """Params that are accepted and ignored (`exit`, `initialized`: never refuse a goodbye)."""
+
+    model_config = ConfigDict(extra="ignore")

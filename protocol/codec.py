@@ -99,13 +99,15 @@ class FrameDecoder:
                 break
             if self._skip_line:
                 self._skip_line = False
+            elif newline - pos > self.max_frame_bytes:
+                out.append(self._too_large(newline - pos))
             else:
                 line = bytes(buf[pos:newline]).strip(_WHITESPACE)
                 if line:
                     out.append(line)
             pos = newline + 1
         del buf[:pos]
-        if len(buf) > self.max_frame_bytes:
+        if len(buf) > self.max_frame_bytes:  # the size is a lower bound: the line goes on
             out.append(self._too_large(len(buf)))
             self._skip_line = True
             buf.clear()

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import Empty, Params, ProgressToken, Result
+from .base import AnyParams, NullResult, Params, ProgressToken, Result
 from .registry import MethodSpec
 
 
@@ -118,11 +118,11 @@ METHODS = [
     MethodSpec("initialize", InitializeParams, InitializeResult,
                "Open the session: check the token, return serverInfo, protocol version and "
                "capabilities. Every other request before it fails with -32002."),
-    MethodSpec("initialized", Empty, None,
+    MethodSpec("initialized", AnyParams, None,
                "Client notification that it has processed the initialize result."),
-    MethodSpec("shutdown", Params, Empty,
+    MethodSpec("shutdown", Params, NullResult,
                "Ask the daemon to stop serving this connection; only `exit` is accepted after."),
-    MethodSpec("exit", Empty, None,
+    MethodSpec("exit", AnyParams, None,
                "Close this connection. Over stdio the daemon process exits: code 0 after "
                "`shutdown`, 1 otherwise."),
     MethodSpec("$/cancelRequest", CancelParams, None,

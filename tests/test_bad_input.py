@@ -224,3 +224,10 @@ async def test_stdio_client_that_closes_its_read_end(tmp_path: Path) -> None:
         await wire.send({"jsonrpc": "2.0", "id": n, "method": "daemon.status"})
     wire.writer.close()
     assert await asyncio.wait_for(process.wait(), WAIT) == 1  # no shutdown: 1, and no hang
+
+
+async def test_invalid_params_do_not_echo_the_offending_value(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    error = (await wire.request("test.slow", {"steps": "sk-canary-value"}))["error"]
+    assert error["code"] == -32602 and error["data"][0]["loc"] == ["steps"]
+    assert "sk-canary-value" not in json.dumps(error)

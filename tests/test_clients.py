@@ -138,3 +138,31 @@ def test_installed_console_script_honours_ostinato_home(tmp_path: Path) -> None:
                           env={**os.environ, "OSTINATO_HOME": str(tmp_path / "env-home")})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["home"] == str(tmp_path / "env-home")
+
+
+def test_cli_call_rejects_a_malformed_tcp_address(tmp_path: Path) -> None:
+    done = ostinato("call", "daemon.status", "--tcp", "nowhere", cwd=tmp_path)
+    assert done.returncode == 2 and "HOST:PORT" in done.stderr
+
+
+async def test_cli_call_reads_the_token_from_the_environment(short_tmp: Path) -> None:
+    from .support import start_daemon
+
+    daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                "--token", "tok-123")
+    try:
+        env = {**os.environ, "OSTINATO_TOKEN": "tok-123"}
+        argv = [sys.executable, "-m", "ostinato.clients.cli", "call", "daemon.status",
+                "--socket", daemon.socket]
+        with_token = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await with_token.communicate()
+        assert with_token.returncode == 0, err
+        assert json.loads(out)["pid"] == daemon.process.pid
+        without = await asyncio.create_subprocess_exec(
+            *argv, env={k: v for k, v in env.items() if k != "OSTINATO_TOKEN"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await without.communicate()
+        assert without.returncode == 1 and json.loads(err)["error"]["code"] == -32003
+    finally:
+        assert await daemon.stop() == 0

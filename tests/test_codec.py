@@ -64,3 +64,11 @@ def test_endless_header_is_bounded() -> None:
     out = frames(decoder, b"A" * 20000)
     assert len(out) == 1 and isinstance(out[0], FrameError)
     assert decoder.buffered < 10
+
+
+def test_oversized_ndjson_line_arriving_whole_is_refused() -> None:
+    decoder = FrameDecoder(max_frame_bytes=1024)
+    line = b'{"pad":"' + b"x" * 2000 + b'"}\n'
+    out = frames(decoder, line + b"{}\n")
+    assert isinstance(out[0], FrameError) and out[0].data["size"] == len(line) - 1
+    assert out[1:] == [b"{}"]

@@ -27,7 +27,7 @@ async def test_stdio_session_in_both_framings(tmp_path: Path, framing: str) -> N
     assert status["home"] == str((tmp_path / "home").absolute())
     assert status["transports"] == ["stdio"]
     assert status["connections"] == 1 and status["active_runs"] == 0
-    assert await wire.result("shutdown") == {}
+    assert await wire.result("shutdown") is None  # LSP: null
     refused = await wire.request("daemon.status")
     assert refused["error"]["code"] == -32600
     await wire.send({"jsonrpc": "2.0", "method": "exit"})
@@ -67,7 +67,7 @@ async def test_notifications_before_initialize_are_dropped(daemon: DaemonProcess
 async def test_exit_on_a_socket_closes_only_that_connection(daemon: DaemonProcess) -> None:
     leaving = await daemon.connect()
     staying = await daemon.connect()
-    assert await leaving.result("shutdown") == {}
+    assert await leaving.result("shutdown") is None
     await leaving.send({"jsonrpc": "2.0", "method": "exit"})
     assert await leaving.reader.read() == b""  # closed by the daemon
     status = await staying.result("daemon.status")
@@ -104,3 +104,27 @@ async def test_shared_wire_reads_notifications_ahead_of_responses(
     assert published == {"count": 1}
     await wire.result("daemon.status")
     assert wire.notifications[0]["method"] == "test/event"
+
+
+async def test_initialize_must_be_a_request(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect(initialize=False)
+    await wire.send({"jsonrpc": "2.0", "method": "initialize", "params": {}})
+    assert (await wire.request("daemon.status"))["error"]["code"] == -32002
+
+
+async def test_exit_with_unexpected_params_still_closes(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    await wire.send({"jsonrpc": "2.0", "method": "exit", "params": {"reason": "bye"}})
+    assert await wire.reader.read() == b""
+
+
+async def test_a_second_request_with_an_id_in_flight_is_refused(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    slow = {"jsonrpc": "2.0", "id": "dup", "method": "test.slow",
+            "params": {"gate": "dup", "workDoneToken": 1}}
+    await wire.send(slow)
+    assert (await wire.recv())["method"] == "$/progress"  # the first one is running
+    await wire.send(slow)
+    refused = await wire.response()
+    assert refused["id"] == "dup" and refused["error"]["code"] == -32600
+    assert '"dup"' in refused["error"]["message"]

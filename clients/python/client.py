@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ NotificationHandler = Callable[[str, Any], None]
 ProgressHandler = Callable[[dict[str, Any]], None]
 
 _REGISTRY = client_methods()
+log = logging.getLogger("ostinato.client")
 
 
 class DaemonConnectionError(ConnectionError):
@@ -202,8 +204,14 @@ class AsyncClient:
             while data := await self._reader.read(1 << 16):
                 for frame in decoder.feed(data):
                     if isinstance(frame, FrameError):
+                        log.warning("unreadable frame from the daemon: %s", frame.message)
                         continue
-                    self._receive(orjson.loads(frame))
+                    try:
+                        payload = orjson.loads(frame)
+                    except orjson.JSONDecodeError as exc:
+                        log.warning("the daemon sent invalid JSON: %s", exc)
+                        continue
+                    self._receive(payload)
         except (ConnectionError, OSError):
             pass
         finally:

@@ -44,9 +44,9 @@ class Client:
     @classmethod
     def spawn(cls, home: str | Path | None = None, args: tuple[str, ...] = (),
               framing: Framing = Framing.CONTENT_LENGTH, stderr: Any = None,
-              timeout: float | None = None) -> Client:
+              env: dict[str, str] | None = None, timeout: float | None = None) -> Client:
         """Start a daemon over stdio and connect to it."""
-        return cls._open(AsyncClient.spawn(home, args, framing, stderr), timeout)
+        return cls._open(AsyncClient.spawn(home, args, framing, stderr, env), timeout)
 
     @classmethod
     def connect_unix(cls, path: str | Path, framing: Framing = Framing.CONTENT_LENGTH,

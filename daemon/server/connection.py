@@ -196,7 +196,7 @@ class Connection(asyncio.Protocol):
         is_request = type(message) is Request
         msg_id = message.id if is_request else None  # type: ignore[union-attr]
         method = message.method  # type: ignore[union-attr]
-        refusal = self._lifecycle_refusal(method)
+        refusal = self._lifecycle_refusal(method, is_request)
         if refusal is not None:
             return _rpc_error_frame(msg_id, refusal) if is_request else None
         route = self.daemon.dispatcher.route(method)
@@ -208,7 +208,8 @@ class Connection(asyncio.Protocol):
                                 f"Method not found: {method}")
         if is_request and msg_id in self.pending:
             return _error_frame(msg_id, ErrorCode.INVALID_REQUEST,
-                                f"Invalid Request: id {msg_id!r} is already in flight")
+                                f"Invalid Request: id {orjson.dumps(msg_id).decode()} is "
+                                "already in flight")
         raw = message.params  # type: ignore[union-attr]
         if raw is None:
             raw = {}
@@ -221,8 +222,9 @@ class Connection(asyncio.Protocol):
             if not is_request:
                 log.info("connection %d: bad params for %s dropped", self.id, method)
                 return None
+            # Without the offending input: it may be huge, or a secret in the wrong field.
             return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params",
-                                exc.errors(include_url=False))
+                                exc.errors(include_url=False, include_input=False))
         ctx = RequestContext(self.daemon, self, msg_id,
                              Progress(self, getattr(params, "workDoneToken", None)))
         if route.is_async:
@@ -236,8 +238,10 @@ class Connection(asyncio.Protocol):
         try:
             result = route.handler(params, ctx)
             return _result_frame(msg_id, route, result) if is_request else None
-        except Exception as exc:
+        except Exception as exc:  # every failure becomes an error reply
             return self._failure(msg_id, method, exc) if is_request else None
+        finally:
+            ctx.progress.end()
 
     async def _run_async(self, route: Route, params: Any, ctx: RequestContext,
                          is_request: bool) -> bytes | None:
@@ -266,9 +270,9 @@ class Connection(asyncio.Protocol):
                             f"Internal error (error id {error_id}; see the daemon log)",
                             {"error_id": error_id})
 
-    def _lifecycle_refusal(self, method: str) -> RpcError | None:
+    def _lifecycle_refusal(self, method: str, is_request: bool) -> RpcError | None:
         if not self.initialized:
-            if method in ("initialize", "exit"):
+            if (method == "initialize" and is_request) or method == "exit":
                 return None
             return RpcError(ErrorCode.SERVER_NOT_INITIALIZED,
                             f"Server not initialized: send initialize before {method}")

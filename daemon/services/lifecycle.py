@@ -6,7 +6,7 @@ import hmac
 import os
 
 from ostinato.protocol import PROTOCOL_VERSION
-from ostinato.protocol.base import Empty, Params
+from ostinato.protocol.base import AnyParams, NullResult, Params
 from ostinato.protocol.catalog import server_notifications
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.lifecycle import (
@@ -61,19 +61,19 @@ def initialize(params: InitializeParams, ctx: RequestContext) -> InitializeResul
 
 
 @table.method("initialized")
-def initialized(params: Empty, ctx: RequestContext) -> None:
+def initialized(params: AnyParams, ctx: RequestContext) -> None:
     """Nothing to do: requests are served as soon as initialize has answered."""
 
 
 @table.method("shutdown")
-def shutdown(params: Params, ctx: RequestContext) -> Empty:
+def shutdown(params: Params, ctx: RequestContext) -> NullResult:
     """From now on only `exit` is accepted on this connection."""
     ctx.connection.shutdown_requested = True
-    return Empty()
+    return NullResult()
 
 
 @table.method("exit")
-def exit_(params: Empty, ctx: RequestContext) -> None:
+def exit_(params: AnyParams, ctx: RequestContext) -> None:
     """Close the connection (over stdio, the process exits with it)."""
     ctx.connection.exited = True
     ctx.connection.close_soon()
