@@ -79,7 +79,8 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
         raise ValueError("--max-frame-bytes must be at least 1024")
     home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
     return DaemonOptions(home=home, stdio=args.stdio, socket=args.socket, tcp=tcp, token=token,
-                         max_frame_bytes=args.max_frame_bytes, extensions=args.extension)
+                         max_frame_bytes=args.max_frame_bytes, extensions=args.extension,
+                         strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
 
 def load_extension(name: str, dispatcher: Dispatcher) -> None:

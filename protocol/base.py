@@ -8,9 +8,11 @@ ProgressToken = int | str
 
 
 class Params(BaseModel):
-    """Params of a method: unknown fields are refused so that typos surface as -32602."""
+    """Params of a method: unknown fields are refused so that typos surface as -32602.
 
-    model_config = ConfigDict(extra="forbid")
+    Frozen, so that the daemon can share one validated instance between calls."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     workDoneToken: ProgressToken | None = Field(
         default=None,
@@ -31,7 +33,7 @@ class NullResult(RootModel[None]):
     root: None = None
 
 
-class AnyParams(BaseModel):
+class AnyParams(Params):
     """Params that are accepted and ignored (`exit`, `initialized`: never refuse a goodbye)."""
 
     model_config = ConfigDict(extra="ignore")

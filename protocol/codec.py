@@ -8,6 +8,7 @@ raises on bad input and always resynchronises, so one broken frame costs one err
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -45,11 +46,22 @@ def detect_framing(first_byte: int) -> Framing:
     return Framing.NDJSON if first_byte in b"{[" else Framing.CONTENT_LENGTH
 
 
+def _content_length_frame(payload: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+
+
+def _ndjson_frame(payload: bytes) -> bytes:
+    return payload + b"\n"
+
+
+def framer(framing: Framing) -> Callable[[bytes], bytes]:
+    """The function that wraps one serialized message in `framing`."""
+    return _ndjson_frame if framing is Framing.NDJSON else _content_length_frame
+
+
 def encode_frame(framing: Framing, payload: bytes) -> bytes:
     """Wrap one serialized message in the connection's framing."""
-    if framing is Framing.NDJSON:
-        return payload + b"\n"
-    return b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    return framer(framing)(payload)
 
 
 def dumps(message: Any) -> bytes:
@@ -74,8 +86,8 @@ class FrameDecoder:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[bytes | FrameError]:
-        """Consume `data`; return the frames and errors it completes, in order."""
+    def feed(self, data: bytes) -> list[bytearray | FrameError]:
+        """Consume `data`; return the frame bodies and errors it completes, in order."""
         if self.framing is None:
             stripped = data.lstrip(_WHITESPACE)
             if not stripped:
@@ -87,8 +99,8 @@ class FrameDecoder:
             return self._feed_lines()
         return self._feed_content_length()
 
-    def _feed_lines(self) -> list[bytes | FrameError]:
-        out: list[bytes | FrameError] = []
+    def _feed_lines(self) -> list[bytearray | FrameError]:
+        out: list[bytearray | FrameError] = []
         buf = self._buf
         pos = 0
         while True:
@@ -102,7 +114,7 @@ class FrameDecoder:
             elif newline - pos > self.max_frame_bytes:
                 out.append(self._too_large(newline - pos))
             else:
-                line = bytes(buf[pos:newline]).strip(_WHITESPACE)
+                line = buf[pos:newline].strip(_WHITESPACE)
                 if line:
                     out.append(line)
             pos = newline + 1
@@ -113,51 +125,55 @@ class FrameDecoder:
             buf.clear()
         return out
 
-    def _feed_content_length(self) -> list[bytes | FrameError]:
-        out: list[bytes | FrameError] = []
+    def _feed_content_length(self) -> list[bytearray | FrameError]:
+        out: list[bytearray | FrameError] = []
         buf = self._buf
-        pos = 0
         end = len(buf)
+        pos = min(self._skip, end)  # the rest of an oversized body, discarded unread
+        self._skip -= pos
+        length = self._body_length  # kept in a local: this loop runs once per message
         while pos < end:
-            if self._skip:
-                taken = min(self._skip, end - pos)
-                self._skip -= taken
-                pos += taken
-                continue
-            if self._body_length < 0:
+            if length < 0:
                 header_end = buf.find(_HEADER_END, pos)
                 if header_end < 0:
                     if end - pos > MAX_HEADER_BYTES:
                         out.append(FrameError(-32700, "Parse error: header block too long"))
-                        pos = end - (len(_HEADER_END) - 1)
+                        pos = end - 3
                     break
-                length = self._parse_header(bytes(buf[pos:header_end]), out)
-                pos = header_end + len(_HEADER_END)
-                if length is None:
+                digits = buf[pos + 16:header_end]  # 16 == len(_FAST_HEADER)
+                if digits.isdigit() and buf.startswith(_FAST_HEADER, pos):
+                    length = int(digits)
+                else:
+                    length = self._parse_header(bytes(buf[pos:header_end]), out)
+                pos = header_end + 4
+                if length < 0:
                     continue
                 if length > self.max_frame_bytes:
                     out.append(self._too_large(length))
-                    self._skip = length
+                    skipped = min(length, end - pos)
+                    self._skip = length - skipped
+                    pos += skipped
+                    length = -1
                     continue
-                self._body_length = length
-            if end - pos < self._body_length:
+            stop = pos + length
+            if stop > end:
                 break
-            out.append(bytes(buf[pos:pos + self._body_length]))
-            pos += self._body_length
-            self._body_length = -1
+            out.append(buf[pos:stop])
+            pos = stop
+            length = -1
+        self._body_length = length
         del buf[:pos]
         return out
 
-    def _parse_header(self, block: bytes, out: list[bytes | FrameError]) -> int | None:
-        """Length from a header block; garbage before a valid header is reported, not fatal."""
-        if block.startswith(_FAST_HEADER) and block[16:].isdigit():
-            return int(block[16:])
+    def _parse_header(self, block: bytes, out: list[bytearray | FrameError]) -> int:
+        """Length from a header block (-1: none); garbage before a valid header is reported,
+        not fatal."""
         # The last Content-Length wins: garbage before it may contain a stale one.
         match = next(reversed(list(_CONTENT_LENGTH.finditer(block))), None)
         if match is None:
             out.append(FrameError(-32700, "Parse error: header block without Content-Length",
                                   {"header": block[:200].decode("utf-8", "replace")}))
-            return None
+            return -1
         before = block[:match.start()]
         lines = [line for line in before.split(b"\r\n") if line]
         after = block[match.end():].split(b"\r\n")

@@ -67,7 +67,7 @@ class InitializeResult(Result):
     capabilities: ServerCapabilities
 
 
-class CancelParams(BaseModel):
+class CancelParams(Params):
     """`$/cancelRequest`: the id of the request to cancel."""
 
     id: int | str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from .support import TEST_EXTENSION, DaemonProcess, start_daemon
+
+# Every daemon the tests start holds the handlers' dict results to their result models.
+os.environ["OSTINATO_STRICT_RESULTS"] = "1"
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ostinato.protocol.codec import FrameDecoder, FrameError, Framing, encode_frame
 
 
-def frames(decoder: FrameDecoder, *chunks: bytes) -> list[bytes | FrameError]:
-    out: list[bytes | FrameError] = []
+def frames(decoder: FrameDecoder, *chunks: bytes) -> list[bytearray | FrameError]:
+    out: list[bytearray | FrameError] = []
     for chunk in chunks:
         out += decoder.feed(chunk)
     return out
@@ -40,7 +40,7 @@ def test_garbage_before_a_header_is_reported_and_the_frame_still_read() -> None:
 
 def test_header_without_length_is_an_error_then_decoding_continues() -> None:
     out = frames(FrameDecoder(), b"X-Foo: 1\r\n\r\nContent-Length: 2\r\n\r\n{}")
-    assert [type(o) for o in out] == [FrameError, bytes]
+    assert [type(o) for o in out] == [FrameError, bytearray]
 
 
 def test_oversized_body_is_skipped_without_buffering_it() -> None:
@@ -55,7 +55,7 @@ def test_oversized_body_is_skipped_without_buffering_it() -> None:
 def test_oversized_ndjson_line_is_dropped_up_to_its_newline() -> None:
     decoder = FrameDecoder(max_frame_bytes=1024)
     out = frames(decoder, b"{" + b"x" * 2000, b"y" * 5000, b'"}\n{"ok":1}\n')
-    assert [type(o) for o in out] == [FrameError, bytes]
+    assert [type(o) for o in out] == [FrameError, bytearray]
     assert out[1] == b'{"ok":1}'
 
 

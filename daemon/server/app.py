@@ -32,6 +32,7 @@ class DaemonOptions:
     token: str | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     extensions: list[str] = field(default_factory=list)
+    strict_results: bool = False  # validate dict results against their models (tests do)
 
 
 class Daemon:
@@ -42,7 +43,7 @@ class Daemon:
         self.dispatcher = dispatcher
         self.home = options.home
         self.started_at = datetime.now(UTC)
-        self._started = time.monotonic()
+        self.started_monotonic = time.monotonic()
         self.connections: set[Connection] = set()
         self.active_runs: dict[str, Any] = {}
         self.endpoints: list[str] = []
@@ -54,7 +55,7 @@ class Daemon:
     @property
     def uptime(self) -> float:
         """Seconds since the daemon started."""
-        return time.monotonic() - self._started
+        return time.monotonic() - self.started_monotonic
 
     def publish(self, topic: str, method: str, params: Any) -> int:
         """Send a notification to every connection subscribed to `topic`; returns how many."""

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from ostinato.protocol.registry import MethodSpec, Registry
 
 if TYPE_CHECKING:
@@ -53,6 +55,23 @@ class Progress:
             self._connection.notify("$/progress", {"token": self.token, "value": value})
 
 
+class _NoProgress(Progress):
+    """Shared by every request that passed no token: reporting is a no-op."""
+
+    def begin(self, title: str, message: str | None = None, percentage: int | None = None,
+              cancellable: bool = True) -> None:
+        """Nothing to report to."""
+
+    def report(self, message: str | None = None, percentage: int | None = None) -> None:
+        """Nothing to report to."""
+
+    def end(self, message: str | None = None) -> None:
+        """Nothing to report to."""
+
+
+NO_PROGRESS: Progress = _NoProgress(None, None)  # type: ignore[arg-type]
+
+
 @dataclass(slots=True)
 class RequestContext:
     """What a handler may use besides its params."""
@@ -63,13 +82,31 @@ class RequestContext:
     progress: Progress
 
 
-@dataclass(frozen=True, slots=True)
 class Route:
     """A registered method with the handler that serves it."""
 
-    spec: MethodSpec
-    handler: Handler
-    is_async: bool
+    __slots__ = ("_empty", "_validate", "handler", "is_async", "result_model", "spec")
+
+    def __init__(self, spec: MethodSpec, handler: Handler) -> None:
+        self.spec = spec
+        self.result_model = spec.result
+        self.handler = handler
+        self.is_async = inspect.iscoroutinefunction(handler)
+        self._validate = spec.params.__pydantic_validator__.validate_python
+        try:  # params models are frozen, so one instance can serve every empty call
+            self._empty: Any = self._validate({})
+        except ValidationError:
+            self._empty = None
+
+    def parse_params(self, raw: Any) -> Any:
+        """The validated params model; ValidationError, or TypeError for positional params."""
+        if not raw:
+            if self._empty is not None:
+                return self._empty
+            raw = {}
+        elif type(raw) is not dict:
+            raise TypeError("params must be an object")
+        return self._validate(raw)
 
 
 class HandlerTable:
@@ -98,7 +135,7 @@ class Dispatcher:
     def register(self, spec: MethodSpec, handler: Handler) -> None:
         """Serve `spec` with `handler` (sync handlers run inline and must not block)."""
         self.registry.add(spec)
-        self._routes[spec.name] = Route(spec, handler, inspect.iscoroutinefunction(handler))
+        self._routes[spec.name] = Route(spec, handler)
 
     def mount(self, registry: Registry, tables: Iterable[HandlerTable]) -> None:
         """Serve every method of `registry` from the tables; a method without a handler fails."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import os
+from time import monotonic
+from typing import Any
 
 from ostinato.protocol import PROTOCOL_VERSION
 from ostinato.protocol.base import AnyParams, NullResult, Params
@@ -11,7 +13,6 @@ from ostinato.protocol.catalog import server_notifications
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.lifecycle import (
     CancelParams,
-    DaemonStatusResult,
     DiscoverResult,
     InitializeParams,
     InitializeResult,
@@ -96,17 +97,22 @@ def discover(params: Params, ctx: RequestContext) -> DiscoverResult:
 
 
 @table.method("daemon.status")
-def status(params: Params, ctx: RequestContext) -> DaemonStatusResult:
-    """Identity and health of the daemon."""
+def status(params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """Identity and health of the daemon (a `DaemonStatusResult`, built as a dict: this is
+    the method clients poll)."""
     daemon = ctx.daemon
-    return DaemonStatusResult(
-        version=VERSION,
-        protocol_version=PROTOCOL_VERSION,
-        pid=os.getpid(),
-        home=str(daemon.home),
-        started_at=daemon.started_at.isoformat().replace("+00:00", "Z"),
-        uptime_seconds=round(daemon.uptime, 3),
-        connections=len(daemon.connections),
-        active_runs=len(daemon.active_runs),
-        transports=daemon.endpoints,
-    )
+    identity = daemon.cache.get("daemon.status")
+    if identity is None:
+        identity = daemon.cache["daemon.status"] = {
+            "version": VERSION,
+            "protocol_version": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "home": str(daemon.home),
+            "started_at": daemon.started_at.isoformat().replace("+00:00", "Z"),
+        }
+    result = identity.copy()  # cheaper than a {**identity, ...} literal on this hot path
+    result["uptime_seconds"] = round(monotonic() - daemon.started_monotonic, 3)
+    result["connections"] = len(daemon.connections)
+    result["active_runs"] = len(daemon.active_runs)
+    result["transports"] = daemon.endpoints
+    return result
