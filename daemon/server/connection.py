@@ -225,21 +225,26 @@ class Connection(asyncio.Protocol):
             return _error_frame(msg_id, ErrorCode.INVALID_REQUEST,
                                 f"Invalid Request: id {orjson.dumps(msg_id).decode()} is "
                                 "already in flight")
-        try:
-            params = route.parse_params(raw)
-        except ValidationError as exc:
-            if not is_request:
-                log.info("connection %d: bad params for %s dropped", self.id, method)
-                return None
-            # Without the offending input: it may be huge, or a secret in the wrong field.
-            return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params",
-                                exc.errors(include_url=False, include_input=False))
-        except TypeError:
-            return _error_frame(msg_id, ErrorCode.INVALID_PARAMS,
-                                "Invalid params: params must be an object (by name)")
-        token = getattr(params, "workDoneToken", None)
-        ctx = RequestContext(self.daemon, self, msg_id,
-                             NO_PROGRESS if token is None else Progress(self, token))
+        if not raw and route.empty_params is not None:  # no params: one shared instance
+            params = route.empty_params
+            ctx = RequestContext(self.daemon, self, msg_id, NO_PROGRESS)
+            token = None
+        else:
+            try:
+                params = route.parse_params(raw)
+            except ValidationError as exc:
+                if not is_request:
+                    log.info("connection %d: bad params for %s dropped", self.id, method)
+                    return None
+                # Without the offending input: it may be huge, or a secret in the wrong field.
+                return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params",
+                                    exc.errors(include_url=False, include_input=False))
+            except TypeError:
+                return _error_frame(msg_id, ErrorCode.INVALID_PARAMS,
+                                    "Invalid params: params must be an object (by name)")
+            token = getattr(params, "workDoneToken", None)
+            ctx = RequestContext(self.daemon, self, msg_id,
+                                 NO_PROGRESS if token is None else Progress(self, token))
         if route.is_async:
             task = asyncio.ensure_future(self._run_async(route, params, ctx, is_request))
             if is_request:

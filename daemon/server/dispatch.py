@@ -85,7 +85,7 @@ class RequestContext:
 class Route:
     """A registered method with the handler that serves it."""
 
-    __slots__ = ("_empty", "_validate", "handler", "is_async", "result_model", "spec")
+    __slots__ = ("_validate", "empty_params", "handler", "is_async", "result_model", "spec")
 
     def __init__(self, spec: MethodSpec, handler: Handler) -> None:
         self.spec = spec
@@ -94,15 +94,15 @@ class Route:
         self.is_async = inspect.iscoroutinefunction(handler)
         self._validate = spec.params.__pydantic_validator__.validate_python
         try:  # params models are frozen, so one instance can serve every empty call
-            self._empty: Any = self._validate({})
+            self.empty_params: Any = self._validate({})
         except ValidationError:
-            self._empty = None
+            self.empty_params = None
 
     def parse_params(self, raw: Any) -> Any:
         """The validated params model; ValidationError, or TypeError for positional params."""
         if not raw:
-            if self._empty is not None:
-                return self._empty
+            if self.empty_params is not None:
+                return self.empty_params
             raw = {}
         elif type(raw) is not dict:
             raise TypeError("params must be an object")
