@@ -13,11 +13,16 @@ def configure(home: Path, level: str = "INFO") -> None:
     """Send the `ostinato` loggers to stderr and to the daemon log file."""
     formatter = logging.Formatter(FORMAT)
     formatter.default_msec_format = "%s.%03d"
-    logger = logging.getLogger("ostinato")
-    logger.handlers.clear()
-    logger.setLevel(level.upper())
-    logger.propagate = False
-    for handler in (logging.StreamHandler(sys.stderr),
-                    logging.FileHandler(home / "daemon.log", encoding="utf-8")):
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(sys.stderr),
+        logging.FileHandler(home / "daemon.log", encoding="utf-8")]
+    for handler in handlers:
         handler.setFormatter(formatter)
-        logger.addHandler(handler)
+    # asyncio reports transport and callback failures on its own logger: keep them too.
+    for name, logger_level in (("ostinato", level.upper()), ("asyncio", "WARNING")):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.setLevel(logger_level)
+        logger.propagate = False
+        for handler in handlers:
+            logger.addHandler(handler)

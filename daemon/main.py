@@ -34,7 +34,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, default=None,
                         help=f"state directory (default $OSTINATO_HOME or ./{DEFAULT_HOME})")
     parser.add_argument("--token", default=None,
-                        help="access token checked in initialize (default $OSTINATO_TOKEN); "
+                        help="access token checked in initialize (default $OSTINATO_TOKEN, "
+                             "which other local users cannot read in the process list); "
                              "required for a non-loopback TCP address")
     parser.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES,
                         help="largest accepted message (default 64 MiB)")
@@ -49,8 +50,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_tcp(value: str) -> tuple[str, int]:
     """`HOST:PORT`, `[v6]:PORT` or `:PORT` (127.0.0.1)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--tcp expects HOST:PORT, got {value!r}")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--tcp expects HOST:PORT with a port from 0 to 65535, got {value!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
@@ -107,8 +108,12 @@ def build_dispatcher(extensions: list[str]) -> Dispatcher:
 
 def run(options: DaemonOptions, use_uvloop: bool = True) -> int:
     """Run the daemon to the end; returns the process exit code."""
-    options.home.mkdir(parents=True, exist_ok=True)
-    daemon = Daemon(options, build_dispatcher(options.extensions))
+    try:
+        dispatcher = build_dispatcher(options.extensions)
+    except Exception as exc:  # an extension that does not load is a startup error
+        log.error("cannot load extensions %s: %s", options.extensions, exc)
+        return 2
+    daemon = Daemon(options, dispatcher)
 
     async def main() -> int:
         try:
@@ -134,8 +139,12 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ostinato serve: {exc}", file=sys.stderr)
         return 2
-    options.home.mkdir(parents=True, exist_ok=True)
-    logs.configure(options.home, args.log_level)
+    try:
+        options.home.mkdir(parents=True, exist_ok=True)
+        logs.configure(options.home, args.log_level)
+    except OSError as exc:
+        print(f"ostinato serve: cannot use home {options.home}: {exc}", file=sys.stderr)
+        return 2
     return run(options, use_uvloop=not args.no_uvloop)
 
 

@@ -10,9 +10,10 @@ ProgressToken = int | str
 class Params(BaseModel):
     """Params of a method: unknown fields are refused so that typos surface as -32602.
 
-    Frozen, so that the daemon can share one validated instance between calls."""
+    Frozen, so that the daemon can share one validated instance between calls; strict, so
+    that JSON types are taken as sent (`"3"` is not an integer, `true` not an id)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     workDoneToken: ProgressToken | None = Field(
         default=None,

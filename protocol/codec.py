@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 8 * 1024
 
@@ -41,9 +39,24 @@ class FrameError:
     data: Any = None
 
 
-def detect_framing(first_byte: int) -> Framing:
-    """Pick the framing from the first non-whitespace byte a client sends."""
-    return Framing.NDJSON if first_byte in b"{[" else Framing.CONTENT_LENGTH
+_BOM = b"\xef\xbb\xbf"
+_HEADER_NAME = re.compile(rb"^[!#-'*+\-.0-9A-Z^-z|~]+[ \t]*:")
+_DETECT_LIMIT = 1024  # bytes to look at before settling on newline-delimited JSON
+
+
+def detect_framing(start: bytes) -> Framing | None:
+    """The framing of a connection from the start of what its client sent (whitespace and
+    a BOM stripped): a header line (`Name:`) means Content-Length, anything else
+    newline-delimited JSON; None while the first line is too short to tell."""
+    if start[:1] in (b"{", b"["):
+        return Framing.NDJSON
+    if _HEADER_NAME.match(start):
+        return Framing.CONTENT_LENGTH
+    line_end = start.find(b"\n")
+    colon = start.find(b":")
+    if line_end < 0 and colon < 0 and len(start) < _DETECT_LIMIT:
+        return None  # maybe a header name still arriving
+    return Framing.NDJSON
 
 
 def _content_length_frame(payload: bytes) -> bytes:
@@ -64,11 +77,6 @@ def encode_frame(framing: Framing, payload: bytes) -> bytes:
     return framer(framing)(payload)
 
 
-def dumps(message: Any) -> bytes:
-    """Serialize a message with orjson (pydantic models must be dumped first)."""
-    return orjson.dumps(message, default=str)
-
-
 class FrameDecoder:
     """Incremental decoder: `feed()` bytes, get back complete frame bodies and errors."""
 
@@ -80,6 +88,7 @@ class FrameDecoder:
         self._body_length = -1  # Content-Length of the frame being read, -1 while in headers
         self._skip = 0  # bytes of an oversized body still to discard
         self._skip_line = False  # discarding an oversized NDJSON line up to its newline
+        self._scanned = 0
 
     @property
     def buffered(self) -> int:
@@ -89,12 +98,17 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[bytearray | FrameError]:
         """Consume `data`; return the frame bodies and errors it completes, in order."""
         if self.framing is None:
-            stripped = data.lstrip(_WHITESPACE)
-            if not stripped:
+            self._buf += data
+            start = bytes(self._buf).lstrip(_WHITESPACE)
+            if start.startswith(_BOM):
+                start = start[len(_BOM):].lstrip(_WHITESPACE)
+            self.framing = detect_framing(start)
+            if self.framing is None:
                 return []
-            self.framing = detect_framing(stripped[0])
-            data = stripped
-        self._buf += data
+            self._buf = bytearray(start)
+            data = b""
+        if data:
+            self._buf += data
         if self.framing is Framing.NDJSON:
             return self._feed_lines()
         return self._feed_content_length()
@@ -103,8 +117,11 @@ class FrameDecoder:
         out: list[bytearray | FrameError] = []
         buf = self._buf
         pos = 0
+        # The buffer's first `_scanned` bytes are known to hold no newline: searching them
+        # again on every chunk would make a long line quadratic.
+        scan = self._scanned
         while True:
-            newline = buf.find(b"\n", pos)
+            newline = buf.find(b"\n", max(pos, scan))
             if newline < 0:
                 if self._skip_line:
                     pos = len(buf)
@@ -119,10 +136,12 @@ class FrameDecoder:
                     out.append(line)
             pos = newline + 1
         del buf[:pos]
+        self._scanned = len(buf)
         if len(buf) > self.max_frame_bytes:  # the size is a lower bound: the line goes on
             out.append(self._too_large(len(buf)))
             self._skip_line = True
             buf.clear()
+            self._scanned = 0
         return out
 
     def _feed_content_length(self) -> list[bytearray | FrameError]:
@@ -184,6 +203,7 @@ class FrameDecoder:
         return int(match.group(1))
 
     def _too_large(self, size: int) -> FrameError:
+        shown = size if size < 2**53 else str(size)  # JSON numbers stop being exact there
         return FrameError(-32600, f"Invalid Request: frame of {size} bytes exceeds the "
                           f"{self.max_frame_bytes}-byte limit",
-                          {"size": size, "limit": self.max_frame_bytes})
+                          {"size": shown, "limit": self.max_frame_bytes})

@@ -81,16 +81,6 @@ def parse_message(obj: Any) -> Request | Notification | Response:
     return Request(raw_id, method, params)
 
 
-def result_frame(msg_id: RequestId, result_json: bytes) -> bytes:
-    """A serialized success response around an already serialized result."""
-    return b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (dumps_id(msg_id), result_json)
-
-
-def error_message(msg_id: RequestId, error: RpcError) -> dict[str, Any]:
-    """An error response object."""
-    return {"jsonrpc": "2.0", "id": msg_id, "error": error.to_dict()}
-
-
 def request_message(msg_id: RequestId, method: str, params: Any = None) -> dict[str, Any]:
     """A request object."""
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .support import DaemonProcess
 
 
@@ -77,3 +79,34 @@ async def test_events_reach_subscribed_connections_only(daemon: DaemonProcess) -
                      "params": {"topic": "runs", "payload": {"n": 1}}}
     await bystander.result("daemon.status")
     assert bystander.notifications == []
+
+
+async def test_cancel_arriving_with_its_request_still_gets_an_answer(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    slow = {"jsonrpc": "2.0", "id": 1, "method": "test.slow", "params": {"gate": "never-1"}}
+    cancel = {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}}
+    await wire.send_raw(wire.frame(json.dumps(slow).encode())
+                        + wire.frame(json.dumps(cancel).encode()))
+    assert (await wire.response())["error"]["code"] == -32800
+
+
+async def test_a_batch_with_a_cancelled_item_still_answers_every_item(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    await wire.send([
+        {"jsonrpc": "2.0", "id": 2, "method": "test.slow", "params": {"gate": "never-2"}},
+        {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 2}},
+        {"jsonrpc": "2.0", "id": 3, "method": "daemon.status"},
+    ])
+    replies = await wire.response()
+    assert [r["id"] for r in replies] == [2, 3]
+    assert replies[0]["error"]["code"] == -32800 and "result" in replies[1]
+
+
+async def test_a_failing_notification_handler_is_logged(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    await wire.send({"jsonrpc": "2.0", "method": "test.fail"})
+    assert "result" in await wire.request("daemon.status")
+    log = (daemon.home / "daemon.log").read_text()
+    assert "internal error" in log and "in test.fail" in log

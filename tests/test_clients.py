@@ -50,8 +50,6 @@ async def test_async_client_progress_and_cancellation(daemon: DaemonProcess) -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await client.daemon_status()).connections == 1
-    log_lines = "".join(daemon.log)
-    assert "internal error" not in log_lines
     await client.close()
 
 

@@ -33,9 +33,39 @@ def test_extra_headers_are_accepted_in_any_case() -> None:
 
 
 def test_garbage_before_a_header_is_reported_and_the_frame_still_read() -> None:
-    out = frames(FrameDecoder(), b"garbage\r\nContent-Length: 2\r\n\r\n{}")
+    decoder = FrameDecoder(framing=Framing.CONTENT_LENGTH)
+    out = frames(decoder, b"garbage\r\nContent-Length: 2\r\n\r\n{}")
     assert isinstance(out[0], FrameError) and out[0].code == -32700
     assert out[1:] == [b"{}"]
+
+
+def test_the_first_line_decides_the_framing() -> None:
+    for start, framing in [(b"Content-Type: x\r\n", Framing.CONTENT_LENGTH),
+                           (b"\xef\xbb\xbf{}\n", Framing.NDJSON),
+                           (b"hello\n", Framing.NDJSON),
+                           (b'"just a string"\n', Framing.NDJSON),
+                           (b"123\n", Framing.NDJSON)]:
+        decoder = FrameDecoder()
+        decoder.feed(start)
+        assert decoder.framing is framing, start
+    waiting = FrameDecoder()
+    assert waiting.feed(b"Content-Le") == [] and waiting.framing is None
+    assert waiting.feed(b"ngth: 2\r\n\r\n{}") == [b"{}"]
+    bom = FrameDecoder()
+    assert bom.feed(b"\xef\xbb\xbf{}\n") == [b"{}"]
+
+
+def test_a_long_ndjson_line_in_small_chunks_is_not_rescanned() -> None:
+    decoder = FrameDecoder()
+    chunks = [b'{"pad":"'] + [b"x" * 4096] * 2000 + [b'"}\n']
+    out = frames(decoder, *chunks)
+    assert len(out) == 1 and len(out[0]) == 8 + 4096 * 2000 + 2
+
+
+def test_an_absurd_content_length_is_reported_as_a_string() -> None:
+    out = frames(FrameDecoder(), b"Content-Length: 99999999999999999999999\r\n\r\n")
+    assert isinstance(out[0], FrameError)
+    assert out[0].data["size"] == "99999999999999999999999"
 
 
 def test_header_without_length_is_an_error_then_decoding_continues() -> None:
@@ -60,7 +90,7 @@ def test_oversized_ndjson_line_is_dropped_up_to_its_newline() -> None:
 
 
 def test_endless_header_is_bounded() -> None:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(framing=Framing.CONTENT_LENGTH)
     out = frames(decoder, b"A" * 20000)
     assert len(out) == 1 and isinstance(out[0], FrameError)
     assert decoder.buffered < 10

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
-from .support import WAIT, DaemonProcess, Wire, spawn_stdio
+from .support import TEST_EXTENSION, WAIT, DaemonProcess, Wire, spawn_stdio
 
 FRAMINGS = ["content-length", "ndjson"]
 
@@ -128,3 +129,38 @@ async def test_a_second_request_with_an_id_in_flight_is_refused(daemon: DaemonPr
     refused = await wire.response()
     assert refused["id"] == "dup" and refused["error"]["code"] == -32600
     assert '"dup"' in refused["error"]["message"]
+
+
+async def test_end_of_stdin_still_answers_requests_in_flight(tmp_path: Path) -> None:
+    process, wire = await spawn_stdio(tmp_path / "home", "--extension", TEST_EXTENSION)
+    await wire.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}})
+    await wire.send({"jsonrpc": "2.0", "id": 2, "method": "test.slow", "params": {"steps": 3}})
+    await wire.send([{"jsonrpc": "2.0", "id": 3, "method": "test.slow",
+                      "params": {"steps": 2}}])
+    wire.writer.close()
+    replies = [await wire.recv() for _ in range(3)]
+    assert replies[0]["id"] == 1
+    assert replies[1] == {"jsonrpc": "2.0", "id": 2, "result": {"steps_done": 3}}
+    assert replies[2] == [{"jsonrpc": "2.0", "id": 3, "result": {"steps_done": 2}}]
+    assert await asyncio.wait_for(process.wait(), WAIT) == 1
+
+
+async def test_socket_end_of_input_cancels_the_clients_work(daemon: DaemonProcess) -> None:
+    bystander = await daemon.connect()
+    wire = await daemon.connect()
+    await wire.send({"jsonrpc": "2.0", "id": 1, "method": "test.slow",
+                     "params": {"gate": "never-eof", "workDoneToken": "t"}})
+    assert (await wire.recv())["method"] == "$/progress"
+    wire.writer.write_eof()
+    assert await wire.reader.read() == b""  # closed, not kept alive by the gated request
+    assert (await bystander.result("daemon.status"))["connections"] == 1
+
+
+async def test_messages_after_exit_in_the_same_write_are_not_served(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    exit_ = wire.frame(json.dumps({"jsonrpc": "2.0", "method": "exit"}).encode())
+    status = wire.frame(json.dumps({"jsonrpc": "2.0", "id": 9,
+                                    "method": "daemon.status"}).encode())
+    await wire.send_raw(exit_ + status)
+    assert await wire.reader.read() == b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,8 +15,12 @@ FOLDERS = {"daemon": "ostinato/daemon", "protocol": "ostinato/protocol",
 
 
 def test_the_wheel_contains_every_source_module(tmp_path: Path) -> None:
+    # Build from a clean copy: setuptools would reuse a stale build/ in the repository.
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".ostinato", ".*_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(tmp_path), str(REPO)], check=True, timeout=300,
+                    "--wheel-dir", str(tmp_path), str(source)], check=True, timeout=300,
                    capture_output=True)
     wheel = next(tmp_path.glob("ostinato-*.whl"))
     shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}

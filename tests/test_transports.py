@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import stat
 import sys
 from pathlib import Path
 
 import pytest
+
+from ostinato.protocol.lifecycle import DaemonStatusResult
 
 from .support import WAIT, DaemonProcess, Wire, daemon_argv, start_daemon
 
@@ -121,3 +125,75 @@ async def test_module_entry_point_matches_the_cli(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE)
     out, _ = await process.communicate()
     assert process.returncode == 0 and b"--socket PATH" in out
+
+
+async def test_stdin_from_dev_null_ends_the_session(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *daemon_argv("--stdio", "--home", str(tmp_path)),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    assert await asyncio.wait_for(process.wait(), WAIT) == 1  # no shutdown came: 1, no hang
+
+
+async def test_stdin_and_stdout_on_one_socket(tmp_path: Path) -> None:
+    ours, theirs = socket.socketpair()
+    process = await asyncio.create_subprocess_exec(
+        *daemon_argv("--stdio", "--home", str(tmp_path)),
+        stdin=theirs, stdout=theirs, stderr=asyncio.subprocess.DEVNULL)
+    theirs.close()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    wire = Wire(reader, writer, "ndjson")
+    await wire.initialize()
+    assert (await wire.result("daemon.status"))["transports"] == ["stdio"]
+    await wire.result("shutdown")
+    await wire.send({"jsonrpc": "2.0", "method": "exit"})
+    assert await asyncio.wait_for(process.wait(), WAIT) == 0
+    await wire.close()
+
+
+async def test_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *daemon_argv("--home", str(tmp_path), "--tcp", "127.0.0.1:99999"),
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(process.communicate(), WAIT)
+    assert process.returncode == 2 and b"0 to 65535" in err
+
+
+async def test_nothing_after_a_refused_token_is_served(short_tmp: Path) -> None:
+    daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                "--token", "s3cret")
+    try:
+        wire = await Wire.unix(daemon.socket)
+        batch = b"".join(wire.frame(json.dumps(m).encode()) for m in [
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"initializationOptions": {"token": "wrong"}}},
+            {"jsonrpc": "2.0", "id": 2, "method": "initialize",
+             "params": {"initializationOptions": {"token": "s3cret"}}},
+            {"jsonrpc": "2.0", "id": 3, "method": "daemon.status"}])
+        await wire.send_raw(batch)
+        assert (await wire.recv())["error"]["code"] == -32003
+        assert await wire.reader.read() == b""  # ids 2 and 3 were never answered
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_a_first_line_that_is_not_json_is_a_parse_error_in_ndjson(
+        daemon: DaemonProcess) -> None:
+    wire = await Wire.unix(daemon.socket, "ndjson")
+    await wire.send_raw(b"hello\n")
+    assert (await wire.recv())["error"]["code"] == -32700
+    assert (await wire.initialize())["serverInfo"]["name"] == "ostinato"
+
+
+async def test_results_are_valid_without_strict_mode(short_tmp: Path) -> None:
+    os.environ["OSTINATO_STRICT_RESULTS"] = "0"
+    try:
+        daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"))
+    finally:
+        os.environ["OSTINATO_STRICT_RESULTS"] = "1"
+    try:
+        wire = await daemon.connect()
+        status = await wire.result("daemon.status")
+        DaemonStatusResult.model_validate(status)  # the fast dict path keeps the contract
+    finally:
+        assert await daemon.stop() == 0

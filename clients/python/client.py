@@ -166,18 +166,23 @@ class AsyncClient:
 
     # -- closing --------------------------------------------------------------------------
 
-    async def close(self, shutdown: bool = True) -> int | None:
-        """Shut down politely when possible, close the connection; a spawned daemon's exit
-        code is returned."""
+    async def close(self, shutdown: bool = True, timeout: float = 10.0) -> int | None:
+        """Shut down politely when possible and close; returns a spawned daemon's exit code
+        (it is killed if it has not exited within `timeout` seconds)."""
         if not self._closed and shutdown and self.initialize_result is not None:
-            with contextlib.suppress(RpcError, DaemonConnectionError, ConnectionError):
-                await self.request("shutdown")
+            with contextlib.suppress(RpcError, DaemonConnectionError, ConnectionError,
+                                     TimeoutError):
+                await asyncio.wait_for(self.request("shutdown"), timeout)
                 await self.notify("exit")
         self._closed = True
         with contextlib.suppress(Exception):
             self._writer.close()
         if self.process is not None:
-            code = await self.process.wait()
+            try:
+                code = await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                self.process.kill()
+                code = await self.process.wait()
             await self._read_task
             return code
         self._read_task.cancel()
@@ -241,9 +246,16 @@ class AsyncClient:
                     "code": ErrorCode.METHOD_NOT_FOUND, "message": "client serves no methods"}})
 
     def _dispatch_notification(self, method: str, params: Any) -> None:
+        # A failing callback is the caller's bug: log it, and keep the connection alive.
         if method == "$/progress" and isinstance(params, dict):
-            handler = self._progress.get(params.get("token"))  # type: ignore[arg-type]
-            if handler is not None:
-                handler(params.get("value", {}))
+            progress = self._progress.get(params.get("token"))  # type: ignore[arg-type]
+            if progress is not None:
+                try:
+                    progress(params.get("value", {}))
+                except Exception:
+                    log.exception("progress callback failed")
         for handler in [*self._handlers.get(method, []), *self._handlers.get("*", [])]:
-            handler(method, params)
+            try:
+                handler(method, params)
+            except Exception:
+                log.exception("notification callback for %s failed", method)

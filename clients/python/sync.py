@@ -38,6 +38,7 @@ class Client:
         except BaseException:
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
+            loop.close()
             raise
         return Client(loop, thread, client, timeout)
 

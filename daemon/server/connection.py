@@ -30,7 +30,8 @@ from ostinato.protocol.messages import (
     parse_message,
 )
 
-from .dispatch import NO_PROGRESS, Progress, RequestContext, Route
+from ..services.base import NO_PROGRESS, Progress, RequestContext
+from .dispatch import Route
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -40,6 +41,7 @@ log = logging.getLogger("ostinato.connection")
 _ids = itertools.count(1)
 _NO_ID = object()
 _EMPTY: dict[str, Any] = {}
+_CANCELLED_MESSAGE = "Request cancelled"
 _Outcome = bytes | None | asyncio.Task
 
 
@@ -63,27 +65,58 @@ class Connection(asyncio.Protocol):
         self.id = next(_ids)
         self.kind = kind
         self.peer = peer
+        # Over stdio, the end of input is how a scripted session says it is done: finish
+        # what it asked. On a socket it means the client is gone: cancel its work.
+        self.finish_on_eof = kind == "stdio"
         self.decoder = FrameDecoder(daemon.options.max_frame_bytes)
+        self.subscriptions: set[str] = set()
+        self.pending: dict[RequestId, asyncio.Task] = {}
+        self.reader: asyncio.BaseTransport | None = None
         self._initialized = False
         self._shutdown_requested = False
         self._ready = False  # initialized and not shut down: the hot path checks only this
+        self._ending = False  # exit or a refused token: serve nothing more
+        self._closed = False
         self._routes = daemon.dispatcher.route
         self._strict = daemon.options.strict_results
-        self.exited = False
-        self.subscriptions: set[str] = set()
-        self.pending: dict[RequestId, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
-        self.reader: asyncio.BaseTransport | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._out: list[bytes] = []
         self._encode: Callable[[bytes], bytes] | None = None  # set once the framing is known
         self._receiving = False
         self._flush_scheduled = False
         self._eof = False
-        loop = asyncio.get_running_loop()
-        self.closed: asyncio.Future[None] = loop.create_future()
         # Resolved when the writing transport is gone, i.e. every reply has left the process.
-        self.finished: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- session state, as services see it ------------------------------------------------
+
+    @property
+    def initialized(self) -> bool:
+        """Whether `initialize` succeeded."""
+        return self._initialized
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """Whether `shutdown` was received."""
+        return self._shutdown_requested
+
+    def open_session(self, client_name: str | None) -> None:
+        """`initialize` succeeded: serve every method from now on."""
+        self._initialized = True
+        self._ready = not self._shutdown_requested
+        log.info("connection %d initialized%s", self.id,
+                 f" by {client_name}" if client_name else "")
+
+    def request_shutdown(self) -> None:
+        """`shutdown`: only `exit` is served from now on."""
+        self._shutdown_requested = True
+        self._ready = False
+
+    def end(self) -> None:
+        """Close once the replies already produced are written; serve nothing more."""
+        self._ending = True
+        asyncio.get_running_loop().call_soon(self.close)
 
     # -- transport side -------------------------------------------------------------------
 
@@ -96,7 +129,8 @@ class Connection(asyncio.Protocol):
         log.info("connection %d opened (%s%s)", self.id, self.kind,
                  f" from {self.peer}" if self.peer else "")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # socket transports
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """A socket client connected."""
         peer = transport.get_extra_info("peername")
         if peer and not self.peer:
             self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -104,6 +138,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Decode and handle every complete frame in `data`; reply in one write."""
+        if self._ending:
+            return
         self._receiving = True
         try:
             frames = self.decoder.feed(data)
@@ -114,33 +150,28 @@ class Connection(asyncio.Protocol):
                 encode = self._encode = framer(self.decoder.framing)  # type: ignore[arg-type]
             out = self._out
             for frame in frames:  # the hot loop: one iteration per message
-                if type(frame) is FrameError:
-                    self._send(_error_frame(None, frame.code, frame.message, frame.data))
-                    continue
+                if self._ending:
+                    break
                 try:
-                    obj = orjson.loads(frame)
-                except orjson.JSONDecodeError as exc:
-                    self._send(_error_frame(None, ErrorCode.PARSE_ERROR, f"Parse error: {exc}"))
-                    continue
-                if type(obj) is list:
-                    self._handle_batch(obj)
-                    continue
-                outcome = self._dispatch(obj)
+                    outcome = self._handle_frame(frame)
+                except Exception as exc:  # a bug of ours must not cost the connection
+                    outcome = self._failure(None, "a frame", exc)
                 if type(outcome) is bytes:
                     out.append(encode(outcome))
-                elif outcome is not None:
-                    outcome.add_done_callback(self._send_task_result)
         finally:
             self._receiving = False
             self._flush()
 
     def eof_received(self) -> bool:
-        """The client closed its sending side: finish what it asked for, then close."""
+        """The client closed its sending side."""
         self._eof = True
         if self.decoder.buffered:
             log.info("connection %d: input ended inside a frame (%d bytes dropped)",
                      self.id, self.decoder.buffered)
-        self._close_when_idle()
+        if self.finish_on_eof:
+            self._idle_check()
+        else:
+            self.close()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -152,41 +183,53 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The client reads slower than we answer: stop reading its requests."""
         if self.reader is not None and hasattr(self.reader, "pause_reading"):
-            self.reader.pause_reading()  # type: ignore[attr-defined]
+            self.reader.pause_reading()
 
     def resume_writing(self) -> None:
         """The client caught up."""
         if self.reader is not None and hasattr(self.reader, "resume_reading"):
-            self.reader.resume_reading()  # type: ignore[attr-defined]
+            self.reader.resume_reading()
 
     # -- messages -------------------------------------------------------------------------
 
-    def _handle_batch(self, items: list[Any]) -> None:
+    def _handle_frame(self, frame: bytearray | FrameError) -> bytes | None:
+        """A reply for the frame now, or None (nothing to say, or a task will say it)."""
+        if type(frame) is FrameError:
+            return _error_frame(None, frame.code, frame.message, frame.data)
+        try:
+            obj = orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            return _error_frame(None, ErrorCode.PARSE_ERROR, f"Parse error: {exc}")
+        if type(obj) is list:
+            return self._handle_batch(obj)
+        outcome = self._dispatch(obj)
+        if type(outcome) is bytes or outcome is None:
+            return outcome  # type: ignore[return-value]
+        return None  # a task: its done-callback sends the reply
+
+    def _handle_batch(self, items: list[Any]) -> bytes | None:
         if not items:
-            self._send(_error_frame(None, ErrorCode.INVALID_REQUEST,
-                                    "Invalid Request: empty batch"))
-            return
-        outcomes = [self._dispatch(item) for item in items]
+            return _error_frame(None, ErrorCode.INVALID_REQUEST, "Invalid Request: empty batch")
+        outcomes = [self._dispatch(item, in_batch=True) for item in items]
         if any(isinstance(o, asyncio.Task) for o in outcomes):
-            task = asyncio.ensure_future(self._gather_batch(outcomes))
-            task.add_done_callback(self._send_task_result)
-            self._track(task)
-            return
+            self._track(asyncio.ensure_future(self._gather_batch(outcomes)))
+            return None
         frames = [o for o in outcomes if o is not None]
-        if frames:
-            self._send(b"[" + b",".join(frames) + b"]")  # type: ignore[arg-type]
+        return b"[" + b",".join(frames) + b"]" if frames else None  # type: ignore[arg-type]
 
     async def _gather_batch(self, outcomes: list[_Outcome]) -> bytes | None:
+        tasks = [o for o in outcomes if isinstance(o, asyncio.Task)]
+        await asyncio.wait(tasks)  # raises only if this batch itself is cancelled
         frames = []
         for outcome in outcomes:
             if isinstance(outcome, asyncio.Task):
-                outcome = await asyncio.shield(outcome)
+                outcome = self._task_reply(outcome)
             if outcome is not None:
                 frames.append(outcome)
         return b"[" + b",".join(frames) + b"]" if frames else None
 
-    def _dispatch(self, obj: Any) -> _Outcome:
-        """Handle one message: a reply frame, None, or a task that yields the reply frame."""
+    def _dispatch(self, obj: Any, in_batch: bool = False) -> _Outcome:
+        """Handle one message: a reply frame, None, or the task that will produce the reply."""
         # The common, well-formed case is checked inline (this runs once per message);
         # anything unusual goes through parse_message, which knows every rule and error.
         if type(obj) is dict and obj.get("jsonrpc") == "2.0" and type(
@@ -246,13 +289,7 @@ class Connection(asyncio.Protocol):
             ctx = RequestContext(self.daemon, self, msg_id,
                                  NO_PROGRESS if token is None else Progress(self, token))
         if route.is_async:
-            task = asyncio.ensure_future(self._run_async(route, params, ctx, is_request))
-            if is_request:
-                self.pending[msg_id] = task
-                task.add_done_callback(lambda _t, i=msg_id: self._forget(i))
-            else:
-                self._track(task)
-            return task if is_request else None
+            return self._start_task(route, params, ctx, is_request, in_batch)
         try:
             result = route.handler(params, ctx)
             if not is_request:
@@ -261,25 +298,61 @@ class Connection(asyncio.Protocol):
                 return orjson.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result})
             return self._result_frame(msg_id, route, result)
         except Exception as exc:  # every failure becomes an error reply
-            return self._failure(msg_id, method, exc) if is_request else None
+            reply = self._failure(msg_id, method, exc)
+            return reply if is_request else None
         finally:
             if token is not None:
                 ctx.progress.end()
+
+    def _start_task(self, route: Route, params: Any, ctx: RequestContext, is_request: bool,
+                    in_batch: bool) -> asyncio.Task | None:
+        task = asyncio.ensure_future(self._run_async(route, params, ctx, is_request))
+        task.request_id = ctx.request_id  # type: ignore[attr-defined]
+        if not is_request:
+            self._track(task)
+            return None
+        self.pending[ctx.request_id] = task
+        task.add_done_callback(self._batch_item_done if in_batch else self._request_done)
+        return task
 
     async def _run_async(self, route: Route, params: Any, ctx: RequestContext,
                          is_request: bool) -> bytes | None:
         try:
             result = await route.handler(params, ctx)
             return self._result_frame(ctx.request_id, route, result) if is_request else None
-        except asyncio.CancelledError:
-            if self.closed.done():
-                raise
-            return _error_frame(ctx.request_id, ErrorCode.REQUEST_CANCELLED,
-                                "Request cancelled") if is_request else None
         except Exception as exc:
-            return self._failure(ctx.request_id, route.spec.name, exc) if is_request else None
+            reply = self._failure(ctx.request_id, route.spec.name, exc)
+            return reply if is_request else None
         finally:
             ctx.progress.end()
+
+    def _task_reply(self, task: asyncio.Task) -> bytes | None:
+        """The reply a finished request task owes its client."""
+        if task.cancelled():  # also when cancelled before it ever ran
+            return _error_frame(task.request_id,  # type: ignore[attr-defined]
+                                ErrorCode.REQUEST_CANCELLED, _CANCELLED_MESSAGE)
+        return task.result()
+
+    def _request_done(self, task: asyncio.Task) -> None:
+        self.pending.pop(task.request_id, None)  # type: ignore[attr-defined]
+        if not self._closed:
+            reply = self._task_reply(task)
+            if reply is not None:
+                self._send(reply)
+        self._idle_check()
+
+    def _batch_item_done(self, task: asyncio.Task) -> None:
+        self.pending.pop(task.request_id, None)  # type: ignore[attr-defined]
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not self._closed and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                self._failure(None, "a background task", error)  # logged only
+            elif task.result() is not None:
+                self._send(task.result())
+        self._idle_check()
 
     def _result_frame(self, msg_id: RequestId, route: Route, result: Any) -> bytes:
         model = route.result_model
@@ -297,7 +370,8 @@ class Connection(asyncio.Protocol):
             body = orjson.dumps(result)
         return b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (dumps_id(msg_id), body)
 
-    def _failure(self, msg_id: RequestId, method: str, exc: Exception) -> bytes:
+    def _failure(self, msg_id: RequestId, method: str, exc: BaseException) -> bytes:
+        """The error reply for `exc`; anything unexpected is logged under an error id."""
         if isinstance(exc, RpcError):
             return _rpc_error_frame(msg_id, exc)
         if isinstance(exc, ValidationError):  # a handler built a result that breaks its model
@@ -309,62 +383,33 @@ class Connection(asyncio.Protocol):
                             f"Internal error (error id {error_id}; see the daemon log)",
                             {"error_id": error_id})
 
-    @property
-    def initialized(self) -> bool:
-        """Whether `initialize` succeeded."""
-        return self._initialized
-
-    @initialized.setter
-    def initialized(self, value: bool) -> None:
-        self._initialized = value
-        self._ready = value and not self._shutdown_requested
-
-    @property
-    def shutdown_requested(self) -> bool:
-        """Whether `shutdown` was received."""
-        return self._shutdown_requested
-
-    @shutdown_requested.setter
-    def shutdown_requested(self, value: bool) -> None:
-        self._shutdown_requested = value
-        self._ready = self._initialized and not value
-
     def _lifecycle_refusal(self, method: str, is_request: bool) -> RpcError | None:
-        if not self.initialized:
+        if not self._initialized:
             if (method == "initialize" and is_request) or method == "exit":
                 return None
             return RpcError(ErrorCode.SERVER_NOT_INITIALIZED,
                             f"Server not initialized: send initialize before {method}")
-        if self.shutdown_requested and method != "exit":
+        if self._shutdown_requested and method != "exit":
             return RpcError(ErrorCode.INVALID_REQUEST,
                             "Invalid Request: shutdown was requested; only exit is accepted")
         return None
 
     # -- requests in flight ---------------------------------------------------------------
 
-    def cancel(self, msg_id: RequestId) -> bool:
-        """Cancel the request `msg_id` if it is still running."""
-        task = self.pending.get(msg_id)
+    def cancel(self, request_id: RequestId) -> bool:
+        """Cancel the request `request_id` if it is still running."""
+        task = self.pending.get(request_id)
         if task is None or task.done():
             return False
         task.cancel()
         return True
 
-    def _forget(self, msg_id: RequestId) -> None:
-        self.pending.pop(msg_id, None)
-        if self._eof:
-            self._close_when_idle()
-
     def _track(self, task: asyncio.Task) -> None:
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
 
-    def close_soon(self) -> None:
-        """Close once the replies of the current chunk are written."""
-        asyncio.get_running_loop().call_soon(self.close)
-
-    def _close_when_idle(self) -> None:
-        if not self.pending and not self._background:
+    def _idle_check(self) -> None:
+        if self._eof and not self.pending and not self._background:
             self.close()
 
     # -- writing --------------------------------------------------------------------------
@@ -372,12 +417,6 @@ class Connection(asyncio.Protocol):
     def notify(self, method: str, params: Any = None) -> None:
         """Send a notification to this client."""
         self._send(orjson.dumps(notification_message(method, params), default=str))
-
-    def _send_task_result(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is None and task.result() is not None:
-            self._send(task.result())
-        if self._eof:
-            self._close_when_idle()
 
     def _send(self, payload: bytes) -> None:
         if self._encode is None:  # nothing received yet, e.g. an error about the first bytes
@@ -401,9 +440,10 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Cancel everything in flight and close the transports; idempotent."""
-        if self.closed.done():
+        if self._closed:
             return
-        self.closed.set_result(None)
+        self._closed = True
+        self._ending = True
         self._flush()
         for task in [*self.pending.values(), *self._background]:
             task.cancel()

@@ -61,7 +61,7 @@ class _StdoutProtocol(asyncio.Protocol):
 
 
 class _FileWriter(asyncio.WriteTransport):
-    """stdout redirected to a regular file: writes never block, so write directly."""
+    """stdout that the loop cannot watch (a file, a tty, /dev/null): write directly."""
 
     def __init__(self, fd: int, protocol: asyncio.BaseProtocol) -> None:
         super().__init__()
@@ -71,8 +71,12 @@ class _FileWriter(asyncio.WriteTransport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:  # the reader went away
+            self.close()
+            log.info("stdout closed: %s", exc)
 
     def is_closing(self) -> bool:
         return self._closing
@@ -85,7 +89,7 @@ class _FileWriter(asyncio.WriteTransport):
 
 
 class _ThreadReader(asyncio.ReadTransport):
-    """stdin redirected from a regular file, which asyncio cannot poll: read in a thread."""
+    """stdin the loop cannot watch (a file, a tty, /dev/null): read in a thread."""
 
     def __init__(self, fd: int, protocol: asyncio.Protocol,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -101,7 +105,10 @@ class _ThreadReader(asyncio.ReadTransport):
     def _run(self) -> None:
         while not self._closing:
             self._resume.wait()
-            chunk = os.read(self._fd, 1 << 16)
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except OSError:
+                chunk = b""
             if not chunk:
                 self._loop.call_soon_threadsafe(self._protocol.eof_received)
                 return
@@ -121,6 +128,13 @@ class _ThreadReader(asyncio.ReadTransport):
         self._resume.set()
 
 
+def _pollable(fd: int) -> bool:
+    """Pipes and sockets can be watched by the event loop; files, ttys and /dev/null not
+    (or not on every loop), so those are read in a thread and written directly."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 async def open_stdio(daemon: Daemon) -> None:
     """Serve one client on stdin/stdout; anything else printed to stdout goes to stderr."""
     loop = asyncio.get_running_loop()
@@ -129,20 +143,25 @@ async def open_stdio(daemon: Daemon) -> None:
     out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
     in_fd = os.dup(0)
-    if stat.S_ISREG(os.fstat(out_fd).st_mode):
-        writer: asyncio.WriteTransport = _FileWriter(out_fd, _StdoutProtocol(connection))
-    else:
+    in_stat, out_stat = os.fstat(in_fd), os.fstat(out_fd)
+    # One socket on both fds (inetd, socat EXEC): a write-pipe transport would take the
+    # incoming bytes for the peer closing, so such a socket is handled like a file.
+    shared = (in_stat.st_dev, in_stat.st_ino) == (out_stat.st_dev, out_stat.st_ino)
+    writer: asyncio.WriteTransport
+    if _pollable(out_fd) and not shared:
         stdout = os.fdopen(out_fd, "wb", buffering=0)
         _keep.append(stdout)
         writer, _ = await loop.connect_write_pipe(lambda: _StdoutProtocol(connection), stdout)
+    else:
+        writer = _FileWriter(out_fd, _StdoutProtocol(connection))
     connection.attach(writer)  # before reading: uvloop may deliver data inside connect_read_pipe
     reader: asyncio.BaseTransport
-    if stat.S_ISREG(os.fstat(in_fd).st_mode):
-        reader = _ThreadReader(in_fd, _StdinProtocol(connection), loop)
-    else:
+    if _pollable(in_fd) and not shared:
         stdin = os.fdopen(in_fd, "rb", buffering=0)
         _keep.append(stdin)
         reader, _ = await loop.connect_read_pipe(lambda: _StdinProtocol(connection), stdin)
+    else:
+        reader = _ThreadReader(in_fd, _StdinProtocol(connection), loop)
     connection.reader = reader
 
 
@@ -194,9 +213,10 @@ async def open_tcp(daemon: Daemon, host: str, port: int) -> asyncio.Server:
             lambda: Connection(daemon, "tcp"), host, port)
     except OSError as exc:
         raise StartupError(f"cannot listen on {host}:{port}: {exc}") from exc
-    address: Any = server.sockets[0].getsockname()
-    shown = f"[{address[0]}]" if ":" in address[0] else address[0]
-    daemon.endpoints.append(f"tcp://{shown}:{address[1]}")
+    for sock in server.sockets:  # `localhost` may bind both ::1 and 127.0.0.1
+        address: Any = sock.getsockname()
+        shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+        daemon.endpoints.append(f"tcp://{shown}:{address[1]}")
     return server
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..server.dispatch import HandlerTable
 from . import lifecycle
+from .base import HandlerTable
 
 
 def tables() -> list[HandlerTable]:

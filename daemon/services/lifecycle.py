@@ -21,8 +21,8 @@ from ostinato.protocol.lifecycle import (
 )
 from ostinato.protocol.openrpc import openrpc_document
 
-from ..server.dispatch import HandlerTable, RequestContext
 from ..version import VERSION
+from .base import HandlerTable, RequestContext
 
 table = HandlerTable()
 
@@ -42,12 +42,10 @@ def initialize(params: InitializeParams, ctx: RequestContext) -> InitializeResul
     if connection.initialized:
         raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request: already initialized")
     if not _token_accepted(ctx.daemon.options.token, params):
-        connection.close_soon()
+        connection.end()
         raise RpcError(ErrorCode.UNAUTHORIZED,
                        "Unauthorized: this daemon needs initializationOptions.token")
-    connection.initialized = True
-    if params.clientInfo is not None:
-        connection.peer = f"{params.clientInfo.name} {connection.peer}".strip()
+    connection.open_session(params.clientInfo.name if params.clientInfo else None)
     registry = ctx.daemon.dispatcher.registry
     return InitializeResult(
         protocolVersion=PROTOCOL_VERSION,
@@ -69,15 +67,14 @@ def initialized(params: AnyParams, ctx: RequestContext) -> None:
 @table.method("shutdown")
 def shutdown(params: Params, ctx: RequestContext) -> NullResult:
     """From now on only `exit` is accepted on this connection."""
-    ctx.connection.shutdown_requested = True
+    ctx.connection.request_shutdown()
     return NullResult()
 
 
 @table.method("exit")
 def exit_(params: AnyParams, ctx: RequestContext) -> None:
     """Close the connection (over stdio, the process exits with it)."""
-    ctx.connection.exited = True
-    ctx.connection.close_soon()
+    ctx.connection.end()
 
 
 @table.method("$/cancelRequest")

@@ -10,7 +10,8 @@ import asyncio
 
 from pydantic import BaseModel
 
-from ostinato.daemon.server.dispatch import Dispatcher, RequestContext
+from ostinato.daemon.server.dispatch import Dispatcher
+from ostinato.daemon.services.base import RequestContext
 from ostinato.protocol.base import Params
 from ostinato.protocol.registry import MethodSpec
 
