@@ -1,0 +1,50 @@
+"""The run context (attractor §5.1): the key-value store that nodes share."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+class Context(Mapping[str, Any]):
+    """Values shared by the stages of one run, plus an append-only log.
+
+    The executor applies updates between nodes, one node at a time, and parallel branches
+    work on clones, so no lock is needed.
+    """
+
+    def __init__(self, values: dict[str, Any] | None = None,
+                 logs: list[dict[str, Any]] | None = None) -> None:
+        self.values: dict[str, Any] = dict(values or {})
+        self.logs: list[dict[str, Any]] = list(logs or [])
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def set(self, key: str, value: Any) -> None:
+        """Set one value."""
+        self.values[key] = value
+
+    def apply(self, updates: Mapping[str, Any]) -> None:
+        """Merge updates in."""
+        self.values.update(updates)
+
+    def get_string(self, key: str, default: str = "") -> str:
+        """A value as a string (missing → `default`)."""
+        value = self.values.get(key)
+        return default if value is None else str(value)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep copy of the values, safe to serialize while the run goes on."""
+        return copy.deepcopy(self.values)
+
+    def clone(self) -> Context:
+        """An isolated copy for a parallel branch."""
+        return Context(copy.deepcopy(self.values), list(self.logs))

@@ -1,0 +1,408 @@
+"""Parse the attractor DOT subset (attractor §2.2-2.12) into a `Graph`.
+
+A lark LALR grammar tokenises and shapes the source; a small builder then walks the tree in
+order, because node and edge default blocks apply only to the declarations after them and
+subgraphs scope them. Every failure is a `PipelineSyntaxError` with a 1-based line:col.
+
+Deliberately accepted beyond the spec, because rejecting them buys nothing: `;` as well as
+`,` between attributes, a trailing separator, `#` line comments, quoted node ids whose text
+is a valid identifier. Grammatically accepted only to be rejected with a precise message:
+`strict`, undirected `graph`, `--` edges, a second graph.
+
+Nodes first met in an edge are created with the defaults in force there, located at that
+mention. A node declared again merges its attributes (later wins) and takes the defaults in
+force at the new declaration for keys it never set itself. A node belongs to the classes of
+every subgraph it is mentioned in, plus those of its `class` attribute. Typed attributes
+(attrs.py) are normalised as they are read, so a bad `timeout` is a located syntax error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+from lark import (
+    Lark,
+    LarkError,
+    Token,
+    Tree,
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+)
+
+from .attrs import coerce_attr, parse_duration
+from .errors import PipelineSyntaxError
+from .graph import AttrValue, Edge, Graph, Location, Node
+
+_GRAMMAR = r"""
+start: graph+
+graph: STRICT? (DIGRAPH | GRAPH) NAME? LBRACE stmt* RBRACE
+?stmt: graph_attrs | node_defaults | edge_defaults | subgraph | node_stmt | edge_stmt
+     | attr_decl | SEMI
+graph_attrs: GRAPH attr_block
+node_defaults: NODE attr_block
+edge_defaults: EDGE attr_block
+subgraph: SUBGRAPH NAME? LBRACE stmt* RBRACE
+attr_decl: NAME EQUAL value
+node_stmt: node_id attr_block?
+edge_stmt: node_id (edge_op node_id)+ attr_block?
+node_id: NAME | STRING
+edge_op: ARROW | UNDIRECTED
+attr_block: LSQB (attr (_sep attr)* _sep?)? RSQB
+_sep: COMMA | SEMI
+attr: NAME EQUAL value
+value: STRING | DURATION | FLOAT | INT | BARE
+
+STRICT: "strict"
+DIGRAPH: "digraph"
+GRAPH: "graph"
+NODE: "node"
+EDGE: "edge"
+SUBGRAPH: "subgraph"
+LBRACE: "{"
+RBRACE: "}"
+LSQB: "["
+RSQB: "]"
+EQUAL: "="
+COMMA: ","
+SEMI: ";"
+ARROW: "->"
+UNDIRECTED: "--"
+NAME: /[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*/
+BARE: /[A-Za-z_][A-Za-z0-9_.:-]*/
+STRING: /"(?:[^"\\]|\\.)*"/s
+DURATION.3: /\d+(?:ms|s|m|h|d)(?![A-Za-z0-9_])/
+FLOAT.2: /-?\d*\.\d+/
+INT.1: /-?\d+/
+LINE_COMMENT: /\/\/[^\n]*/
+HASH_COMMENT: /#[^\n]*/
+BLOCK_COMMENT: /\/\*(.|\n)*?\*\//
+WS: /[ \t\f\r\n]+/
+%ignore WS
+%ignore LINE_COMMENT
+%ignore HASH_COMMENT
+%ignore BLOCK_COMMENT
+"""
+
+_NODE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ESCAPES = {'"': '"', "n": "\n", "t": "\t", "\\": "\\"}
+
+# How terminals read in messages, in the order they are listed; values all read "a value".
+_READABLE = {
+    "ARROW": "'->'", "COMMA": "','", "SEMI": "';'", "EQUAL": "'='", "LSQB": "'['",
+    "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'", "NAME": "an identifier",
+    "STRING": "a string", "BARE": "a value", "DURATION": "a value", "FLOAT": "a value",
+    "INT": "a value", "STRICT": "'strict'", "DIGRAPH": "'digraph'", "GRAPH": "'graph'",
+    "NODE": "'node'", "EDGE": "'edge'", "SUBGRAPH": "'subgraph'", "UNDIRECTED": "'--'",
+}
+_STATEMENT_START = {"GRAPH", "NODE", "EDGE", "SUBGRAPH"}
+
+
+@cache
+def _parser() -> Lark:
+    return Lark(_GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def parse_dot(source: str) -> Graph:
+    """Parse one attractor DOT digraph; raises PipelineSyntaxError with line:col."""
+    try:
+        tree = _parser().parse(source)
+    except UnexpectedInput as exc:
+        raise _translate(exc, source) from None
+    except LarkError as exc:  # not expected from LALR, but never let one escape unlocated
+        raise PipelineSyntaxError(f"syntax error: {exc}", 1, 1) from None
+    return _Builder(source).build(tree)
+
+
+# --- the builder -------------------------------------------------------------------------
+
+
+@dataclass
+class _Scope:
+    """Defaults and derived classes in force inside one graph or subgraph body."""
+
+    node_defaults: dict[str, tuple[AttrValue, Location]] = field(default_factory=dict)
+    edge_defaults: dict[str, tuple[AttrValue, Location]] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    root: bool = True
+
+    def child(self, derived_class: str | None) -> _Scope:
+        extra = (derived_class,) if derived_class else ()
+        return _Scope(dict(self.node_defaults), dict(self.edge_defaults),
+                      self.classes + extra, root=False)
+
+
+class _Builder:
+    def __init__(self, source: str) -> None:
+        self.graph = Graph(name="", source=source, source_format="dot")
+        # Keys written on the node itself, which later defaults never overwrite.
+        self.explicit: dict[str, set[str]] = {}
+        self.derived: dict[str, list[str]] = {}
+
+    def build(self, tree: Tree) -> Graph:
+        graphs = tree.children
+        first = graphs[0]
+        assert isinstance(first, Tree)
+        self._check_header(first)
+        if len(graphs) > 1:
+            second = graphs[1]
+            assert isinstance(second, Tree)
+            raise _error("only one graph per file is allowed; a second graph starts here",
+                         _first_token(second))
+        self._body(first.children, _Scope())
+        for node in self.graph.nodes.values():
+            named = [c.strip() for c in str(node.attrs.get("class", "")).split(",")]
+            node.classes = list(dict.fromkeys([c for c in named if c]
+                                              + self.derived.get(node.id, [])))
+        return self.graph
+
+    def _check_header(self, tree: Tree) -> None:
+        tokens = [c for c in tree.children if isinstance(c, Token)]
+        if tokens[0].type == "STRICT":
+            raise _error("'strict' graphs are not supported; write 'digraph Name {'",
+                         tokens[0])
+        if tokens[0].type == "GRAPH":
+            raise _error("undirected 'graph' is not supported; write 'digraph Name {'",
+                         tokens[0])
+        if tokens[1].type != "NAME":
+            raise _error("the digraph needs a name: 'digraph Name {'", tokens[1])
+        self.graph.name = str(tokens[1])
+        self.graph.loc = _loc(tokens[0])
+
+    def _body(self, children: list, scope: _Scope) -> None:
+        for stmt in children:
+            if not isinstance(stmt, Tree):
+                continue  # braces, the graph's name, stray semicolons
+            kind = stmt.data
+            if kind == "graph_attrs":
+                if scope.root:
+                    for key, value, loc in self._attrs(stmt.children[1]):
+                        self._set_graph_attr(key, value, loc)
+            elif kind == "attr_decl":
+                if scope.root:
+                    key_tok, _eq, value_tree = stmt.children
+                    self._set_graph_attr(str(key_tok), self._attr_value(key_tok, value_tree),
+                                         _loc(key_tok))
+            elif kind == "node_defaults":
+                scope.node_defaults.update(
+                    (k, (v, loc)) for k, v, loc in self._attrs(stmt.children[1]))
+            elif kind == "edge_defaults":
+                scope.edge_defaults.update(
+                    (k, (v, loc)) for k, v, loc in self._attrs(stmt.children[1]))
+            elif kind == "subgraph":
+                inner = [c for c in stmt.children if isinstance(c, Tree)]
+                self._body(inner, scope.child(_derive_class(self._subgraph_label(inner))))
+            elif kind == "node_stmt":
+                self._node_stmt(stmt, scope)
+            elif kind == "edge_stmt":
+                self._edge_stmt(stmt, scope)
+
+    def _set_graph_attr(self, key: str, value: AttrValue, loc: Location) -> None:
+        self.graph.attrs[key] = value
+        self.graph.attr_locs[key] = loc
+
+    def _subgraph_label(self, stmts: list[Tree]) -> str | None:
+        # A subgraph's label names the whole subgraph, wherever in its body it is written.
+        label: str | None = None
+        for stmt in stmts:
+            if stmt.data == "attr_decl" and str(stmt.children[0]) == "label":
+                label = str(self._attr_value(stmt.children[0], stmt.children[2]))
+            elif stmt.data == "graph_attrs":
+                labels = [v for k, v, _ in self._attrs(stmt.children[1]) if k == "label"]
+                label = str(labels[-1]) if labels else label
+        return label
+
+    def _node_stmt(self, stmt: Tree, scope: _Scope) -> None:
+        id_tok = stmt.children[0].children[0]
+        node = self._touch(id_tok, scope)
+        explicit = self.explicit[node.id]
+        for key, (value, loc) in scope.node_defaults.items():
+            if key not in explicit:
+                node.attrs[key] = value
+                node.attr_locs[key] = loc
+        if len(stmt.children) > 1:
+            for key, value, loc in self._attrs(stmt.children[1]):
+                node.attrs[key] = value
+                node.attr_locs[key] = loc
+                explicit.add(key)
+
+    def _edge_stmt(self, stmt: Tree, scope: _Scope) -> None:
+        ids: list[Token] = []
+        attrs: list[tuple[str, AttrValue, Location]] = []
+        for child in stmt.children:
+            if child.data == "node_id":
+                ids.append(child.children[0])
+            elif child.data == "edge_op" and child.children[0].type == "UNDIRECTED":
+                raise _error("undirected edge '--' is not supported; use '->'",
+                             child.children[0])
+            elif child.data == "attr_block":
+                attrs = self._attrs(child)
+        nodes = [self._touch(tok, scope) for tok in ids]
+        for i in range(len(nodes) - 1):
+            edge = Edge(nodes[i].id, nodes[i + 1].id, loc=_loc(ids[i]))
+            for key, (value, loc) in scope.edge_defaults.items():
+                edge.attrs[key] = value
+                edge.attr_locs[key] = loc
+            for key, value, loc in attrs:
+                edge.attrs[key] = value
+                edge.attr_locs[key] = loc
+            self.graph.edges.append(edge)
+
+    def _touch(self, id_tok: Token, scope: _Scope) -> Node:
+        """The node `id_tok` names, created with the scope's defaults on first mention."""
+        node_id = _node_id(id_tok)
+        node = self.graph.nodes.get(node_id)
+        if node is None:
+            node = Node(node_id, loc=_loc(id_tok))
+            for key, (value, loc) in scope.node_defaults.items():
+                node.attrs[key] = value
+                node.attr_locs[key] = loc
+            self.graph.nodes[node_id] = node
+            self.explicit[node_id] = set()
+        derived = self.derived.setdefault(node_id, [])
+        derived.extend(c for c in scope.classes if c not in derived)
+        return node
+
+    def _attrs(self, block: Tree) -> list[tuple[str, AttrValue, Location]]:
+        out = []
+        for attr in block.children:
+            if isinstance(attr, Tree):
+                key_tok, _eq, value_tree = attr.children
+                out.append((str(key_tok), self._attr_value(key_tok, value_tree), _loc(key_tok)))
+        return out
+
+    def _attr_value(self, key_tok: Token, value_tree: Tree) -> AttrValue:
+        tok = value_tree.children[0]
+        try:
+            return coerce_attr(str(key_tok), _literal(tok))
+        except ValueError as exc:
+            raise _error(str(exc), tok) from None
+
+
+# --- values, ids, classes ----------------------------------------------------------------
+
+
+def _literal(tok: Token) -> AttrValue:
+    text = str(tok)
+    if tok.type == "STRING":
+        return _unescape(text[1:-1])
+    if tok.type == "DURATION":
+        duration = parse_duration(text)
+        assert duration is not None  # the DURATION terminal only matches durations
+        return duration
+    if tok.type == "FLOAT":
+        return float(text)
+    if tok.type == "INT":
+        return int(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _unescape(body: str) -> str:
+    # Unknown escapes (Graphviz's \l, \N, ...) are kept as written.
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body,
+                  flags=re.DOTALL)
+
+
+def _node_id(tok: Token) -> str:
+    text = _unescape(str(tok)[1:-1]) if tok.type == "STRING" else str(tok)
+    if not _NODE_ID.fullmatch(text):
+        raise _error(f"invalid node id {text!r}: node ids match [A-Za-z_][A-Za-z0-9_]* "
+                     "(put display names in label)", tok)
+    return text
+
+
+def _derive_class(label: str | None) -> str | None:
+    """Attractor §2.10: lowercase, spaces to hyphens, drop all but [a-z0-9-]."""
+    if not label:
+        return None
+    return re.sub(r"[^a-z0-9-]", "", label.lower().replace(" ", "-")) or None
+
+
+# --- locations and errors ----------------------------------------------------------------
+
+
+def _loc(tok: Token) -> Location:
+    return Location(tok.line or 1, tok.column or 1)
+
+
+def _first_token(tree: Tree) -> Token:
+    first = tree.children[0]
+    return first if isinstance(first, Token) else _first_token(first)
+
+
+def _error(message: str, tok: Token) -> PipelineSyntaxError:
+    return PipelineSyntaxError(message, tok.line or 1, tok.column or 1)
+
+
+def _translate(exc: UnexpectedInput, source: str) -> PipelineSyntaxError:
+    """A lark error as a PipelineSyntaxError with a message a person can act on."""
+    line, col = exc.line, exc.column
+    if isinstance(exc, UnexpectedCharacters):
+        return PipelineSyntaxError(_bad_characters(exc, source), line, col)
+    if isinstance(exc, UnexpectedToken):
+        token, expected = exc.token, exc.expected
+        if token.type == "$END":
+            lines = source.split("\n")
+            return PipelineSyntaxError(
+                f"unexpected end of file; expected {_readable(expected)}",
+                len(lines), len(lines[-1]) + 1)
+        if {"NAME", "STRING"} <= expected and token.type in ("INT", "FLOAT", "DURATION",
+                                                              "BARE"):
+            return PipelineSyntaxError(
+                f"invalid node id {str(token)!r}: node ids match [A-Za-z_][A-Za-z0-9_]*",
+                line, col)
+        message = f"expected {_readable(expected)}, got {_describe(token)}"
+        if expected <= {"COMMA", "SEMI", "RSQB"}:
+            message += " (attributes are separated by ',' and the list ends with ']')"
+        return PipelineSyntaxError(message, line, col)
+    return PipelineSyntaxError(f"syntax error: {exc}", line if line > 0 else 1,
+                               col if col > 0 else 1)
+
+
+def _bad_characters(exc: UnexpectedCharacters, source: str) -> str:
+    char = exc.char
+    if char == '"':
+        return "unterminated string: no closing '\"'"
+    if source.startswith("/*", exc.pos_in_stream):
+        return "unterminated comment: no closing '*/'"
+    allowed = exc.allowed or set()
+    if {"NAME", "STRING"} <= allowed:
+        word = re.match(r"[^\s\[\];,{}]+", source[exc.pos_in_stream:])
+        text = word.group(0) if word else char
+        return f"invalid node id {text!r}: node ids match [A-Za-z_][A-Za-z0-9_]*"
+    if allowed:
+        return f"unexpected character {char!r}; expected {_readable(allowed)}"
+    return f"unexpected character {char!r}"
+
+
+def _readable(terminals: set[str]) -> str:
+    names = set(terminals)
+    if names >= _STATEMENT_START:
+        names -= _STATEMENT_START | {"NAME", "STRING", "SEMI"}
+        names.add("STATEMENT")
+    # ',' is the documented separator and '--' is only parsed to be rejected: naming the
+    # lenient alternatives would only confuse the message.
+    if len(names) > 1:
+        names -= {"SEMI", "UNDIRECTED"}
+    words = list(dict.fromkeys(_READABLE.get(n, "a statement" if n == "STATEMENT" else n)
+                               for n in sorted(names, key=_order)))
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _order(name: str) -> int:
+    keys = list(_READABLE)
+    return keys.index(name) if name in keys else -1
+
+
+def _describe(token: Token) -> str:
+    text = str(token)
+    if token.type == "STRING":
+        short = text if len(text) <= 24 else text[:20] + '..."'
+        return f"string {short}"
+    return repr(text)

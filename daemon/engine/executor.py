@@ -1,0 +1,446 @@
+"""The execution engine (attractor §3): traversal, retries, goal gates, checkpoints, resume.
+
+One `Executor` runs one run. It writes the run directory itself and reports stages, calls
+and events to a `RunSink`, which the daemon backs with the store; a node counts as done only
+once the sink has durably recorded it and the checkpoint has been rewritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from ..ids import utc_now, uuid7
+from .context import Context
+from .edges import select_edge
+from .events import Event, EventType
+from .graph import Graph, Node
+from .handlers.base import HandlerRegistry, Interviewer, NodeRun
+from .outcome import Outcome, Status
+from .retry import PRESETS, RetryPolicy, backoff_delay_ms
+from .rundir import RunDirectory
+
+
+class RunSink(Protocol):
+    """Where a run's records go besides its directory (the daemon: store + subscribers)."""
+
+    def emit(self, event: Event) -> None:
+        """An event happened (publish now; persist with the next flush)."""
+        ...
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        """A model or tool call finished (persist with the next flush)."""
+        ...
+
+    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Durably record a finished stage with what was buffered since the last one."""
+        ...
+
+
+class NullSink:
+    """A sink that keeps nothing (dry runs, benchmarks of the engine alone)."""
+
+    def emit(self, event: Event) -> None:
+        """Drop it."""
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        """Drop it."""
+
+    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Drop it."""
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    status: str  # completed | failed
+    outcome: Status
+    failure_reason: str = ""
+    completed_nodes: list[str] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    """What a checkpoint holds (attractor §5.3, plus where to go next)."""
+
+    context: Context
+    completed_nodes: list[str] = field(default_factory=list)
+    node_outcomes: dict[str, str] = field(default_factory=dict)
+    node_retries: dict[str, int] = field(default_factory=dict)
+    current_node: str | None = None
+    next_node: str | None = None
+    stage_seq: int = 0
+
+
+class Executor:
+    """Runs one pipeline run to its end."""
+
+    def __init__(self, *, run_id: str, trace_id: str, graph: Graph, run_dir: RunDirectory,
+                 handlers: HandlerRegistry, providers: Any, interviewer: Interviewer,
+                 sink: RunSink | None = None, settings: Any = None,
+                 rng: random.Random | None = None) -> None:
+        self.run_id = run_id
+        self.trace_id = trace_id
+        self.graph = graph
+        self.run_dir = run_dir
+        self.handlers = handlers
+        self.providers = providers
+        self.interviewer = interviewer
+        self.sink: RunSink = sink or NullSink()
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.state = _State(Context())
+        self.call_seq = 0
+
+    # -- entry points ---------------------------------------------------------------------
+
+    async def run(self, inputs: dict[str, Any] | None = None) -> RunResult:
+        """Execute from the start node with a fresh context."""
+        context = Context({f"graph.{k}": v for k, v in self.graph.attrs.items()
+                           if isinstance(v, str | int | float | bool)})
+        context.apply(inputs or {})
+        self.state = _State(context, next_node=find_start(self.graph))
+        self.emit("PipelineStarted", name=self.graph.name, id=self.run_id)
+        return await self._traverse()
+
+    async def resume(self, checkpoint: dict[str, Any]) -> RunResult:
+        """Continue an interrupted run from its checkpoint."""
+        self.state = _State(
+            Context(checkpoint.get("context", {}), checkpoint.get("logs", [])),
+            completed_nodes=list(checkpoint.get("completed_nodes", [])),
+            node_outcomes=dict(checkpoint.get("node_outcomes", {})),
+            node_retries=dict(checkpoint.get("node_retries", {})),
+            current_node=checkpoint.get("current_node"),
+            next_node=checkpoint.get("next_node"),
+            stage_seq=int(checkpoint.get("stage_seq", 0)),
+        )
+        self.call_seq = int(checkpoint.get("call_seq", 0))
+        if checkpoint.get("result") is not None:
+            return self._result_from_checkpoint(checkpoint)
+        self.emit("PipelineResumed", id=self.run_id, from_node=self.state.current_node,
+                  next_node=self.state.next_node)
+        return await self._traverse()
+
+    # -- traversal ------------------------------------------------------------------------
+
+    async def _traverse(self) -> RunResult:
+        if self.graph.dag:
+            return await self._traverse_dag()
+        started = time.monotonic()
+        graph, state = self.graph, self.state
+        while True:
+            node_id = state.next_node
+            if node_id is None:  # nothing left to do: a node without a usable edge
+                return await self._finish(Status.SUCCESS, "", started)
+            node = graph.nodes[node_id]
+            if node.type == "exit":
+                jump = self._unsatisfied_gate_target()
+                if jump is not None:
+                    if jump == "":
+                        return await self._finish(
+                            Status.FAIL, "goal gate unsatisfied and no retry target", started)
+                    state.next_node = jump
+                    continue
+            outcome = await self.execute_node(node, state.context)
+            self._record(node, outcome, state.context)
+            next_node, reason = self._next_node(node, outcome, state.context)
+            state.current_node = node_id
+            state.next_node = next_node
+            await self._checkpoint(node, outcome, finished=next_node is None)
+            if node.type == "exit":
+                return await self._finish(Status.SUCCESS, "", started)
+            if next_node is None:
+                if outcome.status is Status.FAIL:
+                    return await self._finish(Status.FAIL, reason or outcome.failure_reason
+                                              or f"node {node_id} failed", started)
+                return await self._finish(Status.SUCCESS, "", started)
+
+    async def _traverse_dag(self) -> RunResult:
+        """Recipe DAGs: every stage whose needs are done runs, `max_parallel` at a time.
+
+        Updates reach the shared context as stages finish; a stage sees the context as it
+        was when it started. A failed stage lets the running ones finish, starts no more,
+        and fails the run.
+        """
+        started = time.monotonic()
+        graph, state = self.graph, self.state
+        needs = {node_id: {e.source for e in graph.incoming(node_id)} for node_id in graph.nodes}
+        done = set(state.completed_nodes)
+        running: dict[asyncio.Task, str] = {}
+        limit = int(getattr(self.settings, "max_parallel", 4))
+        failure = ""
+        try:
+            while True:
+                if not failure:
+                    ready = sorted(n for n in graph.nodes if n not in done
+                                   and n not in running.values() and needs[n] <= done)
+                    for node_id in ready[:max(0, limit - len(running))]:
+                        task = asyncio.ensure_future(
+                            self.execute_node(graph.nodes[node_id], state.context))
+                        running[task] = node_id
+                if not running:
+                    break
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(finished, key=lambda t: running[t]):
+                    node = graph.nodes[running.pop(task)]
+                    outcome = task.result()
+                    self._record(node, outcome, state.context)
+                    done.add(node.id)
+                    state.current_node = node.id
+                    if outcome.status is Status.FAIL and not failure:
+                        failure = outcome.failure_reason or f"node {node.id} failed"
+                    await self._checkpoint(node, outcome, finished=False)
+        finally:
+            for task in running:
+                task.cancel()
+        if failure:
+            return await self._finish(Status.FAIL, failure, started)
+        return await self._finish(Status.SUCCESS, "", started)
+
+    async def run_branch(self, start: str, context: Context, name: str) -> dict[str, Any]:
+        """One branch of a parallel node, on its own context, up to a fan-in or an end."""
+        started = time.monotonic()
+        before = dict(context.values)
+        node_id: str | None = start
+        stopped_at: str | None = None
+        last: Outcome | None = None
+        while node_id is not None:
+            node = self.graph.nodes[node_id]
+            if node.type in ("parallel.fan_in", "exit"):
+                stopped_at = node_id
+                break
+            last = await self.execute_node(node, context, branch=name)
+            context.apply(self.run_dir.externalize(last.context_updates))
+            context.set("outcome", last.status.value)
+            node_id, _ = self._next_node(node, last, context)
+        status = last.status.value if last is not None else "success"
+        return {"id": start, "status": status, "stopped_at": stopped_at,
+                "notes": last.notes if last else "", "failure_reason":
+                last.failure_reason if last else "",
+                "score": last.score if last and last.score is not None
+                else context.get("score"),
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                "context_updates": {k: v for k, v in context.values.items()
+                                    if before.get(k) != v and k != "outcome"}}
+
+    def _record(self, node: Node, outcome: Outcome, context: Context) -> None:
+        """Steps 3 and 4 of §3.2: completion, context updates, built-in keys."""
+        state = self.state
+        state.completed_nodes.append(node.id)
+        state.node_outcomes[node.id] = outcome.status.value
+        context.apply(self.run_dir.externalize(outcome.context_updates))
+        context.set("outcome", outcome.status.value)
+        context.set("current_node", node.id)
+        if outcome.preferred_label:
+            context.set("preferred_label", outcome.preferred_label)
+        context.logs.append({"node": node.id, "outcome": outcome.status.value,
+                             "timestamp": utc_now()})
+
+    def _next_node(self, node: Node, outcome: Outcome,
+                   context: Context) -> tuple[str | None, str]:
+        """Where to go after `node`: its fan-in, an edge, or failure routing (§3.7)."""
+        if node.type == "exit":
+            return None, ""
+        if outcome.jump_to is not None:
+            return outcome.jump_to, ""
+        if node.type == "parallel":  # its edges are the branches, already run
+            return None, ""
+        edge = select_edge(self.graph, node, outcome, context)
+        if outcome.status is Status.FAIL:
+            # A failed node follows only an edge whose condition matched (a fail edge);
+            # otherwise its retry targets; otherwise the run fails (docs/pipelines.md).
+            if edge is not None and edge.condition:
+                return edge.target, ""
+            for attr in ("retry_target", "fallback_retry_target"):
+                target = str(node.get(attr, "") or "")
+                if target in self.graph.nodes:
+                    return target, ""
+            return None, outcome.failure_reason or f"node {node.id} failed"
+        return (edge.target if edge is not None else None), ""
+
+    def _unsatisfied_gate_target(self) -> str | None:
+        """None if every visited goal gate succeeded; else its retry target, or ""."""
+        for node_id, status in self.state.node_outcomes.items():
+            node = self.graph.nodes.get(node_id)
+            if node is None or not node.get("goal_gate", False):
+                continue
+            if Status(status).succeeded:
+                continue
+            for source in (node.attrs, self.graph.attrs):
+                for attr in ("retry_target", "fallback_retry_target"):
+                    target = str(source.get(attr, "") or "")
+                    if target in self.graph.nodes:
+                        return target
+            return ""
+        return None
+
+    # -- one node -------------------------------------------------------------------------
+
+    async def execute_node(self, node: Node, context: Context,
+                           branch: str | None = None) -> Outcome:
+        """Run one node with its retry policy (§3.5); every attempt is a recorded stage."""
+        type_name, handler = self.handlers.resolve(node)
+        policy = self._policy(node) if getattr(handler, "retryable", True) else PRESETS["none"]
+        attempt = 0
+        while True:
+            attempt += 1
+            index = self.state.stage_seq
+            self.emit("StageStarted", name=node.id, index=index, attempt=attempt,
+                      handler=type_name, branch=branch)
+            started_at, started = utc_now(), time.monotonic()
+            outcome = await self._attempt(handler, node, context, attempt, branch)
+            duration_ms = (time.monotonic() - started) * 1000
+            retrying = (outcome.status in (Status.RETRY, Status.FAIL)
+                        and attempt < policy.max_attempts)
+            if not retrying and outcome.status is Status.RETRY:
+                outcome = (Outcome(Status.PARTIAL_SUCCESS, notes="retries exhausted, partial "
+                                   "accepted", context_updates=outcome.context_updates)
+                           if node.get("allow_partial", False)
+                           else Outcome(Status.FAIL, failure_reason="max retries exceeded",
+                                        context_updates=outcome.context_updates))
+            self.run_dir.write_status(node.id, outcome.to_status_file())
+            if outcome.status.succeeded:
+                self.emit("StageCompleted", name=node.id, index=index, attempt=attempt,
+                          duration_ms=round(duration_ms, 3), status=outcome.status.value)
+            else:
+                self.emit("StageFailed", name=node.id, index=index, attempt=attempt,
+                          error=outcome.failure_reason, will_retry=retrying)
+            await self._stage_done(node, type_name, attempt, outcome, branch, started_at,
+                                   duration_ms)
+            if not retrying:
+                if outcome.status.succeeded:
+                    self.state.node_retries.pop(node.id, None)
+                return outcome
+            self.state.node_retries[node.id] = attempt
+            context.set(f"internal.retry_count.{node.id}", attempt)
+            delay_ms = backoff_delay_ms(attempt, policy, self.rng) * self._delay_scale()
+            self.emit("StageRetrying", name=node.id, index=index, attempt=attempt + 1,
+                      delay_ms=round(delay_ms, 1))
+            if delay_ms > 0:
+                await asyncio.sleep(delay_ms / 1000)
+
+    async def _attempt(self, handler: Any, node: Node, context: Context, attempt: int,
+                       branch: str | None) -> Outcome:
+        """One handler call; exceptions and timeouts become FAIL outcomes (§4.12)."""
+        run = NodeRun(node=node, graph=self.graph, context=context, attempt=attempt,
+                      executor=self, branch=branch)
+        timeout = node.get("timeout")
+        try:
+            if timeout is not None:
+                async with asyncio.timeout(timeout.seconds):
+                    return await handler.execute(run)
+            return await handler.execute(run)
+        except TimeoutError:
+            return Outcome(Status.FAIL, failure_reason=f"timed out after {timeout.seconds:g}s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return Outcome(Status.FAIL, failure_reason=f"{type(exc).__name__}: {exc}")
+
+    def _policy(self, node: Node) -> RetryPolicy:
+        """The node's preset backoff (`retry_policy`, default standard) over
+        `max_retries + 1` attempts (falling back to the graph's `default_max_retries`)."""
+        retries = node.get("max_retries")
+        if retries is None:
+            retries = self.graph.attrs.get("default_max_retries",
+                                           self.graph.attrs.get("default_max_retry", 0))
+        preset = PRESETS.get(str(node.get("retry_policy", "standard")), PRESETS["standard"])
+        if preset.max_attempts == 1:  # `none`
+            return preset
+        jitter = getattr(getattr(self.settings, "retry", None), "jitter", True)
+        return replace(preset, max_attempts=max(1, int(retries) + 1), jitter=jitter)
+
+    def _delay_scale(self) -> float:
+        return float(getattr(getattr(self.settings, "retry", None), "delay_scale", 1.0))
+
+    # -- records --------------------------------------------------------------------------
+
+    def emit(self, type_: EventType, **data: Any) -> None:
+        """Report an event to the sink."""
+        self.sink.emit(Event(type_, {k: v for k, v in data.items() if v is not None},
+                             time=utc_now()))
+
+    def record_call(self, *, node_id: str, attempt: int, kind: str, request: dict[str, Any],
+                    response: dict[str, Any] | None, error: str | None = None,
+                    input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0,
+                    latency_ms: float = 0.0, finish_reason: str | None = None) -> None:
+        """A model or tool call: one line of trace.jsonl, and a row via the sink."""
+        self.call_seq += 1
+        call = {"id": uuid7(), "run_id": self.run_id, "trace_id": self.trace_id,
+                "seq": self.call_seq, "node_id": node_id, "attempt": attempt, "kind": kind,
+                "request": request, "response": response, "error": error,
+                "input_tokens": input_tokens, "output_tokens": output_tokens,
+                "cost_usd": cost_usd, "latency_ms": round(latency_ms, 3),
+                "finish_reason": finish_reason, "created_at": utc_now()}
+        self.run_dir.append_trace(call)
+        self.sink.record_call(call)
+
+    async def _stage_done(self, node: Node, type_name: str, attempt: int, outcome: Outcome,
+                          branch: str | None, started_at: str, duration_ms: float) -> None:
+        self.state.stage_seq += 1
+        stage = {"seq": self.state.stage_seq, "node_id": node.id, "attempt": attempt,
+                 "status": outcome.status.value, "handler": type_name, "branch": branch,
+                 "started_at": started_at, "ended_at": utc_now(),
+                 "duration_ms": round(duration_ms, 3), "outcome": outcome.to_dict()}
+        await self.sink.stage_done(stage, {"current_node": node.id})
+
+    async def _checkpoint(self, node: Node, outcome: Outcome, finished: bool) -> None:
+        """Rewrite checkpoint.json (step 5 of §3.2)."""
+        checkpoint = self.checkpoint(finished)
+        self.run_dir.write_json("checkpoint.json", data=checkpoint)
+        self.emit("CheckpointSaved", node_id=node.id)
+
+    def checkpoint(self, finished: bool = False) -> dict[str, Any]:
+        """The checkpoint as it stands (attractor §5.3 schema plus next_node and counters)."""
+        state = self.state
+        return {
+            "pipeline_name": self.graph.name,
+            "run_id": self.run_id,
+            "timestamp": utc_now(),
+            "current_node": state.current_node,
+            "next_node": state.next_node,
+            "finished": finished,
+            "completed_nodes": state.completed_nodes,
+            "node_outcomes": state.node_outcomes,
+            "node_retries": state.node_retries,
+            "stage_seq": state.stage_seq,
+            "call_seq": self.call_seq,
+            "context": state.context.values,
+            "logs": state.context.logs,
+        }
+
+    async def _finish(self, status: Status, reason: str, started: float) -> RunResult:
+        duration_ms = round((time.monotonic() - started) * 1000, 3)
+        if status.succeeded:
+            self.emit("PipelineCompleted", duration_ms=duration_ms,
+                      completed_nodes=len(self.state.completed_nodes))
+        else:
+            self.emit("PipelineFailed", error=reason, duration_ms=duration_ms)
+        self.state.next_node = None
+        checkpoint = self.checkpoint(finished=True)
+        checkpoint["result"] = {"outcome": status.value, "failure_reason": reason}
+        self.run_dir.write_json("checkpoint.json", data=checkpoint)
+        return RunResult("completed" if status.succeeded else "failed", status, reason,
+                         list(self.state.completed_nodes), self.state.context.snapshot())
+
+    def _result_from_checkpoint(self, checkpoint: dict[str, Any]) -> RunResult:
+        """A run that had already finished when the daemon died: report how."""
+        result = checkpoint.get("result") or {"outcome": "success"}
+        status = Status(result["outcome"])
+        return RunResult("completed" if status.succeeded else "failed", status,
+                         result.get("failure_reason", ""),
+                         list(checkpoint.get("completed_nodes", [])),
+                         dict(checkpoint.get("context", {})))
+
+
+def find_start(graph: Graph) -> str:
+    """The start node (shape Mdiamond, or id `start`/`Start`)."""
+    starts = graph.start_nodes()
+    if not starts:
+        raise ValueError("the pipeline has no start node")
+    return starts[0].id

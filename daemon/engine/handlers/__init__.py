@@ -1,0 +1,1 @@
+"""Node handlers: one module per handler type, and the registry that resolves them."""

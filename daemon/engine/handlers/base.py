@@ -1,0 +1,105 @@
+"""What a handler is given and must return, and the registry that resolves node types."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..context import Context
+from ..graph import Graph, Node
+from ..outcome import Outcome
+
+if TYPE_CHECKING:
+    from ..executor import Executor
+
+
+@dataclass
+class Question:
+    """A human gate's question (attractor §6.2, multiple choice)."""
+
+    id: str
+    run_id: str
+    node_id: str
+    text: str
+    options: list[dict[str, str]]  # {key, label, target}
+    default: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for events and `run.get`."""
+        return {"question_id": self.id, "run_id": self.run_id, "node_id": self.node_id,
+                "text": self.text, "type": "multiple_choice", "options": self.options,
+                "default": self.default}
+
+
+class Interviewer(Protocol):
+    """Answers human gates (attractor §6.1); the daemon's asks connected clients."""
+
+    async def ask(self, question: Question) -> str | None:
+        """The chosen option key, label or target; None when skipped."""
+        ...
+
+
+@dataclass
+class NodeRun:
+    """One execution of one node: everything a handler may use."""
+
+    node: Node
+    graph: Graph
+    context: Context
+    attempt: int
+    executor: Executor
+    branch: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write_file(self, name: str, text: str) -> None:
+        """Write prompt.md, response.md, … into this node's stage directory."""
+        self.executor.run_dir.write_stage_file(self.node.id, name, text)
+
+
+class Handler(Protocol):
+    """A node type's behaviour (attractor §4.1)."""
+
+    async def execute(self, run: NodeRun) -> Outcome:
+        """Do the node's work and say how it went."""
+        ...
+
+
+HandlerFactory = Callable[[], Handler]
+
+
+class FunctionHandler:
+    """A handler from a plain async function, for custom types registered in a few lines."""
+
+    def __init__(self, function: Callable[[NodeRun], Awaitable[Outcome]]) -> None:
+        self.function = function
+
+    async def execute(self, run: NodeRun) -> Outcome:
+        """Call the function."""
+        return await self.function(run)
+
+
+class HandlerRegistry:
+    """Type string → handler (attractor §4.2); registering a type again replaces it."""
+
+    def __init__(self, handlers: dict[str, Handler] | None = None,
+                 default: str = "codergen") -> None:
+        self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.default = default
+
+    def register(self, type_name: str, handler: Handler) -> None:
+        """Serve nodes of `type_name` with `handler`."""
+        self.handlers[type_name] = handler
+
+    def resolve(self, node: Node) -> tuple[str, Handler]:
+        """The handler type and handler for `node`: explicit type, then shape, then default."""
+        type_name = node.type
+        handler = self.handlers.get(type_name)
+        if handler is None:
+            type_name = self.default
+            handler = self.handlers[self.default]
+        return type_name, handler
+
+    def known_types(self) -> set[str]:
+        """Every registered type (for the `type_known` lint rule)."""
+        return set(self.handlers)

@@ -1,0 +1,84 @@
+"""Parallel fan-out and fan-in (attractor §4.8, §4.9).
+
+Each outgoing edge of a parallel node starts a branch: a traversal on a clone of the context
+that stops before a fan-in node (or at an exit, or where no edge leads on). The branches'
+results go into `parallel.results`; traversal continues at the fan-in node they reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..outcome import Outcome, Status
+from .base import NodeRun
+
+_RANK = {"success": 0, "partial_success": 1, "retry": 2, "fail": 3, "skipped": 4}
+
+
+class ParallelHandler:
+    """Runs every branch, at most `max_parallel` at a time, and joins them."""
+
+    async def execute(self, run: NodeRun) -> Outcome:
+        """Fan out; `join_policy` wait_all (default) or first_success."""
+        executor = run.executor
+        edges = run.graph.outgoing(run.node.id)
+        if not edges:
+            return Outcome(Status.FAIL, failure_reason="parallel node without branches")
+        policy = str(run.node.get("join_policy", "wait_all"))
+        default_limit = getattr(executor.settings, "max_parallel", 4)
+        limit = asyncio.Semaphore(int(run.node.get("max_parallel", default_limit)))
+        executor.emit("ParallelStarted", name=run.node.id, branch_count=len(edges))
+
+        async def branch(index: int, target: str) -> dict[str, Any]:
+            async with limit:
+                executor.emit("ParallelBranchStarted", branch=target, index=index)
+                result = await executor.run_branch(target, run.context.clone(), target)
+                executor.emit("ParallelBranchCompleted", branch=target, index=index,
+                              duration_ms=result["duration_ms"],
+                              success=result["status"] in ("success", "partial_success"))
+                return result
+
+        tasks = [asyncio.ensure_future(branch(i, e.target)) for i, e in enumerate(edges)]
+        results: list[dict[str, Any]] = []
+        try:
+            for finished in asyncio.as_completed(tasks):
+                result = await finished
+                results.append(result)
+                if policy == "first_success" and result["status"] == "success":
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        results.sort(key=lambda r: [e.target for e in edges].index(r["id"]))
+        successes = sum(r["status"] in ("success", "partial_success") for r in results)
+        failures = sum(r["status"] == "fail" for r in results)
+        executor.emit("ParallelCompleted", name=run.node.id, success_count=successes,
+                      failure_count=failures)
+        joins = {r["stopped_at"] for r in results if r["stopped_at"]}
+        if policy == "first_success":
+            status = Status.SUCCESS if successes else Status.FAIL
+        else:
+            status = Status.SUCCESS if failures == 0 else Status.PARTIAL_SUCCESS
+        return Outcome(status, context_updates={"parallel.results": results},
+                       jump_to=min(joins) if joins else None,
+                       notes=f"{successes} of {len(results)} branches succeeded")
+
+
+class FanInHandler:
+    """Picks the best branch result: by outcome, then score, then id (§4.9 heuristic)."""
+
+    async def execute(self, run: NodeRun) -> Outcome:
+        """FAIL only when there are no results, or every branch failed."""
+        results = run.context.get("parallel.results") or []
+        if not results:
+            return Outcome(Status.FAIL, failure_reason="No parallel results to evaluate")
+        best = sorted(results, key=lambda r: (_RANK.get(r["status"], 9),
+                                              -(r.get("score") or 0), r["id"]))[0]
+        if all(r["status"] == "fail" for r in results):
+            return Outcome(Status.FAIL, failure_reason="every parallel branch failed",
+                           context_updates={"parallel.fan_in.best_id": best["id"]})
+        return Outcome(Status.SUCCESS, notes=f"Selected best candidate: {best['id']}",
+                       context_updates={"parallel.fan_in.best_id": best["id"],
+                                        "parallel.fan_in.best_outcome": best["status"]})

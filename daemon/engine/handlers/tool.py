@@ -1,0 +1,84 @@
+"""The tool handler (attractor §4.10): a subprocess with a timeout and captured output.
+
+`tool_command` runs through `/bin/sh -c`; `tool_argv` (a JSON list) runs without a shell.
+The process gets its stage directory in `OSTINATO_STAGE_DIR`; a `status.json` it writes there
+is its outcome (the status-file contract, appendix C). Cancelling the run kills the whole
+process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+
+import orjson
+
+from ..outcome import Outcome, Status
+from .base import NodeRun
+
+
+def _argv(run: NodeRun) -> list[str] | None:
+    argv = run.node.get("tool_argv")
+    if argv:
+        parsed = orjson.loads(str(argv)) if isinstance(argv, str) else argv
+        if isinstance(parsed, list) and parsed and all(isinstance(a, str) for a in parsed):
+            return parsed
+        raise ValueError("tool_argv must be a JSON list of strings")
+    command = str(run.node.get("tool_command", "") or "")
+    return ["/bin/sh", "-c", command] if command else None
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+class ToolHandler:
+    """Runs the node's command and reports its exit status and output."""
+
+    async def execute(self, run: NodeRun) -> Outcome:
+        """Run it; a non-zero exit is FAIL, the node's `timeout` kills it."""
+        argv = _argv(run)
+        if argv is None:
+            return Outcome(Status.FAIL, failure_reason="No tool_command specified")
+        stage_dir = run.executor.run_dir.stage(run.node.id)
+        status_file = stage_dir / "status.json"
+        status_file.unlink(missing_ok=True)
+        env = {**os.environ, "OSTINATO_STAGE_DIR": str(stage_dir),
+               "OSTINATO_RUN_ID": run.executor.run_id, "OSTINATO_NODE_ID": run.node.id}
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+        try:
+            stdout, stderr = await process.communicate()
+        except BaseException:  # cancelled or timed out: never leave the process behind
+            await _kill(process)
+            raise
+        latency_ms = (time.monotonic() - started) * 1000
+        out = stdout.decode("utf-8", "replace")
+        err = stderr.decode("utf-8", "replace")
+        run.executor.record_call(
+            node_id=run.node.id, attempt=run.attempt, kind="tool",
+            request={"argv": argv}, response={"exit_code": process.returncode,
+                                              "stdout": out, "stderr": err},
+            latency_ms=latency_ms, finish_reason="exit" if process.returncode == 0 else "error",
+            error=None if process.returncode == 0 else f"exit code {process.returncode}")
+        run.write_file("stdout.txt", out)
+        if err:
+            run.write_file("stderr.txt", err)
+        updates = {"tool.output": out, "tool.exit_code": process.returncode,
+                   f"{run.node.id}.output": out}
+        if status_file.exists():  # the tool reported its own outcome
+            outcome = Outcome.from_status_file(orjson.loads(status_file.read_bytes()))
+            outcome.context_updates = {**updates, **outcome.context_updates}
+            return outcome
+        if process.returncode != 0:
+            return Outcome(Status.FAIL, context_updates=updates,
+                           failure_reason=f"exit code {process.returncode}: {err.strip()[-500:]}")
+        return Outcome(Status.SUCCESS, context_updates=updates,
+                       notes=f"Tool completed: {' '.join(argv)[:200]}")

@@ -1,0 +1,144 @@
+"""Anthropic's Messages API through the official SDK."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anthropic
+from pydantic import Field
+
+from .base import (
+    ModelRequest,
+    ModelResponse,
+    ProviderError,
+    SDKSettings,
+    Usage,
+    from_sdk_error,
+)
+from .pricing import Pricing
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+_KEYLESS_PLACEHOLDER = "no-key"
+
+# Messages API parameters that are keywords of `messages.create`.
+_KEYWORDS = frozenset({"metadata", "service_tier", "thinking", "stop_sequences"})
+# Sampling parameters the installed SDK no longer names; sent in the body when given.
+_BODY = frozenset({"temperature", "top_p", "top_k"})
+
+# stop_reason → the finish_reason vocabulary OpenAI-style callers expect.
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class AnthropicSettings(SDKSettings):
+    """Settings of an Anthropic provider."""
+
+    base_url: str = ANTHROPIC_BASE_URL
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    # The API requires max_tokens on every call.
+    max_tokens: int = Field(default=1024, gt=0)
+
+
+class AnthropicProvider:
+    """Calls `messages.create`; retries are the pool's, never the SDK's."""
+
+    def __init__(self, settings: Mapping[str, Any] | AnthropicSettings | None = None, *,
+                 name: str = "anthropic", pricing: Pricing | None = None) -> None:
+        self.name = name
+        self.settings = (settings if isinstance(settings, AnthropicSettings)
+                         else AnthropicSettings.model_validate(dict(settings or {})))
+        self.pricing = pricing or Pricing.load()
+        self._sdk: anthropic.AsyncAnthropic | None = None
+        self._secrets: list[str] = []
+
+    def _client(self) -> anthropic.AsyncAnthropic:
+        # Built on first use so that configuring an unused provider needs no key. An explicit
+        # api_key also stops the SDK from consulting ANTHROPIC_* variables and profiles.
+        if self._sdk is None:
+            key = self.settings.api_key(self.name)
+            self._secrets = [key] if key else []
+            self._sdk = anthropic.AsyncAnthropic(
+                api_key=key or _KEYLESS_PLACEHOLDER,
+                base_url=self.settings.base_url,
+                timeout=self.settings.timeout_s,
+                max_retries=0,
+            )
+        return self._sdk
+
+    def _arguments(self, request: ModelRequest) -> dict[str, Any]:
+        params = request.params
+        arguments: dict[str, Any] = {k: v for k, v in params.items() if k in _KEYWORDS}
+        arguments["max_tokens"] = int(params.get("max_tokens") or self.settings.max_tokens)
+        if params.get("stop") is not None and "stop_sequences" not in arguments:
+            stop = params["stop"]
+            arguments["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if params.get("reasoning_effort") is not None:
+            arguments["output_config"] = {"effort": params["reasoning_effort"]}
+        body = {k: v for k, v in params.items() if k in _BODY and v is not None}
+        if isinstance(params.get("extra_body"), Mapping):
+            body.update(params["extra_body"])
+        if body:
+            arguments["extra_body"] = body
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        if system:
+            arguments["system"] = system
+        return arguments
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """One Messages call; SDK errors become ProviderError."""
+        model = request.model or self.settings.model
+        if not model:
+            raise ProviderError(f"{self.name}: no model: name one in the request or set the "
+                                f"provider's model setting", kind="config", provider=self.name)
+        client = self._client()
+        arguments = self._arguments(request)
+        started = time.perf_counter()
+        try:
+            message = await client.messages.create(
+                model=model,
+                # The Messages API takes system prompts apart from the turns.
+                messages=[{"role": m.role, "content": m.content}
+                          for m in request.messages if m.role != "system"],
+                **arguments,
+            )
+        except anthropic.AnthropicError as exc:
+            raise from_sdk_error(self.name, exc, anthropic, self._secrets) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        usage = message.usage
+        response = ModelResponse(
+            text="".join(block.text for block in message.content if block.type == "text"),
+            # Cache writes and reads are input too; Anthropic counts them apart from
+            # input_tokens. They are priced at the full input rate here.
+            usage=Usage(input_tokens=usage.input_tokens
+                        + (getattr(usage, "cache_creation_input_tokens", None) or 0)
+                        + (getattr(usage, "cache_read_input_tokens", None) or 0),
+                        output_tokens=usage.output_tokens),
+            latency_ms=latency_ms,
+            finish_reason=_FINISH.get(message.stop_reason or "", message.stop_reason or "unknown"),
+            model=message.model or model,
+            provider=self.name,
+            raw_id=message.id or None,
+        )
+        return self.pricing.price(request, response)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings in use, for providers.json (they hold no keys)."""
+        return {"type": "anthropic", **self.settings.model_dump(mode="json")}
+
+    def secrets(self) -> list[str]:
+        """The key in use or, before first use, the one the environment holds."""
+        return list(dict.fromkeys([*self._secrets, *self.settings.secrets()]))
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections."""
+        if self._sdk is not None:
+            await self._sdk.close()
+            self._sdk = None

@@ -1,0 +1,133 @@
+"""Usage → cost through a versioned price table (pricing.json, shipped with the package).
+
+Lookup order for a call on `provider`/`model`: the exact key, the key with a trailing release
+date removed (vendors report `gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), then `provider/*`.
+A model without a rate costs 0.0 and is remembered in `unknown()` so callers can warn.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .base import ModelRequest, ModelResponse, Usage
+
+log = logging.getLogger(__name__)
+
+_TABLE_FIELDS = frozenset({"version", "currency", "comment"})
+_DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """USD per million input and output tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+def shipped_table() -> dict[str, Any]:
+    """The pricing.json that ships with the package."""
+    text = resources.files(__package__).joinpath("pricing.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+class Pricing:
+    """A price table; immutable after load except for the unknown-model record."""
+
+    def __init__(self, table: Mapping[str, Any]) -> None:
+        self._table = copy.deepcopy(dict(table))
+        self._rates: dict[str, Rate] = {}
+        for key, entry in self._table.get("models", {}).items():
+            if "/" not in key:
+                raise ValueError(f"pricing: model key {key!r} must be 'provider/model'")
+            try:
+                self._rates[key] = Rate(float(entry["input_per_mtok"]),
+                                        float(entry["output_per_mtok"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"pricing: {key!r} needs numeric input_per_mtok and "
+                                 f"output_per_mtok") from exc
+        self._unknown: set[str] = set()
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | str | Path | None = None) -> Pricing:
+        """The shipped table, its models replaced or extended by overrides (dict or JSON file)."""
+        # Overrides are a full table ({"version"?, "currency"?, "models": {...}}) or just
+        # the models mapping.
+        table = shipped_table()
+        if overrides is None:
+            return cls(table)
+        if isinstance(overrides, str | Path):
+            overrides = json.loads(Path(overrides).read_text(encoding="utf-8"))
+        if not isinstance(overrides, Mapping):
+            raise ValueError("pricing overrides must be a JSON object")
+        if "models" in overrides:
+            models = overrides["models"]
+        else:
+            models = {k: v for k, v in overrides.items() if k not in _TABLE_FIELDS}
+        if not isinstance(models, Mapping):
+            raise ValueError("pricing overrides: 'models' must be an object")
+        if models or "version" in overrides:
+            table["models"] = {**table["models"], **{k: dict(v) for k, v in models.items()}}
+            # A changed table must not pass for the shipped one in a run's snapshot.
+            table["version"] = str(overrides.get("version", f"{table['version']}+overrides"))
+        if "currency" in overrides:
+            table["currency"] = str(overrides["currency"])
+        return cls(table)
+
+    @property
+    def version(self) -> str:
+        """The table's version label."""
+        return str(self._table.get("version", ""))
+
+    def rate(self, provider: str, model: str) -> Rate | None:
+        """The rate for provider/model by the lookup order above, or None."""
+        for key in (f"{provider}/{model}", f"{provider}/{_DATE_SUFFIX.sub('', model)}",
+                    f"{provider}/*"):
+            if key in self._rates:
+                return self._rates[key]
+        return None
+
+    def known(self, provider: str, model: str) -> bool:
+        """True when the table prices provider/model."""
+        return self.rate(provider, model) is not None
+
+    def cost(self, provider: str, model: str, usage: Usage) -> float:
+        """USD for `usage`; 0.0 (and recorded in `unknown()`) for an unpriced model."""
+        rate = self.rate(provider, model)
+        if rate is None:
+            key = f"{provider}/{model}"
+            if key not in self._unknown:
+                self._unknown.add(key)
+                log.warning("pricing %s has no rate for %s: its calls are costed at 0",
+                            self.version, key)
+            return 0.0
+        total = (usage.input_tokens * rate.input_per_mtok
+                 + usage.output_tokens * rate.output_per_mtok) / 1_000_000
+        # Rounded so that sums in snapshots do not drift in the last float digits.
+        return round(total, 10)
+
+    def price(self, request: ModelRequest, response: ModelResponse) -> ModelResponse:
+        """`response` with cost_usd and cost_known set, by requested then reported model."""
+        for model in dict.fromkeys((request.model, response.model)):
+            if model and self.known(response.provider, model):
+                return response.model_copy(update={
+                    "cost_usd": self.cost(response.provider, model, response.usage),
+                    "cost_known": True})
+        self.cost(response.provider, request.model or response.model, response.usage)
+        return response.model_copy(update={"cost_usd": 0.0, "cost_known": False})
+
+    def unknown(self) -> list[str]:
+        """provider/model keys that were costed at 0 for want of a rate."""
+        return sorted(self._unknown)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole table, for a run's config/pricing.json."""
+        return copy.deepcopy(self._table)

@@ -1,0 +1,229 @@
+"""The provider pool: provider choice, per-provider concurrency limits, retries with backoff
+(attractor §3.6), pricing, and a key-free description of it all for a run's providers.json.
+
+Settings shape::
+
+    {"default": "scripted",
+     "providers": {
+        "scripted": {"responses": {...}, "fail_rate": 0.1, "seed": 7},
+        "openai": {"base_url": "...", "api_key_env": "OPENAI_API_KEY", "model": "gpt-4o-mini",
+                   "timeout_s": 60, "concurrency": 4,
+                   "retry": {"max_attempts": 4, "initial_delay_ms": 200, "factor": 2.0,
+                             "max_delay_ms": 60000, "jitter": true}},
+        "ollama": {"type": "openai", "base_url": "http://127.0.0.1:11434/v1",
+                   "api_key_env": null}},
+     "pricing": {"models": {"ollama/*": {"input_per_mtok": 0, "output_per_mtok": 0}}}}
+
+`type` defaults to the entry's name; `retry` may also be a preset name (`standard`, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..redact import redact_settings
+from ..retry import RetryPolicy, backoff_delay_ms
+from .base import ModelRequest, ModelResponse, Provider, ProviderError
+from .pricing import Pricing
+from .scripted import ScriptedProvider
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROVIDER = "scripted"
+DEFAULT_CONCURRENCY = 8
+# A factory builds a provider from its own settings (pool keys removed), name and pricing.
+ProviderFactory = Callable[..., Provider]
+
+
+def _openai(settings: Mapping[str, Any], *, name: str, pricing: Pricing) -> Provider:
+    # The vendor SDKs take seconds to import; offline runs never pay for them.
+    from .openai import OpenAIProvider
+
+    return OpenAIProvider(settings, name=name, pricing=pricing)
+
+
+def _anthropic(settings: Mapping[str, Any], *, name: str, pricing: Pricing) -> Provider:
+    from .anthropic import AnthropicProvider
+
+    return AnthropicProvider(settings, name=name, pricing=pricing)
+
+
+PROVIDER_TYPES: dict[str, ProviderFactory] = {
+    "scripted": ScriptedProvider,
+    "openai": _openai,
+    "anthropic": _anthropic,
+}
+_POOL_KEYS = frozenset({"type", "concurrency", "retry"})
+_SETTINGS_KEYS = frozenset({"default", "providers", "pricing"})
+
+@dataclass(slots=True)
+class _Slot:
+    provider: Provider
+    semaphore: asyncio.Semaphore
+    concurrency: int
+    retry: RetryPolicy
+    model: str
+
+
+class ProviderPool:
+    """Providers by name, each with a concurrency limit and a retry policy."""
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, *,
+                 pricing: Pricing | None = None, rng: random.Random | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] | None = None) -> None:
+        settings = dict(settings or {})
+        unknown = set(settings) - _SETTINGS_KEYS
+        if unknown:
+            raise ValueError(f"provider settings: unknown keys {sorted(unknown)}")
+        overrides = settings.get("pricing")
+        if overrides is not None and not isinstance(overrides, str | Path | Mapping):
+            raise ValueError("provider settings: pricing must be an object or a file path")
+        self.pricing = pricing or Pricing.load(overrides)
+        self._rng = rng or random.Random()
+        self._sleep = sleep or asyncio.sleep
+        self._slots: dict[str, _Slot] = {}
+        for name, entry in dict(settings.get("providers") or {}).items():
+            self._slots[name] = self._build(str(name), dict(entry or {}))
+        if DEFAULT_PROVIDER not in self._slots:
+            self._slots[DEFAULT_PROVIDER] = self._build(DEFAULT_PROVIDER, {})
+        self.default = str(settings.get("default") or DEFAULT_PROVIDER)
+        if self.default not in self._slots:
+            raise ValueError(f"provider settings: default {self.default!r} is not configured; "
+                             f"configured: {sorted(self._slots)}")
+
+    def _build(self, name: str, entry: dict[str, Any]) -> _Slot:
+        kind = str(entry.get("type") or name)
+        factory = PROVIDER_TYPES.get(kind)
+        if factory is None:
+            raise ValueError(f"providers.{name}: unknown type {kind!r}; "
+                             f"one of {sorted(PROVIDER_TYPES)}")
+        own = {key: value for key, value in entry.items() if key not in _POOL_KEYS}
+        try:
+            provider = factory(own, name=name, pricing=self.pricing)
+            retry = RetryPolicy.from_settings(entry.get("retry"))
+        except ValidationError as exc:
+            # Not str(exc): pydantic quotes the input values, and a value may be a key.
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise ValueError(f"providers.{name}: {problems}") from None
+        except ValueError as exc:
+            raise ValueError(f"providers.{name}: {exc}") from None
+        return self._slot(provider, entry.get("concurrency"), retry, str(own.get("model") or ""))
+
+    def _slot(self, provider: Provider, concurrency: Any, retry: RetryPolicy,
+              model: str) -> _Slot:
+        limit = DEFAULT_CONCURRENCY if concurrency is None else int(concurrency)
+        if limit < 1:
+            raise ValueError(f"providers.{provider.name}: concurrency must be at least 1")
+        return _Slot(provider, asyncio.Semaphore(limit), limit, retry, model)
+
+    def add(self, provider: Provider, *, concurrency: int | None = None,
+            retry: str | Mapping[str, Any] | RetryPolicy | None = None,
+            replace: bool = False) -> None:
+        """Register a provider built elsewhere (a replay provider, a test double)."""
+        if provider.name in self._slots and not replace:
+            raise ValueError(f"provider {provider.name!r} already exists")
+        self._slots[provider.name] = self._slot(provider, concurrency,
+                                                RetryPolicy.from_settings(retry), "")
+
+    @property
+    def names(self) -> list[str]:
+        """The configured provider names."""
+        return list(self._slots)
+
+    def get(self, name: str) -> Provider:
+        """The provider called `name`; a non-retryable ProviderError if there is none."""
+        return self._get_slot(name).provider
+
+    def _get_slot(self, name: str) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            raise ProviderError(f"unknown provider {name!r}; configured: {sorted(self._slots)}",
+                                retryable=False, kind="config", provider=name)
+        return slot
+
+    def resolve(self, request: ModelRequest) -> ModelRequest:
+        """`request` with provider and default model filled in: what the engine should record."""
+        name = request.provider or self.default
+        slot = self._get_slot(name)
+        update: dict[str, Any] = {}
+        if request.provider != name:
+            update["provider"] = name
+        if not request.model and slot.model:
+            update["model"] = slot.model
+        return request.model_copy(update=update) if update else request
+
+    def retry_delay_ms(self, attempt: int, policy: RetryPolicy, error: ProviderError) -> float:
+        """The §3.6 backoff, or the server's longer retry-after, never beyond max_delay_ms."""
+        delay = backoff_delay_ms(attempt, policy, self._rng)
+        if error.retry_after_ms is not None:
+            delay = min(max(delay, error.retry_after_ms), policy.max_delay_ms)
+        return delay
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Answer through the chosen provider, retrying retryable errors; else the last error."""
+        # The raised ProviderError carries `attempts`; non-retryable ones are raised at once.
+        request = self.resolve(request)
+        slot = self._get_slot(request.provider)
+        policy = slot.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                # Only the call holds a slot: a request waiting out its backoff blocks nobody.
+                async with slot.semaphore:
+                    response = await slot.provider.complete(
+                        request.model_copy(update={"provider_attempt": attempt}))
+            except ProviderError as error:
+                error.attempts = attempt
+                error.provider = error.provider or request.provider
+                if not error.retryable or attempt >= policy.max_attempts:
+                    raise
+                delay_ms = self.retry_delay_ms(attempt, policy, error)
+                log.info("%s: try %d of %d failed (%s); retrying in %.0f ms", request.provider,
+                         attempt, policy.max_attempts, error.message, delay_ms)
+                await self._sleep(delay_ms / 1000)
+                continue
+            return response.model_copy(update={"attempts": attempt})
+
+    def secrets(self) -> list[str]:
+        """The key values the providers use, so that callers can redact them anywhere."""
+        found: list[str] = []
+        for slot in self._slots.values():
+            secrets = getattr(slot.provider, "secrets", None)
+            if callable(secrets):
+                found.extend(value for value in secrets() if value)
+        return list(dict.fromkeys(found))
+
+    def describe(self) -> dict[str, Any]:
+        """providers.json: names, types, models, base URLs, limits, retry; keys redacted."""
+        providers: dict[str, Any] = {}
+        for name, slot in self._slots.items():
+            describe = getattr(slot.provider, "describe", None)
+            entry = describe() if callable(describe) else {"type": type(slot.provider).__name__}
+            providers[name] = {**entry, "concurrency": slot.concurrency,
+                               "retry": slot.retry.to_dict()}
+        return redact_settings({"default": self.default, "pricing_version": self.pricing.version,
+                                "providers": providers}, self.secrets())
+
+    async def aclose(self) -> None:
+        """Close every provider; one failing to close does not keep the others open."""
+        for name, slot in self._slots.items():
+            try:
+                await slot.provider.aclose()
+            except Exception:
+                log.exception("provider %s failed to close", name)
+
+    async def __aenter__(self) -> ProviderPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,218 @@
+"""The scripted provider: deterministic, offline, free; the default.
+
+What it answers, first match wins:
+
+1. the node's own script, from `request.metadata` (the engine passes the node's attributes):
+   `scripted.response`, `scripted.responses` (a JSON list or `a|b|c`, indexed by attempt, the
+   last one repeating), `scripted.status` / `scripted.statuses` likewise,
+   `scripted.preferred_label`, `scripted.context_updates` (a JSON object), `scripted.usage`
+   (`"12,34"`: input, output tokens). A nested `{"scripted": {...}}` mapping works too.
+2. the provider settings: `responses` / `statuses` by node id (a string or a list);
+3. a stable echo of the last user message.
+
+`fail_rate` with `seed` injects retryable 503 errors, decided by a hash of
+(seed, node_id, attempt, provider_attempt) so that reruns fail at the same calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import ModelRequest, ModelResponse, ProviderError, RoutingStatus, Usage
+from .pricing import Pricing
+
+ECHO_PREFIX = "[scripted] "
+ECHO_LIMIT = 300
+_STATUSES = frozenset(get_args(RoutingStatus))
+
+
+class ScriptedSettings(BaseModel):
+    """Settings of a scripted provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    responses: dict[str, str | list[Any]] = Field(default_factory=dict)
+    statuses: dict[str, str | list[str]] = Field(default_factory=dict)
+    latency_ms: float = Field(default=0.0, ge=0)
+    fail_rate: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
+    model: str = "scripted"
+
+
+class ScriptedProvider:
+    """Answers from scripts, settings or an echo; never touches the network."""
+
+    def __init__(self, settings: Mapping[str, Any] | ScriptedSettings | None = None, *,
+                 name: str = "scripted", pricing: Pricing | None = None) -> None:
+        self.name = name
+        self.settings = (settings if isinstance(settings, ScriptedSettings)
+                         else ScriptedSettings.model_validate(dict(settings or {})))
+        self.pricing = pricing or Pricing.load()
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Answer `request` deterministically."""
+        settings = self.settings
+        if settings.latency_ms:
+            await asyncio.sleep(settings.latency_ms / 1000)
+        if settings.fail_rate and _draw(settings.seed, request) < settings.fail_rate:
+            raise ProviderError(
+                f"{self.name}: injected failure (fail_rate={settings.fail_rate}, "
+                f"seed={settings.seed}) at node {request.node_id!r} attempt {request.attempt} "
+                f"try {request.provider_attempt}",
+                status=503, retryable=True, kind="injected", provider=self.name)
+        script = _Script(request, self.name)
+        text = script.text()
+        if text is None:
+            text = self._from_settings(settings.responses, request)
+        if text is None:
+            text = ECHO_PREFIX + request.last_user_message()[:ECHO_LIMIT]
+        status = script.status()
+        if status is None:
+            scripted_status = self._from_settings(settings.statuses, request)
+            status = None if scripted_status is None else script.check_status(scripted_status)
+        prompt = "\n".join(message.content for message in request.messages)
+        model = request.model or settings.model
+        response = ModelResponse(
+            text=text,
+            usage=script.usage() or Usage.estimate(prompt, text),
+            # The simulated latency, not the measured one: replays compare equal.
+            latency_ms=settings.latency_ms,
+            finish_reason="stop",
+            model=model,
+            provider=self.name,
+            raw_id=_response_id(request, model, text),
+            status=status,
+            preferred_label=script.preferred_label(),
+            context_updates=script.context_updates(),
+        )
+        return self.pricing.price(request, response)
+
+    def _from_settings(self, table: Mapping[str, Any], request: ModelRequest) -> str | None:
+        if request.node_id not in table:
+            return None
+        return _pick(_as_list(table[request.node_id]), request.attempt)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings in use, for providers.json."""
+        return {"type": "scripted", **self.settings.model_dump(mode="json")}
+
+    def secrets(self) -> list[str]:
+        """None: the scripted provider holds no keys."""
+        return []
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class _Script:
+    """The `scripted.*` values of one request's metadata."""
+
+    def __init__(self, request: ModelRequest, provider: str) -> None:
+        self.request = request
+        self.provider = provider
+        nested = request.metadata.get("scripted")
+        self.nested = nested if isinstance(nested, Mapping) else {}
+
+    def get(self, key: str) -> Any:
+        metadata = self.request.metadata
+        full = f"scripted.{key}"
+        return metadata[full] if full in metadata else self.nested.get(key)
+
+    def error(self, message: str) -> ProviderError:
+        return ProviderError(f"{self.provider}: node {self.request.node_id!r}: {message}",
+                             retryable=False, kind="config", provider=self.provider)
+
+    def text(self) -> str | None:
+        many = self.get("responses")
+        if many is not None:
+            return _pick(_as_list(many), self.request.attempt)
+        one = self.get("response")
+        return None if one is None else _text(one)
+
+    def status(self) -> RoutingStatus | None:
+        many = self.get("statuses")
+        value = (_pick(_as_list(many), self.request.attempt) if many is not None
+                 else self.get("status"))
+        return None if value is None else self.check_status(value)
+
+    def check_status(self, value: Any) -> RoutingStatus:
+        status = str(value).strip().lower()
+        if status not in _STATUSES:
+            raise self.error(f"scripted status {value!r} is not one of {sorted(_STATUSES)}")
+        return status  # type: ignore[return-value]
+
+    def preferred_label(self) -> str | None:
+        value = self.get("preferred_label")
+        return None if value is None else str(value)
+
+    def context_updates(self) -> dict[str, Any]:
+        value = self.get("context_updates")
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise self.error(f"scripted.context_updates is not JSON: {exc}") from None
+        if not isinstance(value, Mapping):
+            raise self.error("scripted.context_updates must be a JSON object")
+        return dict(value)
+
+    def usage(self) -> Usage | None:
+        value = self.get("usage")
+        if value is None:
+            return None
+        try:
+            if isinstance(value, Mapping):
+                return Usage.model_validate(value)
+            parts = value.split(",") if isinstance(value, str) else list(value)
+            input_tokens, output_tokens = (int(str(part).strip()) for part in parts)
+            return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+        except (TypeError, ValueError) as exc:
+            raise self.error(f"scripted.usage {value!r} is not 'input,output': {exc}") from None
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A script list: a list, a JSON list in a string, or `a|b|c`."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, list):
+                return parsed
+        return [part.strip() for part in value.split("|")]
+    return [value]
+
+
+def _pick(values: list[Any], attempt: int) -> str | None:
+    """The entry for a 1-based attempt; the last one repeats."""
+    if not values:
+        return None
+    return _text(values[min(attempt, len(values)) - 1])
+
+
+def _text(value: Any) -> str:
+    # Structured script entries (from YAML or a JSON list) become the JSON a model would emit.
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _draw(seed: int, request: ModelRequest) -> float:
+    """A uniform number in [0, 1) fixed by seed and the call's identity."""
+    key = f"{seed}|{request.node_id}|{request.attempt}|{request.provider_attempt}"
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _response_id(request: ModelRequest, model: str, text: str) -> str:
+    key = json.dumps([request.node_id, request.attempt, request.provider_attempt, model, text])
+    return "scripted-" + hashlib.sha256(key.encode()).hexdigest()[:16]

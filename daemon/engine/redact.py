@@ -1,0 +1,66 @@
+"""Keeping secrets off disk: redaction of secret-looking names and of known secret values."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "[redacted]"
+_MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
+# Whole words only, so that `max_tokens` survives while `access_token` does not.
+_SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd",
+                           "credential", "credentials", "auth", "authorization", "bearer",
+                           "cookie"})
+
+
+def is_secret_name(name: str) -> bool:
+    """True for setting names that look like keys, tokens, secrets or passwords."""
+    # Names ending in `_env` hold the name of an environment variable, not its value.
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    words = [word for word in words if word]
+    if not words or words[-1] == "env":
+        return False
+    return any(word in _SECRET_WORDS for word in words)
+
+
+def redact_settings(value: Any, secrets: Iterable[str]) -> Any:
+    """A copy of `value` with secret-named settings and every secret's occurrences replaced."""
+    return Redactor(secrets).data(value)
+
+
+class Redactor:
+    """Replaces secret values wherever they appear, and values under secret-looking names."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH},
+                              key=len, reverse=True)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Also redact these values from now on."""
+        self.secrets = sorted({*self.secrets, *(s for s in secrets
+                                                if s and len(s) >= _MIN_SECRET_LENGTH)},
+                              key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        """`value` with every known secret replaced."""
+        for secret in self.secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def data(self, value: Any) -> Any:
+        """A copy of a JSON-like value with secrets replaced, keys included."""
+        if isinstance(value, str):
+            return self.text(value) if self.secrets else value
+        if isinstance(value, Mapping):
+            return {k: (REDACTED if is_secret_name(str(k)) and v not in (None, "")
+                        else self.data(v)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.data(v) for v in value]
+        return value
+
+
+def environment_secrets(environ: dict[str, str]) -> list[str]:
+    """Values of environment variables whose names look like secrets."""
+    return [value for name, value in environ.items() if is_secret_name(name) and value]

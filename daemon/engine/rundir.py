@@ -1,0 +1,118 @@
+"""The run directory (DESIGN.md §6): every file a run leaves, each written atomically."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..ids import uuid7
+from .redact import Redactor
+
+ARTIFACT_THRESHOLD = 100 * 1024  # attractor §5.5: larger values leave the context
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def dump_json(data: Any) -> bytes:
+    """Readable, stable JSON for files people open."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
+                        default=str) + b"\n"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and a rename: readers see the old file or the new one,
+    never half of one, even if the process is killed mid-write."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+class RunDirectory:
+    """`{home}/runs/{run_id}/`: manifest, checkpoint, config snapshot, stages, artifacts."""
+
+    def __init__(self, root: Path, redactor: Redactor | None = None) -> None:
+        self.root = root
+        self.redactor = redactor or Redactor()
+        self._stage_dirs: set[str] = set()
+
+    def create(self) -> None:
+        """Make the directory tree."""
+        (self.root / "config").mkdir(parents=True, exist_ok=True)
+
+    def _path(self, *parts: str) -> Path:
+        for part in parts[:-1]:
+            if not _SAFE_NAME.match(part) and part not in ("config", "artifacts"):
+                raise ValueError(f"unsafe name in a run directory path: {part!r}")
+        return self.root.joinpath(*parts)
+
+    def write_json(self, *parts: str, data: Any) -> None:
+        """Write a JSON file (secrets redacted)."""
+        write_atomic(self._path(*parts), dump_json(self.redactor.data(data)))
+
+    def write_text(self, *parts: str, text: str) -> None:
+        """Write a text file (secrets redacted)."""
+        write_atomic(self._path(*parts), self.redactor.text(text).encode("utf-8"))
+
+    def stage(self, node_id: str) -> Path:
+        """The directory of one node, created on first use."""
+        if node_id not in self._stage_dirs:
+            self._path(node_id, "x").parent.mkdir(exist_ok=True)
+            self._stage_dirs.add(node_id)
+        return self.root / node_id
+
+    def write_stage_file(self, node_id: str, name: str, text: str) -> None:
+        """prompt.md, response.md, … of one node."""
+        self.stage(node_id)
+        self.write_text(node_id, name, text=text)
+
+    def write_status(self, node_id: str, status: dict[str, Any]) -> None:
+        """The node's status.json."""
+        self.stage(node_id)
+        self.write_json(node_id, "status.json", data=status)
+
+    def read_json(self, *parts: str) -> Any:
+        """A JSON file of the run, or None when it does not exist."""
+        try:
+            return orjson.loads(self._path(*parts).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def append_trace(self, record: dict[str, Any]) -> None:
+        """One line of trace.jsonl (redacted)."""
+        line = orjson.dumps(self.redactor.data(record), default=str) + b"\n"
+        with open(self.root / "trace.jsonl", "ab") as handle:
+            handle.write(line)
+
+    def externalize(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Values over 100 KB go to artifacts/{id}.json; the context keeps an artifact_ref."""
+        out = {}
+        for key, value in values.items():
+            if isinstance(value, dict) and "artifact_ref" in value:
+                out[key] = value
+                continue
+            encoded = orjson.dumps(value, default=str)
+            if len(encoded) <= ARTIFACT_THRESHOLD:
+                out[key] = value
+                continue
+            artifact_id = uuid7()
+            (self.root / "artifacts").mkdir(exist_ok=True)
+            write_atomic(self.root / "artifacts" / f"{artifact_id}.json",
+                         self.redactor.text(encoded.decode("utf-8")).encode("utf-8"))
+            out[key] = {"artifact_ref": artifact_id, "key": key, "size_bytes": len(encoded)}
+        return out
+
+    def read_artifact(self, artifact_id: str) -> Any:
+        """The value an artifact_ref points to."""
+        if not re.fullmatch(r"[0-9a-f-]{36}", artifact_id):
+            raise ValueError(f"not an artifact id: {artifact_id!r}")
+        return orjson.loads((self.root / "artifacts" / f"{artifact_id}.json").read_bytes())
+
+
+def append_run_manifest(home: Path, entry: dict[str, Any]) -> None:
+    """One line of {home}/run_manifest.jsonl (append-only; paths relative to home)."""
+    with open(home / "run_manifest.jsonl", "ab") as handle:
+        handle.write(orjson.dumps(entry, default=str) + b"\n")

@@ -1,0 +1,103 @@
+"""Transforms between parse and validate (attractor §9.1-9.3).
+
+Built-ins run first, in this order: variable expansion (`$goal` and the `--set` variables in
+node `prompt`, `label` and `tool_command`), then the model stylesheet. Registered custom
+transforms run after them, in registration order. `apply_transforms` starts from a copy, so
+the caller's graph is never modified, whatever a custom transform does.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
+
+from .graph import Graph
+from .stylesheet import StylesheetError, apply_stylesheet, parse_stylesheet
+
+EXPANDED_ATTRS = ("prompt", "label", "tool_command")
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """Rewrites a graph; returns the new graph and leaves the input untouched."""
+
+    def apply(self, graph: Graph) -> Graph:
+        """The transformed graph."""
+        ...
+
+
+class VariableExpansion:
+    """Replace `$goal` and every `$name` of `variables` in prompts, labels, tool commands.
+
+    A variable named `goal` overrides the graph's goal, and becomes the graph's goal.
+    """
+
+    def __init__(self, variables: Mapping[str, str] | None = None) -> None:
+        self.variables = dict(variables or {})
+
+    def apply(self, graph: Graph) -> Graph:
+        """The graph with variables expanded."""
+        graph = copy.deepcopy(graph)
+        values = {"goal": graph.goal, **self.variables}
+        if "goal" in self.variables:
+            graph.attrs["goal"] = self.variables["goal"]
+        for node in graph.nodes.values():
+            for key in EXPANDED_ATTRS:
+                value = node.attrs.get(key)
+                if isinstance(value, str):
+                    node.attrs[key] = expand_variables(value, values)
+        return graph
+
+
+class StylesheetApplication:
+    """Fill `llm_model`, `llm_provider`, `reasoning_effort` from `model_stylesheet` (§8)."""
+
+    def apply(self, graph: Graph) -> Graph:
+        """The graph with stylesheet properties resolved."""
+        try:
+            rules = parse_stylesheet(str(graph.attrs.get("model_stylesheet", "")))
+        except StylesheetError:
+            return graph  # the stylesheet_syntax lint rule reports it
+        return apply_stylesheet(copy.deepcopy(graph), rules)
+
+
+def expand_variables(text: str, values: Mapping[str, str]) -> str:
+    """Replace each `$name` by its value, longest names first, in one pass."""
+    if "$" not in text or not values:
+        return text
+    # One alternation, longest first: `$goal_x` is matched before `$goal`, and a value
+    # that itself contains `$name` is not expanded again.
+    names = sorted(values, key=len, reverse=True)
+    pattern = re.compile("\\$(" + "|".join(re.escape(n) for n in names) + ")")
+    return pattern.sub(lambda m: str(values[m.group(1)]), text)
+
+
+_registered: list[Transform] = []
+
+
+def register_transform(transform: Transform) -> None:
+    """Run `transform` after the built-ins on every load, after those registered before."""
+    _registered.append(transform)
+
+
+def unregister_transform(transform: Transform) -> None:
+    """Stop running a registered transform (tests, plugins that unload)."""
+    _registered.remove(transform)
+
+
+def registered_transforms() -> tuple[Transform, ...]:
+    """The custom transforms, in registration order."""
+    return tuple(_registered)
+
+
+def apply_transforms(graph: Graph, variables: Mapping[str, str] | None = None,
+                     extra: Iterable[Transform] = ()) -> Graph:
+    """Built-ins, then registered transforms, then `extra`; returns the final graph."""
+    pipeline: list[Transform] = [VariableExpansion(variables), StylesheetApplication(),
+                                 *_registered, *extra]
+    graph = copy.deepcopy(graph)
+    for transform in pipeline:
+        graph = transform.apply(graph)
+    return graph

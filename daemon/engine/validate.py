@@ -1,0 +1,263 @@
+"""Lint rules of attractor §7.2, each a small function that yields Diagnostics.
+
+Severities follow §7.2 with one deliberate exception: `reachability` is a WARNING. §7.2
+calls it an ERROR while the §11.12 parity matrix says "orphan node -> warning"; an orphan
+never runs, so it is a likely mistake but not a reason to refuse the whole pipeline.
+
+Other readings: start nodes are shape Mdiamond, type `start`, or id `start`/`Start`; exit
+nodes are shape Msquare, type `exit`, or id `exit`/`end` (graph.is_start_node/is_exit_node,
+shared with the executor). `goal_gate_has_retry` is satisfied by a graph-level retry target
+too, since §3.4 falls back to it. `prompt_on_llm_nodes` follows §7.2: a codergen node needs
+a `prompt` or a `label` (the prompt falls back to the label, §2.6).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
+
+from ostinato.protocol.pipelines import Diagnostic, Severity
+
+from .conditions import ConditionError, parse_condition
+from .errors import ValidationError
+from .graph import Edge, Graph, Location, Node
+from .stylesheet import StylesheetError, parse_stylesheet
+
+DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({
+    "start", "exit", "codergen", "conditional", "wait.human", "parallel", "parallel.fan_in",
+    "tool", "stack.manager_loop",
+})
+FIDELITY_MODES = frozenset({"full", "truncate", "compact", "summary:low", "summary:medium",
+                            "summary:high"})
+RETRY_KEYS = ("retry_target", "fallback_retry_target")
+
+
+@dataclass(frozen=True, slots=True)
+class LintContext:
+    """What rules may need beyond the graph."""
+
+    known_types: Collection[str] = DEFAULT_KNOWN_TYPES
+
+
+LintRule = Callable[[Graph, LintContext], Iterable[Diagnostic]]
+
+BUILT_IN_RULES: list[LintRule] = []
+_custom_rules: list[LintRule] = []
+
+
+def register_rule(rule: LintRule) -> None:
+    """Run `rule` after the built-in rules in every validation."""
+    _custom_rules.append(rule)
+
+
+def unregister_rule(rule: LintRule) -> None:
+    """Stop running a registered rule."""
+    _custom_rules.remove(rule)
+
+
+def validate(graph: Graph, known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
+             extra_rules: Iterable[LintRule] = ()) -> list[Diagnostic]:
+    """Every diagnostic of the built-in, registered and `extra_rules` rules, in rule order."""
+    ctx = LintContext(known_types)
+    return [d for rule in (*BUILT_IN_RULES, *_custom_rules, *extra_rules)
+            for d in rule(graph, ctx)]
+
+
+def validate_or_raise(graph: Graph, known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
+                      extra_rules: Iterable[LintRule] = ()) -> list[Diagnostic]:
+    """`validate`, raising ValidationError if any diagnostic is an error."""
+    diagnostics = validate(graph, known_types, extra_rules)
+    if any(d.severity == "error" for d in diagnostics):
+        raise ValidationError(diagnostics)
+    return diagnostics
+
+
+def diagnostic(rule: str, severity: Severity, message: str, loc: Location | None, *,
+               node: str | None = None, edge: Edge | None = None,
+               fix: str | None = None) -> Diagnostic:
+    """A Diagnostic located at `loc` (rules and custom rules build theirs with this)."""
+    return Diagnostic(rule=rule, severity=severity, message=message, node=node,
+                      edge=(edge.source, edge.target) if edge else None,
+                      line=loc.line if loc else None, col=loc.col if loc else None, fix=fix)
+
+
+def _rule(fn: LintRule) -> LintRule:
+    BUILT_IN_RULES.append(fn)
+    return fn
+
+
+def _attr_loc(node: Node, key: str) -> Location | None:
+    return node.attr_locs.get(key, node.loc)
+
+
+@_rule
+def start_node(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Exactly one start node."""
+    yield from _exactly_one(graph, graph.start_nodes(), "start_node", "start",
+                            "add `start [shape=Mdiamond]`")
+
+
+@_rule
+def terminal_node(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Exactly one exit node."""
+    yield from _exactly_one(graph, graph.exit_nodes(), "terminal_node", "exit",
+                            "add `exit [shape=Msquare]`")
+
+
+def _exactly_one(graph: Graph, found: list[Node], rule: str, what: str,
+                 fix: str) -> Iterator[Diagnostic]:
+    if not found:
+        yield diagnostic(rule, "error", f"the pipeline has no {what} node", graph.loc, fix=fix)
+    ids = ", ".join(n.id for n in found)
+    for extra in found[1:]:
+        yield diagnostic(rule, "error", f"more than one {what} node ({ids})", extra.loc,
+                         node=extra.id, fix=f"keep exactly one {what} node")
+
+
+@_rule
+def reachability(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Every node reachable from the start node (a WARNING, see the module docstring)."""
+    starts = graph.start_nodes()
+    if not starts:
+        return  # start_node reports it; everything would look orphaned
+    seen = {n.id for n in starts}
+    queue = deque(seen)
+    while queue:
+        for edge in graph.outgoing(queue.popleft()):
+            if edge.target not in seen:
+                seen.add(edge.target)
+                queue.append(edge.target)
+    for node in graph.nodes.values():
+        if node.id not in seen:
+            yield diagnostic("reachability", "warning",
+                             f"node {node.id!r} is not reachable from the start node",
+                             node.loc, node=node.id, fix="add an edge to it or remove it")
+
+
+@_rule
+def edge_target_exists(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Both ends of every edge are nodes."""
+    for edge in graph.edges:
+        for end, node_id in (("source", edge.source), ("target", edge.target)):
+            if node_id not in graph.nodes:
+                yield diagnostic("edge_target_exists", "error",
+                                 f"edge {end} {node_id!r} is not a node", edge.loc, edge=edge)
+
+
+@_rule
+def start_no_incoming(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """No edge enters a start node."""
+    for node in graph.start_nodes():
+        for edge in graph.incoming(node.id):
+            yield diagnostic("start_no_incoming", "error",
+                             f"start node {node.id!r} has an incoming edge from {edge.source!r}",
+                             edge.loc, node=node.id, edge=edge)
+
+
+@_rule
+def exit_no_outgoing(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """No edge leaves an exit node."""
+    for node in graph.exit_nodes():
+        for edge in graph.outgoing(node.id):
+            yield diagnostic("exit_no_outgoing", "error",
+                             f"exit node {node.id!r} has an outgoing edge to {edge.target!r}",
+                             edge.loc, node=node.id, edge=edge)
+
+
+@_rule
+def condition_syntax(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Every edge condition parses (§10)."""
+    for edge in graph.edges:
+        try:
+            parse_condition(edge.condition)
+        except ConditionError as exc:
+            yield diagnostic("condition_syntax", "error",
+                             f"condition {edge.condition!r}: {exc}",
+                             edge.attr_locs.get("condition", edge.loc), edge=edge)
+
+
+@_rule
+def stylesheet_syntax(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """The model_stylesheet parses (§8)."""
+    try:
+        parse_stylesheet(str(graph.attrs.get("model_stylesheet", "")))
+    except StylesheetError as exc:
+        yield diagnostic("stylesheet_syntax", "error", f"model_stylesheet: {exc}",
+                         graph.attr_locs.get("model_stylesheet", graph.loc))
+
+
+@_rule
+def type_known(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Every node's handler type is registered."""
+    for node in graph.nodes.values():
+        if node.type not in ctx.known_types:
+            yield diagnostic("type_known", "warning",
+                             f"node {node.id!r} has unknown handler type {node.type!r}",
+                             _attr_loc(node, "type"), node=node.id,
+                             fix="use one of " + ", ".join(sorted(ctx.known_types)))
+
+
+@_rule
+def fidelity_valid(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Fidelity modes on the graph, nodes and edges are known (§5.4)."""
+    fix = "use one of " + ", ".join(sorted(FIDELITY_MODES))
+    value = graph.attrs.get("default_fidelity")
+    if value and value not in FIDELITY_MODES:
+        yield diagnostic("fidelity_valid", "warning", f"unknown default_fidelity {value!r}",
+                         graph.attr_locs.get("default_fidelity", graph.loc), fix=fix)
+    for node in graph.nodes.values():
+        value = node.attrs.get("fidelity")
+        if value and value not in FIDELITY_MODES:
+            yield diagnostic("fidelity_valid", "warning",
+                             f"node {node.id!r} has unknown fidelity {value!r}",
+                             _attr_loc(node, "fidelity"), node=node.id, fix=fix)
+    for edge in graph.edges:
+        value = edge.attrs.get("fidelity")
+        if value and value not in FIDELITY_MODES:
+            yield diagnostic("fidelity_valid", "warning",
+                             f"edge {edge.source} -> {edge.target} has unknown fidelity "
+                             f"{value!r}", edge.attr_locs.get("fidelity", edge.loc),
+                             edge=edge, fix=fix)
+
+
+@_rule
+def retry_target_exists(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Retry targets on the graph and on nodes name existing nodes."""
+    for key in RETRY_KEYS:
+        target = graph.attrs.get(key)
+        if target and str(target) not in graph.nodes:
+            yield diagnostic("retry_target_exists", "warning",
+                             f"graph {key} {target!r} is not a node",
+                             graph.attr_locs.get(key, graph.loc))
+    for node in graph.nodes.values():
+        for key in RETRY_KEYS:
+            target = node.attrs.get(key)
+            if target and str(target) not in graph.nodes:
+                yield diagnostic("retry_target_exists", "warning",
+                                 f"node {node.id!r} has {key} {target!r}, which is not a node",
+                                 _attr_loc(node, key), node=node.id)
+
+
+@_rule
+def goal_gate_has_retry(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Goal gates have somewhere to retry from (node or graph retry target)."""
+    graph_has_target = any(graph.attrs.get(key) for key in RETRY_KEYS)
+    for node in graph.nodes.values():
+        if node.attrs.get("goal_gate") is True and not graph_has_target \
+                and not any(node.attrs.get(key) for key in RETRY_KEYS):
+            yield diagnostic("goal_gate_has_retry", "warning",
+                             f"goal gate {node.id!r} has no retry_target or "
+                             "fallback_retry_target", _attr_loc(node, "goal_gate"),
+                             node=node.id, fix="set retry_target on the node or the graph")
+
+
+@_rule
+def prompt_on_llm_nodes(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """LLM (codergen) nodes have a prompt or a label."""
+    for node in graph.nodes.values():
+        if node.type == "codergen" and not node.attrs.get("prompt") \
+                and not node.attrs.get("label"):
+            yield diagnostic("prompt_on_llm_nodes", "warning",
+                             f"LLM node {node.id!r} has no prompt or label", node.loc,
+                             node=node.id, fix="add prompt=\"...\"")

@@ -1,0 +1,38 @@
+"""Identifiers and timestamps: uuid7 ids (time-sortable) and UTC ISO 8601 times."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+_last_ms = 0
+_counter = 0
+
+
+def uuid7() -> str:
+    """A RFC 9562 version 7 UUID: 48-bit unix milliseconds, then a counter and randomness.
+
+    Written out rather than imported (Python 3.14 has uuid.uuid7); the 12-bit counter keeps
+    ids minted in the same millisecond in order.
+    """
+    global _last_ms, _counter
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last_ms:
+        _counter += 1
+        if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+            _last_ms += 1
+            _counter = 0
+        ms = _last_ms
+    else:
+        _last_ms = ms
+        _counter = 0
+    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62) | rand
+    return str(uuid.UUID(int=value))
+
+
+def utc_now() -> str:
+    """Now, as UTC ISO 8601 with microseconds and a Z."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,1 @@
+"""The sqlite store: migrations and queries (aiosqlite)."""

@@ -1,0 +1,559 @@
+"""Providers: the scripted provider, pricing, backoff, the pool, and the openai and anthropic
+providers driven through the official SDKs against a fake HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ostinato.daemon.engine.providers import (
+    ModelRequest,
+    ModelResponse,
+    Pricing,
+    ProviderError,
+    ProviderPool,
+    RetryPolicy,
+    Usage,
+    backoff_delay_ms,
+)
+from ostinato.daemon.engine.providers.base import retry_after_ms, status_error
+from ostinato.daemon.engine.providers.scripted import ScriptedProvider
+from ostinato.daemon.engine.redact import is_secret_name, redact_settings
+
+from ..fakes.llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply, SeenRequest
+
+NO_JITTER = {"initial_delay_ms": 1, "factor": 2.0, "jitter": False}
+
+
+def request(text: str = "hello", **fields: Any) -> ModelRequest:
+    """A one-message request for node n1."""
+    return ModelRequest(messages=[{"role": "user", "content": text}],
+                        node_id=fields.pop("node_id", "n1"), **fields)
+
+
+class SleepRecorder:
+    """Stands in for asyncio.sleep in the pool: records backoff delays, waits for nothing."""
+
+    def __init__(self) -> None:
+        self.delays_ms: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays_ms.append(seconds * 1000)
+
+
+# ---------------------------------------------------------------------------- scripted
+
+
+async def test_scripted_is_deterministic() -> None:
+    req = request("what is 2+2?", attempt=2, params={"temperature": 0.3})
+    first, second = ScriptedProvider(), ScriptedProvider()
+    a, b = await first.complete(req), await second.complete(req)
+    assert a.to_dict() == b.to_dict()
+    assert a.text == "[scripted] what is 2+2?"
+    assert a.usage == Usage(input_tokens=3, output_tokens=6)  # ceil(12/4), ceil(23/4)
+    assert (a.provider, a.model, a.finish_reason, a.cost_usd) == ("scripted", "scripted",
+                                                                  "stop", 0.0)
+    other = await first.complete(request("what is 3+3?", attempt=2))
+    assert other.raw_id != a.raw_id
+    json.dumps(a.to_dict())  # recordable as is
+
+
+async def test_scripted_echo_is_truncated() -> None:
+    response = await ScriptedProvider().complete(request("x" * 5000))
+    assert response.text == "[scripted] " + "x" * 300
+
+
+@pytest.mark.parametrize("script", [
+    {"scripted.responses": '["a", "b", "c"]', "scripted.statuses": '["retry", "fail", "success"]'},
+    {"scripted.responses": "a|b|c", "scripted.statuses": "retry | fail | success"},
+    {"scripted.responses": ["a", "b", "c"], "scripted.statuses": ["retry", "fail", "success"]},
+    {"scripted": {"responses": ["a", "b", "c"], "statuses": "RETRY|fail|success"}},
+])
+async def test_per_attempt_scripts_are_indexed_by_attempt_and_the_last_repeats(
+        script: dict[str, Any]) -> None:
+    provider = ScriptedProvider()
+    answers = [await provider.complete(request(attempt=n, metadata=script)) for n in (1, 2, 3, 4)]
+    assert [r.text for r in answers] == ["a", "b", "c", "c"]
+    assert [r.status for r in answers] == ["retry", "fail", "success", "success"]
+
+
+async def test_node_scripts_win_over_settings_and_settings_over_the_echo() -> None:
+    provider = ScriptedProvider({"responses": {"n1": ["s1", "s2"], "n2": "only"},
+                                 "statuses": {"n1": "partial_success"}})
+    assert (await provider.complete(request(attempt=2))).text == "s2"
+    assert (await provider.complete(request(attempt=2))).status == "partial_success"
+    assert (await provider.complete(request(node_id="n2", attempt=5))).text == "only"
+    scripted = request(metadata={"scripted.response": "mine", "scripted.status": "fail"})
+    response = await provider.complete(scripted)
+    assert (response.text, response.status) == ("mine", "fail")
+    assert (await provider.complete(request(node_id="n3"))).text == "[scripted] hello"
+
+
+async def test_scripted_hints_usage_and_cost() -> None:
+    pricing = Pricing.load({"scripted/*": {"input_per_mtok": 2.0, "output_per_mtok": 8.0}})
+    provider = ScriptedProvider(pricing=pricing)
+    response = await provider.complete(request(metadata={
+        "scripted.response": {"answer": 42},
+        "scripted.preferred_label": "Approve",
+        "scripted.context_updates": '{"score": 0.9, "tags": ["a"]}',
+        "scripted.usage": "12, 34",
+    }))
+    assert response.text == '{"answer": 42}'
+    assert response.preferred_label == "Approve"
+    assert response.context_updates == {"score": 0.9, "tags": ["a"]}
+    assert response.usage == Usage(input_tokens=12, output_tokens=34)
+    assert response.cost_usd == pytest.approx((12 * 2.0 + 34 * 8.0) / 1e6)
+    assert response.cost_known
+
+
+@pytest.mark.parametrize(("metadata", "complaint"), [
+    ({"scripted.status": "maybe"}, "is not one of"),
+    ({"scripted.context_updates": "{not json"}, "not JSON"),
+    ({"scripted.context_updates": "[1, 2]"}, "JSON object"),
+    ({"scripted.usage": "12"}, "input,output"),
+])
+async def test_a_bad_script_is_a_non_retryable_config_error(metadata: dict[str, Any],
+                                                            complaint: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await ScriptedProvider().complete(request(metadata=metadata))
+    assert (caught.value.retryable, caught.value.kind) == (False, "config")
+    assert complaint in str(caught.value) and "'n1'" in str(caught.value)
+
+
+async def test_simulated_latency_is_reported_as_configured() -> None:
+    provider = ScriptedProvider({"latency_ms": 20})
+    started = time.perf_counter()
+    response = await provider.complete(request())
+    assert time.perf_counter() - started >= 0.02
+    assert response.latency_ms == 20
+
+
+async def outcomes(seed: int, calls: int = 40) -> list[str]:
+    """What a fail_rate=0.5 provider does for a fixed series of calls."""
+    provider = ScriptedProvider({"fail_rate": 0.5, "seed": seed})
+    seen = []
+    for n in range(calls):
+        req = request(node_id=f"n{n % 4}", attempt=1 + n % 3, provider_attempt=1 + n % 2)
+        try:
+            seen.append((await provider.complete(req)).text)
+        except ProviderError as error:
+            assert (error.status, error.retryable, error.kind) == (503, True, "injected")
+            seen.append("503")
+    return seen
+
+
+async def test_fail_rate_is_reproducible_for_a_seed() -> None:
+    first, again, other = await outcomes(7), await outcomes(7), await outcomes(8)
+    assert first == again
+    assert first != other
+    assert 0 < first.count("503") < len(first)
+
+
+async def test_the_pool_retries_injected_failures_deterministically() -> None:
+    async def attempts(seed: int) -> list[int | str]:
+        settings = {"providers": {"scripted": {"fail_rate": 0.5, "seed": seed,
+                                               "retry": {"max_attempts": 6, **NO_JITTER}}}}
+        async with ProviderPool(settings, sleep=SleepRecorder()) as pool:
+            results: list[int | str] = []
+            for n in range(12):
+                try:
+                    results.append((await pool.complete(request(node_id=f"n{n}"))).attempts)
+                except ProviderError as error:
+                    results.append(f"gave up after {error.attempts}")
+            return results
+
+    first = await attempts(3)
+    assert first == await attempts(3)
+    assert any(isinstance(n, int) and n > 1 for n in first)
+
+
+async def test_the_pool_gives_up_after_max_attempts_with_backoff_between() -> None:
+    sleep = SleepRecorder()
+    settings = {"providers": {"scripted": {"fail_rate": 1.0,
+                                           "retry": {"max_attempts": 4, **NO_JITTER}}}}
+    async with ProviderPool(settings, sleep=sleep) as pool:
+        with pytest.raises(ProviderError) as caught:
+            await pool.complete(request())
+    assert (caught.value.attempts, caught.value.status, caught.value.retryable) == (4, 503, True)
+    assert sleep.delays_ms == pytest.approx([1, 2, 4])
+
+
+# ---------------------------------------------------------------------------- pricing
+
+
+def test_pricing_lookup_order_and_unknown_models() -> None:
+    pricing = Pricing.load({"openai/*": {"input_per_mtok": 9, "output_per_mtok": 9}})
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    table = pricing.to_dict()["models"]
+    mini = table["openai/gpt-4o-mini"]
+    assert pricing.cost("openai", "gpt-4o-mini", usage) == pytest.approx(
+        mini["input_per_mtok"] + mini["output_per_mtok"])
+    assert pricing.cost("openai", "gpt-4o-mini-2024-07-18", usage) == pricing.cost(
+        "openai", "gpt-4o-mini", usage)
+    assert pricing.cost("openai", "some-new-model", usage) == 18
+    assert pricing.known("scripted", "anything")
+    assert not pricing.known("anthropic", "claude-unreleased")
+    assert pricing.cost("anthropic", "claude-unreleased", usage) == 0.0
+    assert pricing.unknown() == ["anthropic/claude-unreleased"]
+
+
+def test_shipped_pricing_is_versioned_and_overrides_change_the_version(tmp_path: Path) -> None:
+    shipped = Pricing.load()
+    assert shipped.version == "2026-11-01"
+    assert shipped.to_dict()["currency"] == "USD"
+    assert all(key.count("/") == 1 for key in shipped.to_dict()["models"])
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"version": "team-7", "models": {
+        "openai/gpt-4o": {"input_per_mtok": 1, "output_per_mtok": 2}}}))
+    custom = Pricing.load(path)
+    assert custom.version == "team-7"
+    assert custom.cost("openai", "gpt-4o", Usage(input_tokens=10**6)) == 1
+    assert Pricing.load({"x/y": {"input_per_mtok": 0, "output_per_mtok": 0}}).version == (
+        "2026-11-01+overrides")
+    with pytest.raises(ValueError, match="provider/model"):
+        Pricing.load({"models": {"gpt-4o": {"input_per_mtok": 1, "output_per_mtok": 1}}})
+
+
+# ---------------------------------------------------------------------------- backoff
+
+
+def test_backoff_follows_attractor_3_6() -> None:
+    policy = RetryPolicy.from_settings({"initial_delay_ms": 200, "factor": 2.0,
+                                        "max_delay_ms": 1000, "jitter": False})
+    assert [backoff_delay_ms(n, policy) for n in (1, 2, 3, 4, 5)] == [200, 400, 800, 1000, 1000]
+    assert backoff_delay_ms(10_000, policy) == 1000
+    jittery = RetryPolicy(initial_delay_ms=200, jitter=True)
+    delays = [backoff_delay_ms(2, jittery, random.Random(1)) for _ in range(3)]
+    assert delays[0] == delays[1] == delays[2]
+    assert all(200 <= backoff_delay_ms(2, jittery, random.Random(s)) <= 600 for s in range(50))
+    assert RetryPolicy.from_settings("linear") == RetryPolicy(3, 500, 1.0)
+    assert RetryPolicy.from_settings({"preset": "patient", "jitter": False}).max_attempts == 3
+    with pytest.raises(ValueError, match="unknown"):
+        RetryPolicy.from_settings({"attempts": 3})
+
+
+def test_status_classification() -> None:
+    assert [status_error("p", s, "x").retryable for s in (400, 401, 403, 404, 422)] == [False] * 5
+    assert [status_error("p", s, "x").retryable for s in (408, 429, 500, 503, 529)] == [True] * 5
+    assert not status_error("p", 503, "x", {"x-should-retry": "false"}).retryable
+    assert retry_after_ms({"retry-after": "2"}) == 2000
+    assert retry_after_ms({"retry-after-ms": "150", "retry-after": "1"}) == 150
+    assert retry_after_ms({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}) is None
+
+
+# ---------------------------------------------------------------------------- pool
+
+
+async def test_the_pool_picks_the_provider_and_fills_in_the_model() -> None:
+    settings = {"default": "fast",
+                "providers": {"fast": {"type": "scripted", "model": "m-fast"},
+                              "slow": {"type": "scripted", "latency_ms": 1}}}
+    async with ProviderPool(settings) as pool:
+        assert pool.resolve(request()).provider == "fast"
+        assert pool.resolve(request()).model == "m-fast"
+        assert (await pool.complete(request())).provider == "fast"
+        assert (await pool.complete(request(provider="slow"))).provider == "slow"
+        assert (await pool.complete(request(provider="scripted"))).model == "scripted"
+        with pytest.raises(ProviderError, match="unknown provider 'nope'") as caught:
+            await pool.complete(request(provider="nope"))
+        assert not caught.value.retryable
+
+
+@pytest.mark.parametrize(("settings", "complaint"), [
+    ({"providers": {"x": {"type": "grok"}}}, "unknown type"),
+    ({"providers": {"scripted": {"latency": 5}}}, "latency"),
+    ({"providers": {"openai": {"api_key": "sk-live"}}}, "api_key_env"),
+    ({"default": "openai"}, "not configured"),
+    ({"providers": {"scripted": {"concurrency": 0}}}, "at least 1"),
+])
+def test_bad_settings_are_refused_at_construction(settings: dict[str, Any],
+                                                  complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint) as caught:
+        ProviderPool(settings)
+    assert "sk-live" not in str(caught.value)
+
+
+@dataclass
+class GatedProvider:
+    """Holds every call until released, counting how many run at once."""
+
+    name: str = "gated"
+    active: int = 0
+    peak: int = 0
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        self.release = asyncio.Event()
+        self.full = asyncio.Event()
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        self.calls += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        if self.active == 2:
+            self.full.set()
+        try:
+            await self.release.wait()
+        finally:
+            self.active -= 1
+        return ModelResponse(text="ok", provider=self.name)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_pool_limits_concurrency_per_provider() -> None:
+    gated = GatedProvider()
+    async with ProviderPool() as pool:
+        pool.add(gated, concurrency=2)
+        tasks = [asyncio.create_task(pool.complete(request(provider="gated"))) for _ in range(5)]
+        await gated.full.wait()
+        for _ in range(10):  # give the other three every chance to start
+            await asyncio.sleep(0)
+        assert (gated.active, gated.calls) == (2, 2)
+        gated.release.set()
+        results = await asyncio.gather(*tasks)
+    assert [r.text for r in results] == ["ok"] * 5
+    assert (gated.peak, gated.calls) == (2, 5)
+
+
+async def test_describe_has_no_keys_and_secrets_lists_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-describe-0123456789"
+    monkeypatch.setenv("OST_TEST_DESCRIBE_KEY", key)
+    settings = {"default": "openai", "providers": {
+        "openai": {"api_key_env": "OST_TEST_DESCRIBE_KEY", "model": "gpt-4o-mini",
+                   "base_url": f"https://proxy.example/{key}/v1", "concurrency": 3,
+                   "retry": "standard"},
+        "anthropic": {"api_key_env": "OST_TEST_UNSET_KEY", "max_tokens": 2048}}}
+    async with ProviderPool(settings) as pool:
+        described = pool.describe()
+        assert pool.secrets() == [key]
+    assert key not in json.dumps(described)
+    openai = described["providers"]["openai"]
+    assert openai["api_key_env"] == "OST_TEST_DESCRIBE_KEY"
+    assert openai["base_url"] == "https://proxy.example/[redacted]/v1"
+    assert (openai["model"], openai["concurrency"], openai["retry"]["max_attempts"]) == (
+        "gpt-4o-mini", 3, 5)
+    assert described["providers"]["anthropic"]["max_tokens"] == 2048
+    assert set(described["providers"]) == {"openai", "anthropic", "scripted"}
+    assert described["pricing_version"] == "2026-11-01"
+
+
+def test_secret_looking_names() -> None:
+    secret = ["api_key", "apiKey", "access_token", "client_secret", "password", "Authorization"]
+    plain = ["max_tokens", "api_key_env", "base_url", "tokenizer_name", "keys_seen"]
+    assert all(is_secret_name(name) for name in secret)
+    assert not any(is_secret_name(name) for name in plain)
+    assert redact_settings({"headers": {"x-api-key": "v"}, "note": "has s3cr3t"},
+                           ["s3cr3t"]) == {"headers": {"x-api-key": "[redacted]"},
+                                           "note": "has [redacted]"}
+
+
+# ---------------------------------------------------------------------------- HTTP providers
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One vendor API: how to point its provider at the fake server and what to expect."""
+
+    name: str
+    model: str
+    path: str
+
+    @property
+    def env(self) -> str:
+        return f"OST_TEST_{self.name.upper()}_KEY"
+
+    @property
+    def key(self) -> str:
+        return f"sk-{self.name}-test-5f1c9a"
+
+    def settings(self, server: FakeLLMServer, *, timeout_s: float = 5.0,
+                 max_attempts: int = 3) -> dict[str, Any]:
+        base_url = server.url + ("/v1" if self.name == "openai" else "")
+        return {"default": self.name, "providers": {self.name: {
+            "base_url": base_url, "api_key_env": self.env, "timeout_s": timeout_s,
+            "retry": {"max_attempts": max_attempts, **NO_JITTER}}}}
+
+    def key_sent(self, seen: SeenRequest) -> str:
+        # anthropic 2.x sends the key as a bearer token; earlier SDKs used x-api-key.
+        if "x-api-key" in seen.headers:
+            return seen.headers["x-api-key"]
+        return seen.headers["authorization"].removeprefix("Bearer ")
+
+
+FLAVOURS = [Flavour("openai", "gpt-4o-mini", OPENAI_PATH),
+            Flavour("anthropic", "claude-haiku-4-5", ANTHROPIC_PATH)]
+
+
+@pytest.fixture(params=FLAVOURS, ids=lambda f: f.name)
+def flavour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Flavour:
+    """A vendor, with its test key in the environment and nothing ambient in the way."""
+    chosen: Flavour = request.param
+    for flavour in FLAVOURS:
+        monkeypatch.setenv(flavour.env, flavour.key)
+    for name in ("OPENAI_CUSTOM_HEADERS", "ANTHROPIC_CUSTOM_HEADERS", "HTTP_PROXY",
+                 "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return chosen
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeLLMServer]:
+    """The fake vendor API, closed after the test."""
+    async with FakeLLMServer() as fake:
+        yield fake
+
+
+def chat(flavour: Flavour, **fields: Any) -> ModelRequest:
+    """A system + user request for the flavour's model."""
+    fields.setdefault("model", flavour.model)
+    return ModelRequest(node_id="n1", messages=[
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "Name a prime."}], **fields)
+
+
+async def test_a_call_maps_text_usage_and_cost_and_sends_the_key(
+        flavour: Flavour, server: FakeLLMServer) -> None:
+    server.queue(Reply(text="Seven.", usage=(1200, 300)))
+    async with ProviderPool(flavour.settings(server)) as pool:
+        response = await pool.complete(chat(flavour, params={
+            "temperature": 0.2, "max_tokens": 64, "reasoning_effort": "low",
+            "not_a_vendor_param": True}))
+    rate = Pricing.load().to_dict()["models"][f"{flavour.name}/{flavour.model}"]
+    assert response.text == "Seven."
+    assert response.usage == Usage(input_tokens=1200, output_tokens=300)
+    assert response.cost_usd == pytest.approx(
+        (1200 * rate["input_per_mtok"] + 300 * rate["output_per_mtok"]) / 1e6)
+    assert response.cost_known and response.cost_usd > 0
+    assert (response.finish_reason, response.model, response.provider, response.attempts) == (
+        "stop", flavour.model, flavour.name, 1)
+    assert response.raw_id and response.latency_ms > 0
+    [seen] = server.requests
+    assert (seen.method, seen.path) == ("POST", flavour.path)
+    assert flavour.key_sent(seen) == flavour.key
+    assert seen.body["temperature"] == 0.2
+    assert "not_a_vendor_param" not in seen.body
+    if flavour.name == "anthropic":
+        assert seen.body["system"] == "Answer briefly."
+        assert [m["role"] for m in seen.body["messages"]] == ["user"]
+        assert (seen.body["max_tokens"], seen.body["output_config"]) == (64, {"effort": "low"})
+    else:
+        assert [m["role"] for m in seen.body["messages"]] == ["system", "user"]
+        # A compatible server (not api.openai.com) gets the classic field.
+        assert (seen.body["max_tokens"], seen.body["reasoning_effort"]) == (64, "low")
+
+
+async def test_a_length_stop_is_reported(flavour: Flavour, server: FakeLLMServer) -> None:
+    server.queue(Reply(finish="length" if flavour.name == "openai" else "max_tokens"))
+    async with ProviderPool(flavour.settings(server)) as pool:
+        assert (await pool.complete(chat(flavour))).finish_reason == "length"
+
+
+async def test_rate_limited_then_served_succeeds_on_the_second_try(
+        flavour: Flavour, server: FakeLLMServer) -> None:
+    server.queue(Reply(status=429, message="slow down",
+                       headers={"retry-after": "1", "retry-after-ms": "40"}), Reply())
+    sleep = SleepRecorder()
+    async with ProviderPool(flavour.settings(server), sleep=sleep) as pool:
+        response = await pool.complete(chat(flavour))
+    assert response.attempts == 2
+    assert len(server.requests) == 2
+    # The server asked for 40 ms, longer than the 1 ms backoff: its wish wins.
+    assert sleep.delays_ms == [40]
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_a_server_error_is_retried(flavour: Flavour, server: FakeLLMServer,
+                                         status: int) -> None:
+    server.queue(Reply(status=status))
+    async with ProviderPool(flavour.settings(server), sleep=SleepRecorder()) as pool:
+        assert (await pool.complete(chat(flavour))).attempts == 2
+    assert len(server.requests) == 2
+
+
+async def test_a_bad_request_fails_at_once(flavour: Flavour, server: FakeLLMServer) -> None:
+    server.queue(Reply(status=400, message="messages: unexpected field 'colour'"))
+    sleep = SleepRecorder()
+    async with ProviderPool(flavour.settings(server), sleep=sleep) as pool:
+        with pytest.raises(ProviderError) as caught:
+            await pool.complete(chat(flavour))
+    error = caught.value
+    assert (error.status, error.retryable, error.kind, error.attempts) == (400, False,
+                                                                          "client", 1)
+    assert "unexpected field 'colour'" in error.message
+    assert len(server.requests) == 1 and sleep.delays_ms == []
+
+
+async def test_a_timeout_is_retryable(flavour: Flavour, server: FakeLLMServer) -> None:
+    server.queue(Reply(delay_s=10), Reply(delay_s=10))
+    settings = flavour.settings(server, timeout_s=0.3, max_attempts=2)
+    started = time.perf_counter()
+    async with ProviderPool(settings) as pool:
+        with pytest.raises(ProviderError) as caught:
+            await pool.complete(chat(flavour))
+    assert (caught.value.kind, caught.value.retryable, caught.value.status) == (
+        "timeout", True, None)
+    assert caught.value.attempts == 2 and len(server.requests) == 2
+    assert time.perf_counter() - started < 5
+
+
+async def test_a_missing_key_is_a_clear_error_that_reveals_no_secret(
+        flavour: Flavour, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(flavour.env)
+    async with ProviderPool(flavour.settings(server)) as pool:
+        with pytest.raises(ProviderError) as caught:
+            await pool.complete(chat(flavour))
+        assert pool.secrets() == []
+    error = caught.value
+    assert (error.retryable, error.kind, error.attempts) == (False, "config", 1)
+    assert flavour.env in error.message
+    assert not any(f.key in error.message for f in FLAVOURS)
+    assert server.requests == []
+
+
+async def test_a_key_echoed_by_the_server_is_redacted(flavour: Flavour,
+                                                      server: FakeLLMServer) -> None:
+    server.queue(Reply(status=401, message=f"Incorrect API key provided: {flavour.key}"))
+    async with ProviderPool(flavour.settings(server)) as pool:
+        with pytest.raises(ProviderError) as caught:
+            await pool.complete(chat(flavour))
+    assert flavour.key not in str(caught.value)
+    assert "[redacted]" in caught.value.message and not caught.value.retryable
+
+
+async def test_a_model_is_required(flavour: Flavour, server: FakeLLMServer) -> None:
+    async with ProviderPool(flavour.settings(server)) as pool:
+        with pytest.raises(ProviderError, match="no model") as caught:
+            await pool.complete(chat(flavour, model=""))
+    assert caught.value.kind == "config" and server.requests == []
+
+
+async def test_a_keyless_compatible_server_needs_no_environment(server: FakeLLMServer) -> None:
+    settings = {"default": "local", "providers": {"local": {
+        "type": "openai", "base_url": server.url + "/v1", "api_key_env": None,
+        "model": "llama3"}}}
+    async with ProviderPool(settings) as pool:
+        response = await pool.complete(request())
+        assert pool.secrets() == []
+    assert (response.provider, response.model, response.cost_known) == ("local", "llama3", False)
+    assert server.requests[0].body["model"] == "llama3"
+
+
+def test_max_tokens_goes_where_the_endpoint_expects_it() -> None:
+    from ostinato.daemon.engine.providers.openai import OpenAISettings
+
+    assert OpenAISettings().resolved_max_tokens_field() == "max_completion_tokens"
+    local = OpenAISettings(base_url="http://127.0.0.1:8000/v1")
+    assert local.resolved_max_tokens_field() == "max_tokens"
+    forced = OpenAISettings(base_url=local.base_url, max_tokens_field="max_completion_tokens")
+    assert forced.resolved_max_tokens_field() == "max_completion_tokens"

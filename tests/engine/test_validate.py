@@ -1,0 +1,292 @@
+"""Lint rules (§7.2) with their ids, severities and locations, and load_pipeline end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import pytest
+
+from ostinato.daemon.engine.dot import parse_dot
+from ostinato.daemon.engine.errors import ValidationError
+from ostinato.daemon.engine.graph import Edge, Graph, Location, Node
+from ostinato.daemon.engine.load import load_pipeline, load_source
+from ostinato.daemon.engine.validate import (
+    BUILT_IN_RULES,
+    DEFAULT_KNOWN_TYPES,
+    LintContext,
+    diagnostic,
+    register_rule,
+    unregister_rule,
+    validate,
+    validate_or_raise,
+)
+from ostinato.protocol.pipelines import Diagnostic, PipelineRef
+
+from .test_dot import SMOKE
+
+CLEAN = """\
+digraph G {
+    start [shape=Mdiamond]
+    exit  [shape=Msquare]
+    work  [prompt="Do it"]
+    start -> work
+    work -> exit
+}
+"""
+
+
+def _found(source: str, rule: str,
+           known_types: Collection[str] = DEFAULT_KNOWN_TYPES) -> list[Diagnostic]:
+    return [d for d in validate(parse_dot(source), known_types) if d.rule == rule]
+
+
+def _where(d: Diagnostic) -> tuple[int | None, int | None]:
+    return (d.line, d.col)
+
+
+def test_builtin_rules_are_registered_in_spec_order() -> None:
+    assert [r.__name__ for r in BUILT_IN_RULES] == [
+        "start_node", "terminal_node", "reachability", "edge_target_exists",
+        "start_no_incoming", "exit_no_outgoing", "condition_syntax", "stylesheet_syntax",
+        "type_known", "fidelity_valid", "retry_target_exists", "goal_gate_has_retry",
+        "prompt_on_llm_nodes"]
+
+
+def test_clean_pipeline_has_no_diagnostics() -> None:
+    assert validate(parse_dot(CLEAN)) == []
+
+
+def test_missing_start_node_is_an_error() -> None:
+    [d] = _found("digraph G {\n  work [prompt=p]\n  exit [shape=Msquare]\n  work -> exit\n}",
+                 "start_node")
+    assert d.severity == "error"
+    assert _where(d) == (1, 1)
+    assert "no start node" in d.message
+
+
+def test_two_start_nodes() -> None:
+    [d] = _found(CLEAN.replace("work  [", "Start -> work\n    work  ["), "start_node")
+    assert d.severity == "error" and d.node == "Start"
+    assert _where(d) == (4, 5)
+
+
+def test_missing_exit_node_is_an_error() -> None:
+    [d] = _found("digraph G {\n  start [shape=Mdiamond]\n  start -> work\n}", "terminal_node")
+    assert d.severity == "error"
+    assert _where(d) == (1, 1)
+    assert "no exit node" in d.message
+
+
+def test_two_exit_nodes_by_shape_and_id() -> None:
+    [d] = _found(CLEAN.replace("work -> exit", "work -> exit\n work -> end"), "terminal_node")
+    assert d.severity == "error" and d.node == "end"
+    assert _where(d) == (7, 10)
+
+
+def test_orphan_node_is_a_warning() -> None:
+    [d] = _found(CLEAN.replace("    start ->", "    orphan [prompt=x]\n    start ->"),
+                 "reachability")
+    assert d.severity == "warning"
+    assert d.node == "orphan"
+    assert _where(d) == (5, 5)
+
+
+def test_edge_target_exists() -> None:
+    graph = parse_dot(CLEAN)
+    graph.edges.append(Edge("work", "ghost", loc=Location(9, 3)))
+    [d] = [d for d in validate(graph) if d.rule == "edge_target_exists"]
+    assert d.severity == "error"
+    assert d.edge == ("work", "ghost")
+    assert _where(d) == (9, 3)
+
+
+def test_start_no_incoming() -> None:
+    [d] = _found(CLEAN.replace("-> exit\n", "-> exit\n    work -> start\n"),
+                 "start_no_incoming")
+    assert d.severity == "error"
+    assert d.edge == ("work", "start")
+    assert _where(d) == (7, 5)
+
+
+def test_exit_no_outgoing() -> None:
+    [d] = _found(CLEAN.replace("-> exit\n", "-> exit\n    exit -> work\n"), "exit_no_outgoing")
+    assert d.severity == "error"
+    assert d.edge == ("exit", "work") and d.node == "exit"
+    assert _where(d) == (7, 5)
+
+
+def test_condition_syntax() -> None:
+    source = CLEAN.replace("work -> exit", 'work -> exit [condition="outcome==success"]')
+    [d] = _found(source, "condition_syntax")
+    assert d.severity == "error"
+    assert d.edge == ("work", "exit")
+    assert _where(d) == (6, 19)
+    assert "'==' is not an operator" in d.message
+
+
+def test_stylesheet_syntax() -> None:
+    source = CLEAN.replace("{\n", '{\n    model_stylesheet="* { model: x }"\n', 1)
+    [d] = _found(source, "stylesheet_syntax")
+    assert d.severity == "error"
+    assert _where(d) == (2, 5)
+    assert "unknown property 'model'" in d.message
+
+
+def test_type_known() -> None:
+    source = CLEAN.replace('work  [prompt="Do it"]', 'work  [prompt="Do it", type="bogus"]')
+    [d] = _found(source, "type_known")
+    assert d.severity == "warning" and d.node == "work"
+    assert _where(d) == (4, 28)
+    assert _found(source, "type_known", known_types={"start", "exit", "bogus"}) == []
+
+
+def test_fidelity_valid_on_graph_node_and_edge() -> None:
+    source = CLEAN.replace('work  [prompt="Do it"]', 'work  [prompt="Do it", fidelity=all]') \
+        .replace("{\n", "{\n    default_fidelity=lots\n", 1) \
+        .replace("work -> exit", "work -> exit [fidelity=\"summary:huge\"]")
+    found = _found(source, "fidelity_valid")
+    assert [(d.severity, _where(d), d.node, d.edge) for d in found] == [
+        ("warning", (2, 5), None, None),
+        ("warning", (5, 28), "work", None),
+        ("warning", (7, 19), None, ("work", "exit")),
+    ]
+    assert _found(source.replace("summary:huge", "summary:high"), "fidelity_valid")[2:] == []
+
+
+def test_retry_target_exists() -> None:
+    source = CLEAN.replace('work  [prompt="Do it"]',
+                           'work  [prompt="Do it", fallback_retry_target=nowhere]') \
+        .replace("{\n", "{\n    retry_target=missing\n", 1)
+    found = _found(source, "retry_target_exists")
+    assert [(d.severity, _where(d), d.node) for d in found] == [
+        ("warning", (2, 5), None), ("warning", (5, 28), "work")]
+
+
+def test_goal_gate_has_retry() -> None:
+    source = CLEAN.replace('work  [prompt="Do it"]', 'work  [prompt="Do it", goal_gate=true]')
+    [d] = _found(source, "goal_gate_has_retry")
+    assert d.severity == "warning" and d.node == "work"
+    assert _where(d) == (4, 28)
+    with_node_target = source.replace("goal_gate=true", "goal_gate=true, retry_target=work")
+    assert _found(with_node_target, "goal_gate_has_retry") == []
+    with_graph_target = source.replace("{\n", "{\n    retry_target=work\n", 1)
+    assert _found(with_graph_target, "goal_gate_has_retry") == []
+
+
+def test_prompt_on_llm_nodes() -> None:
+    source = CLEAN.replace('work  [prompt="Do it"]', "work")
+    [d] = _found(source, "prompt_on_llm_nodes")
+    assert d.severity == "warning" and d.node == "work"
+    assert _where(d) == (4, 5)
+    assert _found(source.replace("    work\n", '    work [label="Work"]\n'),
+                  "prompt_on_llm_nodes") == []
+
+
+def test_smoke_diagnostics_are_warnings_only() -> None:
+    diagnostics = validate(parse_dot(SMOKE))
+    assert [(d.rule, d.severity, d.node) for d in diagnostics] == [
+        ("goal_gate_has_retry", "warning", "implement")]
+
+
+def test_validate_or_raise() -> None:
+    assert validate_or_raise(parse_dot(CLEAN)) == []
+    with pytest.raises(ValidationError) as info:
+        validate_or_raise(Graph("empty", nodes={"a": Node("a", {"prompt": "p"})}))
+    assert {d.rule for d in info.value.diagnostics} >= {"start_node", "terminal_node"}
+
+
+def _no_x_nodes(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    for node in graph.nodes.values():
+        if node.id.startswith("x"):
+            yield diagnostic("no_x", "info", "x node", node.loc, node=node.id)
+
+
+def test_custom_rules_registered_and_extra() -> None:
+    source = CLEAN.replace("start -> work", "start -> xray -> work")
+    assert [d.rule for d in validate(parse_dot(source), extra_rules=[_no_x_nodes])][-1:] \
+        == ["no_x"]
+    register_rule(_no_x_nodes)
+    try:
+        [d] = [d for d in validate(parse_dot(source)) if d.rule == "no_x"]
+        assert (d.severity, d.node, _where(d)) == ("info", "xray", (5, 14))
+    finally:
+        unregister_rule(_no_x_nodes)
+    assert [d for d in validate(parse_dot(source)) if d.rule == "no_x"] == []
+
+
+# --- load_pipeline -----------------------------------------------------------------------
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_load_dot_path_relative_to_base_dir(tmp_path: Path) -> None:
+    (tmp_path / "pipes").mkdir()
+    (tmp_path / "pipes" / "p.gv").write_text(CLEAN.replace('"Do it"', '"Do $goal for $who"')
+                                             .replace("{\n", '{\n goal="g"\n', 1))
+    before = _snapshot(tmp_path)
+    result = load_pipeline(PipelineRef(path="pipes/p.gv"), tmp_path, {"who": "me"})
+    assert result.valid is True
+    assert result.diagnostics == []
+    assert result.graph is not None
+    assert result.graph.nodes["work"].attrs["prompt"] == "Do g for me"
+    assert _snapshot(tmp_path) == before
+
+
+def test_load_recipe_by_suffix_and_absolute_path(tmp_path: Path) -> None:
+    path = tmp_path / "r.yml"
+    path.write_text("name: r\ngoal: G\nstages:\n  - id: a\n    prompt: for $goal\n")
+    result = load_pipeline(PipelineRef(path=str(path)), Path("/nonexistent"))
+    assert result.valid
+    assert result.graph is not None and result.graph.source_format == "recipe"
+    assert result.graph.nodes["a"].attrs["prompt"] == "for G"
+
+
+def test_load_strips_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "bom.dot").write_bytes(b"\xef\xbb\xbf" + CLEAN.encode())
+    result = load_pipeline(PipelineRef(path="bom.dot"), tmp_path)
+    assert result.valid and result.graph is not None and result.graph.name == "G"
+
+
+def test_load_format_override(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.txt").write_text(CLEAN)
+    result = load_pipeline(PipelineRef(path="pipeline.txt", format="dot"), tmp_path)
+    assert result.valid and result.graph is not None and result.graph.name == "G"
+
+
+@pytest.mark.parametrize(("name", "content", "fragment"), [
+    ("missing.dot", None, "cannot read 'missing.dot'"),
+    ("pipeline.txt", CLEAN, "cannot tell the format"),
+    ("latin.dot", b"digraph G { a [label=\"\xe9\"] }", "not UTF-8"),
+    ("dir.dot", "DIR", "cannot read 'dir.dot'"),
+])
+def test_load_io_problems_are_diagnostics(tmp_path: Path, name: str,
+                                          content: str | bytes | None, fragment: str) -> None:
+    if content == "DIR":
+        (tmp_path / name).mkdir()
+    elif isinstance(content, bytes):
+        (tmp_path / name).write_bytes(content)
+    elif content is not None:
+        (tmp_path / name).write_text(content)
+    result = load_pipeline(PipelineRef(path=name), tmp_path)
+    assert result.graph is None and result.valid is False
+    [d] = result.diagnostics
+    assert d.rule == "io" and d.severity == "error"
+    assert fragment in d.message
+
+
+def test_load_syntax_error_is_one_diagnostic() -> None:
+    result = load_pipeline(PipelineRef(source="digraph G {\n  a -- b\n}", format="dot"),
+                           Path("."))
+    assert result.graph is None and not result.valid
+    assert [(d.rule, d.severity, d.line, d.col) for d in result.diagnostics] == [
+        ("syntax", "error", 2, 5)]
+
+
+def test_load_reports_lint_errors_with_graph() -> None:
+    result = load_source("digraph G { a [prompt=p] }", "dot")
+    assert result.graph is not None
+    assert not result.valid
+    assert {d.rule for d in result.diagnostics} == {"start_node", "terminal_node"}
