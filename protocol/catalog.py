@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from . import lifecycle
+from . import lifecycle, pipelines, runs
 from .registry import Registry
 
 
 def client_methods() -> Registry:
     """Every method a client may call on the daemon (requests and notifications)."""
-    return Registry(lifecycle.METHODS)
+    return Registry([*lifecycle.METHODS, *pipelines.METHODS, *runs.METHODS])
 
 
 def server_notifications() -> Registry:
     """Every notification the daemon may send to a client."""
-    return Registry(lifecycle.SERVER_NOTIFICATIONS)
+    return Registry([*lifecycle.SERVER_NOTIFICATIONS, *runs.SERVER_NOTIFICATIONS])

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .base import Params, Result
+from .registry import MethodSpec
 
 Severity = Literal["error", "warning", "info"]
 
@@ -73,3 +74,13 @@ class PlanResult(ValidateResult):
     """The resolved plan (what plan.json of a run holds)."""
 
     plan: dict[str, Any] | None = None
+
+
+METHODS = [
+    MethodSpec("pipeline.validate", ValidateParams, ValidateResult,
+               "Parse, transform and lint a pipeline; every diagnostic with rule, severity, "
+               "node or edge, and line:col."),
+    MethodSpec("pipeline.plan", PlanParams, PlanResult,
+               "Resolve a pipeline (stylesheet, variables) without running it: no run "
+               "directory, no rows."),
+]

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import NullResult, Params, Result
 from .pipelines import PipelineRef
+from .registry import MethodSpec
 
 RunStatus = Literal["pending", "running", "waiting", "completed", "failed", "cancelled",
                     "interrupted", "budget_exceeded"]
@@ -99,6 +100,12 @@ class RunIdParams(Params):
     run_id: str
 
 
+class RunResumeParams(RunIdParams):
+    """Resume a run; `wait` answers when it ends."""
+
+    wait: bool = False
+
+
 class StageSummary(BaseModel):
     """One attempt of one node."""
 
@@ -167,4 +174,28 @@ class RunEventParams(BaseModel):
     data: dict[str, Any]
 
 
-__all__ = ["NullResult"]
+METHODS = [
+    MethodSpec("run.start", RunStartParams, RunSummary,
+               "Start a run of a pipeline; answers at once with its id, status and run "
+               "directory, or when it ends with `wait: true`."),
+    MethodSpec("run.get", RunIdParams, RunDetail,
+               "A run with its stages, final context and any open human question."),
+    MethodSpec("run.list", RunListParams, RunListResult,
+               "Runs newest first, filtered by status, pipeline and time; paged."),
+    MethodSpec("run.cancel", RunIdParams, RunSummary,
+               "Cancel a running run; its tool processes are killed; it stays resumable."),
+    MethodSpec("run.resume", RunResumeParams, RunSummary,
+               "Continue an interrupted or cancelled run from its checkpoint."),
+    MethodSpec("run.subscribe", SubscribeParams, NullResult,
+               "Receive `run/event` notifications of a run, or of all runs with `*`."),
+    MethodSpec("run.unsubscribe", SubscribeParams, NullResult,
+               "Stop receiving a run's events."),
+    MethodSpec("human.answer", HumanAnswerParams, NullResult,
+               "Answer the open question of a waiting run; the run goes on."),
+]
+
+SERVER_NOTIFICATIONS = [
+    MethodSpec("run/event", RunEventParams, None,
+               "Daemon → client: an event of a subscribed run (attractor §9.6 names: "
+               "PipelineStarted, StageStarted, StageCompleted, InterviewStarted, …)."),
+]

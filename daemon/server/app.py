@@ -14,6 +14,7 @@ from typing import Any
 
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
+from .. import services
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -48,6 +49,7 @@ class Daemon:
         self.active_runs: dict[str, Any] = {}
         self.endpoints: list[str] = []
         self.cache: dict[str, Any] = {}  # values services derive once per process
+        self.services: services.Services | None = None
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Future[int] | None = None
         self._own_socket: Path | None = None
@@ -57,11 +59,13 @@ class Daemon:
         """Seconds since the daemon started."""
         return time.monotonic() - self.started_monotonic
 
-    def publish(self, topic: str, method: str, params: Any) -> int:
-        """Send a notification to every connection subscribed to `topic`; returns how many."""
+    def publish(self, topics: str | tuple[str, ...], method: str, params: Any) -> int:
+        """Send a notification once to every connection subscribed to any of `topics`;
+        returns how many got it."""
+        wanted = {topics} if isinstance(topics, str) else set(topics)
         sent = 0
         for connection in list(self.connections):
-            if topic in connection.subscriptions:
+            if not wanted.isdisjoint(connection.subscriptions):
                 connection.notify(method, params)
                 sent += 1
         return sent
@@ -84,6 +88,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, 0)
         try:
+            self.services = await services.start(self)
             if self.options.stdio:
                 await transports.open_stdio(self)
             if self.options.socket is not None:
@@ -103,6 +108,8 @@ class Daemon:
     async def _close(self) -> None:
         for server in self._servers:
             server.close()
+        if self.services is not None:
+            await self.services.stop()
         connections = list(self.connections)
         for connection in connections:
             connection.close()

@@ -1,11 +1,50 @@
-"""Services: one module per method family, each exporting a `table` of handlers."""
+"""Services: one module per method family, each exporting a `table` of handlers, and the
+long-lived parts they share (the store, the runner)."""
 
 from __future__ import annotations
 
-from . import lifecycle
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..store.db import Database
+from ..store.runs import RunStore
 from .base import HandlerTable
+from .runner import Runner
+
+if TYPE_CHECKING:
+    from ..server.app import Daemon
+
+log = logging.getLogger("ostinato.services")
+
+
+@dataclass
+class Services:
+    """What the handlers of every family share for the daemon's lifetime."""
+
+    db: Database
+    runs: RunStore
+    runner: Runner
+
+    async def stop(self) -> None:
+        """Stop running runs (they stay resumable), close the store."""
+        await self.runner.close()
+        await self.db.close()
+
+
+async def start(daemon: Daemon) -> Services:
+    """Open the store, note runs a previous daemon left running, build the runner."""
+    db = await Database.open(daemon.home / "ostinato.db")
+    runs = RunStore(db)
+    interrupted = await runs.mark_interrupted()
+    if interrupted:
+        log.info("%d run(s) were running when the daemon last stopped; they are resumable: %s",
+                 len(interrupted), ", ".join(interrupted))
+    return Services(db, runs, Runner(daemon, runs))
 
 
 def tables() -> list[HandlerTable]:
     """The handler tables of every family."""
-    return [lifecycle.table]
+    from . import lifecycle, pipelines, runs
+
+    return [lifecycle.table, pipelines.table, runs.table]

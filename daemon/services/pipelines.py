@@ -1,0 +1,38 @@
+"""Pipelines family: pipeline.validate and pipeline.plan (no side effects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ostinato.protocol.pipelines import PlanParams, PlanResult, ValidateParams, ValidateResult
+
+from ..engine.load import LoadResult, load_pipeline
+from .base import HandlerTable, RequestContext
+from .runner import plan_of
+
+table = HandlerTable()
+
+
+def _load(params: ValidateParams, ctx: RequestContext) -> LoadResult:
+    inputs = getattr(params, "inputs", {}) or {}
+    variables = {**{k: v for k, v in inputs.items() if isinstance(v, str)}, **params.variables}
+    known = ctx.daemon.services.runner.handlers.known_types()  # type: ignore[union-attr]
+    return load_pipeline(params.pipeline, Path.cwd(), variables, known_types=known)
+
+
+@table.method("pipeline.validate")
+def validate(params: ValidateParams, ctx: RequestContext) -> ValidateResult:
+    """Parse, transform and lint."""
+    result = _load(params, ctx)
+    return ValidateResult(valid=result.valid, diagnostics=result.diagnostics,
+                          pipeline_hash=result.graph.digest() if result.graph else None)
+
+
+@table.method("pipeline.plan")
+def plan(params: PlanParams, ctx: RequestContext) -> PlanResult:
+    """The resolved plan of a valid pipeline; diagnostics either way."""
+    result = _load(params, ctx)
+    graph = result.graph
+    return PlanResult(valid=result.valid, diagnostics=result.diagnostics,
+                      pipeline_hash=graph.digest() if graph else None,
+                      plan=plan_of(graph) if graph is not None and result.valid else None)

@@ -1,0 +1,352 @@
+"""Launching runs: the engine's executor wired to the store, the run directory, subscribers
+and human answers. The `runs` service module calls into this; nothing here speaks JSON-RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.pipelines import PipelineRef
+from ostinato.protocol.runs import RunSettings
+
+from ..engine.events import Event
+from ..engine.executor import Executor, RunResult
+from ..engine.graph import Graph
+from ..engine.handlers.base import HandlerRegistry, Question
+from ..engine.handlers.registry import default_handlers
+from ..engine.load import load_pipeline
+from ..engine.providers.runtime import ProviderPool
+from ..engine.redact import Redactor, environment_secrets
+from ..engine.rundir import RunDirectory, append_run_manifest
+from ..ids import utc_now, uuid7
+from ..store.runs import RunStore
+
+if TYPE_CHECKING:
+    from ..server.app import Daemon
+
+log = logging.getLogger("ostinato.runs")
+
+INVALID_PIPELINE = -32005
+SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
+
+
+@dataclass
+class ActiveRun:
+    """A run executing in this daemon."""
+
+    run_id: str
+    executor: Executor
+    pool: ProviderPool
+    sink: StoreSink
+    task: asyncio.Task | None = None
+    question: Question | None = None
+    answer: asyncio.Future[str | None] | None = None
+    done: asyncio.Future[RunResult | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+    watchers: list[Any] = field(default_factory=list)  # progress reporters of waiting calls
+
+
+class StoreSink:
+    """The executor's sink: events to subscribers at once, rows to the store per stage."""
+
+    def __init__(self, daemon: Daemon, store: RunStore, run_id: str, next_event: int,
+                 redactor: Redactor) -> None:
+        self.daemon = daemon
+        self.store = store
+        self.run_id = run_id
+        self.seq = next_event
+        self.redactor = redactor
+        self.events: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.totals = {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0}
+        self.listeners: list[Any] = []
+
+    def emit(self, event: Event) -> None:
+        """Number the event, publish it as `run/event`, keep it for the next flush."""
+        record = {"run_id": self.run_id, "seq": self.seq, "type": event.type,
+                  "time": event.time or utc_now(), "data": self.redactor.data(event.data)}
+        self.seq += 1
+        self.events.append(record)
+        self.daemon.publish((f"run:{self.run_id}", "run:*"), "run/event", record)
+        for listener in self.listeners:
+            listener(record)
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        """Keep the call for the next flush; add it to the run's totals."""
+        self.calls.append(self.redactor.data(call))
+        self.totals["cost_usd"] += call["cost_usd"]
+        self.totals["input_tokens"] += call["input_tokens"]
+        self.totals["output_tokens"] += call["output_tokens"]
+
+    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Write the stage, with the events and calls before it, in one transaction."""
+        await self.flush(stage=self.redactor.data(stage), current_node=stage["node_id"])
+
+    async def flush(self, stage: dict[str, Any] | None = None, **run_fields: Any) -> None:
+        """Write whatever is buffered (and some run fields) in one transaction."""
+        events, calls = self.events, self.calls
+        self.events, self.calls = [], []
+        fields = {**run_fields, **self.totals} if (calls or run_fields) else run_fields
+        await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
+                                run_fields=fields or None)
+
+
+class DaemonInterviewer:
+    """Answers human gates: preset answers first, then auto-approve, then whoever answers
+    `human.answer` on the daemon while the run is `waiting`."""
+
+    def __init__(self, runner: Runner, run_id: str, settings: RunSettings) -> None:
+        self.runner = runner
+        self.run_id = run_id
+        self.settings = settings
+
+    async def ask(self, question: Question) -> str | None:
+        """The answer to `question`."""
+        active = self.runner.active[self.run_id]
+        context = active.executor.state.context
+        used = int(context.get("internal.human.answers_used", 0))
+        if used < len(self.settings.human.answers):
+            context.set("internal.human.answers_used", used + 1)
+            answer: str | None = self.settings.human.answers[used]
+        elif self.settings.human.auto_approve:
+            answer = question.options[0]["key"]
+        else:
+            answer = await self._ask_people(active, question)
+        active.executor.emit("InterviewCompleted", question_id=question.id,
+                             stage=question.node_id, answer=answer)
+        return answer
+
+    async def _ask_people(self, active: ActiveRun, question: Question) -> str | None:
+        active.question = question
+        active.answer = asyncio.get_running_loop().create_future()
+        active.executor.emit("InterviewStarted", question=question.to_dict(),
+                             stage=question.node_id)
+        await active.sink.flush(status="waiting")
+        try:
+            return await active.answer
+        finally:
+            active.question = None
+            active.answer = None
+            await active.sink.flush(status="running")
+
+
+class Runner:
+    """Starts, resumes, cancels and answers runs; owns the daemon's active runs."""
+
+    def __init__(self, daemon: Daemon, store: RunStore) -> None:
+        self.daemon = daemon
+        self.store = store
+        self.home = daemon.home
+        self.active: dict[str, ActiveRun] = daemon.active_runs
+        self.handlers: HandlerRegistry = default_handlers()
+        self.stopping = False
+
+    # -- starting -------------------------------------------------------------------------
+
+    def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
+        """A valid graph, or an RpcError carrying the diagnostics."""
+        result = load_pipeline(ref, Path.cwd(), variables,
+                               known_types=self.handlers.known_types())
+        if result.graph is None or not result.valid:
+            errors = [d for d in result.diagnostics if d.severity == "error"]
+            first = errors[0] if errors else None
+            where = f" at {first.line}:{first.col}" if first and first.line else ""
+            raise RpcError(INVALID_PIPELINE,
+                           f"invalid pipeline{where}: {first.message if first else ''}",
+                           {"diagnostics": [d.model_dump(exclude_none=True)
+                                            for d in result.diagnostics]})
+        return result.graph
+
+    async def start(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
+                    settings: RunSettings) -> ActiveRun:
+        """Create a run (directory, rows) and start executing it."""
+        string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
+        graph = self.load(ref, {**string_inputs, **variables})
+        pool = self._pool(settings)
+        run_id, trace_id = uuid7(), uuid7()
+        redactor = Redactor([*environment_secrets(dict(os.environ)), *pool.secrets()])
+        run_dir = RunDirectory(self.home / "runs" / run_id, redactor)
+        run_dir.create()
+        launch = {"pipeline_format": graph.source_format, "inputs": inputs,
+                  "variables": variables, "settings": settings.model_dump(mode="json")}
+        self._snapshot(run_dir, graph, pool, launch)
+        created = utc_now()
+        manifest = self._manifest(run_id, trace_id, graph, created)
+        run_dir.write_json("manifest.json", data=manifest)
+        await self.store.add_run(
+            pipeline_hash=graph.digest(), pipeline_name=graph.name,
+            pipeline_format=graph.source_format, source=redactor.text(graph.source),
+            run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
+                 "trace_id": trace_id, "inputs": redactor.data(inputs),
+                 "settings": redactor.data(launch["settings"]), "created_at": created,
+                 "started_at": created})
+        append_run_manifest(self.home, {
+            "run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
+            "pipeline_hash": graph.digest(), "created_at": created,
+            "run_dir": f"runs/{run_id}", "manifest": f"runs/{run_id}/manifest.json",
+            "config": {name: f"runs/{run_id}/config/{name}" for name in
+                       (SOURCE_NAMES[graph.source_format], "plan.json", "settings.json",
+                        "providers.json", "pricing.json", "launch.json")}})
+        active = self._activate(run_id, trace_id, graph, run_dir, pool, settings, next_event=1)
+        active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=None))
+        return active
+
+    async def resume(self, run_id: str) -> ActiveRun:
+        """Continue an interrupted or cancelled run from its checkpoint."""
+        if run_id in self.active:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
+        if row["status"] not in ("interrupted", "cancelled"):
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"run {run_id} is {row['status']}; only interrupted or cancelled "
+                           "runs can be resumed")
+        root = self.home / row["run_dir"]
+        launch = RunDirectory(root).read_json("config", "launch.json")
+        if launch is None:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} has no launch record to resume")
+        settings = RunSettings.model_validate(launch["settings"])
+        source = (root / "config" / SOURCE_NAMES[launch["pipeline_format"]]).read_text()
+        graph = self.load(PipelineRef(source=source, format=launch["pipeline_format"]),
+                          {**{k: v for k, v in launch["inputs"].items()
+                              if isinstance(v, str)}, **launch["variables"]})
+        pool = self._pool(settings)
+        redactor = Redactor([*environment_secrets(dict(os.environ)), *pool.secrets()])
+        run_dir = RunDirectory(root, redactor)
+        next_event, _ = await self.store.next_sequences(run_id)
+        checkpoint = run_dir.read_json("checkpoint.json")
+        await self.store.update_run(run_id, status="running", resumable=0,
+                                    resumed_from=(checkpoint or {}).get("current_node"))
+        active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
+                                next_event)
+        active.task = asyncio.ensure_future(
+            self._drive(active, launch["inputs"], checkpoint=checkpoint))
+        return active
+
+    def _pool(self, settings: RunSettings) -> ProviderPool:
+        try:
+            return ProviderPool({"default": settings.default_provider,
+                                 "providers": settings.providers,
+                                 "pricing": settings.pricing})
+        except ValueError as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: settings: {exc}") from None
+
+    def _activate(self, run_id: str, trace_id: str, graph: Graph, run_dir: RunDirectory,
+                  pool: ProviderPool, settings: RunSettings, next_event: int) -> ActiveRun:
+        sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor)
+        executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
+                            handlers=self.handlers, providers=pool,
+                            interviewer=DaemonInterviewer(self, run_id, settings),
+                            sink=sink, settings=settings, rng=random.Random())
+        active = ActiveRun(run_id, executor, pool, sink)
+        self.active[run_id] = active
+        return active
+
+    # -- running --------------------------------------------------------------------------
+
+    async def _drive(self, active: ActiveRun, inputs: dict[str, Any],
+                     checkpoint: dict[str, Any] | None) -> None:
+        executor, result = active.executor, None
+        status, outcome, reason = "failed", "fail", ""
+        try:
+            if checkpoint is not None:
+                result = await executor.resume(checkpoint)
+            else:
+                result = await executor.run(inputs)
+            status, outcome, reason = result.status, result.outcome.value, result.failure_reason
+            if outcome == "partial_success":
+                outcome = "success"
+        except asyncio.CancelledError:
+            if self.stopping:  # the daemon is going away, not the user's choice
+                status, outcome, reason = "interrupted", None, "the daemon stopped"
+            else:
+                status, outcome, reason = "cancelled", None, "cancelled"
+            executor.emit("PipelineCancelled", id=active.run_id, reason=reason)
+        except Exception as exc:  # an engine bug: the run fails, the daemon goes on
+            log.exception("run %s crashed", active.run_id)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            executor.emit("PipelineFailed", error=reason)
+        finally:
+            await self._finish(active, status, outcome, reason, result)
+
+    async def _finish(self, active: ActiveRun, status: str, outcome: str | None, reason: str,
+                      result: RunResult | None) -> None:
+        ended = utc_now()
+        try:
+            await active.sink.flush(status=status, outcome=outcome, failure_reason=reason or None,
+                                    ended_at=ended,
+                                    resumable=int(status in ("cancelled", "interrupted")))
+            manifest = active.executor.run_dir.read_json("manifest.json") or {}
+            manifest.update(status=status, outcome=outcome, end_time=ended,
+                            failure_reason=reason or None)
+            active.executor.run_dir.write_json("manifest.json", data=manifest)
+        finally:
+            await active.pool.aclose()
+            self.active.pop(active.run_id, None)
+            if not active.done.done():
+                active.done.set_result(result)
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a running run (its tool processes are killed) and wait until it stopped."""
+        active = self.active.get(run_id)
+        if active is None or active.task is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"run {run_id} is not running")
+        active.task.cancel()
+        await asyncio.shield(active.done)
+
+    def answer(self, run_id: str, question_id: str, answer: str) -> None:
+        """Resolve the open question of a waiting run."""
+        active = self.active.get(run_id)
+        if active is None or active.question is None or active.answer is None:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is not waiting for an answer")
+        if active.question.id != question_id:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is waiting on question "
+                           f"{active.question.id}, not {question_id}")
+        if not active.answer.done():
+            active.answer.set_result(answer)
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop what runs, leaving it interrupted and resumable."""
+        self.stopping = True
+        for active in list(self.active.values()):
+            if active.task is not None:
+                active.task.cancel()
+        for active in list(self.active.values()):
+            await asyncio.shield(active.done)
+
+    # -- the run directory ----------------------------------------------------------------
+
+    def _snapshot(self, run_dir: RunDirectory, graph: Graph, pool: ProviderPool,
+                  launch: dict[str, Any]) -> None:
+        """config/: source, resolved plan, settings, providers, pricing, launch record."""
+        run_dir.write_text("config", SOURCE_NAMES[graph.source_format], text=graph.source)
+        run_dir.write_json("config", "plan.json", data=plan_of(graph))
+        run_dir.write_json("config", "settings.json", data=launch["settings"])
+        run_dir.write_json("config", "providers.json", data=pool.describe())
+        run_dir.write_json("config", "pricing.json", data=pool.pricing.to_dict())
+        run_dir.write_json("config", "launch.json", data=launch)
+
+    @staticmethod
+    def _manifest(run_id: str, trace_id: str, graph: Graph, created: str) -> dict[str, Any]:
+        models = sorted({str(n.get("llm_model")) for n in graph.nodes.values()
+                         if n.get("llm_model")})
+        starts = graph.start_nodes()
+        return {"run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
+                "pipeline_hash": graph.digest(), "goal": graph.goal, "start_time": created,
+                "end_time": None, "status": "running", "outcome": None,
+                "start_node": starts[0].id if starts else None,
+                "node_count": len(graph.nodes), "model": models[0] if len(models) == 1
+                else (models or None), "trial": None}
+
+
+def plan_of(graph: Graph) -> dict[str, Any]:
+    """The resolved plan: the transformed graph with each node's handler type."""
+    return {"pipeline_hash": graph.digest(), **graph.to_dict()}

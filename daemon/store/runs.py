@@ -1,0 +1,155 @@
+"""Queries for pipelines, runs, stages, calls and events."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from ..ids import utc_now
+from .db import Database
+
+ACTIVE = ("pending", "running", "waiting")
+_RUN_FIELDS = ("status", "outcome", "failure_reason", "resumable", "current_node", "started_at",
+               "ended_at", "resumed_from", "cost_usd", "input_tokens", "output_tokens")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+class RunStore:
+    """Everything the store knows about runs."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add_run(self, *, pipeline_hash: str, pipeline_name: str, pipeline_format: str,
+                      source: str, run: dict[str, Any]) -> None:
+        """Record a pipeline (once per hash) and a new run of it."""
+        await self.db.write([
+            ("INSERT OR IGNORE INTO pipelines (hash, name, format, source, created_at) "
+             "VALUES (?, ?, ?, ?, ?)",
+             (pipeline_hash, pipeline_name, pipeline_format, source, utc_now())),
+            ("INSERT INTO runs (id, pipeline_hash, pipeline_name, status, run_dir, trace_id, "
+             "inputs_json, settings_json, created_at, started_at) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (run["id"], pipeline_hash, pipeline_name, run["status"], run["run_dir"],
+              run["trace_id"], _json(run.get("inputs", {})), _json(run.get("settings", {})),
+              run["created_at"], run.get("started_at"))),
+        ])
+
+    @staticmethod
+    def update_statement(run_id: str, **fields: Any) -> tuple[str, tuple[Any, ...]]:
+        """The UPDATE for some of a run's fields (to batch with other writes)."""
+        unknown = set(fields) - set(_RUN_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown run fields {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        return f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id)
+
+    async def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change some of a run's fields."""
+        await self.db.write([self.update_statement(run_id, **fields)])
+
+    async def record(self, run_id: str, *, stage: dict[str, Any] | None,
+                     events: list[dict[str, Any]], calls: list[dict[str, Any]],
+                     run_fields: dict[str, Any] | None = None) -> None:
+        """A stage with the events and calls since the last one, in one transaction."""
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        for call in calls:
+            statements.append((
+                "INSERT INTO calls (id, run_id, trace_id, seq, node_id, attempt, kind, "
+                "request_json, response_json, input_tokens, output_tokens, cost_usd, "
+                "latency_ms, error, finish_reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (call["id"], run_id, call["trace_id"], call["seq"], call["node_id"],
+                 call["attempt"], call["kind"], _json(call["request"]),
+                 None if call["response"] is None else _json(call["response"]),
+                 call["input_tokens"], call["output_tokens"], call["cost_usd"],
+                 call["latency_ms"], call["error"], call["finish_reason"],
+                 call["created_at"])))
+        for event in events:
+            statements.append((
+                "INSERT INTO events (run_id, seq, type, data_json, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, event["seq"], event["type"], _json(event["data"]), event["time"])))
+        if stage is not None:
+            statements.append((
+                "INSERT INTO stages (run_id, seq, node_id, attempt, status, handler, branch, "
+                "started_at, ended_at, duration_ms, outcome_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, stage["seq"], stage["node_id"], stage["attempt"], stage["status"],
+                 stage["handler"], stage["branch"], stage["started_at"], stage["ended_at"],
+                 stage["duration_ms"], _json(stage["outcome"]))))
+        if run_fields:
+            statements.append(self.update_statement(run_id, **run_fields))
+        if statements:
+            await self.db.write(statements)
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's row."""
+        return await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+
+    async def stages(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's stages in order."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM stages WHERE run_id = ? ORDER BY seq", (run_id,))
+        for row in rows:
+            row["outcome"] = orjson.loads(row.pop("outcome_json"))
+        return rows
+
+    async def next_sequences(self, run_id: str) -> tuple[int, int]:
+        """The next event seq and stage seq of a run (continued across resumes)."""
+        row = await self.db.fetchone(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?) AS events, "
+            "(SELECT COALESCE(MAX(seq), 0) FROM stages WHERE run_id = ?) AS stages",
+            (run_id, run_id))
+        assert row is not None
+        return row["events"] + 1, row["stages"] + 1
+
+    async def list_runs(self, *, statuses: list[str] | None, pipeline: str | None,
+                        since: str | None, until: str | None, limit: int,
+                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of runs, newest first; the cursor is opaque to clients."""
+        where, params = [], []
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        if pipeline:
+            where.append("(pipeline_name = ? OR pipeline_hash = ?)")
+            params += [pipeline, pipeline]
+        if since:
+            where.append("created_at >= ?")
+            params.append(since)
+        if until:
+            where.append("created_at < ?")
+            params.append(until)
+        if cursor:
+            created_at, run_id = orjson.loads(base64.urlsafe_b64decode(cursor))
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [created_at, created_at, run_id]
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = await self.db.fetchall(sql, (*params, limit + 1))
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = base64.urlsafe_b64encode(
+                orjson.dumps([last["created_at"], last["id"]])).decode()
+        return rows, next_cursor
+
+    async def mark_interrupted(self) -> list[str]:
+        """Runs that were active when the daemon died: interrupted and resumable."""
+        rows = await self.db.fetchall(
+            f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(ACTIVE))})", ACTIVE)
+        ids = [row["id"] for row in rows]
+        if ids:
+            await self.db.write([(
+                f"UPDATE runs SET status = 'interrupted', resumable = 1 "
+                f"WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))])
+        return ids
