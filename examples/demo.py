@@ -1,7 +1,9 @@
 """`make demo`: start a daemon, drive it through a short scripted session, show what happened.
 
 The daemon listens on a unix socket with its home in ./.ostinato/demo; two clients connect,
-one with LSP framing and one with MCP's newline-delimited JSON, and each exchange is printed.
+an editor with LSP framing and an agent with MCP's newline-delimited JSON. The agent runs
+examples/pipelines/demo.dot on the offline scripted model; the editor watches its events and
+answers its human gate; then the run directory is shown.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ostinato.clients.python import AsyncClient, RpcError
 from ostinato.protocol.codec import Framing
 
 HOME = Path(".ostinato") / "demo"
+PIPELINE = Path(__file__).resolve().parent / "pipelines" / "demo.dot"
 
 
 def show(arrow: str, who: str, payload: Any) -> None:
@@ -38,6 +41,37 @@ async def exchange(client: AsyncClient, who: str, method: str,
         return None
     show("←", who, {"result": result})
     return result
+
+
+async def run_pipeline(agent: AsyncClient, editor: AsyncClient) -> None:
+    """The agent runs the demo pipeline; the editor follows it and answers its question."""
+    print(f"\nThe agent validates and runs {PIPELINE} (offline scripted model):")
+    await exchange(agent, "agent", "pipeline.validate", {"pipeline": {"path": str(PIPELINE)}})
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    editor.on_notification("run/event", lambda _m, params: events.put_nowait(params))
+    await editor.request("run.subscribe", {"run_id": "*"})
+    run = asyncio.ensure_future(agent.request(
+        "run.start", {"pipeline": {"path": str(PIPELINE)}, "wait": True}))
+    while (event := await events.get())["type"] not in ("PipelineCompleted", "PipelineFailed"):
+        data = event["data"]
+        if event["type"] == "StageCompleted":
+            print(f"  {'editor':>7} ← run/event StageCompleted {data['name']}")
+        elif event["type"] == "InterviewStarted":
+            question = data["question"]
+            print(f"  {'editor':>7} ← run/event InterviewStarted: {question['text']} "
+                  f"{[o['label'] for o in question['options']]}")
+            await exchange(editor, "editor", "human.answer",
+                           {"run_id": event["run_id"], "question_id": question["question_id"],
+                            "answer": "Y"})
+    summary = await run
+    print(f"  {'agent':>7} ← run.start: {summary['status']} ({summary['outcome']}), "
+          f"{summary['input_tokens'] + summary['output_tokens']} tokens, "
+          f"${summary['cost_usd']:.2f}")
+    run_dir = Path(summary["run_dir"])
+    print(f"\nIts run directory, {run_dir}:")
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file():
+            print(f"  {path.relative_to(run_dir)}")
 
 
 async def start_daemon(socket: Path) -> tuple[asyncio.subprocess.Process, list[str],
@@ -81,6 +115,8 @@ async def main() -> int:
         discovered = await agent.request("rpc.discover")
         print(f"  {'agent':>7} ← rpc.discover: OpenRPC {discovered['openrpc']}, "
               f"{len(discovered['methods'])} methods described")
+
+        await run_pipeline(agent, editor)
 
         print("\nMistakes get structured errors, and nothing else is disturbed:")
         await exchange(agent, "agent", "pipeline.run", {"path": "x.dot"})

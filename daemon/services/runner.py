@@ -35,6 +35,7 @@ log = logging.getLogger("ostinato.runs")
 
 INVALID_PIPELINE = -32005
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
+TERMINAL_EVENTS = frozenset({"PipelineCompleted", "PipelineFailed", "PipelineCancelled"})
 
 
 @dataclass
@@ -67,6 +68,7 @@ class StoreSink:
         self.calls: list[dict[str, Any]] = []
         self.totals = {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0}
         self.listeners: list[Any] = []
+        self.deferred: list[dict[str, Any]] = []
 
     def emit(self, event: Event) -> None:
         """Number the event, publish it as `run/event`, keep it for the next flush."""
@@ -74,6 +76,14 @@ class StoreSink:
                   "time": event.time or utc_now(), "data": self.redactor.data(event.data)}
         self.seq += 1
         self.events.append(record)
+        if event.type in TERMINAL_EVENTS:
+            # Published once the run's final state is in the store (see flush), so that a
+            # client that sees it and calls run.get finds the run ended.
+            self.deferred.append(record)
+        else:
+            self._publish(record)
+
+    def _publish(self, record: dict[str, Any]) -> None:
         self.daemon.publish((f"run:{self.run_id}", "run:*"), "run/event", record)
         for listener in self.listeners:
             listener(record)
@@ -96,6 +106,10 @@ class StoreSink:
         fields = {**run_fields, **self.totals} if (calls or run_fields) else run_fields
         await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
                                 run_fields=fields or None)
+        if "status" in run_fields and run_fields["status"] not in ("running", "waiting"):
+            deferred, self.deferred = self.deferred, []
+            for record in deferred:
+                self._publish(record)
 
 
 class DaemonInterviewer:
