@@ -10,7 +10,9 @@ import ipaddress
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
@@ -43,7 +45,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--extension", action="append", default=[], metavar="MODULE",
                         help="import MODULE (a dotted name or a .py file) and call its "
-                             "register(dispatcher) to add methods; repeatable")
+                             "register(dispatcher) to add methods, and its optional "
+                             "register_handlers(registry) to add node handler types; "
+                             "repeatable")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
 
 
@@ -84,8 +88,19 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
 
-def load_extension(name: str, dispatcher: Dispatcher) -> None:
-    """Import an extension module and let it register its methods."""
+HandlerHook = Callable[[Any], None]
+
+
+def load_extension(name: str, dispatcher: Dispatcher,
+                   handler_hooks: list[HandlerHook] | None = None) -> None:
+    """Import an extension module and let it register its methods.
+
+    A module may also define `register_handlers(registry)`: it is collected into
+    `handler_hooks`, and the daemon calls it once its services have started, with the
+    runner's `HandlerRegistry`, so that the module can add node handler types
+    (`registry.register("my.type", handler)`, attractor §4.12) that every run, and the
+    `type_known` lint rule of pipeline.validate, then know.
+    """
     if name.endswith(".py"):
         spec = importlib.util.spec_from_file_location(Path(name).stem, name)
         if spec is None or spec.loader is None:
@@ -95,25 +110,31 @@ def load_extension(name: str, dispatcher: Dispatcher) -> None:
     else:
         module = importlib.import_module(name)
     module.register(dispatcher)
+    hook = getattr(module, "register_handlers", None)
+    if callable(hook) and handler_hooks is not None:
+        handler_hooks.append(hook)
 
 
-def build_dispatcher(extensions: list[str]) -> Dispatcher:
-    """Every family's handlers, plus the extensions'."""
+def build_dispatcher(extensions: list[str],
+                     handler_hooks: list[HandlerHook] | None = None) -> Dispatcher:
+    """Every family's handlers, plus the extensions' (their handler hooks go to
+    `handler_hooks`)."""
     dispatcher = Dispatcher()
     dispatcher.mount(client_methods(), services.tables())
     for name in extensions:
-        load_extension(name, dispatcher)
+        load_extension(name, dispatcher, handler_hooks)
     return dispatcher
 
 
 def run(options: DaemonOptions, use_uvloop: bool = True) -> int:
     """Run the daemon to the end; returns the process exit code."""
+    handler_hooks: list[HandlerHook] = []
     try:
-        dispatcher = build_dispatcher(options.extensions)
+        dispatcher = build_dispatcher(options.extensions, handler_hooks)
     except Exception as exc:  # an extension that does not load is a startup error
         log.error("cannot load extensions %s: %s", options.extensions, exc)
         return 2
-    daemon = Daemon(options, dispatcher)
+    daemon = Daemon(options, dispatcher, handler_hooks)
 
     async def main() -> int:
         try:

@@ -21,6 +21,7 @@ class ErrorCode(IntEnum):
     NOT_FOUND = -32001
     UNAUTHORIZED = -32003
     CONFLICT = -32004
+    INVALID_PIPELINE = -32005
 
 
 class RpcError(Exception):

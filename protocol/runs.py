@@ -104,6 +104,11 @@ class RunResumeParams(RunIdParams):
     """Resume a run; `wait` answers when it ends."""
 
     wait: bool = False
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="Inputs to give again: secret-looking ones were "
+                                          "never written down, so a resume needs them.")
+    variables: dict[str, str] = Field(default_factory=dict,
+                                      description="Variables to give again, likewise.")
 
 
 class StageSummary(BaseModel):

@@ -83,7 +83,7 @@ class Executor:
     def __init__(self, *, run_id: str, trace_id: str, graph: Graph, run_dir: RunDirectory,
                  handlers: HandlerRegistry, providers: Any, interviewer: Interviewer,
                  sink: RunSink | None = None, settings: Any = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, recorded_stages: int = 0) -> None:
         self.run_id = run_id
         self.trace_id = trace_id
         self.graph = graph
@@ -96,6 +96,9 @@ class Executor:
         self.rng = rng or random.Random()
         self.state = _State(Context())
         self.call_seq = 0
+        # Stages the sink already holds for this run. A run resumed after a crash between a
+        # stage's record and the checkpoint after it numbers its next stages after them.
+        self.recorded_stages = recorded_stages
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -104,7 +107,8 @@ class Executor:
         context = Context({f"graph.{k}": v for k, v in self.graph.attrs.items()
                            if isinstance(v, str | int | float | bool)})
         context.apply(inputs or {})
-        self.state = _State(context, next_node=find_start(self.graph))
+        self.state = _State(context, next_node=find_start(self.graph),
+                            stage_seq=self.recorded_stages)
         self.emit("PipelineStarted", name=self.graph.name, id=self.run_id)
         return await self._traverse()
 
@@ -117,7 +121,7 @@ class Executor:
             node_retries=dict(checkpoint.get("node_retries", {})),
             current_node=checkpoint.get("current_node"),
             next_node=checkpoint.get("next_node"),
-            stage_seq=int(checkpoint.get("stage_seq", 0)),
+            stage_seq=max(int(checkpoint.get("stage_seq", 0)), self.recorded_stages),
         )
         self.call_seq = int(checkpoint.get("call_seq", 0))
         if checkpoint.get("result") is not None:
@@ -149,12 +153,23 @@ class Executor:
             outcome = await self.execute_node(node, state.context)
             self._record(node, outcome, state.context)
             next_node, reason = self._next_node(node, outcome, state.context)
+            gate_failed = False
+            if next_node is None and node.type != "exit" and outcome.status is not Status.FAIL:
+                # A dead end ends the run like an exit does: goal gates apply (§3.4).
+                jump = self._unsatisfied_gate_target()
+                if jump == "":
+                    gate_failed = True
+                elif jump is not None:
+                    next_node = jump
             state.current_node = node_id
             state.next_node = next_node
             await self._checkpoint(node, outcome, finished=next_node is None)
             if node.type == "exit":
                 return await self._finish(Status.SUCCESS, "", started)
             if next_node is None:
+                if gate_failed:
+                    return await self._finish(
+                        Status.FAIL, "goal gate unsatisfied and no retry target", started)
                 if outcome.status is Status.FAIL:
                     return await self._finish(Status.FAIL, reason or outcome.failure_reason
                                               or f"node {node_id} failed", started)
@@ -236,8 +251,8 @@ class Executor:
         context.apply(self.run_dir.externalize(outcome.context_updates))
         context.set("outcome", outcome.status.value)
         context.set("current_node", node.id)
-        if outcome.preferred_label:
-            context.set("preferred_label", outcome.preferred_label)
+        # Always set, so that a label from an earlier node never steers a later edge.
+        context.set("preferred_label", outcome.preferred_label)
         context.logs.append({"node": node.id, "outcome": outcome.status.value,
                              "timestamp": utc_now()})
 
@@ -295,7 +310,7 @@ class Executor:
             started_at, started = utc_now(), time.monotonic()
             outcome = await self._attempt(handler, node, context, attempt, branch)
             duration_ms = (time.monotonic() - started) * 1000
-            retrying = (outcome.status in (Status.RETRY, Status.FAIL)
+            retrying = (outcome.status in (Status.RETRY, Status.FAIL) and outcome.retryable
                         and attempt < policy.max_attempts)
             if not retrying and outcome.status is Status.RETRY:
                 outcome = (Outcome(Status.PARTIAL_SUCCESS, notes="retries exhausted, partial "
@@ -313,8 +328,9 @@ class Executor:
             await self._stage_done(node, type_name, attempt, outcome, branch, started_at,
                                    duration_ms)
             if not retrying:
-                if outcome.status.succeeded:
+                if outcome.status.succeeded:  # §3.5: success resets the retry counter
                     self.state.node_retries.pop(node.id, None)
+                    context.values.pop(f"internal.retry_count.{node.id}", None)
                 return outcome
             self.state.node_retries[node.id] = attempt
             context.set(f"internal.retry_count.{node.id}", attempt)
@@ -329,7 +345,8 @@ class Executor:
         """One handler call; exceptions and timeouts become FAIL outcomes (§4.12)."""
         run = NodeRun(node=node, graph=self.graph, context=context, attempt=attempt,
                       executor=self, branch=branch)
-        timeout = node.get("timeout")
+        # A handler that honours `timeout` itself (a human gate's default choice) gets it.
+        timeout = None if getattr(handler, "handles_timeout", False) else node.get("timeout")
         try:
             if timeout is not None:
                 async with asyncio.timeout(timeout.seconds):

@@ -192,13 +192,15 @@ EXIT_IDS = frozenset({"exit", "end"})
 
 
 def is_start_node(node: Node) -> bool:
-    """Whether `node` is a start node: shape Mdiamond, type start, or id start/Start."""
-    return node.shape == "Mdiamond" or node.type == "start" or node.id in START_IDS
+    """Whether `node` is a start node: type start, which shape Mdiamond gives, and so does
+    the id start/Start on a node without a shape (see Node.type)."""
+    return node.type == "start"
 
 
 def is_exit_node(node: Node) -> bool:
-    """Whether `node` is an exit node: shape Msquare, type exit, or id exit/end."""
-    return node.shape == "Msquare" or node.type == "exit" or node.id in EXIT_IDS
+    """Whether `node` is an exit node: type exit, which shape Msquare gives, and so does the
+    id exit/end on a node without a shape (see Node.type)."""
+    return node.type == "exit"
 
 
 def _plain(attrs: dict[str, AttrValue]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class Outcome:
     score: float | None = None
     # Engine-only: where traversal continues after a parallel block (its fan-in node).
     jump_to: str | None = None
+    # Engine-only: False when running the node again cannot help (node retries skip it).
+    retryable: bool = True
 
     def to_status_file(self) -> dict[str, Any]:
         """The status.json form (appendix C), with failure_reason when there is one."""

@@ -160,8 +160,9 @@ class _Builder:
         for key, value, loc in [*defaults, *own]:
             node.attrs[key] = value
             node.attr_locs[key] = loc
-        node.attrs.setdefault("type", "codergen")
-        shape = _TYPE_TO_SHAPE.get(str(node.attrs["type"]))
+        if "type" not in node.attrs and "shape" not in node.attrs:
+            node.attrs["type"] = "codergen"  # a stage with neither says what it is
+        shape = _TYPE_TO_SHAPE.get(str(node.attrs.get("type", "")))
         if shape:
             node.attrs.setdefault("shape", shape)
         node.classes = [c.strip() for c in str(node.attrs.get("class", "")).split(",")

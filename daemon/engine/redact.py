@@ -50,7 +50,8 @@ class Redactor:
         return value
 
     def data(self, value: Any) -> Any:
-        """A copy of a JSON-like value with secrets replaced, keys included."""
+        """A copy of settings-like JSON with secrets replaced, and every value under a
+        secret-looking name (settings, launch records, providers)."""
         if isinstance(value, str):
             return self.text(value) if self.secrets else value
         if isinstance(value, Mapping):
@@ -58,6 +59,21 @@ class Redactor:
                         else self.data(v)) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]
+        return value
+
+    def values(self, value: Any) -> Any:
+        """A copy of run data (context, outcomes, events, calls) with the known secret
+        values replaced wherever they occur. Names are not judged here: a context key
+        `prep.token` or a human option's `key` is data, and a checkpoint must keep it to
+        resume to the same result."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {k: self.values(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.values(v) for v in value]
         return value
 
 

@@ -49,9 +49,11 @@ class RunDirectory:
                 raise ValueError(f"unsafe name in a run directory path: {part!r}")
         return self.root.joinpath(*parts)
 
-    def write_json(self, *parts: str, data: Any) -> None:
-        """Write a JSON file (secrets redacted)."""
-        write_atomic(self._path(*parts), dump_json(self.redactor.data(data)))
+    def write_json(self, *parts: str, data: Any, settings: bool = False) -> None:
+        """Write a JSON file with known secret values redacted; `settings` files also lose
+        every value under a secret-looking name."""
+        redact = self.redactor.data if settings else self.redactor.values
+        write_atomic(self._path(*parts), dump_json(redact(data)))
 
     def write_text(self, *parts: str, text: str) -> None:
         """Write a text file (secrets redacted)."""
@@ -83,7 +85,7 @@ class RunDirectory:
 
     def append_trace(self, record: dict[str, Any]) -> None:
         """One line of trace.jsonl (redacted)."""
-        line = orjson.dumps(self.redactor.data(record), default=str) + b"\n"
+        line = orjson.dumps(self.redactor.values(record), default=str) + b"\n"
         with open(self.root / "trace.jsonl", "ab") as handle:
             handle.write(line)
 

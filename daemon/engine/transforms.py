@@ -63,15 +63,16 @@ class StylesheetApplication:
         return apply_stylesheet(copy.deepcopy(graph), rules)
 
 
+_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
 def expand_variables(text: str, values: Mapping[str, str]) -> str:
-    """Replace each `$name` by its value, longest names first, in one pass."""
+    """Replace each `$name` that is a whole identifier and a known variable, in one pass
+    (so `$goalpost` is left alone, and a value containing `$name` is not expanded again)."""
     if "$" not in text or not values:
         return text
-    # One alternation, longest first: `$goal_x` is matched before `$goal`, and a value
-    # that itself contains `$name` is not expanded again.
-    names = sorted(values, key=len, reverse=True)
-    pattern = re.compile("\\$(" + "|".join(re.escape(n) for n in names) + ")")
-    return pattern.sub(lambda m: str(values[m.group(1)]), text)
+    return _VARIABLE.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values
+                         else m.group(0), text)
 
 
 _registered: list[Transform] = []

@@ -22,6 +22,7 @@ from ostinato.protocol.pipelines import Diagnostic, Severity
 from .conditions import ConditionError, parse_condition
 from .errors import ValidationError
 from .graph import Edge, Graph, Location, Node
+from .retry import PRESETS
 from .stylesheet import StylesheetError, parse_stylesheet
 
 DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({
@@ -261,3 +262,30 @@ def prompt_on_llm_nodes(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
             yield diagnostic("prompt_on_llm_nodes", "warning",
                              f"LLM node {node.id!r} has no prompt or label", node.loc,
                              node=node.id, fix="add prompt=\"...\"")
+
+
+# Ostinato's own rules, beyond attractor §7.2.
+RESERVED_NODE_IDS = frozenset({"config", "artifacts"})  # folders of the run directory
+
+
+@_rule
+def node_id_reserved(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """No node id names a folder the run directory already uses."""
+    for node in graph.nodes.values():
+        if node.id in RESERVED_NODE_IDS:
+            yield diagnostic("node_id_reserved", "error",
+                             f"node id {node.id!r} is reserved: the run directory has a "
+                             f"{node.id}/ folder of its own", node.loc, node=node.id,
+                             fix="rename the node")
+
+
+@_rule
+def retry_policy_known(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """`retry_policy` names one of the §3.6 presets."""
+    for node in graph.nodes.values():
+        value = node.attrs.get("retry_policy")
+        if value is not None and str(value) not in PRESETS:
+            yield diagnostic("retry_policy_known", "warning",
+                             f"node {node.id!r} has unknown retry_policy {value!r}; "
+                             "standard is used", _attr_loc(node, "retry_policy"),
+                             node=node.id, fix="use one of " + ", ".join(sorted(PRESETS)))

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +40,12 @@ class DaemonOptions:
 class Daemon:
     """Holds everything that lives as long as the process: connections, listeners, state."""
 
-    def __init__(self, options: DaemonOptions, dispatcher: Dispatcher) -> None:
+    def __init__(self, options: DaemonOptions, dispatcher: Dispatcher,
+                 handler_hooks: list[Callable[[Any], None]] | None = None) -> None:
         self.options = options
         self.dispatcher = dispatcher
+        # Extensions' register_handlers(registry), called once the runner exists.
+        self.handler_hooks = list(handler_hooks or [])
         self.home = options.home
         self.started_at = datetime.now(UTC)
         self.started_monotonic = time.monotonic()

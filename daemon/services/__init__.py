@@ -36,11 +36,15 @@ async def start(daemon: Daemon) -> Services:
     """Open the store, note runs a previous daemon left running, build the runner."""
     db = await Database.open(daemon.home / "ostinato.db")
     runs = RunStore(db)
+    runner = Runner(daemon, runs)
     interrupted = await runs.mark_interrupted()
     if interrupted:
+        runner.note_interrupted(interrupted)
         log.info("%d run(s) were running when the daemon last stopped; they are resumable: %s",
-                 len(interrupted), ", ".join(interrupted))
-    return Services(db, runs, Runner(daemon, runs))
+                 len(interrupted), ", ".join(row["id"] for row in interrupted))
+    for hook in daemon.handler_hooks:  # extensions' custom node types (main.load_extension)
+        hook(runner.handlers)
+    return Services(db, runs, runner)
 
 
 def tables() -> list[HandlerTable]:

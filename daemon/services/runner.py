@@ -23,7 +23,7 @@ from ..engine.handlers.base import HandlerRegistry, Question
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline
 from ..engine.providers.runtime import ProviderPool
-from ..engine.redact import Redactor, environment_secrets
+from ..engine.redact import Redactor, environment_secrets, is_secret_name
 from ..engine.rundir import RunDirectory, append_run_manifest
 from ..ids import utc_now, uuid7
 from ..store.runs import RunStore
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ostinato.runs")
 
-INVALID_PIPELINE = -32005
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
 TERMINAL_EVENTS = frozenset({"PipelineCompleted", "PipelineFailed", "PipelineCancelled"})
 
@@ -73,7 +72,7 @@ class StoreSink:
     def emit(self, event: Event) -> None:
         """Number the event, publish it as `run/event`, keep it for the next flush."""
         record = {"run_id": self.run_id, "seq": self.seq, "type": event.type,
-                  "time": event.time or utc_now(), "data": self.redactor.data(event.data)}
+                  "time": event.time or utc_now(), "data": self.redactor.values(event.data)}
         self.seq += 1
         self.events.append(record)
         if event.type in TERMINAL_EVENTS:
@@ -90,14 +89,14 @@ class StoreSink:
 
     def record_call(self, call: dict[str, Any]) -> None:
         """Keep the call for the next flush; add it to the run's totals."""
-        self.calls.append(self.redactor.data(call))
+        self.calls.append(self.redactor.values(call))
         self.totals["cost_usd"] += call["cost_usd"]
         self.totals["input_tokens"] += call["input_tokens"]
         self.totals["output_tokens"] += call["output_tokens"]
 
     async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
         """Write the stage, with the events and calls before it, in one transaction."""
-        await self.flush(stage=self.redactor.data(stage), current_node=stage["node_id"])
+        await self.flush(stage=self.redactor.values(stage), current_node=stage["node_id"])
 
     async def flush(self, stage: dict[str, Any] | None = None, **run_fields: Any) -> None:
         """Write whatever is buffered (and some run fields) in one transaction."""
@@ -140,9 +139,12 @@ class DaemonInterviewer:
     async def _ask_people(self, active: ActiveRun, question: Question) -> str | None:
         active.question = question
         active.answer = asyncio.get_running_loop().create_future()
+        # The store says `waiting` before anyone hears of the question, so that a client
+        # reacting to InterviewStarted finds the run waiting (run.get, run.list).
+        await active.sink.flush(status="waiting")
         active.executor.emit("InterviewStarted", question=question.to_dict(),
                              stage=question.node_id)
-        await active.sink.flush(status="waiting")
+        await active.sink.flush()
         try:
             return await active.answer
         finally:
@@ -172,7 +174,7 @@ class Runner:
             errors = [d for d in result.diagnostics if d.severity == "error"]
             first = errors[0] if errors else None
             where = f" at {first.line}:{first.col}" if first and first.line else ""
-            raise RpcError(INVALID_PIPELINE,
+            raise RpcError(ErrorCode.INVALID_PIPELINE,
                            f"invalid pipeline{where}: {first.message if first else ''}",
                            {"diagnostics": [d.model_dump(exclude_none=True)
                                             for d in result.diagnostics]})
@@ -185,7 +187,7 @@ class Runner:
         graph = self.load(ref, {**string_inputs, **variables})
         pool = self._pool(settings)
         run_id, trace_id = uuid7(), uuid7()
-        redactor = Redactor([*environment_secrets(dict(os.environ)), *pool.secrets()])
+        redactor = self._redactor(pool, inputs, variables)
         run_dir = RunDirectory(self.home / "runs" / run_id, redactor)
         run_dir.create()
         launch = {"pipeline_format": graph.source_format, "inputs": inputs,
@@ -212,8 +214,10 @@ class Runner:
         active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=None))
         return active
 
-    async def resume(self, run_id: str) -> ActiveRun:
-        """Continue an interrupted or cancelled run from its checkpoint."""
+    async def resume(self, run_id: str, inputs: dict[str, Any] | None = None,
+                     variables: dict[str, str] | None = None) -> ActiveRun:
+        """Continue an interrupted or cancelled run from its checkpoint; `inputs` and
+        `variables` given again replace the recorded ones (secrets were never recorded)."""
         if run_id in self.active:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
         row = await self.store.get_run(run_id)
@@ -229,21 +233,31 @@ class Runner:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} has no launch record to resume")
         settings = RunSettings.model_validate(launch["settings"])
         source = (root / "config" / SOURCE_NAMES[launch["pipeline_format"]]).read_text()
+        inputs = {**launch["inputs"], **(inputs or {})}
+        variables = {**launch["variables"], **(variables or {})}
         graph = self.load(PipelineRef(source=source, format=launch["pipeline_format"]),
-                          {**{k: v for k, v in launch["inputs"].items()
-                              if isinstance(v, str)}, **launch["variables"]})
+                          {**{k: v for k, v in inputs.items() if isinstance(v, str)},
+                           **variables})
         pool = self._pool(settings)
-        redactor = Redactor([*environment_secrets(dict(os.environ)), *pool.secrets()])
-        run_dir = RunDirectory(root, redactor)
-        next_event, _ = await self.store.next_sequences(run_id)
+        run_dir = RunDirectory(root, self._redactor(pool, inputs, variables))
+        next_event, next_stage = await self.store.next_sequences(run_id)
         checkpoint = run_dir.read_json("checkpoint.json")
         await self.store.update_run(run_id, status="running", resumable=0,
                                     resumed_from=(checkpoint or {}).get("current_node"))
         active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
-                                next_event)
-        active.task = asyncio.ensure_future(
-            self._drive(active, launch["inputs"], checkpoint=checkpoint))
+                                next_event, recorded_stages=next_stage - 1)
+        active.sink.totals = {key: row[key] for key in active.sink.totals}
+        active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=checkpoint))
         return active
+
+    @staticmethod
+    def _redactor(pool: ProviderPool, inputs: dict[str, Any],
+                  variables: dict[str, str]) -> Redactor:
+        """Secrets of a run: secret-looking environment variables, provider keys, and the
+        values of inputs and variables whose names look like secrets."""
+        named = [str(v) for k, v in {**inputs, **variables}.items()
+                 if is_secret_name(k) and isinstance(v, str | int)]
+        return Redactor([*environment_secrets(dict(os.environ)), *pool.secrets(), *named])
 
     def _pool(self, settings: RunSettings) -> ProviderPool:
         try:
@@ -254,12 +268,14 @@ class Runner:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: settings: {exc}") from None
 
     def _activate(self, run_id: str, trace_id: str, graph: Graph, run_dir: RunDirectory,
-                  pool: ProviderPool, settings: RunSettings, next_event: int) -> ActiveRun:
+                  pool: ProviderPool, settings: RunSettings, next_event: int,
+                  recorded_stages: int = 0) -> ActiveRun:
         sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers, providers=pool,
                             interviewer=DaemonInterviewer(self, run_id, settings),
-                            sink=sink, settings=settings, rng=random.Random())
+                            sink=sink, settings=settings, rng=random.Random(),
+                            recorded_stages=recorded_stages)
         active = ActiveRun(run_id, executor, pool, sink)
         self.active[run_id] = active
         return active
@@ -308,6 +324,15 @@ class Runner:
             if not active.done.done():
                 active.done.set_result(result)
 
+    def note_interrupted(self, rows: list[dict[str, Any]]) -> None:
+        """Runs a dead daemon left behind: their manifests say so too."""
+        for row in rows:
+            run_dir = RunDirectory(self.home / row["run_dir"])
+            manifest = run_dir.read_json("manifest.json")
+            if manifest is not None:
+                manifest.update(status="interrupted", resumable=True)
+                run_dir.write_json("manifest.json", data=manifest)
+
     async def cancel(self, run_id: str) -> None:
         """Cancel a running run (its tool processes are killed) and wait until it stopped."""
         active = self.active.get(run_id)
@@ -343,10 +368,10 @@ class Runner:
         """config/: source, resolved plan, settings, providers, pricing, launch record."""
         run_dir.write_text("config", SOURCE_NAMES[graph.source_format], text=graph.source)
         run_dir.write_json("config", "plan.json", data=plan_of(graph))
-        run_dir.write_json("config", "settings.json", data=launch["settings"])
-        run_dir.write_json("config", "providers.json", data=pool.describe())
+        run_dir.write_json("config", "settings.json", data=launch["settings"], settings=True)
+        run_dir.write_json("config", "providers.json", data=pool.describe(), settings=True)
         run_dir.write_json("config", "pricing.json", data=pool.pricing.to_dict())
-        run_dir.write_json("config", "launch.json", data=launch)
+        run_dir.write_json("config", "launch.json", data=launch, settings=True)
 
     @staticmethod
     def _manifest(run_id: str, trace_id: str, graph: Graph, created: str) -> dict[str, Any]:

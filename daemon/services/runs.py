@@ -78,7 +78,8 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary:
 @table.method("run.resume")
 async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
-    active = await _services(ctx).runner.resume(params.run_id)
+    active = await _services(ctx).runner.resume(params.run_id, params.inputs,
+                                                params.variables)
     return await _answer_when_done(active, ctx, params.wait)
 
 

@@ -143,13 +143,15 @@ class RunStore:
                 orjson.dumps([last["created_at"], last["id"]])).decode()
         return rows, next_cursor
 
-    async def mark_interrupted(self) -> list[str]:
-        """Runs that were active when the daemon died: interrupted and resumable."""
+    async def mark_interrupted(self) -> list[dict[str, Any]]:
+        """Runs that were active when the daemon died: interrupted and resumable; returns
+        their ids and run directories."""
         rows = await self.db.fetchall(
-            f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(ACTIVE))})", ACTIVE)
+            f"SELECT id, run_dir FROM runs WHERE status IN ({', '.join('?' * len(ACTIVE))})",
+            ACTIVE)
         ids = [row["id"] for row in rows]
         if ids:
             await self.db.write([(
                 f"UPDATE runs SET status = 'interrupted', resumable = 1 "
                 f"WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))])
-        return ids
+        return rows

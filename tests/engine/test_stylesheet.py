@@ -154,9 +154,10 @@ def test_variables_expand_and_goal_variable_overrides() -> None:
     assert out.goal == "new"
 
 
-def test_expand_variables_longest_first_single_pass() -> None:
-    values = {"a": "$ab", "ab": "AB"}
-    assert expand_variables("$a $ab $abc", values) == "$ab AB ABc"
+def test_expand_variables_whole_names_single_pass() -> None:
+    values = {"a": "$ab", "ab": "AB", "goal": "G"}
+    assert expand_variables("$a $ab $abc", values) == "$ab AB $abc"
+    assert expand_variables("$goalpost, $goal.", values) == "$goalpost, G."
     assert expand_variables("no vars", values) == "no vars"
     assert expand_variables("cost $5", {}) == "cost $5"
 

@@ -50,7 +50,19 @@ def test_builtin_rules_are_registered_in_spec_order() -> None:
         "start_node", "terminal_node", "reachability", "edge_target_exists",
         "start_no_incoming", "exit_no_outgoing", "condition_syntax", "stylesheet_syntax",
         "type_known", "fidelity_valid", "retry_target_exists", "goal_gate_has_retry",
-        "prompt_on_llm_nodes"]
+        "prompt_on_llm_nodes", "node_id_reserved", "retry_policy_known"]
+
+
+def test_node_ids_of_run_directory_folders_are_refused() -> None:
+    found = _found("digraph G { start [shape=Mdiamond]; config; exit [shape=Msquare]; "
+                   "start -> config -> exit }", "node_id_reserved")
+    assert [(d.severity, d.node) for d in found] == [("error", "config")]
+
+
+def test_an_unknown_retry_policy_is_a_warning() -> None:
+    found = _found("digraph G { start [shape=Mdiamond]; a [retry_policy=eager]; "
+                   "exit [shape=Msquare]; start -> a -> exit }", "retry_policy_known")
+    assert [(d.severity, d.node) for d in found] == [("warning", "a")]
 
 
 def test_clean_pipeline_has_no_diagnostics() -> None:

@@ -52,6 +52,13 @@ class NodeRun:
     branch: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def value(self, key: str, default: Any = None) -> Any:
+        """A context value, read back from artifacts/ when it was too large to keep inline."""
+        value = self.context.get(key, default)
+        if isinstance(value, dict) and "artifact_ref" in value:
+            return self.executor.run_dir.read_artifact(value["artifact_ref"])
+        return value
+
     def write_file(self, name: str, text: str) -> None:
         """Write prompt.md, response.md, … into this node's stage directory."""
         self.executor.run_dir.write_stage_file(self.node.id, name, text)

@@ -45,13 +45,17 @@ class CodergenHandler:
         executor = run.executor
         started = time.monotonic()
         try:
+            request = executor.providers.resolve(request)  # the provider and model it gets
             response = await executor.providers.complete(request)
         except ProviderError as exc:
             executor.record_call(node_id=node.id, attempt=run.attempt, kind="model",
                                  request=request.to_dict(), response=None, error=str(exc),
                                  latency_ms=(time.monotonic() - started) * 1000,
                                  finish_reason="error")
-            return Outcome(Status.FAIL, failure_reason=f"model call failed: {exc}")
+            # The pool already retried what can be retried; a config error or a 4xx will
+            # not go away by running the node again.
+            return Outcome(Status.FAIL, failure_reason=f"model call failed: {exc}",
+                           retryable=False)
         executor.record_call(node_id=node.id, attempt=run.attempt, kind="model",
                              request=request.to_dict(), response=response.to_dict(),
                              input_tokens=response.usage.input_tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from ..edges import normalize_label
@@ -36,6 +37,8 @@ def match_option(answer: str, options: list[dict[str, str]]) -> dict[str, str] |
 class WaitHumanHandler:
     """Asks the run's interviewer and routes on the answer."""
 
+    handles_timeout = True  # on timeout: `human.default_choice`, else RETRY (§4.6, §6.5)
+
     async def execute(self, run: NodeRun) -> Outcome:
         """Ask; SKIPPED (no answer) fails the node, an unknown answer takes the first option."""
         edges = run.graph.outgoing(run.node.id)
@@ -52,8 +55,15 @@ class WaitHumanHandler:
             run_id=run.executor.run_id, node_id=run.node.id,
             text=run.node.label or "Select an option:", options=options,
             default=str(default) if default else None)
-        answer = await run.executor.interviewer.ask(question)
-        if answer is None and question.default is not None:
+        timeout = run.node.get("timeout")
+        try:
+            async with asyncio.timeout(timeout.seconds if timeout is not None else None):
+                answer = await run.executor.interviewer.ask(question)
+        except TimeoutError:
+            run.executor.emit("InterviewTimeout", question_id=question.id,
+                              stage=run.node.id, duration_ms=timeout.ms)
+            if question.default is None:
+                return Outcome(Status.RETRY, failure_reason="human gate timeout, no default")
             answer = question.default
         if answer is None:
             return Outcome(Status.FAIL, failure_reason="human skipped interaction")

@@ -71,7 +71,7 @@ class FanInHandler:
 
     async def execute(self, run: NodeRun) -> Outcome:
         """FAIL only when there are no results, or every branch failed."""
-        results = run.context.get("parallel.results") or []
+        results = run.value("parallel.results") or []
         if not results:
             return Outcome(Status.FAIL, failure_reason="No parallel results to evaluate")
         best = sorted(results, key=lambda r: (_RANK.get(r["status"], 9),

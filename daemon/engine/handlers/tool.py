@@ -47,13 +47,22 @@ class ToolHandler:
             return Outcome(Status.FAIL, failure_reason="No tool_command specified")
         stage_dir = run.executor.run_dir.stage(run.node.id)
         status_file = stage_dir / "status.json"
-        status_file.unlink(missing_ok=True)
+        for stale in (status_file, stage_dir / "stdout.txt", stage_dir / "stderr.txt"):
+            stale.unlink(missing_ok=True)  # from an earlier attempt or visit
         env = {**os.environ, "OSTINATO_STAGE_DIR": str(stage_dir),
                "OSTINATO_RUN_ID": run.executor.run_id, "OSTINATO_NODE_ID": run.node.id}
         started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+            stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True))
+        try:
+            # The child runs before create_subprocess_exec returns: a cancellation in
+            # between must still find and kill it.
+            process = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await _kill(await spawn)
+            raise
         try:
             stdout, stderr = await process.communicate()
         except BaseException:  # cancelled or timed out: never leave the process behind

@@ -1,0 +1,201 @@
+"""Interrupting runs: a SIGKILLed daemon's run resumes on the next daemon to the result of an
+uninterrupted run, leaving no torn file behind; run.cancel stops a run blocked in a tool,
+kills the tool and leaves the run resumable.
+
+The slow node is a tool that announces its pid through a FIFO the test reads (so the test
+knows, without polling, that the run is inside it) and then blocks in `sleep 30`, unless a
+`go` file the test controls exists: after the interruption the test creates it, so the
+resumed node completes at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from .runs_support import (
+    FAST,
+    check_files_parse,
+    dot,
+    events,
+    make_fifo,
+    next_event,
+    of_type,
+    process_gone,
+    read_fifo,
+    read_json,
+    run_to_end,
+    visits,
+)
+from .support import DaemonProcess, start_daemon
+
+CONFLICT, NOT_FOUND = -32004, -32001
+
+
+def blocking_pipeline(go: Path, fifo: Path) -> dict[str, str]:
+    return dot(f"""\
+        digraph interrupted {{
+            graph [goal="Survive a crash"]
+            start [shape=Mdiamond]
+            prep [prompt="Prepare for: $goal",
+                  scripted.context_updates="{{\\"prep.items\\": [1, 2, 3]}}"]
+            slow [shape=parallelogram,
+                  tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
+            check [shape=diamond]
+            after [prompt="Wrap up", scripted.response="wrapped"]
+            skipped [prompt="Never"]
+            done [shape=Msquare]
+            start -> prep -> slow -> check
+            check -> after [condition="outcome=success"]
+            check -> skipped [condition="outcome=fail"]
+            after -> done
+            skipped -> done
+        }}""")
+
+
+def kill_orphan(pid: int) -> None:
+    """The tool outlives a SIGKILLed daemon (it has its own session): end it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def kill_mid_run(home: Path, socket: str, pipeline: dict[str, str],
+                       fifo: Path) -> dict[str, Any]:
+    """Start a daemon and a run, SIGKILL the daemon while the tool blocks; the run's
+    run.start summary."""
+    first = await start_daemon(home, "--socket", socket)
+    wire = await first.connect()
+    started = await wire.result("run.start", {"pipeline": pipeline, "settings": FAST})
+    pid = int(await read_fifo(fifo))  # prep is done, the tool is blocked
+    first.process.kill()
+    assert await first.stop() == -signal.SIGKILL
+    kill_orphan(pid)
+    return started
+
+
+async def test_a_run_killed_with_its_daemon_resumes_to_the_uninterrupted_result(
+        short_tmp: Path) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    pipeline = blocking_pipeline(go, fifo)
+    started = await kill_mid_run(home, socket, pipeline, fifo)
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        run_id = started["run_id"]
+        found = await wire.result("run.get", {"run_id": run_id})
+        assert (found["status"], found["resumable"]) == ("interrupted", True)
+        assert found["completed_nodes"] == ["start", "prep"]
+        assert found["current_node"] == "prep"
+        assert visits(found) == ["start", "prep"]  # the killed node left no stage
+        assert read_json(found, "manifest.json")["status"] == "interrupted"
+        listed = await wire.result("run.list", {"status": ["interrupted"]})
+        assert [r["run_id"] for r in listed["runs"]] == [run_id]
+
+        await wire.result("run.subscribe", {"run_id": run_id})
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": run_id, "wait": True})
+        assert (resumed["status"], resumed["outcome"], resumed["resumable"]) == (
+            "completed", "success", False)
+        [event] = events(wire, run_id, "PipelineResumed")
+        assert (event["data"]["from_node"], event["data"]["next_node"]) == ("prep", "slow")
+        detail = await wire.result("run.get", {"run_id": run_id})
+
+        fresh = await run_to_end(wire, pipeline)
+        assert fresh["pipeline_hash"] == detail["pipeline_hash"]
+        assert (detail["status"], detail["outcome"]) == (fresh["status"], fresh["outcome"])
+        assert detail["completed_nodes"] == fresh["completed_nodes"] == [
+            "start", "prep", "slow", "check", "after", "done"]
+        assert visits(detail) == visits(fresh)  # prep did not run twice
+        assert [s["seq"] for s in detail["stages"]] == list(range(1, 7))
+        assert detail["context"] == fresh["context"]
+        # The totals count the calls of both daemons' parts of the run.
+        assert (detail["input_tokens"], detail["output_tokens"]) == (
+            fresh["input_tokens"], fresh["output_tokens"])
+        assert fresh["input_tokens"] > 0
+        assert detail["context"]["prep.items"] == [1, 2, 3]
+        manifest = read_json(detail, "manifest.json")
+        assert (manifest["status"], manifest["outcome"]) == ("completed", "success")
+        again = await wire.request("run.resume", {"run_id": run_id})
+        assert again["error"]["code"] == CONFLICT
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+
+    # No torn file anywhere in the home, the killed daemon's included.
+    checked = check_files_parse(home)
+    killed = Path(detail["run_dir"])
+    assert {home / "run_manifest.jsonl", killed / "checkpoint.json", killed / "trace.jsonl",
+            killed / "manifest.json", killed / "prep" / "status.json",
+            killed / "config" / "launch.json"} <= set(checked)
+    assert not list(home.rglob("*.tmp"))  # no write was left half-done
+
+
+async def test_a_checkpoint_behind_the_store_resumes_by_running_the_node_again(
+        short_tmp: Path) -> None:
+    """The daemon can die after a stage is in the store and before the checkpoint after it
+    is written (or be cancelled while that stage's write is in flight). Such a run resumes
+    from the checkpoint it has: the node runs again, as a new stage."""
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    pipeline = blocking_pipeline(go, fifo)
+    started = await kill_mid_run(home, socket, pipeline, fifo)
+    # Put the checkpoint back where it stood before prep ended: prep's stage is recorded,
+    # the checkpoint does not know it.
+    path = Path(started["run_dir"]) / "checkpoint.json"
+    checkpoint = json.loads(path.read_text())
+    assert checkpoint["completed_nodes"] == ["start", "prep"]
+    checkpoint.update(current_node="start", next_node="prep", completed_nodes=["start"],
+                      node_outcomes={"start": "success"},
+                      stage_seq=checkpoint["stage_seq"] - 1)
+    path.write_text(json.dumps(checkpoint))
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"], resumed["failure_reason"]) == (
+            "completed", "success", None)
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+        assert [(s["seq"], s["node_id"]) for s in detail["stages"]] == list(enumerate(
+            ["start", "prep", "prep", "slow", "check", "after", "done"], 1))
+        assert detail["completed_nodes"] == ["start", "prep", "slow", "check", "after",
+                                             "done"]
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+
+
+async def test_cancel_kills_a_blocked_tool_and_leaves_the_run_resumable(
+        daemon: DaemonProcess, tmp_path: Path) -> None:
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    go, fifo = tmp_path / "go", make_fifo(tmp_path / "announce")
+    started = await wire.result("run.start", {"pipeline": blocking_pipeline(go, fifo),
+                                              "settings": FAST})
+    run_id = started["run_id"]
+    pid = int(await read_fifo(fifo))
+    assert not process_gone(pid)
+    await next_event(wire, of_type("StageStarted", name="slow"))
+
+    cancelled = await wire.result("run.cancel", {"run_id": run_id})
+    # run.cancel answers once the run has stopped and the tool's process group was killed
+    # and reaped.
+    assert process_gone(pid)
+    assert (cancelled["status"], cancelled["resumable"], cancelled["outcome"]) == (
+        "cancelled", True, None)
+    assert cancelled["ended_at"] is not None
+    await next_event(wire, of_type("PipelineCancelled", reason="cancelled"))
+    detail = await wire.result("run.get", {"run_id": run_id})
+    assert visits(detail) == ["start", "prep"] and detail["current_node"] == "prep"
+    assert read_json(detail, "manifest.json")["status"] == "cancelled"
+    checkpoint = read_json(detail, "checkpoint.json")
+    assert (checkpoint["current_node"], checkpoint["next_node"]) == ("prep", "slow")
+    again = await wire.request("run.cancel", {"run_id": run_id})
+    assert again["error"]["code"] == NOT_FOUND
+    assert (await wire.result("daemon.status"))["active_runs"] == 0
