@@ -56,6 +56,9 @@ class RunSettings(BaseModel):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     max_parallel: int = Field(default=4, ge=1,
                               description="Default concurrency of parallel nodes and DAGs.")
+    max_steps: int = Field(
+        default=100_000, ge=0, description="Node executions after which a run fails, so "
+                                           "that a loop cannot run forever; 0: no limit.")
 
 
 class RunStartParams(Params):

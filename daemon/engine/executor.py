@@ -112,8 +112,10 @@ class Executor:
         self.emit("PipelineStarted", name=self.graph.name, id=self.run_id)
         return await self._traverse()
 
-    async def resume(self, checkpoint: dict[str, Any]) -> RunResult:
-        """Continue an interrupted run from its checkpoint."""
+    async def resume(self, checkpoint: dict[str, Any],
+                     inputs: dict[str, Any] | None = None) -> RunResult:
+        """Continue an interrupted run from its checkpoint; `inputs` given again (secrets the
+        checkpoint could not keep) replace the recorded context values."""
         self.state = _State(
             Context(checkpoint.get("context", {}), checkpoint.get("logs", [])),
             completed_nodes=list(checkpoint.get("completed_nodes", [])),
@@ -124,6 +126,7 @@ class Executor:
             stage_seq=max(int(checkpoint.get("stage_seq", 0)), self.recorded_stages),
         )
         self.call_seq = int(checkpoint.get("call_seq", 0))
+        self.state.context.apply(inputs or {})
         if checkpoint.get("result") is not None:
             return self._result_from_checkpoint(checkpoint)
         self.emit("PipelineResumed", id=self.run_id, from_node=self.state.current_node,
@@ -137,10 +140,15 @@ class Executor:
             return await self._traverse_dag()
         started = time.monotonic()
         graph, state = self.graph, self.state
+        limit = int(getattr(self.settings, "max_steps", 0) or 0)
         while True:
             node_id = state.next_node
             if node_id is None:  # nothing left to do: a node without a usable edge
                 return await self._finish(Status.SUCCESS, "", started)
+            if limit and state.stage_seq >= limit:  # a loop that never ends costs money
+                return await self._finish(
+                    Status.FAIL, f"step limit reached: {limit} node executions "
+                                 "(settings.max_steps)", started)
             node = graph.nodes[node_id]
             if node.type == "exit":
                 jump = self._unsatisfied_gate_target()
@@ -456,7 +464,7 @@ class Executor:
 
 
 def find_start(graph: Graph) -> str:
-    """The start node (shape Mdiamond, or id `start`/`Start`)."""
+    """The start node: the one whose handler type is start (see graph.is_start_node)."""
     starts = graph.start_nodes()
     if not starts:
         raise ValueError("the pipeline has no start node")

@@ -10,7 +10,7 @@ The format (docs/pipelines.md describes it for users)::
     defaults: {timeout: 900s}         # optional: node attrs for every stage (stage wins)
     stages:                           # required, non-empty list
       - id: fetch                     # required, [A-Za-z_][A-Za-z0-9_]*, unique
-        type: tool                    # handler type, default codergen
+        type: tool                    # handler type (else the shape's, else codergen)
         tool_command: ./fetch.sh      # any other key is a node attribute ...
       - id: summarise
         needs: [fetch]                # a stage id or a list of them

@@ -4,11 +4,12 @@ Severities follow §7.2 with one deliberate exception: `reachability` is a WARNI
 calls it an ERROR while the §11.12 parity matrix says "orphan node -> warning"; an orphan
 never runs, so it is a likely mistake but not a reason to refuse the whole pipeline.
 
-Other readings: start nodes are shape Mdiamond, type `start`, or id `start`/`Start`; exit
-nodes are shape Msquare, type `exit`, or id `exit`/`end` (graph.is_start_node/is_exit_node,
-shared with the executor). `goal_gate_has_retry` is satisfied by a graph-level retry target
-too, since §3.4 falls back to it. `prompt_on_llm_nodes` follows §7.2: a codergen node needs
-a `prompt` or a `label` (the prompt falls back to the label, §2.6).
+Other readings: the start (exit) node is the node whose handler type is start (exit): an
+explicit `type`, shape Mdiamond (Msquare), or, on a node without a shape, the id
+`start`/`Start` (`exit`/`end`) (graph.is_start_node/is_exit_node, shared with the
+executor). `goal_gate_has_retry` is satisfied by a graph-level retry target too, since §3.4
+falls back to it. `prompt_on_llm_nodes` follows §7.2: a codergen node needs a `prompt` or a
+`label` (the prompt falls back to the label, §2.6).
 """
 
 from __future__ import annotations

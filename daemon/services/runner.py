@@ -50,7 +50,7 @@ class ActiveRun:
     answer: asyncio.Future[str | None] | None = None
     done: asyncio.Future[RunResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
-    watchers: list[Any] = field(default_factory=list)  # progress reporters of waiting calls
+    resume_inputs: dict[str, Any] = field(default_factory=dict)  # given again at resume
 
 
 class StoreSink:
@@ -233,7 +233,8 @@ class Runner:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} has no launch record to resume")
         settings = RunSettings.model_validate(launch["settings"])
         source = (root / "config" / SOURCE_NAMES[launch["pipeline_format"]]).read_text()
-        inputs = {**launch["inputs"], **(inputs or {})}
+        given_inputs = dict(inputs or {})
+        inputs = {**launch["inputs"], **given_inputs}
         variables = {**launch["variables"], **(variables or {})}
         graph = self.load(PipelineRef(source=source, format=launch["pipeline_format"]),
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
@@ -247,6 +248,7 @@ class Runner:
         active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
                                 next_event, recorded_stages=next_stage - 1)
         active.sink.totals = {key: row[key] for key in active.sink.totals}
+        active.resume_inputs = given_inputs
         active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=checkpoint))
         return active
 
@@ -288,7 +290,7 @@ class Runner:
         status, outcome, reason = "failed", "fail", ""
         try:
             if checkpoint is not None:
-                result = await executor.resume(checkpoint)
+                result = await executor.resume(checkpoint, active.resume_inputs)
             else:
                 result = await executor.run(inputs)
             status, outcome, reason = result.status, result.outcome.value, result.failure_reason
@@ -316,7 +318,8 @@ class Runner:
                                     resumable=int(status in ("cancelled", "interrupted")))
             manifest = active.executor.run_dir.read_json("manifest.json") or {}
             manifest.update(status=status, outcome=outcome, end_time=ended,
-                            failure_reason=reason or None)
+                            failure_reason=reason or None,
+                            resumable=status in ("cancelled", "interrupted"))
             active.executor.run_dir.write_json("manifest.json", data=manifest)
         finally:
             await active.pool.aclose()
