@@ -15,7 +15,7 @@ from ostinato.clients.python import AsyncClient, Client, DaemonConnectionError, 
 from ostinato.protocol.codec import Framing
 from ostinato.protocol.lifecycle import DaemonStatusResult
 
-from .support import TEST_EXTENSION, WAIT, DaemonProcess
+from .support import REPO, TEST_EXTENSION, WAIT, DaemonProcess
 
 
 @pytest.mark.parametrize("framing", list(Framing))
@@ -164,3 +164,40 @@ async def test_cli_call_reads_the_token_from_the_environment(short_tmp: Path) ->
         assert without.returncode == 1 and json.loads(err)["error"]["code"] == -32003
     finally:
         assert await daemon.stop() == 0
+
+
+def test_cli_run_shows_each_node_and_exits_0(tmp_path: Path) -> None:
+    pipeline = str(REPO / "examples" / "pipelines" / "demo.dot")
+    done = ostinato("run", pipeline, "--auto-approve", "--home", str(tmp_path / "h"),
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("run ") and "run directory:" in lines[1]
+    for node in ("plan", "draft_a", "draft_b", "pick", "check", "approve"):
+        assert any(line.strip().startswith(f"✓ {node}") for line in lines), done.stdout
+    assert lines[-1].startswith("completed (success)")
+
+
+def test_cli_run_json_and_a_failing_run_exits_1(tmp_path: Path) -> None:
+    failing = tmp_path / "fails.dot"
+    failing.write_text('digraph f { start [shape=Mdiamond]; a [prompt="x", '
+                       'scripted.status=fail]; exit [shape=Msquare]; start -> a -> exit }')
+    done = ostinato("run", str(failing), "--json", "--home", str(tmp_path / "h"), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["status"], summary["outcome"]) == ("failed", "fail")
+
+
+def test_cli_validate_and_plan(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.dot"
+    broken.write_text("digraph b {\n  start [shape=Mdiamond]\n  a -- b\n}\n")
+    done = ostinato("validate", str(broken), "--home", str(tmp_path / "h"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"{broken}:3:5: error:" in done.stdout and "[syntax]" in done.stdout
+    plan = ostinato("plan", str(REPO / "examples" / "pipelines" / "hello.dot"), "--json",
+                    "--home", str(tmp_path / "h"), cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    nodes = {n["id"]: n["type"] for n in json.loads(plan.stdout)["plan"]["nodes"]}
+    assert nodes == {"start": "start", "plan": "codergen", "implement": "codergen",
+                     "review": "codergen", "done": "exit"}
+    assert not (tmp_path / "h" / "runs").exists()  # a plan runs nothing
