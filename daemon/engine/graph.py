@@ -143,6 +143,9 @@ class Graph:
     # DOT graphs and linear recipes are traversed one node at a time (attractor §3).
     dag: bool = False
     loc: Location | None = None
+    _index_key: tuple[int, int] | None = field(default=None, repr=False, compare=False)
+    _index: tuple[dict[str, list[Edge]], dict[str, list[Edge]]] = field(
+        default_factory=lambda: ({}, {}), repr=False, compare=False)
     # Where each graph attribute was written (model_stylesheet, retry_target, ...).
     attr_locs: dict[str, Location] = field(default_factory=dict)
 
@@ -161,11 +164,25 @@ class Graph:
 
     def outgoing(self, node_id: str) -> list[Edge]:
         """Edges leaving `node_id`, in declaration order."""
-        return [edge for edge in self.edges if edge.source == node_id]
+        return self._adjacency()[0].get(node_id, [])
 
     def incoming(self, node_id: str) -> list[Edge]:
         """Edges entering `node_id`, in declaration order."""
-        return [edge for edge in self.edges if edge.target == node_id]
+        return self._adjacency()[1].get(node_id, [])
+
+    def _adjacency(self) -> tuple[dict[str, list[Edge]], dict[str, list[Edge]]]:
+        # Edge lookups run per node executed and per lint step: index the edges once, again
+        # only when the list was replaced or grew or shrank (parsers and transforms).
+        key = (id(self.edges), len(self.edges))
+        if self._index_key != key:
+            out: dict[str, list[Edge]] = {}
+            into: dict[str, list[Edge]] = {}
+            for edge in self.edges:
+                out.setdefault(edge.source, []).append(edge)
+                into.setdefault(edge.target, []).append(edge)
+            self._index = (out, into)
+            self._index_key = key
+        return self._index
 
     def to_dict(self) -> dict[str, Any]:
         """A canonical, JSON-ready form: the basis of the pipeline hash and of plan.json."""

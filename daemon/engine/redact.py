@@ -6,7 +6,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 REDACTED = "[redacted]"
+REDACTED_BYTES = REDACTED.encode()
+# Environment variables whose names read like secrets but hold none (PWD: the working
+# directory, which would otherwise be blanked out of every path a run writes).
+_NOT_SECRETS = frozenset({"PWD", "OLDPWD"})
 _MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 # Whole words only, so that `max_tokens` survives while `access_token` does not.
 _SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd",
@@ -33,14 +39,11 @@ class Redactor:
     """Replaces secret values wherever they appear, and values under secret-looking names."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so that a secret containing another is replaced whole.
         self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH},
                               key=len, reverse=True)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        """Also redact these values from now on."""
-        self.secrets = sorted({*self.secrets, *(s for s in secrets
-                                                if s and len(s) >= _MIN_SECRET_LENGTH)},
-                              key=len, reverse=True)
+        self._encoded = [(secret.encode(), orjson.dumps(secret)[1:-1])
+                         for secret in self.secrets]
 
     def text(self, value: str) -> str:
         """`value` with every known secret replaced."""
@@ -61,6 +64,15 @@ class Redactor:
             return [self.data(v) for v in value]
         return value
 
+    def encoded(self, data: bytes) -> bytes:
+        """JSON bytes with every known secret replaced, as written raw or JSON-escaped."""
+        for raw, escaped in self._encoded:
+            if raw in data:
+                data = data.replace(raw, REDACTED_BYTES)
+            if escaped != raw and escaped in data:
+                data = data.replace(escaped, REDACTED_BYTES)
+        return data
+
     def values(self, value: Any) -> Any:
         """A copy of run data (context, outcomes, events, calls) with the known secret
         values replaced wherever they occur. Names are not judged here: a context key
@@ -79,4 +91,5 @@ class Redactor:
 
 def environment_secrets(environ: dict[str, str]) -> list[str]:
     """Values of environment variables whose names look like secrets."""
-    return [value for name, value in environ.items() if is_secret_name(name) and value]
+    return [value for name, value in environ.items()
+            if value and name not in _NOT_SECRETS and is_secret_name(name)]

@@ -52,8 +52,10 @@ class RunDirectory:
     def write_json(self, *parts: str, data: Any, settings: bool = False) -> None:
         """Write a JSON file with known secret values redacted; `settings` files also lose
         every value under a secret-looking name."""
-        redact = self.redactor.data if settings else self.redactor.values
-        write_atomic(self._path(*parts), dump_json(redact(data)))
+        if settings:
+            write_atomic(self._path(*parts), dump_json(self.redactor.data(data)))
+        else:  # run data can be large (a checkpoint): redact the encoded bytes, not objects
+            write_atomic(self._path(*parts), self.redactor.encoded(dump_json(data)))
 
     def write_text(self, *parts: str, text: str) -> None:
         """Write a text file (secrets redacted)."""
@@ -85,7 +87,7 @@ class RunDirectory:
 
     def append_trace(self, record: dict[str, Any]) -> None:
         """One line of trace.jsonl (redacted)."""
-        line = orjson.dumps(self.redactor.values(record), default=str) + b"\n"
+        line = self.redactor.encoded(orjson.dumps(record, default=str)) + b"\n"
         with open(self.root / "trace.jsonl", "ab") as handle:
             handle.write(line)
 

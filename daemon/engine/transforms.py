@@ -98,7 +98,7 @@ def apply_transforms(graph: Graph, variables: Mapping[str, str] | None = None,
     """Built-ins, then registered transforms, then `extra`; returns the final graph."""
     pipeline: list[Transform] = [VariableExpansion(variables), StylesheetApplication(),
                                  *_registered, *extra]
-    graph = copy.deepcopy(graph)
+    # The first built-in copies the graph, so the caller's graph is never modified.
     for transform in pipeline:
         graph = transform.apply(graph)
     return graph

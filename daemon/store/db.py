@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,10 @@ from ..ids import utc_now
 log = logging.getLogger("ostinato.store")
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+class _Abandoned(Exception):
+    """A write whose caller was cancelled before it committed: rolled back."""
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -86,16 +92,34 @@ class Database:
         return rows[0] if rows else None
 
     async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run `statements` in one transaction: all of them are durable, or none."""
-        connection = self.connection
-        async with self._write_lock:
-            await connection.execute("BEGIN")
+        """Run `statements` in one transaction: all of them are durable, or none.
+
+        The whole transaction is one call on the connection's thread, not one hand-off per
+        statement (a run writes one per stage). A caller cancelled before the COMMIT leaves
+        nothing behind, as with statement-by-statement writes.
+        """
+        abort = threading.Event()
+
+        def transaction(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN")
             try:
                 for sql, params in statements:
-                    await connection.execute(sql, params)
-                await connection.execute("COMMIT")
+                    connection.execute(sql, params)
+                if abort.is_set():
+                    raise _Abandoned
+                connection.execute("COMMIT")
             except BaseException:
-                await connection.execute("ROLLBACK")
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+        async with self._write_lock:
+            try:
+                # aiosqlite has no public way to run a callable on its thread; `_execute` is
+                # what its own methods use (in every release from 0.17 to 0.22).
+                await self.connection._execute(transaction, self.connection._conn)
+            except asyncio.CancelledError:
+                abort.set()
                 raise
 
     async def close(self) -> None:

@@ -16,7 +16,13 @@ def build_messages(run: NodeRun) -> list[dict[str, str]]:
     """The prompt, preceded by a compact preamble of the run so far (fidelity `compact`)."""
     prompt = run.node.prompt.replace("$goal", run.graph.goal)
     messages = []
-    done = [entry for entry in run.context.logs if entry.get("node") != run.node.id][-20:]
+    done: list[dict] = []
+    for entry in reversed(run.context.logs):  # the last 20, without walking the whole log
+        if entry.get("node") != run.node.id:
+            done.append(entry)
+            if len(done) == 20:
+                break
+    done.reverse()
     if run.graph.goal or done:
         lines = [f"Goal: {run.graph.goal}"] if run.graph.goal else []
         lines += [f"- {entry['node']}: {entry['outcome']}" for entry in done]

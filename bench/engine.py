@@ -1,0 +1,622 @@
+"""Engine overhead benchmark: per-node cost of pipeline runs against a file-writing floor.
+
+Run it with `.venv/bin/python bench/engine.py`; options:
+
+    .venv/bin/python bench/engine.py [--rounds 3] [--nodes 1000] [--branches 100]
+        [--max-parallel 4] [--large 10000] [--large-budget 150] [--atomic-floor] [--json]
+        [--no-uvloop]
+
+Three workloads, all on the scripted provider at zero latency (the default provider):
+
+* linear-N:  start -> n1 -> ... -> nN -> exit, N codergen (box) nodes;
+* fanout-B:  start -> par (component, max_parallel) -> b1..bB (box) -> fanin (tripleoctagon)
+  -> exit. max_parallel defaults to 4, the run settings' default: what a user gets who sets
+  nothing. At zero latency no branch ever waits for its model, so more concurrency would
+  only interleave the same work (the store's writes are serialized on one connection);
+* linear-L (`--large`, default 10,000), once, to see whether the cost per node stays flat.
+
+engine: what `run.start` does, minus JSON-RPC. `Runner.start` (daemon/services/runner.py)
+with a stand-in daemon (home, active_runs, and a publish that has no subscribers) and the
+real store (one sqlite file in WAL mode for the whole benchmark, StoreSink + RunStore):
+load (parse, transform, validate), config snapshot, manifest, run row, then the Executor
+with the real handlers, ProviderPool and RunDirectory. Timed from `start()` until the run's
+`done` future resolves; the `load` column is the parse/transform/validate part of it.
+
+floor: the least work that leaves the same files, in a plain loop in the same process: per
+node {node}/prompt.md, {node}/response.md and {node}/status.json (same content), one
+trace.jsonl line of the same shape, and checkpoint.json rewritten atomically (temp file +
+os.replace) after every top-level node, with the same content as the engine's checkpoint
+(completed_nodes, node_outcomes, context and logs grow exactly as the engine's do). Like the
+engine, it writes no checkpoint inside a parallel block: branches are stages, and the
+checkpoint follows the parallel node. Per-node
+files are plain writes (`--atomic-floor`: temp + rename, as the engine writes them). No
+parsing, no database, no events, no event loop. The bytes each side wrote are printed, so
+that "the same files" can be checked.
+
+Method: every run gets a fresh directory and all of them stay until the benchmark ends (on
+these VMs creating files is several times slower for minutes after many files were deleted
+nearby), in one temporary directory removed at exit. Floor and engine runs alternate
+(floor, engine, then engine, floor in the next round); `os.sync()` before every timed run
+starts each with no dirty pages of the previous one. A warm-up run of each kind comes first.
+Do not start it right after something deleted many files (another run of this benchmark,
+the test suite): wait about five minutes, or the first workloads run on a slow file system.
+Per node = run time / nodes in the graph (start and exit included). The summary takes the
+best round of each side: other load, writeback and the file-system slowdown only ever add
+time, so the fastest round is the least disturbed estimate of each side's own cost; every
+round is printed too. The large run is done once per side; the engine's is stopped after
+`--large-budget` seconds, and then its figures are lower bounds (`>`).
+
+Targets: engine <= 2x the floor per node (linear and fan-out), and linear growth:
+time(10N) <= 11x time(N). The last line is always the ratios with their targets.
+
+The run data a run writes is redacted of the values of environment variables whose names
+look secret (daemon/engine/redact.py), so the environment matters: the header names them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ostinato.daemon.engine.graph import Graph
+from ostinato.daemon.engine.redact import is_secret_name
+from ostinato.daemon.services.runner import Runner
+from ostinato.daemon.store.db import Database
+from ostinato.daemon.store.runs import RunStore
+from ostinato.protocol.pipelines import PipelineRef
+from ostinato.protocol.runs import RunSettings
+
+RATIO_TARGET = 2.0
+LINEARITY_SLACK = 1.1  # 10x the nodes may take at most 11x the time
+_JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS  # as rundir.dump_json
+_ECHO = "[scripted] "
+_PREAMBLE_ENTRIES = 20  # codergen's compact preamble: the last 20 nodes
+
+
+# -- pipelines ----------------------------------------------------------------------------
+
+
+def linear_dot(nodes: int) -> str:
+    """start -> n1 -> ... -> nN -> exit, as DOT source."""
+    lines = [f"digraph linear_{nodes} {{", "  start [shape=Mdiamond]", "  exit [shape=Msquare]"]
+    lines += [f'  n{i} [shape=box, prompt="Do step {i}"]' for i in range(1, nodes + 1)]
+    chain = ["start", *(f"n{i}" for i in range(1, nodes + 1)), "exit"]
+    lines += [f"  {a} -> {b}" for a, b in itertools.pairwise(chain)]
+    return "\n".join([*lines, "}", ""])
+
+
+def fanout_dot(branches: int, max_parallel: int) -> str:
+    """start -> par -> b1..bB -> fanin -> exit, as DOT source."""
+    lines = [f"digraph fanout_{branches} {{", "  start [shape=Mdiamond]",
+             "  exit [shape=Msquare]",
+             f"  par [shape=component, max_parallel={max_parallel}]",
+             "  fanin [shape=tripleoctagon]", "  start -> par", "  fanin -> exit"]
+    for i in range(1, branches + 1):
+        lines += [f'  b{i} [shape=box, prompt="Try variant {i}"]', f"  par -> b{i}",
+                  f"  b{i} -> fanin"]
+    return "\n".join([*lines, "}", ""])
+
+
+# -- the engine ---------------------------------------------------------------------------
+
+
+class BenchDaemon:
+    """What the runner needs of the daemon: a home, the active runs, and publish."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.active_runs: dict[str, Any] = {}
+
+    def publish(self, topics: str | tuple[str, ...], method: str, params: Any) -> int:
+        """Nobody is subscribed (as with a client that did not call run.subscribe)."""
+        return 0
+
+
+class TimedRunner(Runner):
+    """The daemon's runner, remembering how long the last `load` took."""
+
+    last_load_s = 0.0
+
+    def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
+        """Parse, transform and validate, timed."""
+        started = time.perf_counter()
+        try:
+            return super().load(ref, variables)
+        finally:
+            self.last_load_s = time.perf_counter() - started
+
+
+@dataclass
+class Timing:
+    """One run of one side."""
+
+    workload: str
+    side: str
+    round: int | str  # "best" in the summary
+    nodes: int  # in the graph, start and exit included
+    seconds: float
+    cpu_seconds: float  # this process, all threads (the store's included)
+    load_seconds: float | None = None
+    done_nodes: int | None = None  # engine: completed top-level nodes, when stopped early
+    stopped: bool = False  # stopped at the time budget: seconds is a lower bound
+
+    @property
+    def ms_per_node(self) -> float:
+        """Run time divided by the nodes of the graph."""
+        return self.seconds / self.nodes * 1000
+
+    @property
+    def cpu_ms_per_node(self) -> float:
+        """CPU time divided by the nodes of the graph."""
+        return self.cpu_seconds / self.nodes * 1000
+
+
+class Engine:
+    """Runs pipelines through `Runner.start` on one store, as the daemon does."""
+
+    def __init__(self, home: Path, db: Database) -> None:
+        self.home = home
+        self.db = db
+        self.runner = TimedRunner(BenchDaemon(home), RunStore(db))
+        self.settings = RunSettings()  # scripted provider, latency 0, max_parallel 4
+
+    async def run(self, source: str, expected_nodes: int,
+                  budget_s: float | None = None) -> tuple[float, float, int, bool, Path]:
+        """(seconds, load seconds, completed nodes, stopped, run dir) of one run."""
+        started = time.perf_counter()
+        active = await self.runner.start(PipelineRef(source=source, format="dot"), {}, {},
+                                         self.settings)
+        stopped = False
+        if budget_s is None:
+            result = await active.done
+        else:
+            left = max(0.0, budget_s - (time.perf_counter() - started))
+            try:
+                result = await asyncio.wait_for(asyncio.shield(active.done), left)
+            except TimeoutError:
+                stopped = True
+                result = None
+        seconds = time.perf_counter() - started
+        done = len(active.executor.state.completed_nodes)
+        if stopped:
+            await self.runner.cancel(active.run_id)
+        elif result is None or result.status != "completed" or done != expected_nodes:
+            raise RuntimeError(f"engine run ended {getattr(result, 'status', None)} after "
+                               f"{done} of {expected_nodes} nodes: "
+                               f"{getattr(result, 'failure_reason', '')}")
+        return seconds, self.runner.last_load_s, done, stopped, active.executor.run_dir.root
+
+
+# -- the floor ----------------------------------------------------------------------------
+
+
+def _now() -> str:
+    """UTC ISO 8601 with microseconds and a Z, as the engine's timestamps."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _dump(data: Any) -> bytes:
+    """JSON as rundir.dump_json writes it (indented)."""
+    return orjson.dumps(data, option=_JSON_OPTIONS) + b"\n"
+
+
+def _write_plain(path: Path, data: bytes) -> None:
+    """Create and write a file."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a temporary file and rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+class Floor:
+    """Writes what a run leaves per node, with nothing else: the cost no engine avoids."""
+
+    def __init__(self, root: Path, name: str, atomic_files: bool) -> None:
+        self.root = root
+        self.name = name
+        self.write = _write_atomic if atomic_files else _write_plain
+        self.run_id = "0" * 36
+        self.seq = 0  # calls
+        self.stages = 0
+        self.completed: list[str] = []
+        self.outcomes: dict[str, str] = {}
+        self.context: dict[str, Any] = {}
+        self.logs: list[dict[str, Any]] = []
+        self.recent: deque[str] = deque(maxlen=_PREAMBLE_ENTRIES)
+        root.mkdir(parents=True)
+        self.trace = open(root / "trace.jsonl", "ab", buffering=0)  # noqa: SIM115
+
+    def codergen(self, node_id: str, prompt: str, recent: Sequence[str]) -> dict[str, Any]:
+        """prompt.md, a trace line, response.md, status.json; returns the context updates."""
+        node_dir = self.root / node_id
+        node_dir.mkdir()
+        self.write(node_dir / "prompt.md", prompt.encode())
+        text = _ECHO + prompt
+        self.seq += 1
+        messages = [{"role": "user", "content": prompt}]
+        if recent:
+            messages.insert(0, {"role": "system", "content": "\n".join(
+                f"- {node}: success" for node in recent)})
+        call = {"id": self.run_id, "run_id": self.run_id, "trace_id": self.run_id,
+                "seq": self.seq, "node_id": node_id, "attempt": 1, "kind": "model",
+                "request": {"provider": "scripted", "model": "", "messages": messages, "params": {},
+                            "node_id": node_id, "attempt": 1, "metadata": {},
+                            "provider_attempt": 1},
+                "response": {"text": text, "usage": {"input_tokens": 10, "output_tokens": 5,
+                                                     "total": 15},
+                             "cost_usd": 0.0, "cost_known": True, "latency_ms": 0.0,
+                             "finish_reason": "stop", "model": "scripted",
+                             "provider": "scripted", "raw_id": "scripted-0123456789abcdef",
+                             "attempts": 1, "status": None, "preferred_label": None,
+                             "context_updates": {}},
+                "error": None, "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.0,
+                "latency_ms": 0.0, "finish_reason": "stop", "created_at": _now()}
+        self.trace.write(orjson.dumps(call) + b"\n")
+        self.write(node_dir / "response.md", text.encode())
+        updates = {"last_stage": node_id, "last_response": text[:200],
+                   f"{node_id}.response": text}
+        self.status(node_dir, updates, f"Stage completed: {node_id}")
+        return updates
+
+    def status(self, node_dir: Path, updates: dict[str, Any], notes: str) -> None:
+        """{node}/status.json."""
+        self.stages += 1
+        self.write(node_dir / "status.json", _dump({
+            "outcome": "success", "preferred_label": "", "suggested_next_ids": [],
+            "context_updates": updates, "notes": notes}))
+
+    def plain_node(self, node_id: str, updates: dict[str, Any], notes: str) -> None:
+        """A node that writes only its status.json (start, exit, parallel, fan-in)."""
+        node_dir = self.root / node_id
+        node_dir.mkdir()
+        self.status(node_dir, updates, notes)
+
+    def done(self, node_id: str, updates: dict[str, Any], next_node: str | None) -> None:
+        """Record a top-level node and rewrite checkpoint.json atomically."""
+        self.completed.append(node_id)
+        self.outcomes[node_id] = "success"
+        self.context.update(updates)
+        self.context["outcome"] = "success"
+        self.context["current_node"] = node_id
+        self.logs.append({"node": node_id, "outcome": "success", "timestamp": _now()})
+        self.recent.append(node_id)
+        self.checkpoint(node_id, next_node)
+
+    def checkpoint(self, node_id: str, next_node: str | None,
+                   result: dict[str, Any] | None = None) -> None:
+        """checkpoint.json, as the engine's (attractor §5.3 plus next_node and counters)."""
+        data = {"pipeline_name": self.name, "run_id": self.run_id, "timestamp": _now(),
+                "current_node": node_id, "next_node": next_node,
+                "finished": next_node is None, "completed_nodes": self.completed,
+                "node_outcomes": self.outcomes, "node_retries": {}, "stage_seq": self.stages,
+                "call_seq": self.seq, "context": self.context, "logs": self.logs}
+        if result is not None:
+            data["result"] = result
+        _write_atomic(self.root / "checkpoint.json", _dump(data))
+
+    def start(self, next_node: str) -> None:
+        """The start node."""
+        self.plain_node("start", {}, "")
+        self.done("start", {}, next_node)
+
+    def finish(self) -> None:
+        """The exit node and the final checkpoint."""
+        self.plain_node("exit", {}, "Pipeline completed")
+        self.done("exit", {}, None)
+        self.checkpoint("exit", None, {"outcome": "success", "failure_reason": ""})
+        self.trace.close()
+
+
+def floor_linear(root: Path, nodes: int, atomic_files: bool) -> None:
+    """The floor of linear-N."""
+    floor = Floor(root, f"linear_{nodes}", atomic_files)
+    floor.start("n1")
+    for i in range(1, nodes + 1):
+        node_id = f"n{i}"
+        updates = floor.codergen(node_id, f"Do step {i}", floor.recent)
+        floor.done(node_id, updates, f"n{i + 1}" if i < nodes else "exit")
+    floor.finish()
+
+
+def floor_fanout(root: Path, branches: int, atomic_files: bool) -> None:
+    """The floor of fanout-B: branch files, no checkpoint until the branches joined."""
+    floor = Floor(root, f"fanout_{branches}", atomic_files)
+    floor.start("par")
+    results = []
+    for i in range(1, branches + 1):
+        node_id = f"b{i}"
+        updates = floor.codergen(node_id, f"Try variant {i}", ["start"])
+        results.append({"id": node_id, "status": "success", "stopped_at": "fanin",
+                        "notes": f"Stage completed: {node_id}", "failure_reason": "",
+                        "score": None, "duration_ms": 0.123, "context_updates": updates})
+    updates = {"parallel.results": results}
+    floor.plain_node("par", updates, f"{branches} of {branches} branches succeeded")
+    floor.done("par", updates, None)
+    updates = {"parallel.fan_in.best_id": "b1", "parallel.fan_in.best_outcome": "success"}
+    floor.plain_node("fanin", updates, "Selected best candidate: b1")
+    floor.done("fanin", updates, "exit")
+    floor.finish()
+
+
+# -- the benchmark ------------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    """One pipeline, and how to run its floor."""
+
+    name: str
+    source: str
+    nodes: int  # in the graph
+    top_level: int  # nodes the traversal itself completes (branches run inside `par`)
+    floor: Callable[[Path], None]
+
+
+def files_and_bytes(root: Path) -> tuple[int, int]:
+    """Files and bytes a run left, leaving out what only the engine writes once per run
+    (config/, manifest.json)."""
+    files = size = 0
+    for path in root.rglob("*"):
+        if path.is_file() and path.name != "manifest.json" and "config" not in \
+                path.relative_to(root).parts:
+            files += 1
+            size += path.stat().st_size
+    return files, size
+
+
+class Bench:
+    """Runs the workloads, floor and engine interleaved, and keeps every timing."""
+
+    def __init__(self, tmp: Path, engine: Engine, args: argparse.Namespace) -> None:
+        self.tmp = tmp
+        self.engine = engine
+        self.args = args
+        self.timings: list[Timing] = []
+        self.sizes: dict[tuple[str, str], tuple[int, int]] = {}
+        self.count = 0
+
+    def _floor_dir(self) -> Path:
+        """A new directory for a floor run."""
+        self.count += 1
+        return self.tmp / "floor" / f"run{self.count:04d}"
+
+    async def one(self, workload: Workload, side: str, round_no: int,
+                  budget_s: float | None = None, quiet: bool = False) -> Timing:
+        """One timed run of one side."""
+        os.sync()
+        cpu = time.process_time()
+        if side == "floor":
+            root = self._floor_dir()
+            started = time.perf_counter()
+            workload.floor(root)
+            timing = Timing(workload.name, side, round_no, workload.nodes,
+                            time.perf_counter() - started, time.process_time() - cpu)
+        else:
+            seconds, load_s, done, stopped, root = await self.engine.run(
+                workload.source, workload.top_level, budget_s)
+            timing = Timing(workload.name, side, round_no, workload.nodes, seconds,
+                            time.process_time() - cpu, load_s, done if stopped else None,
+                            stopped)
+        if not quiet:
+            self.timings.append(timing)
+            if (workload.name, side) not in self.sizes and not timing.stopped:
+                self.sizes[workload.name, side] = files_and_bytes(root)
+            print(format_row(timing), flush=True)
+        return timing
+
+    async def rounds(self, workload: Workload, rounds: int,
+                     budget_s: float | None = None) -> None:
+        """`rounds` rounds of floor and engine, the order alternating."""
+        for round_no in range(1, rounds + 1):
+            order = ("floor", "engine") if round_no % 2 else ("engine", "floor")
+            for side in order:
+                await self.one(workload, side, round_no, budget_s)
+
+    def best(self, workload: str, side: str) -> Timing | None:
+        """The fastest round of one side of one workload."""
+        found = [t for t in self.timings if t.workload == workload and t.side == side]
+        return min(found, key=lambda t: t.seconds) if found else None
+
+
+def format_row(t: Timing) -> str:
+    """One table row."""
+    load = "-" if t.load_seconds is None else f"{t.load_seconds / t.nodes * 1000:.3f}"
+    mark = ">" if t.stopped else ""
+    note = f"  stopped after {t.done_nodes:,} of {t.nodes:,} nodes" if t.stopped else ""
+    ms_per_node = f"{mark}{t.ms_per_node:.3f}"
+    return (f"{t.round!s:<6} {t.workload:<13} {t.side:<7} {t.nodes:>7,} {t.seconds:>9.2f} "
+            f"{ms_per_node:>9} {t.cpu_ms_per_node:>9.3f} {load:>9}{note}")
+
+
+def loop_factory(use_uvloop: bool) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+    """The daemon's event loop: uvloop when importable."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return f"uvloop {uvloop.__version__}", uvloop.new_event_loop
+    return "asyncio", None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the linear and fan-out workloads (default 3)")
+    parser.add_argument("--nodes", type=int, default=1000, metavar="N",
+                        help="codergen nodes of the linear pipeline (default 1000)")
+    parser.add_argument("--branches", type=int, default=100, metavar="B",
+                        help="branches of the fan-out (default 100)")
+    parser.add_argument("--max-parallel", type=int, default=4, metavar="K",
+                        help="max_parallel of the fan-out node (default 4, the settings' "
+                             "default)")
+    parser.add_argument("--large", type=int, default=10000, metavar="N",
+                        help="nodes of the large linear pipeline, run once per side; "
+                             "0 skips it (default 10000)")
+    parser.add_argument("--large-budget", type=float, default=150.0, metavar="S",
+                        help="stop the engine's large run after S seconds (default 150)")
+    parser.add_argument("--atomic-floor", action="store_true",
+                        help="the floor writes per-node files via temp + rename too")
+    parser.add_argument("--json", action="store_true",
+                        help="also print a JSON summary line (before the ratios line)")
+    parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.nodes, args.branches, args.max_parallel) < 1 or args.large < 0:
+        parser.error("counts must be at least 1 (--large: 0 to skip)")
+    return args
+
+
+def workloads(args: argparse.Namespace) -> tuple[Workload, Workload, Workload | None]:
+    """linear-N, fanout-B and linear-large."""
+    atomic = args.atomic_floor
+    linear = Workload(f"linear-{args.nodes}", linear_dot(args.nodes), args.nodes + 2,
+                      args.nodes + 2, lambda root: floor_linear(root, args.nodes, atomic))
+    fanout = Workload(f"fanout-{args.branches}", fanout_dot(args.branches, args.max_parallel),
+                      args.branches + 4, 4, lambda root: floor_fanout(root, args.branches, atomic))
+    large = None
+    if args.large:
+        large = Workload(f"linear-{args.large}", linear_dot(args.large), args.large + 2,
+                         args.large + 2, lambda root: floor_linear(root, args.large, atomic))
+    return linear, fanout, large
+
+
+async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
+    """Warm up, then every workload, floor and engine interleaved."""
+    home = tmp / "home"
+    home.mkdir()
+    db = await Database.open(home / "ostinato.db")
+    try:
+        bench = Bench(tmp, Engine(home, db), args)
+        linear, fanout, large = workloads(args)
+        for warm in (Workload("warm-up", linear_dot(20), 22, 22,
+                              lambda root: floor_linear(root, 20, args.atomic_floor)),
+                     Workload("warm-up", fanout_dot(4, args.max_parallel), 8, 4,
+                              lambda root: floor_fanout(root, 4, args.atomic_floor))):
+            for side in ("floor", "engine"):
+                await bench.one(warm, side, 0, quiet=True)
+        await bench.rounds(linear, args.rounds)
+        await bench.rounds(fanout, args.rounds)
+        if large is not None:
+            await bench.one(large, "floor", 1)
+            await bench.one(large, "engine", 1, budget_s=args.large_budget)
+        return bench
+    finally:
+        await db.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run everything, print the table, the summary and the ratios line."""
+    args = parse_args(argv)
+    loop_name, factory = loop_factory(not args.no_uvloop)
+    print(f"ostinato engine bench: scripted provider (latency 0), Runner.start + sqlite store "
+          f"vs a file-writing floor; loop {loop_name}; Python {sys.version.split()[0]}; "
+          f"{os.cpu_count()} CPUs")
+    print(f"{args.rounds} rounds of linear-{args.nodes} and fanout-{args.branches} "
+          f"(max_parallel {args.max_parallel}), floor and engine alternating"
+          + (f"; linear-{args.large} once per side (engine budget {args.large_budget:g} s)"
+             if args.large else "")
+          + ("; floor per-node files atomic" if args.atomic_floor else ""))
+    secret_names = sorted(name for name, value in os.environ.items()
+                          if value and is_secret_name(name))
+    print("environment variables redacted from run data: "
+          + (", ".join(secret_names) if secret_names else "none"))
+    print()
+    header = (f"{'round':<6} {'workload':<13} {'side':<7} {'nodes':>7} {'seconds':>9} "
+              f"{'ms/node':>9} {'cpu ms':>9} {'load ms':>9}")
+    print(header)
+    print("-" * len(header))
+    tmp = Path(tempfile.mkdtemp(prefix="ostinato-bench-engine-"))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            bench = runner.run(measure(tmp, args))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("-" * len(header))
+    summarize(bench, args, loop_name)
+    return 0
+
+
+def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
+    """The best rows, the file check, the spread, the growth, and the ratios line."""
+    linear, fanout, large = workloads(args)
+    names = [linear.name, fanout.name] + ([large.name] if large else [])
+    best: dict[tuple[str, str], Timing] = {}
+    for name in names:
+        for side in ("floor", "engine"):
+            timing = bench.best(name, side)
+            assert timing is not None
+            best[name, side] = timing
+            print(format_row(replace(timing, round="best")))
+    print()
+    for name in names:
+        floor_files, floor_bytes = bench.sizes.get((name, "floor"), (0, 0))
+        engine_files, engine_bytes = bench.sizes.get((name, "engine"), (0, 0))
+        if engine_files:
+            print(f"{name}: files floor {floor_files:,} engine {engine_files:,}; bytes floor "
+                  f"{floor_bytes:,} engine {engine_bytes:,} (config/ and manifest.json aside)")
+    for name in names[:2]:
+        spread = []
+        for side in ("floor", "engine"):
+            values = [t.ms_per_node for t in bench.timings
+                      if t.workload == name and t.side == side]
+            spread.append(f"{side} {min(values):.3f}..{max(values):.3f} "
+                          f"(median {statistics.median(values):.3f})")
+        print(f"{name}: ms/node over the rounds: {', '.join(spread)}")
+    print("best: the fastest round per side (other load only slows a run down).")
+    print("cpu: CPU time of the process, all threads; load: parse + transform + validate,")
+    print("  part of the engine's time.")
+    ratios = {name: best[name, "engine"].seconds / best[name, "floor"].seconds
+              for name in names}
+    linearity = floor_linearity = None
+    stopped = False
+    factor = args.large / args.nodes
+    if large is not None:
+        linearity = best[large.name, "engine"].seconds / best[linear.name, "engine"].seconds
+        floor_linearity = best[large.name, "floor"].seconds / best[linear.name, "floor"].seconds
+        stopped = best[large.name, "engine"].stopped
+        print(f"growth time({large.name})/time({linear.name}) for {factor:g}x nodes: floor "
+              f"{floor_linearity:.1f}x, engine {'>' if stopped else ''}{linearity:.1f}x")
+    if args.json:
+        print(orjson.dumps({
+            "loop": loop_name, "args": vars(args), "summary": "best",
+            "timings": [asdict(t) for t in bench.timings],
+            "sizes": {f"{k[0]}/{k[1]}": v for k, v in bench.sizes.items()},
+            "ratios": {**{name: round(ratio, 3) for name, ratio in ratios.items()},
+                       "linearity": None if linearity is None else round(linearity, 3),
+                       "linearity_is_lower_bound": stopped,
+                       "floor_linearity": None if floor_linearity is None
+                       else round(floor_linearity, 3)},
+        }).decode())
+    line = (f"ratios: linear {ratios[linear.name]:.2f}x floor (target <= {RATIO_TARGET:g}), "
+            f"fanout {ratios[fanout.name]:.2f}x (target <= {RATIO_TARGET:g})")
+    if linearity is not None:
+        line += (f", linearity {'>' if stopped else ''}{linearity:.1f}x for {factor:g}x nodes "
+                 f"(target <= {factor * LINEARITY_SLACK:g})")
+    print(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
