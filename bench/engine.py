@@ -74,7 +74,7 @@ from typing import Any
 import orjson
 
 from ostinato.daemon.engine.graph import Graph
-from ostinato.daemon.engine.redact import is_secret_name
+from ostinato.daemon.engine.redact import environment_secrets
 from ostinato.daemon.services.runner import Runner
 from ostinato.daemon.store.db import Database
 from ostinato.daemon.store.runs import RunStore
@@ -539,8 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f"; linear-{args.large} once per side (engine budget {args.large_budget:g} s)"
              if args.large else "")
           + ("; floor per-node files atomic" if args.atomic_floor else ""))
-    secret_names = sorted(name for name, value in os.environ.items()
-                          if value and is_secret_name(name))
+    secrets = set(environment_secrets(dict(os.environ)))
+    secret_names = sorted(name for name, value in os.environ.items() if value in secrets)
     print("environment variables redacted from run data: "
           + (", ".join(secret_names) if secret_names else "none"))
     print()
