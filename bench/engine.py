@@ -26,7 +26,7 @@ floor: the least work that leaves the same files, in a plain loop in the same pr
 node {node}/prompt.md, {node}/response.md and {node}/status.json (same content), one
 trace.jsonl line of the same shape, and checkpoint.json rewritten atomically (temp file +
 os.replace) after every top-level node, with the same content as the engine's checkpoint
-(completed_nodes, node_outcomes, context and logs grow exactly as the engine's do). Like the
+(recent completed_nodes and logs, a journal line per node, the context: as the engine's). Like the
 engine, it writes no checkpoint inside a parallel block: branches are stages, and the
 checkpoint follows the parallel node. Per-node
 files are plain writes (`--atomic-floor`: temp + rename, as the engine writes them). No
@@ -73,6 +73,7 @@ from typing import Any
 
 import orjson
 
+from ostinato.daemon.engine.executor import HISTORY
 from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
 from ostinato.daemon.services.runner import Runner
@@ -246,6 +247,7 @@ class Floor:
         self.recent: deque[str] = deque(maxlen=_PREAMBLE_ENTRIES)
         root.mkdir(parents=True)
         self.trace = open(root / "trace.jsonl", "ab", buffering=0)  # noqa: SIM115
+        self.journal = open(root / "journal.jsonl", "ab", buffering=0)  # noqa: SIM115
 
     def codergen(self, node_id: str, prompt: str, recent: Sequence[str]) -> dict[str, Any]:
         """prompt.md, a trace line, response.md, status.json; returns the context updates."""
@@ -274,8 +276,7 @@ class Floor:
                 "latency_ms": 0.0, "finish_reason": "stop", "created_at": _now()}
         self.trace.write(orjson.dumps(call) + b"\n")
         self.write(node_dir / "response.md", text.encode())
-        updates = {"last_stage": node_id, "last_response": text[:200],
-                   f"{node_id}.response": text}
+        updates = {"last_stage": node_id, "last_response": text[:200]}
         self.status(node_dir, updates, f"Stage completed: {node_id}")
         return updates
 
@@ -299,7 +300,9 @@ class Floor:
         self.context.update(updates)
         self.context["outcome"] = "success"
         self.context["current_node"] = node_id
-        self.logs.append({"node": node_id, "outcome": "success", "timestamp": _now()})
+        entry = {"node": node_id, "outcome": "success", "timestamp": _now()}
+        self.logs.append(entry)
+        self.journal.write(orjson.dumps({"n": len(self.completed), **entry}) + b"\n")
         self.recent.append(node_id)
         self.checkpoint(node_id, next_node)
 
@@ -308,9 +311,10 @@ class Floor:
         """checkpoint.json, as the engine's (attractor §5.3 plus next_node and counters)."""
         data = {"pipeline_name": self.name, "run_id": self.run_id, "timestamp": _now(),
                 "current_node": node_id, "next_node": next_node,
-                "finished": next_node is None, "completed_nodes": self.completed,
-                "node_outcomes": self.outcomes, "node_retries": {}, "stage_seq": self.stages,
-                "call_seq": self.seq, "context": self.context, "logs": self.logs}
+                "finished": next_node is None, "completed_count": len(self.completed),
+                "completed_nodes": self.completed[-HISTORY:], "journal": "journal.jsonl",
+                "node_outcomes": {}, "node_retries": {}, "stage_seq": self.stages,
+                "call_seq": self.seq, "context": self.context, "logs": self.logs[-HISTORY:]}
         if result is not None:
             data["result"] = result
         _write_atomic(self.root / "checkpoint.json", _dump(data))
@@ -326,6 +330,7 @@ class Floor:
         self.done("exit", {}, None)
         self.checkpoint("exit", None, {"outcome": "success", "failure_reason": ""})
         self.trace.close()
+        self.journal.close()
 
 
 def floor_linear(root: Path, nodes: int, atomic_files: bool) -> None:

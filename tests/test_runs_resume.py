@@ -150,6 +150,7 @@ async def test_a_checkpoint_behind_the_store_resumes_by_running_the_node_again(
     checkpoint = json.loads(path.read_text())
     assert checkpoint["completed_nodes"] == ["start", "prep"]
     checkpoint.update(current_node="start", next_node="prep", completed_nodes=["start"],
+                      completed_count=1,
                       node_outcomes={"start": "success"},
                       stage_seq=checkpoint["stage_seq"] - 1)
     path.write_text(json.dumps(checkpoint))

@@ -89,15 +89,16 @@ async def test_a_human_gate_timeout_takes_the_default_choice(daemon: DaemonProce
 
 async def test_a_fan_in_reads_branch_results_kept_as_an_artifact(
         daemon: DaemonProcess) -> None:
-    big = "x" * 60_000  # three of these make parallel.results larger than 100 KB
+    # Each branch leaves a 60 KB draft in its context: parallel.results passes 100 KB.
+    big = '{\\"draft\\": \\"' + "x" * 60_000 + '\\"}'
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot(f"""
         digraph g {{
             start [shape=Mdiamond]
             fan   [shape=component]
-            a [prompt="a", scripted.response="{big}"]
-            b [prompt="b", scripted.response="{big}"]
-            c [prompt="c", scripted.response="{big}"]
+            a [prompt="a", scripted.context_updates="{big}"]
+            b [prompt="b", scripted.context_updates="{big}"]
+            c [prompt="c", scripted.context_updates="{big}"]
             join  [shape=tripleoctagon]
             exit  [shape=Msquare]
             start -> fan

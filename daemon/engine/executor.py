@@ -21,7 +21,9 @@ from .graph import Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
-from .rundir import RunDirectory
+from .rundir import JOURNAL, RunDirectory
+
+HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
 
 
 class RunSink(Protocol):
@@ -118,7 +120,7 @@ class Executor:
         checkpoint could not keep) replace the recorded context values."""
         self.state = _State(
             Context(checkpoint.get("context", {}), checkpoint.get("logs", [])),
-            completed_nodes=list(checkpoint.get("completed_nodes", [])),
+            completed_nodes=completed_nodes(self.run_dir, checkpoint),
             node_outcomes=dict(checkpoint.get("node_outcomes", {})),
             node_retries=dict(checkpoint.get("node_retries", {})),
             current_node=checkpoint.get("current_node"),
@@ -127,6 +129,9 @@ class Executor:
         )
         self.call_seq = int(checkpoint.get("call_seq", 0))
         self.state.context.apply(inputs or {})
+        if "completed_count" in checkpoint:
+            # Lines the journal got after this checkpoint belong to work that runs again.
+            self.run_dir.truncate_journal(len(self.state.completed_nodes))
         if checkpoint.get("result") is not None:
             return self._result_from_checkpoint(checkpoint)
         self.emit("PipelineResumed", id=self.run_id, from_node=self.state.current_node,
@@ -261,8 +266,11 @@ class Executor:
         context.set("current_node", node.id)
         # Always set, so that a label from an earlier node never steers a later edge.
         context.set("preferred_label", outcome.preferred_label)
-        context.logs.append({"node": node.id, "outcome": outcome.status.value,
-                             "timestamp": utc_now()})
+        entry = {"node": node.id, "outcome": outcome.status.value, "timestamp": utc_now()}
+        context.logs.append(entry)
+        # The whole history goes to an append-only journal; the checkpoint keeps the recent
+        # part, so that rewriting it after every node costs the same at node 10 and 10,000.
+        self.run_dir.append_journal({"n": len(state.completed_nodes), **entry})
 
     def _next_node(self, node: Node, outcome: Outcome,
                    context: Context) -> tuple[str | None, str]:
@@ -423,6 +431,8 @@ class Executor:
     def checkpoint(self, finished: bool = False) -> dict[str, Any]:
         """The checkpoint as it stands (attractor §5.3 schema plus next_node and counters)."""
         state = self.state
+        gates = {node_id: status for node_id, status in state.node_outcomes.items()
+                 if self.graph.nodes[node_id].get("goal_gate", False)}
         return {
             "pipeline_name": self.graph.name,
             "run_id": self.run_id,
@@ -430,13 +440,15 @@ class Executor:
             "current_node": state.current_node,
             "next_node": state.next_node,
             "finished": finished,
-            "completed_nodes": state.completed_nodes,
-            "node_outcomes": state.node_outcomes,
+            "completed_count": len(state.completed_nodes),
+            "completed_nodes": state.completed_nodes[-HISTORY:],  # all: journal.jsonl
+            "journal": JOURNAL,
+            "node_outcomes": gates,  # the goal gates': all that routing needs of the past
             "node_retries": state.node_retries,
             "stage_seq": state.stage_seq,
             "call_seq": self.call_seq,
             "context": state.context.values,
-            "logs": state.context.logs,
+            "logs": state.context.logs[-HISTORY:],
         }
 
     async def _finish(self, status: Status, reason: str, started: float) -> RunResult:
@@ -459,8 +471,17 @@ class Executor:
         status = Status(result["outcome"])
         return RunResult("completed" if status.succeeded else "failed", status,
                          result.get("failure_reason", ""),
-                         list(checkpoint.get("completed_nodes", [])),
+                         completed_nodes(self.run_dir, checkpoint),
                          dict(checkpoint.get("context", {})))
+
+
+def completed_nodes(run_dir: RunDirectory, checkpoint: dict[str, Any]) -> list[str]:
+    """Every node a run completed, in order: the journal up to the checkpoint's count (a
+    crash between a journal line and the checkpoint leaves one line too many)."""
+    count = checkpoint.get("completed_count")
+    if count is None:  # a checkpoint without a journal holds the whole list
+        return list(checkpoint.get("completed_nodes", []))
+    return [entry["node"] for entry in run_dir.read_journal()[:count]]
 
 
 def find_start(graph: Graph) -> str:

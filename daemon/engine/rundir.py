@@ -12,6 +12,7 @@ import orjson
 from ..ids import uuid7
 from .redact import Redactor
 
+JOURNAL = "journal.jsonl"
 ARTIFACT_THRESHOLD = 100 * 1024  # attractor §5.5: larger values leave the context
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -90,6 +91,31 @@ class RunDirectory:
         line = self.redactor.encoded(orjson.dumps(record, default=str)) + b"\n"
         with open(self.root / "trace.jsonl", "ab") as handle:
             handle.write(line)
+
+    def append_journal(self, entry: dict[str, Any]) -> None:
+        """One line of journal.jsonl: a completed node."""
+        with open(self.root / JOURNAL, "ab") as handle:
+            handle.write(orjson.dumps(entry) + b"\n")
+
+    def read_journal(self) -> list[dict[str, Any]]:
+        """Every complete line of journal.jsonl (a line cut short by a crash is left out)."""
+        try:
+            data = (self.root / JOURNAL).read_bytes()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            entries.append(orjson.loads(line))
+        return entries
+
+    def truncate_journal(self, count: int) -> None:
+        """Keep the first `count` lines: what a resumed run's checkpoint knows of."""
+        entries = self.read_journal()
+        if len(entries) != count:
+            write_atomic(self.root / JOURNAL,
+                         b"".join(orjson.dumps(e) + b"\n" for e in entries[:count]))
 
     def externalize(self, values: dict[str, Any]) -> dict[str, Any]:
         """Values over 100 KB go to artifacts/{id}.json; the context keeps an artifact_ref."""

@@ -21,6 +21,7 @@ from ostinato.protocol.runs import (
     SubscribeParams,
 )
 
+from ..engine.executor import completed_nodes
 from ..engine.rundir import RunDirectory
 from .base import HandlerTable, RequestContext
 from .runner import ActiveRun
@@ -89,14 +90,15 @@ async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
     services = _services(ctx)
     row = await _row(ctx, params.run_id)
     stages = await services.runs.stages(params.run_id)
-    checkpoint = RunDirectory(ctx.daemon.home / row["run_dir"]).read_json("checkpoint.json")
+    run_dir = RunDirectory(ctx.daemon.home / row["run_dir"])
+    checkpoint = run_dir.read_json("checkpoint.json")
     active = services.runner.active.get(params.run_id)
     question = active.question.to_dict() if active and active.question else None
     return RunDetail.model_validate({
         **_summary(row, ctx.daemon.home),
         "stages": [{k: v for k, v in s.items() if k != "run_id"} for s in stages],
         "context": checkpoint.get("context") if checkpoint else None,
-        "completed_nodes": checkpoint.get("completed_nodes", []) if checkpoint else [],
+        "completed_nodes": completed_nodes(run_dir, checkpoint) if checkpoint else [],
         "question": question})
 
 

@@ -69,8 +69,9 @@ class CodergenHandler:
                              cost_usd=response.cost_usd, latency_ms=response.latency_ms,
                              finish_reason=response.finish_reason)
         run.write_file("response.md", response.text)
-        updates = {"last_stage": node.id, "last_response": response.text[:RESPONSE_IN_CONTEXT],
-                   f"{node.id}.response": response.text}
+        # The full text is in response.md and the trace; the context (checkpointed after
+        # every node) keeps it short.
+        updates = {"last_stage": node.id, "last_response": response.text[:RESPONSE_IN_CONTEXT]}
         updates.update(response.context_updates or {})
         status = Status(response.status) if response.status else Status.SUCCESS
         return Outcome(status, preferred_label=response.preferred_label or "",
