@@ -260,7 +260,8 @@ class Executor:
         """Steps 3 and 4 of §3.2: completion, context updates, built-in keys."""
         state = self.state
         state.completed_nodes.append(node.id)
-        state.node_outcomes[node.id] = outcome.status.value
+        if node.get("goal_gate", False):  # all that routing needs of the past (§3.4)
+            state.node_outcomes[node.id] = outcome.status.value
         context.apply(self.run_dir.externalize(outcome.context_updates))
         context.set("outcome", outcome.status.value)
         context.set("current_node", node.id)
@@ -431,8 +432,6 @@ class Executor:
     def checkpoint(self, finished: bool = False) -> dict[str, Any]:
         """The checkpoint as it stands (attractor §5.3 schema plus next_node and counters)."""
         state = self.state
-        gates = {node_id: status for node_id, status in state.node_outcomes.items()
-                 if self.graph.nodes[node_id].get("goal_gate", False)}
         return {
             "pipeline_name": self.graph.name,
             "run_id": self.run_id,
@@ -443,7 +442,7 @@ class Executor:
             "completed_count": len(state.completed_nodes),
             "completed_nodes": state.completed_nodes[-HISTORY:],  # all: journal.jsonl
             "journal": JOURNAL,
-            "node_outcomes": gates,  # the goal gates': all that routing needs of the past
+            "node_outcomes": state.node_outcomes,  # the goal gates' latest outcomes
             "node_retries": state.node_retries,
             "stage_seq": state.stage_seq,
             "call_seq": self.call_seq,
