@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from common import loop_choice  # bench/ is on sys.path when a bench runs
 
 from ostinato.daemon.engine.executor import HISTORY
 from ostinato.daemon.engine.graph import Graph
@@ -454,18 +455,6 @@ def format_row(t: Timing) -> str:
             f"{ms_per_node:>9} {t.cpu_ms_per_node:>9.3f} {load:>9}{note}")
 
 
-def loop_factory(use_uvloop: bool) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
-    """The daemon's event loop: uvloop when importable."""
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return f"uvloop {uvloop.__version__}", uvloop.new_event_loop
-    return "asyncio", None
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -535,7 +524,7 @@ async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run everything, print the table, the summary and the ratios line."""
     args = parse_args(argv)
-    loop_name, factory = loop_factory(not args.no_uvloop)
+    loop_name, factory = loop_choice(not args.no_uvloop)
     print(f"ostinato engine bench: scripted provider (latency 0), Runner.start + sqlite store "
           f"vs a file-writing floor; loop {loop_name}; Python {sys.version.split()[0]}; "
           f"{os.cpu_count()} CPUs")

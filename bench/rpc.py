@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from common import loop_choice  # bench/ is on sys.path when a bench runs
 
 BENCH_DIR = Path(__file__).resolve().parent
 FLOOR_SCRIPT = BENCH_DIR / "floor_echo.py"
@@ -435,18 +436,6 @@ def format_row(label: str, r: Result) -> str:
     return (f"{label:<8} {r.server:<7} {r.seq_rps:>9,.0f} {r.seq_p50_us:>8.1f} "
             f"{r.seq_p99_us:>8.1f} {r.pipe_rps:>10,.0f} {cpu:>9} {r.client_cpu:>7.0%} "
             f"{r.reply_bytes:>6}")
-
-
-def loop_choice(use_uvloop: bool) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
-    """The event loop of the servers and of the client's pipelined reader."""
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return f"uvloop {uvloop.__version__}", uvloop.new_event_loop
-    return "asyncio", None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
