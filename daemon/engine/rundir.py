@@ -70,9 +70,11 @@ class RunDirectory:
         return self.root / node_id
 
     def write_stage_file(self, node_id: str, name: str, text: str) -> None:
-        """prompt.md, response.md, … of one node."""
+        """prompt.md, response.md, … of one node: written in place, not renamed into place.
+        They are for people, and a node cut short by a crash runs again on resume and
+        writes them again; the JSON files the engine reads back stay atomic."""
         self.stage(node_id)
-        self.write_text(node_id, name, text=text)
+        self._path(node_id, name).write_bytes(self.redactor.text(text).encode("utf-8"))
 
     def write_status(self, node_id: str, status: dict[str, Any]) -> None:
         """The node's status.json."""

@@ -39,7 +39,10 @@ class VariableExpansion:
 
     def apply(self, graph: Graph) -> Graph:
         """The graph with variables expanded."""
-        graph = copy.deepcopy(graph)
+        return self.apply_in_place(copy.deepcopy(graph))
+
+    def apply_in_place(self, graph: Graph) -> Graph:
+        """Expand variables in `graph` itself (for a caller that already copied it)."""
         values = {"goal": graph.goal, **self.variables}
         if "goal" in self.variables:
             graph.attrs["goal"] = self.variables["goal"]
@@ -56,11 +59,15 @@ class StylesheetApplication:
 
     def apply(self, graph: Graph) -> Graph:
         """The graph with stylesheet properties resolved."""
+        return self.apply_in_place(copy.deepcopy(graph))
+
+    def apply_in_place(self, graph: Graph) -> Graph:
+        """Resolve the stylesheet in `graph` itself (for a caller that already copied it)."""
         try:
             rules = parse_stylesheet(str(graph.attrs.get("model_stylesheet", "")))
         except StylesheetError:
             return graph  # the stylesheet_syntax lint rule reports it
-        return apply_stylesheet(copy.deepcopy(graph), rules)
+        return apply_stylesheet(graph, rules)
 
 
 _VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -96,9 +103,11 @@ def registered_transforms() -> tuple[Transform, ...]:
 def apply_transforms(graph: Graph, variables: Mapping[str, str] | None = None,
                      extra: Iterable[Transform] = ()) -> Graph:
     """Built-ins, then registered transforms, then `extra`; returns the final graph."""
-    pipeline: list[Transform] = [VariableExpansion(variables), StylesheetApplication(),
-                                 *_registered, *extra]
-    # The first built-in copies the graph, so the caller's graph is never modified.
-    for transform in pipeline:
+    # One copy for the built-ins (a graph is copied once per load, not once per transform);
+    # custom transforms follow the Transform contract and copy what they change.
+    graph = copy.deepcopy(graph)
+    VariableExpansion(variables).apply_in_place(graph)
+    StylesheetApplication().apply_in_place(graph)
+    for transform in [*_registered, *extra]:
         graph = transform.apply(graph)
     return graph
