@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..store.db import Database
 from ..store.runs import RunStore
+from . import lifecycle, pipelines, runs
 from .base import HandlerTable
 from .runner import Runner
 
@@ -49,6 +50,4 @@ async def start(daemon: Daemon) -> Services:
 
 def tables() -> list[HandlerTable]:
     """The handler tables of every family."""
-    from . import lifecycle, pipelines, runs
-
     return [lifecycle.table, pipelines.table, runs.table]

@@ -13,11 +13,11 @@ from .base import (
     ModelRequest,
     ModelResponse,
     ProviderError,
+    SDKProvider,
     SDKSettings,
     Usage,
     from_sdk_error,
 )
-from .pricing import Pricing
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 _KEYLESS_PLACEHOLDER = "no-key"
@@ -47,17 +47,11 @@ class AnthropicSettings(SDKSettings):
     max_tokens: int = Field(default=1024, gt=0)
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     """Calls `messages.create`; retries are the pool's, never the SDK's."""
 
-    def __init__(self, settings: Mapping[str, Any] | AnthropicSettings | None = None, *,
-                 name: str = "anthropic", pricing: Pricing | None = None) -> None:
-        self.name = name
-        self.settings = (settings if isinstance(settings, AnthropicSettings)
-                         else AnthropicSettings.model_validate(dict(settings or {})))
-        self.pricing = pricing or Pricing.load()
-        self._sdk: anthropic.AsyncAnthropic | None = None
-        self._secrets: list[str] = []
+    settings_class = AnthropicSettings
+    type_name = "anthropic"
 
     def _client(self) -> anthropic.AsyncAnthropic:
         # Built on first use so that configuring an unused provider needs no key. An explicit
@@ -128,17 +122,3 @@ class AnthropicProvider:
             raw_id=message.id or None,
         )
         return self.pricing.price(request, response)
-
-    def describe(self) -> dict[str, Any]:
-        """The settings in use, for providers.json (they hold no keys)."""
-        return {"type": "anthropic", **self.settings.model_dump(mode="json")}
-
-    def secrets(self) -> list[str]:
-        """The key in use or, before first use, the one the environment holds."""
-        return list(dict.fromkeys([*self._secrets, *self.settings.secrets()]))
-
-    async def aclose(self) -> None:
-        """Close the SDK client's connections."""
-        if self._sdk is not None:
-            await self._sdk.close()
-            self._sdk = None

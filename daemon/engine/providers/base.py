@@ -11,11 +11,14 @@ import math
 import os
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from ..redact import Redactor
+
+if TYPE_CHECKING:
+    from .pricing import Pricing
 
 Role = Literal["system", "user", "assistant"]
 RoutingStatus = Literal["success", "fail", "retry", "partial_success"]
@@ -272,3 +275,37 @@ class SDKSettings(BaseModel):
         """The key's current value, if any, for redaction."""
         value = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
         return [value] if value.strip() else []
+
+
+class SDKProvider:
+    """What the providers that call a vendor SDK share: settings, pricing, the lazily built
+    client, its key (for redaction) and closing it. Subclasses set `settings_class` and
+    `type_name`, and build their client in `_client`."""
+
+    settings_class: type[SDKSettings] = SDKSettings
+    type_name = ""
+
+    def __init__(self, settings: Mapping[str, Any] | SDKSettings | None = None, *,
+                 name: str = "", pricing: Pricing | None = None) -> None:
+        from .pricing import Pricing  # pricing imports this module
+
+        self.name = name or self.type_name
+        self.settings: Any = (settings if isinstance(settings, self.settings_class)
+                              else self.settings_class.model_validate(dict(settings or {})))
+        self.pricing = pricing or Pricing.load()
+        self._sdk: Any = None
+        self._secrets: list[str] = []
+
+    def describe(self) -> dict[str, Any]:
+        """The settings in use, for providers.json (they hold no keys)."""
+        return {"type": self.type_name, **self.settings.model_dump(mode="json")}
+
+    def secrets(self) -> list[str]:
+        """The key in use or, before first use, the one the environment holds."""
+        return list(dict.fromkeys([*self._secrets, *self.settings.secrets()]))
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections."""
+        if self._sdk is not None:
+            await self._sdk.close()
+            self._sdk = None

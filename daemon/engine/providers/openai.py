@@ -15,11 +15,11 @@ from .base import (
     ModelRequest,
     ModelResponse,
     ProviderError,
+    SDKProvider,
     SDKSettings,
     Usage,
     from_sdk_error,
 )
-from .pricing import Pricing
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # No key is needed by local servers, but the SDK refuses to start without one.
@@ -51,17 +51,11 @@ class OpenAISettings(SDKSettings):
         return "max_completion_tokens" if host.endswith("openai.com") else "max_tokens"
 
 
-class OpenAIProvider:
+class OpenAIProvider(SDKProvider):
     """Calls `chat.completions.create`; retries are the pool's, never the SDK's."""
 
-    def __init__(self, settings: Mapping[str, Any] | OpenAISettings | None = None, *,
-                 name: str = "openai", pricing: Pricing | None = None) -> None:
-        self.name = name
-        self.settings = (settings if isinstance(settings, OpenAISettings)
-                         else OpenAISettings.model_validate(dict(settings or {})))
-        self.pricing = pricing or Pricing.load()
-        self._sdk: openai.AsyncOpenAI | None = None
-        self._secrets: list[str] = []
+    settings_class = OpenAISettings
+    type_name = "openai"
 
     def _client(self) -> openai.AsyncOpenAI:
         # Built on first use so that configuring an unused provider needs no key.
@@ -125,15 +119,5 @@ class OpenAIProvider:
 
     def describe(self) -> dict[str, Any]:
         """The settings in use, for providers.json (they hold no keys)."""
-        return {"type": "openai", **self.settings.model_dump(mode="json"),
+        return {**super().describe(),
                 "max_tokens_field": self.settings.resolved_max_tokens_field()}
-
-    def secrets(self) -> list[str]:
-        """The key in use or, before first use, the one the environment holds."""
-        return list(dict.fromkeys([*self._secrets, *self.settings.secrets()]))
-
-    async def aclose(self) -> None:
-        """Close the SDK client's connections."""
-        if self._sdk is not None:
-            await self._sdk.close()
-            self._sdk = None
