@@ -26,9 +26,9 @@ floor: the least work that leaves the same files, in a plain loop in the same pr
 node {node}/prompt.md, {node}/response.md and {node}/status.json (same content), one
 trace.jsonl line of the same shape, and checkpoint.json rewritten atomically (temp file +
 os.replace) after every top-level node, with the same content as the engine's checkpoint
-(recent completed_nodes and logs, a journal line per node, the context: as the engine's). Like the
-engine, it writes no checkpoint inside a parallel block: branches are stages, and the
-checkpoint follows the parallel node. Per-node
+(recent completed_nodes and logs, a journal line per node, the context: as the engine's). A
+branch of the fan-out is a node too: after each, a line of branches.jsonl and the
+checkpoint rewritten with the parallel node's progress, as the engine does. Per-node
 files are plain writes (`--atomic-floor`: temp + rename, as the engine writes them). No
 parsing, no database, no events, no event loop. The bytes each side wrote are printed, so
 that "the same files" can be checked.
@@ -308,7 +308,8 @@ class Floor:
         self.checkpoint(node_id, next_node)
 
     def checkpoint(self, node_id: str, next_node: str | None,
-                   result: dict[str, Any] | None = None) -> None:
+                   result: dict[str, Any] | None = None,
+                   parallel: dict[str, Any] | None = None) -> None:
         """checkpoint.json, as the engine's (attractor §5.3 plus next_node and counters)."""
         data = {"pipeline_name": self.name, "run_id": self.run_id, "timestamp": _now(),
                 "current_node": node_id, "next_node": next_node,
@@ -318,6 +319,8 @@ class Floor:
                 "call_seq": self.seq, "context": self.context, "logs": self.logs[-HISTORY:]}
         if result is not None:
             data["result"] = result
+        if parallel is not None:
+            data["parallel"] = parallel
         _write_atomic(self.root / "checkpoint.json", _dump(data))
 
     def start(self, next_node: str) -> None:
@@ -346,16 +349,24 @@ def floor_linear(root: Path, nodes: int, atomic_files: bool) -> None:
 
 
 def floor_fanout(root: Path, branches: int, atomic_files: bool) -> None:
-    """The floor of fanout-B: branch files, no checkpoint until the branches joined."""
+    """The floor of fanout-B: per branch its files, a branches.jsonl line and the checkpoint
+    rewritten with the parallel node's progress."""
     floor = Floor(root, f"fanout_{branches}", atomic_files)
     floor.start("par")
     results = []
-    for i in range(1, branches + 1):
-        node_id = f"b{i}"
-        updates = floor.codergen(node_id, f"Try variant {i}", ["start"])
-        results.append({"id": node_id, "status": "success", "stopped_at": "fanin",
-                        "notes": f"Stage completed: {node_id}", "failure_reason": "",
-                        "score": None, "duration_ms": 0.123, "context_updates": updates})
+    with open(root / "branches.jsonl", "ab", buffering=0) as journal:
+        for i in range(1, branches + 1):
+            node_id = f"b{i}"
+            updates = floor.codergen(node_id, f"Try variant {i}", ["start"])
+            result = {"id": node_id, "status": "success", "stopped_at": "fanin",
+                      "notes": f"Stage completed: {node_id}", "failure_reason": "",
+                      "score": None, "duration_ms": 0.123, "context_updates": updates}
+            results.append(result)
+            journal.write(orjson.dumps({"visit": 1, "node": "par", "within": None,
+                                        "branch": node_id, "result": result}) + b"\n")
+            floor.checkpoint("start", "par", parallel={
+                "node": "par", "branches_done": i, "branches": branches,
+                "journal": "branches.jsonl"})
     updates = {"parallel.results": results}
     floor.plain_node("par", updates, f"{branches} of {branches} branches succeeded")
     floor.done("par", updates, None)

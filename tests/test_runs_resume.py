@@ -200,3 +200,58 @@ async def test_cancel_kills_a_blocked_tool_and_leaves_the_run_resumable(
     again = await wire.request("run.cancel", {"run_id": run_id})
     assert again["error"]["code"] == NOT_FOUND
     assert (await wire.result("daemon.status"))["active_runs"] == 0
+
+
+def fanout_pipeline(go: Path, fifo: Path) -> dict[str, str]:
+    """Three branches run one at a time; the last blocks until `go` exists."""
+    return dot(f"""\
+        digraph fanned {{
+            start [shape=Mdiamond]
+            par [shape=component, max_parallel=1]
+            a [prompt="Variant A"]
+            b [prompt="Variant B", scripted.usage="7,3"]
+            slow [shape=parallelogram,
+                  tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
+            join [shape=tripleoctagon]
+            done [shape=Msquare]
+            start -> par
+            par -> a -> join
+            par -> b -> join
+            par -> slow -> join
+            join -> done
+        }}""")
+
+
+async def test_a_run_killed_mid_fan_out_runs_only_the_unfinished_branches_again(
+        short_tmp: Path) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    pipeline = fanout_pipeline(go, fifo)
+    started = await kill_mid_run(home, socket, pipeline, fifo)
+    checkpoint = json.loads((Path(started["run_dir"]) / "checkpoint.json").read_text())
+    assert checkpoint["next_node"] == "par"
+    assert checkpoint["parallel"] == {"node": "par", "branches_done": 2, "branches": 3,
+                                      "journal": "branches.jsonl"}
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+        fresh = await run_to_end(wire, pipeline)
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+    # a and b ran once, before the crash; only slow ran after it.
+    assert sorted(visits(detail)) == sorted(visits(fresh))
+    assert visits(detail).count("a") == visits(detail).count("b") == 1
+    assert detail["completed_nodes"] == fresh["completed_nodes"] == [
+        "start", "par", "join", "done"]
+    results = detail["context"]["parallel.results"]
+    assert [(r["id"], r["status"]) for r in results] == [
+        (r["id"], r["status"]) for r in fresh["context"]["parallel.results"]]
+    assert (detail["input_tokens"], detail["output_tokens"]) == (
+        fresh["input_tokens"], fresh["output_tokens"])
+    check_files_parse(home)

@@ -21,7 +21,7 @@ from .graph import Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
-from .rundir import JOURNAL, RunDirectory
+from .rundir import BRANCHES, JOURNAL, RunDirectory
 
 HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
 
@@ -98,6 +98,7 @@ class Executor:
         self.rng = rng or random.Random()
         self.state = _State(Context())
         self.call_seq = 0
+        self.resumed_at: int | None = None  # completed nodes when this run was resumed
         # Stages the sink already holds for this run. A run resumed after a crash between a
         # stage's record and the checkpoint after it numbers its next stages after them.
         self.recorded_stages = recorded_stages
@@ -128,6 +129,7 @@ class Executor:
             stage_seq=max(int(checkpoint.get("stage_seq", 0)), self.recorded_stages),
         )
         self.call_seq = int(checkpoint.get("call_seq", 0))
+        self.resumed_at = len(self.state.completed_nodes)
         self.state.context.apply(inputs or {})
         if "completed_count" in checkpoint:
             # Lines the journal got after this checkpoint belong to work that runs again.
@@ -255,6 +257,28 @@ class Executor:
                 "duration_ms": round((time.monotonic() - started) * 1000, 3),
                 "context_updates": {k: v for k, v in context.values.items()
                                     if before.get(k) != v and k != "outcome"}}
+
+    def recorded_branches(self, parallel_id: str, within: str | None) -> dict[str, Any]:
+        """Results of the branches of `parallel_id` that finished before this run was
+        resumed, by branch; empty unless that node is where the run was interrupted."""
+        visit = len(self.state.completed_nodes)
+        if visit != self.resumed_at:
+            return {}
+        return {entry["branch"]: entry["result"] for entry in self.run_dir.read_branches()
+                if entry["visit"] == visit and entry["node"] == parallel_id
+                and entry["within"] == within}
+
+    def branch_done(self, parallel_id: str, within: str | None, result: dict[str, Any],
+                    done: int, total: int) -> None:
+        """A branch finished: a line of branches.jsonl, then the checkpoint rewritten with
+        the parallel node's progress (a checkpoint after every node, branches included)."""
+        visit = len(self.state.completed_nodes)
+        self.run_dir.append_branch({"visit": visit, "node": parallel_id, "within": within,
+                                    "branch": result["id"], "result": result})
+        checkpoint = self.checkpoint()
+        checkpoint["parallel"] = {"node": parallel_id, "branches_done": done,
+                                  "branches": total, "journal": BRANCHES}
+        self.run_dir.write_json("checkpoint.json", data=checkpoint)
 
     def _record(self, node: Node, outcome: Outcome, context: Context) -> None:
         """Steps 3 and 4 of §3.2: completion, context updates, built-in keys."""

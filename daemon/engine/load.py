@@ -75,7 +75,7 @@ def load_source(source: str, fmt: SourceFormat,
         graph = parse_dot(source) if fmt == "dot" else parse_recipe(source)
     except PipelineSyntaxError as exc:
         return LoadResult(None, [exc.to_diagnostic()])
-    graph = apply_transforms(graph, variables, transforms)
+    graph = apply_transforms(graph, variables, transforms, owned=True)
     return LoadResult(graph, validate(graph, known_types, extra_rules))
 
 

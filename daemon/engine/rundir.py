@@ -13,6 +13,7 @@ from ..ids import uuid7
 from .redact import Redactor
 
 JOURNAL = "journal.jsonl"
+BRANCHES = "branches.jsonl"
 ARTIFACT_THRESHOLD = 100 * 1024  # attractor §5.5: larger values leave the context
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -23,13 +24,49 @@ def dump_json(data: Any) -> bytes:
                         default=str) + b"\n"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_file(path: str | Path, data: bytes) -> None:
+    """Create or truncate `path` and write `data` (plain os calls: a run writes thousands)."""
+    fd = os.open(path, _CREATE, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
     """Write via a temporary file and a rename: readers see the old file or the new one,
     never half of one, even if the process is killed mid-write."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+    write_file(tmp, data)
     os.replace(tmp, path)
+
+
+class AppendLog:
+    """An append-only JSON-lines file, kept open while a run writes it: one write per line,
+    so a crash leaves whole lines and at most one cut short at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: Any = None
+
+    def append(self, line: bytes) -> None:
+        """Append one encoded line (with its newline)."""
+        if self._handle is None:
+            self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._handle.write(line)
+
+    def close(self) -> None:
+        """Close the file (the next append opens it again)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
 class RunDirectory:
@@ -39,6 +76,14 @@ class RunDirectory:
         self.root = root
         self.redactor = redactor or Redactor()
         self._stage_dirs: set[str] = set()
+        self._trace = AppendLog(root / "trace.jsonl")
+        self._journal = AppendLog(root / JOURNAL)
+        self._branches = AppendLog(root / BRANCHES)
+
+    def close(self) -> None:
+        """Close the append-only files (a run that continues later opens them again)."""
+        for log in (self._trace, self._journal, self._branches):
+            log.close()
 
     def create(self) -> None:
         """Make the directory tree."""
@@ -62,24 +107,26 @@ class RunDirectory:
         """Write a text file (secrets redacted)."""
         write_atomic(self._path(*parts), self.redactor.text(text).encode("utf-8"))
 
-    def stage(self, node_id: str) -> Path:
+    def stage(self, node_id: str) -> str:
         """The directory of one node, created on first use."""
         if node_id not in self._stage_dirs:
             self._path(node_id, "x").parent.mkdir(exist_ok=True)
             self._stage_dirs.add(node_id)
-        return self.root / node_id
+        return os.path.join(self.root, node_id)
 
     def write_stage_file(self, node_id: str, name: str, text: str) -> None:
         """prompt.md, response.md, … of one node: written in place, not renamed into place.
         They are for people, and a node cut short by a crash runs again on resume and
         writes them again; the JSON files the engine reads back stay atomic."""
-        self.stage(node_id)
-        self._path(node_id, name).write_bytes(self.redactor.text(text).encode("utf-8"))
+        if not name or name.startswith(".") or os.path.basename(name) != name:
+            raise ValueError(f"unsafe file name in a run directory: {name!r}")
+        write_file(os.path.join(self.stage(node_id), name),
+                   self.redactor.text(text).encode("utf-8"))
 
     def write_status(self, node_id: str, status: dict[str, Any]) -> None:
         """The node's status.json."""
-        self.stage(node_id)
-        self.write_json(node_id, "status.json", data=status)
+        write_atomic(os.path.join(self.stage(node_id), "status.json"),
+                     self.redactor.encoded(dump_json(status)))
 
     def read_json(self, *parts: str) -> Any:
         """A JSON file of the run, or None when it does not exist."""
@@ -90,34 +137,31 @@ class RunDirectory:
 
     def append_trace(self, record: dict[str, Any]) -> None:
         """One line of trace.jsonl (redacted)."""
-        line = self.redactor.encoded(orjson.dumps(record, default=str)) + b"\n"
-        with open(self.root / "trace.jsonl", "ab") as handle:
-            handle.write(line)
+        self._trace.append(self.redactor.encoded(orjson.dumps(record, default=str)) + b"\n")
 
     def append_journal(self, entry: dict[str, Any]) -> None:
         """One line of journal.jsonl: a completed node."""
-        with open(self.root / JOURNAL, "ab") as handle:
-            handle.write(orjson.dumps(entry) + b"\n")
+        self._journal.append(orjson.dumps(entry) + b"\n")
 
     def read_journal(self) -> list[dict[str, Any]]:
         """Every complete line of journal.jsonl (a line cut short by a crash is left out)."""
-        try:
-            data = (self.root / JOURNAL).read_bytes()
-        except FileNotFoundError:
-            return []
-        entries = []
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            entries.append(orjson.loads(line))
-        return entries
+        return _read_lines(self.root / JOURNAL)
 
     def truncate_journal(self, count: int) -> None:
         """Keep the first `count` lines: what a resumed run's checkpoint knows of."""
         entries = self.read_journal()
         if len(entries) != count:
+            self._journal.close()  # the rename below replaces the file it has open
             write_atomic(self.root / JOURNAL,
                          b"".join(orjson.dumps(e) + b"\n" for e in entries[:count]))
+
+    def append_branch(self, entry: dict[str, Any]) -> None:
+        """One line of branches.jsonl: a finished branch of a parallel node (redacted)."""
+        self._branches.append(self.redactor.encoded(orjson.dumps(entry, default=str)) + b"\n")
+
+    def read_branches(self) -> list[dict[str, Any]]:
+        """Every complete line of branches.jsonl."""
+        return _read_lines(self.root / BRANCHES)
 
     def externalize(self, values: dict[str, Any]) -> dict[str, Any]:
         """Values over 100 KB go to artifacts/{id}.json; the context keeps an artifact_ref."""
@@ -142,6 +186,20 @@ class RunDirectory:
         if not re.fullmatch(r"[0-9a-f-]{36}", artifact_id):
             raise ValueError(f"not an artifact id: {artifact_id!r}")
         return orjson.loads((self.root / "artifacts" / f"{artifact_id}.json").read_bytes())
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a JSON-lines file (a line cut short by a crash is left out)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        entries.append(orjson.loads(line))
+    return entries
 
 
 def append_run_manifest(home: Path, entry: dict[str, Any]) -> None:

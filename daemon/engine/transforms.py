@@ -3,7 +3,8 @@
 Built-ins run first, in this order: variable expansion (`$goal` and the `--set` variables in
 node `prompt`, `label` and `tool_command`), then the model stylesheet. Registered custom
 transforms run after them, in registration order. `apply_transforms` starts from a copy, so
-the caller's graph is never modified, whatever a custom transform does.
+the caller's graph is never modified, whatever a custom transform does (unless the caller
+hands it over with `owned=True`, as the loader does with the graph it just parsed).
 """
 
 from __future__ import annotations
@@ -101,11 +102,16 @@ def registered_transforms() -> tuple[Transform, ...]:
 
 
 def apply_transforms(graph: Graph, variables: Mapping[str, str] | None = None,
-                     extra: Iterable[Transform] = ()) -> Graph:
-    """Built-ins, then registered transforms, then `extra`; returns the final graph."""
-    # One copy for the built-ins (a graph is copied once per load, not once per transform);
-    # custom transforms follow the Transform contract and copy what they change.
-    graph = copy.deepcopy(graph)
+                     extra: Iterable[Transform] = (), *, owned: bool = False) -> Graph:
+    """Built-ins, then registered transforms, then `extra`; returns the final graph.
+
+    `owned`: the caller hands over a graph nobody else holds (one just parsed), so the
+    built-ins may change it in place instead of a copy.
+    """
+    # At most one copy for the built-ins (not one per transform); custom transforms follow
+    # the Transform contract and copy what they change.
+    if not owned:
+        graph = copy.deepcopy(graph)
     VariableExpansion(variables).apply_in_place(graph)
     StylesheetApplication().apply_in_place(graph)
     for transform in [*_registered, *extra]:

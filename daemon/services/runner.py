@@ -96,15 +96,18 @@ class StoreSink:
 
     async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
         """Write the stage, with the events and calls before it, in one transaction."""
-        await self.flush(stage=self.redactor.values(stage), current_node=stage["node_id"])
+        # A parallel branch's stages are written by group commit, beside its siblings'.
+        await self.flush(stage=self.redactor.values(stage), current_node=stage["node_id"],
+                         concurrent=stage["branch"] is not None)
 
-    async def flush(self, stage: dict[str, Any] | None = None, **run_fields: Any) -> None:
+    async def flush(self, stage: dict[str, Any] | None = None, *, concurrent: bool = False,
+                    **run_fields: Any) -> None:
         """Write whatever is buffered (and some run fields) in one transaction."""
         events, calls = self.events, self.calls
         self.events, self.calls = [], []
         fields = {**run_fields, **self.totals} if (calls or run_fields) else run_fields
         await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
-                                run_fields=fields or None)
+                                run_fields=fields or None, concurrent=concurrent)
         if "status" in run_fields and run_fields["status"] not in ("running", "waiting"):
             deferred, self.deferred = self.deferred, []
             for record in deferred:
@@ -322,6 +325,7 @@ class Runner:
                             resumable=status in ("cancelled", "interrupted"))
             active.executor.run_dir.write_json("manifest.json", data=manifest)
         finally:
+            active.executor.run_dir.close()
             await active.pool.aclose()
             self.active.pop(active.run_id, None)
             if not active.done.done():

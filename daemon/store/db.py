@@ -17,6 +17,9 @@ from ..ids import utc_now
 
 log = logging.getLogger("ostinato.store")
 
+# SQL and its parameters: a tuple, or a list of tuples for one row each.
+Statement = tuple[str, tuple[Any, ...] | list[tuple[Any, ...]]]
+
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -35,12 +38,27 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 class Database:
-    """The daemon's database file; all writes go through this one connection."""
+    """The daemon's database file.
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+    Reads go through aiosqlite's thread. Writes are small transactions (a run writes one per
+    stage), so they run on the event loop's thread on a connection of their own: a commit
+    in WAL mode with synchronous=NORMAL does not wait for the disk, and is several times
+    cheaper than the two thread hand-offs around it. When another process holds the write
+    lock the write waits for it on aiosqlite's thread instead, never on the loop.
+    """
+
+    CHECKPOINT_EVERY = 256  # commits on the loop between passive WAL checkpoints
+
+    def __init__(self, connection: aiosqlite.Connection, writer: sqlite3.Connection,
+                 path: Path) -> None:
         self.connection = connection
+        self.writer = writer
         self.path = path
-        self._write_lock = asyncio.Lock()  # one transaction at a time on the connection
+        self._write_lock = asyncio.Lock()  # held by a write waiting on aiosqlite's thread
+        self._commits = 0
+        self._checkpoint: asyncio.Task[Any] | None = None
+        self._group: list[tuple[list[Statement], asyncio.Future[None]]] = []
+        self._group_writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -53,7 +71,13 @@ class Database:
         await connection.execute("PRAGMA synchronous=NORMAL")
         await connection.execute("PRAGMA foreign_keys=ON")
         await connection.execute("PRAGMA busy_timeout=5000")
-        database = cls(connection, path)
+        # The loop's writer never waits for a lock (busy timeout 0) and never checkpoints
+        # the WAL itself, which syncs the disk: _after_commit has that done off the loop.
+        writer = sqlite3.connect(path, isolation_level=None, timeout=0,
+                                 check_same_thread=False)
+        for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"):
+            writer.execute(f"PRAGMA {pragma}")
+        database = cls(connection, writer, path)
         await database._migrate()
         return database
 
@@ -91,40 +115,111 @@ class Database:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run `statements` in one transaction: all of them are durable, or none.
+    async def write(self, statements: list[Statement], *, concurrent: bool = False) -> None:
+        """Run `statements` in one transaction: all of them are durable, or none. A statement
+        whose parameters are a list of tuples runs once per tuple.
 
-        The whole transaction is one call on the connection's thread, not one hand-off per
-        statement (a run writes one per stage). A caller cancelled before the COMMIT leaves
-        nothing behind, as with statement-by-statement writes.
+        On the loop's thread when the database is free, so that it cannot be cancelled
+        half-way; when another process holds the write lock, on aiosqlite's thread, where a
+        caller cancelled before the COMMIT leaves nothing behind.
+
+        `concurrent`: the caller is one of several tasks writing (parallel branches): the
+        write joins a group commit on aiosqlite's thread, so that the loop runs the other
+        tasks meanwhile and their writes share one transaction. Once joined, a write is
+        committed even if its caller is cancelled.
         """
-        abort = threading.Event()
-
-        def transaction(connection: sqlite3.Connection) -> None:
-            connection.execute("BEGIN")
+        if concurrent:
+            future = asyncio.get_running_loop().create_future()
+            self._group.append((statements, future))
+            if self._group_writer is None or self._group_writer.done():
+                self._group_writer = asyncio.ensure_future(self._write_groups())
+            await asyncio.shield(future)
+            return
+        if not self._write_lock.locked():
             try:
-                for sql, params in statements:
-                    connection.execute(sql, params)
-                if abort.is_set():
-                    raise _Abandoned
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-
+                _transaction(self.writer, statements)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY:  # extended codes too
+                    raise
+            else:
+                self._after_commit()
+                return
+        abort = threading.Event()
         async with self._write_lock:
             try:
                 # aiosqlite has no public way to run a callable on its thread; `_execute` is
                 # what its own methods use (in every release from 0.17 to 0.22).
-                await self.connection._execute(transaction, self.connection._conn)
+                await self.connection._execute(_transaction, self.connection._conn,
+                                               statements, abort)
             except asyncio.CancelledError:
                 abort.set()
                 raise
 
+    async def _write_groups(self) -> None:
+        """Commit the queued concurrent writes, as many as have queued, one transaction each
+        group; when a group fails, its writes are retried one by one, so that one bad write
+        fails alone."""
+        while self._group:
+            group, self._group = self._group, []
+            async with self._write_lock:
+                try:
+                    await self.connection._execute(
+                        _transaction, self.connection._conn,
+                        [statement for statements, _ in group for statement in statements])
+                    outcomes: list[BaseException | None] = [None] * len(group)
+                except Exception:
+                    outcomes = []
+                    for statements, _ in group:
+                        try:
+                            await self.connection._execute(_transaction, self.connection._conn,
+                                                           statements)
+                            outcomes.append(None)
+                        except Exception as exc:
+                            outcomes.append(exc)
+            for (_, future), error in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    def _after_commit(self) -> None:
+        """Every CHECKPOINT_EVERY commits, a passive WAL checkpoint on aiosqlite's thread."""
+        self._commits += 1
+        if self._commits % self.CHECKPOINT_EVERY == 0 and (
+                self._checkpoint is None or self._checkpoint.done()):
+            self._checkpoint = asyncio.ensure_future(
+                self.connection.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)"))
+
     async def close(self) -> None:
-        """Close the connection."""
+        """Close both connections."""
+        pending = [task for task in (self._group_writer, self._checkpoint) if task is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.writer.close()
         await self.connection.close()
+
+
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def _transaction(connection: sqlite3.Connection, statements: list[Statement],
+                 abort: threading.Event | None = None) -> None:
+    """BEGIN, the statements, COMMIT; a ROLLBACK on any failure or when `abort` is set."""
+    connection.execute("BEGIN")
+    try:
+        for sql, params in statements:
+            if isinstance(params, list):  # one statement, one row per tuple
+                connection.executemany(sql, params)
+            else:
+                connection.execute(sql, params)
+        if abort is not None and abort.is_set():
+            raise _Abandoned
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 def _statements(sql: str) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from ..ids import utc_now
-from .db import Database
+from .db import Database, Statement
 
 ACTIVE = ("pending", "running", "waiting")
 _RUN_FIELDS = ("status", "outcome", "failure_reason", "resumable", "current_node", "started_at",
@@ -55,9 +55,11 @@ class RunStore:
 
     async def record(self, run_id: str, *, stage: dict[str, Any] | None,
                      events: list[dict[str, Any]], calls: list[dict[str, Any]],
-                     run_fields: dict[str, Any] | None = None) -> None:
-        """A stage with the events and calls since the last one, in one transaction."""
-        statements: list[tuple[str, tuple[Any, ...]]] = []
+                     run_fields: dict[str, Any] | None = None,
+                     concurrent: bool = False) -> None:
+        """A stage with the events and calls since the last one, in one transaction;
+        `concurrent` as in Database.write."""
+        statements: list[Statement] = []
         for call in calls:
             statements.append((
                 "INSERT INTO calls (id, run_id, trace_id, seq, node_id, attempt, kind, "
@@ -70,11 +72,12 @@ class RunStore:
                  call["input_tokens"], call["output_tokens"], call["cost_usd"],
                  call["latency_ms"], call["error"], call["finish_reason"],
                  call["created_at"])))
-        for event in events:
+        if events:
             statements.append((
                 "INSERT INTO events (run_id, seq, type, data_json, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (run_id, event["seq"], event["type"], _json(event["data"]), event["time"])))
+                [(run_id, event["seq"], event["type"], _json(event["data"]), event["time"])
+                 for event in events]))
         if stage is not None:
             statements.append((
                 "INSERT INTO stages (run_id, seq, node_id, attempt, status, handler, branch, "
@@ -86,7 +89,7 @@ class RunStore:
         if run_fields:
             statements.append(self.update_statement(run_id, **run_fields))
         if statements:
-            await self.db.write(statements)
+            await self.db.write(statements, concurrent=concurrent)
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run's row."""

@@ -3,6 +3,8 @@
 Each outgoing edge of a parallel node starts a branch: a traversal on a clone of the context
 that stops before a fan-in node (or at an exit, or where no edge leads on). The branches'
 results go into `parallel.results`; traversal continues at the fan-in node they reached.
+Every finished branch is recorded (branches.jsonl) and checkpointed, so that a run resumed
+after a crash runs only the branches that had not finished.
 """
 
 from __future__ import annotations
@@ -29,11 +31,20 @@ class ParallelHandler:
         default_limit = getattr(executor.settings, "max_parallel", 4)
         limit = asyncio.Semaphore(int(run.node.get("max_parallel", default_limit)))
         executor.emit("ParallelStarted", name=run.node.id, branch_count=len(edges))
+        # Branches that finished before the daemon died are not run (nor paid for) again.
+        recorded = executor.recorded_branches(run.node.id, run.branch)
+        done = 0
 
         async def branch(index: int, target: str) -> dict[str, Any]:
+            nonlocal done
+            if target in recorded:
+                done += 1
+                return recorded[target]
             async with limit:
                 executor.emit("ParallelBranchStarted", branch=target, index=index)
                 result = await executor.run_branch(target, run.context.clone(), target)
+                done += 1
+                executor.branch_done(run.node.id, run.branch, result, done, len(edges))
                 executor.emit("ParallelBranchCompleted", branch=target, index=index,
                               duration_ms=result["duration_ms"],
                               success=result["status"] in ("success", "partial_success"))
@@ -51,7 +62,8 @@ class ParallelHandler:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        results.sort(key=lambda r: [e.target for e in edges].index(r["id"]))
+        order = {edge.target: i for i, edge in enumerate(edges)}
+        results.sort(key=lambda r: order[r["id"]])
         successes = sum(r["status"] in ("success", "partial_success") for r in results)
         failures = sum(r["status"] == "fail" for r in results)
         executor.emit("ParallelCompleted", name=run.node.id, success_count=successes,

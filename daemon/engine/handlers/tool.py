@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 import orjson
 
@@ -45,7 +46,7 @@ class ToolHandler:
         argv = _argv(run)
         if argv is None:
             return Outcome(Status.FAIL, failure_reason="No tool_command specified")
-        stage_dir = run.executor.run_dir.stage(run.node.id)
+        stage_dir = Path(run.executor.run_dir.stage(run.node.id))
         status_file = stage_dir / "status.json"
         for stale in (status_file, stage_dir / "stdout.txt", stage_dir / "stderr.txt"):
             stale.unlink(missing_ok=True)  # from an earlier attempt or visit
