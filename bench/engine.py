@@ -360,7 +360,7 @@ def floor_fanout(root: Path, branches: int, atomic_files: bool) -> None:
             updates = floor.codergen(node_id, f"Try variant {i}", ["start"])
             result = {"id": node_id, "status": "success", "stopped_at": "fanin",
                       "notes": f"Stage completed: {node_id}", "failure_reason": "",
-                      "score": None, "duration_ms": 0.123, "context_updates": updates}
+                      "score": None, "context_updates": updates}
             results.append(result)
             journal.write(orjson.dumps({"visit": 1, "node": "par", "within": None,
                                         "branch": node_id, "result": result}) + b"\n")

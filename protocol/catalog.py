@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import lifecycle, pipelines, runs
+from . import lifecycle, pipelines, runs, traces, trials
 from .registry import Registry
 
 
 def client_methods() -> Registry:
     """Every method a client may call on the daemon (requests and notifications)."""
-    return Registry([*lifecycle.METHODS, *pipelines.METHODS, *runs.METHODS])
+    return Registry([*lifecycle.METHODS, *pipelines.METHODS, *runs.METHODS,
+                     *traces.METHODS, *trials.METHODS])
 
 
 def server_notifications() -> Registry:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from .base import NullResult, Params, Result
+from .invariants import Invariant, InvariantResult
 from .pipelines import PipelineRef
 from .registry import MethodSpec
+from .trials import TrialSetSummary
 
 RunStatus = Literal["pending", "running", "waiting", "completed", "failed", "cancelled",
                     "interrupted", "budget_exceeded"]
@@ -61,10 +63,26 @@ class RunSettings(BaseModel):
                                            "that a loop cannot run forever; 0: no limit.")
 
 
-class RunStartParams(Params):
-    """Start a run."""
+class ReplaySpec(BaseModel):
+    """Serve a run's model and tool calls from another run's recording (a cassette)."""
 
-    pipeline: PipelineRef
+    model_config = ConfigDict(extra="forbid")
+
+    from_run: str | None = Field(
+        default=None, description="The recorded run. Without `pipeline`, its pipeline, "
+                                  "inputs, variables and settings are used again.")
+    mode: Literal["recorded", "hybrid", "live"] = Field(
+        default="recorded",
+        description="`recorded`: every call from the recording, a call it does not hold "
+                    "stops the run (divergence); `hybrid`: unmatched calls go live; `live`: "
+                    "every call live.")
+
+
+class RunStartParams(Params):
+    """Start a run, or a trial set of runs."""
+
+    pipeline: PipelineRef | None = Field(
+        default=None, description="Required unless `replay.from_run` names a run to rerun.")
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="Initial context values (and `$name` variables "
                                           "when they are strings).")
@@ -72,6 +90,25 @@ class RunStartParams(Params):
                                       description="`--set key=value` variables.")
     settings: RunSettings = Field(default_factory=RunSettings)
     wait: bool = Field(default=False, description="Answer when the run ends, not at once.")
+    record: Literal["full", "metadata_only"] = Field(
+        default="full", description="`metadata_only`: no prompt or response content in the "
+                                    "trace, the calls, stage records and node files.")
+    replay: ReplaySpec | None = None
+    trials: int | None = Field(default=None, ge=1, le=100_000,
+                               description="Run a trial set of this many runs.")
+    concurrency: int = Field(default=4, ge=1, le=1000,
+                             description="Trials running at once.")
+    early_stop: bool = Field(default=False,
+                             description="End the trial set once its verdict is settled.")
+    pass_threshold: float = Field(default=1.0, ge=0.0, le=1.0,
+                                  description="Share of trials that must pass (verdict).")
+
+    @model_validator(mode="after")
+    def _pipeline_or_replay(self) -> RunStartParams:
+        if self.pipeline is None and (self.replay is None or self.replay.from_run is None):
+            raise ValueError("give `pipeline`, or `replay.from_run` to run a recorded "
+                             "run's pipeline again")
+        return self
 
 
 class RunSummary(Result):
@@ -95,6 +132,10 @@ class RunSummary(Result):
     cost_usd: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+
+
+class RunStartResult(RootModel[RunSummary | TrialSetSummary]):
+    """The run's summary; with `trials`, the trial set's."""
 
 
 class RunIdParams(Params):
@@ -183,9 +224,9 @@ class RunEventParams(BaseModel):
 
 
 METHODS = [
-    MethodSpec("run.start", RunStartParams, RunSummary,
-               "Start a run of a pipeline; answers at once with its id, status and run "
-               "directory, or when it ends with `wait: true`."),
+    MethodSpec("run.start", RunStartParams, RunStartResult,
+               "Start a run of a pipeline (or, with `trials`, a trial set); answers at once "
+               "with its id, status and directory, or when it ends with `wait: true`."),
     MethodSpec("run.get", RunIdParams, RunDetail,
                "A run with its stages, final context and any open human question."),
     MethodSpec("run.list", RunListParams, RunListResult,
@@ -206,4 +247,209 @@ SERVER_NOTIFICATIONS = [
     MethodSpec("run/event", RunEventParams, None,
                "Daemon → client: an event of a subscribed run (attractor §9.6 names: "
                "PipelineStarted, StageStarted, StageCompleted, InterviewStarted, …)."),
+]
+
+
+# -- run.diff -----------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunDiffParams(Params):
+    """Compare two stored runs."""
+
+    a: str = Field(description="The run compared against (the baseline).")
+    b: str = Field(description="The run compared with it.")
+
+
+class DiffEntry(_Strict):
+    """One JSON leaf where the two sides differ."""
+
+    path: str = Field(description="Where, as `messages[1].content`, `status`, `metadata[\"k\"]`.")
+    a: Any = None
+    b: Any = None
+    at: int | None = Field(default=None, description="Strings: the first differing character; "
+                                                     "long strings are cut around it.")
+    only_in: Literal["a", "b"] | None = Field(
+        default=None, description="A key or item only one side has.")
+
+
+class Divergence(_Strict):
+    """Where the two runs first differ, walking their stages in a canonical order."""
+
+    step: int = Field(description="1-based position of the stage in the canonical order.")
+    node_id: str | None = Field(description="a's node at that step (b's when a has none); "
+                                            "null for a `status` divergence.")
+    b_node_id: str | None
+    branch: str | None = None
+    attempt: int | None = None
+    kind: Literal["path", "request", "error", "response", "outcome", "status"] = Field(
+        description="`path`: another node ran (or none); `request`: a call was sent "
+                    "differently; `error`/`response`: it came back differently; `outcome`: "
+                    "the stage routed differently; `status`: the same stages, another end.")
+    a: Any = Field(description="a's side: the stage, call, outcome or run it refers to.")
+    b: Any
+    differences: list[DiffEntry]
+    more: int = Field(description="Differences beyond those listed.")
+
+
+class ScenarioDiff(_Strict):
+    """What differed before either run started."""
+
+    pipeline_changed: bool | None = Field(description="The pipeline hashes differ.")
+    inputs: list[DiffEntry]
+    settings: list[DiffEntry]
+
+
+class NodeMetrics(_Strict):
+    """One node in one run: visits, attempts, last status, time, tokens and cost."""
+
+    visits: int
+    attempts: int
+    status: str | None
+    duration_ms: float
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class MetricDelta(_Strict):
+    """b - a; a side without the node counts as zero. Null where a side has no value."""
+
+    duration_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    tokens: int | None
+    cost_usd: float | None
+
+
+class NodeDiff(_Strict):
+    """One node in both runs: null on the side that never ran it."""
+
+    a: NodeMetrics | None
+    b: NodeMetrics | None
+    delta: MetricDelta
+    outcome_changed: bool
+
+
+class RunTotals(_Strict):
+    """Whole-run metrics of one side."""
+
+    status: str | None
+    outcome: str | None
+    duration_ms: float | None = Field(description="Wall time start to end; null until it "
+                                                  "ended.")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    nodes: int
+    stages: int
+    calls: int
+
+
+class TotalsDelta(MetricDelta):
+    """b - a for the whole run."""
+
+    nodes: int
+    stages: int
+    calls: int
+
+
+class TotalsDiff(_Strict):
+    """Whole-run metrics of both sides and their deltas."""
+
+    a: RunTotals
+    b: RunTotals
+    delta: TotalsDelta
+    status_changed: bool
+
+
+class RunDiffResult(Result):
+    """The first divergence of two runs, and their per-node and whole-run metric deltas.
+    Volatile values (ids, times, latencies, retry counters, costs) never count as a
+    divergence; costs show as deltas."""
+
+    a: str
+    b: str
+    identical: bool = Field(description="No divergence: the same path, calls, responses, "
+                                        "outcomes and end.")
+    first_divergence: Divergence | None
+    scenario: ScenarioDiff
+    nodes: dict[str, NodeDiff] = Field(description="Every node either run visited, in the "
+                                                   "order they first ran (a's, then b's).")
+    totals: TotalsDiff
+
+
+# -- run.reeval ---------------------------------------------------------------------------
+
+
+class RunReevalParams(Params):
+    """Evaluate invariants against a stored run, executing nothing."""
+
+    run_id: str
+    invariants: list[Invariant] | None = Field(
+        default=None, description="The checks (see protocol/invariants.py).")
+    snapshot_id: str | None = Field(
+        default=None, description="Take the invariants (and scenario) of a snapshot "
+                                  "instead. Snapshots are not available yet.")
+    allow_partial: bool = Field(
+        default=False, description="Content checks on a run recorded `metadata_only` are "
+                                   "`skipped` rather than `error`.")
+    strict_scenario: bool = Field(
+        default=False, description="Scenario drift fails the reeval instead of warning.")
+    pipeline: PipelineRef | None = Field(
+        default=None, description="The pipeline the run should have run: drift when its "
+                                  "hash differs from the run's.")
+    inputs: dict[str, Any] | None = Field(
+        default=None, description="The inputs the run should have had: drift when their hash "
+                                  "differs from the run's.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RunReevalParams:
+        if (self.invariants is None) == (self.snapshot_id is None):
+            raise ValueError("give exactly one of `invariants` or `snapshot_id`")
+        return self
+
+
+class DriftCheck(_Strict):
+    """One part of the scenario compared with what the run recorded."""
+
+    subject: Literal["pipeline", "inputs"]
+    run_hash: str | None = Field(description="sha256 of what the run recorded.")
+    given_hash: str = Field(description="sha256 of what was given to check against.")
+    drifted: bool
+
+
+class ReevalCounts(_Strict):
+    """Results by status."""
+
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+    skipped: int = 0
+
+
+class RunReevalResult(Result):
+    """Each invariant's result and the overall verdict: `passed` when no check failed or
+    errored and, under `strict_scenario`, nothing drifted."""
+
+    run_id: str
+    verdict: Literal["passed", "failed"]
+    results: list[InvariantResult]
+    counts: ReevalCounts
+    drift: list[DriftCheck] = Field(description="One entry per part given to check against.")
+    warnings: list[str] = Field(description="Drift (without `strict_scenario`) and other "
+                                            "things to know about the verdict.")
+    record: Literal["full", "metadata_only"] = Field(description="How the run was recorded.")
+
+
+METHODS += [
+    MethodSpec("run.diff", RunDiffParams, RunDiffResult,
+               "Compare two stored runs: the first divergence (node, step, what differed) "
+               "and per-node and whole-run metric deltas."),
+    MethodSpec("run.reeval", RunReevalParams, RunReevalResult,
+               "Evaluate invariants against a stored run without executing anything; warns "
+               "(or fails under `strict_scenario`) when the pipeline or inputs drifted."),
 ]

@@ -1,4 +1,5 @@
-"""The `ostinato` command: serve a daemon, call its methods, validate, plan and run."""
+"""The `ostinato` command: serve a daemon, call its methods, validate, plan and run, diff and
+reeval stored runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 from ostinato.daemon.main import add_serve_arguments, serve
 
-from . import call, pipelines
+from . import call, pipelines, stored_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(func=serve)
     call.add_parser(commands)
     pipelines.add_parsers(commands)
+    stored_runs.add_parsers(commands)
     return parser
 
 

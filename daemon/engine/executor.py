@@ -20,6 +20,8 @@ from .events import Event, EventType
 from .graph import Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
+from .recording import RecordMode, without_content
+from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .rundir import BRANCHES, JOURNAL, RunDirectory
 
@@ -85,7 +87,9 @@ class Executor:
     def __init__(self, *, run_id: str, trace_id: str, graph: Graph, run_dir: RunDirectory,
                  handlers: HandlerRegistry, providers: Any, interviewer: Interviewer,
                  sink: RunSink | None = None, settings: Any = None,
-                 rng: random.Random | None = None, recorded_stages: int = 0) -> None:
+                 rng: random.Random | None = None, recorded_stages: int = 0,
+                 record: RecordMode = "full", replayer: Replayer | None = None,
+                 trial_index: int | None = None) -> None:
         self.run_id = run_id
         self.trace_id = trace_id
         self.graph = graph
@@ -99,6 +103,11 @@ class Executor:
         self.state = _State(Context())
         self.call_seq = 0
         self.resumed_at: int | None = None  # completed nodes when this run was resumed
+        self.record: RecordMode = record
+        # Consulted before every model and tool call when the run replays a recording.
+        self.replayer = replayer
+        self.divergence: ReplayDivergence | None = None
+        self.trial_index = trial_index  # this run's place in its trial set, if any
         # Stages the sink already holds for this run. A run resumed after a crash between a
         # stage's record and the checkpoint after it numbers its next stages after them.
         self.recorded_stages = recorded_stages
@@ -113,7 +122,7 @@ class Executor:
         self.state = _State(context, next_node=find_start(self.graph),
                             stage_seq=self.recorded_stages)
         self.emit("PipelineStarted", name=self.graph.name, id=self.run_id)
-        return await self._traverse()
+        return await self._traverse_or_diverge()
 
     async def resume(self, checkpoint: dict[str, Any],
                      inputs: dict[str, Any] | None = None) -> RunResult:
@@ -138,9 +147,19 @@ class Executor:
             return self._result_from_checkpoint(checkpoint)
         self.emit("PipelineResumed", id=self.run_id, from_node=self.state.current_node,
                   next_node=self.state.next_node)
-        return await self._traverse()
+        return await self._traverse_or_diverge()
 
     # -- traversal ------------------------------------------------------------------------
+
+    async def _traverse_or_diverge(self) -> RunResult:
+        """Traverse; a recorded replay that meets a call its recording cannot serve fails
+        the run at once (no retry, no failure routing: the recording ends there)."""
+        started = time.monotonic()
+        try:
+            return await self._traverse()
+        except ReplayDivergence as exc:
+            self.emit("ReplayDiverged", **exc.to_dict())
+            return await self._finish(Status.FAIL, str(exc), started)
 
     async def _traverse(self) -> RunResult:
         if self.graph.dag:
@@ -233,8 +252,8 @@ class Executor:
         return await self._finish(Status.SUCCESS, "", started)
 
     async def run_branch(self, start: str, context: Context, name: str) -> dict[str, Any]:
-        """One branch of a parallel node, on its own context, up to a fan-in or an end."""
-        started = time.monotonic()
+        """One branch of a parallel node, on its own context, up to a fan-in or an end. Its
+        result holds no timings: a replay must reproduce the context exactly."""
         before = dict(context.values)
         node_id: str | None = start
         stopped_at: str | None = None
@@ -254,7 +273,6 @@ class Executor:
                 last.failure_reason if last else "",
                 "score": last.score if last and last.score is not None
                 else context.get("score"),
-                "duration_ms": round((time.monotonic() - started) * 1000, 3),
                 "context_updates": {k: v for k, v in context.values.items()
                                     if before.get(k) != v and k != "outcome"}}
 
@@ -359,7 +377,7 @@ class Executor:
                            if node.get("allow_partial", False)
                            else Outcome(Status.FAIL, failure_reason="max retries exceeded",
                                         context_updates=outcome.context_updates))
-            self.run_dir.write_status(node.id, outcome.to_status_file())
+            self.run_dir.write_status(node.id, self._kept(outcome.to_status_file()))
             if outcome.status.succeeded:
                 self.emit("StageCompleted", name=node.id, index=index, attempt=attempt,
                           duration_ms=round(duration_ms, 3), status=outcome.status.value)
@@ -368,6 +386,8 @@ class Executor:
                           error=outcome.failure_reason, will_retry=retrying)
             await self._stage_done(node, type_name, attempt, outcome, branch, started_at,
                                    duration_ms)
+            if self.divergence is not None:
+                raise self.divergence
             if not retrying:
                 if outcome.status.succeeded:  # §3.5: success resets the retry counter
                     self.state.node_retries.pop(node.id, None)
@@ -394,7 +414,16 @@ class Executor:
                     return await handler.execute(run)
             return await handler.execute(run)
         except TimeoutError:
-            return Outcome(Status.FAIL, failure_reason=f"timed out after {timeout.seconds:g}s")
+            after = f" after {timeout.seconds:g}s" if timeout is not None else ""
+            return Outcome(Status.FAIL, failure_reason=f"timed out{after}")
+        except ReplayDivergence as exc:
+            # The trace of the replay ends with the call that could not be served, and the
+            # node with a failed stage; then the run stops (execute_node raises it again).
+            self.record_call(node_id=node.id, attempt=attempt, kind=exc.kind,
+                             request=exc.request or {}, response=None, error=str(exc),
+                             finish_reason="error")
+            self.divergence = exc
+            return Outcome(Status.FAIL, failure_reason=str(exc), retryable=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -429,6 +458,8 @@ class Executor:
                     latency_ms: float = 0.0, finish_reason: str | None = None) -> None:
         """A model or tool call: one line of trace.jsonl, and a row via the sink."""
         self.call_seq += 1
+        if self.record == "metadata_only":
+            request, response = without_content(request), without_content(response)
         call = {"id": uuid7(), "run_id": self.run_id, "trace_id": self.trace_id,
                 "seq": self.call_seq, "node_id": node_id, "attempt": attempt, "kind": kind,
                 "request": request, "response": response, "error": error,
@@ -438,13 +469,17 @@ class Executor:
         self.run_dir.append_trace(call)
         self.sink.record_call(call)
 
+    def _kept(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What the record mode keeps of a stage record."""
+        return without_content(record) if self.record == "metadata_only" else record
+
     async def _stage_done(self, node: Node, type_name: str, attempt: int, outcome: Outcome,
                           branch: str | None, started_at: str, duration_ms: float) -> None:
         self.state.stage_seq += 1
         stage = {"seq": self.state.stage_seq, "node_id": node.id, "attempt": attempt,
                  "status": outcome.status.value, "handler": type_name, "branch": branch,
                  "started_at": started_at, "ended_at": utc_now(),
-                 "duration_ms": round(duration_ms, 3), "outcome": outcome.to_dict()}
+                 "duration_ms": round(duration_ms, 3), "outcome": self._kept(outcome.to_dict())}
         await self.sink.stage_done(stage, {"current_node": node.id})
 
     async def _checkpoint(self, node: Node, outcome: Outcome, finished: bool) -> None:

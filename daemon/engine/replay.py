@@ -19,6 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from .providers.base import ModelRequest, ModelResponse, ProviderError
+from .recording import INTERRUPTED
 from .redact import Redactor
 
 ReplayMode = Literal["recorded", "hybrid", "live"]
@@ -177,6 +178,7 @@ class ReplayDivergence(Exception):
         self.recorded_kind: str | None = recorded.get("kind")
         self.differences = list(differences or [])
         self.recorded_count = recorded_count  # recorded calls of this node, any attempt
+        self.request: dict[str, Any] | None = None  # the new request, set by the Replayer
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -343,7 +345,9 @@ class Replayer:
         call = self.cassette.match(node_id, attempt, kind, request)
         action = replay_action(self.mode, call is not None)
         if action == "diverge":
-            raise self.cassette.divergence(node_id, attempt, kind, request)
+            divergence = self.cassette.divergence(node_id, attempt, kind, request)
+            divergence.request = _plain(request)
+            raise divergence
         if action == "serve":
             self.served += 1
             return call
@@ -355,6 +359,8 @@ def replayed_response(call: Mapping[str, Any]) -> ModelResponse:
     """The model response a recorded call gave, at zero cost and latency; a recorded
     failure is raised again as the ProviderError it was (not retryable: it is a record)."""
     response = call.get("response")
+    if call.get("error") == INTERRUPTED:
+        raise TimeoutError  # it timed out in the recording: the node's outcome is the same
     if response is None:
         raise ProviderError(str(call.get("error") or "model call failed"), retryable=False)
     return ModelResponse.model_validate({**response, "cost_usd": 0.0, "latency_ms": 0.0})

@@ -72,9 +72,11 @@ class AppendLog:
 class RunDirectory:
     """`{home}/runs/{run_id}/`: manifest, checkpoint, config snapshot, stages, artifacts."""
 
-    def __init__(self, root: Path, redactor: Redactor | None = None) -> None:
+    def __init__(self, root: Path, redactor: Redactor | None = None,
+                 content: bool = True) -> None:
         self.root = root
         self.redactor = redactor or Redactor()
+        self.content = content  # False: record mode metadata_only, no node text files
         self._stage_dirs: set[str] = set()
         self._trace = AppendLog(root / "trace.jsonl")
         self._journal = AppendLog(root / JOURNAL)
@@ -120,6 +122,8 @@ class RunDirectory:
         writes them again; the JSON files the engine reads back stay atomic."""
         if not name or name.startswith(".") or os.path.basename(name) != name:
             raise ValueError(f"unsafe file name in a run directory: {name!r}")
+        if not self.content:
+            return
         write_file(os.path.join(self.stage(node_id), name),
                    self.redactor.text(text).encode("utf-8"))
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from ..store.db import Database
 from ..store.runs import RunStore
-from . import lifecycle, pipelines, runs
+from . import lifecycle, pipelines, runs, traces, trials
 from .base import HandlerTable
 from .runner import Runner
+from .trials import TrialSets
 
 if TYPE_CHECKING:
     from ..server.app import Daemon
@@ -26,9 +27,12 @@ class Services:
     db: Database
     runs: RunStore
     runner: Runner
+    trials: TrialSets
 
     async def stop(self) -> None:
-        """Stop running runs (they stay resumable), close the store."""
+        """Stop trial sets and running runs (they stay resumable), close the store."""
+        self.runner.stopping = True
+        await self.trials.close()
         await self.runner.close()
         await self.db.close()
 
@@ -43,11 +47,13 @@ async def start(daemon: Daemon) -> Services:
         runner.note_interrupted(interrupted)
         log.info("%d run(s) were running when the daemon last stopped; they are resumable: %s",
                  len(interrupted), ", ".join(row["id"] for row in interrupted))
+    if await runs.mark_trial_sets_interrupted():
+        log.info("trial sets that were running when the daemon last stopped are interrupted")
     for hook in daemon.handler_hooks:  # extensions' custom node types (main.load_extension)
         hook(runner.handlers)
-    return Services(db, runs, runner)
+    return Services(db, runs, runner, TrialSets(runner, runs))
 
 
 def tables() -> list[HandlerTable]:
     """The handler tables of every family."""
-    return [lifecycle.table, pipelines.table, runs.table]
+    return [lifecycle.table, pipelines.table, runs.table, trials.table, traces.table]

@@ -23,7 +23,9 @@ from ..engine.handlers.base import HandlerRegistry, Question
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline
 from ..engine.providers.runtime import ProviderPool
+from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, environment_secrets, is_secret_name
+from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
 from ..engine.rundir import RunDirectory, append_run_manifest
 from ..ids import utc_now, uuid7
 from ..store.runs import RunStore
@@ -53,6 +55,24 @@ class ActiveRun:
     resume_inputs: dict[str, Any] = field(default_factory=dict)  # given again at resume
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run records and replays, and which trial set it belongs to."""
+
+    record: RecordMode = "full"
+    replay_of: str | None = None  # the run whose recording serves this one's calls
+    replay_mode: ReplayMode | None = None
+    trial_set_id: str | None = None
+    trial_index: int | None = None
+    graph: Graph | None = None  # already loaded (a trial set loads its pipeline once)
+
+    def launch(self) -> dict[str, Any]:
+        """What launch.json keeps of them, so that a resume does the same."""
+        return {"record": self.record, "replay_of": self.replay_of,
+                "replay_mode": self.replay_mode, "trial_set_id": self.trial_set_id,
+                "trial_index": self.trial_index}
+
+
 class StoreSink:
     """The executor's sink: events to subscribers at once, rows to the store per stage."""
 
@@ -68,6 +88,7 @@ class StoreSink:
         self.totals = {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0}
         self.listeners: list[Any] = []
         self.deferred: list[dict[str, Any]] = []
+        self.last_score: float | None = None  # of the last stage that reported one
 
     def emit(self, event: Event) -> None:
         """Number the event, publish it as `run/event`, keep it for the next flush."""
@@ -96,6 +117,9 @@ class StoreSink:
 
     async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
         """Write the stage, with the events and calls before it, in one transaction."""
+        score = stage["outcome"].get("score")
+        if isinstance(score, int | float):
+            self.last_score = float(score)
         # A parallel branch's stages are written by group commit, beside its siblings'.
         await self.flush(stage=self.redactor.values(stage), current_node=stage["node_id"],
                          concurrent=stage["branch"] is not None)
@@ -184,17 +208,20 @@ class Runner:
         return result.graph
 
     async def start(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
-                    settings: RunSettings) -> ActiveRun:
+                    settings: RunSettings, options: RunOptions = RunOptions()) -> ActiveRun:
         """Create a run (directory, rows) and start executing it."""
         string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
-        graph = self.load(ref, {**string_inputs, **variables})
+        graph = options.graph or self.load(ref, {**string_inputs, **variables})
         pool = self._pool(settings)
         run_id, trace_id = uuid7(), uuid7()
         redactor = self._redactor(pool, inputs, variables)
-        run_dir = RunDirectory(self.home / "runs" / run_id, redactor)
+        replayer = await self._replayer(options, redactor) if options.replay_mode else None
+        run_dir = RunDirectory(self.home / "runs" / run_id, redactor,
+                               content=options.record == "full")
         run_dir.create()
         launch = {"pipeline_format": graph.source_format, "inputs": inputs,
-                  "variables": variables, "settings": settings.model_dump(mode="json")}
+                  "variables": variables, "settings": settings.model_dump(mode="json"),
+                  **options.launch()}
         self._snapshot(run_dir, graph, pool, launch)
         created = utc_now()
         manifest = self._manifest(run_id, trace_id, graph, created)
@@ -205,7 +232,7 @@ class Runner:
             run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
                  "trace_id": trace_id, "inputs": redactor.data(inputs),
                  "settings": redactor.data(launch["settings"]), "created_at": created,
-                 "started_at": created})
+                 "started_at": created, **options.launch()})
         append_run_manifest(self.home, {
             "run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
             "pipeline_hash": graph.digest(), "created_at": created,
@@ -213,9 +240,41 @@ class Runner:
             "config": {name: f"runs/{run_id}/config/{name}" for name in
                        (SOURCE_NAMES[graph.source_format], "plan.json", "settings.json",
                         "providers.json", "pricing.json", "launch.json")}})
-        active = self._activate(run_id, trace_id, graph, run_dir, pool, settings, next_event=1)
+        active = self._activate(run_id, trace_id, graph, run_dir, pool, settings, next_event=1,
+                                record=options.record, replayer=replayer,
+                                trial_index=options.trial_index)
         active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=None))
         return active
+
+    async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
+        """A stored run's launch record, pipeline source and directory."""
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
+        root = self.home / row["run_dir"]
+        launch = RunDirectory(root).read_json("config", "launch.json")
+        if launch is None:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} has no launch record")
+        source = (root / "config" / SOURCE_NAMES[launch["pipeline_format"]]).read_text()
+        return launch, source, root
+
+    async def _replayer(self, options: RunOptions, redactor: Redactor) -> Replayer:
+        """The cassette of `options.replay_of` in `options.replay_mode`; requests are matched
+        redacted, as they were recorded."""
+        mode = options.replay_mode
+        assert mode is not None
+        if mode == "live":
+            return Replayer("live")
+        if options.replay_of is None:
+            raise RpcError(ErrorCode.INVALID_PARAMS,
+                           f"Invalid params: replay mode {mode!r} needs replay.from_run")
+        launch, _, _ = await self.recorded_launch(options.replay_of)
+        if launch.get("record", "full") != "full":
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"run {options.replay_of} was recorded metadata_only: it has no "
+                           "responses to replay; use mode live")
+        return Replayer(mode, Cassette.from_calls(await self.store.calls(options.replay_of),
+                                                  redactor=redactor))
 
     async def resume(self, run_id: str, inputs: dict[str, Any] | None = None,
                      variables: dict[str, str] | None = None) -> ActiveRun:
@@ -230,12 +289,12 @@ class Runner:
             raise RpcError(ErrorCode.CONFLICT,
                            f"run {run_id} is {row['status']}; only interrupted or cancelled "
                            "runs can be resumed")
-        root = self.home / row["run_dir"]
-        launch = RunDirectory(root).read_json("config", "launch.json")
-        if launch is None:
-            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} has no launch record to resume")
+        launch, source, root = await self.recorded_launch(run_id)
         settings = RunSettings.model_validate(launch["settings"])
-        source = (root / "config" / SOURCE_NAMES[launch["pipeline_format"]]).read_text()
+        options = RunOptions(record=launch.get("record", "full"),
+                             replay_of=launch.get("replay_of"),
+                             replay_mode=launch.get("replay_mode"),
+                             trial_index=launch.get("trial_index"))
         given_inputs = dict(inputs or {})
         inputs = {**launch["inputs"], **given_inputs}
         variables = {**launch["variables"], **(variables or {})}
@@ -243,13 +302,19 @@ class Runner:
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                            **variables})
         pool = self._pool(settings)
-        run_dir = RunDirectory(root, self._redactor(pool, inputs, variables))
+        redactor = self._redactor(pool, inputs, variables)
+        run_dir = RunDirectory(root, redactor, content=options.record == "full")
+        replayer = await self._replayer(options, redactor) if options.replay_mode else None
+        if replayer is not None:  # the calls this run already made used up their recordings
+            replayer.cassette.consume(await self.store.calls(run_id))
         next_event, next_stage = await self.store.next_sequences(run_id)
         checkpoint = run_dir.read_json("checkpoint.json")
         await self.store.update_run(run_id, status="running", resumable=0,
                                     resumed_from=(checkpoint or {}).get("current_node"))
         active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
-                                next_event, recorded_stages=next_stage - 1)
+                                next_event, recorded_stages=next_stage - 1,
+                                record=options.record, replayer=replayer,
+                                trial_index=options.trial_index)
         active.sink.totals = {key: row[key] for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=checkpoint))
@@ -274,13 +339,18 @@ class Runner:
 
     def _activate(self, run_id: str, trace_id: str, graph: Graph, run_dir: RunDirectory,
                   pool: ProviderPool, settings: RunSettings, next_event: int,
-                  recorded_stages: int = 0) -> ActiveRun:
+                  recorded_stages: int = 0, record: RecordMode = "full",
+                  replayer: Replayer | None = None,
+                  trial_index: int | None = None) -> ActiveRun:
         sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
-                            handlers=self.handlers, providers=pool,
+                            handlers=self.handlers,
+                            providers=pool if replayer is None else
+                            ReplayProviders(pool, replayer),
                             interviewer=DaemonInterviewer(self, run_id, settings),
                             sink=sink, settings=settings, rng=random.Random(),
-                            recorded_stages=recorded_stages)
+                            recorded_stages=recorded_stages, record=record,
+                            replayer=replayer, trial_index=trial_index)
         active = ActiveRun(run_id, executor, pool, sink)
         self.active[run_id] = active
         return active

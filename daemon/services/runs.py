@@ -1,30 +1,42 @@
 """Runs family: run.start, run.get, run.list, run.cancel, run.resume, run.subscribe,
-run.unsubscribe and human.answer."""
+run.unsubscribe, human.answer, run.diff and run.reeval."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
 
 from ostinato.protocol.base import NullResult
 from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import (
     HumanAnswerParams,
     RunDetail,
+    RunDiffParams,
     RunIdParams,
     RunListParams,
     RunListResult,
+    RunReevalParams,
+    RunReevalResult,
     RunResumeParams,
+    RunSettings,
     RunStartParams,
     RunSummary,
     SubscribeParams,
 )
+from ostinato.protocol.trials import TrialSetSummary
 
 from ..engine.executor import completed_nodes
+from ..engine.redact import Redactor, environment_secrets, is_secret_name
 from ..engine.rundir import RunDirectory
+from ..store.traces import TraceStore, decode_call
 from .base import HandlerTable, RequestContext
-from .runner import ActiveRun
+from .invariants import StoredRun, drift, evaluate, inputs_hash, verdict
+from .run_diff import decode_row, diff_runs, from_rows
+from .runner import ActiveRun, RunOptions
+from .trials import answer as answer_trial_set
 
 table = HandlerTable()
 
@@ -68,12 +80,38 @@ async def _answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) 
 
 
 @table.method("run.start")
-async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary:
-    """Start a run; with `wait`, answer when it has ended."""
-    runner = _services(ctx).runner
-    active = await runner.start(params.pipeline, params.inputs, params.variables,
-                                params.settings)
+async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | TrialSetSummary:
+    """Start a run (or a trial set); with `wait`, answer when it has ended."""
+    services = _services(ctx)
+    ref, inputs, variables, settings = await _launch(params, services.runner)
+    replay = params.replay
+    options = RunOptions(record=params.record,
+                         replay_of=replay.from_run if replay else None,
+                         replay_mode=replay.mode if replay else None)
+    if params.trials is not None:
+        trial_set = await services.trials.start(
+            ref, inputs, variables, settings, options, trials=params.trials,
+            concurrency=params.concurrency, early_stop=params.early_stop,
+            pass_threshold=params.pass_threshold)
+        return await answer_trial_set(trial_set, params.wait)
+    active = await services.runner.start(ref, inputs, variables, settings, options)
     return await _answer_when_done(active, ctx, params.wait)
+
+
+async def _launch(params: RunStartParams, runner: Any) -> tuple[
+        PipelineRef, dict[str, Any], dict[str, str], RunSettings]:
+    """Pipeline, inputs, variables and settings: as given, or for a replay without a
+    pipeline, those of the recorded run (each still overridable)."""
+    if params.pipeline is not None:
+        return params.pipeline, params.inputs, params.variables, params.settings
+    assert params.replay is not None and params.replay.from_run is not None
+    launch, source, _ = await runner.recorded_launch(params.replay.from_run)
+    given = params.model_fields_set
+    return (PipelineRef(source=source, format=launch["pipeline_format"]),
+            params.inputs if "inputs" in given else launch["inputs"],
+            params.variables if "variables" in given else launch["variables"],
+            params.settings if "settings" in given
+            else RunSettings.model_validate(launch["settings"]))
 
 
 @table.method("run.resume")
@@ -141,3 +179,106 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
     """Answer a waiting run's question."""
     _services(ctx).runner.answer(params.run_id, params.question_id, params.answer)
     return NullResult()
+
+
+def run_summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
+    """A run's summary (RunSummary's fields) from its store row."""
+    return _summary(row, home)
+
+
+# -- run.diff -----------------------------------------------------------------------------
+
+
+def _run_dir(ctx: RequestContext, row: dict[str, Any]) -> RunDirectory:
+    return RunDirectory(ctx.daemon.home / row["run_dir"])
+
+
+@table.method("run.diff")
+async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
+    """Compare two stored runs (daemon/services/run_diff.py); a plain dict, validated
+    against RunDiffResult in strict mode."""
+    services = _services(ctx)
+    traces = TraceStore(services.db)
+    records = []
+    for side, run_id in (("a", params.a), ("b", params.b)):
+        row = await services.runs.get_run(run_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id} (`{side}`)")
+        # A recipe DAG runs its ready stages concurrently: compared in a stable order.
+        plan = _run_dir(ctx, row).read_json("config", "plan.json") or {}
+        records.append(from_rows(row, await services.runs.stages(run_id),
+                                 await traces.run_calls(run_id), dag=bool(plan.get("dag"))))
+    return diff_runs(*records)
+
+
+# -- run.reeval ---------------------------------------------------------------------------
+
+_UNFINISHED = ("pending", "running", "waiting")
+
+
+@table.method("run.reeval")
+async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResult:
+    """Evaluate invariants against what a run recorded; executes nothing, writes nothing."""
+    if params.snapshot_id is not None:
+        raise RpcError(ErrorCode.NOT_FOUND,
+                       f"no snapshot {params.snapshot_id}: snapshots are not available in "
+                       "this version of the daemon; pass `invariants` instead",
+                       {"snapshot_id": params.snapshot_id})
+    services = _services(ctx)
+    row = await _row(ctx, params.run_id)
+    if row["status"] in _UNFINISHED:
+        raise RpcError(ErrorCode.CONFLICT, f"run {params.run_id} is {row['status']}; "
+                                           "re-evaluate it once it has ended")
+    run_dir = _run_dir(ctx, row)
+    launch = run_dir.read_json("config", "launch.json") or {}
+    record = row.get("record") or launch.get("record") or "full"
+    checkpoint = run_dir.read_json("checkpoint.json")
+    calls = [decode_call(c) for c in await TraceStore(services.db).run_calls(params.run_id)]
+    stored = StoredRun(
+        run=decode_row(row), stages=await services.runs.stages(params.run_id), calls=calls,
+        context=checkpoint.get("context") if checkpoint else None, record=record,
+        artifact=lambda artifact_id: run_dir.read_json("artifacts", f"{artifact_id}.json"))
+    results = evaluate(params.invariants or [], stored, allow_partial=params.allow_partial)
+    warnings = []
+    if row["status"] != "completed":
+        warnings.append(f"run {params.run_id} ended {row['status']}"
+                        + (f" ({row['failure_reason']})" if row["failure_reason"] else "")
+                        + ": the checks see what it recorded until then")
+    drifts = _drift(ctx, params, row, launch)
+    for check in drifts:
+        if check["drifted"]:
+            what = ("the pipeline given is not the one the run ran"
+                    if check["subject"] == "pipeline" else "the inputs given are not the run's")
+            warnings.append(
+                f"scenario drift: {what} (sha256 {check['given_hash'][:12]}… given, "
+                f"{(check['run_hash'] or '?')[:12]}… recorded)"
+                + ("; strict_scenario fails the reeval" if params.strict_scenario else ""))
+    overall = verdict(results)
+    if params.strict_scenario and any(check["drifted"] for check in drifts):
+        overall = "failed"
+    counts = {status: sum(r["status"] == status for r in results)
+              for status in ("passed", "failed", "error", "skipped")}
+    return RunReevalResult.model_validate({
+        "run_id": params.run_id, "verdict": overall, "results": results, "counts": counts,
+        "drift": drifts, "warnings": warnings, "record": record})
+
+
+def _drift(ctx: RequestContext, params: RunReevalParams, row: dict[str, Any],
+           launch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pipeline and inputs given, hashed as the run's were, against the run's hashes."""
+    checks = []
+    recorded_inputs = orjson.loads(row["inputs_json"])
+    if params.pipeline is not None:
+        # Expanded with the variables the run had (and the inputs given, as run.start does).
+        inputs = params.inputs if params.inputs is not None else launch.get("inputs", {})
+        variables = {**{k: v for k, v in inputs.items() if isinstance(v, str)},
+                     **launch.get("variables", {})}
+        graph = _services(ctx).runner.load(params.pipeline, variables)
+        checks.append(drift("pipeline", row["pipeline_hash"], graph.digest()))
+    if params.inputs is not None:
+        # The run's inputs were stored with secrets redacted: the given ones are too.
+        named = [str(v) for k, v in params.inputs.items()
+                 if is_secret_name(k) and isinstance(v, str | int)]
+        given = Redactor([*environment_secrets(dict(os.environ)), *named]).data(params.inputs)
+        checks.append(drift("inputs", inputs_hash(recorded_inputs), inputs_hash(given)))
+    return checks

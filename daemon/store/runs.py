@@ -33,11 +33,14 @@ class RunStore:
              "VALUES (?, ?, ?, ?, ?)",
              (pipeline_hash, pipeline_name, pipeline_format, source, utc_now())),
             ("INSERT INTO runs (id, pipeline_hash, pipeline_name, status, run_dir, trace_id, "
-             "inputs_json, settings_json, created_at, started_at) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "inputs_json, settings_json, created_at, started_at, record, replay_of, "
+             "replay_mode, trial_set_id, trial_index) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (run["id"], pipeline_hash, pipeline_name, run["status"], run["run_dir"],
               run["trace_id"], _json(run.get("inputs", {})), _json(run.get("settings", {})),
-              run["created_at"], run.get("started_at"))),
+              run["created_at"], run.get("started_at"), run.get("record", "full"),
+              run.get("replay_of"), run.get("replay_mode"), run.get("trial_set_id"),
+              run.get("trial_index"))),
         ])
 
     @staticmethod
@@ -94,6 +97,51 @@ class RunStore:
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run's row."""
         return await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+
+    async def add_trial_set(self, set_id: str, *, pipeline_hash: str, pipeline_name: str,
+                            pipeline_format: str, source: str, trials: int, concurrency: int,
+                            early_stop: bool, pass_threshold: float, set_dir: str,
+                            created_at: str) -> None:
+        """Record a pipeline (once per hash) and a new trial set of it."""
+        await self.db.write([
+            ("INSERT OR IGNORE INTO pipelines (hash, name, format, source, created_at) "
+             "VALUES (?, ?, ?, ?, ?)",
+             (pipeline_hash, pipeline_name, pipeline_format, source, created_at)),
+            ("INSERT INTO trial_sets (id, pipeline_hash, pipeline_name, status, trials, "
+             "concurrency, early_stop, pass_threshold, set_dir, created_at) "
+             "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+             (set_id, pipeline_hash, pipeline_name, trials, concurrency, int(early_stop),
+              pass_threshold, set_dir, created_at)),
+        ])
+
+    async def update_trial_set(self, set_id: str, *, status: str, summary: dict[str, Any],
+                               ended_at: str | None) -> None:
+        """A trial set's status and aggregates as of its last finished trial."""
+        await self.db.write([("UPDATE trial_sets SET status = ?, summary_json = ?, "
+                               "ended_at = ? WHERE id = ?",
+                               (status, _json(summary), ended_at, set_id))])
+
+    async def get_trial_set(self, set_id: str) -> dict[str, Any] | None:
+        """One trial set's row."""
+        return await self.db.fetchone("SELECT * FROM trial_sets WHERE id = ?", (set_id,))
+
+    async def mark_trial_sets_interrupted(self) -> int:
+        """Trial sets a dead daemon left running: their finished trials are kept."""
+        rows = await self.db.fetchall("SELECT id FROM trial_sets WHERE status = 'running'")
+        if rows:
+            await self.db.write([("UPDATE trial_sets SET status = 'interrupted' "
+                                  "WHERE status = 'running'", ())])
+        return len(rows)
+
+    async def calls(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's calls in order, JSON columns decoded (request, response)."""
+        rows = await self.db.fetchall("SELECT * FROM calls WHERE run_id = ? ORDER BY seq",
+                                      (run_id,))
+        for row in rows:
+            row["request"] = orjson.loads(row.pop("request_json"))
+            response = row.pop("response_json")
+            row["response"] = None if response is None else orjson.loads(response)
+        return rows
 
     async def stages(self, run_id: str) -> list[dict[str, Any]]:
         """A run's stages in order."""

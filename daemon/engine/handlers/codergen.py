@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from ..outcome import Outcome, Status
 from ..providers.base import ModelRequest, ProviderError
+from ..recording import INTERRUPTED
 from .base import NodeRun
 
 RESPONSE_IN_CONTEXT = 200  # last_response is truncated (§4.5); the full text is response.md
@@ -31,6 +33,16 @@ def build_messages(run: NodeRun) -> list[dict[str, str]]:
     return messages
 
 
+def _metadata(run: NodeRun) -> dict[str, object]:
+    """The node's `scripted.*` attributes (the scripted provider's script), and the trial's
+    index when the run is one of a trial set."""
+    metadata: dict[str, object] = {k: v for k, v in run.node.attrs.items()
+                                   if k.startswith("scripted.")}
+    if run.executor.trial_index is not None:
+        metadata["trial"] = run.executor.trial_index
+    return metadata
+
+
 class CodergenHandler:
     """Calls the node's model through the run's provider pool."""
 
@@ -46,13 +58,19 @@ class CodergenHandler:
             params={k: node.get(k) for k in _PASSED_PARAMS if node.get(k) is not None},
             node_id=node.id,
             attempt=run.attempt,
-            metadata={k: v for k, v in node.attrs.items() if k.startswith("scripted.")},
+            metadata=_metadata(run),
         )
         executor = run.executor
         started = time.monotonic()
         try:
             request = executor.providers.resolve(request)  # the provider and model it gets
             response = await executor.providers.complete(request)
+        except (asyncio.CancelledError, TimeoutError):  # the node's timeout, or a cancel
+            executor.record_call(node_id=node.id, attempt=run.attempt, kind="model",
+                                 request=request.to_dict(), response=None, error=INTERRUPTED,
+                                 latency_ms=(time.monotonic() - started) * 1000,
+                                 finish_reason="error")
+            raise
         except ProviderError as exc:
             executor.record_call(node_id=node.id, attempt=run.attempt, kind="model",
                                  request=request.to_dict(), response=None, error=str(exc),

@@ -10,6 +10,7 @@ after a crash runs only the branches that had not finished.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from ..outcome import Outcome, Status
@@ -42,11 +43,12 @@ class ParallelHandler:
                 return recorded[target]
             async with limit:
                 executor.emit("ParallelBranchStarted", branch=target, index=index)
+                started = time.monotonic()
                 result = await executor.run_branch(target, run.context.clone(), target)
                 done += 1
                 executor.branch_done(run.node.id, run.branch, result, done, len(edges))
                 executor.emit("ParallelBranchCompleted", branch=target, index=index,
-                              duration_ms=result["duration_ms"],
+                              duration_ms=round((time.monotonic() - started) * 1000, 3),
                               success=result["status"] in ("success", "partial_success"))
                 return result
 

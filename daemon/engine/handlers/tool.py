@@ -14,10 +14,12 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from ..outcome import Outcome, Status
+from ..recording import INTERRUPTED
 from .base import NodeRun
 
 
@@ -46,49 +48,84 @@ class ToolHandler:
         argv = _argv(run)
         if argv is None:
             return Outcome(Status.FAIL, failure_reason="No tool_command specified")
-        stage_dir = Path(run.executor.run_dir.stage(run.node.id))
-        status_file = stage_dir / "status.json"
-        for stale in (status_file, stage_dir / "stdout.txt", stage_dir / "stderr.txt"):
-            stale.unlink(missing_ok=True)  # from an earlier attempt or visit
-        env = {**os.environ, "OSTINATO_STAGE_DIR": str(stage_dir),
-               "OSTINATO_RUN_ID": run.executor.run_id, "OSTINATO_NODE_ID": run.node.id}
-        started = time.monotonic()
-        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True))
-        try:
-            # The child runs before create_subprocess_exec returns: a cancellation in
-            # between must still find and kill it.
-            process = await asyncio.shield(spawn)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await _kill(await spawn)
-            raise
-        try:
-            stdout, stderr = await process.communicate()
-        except BaseException:  # cancelled or timed out: never leave the process behind
-            await _kill(process)
-            raise
-        latency_ms = (time.monotonic() - started) * 1000
-        out = stdout.decode("utf-8", "replace")
-        err = stderr.decode("utf-8", "replace")
+        replayer = run.executor.replayer
+        recorded = replayer.lookup(run.node.id, run.attempt, "tool", {"argv": argv}) \
+            if replayer is not None else None
+        if recorded is not None:  # served from the recording: nothing is run
+            if recorded.get("error") == INTERRUPTED:
+                _record_interrupted(run, argv, 0.0)
+                raise TimeoutError  # it timed out in the recording: the same outcome
+            response = recorded.get("response") or {}
+            latency_ms = 0.0
+        else:
+            started = time.monotonic()
+            try:
+                response, latency_ms = await _run(run, argv)
+            except (asyncio.CancelledError, TimeoutError):
+                _record_interrupted(run, argv, (time.monotonic() - started) * 1000)
+                raise
+        code = response.get("exit_code")
         run.executor.record_call(
-            node_id=run.node.id, attempt=run.attempt, kind="tool",
-            request={"argv": argv}, response={"exit_code": process.returncode,
-                                              "stdout": out, "stderr": err},
-            latency_ms=latency_ms, finish_reason="exit" if process.returncode == 0 else "error",
-            error=None if process.returncode == 0 else f"exit code {process.returncode}")
-        run.write_file("stdout.txt", out)
-        if err:
-            run.write_file("stderr.txt", err)
-        updates = {"tool.output": out, "tool.exit_code": process.returncode,
-                   f"{run.node.id}.output": out}
-        if status_file.exists():  # the tool reported its own outcome
-            outcome = Outcome.from_status_file(orjson.loads(status_file.read_bytes()))
-            outcome.context_updates = {**updates, **outcome.context_updates}
-            return outcome
-        if process.returncode != 0:
-            return Outcome(Status.FAIL, context_updates=updates,
-                           failure_reason=f"exit code {process.returncode}: {err.strip()[-500:]}")
-        return Outcome(Status.SUCCESS, context_updates=updates,
-                       notes=f"Tool completed: {' '.join(argv)[:200]}")
+            node_id=run.node.id, attempt=run.attempt, kind="tool", request={"argv": argv},
+            response=response, latency_ms=latency_ms,
+            finish_reason="exit" if code == 0 else "error",
+            error=None if code == 0 else f"exit code {code}")
+        return _outcome(run, argv, response)
+
+
+def _record_interrupted(run: NodeRun, argv: list[str], latency_ms: float) -> None:
+    run.executor.record_call(node_id=run.node.id, attempt=run.attempt, kind="tool",
+                             request={"argv": argv}, response=None, error=INTERRUPTED,
+                             latency_ms=latency_ms, finish_reason="error")
+
+
+async def _run(run: NodeRun, argv: list[str]) -> tuple[dict[str, Any], float]:
+    """Run the command in the node's stage directory: its exit code, output and the status
+    file it wrote (or None), and how long it took."""
+    stage_dir = Path(run.executor.run_dir.stage(run.node.id))
+    status_file = stage_dir / "status.json"
+    for stale in (status_file, stage_dir / "stdout.txt", stage_dir / "stderr.txt"):
+        stale.unlink(missing_ok=True)  # from an earlier attempt or visit
+    env = {**os.environ, "OSTINATO_STAGE_DIR": str(stage_dir),
+           "OSTINATO_RUN_ID": run.executor.run_id, "OSTINATO_NODE_ID": run.node.id}
+    started = time.monotonic()
+    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True))
+    try:
+        # The child runs before create_subprocess_exec returns: a cancellation in
+        # between must still find and kill it.
+        process = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await _kill(await spawn)
+        raise
+    try:
+        stdout, stderr = await process.communicate()
+    except BaseException:  # cancelled or timed out: never leave the process behind
+        await _kill(process)
+        raise
+    latency_ms = (time.monotonic() - started) * 1000
+    # The status file is part of the answer: a replay must reproduce the outcome it gave.
+    status = orjson.loads(status_file.read_bytes()) if status_file.exists() else None
+    return {"exit_code": process.returncode, "stdout": stdout.decode("utf-8", "replace"),
+            "stderr": stderr.decode("utf-8", "replace"), "status_file": status}, latency_ms
+
+
+def _outcome(run: NodeRun, argv: list[str], response: dict[str, Any]) -> Outcome:
+    """The node's outcome from what the command did (or did in the recording)."""
+    code, out, err = response.get("exit_code"), response.get("stdout", ""), \
+        response.get("stderr", "")
+    run.write_file("stdout.txt", out)
+    if err:
+        run.write_file("stderr.txt", err)
+    updates = {"tool.output": out, "tool.exit_code": code, f"{run.node.id}.output": out}
+    if response.get("status_file") is not None:  # the tool reported its own outcome
+        outcome = Outcome.from_status_file(response["status_file"])
+        outcome.context_updates = {**updates, **outcome.context_updates}
+        return outcome
+    if code != 0:
+        return Outcome(Status.FAIL, context_updates=updates,
+                       failure_reason=f"exit code {code}: {err.strip()[-500:]}")
+    return Outcome(Status.SUCCESS, context_updates=updates,
+                   notes=f"Tool completed: {' '.join(argv)[:200]}")

@@ -11,7 +11,8 @@ What it answers, first match wins:
 3. a stable echo of the last user message.
 
 `fail_rate` with `seed` injects retryable 503 errors, decided by a hash of
-(seed, node_id, attempt, provider_attempt) so that reruns fail at the same calls.
+(seed, node_id, attempt, provider_attempt, and the trial's index in a trial set) so that
+reruns fail at the same calls.
 """
 
 from __future__ import annotations
@@ -207,8 +208,12 @@ def _text(value: Any) -> str:
 
 
 def _draw(seed: int, request: ModelRequest) -> float:
-    """A uniform number in [0, 1) fixed by seed and the call's identity."""
+    """A uniform number in [0, 1) fixed by seed and the call's identity (which trial of a
+    trial set included: the trials of a set are draws, not copies)."""
+    trial = request.metadata.get("trial")
     key = f"{seed}|{request.node_id}|{request.attempt}|{request.provider_attempt}"
+    if trial is not None:
+        key += f"|{trial}"
     digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 

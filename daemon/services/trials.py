@@ -1,0 +1,272 @@
+"""Trials family: trial sets (`run.start` with `trials`) and `trials.get`.
+
+A trial set runs N runs of one pipeline, `concurrency` at a time; each trial is a whole run
+with its own trace. As each trial ends, the set's aggregates are written to the store and its
+manifest (`{home}/trials/{id}/manifest.json`, rewritten atomically) maps every trial to its
+run, trace and status, so that a set cut off halfway keeps what had finished. With
+`early_stop`, the set ends as soon as its verdict (at least `pass_threshold` of all N trials
+pass) can no longer change: trials not started are skipped, running ones cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.pipelines import PipelineRef
+from ostinato.protocol.runs import RunSettings
+from ostinato.protocol.trials import TrialSetIdParams, TrialSetSummary
+
+from ..engine.rundir import dump_json, write_atomic
+from ..ids import utc_now, uuid7
+from .base import HandlerTable, RequestContext
+from .runner import Runner, RunOptions
+
+if TYPE_CHECKING:
+    from ..store.runs import RunStore
+
+table = HandlerTable()
+
+
+@dataclass
+class TrialSet:
+    """One trial set while it runs (and its final state, kept for `trials.get`)."""
+
+    id: str
+    pipeline_name: str
+    trials: int
+    concurrency: int
+    early_stop: bool
+    pass_threshold: float
+    set_dir: Path
+    created_at: str = field(default_factory=utc_now)
+    status: str = "running"
+    ended_at: str | None = None
+    early_stopped: bool = False
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def __post_init__(self) -> None:
+        self.runs = [{"index": i, "run_id": None, "trace_id": None, "status": "pending",
+                      "outcome": None, "passed": None, "duration_ms": None, "cost_usd": 0.0,
+                      "score": None, "input_tokens": 0, "output_tokens": 0}
+                     for i in range(self.trials)]
+
+    @property
+    def needed(self) -> int:
+        """Trials that must pass for the verdict to be `passed`."""
+        return math.ceil(self.pass_threshold * self.trials - 1e-9)
+
+    def verdict(self) -> str | None:
+        """passed / failed once the trials still to end cannot change it, else None."""
+        passed = sum(r["passed"] is True for r in self.runs)
+        not_passed = sum(r["passed"] is False or r["status"] in ("skipped", "cancelled")
+                         for r in self.runs)
+        if passed >= self.needed:
+            return "passed"
+        if not_passed > self.trials - self.needed:
+            return "failed"
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """The TrialSetSummary of the set as it stands."""
+        ended = [r for r in self.runs if r["passed"] is not None]
+        passed = sum(r["passed"] for r in ended)
+        scores = [r["score"] for r in ended if r["score"] is not None]
+        return {
+            "trial_set_id": self.id, "status": self.status, "pipeline_name": self.pipeline_name,
+            "trials": self.trials, "concurrency": self.concurrency,
+            "early_stop": self.early_stop, "pass_threshold": self.pass_threshold,
+            "set_dir": str(self.set_dir), "finished": len(ended), "passed": passed,
+            "failed": len(ended) - passed,
+            "pass_rate": round(passed / len(ended), 6) if ended else None,
+            "verdict": self.verdict(), "early_stopped": self.early_stopped,
+            "cost_usd": round(sum(r["cost_usd"] for r in self.runs), 10),
+            "input_tokens": sum(r["input_tokens"] for r in self.runs),
+            "output_tokens": sum(r["output_tokens"] for r in self.runs),
+            "latency_ms": percentiles([r["duration_ms"] for r in ended]),
+            "scores": percentiles(scores),
+            "created_at": self.created_at, "ended_at": self.ended_at,
+            "trial_runs": [{k: v for k, v in r.items()
+                            if k not in ("input_tokens", "output_tokens")} for r in self.runs],
+        }
+
+
+def _score(active: Any) -> float | None:
+    """A trial's score: the last one a stage's outcome reported, else the run's final
+    context `score` (what codergen nodes and tools report)."""
+    if active.sink.last_score is not None:
+        return float(active.sink.last_score)
+    result = active.done.result() if active.done.done() else None
+    score = result.context.get("score") if result is not None else None
+    return float(score) if isinstance(score, int | float) and not isinstance(score, bool) \
+        else None
+
+
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    """count, mean, min, max, p50, p95 (nearest rank), or None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+    return {"count": len(ordered), "mean": round(statistics.fmean(ordered), 6),
+            "min": ordered[0], "max": ordered[-1], "p50": rank(0.5), "p95": rank(0.95)}
+
+
+class TrialSets:
+    """Runs trial sets through the runner and records them."""
+
+    def __init__(self, runner: Runner, store: RunStore) -> None:
+        self.runner = runner
+        self.store = store
+        self.home = runner.home
+        self.sets: dict[str, TrialSet] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
+                    settings: RunSettings, options: RunOptions, *, trials: int,
+                    concurrency: int, early_stop: bool, pass_threshold: float) -> TrialSet:
+        """Create the set (row, directory, manifest) and start its trials."""
+        string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
+        graph = options.graph or self.runner.load(ref, {**string_inputs, **variables})
+        set_id = uuid7()
+        trial_set = TrialSet(set_id, graph.name, trials, concurrency, early_stop,
+                             pass_threshold, self.home / "trials" / set_id)
+        trial_set.set_dir.mkdir(parents=True)
+        await self.store.add_trial_set(
+            set_id, pipeline_hash=graph.digest(), pipeline_name=graph.name,
+            pipeline_format=graph.source_format, source=graph.source, trials=trials,
+            concurrency=concurrency, early_stop=early_stop, pass_threshold=pass_threshold,
+            set_dir=f"trials/{set_id}", created_at=trial_set.created_at)
+        self.sets[set_id] = trial_set
+        self._write_manifest(trial_set)
+        base = RunOptions(record=options.record, replay_of=options.replay_of,
+                          replay_mode=options.replay_mode, trial_set_id=set_id, graph=graph)
+        task = asyncio.ensure_future(self._run(trial_set, ref, inputs, variables, settings,
+                                               base))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return trial_set
+
+    async def _run(self, trial_set: TrialSet, ref: PipelineRef, inputs: dict[str, Any],
+                   variables: dict[str, str], settings: RunSettings, base: RunOptions) -> None:
+        slots = asyncio.Semaphore(trial_set.concurrency)
+        running: dict[int, str] = {}  # trial index -> run id
+
+        async def trial(index: int) -> None:
+            async with slots:
+                if trial_set.verdict() is not None and trial_set.early_stop:
+                    trial_set.runs[index]["status"] = "skipped"
+                    return
+                started = time.monotonic()
+                options = RunOptions(**{**base.__dict__, "trial_index": index})
+                active = await self.runner.start(ref, inputs, variables, settings, options)
+                entry = trial_set.runs[index]
+                entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
+                             status="running")
+                running[index] = active.run_id
+                await asyncio.shield(active.done)
+                running.pop(index, None)
+                await self._trial_ended(trial_set, entry, active, time.monotonic() - started)
+                if trial_set.early_stop and trial_set.verdict() is not None:
+                    trial_set.early_stopped = trial_set.early_stopped or any(
+                        r["status"] in ("pending", "running") for r in trial_set.runs)
+                    for run_id in list(running.values()):  # their result cannot matter now
+                        if run_id in self.runner.active:
+                            await self.runner.cancel(run_id)
+
+        try:
+            await asyncio.gather(*(trial(i) for i in range(trial_set.trials)))
+            trial_set.status = "completed"
+        except asyncio.CancelledError:
+            trial_set.status = "interrupted" if self.runner.stopping else "cancelled"
+            for entry in trial_set.runs:
+                if entry["status"] == "pending":
+                    entry["status"] = "skipped"
+            raise
+        finally:
+            for entry in trial_set.runs:
+                if entry["status"] == "pending":
+                    entry["status"] = "skipped"
+            trial_set.ended_at = utc_now()
+            await self._record(trial_set)
+            if not trial_set.done.done():
+                trial_set.done.set_result(None)
+
+    async def _trial_ended(self, trial_set: TrialSet, entry: dict[str, Any], active: Any,
+                           seconds: float) -> None:
+        """Fill in a finished trial and persist the set (store row, manifest) at once."""
+        row = await self.store.get_run(active.run_id) or {}
+        entry.update(status=row.get("status", "failed"), outcome=row.get("outcome"),
+                     duration_ms=round(seconds * 1000, 3),
+                     cost_usd=row.get("cost_usd", 0.0),
+                     input_tokens=row.get("input_tokens", 0),
+                     output_tokens=row.get("output_tokens", 0),
+                     score=_score(active))
+        if entry["status"] == "cancelled" and trial_set.early_stop:
+            entry["passed"] = None  # cut short by the early stop: neither passed nor failed
+        else:
+            entry["passed"] = entry["status"] == "completed" and entry["outcome"] == "success"
+        await self._record(trial_set)
+
+    async def _record(self, trial_set: TrialSet) -> None:
+        """The set's row and manifest, as they stand (one loop: writes never interleave)."""
+        summary = trial_set.summary()
+        await self.store.update_trial_set(trial_set.id, status=trial_set.status,
+                                          summary=summary, ended_at=trial_set.ended_at)
+        self._write_manifest(trial_set)
+
+    def _write_manifest(self, trial_set: TrialSet) -> None:
+        summary = trial_set.summary()
+        write_atomic(trial_set.set_dir / "manifest.json", dump_json(summary))
+
+    async def get(self, set_id: str) -> dict[str, Any]:
+        """A set's summary: live if it runs in this daemon, else as last recorded."""
+        trial_set = self.sets.get(set_id)
+        if trial_set is not None:
+            return trial_set.summary()
+        row = await self.store.get_trial_set(set_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no trial set {set_id}")
+        summary = orjson.loads(row["summary_json"])
+        summary["status"] = row["status"]
+        return summary
+
+    async def close(self) -> None:
+        """Stop the running sets (the daemon is stopping)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _sets(ctx: RequestContext) -> TrialSets:
+    return ctx.daemon.services.trials  # type: ignore[no-any-return]
+
+
+async def answer(trial_set: TrialSet, wait: bool) -> TrialSetSummary:
+    """The set's summary, after it ended when `wait`."""
+    if wait:
+        await asyncio.shield(trial_set.done)
+    return TrialSetSummary.model_validate(trial_set.summary())
+
+
+@table.method("trials.get")
+async def get(params: TrialSetIdParams, ctx: RequestContext) -> TrialSetSummary:
+    """A trial set's trials and aggregates."""
+    sets = _sets(ctx)
+    trial_set = sets.sets.get(params.trial_set_id)
+    if trial_set is not None:
+        return await answer(trial_set, params.wait)
+    return TrialSetSummary.model_validate(await sets.get(params.trial_set_id))

@@ -1,0 +1,156 @@
+"""Replay from a recording, through the daemon: a recorded replay reproduces a run at zero
+cost; a changed prompt diverges at exactly its node; hybrid goes live only there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .runs_support import dot, events, read_json, run_to_end, visits
+from .support import REPO, DaemonProcess, Wire
+
+EXAMPLES = sorted([*(REPO / "examples" / "pipelines").glob("*.dot"),
+                   *(REPO / "examples" / "recipes").glob("*.yaml")])
+OFFLINE = {"human": {"auto_approve": True}, "retry": {"delay_scale": 0}}
+# Priced, so that "zero cost" means something: the scripted provider at a real price.
+PRICED = {**OFFLINE, "pricing": {"models": {"scripted/*": {"input_per_mtok": 3.0,
+                                                            "output_per_mtok": 15.0}}}}
+NOT_FOUND, CONFLICT, INVALID_PARAMS = -32001, -32004, -32602
+
+REVIEW = """\
+    digraph review {{
+        graph [goal="Ship the release notes"]
+        start [shape=Mdiamond]
+        draft [prompt="Draft the notes for $goal"]
+        check [prompt="{check}"]
+        polish [prompt="Polish the notes"]
+        done [shape=Msquare]
+        start -> draft -> check -> polish -> done
+    }}"""
+
+
+async def calls_of(wire: Wire, run_id: str) -> list[dict[str, Any]]:
+    """The run's calls, from its trace.jsonl (what a person or tool reads)."""
+    detail = await wire.result("run.get", {"run_id": run_id})
+    lines = (Path(detail["run_dir"]) / "trace.jsonl").read_text().splitlines()
+    import json
+    return [json.loads(line) for line in lines]
+
+
+def outputs(detail: dict[str, Any]) -> dict[str, str]:
+    """Every node's response.md and stdout.txt, by node."""
+    root = Path(detail["run_dir"])
+    return {f"{p.parent.name}/{p.name}": p.read_text()
+            for p in sorted([*root.glob("*/response.md"), *root.glob("*/stdout.txt")])}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+async def test_a_recorded_replay_reproduces_every_example(daemon: DaemonProcess,
+                                                          path: Path) -> None:
+    wire = await daemon.connect()
+    pipeline = {"path": str(path)}
+    original = await run_to_end(wire, pipeline, settings=PRICED)
+    assert original["status"] == "completed"
+    replay = await wire.result("run.start", {"replay": {"from_run": original["run_id"]},
+                                             "wait": True})
+    replayed = await wire.result("run.get", {"run_id": replay["run_id"]})
+    assert replayed["run_id"] != original["run_id"]
+    assert (replayed["status"], replayed["outcome"]) == (original["status"],
+                                                         original["outcome"])
+    assert replayed["completed_nodes"] == original["completed_nodes"]
+    assert sorted(visits(replayed)) == sorted(visits(original))
+    assert [s["status"] for s in replayed["stages"] if not s["branch"]] == [
+        s["status"] for s in original["stages"] if not s["branch"]]
+    assert replayed["context"] == original["context"]
+    assert outputs(replayed) == outputs(original)
+    assert replayed["cost_usd"] == 0.0
+    assert original["cost_usd"] > 0 or not [c for c in await calls_of(wire, original["run_id"])
+                                            if c["kind"] == "model"]
+    served = await calls_of(wire, replay["run_id"])
+    assert len(served) == len(await calls_of(wire, original["run_id"]))
+    assert all(c["cost_usd"] == 0.0 for c in served)
+
+
+async def test_a_changed_prompt_diverges_at_exactly_that_node(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    original = await run_to_end(wire, dot(REVIEW.format(check="Check the facts")),
+                                settings=PRICED)
+    await wire.result("run.subscribe", {"run_id": "*"})
+    changed = dot(REVIEW.format(check="Check the facts and the tone"))
+    summary = await wire.result("run.start", {
+        "pipeline": changed, "settings": PRICED, "wait": True,
+        "replay": {"from_run": original["run_id"], "mode": "recorded"}})
+    assert (summary["status"], summary["outcome"]) == ("failed", "fail")
+    reason = summary["failure_reason"]
+    assert "node 'check'" in reason and "step 2" in reason
+    assert "messages[1].content" in reason and "and the tone" in reason
+    detail = await wire.result("run.get", {"run_id": summary["run_id"]})
+    assert visits(detail) == ["start", "draft", "check"]  # nothing after the divergence
+    [diverged] = events(wire, summary["run_id"], "ReplayDiverged")
+    assert diverged["data"]["node_id"] == "check" and diverged["data"]["step"] == 2
+    assert [d["path"] for d in diverged["data"]["differences"]] == ["messages[1].content"]
+    trace = await calls_of(wire, summary["run_id"])
+    assert (trace[-1]["node_id"], trace[-1]["finish_reason"]) == ("check", "error")
+
+
+async def test_hybrid_goes_live_only_where_the_recording_does_not_match(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    original = await run_to_end(wire, dot(REVIEW.format(check="Check the facts")),
+                                settings=PRICED)
+    changed = dot(REVIEW.format(check="Check the facts and the tone"))
+    hybrid = await run_to_end(wire, changed, settings=PRICED,
+                              replay={"from_run": original["run_id"], "mode": "hybrid"})
+    assert (hybrid["status"], hybrid["outcome"]) == ("completed", "success")
+    trace = await calls_of(wire, hybrid["run_id"])
+    live = [c["node_id"] for c in trace if c["cost_usd"] > 0]
+    assert live == ["check"]
+    assert [c["node_id"] for c in trace] == ["draft", "check", "polish"]
+    # The live answer is this run's own; the others are the recording's.
+    before = {c["node_id"]: c["response"]["text"] for c in await calls_of(
+        wire, original["run_id"])}
+    after = {c["node_id"]: c["response"]["text"] for c in trace}
+    assert after["draft"] == before["draft"] and after["polish"] == before["polish"]
+    assert after["check"] != before["check"]
+
+
+async def test_replay_errors_are_clear(daemon: DaemonProcess, tmp_path: Path) -> None:
+    wire = await daemon.connect()
+    missing = await wire.request("run.start", {"replay": {"from_run": "nope"}})
+    assert missing["error"]["code"] == NOT_FOUND
+    no_pipeline = await wire.request("run.start", {})
+    assert no_pipeline["error"]["code"] == INVALID_PARAMS
+    assert "replay.from_run" in str(no_pipeline["error"]["data"])
+    quiet = await run_to_end(wire, dot(REVIEW.format(check="Check")), record="metadata_only")
+    refused = await wire.request("run.start", {"replay": {"from_run": quiet["run_id"]}})
+    assert refused["error"]["code"] == CONFLICT
+    assert "metadata_only" in refused["error"]["message"]
+
+
+async def test_metadata_only_keeps_no_prompt_or_response_content(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    secret_prompt = "Summarise the merger of Zanzibar Ltd"
+    source = dot(f"""\
+        digraph quiet {{
+            start [shape=Mdiamond]
+            ask [prompt="{secret_prompt}"]
+            done [shape=Msquare]
+            start -> ask -> done
+        }}""")
+    detail = await run_to_end(wire, source, record="metadata_only")
+    assert (detail["status"], detail["outcome"]) == ("completed", "success")
+    root = Path(detail["run_dir"])
+    assert not (root / "ask" / "prompt.md").exists()
+    assert not (root / "ask" / "response.md").exists()
+    for name in ("trace.jsonl", "ask/status.json"):
+        assert "Zanzibar" not in (root / name).read_text(), name
+    [call] = await calls_of(wire, detail["run_id"])
+    assert call["request"]["messages"]["omitted"] is True
+    assert call["request"]["messages"]["chars"] > 0
+    assert call["input_tokens"] > 0 and call["finish_reason"] == "stop"
+    trace = await wire.result("trace.get", {"trace_id": detail["trace_id"]})
+    assert "Zanzibar" not in str(trace)
+    assert read_json(detail, "config/launch.json")["record"] == "metadata_only"

@@ -1,0 +1,112 @@
+"""Trial sets through the daemon: N runs, each with its own trace; aggregates; early stop;
+the set's manifest on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .runs_support import dot
+from .support import DaemonProcess, Wire
+
+PIPELINE = dot("""\
+    digraph trial {
+        start [shape=Mdiamond]
+        answer [prompt="Answer the question"]
+        done [shape=Msquare]
+        start -> answer -> done
+    }""")
+# A flaky model: 20% of calls fail (decided by a seeded hash, so the run is repeatable),
+# and the pool does not retry them, so that those trials fail.
+FLAKY = {"default_provider": "flaky", "retry": {"delay_scale": 0},
+         "providers": {"flaky": {"type": "scripted", "fail_rate": 0.2, "seed": 11,
+                                 "retry": {"max_attempts": 1}}}}
+
+
+async def trace_lines(wire: Wire, run_id: str) -> list[dict[str, Any]]:
+    detail = await wire.result("run.get", {"run_id": run_id})
+    text = (Path(detail["run_dir"]) / "trace.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+async def test_a_trial_set_with_a_flaky_provider_keeps_a_trace_for_every_trial(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    result = await wire.result("run.start", {"pipeline": PIPELINE, "settings": FLAKY,
+                                             "trials": 50, "concurrency": 8, "wait": True,
+                                             "pass_threshold": 0.5})
+    assert result["status"] == "completed" and result["trials"] == 50
+    trials = result["trial_runs"]
+    assert [t["index"] for t in trials] == list(range(50))
+    assert len({t["run_id"] for t in trials}) == len({t["trace_id"] for t in trials}) == 50
+    failed = [t for t in trials if not t["passed"]]
+    assert 0 < len(failed) < 50  # the flaky provider failed some, not all
+    assert result["passed"] + result["failed"] == result["finished"] == 50
+    assert result["pass_rate"] == result["passed"] / 50
+    assert result["verdict"] == ("passed" if result["passed"] >= 25 else "failed")
+    assert result["latency_ms"]["count"] == 50
+    assert result["latency_ms"]["p50"] <= result["latency_ms"]["p95"]
+    for trial in trials:
+        calls = await trace_lines(wire, trial["run_id"])
+        assert calls and {c["trace_id"] for c in calls} == {trial["trace_id"]}
+        if not trial["passed"]:  # a failed trial's partial trace ends with the error
+            assert calls[-1]["finish_reason"] == "error"
+            assert "injected failure" in calls[-1]["error"]
+    listed = await wire.result("run.list", {"limit": 100})
+    assert {t["run_id"] for t in trials} <= {r["run_id"] for r in listed["runs"]}
+    # The set's manifest maps the set to its trials.
+    manifest = json.loads((Path(result["set_dir"]) / "manifest.json").read_text())
+    assert [(t["index"], t["trace_id"], t["status"]) for t in manifest["trial_runs"]] == [
+        (t["index"], t["trace_id"], t["status"]) for t in trials]
+    again = await wire.result("trials.get", {"trial_set_id": result["trial_set_id"]})
+    assert again == result
+
+
+async def test_scores_are_aggregated_and_costs_summed(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    scored = dot("""\
+        digraph scored {
+            start [shape=Mdiamond]
+            judge [prompt="Score it", scripted.context_updates="{\\"score\\": 0.75}"]
+            done [shape=Msquare]
+            start -> judge -> done
+        }""")
+    result = await wire.result("run.start", {"pipeline": scored, "trials": 4, "wait": True})
+    assert (result["passed"], result["verdict"]) == (4, "passed")
+    assert result["scores"] is not None and result["scores"]["count"] == 4
+    assert result["scores"]["mean"] == result["scores"]["p95"] == 0.75
+    assert result["input_tokens"] > 0 and result["output_tokens"] > 0
+
+
+async def test_early_stop_ends_the_set_once_its_verdict_is_settled(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    failing = dot("""\
+        digraph failing {
+            start [shape=Mdiamond]
+            work [prompt="Try", scripted.status="fail", max_retries=0]
+            done [shape=Msquare]
+            start -> work -> done
+        }""")
+    result = await wire.result("run.start", {"pipeline": failing, "trials": 20,
+                                             "concurrency": 1, "early_stop": True,
+                                             "pass_threshold": 1.0, "wait": True})
+    # All must pass: the first failure settles the verdict; nothing else runs.
+    assert (result["verdict"], result["early_stopped"]) == ("failed", True)
+    statuses = [t["status"] for t in result["trial_runs"]]
+    assert statuses[0] == "failed" and set(statuses[1:]) == {"skipped"}
+    assert result["finished"] == 1
+    runs = await wire.result("run.list", {"limit": 100})
+    assert len([r for r in runs["runs"] if r["pipeline_name"] == "failing"]) == 1
+
+
+async def test_a_trial_set_answers_at_once_without_wait(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    started = await wire.result("run.start", {"pipeline": PIPELINE, "trials": 3})
+    assert started["status"] == "running" and len(started["trial_runs"]) == 3
+    done = await wire.result("trials.get", {"trial_set_id": started["trial_set_id"],
+                                            "wait": True})
+    assert (done["status"], done["finished"], done["verdict"]) == ("completed", 3, "passed")
+    missing = await wire.request("trials.get", {"trial_set_id": "nope"})
+    assert missing["error"]["code"] == -32001
