@@ -39,6 +39,7 @@ class TrialRun(BaseModel):
     status: TrialStatus
     outcome: Literal["success", "fail"] | None = None
     passed: bool | None = Field(default=None, description="None until the trial ended.")
+    failure_reason: str | None = None
     duration_ms: float | None = None
     cost_usd: float = 0.0
     score: float | None = None

@@ -154,3 +154,25 @@ async def test_metadata_only_keeps_no_prompt_or_response_content(
     trace = await wire.result("trace.get", {"trace_id": detail["trace_id"]})
     assert "Zanzibar" not in str(trace)
     assert read_json(detail, "config/launch.json")["record"] == "metadata_only"
+
+
+async def test_a_tool_that_cannot_start_is_recorded_and_replayed(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    missing = dot("""\
+        digraph missing {
+            start [shape=Mdiamond]
+            run_it [shape=parallelogram, tool_argv="[\\"no-such-program-7f3\\", \\"x\\"]",
+                    retry_policy=none]
+            done [shape=Msquare]
+            start -> run_it -> done
+        }""")
+    original = await run_to_end(wire, missing)
+    assert original["status"] == "failed"
+    assert "cannot start 'no-such-program-7f3'" in original["failure_reason"]
+    [call] = await calls_of(wire, original["run_id"])
+    assert (call["node_id"], call["finish_reason"], call["response"]) == (
+        "run_it", "error", None)
+    replayed = await run_to_end(wire, missing, replay={"from_run": original["run_id"]})
+    assert (replayed["status"], replayed["failure_reason"]) == (
+        original["status"], original["failure_reason"])

@@ -3,12 +3,15 @@ the set's manifest on disk."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
-from .runs_support import dot
-from .support import DaemonProcess, Wire
+from .runs_support import dot, make_fifo, read_fifo
+from .support import DaemonProcess, Wire, start_daemon
 
 PIPELINE = dot("""\
     digraph trial {
@@ -110,3 +113,39 @@ async def test_a_trial_set_answers_at_once_without_wait(daemon: DaemonProcess) -
     assert (done["status"], done["finished"], done["verdict"]) == ("completed", 3, "passed")
     missing = await wire.request("trials.get", {"trial_set_id": "nope"})
     assert missing["error"]["code"] == -32001
+
+
+async def test_a_trial_set_cut_off_by_a_crash_keeps_the_trials_that_finished(
+        short_tmp: Path) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    fifo, count = make_fifo(short_tmp / "announce"), short_tmp / "count"
+    # The first two trials pass at once; the third blocks until the daemon is killed.
+    blocking = dot(f"""\
+        digraph counted {{
+            start [shape=Mdiamond]
+            work [shape=parallelogram, tool_command="n=$(cat {count} 2>/dev/null || echo 0); \\
+echo $((n+1)) > {count}; [ $n -lt 2 ] && exit 0; echo $$ > {fifo}; exec sleep 30"]
+            done [shape=Msquare]
+            start -> work -> done
+        }}""")
+    first = await start_daemon(home, "--socket", socket)
+    wire = await first.connect()
+    started = await wire.result("run.start", {"pipeline": blocking, "trials": 5,
+                                              "concurrency": 1})
+    pid = int(await read_fifo(fifo))
+    first.process.kill()
+    await first.stop()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        kept = await wire.result("trials.get", {"trial_set_id": started["trial_set_id"]})
+    finally:
+        assert await second.stop() == 0
+    assert kept["status"] == "interrupted"
+    assert (kept["finished"], kept["passed"]) == (2, 2)
+    statuses = [t["status"] for t in kept["trial_runs"]]
+    assert statuses[:3] == ["completed", "completed", "interrupted"]
+    assert all(t["trace_id"] for t in kept["trial_runs"][:3])

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..store.runs import RunStore
 
 table = HandlerTable()
+MANIFEST_EVERY_S = 0.05
 
 
 @dataclass
@@ -51,13 +52,15 @@ class TrialSet:
     status: str = "running"
     ended_at: str | None = None
     early_stopped: bool = False
+    manifest_written: float = 0.0  # time.monotonic() of the last manifest write
     runs: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def __post_init__(self) -> None:
         self.runs = [{"index": i, "run_id": None, "trace_id": None, "status": "pending",
-                      "outcome": None, "passed": None, "duration_ms": None, "cost_usd": 0.0,
+                      "outcome": None, "passed": None, "failure_reason": None,
+                      "duration_ms": None, "cost_usd": 0.0,
                       "score": None, "input_tokens": 0, "output_tokens": 0}
                      for i in range(self.trials)]
 
@@ -93,7 +96,8 @@ class TrialSet:
             "cost_usd": round(sum(r["cost_usd"] for r in self.runs), 10),
             "input_tokens": sum(r["input_tokens"] for r in self.runs),
             "output_tokens": sum(r["output_tokens"] for r in self.runs),
-            "latency_ms": percentiles([r["duration_ms"] for r in ended]),
+            "latency_ms": percentiles([r["duration_ms"] for r in ended
+                                       if r["duration_ms"] is not None]),
             "scores": percentiles(scores),
             "created_at": self.created_at, "ended_at": self.ended_at,
             "trial_runs": [{k: v for k, v in r.items()
@@ -172,8 +176,13 @@ class TrialSets:
                     return
                 started = time.monotonic()
                 options = RunOptions(**{**base.__dict__, "trial_index": index})
-                active = await self.runner.start(ref, inputs, variables, settings, options)
                 entry = trial_set.runs[index]
+                try:
+                    active = await self.runner.start(ref, inputs, variables, settings, options)
+                except RpcError as exc:  # e.g. the replayed run is gone: this trial fails
+                    entry.update(status="failed", passed=False, failure_reason=exc.message)
+                    await self._record(trial_set)
+                    return
                 entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
                              status="running")
                 running[index] = active.run_id
@@ -201,7 +210,7 @@ class TrialSets:
                 if entry["status"] == "pending":
                     entry["status"] = "skipped"
             trial_set.ended_at = utc_now()
-            await self._record(trial_set)
+            await self._record(trial_set, final=True)
             if not trial_set.done.done():
                 trial_set.done.set_result(None)
 
@@ -210,6 +219,7 @@ class TrialSets:
         """Fill in a finished trial and persist the set (store row, manifest) at once."""
         row = await self.store.get_run(active.run_id) or {}
         entry.update(status=row.get("status", "failed"), outcome=row.get("outcome"),
+                     failure_reason=row.get("failure_reason"),
                      duration_ms=round(seconds * 1000, 3),
                      cost_usd=row.get("cost_usd", 0.0),
                      input_tokens=row.get("input_tokens", 0),
@@ -221,28 +231,54 @@ class TrialSets:
             entry["passed"] = entry["status"] == "completed" and entry["outcome"] == "success"
         await self._record(trial_set)
 
-    async def _record(self, trial_set: TrialSet) -> None:
-        """The set's row and manifest, as they stand (one loop: writes never interleave)."""
+    async def _record(self, trial_set: TrialSet, final: bool = False) -> None:
+        """The set's aggregates to its row at once; its manifest (which lists every trial,
+        so rewriting it costs O(trials)) at most every MANIFEST_EVERY_S, and at the end.
+        The trials' own runs are in the store as each ends."""
         summary = trial_set.summary()
+        aggregates = {k: v for k, v in summary.items() if k != "trial_runs"}
         await self.store.update_trial_set(trial_set.id, status=trial_set.status,
-                                          summary=summary, ended_at=trial_set.ended_at)
-        self._write_manifest(trial_set)
+                                          summary=aggregates, ended_at=trial_set.ended_at)
+        now = time.monotonic()
+        if final or now - trial_set.manifest_written >= MANIFEST_EVERY_S:
+            self._write_manifest(trial_set, summary)
+            trial_set.manifest_written = now
 
-    def _write_manifest(self, trial_set: TrialSet) -> None:
-        summary = trial_set.summary()
-        write_atomic(trial_set.set_dir / "manifest.json", dump_json(summary))
+    @staticmethod
+    def _write_manifest(trial_set: TrialSet, summary: dict[str, Any] | None = None) -> None:
+        # One event loop writes it: a rename over the old one, never two writers at once.
+        write_atomic(trial_set.set_dir / "manifest.json",
+                     dump_json(summary or trial_set.summary()))
 
     async def get(self, set_id: str) -> dict[str, Any]:
-        """A set's summary: live if it runs in this daemon, else as last recorded."""
+        """A set's summary: live if it runs in this daemon, else rebuilt from the store (its
+        trials' runs) and its last manifest (durations, scores)."""
         trial_set = self.sets.get(set_id)
         if trial_set is not None:
             return trial_set.summary()
         row = await self.store.get_trial_set(set_id)
         if row is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no trial set {set_id}")
-        summary = orjson.loads(row["summary_json"])
-        summary["status"] = row["status"]
-        return summary
+        trial_set = TrialSet(set_id, row["pipeline_name"], row["trials"], row["concurrency"],
+                             bool(row["early_stop"]), row["pass_threshold"],
+                             self.home / row["set_dir"], created_at=row["created_at"],
+                             status=row["status"], ended_at=row["ended_at"])
+        manifest = trial_set.set_dir / "manifest.json"
+        if manifest.exists():
+            written = orjson.loads(manifest.read_bytes())
+            trial_set.early_stopped = written.get("early_stopped", False)
+            for entry in written.get("trial_runs", []):
+                trial_set.runs[entry["index"]].update(entry)
+        for run in await self.store.trial_runs(set_id):  # the truth, as each trial ended
+            entry = trial_set.runs[run["trial_index"]]
+            entry.update(run_id=run["id"], trace_id=run["trace_id"], status=run["status"],
+                         outcome=run["outcome"], failure_reason=run["failure_reason"],
+                         cost_usd=run["cost_usd"], input_tokens=run["input_tokens"],
+                         output_tokens=run["output_tokens"])
+            if run["status"] in ("completed", "failed") or (
+                    run["status"] == "cancelled" and not trial_set.early_stop):
+                entry["passed"] = run["status"] == "completed" and run["outcome"] == "success"
+        return trial_set.summary()
 
     async def close(self) -> None:
         """Stop the running sets (the daemon is stopping)."""

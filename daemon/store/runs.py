@@ -125,6 +125,13 @@ class RunStore:
         """One trial set's row."""
         return await self.db.fetchone("SELECT * FROM trial_sets WHERE id = ?", (set_id,))
 
+    async def trial_runs(self, set_id: str) -> list[dict[str, Any]]:
+        """The runs of a trial set, by trial index."""
+        return await self.db.fetchall(
+            "SELECT id, trace_id, status, outcome, failure_reason, cost_usd, input_tokens, "
+            "output_tokens, trial_index FROM runs WHERE trial_set_id = ? "
+            "ORDER BY trial_index", (set_id,))
+
     async def mark_trial_sets_interrupted(self) -> int:
         """Trial sets a dead daemon left running: their finished trials are kept."""
         rows = await self.db.fetchall("SELECT id FROM trial_sets WHERE status = 'running'")

@@ -55,7 +55,9 @@ class ToolHandler:
             if recorded.get("error") == INTERRUPTED:
                 _record_interrupted(run, argv, 0.0)
                 raise TimeoutError  # it timed out in the recording: the same outcome
-            response = recorded.get("response") or {}
+            if recorded.get("response") is None:  # it could not be started
+                return _not_started(run, argv, str(recorded.get("error")), 0.0)
+            response = recorded["response"]
             latency_ms = 0.0
         else:
             started = time.monotonic()
@@ -64,6 +66,10 @@ class ToolHandler:
             except (asyncio.CancelledError, TimeoutError):
                 _record_interrupted(run, argv, (time.monotonic() - started) * 1000)
                 raise
+            except OSError as exc:  # no such program, not executable, …
+                return _not_started(run, argv, f"cannot start {argv[0]!r}: "
+                                    f"{exc.strerror or exc}",
+                                    (time.monotonic() - started) * 1000)
         code = response.get("exit_code")
         run.executor.record_call(
             node_id=run.node.id, attempt=run.attempt, kind="tool", request={"argv": argv},
@@ -71,6 +77,14 @@ class ToolHandler:
             finish_reason="exit" if code == 0 else "error",
             error=None if code == 0 else f"exit code {code}")
         return _outcome(run, argv, response)
+
+
+def _not_started(run: NodeRun, argv: list[str], error: str, latency_ms: float) -> Outcome:
+    """A command that could not be started: a recorded call with the error, and FAIL."""
+    run.executor.record_call(node_id=run.node.id, attempt=run.attempt, kind="tool",
+                             request={"argv": argv}, response=None, error=error,
+                             latency_ms=latency_ms, finish_reason="error")
+    return Outcome(Status.FAIL, failure_reason=error)
 
 
 def _record_interrupted(run: NodeRun, argv: list[str], latency_ms: float) -> None:
