@@ -23,7 +23,7 @@ from .outcome import Outcome, Status
 from .recording import RecordMode, without_content
 from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
-from .rundir import BRANCHES, JOURNAL, RunDirectory
+from .rundir import JOURNAL, RunDirectory
 
 HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
 
@@ -186,7 +186,7 @@ class Executor:
                     continue
             outcome = await self.execute_node(node, state.context)
             self._record(node, outcome, state.context)
-            next_node, reason = self._next_node(node, outcome, state.context)
+            next_node, reason = self.next_node(node, outcome, state.context)
             gate_failed = False
             if next_node is None and node.type != "exit" and outcome.status is not Status.FAIL:
                 # A dead end ends the run like an exit does: goal gates apply (§3.4).
@@ -251,53 +251,6 @@ class Executor:
             return await self._finish(Status.FAIL, failure, started)
         return await self._finish(Status.SUCCESS, "", started)
 
-    async def run_branch(self, start: str, context: Context, name: str) -> dict[str, Any]:
-        """One branch of a parallel node, on its own context, up to a fan-in or an end. Its
-        result holds no timings: a replay must reproduce the context exactly."""
-        before = dict(context.values)
-        node_id: str | None = start
-        stopped_at: str | None = None
-        last: Outcome | None = None
-        while node_id is not None:
-            node = self.graph.nodes[node_id]
-            if node.type in ("parallel.fan_in", "exit"):
-                stopped_at = node_id
-                break
-            last = await self.execute_node(node, context, branch=name)
-            context.apply(self.run_dir.externalize(last.context_updates))
-            context.set("outcome", last.status.value)
-            node_id, _ = self._next_node(node, last, context)
-        status = last.status.value if last is not None else "success"
-        return {"id": start, "status": status, "stopped_at": stopped_at,
-                "notes": last.notes if last else "", "failure_reason":
-                last.failure_reason if last else "",
-                "score": last.score if last and last.score is not None
-                else context.get("score"),
-                "context_updates": {k: v for k, v in context.values.items()
-                                    if before.get(k) != v and k != "outcome"}}
-
-    def recorded_branches(self, parallel_id: str, within: str | None) -> dict[str, Any]:
-        """Results of the branches of `parallel_id` that finished before this run was
-        resumed, by branch; empty unless that node is where the run was interrupted."""
-        visit = len(self.state.completed_nodes)
-        if visit != self.resumed_at:
-            return {}
-        return {entry["branch"]: entry["result"] for entry in self.run_dir.read_branches()
-                if entry["visit"] == visit and entry["node"] == parallel_id
-                and entry["within"] == within}
-
-    def branch_done(self, parallel_id: str, within: str | None, result: dict[str, Any],
-                    done: int, total: int) -> None:
-        """A branch finished: a line of branches.jsonl, then the checkpoint rewritten with
-        the parallel node's progress (a checkpoint after every node, branches included)."""
-        visit = len(self.state.completed_nodes)
-        self.run_dir.append_branch({"visit": visit, "node": parallel_id, "within": within,
-                                    "branch": result["id"], "result": result})
-        checkpoint = self.checkpoint()
-        checkpoint["parallel"] = {"node": parallel_id, "branches_done": done,
-                                  "branches": total, "journal": BRANCHES}
-        self.run_dir.write_json("checkpoint.json", data=checkpoint)
-
     def _record(self, node: Node, outcome: Outcome, context: Context) -> None:
         """Steps 3 and 4 of §3.2: completion, context updates, built-in keys."""
         state = self.state
@@ -315,7 +268,7 @@ class Executor:
         # part, so that rewriting it after every node costs the same at node 10 and 10,000.
         self.run_dir.append_journal({"n": len(state.completed_nodes), **entry})
 
-    def _next_node(self, node: Node, outcome: Outcome,
+    def next_node(self, node: Node, outcome: Outcome,
                    context: Context) -> tuple[str | None, str]:
         """Where to go after `node`: its fan-in, an edge, or failure routing (§3.7)."""
         if node.type == "exit":

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..context import Context
 from ..outcome import Outcome, Status
+from ..rundir import BRANCHES
 from .base import NodeRun
+
+if TYPE_CHECKING:
+    from ..executor import Executor
 
 _RANK = {"success": 0, "partial_success": 1, "retry": 2, "fail": 3, "skipped": 4}
 
@@ -33,7 +38,7 @@ class ParallelHandler:
         limit = asyncio.Semaphore(int(run.node.get("max_parallel", default_limit)))
         executor.emit("ParallelStarted", name=run.node.id, branch_count=len(edges))
         # Branches that finished before the daemon died are not run (nor paid for) again.
-        recorded = executor.recorded_branches(run.node.id, run.branch)
+        recorded = recorded_branches(executor, run.node.id, run.branch)
         done = 0
 
         async def branch(index: int, target: str) -> dict[str, Any]:
@@ -44,9 +49,9 @@ class ParallelHandler:
             async with limit:
                 executor.emit("ParallelBranchStarted", branch=target, index=index)
                 started = time.monotonic()
-                result = await executor.run_branch(target, run.context.clone(), target)
+                result = await run_branch(executor, target, run.context.clone())
                 done += 1
-                executor.branch_done(run.node.id, run.branch, result, done, len(edges))
+                branch_done(executor, run.node.id, run.branch, result, done, len(edges))
                 executor.emit("ParallelBranchCompleted", branch=target, index=index,
                               duration_ms=round((time.monotonic() - started) * 1000, 3),
                               success=result["status"] in ("success", "partial_success"))
@@ -78,6 +83,55 @@ class ParallelHandler:
         return Outcome(status, context_updates={"parallel.results": results},
                        jump_to=min(joins) if joins else None,
                        notes=f"{successes} of {len(results)} branches succeeded")
+
+
+async def run_branch(executor: Executor, start: str, context: Context) -> dict[str, Any]:
+    """One branch, on its own context, up to a fan-in or an end; its result (which holds no
+    timings: a replay must reproduce the context exactly)."""
+    before = dict(context.values)
+    node_id: str | None = start
+    stopped_at: str | None = None
+    last: Outcome | None = None
+    while node_id is not None:
+        node = executor.graph.nodes[node_id]
+        if node.type in ("parallel.fan_in", "exit"):
+            stopped_at = node_id
+            break
+        last = await executor.execute_node(node, context, branch=start)
+        context.apply(executor.run_dir.externalize(last.context_updates))
+        context.set("outcome", last.status.value)
+        node_id, _ = executor.next_node(node, last, context)
+    return {"id": start, "status": last.status.value if last is not None else "success",
+            "stopped_at": stopped_at, "notes": last.notes if last else "",
+            "failure_reason": last.failure_reason if last else "",
+            "score": last.score if last and last.score is not None else context.get("score"),
+            "context_updates": {k: v for k, v in context.values.items()
+                                if before.get(k) != v and k != "outcome"}}
+
+
+def recorded_branches(executor: Executor, parallel_id: str,
+                      within: str | None) -> dict[str, Any]:
+    """Results of the branches of `parallel_id` that finished before the run was resumed,
+    by branch; empty unless that node is where the run was interrupted."""
+    visit = len(executor.state.completed_nodes)
+    if visit != executor.resumed_at:
+        return {}
+    return {entry["branch"]: entry["result"] for entry in executor.run_dir.read_branches()
+            if entry["visit"] == visit and entry["node"] == parallel_id
+            and entry["within"] == within}
+
+
+def branch_done(executor: Executor, parallel_id: str, within: str | None,
+                result: dict[str, Any], done: int, total: int) -> None:
+    """A branch finished: a line of branches.jsonl, then the checkpoint rewritten with the
+    parallel node's progress (a checkpoint after every node, branches included)."""
+    visit = len(executor.state.completed_nodes)
+    executor.run_dir.append_branch({"visit": visit, "node": parallel_id, "within": within,
+                                    "branch": result["id"], "result": result})
+    checkpoint = executor.checkpoint()
+    checkpoint["parallel"] = {"node": parallel_id, "branches_done": done, "branches": total,
+                              "journal": BRANCHES}
+    executor.run_dir.write_json("checkpoint.json", data=checkpoint)
 
 
 class FanInHandler:
