@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md §6): every file a run leaves, each written atomically."""
+"""The run directory (DESIGN.md §6): every file a run leaves (those read back: atomically)."""
 
 from __future__ import annotations
 
@@ -128,9 +128,13 @@ class RunDirectory:
                    self.redactor.text(text).encode("utf-8"))
 
     def write_status(self, node_id: str, status: dict[str, Any]) -> None:
-        """The node's status.json."""
-        write_atomic(os.path.join(self.stage(node_id), "status.json"),
-                     self.redactor.encoded(dump_json(status)))
+        """The node's status.json, written in place like the node's other files: it is
+        written before the stage is recorded and checkpointed, so a crash in the middle of
+        writing it leaves a node that runs again on resume and writes it again. (A rename
+        per node would double what a node's files cost; the files the engine reads back,
+        the checkpoint, manifest and config, are renamed into place.)"""
+        write_file(os.path.join(self.stage(node_id), "status.json"),
+                   self.redactor.encoded(dump_json(status)))
 
     def read_json(self, *parts: str) -> Any:
         """A JSON file of the run, or None when it does not exist."""
