@@ -176,3 +176,42 @@ async def test_a_tool_that_cannot_start_is_recorded_and_replayed(
     replayed = await run_to_end(wire, missing, replay={"from_run": original["run_id"]})
     assert (replayed["status"], replayed["failure_reason"]) == (
         original["status"], original["failure_reason"])
+
+
+async def test_a_replay_with_its_pipeline_given_keeps_the_recorded_inputs_and_settings(
+        daemon: DaemonProcess, tmp_path: Path) -> None:
+    wire = await daemon.connect()
+    path = tmp_path / "topic.dot"
+    path.write_text("""\
+        digraph topic {
+            start [shape=Mdiamond]
+            research [prompt="Research $topic"]
+            done [shape=Msquare]
+            start -> research -> done
+        }""")
+    original = await run_to_end(wire, {"path": str(path)}, settings=PRICED,
+                                inputs={"topic": "tides"})
+    replayed = await run_to_end(wire, {"path": str(path)}, settings=PRICED,
+                                replay={"from_run": original["run_id"]})
+    # Settings were given again here; the inputs come from the recording.
+    assert (replayed["status"], replayed["context"]) == ("completed", original["context"])
+    summary = await wire.result("run.start", {"pipeline": {"path": str(path)}, "wait": True,
+                                              "replay": {"from_run": original["run_id"]}})
+    assert summary["status"] == "completed"  # settings from the recording too
+
+
+async def test_a_metadata_only_replay_divergence_names_paths_not_content(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    original = await run_to_end(wire, dot(REVIEW.format(check="Check the Zanzibar facts")))
+    changed = dot(REVIEW.format(check="Check the Zanzibar facts and the Quokka tone"))
+    summary = await wire.result("run.start", {
+        "pipeline": changed, "wait": True, "record": "metadata_only",
+        "replay": {"from_run": original["run_id"]}, "settings": OFFLINE})
+    assert summary["status"] == "failed"
+    assert "messages[1].content" in summary["failure_reason"]
+    detail = await wire.result("run.get", {"run_id": summary["run_id"]})
+    root = Path(detail["run_dir"])
+    written = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file()
+                       and "config" not in p.parts)
+    assert b"Quokka" not in written and b"Quokka" not in str(detail).encode()

@@ -149,3 +149,23 @@ echo $((n+1)) > {count}; [ $n -lt 2 ] && exit 0; echo $$ > {fifo}; exec sleep 30
     statuses = [t["status"] for t in kept["trial_runs"]]
     assert statuses[:3] == ["completed", "completed", "interrupted"]
     assert all(t["trace_id"] for t in kept["trial_runs"][:3])
+
+
+async def test_early_stop_with_concurrent_trials_ends_every_trial(
+        daemon: DaemonProcess) -> None:
+    """Trials cancelled by the early stop, even those whose run had not taken its first
+    step yet, end as cancelled runs; the set answers, and nothing is left running."""
+    wire = await daemon.connect()
+    for seed in range(8):
+        flaky = {**FLAKY, "providers": {"flaky": {**FLAKY["providers"]["flaky"],
+                                                  "fail_rate": 0.3, "seed": seed}}}
+        result = await wire.result("run.start", {
+            "pipeline": PIPELINE, "settings": flaky, "trials": 20, "concurrency": 4,
+            "early_stop": True, "pass_threshold": 1.0, "wait": True})
+        assert result["status"] == "completed"
+        if result["failed"]:
+            assert result["verdict"] == "failed"
+        statuses = {t["status"] for t in result["trial_runs"]}
+        assert statuses <= {"completed", "failed", "cancelled", "skipped"}, statuses
+    running = await wire.result("run.list", {"status": ["running", "waiting"]})
+    assert running["runs"] == []

@@ -1,5 +1,5 @@
-"""The `ostinato` command: serve a daemon, call its methods, validate, plan and run, diff and
-reeval stored runs."""
+"""The `ostinato` command: serve a daemon, call its methods, validate, plan and run pipelines
+(one run or a trial set), replay recorded runs, diff and reeval stored runs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`ostinato validate | plan | run PIPELINE`: the pipeline methods with human output."""
+"""`ostinato validate | plan | run PIPELINE` and `ostinato replay RUN`: the pipeline methods
+and run.start (one run, a trial set, a replay) with human output."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ostinato.protocol.errors import RpcError
+from ostinato.protocol.errors import ErrorCode, RpcError
 
 from ..python import AsyncClient, DaemonConnectionError
 from .common import (
@@ -25,7 +26,9 @@ from .common import (
     pipeline_ref,
     print_json,
 )
-from .progress import RunDisplay
+from .progress import RunDisplay, TrialDisplay
+
+PROGRESS_EVERY_S = 0.25  # how often a trial set's status line is redrawn on a terminal
 
 
 def _format_diagnostic(path: str, diagnostic: dict[str, Any]) -> str:
@@ -88,14 +91,37 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace, client: AsyncClient) -> int:
+    """`ostinato run`: one run, or with --trials a trial set."""
+    params: dict[str, Any] = {**_params(args), "settings": _settings(args)}
+    if args.record:
+        params["record"] = args.record
+    trial_options = {"concurrency": args.concurrency, "pass_threshold": args.pass_threshold,
+                     "early_stop": args.early_stop or None}
+    given = {name: value for name, value in trial_options.items() if value is not None}
+    if args.trials is None:
+        if given:
+            raise UsageError("--concurrency, --early-stop and --pass-threshold need --trials")
+        return await _follow(args, client, params)
+    return await _trial_set(args, client, {**params, "trials": args.trials, **given})
+
+
+async def _replay(args: argparse.Namespace, client: AsyncClient) -> int:
+    """`ostinato replay RUN`: the run again, its calls served from its recording."""
+    params: dict[str, Any] = {"replay": {"from_run": args.run, "mode": args.mode}}
+    if args.pipeline:
+        params["pipeline"] = pipeline_ref(args.pipeline)
+    return await _follow(args, client, params)
+
+
+async def _follow(args: argparse.Namespace, client: AsyncClient, params: dict[str, Any]) -> int:
+    """Start one run and show its nodes as they run; its summary once it ended."""
     display = RunDisplay(sys.stdout, quiet=args.json)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client.on_notification("run/event", lambda _method, params: events.put_nowait(params))
     await client.request("run.subscribe", {"run_id": "*"})
-    params = {**_params(args), "settings": _settings(args)}
     started = await client.request("run.start", params)
     run_id = started["run_id"]
-    display.started(started)
+    display.started(started, params.get("replay"))
     while True:
         event = await events.get()
         if event["run_id"] != run_id:
@@ -113,6 +139,34 @@ async def _run(args: argparse.Namespace, client: AsyncClient) -> int:
     else:
         display.finished(summary)
     return EXIT_OK if summary["outcome"] == "success" else EXIT_FAILED
+
+
+async def _trial_set(args: argparse.Namespace, client: AsyncClient,
+                     params: dict[str, Any]) -> int:
+    """Start a trial set; on a terminal redraw its progress from `trials.get` until it
+    ended; print its summary. Exit 0 when the verdict is `passed`."""
+    display = TrialDisplay(sys.stdout, quiet=args.json)
+    started = await client.request("run.start", params)
+    set_id = started["trial_set_id"]
+    display.started(started, params.get("replay"))
+    ended = asyncio.ensure_future(client.request("trials.get", {"trial_set_id": set_id,
+                                                                "wait": True}))
+    try:
+        if display.live and not display.quiet:
+            display.progress(started)
+            while not ended.done():
+                await asyncio.wait({ended}, timeout=PROGRESS_EVERY_S)
+                if not ended.done():
+                    display.progress(await client.request("trials.get",
+                                                          {"trial_set_id": set_id}))
+        summary = await ended
+    finally:
+        ended.cancel()
+    if args.json:
+        print_json(summary)
+    else:
+        display.finished(summary)
+    return EXIT_OK if summary["verdict"] == "passed" else EXIT_FAILED
 
 
 async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
@@ -133,12 +187,14 @@ async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry of `ostinato validate`, `plan` and `run`."""
+    """Entry of `ostinato validate`, `plan`, `run` and `replay`."""
     async def main() -> int:
         client = await connect(args, "ostinato-cli")
         try:
             if args.command == "run":
                 return await _run(args, client)
+            if args.command == "replay":
+                return await _replay(args, client)
             return await _validate(args, client)
         finally:
             await client.close()
@@ -152,9 +208,15 @@ def run(args: argparse.Namespace) -> int:
     except RpcError as exc:
         if exc.data and isinstance(exc.data, dict) and "diagnostics" in exc.data:
             for diagnostic in exc.data["diagnostics"]:
-                print(_format_diagnostic(args.pipeline, diagnostic), file=sys.stderr)
+                print(_format_diagnostic(args.pipeline or "pipeline", diagnostic),
+                      file=sys.stderr)
             return EXIT_USAGE
         print(f"{name}: {exc.message}", file=sys.stderr)
+        if exc.code == ErrorCode.INVALID_PARAMS and isinstance(exc.data, list):
+            for error in exc.data:  # which field, and why
+                where = ".".join(str(part) for part in error.get("loc", []))
+                print(f"  {where}: {error.get('msg')}", file=sys.stderr)
+            return EXIT_USAGE
         return EXIT_FAILED
     except (DaemonConnectionError, OSError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
@@ -163,14 +225,35 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return value
+
+
+_RECORD_HELP = ("what the run's records keep: full (default), or metadata_only: no prompt "
+                "or response content (sizes and sha256 instead), no prompt.md, response.md "
+                "or stdout.txt")
+
+
 def add_parsers(commands: Any) -> None:
-    """The `validate`, `plan` and `run` subcommands."""
+    """The `validate`, `plan`, `run` and `replay` subcommands."""
     for name, summary in (("validate", "parse and lint a pipeline"),
                           ("plan", "show the resolved plan of a pipeline, running nothing"),
-                          ("run", "run a pipeline and show its nodes as they run")):
+                          ("run", "run a pipeline (or a trial set of runs) and show its "
+                                  "progress")):
+        exits = ("0 ok, 1 invalid or failed" if name != "run" else
+                 "0 the run succeeded (with --trials: the verdict is passed), 1 it failed")
         parser = commands.add_parser(name, help=summary, description=summary + ". Exit "
-                                     "codes: 0 ok, 1 invalid or failed, 2 usage, "
-                                     "3 unreachable.")
+                                     f"codes: {exits}, 2 usage, 3 unreachable.")
         parser.add_argument("pipeline", help="a .dot file, a .yaml recipe, or - for stdin")
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                             help="a variable for $KEY in prompts; repeatable")
@@ -186,4 +269,41 @@ def add_parsers(commands: Any) -> None:
                                 help="a preset answer for the next human gate; repeatable")
             parser.add_argument("--auto-approve", action="store_true",
                                 help="answer every human gate with its first option")
+            parser.add_argument("--record", choices=("full", "metadata_only"),
+                                metavar="full|metadata_only", help=_RECORD_HELP)
+            trials = parser.add_argument_group(
+                "trial sets", "run the pipeline N times and judge the set: its verdict is "
+                              "passed when at least the pass threshold of all N trials pass")
+            trials.add_argument("--trials", type=_count, metavar="N",
+                                help="run a trial set of N runs")
+            trials.add_argument("--concurrency", type=_count, metavar="K",
+                                help="trials running at once (default 4)")
+            trials.add_argument("--early-stop", action="store_true",
+                                help="end the set once its verdict is settled: skip trials "
+                                     "not started, cancel running ones")
+            trials.add_argument("--pass-threshold", type=_share, metavar="P",
+                                help="share of the N trials that must pass, 0 to 1 "
+                                     "(default 1: all)")
         parser.set_defaults(func=run)
+
+    summary = "run a recorded run again, its calls served from its recording"
+    replay = commands.add_parser(
+        "replay", help=summary,
+        description=summary + " (its cassette): with the run's pipeline, inputs and "
+                    "settings, or an edited pipeline file. A call the recording does not "
+                    "hold is a divergence that stops the run (mode recorded), or goes live "
+                    "(hybrid). Exit codes: 0 the replay succeeded, 1 it failed or diverged, "
+                    "2 usage, 3 unreachable.")
+    replay.add_argument("run", metavar="RUN", help="the recorded run's id")
+    replay.add_argument("--mode", choices=("recorded", "hybrid", "live"), default="recorded",
+                        metavar="recorded|hybrid|live",
+                        help="recorded (default): every call from the recording, an "
+                             "unmatched one diverges; hybrid: unmatched calls go live; "
+                             "live: every call live")
+    replay.add_argument("--pipeline", metavar="FILE",
+                        help="run this pipeline file (e.g. an edited copy) instead of the "
+                             "recorded run's pipeline; the recorded inputs and settings are "
+                             "then not used")
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_connection_arguments(replay)
+    replay.set_defaults(func=run)

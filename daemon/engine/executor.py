@@ -158,8 +158,10 @@ class Executor:
         try:
             return await self._traverse()
         except ReplayDivergence as exc:
-            self.emit("ReplayDiverged", **exc.to_dict())
-            return await self._finish(Status.FAIL, str(exc), started)
+            content = self.record == "full"
+            self.emit("ReplayDiverged", **exc.to_dict(content))
+            return await self._finish(Status.FAIL, str(exc) if content
+                                      else exc.without_content(), started)
 
     async def _traverse(self) -> RunResult:
         if self.graph.dag:
@@ -372,11 +374,12 @@ class Executor:
         except ReplayDivergence as exc:
             # The trace of the replay ends with the call that could not be served, and the
             # node with a failed stage; then the run stops (execute_node raises it again).
+            message = str(exc) if self.record == "full" else exc.without_content()
             self.record_call(node_id=node.id, attempt=attempt, kind=exc.kind,
-                             request=exc.request or {}, response=None, error=str(exc),
+                             request=exc.request or {}, response=None, error=message,
                              finish_reason="error")
             self.divergence = exc
-            return Outcome(Status.FAIL, failure_reason=str(exc), retryable=False)
+            return Outcome(Status.FAIL, failure_reason=message, retryable=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

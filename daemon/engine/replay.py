@@ -199,14 +199,25 @@ class ReplayDivergence(Exception):
             shown += f"; and {more} more"
         return f"{where}: the request differs from {other}: {shown}"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Structured form for the run's error data and test reports."""
+    def without_content(self) -> str:
+        """The message naming only where the requests differ, not what they hold (for runs
+        recorded metadata_only, whose records keep no prompt text)."""
+        where = (f"replay diverged at node {self.node_id!r}, step {self.step} "
+                 f"({self.kind} call, attempt {self.attempt}): {self.reason}")
+        if self.differences:
+            where += "; differing: " + ", ".join(d.path for d in self.differences)
+        return where
+
+    def to_dict(self, content: bool = True) -> dict[str, Any]:
+        """Structured form for the run's error data and test reports; without `content`,
+        the differences are their paths only."""
         return {"node_id": self.node_id, "attempt": self.attempt, "kind": self.kind,
                 "step": self.step, "reason": self.reason, "recorded_seq": self.recorded_seq,
                 "recorded_attempt": self.recorded_attempt, "recorded_kind": self.recorded_kind,
                 "recorded_count": self.recorded_count,
-                "differences": [d.to_dict() for d in self.differences],
-                "message": str(self)}
+                "differences": [d.to_dict() if content else {"path": d.path}
+                                for d in self.differences],
+                "message": str(self) if content else self.without_content()}
 
 
 # -- the cassette -------------------------------------------------------------------------

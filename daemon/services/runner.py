@@ -53,6 +53,7 @@ class ActiveRun:
     done: asyncio.Future[RunResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     resume_inputs: dict[str, Any] = field(default_factory=dict)  # given again at resume
+    started: bool = False  # _drive began (a task cancelled before its first step never does)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ class Runner:
         self.active: dict[str, ActiveRun] = daemon.active_runs
         self.handlers: HandlerRegistry = default_handlers()
         self.stopping = False
+        self._finishing: set[asyncio.Future[None]] = set()  # runs ended without their task
 
     # -- starting -------------------------------------------------------------------------
 
@@ -224,7 +226,7 @@ class Runner:
                   **options.launch()}
         self._snapshot(run_dir, graph, pool, launch)
         created = utc_now()
-        manifest = self._manifest(run_id, trace_id, graph, created)
+        manifest = self._manifest(run_id, trace_id, graph, created, options)
         run_dir.write_json("manifest.json", data=manifest)
         await self.store.add_run(
             pipeline_hash=graph.digest(), pipeline_name=graph.name,
@@ -243,7 +245,7 @@ class Runner:
         active = self._activate(run_id, trace_id, graph, run_dir, pool, settings, next_event=1,
                                 record=options.record, replayer=replayer,
                                 trial_index=options.trial_index)
-        active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=None))
+        self._launch(active, inputs, checkpoint=None)
         return active
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
@@ -317,7 +319,7 @@ class Runner:
                                 trial_index=options.trial_index)
         active.sink.totals = {key: row[key] for key in active.sink.totals}
         active.resume_inputs = given_inputs
-        active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint=checkpoint))
+        self._launch(active, inputs, checkpoint=checkpoint)
         return active
 
     @staticmethod
@@ -357,8 +359,28 @@ class Runner:
 
     # -- running --------------------------------------------------------------------------
 
+    def _launch(self, active: ActiveRun, inputs: dict[str, Any],
+                checkpoint: dict[str, Any] | None) -> None:
+        """Run `_drive` as the run's task. A task cancelled before its first step never
+        enters `_drive`, so its `finally` never ends the run: then the callback does."""
+        active.task = asyncio.ensure_future(self._drive(active, inputs, checkpoint))
+
+        def never_ran(task: asyncio.Task[None]) -> None:
+            if not active.started:
+                active.started = True
+                reason = "the daemon stopped" if self.stopping else "cancelled"
+                active.executor.emit("PipelineCancelled", id=active.run_id, reason=reason)
+                finishing = asyncio.ensure_future(self._finish(
+                    active, "interrupted" if self.stopping else "cancelled", None, reason,
+                    None))
+                self._finishing.add(finishing)  # held until done (the loop keeps weak refs)
+                finishing.add_done_callback(self._finishing.discard)
+
+        active.task.add_done_callback(never_ran)
+
     async def _drive(self, active: ActiveRun, inputs: dict[str, Any],
                      checkpoint: dict[str, Any] | None) -> None:
+        active.started = True
         executor, result = active.executor, None
         status, outcome, reason = "failed", "fail", ""
         try:
@@ -451,7 +473,8 @@ class Runner:
         run_dir.write_json("config", "launch.json", data=launch, settings=True)
 
     @staticmethod
-    def _manifest(run_id: str, trace_id: str, graph: Graph, created: str) -> dict[str, Any]:
+    def _manifest(run_id: str, trace_id: str, graph: Graph, created: str,
+                  options: RunOptions) -> dict[str, Any]:
         models = sorted({str(n.get("llm_model")) for n in graph.nodes.values()
                          if n.get("llm_model")})
         starts = graph.start_nodes()
@@ -460,7 +483,9 @@ class Runner:
                 "end_time": None, "status": "running", "outcome": None,
                 "start_node": starts[0].id if starts else None,
                 "node_count": len(graph.nodes), "model": models[0] if len(models) == 1
-                else (models or None), "trial": None}
+                else (models or None),
+                "trial": None if options.trial_set_id is None else {
+                    "set": options.trial_set_id, "index": options.trial_index}}
 
 
 def plan_of(graph: Graph) -> dict[str, Any]:

@@ -100,14 +100,15 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | Tri
 
 async def _launch(params: RunStartParams, runner: Any) -> tuple[
         PipelineRef, dict[str, Any], dict[str, str], RunSettings]:
-    """Pipeline, inputs, variables and settings: as given, or for a replay without a
-    pipeline, those of the recorded run (each still overridable)."""
-    if params.pipeline is not None:
+    """Pipeline, inputs, variables and settings as given; a replay of a recorded run takes
+    whichever of them are not given from that run's launch record."""
+    replay = params.replay
+    if replay is None or replay.from_run is None:
+        assert params.pipeline is not None  # RunStartParams requires one of the two
         return params.pipeline, params.inputs, params.variables, params.settings
-    assert params.replay is not None and params.replay.from_run is not None
-    launch, source, _ = await runner.recorded_launch(params.replay.from_run)
+    launch, source, _ = await runner.recorded_launch(replay.from_run)
     given = params.model_fields_set
-    return (PipelineRef(source=source, format=launch["pipeline_format"]),
+    return (params.pipeline or PipelineRef(source=source, format=launch["pipeline_format"]),
             params.inputs if "inputs" in given else launch["inputs"],
             params.variables if "variables" in given else launch["variables"],
             params.settings if "settings" in given
