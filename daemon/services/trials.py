@@ -201,9 +201,6 @@ class TrialSets:
             trial_set.status = "completed"
         except asyncio.CancelledError:
             trial_set.status = "interrupted" if self.runner.stopping else "cancelled"
-            for entry in trial_set.runs:
-                if entry["status"] == "pending":
-                    entry["status"] = "skipped"
             raise
         finally:
             for entry in trial_set.runs:
@@ -211,6 +208,8 @@ class TrialSets:
                     entry["status"] = "skipped"
             trial_set.ended_at = utc_now()
             await self._record(trial_set, final=True)
+            # Ended: trials.get reads it back from the store and its manifest from now on.
+            self.sets.pop(trial_set.id, None)
             if not trial_set.done.done():
                 trial_set.done.set_result(None)
 
