@@ -1,0 +1,540 @@
+"""Trial-set and replay benchmark: per-trial overhead, concurrency against the ideal time,
+and a recorded replay against a scripted run of the same pipeline.
+
+Run it with `.venv/bin/python bench/trials.py`; options:
+
+    .venv/bin/python bench/trials.py [--rounds 3] [--trials 1000] [--concurrency 1,8]
+        [--latency-ms 100] [--latency-concurrency 100] [--replay-nodes 1000]
+        [--inspect-samples N] [--no-inspect] [--profile K [--profile-out FILE]] [--quick]
+        [--json] [--no-uvloop]
+
+Workloads, all through `Runner.start` on a stand-in daemon and the real sqlite store, as
+bench/engine.py sets them up (one sqlite file in WAL mode for the whole benchmark):
+
+* trials-cK: a trial set (`TrialSets.start`, daemon/services/trials.py) of `--trials` runs
+  (default 1,000) of the single-node pipeline start -> n1 (box) -> exit, `K` at a time
+  (`--concurrency`, default 1 and 8), record "full" (the default), scripted provider at zero
+  latency. Timed from `TrialSets.start` until the set's `done` resolves: every trial's run
+  (load is done once per set), its store rows and files, the set's own row after each
+  trial and its manifest (at most every 50 ms, and at the end). Per trial = set time /
+  trials: the per-trial overhead. At zero latency no trial ever waits for its model, so
+  concurrency only interleaves the same work.
+* latency-cC: the same set with the scripted provider answering after `--latency-ms`
+  (default 100 ms) and `--latency-concurrency` (default 100) trials at a time; the
+  provider's own per-run concurrency limit is set to the same number (a pool is per run, so
+  it cannot cap a set, but nothing is left to a default). Ideal = ceil(trials / C) x latency;
+  the ratio is set time / ideal.
+* linear-N scripted / replay: one run of start -> n1 ... nN -> exit (N model calls, default
+  1,000) on the scripted provider is recorded once, untimed; then, interleaved over the
+  rounds, a fresh scripted run of the same pipeline and a run with
+  `RunOptions(replay_of=<recorded run>, replay_mode="recorded")`, whose every call is served
+  from the recording (a call the recording lacks would stop it: it must complete). Timed
+  from `Runner.start` until `done`; the replay's time includes reading the recorded calls
+  from the store and indexing them.
+* inspect_ai (when installed, `pip install -e '.[bench]'`): per-sample overhead of
+  `inspect_ai.eval` of a Task of `--inspect-samples` samples (default: as many as trials),
+  solver `generate()`, scorer `match()`, model `mockllm/model` with `custom_outputs` (a
+  callable) giving each sample a ModelOutput with `usage` filled in (without usage mockllm
+  counts tokens with a tokenizer it downloads), log to a temporary directory, display
+  "none", everything else default. It runs in a child process once per round, between the
+  trial sets (its own event loop, and its ~1 s of imports do not weigh on this process's
+  garbage collector), after an untimed 20-sample warm-up eval in that child. Without
+  inspect_ai the bench says so and uses the reference of 9.5 ms per sample measured on these
+  machines. promptfoo (a Node tool, not installed) is the reference of about 3.5 ms per test
+  with its echo provider.
+
+Method: as bench/engine.py: every run directory stays until the benchmark ends (one
+temporary directory, removed at exit; creating files on these VMs is several times slower
+for minutes after many files were deleted nearby), `os.sync()` before every timed set or
+run, a warm-up of each kind first, and the summary takes the best round of each workload
+(other load and writeback only ever add time). Do not start it right after something
+deleted many files (the test suite, another benchmark).
+
+Targets: per-trial overhead at most 0.3x inspect_ai's per-sample overhead and below
+promptfoo's 3.5 ms; concurrency within 1.2x of ideal; replay at most 1.2x the scripted run.
+The last line is always the ratios with their targets.
+
+`--profile K` runs one more zero-latency trial set (at the first `--concurrency`) under
+cProfile, after the timed rounds, and prints the K functions with the most own time and the
+K with the most cumulative time, in microseconds per trial (`--profile-out` saves the raw
+stats). cProfile sees this thread only: the store's reads on aiosqlite's thread show as
+waiting (its writes run on the loop's thread and are counted); and the profiler inflates
+Python code 2x or more, system calls much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import importlib.util
+import io
+import math
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import orjson
+from common import loop_choice  # bench/ is on sys.path when a bench runs
+from engine import BenchDaemon, linear_dot
+
+from ostinato.daemon.engine.redact import environment_secrets
+from ostinato.daemon.services.runner import Runner, RunOptions
+from ostinato.daemon.services.trials import TrialSets
+from ostinato.daemon.store.db import Database
+from ostinato.daemon.store.runs import RunStore
+from ostinato.protocol.pipelines import PipelineRef
+from ostinato.protocol.runs import RunSettings
+
+INSPECT_REFERENCE_MS = 9.5  # inspect_ai mockllm, per sample, on these machines
+PROMPTFOO_REFERENCE_MS = 3.5  # promptfoo echo provider, per test
+INSPECT_TARGET = 0.3  # per-trial overhead <= 0.3x inspect_ai's per sample
+CONCURRENCY_TARGET = 1.2  # latency set <= 1.2x ideal
+REPLAY_TARGET = 1.2  # replay <= 1.2x the scripted run
+INSPECT_WARMUP = 20
+
+
+def single_node_dot() -> str:
+    """start -> n1 (box) -> exit."""
+    return linear_dot(1)
+
+
+@dataclass
+class Timing:
+    """One timed trial set, run or inspect eval."""
+
+    workload: str
+    round: int | str  # "best" in the summary
+    units: int  # trials, samples or model calls
+    unit: str
+    seconds: float
+    cpu_seconds: float  # of the process that did the work (this one, or inspect's child)
+    ideal_seconds: float | None = None  # latency sets: ceil(trials / C) x latency
+
+    @property
+    def ms_per_unit(self) -> float:
+        """Time divided by the trials, samples or calls."""
+        return self.seconds / self.units * 1000
+
+    @property
+    def cpu_ms_per_unit(self) -> float:
+        """CPU time divided by the trials, samples or calls."""
+        return self.cpu_seconds / self.units * 1000
+
+
+def format_row(t: Timing) -> str:
+    """One table row."""
+    ideal = "-" if t.ideal_seconds is None else f"{t.seconds / t.ideal_seconds:.2f}x"
+    return (f"{t.round!s:<6} {t.workload:<20} {t.units:>7,} {t.unit:<7} {t.seconds:>9.2f} "
+            f"{t.ms_per_unit:>9.3f} {t.cpu_ms_per_unit:>9.3f} {ideal:>9}")
+
+
+HEADER = (f"{'round':<6} {'workload':<20} {'units':>7} {'':<7} {'seconds':>9} "
+          f"{'ms/unit':>9} {'cpu ms':>9} {'vs ideal':>9}")
+
+
+# -- ostinato -----------------------------------------------------------------------------
+
+
+class Ostinato:
+    """Trial sets and runs through the daemon's runner, on one store."""
+
+    def __init__(self, home: Path, db: Database) -> None:
+        store = RunStore(db)
+        self.runner = Runner(BenchDaemon(home), store)
+        self.sets = TrialSets(self.runner, store)
+
+    async def trial_set(self, source: str, settings: RunSettings, trials: int,
+                        concurrency: int) -> float:
+        """Seconds from `TrialSets.start` until the set is done; every trial must pass."""
+        started = time.perf_counter()
+        trial_set = await self.sets.start(
+            PipelineRef(source=source, format="dot"), {}, {}, settings, RunOptions(),
+            trials=trials, concurrency=concurrency, early_stop=False, pass_threshold=1.0)
+        await trial_set.done
+        seconds = time.perf_counter() - started
+        summary = trial_set.summary()
+        if trial_set.status != "completed" or summary["passed"] != trials:
+            raise RuntimeError(f"trial set {trial_set.id} ended {trial_set.status}: "
+                               f"{summary['passed']} of {trials} trials passed")
+        return seconds
+
+    async def run(self, source: str, options: RunOptions, calls: int) -> tuple[float, str]:
+        """(seconds, run id) of one run from `Runner.start` until done; it must complete
+        with `calls` model calls recorded."""
+        started = time.perf_counter()
+        active = await self.runner.start(PipelineRef(source=source, format="dot"), {}, {},
+                                         RunSettings(), options)
+        result = await active.done
+        seconds = time.perf_counter() - started
+        if result is None or result.status != "completed":
+            raise RuntimeError(f"run {active.run_id} ended {getattr(result, 'status', None)}: "
+                               f"{getattr(result, 'failure_reason', '')}")
+        row = await self.runner.store.get_run(active.run_id) or {}
+        made = len(await self.runner.store.calls(active.run_id))
+        if made != calls or row.get("status") != "completed":
+            raise RuntimeError(f"run {active.run_id}: {made} calls recorded, {calls} expected")
+        return seconds, active.run_id
+
+
+def latency_settings(latency_ms: float, concurrency: int) -> RunSettings:
+    """The scripted provider answering after `latency_ms`, `concurrency` calls at a time."""
+    return RunSettings(providers={"scripted": {"type": "scripted", "latency_ms": latency_ms,
+                                               "concurrency": concurrency}})
+
+
+# -- inspect_ai ---------------------------------------------------------------------------
+
+
+def inspect_version() -> str | None:
+    """inspect_ai's version when it is installed, else None."""
+    if importlib.util.find_spec("inspect_ai") is None:
+        return None
+    return version("inspect_ai")
+
+
+def inspect_child(samples: int) -> int:
+    """In the child process: a warm-up eval, then the timed one; prints one JSON line."""
+    from inspect_ai import Task
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+    from inspect_ai.scorer import match
+    from inspect_ai.solver import generate
+
+    def output(*_: Any) -> ModelOutput:
+        out = ModelOutput.from_content(model="mockllm/model", content="ok")
+        out.usage = ModelUsage(input_tokens=10, output_tokens=5, total_tokens=15)
+        return out
+
+    model = get_model("mockllm/model", custom_outputs=output)
+    tmp = Path(tempfile.mkdtemp(prefix="ostinato-bench-inspect-"))
+    try:
+        result: dict[str, Any] = {}
+        for n, label in ((INSPECT_WARMUP, "warm-up"), (samples, "timed")):
+            task = Task(dataset=[Sample(input=f"Do step {i}", target="ok") for i in range(n)],
+                        solver=generate(), scorer=match())
+            os.sync()
+            cpu = time.process_time()
+            started = time.perf_counter()
+            logs = inspect_eval(task, model=model, log_dir=str(tmp / label), display="none")
+            seconds = time.perf_counter() - started
+            done = len(logs[0].samples or [])
+            if logs[0].status != "success" or done != n:
+                raise RuntimeError(f"inspect eval ended {logs[0].status} with {done} of {n} "
+                                   "samples")
+            result = {"seconds": seconds, "cpu_seconds": time.process_time() - cpu,
+                      "samples": n}
+        print(orjson.dumps(result).decode(), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def inspect_round(samples: int, round_no: int) -> Timing:
+    """One inspect eval, in a child process."""
+    done = subprocess.run([sys.executable, __file__, "--inspect-child", str(samples)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"inspect_ai child failed ({done.returncode}):\n{done.stderr}")
+    data = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return Timing("inspect_ai mockllm", round_no, data["samples"], "sample", data["seconds"],
+                  data["cpu_seconds"])
+
+
+# -- the benchmark ------------------------------------------------------------------------
+
+
+class Bench:
+    """The workloads, interleaved over the rounds; keeps every timing."""
+
+    def __init__(self, ostinato: Ostinato, args: argparse.Namespace) -> None:
+        self.ostinato = ostinato
+        self.args = args
+        self.timings: list[Timing] = []
+        self.recorded: str | None = None  # the run the replays replay
+
+    def add(self, timing: Timing) -> None:
+        """Keep and print a timing."""
+        self.timings.append(timing)
+        print(format_row(timing), flush=True)
+
+    async def zero_latency(self, concurrency: int, round_no: int) -> None:
+        """One trial set at zero latency."""
+        os.sync()
+        cpu = time.process_time()
+        seconds = await self.ostinato.trial_set(single_node_dot(), RunSettings(),
+                                                self.args.trials, concurrency)
+        self.add(Timing(f"trials-c{concurrency}", round_no, self.args.trials, "trial", seconds,
+                        time.process_time() - cpu))
+
+    async def latency(self, round_no: int) -> None:
+        """One trial set with model latency, against the ideal time."""
+        args = self.args
+        os.sync()
+        cpu = time.process_time()
+        seconds = await self.ostinato.trial_set(
+            single_node_dot(), latency_settings(args.latency_ms, args.latency_concurrency),
+            args.trials, args.latency_concurrency)
+        ideal = math.ceil(args.trials / args.latency_concurrency) * args.latency_ms / 1000
+        self.add(Timing(f"latency-c{args.latency_concurrency}", round_no, args.trials,
+                        "trial", seconds, time.process_time() - cpu, ideal))
+
+    async def record(self) -> None:
+        """The recording the replays use (untimed)."""
+        nodes = self.args.replay_nodes
+        _, self.recorded = await self.ostinato.run(linear_dot(nodes), RunOptions(), nodes)
+
+    async def replay_pair(self, round_no: int) -> None:
+        """A scripted run and a recorded replay of the same pipeline, order alternating."""
+        nodes = self.args.replay_nodes
+        source = linear_dot(nodes)
+        sides = ("scripted", "replay") if round_no % 2 else ("replay", "scripted")
+        for side in sides:
+            options = RunOptions() if side == "scripted" else RunOptions(
+                replay_of=self.recorded, replay_mode="recorded")
+            os.sync()
+            cpu = time.process_time()
+            seconds, _ = await self.ostinato.run(source, options, nodes)
+            self.add(Timing(f"linear-{nodes} {side}", round_no, nodes, "call", seconds,
+                            time.process_time() - cpu))
+
+    def best(self, workload: str) -> Timing | None:
+        """The fastest round of a workload."""
+        found = [t for t in self.timings if t.workload == workload]
+        return min(found, key=lambda t: t.seconds) if found else None
+
+
+async def warm_up(bench: Bench) -> None:
+    """One small run of each kind, untimed, and the recording the replays use."""
+    ostinato, args = bench.ostinato, bench.args
+    for concurrency in args.concurrency:
+        await ostinato.trial_set(single_node_dot(), RunSettings(), 20, concurrency)
+    await ostinato.trial_set(single_node_dot(), latency_settings(args.latency_ms, 10), 20, 10)
+    _, recorded = await ostinato.run(linear_dot(20), RunOptions(), 20)
+    await ostinato.run(linear_dot(20), RunOptions(replay_of=recorded, replay_mode="recorded"),
+                       20)
+    await bench.record()
+
+
+def measure(tmp: Path, args: argparse.Namespace, loop: asyncio.Runner,
+            inspect: str | None) -> tuple[Bench, pstats.Stats | None]:
+    """Warm up, then the rounds: zero-latency sets, inspect_ai, the latency set and a
+    replay pair in each, the sets' order alternating."""
+    home = tmp / "home"
+    home.mkdir()
+    db = loop.run(Database.open(home / "ostinato.db"))
+    profile = None
+    try:
+        bench = Bench(Ostinato(home, db), args)
+        loop.run(warm_up(bench))
+        for round_no in range(1, args.rounds + 1):
+            order = args.concurrency if round_no % 2 else args.concurrency[::-1]
+            for concurrency in order:
+                loop.run(bench.zero_latency(concurrency, round_no))
+            if inspect is not None:
+                bench.add(inspect_round(args.inspect_samples, round_no))
+            loop.run(bench.latency(round_no))
+            loop.run(bench.replay_pair(round_no))
+        if args.profile:
+            profile = loop.run(profiled_set(bench, args))
+        return bench, profile
+    finally:
+        loop.run(db.close())
+
+
+async def profiled_set(bench: Bench, args: argparse.Namespace) -> pstats.Stats:
+    """One more zero-latency trial set, under cProfile (this thread only)."""
+    profiler = cProfile.Profile()
+    os.sync()
+    profiler.enable()
+    try:
+        await bench.ostinato.trial_set(single_node_dot(), RunSettings(), args.trials,
+                                       args.concurrency[0])
+    finally:
+        profiler.disable()
+    return pstats.Stats(profiler, stream=io.StringIO())
+
+
+def print_profile(stats: pstats.Stats, trials: int, concurrency: int, top: int) -> None:
+    """The functions with the most own and cumulative time, in µs per trial."""
+    rows = []
+    for (filename, line, name), (_, calls, own, cumulative, _) in \
+            stats.stats.items():  # type: ignore[attr-defined]
+        where = filename
+        for marker in ("/daemon/", "/site-packages/", "/lib/python3"):
+            if marker in filename:
+                where = filename[filename.index(marker) + 1:]
+                break
+        rows.append((own, cumulative, calls, f"{where}:{line}({name})"))
+    total = sum(row[0] for row in rows)
+    print(f"cProfile of one trials-c{concurrency} set of {trials:,} trials: "
+          f"{total / trials * 1e6:,.0f} µs/trial profiled (the profiler inflates Python code "
+          "2x or more)")
+    for title, key in (("own time", 0), ("cumulative time", 1)):
+        print(f"  top {top} by {title}: µs/trial own, cumulative, calls/trial, function")
+        for own, cumulative, calls, where in sorted(rows, key=lambda r: r[key],
+                                                    reverse=True)[:top]:
+            print(f"  {own / trials * 1e6:9.1f} {cumulative / trials * 1e6:9.1f} "
+                  f"{calls / trials:8.1f}  {where}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--trials", type=int, default=1000,
+                        help="trials per trial set (default 1000)")
+    parser.add_argument("--concurrency", default="1,8",
+                        help="concurrencies of the zero-latency sets, comma-separated "
+                             "(default 1,8)")
+    parser.add_argument("--latency-ms", type=float, default=100.0,
+                        help="the scripted provider's latency in the latency set (default 100)")
+    parser.add_argument("--latency-concurrency", type=int, default=100,
+                        help="concurrency of the latency set (default 100)")
+    parser.add_argument("--replay-nodes", type=int, default=1000,
+                        help="model calls of the replayed pipeline (default 1000)")
+    parser.add_argument("--inspect-samples", type=int, default=None,
+                        help="samples of the inspect_ai eval (default: --trials)")
+    parser.add_argument("--no-inspect", action="store_true",
+                        help="do not run inspect_ai even if it is installed")
+    parser.add_argument("--profile", type=int, default=0, metavar="K",
+                        help="profile one more zero-latency set and print the top K functions")
+    parser.add_argument("--profile-out", type=Path, default=None, metavar="FILE",
+                        help="with --profile: also save the raw cProfile stats (pstats) there")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 1 round, 100 trials, 100 replayed calls")
+    parser.add_argument("--json", action="store_true",
+                        help="also print a JSON summary line (before the ratios line)")
+    parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+    parser.add_argument("--inspect-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.trials, args.replay_nodes = 1, 100, 100
+    try:
+        args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    except ValueError:
+        parser.error("--concurrency: comma-separated integers")
+    if args.inspect_samples is None:
+        args.inspect_samples = args.trials
+    if not args.concurrency or min(args.rounds, args.trials, args.latency_concurrency,
+                                   args.replay_nodes, args.inspect_samples,
+                                   *args.concurrency) < 1 or args.latency_ms <= 0:
+        parser.error("counts must be at least 1, --latency-ms above 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run everything, print the table, the summary and the ratios line."""
+    args = parse_args(argv)
+    if args.inspect_child is not None:
+        return inspect_child(args.inspect_child)
+    loop_name, factory = loop_choice(not args.no_uvloop)
+    inspect = None if args.no_inspect else inspect_version()
+    print(f"ostinato trials bench: TrialSets.start / Runner.start + sqlite store, scripted "
+          f"provider, record full; loop {loop_name}; Python {sys.version.split()[0]}; "
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start")
+    print(f"{args.rounds} rounds: {args.trials:,} single-node trials at zero latency, "
+          f"concurrency {', '.join(map(str, args.concurrency))}; the same at "
+          f"{args.latency_ms:g} ms latency, concurrency {args.latency_concurrency}; "
+          f"linear-{args.replay_nodes} scripted vs recorded replay")
+    if inspect is not None:
+        print(f"inspect_ai {inspect}: mockllm/model with usage, {args.inspect_samples:,} "
+              "samples per round, in a child process")
+    else:
+        print("inspect_ai: " + ("not run (--no-inspect)" if args.no_inspect else
+                                "not installed (pip install -e '.[bench]')")
+              + f"; using its reference of {INSPECT_REFERENCE_MS:g} ms per sample")
+    print(f"promptfoo: not run (a Node tool); reference {PROMPTFOO_REFERENCE_MS:g} ms per test "
+          "with its echo provider")
+    secrets = set(environment_secrets(dict(os.environ)))
+    secret_names = sorted(name for name, value in os.environ.items() if value in secrets)
+    print("environment variables redacted from run data: "
+          + (", ".join(secret_names) if secret_names else "none"))
+    print()
+    print(HEADER)
+    print("-" * len(HEADER))
+    tmp = Path(tempfile.mkdtemp(prefix="ostinato-bench-trials-"))
+    try:
+        with asyncio.Runner(loop_factory=factory) as loop:
+            bench, profile = measure(tmp, args, loop, inspect)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("-" * len(HEADER))
+    summarize(bench, args, loop_name, inspect)
+    if profile is not None:
+        print()
+        print_profile(profile, args.trials, args.concurrency[0], args.profile)
+        if args.profile_out is not None:
+            profile.dump_stats(args.profile_out)
+            print(f"raw stats: {args.profile_out} (python -m pstats)")
+    return 0
+
+
+def summarize(bench: Bench, args: argparse.Namespace, loop_name: str,
+              inspect: str | None) -> None:
+    """The best rows, the spread, and the ratios line."""
+    names = [f"trials-c{c}" for c in args.concurrency]
+    if inspect is not None:
+        names.append("inspect_ai mockllm")
+    latency_name = f"latency-c{args.latency_concurrency}"
+    scripted_name, replay_name = (f"linear-{args.replay_nodes} scripted",
+                                  f"linear-{args.replay_nodes} replay")
+    names += [latency_name, scripted_name, replay_name]
+    best: dict[str, Timing] = {}
+    for name in names:
+        timing = bench.best(name)
+        assert timing is not None
+        best[name] = timing
+        print(format_row(replace(timing, round="best")))
+    print()
+    for name in names:
+        values = sorted(t.ms_per_unit for t in bench.timings if t.workload == name)
+        print(f"{name}: ms/{best[name].unit} over the rounds {values[0]:.3f}..{values[-1]:.3f} "
+              f"(median {values[len(values) // 2]:.3f})")
+    print("best: the fastest round per workload (other load only slows a run down); cpu: CPU "
+          "time of the process\n  that did the work (all its threads), per unit.")
+    per_trial_name = min(names[:len(args.concurrency)], key=lambda n: best[n].seconds)
+    per_trial = best[per_trial_name].ms_per_unit
+    inspect_ms = (best["inspect_ai mockllm"].ms_per_unit if inspect is not None
+                  else INSPECT_REFERENCE_MS)
+    latency = best[latency_name]
+    assert latency.ideal_seconds is not None
+    concurrency_ratio = latency.seconds / latency.ideal_seconds
+    replay_ratio = best[replay_name].seconds / best[scripted_name].seconds
+    print(f"per trial: the best of {', '.join(names[:len(args.concurrency)])} "
+          f"({per_trial_name}); inspect_ai: "
+          + ("measured above" if inspect is not None else "reference, not measured")
+          + f"; ideal of {latency_name}: ceil({args.trials}/{args.latency_concurrency}) x "
+          f"{args.latency_ms:g} ms = {latency.ideal_seconds:g} s")
+    if args.json:
+        print(orjson.dumps({
+            "loop": loop_name, "args": vars(args), "summary": "best", "inspect_ai": inspect,
+            "timings": [{**asdict(t), "ms_per_unit": round(t.ms_per_unit, 4)}
+                        for t in bench.timings],
+            "per_trial_ms": round(per_trial, 4), "inspect_ms_per_sample": round(inspect_ms, 4),
+            "inspect_measured": inspect is not None,
+            "promptfoo_reference_ms": PROMPTFOO_REFERENCE_MS,
+            "ratios": {"per_trial_vs_inspect": round(per_trial / inspect_ms, 4),
+                       "concurrency_vs_ideal": round(concurrency_ratio, 4),
+                       "replay_vs_scripted": round(replay_ratio, 4)},
+        }, default=str).decode())
+    print(f"ratios: per-trial {per_trial:.2f} ms = {per_trial / inspect_ms:.2f}x inspect_ai "
+          f"{inspect_ms:.2f} ms{'' if inspect is not None else ' (reference)'} "
+          f"(target <= {INSPECT_TARGET:g}x) and vs promptfoo {PROMPTFOO_REFERENCE_MS:g} ms "
+          f"(target below: {'met' if per_trial < PROMPTFOO_REFERENCE_MS else 'not met'}); "
+          f"concurrency {concurrency_ratio:.2f}x ideal (target <= {CONCURRENCY_TARGET:g}); "
+          f"replay {replay_ratio:.2f}x scripted (target <= {REPLAY_TARGET:g})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
