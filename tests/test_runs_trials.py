@@ -10,6 +10,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .runs_support import dot, make_fifo, read_fifo
 from .support import DaemonProcess, Wire, start_daemon
 
@@ -115,12 +117,9 @@ async def test_a_trial_set_answers_at_once_without_wait(daemon: DaemonProcess) -
     assert missing["error"]["code"] == -32001
 
 
-async def test_a_trial_set_cut_off_by_a_crash_keeps_the_trials_that_finished(
-        short_tmp: Path) -> None:
-    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
-    fifo, count = make_fifo(short_tmp / "announce"), short_tmp / "count"
-    # The first two trials pass at once; the third blocks until the daemon is killed.
-    blocking = dot(f"""\
+def counted_pipeline(count: Path, fifo: Path) -> dict[str, str]:
+    """The first two trials pass at once; the third announces itself and blocks."""
+    return dot(f"""\
         digraph counted {{
             start [shape=Mdiamond]
             work [shape=parallelogram, tool_command="n=$(cat {count} 2>/dev/null || echo 0); \\
@@ -128,27 +127,48 @@ echo $((n+1)) > {count}; [ $n -lt 2 ] && exit 0; echo $$ > {fifo}; exec sleep 30
             done [shape=Msquare]
             start -> work -> done
         }}""")
+
+
+async def cut_off(short_tmp: Path, stop: str) -> dict[str, Any]:
+    """A 5-trial set whose third trial is running when its daemon is stopped (`kill`:
+    SIGKILL, `term`: SIGTERM); the set as the next daemon reports it."""
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    fifo = make_fifo(short_tmp / "announce")
     first = await start_daemon(home, "--socket", socket)
     wire = await first.connect()
-    started = await wire.result("run.start", {"pipeline": blocking, "trials": 5,
-                                              "concurrency": 1})
+    started = await wire.result("run.start", {
+        "pipeline": counted_pipeline(short_tmp / "count", fifo), "trials": 5,
+        "concurrency": 1})
     pid = int(await read_fifo(fifo))
-    first.process.kill()
-    await first.stop()
+    if stop == "kill":
+        first.process.kill()
+        await first.stop()
+    else:
+        assert await first.stop() == 0  # SIGTERM: a clean stop
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-
     second = await start_daemon(home, "--socket", socket)
     try:
         wire = await second.connect()
         kept = await wire.result("trials.get", {"trial_set_id": started["trial_set_id"]})
+        blocked = kept["trial_runs"][2]["run_id"]
+        kept["blocked_run"] = await wire.result("run.get", {"run_id": blocked})
     finally:
         assert await second.stop() == 0
+    return kept
+
+
+@pytest.mark.parametrize("stop", ["kill", "term"])
+async def test_a_trial_set_cut_off_keeps_the_trials_that_finished(
+        short_tmp: Path, stop: str) -> None:
+    kept = await cut_off(short_tmp, stop)
     assert kept["status"] == "interrupted"
     assert (kept["finished"], kept["passed"]) == (2, 2)
     statuses = [t["status"] for t in kept["trial_runs"]]
     assert statuses[:3] == ["completed", "completed", "interrupted"]
     assert all(t["trace_id"] for t in kept["trial_runs"][:3])
+    blocked = kept["blocked_run"]
+    assert (blocked["status"], blocked["resumable"]) == ("interrupted", True)
 
 
 async def test_early_stop_with_concurrent_trials_ends_every_trial(

@@ -199,9 +199,9 @@ class Executor:
                     next_node = jump
             state.current_node = node_id
             state.next_node = next_node
-            await self._checkpoint(node, outcome, finished=next_node is None)
-            if node.type == "exit":
+            if node.type == "exit":  # one checkpoint after it: the final one, with the result
                 return await self._finish(Status.SUCCESS, "", started)
+            await self._checkpoint(node, outcome, finished=next_node is None)
             if next_node is None:
                 if gate_failed:
                     return await self._finish(
@@ -467,15 +467,16 @@ class Executor:
 
     async def _finish(self, status: Status, reason: str, started: float) -> RunResult:
         duration_ms = round((time.monotonic() - started) * 1000, 3)
+        self.state.next_node = None
+        checkpoint = self.checkpoint(finished=True)
+        checkpoint["result"] = {"outcome": status.value, "failure_reason": reason}
+        self.run_dir.write_json("checkpoint.json", data=checkpoint)
+        self.emit("CheckpointSaved", node_id=self.state.current_node)
         if status.succeeded:
             self.emit("PipelineCompleted", duration_ms=duration_ms,
                       completed_nodes=len(self.state.completed_nodes))
         else:
             self.emit("PipelineFailed", error=reason, duration_ms=duration_ms)
-        self.state.next_node = None
-        checkpoint = self.checkpoint(finished=True)
-        checkpoint["result"] = {"outcome": status.value, "failure_reason": reason}
-        self.run_dir.write_json("checkpoint.json", data=checkpoint)
         return RunResult("completed" if status.succeeded else "failed", status, reason,
                          list(self.state.completed_nodes), self.state.context.snapshot())
 

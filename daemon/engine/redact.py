@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ _SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "pass
                            "cookie"})
 
 
+@functools.lru_cache(maxsize=4096)  # the same few names are asked about for every run
 def is_secret_name(name: str) -> bool:
     """True for setting names that look like keys, tokens, secrets or passwords."""
     # Names ending in `_env` hold the name of an environment variable, not its value.

@@ -32,8 +32,7 @@ class Services:
     async def stop(self) -> None:
         """Stop trial sets and running runs (they stay resumable), close the store."""
         self.runner.stopping = True
-        await self.trials.close()
-        await self.runner.close()
+        await self.trials.close()  # closes the runner too
         await self.db.close()
 
 

@@ -26,7 +26,7 @@ from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, environment_secrets, is_secret_name
 from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
-from ..engine.rundir import RunDirectory, append_run_manifest
+from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
 from ..ids import utc_now, uuid7
 from ..store.runs import RunStore
 
@@ -54,6 +54,25 @@ class ActiveRun:
         default_factory=lambda: asyncio.get_running_loop().create_future())
     resume_inputs: dict[str, Any] = field(default_factory=dict)  # given again at resume
     started: bool = False  # _drive began (a task cancelled before its first step never does)
+    owns_pool: bool = True  # False: the pool is shared (a trial set's), closed by its owner
+    manifest: dict[str, Any] | None = None  # manifest.json as last written
+
+
+@dataclass
+class Prepared:
+    """What runs of one pipeline with the same inputs, variables and settings share: the
+    loaded graph, its provider pool, the redaction secrets and the redacted config/ files
+    (a trial set prepares once for all its trials)."""
+
+    graph: Graph
+    digest: str
+    pool: ProviderPool
+    secrets: list[str]
+    config: dict[str, bytes]  # config/ file name -> content, launch.json aside
+    settings: dict[str, Any]  # as launch.json records them (unredacted: resume needs them)
+    stored_inputs: dict[str, Any]  # redacted, for the runs row
+    stored_settings: dict[str, Any]  # redacted, for the runs row
+    stored_source: str  # redacted
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,7 @@ class RunOptions:
     replay_mode: ReplayMode | None = None
     trial_set_id: str | None = None
     trial_index: int | None = None
-    graph: Graph | None = None  # already loaded (a trial set loads its pipeline once)
+    prepared: Prepared | None = None  # shared with other runs (a trial set's); not owned
 
     def launch(self) -> dict[str, Any]:
         """What launch.json keeps of them, so that a resume does the same."""
@@ -209,42 +228,66 @@ class Runner:
                                             for d in result.diagnostics]})
         return result.graph
 
+    def prepare(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
+                settings: RunSettings) -> Prepared:
+        """Load the pipeline, build the provider pool and the redacted config/ files."""
+        string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
+        graph = self.load(ref, {**string_inputs, **variables})
+        pool = self._pool(settings)
+        secrets = self._secrets(pool, inputs, variables)
+        redactor = Redactor(secrets)
+        dumped = settings.model_dump(mode="json")
+        digest = graph.digest()
+        config = {
+            SOURCE_NAMES[graph.source_format]: redactor.text(graph.source).encode("utf-8"),
+            "plan.json": redactor.encoded(dump_json(plan_of(graph, digest))),
+            "settings.json": dump_json(redactor.data(dumped)),
+            "providers.json": dump_json(redactor.data(pool.describe())),
+            "pricing.json": redactor.encoded(dump_json(pool.pricing.to_dict())),
+        }
+        return Prepared(graph, digest, pool, secrets, config, dumped, redactor.data(inputs),
+                        redactor.data(dumped), redactor.text(graph.source))
+
     async def start(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
                     settings: RunSettings, options: RunOptions = RunOptions()) -> ActiveRun:
         """Create a run (directory, rows) and start executing it."""
-        string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
-        graph = options.graph or self.load(ref, {**string_inputs, **variables})
-        pool = self._pool(settings)
+        prepared = options.prepared or self.prepare(ref, inputs, variables, settings)
+        graph = prepared.graph
         run_id, trace_id = uuid7(), uuid7()
-        redactor = self._redactor(pool, inputs, variables)
-        replayer = await self._replayer(options, redactor) if options.replay_mode else None
+        redactor = Redactor(prepared.secrets)
+        try:
+            replayer = await self._replayer(options, redactor) if options.replay_mode else None
+        except BaseException:
+            if options.prepared is None:
+                await prepared.pool.aclose()
+            raise
         run_dir = RunDirectory(self.home / "runs" / run_id, redactor,
                                content=options.record == "full")
         run_dir.create()
         launch = {"pipeline_format": graph.source_format, "inputs": inputs,
-                  "variables": variables, "settings": settings.model_dump(mode="json"),
-                  **options.launch()}
-        self._snapshot(run_dir, graph, pool, launch)
+                  "variables": variables, "settings": prepared.settings, **options.launch()}
+        self._snapshot(run_dir, prepared, launch)
         created = utc_now()
-        manifest = self._manifest(run_id, trace_id, graph, created, options)
+        manifest = self._manifest(run_id, trace_id, prepared, created, options)
         run_dir.write_json("manifest.json", data=manifest)
         await self.store.add_run(
-            pipeline_hash=graph.digest(), pipeline_name=graph.name,
-            pipeline_format=graph.source_format, source=redactor.text(graph.source),
+            pipeline_hash=prepared.digest, pipeline_name=graph.name,
+            pipeline_format=graph.source_format, source=prepared.stored_source,
             run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
-                 "trace_id": trace_id, "inputs": redactor.data(inputs),
-                 "settings": redactor.data(launch["settings"]), "created_at": created,
+                 "trace_id": trace_id, "inputs": prepared.stored_inputs,
+                 "settings": prepared.stored_settings, "created_at": created,
                  "started_at": created, **options.launch()})
         append_run_manifest(self.home, {
             "run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
-            "pipeline_hash": graph.digest(), "created_at": created,
+            "pipeline_hash": prepared.digest, "created_at": created,
             "run_dir": f"runs/{run_id}", "manifest": f"runs/{run_id}/manifest.json",
-            "config": {name: f"runs/{run_id}/config/{name}" for name in
-                       (SOURCE_NAMES[graph.source_format], "plan.json", "settings.json",
-                        "providers.json", "pricing.json", "launch.json")}})
-        active = self._activate(run_id, trace_id, graph, run_dir, pool, settings, next_event=1,
-                                record=options.record, replayer=replayer,
+            "config": {name: f"runs/{run_id}/config/{name}"
+                       for name in [*prepared.config, "launch.json"]}})
+        active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
+                                next_event=1, record=options.record, replayer=replayer,
                                 trial_index=options.trial_index)
+        active.owns_pool = options.prepared is None
+        active.manifest = manifest
         self._launch(active, inputs, checkpoint=None)
         return active
 
@@ -304,7 +347,7 @@ class Runner:
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                            **variables})
         pool = self._pool(settings)
-        redactor = self._redactor(pool, inputs, variables)
+        redactor = Redactor(self._secrets(pool, inputs, variables))
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         replayer = await self._replayer(options, redactor) if options.replay_mode else None
         if replayer is not None:  # the calls this run already made used up their recordings
@@ -323,13 +366,13 @@ class Runner:
         return active
 
     @staticmethod
-    def _redactor(pool: ProviderPool, inputs: dict[str, Any],
-                  variables: dict[str, str]) -> Redactor:
+    def _secrets(pool: ProviderPool, inputs: dict[str, Any],
+                 variables: dict[str, str]) -> list[str]:
         """Secrets of a run: secret-looking environment variables, provider keys, and the
         values of inputs and variables whose names look like secrets."""
         named = [str(v) for k, v in {**inputs, **variables}.items()
                  if is_secret_name(k) and isinstance(v, str | int)]
-        return Redactor([*environment_secrets(dict(os.environ)), *pool.secrets(), *named])
+        return [*environment_secrets(dict(os.environ)), *pool.secrets(), *named]
 
     def _pool(self, settings: RunSettings) -> ProviderPool:
         try:
@@ -411,14 +454,16 @@ class Runner:
             await active.sink.flush(status=status, outcome=outcome, failure_reason=reason or None,
                                     ended_at=ended,
                                     resumable=int(status in ("cancelled", "interrupted")))
-            manifest = active.executor.run_dir.read_json("manifest.json") or {}
+            manifest = active.manifest or active.executor.run_dir.read_json(
+                "manifest.json") or {}
             manifest.update(status=status, outcome=outcome, end_time=ended,
                             failure_reason=reason or None,
                             resumable=status in ("cancelled", "interrupted"))
             active.executor.run_dir.write_json("manifest.json", data=manifest)
         finally:
             active.executor.run_dir.close()
-            await active.pool.aclose()
+            if active.owns_pool:
+                await active.pool.aclose()
             self.active.pop(active.run_id, None)
             if not active.done.done():
                 active.done.set_result(result)
@@ -462,24 +507,25 @@ class Runner:
 
     # -- the run directory ----------------------------------------------------------------
 
-    def _snapshot(self, run_dir: RunDirectory, graph: Graph, pool: ProviderPool,
-                  launch: dict[str, Any]) -> None:
-        """config/: source, resolved plan, settings, providers, pricing, launch record."""
-        run_dir.write_text("config", SOURCE_NAMES[graph.source_format], text=graph.source)
-        run_dir.write_json("config", "plan.json", data=plan_of(graph))
-        run_dir.write_json("config", "settings.json", data=launch["settings"], settings=True)
-        run_dir.write_json("config", "providers.json", data=pool.describe(), settings=True)
-        run_dir.write_json("config", "pricing.json", data=pool.pricing.to_dict())
-        run_dir.write_json("config", "launch.json", data=launch, settings=True)
+    @staticmethod
+    def _snapshot(run_dir: RunDirectory, prepared: Prepared, launch: dict[str, Any]) -> None:
+        """config/: source, resolved plan, settings, providers, pricing, launch record.
+        Written once, before the run is in the store or announced, and never rewritten:
+        plain writes (a run cut short before its row exists cannot be resumed anyway)."""
+        config = run_dir.root / "config"
+        for name, data in prepared.config.items():
+            write_file(config / name, data)
+        write_file(config / "launch.json", dump_json(run_dir.redactor.data(launch)))
 
     @staticmethod
-    def _manifest(run_id: str, trace_id: str, graph: Graph, created: str,
+    def _manifest(run_id: str, trace_id: str, prepared: Prepared, created: str,
                   options: RunOptions) -> dict[str, Any]:
+        graph = prepared.graph
         models = sorted({str(n.get("llm_model")) for n in graph.nodes.values()
                          if n.get("llm_model")})
         starts = graph.start_nodes()
         return {"run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
-                "pipeline_hash": graph.digest(), "goal": graph.goal, "start_time": created,
+                "pipeline_hash": prepared.digest, "goal": graph.goal, "start_time": created,
                 "end_time": None, "status": "running", "outcome": None,
                 "start_node": starts[0].id if starts else None,
                 "node_count": len(graph.nodes), "model": models[0] if len(models) == 1
@@ -488,6 +534,6 @@ class Runner:
                     "set": options.trial_set_id, "index": options.trial_index}}
 
 
-def plan_of(graph: Graph) -> dict[str, Any]:
+def plan_of(graph: Graph, digest: str | None = None) -> dict[str, Any]:
     """The resolved plan: the transformed graph with each node's handler type."""
-    return {"pipeline_hash": graph.digest(), **graph.to_dict()}
+    return {"pipeline_hash": digest or graph.digest(), **graph.to_dict()}

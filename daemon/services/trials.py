@@ -1,9 +1,10 @@
 """Trials family: trial sets (`run.start` with `trials`) and `trials.get`.
 
 A trial set runs N runs of one pipeline, `concurrency` at a time; each trial is a whole run
-with its own trace. As each trial ends, the set's aggregates are written to the store and its
-manifest (`{home}/trials/{id}/manifest.json`, rewritten atomically) maps every trial to its
-run, trace and status, so that a set cut off halfway keeps what had finished. With
+with its own trace, in the store (with its set and index) as soon as it ends, so that a set
+cut off halfway keeps what had finished. The set's row (aggregates) and its manifest
+(`{home}/trials/{id}/manifest.json`, rewritten atomically, mapping every trial to its run,
+trace and status) follow at most every 50 ms and at the end. With
 `early_stop`, the set ends as soon as its verdict (at least `pass_threshold` of all N trials
 pass) can no longer change: trials not started are skipped, running ones cancelled.
 """
@@ -52,7 +53,9 @@ class TrialSet:
     status: str = "running"
     ended_at: str | None = None
     early_stopped: bool = False
-    manifest_written: float = 0.0  # time.monotonic() of the last manifest write
+    written: float = 0.0  # time.monotonic() of the last write of the row and manifest
+    passed_n: int = 0  # trials that passed
+    not_passed_n: int = 0  # trials that failed, were skipped or cut short
     runs: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -69,14 +72,19 @@ class TrialSet:
         """Trials that must pass for the verdict to be `passed`."""
         return math.ceil(self.pass_threshold * self.trials - 1e-9)
 
+    def settle(self, entry: dict[str, Any], **final: Any) -> None:
+        """A trial reached its final state (ended, skipped, failed to start): once each."""
+        entry.update(final)
+        if entry["passed"] is True:
+            self.passed_n += 1
+        elif entry["passed"] is False or entry["status"] in ("skipped", "cancelled"):
+            self.not_passed_n += 1
+
     def verdict(self) -> str | None:
         """passed / failed once the trials still to end cannot change it, else None."""
-        passed = sum(r["passed"] is True for r in self.runs)
-        not_passed = sum(r["passed"] is False or r["status"] in ("skipped", "cancelled")
-                         for r in self.runs)
-        if passed >= self.needed:
+        if self.passed_n >= self.needed:
             return "passed"
-        if not_passed > self.trials - self.needed:
+        if self.not_passed_n > self.trials - self.needed:
             return "failed"
         return None
 
@@ -143,21 +151,24 @@ class TrialSets:
                     settings: RunSettings, options: RunOptions, *, trials: int,
                     concurrency: int, early_stop: bool, pass_threshold: float) -> TrialSet:
         """Create the set (row, directory, manifest) and start its trials."""
-        string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
-        graph = options.graph or self.runner.load(ref, {**string_inputs, **variables})
+        # Loaded, pooled and snapshotted once: the trials share the pool (so its concurrency
+        # limit holds across the set) and the config/ files.
+        prepared = self.runner.prepare(ref, inputs, variables, settings)
+        graph = prepared.graph
         set_id = uuid7()
         trial_set = TrialSet(set_id, graph.name, trials, concurrency, early_stop,
                              pass_threshold, self.home / "trials" / set_id)
         trial_set.set_dir.mkdir(parents=True)
         await self.store.add_trial_set(
-            set_id, pipeline_hash=graph.digest(), pipeline_name=graph.name,
-            pipeline_format=graph.source_format, source=graph.source, trials=trials,
+            set_id, pipeline_hash=prepared.digest, pipeline_name=graph.name,
+            pipeline_format=graph.source_format, source=prepared.stored_source, trials=trials,
             concurrency=concurrency, early_stop=early_stop, pass_threshold=pass_threshold,
             set_dir=f"trials/{set_id}", created_at=trial_set.created_at)
         self.sets[set_id] = trial_set
         self._write_manifest(trial_set)
         base = RunOptions(record=options.record, replay_of=options.replay_of,
-                          replay_mode=options.replay_mode, trial_set_id=set_id, graph=graph)
+                          replay_mode=options.replay_mode, trial_set_id=set_id,
+                          prepared=prepared)
         task = asyncio.ensure_future(self._run(trial_set, ref, inputs, variables, settings,
                                                base))
         self._tasks.add(task)
@@ -167,12 +178,13 @@ class TrialSets:
     async def _run(self, trial_set: TrialSet, ref: PipelineRef, inputs: dict[str, Any],
                    variables: dict[str, str], settings: RunSettings, base: RunOptions) -> None:
         slots = asyncio.Semaphore(trial_set.concurrency)
-        running: dict[int, str] = {}  # trial index -> run id
+        running: dict[int, Any] = {}  # trial index -> its ActiveRun
 
         async def trial(index: int) -> None:
             async with slots:
-                if trial_set.verdict() is not None and trial_set.early_stop:
-                    trial_set.runs[index]["status"] = "skipped"
+                if self.runner.stopping or (
+                        trial_set.early_stop and trial_set.verdict() is not None):
+                    trial_set.settle(trial_set.runs[index], status="skipped")
                     return
                 started = time.monotonic()
                 options = RunOptions(**{**base.__dict__, "trial_index": index})
@@ -180,34 +192,41 @@ class TrialSets:
                 try:
                     active = await self.runner.start(ref, inputs, variables, settings, options)
                 except RpcError as exc:  # e.g. the replayed run is gone: this trial fails
-                    entry.update(status="failed", passed=False, failure_reason=exc.message)
+                    trial_set.settle(entry, status="failed", passed=False,
+                                     failure_reason=exc.message)
                     await self._record(trial_set)
                     return
                 entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
                              status="running")
-                running[index] = active.run_id
+                running[index] = active
                 await asyncio.shield(active.done)
                 running.pop(index, None)
                 await self._trial_ended(trial_set, entry, active, time.monotonic() - started)
                 if trial_set.early_stop and trial_set.verdict() is not None:
                     trial_set.early_stopped = trial_set.early_stopped or any(
                         r["status"] in ("pending", "running") for r in trial_set.runs)
-                    for run_id in list(running.values()):  # their result cannot matter now
-                        if run_id in self.runner.active:
-                            await self.runner.cancel(run_id)
+                    for other in list(running.values()):  # their result cannot matter now
+                        if other.run_id in self.runner.active:
+                            await self.runner.cancel(other.run_id)
 
         try:
             await asyncio.gather(*(trial(i) for i in range(trial_set.trials)))
-            trial_set.status = "completed"
+            trial_set.status = "interrupted" if self.runner.stopping else "completed"
         except asyncio.CancelledError:
             trial_set.status = "interrupted" if self.runner.stopping else "cancelled"
             raise
         finally:
+            # Trials cut off with the set (the daemon is stopping) end with their runs.
+            await asyncio.gather(*(asyncio.shield(a.done) for a in running.values()))
             for entry in trial_set.runs:
                 if entry["status"] == "pending":
-                    entry["status"] = "skipped"
+                    trial_set.settle(entry, status="skipped")
+                elif entry["status"] == "running":
+                    trial_set.settle(entry, status="interrupted")
             trial_set.ended_at = utc_now()
             await self._record(trial_set, final=True)
+            if base.prepared is not None:  # no run uses the shared pool any more
+                await base.prepared.pool.aclose()
             # Ended: trials.get reads it back from the store and its manifest from now on.
             self.sets.pop(trial_set.id, None)
             if not trial_set.done.done():
@@ -217,31 +236,30 @@ class TrialSets:
                            seconds: float) -> None:
         """Fill in a finished trial and persist the set (store row, manifest) at once."""
         row = await self.store.get_run(active.run_id) or {}
-        entry.update(status=row.get("status", "failed"), outcome=row.get("outcome"),
-                     failure_reason=row.get("failure_reason"),
-                     duration_ms=round(seconds * 1000, 3),
-                     cost_usd=row.get("cost_usd", 0.0),
-                     input_tokens=row.get("input_tokens", 0),
-                     output_tokens=row.get("output_tokens", 0),
-                     score=_score(active))
-        if entry["status"] == "cancelled" and trial_set.early_stop:
-            entry["passed"] = None  # cut short by the early stop: neither passed nor failed
-        else:
-            entry["passed"] = entry["status"] == "completed" and entry["outcome"] == "success"
+        status = row.get("status", "failed")
+        trial_set.settle(
+            entry, status=status, outcome=row.get("outcome"),
+            failure_reason=row.get("failure_reason"), duration_ms=round(seconds * 1000, 3),
+            cost_usd=row.get("cost_usd", 0.0), input_tokens=row.get("input_tokens", 0),
+            output_tokens=row.get("output_tokens", 0), score=_score(active),
+            # A trial cut short by the early stop neither passed nor failed.
+            passed=None if status == "cancelled" and trial_set.early_stop
+            else status == "completed" and row.get("outcome") == "success")
         await self._record(trial_set)
 
     async def _record(self, trial_set: TrialSet, final: bool = False) -> None:
-        """The set's aggregates to its row at once; its manifest (which lists every trial,
-        so rewriting it costs O(trials)) at most every MANIFEST_EVERY_S, and at the end.
-        The trials' own runs are in the store as each ends."""
+        """The set's row (aggregates) and manifest (every trial), at most every
+        MANIFEST_EVERY_S and at the end: building them costs O(trials). Each trial's own
+        run is in the store as it ends, and a set cut off is rebuilt from those (get)."""
+        now = time.monotonic()
+        if not final and now - trial_set.written < MANIFEST_EVERY_S:
+            return
+        trial_set.written = now
         summary = trial_set.summary()
         aggregates = {k: v for k, v in summary.items() if k != "trial_runs"}
         await self.store.update_trial_set(trial_set.id, status=trial_set.status,
                                           summary=aggregates, ended_at=trial_set.ended_at)
-        now = time.monotonic()
-        if final or now - trial_set.manifest_written >= MANIFEST_EVERY_S:
-            self._write_manifest(trial_set, summary)
-            trial_set.manifest_written = now
+        self._write_manifest(trial_set, summary)
 
     @staticmethod
     def _write_manifest(trial_set: TrialSet, summary: dict[str, Any] | None = None) -> None:
@@ -277,12 +295,16 @@ class TrialSets:
             if run["status"] in ("completed", "failed") or (
                     run["status"] == "cancelled" and not trial_set.early_stop):
                 entry["passed"] = run["status"] == "completed" and run["outcome"] == "success"
+        for entry in trial_set.runs:
+            trial_set.settle(entry)
         return trial_set.summary()
 
     async def close(self) -> None:
-        """Stop the running sets (the daemon is stopping)."""
+        """The daemon is stopping: no set starts another trial, their running trials are
+        interrupted (resumable) with every other run, and the sets end `interrupted`."""
         for task in list(self._tasks):
             task.cancel()
+        await self.runner.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 

@@ -8,6 +8,7 @@ A model without a rate costs 0.0 and is remembered in `unknown()` so callers can
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import re
@@ -34,16 +35,22 @@ class Rate:
 
 
 def shipped_table() -> dict[str, Any]:
-    """The pricing.json that ships with the package."""
+    """The pricing.json that ships with the package (a copy: callers may change it)."""
+    return copy.deepcopy(_shipped())
+
+
+@functools.cache
+def _shipped() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("pricing.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
 class Pricing:
     """A price table; immutable after load except for the unknown-model record."""
 
-    def __init__(self, table: Mapping[str, Any]) -> None:
-        self._table = copy.deepcopy(dict(table))
+    def __init__(self, table: Mapping[str, Any], *, owned: bool = False) -> None:
+        # `owned`: a table nobody else holds or changes (load's), kept without a copy.
+        self._table = dict(table) if owned else copy.deepcopy(dict(table))
         self._rates: dict[str, Rate] = {}
         for key, entry in self._table.get("models", {}).items():
             if "/" not in key:
@@ -60,10 +67,11 @@ class Pricing:
     def load(cls, overrides: Mapping[str, Any] | str | Path | None = None) -> Pricing:
         """The shipped table, its models replaced or extended by overrides (dict or JSON file)."""
         # Overrides are a full table ({"version"?, "currency"?, "models": {...}}) or just
-        # the models mapping.
-        table = shipped_table()
+        # the models mapping. Only top-level keys are replaced below, so a shallow copy of
+        # the shipped table (parsed once per process) is enough.
+        table = dict(_shipped())
         if overrides is None:
-            return cls(table)
+            return cls(table, owned=True)
         if isinstance(overrides, str | Path):
             overrides = json.loads(Path(overrides).read_text(encoding="utf-8"))
         if not isinstance(overrides, Mapping):
@@ -80,7 +88,7 @@ class Pricing:
             table["version"] = str(overrides.get("version", f"{table['version']}+overrides"))
         if "currency" in overrides:
             table["currency"] = str(overrides["currency"])
-        return cls(table)
+        return cls(table, owned=True)
 
     @property
     def version(self) -> str:
