@@ -56,6 +56,7 @@ class ActiveRun:
     started: bool = False  # _drive began (a task cancelled before its first step never does)
     owns_pool: bool = True  # False: the pool is shared (a trial set's), closed by its owner
     manifest: dict[str, Any] | None = None  # manifest.json as last written
+    ended: dict[str, Any] | None = None  # the run's final status, outcome, failure_reason
 
 
 @dataclass
@@ -141,6 +142,7 @@ class StoreSink:
         if isinstance(score, int | float):
             self.last_score = float(score)
         # A parallel branch's stages are written by group commit, beside its siblings'.
+        # (Runs of a trial set are not: measured, it gained nothing at 8 or 100 at a time.)
         await self.flush(stage=self.redactor.values(stage), current_node=stage["node_id"],
                          concurrent=stage["branch"] is not None)
 
@@ -450,6 +452,7 @@ class Runner:
     async def _finish(self, active: ActiveRun, status: str, outcome: str | None, reason: str,
                       result: RunResult | None) -> None:
         ended = utc_now()
+        active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
         try:
             await active.sink.flush(status=status, outcome=outcome, failure_reason=reason or None,
                                     ended_at=ended,

@@ -235,16 +235,15 @@ class TrialSets:
     async def _trial_ended(self, trial_set: TrialSet, entry: dict[str, Any], active: Any,
                            seconds: float) -> None:
         """Fill in a finished trial and persist the set (store row, manifest) at once."""
-        row = await self.store.get_run(active.run_id) or {}
-        status = row.get("status", "failed")
+        ended = active.ended or {"status": "failed", "outcome": None, "failure_reason": None}
+        status, totals = ended["status"], active.sink.totals
         trial_set.settle(
-            entry, status=status, outcome=row.get("outcome"),
-            failure_reason=row.get("failure_reason"), duration_ms=round(seconds * 1000, 3),
-            cost_usd=row.get("cost_usd", 0.0), input_tokens=row.get("input_tokens", 0),
-            output_tokens=row.get("output_tokens", 0), score=_score(active),
+            entry, **ended, duration_ms=round(seconds * 1000, 3),
+            cost_usd=round(totals["cost_usd"], 10), input_tokens=totals["input_tokens"],
+            output_tokens=totals["output_tokens"], score=_score(active),
             # A trial cut short by the early stop neither passed nor failed.
             passed=None if status == "cancelled" and trial_set.early_stop
-            else status == "completed" and row.get("outcome") == "success")
+            else status == "completed" and ended["outcome"] == "success")
         await self._record(trial_set)
 
     async def _record(self, trial_set: TrialSet, final: bool = False) -> None:
