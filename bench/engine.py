@@ -20,7 +20,10 @@ with a stand-in daemon (home, active_runs, and a publish that has no subscribers
 real store (one sqlite file in WAL mode for the whole benchmark, StoreSink + RunStore):
 load (parse, transform, validate), config snapshot, manifest, run row, then the Executor
 with the real handlers, ProviderPool and RunDirectory. Timed from `start()` until the run's
-`done` future resolves; the `load` column is the parse/transform/validate part of it.
+`done` future resolves; the `load` column is the parse/transform/validate part of it. The
+daemon keeps the syntax trees of the pipelines it parsed (daemon/engine/dot.py, sources up
+to 256 KB): the first round of a workload parses its source, later rounds build the graph
+from the kept tree, as any rerun in a daemon does. Every round is printed, the first too.
 
 floor: the least work that leaves the same files, in a plain loop in the same process: per
 node {node}/prompt.md, {node}/response.md and {node}/status.json (same content), one

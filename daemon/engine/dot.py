@@ -19,6 +19,7 @@ every subgraph it is mentioned in, plus those of its `class` attribute. Typed at
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -109,13 +110,33 @@ def _parser() -> Lark:
 
 def parse_dot(source: str) -> Graph:
     """Parse one attractor DOT digraph; raises PipelineSyntaxError with line:col."""
+    return _Builder(source).build(_tree(source))
+
+
+# The daemon loads the same pipelines again and again (trials, replays, test suites, an
+# agent iterating): their syntax trees, which the builder only reads, are kept. Sources
+# past the size limit are parsed every time, so that the cache stays small.
+_TREES: OrderedDict[str, Tree] = OrderedDict()
+_TREES_KEPT = 16
+_TREE_SOURCE_LIMIT = 256 * 1024
+
+
+def _tree(source: str) -> Tree:
+    tree = _TREES.get(source)
+    if tree is not None:
+        _TREES.move_to_end(source)
+        return tree
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as exc:
         raise _translate(exc, source) from None
     except LarkError as exc:  # not expected from LALR, but never let one escape unlocated
         raise PipelineSyntaxError(f"syntax error: {exc}", 1, 1) from None
-    return _Builder(source).build(tree)
+    if len(source) <= _TREE_SOURCE_LIMIT:
+        _TREES[source] = tree
+        if len(_TREES) > _TREES_KEPT:
+            _TREES.popitem(last=False)
+    return tree
 
 
 # --- the builder -------------------------------------------------------------------------

@@ -345,3 +345,13 @@ def test_error_as_diagnostic() -> None:
     assert diagnostic.severity == "error"
     assert (diagnostic.line, diagnostic.col) == (2, 5)
     assert str(_error("digraph G {\n  a -- b }")).startswith("2:5: ")
+
+
+def test_parsing_the_same_source_again_gives_an_independent_equal_graph() -> None:
+    source = 'digraph G { start [shape=Mdiamond] a [prompt="x"] start -> a }'
+    first = parse_dot(source)
+    first.nodes["a"].attrs["prompt"] = "changed"
+    first.edges.clear()
+    second = parse_dot(source)  # from the kept syntax tree: nothing of `first` is shared
+    assert second.nodes["a"].attrs["prompt"] == "x"
+    assert [(e.source, e.target) for e in second.edges] == [("start", "a")]

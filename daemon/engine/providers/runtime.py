@@ -181,6 +181,7 @@ class ProviderPool:
                 # Only the call holds a slot: a request waiting out its backoff blocks nobody.
                 async with slot.semaphore:
                     response = await slot.provider.complete(
+                        request if request.provider_attempt == attempt else
                         request.model_copy(update={"provider_attempt": attempt}))
             except ProviderError as error:
                 error.attempts = attempt
@@ -192,7 +193,8 @@ class ProviderPool:
                          attempt, policy.max_attempts, error.message, delay_ms)
                 await self._sleep(delay_ms / 1000)
                 continue
-            return response.model_copy(update={"attempts": attempt})
+            return response if response.attempts == attempt else \
+                response.model_copy(update={"attempts": attempt})
 
     def secrets(self) -> list[str]:
         """The key values the providers use, so that callers can redact them anywhere."""
