@@ -82,3 +82,30 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_nothing(
     await db.fetchall("SELECT 1")  # aiosqlite's thread has finished the abandoned one
     versions = _versions(db.path)
     assert 9202 in versions and 9201 not in versions
+
+
+async def test_concurrent_writes_commit_together_and_a_bad_one_fails_alone(
+        db: Database) -> None:
+    await db.write([_row(9300)])
+    writes = [db.write([_row(9301 + i)], concurrent=True) for i in range(4)]
+    writes.append(db.write([_row(9300)], concurrent=True))  # a duplicate key: fails
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    assert outcomes[:4] == [None] * 4
+    assert isinstance(outcomes[4], sqlite3.IntegrityError)
+    assert {9301, 9302, 9303, 9304} <= _versions(db.path)
+
+
+async def test_concurrent_writes_wait_off_the_loop_while_the_database_is_locked(
+        db: Database) -> None:
+    holder = sqlite3.connect(db.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        writes = asyncio.gather(*(db.write([_row(9401 + i)], concurrent=True)
+                                  for i in range(3)))
+        await _loop_turns(20)
+        assert not writes.done()
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    await writes
+    assert {9401, 9402, 9403} <= _versions(db.path)

@@ -175,7 +175,7 @@ class RunDirectory:
         """Values over 100 KB go to artifacts/{id}.json; the context keeps an artifact_ref."""
         out = {}
         for key, value in values.items():
-            if isinstance(value, dict) and "artifact_ref" in value:
+            if (isinstance(value, dict) and "artifact_ref" in value) or _surely_small(value):
                 out[key] = value
                 continue
             encoded = orjson.dumps(value, default=str)
@@ -194,6 +194,15 @@ class RunDirectory:
         if not re.fullmatch(r"[0-9a-f-]{36}", artifact_id):
             raise ValueError(f"not an artifact id: {artifact_id!r}")
         return orjson.loads((self.root / "artifacts" / f"{artifact_id}.json").read_bytes())
+
+
+def _surely_small(value: Any) -> bool:
+    """True for values whose JSON cannot reach the artifact threshold (no need to encode
+    them to know): scalars, and strings short enough even if every character were escaped
+    to six bytes."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    return isinstance(value, str) and len(value) * 6 + 2 <= ARTIFACT_THRESHOLD
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:

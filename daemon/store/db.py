@@ -57,7 +57,7 @@ class Database:
         self._write_lock = asyncio.Lock()  # held by a write waiting on aiosqlite's thread
         self._commits = 0
         self._checkpoint: asyncio.Task[Any] | None = None
-        self._group: list[tuple[list[Statement], asyncio.Future[None]]] = []
+        self._group: Group = []
         self._group_writer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -124,15 +124,15 @@ class Database:
         caller cancelled before the COMMIT leaves nothing behind.
 
         `concurrent`: the caller is one of several tasks writing (parallel branches): the
-        write joins a group commit on aiosqlite's thread, so that the loop runs the other
-        tasks meanwhile and their writes share one transaction. Once joined, a write is
-        committed even if its caller is cancelled.
+        write joins a group commit, one transaction for the writes that the tasks ready to
+        run queue before it (on the loop; on aiosqlite's thread when the database is
+        locked). Once joined, a write is committed even if its caller is cancelled.
         """
         if concurrent:
             future = asyncio.get_running_loop().create_future()
             self._group.append((statements, future))
-            if self._group_writer is None or self._group_writer.done():
-                self._group_writer = asyncio.ensure_future(self._write_groups())
+            if len(self._group) == 1:  # a new group: the other ready tasks join it first
+                asyncio.get_running_loop().call_soon(self._commit_group)
             await asyncio.shield(future)
             return
         if not self._write_lock.locked():
@@ -155,17 +155,42 @@ class Database:
                 abort.set()
                 raise
 
+    def _commit_group(self) -> None:
+        """Commit the queued concurrent writes on the loop, in one transaction; a group that
+        fails is written one by one, so that one bad write fails alone."""
+        if not self._group or self._write_lock.locked() or (
+                self._group_writer is not None and not self._group_writer.done()):
+            self._drain_off_loop()
+            return
+        group, self._group = self._group, []
+        try:
+            _transaction(self.writer, [each for statements, _ in group for each in statements])
+            outcomes: list[BaseException | None] = [None] * len(group)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY:
+                outcomes = [_try(self.writer, statements) for statements, _ in group]
+            else:  # another process writes: wait for it on the thread, never on the loop
+                self._group = group + self._group
+                self._drain_off_loop()
+                return
+        except Exception:
+            outcomes = [_try(self.writer, statements) for statements, _ in group]
+        self._after_commit()
+        _settle(group, outcomes)
+
+    def _drain_off_loop(self) -> None:
+        if self._group and (self._group_writer is None or self._group_writer.done()):
+            self._group_writer = asyncio.ensure_future(self._write_groups())
+
     async def _write_groups(self) -> None:
-        """Commit the queued concurrent writes, as many as have queued, one transaction each
-        group; when a group fails, its writes are retried one by one, so that one bad write
-        fails alone."""
+        """The queued concurrent writes, on aiosqlite's thread (the database was locked)."""
         while self._group:
             group, self._group = self._group, []
             async with self._write_lock:
                 try:
                     await self.connection._execute(
                         _transaction, self.connection._conn,
-                        [statement for statements, _ in group for statement in statements])
+                        [each for statements, _ in group for each in statements])
                     outcomes: list[BaseException | None] = [None] * len(group)
                 except Exception:
                     outcomes = []
@@ -176,13 +201,7 @@ class Database:
                             outcomes.append(None)
                         except Exception as exc:
                             outcomes.append(exc)
-            for (_, future), error in zip(group, outcomes, strict=True):
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
+            _settle(group, outcomes)
 
     def _after_commit(self) -> None:
         """Every CHECKPOINT_EVERY commits, a passive WAL checkpoint on aiosqlite's thread."""
@@ -201,6 +220,27 @@ class Database:
 
 
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+Group = list[tuple[list[Statement], "asyncio.Future[None]"]]
+
+
+def _try(connection: sqlite3.Connection, statements: list[Statement]) -> Exception | None:
+    """One write on its own: None, or what it failed with."""
+    try:
+        _transaction(connection, statements)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _settle(group: Group, outcomes: list[BaseException | None]) -> None:
+    """Answer each waiting writer of a group with its write's outcome."""
+    for (_, future), error in zip(group, outcomes, strict=True):
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def _transaction(connection: sqlite3.Connection, statements: list[Statement],
