@@ -16,7 +16,6 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
-from ..engine.events import Event
 from ..engine.executor import Executor, RunResult
 from ..engine.graph import Graph
 from ..engine.handlers.base import HandlerRegistry, Question
@@ -29,6 +28,7 @@ from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
 from ..ids import utc_now, uuid7
 from ..store.runs import RunStore
+from .run_sink import DaemonInterviewer, StoreSink
 
 if TYPE_CHECKING:
     from ..server.app import Daemon
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ostinato.runs")
 
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
-TERMINAL_EVENTS = frozenset({"PipelineCompleted", "PipelineFailed", "PipelineCancelled"})
 
 
 @dataclass
@@ -92,114 +91,6 @@ class RunOptions:
         return {"record": self.record, "replay_of": self.replay_of,
                 "replay_mode": self.replay_mode, "trial_set_id": self.trial_set_id,
                 "trial_index": self.trial_index}
-
-
-class StoreSink:
-    """The executor's sink: events to subscribers at once, rows to the store per stage."""
-
-    def __init__(self, daemon: Daemon, store: RunStore, run_id: str, next_event: int,
-                 redactor: Redactor) -> None:
-        self.daemon = daemon
-        self.store = store
-        self.run_id = run_id
-        self.seq = next_event
-        self.redactor = redactor
-        self.events: list[dict[str, Any]] = []
-        self.calls: list[dict[str, Any]] = []
-        self.totals = {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0}
-        self.listeners: list[Any] = []
-        self.deferred: list[dict[str, Any]] = []
-        self.last_score: float | None = None  # of the last stage that reported one
-
-    def emit(self, event: Event) -> None:
-        """Number the event, publish it as `run/event`, keep it for the next flush."""
-        record = {"run_id": self.run_id, "seq": self.seq, "type": event.type,
-                  "time": event.time or utc_now(), "data": self.redactor.values(event.data)}
-        self.seq += 1
-        self.events.append(record)
-        if event.type in TERMINAL_EVENTS:
-            # Published once the run's final state is in the store (see flush), so that a
-            # client that sees it and calls run.get finds the run ended.
-            self.deferred.append(record)
-        else:
-            self._publish(record)
-
-    def _publish(self, record: dict[str, Any]) -> None:
-        self.daemon.publish((f"run:{self.run_id}", "run:*"), "run/event", record)
-        for listener in self.listeners:
-            listener(record)
-
-    def record_call(self, call: dict[str, Any]) -> None:
-        """Keep the call for the next flush; add it to the run's totals."""
-        self.calls.append(self.redactor.values(call))
-        self.totals["cost_usd"] += call["cost_usd"]
-        self.totals["input_tokens"] += call["input_tokens"]
-        self.totals["output_tokens"] += call["output_tokens"]
-
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        """Write the stage, with the events and calls before it, in one transaction."""
-        score = stage["outcome"].get("score")
-        if isinstance(score, int | float):
-            self.last_score = float(score)
-        # A parallel branch's stages are written by group commit, beside its siblings'.
-        # (Runs of a trial set are not: measured, it gained nothing at 8 or 100 at a time.)
-        await self.flush(stage=self.redactor.values(stage), current_node=stage["node_id"],
-                         concurrent=stage["branch"] is not None)
-
-    async def flush(self, stage: dict[str, Any] | None = None, *, concurrent: bool = False,
-                    **run_fields: Any) -> None:
-        """Write whatever is buffered (and some run fields) in one transaction."""
-        events, calls = self.events, self.calls
-        self.events, self.calls = [], []
-        fields = {**run_fields, **self.totals} if (calls or run_fields) else run_fields
-        await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
-                                run_fields=fields or None, concurrent=concurrent)
-        if "status" in run_fields and run_fields["status"] not in ("running", "waiting"):
-            deferred, self.deferred = self.deferred, []
-            for record in deferred:
-                self._publish(record)
-
-
-class DaemonInterviewer:
-    """Answers human gates: preset answers first, then auto-approve, then whoever answers
-    `human.answer` on the daemon while the run is `waiting`."""
-
-    def __init__(self, runner: Runner, run_id: str, settings: RunSettings) -> None:
-        self.runner = runner
-        self.run_id = run_id
-        self.settings = settings
-
-    async def ask(self, question: Question) -> str | None:
-        """The answer to `question`."""
-        active = self.runner.active[self.run_id]
-        context = active.executor.state.context
-        used = int(context.get("internal.human.answers_used", 0))
-        if used < len(self.settings.human.answers):
-            context.set("internal.human.answers_used", used + 1)
-            answer: str | None = self.settings.human.answers[used]
-        elif self.settings.human.auto_approve:
-            answer = question.options[0]["key"]
-        else:
-            answer = await self._ask_people(active, question)
-        active.executor.emit("InterviewCompleted", question_id=question.id,
-                             stage=question.node_id, answer=answer)
-        return answer
-
-    async def _ask_people(self, active: ActiveRun, question: Question) -> str | None:
-        active.question = question
-        active.answer = asyncio.get_running_loop().create_future()
-        # The store says `waiting` before anyone hears of the question, so that a client
-        # reacting to InterviewStarted finds the run waiting (run.get, run.list).
-        await active.sink.flush(status="waiting")
-        active.executor.emit("InterviewStarted", question=question.to_dict(),
-                             stage=question.node_id)
-        await active.sink.flush()
-        try:
-            return await active.answer
-        finally:
-            active.question = None
-            active.answer = None
-            await active.sink.flush(status="running")
 
 
 class Runner:
