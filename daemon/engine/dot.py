@@ -114,11 +114,11 @@ def parse_dot(source: str) -> Graph:
 
 
 # The daemon loads the same pipelines again and again (trials, replays, test suites, an
-# agent iterating): their syntax trees, which the builder only reads, are kept. Sources
-# past the size limit are parsed every time, so that the cache stays small.
+# agent iterating): their syntax trees, which the builder only reads, are kept, the most
+# recently used first, up to 2 MB of source text in all (a tree takes about 75 times its
+# source's size in memory).
 _TREES: OrderedDict[str, Tree] = OrderedDict()
-_TREES_KEPT = 16
-_TREE_SOURCE_LIMIT = 256 * 1024
+_TREES_SOURCE_BUDGET = 2 * 1024 * 1024
 
 
 def _tree(source: str) -> Tree:
@@ -132,10 +132,11 @@ def _tree(source: str) -> Tree:
         raise _translate(exc, source) from None
     except LarkError as exc:  # not expected from LALR, but never let one escape unlocated
         raise PipelineSyntaxError(f"syntax error: {exc}", 1, 1) from None
-    if len(source) <= _TREE_SOURCE_LIMIT:
+    if len(source) <= _TREES_SOURCE_BUDGET:
         _TREES[source] = tree
-        if len(_TREES) > _TREES_KEPT:
-            _TREES.popitem(last=False)
+        kept = sum(map(len, _TREES))
+        while kept > _TREES_SOURCE_BUDGET:
+            kept -= len(_TREES.popitem(last=False)[0])
     return tree
 
 
