@@ -28,6 +28,7 @@ from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
 from ..ids import utc_now, uuid7
 from ..store.runs import RunStore
+from ..store.traces import TraceStore, decode_call
 from .run_sink import DaemonInterviewer, StoreSink
 
 if TYPE_CHECKING:
@@ -211,8 +212,8 @@ class Runner:
             raise RpcError(ErrorCode.CONFLICT,
                            f"run {options.replay_of} was recorded metadata_only: it has no "
                            "responses to replay; use mode live")
-        return Replayer(mode, Cassette.from_calls(await self.store.calls(options.replay_of),
-                                                  redactor=redactor))
+        recorded = await TraceStore(self.store.db).run_calls(options.replay_of)
+        return Replayer(mode, Cassette.from_calls(recorded, redactor=redactor))
 
     async def resume(self, run_id: str, inputs: dict[str, Any] | None = None,
                      variables: dict[str, str] | None = None) -> ActiveRun:
@@ -244,7 +245,8 @@ class Runner:
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         replayer = await self._replayer(options, redactor) if options.replay_mode else None
         if replayer is not None:  # the calls this run already made used up their recordings
-            replayer.cassette.consume(await self.store.calls(run_id))
+            made = await TraceStore(self.store.db).run_calls(run_id)
+            replayer.cassette.consume(decode_call(call) for call in made)
         next_event, next_stage = await self.store.next_sequences(run_id)
         checkpoint = run_dir.read_json("checkpoint.json")
         await self.store.update_run(run_id, status="running", resumable=0,

@@ -140,16 +140,6 @@ class RunStore:
                                   "WHERE status = 'running'", ())])
         return len(rows)
 
-    async def calls(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's calls in order, JSON columns decoded (request, response)."""
-        rows = await self.db.fetchall("SELECT * FROM calls WHERE run_id = ? ORDER BY seq",
-                                      (run_id,))
-        for row in rows:
-            row["request"] = orjson.loads(row.pop("request_json"))
-            response = row.pop("response_json")
-            row["response"] = None if response is None else orjson.loads(response)
-        return rows
-
     async def stages(self, run_id: str) -> list[dict[str, Any]]:
         """A run's stages in order."""
         rows = await self.db.fetchall(
