@@ -83,3 +83,14 @@ def key_values(pairs: list[str], option: str) -> dict[str, str]:
             raise UsageError(f"{option} expects KEY=VALUE, got {pair!r}")
         result[key] = value
     return result
+
+
+def report_rpc_error(name: str, message: str, code: int, data: Any) -> int:
+    """Print a daemon's error; invalid params list which field and why. The exit code."""
+    print(f"{name}: {message}", file=sys.stderr)
+    if code == -32602 and isinstance(data, list):  # pydantic's errors, one per field
+        for error in data:
+            where = ".".join(str(part) for part in error.get("loc", []))
+            print(f"  {where}: {error.get('msg')}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_FAILED

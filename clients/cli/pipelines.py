@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.errors import RpcError
 
 from ..python import AsyncClient, DaemonConnectionError
 from .common import (
@@ -25,6 +25,7 @@ from .common import (
     key_values,
     pipeline_ref,
     print_json,
+    report_rpc_error,
 )
 from .progress import RunDisplay, TrialDisplay
 
@@ -211,13 +212,7 @@ def run(args: argparse.Namespace) -> int:
                 print(_format_diagnostic(args.pipeline or "pipeline", diagnostic),
                       file=sys.stderr)
             return EXIT_USAGE
-        print(f"{name}: {exc.message}", file=sys.stderr)
-        if exc.code == ErrorCode.INVALID_PARAMS and isinstance(exc.data, list):
-            for error in exc.data:  # which field, and why
-                where = ".".join(str(part) for part in error.get("loc", []))
-                print(f"  {where}: {error.get('msg')}", file=sys.stderr)
-            return EXIT_USAGE
-        return EXIT_FAILED
+        return report_rpc_error(name, exc.message, exc.code, exc.data)
     except (DaemonConnectionError, OSError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

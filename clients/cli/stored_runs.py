@@ -24,6 +24,7 @@ from .common import (
     key_values,
     pipeline_ref,
     print_json,
+    report_rpc_error,
 )
 
 _MARKS = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "-"}
@@ -169,13 +170,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RpcError as exc:
-        print(f"{name}: {exc.message}", file=sys.stderr)
-        if exc.code == -32602 and isinstance(exc.data, list):  # which invariant, which field
-            for error in exc.data:
-                where = ".".join(str(part) for part in error.get("loc", []))
-                print(f"  {where}: {error.get('msg')}", file=sys.stderr)
-            return EXIT_USAGE
-        return EXIT_FAILED
+        return report_rpc_error(name, exc.message, exc.code, exc.data)
     except (DaemonConnectionError, OSError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
