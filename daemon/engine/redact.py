@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -95,3 +96,10 @@ def environment_secrets(environ: dict[str, str]) -> list[str]:
     """Values of environment variables whose names look like secrets."""
     return [value for name, value in environ.items()
             if value and name not in _NOT_SECRETS and is_secret_name(name)]
+
+
+def run_secrets(named: Mapping[str, Any], keys: Iterable[str] = ()) -> list[str]:
+    """A run's secrets: secret-looking environment variables, the provider keys `keys`, and
+    the values in `named` (inputs, variables) whose names look like secrets."""
+    values = [str(v) for k, v in named.items() if is_secret_name(k) and isinstance(v, str | int)]
+    return [*environment_secrets(dict(os.environ)), *keys, *values]

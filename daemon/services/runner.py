@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline
 from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
-from ..engine.redact import Redactor, environment_secrets, is_secret_name
+from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
 from ..ids import utc_now, uuid7
@@ -128,7 +127,7 @@ class Runner:
         string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
         graph = self.load(ref, {**string_inputs, **variables})
         pool = self._pool(settings)
-        secrets = self._secrets(pool, inputs, variables)
+        secrets = run_secrets({**inputs, **variables}, pool.secrets())
         redactor = Redactor(secrets)
         dumped = settings.model_dump(mode="json")
         digest = graph.digest()
@@ -241,7 +240,7 @@ class Runner:
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                            **variables})
         pool = self._pool(settings)
-        redactor = Redactor(self._secrets(pool, inputs, variables))
+        redactor = Redactor(run_secrets({**inputs, **variables}, pool.secrets()))
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         replayer = await self._replayer(options, redactor) if options.replay_mode else None
         if replayer is not None:  # the calls this run already made used up their recordings
@@ -259,15 +258,6 @@ class Runner:
         active.resume_inputs = given_inputs
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
-
-    @staticmethod
-    def _secrets(pool: ProviderPool, inputs: dict[str, Any],
-                 variables: dict[str, str]) -> list[str]:
-        """Secrets of a run: secret-looking environment variables, provider keys, and the
-        values of inputs and variables whose names look like secrets."""
-        named = [str(v) for k, v in {**inputs, **variables}.items()
-                 if is_secret_name(k) and isinstance(v, str | int)]
-        return [*environment_secrets(dict(os.environ)), *pool.secrets(), *named]
 
     def _pool(self, settings: RunSettings) -> ProviderPool:
         try:

@@ -3,7 +3,6 @@ run.unsubscribe, human.answer, run.diff and run.reeval."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
@@ -29,7 +28,7 @@ from ostinato.protocol.runs import (
 from ostinato.protocol.trials import TrialSetSummary
 
 from ..engine.executor import completed_nodes
-from ..engine.redact import Redactor, environment_secrets, is_secret_name
+from ..engine.redact import Redactor, run_secrets
 from ..engine.rundir import RunDirectory
 from ..store.traces import TraceStore, decode_call
 from .base import HandlerTable, RequestContext
@@ -45,7 +44,8 @@ def _services(ctx: RequestContext) -> Any:
     return ctx.daemon.services
 
 
-def _summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
+def run_summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
+    """A run's summary (RunSummary's fields) from its store row."""
     return {"run_id": row["id"], "status": row["status"], "outcome": row["outcome"],
             "failure_reason": row["failure_reason"], "pipeline_name": row["pipeline_name"],
             "pipeline_hash": row["pipeline_hash"], "run_dir": str(home / row["run_dir"]),
@@ -76,7 +76,7 @@ async def _answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) 
         active.sink.listeners.append(report)
         await active.done
         progress.end(f"run {active.run_id} ended")
-    return RunSummary.model_validate(_summary(await _row(ctx, active.run_id), ctx.daemon.home))
+    return RunSummary.model_validate(run_summary(await _row(ctx, active.run_id), ctx.daemon.home))
 
 
 @table.method("run.start")
@@ -134,7 +134,7 @@ async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
     active = services.runner.active.get(params.run_id)
     question = active.question.to_dict() if active and active.question else None
     return RunDetail.model_validate({
-        **_summary(row, ctx.daemon.home),
+        **run_summary(row, ctx.daemon.home),
         "stages": [{k: v for k, v in s.items() if k != "run_id"} for s in stages],
         "context": checkpoint.get("context") if checkpoint else None,
         "completed_nodes": completed_nodes(run_dir, checkpoint) if checkpoint else [],
@@ -150,7 +150,7 @@ async def list_runs(params: RunListParams, ctx: RequestContext) -> RunListResult
             until=params.until, limit=params.limit, cursor=params.cursor)
     except (ValueError, orjson.JSONDecodeError):
         raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: bad cursor") from None
-    return RunListResult(runs=[RunSummary.model_validate(_summary(r, ctx.daemon.home))
+    return RunListResult(runs=[RunSummary.model_validate(run_summary(r, ctx.daemon.home))
                                for r in rows], next_cursor=cursor)
 
 
@@ -158,7 +158,7 @@ async def list_runs(params: RunListParams, ctx: RequestContext) -> RunListResult
 async def cancel(params: RunIdParams, ctx: RequestContext) -> RunSummary:
     """Cancel a running run and answer once it has stopped."""
     await _services(ctx).runner.cancel(params.run_id)
-    return RunSummary.model_validate(_summary(await _row(ctx, params.run_id), ctx.daemon.home))
+    return RunSummary.model_validate(run_summary(await _row(ctx, params.run_id), ctx.daemon.home))
 
 
 @table.method("run.subscribe")
@@ -180,11 +180,6 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
     """Answer a waiting run's question."""
     _services(ctx).runner.answer(params.run_id, params.question_id, params.answer)
     return NullResult()
-
-
-def run_summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
-    """A run's summary (RunSummary's fields) from its store row."""
-    return _summary(row, home)
 
 
 # -- run.diff -----------------------------------------------------------------------------
@@ -278,8 +273,6 @@ def _drift(ctx: RequestContext, params: RunReevalParams, row: dict[str, Any],
         checks.append(drift("pipeline", row["pipeline_hash"], graph.digest()))
     if params.inputs is not None:
         # The run's inputs were stored with secrets redacted: the given ones are too.
-        named = [str(v) for k, v in params.inputs.items()
-                 if is_secret_name(k) and isinstance(v, str | int)]
-        given = Redactor([*environment_secrets(dict(os.environ)), *named]).data(params.inputs)
+        given = Redactor(run_secrets(params.inputs)).data(params.inputs)
         checks.append(drift("inputs", inputs_hash(recorded_inputs), inputs_hash(given)))
     return checks
