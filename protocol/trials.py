@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import Params, Result
 from .registry import MethodSpec
 
-TrialSetStatus = Literal["running", "completed", "cancelled", "interrupted"]
+TrialSetStatus = Literal["running", "completed", "cancelled", "interrupted", "budget_exceeded"]
 TrialStatus = Literal["pending", "running", "completed", "failed", "cancelled", "skipped",
-                      "interrupted", "waiting"]
+                      "interrupted", "waiting", "budget_exceeded"]
 
 
 class Percentiles(BaseModel):

@@ -11,7 +11,7 @@ EventType = Literal[
     "StageStarted", "StageCompleted", "StageFailed", "StageRetrying",
     "ParallelStarted", "ParallelBranchStarted", "ParallelBranchCompleted", "ParallelCompleted",
     "InterviewStarted", "InterviewCompleted", "InterviewTimeout",
-    "CheckpointSaved", "ReplayDiverged",
+    "CheckpointSaved", "ReplayDiverged", "BudgetExceeded",
 ]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..ids import utc_now, uuid7
+from .budget import Budget, BudgetExceeded
 from .context import Context
 from .edges import select_edge
 from .events import Event, EventType
@@ -61,7 +62,7 @@ class NullSink:
 class RunResult:
     """How a run ended."""
 
-    status: str  # completed | failed
+    status: str  # completed | failed | budget_exceeded
     outcome: Status
     failure_reason: str = ""
     completed_nodes: list[str] = field(default_factory=list)
@@ -89,7 +90,7 @@ class Executor:
                  sink: RunSink | None = None, settings: Any = None,
                  rng: random.Random | None = None, recorded_stages: int = 0,
                  record: RecordMode = "full", replayer: Replayer | None = None,
-                 trial_index: int | None = None) -> None:
+                 trial_index: int | None = None, budget: Budget | None = None) -> None:
         self.run_id = run_id
         self.trace_id = trace_id
         self.graph = graph
@@ -108,6 +109,7 @@ class Executor:
         self.replayer = replayer
         self.divergence: ReplayDivergence | None = None
         self.trial_index = trial_index  # this run's place in its trial set, if any
+        self.budget = budget  # a test run's cost limit, shared with its other runs
         # Stages the sink already holds for this run. A run resumed after a crash between a
         # stage's record and the checkpoint after it numbers its next stages after them.
         self.recorded_stages = recorded_stages
@@ -162,6 +164,13 @@ class Executor:
             self.emit("ReplayDiverged", **exc.to_dict(content))
             return await self._finish(Status.FAIL, str(exc) if content
                                       else exc.without_content(), started)
+        except BudgetExceeded as exc:
+            # No final checkpoint: the run stops where it was, and can be resumed.
+            self.emit("BudgetExceeded", spent_usd=exc.spent_usd, limit_usd=exc.limit_usd)
+            self.emit("PipelineFailed", error=str(exc),
+                      duration_ms=round((time.monotonic() - started) * 1000, 3))
+            return RunResult("budget_exceeded", Status.FAIL, str(exc),
+                             list(self.state.completed_nodes), self.state.context.snapshot())
 
     async def _traverse(self) -> RunResult:
         if self.graph.dag:
@@ -317,6 +326,8 @@ class Executor:
         policy = self._policy(node) if getattr(handler, "retryable", True) else PRESETS["none"]
         attempt = 0
         while True:
+            if self.budget is not None:  # once the budget is spent nothing new starts
+                self.budget.check()
             attempt += 1
             index = self.state.stage_seq
             self.emit("StageStarted", name=node.id, index=index, attempt=attempt,
@@ -380,7 +391,7 @@ class Executor:
                              finish_reason="error")
             self.divergence = exc
             return Outcome(Status.FAIL, failure_reason=message, retryable=False)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, BudgetExceeded):  # a branch met the spent budget
             raise
         except Exception as exc:
             return Outcome(Status.FAIL, failure_reason=f"{type(exc).__name__}: {exc}")
@@ -414,6 +425,8 @@ class Executor:
                     latency_ms: float = 0.0, finish_reason: str | None = None) -> None:
         """A model or tool call: one line of trace.jsonl, and a row via the sink."""
         self.call_seq += 1
+        if self.budget is not None:
+            self.budget.charge(cost_usd)
         if self.record == "metadata_only":
             request, response = without_content(request), without_content(response)
         call = {"id": uuid7(), "run_id": self.run_id, "trace_id": self.trace_id,

@@ -15,6 +15,7 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
+from ..engine.budget import Budget
 from ..engine.executor import Executor, RunResult
 from ..engine.graph import Graph
 from ..engine.handlers.base import HandlerRegistry, Question
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ostinato.runs")
 
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
+# Runs stopped before their end: a resume continues them from their checkpoint.
+RESUMABLE = frozenset({"interrupted", "cancelled", "budget_exceeded"})
 
 
 @dataclass
@@ -85,6 +88,9 @@ class RunOptions:
     trial_set_id: str | None = None
     trial_index: int | None = None
     prepared: Prepared | None = None  # shared with other runs (a trial set's); not owned
+    # A test run's cost limit, shared by all its runs; not kept for a resume (which runs
+    # outside the test run).
+    budget: Budget | None = None
 
     def launch(self) -> dict[str, Any]:
         """What launch.json keeps of them, so that a resume does the same."""
@@ -178,7 +184,7 @@ class Runner:
                        for name in [*prepared.config, "launch.json"]}})
         active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
                                 next_event=1, record=options.record, replayer=replayer,
-                                trial_index=options.trial_index)
+                                trial_index=options.trial_index, budget=options.budget)
         active.owns_pool = options.prepared is None
         active.manifest = manifest
         self._launch(active, inputs, checkpoint=None)
@@ -223,10 +229,10 @@ class Runner:
         row = await self.store.get_run(run_id)
         if row is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-        if row["status"] not in ("interrupted", "cancelled"):
+        if row["status"] not in RESUMABLE:
             raise RpcError(ErrorCode.CONFLICT,
-                           f"run {run_id} is {row['status']}; only interrupted or cancelled "
-                           "runs can be resumed")
+                           f"run {run_id} is {row['status']}; only interrupted, cancelled or "
+                           "budget_exceeded runs can be resumed")
         launch, source, root = await self.recorded_launch(run_id)
         settings = RunSettings.model_validate(launch["settings"])
         options = RunOptions(record=launch.get("record", "full"),
@@ -270,8 +276,8 @@ class Runner:
     def _activate(self, run_id: str, trace_id: str, graph: Graph, run_dir: RunDirectory,
                   pool: ProviderPool, settings: RunSettings, next_event: int,
                   recorded_stages: int = 0, record: RecordMode = "full",
-                  replayer: Replayer | None = None,
-                  trial_index: int | None = None) -> ActiveRun:
+                  replayer: Replayer | None = None, trial_index: int | None = None,
+                  budget: Budget | None = None) -> ActiveRun:
         sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,
@@ -280,7 +286,7 @@ class Runner:
                             interviewer=DaemonInterviewer(self, run_id, settings),
                             sink=sink, settings=settings, rng=random.Random(),
                             recorded_stages=recorded_stages, record=record,
-                            replayer=replayer, trial_index=trial_index)
+                            replayer=replayer, trial_index=trial_index, budget=budget)
         active = ActiveRun(run_id, executor, pool, sink)
         self.active[run_id] = active
         return active
@@ -339,12 +345,12 @@ class Runner:
         try:
             await active.sink.flush(status=status, outcome=outcome, failure_reason=reason or None,
                                     ended_at=ended,
-                                    resumable=int(status in ("cancelled", "interrupted")))
+                                    resumable=int(status in RESUMABLE))
             manifest = active.manifest or active.executor.run_dir.read_json(
                 "manifest.json") or {}
             manifest.update(status=status, outcome=outcome, end_time=ended,
                             failure_reason=reason or None,
-                            resumable=status in ("cancelled", "interrupted"))
+                            resumable=status in RESUMABLE)
             active.executor.run_dir.write_json("manifest.json", data=manifest)
         finally:
             active.executor.run_dir.close()

@@ -168,7 +168,7 @@ class TrialSets:
         self._write_manifest(trial_set)
         base = RunOptions(record=options.record, replay_of=options.replay_of,
                           replay_mode=options.replay_mode, trial_set_id=set_id,
-                          prepared=prepared)
+                          prepared=prepared, budget=options.budget)
         task = asyncio.ensure_future(self._run(trial_set, ref, inputs, variables, settings,
                                                base))
         self._tasks.add(task)
@@ -182,7 +182,7 @@ class TrialSets:
 
         async def trial(index: int) -> None:
             async with slots:
-                if self.runner.stopping or (
+                if self.runner.stopping or (base.budget is not None and base.budget.exceeded) or (
                         trial_set.early_stop and trial_set.verdict() is not None):
                     trial_set.settle(trial_set.runs[index], status="skipped")
                     return
@@ -211,7 +211,12 @@ class TrialSets:
 
         try:
             await asyncio.gather(*(trial(i) for i in range(trial_set.trials)))
-            trial_set.status = "interrupted" if self.runner.stopping else "completed"
+            trial_set.status = ("interrupted" if self.runner.stopping else
+                                "budget_exceeded" if base.budget is not None
+                                and base.budget.exceeded and any(
+                                    r["status"] in ("budget_exceeded", "skipped")
+                                    for r in trial_set.runs)
+                                else "completed")
         except asyncio.CancelledError:
             trial_set.status = "interrupted" if self.runner.stopping else "cancelled"
             raise
@@ -241,8 +246,9 @@ class TrialSets:
             entry, **ended, duration_ms=round(seconds * 1000, 3),
             cost_usd=round(totals["cost_usd"], 10), input_tokens=totals["input_tokens"],
             output_tokens=totals["output_tokens"], score=_score(active),
-            # A trial cut short by the early stop neither passed nor failed.
-            passed=None if status == "cancelled" and trial_set.early_stop
+            # A trial cut short by the early stop or the budget neither passed nor failed.
+            passed=None if status == "budget_exceeded" or (
+                status == "cancelled" and trial_set.early_stop)
             else status == "completed" and ended["outcome"] == "success")
         await self._record(trial_set)
 

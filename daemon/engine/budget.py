@@ -1,0 +1,48 @@
+"""A cost budget shared by the runs of a test run: once spent, nothing new starts.
+
+The executor checks it before every node attempt and charges it with every recorded call's
+cost, so concurrent runs (a snapshot's trials, one snapshot after another) draw on one limit.
+Calls already in flight finish and are charged: a budget can be overshot by at most what
+the runs had in flight when it was reached.
+"""
+
+from __future__ import annotations
+
+
+class BudgetExceeded(Exception):
+    """Raised before work starts once the budget is spent; the run ends `budget_exceeded`."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.spent_usd = budget.spent_usd
+        self.limit_usd = budget.limit_usd
+        super().__init__(f"cost budget reached: ${self.spent_usd:.6g} spent of "
+                         f"${self.limit_usd:.6g}")
+
+
+class Budget:
+    """A cost limit in US dollars and what has been spent against it."""
+
+    def __init__(self, limit_usd: float) -> None:
+        if limit_usd < 0:
+            raise ValueError("a budget's limit cannot be negative")
+        self.limit_usd = float(limit_usd)
+        self.spent_usd = 0.0
+
+    @property
+    def exceeded(self) -> bool:
+        """True once the spending reached the limit."""
+        return self.spent_usd >= self.limit_usd
+
+    def charge(self, cost_usd: float | None) -> None:
+        """Add what a call cost."""
+        if cost_usd:
+            self.spent_usd += float(cost_usd)
+
+    def check(self) -> None:
+        """Raise BudgetExceeded once the limit is reached."""
+        if self.exceeded:
+            raise BudgetExceeded(self)
+
+    def to_dict(self) -> dict[str, float]:
+        """For events and reports."""
+        return {"limit_usd": self.limit_usd, "spent_usd": round(self.spent_usd, 10)}
