@@ -132,6 +132,8 @@ class RunSummary(Result):
     cost_usd: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    snapshot_id: str | None = Field(default=None,
+                                    description="The snapshot this run replays, if any.")
 
 
 class RunStartResult(RootModel[RunSummary | TrialSetSummary]):
@@ -392,8 +394,9 @@ class RunReevalParams(Params):
     invariants: list[Invariant] | None = Field(
         default=None, description="The checks (see protocol/invariants.py).")
     snapshot_id: str | None = Field(
-        default=None, description="Take the invariants (and scenario) of a snapshot "
-                                  "instead. Snapshots are not available yet.")
+        default=None, description="Take the invariants of a snapshot instead, and check "
+                                  "drift against its pipeline and inputs (unless `pipeline` "
+                                  "or `inputs` are given).")
     allow_partial: bool = Field(
         default=False, description="Content checks on a run recorded `metadata_only` are "
                                    "`skipped` rather than `error`.")
@@ -451,5 +454,10 @@ METHODS += [
                "and per-node and whole-run metric deltas."),
     MethodSpec("run.reeval", RunReevalParams, RunReevalResult,
                "Evaluate invariants against a stored run without executing anything; warns "
-               "(or fails under `strict_scenario`) when the pipeline or inputs drifted."),
+               "(or fails under `strict_scenario`) when the pipeline or inputs drifted. A "
+               "`judge` is served from the run's recorded `$judge` calls where they match "
+               "(same vote, same request); otherwise it asks the run's providers live and "
+               "records those calls on the run (calls table and trace.jsonl; the run's own "
+               "cost is unchanged). Across-trials checks (`pass_rate`, `pass_at_k`) are "
+               "`skipped` on one run."),
 ]

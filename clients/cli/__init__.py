@@ -8,7 +8,7 @@ import sys
 
 from ostinato.daemon.main import add_serve_arguments, serve
 
-from . import call, pipelines, stored_runs
+from . import call, pipelines, snapshots, stored_runs, testing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_parser(commands)
     pipelines.add_parsers(commands)
     stored_runs.add_parsers(commands)
+    snapshots.add_parsers(commands)
+    testing.add_parsers(commands)
     return parser
 
 

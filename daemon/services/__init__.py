@@ -4,14 +4,17 @@ long-lived parts they share (the store, the runner)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..store.db import Database
 from ..store.runs import RunStore
-from . import lifecycle, pipelines, runs, traces, trials
+from ..store.snapshots import SnapshotStore
+from ..store.test_runs import TestRunStore
+from . import lifecycle, pipelines, runs, snapshots, tests, traces, trials
 from .base import HandlerTable
 from .runner import Runner
+from .tests import TestRuns
 from .trials import TrialSets
 
 if TYPE_CHECKING:
@@ -28,10 +31,16 @@ class Services:
     runs: RunStore
     runner: Runner
     trials: TrialSets
+    snapshots: SnapshotStore = field(init=False)
+    tests: TestRuns = field(init=False)  # set by start(): it needs the daemon
+
+    def __post_init__(self) -> None:
+        self.snapshots = SnapshotStore(self.db)
 
     async def stop(self) -> None:
         """Stop trial sets and running runs (they stay resumable), close the store."""
         self.runner.stopping = True
+        await self.tests.close()  # test runs end interrupted before their replays do
         await self.trials.close()  # closes the runner too
         await self.db.close()
 
@@ -48,11 +57,18 @@ async def start(daemon: Daemon) -> Services:
                  len(interrupted), ", ".join(row["id"] for row in interrupted))
     if await runs.mark_trial_sets_interrupted():
         log.info("trial sets that were running when the daemon last stopped are interrupted")
+    test_runs = TestRunStore(db)
+    if cut_off := await test_runs.mark_interrupted():
+        log.info("test runs that were running when the daemon last stopped are interrupted "
+                 "(what finished is kept): %s", ", ".join(cut_off))
     for hook in daemon.handler_hooks:  # extensions' custom node types (main.load_extension)
         hook(runner.handlers)
-    return Services(db, runs, runner, TrialSets(runner, runs))
+    services = Services(db, runs, runner, TrialSets(runner, runs))
+    services.tests = TestRuns(daemon, test_runs)
+    return services
 
 
 def tables() -> list[HandlerTable]:
     """The handler tables of every family."""
-    return [lifecycle.table, pipelines.table, runs.table, trials.table, traces.table]
+    return [lifecycle.table, pipelines.table, runs.table, trials.table, traces.table,
+            snapshots.table, tests.table]

@@ -28,6 +28,7 @@ from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
 from ..ids import utc_now, uuid7
 from ..store.runs import RunStore
+from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore, decode_call
 from .run_sink import DaemonInterviewer, StoreSink
 
@@ -91,12 +92,15 @@ class RunOptions:
     # A test run's cost limit, shared by all its runs; not kept for a resume (which runs
     # outside the test run).
     budget: Budget | None = None
+    snapshot_id: str | None = None  # the snapshot this run replays
+    # The calls `recorded`/`hybrid` serve instead of replay_of's: a snapshot's cassette.
+    cassette: list[dict[str, Any]] | None = None
 
     def launch(self) -> dict[str, Any]:
         """What launch.json keeps of them, so that a resume does the same."""
         return {"record": self.record, "replay_of": self.replay_of,
                 "replay_mode": self.replay_mode, "trial_set_id": self.trial_set_id,
-                "trial_index": self.trial_index}
+                "trial_index": self.trial_index, "snapshot_id": self.snapshot_id}
 
 
 class Runner:
@@ -209,6 +213,15 @@ class Runner:
         assert mode is not None
         if mode == "live":
             return Replayer("live")
+        if options.snapshot_id is not None:  # the snapshot's own cassette
+            calls = options.cassette
+            if calls is None:  # a resumed replay: read again through the snapshot
+                snapshots = SnapshotStore(self.store.db)
+                if await snapshots.get(options.snapshot_id) is None:
+                    raise RpcError(ErrorCode.CONFLICT, f"snapshot {options.snapshot_id} was "
+                                   "deleted: its cassette is gone; resume cannot replay it")
+                calls = await snapshots.cassette(options.snapshot_id)
+            return Replayer(mode, Cassette.from_calls(calls, redactor=redactor))
         if options.replay_of is None:
             raise RpcError(ErrorCode.INVALID_PARAMS,
                            f"Invalid params: replay mode {mode!r} needs replay.from_run")
@@ -238,7 +251,8 @@ class Runner:
         options = RunOptions(record=launch.get("record", "full"),
                              replay_of=launch.get("replay_of"),
                              replay_mode=launch.get("replay_mode"),
-                             trial_index=launch.get("trial_index"))
+                             trial_index=launch.get("trial_index"),
+                             snapshot_id=launch.get("snapshot_id"))
         given_inputs = dict(inputs or {})
         inputs = {**launch["inputs"], **given_inputs}
         variables = {**launch["variables"], **(variables or {})}

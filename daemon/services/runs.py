@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from ostinato.protocol.base import NullResult
 from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.invariants import invariant_list
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import (
     HumanAnswerParams,
@@ -30,11 +32,13 @@ from ostinato.protocol.trials import TrialSetSummary
 from ..engine.executor import completed_nodes
 from ..engine.redact import Redactor, run_secrets
 from ..engine.rundir import RunDirectory
-from ..store.traces import TraceStore, decode_call
+from ..store.snapshot_schema import UnknownSchema
+from ..store.traces import TraceStore
 from .base import HandlerTable, RequestContext
-from .invariants import StoredRun, drift, evaluate, inputs_hash, verdict
-from .run_diff import decode_row, diff_runs, from_rows
+from .invariants import drift, inputs_hash, verdict
+from .run_diff import diff_runs, from_rows
 from .runner import ActiveRun, RunOptions
+from .stored_run import load_stored_run, reeval_checks
 from .trials import answer as answer_trial_set
 
 table = HandlerTable()
@@ -53,7 +57,7 @@ def run_summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
             "resumable": bool(row["resumable"]), "created_at": row["created_at"],
             "started_at": row["started_at"], "ended_at": row["ended_at"],
             "cost_usd": row["cost_usd"], "input_tokens": row["input_tokens"],
-            "output_tokens": row["output_tokens"]}
+            "output_tokens": row["output_tokens"], "snapshot_id": row.get("snapshot_id")}
 
 
 async def _row(ctx: RequestContext, run_id: str) -> dict[str, Any]:
@@ -215,32 +219,22 @@ _UNFINISHED = ("pending", "running", "waiting")
 @table.method("run.reeval")
 async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResult:
     """Evaluate invariants against what a run recorded; executes nothing, writes nothing."""
+    snapshot, invariants = None, params.invariants
     if params.snapshot_id is not None:
-        raise RpcError(ErrorCode.NOT_FOUND,
-                       f"no snapshot {params.snapshot_id}: snapshots are not available in "
-                       "this version of the daemon; pass `invariants` instead",
-                       {"snapshot_id": params.snapshot_id})
-    services = _services(ctx)
-    row = await _row(ctx, params.run_id)
+        snapshot, invariants = await _snapshot_checks(ctx, params.snapshot_id)
+    stored = await load_stored_run(_services(ctx), ctx.daemon.home, params.run_id)
+    row, launch, record = stored.run, stored.launch, stored.record
     if row["status"] in _UNFINISHED:
         raise RpcError(ErrorCode.CONFLICT, f"run {params.run_id} is {row['status']}; "
                                            "re-evaluate it once it has ended")
-    run_dir = _run_dir(ctx, row)
-    launch = run_dir.read_json("config", "launch.json") or {}
-    record = row.get("record") or launch.get("record") or "full"
-    checkpoint = run_dir.read_json("checkpoint.json")
-    calls = [decode_call(c) for c in await TraceStore(services.db).run_calls(params.run_id)]
-    stored = StoredRun(
-        run=decode_row(row), stages=await services.runs.stages(params.run_id), calls=calls,
-        context=checkpoint.get("context") if checkpoint else None, record=record,
-        artifact=lambda artifact_id: run_dir.read_json("artifacts", f"{artifact_id}.json"))
-    results = evaluate(params.invariants or [], stored, allow_partial=params.allow_partial)
+    results = await reeval_checks(_services(ctx), ctx.daemon.home, stored,
+                                  invariants or [], allow_partial=params.allow_partial)
     warnings = []
     if row["status"] != "completed":
         warnings.append(f"run {params.run_id} ended {row['status']}"
                         + (f" ({row['failure_reason']})" if row["failure_reason"] else "")
                         + ": the checks see what it recorded until then")
-    drifts = _drift(ctx, params, row, launch)
+    drifts = _drift(ctx, params, row, launch, snapshot)
     for check in drifts:
         if check["drifted"]:
             what = ("the pipeline given is not the one the run ran"
@@ -259,11 +253,34 @@ async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResul
         "drift": drifts, "warnings": warnings, "record": record})
 
 
+async def _snapshot_checks(ctx: RequestContext,
+                           snapshot_id: str) -> tuple[dict[str, Any], list[Any]]:
+    """A snapshot (its scenario to check drift against) and its invariants, validated."""
+    try:
+        snapshot = await _services(ctx).snapshots.get(snapshot_id)
+    except UnknownSchema as exc:
+        raise RpcError(ErrorCode.CONFLICT, str(exc), {"snapshot_id": snapshot_id}) from None
+    if snapshot is None:
+        raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {snapshot_id}",
+                       {"snapshot_id": snapshot_id})
+    try:
+        return snapshot, invariant_list.validate_python(snapshot["invariants"])
+    except ValidationError as exc:
+        raise RpcError(ErrorCode.CONFLICT, f"snapshot {snapshot_id} holds invariants this "
+                       "daemon cannot read", exc.errors(include_url=False)) from None
+
+
 def _drift(ctx: RequestContext, params: RunReevalParams, row: dict[str, Any],
-           launch: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pipeline and inputs given, hashed as the run's were, against the run's hashes."""
+           launch: dict[str, Any], snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The pipeline and inputs given (else the snapshot's), hashed as the run's were,
+    against the run's hashes."""
     checks = []
-    recorded_inputs = orjson.loads(row["inputs_json"])
+    recorded_inputs = row["inputs"]
+    if snapshot is not None and params.pipeline is None:
+        checks.append(drift("pipeline", row["pipeline_hash"], snapshot["pipeline"]["hash"]))
+    if snapshot is not None and params.inputs is None:  # both stored redacted
+        checks.append(drift("inputs", inputs_hash(recorded_inputs),
+                            inputs_hash(snapshot["inputs"])))
     if params.pipeline is not None:
         # Expanded with the variables the run had (and the inputs given, as run.start does).
         inputs = params.inputs if params.inputs is not None else launch.get("inputs", {})

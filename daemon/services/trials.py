@@ -168,7 +168,8 @@ class TrialSets:
         self._write_manifest(trial_set)
         base = RunOptions(record=options.record, replay_of=options.replay_of,
                           replay_mode=options.replay_mode, trial_set_id=set_id,
-                          prepared=prepared, budget=options.budget)
+                          prepared=prepared, budget=options.budget,
+                          snapshot_id=options.snapshot_id, cassette=options.cassette)
         task = asyncio.ensure_future(self._run(trial_set, ref, inputs, variables, settings,
                                                base))
         self._tasks.add(task)

@@ -34,13 +34,13 @@ class RunStore:
              (pipeline_hash, pipeline_name, pipeline_format, source, utc_now())),
             ("INSERT INTO runs (id, pipeline_hash, pipeline_name, status, run_dir, trace_id, "
              "inputs_json, settings_json, created_at, started_at, record, replay_of, "
-             "replay_mode, trial_set_id, trial_index) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "replay_mode, trial_set_id, trial_index, snapshot_id) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (run["id"], pipeline_hash, pipeline_name, run["status"], run["run_dir"],
               run["trace_id"], _json(run.get("inputs", {})), _json(run.get("settings", {})),
               run["created_at"], run.get("started_at"), run.get("record", "full"),
               run.get("replay_of"), run.get("replay_mode"), run.get("trial_set_id"),
-              run.get("trial_index"))),
+              run.get("trial_index"), run.get("snapshot_id"))),
         ])
 
     @staticmethod

@@ -1,0 +1,234 @@
+"""`ostinato test`: run a test run of snapshots (tests.run), show each snapshot as it
+finishes, write the JUnit, HTML and Markdown reports asked for, and exit by the verdict:
+0 every snapshot passed, 1 some failed, 2 errors, budget exceeded, cancelled or bad usage,
+3 the daemon cannot be reached."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from ostinato.protocol.errors import RpcError
+
+from ..python import AsyncClient, DaemonConnectionError
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    UsageError,
+    add_connection_arguments,
+    connect,
+    print_json,
+)
+from .progress import _Display
+
+EXIT_ERRORS = 2  # errors, budget exceeded, cancelled or interrupted: no verdict to trust
+_MARKS = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "-", "budget_exceeded": "$"}
+_REPORTS = (("junit", "junit"), ("html", "html"), ("markdown", "markdown"))
+_SHOWN = 5  # failed invariants listed per snapshot
+
+
+class TestDisplay(_Display):
+    """A header, on a terminal a status line of the snapshot running, a line per snapshot as
+    it finishes, and the summary."""
+
+    __test__ = False  # not a pytest class, whatever its name
+    total = 0  # snapshots in the test run
+
+    def started(self, test_run: dict[str, Any]) -> None:
+        """The test run was created."""
+        limit = test_run["cost_limit_usd"]
+        how = [f"mode {test_run['mode']}", f"{test_run['trials']} trial(s) each"]
+        if limit is not None:
+            how.append(f"cost limit ${limit:g}")
+        if test_run["stop_on_first_failure"]:
+            how.append("stop on first failure")
+        self._line(f"test run {test_run['test_run_id']}: {len(test_run['snapshots'])} "
+                   f"snapshot(s) ({', '.join(how)})")
+        self.total = len(test_run["snapshots"])
+
+    def event(self, event: dict[str, Any]) -> None:
+        """Show one tests/event."""
+        data = event["data"]
+        if event["type"] == "SnapshotStarted":
+            self._status(f"  … [{data['index'] + 1}/{self.total}] {data['name']} "
+                         f"v{data['version']}")
+        elif event["type"] == "SnapshotFinished":
+            for line in snapshot_lines(data):
+                self._line(line)
+
+    def finished(self, test_run: dict[str, Any]) -> None:
+        """The test run ended."""
+        for line in summary_lines(test_run):
+            self._line(line)
+
+
+def snapshot_lines(result: dict[str, Any]) -> list[str]:
+    """A finished snapshot for people: its status, checks passed and cost; why it did not
+    pass."""
+    checks = result["invariants"]
+    passed = sum(c["status"] == "passed" for c in checks)
+    trials = (f", {result['trials_passed']}/{result['trials']} trials passed"
+              if result["trials"] > 1 and result["trials_passed"] is not None else "")
+    lines = [f"  {_MARKS.get(result['status'], '?')} {result['name']} v{result['version']}"
+             f"  {result['status']}  {passed}/{len(checks)} invariants{trials}"
+             f"  ${result['cost_usd']:.4f}"]
+    bad = [c for c in checks if c["status"] in ("failed", "error")]
+    for check in bad[:_SHOWN]:
+        lines.append(f"      {_MARKS[check['status']]} {check['type']}: {check['message']}")
+    if len(bad) > _SHOWN:
+        lines.append(f"      … and {len(bad) - _SHOWN} more")
+    if result.get("message") and result["status"] not in ("passed", "failed"):
+        lines.append(f"      {result['message']}")
+    return lines
+
+
+def summary_lines(test_run: dict[str, Any]) -> list[str]:
+    """The test run's verdict, counts and cost."""
+    s = test_run["summary"]
+    limit = test_run["cost_limit_usd"]
+    lines = [f"{test_run['status']}: {s['passed']} passed, {s['failed']} failed, "
+             f"{s['errors']} errors, {s['skipped']} skipped, {s['budget_exceeded']} budget "
+             f"exceeded, of {s['total']}; cost ${test_run['total_cost_usd']:.4f}"
+             + (f" of ${limit:g}" if limit is not None else "")]
+    if test_run.get("message"):
+        lines.append(f"  {test_run['message']}")
+    return lines
+
+
+def exit_code(status: str) -> int:
+    """0 passed, 1 failed, 2 anything else (error, budget exceeded, cancelled, …)."""
+    return {"passed": EXIT_OK, "failed": EXIT_FAILED}.get(status, EXIT_ERRORS)
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    chosen = [bool(args.snapshot), bool(args.tags), args.all]
+    if sum(chosen) != 1:
+        raise UsageError("choose the snapshots with exactly one of --snapshot, --tags or --all")
+    params: dict[str, Any] = {"mode": args.mode, "stop_on_first_failure": args.stop_on_failure}
+    if args.snapshot:
+        params["snapshot_ids"] = args.snapshot
+    elif args.tags:
+        params["tags"] = args.tags
+    else:
+        params["all"] = True
+    for name in ("trials", "concurrency", "max_snapshots", "cost_limit_usd"):
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
+    return params
+
+
+async def _test(args: argparse.Namespace, client: AsyncClient, out: TextIO) -> int:
+    display = TestDisplay(out, quiet=args.json)
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    client.on_notification("tests/event", lambda _method, params: events.put_nowait(params))
+    # tests.run subscribes this connection to the test run's events before it answers.
+    started = await client.request("tests.run", _params(args))
+    test_run_id = started["test_run_id"]
+    display.started(started)
+    while True:
+        event = await events.get()
+        if event["test_run_id"] != test_run_id:
+            continue
+        display.event(event)
+        if event["type"] == "TestRunFinished":
+            break
+    # TestRunFinished is published once the test run's end is in the store.
+    final = await client.request("tests.get", {"test_run_id": test_run_id})
+    for option, report_format in _REPORTS:
+        path = getattr(args, option)
+        if path is not None:
+            report = await client.request("tests.report", {"test_run_id": test_run_id,
+                                                           "format": report_format})
+            path.write_text(report["content"], encoding="utf-8")
+    if args.json:
+        print_json(final)
+    else:
+        display.finished(final)
+    return exit_code(final["status"])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry of `ostinato test`."""
+    async def main() -> int:
+        client = await connect(args, "ostinato-cli")
+        try:
+            return await _test(args, client, sys.stdout)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main())
+    except UsageError as exc:
+        print(f"ostinato test: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RpcError as exc:
+        print(f"ostinato test: {exc.message}", file=sys.stderr)
+        if exc.code == -32602 and isinstance(exc.data, list):
+            for error in exc.data:
+                where = ".".join(str(part) for part in error.get("loc", []))
+                print(f"  {where}: {error.get('msg')}", file=sys.stderr)
+        return EXIT_ERRORS
+    except (DaemonConnectionError, OSError) as exc:
+        print(f"ostinato test: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _dollars(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative amount, not {text}")
+    return value
+
+
+def add_parsers(commands: Any) -> None:
+    """The `test` subcommand."""
+    summary = "replay snapshots and check their invariants under one cost budget"
+    parser = commands.add_parser(
+        "test", help=summary,
+        description=summary + " (tests.run). Exit codes: 0 every snapshot passed, 1 some "
+                    "failed, 2 errors, budget exceeded or bad usage, 3 the daemon cannot be "
+                    "reached.")
+    chosen = parser.add_argument_group("which snapshots (exactly one)")
+    chosen.add_argument("--snapshot", action="append", default=[], metavar="ID",
+                        help="a snapshot id; repeatable")
+    chosen.add_argument("--tags", nargs="+", action="extend", default=[], metavar="TAG",
+                        help="the latest version of every snapshot that has all these tags")
+    chosen.add_argument("--all", action="store_true",
+                        help="the latest version of every snapshot")
+    parser.add_argument("--max-snapshots", type=_count, metavar="N",
+                        help="test at most N of the chosen snapshots")
+    parser.add_argument("--trials", type=_count, metavar="N",
+                        help="replays of each snapshot (default 1)")
+    parser.add_argument("--concurrency", type=_count, metavar="N",
+                        help="a snapshot's trials running at once (default 4)")
+    parser.add_argument("--mode", choices=("recorded", "hybrid", "live"), default="recorded",
+                        metavar="recorded|hybrid|live",
+                        help="recorded (default): every call from the snapshot's cassette, "
+                             "at zero cost; hybrid: unmatched calls go live; live: every "
+                             "call live")
+    parser.add_argument("--cost-limit-usd", type=_dollars, metavar="X",
+                        help="stop starting work once the test run has cost X dollars")
+    parser.add_argument("--stop-on-failure", action="store_true",
+                        help="skip the remaining snapshots after the first that fails")
+    for option, what in (("junit", "JUnit XML"), ("html", "HTML"), ("markdown", "Markdown")):
+        parser.add_argument(f"--{option}", type=Path, metavar="FILE",
+                            help=f"write the {what} report to FILE")
+    parser.add_argument("--json", action="store_true",
+                        help="print the final test run (tests.get) as JSON")
+    add_connection_arguments(parser)
+    parser.set_defaults(func=run)

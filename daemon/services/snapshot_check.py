@@ -1,0 +1,209 @@
+"""One snapshot of a test run: replay it (one run, or a trial set), evaluate its invariants
+on what the replay recorded, compare its metrics with the snapshot's reference, and say how
+it went. `tests.py` runs the snapshots of a test run one after another through this.
+
+The test run's one Budget is given to the replay (the engine checks it before every node and
+charges every call) and to the judge (each judge call is checked against it before it starts
+and charged when it returns). A replay the budget cut short makes the snapshot
+`budget_exceeded`, whatever its checks say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ostinato.protocol.errors import RpcError
+from ostinato.protocol.invariants import ACROSS_TRIALS, invariant_list
+
+from ..engine.budget import Budget, BudgetExceeded
+from ..ids import utc_now
+from .invariants import evaluate, evaluate_trials, run_metrics
+from .snapshot_judge import Judged, Votes, judge_trials
+from .snapshots import replay_snapshot
+from .stored_run import load_stored_run
+
+if TYPE_CHECKING:
+    from . import Services
+
+# The check a snapshot without invariants is held to: its replay must complete.
+IMPLICIT = {"type": "run_status", "value": "completed", "outcome": "success",
+            "description": "implicit: the replay completes (the snapshot has no invariants)"}
+_ENDED_BY_BUDGET = "budget_exceeded"
+
+
+@dataclass
+class CheckOptions:
+    """How a test run replays its snapshots."""
+
+    mode: str
+    trials: int
+    concurrency: int
+    budget: Budget | None
+
+
+def outcome_of(check: dict[str, Any]) -> dict[str, Any]:
+    """An InvariantOutcome from an evaluator's result."""
+    return {"type": check["type"], "description": check.get("description"),
+            "status": check["status"], "expected": check.get("expected"),
+            "actual": check.get("actual"), "message": check.get("message") or "",
+            "trials": None}
+
+
+def not_run(snapshot: dict[str, Any], message: str) -> list[dict[str, Any]]:
+    """The snapshot's invariants, each `skipped` with `message` (the matrix shows them)."""
+    return [{"type": i.get("type", "?"), "description": i.get("description"),
+             "status": "skipped", "expected": None, "actual": None, "message": message,
+             "trials": None}
+            for i in (snapshot.get("invariants") or [IMPLICIT]) if isinstance(i, dict)]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def metrics_delta(reference: dict[str, Any] | None,
+                  replays: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """{metric: {baseline, replay, delta}} for every numeric metric either side has; the
+    replay side is the mean over the trials that have the value."""
+    if not reference:
+        return {}
+    deltas = {}
+    for key in dict.fromkeys([*reference, *(k for m in replays for k in m)]):
+        baseline = reference.get(key)
+        values = [m[key] for m in replays if _number(m.get(key))]
+        if not _number(baseline) and not values:
+            continue  # not a number on either side (status, outcome) or unknown (score)
+        replay = round(statistics.fmean(values), 10) if values else None
+        base = float(baseline) if _number(baseline) else None
+        delta = None if replay is None or base is None else round(replay - base, 10)
+        deltas[key] = {"baseline": base, "replay": replay, "delta": delta}
+    return deltas
+
+
+async def _wait(handle: Any) -> tuple[list[tuple[int, str]], str | None]:
+    """Await the replay's end; (trial index, run id) of each run it started, and the trial
+    set's id."""
+    await asyncio.shield(handle.done)
+    if hasattr(handle, "run_id"):
+        return [(0, handle.run_id)], None
+    return [(r["index"], r["run_id"]) for r in handle.runs if r["run_id"] is not None], \
+        handle.id
+
+
+async def check_snapshot(services: Services, home: Path, snapshot: dict[str, Any],
+                         options: CheckOptions,
+                         result: dict[str, Any], on_started: Any = None) -> None:
+    """Replay, evaluate and compare one snapshot, filling `result` (a SnapshotTestResult)
+    in place; `on_started(handle)` learns the replay as soon as it started."""
+    started = time.monotonic()
+    result.update(status="running", started_at=utc_now(), trials=options.trials)
+    try:
+        invariants = invariant_list.validate_python(snapshot.get("invariants") or [IMPLICIT])
+    except ValidationError as exc:
+        result.update(status="error", invariants=not_run(snapshot, "not evaluated"),
+                      message=f"the snapshot's invariants do not load: {exc.errors()[0]['msg']}")
+        return
+    try:
+        try:
+            handle = await replay_snapshot(services, home, snapshot, mode=options.mode,
+                                           trials=options.trials,
+                                           concurrency=options.concurrency,
+                                           budget=options.budget)
+        except BudgetExceeded as exc:
+            result.update(status=_ENDED_BY_BUDGET, message=str(exc),
+                          invariants=not_run(snapshot, "not evaluated: " + str(exc)))
+            return
+        except RpcError as exc:
+            result.update(status="error", message=f"the replay did not start: {exc.message}",
+                          invariants=not_run(snapshot, "not evaluated: the replay did not "
+                                                       "start"))
+            return
+        if on_started is not None:
+            on_started(handle)
+        started_runs, trial_set_id = await _wait(handle)
+        result.update(run_ids=[run_id for _, run_id in started_runs],
+                      trial_set_id=trial_set_id)
+        await _evaluate(services, home, snapshot, options, invariants, result,
+                        [index for index, _ in started_runs])
+    finally:
+        result.update(ended_at=utc_now(),
+                      duration_ms=round((time.monotonic() - started) * 1000,
+                                        3))
+
+
+async def _evaluate(services: Services, home: Path, snapshot: dict[str, Any],
+                    options: CheckOptions, invariants: list[Any], result: dict[str, Any],
+                    indices: list[int]) -> None:
+    """Evaluate the invariants over the replay's runs (of these trial indices); status,
+    cost and metric deltas."""
+    runs = [await load_stored_run(services, home, run_id) for run_id in result["run_ids"]]
+    cut_short = any(run.run.get("status") == _ENDED_BY_BUDGET for run in runs) or (
+        options.budget is not None and options.budget.exceeded
+        and len(runs) < options.trials)
+    judged, checks = Judged(), not_run(snapshot, "no replay ran")
+    single = options.trials == 1 and len(runs) == 1
+    if runs and any(getattr(i, "type", None) == "judge" for i in invariants):
+        cassette = (await services.snapshots.cassette(snapshot["id"])
+                    if options.mode != "live" and snapshot.get("has_cassette") else [])
+        judged, evaluated = await judge_trials(
+            services, home, runs, invariants, mode=options.mode, budget=options.budget,
+            cassette=cassette, evaluate_all=single)
+        if single:
+            checks = [outcome_of(c) for c in evaluated[0]]
+    elif single:
+        checks = [outcome_of(c) for c in await evaluate(invariants, runs[0])]
+    if runs and not single:
+        checks = await _evaluate_trials(invariants, runs, indices, Votes(judged.outcomes),
+                                        result)
+    result["invariants"] = checks
+    result["cost_usd"] = round(sum(float(run.run.get("cost_usd") or 0) for run in runs)
+                               + judged.cost_usd, 10)
+    result["metrics_delta"] = metrics_delta((snapshot.get("reference") or {}).get("metrics"),
+                                            [run_metrics(run) for run in runs])
+    if cut_short or judged.refused:
+        result.update(status=_ENDED_BY_BUDGET,
+                      message="the cost budget ran out during this snapshot: "
+                              + ("its replay stopped before it finished" if cut_short
+                                 else "its judge was refused votes"))
+    elif failed := [c for c in checks if c["status"] == "failed"]:
+        result.update(status="failed", message=_first(failed))
+    elif errored := [c for c in checks if c["status"] == "error"]:
+        result.update(status="error", message=_first(errored))
+    else:
+        result.update(status="passed", message=None)
+
+
+def _first(checks: list[dict[str, Any]]) -> str:
+    check = checks[0]
+    more = f" (and {len(checks) - 1} more)" if len(checks) > 1 else ""
+    return f"{check['type']}: {check['message']}{more}"
+
+
+async def _evaluate_trials(invariants: list[Any], runs: list[Any], indices: list[int],
+                           judge: Any, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Across the trials: the aggregated results, each per-run invariant with its result on
+    every trial (`indices`: the trial index of each run), and how many trials passed."""
+    evaluation = await evaluate_trials(invariants, runs, judge=judge)
+    result["trials_passed"] = sum(evaluation["trial_passed"])
+    checks, at = [], 0
+    for invariant, check in zip(invariants, evaluation["results"], strict=True):
+        outcome = outcome_of(check)
+        if invariant.type not in ACROSS_TRIALS:  # per_trial holds the per-run ones, in order
+            outcome["trials"] = [
+                {"index": index, "run_id": run.run_id, "status": found["status"],
+                 "actual": found.get("actual"), "message": found.get("message") or ""}
+                for index, run, found in zip(indices, runs,
+                                             (t[at] for t in evaluation["per_trial"]),
+                                             strict=True)]
+            at += 1
+        checks.append(outcome)
+    return checks

@@ -1,0 +1,246 @@
+"""Snapshots family: snapshot.create, snapshot.list, snapshot.get, snapshot.delete and
+snapshot.replay; and `replay_snapshot`, which tests.run calls too.
+
+A snapshot copies everything a replay needs (pipeline source, inputs, variables, settings,
+optionally the source run's calls as its cassette) with secrets redacted again on the way
+in, so that neither deleting nor changing the source run can change it. A replay is a new
+run (or trial set) carrying the snapshot's id; it never writes to the snapshot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.pipelines import PipelineRef
+from ostinato.protocol.runs import RunSettings
+from ostinato.protocol.snapshots import (
+    SnapshotCreateParams,
+    SnapshotCreateResult,
+    SnapshotDeleteParams,
+    SnapshotDeleteResult,
+    SnapshotDetail,
+    SnapshotGetParams,
+    SnapshotListParams,
+    SnapshotListResult,
+    SnapshotReplayParams,
+    SnapshotReplayResult,
+    SnapshotSummary,
+)
+
+from ..engine.redact import Redactor, run_secrets
+from ..store.runs import ACTIVE
+from ..store.snapshot_schema import UnknownSchema
+from ..store.traces import TraceStore, decode_call
+from .base import HandlerTable, RequestContext
+from .invariants import run_metrics
+from .runner import ActiveRun, RunOptions
+from .runs import _answer_when_done
+from .stored_run import load_stored_run
+from .trials import TrialSet
+from .trials import answer as answer_trial_set
+
+if TYPE_CHECKING:
+    from . import Services
+
+table = HandlerTable()
+
+
+def _services(ctx: RequestContext) -> Services:
+    return ctx.daemon.services  # type: ignore[no-any-return]
+
+
+async def _snapshot(services: Services, snapshot_id: str) -> dict[str, Any]:
+    """A stored snapshot, or NOT_FOUND; CONFLICT when a newer daemon wrote it."""
+    try:
+        snapshot = await services.snapshots.get(snapshot_id)
+    except UnknownSchema as exc:
+        raise RpcError(ErrorCode.CONFLICT, str(exc), {"id": snapshot_id}) from None
+    if snapshot is None:
+        raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {snapshot_id}", {"id": snapshot_id})
+    return snapshot
+
+
+# -- snapshot.create ----------------------------------------------------------------------
+
+
+async def _from_run(services: Services, home: Path,
+                    params: SnapshotCreateParams) -> tuple[dict[str, Any], list[str]]:
+    """A run's scenario, reference metrics and (recorded `full`) calls, redacted again."""
+    run_id = params.run_id
+    assert run_id is not None
+    row = await services.runs.get_run(run_id)
+    if row is None:
+        raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}", {"run_id": run_id})
+    if row["status"] in ACTIVE:
+        raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {row['status']}; snapshot it "
+                                           "once it has ended", {"run_id": run_id})
+    launch, source, _ = await services.runner.recorded_launch(run_id)
+    stored = await load_stored_run(services, home, run_id)
+    inputs, variables = launch.get("inputs") or {}, launch.get("variables") or {}
+    # The run redacted what it wrote; secrets of this daemon's environment are taken out
+    # again, in case one reached the run some other way.
+    redactor = Redactor(run_secrets({**inputs, **variables}))
+    warnings, cassette = [], None
+    record = stored.record
+    if params.with_cassette is not False:
+        if record == "full":
+            calls = await TraceStore(services.db).run_calls(run_id)
+            cassette = [redactor.values(decode_call(call)) for call in calls]
+        elif params.with_cassette:
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"run {run_id} was recorded {record}: it kept no responses to "
+                           "make a cassette of; leave out with_cassette", {"run_id": run_id})
+        else:
+            warnings.append(f"run {run_id} was recorded {record}: the snapshot has no "
+                            "cassette, so it can be replayed live (or hybrid) only")
+    return {
+        "pipeline": {"format": launch["pipeline_format"], "source": redactor.text(source),
+                     "name": row["pipeline_name"], "hash": row["pipeline_hash"]},
+        "inputs": redactor.data(inputs), "variables": redactor.data(variables),
+        "settings": redactor.data(launch.get("settings") or {}),
+        "reference": {"run_id": run_id, "metrics": run_metrics(stored)},
+        "cassette": cassette}, warnings
+
+
+async def _from_pipeline(services: Services,
+                         params: SnapshotCreateParams) -> dict[str, Any]:
+    """A pipeline's scenario: loaded (it must be valid) and redacted as a run would be."""
+    assert params.pipeline is not None
+    inputs, variables = params.inputs or {}, params.variables or {}
+    prepared = services.runner.prepare(params.pipeline, inputs, variables,
+                                       params.settings or RunSettings())
+    await prepared.pool.aclose()  # nothing runs: the pool only served the redaction
+    graph = prepared.graph
+    return {
+        "pipeline": {"format": graph.source_format, "source": prepared.stored_source,
+                     "name": graph.name, "hash": prepared.digest},
+        "inputs": prepared.stored_inputs,
+        "variables": Redactor(prepared.secrets).data(variables),
+        "settings": prepared.stored_settings, "reference": None, "cassette": None}
+
+
+@table.method("snapshot.create")
+async def create(params: SnapshotCreateParams, ctx: RequestContext) -> SnapshotCreateResult:
+    """Capture a run's or a pipeline's scenario as the next version of `name`."""
+    services = _services(ctx)
+    warnings: list[str] = []
+    if params.run_id is not None:
+        captured, warnings = await _from_run(services, ctx.daemon.home, params)
+    else:
+        captured = await _from_pipeline(services, params)
+    # As given, in canonical form: the fields set (a check may depend on which were set).
+    invariants = [{"type": invariant.type,
+                   **invariant.model_dump(mode="json", by_alias=True, exclude_unset=True)}
+                  for invariant in params.invariants]
+    snapshot = await services.snapshots.create(
+        name=params.name, description=params.description, tags=list(params.tags),
+        invariants=invariants, **captured)
+    return SnapshotCreateResult.model_validate({**snapshot, "warnings": warnings})
+
+
+# -- snapshot.list, snapshot.get, snapshot.delete -----------------------------------------
+
+
+@table.method("snapshot.list")
+async def list_snapshots(params: SnapshotListParams, ctx: RequestContext) -> SnapshotListResult:
+    """Snapshot summaries newest first, filtered and keyset paged."""
+    try:
+        rows, cursor = await _services(ctx).snapshots.list(
+            tags=params.tags, name=params.name, pipeline=params.pipeline,
+            latest=params.latest, limit=params.limit, cursor=params.cursor)
+    except ValueError:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: bad cursor") from None
+    return SnapshotListResult(snapshots=[SnapshotSummary.model_validate(r) for r in rows],
+                              next_cursor=cursor)
+
+
+@table.method("snapshot.get")
+async def get(params: SnapshotGetParams, ctx: RequestContext) -> SnapshotDetail:
+    """A whole snapshot; its cassette's calls on request."""
+    services = _services(ctx)
+    snapshot = await _snapshot(services, params.id)
+    if params.include_cassette:
+        snapshot["cassette"] = await services.snapshots.cassette(params.id) \
+            if snapshot["has_cassette"] else None
+    return SnapshotDetail.model_validate(snapshot)
+
+
+@table.method("snapshot.delete")
+async def delete(params: SnapshotDeleteParams, ctx: RequestContext) -> SnapshotDeleteResult:
+    """Delete a snapshot and its cassette, with `confirm: true`; its runs stay."""
+    services = _services(ctx)
+    snapshot = await _snapshot(services, params.id)
+    label = f"snapshot {params.id} ({snapshot['name']} v{snapshot['version']})"
+    if not params.confirm:
+        raise RpcError(ErrorCode.INVALID_PARAMS,
+                       f"Invalid params: deleting {label} cannot be undone; pass "
+                       "`confirm: true` to delete it (its runs are kept)",
+                       {"id": params.id, "confirm": False})
+    runs_kept = await services.snapshots.replay_runs(params.id)
+    if not await services.snapshots.delete(params.id):  # deleted meanwhile
+        raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {params.id}", {"id": params.id})
+    return SnapshotDeleteResult(id=params.id, name=snapshot["name"],
+                                version=snapshot["version"], deleted=True,
+                                cassette_calls=snapshot["cassette_calls"], runs_kept=runs_kept)
+
+
+# -- snapshot.replay ----------------------------------------------------------------------
+
+
+async def replay_snapshot(services: Services, home: Path, snapshot: dict[str, Any], *,
+                          mode: str, trials: int = 1, concurrency: int = 1,
+                          overrides: dict[str, Any] | None = None, budget: Any = None,
+                          record: str = "full", inputs: dict[str, Any] | None = None,
+                          variables: dict[str, str] | None = None) -> ActiveRun | TrialSet:
+    """Start a replay of `snapshot` (a dict as SnapshotStore returns it): one run, or a
+    trial set when `trials` > 1. `overrides`, `inputs` and `variables` are shallow-merged
+    over the stored ones; `budget` is charged by every call (tests.run shares one).
+    `recorded` and `hybrid` serve calls from the snapshot's own cassette."""
+    ref = PipelineRef(source=snapshot["pipeline"]["source"],
+                      format=snapshot["pipeline"]["format"])
+    try:
+        settings = RunSettings.model_validate({**snapshot["settings"], **(overrides or {})})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        for error in errors:
+            error["loc"] = ["overrides", *error["loc"]]
+        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: overrides", errors) from None
+    cassette = None
+    if mode != "live":
+        if snapshot["has_cassette"]:
+            cassette = await services.snapshots.cassette(snapshot["id"])
+        elif mode == "recorded":
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"snapshot {snapshot['id']} ({snapshot['name']} "
+                           f"v{snapshot['version']}) has no cassette to replay from: it was "
+                           "made from a pipeline, or from a run recorded metadata_only; "
+                           "replay it with mode live or hybrid", {"id": snapshot["id"]})
+        else:
+            cassette = []  # hybrid without a recording: every call goes live
+    options = RunOptions(record=record, replay_mode=mode,  # type: ignore[arg-type]
+                         snapshot_id=snapshot["id"], cassette=cassette, budget=budget)
+    run_inputs = {**snapshot["inputs"], **(inputs or {})}
+    run_variables = {**(snapshot["variables"] or {}), **(variables or {})}
+    if trials > 1:
+        return await services.trials.start(
+            ref, run_inputs, run_variables, settings, options, trials=trials,
+            concurrency=concurrency, early_stop=False, pass_threshold=1.0)
+    return await services.runner.start(ref, run_inputs, run_variables, settings, options)
+
+
+@table.method("snapshot.replay")
+async def replay(params: SnapshotReplayParams, ctx: RequestContext) -> SnapshotReplayResult:
+    """Replay a snapshot as a new run (or trial set); with `wait`, answer once it ended."""
+    services = _services(ctx)
+    snapshot = await _snapshot(services, params.id)
+    started = await replay_snapshot(
+        services, ctx.daemon.home, snapshot, mode=params.mode, trials=params.trials,
+        concurrency=params.concurrency, overrides=params.overrides, record=params.record,
+        inputs=params.inputs, variables=params.variables)
+    if isinstance(started, TrialSet):
+        return SnapshotReplayResult(await answer_trial_set(started, params.wait))
+    return SnapshotReplayResult(await _answer_when_done(started, ctx, params.wait))

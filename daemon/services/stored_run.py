@@ -1,0 +1,120 @@
+"""Stored runs for the invariant library: loading what a run recorded (`load_stored_run`),
+evaluating a reeval's checks on it (`reeval_checks`, with its judge), and appending the calls
+a judge made to the run's records (`record_judge_calls`). Reeval, snapshot replays and test
+runs read runs through here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.runs import RunSettings
+
+from ..engine.providers.runtime import ProviderPool
+from ..engine.redact import Redactor, run_secrets
+from ..engine.replay import Cassette, Replayer, ReplayProviders
+from ..engine.rundir import RunDirectory
+from ..store.traces import TraceStore, decode_call
+from .invariants import JUDGE_NODE, Judge, StoredRun, evaluate
+from .run_diff import decode_row
+
+if TYPE_CHECKING:
+    from . import Services
+
+__all__ = ["StoredRun", "judge_pool", "load_stored_run", "record_judge_calls",
+           "reeval_checks"]
+
+
+async def load_stored_run(services: Services, home: Path, run_id: str) -> StoredRun:
+    """The decoded run row, its stages and calls (decoded), the final context from
+    checkpoint.json, the record mode, launch.json and a reader of its artifacts; an RpcError
+    NOT_FOUND when there is no such run."""
+    row = await services.runs.get_run(run_id)
+    if row is None:
+        raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
+    run_dir = RunDirectory(home / row["run_dir"])
+    launch: dict[str, Any] = run_dir.read_json("config", "launch.json") or {}
+    checkpoint = run_dir.read_json("checkpoint.json")
+    calls = [decode_call(c) for c in await TraceStore(services.db).run_calls(run_id)]
+    return StoredRun(
+        run=decode_row(row), stages=await services.runs.stages(run_id), calls=calls,
+        context=checkpoint.get("context") if checkpoint else None,
+        record=row.get("record") or launch.get("record") or "full",
+        artifact=lambda artifact_id: run_dir.read_json("artifacts", f"{artifact_id}.json"),
+        launch=launch)
+
+
+def judge_pool(run: StoredRun) -> ProviderPool:
+    """A provider pool with the run's providers and default provider (from launch.json,
+    which keeps the keys that the run row's settings have redacted)."""
+    settings = RunSettings.model_validate(run.launch.get("settings") or run.run.get("settings")
+                                          or {})
+    try:
+        return ProviderPool({"default": settings.default_provider,
+                             "providers": settings.providers, "pricing": settings.pricing})
+    except ValueError as exc:
+        raise RpcError(ErrorCode.CONFLICT, f"the run's providers cannot be rebuilt for a "
+                                           f"judge: {exc}") from None
+
+
+def _redactor(run: StoredRun, keys: Iterable[str]) -> Redactor:
+    named = {**(run.launch.get("inputs") or {}), **(run.launch.get("variables") or {})}
+    return Redactor(run_secrets(named, keys))
+
+
+async def reeval_checks(services: Services, home: Path, run: StoredRun,
+                        invariants: Sequence[Any], *,
+                        allow_partial: bool = False) -> list[dict[str, Any]]:
+    """The invariants evaluated on a stored run for `run.reeval`. A `judge` is served from
+    the run's recorded `$judge` calls where they match (same vote, same request), otherwise
+    asked live through the run's providers; the live calls are recorded on the run."""
+    if not any(getattr(i, "type", None) == "judge" for i in invariants):
+        return await evaluate(invariants, run, allow_partial=allow_partial)
+    pool = judge_pool(run)
+    try:
+        redactor = _redactor(run, pool.secrets())
+        recorded = [c for c in run.calls if c.get("node_id") == JUDGE_NODE]
+        replayer = Replayer("hybrid", Cassette.from_calls(recorded, redactor=redactor))
+        judge = Judge(ReplayProviders(pool, replayer))
+        results = await evaluate(invariants, run, allow_partial=allow_partial, judge=judge)
+        if judge.new_calls:
+            await record_judge_calls(services, home, run.run_id, judge.new_calls,
+                                     secrets=judge.secrets())
+        return results
+    finally:
+        await pool.aclose()
+
+
+async def record_judge_calls(services: Services, home: Path, run_id: str,
+                             calls: Sequence[dict[str, Any]], *,
+                             secrets: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Append a judge's calls to a run: rows of the calls table and lines of its
+    trace.jsonl, numbered after its last call, redacted like the run's own (the run's
+    secrets plus `secrets`, e.g. judge.secrets()). The run's cost and token totals stay
+    those of its own work. Returns the records as stored."""
+    if not calls:
+        return []
+    row = await services.runs.get_run(run_id)
+    if row is None:
+        raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
+    root = home / row["run_dir"]
+    launch = RunDirectory(root).read_json("config", "launch.json") or {}
+    redactor = _redactor(StoredRun(run=row, launch=launch), secrets)
+    last = await services.db.fetchone(
+        "SELECT COALESCE(MAX(seq), 0) AS seq FROM calls WHERE run_id = ?", (run_id,))
+    seq = int(last["seq"]) if last else 0
+    records = []
+    for offset, call in enumerate(calls, 1):
+        record = {key: value for key, value in call.items() if key != "usage"}
+        record.update(run_id=run_id, trace_id=row["trace_id"], seq=seq + offset)
+        records.append(redactor.values(record))
+    await services.runs.record(run_id, stage=None, events=[], calls=records)
+    run_dir = RunDirectory(root, redactor)
+    try:
+        for record in records:
+            run_dir.append_trace(record)
+    finally:
+        run_dir.close()
+    return records

@@ -1,0 +1,147 @@
+"""Queries for test runs and their per-snapshot results (migration 004)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from ..ids import utc_now
+from .db import Database, Statement
+
+# Statuses of a snapshot's result that count in a summary, by summary key.
+SUMMARY_KEYS = {"passed": "passed", "failed": "failed", "error": "errors",
+                "skipped": "skipped", "budget_exceeded": "budget_exceeded"}
+INTERRUPTED_MESSAGE = "not finished: the daemon stopped during the test run"
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, int]:
+    """{total, passed, failed, errors, skipped, budget_exceeded} over snapshot results;
+    pending and running ones count only in `total`."""
+    summary = {"total": len(results), **dict.fromkeys(SUMMARY_KEYS.values(), 0)}
+    for result in results:
+        key = SUMMARY_KEYS.get(result["status"])
+        if key is not None:
+            summary[key] += 1
+    return summary
+
+
+class TestRunStore:
+    """Everything the store knows about test runs."""
+
+    __test__ = False  # not a pytest class, whatever its name
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, test_run_id: str, *, options: dict[str, Any],
+                  cost_limit_usd: float | None, created_at: str,
+                  results: list[dict[str, Any]]) -> None:
+        """A new test run (`running`) with a `pending` result per selected snapshot."""
+        statements: list[Statement] = [(
+            "INSERT INTO test_runs (id, status, options_json, summary_json, cost_limit_usd, "
+            "created_at) VALUES (?, 'running', ?, ?, ?, ?)",
+            (test_run_id, _json(options), _json(summarize(results)), cost_limit_usd,
+             created_at))]
+        if results:
+            statements.append((
+                "INSERT INTO test_results (test_run_id, idx, snapshot_id, name, version, "
+                "status, result_json, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(test_run_id, r["index"], r["snapshot_id"], r["name"], r["version"],
+                  r["status"], _json(r), r["cost_usd"]) for r in results]))
+        await self.db.write(statements)
+
+    @staticmethod
+    def _result_statement(test_run_id: str, result: dict[str, Any]) -> Statement:
+        return ("UPDATE test_results SET status = ?, result_json = ?, cost_usd = ? "
+                "WHERE test_run_id = ? AND idx = ?",
+                (result["status"], _json(result), result["cost_usd"], test_run_id,
+                 result["index"]))
+
+    async def save(self, test_run_id: str, results: list[dict[str, Any]], *,
+                   total_cost_usd: float, all_results: list[dict[str, Any]],
+                   status: str | None = None, message: str | None = None,
+                   ended_at: str | None = None) -> None:
+        """Some snapshots' results with the test run's summary and cost (and, at the end,
+        its status), in one transaction."""
+        statements = [self._result_statement(test_run_id, r) for r in results]
+        fields: dict[str, Any] = {"summary_json": _json(summarize(all_results)),
+                                  "total_cost_usd": round(total_cost_usd, 10)}
+        if status is not None:
+            fields.update(status=status, message=message, ended_at=ended_at)
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        statements.append((f"UPDATE test_runs SET {assignments} WHERE id = ?",
+                           (*fields.values(), test_run_id)))
+        await self.db.write(statements)
+
+    async def get(self, test_run_id: str) -> dict[str, Any] | None:
+        """A test run's row (decoded) with its results in order, or None."""
+        row = await self.db.fetchone("SELECT * FROM test_runs WHERE id = ?", (test_run_id,))
+        if row is None:
+            return None
+        results = await self.db.fetchall(
+            "SELECT result_json FROM test_results WHERE test_run_id = ? ORDER BY idx",
+            (test_run_id,))
+        return {**_decode(row), "results": [orjson.loads(r["result_json"]) for r in results]}
+
+    async def list(self, *, statuses: list[str] | None, limit: int,
+                   cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of test runs (decoded rows, no results), newest first; the cursor is
+        opaque to clients (ValueError when it is not one of ours)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        if cursor:
+            try:
+                created_at, test_run_id = orjson.loads(base64.urlsafe_b64decode(cursor))
+            except (ValueError, TypeError) as exc:
+                raise ValueError("bad cursor") from exc
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [created_at, created_at, test_run_id]
+        sql = "SELECT * FROM test_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = await self.db.fetchall(sql, (*params, limit + 1))
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = base64.urlsafe_b64encode(
+                orjson.dumps([rows[-1]["created_at"], rows[-1]["id"]])).decode()
+        return [_decode(row) for row in rows], next_cursor
+
+    async def mark_interrupted(self) -> list[str]:
+        """Test runs a dead daemon left `running` become `interrupted`: the results that
+        finished are kept, the others are `skipped` with a message saying why; returns
+        their ids."""
+        rows = await self.db.fetchall("SELECT id FROM test_runs WHERE status = 'running'")
+        ended = utc_now()
+        for row in rows:
+            stored = await self.get(row["id"])
+            assert stored is not None
+            results = stored["results"]
+            changed = []
+            for result in results:
+                if result["status"] in ("pending", "running"):
+                    result.update(status="skipped", message=INTERRUPTED_MESSAGE,
+                                  ended_at=result.get("ended_at") or None)
+                    changed.append(result)
+            await self.save(row["id"], changed, total_cost_usd=stored["total_cost_usd"],
+                            all_results=results, status="interrupted",
+                            message="the daemon stopped while the test run ran",
+                            ended_at=ended)
+        return [row["id"] for row in rows]
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    row["options"] = orjson.loads(row.pop("options_json"))
+    row["summary"] = orjson.loads(row.pop("summary_json"))
+    return row

@@ -1,0 +1,77 @@
+"""A test run cut off by its daemon's death (SIGKILL) or stop (SIGTERM) keeps the results
+of the snapshots that finished; the next daemon reports it `interrupted`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .runs_support import dot, make_fifo, read_fifo
+from .support import Wire, start_daemon
+from .tests_run_support import CALL_USD, priced, snapshot, statuses
+
+
+async def _finished_events(wire: Wire, count: int) -> list[dict[str, Any]]:
+    """Wait for `count` SnapshotFinished events on `wire`."""
+    finished: list[dict[str, Any]] = []
+    while len(finished) < count:
+        message = await wire.recv()
+        if message.get("method") == "tests/event" and \
+                message["params"]["type"] == "SnapshotFinished":
+            finished.append(message["params"]["data"])
+    return finished
+
+
+@pytest.mark.parametrize("stop", ["kill", "term"])
+async def test_a_test_run_cut_off_keeps_the_snapshots_that_finished(
+        short_tmp: Path, stop: str) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    fifo = make_fifo(short_tmp / "announce")
+    blocking = dot(f"""\
+        digraph blocking {{
+            start [shape=Mdiamond]
+            work [shape=parallelogram, tool_command="echo $$ > {fifo}; exec sleep 30"]
+            done [shape=Msquare]
+            start -> work -> done
+        }}""")
+    first = await start_daemon(home, "--socket", socket)
+    wire = await first.connect()
+    made = [await snapshot(wire, "cut-first", priced("cutfirst", 2)),
+            await snapshot(wire, "cut-blocked", blocking),
+            await snapshot(wire, "cut-never", priced("cutnever", 1))]
+    started = await wire.result("tests.run", {"snapshot_ids": [s["id"] for s in made],
+                                              "mode": "live"})
+    [done] = await _finished_events(wire, 1)
+    assert done["status"] == "passed"
+    pid = int(await read_fifo(fifo))  # the second snapshot's replay is running
+    if stop == "kill":
+        first.process.kill()
+        await first.stop()
+    else:
+        assert await first.stop() == 0
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        kept = await wire.result("tests.get", {"test_run_id": started["test_run_id"]})
+        listed = await wire.result("tests.list", {"status": ["interrupted"]})
+    finally:
+        assert await second.stop() == 0
+    assert kept["status"] == "interrupted"
+    assert statuses(kept) == ["passed", "skipped", "skipped"]
+    assert kept["snapshots"][0] == done  # exactly what finished, as it finished
+    assert kept["snapshots"][0]["cost_usd"] == pytest.approx(2 * CALL_USD)
+    assert kept["total_cost_usd"] == pytest.approx(2 * CALL_USD)
+    assert "daemon stopped" in kept["snapshots"][1]["message"]
+    if stop == "term":  # a clean stop also says which run it cut off
+        [cut] = kept["snapshots"][1]["run_ids"]
+        assert cut != done["run_ids"][0]
+    assert kept["summary"] == {"total": 3, "passed": 1, "failed": 0, "errors": 0,
+                               "skipped": 2, "budget_exceeded": 0}
+    assert [t["test_run_id"] for t in listed["test_runs"]] == [started["test_run_id"]]
