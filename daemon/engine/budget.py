@@ -30,8 +30,10 @@ class Budget:
 
     @property
     def exceeded(self) -> bool:
-        """True once the spending reached the limit."""
-        return self.spent_usd >= self.limit_usd
+        """True once the spending reached the limit. Free work never exceeds a budget, so a
+        limit of 0 lets recorded replays (which cost nothing) run and stops at the first
+        paid call."""
+        return self.spent_usd >= self.limit_usd and self.spent_usd > 0
 
     def charge(self, cost_usd: float | None) -> None:
         """Add what a call cost."""

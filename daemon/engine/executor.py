@@ -326,7 +326,8 @@ class Executor:
         policy = self._policy(node) if getattr(handler, "retryable", True) else PRESETS["none"]
         attempt = 0
         while True:
-            if self.budget is not None:  # once the budget is spent nothing new starts
+            # Once the budget is spent nothing new starts (start and exit do no work).
+            if self.budget is not None and node.type not in ("start", "exit"):
                 self.budget.check()
             attempt += 1
             index = self.state.stage_seq

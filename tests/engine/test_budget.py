@@ -112,7 +112,7 @@ async def test_runs_sharing_a_budget_draw_on_one_limit(tmp_path: Path) -> None:
     second, sink = await run(tmp_path / "two", LINEAR, budget)
     assert first.status == "budget_exceeded" and budget.spent_usd == pytest.approx(3.0)
     assert second.status == "budget_exceeded"
-    assert sink.calls == [] and second.completed_nodes == []
+    assert sink.calls == [] and second.completed_nodes == ["start"]
 
 
 async def test_a_fan_out_starts_no_branch_once_spent(tmp_path: Path) -> None:
@@ -126,3 +126,20 @@ async def test_without_a_budget_nothing_changes(tmp_path: Path) -> None:
     result, sink = await run(tmp_path / "free", LINEAR, None)
     assert result.status == "completed" and len(sink.calls) == 4
     assert sum(c["cost_usd"] for c in sink.calls) == pytest.approx(4.0)
+
+
+def test_free_work_never_exceeds_a_budget() -> None:
+    budget = Budget(0.0)
+    budget.check()  # nothing spent: a recorded replay under a zero limit runs
+    budget.charge(0.0)
+    assert not budget.exceeded
+    budget.charge(0.01)
+    assert budget.exceeded
+
+
+async def test_a_run_whose_last_call_reaches_the_limit_completes(tmp_path: Path) -> None:
+    budget = Budget(4.0)
+    result, sink = await run(tmp_path / "exact", LINEAR, budget)
+    # d's call takes the spending to the limit; only the exit is left, and it costs nothing.
+    assert budget.exceeded and len(sink.calls) == 4
+    assert result.status == "completed"
