@@ -3,7 +3,8 @@
 The daemon listens on a unix socket with its home in ./.ostinato/demo; two clients connect,
 an editor with LSP framing and an agent with MCP's newline-delimited JSON. The agent runs
 examples/pipelines/demo.dot on the offline scripted model; the editor watches its events and
-answers its human gate; then the run directory is shown.
+answers its human gate; then the run directory is shown. Last, the example scenarios of
+examples/snapshots/ become snapshots and one test run checks them (demo_snapshots.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from demo_snapshots import run_examples  # examples/: a script's directory is on sys.path
 
 from ostinato.clients.python import AsyncClient, RpcError
 from ostinato.protocol.codec import Framing
@@ -123,6 +125,12 @@ async def main() -> int:
         await exchange(agent, "agent", "daemon.status", {"verbose": True})
         await exchange(editor, "editor", "daemon.status")
 
+        try:
+            examples_ok = await run_examples(agent, HOME)
+        except RpcError as error:  # say what went wrong, and still stop the daemon
+            show("←", "agent", {"error": error.to_dict()})
+            examples_ok = False
+
         print("\nBoth clients say goodbye (shutdown, exit); SIGTERM stops the daemon:")
         await editor.close()
         await agent.close()
@@ -131,7 +139,8 @@ async def main() -> int:
         await stderr
         print(f"  daemon exited with code {code}; socket removed: {not socket.exists()}")
         print(f"\nThe daemon's log: {HOME / 'daemon.log'}")
-        ok = code == 0 and status is not None and status["connections"] == 2
+        ok = (code == 0 and status is not None and status["connections"] == 2
+              and examples_ok)
         print("demo: OK" if ok else "demo: FAILED")
         return 0 if ok else 1
 

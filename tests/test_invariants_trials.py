@@ -122,6 +122,21 @@ async def test_without_an_across_trials_check_one_failing_trial_fails(
     assert passing["verdict"] == "passed"
 
 
+
+async def test_a_check_skipped_on_some_trials_passes_where_it_was_evaluated(
+        trial_runs: list[StoredRun]) -> None:
+    # A content check on trials recorded without content is skipped under allow_partial.
+    good = [r for r in trial_runs if r.run["status"] == "completed"][:3]
+    stripped = [StoredRun(run=r.run, stages=r.stages, calls=r.calls, context=r.context,
+                          record="metadata_only") for r in good[:1]]
+    evaluation = await evaluate_trials(checks({"type": "max_cost_usd", "value": 1},
+                                              {"type": "regex", "value": "."}),
+                                       good[1:] + stripped, allow_partial=True)
+    regex = evaluation["results"][1]
+    assert regex["status"] == "passed"
+    assert regex["actual"] == {"trials": 3, "passed": 2, "failed": 0, "error": 0, "skipped": 1}
+    assert regex["message"] == "passed on 2 trial(s), skipped on 1"
+
 async def test_pass_at_k(trial_runs: list[StoredRun]) -> None:
     passes, n = completed(trial_runs), TRIALS
     expected = 1 - math.comb(n - passes, 2) / math.comb(n, 2)

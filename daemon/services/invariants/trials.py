@@ -107,6 +107,10 @@ def _aggregate(results: list[dict[str, Any]], invariant: Any, rated: bool) -> di
     if counts["skipped"] == n:
         return {"status": "skipped", "expected": expected, "actual": actual,
                 "message": results[0]["message"]}
+    if not counts["failed"] and not counts["error"]:  # passed where it was evaluated
+        return {"status": "passed", "expected": expected, "actual": actual,
+                "message": f"passed on {counts['passed']} trial(s), skipped on "
+                           f"{counts['skipped']}"}
     first = next(r for r in results if r["status"] in ("failed", "error"))
     summary = (f"failed on {counts['failed']} and errored on {counts['error']} of {n} "
                f"trial(s); first: {first['message']}")
