@@ -4,7 +4,9 @@ providers driven through the official SDKs against a fake HTTP server on 127.0.0
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 import random
 import time
 from collections.abc import AsyncIterator
@@ -155,6 +157,77 @@ async def test_fail_rate_is_reproducible_for_a_seed() -> None:
     assert first == again
     assert first != other
     assert 0 < first.count("503") < len(first)
+
+
+async def drawn(settings: dict[str, Any], trials: int, **fields: Any) -> list[str | None]:
+    """The statuses of one call (node n1, attempt 1) in each of `trials` trials of a set."""
+    provider = ScriptedProvider(settings)
+    metadata = fields.pop("metadata", {})
+    return [(await provider.complete(request(metadata={**metadata, "trial": t}, **fields)))
+            .status for t in range(trials)]
+
+
+@pytest.mark.parametrize("probability", [0.1, 0.6, 0.9])
+async def test_pass_probability_passes_at_that_rate(probability: float) -> None:
+    n = 4000
+    statuses = await drawn({"pass_probability": probability, "seed": 11}, n)
+    assert set(statuses) <= {"success", "fail"}
+    # Within 4 standard deviations of the binomial mean: a correct draw misses about once in
+    # 16,000 seeds, and this seed is fixed.
+    tolerance = 4 * math.sqrt(n * probability * (1 - probability))
+    assert abs(statuses.count("success") - n * probability) <= tolerance
+
+
+async def test_pass_probability_is_reproducible_per_seed_and_independent_per_trial() -> None:
+    settings = {"pass_probability": 0.5, "seed": 5}
+    first = await drawn(settings, 400)
+    assert first == await drawn(settings, 400)  # the same seed: the same outcomes
+    assert first != await drawn({**settings, "seed": 6}, 400)
+    # Independent across trial indices: a trial's outcome tells nothing of the next one's.
+    # Independent fair draws: whether neighbours agree is itself a fair coin, so 399 pairs
+    # agree 199.5 times on average (sd 10).
+    agree = sum(a == b for a, b in itertools.pairwise(first))
+    assert abs(agree - 199.5) <= 4 * 10
+    # ...and of the injected failures' draws (a different salt): at fail_rate 0.5 some calls
+    # that are not failed still draw `fail`.
+    mixed = ScriptedProvider({**settings, "fail_rate": 0.5})
+    seen = set()
+    for t in range(200):
+        try:
+            seen.add((await mixed.complete(request(metadata={"trial": t}))).status)
+        except ProviderError:
+            seen.add("503")
+    assert seen == {"503", "success", "fail"}
+
+
+async def test_pass_probability_by_node_and_its_precedence() -> None:
+    assert set(await drawn({}, 50)) == {None}  # off by default
+    assert set(await drawn({"pass_probability": 1}, 50)) == {"success"}
+    assert set(await drawn({"pass_probability": 0}, 50)) == {"fail"}
+    # The node's own value wins over the settings'; a scripted status over both.
+    node = {"scripted.pass_probability": "0"}
+    assert set(await drawn({"pass_probability": 1}, 50, metadata=node)) == {"fail"}
+    nested = {"scripted": {"pass_probability": 1.0}}
+    assert set(await drawn({"pass_probability": 0}, 50, metadata=nested)) == {"success"}
+    scripted = {**node, "scripted.status": "partial_success"}
+    assert set(await drawn({}, 50, metadata=scripted)) == {"partial_success"}
+    by_settings = {"pass_probability": 0, "statuses": {"n1": "retry"}}
+    assert set(await drawn(by_settings, 50)) == {"retry"}
+    assert set(await drawn(by_settings, 50, node_id="n2")) == {"fail"}
+
+
+@pytest.mark.parametrize("value", ["often", "1.5", -0.1, True])
+async def test_a_bad_node_pass_probability_is_a_config_error(value: Any) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await ScriptedProvider().complete(request(metadata={"scripted.pass_probability": value}))
+    assert (caught.value.retryable, caught.value.kind) == (False, "config")
+    assert "pass_probability" in str(caught.value) and "[0, 1]" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "often"])
+def test_a_bad_pass_probability_setting_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="pass_probability"):
+        ScriptedProvider({"pass_probability": value})
 
 
 async def test_the_pool_retries_injected_failures_deterministically() -> None:

@@ -13,6 +13,15 @@ What it answers, first match wins:
 `fail_rate` with `seed` injects retryable 503 errors, decided by a hash of
 (seed, node_id, attempt, provider_attempt, and the trial's index in a trial set) so that
 reruns fail at the same calls.
+
+`pass_probability` (0..1; default None, off) makes a stochastic model: each call's outcome
+status is `success` with that probability and `fail` otherwise, drawn from the same kind of
+hash (salted apart from fail_rate's), so a run is reproducible for its seed and the trials
+of a set are independent draws. A node's `scripted.pass_probability` sets it for that node.
+A call's status, first match wins: the node's `scripted.status(es)`, its
+`scripted.pass_probability`, the settings' `statuses` for the node, the settings'
+`pass_probability`; the text is chosen as above either way. bench/verdicts.py uses it to
+measure how `pass_rate` verdicts behave.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, get_args
 
@@ -42,6 +52,7 @@ class ScriptedSettings(BaseModel):
     statuses: dict[str, str | list[str]] = Field(default_factory=dict)
     latency_ms: float = Field(default=0.0, ge=0)
     fail_rate: float = Field(default=0.0, ge=0, le=1)
+    pass_probability: float | None = Field(default=None, ge=0, le=1)
     seed: int = 0
     model: str = "scripted"
 
@@ -73,10 +84,12 @@ class ScriptedProvider:
             text = self._from_settings(settings.responses, request)
         if text is None:
             text = ECHO_PREFIX + request.last_user_message()[:ECHO_LIMIT]
-        status = script.status()
+        status = script.status() or script.drawn_status(settings.seed)
         if status is None:
             scripted_status = self._from_settings(settings.statuses, request)
             status = None if scripted_status is None else script.check_status(scripted_status)
+        if status is None and settings.pass_probability is not None:
+            status = _drawn_status(settings.seed, request, settings.pass_probability)
         prompt = "\n".join(message.content for message in request.messages)
         model = request.model or settings.model
         response = ModelResponse(
@@ -148,6 +161,19 @@ class _Script:
             raise self.error(f"scripted status {value!r} is not one of {sorted(_STATUSES)}")
         return status  # type: ignore[return-value]
 
+    def drawn_status(self, seed: int) -> RoutingStatus | None:
+        """`success` or `fail` drawn at the node's `scripted.pass_probability`, if set."""
+        value = self.get("pass_probability")
+        if value is None:
+            return None
+        try:
+            probability = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            probability = math.nan
+        if not 0 <= probability <= 1:  # NaN too
+            raise self.error(f"scripted.pass_probability {value!r} is not a number in [0, 1]")
+        return _drawn_status(seed, self.request, probability)
+
     def preferred_label(self) -> str | None:
         value = self.get("preferred_label")
         return None if value is None else str(value)
@@ -207,15 +233,23 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def _draw(seed: int, request: ModelRequest) -> float:
+def _draw(seed: int, request: ModelRequest, salt: str = "") -> float:
     """A uniform number in [0, 1) fixed by seed and the call's identity (which trial of a
-    trial set included: the trials of a set are draws, not copies)."""
+    trial set included: the trials of a set are draws, not copies); `salt` keeps the draws
+    of different uses (injected failures, outcomes) independent of each other."""
     trial = request.metadata.get("trial")
     key = f"{seed}|{request.node_id}|{request.attempt}|{request.provider_attempt}"
     if trial is not None:
         key += f"|{trial}"
+    if salt:
+        key += f"|{salt}"
     digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _drawn_status(seed: int, request: ModelRequest, probability: float) -> RoutingStatus:
+    """`success` with `probability`, else `fail`: one seeded draw for this call."""
+    return "success" if _draw(seed, request, "pass") < probability else "fail"
 
 
 def _response_id(request: ModelRequest, model: str, text: str) -> str:
