@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 
 _last_ms = 0
 _counter = 0
@@ -33,6 +32,15 @@ def uuid7() -> str:
     return str(uuid.UUID(int=value))
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+
 def utc_now() -> str:
     """Now, as UTC ISO 8601 with microseconds and a Z."""
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    # A run stamps every event, stage and call: formatting only the fraction keeps it cheap.
+    global _second
+    now = time.time()
+    second = int(now)
+    if _second[0] != second:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"

@@ -28,6 +28,12 @@ class Result(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Strict(BaseModel):
+    """A part of a method's result: unknown fields are refused, as in Result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class NullResult(RootModel[None]):
     """A result that is JSON `null` (LSP's `shutdown` answers so)."""
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from .base import NullResult, Params, Result
+from .base import NullResult, Params, Result, Strict
 from .invariants import Invariant, InvariantResult
 from .pipelines import PipelineRef
 from .registry import MethodSpec
@@ -51,7 +51,8 @@ class RunSettings(BaseModel):
     providers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per provider: base_url, api_key_env, timeout_s, concurrency, retry, and "
-                    "for `scripted` its responses/statuses/latency_ms/fail_rate/seed.")
+                    "for `scripted` its responses/statuses/latency_ms/fail_rate/"
+                    "pass_probability/seed.")
     pricing: dict[str, Any] | None = Field(
         default=None, description="Overrides of the shipped pricing table.")
     human: HumanSettings = Field(default_factory=HumanSettings)
@@ -255,10 +256,6 @@ SERVER_NOTIFICATIONS = [
 # -- run.diff -----------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class RunDiffParams(Params):
     """Compare two stored runs."""
 
@@ -266,7 +263,7 @@ class RunDiffParams(Params):
     b: str = Field(description="The run compared with it.")
 
 
-class DiffEntry(_Strict):
+class DiffEntry(Strict):
     """One JSON leaf where the two sides differ."""
 
     path: str = Field(description="Where, as `messages[1].content`, `status`, `metadata[\"k\"]`.")
@@ -278,7 +275,7 @@ class DiffEntry(_Strict):
         default=None, description="A key or item only one side has.")
 
 
-class Divergence(_Strict):
+class Divergence(Strict):
     """Where the two runs first differ, walking their stages in a canonical order."""
 
     step: int = Field(description="1-based position of the stage in the canonical order.")
@@ -297,7 +294,7 @@ class Divergence(_Strict):
     more: int = Field(description="Differences beyond those listed.")
 
 
-class ScenarioDiff(_Strict):
+class ScenarioDiff(Strict):
     """What differed before either run started."""
 
     pipeline_changed: bool | None = Field(description="The pipeline hashes differ.")
@@ -305,7 +302,7 @@ class ScenarioDiff(_Strict):
     settings: list[DiffEntry]
 
 
-class NodeMetrics(_Strict):
+class NodeMetrics(Strict):
     """One node in one run: visits, attempts, last status, time, tokens and cost."""
 
     visits: int
@@ -317,7 +314,7 @@ class NodeMetrics(_Strict):
     cost_usd: float
 
 
-class MetricDelta(_Strict):
+class MetricDelta(Strict):
     """b - a; a side without the node counts as zero. Null where a side has no value."""
 
     duration_ms: float | None
@@ -327,7 +324,7 @@ class MetricDelta(_Strict):
     cost_usd: float | None
 
 
-class NodeDiff(_Strict):
+class NodeDiff(Strict):
     """One node in both runs: null on the side that never ran it."""
 
     a: NodeMetrics | None
@@ -336,7 +333,7 @@ class NodeDiff(_Strict):
     outcome_changed: bool
 
 
-class RunTotals(_Strict):
+class RunTotals(Strict):
     """Whole-run metrics of one side."""
 
     status: str | None
@@ -359,7 +356,7 @@ class TotalsDelta(MetricDelta):
     calls: int
 
 
-class TotalsDiff(_Strict):
+class TotalsDiff(Strict):
     """Whole-run metrics of both sides and their deltas."""
 
     a: RunTotals
@@ -416,7 +413,7 @@ class RunReevalParams(Params):
         return self
 
 
-class DriftCheck(_Strict):
+class DriftCheck(Strict):
     """One part of the scenario compared with what the run recorded."""
 
     subject: Literal["pipeline", "inputs"]
@@ -425,7 +422,7 @@ class DriftCheck(_Strict):
     drifted: bool
 
 
-class ReevalCounts(_Strict):
+class ReevalCounts(Strict):
     """Results by status."""
 
     passed: int = 0

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, model_validator
+from pydantic import Field, RootModel, StringConstraints, model_validator
 
-from .base import Params, Result
+from .base import Params, Result, Strict
 from .invariants import Invariant
 from .pipelines import PipelineRef
 from .registry import MethodSpec
@@ -20,11 +20,8 @@ from .trials import TrialSetSummary
 
 SnapshotName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+MAX_TAGS = 50  # of a snapshot; so a selection by more tags than that matches nothing
 ReplayMode = Literal["live", "recorded", "hybrid"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SnapshotCreateParams(Params):
@@ -33,7 +30,7 @@ class SnapshotCreateParams(Params):
 
     name: SnapshotName = Field(description="An existing name makes its next version.")
     description: str = Field(default="", max_length=10_000)
-    tags: list[Tag] = Field(default_factory=list, max_length=50,
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS,
                             description="For `snapshot.list` and `tests.run` selections.")
     run_id: str | None = Field(
         default=None, description="Copy this run's pipeline source, inputs, variables and "
@@ -68,7 +65,7 @@ class SnapshotCreateParams(Params):
         return self
 
 
-class SnapshotPipelineSummary(_Strict):
+class SnapshotPipelineSummary(Strict):
     """The snapshot's pipeline, by name and hash."""
 
     format: Literal["dot", "recipe"]
@@ -82,7 +79,7 @@ class SnapshotPipeline(SnapshotPipelineSummary):
     source: str = Field(description="The full source (secrets redacted).")
 
 
-class SnapshotReference(_Strict):
+class SnapshotReference(Strict):
     """The run a snapshot was made from and its metrics at the time."""
 
     run_id: str | None
@@ -92,7 +89,7 @@ class SnapshotReference(_Strict):
                     "nodes_visited, latency_ms, max_call_latency_ms, score.")
 
 
-class SnapshotSummary(_Strict):
+class SnapshotSummary(Strict):
     """A snapshot as listed: no source, inputs, settings or cassette."""
 
     id: str
@@ -143,7 +140,8 @@ class SnapshotCreateResult(SnapshotDetail):
 class SnapshotListParams(Params):
     """Filter and page through snapshots, newest first."""
 
-    tags: list[Tag] | None = Field(default=None, description="Every tag must match.")
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS,
+                                   description="Every tag must match.")
     name: str | None = None
     pipeline: str | None = Field(default=None,
                                  description="Pipeline name, or hash (64 hex digits).")

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from .base import NullResult, Params, Result
+from .base import NullResult, Params, Result, Strict
 from .registry import MethodSpec
+from .snapshots import MAX_TAGS, Tag
 
 TestMode = Literal["recorded", "hybrid", "live"]
 TestRunStatus = Literal["running", "passed", "failed", "error", "budget_exceeded",
@@ -17,10 +18,6 @@ TestRunStatus = Literal["running", "passed", "failed", "error", "budget_exceeded
 SnapshotTestStatus = Literal["pending", "running", "passed", "failed", "error", "skipped",
                              "budget_exceeded"]
 ReportFormat = Literal["junit", "markdown", "html"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TestsRunParams(Params):
@@ -31,8 +28,8 @@ class TestsRunParams(Params):
 
     snapshot_ids: list[str] | None = Field(
         default=None, min_length=1, description="These snapshots (exactly these versions).")
-    tags: list[str] | None = Field(
-        default=None, min_length=1,
+    tags: list[Tag] | None = Field(
+        default=None, min_length=1, max_length=MAX_TAGS,
         description="The latest version of every snapshot name that has all these tags.")
     all: bool = Field(default=False,
                       description="The latest version of every snapshot name.")
@@ -71,7 +68,7 @@ class TestsRunParams(Params):
         return self
 
 
-class TestSummary(_Strict):
+class TestSummary(Strict):
     """Snapshots by status; `total` counts every selected snapshot."""
 
     __test__ = False
@@ -84,7 +81,7 @@ class TestSummary(_Strict):
     budget_exceeded: int = 0
 
 
-class TrialCheck(_Strict):
+class TrialCheck(Strict):
     """One per-run invariant on one trial."""
 
     index: int = Field(description="The trial's 0-based index.")
@@ -94,7 +91,7 @@ class TrialCheck(_Strict):
     message: str = ""
 
 
-class InvariantOutcome(_Strict):
+class InvariantOutcome(Strict):
     """One invariant of a snapshot after its replay (InvariantResult's fields); with
     trials, a per-run invariant's result on each trial in `trials`."""
 
@@ -108,7 +105,7 @@ class InvariantOutcome(_Strict):
         default=None, description="Per trial (trials > 1, per-run invariants only).")
 
 
-class MetricChange(_Strict):
+class MetricChange(Strict):
     """One run metric: the snapshot's reference value, the replay's (the mean over trials),
     and replay - baseline (null when a side has no value)."""
 
@@ -117,7 +114,7 @@ class MetricChange(_Strict):
     delta: float | None
 
 
-class SnapshotTestResult(_Strict):
+class SnapshotTestResult(Strict):
     """One snapshot of a test run."""
 
     index: int = Field(description="0-based position in the test run.")
@@ -193,7 +190,7 @@ class TestsListParams(Params):
     cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
 
 
-class TestRunEntry(_Strict):
+class TestRunEntry(Strict):
     """A test run in a list: everything but the per-snapshot results."""
 
     __test__ = False

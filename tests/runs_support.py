@@ -6,6 +6,7 @@ Every helper talks to a real daemon through a `Wire`; nothing here imports the e
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -21,6 +22,10 @@ from .support import REPO, WAIT, Wire
 CUSTOM_EXTENSION = str(REPO / "tests" / "extensions" / "custom_handlers.py")
 FAST: dict[str, Any] = {"retry": {"delay_scale": 0}}  # node retries without backoff
 INVALID_PIPELINE = -32005
+# Cursors a client may make up: base64 of JSON, but not the keys a page ended with.
+NOT_A_LIST = base64.urlsafe_b64encode(b"1").decode()
+ONE_KEY = base64.urlsafe_b64encode(b'["01a20146-70ba-7000-ae62-3334b6a3b3aa"]').decode()
+TWO_KEYS = base64.urlsafe_b64encode(b'["2025-01-01T00:00:00Z", "x"]').decode()
 
 
 def dot(source: str) -> dict[str, str]:
@@ -31,6 +36,27 @@ def dot(source: str) -> dict[str, str]:
 def recipe(source: str) -> dict[str, str]:
     """An inline YAML recipe reference."""
     return {"source": textwrap.dedent(source), "format": "recipe"}
+
+
+FAILING = dot("""\
+    digraph failing {
+        start [shape=Mdiamond]
+        work [prompt="Try", scripted.status="fail", max_retries=0]
+        done [shape=Msquare]
+        start -> work -> done
+    }""")  # every run of it fails
+
+
+def blocking(fifo: Path, name: str = "blocking") -> dict[str, str]:
+    """A pipeline whose tool node announces its pid in `fifo` (see make_fifo) and then
+    blocks: a test awaits read_fifo(fifo) to know the run is in that node."""
+    return dot(f"""\
+        digraph {name} {{
+            start [shape=Mdiamond]
+            work [shape=parallelogram, tool_command="echo $$ > {fifo}; exec sleep 30"]
+            done [shape=Msquare]
+            start -> work -> done
+        }}""")
 
 
 async def run_to_end(wire: Wire, pipeline: dict[str, Any], **params: Any) -> dict[str, Any]:

@@ -3,17 +3,14 @@ the snapshot methods through a real daemon, with results checked against schemas
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from .runs_support import dot, run_to_end
-from .support import REPO, Wire
+from .support import Wire, published
 
 NOT_FOUND, CONFLICT, INVALID_PARAMS, METHOD_NOT_FOUND = -32001, -32004, -32602, -32601
 
@@ -40,13 +37,6 @@ REWRITTEN = {"providers": {"scripted": {"responses": {"write": "The brief: tides
 CHECKS = [{"type": "run_status", "value": "COMPLETED", "description": "seeds/001 spelling"},
           {"type": "contains", "value": "follow the moon", "path": "node.write"},
           {"type": "max_cost_usd", "value": 100}]
-
-
-def published(method: str, result: Any) -> Any:
-    """`result`, checked against the method's schema in schemas/ (what clients rely on)."""
-    schema = json.loads((REPO / "schemas" / "methods" / f"{method}.json").read_text())
-    jsonschema.validate(result, {**schema["properties"]["result"], "$defs": schema["$defs"]})
-    return result
 
 
 async def brief_run(wire: Wire, **params: Any) -> dict[str, Any]:

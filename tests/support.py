@@ -9,9 +9,12 @@ import os
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_EXTENSION = str(REPO / "tests" / "extensions" / "testing_methods.py")
@@ -21,6 +24,13 @@ WAIT = 15.0  # seconds before a test gives up on an answer that should come at o
 def daemon_argv(*args: str) -> list[str]:
     """Command line of a daemon subprocess."""
     return [sys.executable, "-m", "ostinato.daemon", *args]
+
+
+def published(method: str, result: Any) -> Any:
+    """`result`, checked against the method's schema in schemas/ (what clients rely on)."""
+    schema = json.loads((REPO / "schemas" / "methods" / f"{method}.json").read_text())
+    jsonschema.validate(result, {**schema["properties"]["result"], "$defs": schema["$defs"]})
+    return result
 
 
 class Wire:
@@ -144,11 +154,14 @@ class DaemonProcess:
         return code
 
 
-async def start_daemon(home: Path, *args: str, expect_ready: bool = True) -> DaemonProcess:
-    """Start `ostinato.daemon` with `args`; returns once it logged where it listens."""
+async def start_daemon(home: Path, *args: str, expect_ready: bool = True,
+                       environment: dict[str, str] | None = None) -> DaemonProcess:
+    """Start `ostinato.daemon` with `args` (and `environment` added to ours); returns once
+    it logged where it listens."""
     process = await asyncio.create_subprocess_exec(
         *daemon_argv("--home", str(home), *args),
-        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **environment} if environment else None)
     daemon = DaemonProcess(process, home, [])
     assert process.stderr is not None
     while True:
@@ -170,6 +183,19 @@ async def start_daemon(home: Path, *args: str, expect_ready: bool = True) -> Dae
 
     daemon._drain = asyncio.ensure_future(drain())
     return daemon
+
+
+@contextlib.asynccontextmanager
+async def daemon_with_environment(tmp: Path,
+                                  environment: dict[str, str]) -> AsyncIterator[DaemonProcess]:
+    """A daemon (home and socket under `tmp`) whose environment also holds `environment`,
+    e.g. a canary's secrets; stopped at the end unless the test stopped it, and it must
+    exit 0."""
+    daemon = await start_daemon(tmp / "home", "--socket", str(tmp / "d.sock"),
+                                environment=environment)
+    yield daemon
+    if daemon.process.returncode is None:
+        assert await daemon.stop() == 0
 
 
 async def spawn_stdio(home: Path, *args: str) -> tuple[asyncio.subprocess.Process, Wire]:

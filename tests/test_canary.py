@@ -5,14 +5,13 @@ row of the database; where it would have been, the record says [redacted]."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from .fakes.llm_server import FakeLLMServer
-from .support import DaemonProcess, start_daemon
+from .support import DaemonProcess, daemon_with_environment
 
 CANARY = "cnry-4b1d9e7c-0f2a"
 ENVIRONMENT = {"OST_CANARY_API_KEY": CANARY, "OST_CANARY_TOKEN": CANARY}
@@ -30,19 +29,8 @@ digraph canary {
 
 @pytest.fixture
 async def canary_daemon(short_tmp: Path) -> AsyncIterator[DaemonProcess]:
-    saved = {name: os.environ.get(name) for name in ENVIRONMENT}
-    os.environ.update(ENVIRONMENT)
-    try:
-        daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name)
-            else:
-                os.environ[name] = value
-    yield daemon
-    if daemon.process.returncode is None:
-        assert await daemon.stop() == 0
+    async with daemon_with_environment(short_tmp, ENVIRONMENT) as daemon:
+        yield daemon
 
 
 async def test_the_canary_is_nowhere_under_the_home(canary_daemon: DaemonProcess) -> None:

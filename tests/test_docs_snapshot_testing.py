@@ -12,7 +12,7 @@ from typing import Any, get_args
 import orjson
 import pytest
 
-from ostinato.clients.cli.snapshots import load_invariants
+from ostinato.clients.cli.common import load_invariants
 from ostinato.daemon.services.invariants import wilson_lower
 from ostinato.protocol.invariants import Invariant, invariant_list
 

@@ -7,12 +7,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
-import jsonschema
 
 from .runs_support import FAST, dot, recipe, run_to_end
-from .support import REPO, DaemonProcess
+from .support import REPO, DaemonProcess, published
 
 NOT_FOUND = -32001
 
@@ -29,13 +26,6 @@ REPORT = """
 V1 = dot(REPORT % ("Write the report in French", "10,20"))
 V2 = dot(REPORT % ("Write the report in German", "10,50"))
 DAG = recipe((REPO / "examples" / "recipes" / "dag.yaml").read_text())
-
-
-def published(method: str, result: Any) -> Any:
-    """`result`, checked against the method's schema in schemas/ (what clients rely on)."""
-    schema = json.loads((REPO / "schemas" / "methods" / f"{method}.json").read_text())
-    jsonschema.validate(result, {**schema["properties"]["result"], "$defs": schema["$defs"]})
-    return result
 
 
 async def test_pipelines_that_differ_at_one_node_diverge_there(daemon: DaemonProcess) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .runs_support import dot
+from .runs_support import NOT_A_LIST, ONE_KEY, dot
 from .support import DaemonProcess
 
 OK = dot("""digraph ok { start [shape=Mdiamond]; a [prompt="a"]; exit [shape=Msquare];
@@ -35,8 +35,10 @@ async def test_runs_are_listed_newest_first_filtered_and_paged(daemon: DaemonPro
     assert [r["run_id"] for r in since["runs"]] == [ids[4], ids[3], ids[2]]
     until = await wire.result("run.list", {"until": third})
     assert [r["run_id"] for r in until["runs"]] == [ids[1], ids[0]]
-    bad_cursor = await wire.request("run.list", {"cursor": "not-a-cursor"})
-    assert bad_cursor["error"]["code"] == -32602
+    # Not base64, then base64 of JSON that is not a cursor's list of keys.
+    for cursor in ("not-a-cursor", NOT_A_LIST, ONE_KEY):
+        bad_cursor = await wire.request("run.list", {"cursor": cursor})
+        assert bad_cursor["error"]["code"] == -32602, cursor
 
 
 async def test_a_waiting_start_reports_stages_as_progress(daemon: DaemonProcess) -> None:

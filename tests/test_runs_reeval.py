@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from .runs_support import FAST, dot, listing, next_event, of_type, run_to_end
-from .support import REPO, DaemonProcess, Wire
+from .support import DaemonProcess, Wire, published
 
 NOT_FOUND, INVALID_PARAMS, CONFLICT = -32001, -32602, -32004
 PRICED = {**FAST, "pricing": {"models": {"scripted/*": {"input_per_mtok": 1_000_000,
@@ -35,13 +33,6 @@ EDITED = dot(SOURCE.replace("Write the brief", "Write the brief, shorter"))
 FAILS = dot("""digraph fails { start [shape=Mdiamond]; a [prompt="a", scripted.status=fail];
                exit [shape=Msquare]; start -> a -> exit }""")
 INPUTS = {"topic": "tides"}
-
-
-def published(method: str, result: Any) -> Any:
-    """`result`, checked against the method's schema in schemas/ (what clients rely on)."""
-    schema = json.loads((REPO / "schemas" / "methods" / f"{method}.json").read_text())
-    jsonschema.validate(result, {**schema["properties"]["result"], "$defs": schema["$defs"]})
-    return result
 
 
 async def brief(wire: Wire, **params: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .runs_support import dot, make_fifo, read_fifo
+from .runs_support import FAILING, dot, make_fifo, read_fifo
 from .support import DaemonProcess, Wire, start_daemon
 
 PIPELINE = dot("""\
@@ -87,14 +87,7 @@ async def test_scores_are_aggregated_and_costs_summed(daemon: DaemonProcess) -> 
 async def test_early_stop_ends_the_set_once_its_verdict_is_settled(
         daemon: DaemonProcess) -> None:
     wire = await daemon.connect()
-    failing = dot("""\
-        digraph failing {
-            start [shape=Mdiamond]
-            work [prompt="Try", scripted.status="fail", max_retries=0]
-            done [shape=Msquare]
-            start -> work -> done
-        }""")
-    result = await wire.result("run.start", {"pipeline": failing, "trials": 20,
+    result = await wire.result("run.start", {"pipeline": FAILING, "trials": 20,
                                              "concurrency": 1, "early_stop": True,
                                              "pass_threshold": 1.0, "wait": True})
     # All must pass: the first failure settles the verdict; nothing else runs.

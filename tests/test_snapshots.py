@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .runs_support import dot
+from .runs_support import NOT_A_LIST, TWO_KEYS, dot
 from .snapshots_support import (
     BRIEF,
     CHECKS,
@@ -137,8 +137,11 @@ async def test_listing_by_tags_name_and_pipeline_with_keyset_pages(
         if cursor is None:
             break
     assert seen == [("d", 1), ("b", 1), ("a", 1)]
-    bad = await error(wire, "snapshot.list", {"cursor": "not-a-cursor"})
-    assert (bad["code"], bad["message"]) == (INVALID_PARAMS, "Invalid params: bad cursor")
+    for cursor in ("not-a-cursor", NOT_A_LIST, TWO_KEYS):
+        bad = await error(wire, "snapshot.list", {"cursor": cursor})
+        assert (bad["code"], bad["message"]) == (INVALID_PARAMS, "Invalid params: bad cursor")
+    many = await error(wire, "snapshot.list", {"tags": [f"t{i}" for i in range(3000)]})
+    assert many["code"] == INVALID_PARAMS
 
 
 async def test_snapshots_are_never_updated(daemon: DaemonProcess) -> None:

@@ -134,3 +134,25 @@ async def test_bad_snapshot_command_lines(daemon: DaemonProcess, tmp_path: Path)
     assert not_a_list.returncode == 2 and "must be a list" in not_a_list.stderr
     listed = ostinato("snapshot", "list", "--json", *socket, cwd=tmp_path)
     assert json.loads(listed.stdout)["snapshots"] == []  # nothing was created
+
+
+async def test_option_files_are_read_alike_by_every_command(daemon: DaemonProcess,
+                                                            tmp_path: Path) -> None:
+    """--settings and --invariants name a file or hold the value inline, for every command:
+    a missing file or a value of the wrong shape is bad usage (2), never "unreachable"."""
+    socket = ("--socket", daemon.socket)
+    pipeline = tmp_path / "brief.dot"
+    pipeline.write_text(SOURCE)
+    for command in (("run", str(pipeline)), ("snapshot", "create", str(pipeline), "--name", "x")):
+        missing = ostinato(*command, "--settings", "absent.json", *socket, cwd=tmp_path)
+        assert missing.returncode == 2, missing.stderr
+        assert "--settings: no such file" in missing.stderr
+        a_list = ostinato(*command, "--settings", "[]", *socket, cwd=tmp_path)
+        assert a_list.returncode == 2 and "--settings" in a_list.stderr, a_list.stderr
+    run = await brief_run(await daemon.connect())
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(CHECKS_YAML)
+    reeval = ostinato("reeval", run["run_id"], "--invariants", str(checks), *socket,
+                      cwd=tmp_path)
+    assert reeval.returncode == 0, reeval.stderr
+    assert reeval.stdout.startswith(f"run {run['run_id']}: passed (2 passed)")

@@ -9,7 +9,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .runs_support import dot, next_event, of_type, response_to, send_request
+from .runs_support import (
+    blocking,
+    dot,
+    make_fifo,
+    next_event,
+    of_type,
+    read_fifo,
+    response_to,
+    send_request,
+)
 from .snapshots_support import (
     BRIEF,
     CONFLICT,
@@ -164,3 +173,22 @@ async def test_a_cancelled_replay_resumes_from_the_snapshots_cassette(
     await person.result("snapshot.delete", {"id": snapshot["id"], "confirm": True})
     refused = await error(person, "run.resume", {"run_id": orphan})
     assert refused["code"] == CONFLICT and "was deleted" in refused["message"]
+
+
+async def test_cancelling_a_waiting_replay_request_leaves_the_replay_to_others(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    """$/cancelRequest ends the request that waited on the replay, not the replay: it keeps
+    running, and run.cancel from another client answers with its summary."""
+    wire = await daemon.connect()
+    fifo = make_fifo(short_tmp / "announce")
+    snapshot = await create(wire, name="blocked", pipeline=blocking(fifo))
+    waiting = await send_request(wire, "snapshot.replay", {"id": snapshot["id"],
+                                                           "mode": "live", "wait": True})
+    await read_fifo(fifo)  # the replay's tool is running
+    await wire.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": waiting}})
+    assert (await response_to(wire, waiting))["error"]["code"] == -32800
+    [replayed] = (await wire.result("run.list", {"pipeline": "blocking"}))["runs"]
+    assert replayed["status"] == "running"
+    other = await daemon.connect()
+    cancelled = await other.result("run.cancel", {"run_id": replayed["run_id"]})
+    assert (cancelled["status"], cancelled["snapshot_id"]) == ("cancelled", snapshot["id"])

@@ -95,6 +95,10 @@ async def test_a_snapshot_from_a_newer_daemon_is_refused_clearly(short_tmp: Path
     assert reply["error"]["message"] == (f"snapshot {future['id']} has schema version 99; "
                                          "this daemon reads versions up to 2")
     assert (await listing(wire))["snapshots"][0]["schema_version"] == 99
+    for selection in ({"snapshot_ids": [future["id"]]}, {"all": True}):
+        tested = await wire.request("tests.run", selection)
+        assert tested["error"]["code"] == CONFLICT, tested
+        assert "schema version 99" in tested["error"]["message"]
     assert await daemon.stop() == 0
 
 

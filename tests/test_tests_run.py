@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .runs_support import dot, make_fifo, read_fifo
+from .runs_support import FAILING, NOT_A_LIST, ONE_KEY, blocking, make_fifo, read_fifo
 from .support import DaemonProcess
 from .tests_run_support import (
     CALL_USD,
@@ -134,6 +134,9 @@ async def test_a_selection_that_matches_nothing_is_refused(daemon: DaemonProcess
     assert both["error"]["code"] == -32602
     neither = await wire.request("tests.run", {})
     assert neither["error"]["code"] == -32602
+    # More tags than a snapshot can hold: refused as such, not an internal error.
+    many = await wire.request("tests.run", {"tags": [f"t{i}" for i in range(3000)]})
+    assert many["error"]["code"] == -32602
     unknown = await wire.request("tests.get", {"test_run_id": "nope"})
     assert unknown["error"]["code"] == -32001
 
@@ -154,14 +157,7 @@ async def test_max_snapshots_and_latest_versions(daemon: DaemonProcess) -> None:
 
 async def test_a_failing_replay_without_invariants_fails(daemon: DaemonProcess) -> None:
     wire = await daemon.connect()
-    failing = dot("""\
-        digraph failing {
-            start [shape=Mdiamond]
-            work [prompt="Try", scripted.status="fail", max_retries=0]
-            done [shape=Msquare]
-            start -> work -> done
-        }""")
-    made = await snapshot(wire, "implicit", failing, invariants=[])
+    made = await snapshot(wire, "implicit", FAILING, invariants=[])
     result = await run_tests(wire, snapshot_ids=[made["id"]], mode="live")
     checks = result["snapshots"][0]["invariants"]
     assert result["status"] == "failed"
@@ -182,8 +178,9 @@ async def test_tests_list_pages_newest_first(daemon: DaemonProcess) -> None:
     assert rest["next_cursor"] is None
     failed = await wire.result("tests.list", {"status": ["failed"]})
     assert failed["test_runs"] == []
-    bad = await wire.request("tests.list", {"cursor": "not-a-cursor"})
-    assert bad["error"]["code"] == -32602
+    for cursor in ("not-a-cursor", NOT_A_LIST, ONE_KEY):
+        bad = await wire.request("tests.list", {"cursor": cursor})
+        assert bad["error"]["code"] == -32602, cursor
 
 
 async def test_progress_and_events_as_snapshots_finish(daemon: DaemonProcess) -> None:
@@ -222,15 +219,8 @@ async def test_cancel_stops_the_replay_in_progress_and_keeps_what_finished(
         daemon: DaemonProcess, short_tmp: Path, trials: int) -> None:
     wire = await daemon.connect()
     fifo = make_fifo(short_tmp / "announce")
-    blocking = dot(f"""\
-        digraph blocking {{
-            start [shape=Mdiamond]
-            work [shape=parallelogram, tool_command="echo $$ > {fifo}; exec sleep 30"]
-            done [shape=Msquare]
-            start -> work -> done
-        }}""")
     made = [await snapshot(wire, "cancel-quick", priced("cancelquick", 1)),
-            await snapshot(wire, "cancel-blocked", blocking),
+            await snapshot(wire, "cancel-blocked", blocking(fifo)),
             await snapshot(wire, "cancel-never", priced("cancelnever", 1))]
     started = await wire.result("tests.run", {"snapshot_ids": [s["id"] for s in made],
                                               "mode": "live", "trials": trials,

@@ -45,12 +45,13 @@ async def test_exit_codes_follow_the_verdict(daemon: DaemonProcess, tmp_path: Pa
     assert "  ✗ cli-bad v1  failed  1/2 invariants" in out
     assert "      ✗ contains: " in out
 
-    # Three snapshots, the second of which crosses a $1.50 limit: exit 2, not 1.
-    code, out, err = await ostinato("test", "--all", "--cost-limit-usd", "1.5", *socket,
+    # Three snapshots ($1, $1, then two $1 calls): the third's first call crosses a $2.50
+    # limit, so its second never starts: exit 2, not 1.
+    code, out, err = await ostinato("test", "--all", "--cost-limit-usd", "2.5", *socket,
                                     cwd=tmp_path)
     assert code == 2, err
     assert out.splitlines()[-2].startswith("budget_exceeded: ")
-    assert "the cost budget ($1.5) ran out during snapshot" in out
+    assert "the cost budget ($2.5) ran out during snapshot 'cli-good-too' v1" in out
 
     code, _, err = await ostinato("test", "--tags", "no-such-tag", *socket, cwd=tmp_path)
     assert code == 2 and "no snapshot has the tags" in err
@@ -59,6 +60,12 @@ async def test_exit_codes_follow_the_verdict(daemon: DaemonProcess, tmp_path: Pa
     code, _, err = await ostinato("test", "--all", "--socket", str(tmp_path / "none.sock"),
                                   cwd=tmp_path)
     assert code == 3, err
+    # A report that cannot be written is bad usage, found before anything runs.
+    runs_before = len((await wire.result("tests.list", {}))["test_runs"])
+    code, _, err = await ostinato("test", "--all", "--junit", str(tmp_path / "no" / "r.xml"),
+                                  *socket, cwd=tmp_path)
+    assert code == 2 and "--junit: no directory" in err, err
+    assert len((await wire.result("tests.list", {}))["test_runs"]) == runs_before
 
 
 async def test_reports_and_json(daemon: DaemonProcess, tmp_path: Path) -> None:

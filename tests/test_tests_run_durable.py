@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .runs_support import dot, make_fifo, read_fifo
+from .runs_support import blocking, make_fifo, read_fifo
 from .support import Wire, start_daemon
 from .tests_run_support import CALL_USD, priced, snapshot, statuses
 
@@ -32,17 +32,10 @@ async def test_a_test_run_cut_off_keeps_the_snapshots_that_finished(
         short_tmp: Path, stop: str) -> None:
     home, socket = short_tmp / "home", str(short_tmp / "d.sock")
     fifo = make_fifo(short_tmp / "announce")
-    blocking = dot(f"""\
-        digraph blocking {{
-            start [shape=Mdiamond]
-            work [shape=parallelogram, tool_command="echo $$ > {fifo}; exec sleep 30"]
-            done [shape=Msquare]
-            start -> work -> done
-        }}""")
     first = await start_daemon(home, "--socket", socket)
     wire = await first.connect()
     made = [await snapshot(wire, "cut-first", priced("cutfirst", 2)),
-            await snapshot(wire, "cut-blocked", blocking),
+            await snapshot(wire, "cut-blocked", blocking(fifo)),
             await snapshot(wire, "cut-never", priced("cutnever", 1))]
     started = await wire.result("tests.run", {"snapshot_ids": [s["id"] for s in made],
                                               "mode": "live"})

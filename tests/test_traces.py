@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import jsonschema
-
 from .runs_support import FAST, dot, run_to_end, trace
-from .support import REPO, DaemonProcess
+from .support import DaemonProcess, published
 
 NOT_FOUND = -32001
 # Scripted calls priced at $1 per input token and $2 per output token: costs are visible.
@@ -51,13 +46,6 @@ NO_CALLS = dot("""
         start -> route -> exit
     }
 """)
-
-
-def published(method: str, result: Any) -> Any:
-    """`result`, checked against the method's schema in schemas/ (what clients rely on)."""
-    schema = json.loads((REPO / "schemas" / "methods" / f"{method}.json").read_text())
-    jsonschema.validate(result, {**schema["properties"]["result"], "$defs": schema["$defs"]})
-    return result
 
 
 async def test_a_trace_holds_every_call_in_order_with_totals(daemon: DaemonProcess) -> None:

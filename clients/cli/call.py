@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -11,25 +10,23 @@ import orjson
 
 from ostinato.protocol.errors import RpcError
 
-from ..python import DaemonConnectionError
+from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
-    UsageError,
     add_connection_arguments,
-    connect,
     print_json,
+    run_client,
 )
 
+NAME = "ostinato call"
 
-async def _call(args: argparse.Namespace, params: dict[str, Any] | None) -> Any:
-    client = await connect(args, "ostinato-cli")
-    try:
-        return await client.request(args.method, params)
-    finally:
-        await client.close()
+
+def _error_reply(error: RpcError) -> int:
+    """The daemon's error as JSON on stderr, whatever it is: scripts read it."""
+    print_json({"error": error.to_dict()}, sys.stderr)
+    return EXIT_FAILED
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,27 +36,17 @@ def run(args: argparse.Namespace) -> int:
         try:
             params = orjson.loads(args.params)
         except orjson.JSONDecodeError as exc:
-            print(f"ostinato call: PARAMS_JSON is not JSON: {exc}", file=sys.stderr)
+            print(f"{NAME}: PARAMS_JSON is not JSON: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if not isinstance(params, dict):
-            print("ostinato call: PARAMS_JSON must be a JSON object", file=sys.stderr)
+            print(f"{NAME}: PARAMS_JSON must be a JSON object", file=sys.stderr)
             return EXIT_USAGE
-    try:
-        result = asyncio.run(asyncio.wait_for(_call(args, params), args.timeout))
-    except UsageError as exc:
-        print(f"ostinato call: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RpcError as exc:
-        print_json({"error": exc.to_dict()}, sys.stderr)
-        return EXIT_FAILED
-    except (DaemonConnectionError, OSError) as exc:
-        print(f"ostinato call: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except TimeoutError:
-        print(f"ostinato call: no answer within {args.timeout} s", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    print_json(result)
-    return EXIT_OK
+
+    async def call(client: AsyncClient) -> int:
+        print_json(await client.request(args.method, params))
+        return EXIT_OK
+
+    return run_client(args, NAME, call, on_rpc_error=_error_reply, timeout=args.timeout)
 
 
 def add_parser(commands: Any) -> None:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from ostinato.daemon.main import parse_tcp
+from ostinato.protocol.errors import RpcError
 
-from ..python import AsyncClient
+from ..python import AsyncClient, DaemonConnectionError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class UsageError(Exception):
@@ -85,12 +90,93 @@ def key_values(pairs: list[str], option: str) -> dict[str, str]:
     return result
 
 
-def report_rpc_error(name: str, message: str, code: int, data: Any) -> int:
-    """Print a daemon's error; invalid params list which field and why. The exit code."""
-    print(f"{name}: {message}", file=sys.stderr)
-    if code == -32602 and isinstance(data, list):  # pydantic's errors, one per field
-        for error in data:
-            where = ".".join(str(part) for part in error.get("loc", []))
-            print(f"  {where}: {error.get('msg')}", file=sys.stderr)
+def report_rpc_error(name: str, error: RpcError, refused: int = EXIT_FAILED) -> int:
+    """Print a daemon's error; invalid params list which field and why. The exit code: 2 for
+    invalid params, else `refused`."""
+    print(f"{name}: {error.message}", file=sys.stderr)
+    if error.code == -32602 and isinstance(error.data, list):  # pydantic's, one per field
+        for entry in error.data:
+            where = ".".join(str(part) for part in entry.get("loc", []))
+            print(f"  {where}: {entry.get('msg')}", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_FAILED
+    return refused
+
+
+def run_client(args: argparse.Namespace, name: str,
+               action: Callable[[AsyncClient], Awaitable[int]], *,
+               on_rpc_error: Callable[[RpcError], int] | None = None,
+               timeout: float | None = None) -> int:
+    """Connect as the arguments say, run `action` with the client and close it; its exit
+    code, or a failure said on stderr as `name: …` with its own: usage 2, an error reply
+    (`on_rpc_error`, else report_rpc_error) 1 or 2, unreachable or no answer within
+    `timeout` seconds 3, interrupted 130."""
+    async def main() -> int:
+        client = await connect(args, "ostinato-cli")
+        try:
+            return await action(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(asyncio.wait_for(main(), timeout))
+    except UsageError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RpcError as exc:
+        return on_rpc_error(exc) if on_rpc_error else report_rpc_error(name, exc)
+    except TimeoutError:  # before OSError, of which it is a subclass
+        print(f"{name}: no answer within {timeout} s", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (DaemonConnectionError, OSError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _inline_or_file(text: str, option: str, starts: tuple[str, ...], what: str) -> str:
+    """An option's value given inline (it starts with one of `starts`), else the content of
+    the file it names."""
+    if text.lstrip().startswith(starts):
+        return text
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{option}: no such file, and not {what}: {text}")
+    return path.read_text()
+
+
+def json_object_option(text: str, option: str) -> dict[str, Any]:
+    """A JSON object given inline or in a file."""
+    text = _inline_or_file(text, option, ("{",), "a JSON object")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"{option} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{option} must be a JSON object")
+    return value
+
+
+def load_invariants(text: str, option: str = "--invariants") -> list[Any]:
+    """A list of invariants, JSON or YAML (or `{invariants: [...]}`), inline or in a file."""
+    text = _inline_or_file(text, option, ("[", "{"), "a JSON list")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{option} is neither JSON nor YAML: {exc}") from None
+    if isinstance(value, dict) and "invariants" in value:
+        value = value["invariants"]
+    if not isinstance(value, list):
+        raise UsageError(f"{option} must be a list of invariants")
+    return value

@@ -6,26 +6,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ostinato.protocol.errors import RpcError
 
-from ..python import AsyncClient, DaemonConnectionError
+from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
     UsageError,
     add_connection_arguments,
-    connect,
+    json_object_option,
     key_values,
     pipeline_ref,
+    positive_int,
     print_json,
     report_rpc_error,
+    run_client,
 )
 from .progress import RunDisplay, TrialDisplay
 
@@ -74,13 +72,7 @@ async def _validate(args: argparse.Namespace, client: AsyncClient) -> int:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if args.settings:
-        text = args.settings
-        if not text.lstrip().startswith("{"):
-            text = Path(text).read_text()
-        try:
-            settings = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise UsageError(f"--settings is not JSON: {exc}") from None
+        settings = json_object_option(args.settings, "--settings")
     if args.provider:
         settings["default_provider"] = args.provider
     human = settings.setdefault("human", {})
@@ -187,44 +179,24 @@ async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
                                           "answer": answer.strip()})
 
 
+_ACTIONS = {"run": _run, "replay": _replay, "validate": _validate, "plan": _validate}
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry of `ostinato validate`, `plan`, `run` and `replay`."""
-    async def main() -> int:
-        client = await connect(args, "ostinato-cli")
-        try:
-            if args.command == "run":
-                return await _run(args, client)
-            if args.command == "replay":
-                return await _replay(args, client)
-            return await _validate(args, client)
-        finally:
-            await client.close()
-
     name = f"ostinato {args.command}"
-    try:
-        return asyncio.run(main())
-    except UsageError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RpcError as exc:
-        if exc.data and isinstance(exc.data, dict) and "diagnostics" in exc.data:
-            for diagnostic in exc.data["diagnostics"]:
+
+    def refused(error: RpcError) -> int:
+        """An invalid pipeline's diagnostics as `file:line:col: …` lines; else as usual."""
+        if isinstance(error.data, dict) and "diagnostics" in error.data:
+            for diagnostic in error.data["diagnostics"]:
                 print(_format_diagnostic(args.pipeline or "pipeline", diagnostic),
                       file=sys.stderr)
             return EXIT_USAGE
-        return report_rpc_error(name, exc.message, exc.code, exc.data)
-    except (DaemonConnectionError, OSError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except KeyboardInterrupt:
-        return 130
+        return report_rpc_error(name, error)
 
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    action = _ACTIONS[args.command]
+    return run_client(args, name, lambda client: action(args, client), on_rpc_error=refused)
 
 
 def _share(text: str) -> float:
@@ -269,9 +241,9 @@ def add_parsers(commands: Any) -> None:
             trials = parser.add_argument_group(
                 "trial sets", "run the pipeline N times and judge the set: its verdict is "
                               "passed when at least the pass threshold of all N trials pass")
-            trials.add_argument("--trials", type=_count, metavar="N",
+            trials.add_argument("--trials", type=positive_int, metavar="N",
                                 help="run a trial set of N runs")
-            trials.add_argument("--concurrency", type=_count, metavar="K",
+            trials.add_argument("--concurrency", type=positive_int, metavar="K",
                                 help="trials running at once (default 4)")
             trials.add_argument("--early-stop", action="store_true",
                                 help="end the set once its verdict is settled: skip trials "

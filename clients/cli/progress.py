@@ -39,7 +39,7 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-class _Display:
+class Display:
     """Lines, and on a terminal one status line that the next line or status replaces."""
 
     def __init__(self, out: TextIO, quiet: bool = False) -> None:
@@ -65,7 +65,7 @@ class _Display:
         self._status_shown = True
 
 
-class RunDisplay(_Display):
+class RunDisplay(Display):
     """Writes run events as lines; on a terminal the running node shows on a status line."""
 
     def note(self, text: str) -> None:
@@ -119,7 +119,7 @@ class RunDisplay(_Display):
                    f"${run['cost_usd']:.4f}")
 
 
-class TrialDisplay(_Display):
+class TrialDisplay(Display):
     """A trial set: a header, on a terminal a status line of the trials that ended (from
     `trials.get`), and the set's summary."""
 

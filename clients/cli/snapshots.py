@@ -4,64 +4,24 @@ output, or their results as JSON with --json."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
-from ostinato.protocol.errors import RpcError
-
-from ..python import AsyncClient, DaemonConnectionError
+from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
     UsageError,
     add_connection_arguments,
-    connect,
+    json_object_option,
     key_values,
+    load_invariants,
     pipeline_ref,
+    positive_int,
     print_json,
-    report_rpc_error,
+    run_client,
 )
-
-
-def load_invariants(text: str) -> list[Any]:
-    """--invariants: a JSON or YAML list (or `{invariants: [...]}`), inline or in a file."""
-    if not text.lstrip().startswith(("[", "{")):
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise UsageError(f"--invariants: no such file, and not a JSON list: {text}")
-        text = path.read_text()
-    try:
-        value = yaml.safe_load(text)  # YAML 1.1 reads JSON too
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--invariants is neither JSON nor YAML: {exc}") from None
-    if isinstance(value, dict) and "invariants" in value:
-        value = value["invariants"]
-    if not isinstance(value, list):
-        raise UsageError("--invariants must be a list of invariants")
-    return value
-
-
-def _json_option(text: str, option: str) -> dict[str, Any]:
-    """A JSON object given inline or in a file."""
-    if not text.lstrip().startswith("{"):
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise UsageError(f"{option}: no such file, and not a JSON object: {text}")
-        text = path.read_text()
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise UsageError(f"{option} is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{option} must be a JSON object")
-    return value
 
 
 def _label(snapshot: dict[str, Any]) -> str:
@@ -92,7 +52,7 @@ def _create_params(args: argparse.Namespace) -> dict[str, Any]:
                   inputs=key_values(args.input, "--input"),
                   variables=key_values(args.set, "--set"))
     if args.settings:
-        params["settings"] = _json_option(args.settings, "--settings")
+        params["settings"] = json_object_option(args.settings, "--settings")
     return params
 
 
@@ -197,7 +157,7 @@ async def _replay(args: argparse.Namespace, client: AsyncClient) -> int:
     params: dict[str, Any] = {"id": args.id, "mode": args.mode, "trials": args.trials,
                               "concurrency": args.concurrency, "wait": True}
     if args.override:
-        params["overrides"] = _json_option(args.override, "--override")
+        params["overrides"] = json_object_option(args.override, "--override")
     if args.input:
         params["inputs"] = key_values(args.input, "--input")
     result = await client.request("snapshot.replay", params)
@@ -224,33 +184,9 @@ _ACTIONS = {"create": _create, "list": _list, "show": _show, "delete": _delete,
 
 def run(args: argparse.Namespace) -> int:
     """Entry of `ostinato snapshot ACTION`."""
-    async def main() -> int:
-        client = await connect(args, "ostinato-cli")
-        try:
-            return await _ACTIONS[args.action](args, client)
-        finally:
-            await client.close()
-
-    name = f"ostinato snapshot {args.action}"
-    try:
-        return asyncio.run(main())
-    except UsageError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RpcError as exc:
-        return report_rpc_error(name, exc.message, exc.code, exc.data)
-    except (DaemonConnectionError, OSError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except KeyboardInterrupt:
-        return 130
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    action = _ACTIONS[args.action]
+    return run_client(args, f"ostinato snapshot {args.action}",
+                      lambda client: action(args, client))
 
 
 _EXITS = "Exit codes: 0 ok, 1 the daemon refused (or the replay failed), 2 usage, 3 unreachable."
@@ -300,7 +236,7 @@ def _reading_parsers(actions: Any) -> list[argparse.ArgumentParser]:
     listing.add_argument("--name")
     listing.add_argument("--pipeline", help="a pipeline name or hash")
     listing.add_argument("--latest", action="store_true", help="each name's latest version")
-    listing.add_argument("--limit", type=_count, metavar="N",
+    listing.add_argument("--limit", type=positive_int, metavar="N",
                          help="show the first N (default: all)")
 
     show = actions.add_parser("show", help="show a whole snapshot",
@@ -327,8 +263,8 @@ def _replay_parser(actions: Any) -> argparse.ArgumentParser:
                         metavar="recorded|hybrid|live",
                         help="recorded (default): every call from the snapshot's cassette, "
                              "at zero cost; hybrid: unmatched calls go live; live: all live")
-    replay.add_argument("--trials", type=_count, default=1, metavar="N")
-    replay.add_argument("--concurrency", type=_count, default=4, metavar="K")
+    replay.add_argument("--trials", type=positive_int, default=1, metavar="N")
+    replay.add_argument("--concurrency", type=positive_int, default=4, metavar="K")
     replay.add_argument("--override", metavar="JSON_OR_FILE",
                         help='settings merged over the stored ones, e.g. '
                              '\'{"max_parallel": 1}\'')

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ostinato.protocol.errors import RpcError
-
-from ..python import AsyncClient, DaemonConnectionError
+from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    UsageError,
     add_connection_arguments,
-    connect,
     key_values,
+    load_invariants,
     pipeline_ref,
     print_json,
-    report_rpc_error,
+    run_client,
 )
 
 _MARKS = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "-"}
@@ -108,24 +100,6 @@ async def _diff(args: argparse.Namespace, client: AsyncClient) -> int:
 # -- reeval -------------------------------------------------------------------------------
 
 
-def _invariants(text: str) -> list[Any]:
-    """--invariants: a JSON list (or `{"invariants": [...]}`), inline or in a file."""
-    if not text.lstrip().startswith(("[", "{")):
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise UsageError(f"--invariants: no such file, and not JSON: {text}")
-        text = path.read_text()
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise UsageError(f"--invariants is not JSON: {exc}") from None
-    if isinstance(value, dict) and "invariants" in value:
-        value = value["invariants"]
-    if not isinstance(value, list):
-        raise UsageError("--invariants must be a JSON list of invariants")
-    return value
-
-
 def _print_reeval(result: dict[str, Any]) -> None:
     counts = result["counts"]
     summary = ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "error", "skipped")
@@ -139,7 +113,7 @@ def _print_reeval(result: dict[str, Any]) -> None:
 
 
 async def _reeval(args: argparse.Namespace, client: AsyncClient) -> int:
-    params: dict[str, Any] = {"run_id": args.run, "invariants": _invariants(args.invariants),
+    params: dict[str, Any] = {"run_id": args.run, "invariants": load_invariants(args.invariants),
                               "allow_partial": args.allow_partial,
                               "strict_scenario": args.strict_scenario}
     if args.pipeline:
@@ -156,26 +130,8 @@ async def _reeval(args: argparse.Namespace, client: AsyncClient) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Entry of `ostinato diff` and `ostinato reeval`."""
-    async def main() -> int:
-        client = await connect(args, "ostinato-cli")
-        try:
-            return await (_diff if args.command == "diff" else _reeval)(args, client)
-        finally:
-            await client.close()
-
-    name = f"ostinato {args.command}"
-    try:
-        return asyncio.run(main())
-    except UsageError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RpcError as exc:
-        return report_rpc_error(name, exc.message, exc.code, exc.data)
-    except (DaemonConnectionError, OSError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except KeyboardInterrupt:
-        return 130
+    action = _diff if args.command == "diff" else _reeval
+    return run_client(args, f"ostinato {args.command}", lambda client: action(args, client))
 
 
 def add_parsers(commands: Any) -> None:
@@ -198,8 +154,8 @@ def add_parsers(commands: Any) -> None:
                     "invalid invariants, 3 unreachable.")
     reeval.add_argument("run", help="the run's id")
     reeval.add_argument("--invariants", required=True, metavar="FILE_OR_JSON",
-                        help='a JSON list of invariants, e.g. \'[{"type": "run_status", '
-                             '"value": "completed"}]\', or a file holding one')
+                        help='a JSON (or YAML) list of invariants, e.g. \'[{"type": '
+                             '"run_status", "value": "completed"}]\', or a file holding one')
     reeval.add_argument("--allow-partial", action="store_true",
                         help="skip content checks on a run recorded metadata_only")
     reeval.add_argument("--strict-scenario", action="store_true",

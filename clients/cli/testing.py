@@ -12,28 +12,26 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ostinato.protocol.errors import RpcError
-
-from ..python import AsyncClient, DaemonConnectionError
+from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
     UsageError,
     add_connection_arguments,
-    connect,
+    positive_int,
     print_json,
+    report_rpc_error,
+    run_client,
 )
-from .progress import _Display
+from .progress import Display
 
 EXIT_ERRORS = 2  # errors, budget exceeded, cancelled or interrupted: no verdict to trust
 _MARKS = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "-", "budget_exceeded": "$"}
-_REPORTS = (("junit", "junit"), ("html", "html"), ("markdown", "markdown"))
+_REPORTS = ("junit", "html", "markdown")  # each an option (--junit FILE) and a format
 _SHOWN = 5  # failed invariants listed per snapshot
 
 
-class TestDisplay(_Display):
+class TestDisplay(Display):
     """A header, on a terminal a status line of the snapshot running, a line per snapshot as
     it finishes, and the summary."""
 
@@ -120,6 +118,11 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("trials", "concurrency", "max_snapshots", "cost_limit_usd"):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
+    for report_format in _REPORTS:  # before the test run: its verdict must not be lost
+        path = getattr(args, report_format)
+        if path is not None and not path.parent.is_dir():
+            raise UsageError(f"--{report_format}: no directory {path.parent} to write "
+                             f"{path.name} in")
     return params
 
 
@@ -140,12 +143,16 @@ async def _test(args: argparse.Namespace, client: AsyncClient, out: TextIO) -> i
             break
     # TestRunFinished is published once the test run's end is in the store.
     final = await client.request("tests.get", {"test_run_id": test_run_id})
-    for option, report_format in _REPORTS:
-        path = getattr(args, option)
+    for report_format in _REPORTS:
+        path = getattr(args, report_format)
         if path is not None:
             report = await client.request("tests.report", {"test_run_id": test_run_id,
                                                            "format": report_format})
-            path.write_text(report["content"], encoding="utf-8")
+            try:
+                path.write_text(report["content"], encoding="utf-8")
+            except OSError as exc:  # not the daemon's fault: bad usage, not "unreachable"
+                raise UsageError(f"--{report_format}: cannot write {path}: "
+                                 f"{exc.strerror or exc}") from None
     if args.json:
         print_json(final)
     else:
@@ -155,37 +162,10 @@ async def _test(args: argparse.Namespace, client: AsyncClient, out: TextIO) -> i
 
 def run(args: argparse.Namespace) -> int:
     """Entry of `ostinato test`."""
-    async def main() -> int:
-        client = await connect(args, "ostinato-cli")
-        try:
-            return await _test(args, client, sys.stdout)
-        finally:
-            await client.close()
-
-    try:
-        return asyncio.run(main())
-    except UsageError as exc:
-        print(f"ostinato test: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RpcError as exc:
-        print(f"ostinato test: {exc.message}", file=sys.stderr)
-        if exc.code == -32602 and isinstance(exc.data, list):
-            for error in exc.data:
-                where = ".".join(str(part) for part in error.get("loc", []))
-                print(f"  {where}: {error.get('msg')}", file=sys.stderr)
-        return EXIT_ERRORS
-    except (DaemonConnectionError, OSError) as exc:
-        print(f"ostinato test: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except KeyboardInterrupt:
-        return 130
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    name = "ostinato test"
+    # Whatever the daemon refused, there is no verdict: exit 2 (as for errors).
+    return run_client(args, name, lambda client: _test(args, client, sys.stdout),
+                      on_rpc_error=lambda error: report_rpc_error(name, error, EXIT_ERRORS))
 
 
 def _dollars(text: str) -> float:
@@ -210,11 +190,11 @@ def add_parsers(commands: Any) -> None:
                         help="the latest version of every snapshot that has all these tags")
     chosen.add_argument("--all", action="store_true",
                         help="the latest version of every snapshot")
-    parser.add_argument("--max-snapshots", type=_count, metavar="N",
+    parser.add_argument("--max-snapshots", type=positive_int, metavar="N",
                         help="test at most N of the chosen snapshots")
-    parser.add_argument("--trials", type=_count, metavar="N",
+    parser.add_argument("--trials", type=positive_int, metavar="N",
                         help="replays of each snapshot (default 1)")
-    parser.add_argument("--concurrency", type=_count, metavar="N",
+    parser.add_argument("--concurrency", type=positive_int, metavar="N",
                         help="a snapshot's trials running at once (default 4)")
     parser.add_argument("--mode", choices=("recorded", "hybrid", "live"), default="recorded",
                         metavar="recorded|hybrid|live",

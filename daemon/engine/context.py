@@ -43,8 +43,18 @@ class Context(Mapping[str, Any]):
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the values, safe to serialize while the run goes on."""
-        return copy.deepcopy(self.values)
+        return _copy(self.values)
 
     def clone(self) -> Context:
         """An isolated copy for a parallel branch."""
-        return Context(copy.deepcopy(self.values), list(self.logs))
+        return Context(_copy(self.values), list(self.logs))
+
+
+_SHARED = frozenset({str, int, float, bool, type(None)})
+
+
+def _copy(values: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy that shares immutable values: a branch clones its context, so the copy is
+    on the path of every branch (deepcopy would also walk every string)."""
+    return {key: value if type(value) in _SHARED else copy.deepcopy(value)
+            for key, value in values.items()}

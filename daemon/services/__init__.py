@@ -14,7 +14,7 @@ from ..store.test_runs import TestRunStore
 from . import lifecycle, pipelines, runs, snapshots, tests, traces, trials
 from .base import HandlerTable
 from .runner import Runner
-from .tests import TestRuns
+from .test_runner import TestRuns
 from .trials import TrialSets
 
 if TYPE_CHECKING:

@@ -6,9 +6,12 @@ coroutines (run as cancellable tasks).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ostinato.protocol.errors import ErrorCode, RpcError
 
 if TYPE_CHECKING:
     from ..server.app import Daemon
@@ -128,3 +131,10 @@ class HandlerTable:
         return register
 
 
+@contextmanager
+def cursor_errors() -> Iterator[None]:
+    """A store's ValueError on a page cursor that is not one of ours, as invalid params."""
+    try:
+        yield
+    except ValueError:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: bad cursor") from None

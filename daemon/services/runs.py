@@ -3,9 +3,9 @@ run.unsubscribe, human.answer, run.diff and run.reeval."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from ostinato.protocol.base import NullResult
@@ -34,7 +34,7 @@ from ..engine.redact import Redactor, run_secrets
 from ..engine.rundir import RunDirectory
 from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore
-from .base import HandlerTable, RequestContext
+from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import drift, inputs_hash, verdict
 from .run_diff import diff_runs, from_rows
 from .runner import ActiveRun, RunOptions
@@ -67,7 +67,7 @@ async def _row(ctx: RequestContext, run_id: str) -> dict[str, Any]:
     return row
 
 
-async def _answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) -> RunSummary:
+async def answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) -> RunSummary:
     """The run's summary now, or once it has ended (reporting its stages as progress)."""
     if wait:
         progress = ctx.progress
@@ -78,7 +78,8 @@ async def _answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) 
                 progress.report(f"{event['type']}: {event['data'].get('name') or ''}".strip())
 
         active.sink.listeners.append(report)
-        await active.done
+        # Shielded: a cancelled request must not cancel `done`, which others await.
+        await asyncio.shield(active.done)
         progress.end(f"run {active.run_id} ended")
     return RunSummary.model_validate(run_summary(await _row(ctx, active.run_id), ctx.daemon.home))
 
@@ -99,7 +100,7 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | Tri
             pass_threshold=params.pass_threshold)
         return await answer_trial_set(trial_set, params.wait)
     active = await services.runner.start(ref, inputs, variables, settings, options)
-    return await _answer_when_done(active, ctx, params.wait)
+    return await answer_when_done(active, ctx, params.wait)
 
 
 async def _launch(params: RunStartParams, runner: Any) -> tuple[
@@ -124,7 +125,7 @@ async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
     active = await _services(ctx).runner.resume(params.run_id, params.inputs,
                                                 params.variables)
-    return await _answer_when_done(active, ctx, params.wait)
+    return await answer_when_done(active, ctx, params.wait)
 
 
 @table.method("run.get")
@@ -148,12 +149,10 @@ async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
 @table.method("run.list")
 async def list_runs(params: RunListParams, ctx: RequestContext) -> RunListResult:
     """Runs newest first, filtered and paged."""
-    try:
+    with cursor_errors():
         rows, cursor = await _services(ctx).runs.list_runs(
             statuses=params.status, pipeline=params.pipeline, since=params.since,
             until=params.until, limit=params.limit, cursor=params.cursor)
-    except (ValueError, orjson.JSONDecodeError):
-        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: bad cursor") from None
     return RunListResult(runs=[RunSummary.model_validate(run_summary(r, ctx.daemon.home))
                                for r in rows], next_cursor=cursor)
 
@@ -218,7 +217,8 @@ _UNFINISHED = ("pending", "running", "waiting")
 
 @table.method("run.reeval")
 async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResult:
-    """Evaluate invariants against what a run recorded; executes nothing, writes nothing."""
+    """Evaluate invariants against what a run recorded; executes nothing. A `judge` asked
+    live appends its calls to the run's trace; nothing else is written."""
     snapshot, invariants = None, params.invariants
     if params.snapshot_id is not None:
         snapshot, invariants = await _snapshot_checks(ctx, params.snapshot_id)

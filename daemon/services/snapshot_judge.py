@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.budget import Budget, BudgetExceeded
 from ..engine.providers.base import ProviderError
-from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, ReplayDivergence, Replayer, ReplayProviders
 from .invariants import JUDGE_NODE, Judge, StoredRun, evaluate
-from .stored_run import judge_pool, record_judge_calls
+from .stored_run import judge_pool, record_judge_calls, run_redactor
 
 if TYPE_CHECKING:
     from . import Services
@@ -120,9 +119,7 @@ async def judge_trials(services: Services, home: Path, runs: list[StoredRun],
     for run in runs:
         pool = judge_pool(run)
         # Recorded requests had the run's secrets redacted: the new ones are matched so too.
-        redactor = Redactor(run_secrets({**(run.launch.get("inputs") or {}),
-                                         **(run.launch.get("variables") or {})},
-                                        pool.secrets()))
+        redactor = run_redactor(run, pool.secrets())
         providers: Any = pool if mode == "live" else ReplayProviders(pool, Replayer(
             mode, Cassette.from_calls(recorded, redactor=redactor)))  # type: ignore[arg-type]
         charged = ChargedProviders(providers, budget)

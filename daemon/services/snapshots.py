@@ -35,10 +35,10 @@ from ..engine.redact import Redactor, run_secrets
 from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore, decode_call
-from .base import HandlerTable, RequestContext
+from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import run_metrics
 from .runner import ActiveRun, RunOptions
-from .runs import _answer_when_done
+from .runs import answer_when_done
 from .stored_run import load_stored_run
 from .trials import TrialSet
 from .trials import answer as answer_trial_set
@@ -148,12 +148,10 @@ async def create(params: SnapshotCreateParams, ctx: RequestContext) -> SnapshotC
 @table.method("snapshot.list")
 async def list_snapshots(params: SnapshotListParams, ctx: RequestContext) -> SnapshotListResult:
     """Snapshot summaries newest first, filtered and keyset paged."""
-    try:
+    with cursor_errors():
         rows, cursor = await _services(ctx).snapshots.list(
             tags=params.tags, name=params.name, pipeline=params.pipeline,
             latest=params.latest, limit=params.limit, cursor=params.cursor)
-    except ValueError:
-        raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: bad cursor") from None
     return SnapshotListResult(snapshots=[SnapshotSummary.model_validate(r) for r in rows],
                               next_cursor=cursor)
 
@@ -243,4 +241,4 @@ async def replay(params: SnapshotReplayParams, ctx: RequestContext) -> SnapshotR
         inputs=params.inputs, variables=params.variables)
     if isinstance(started, TrialSet):
         return SnapshotReplayResult(await answer_trial_set(started, params.wait))
-    return SnapshotReplayResult(await _answer_when_done(started, ctx, params.wait))
+    return SnapshotReplayResult(await answer_when_done(started, ctx, params.wait))

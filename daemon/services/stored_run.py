@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from . import Services
 
 __all__ = ["StoredRun", "judge_pool", "load_stored_run", "record_judge_calls",
-           "reeval_checks"]
+           "reeval_checks", "run_redactor"]
 
 
 async def load_stored_run(services: Services, home: Path, run_id: str) -> StoredRun:
@@ -47,8 +47,9 @@ async def load_stored_run(services: Services, home: Path, run_id: str) -> Stored
 
 
 def judge_pool(run: StoredRun) -> ProviderPool:
-    """A provider pool with the run's providers and default provider (from launch.json,
-    which keeps the keys that the run row's settings have redacted)."""
+    """A provider pool with the run's providers and default provider (from launch.json:
+    keys given inline were redacted there; keys named by `api_key_env` are read from the
+    environment again)."""
     settings = RunSettings.model_validate(run.launch.get("settings") or run.run.get("settings")
                                           or {})
     try:
@@ -59,7 +60,9 @@ def judge_pool(run: StoredRun) -> ProviderPool:
                                            f"judge: {exc}") from None
 
 
-def _redactor(run: StoredRun, keys: Iterable[str]) -> Redactor:
+def run_redactor(run: StoredRun, keys: Iterable[str]) -> Redactor:
+    """The redactor of a run's records: its secrets (run_secrets of its launch inputs and
+    variables) and the provider keys `keys`."""
     named = {**(run.launch.get("inputs") or {}), **(run.launch.get("variables") or {})}
     return Redactor(run_secrets(named, keys))
 
@@ -74,7 +77,7 @@ async def reeval_checks(services: Services, home: Path, run: StoredRun,
         return await evaluate(invariants, run, allow_partial=allow_partial)
     pool = judge_pool(run)
     try:
-        redactor = _redactor(run, pool.secrets())
+        redactor = run_redactor(run, pool.secrets())
         recorded = [c for c in run.calls if c.get("node_id") == JUDGE_NODE]
         replayer = Replayer("hybrid", Cassette.from_calls(recorded, redactor=redactor))
         judge = Judge(ReplayProviders(pool, replayer))
@@ -101,7 +104,7 @@ async def record_judge_calls(services: Services, home: Path, run_id: str,
         raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
     root = home / row["run_dir"]
     launch = RunDirectory(root).read_json("config", "launch.json") or {}
-    redactor = _redactor(StoredRun(run=row, launch=launch), secrets)
+    redactor = run_redactor(StoredRun(run=row, launch=launch), secrets)
     last = await services.db.fetchone(
         "SELECT COALESCE(MAX(seq), 0) AS seq FROM calls WHERE run_id = ?", (run_id,))
     seq = int(last["seq"]) if last else 0

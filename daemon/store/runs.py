@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import orjson
 
 from ..ids import utc_now
 from .db import Database, Statement
+from .pages import newest_first
 
 ACTIVE = ("pending", "running", "waiting")
 _RUN_FIELDS = ("status", "outcome", "failure_reason", "resumable", "current_node", "started_at",
@@ -160,8 +160,10 @@ class RunStore:
     async def list_runs(self, *, statuses: list[str] | None, pipeline: str | None,
                         since: str | None, until: str | None, limit: int,
                         cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of runs, newest first; the cursor is opaque to clients."""
-        where, params = [], []
+        """A page of runs, newest first; the cursor is opaque to clients (ValueError when it
+        is not one of ours)."""
+        where: list[str] = []
+        params: list[Any] = []
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params += statuses
@@ -174,22 +176,7 @@ class RunStore:
         if until:
             where.append("created_at < ?")
             params.append(until)
-        if cursor:
-            created_at, run_id = orjson.loads(base64.urlsafe_b64decode(cursor))
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [created_at, created_at, run_id]
-        sql = "SELECT * FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = await self.db.fetchall(sql, (*params, limit + 1))
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
-            next_cursor = base64.urlsafe_b64encode(
-                orjson.dumps([last["created_at"], last["id"]])).decode()
-        return rows, next_cursor
+        return await newest_first(self.db, "runs", where, params, limit=limit, cursor=cursor)
 
     async def mark_interrupted(self) -> list[dict[str, Any]]:
         """Runs that were active when the daemon died: interrupted and resumable; returns

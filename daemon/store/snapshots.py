@@ -7,7 +7,6 @@ index that ends in the id (migration 003), so that page 1,000 costs what page 1 
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -16,6 +15,7 @@ import orjson
 
 from ..ids import utc_now, uuid7
 from .db import Database, Statement
+from .pages import decode_cursor, encode_cursor
 from .snapshot_schema import CURRENT_SCHEMA, upgrade
 
 # What a listing returns of each snapshot: no source, inputs, settings or cassette.
@@ -36,22 +36,6 @@ def _json(value: Any) -> str:
 
 def _loads(text: str | None, default: Any = None) -> Any:
     return default if text is None else orjson.loads(text)
-
-
-def encode_cursor(snapshot_id: str) -> str:
-    """The opaque cursor of a page that ended with `snapshot_id`."""
-    return base64.urlsafe_b64encode(orjson.dumps([snapshot_id])).decode()
-
-
-def decode_cursor(cursor: str) -> str:
-    """The id a cursor holds; ValueError when it is not one of ours."""
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, orjson.JSONDecodeError):
-        raise ValueError("bad cursor") from None
-    if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str)):
-        raise ValueError("bad cursor")
-    return value[0]
 
 
 def _tag_filter(tags: Iterable[str], column: str) -> tuple[list[str], list[Any]]:
@@ -97,7 +81,7 @@ def list_query(*, tags: list[str] | None = None, name: str | None = None,
         where.append(_LATEST)
     if cursor is not None:
         where.append(f"{key} < ?")
-        params.append(decode_cursor(cursor))
+        params.append(decode_cursor(cursor, 1)[0])
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {key} DESC LIMIT ?"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import orjson
 
 from ..ids import utc_now
 from .db import Database, Statement
+from .pages import newest_first
 
 # Statuses of a snapshot's result that count in a summary, by summary key.
 SUMMARY_KEYS = {"passed": "passed", "failed": "failed", "error": "errors",
@@ -94,27 +94,10 @@ class TestRunStore:
         """A page of test runs (decoded rows, no results), newest first; the cursor is
         opaque to clients (ValueError when it is not one of ours)."""
         where: list[str] = []
-        params: list[Any] = []
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            params += statuses
-        if cursor:
-            try:
-                created_at, test_run_id = orjson.loads(base64.urlsafe_b64decode(cursor))
-            except (ValueError, TypeError) as exc:
-                raise ValueError("bad cursor") from exc
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [created_at, created_at, test_run_id]
-        sql = "SELECT * FROM test_runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = await self.db.fetchall(sql, (*params, limit + 1))
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = base64.urlsafe_b64encode(
-                orjson.dumps([rows[-1]["created_at"], rows[-1]["id"]])).decode()
+        rows, next_cursor = await newest_first(self.db, "test_runs", where, list(statuses or []),
+                                               limit=limit, cursor=cursor)
         return [_decode(row) for row in rows], next_cursor
 
     async def mark_interrupted(self) -> list[str]:

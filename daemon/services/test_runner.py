@@ -1,0 +1,330 @@
+"""Test runs while they run in this daemon (`TestRuns`, which tests.py serves).
+
+A test run replays its selected snapshots one after another (a snapshot's trials run
+concurrently), each checked by snapshot_check.py under the test run's one cost Budget. Each
+snapshot's result is in the store as soon as it finished, so a daemon killed mid test run
+keeps what had finished (at its next start the test run is `interrupted`). Once the budget
+is reached nothing new starts: the snapshot in progress and the test run end
+`budget_exceeded` and the snapshots not started are `skipped`. `tests/event` notifications
+go to subscribed connections (the one that called tests.run is subscribed to its test run)
+as each snapshot starts and finishes, and when the test run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.tests import TestsRunParams
+
+from ..engine.budget import Budget
+from ..ids import utc_now, uuid7
+from ..store.snapshot_schema import UnknownSchema
+from ..store.test_runs import TestRunStore, summarize
+from .base import Session
+from .snapshot_check import CheckOptions, check_snapshot, not_run
+
+if TYPE_CHECKING:
+    from ..server.app import Daemon
+
+log = logging.getLogger("ostinato.tests")
+
+
+@dataclass
+class TestRun:
+    """One test run while it runs in this daemon."""
+
+    __test__ = False  # not a pytest class, whatever its name
+
+    id: str
+    options: dict[str, Any]
+    snapshots: list[dict[str, Any]]
+    results: list[dict[str, Any]]
+    budget: Budget | None
+    created_at: str = field(default_factory=utc_now)
+    status: str = "running"
+    message: str | None = None
+    ended_at: str | None = None
+    seq: int = 1
+    replay: Any = None  # the ActiveRun or TrialSet of the snapshot in progress
+    cancel_requested: bool = False
+    listeners: list[Any] = field(default_factory=list)  # called with each finished result
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def total_cost_usd(self) -> float:
+        """What the finished snapshots cost."""
+        return round(sum(r["cost_usd"] for r in self.results), 10)
+
+    def summary(self) -> dict[str, Any]:
+        """The TestRunSummary as it stands."""
+        return summary_of(self.id, self.status, self.options, self.results,
+                          self.total_cost_usd, self.budget.limit_usd if self.budget else None,
+                          self.message, self.created_at, self.ended_at)
+
+
+def summary_of(test_run_id: str, status: str, options: dict[str, Any],
+               results: list[dict[str, Any]], total_cost_usd: float,
+               cost_limit_usd: float | None, message: str | None, started_at: str,
+               ended_at: str | None) -> dict[str, Any]:
+    """TestRunSummary's fields."""
+    return {"test_run_id": test_run_id, "status": status, **options,
+            "summary": summarize(results), "snapshots": results,
+            "total_cost_usd": total_cost_usd, "cost_limit_usd": cost_limit_usd,
+            "message": message, "started_at": started_at, "ended_at": ended_at}
+
+
+def _pending(index: int, snapshot: dict[str, Any], trials: int) -> dict[str, Any]:
+    return {"index": index, "snapshot_id": snapshot["id"], "name": snapshot["name"],
+            "version": snapshot["version"], "status": "pending", "run_ids": [],
+            "trial_set_id": None, "trials": trials, "trials_passed": None, "invariants": [],
+            "metrics_delta": {}, "cost_usd": 0.0, "duration_ms": None, "message": None,
+            "started_at": None, "ended_at": None}
+
+
+class TestRuns:
+    """Starts, follows, cancels and stores test runs."""
+
+    __test__ = False
+
+    def __init__(self, daemon: Daemon, store: TestRunStore) -> None:
+        self.daemon = daemon
+        self.store = store
+        self.active: dict[str, TestRun] = {}
+        self.stopping = False
+
+    async def _select(self, params: TestsRunParams) -> list[dict[str, Any]]:
+        """The snapshots to test, in order; NOT_FOUND for unknown ids or an empty choice,
+        CONFLICT for one that a newer daemon wrote."""
+        assert self.daemon.services is not None
+        snapshots = self.daemon.services.snapshots
+        try:
+            if params.snapshot_ids is not None:
+                found = await snapshots.select(ids=params.snapshot_ids)
+            else:
+                found = await snapshots.select(tags=params.tags, all=params.all,
+                                               limit=params.max_snapshots)
+        except UnknownSchema as exc:
+            raise RpcError(ErrorCode.CONFLICT, str(exc)) from None
+        if params.snapshot_ids is not None:
+            missing = sorted(set(params.snapshot_ids) - {s["id"] for s in found})
+            if missing:
+                raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {', '.join(missing)}",
+                               {"missing": missing})
+            return found[:params.max_snapshots]
+        if not found:
+            raise RpcError(ErrorCode.NOT_FOUND,
+                           f"no snapshot has the tags {', '.join(params.tags)}" if params.tags
+                           else "there are no snapshots to test")
+        return found
+
+    async def start(self, params: TestsRunParams, connection: Session) -> TestRun:
+        """Select the snapshots, store the test run, subscribe `connection`, start it."""
+        snapshots = await self._select(params)
+        selector = {"snapshot_ids": params.snapshot_ids, "tags": params.tags,
+                    "all": params.all, "max_snapshots": params.max_snapshots}
+        options = {"mode": params.mode, "trials": params.trials,
+                   "concurrency": params.concurrency,
+                   "stop_on_first_failure": params.stop_on_first_failure,
+                   "selector": {k: v for k, v in selector.items() if v not in (None, False)}}
+        budget = None if params.cost_limit_usd is None else Budget(params.cost_limit_usd)
+        results = [_pending(i, s, params.trials) for i, s in enumerate(snapshots)]
+        test_run = TestRun(uuid7(), options, snapshots, results, budget)
+        await self.store.add(test_run.id, options=options, cost_limit_usd=params.cost_limit_usd,
+                             created_at=test_run.created_at, results=results)
+        connection.subscriptions.add(f"tests:{test_run.id}")
+        self.active[test_run.id] = test_run
+        test_run.task = asyncio.ensure_future(self._run(test_run))
+        return test_run
+
+    def _publish(self, test_run: TestRun, type_: str, data: dict[str, Any]) -> None:
+        self.daemon.publish((f"tests:{test_run.id}", "tests:*"), "tests/event",
+                            {"test_run_id": test_run.id, "seq": test_run.seq, "type": type_,
+                             "time": utc_now(), "data": data})
+        test_run.seq += 1
+
+    async def _run(self, test_run: TestRun) -> None:
+        """The snapshots one after another; the test run's end, whatever happens."""
+        changed: list[dict[str, Any]] = []
+        try:
+            await self._snapshots(test_run)
+            test_run.status = _final_status(test_run)
+        except asyncio.CancelledError:
+            changed = await self._cut_off(test_run)
+        except Exception:  # a bug: the test run errors, the daemon goes on
+            log.exception("test run %s crashed", test_run.id)
+            test_run.status, test_run.message = "error", "internal error (see the daemon log)"
+            changed = _skip_rest(test_run, "not run: the test run stopped on an internal error")
+        finally:
+            test_run.ended_at = utc_now()  # from now on tests.cancel only awaits the end
+            try:
+                await self.store.save(test_run.id, changed,
+                                      total_cost_usd=test_run.total_cost_usd,
+                                      all_results=test_run.results, status=test_run.status,
+                                      message=test_run.message, ended_at=test_run.ended_at)
+            finally:
+                # Live until its end is stored: tests.get never reads a `running` row of a
+                # test run that has ended.
+                self.active.pop(test_run.id, None)
+                self._publish(test_run, "TestRunFinished", {
+                    "status": test_run.status, "summary": summarize(test_run.results),
+                    "total_cost_usd": test_run.total_cost_usd, "message": test_run.message})
+                if not test_run.done.done():
+                    test_run.done.set_result(None)
+
+    async def _snapshots(self, test_run: TestRun) -> None:
+        services = self.daemon.services
+        assert services is not None
+        options = test_run.options
+        check = CheckOptions(options["mode"], options["trials"], options["concurrency"],
+                             test_run.budget)
+        for snapshot, result in zip(test_run.snapshots, test_run.results, strict=True):
+            if test_run.budget is not None and test_run.budget.exceeded:
+                test_run.message = (f"the cost budget (${test_run.budget.limit_usd:g}) ran "
+                                    "out before every snapshot ran")
+                await self._skip(test_run, "not run: the cost budget ran out")
+                return
+            self._publish(test_run, "SnapshotStarted", {
+                k: result[k] for k in ("index", "snapshot_id", "name", "version")})
+            try:
+                await check_snapshot(services, self.daemon.home, snapshot, check, result,
+                                     on_started=lambda h: setattr(test_run, "replay", h))
+            except Exception as exc:  # a bug in one snapshot's check: it errors, others run
+                log.exception("test run %s: snapshot %s crashed", test_run.id, snapshot["id"])
+                result.update(status="error", message=f"internal error: {type(exc).__name__}")
+            test_run.replay = None
+            await self.store.save(test_run.id, [result], total_cost_usd=test_run.total_cost_usd,
+                                  all_results=test_run.results)
+            self._publish(test_run, "SnapshotFinished", result)
+            for listener in test_run.listeners:
+                listener(result)
+            stop = self._stop_reason(test_run, result)
+            if stop is not None:
+                test_run.message, skipped = stop
+                await self._skip(test_run, skipped)
+                return
+
+    @staticmethod
+    def _stop_reason(test_run: TestRun, result: dict[str, Any]) -> tuple[str, str] | None:
+        """(the test run's message, the skipped snapshots' message) when nothing more may
+        start after this result."""
+        label = f"{result['name']!r} v{result['version']}"
+        if result["status"] == "budget_exceeded":
+            limit = f" (${test_run.budget.limit_usd:g})" if test_run.budget else ""
+            return (f"the cost budget{limit} ran out during snapshot {label}",
+                    "not run: the cost budget ran out")
+        if test_run.options["stop_on_first_failure"] and result["status"] in ("failed",
+                                                                               "error"):
+            return (f"stop_on_first_failure: snapshot {label} {result['status']}",
+                    f"not run: stop_on_first_failure after snapshot {label} "
+                    f"{result['status']}")
+        return None
+
+    async def _skip(self, test_run: TestRun, message: str) -> None:
+        changed = _skip_rest(test_run, message)
+        if changed:
+            await self.store.save(test_run.id, changed, total_cost_usd=test_run.total_cost_usd,
+                                  all_results=test_run.results)
+
+    async def _cut_off(self, test_run: TestRun) -> list[dict[str, Any]]:
+        """tests.cancel, or the daemon stopping: the replay in progress is stopped (by the
+        runner when the daemon stops), the snapshots not finished are `skipped`."""
+        why = "the daemon stopped" if self.stopping else "the test run was cancelled"
+        test_run.status = "interrupted" if self.stopping else "cancelled"
+        test_run.message = f"{why} before every snapshot ran"
+        replay, test_run.replay = test_run.replay, None
+        if replay is not None:
+            if not self.stopping:
+                await _stop_replay(self.daemon.services, replay)
+            trial_set = not hasattr(replay, "run_id")
+            for cut in (r for r in test_run.results if r["status"] == "running"):
+                cut.update(run_ids=[r["run_id"] for r in replay.runs if r["run_id"]]
+                           if trial_set else [replay.run_id],
+                           trial_set_id=replay.id if trial_set else None)
+        return _skip_rest(test_run, f"not finished: {why}")
+
+    async def get(self, test_run_id: str, wait: bool = False) -> dict[str, Any]:
+        """A test run's summary: live while it runs here (after its end with `wait`), else
+        as stored."""
+        test_run = self.active.get(test_run_id)
+        if test_run is not None:
+            if not wait:
+                return test_run.summary()
+            await asyncio.shield(test_run.done)
+        row = await self.store.get(test_run_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no test run {test_run_id}")
+        return summary_of(row["id"], row["status"], row["options"], row["results"],
+                          row["total_cost_usd"], row["cost_limit_usd"], row["message"],
+                          row["created_at"], row["ended_at"])
+
+    async def cancel(self, test_run_id: str) -> dict[str, Any]:
+        """Cancel a running test run; its summary once it stopped."""
+        test_run = self.active.get(test_run_id)
+        if test_run is None or test_run.task is None:
+            known = await self.store.get(test_run_id)
+            if known is None:
+                raise RpcError(ErrorCode.NOT_FOUND, f"no test run {test_run_id}")
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"test run {test_run_id} is {known['status']}, not running")
+        # Once, and not while its end is being stored: that would cut the save short.
+        if not test_run.cancel_requested and test_run.ended_at is None:
+            test_run.cancel_requested = True
+            test_run.task.cancel()
+        await asyncio.shield(test_run.done)
+        return await self.get(test_run_id)
+
+    async def close(self) -> None:
+        """The daemon is stopping: every test run ends `interrupted`, keeping what finished
+        (their replays are interrupted with every other run, by the runner)."""
+        self.stopping = True
+        tasks = []
+        for test_run in self.active.values():
+            if test_run.task is not None:
+                if test_run.ended_at is None:  # else its end is being stored: let it be
+                    test_run.task.cancel()
+                tasks.append(test_run.task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _skip_rest(test_run: TestRun, message: str) -> list[dict[str, Any]]:
+    """Every snapshot not finished becomes `skipped` with `message`; returns them."""
+    changed = []
+    for snapshot, result in zip(test_run.snapshots, test_run.results, strict=True):
+        if result["status"] in ("pending", "running"):
+            result.update(status="skipped", message=message,
+                          invariants=result["invariants"] or not_run(snapshot, message))
+            changed.append(result)
+    return changed
+
+
+def _final_status(test_run: TestRun) -> str:
+    """budget_exceeded, error, failed or passed, in that order of precedence."""
+    statuses = {r["status"] for r in test_run.results}
+    budget = test_run.budget
+    if "budget_exceeded" in statuses or (budget is not None and budget.exceeded
+                                         and "skipped" in statuses):
+        return "budget_exceeded"
+    for status in ("error", "failed"):
+        if status in statuses:
+            return status
+    return "passed"
+
+
+async def _stop_replay(services: Any, replay: Any) -> None:
+    """Cancel a snapshot's replay: its run, or every trial of its trial set (trials the
+    set starts meanwhile are cancelled in turn) until the set has ended."""
+    runner = services.runner
+    while not replay.done.done():
+        ids = [replay.run_id] if hasattr(replay, "run_id") else [
+            r["run_id"] for r in replay.runs if r["run_id"] is not None]
+        running = [run_id for run_id in ids if run_id in runner.active]
+        await asyncio.gather(*(runner.cancel(run_id) for run_id in running),
+                             return_exceptions=True)
+        # A trial being started is not in runner.active yet: look again shortly.
+        await asyncio.wait({replay.done}, timeout=0 if running else 0.01)
