@@ -29,6 +29,8 @@ text-align:left;vertical-align:top}th{background:#f6f8fa}
 [data-status=skipped],[data-status=none],[data-status=pending],[data-status=running]{
 background:#f6f8fa;color:#57606a}
 #matrix td.cell{text-align:center;font-weight:700;min-width:28px}
+#matrix th[scope=row]{white-space:nowrap}#matrix thead th{max-width:150px;font-size:12px;
+font-weight:600}.scroll{overflow-x:auto}
 .meta{color:#57606a}.chart{margin:8px 0 16px}.chart text{font:12px system-ui,sans-serif}
 .bar-up{fill:#cf222e}.bar-down{fill:#1a7f37}.bar-zero{fill:#8c959f}.axis{stroke:#57606a}
 """
@@ -93,8 +95,9 @@ def _matrix(results: list[dict[str, Any]]) -> str:
                     f'{_badge(result["status"])}</th>{"".join(cells)}</tr>')
     legend = " ".join(f"{symbol} {status}" for status, symbol in SYMBOLS.items()
                       if status not in ("pending", "running"))
-    return (f'<table id="matrix"><thead><tr><th scope="col">snapshot</th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table><p class="meta">{_e(legend)}</p>')
+    return (f'<div class="scroll"><table id="matrix"><thead><tr><th scope="col">snapshot</th>'
+            f'{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            f'<p class="meta">{_e(legend)}</p>')
 
 
 def _relative(change: dict[str, Any]) -> float:
