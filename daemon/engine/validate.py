@@ -58,6 +58,11 @@ def unregister_rule(rule: LintRule) -> None:
     _custom_rules.remove(rule)
 
 
+def registered_rules() -> tuple[LintRule, ...]:
+    """The rules registered with `register_rule`, in order."""
+    return tuple(_custom_rules)
+
+
 def validate(graph: Graph, known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
              extra_rules: Iterable[LintRule] = ()) -> list[Diagnostic]:
     """Every diagnostic of the built-in, registered and `extra_rules` rules, in rule order."""

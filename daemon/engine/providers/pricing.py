@@ -34,6 +34,16 @@ class Rate:
     output_per_mtok: float
 
 
+_UNSEEN: Any = object()
+
+
+def _usd(rate: Rate, usage: Usage) -> float:
+    total = (usage.input_tokens * rate.input_per_mtok
+             + usage.output_tokens * rate.output_per_mtok) / 1_000_000
+    # Rounded so that sums in snapshots do not drift in the last float digits.
+    return round(total, 10)
+
+
 def shipped_table() -> dict[str, Any]:
     """The pricing.json that ships with the package (a copy: callers may change it)."""
     return copy.deepcopy(_shipped())
@@ -62,6 +72,7 @@ class Pricing:
                 raise ValueError(f"pricing: {key!r} needs numeric input_per_mtok and "
                                  f"output_per_mtok") from exc
         self._unknown: set[str] = set()
+        self._found: dict[tuple[str, str], Rate | None] = {}  # lookups done, by provider/model
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | str | Path | None = None) -> Pricing:
@@ -97,11 +108,16 @@ class Pricing:
 
     def rate(self, provider: str, model: str) -> Rate | None:
         """The rate for provider/model by the lookup order above, or None."""
-        for key in (f"{provider}/{model}", f"{provider}/{_DATE_SUFFIX.sub('', model)}",
-                    f"{provider}/*"):
-            if key in self._rates:
-                return self._rates[key]
-        return None
+        found = self._found.get((provider, model), _UNSEEN)
+        if found is _UNSEEN:  # every call is priced: the lookup is done once per model
+            found = None
+            for key in (f"{provider}/{model}", f"{provider}/{_DATE_SUFFIX.sub('', model)}",
+                        f"{provider}/*"):
+                if key in self._rates:
+                    found = self._rates[key]
+                    break
+            self._found[(provider, model)] = found
+        return found
 
     def known(self, provider: str, model: str) -> bool:
         """True when the table prices provider/model."""
@@ -117,18 +133,15 @@ class Pricing:
                 log.warning("pricing %s has no rate for %s: its calls are costed at 0",
                             self.version, key)
             return 0.0
-        total = (usage.input_tokens * rate.input_per_mtok
-                 + usage.output_tokens * rate.output_per_mtok) / 1_000_000
-        # Rounded so that sums in snapshots do not drift in the last float digits.
-        return round(total, 10)
+        return _usd(rate, usage)
 
     def price(self, request: ModelRequest, response: ModelResponse) -> ModelResponse:
         """`response` with cost_usd and cost_known set, by requested then reported model."""
         for model in dict.fromkeys((request.model, response.model)):
-            if model and self.known(response.provider, model):
-                return response.model_copy(update={
-                    "cost_usd": self.cost(response.provider, model, response.usage),
-                    "cost_known": True})
+            rate = self.rate(response.provider, model) if model else None
+            if rate is not None:
+                return response.model_copy(update={"cost_usd": _usd(rate, response.usage),
+                                                   "cost_known": True})
         self.cost(response.provider, request.model or response.model, response.usage)
         return response.model_copy(update={"cost_usd": 0.0, "cost_known": False})
 

@@ -1,0 +1,65 @@
+"""Loads of the same pipeline are kept and shared; anything that changes the result is not."""
+
+from __future__ import annotations
+
+from ostinato.daemon.engine.graph import Graph
+from ostinato.daemon.engine.load import load_source
+from ostinato.daemon.engine.validate import (
+    DEFAULT_KNOWN_TYPES,
+    LintContext,
+    register_rule,
+    unregister_rule,
+)
+from ostinato.protocol.pipelines import Diagnostic
+
+SOURCE = """digraph cached {
+    graph [goal="$goal"]
+    start [shape=Mdiamond]  exit [shape=Msquare]
+    work [prompt="Do $goal"]
+    start -> work -> exit
+}"""
+
+
+def test_the_same_load_is_shared() -> None:
+    first = load_source(SOURCE, "dot", {"goal": "ship"})
+    assert load_source(SOURCE, "dot", {"goal": "ship"}) is first
+    assert first.graph is not None and first.graph.nodes["work"].prompt == "Do ship"
+
+
+def test_variables_handler_types_and_source_each_make_their_own_load() -> None:
+    base = load_source(SOURCE, "dot", {"goal": "ship"})
+    other = load_source(SOURCE, "dot", {"goal": "test"})
+    assert other is not base and other.graph is not None
+    assert other.graph.nodes["work"].prompt == "Do test"
+    assert base.graph is not None and base.graph.nodes["work"].prompt == "Do ship"
+    typed = load_source(SOURCE, "dot", {"goal": "ship"}, {*DEFAULT_KNOWN_TYPES, "custom"})
+    assert typed is not base
+    assert load_source(SOURCE + "\n", "dot", {"goal": "ship"}) is not base
+
+
+def test_custom_rules_are_never_served_from_what_was_kept() -> None:
+    base = load_source(SOURCE, "dot", {"goal": "ship"})
+    ruled = load_source(SOURCE, "dot", {"goal": "ship"}, extra_rules=[lambda graph, ctx: []])
+    assert ruled is not base
+
+
+def test_registering_a_rule_applies_to_pipelines_loaded_before() -> None:
+    before = load_source(SOURCE, "dot", {"goal": "ship"})
+
+    def no_goals(graph: Graph, ctx: LintContext) -> list[Diagnostic]:
+        return [Diagnostic(rule="no_goals", severity="warning", message="a goal")]
+    register_rule(no_goals)
+    try:
+        after = load_source(SOURCE, "dot", {"goal": "ship"})
+        assert [d.rule for d in after.diagnostics] == ["no_goals"]
+    finally:
+        unregister_rule(no_goals)
+    assert load_source(SOURCE, "dot", {"goal": "ship"}) is before
+
+
+def test_a_failed_parse_is_reported_every_time() -> None:
+    broken = SOURCE.replace("->", "-", 1)
+    first = load_source(broken, "dot")
+    again = load_source(broken, "dot")
+    assert first.graph is None and again.graph is None
+    assert first.diagnostics[0].rule == again.diagnostics[0].rule == "syntax"
