@@ -92,6 +92,7 @@ from ostinato.daemon.services.runner import Runner, RunOptions
 from ostinato.daemon.services.trials import TrialSets
 from ostinato.daemon.store.db import Database
 from ostinato.daemon.store.runs import RunStore
+from ostinato.daemon.store.traces import TraceStore
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
@@ -180,7 +181,7 @@ class Ostinato:
             raise RuntimeError(f"run {active.run_id} ended {getattr(result, 'status', None)}: "
                                f"{getattr(result, 'failure_reason', '')}")
         row = await self.runner.store.get_run(active.run_id) or {}
-        made = len(await self.runner.store.calls(active.run_id))
+        made = len(await TraceStore(self.runner.store.db).run_calls(active.run_id))
         if made != calls or row.get("status") != "completed":
             raise RuntimeError(f"run {active.run_id}: {made} calls recorded, {calls} expected")
         return seconds, active.run_id
