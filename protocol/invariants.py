@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from .patterns import compile_pattern
+
 RunStatusName = Literal["pending", "running", "waiting", "completed", "failed", "cancelled",
                         "interrupted", "budget_exceeded"]
 CheckStatus = Literal["passed", "failed", "error", "skipped"]
@@ -57,10 +59,7 @@ def _check_metric(metric: str) -> str:
 
 
 def _check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from None
+    compile_pattern(pattern)  # PatternError (a ValueError) says why not
     return pattern
 
 
@@ -221,10 +220,11 @@ class IContainsInvariant(OutputCheckBase):
 
 
 class RegexInvariant(OutputCheckBase):
-    """A Python regular expression matches somewhere in the output (`re.search`)."""
+    """A regular expression (RE2 syntax: https://github.com/google/re2/wiki/Syntax) matches
+    somewhere in the output."""
 
     type: Literal["regex"]
-    value: str = Field(min_length=1, description="The pattern.")
+    value: str = Field(min_length=1, description="The pattern, in RE2 syntax.")
     ignore_case: bool = False
 
     @field_validator("value")
@@ -260,9 +260,9 @@ JmesOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "contains", "regex", "exi
 class JmesPathInvariant(OutputCheckBase):
     """A JMESPath query over the output parsed as JSON (a context value as it is), compared
     with `value` by `op`: `eq` `ne` `gt` `gte` `lt` `lte`; `contains` (a substring of a
-    string result, or an item of a list result); `regex` (`value` is a pattern searched in
-    the string result); `exists` (the query finds something, i.e. not null; `value`, when
-    given, says whether it should)."""
+    string result, or an item of a list result); `regex` (`value` is a pattern, in RE2
+    syntax, searched in the string result); `exists` (the query finds something, i.e. not
+    null; `value`, when given, says whether it should)."""
 
     type: Literal["jmespath"]
     expression: str = Field(min_length=1, description="The JMESPath query.")

@@ -4,7 +4,6 @@ node's, or a context value)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import jmespath
@@ -21,6 +20,7 @@ from ostinato.protocol.invariants import (
     NotInvariant,
     RegexInvariant,
 )
+from ostinato.protocol.patterns import compile_pattern
 
 from .evaluate import EVALUATORS, evaluator
 from .model import StoredRun, Unavailable, excerpt, output, output_text, result, to_json
@@ -84,9 +84,9 @@ def icontains(invariant: IContainsInvariant, run: StoredRun, _judge: Any) -> dic
 
 @evaluator("regex")
 def regex(invariant: RegexInvariant, run: StoredRun, _judge: Any) -> dict[str, Any]:
-    """A pattern found with re.search."""
+    """A pattern found anywhere in the text (RE2, so in linear time whatever the pattern)."""
     where, text = output_text(invariant.path, run)
-    match = re.search(invariant.value, text, re.IGNORECASE if invariant.ignore_case else 0)
+    match = compile_pattern(invariant.value, invariant.ignore_case).search(text)
     return result(match is not None, invariant.value,
                   excerpt(text, match.group(0) if match else ""),
                   f"{where} " + (f"matches /{invariant.value}/ at {match.start()}" if match
@@ -159,7 +159,7 @@ def _jmes_compare(invariant: JmesPathInvariant, found: Any) -> tuple[bool, str]:
     if op == "regex":
         if not isinstance(found, str):
             return False, "`regex` needs a string"
-        return re.search(value, found) is not None, ""
+        return compile_pattern(value).search(found) is not None, ""
     if op in ("eq", "ne"):
         return _COMPARE[op](found, value), ""
     if isinstance(found, bool) or not (
