@@ -1,0 +1,45 @@
+"""The engine and trials benchmarks still run (they import the daemon's internals, which
+move), on tiny workloads: the floor and the engine write the same files, every workload is
+timed, and the ratios the targets are judged on are printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from .support import REPO
+
+
+def bench(script: str, *args: str) -> dict[str, Any]:
+    """The --json summary of a benchmark script run on a tiny workload."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), "--json", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = next(line for line in done.stdout.splitlines() if line.startswith("{"))
+    assert done.stdout.rstrip().splitlines()[-1].startswith("ratios:")
+    return json.loads(summary)
+
+
+def test_the_engine_bench_runs_and_both_sides_write_the_same_files() -> None:
+    found = bench("engine.py", "--rounds", "1", "--nodes", "20", "--branches", "5",
+                  "--large", "0")
+    workloads = {(t["workload"], t["side"]) for t in found["timings"]}
+    assert workloads == {(w, side) for w in ("linear-20", "fanout-5")
+                         for side in ("floor", "engine")}
+    for workload in ("linear-20", "fanout-5"):
+        floor_files, _ = found["sizes"][f"{workload}/floor"]
+        engine_files, _ = found["sizes"][f"{workload}/engine"]
+        assert floor_files == engine_files > 0
+        assert found["ratios"][workload] > 0
+
+
+def test_the_trials_bench_runs_every_workload() -> None:
+    found = bench("trials.py", "--quick", "--no-inspect", "--rounds", "1")
+    workloads = {t["workload"] for t in found["timings"]}
+    assert workloads == {"trials-c1", "trials-c8", "latency-c100", "linear-100 scripted",
+                         "linear-100 replay"}
+    assert all(t["units"] == 100 for t in found["timings"])
+    assert set(found["ratios"]) == {"per_trial_vs_inspect", "concurrency_vs_ideal",
+                                    "replay_vs_scripted"}
