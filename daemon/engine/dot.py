@@ -19,7 +19,6 @@ every subgraph it is mentioned in, plus those of its `class` attribute. Typed at
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -36,6 +35,7 @@ from lark import (
 from .attrs import coerce_attr, parse_duration
 from .errors import PipelineSyntaxError
 from .graph import AttrValue, Edge, Graph, Location, Node
+from .kept import KeptBySource
 
 _GRAMMAR = r"""
 start: graph+
@@ -117,14 +117,12 @@ def parse_dot(source: str) -> Graph:
 # agent iterating): their syntax trees, which the builder only reads, are kept, the most
 # recently used first, up to 2 MB of source text in all (a tree takes about 75 times its
 # source's size in memory).
-_TREES: OrderedDict[str, Tree] = OrderedDict()
-_TREES_SOURCE_BUDGET = 2 * 1024 * 1024
+_TREES: KeptBySource[Tree] = KeptBySource(2 * 1024 * 1024)
 
 
 def _tree(source: str) -> Tree:
     tree = _TREES.get(source)
     if tree is not None:
-        _TREES.move_to_end(source)
         return tree
     try:
         tree = _parser().parse(source)
@@ -132,11 +130,7 @@ def _tree(source: str) -> Tree:
         raise _translate(exc, source) from None
     except LarkError as exc:  # not expected from LALR, but never let one escape unlocated
         raise PipelineSyntaxError(f"syntax error: {exc}", 1, 1) from None
-    if len(source) <= _TREES_SOURCE_BUDGET:
-        _TREES[source] = tree
-        kept = sum(map(len, _TREES))
-        while kept > _TREES_SOURCE_BUDGET:
-            kept -= len(_TREES.popitem(last=False)[0])
+    _TREES.put(source, tree, source)
     return tree
 
 

@@ -6,17 +6,16 @@ Diagnostic; only bugs raise.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ostinato.protocol.pipelines import Diagnostic, PipelineRef
 
 from .dot import parse_dot
 from .errors import PipelineSyntaxError
 from .graph import Graph, SourceFormat
+from .kept import KeptBySource
 from .recipe import parse_recipe
 from .transforms import Transform, apply_transforms
 from .validate import DEFAULT_KNOWN_TYPES, LintRule, registered_rules, validate
@@ -79,7 +78,6 @@ def load_source(source: str, fmt: SourceFormat,
                registered_rules())
         kept = _LOADED.get(key)
         if kept is not None:
-            _LOADED.move_to_end(key)
             return kept
     try:
         graph = parse_dot(source) if fmt == "dot" else parse_recipe(source)
@@ -87,11 +85,8 @@ def load_source(source: str, fmt: SourceFormat,
         return LoadResult(None, [exc.to_diagnostic()])
     graph = apply_transforms(graph, variables, transforms, owned=True)
     result = LoadResult(graph, validate(graph, known_types, extra_rules))
-    if key is not None and len(source) <= _LOADED_SOURCE_BUDGET:
-        _LOADED[key] = result
-        kept_size = sum(len(kept_key[1]) for kept_key in _LOADED)
-        while kept_size > _LOADED_SOURCE_BUDGET:
-            kept_size -= len(_LOADED.popitem(last=False)[0][1])
+    if key is not None:
+        _LOADED.put(key, result, source)
     return result
 
 
@@ -100,8 +95,7 @@ def load_source(source: str, fmt: SourceFormat,
 # always load to the same result. Nothing changes a graph once loaded (runs only read it),
 # so loads are kept and shared, the most recently used first, up to 2 MB of source in all
 # (registered lint rules are part of the key: registering one changes what a load finds).
-_LOADED: OrderedDict[tuple[Any, ...], LoadResult] = OrderedDict()
-_LOADED_SOURCE_BUDGET = 2 * 1024 * 1024
+_LOADED: KeptBySource[LoadResult] = KeptBySource(2 * 1024 * 1024)
 
 
 def _io(message: str) -> Diagnostic:

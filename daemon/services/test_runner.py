@@ -317,14 +317,11 @@ def _final_status(test_run: TestRun) -> str:
 
 
 async def _stop_replay(services: Any, replay: Any) -> None:
-    """Cancel a snapshot's replay: its run, or every trial of its trial set (trials the
-    set starts meanwhile are cancelled in turn) until the set has ended."""
-    runner = services.runner
-    while not replay.done.done():
-        ids = [replay.run_id] if hasattr(replay, "run_id") else [
-            r["run_id"] for r in replay.runs if r["run_id"] is not None]
-        running = [run_id for run_id in ids if run_id in runner.active]
-        await asyncio.gather(*(runner.cancel(run_id) for run_id in running),
-                             return_exceptions=True)
-        # A trial being started is not in runner.active yet: look again shortly.
-        await asyncio.wait({replay.done}, timeout=0 if running else 0.01)
+    """Cancel a snapshot's replay, its run or its trial set, and wait until it has ended."""
+    if replay.done.done():
+        return
+    if not hasattr(replay, "run_id"):
+        await services.trials.cancel(replay.id)
+    elif replay.run_id in services.runner.active:
+        await services.runner.cancel(replay.run_id)
+    await asyncio.shield(replay.done)

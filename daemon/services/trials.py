@@ -26,6 +26,7 @@ from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 from ostinato.protocol.trials import TrialSetIdParams, TrialSetSummary
 
+from ..engine.budget import Budget
 from ..engine.rundir import dump_json, write_atomic
 from ..ids import utc_now, uuid7
 from .base import HandlerTable, RequestContext
@@ -53,6 +54,8 @@ class TrialSet:
     status: str = "running"
     ended_at: str | None = None
     early_stopped: bool = False
+    cancelled: bool = False  # TrialSets.cancel: no trial starts any more
+    running: dict[int, Any] = field(default_factory=dict)  # trial index -> its ActiveRun
     written: float = 0.0  # time.monotonic() of the last write of the row and manifest
     passed_n: int = 0  # trials that passed
     not_passed_n: int = 0  # trials that failed, were skipped or cut short
@@ -111,6 +114,18 @@ class TrialSet:
             "trial_runs": [{k: v for k, v in r.items()
                             if k not in ("input_tokens", "output_tokens")} for r in self.runs],
         }
+
+
+def _ended_status(trial_set: TrialSet, stopping: bool, budget: Budget | None) -> str:
+    """How a set whose trials all ended, ran or were skipped, ended."""
+    if stopping:
+        return "interrupted"
+    if trial_set.cancelled:
+        return "cancelled"
+    cut_short = any(r["status"] in ("budget_exceeded", "skipped") for r in trial_set.runs)
+    if budget is not None and budget.exceeded and cut_short:
+        return "budget_exceeded"
+    return "completed"
 
 
 def _score(active: Any) -> float | None:
@@ -179,11 +194,12 @@ class TrialSets:
     async def _run(self, trial_set: TrialSet, ref: PipelineRef, inputs: dict[str, Any],
                    variables: dict[str, str], settings: RunSettings, base: RunOptions) -> None:
         slots = asyncio.Semaphore(trial_set.concurrency)
-        running: dict[int, Any] = {}  # trial index -> its ActiveRun
+        running = trial_set.running
 
         async def trial(index: int) -> None:
             async with slots:
-                if self.runner.stopping or (base.budget is not None and base.budget.exceeded) or (
+                if self.runner.stopping or trial_set.cancelled or (
+                        base.budget is not None and base.budget.exceeded) or (
                         trial_set.early_stop and trial_set.verdict() is not None):
                     trial_set.settle(trial_set.runs[index], status="skipped")
                     return
@@ -200,6 +216,8 @@ class TrialSets:
                 entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
                              status="running")
                 running[index] = active
+                if trial_set.cancelled and active.run_id in self.runner.active:
+                    await self.runner.cancel(active.run_id)  # cancelled while it started
                 await asyncio.shield(active.done)
                 running.pop(index, None)
                 await self._trial_ended(trial_set, entry, active, time.monotonic() - started)
@@ -212,12 +230,7 @@ class TrialSets:
 
         try:
             await asyncio.gather(*(trial(i) for i in range(trial_set.trials)))
-            trial_set.status = ("interrupted" if self.runner.stopping else
-                                "budget_exceeded" if base.budget is not None
-                                and base.budget.exceeded and any(
-                                    r["status"] in ("budget_exceeded", "skipped")
-                                    for r in trial_set.runs)
-                                else "completed")
+            trial_set.status = _ended_status(trial_set, self.runner.stopping, base.budget)
         except asyncio.CancelledError:
             trial_set.status = "interrupted" if self.runner.stopping else "cancelled"
             raise
@@ -304,6 +317,18 @@ class TrialSets:
         for entry in trial_set.runs:
             trial_set.settle(entry)
         return trial_set.summary()
+
+    async def cancel(self, set_id: str) -> None:
+        """Start no more trials of a running set, cancel its running ones, and wait until
+        the set has ended (`cancelled`)."""
+        trial_set = self.sets.get(set_id)
+        if trial_set is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"trial set {set_id} is not running")
+        trial_set.cancelled = True
+        for active in list(trial_set.running.values()):
+            if active.run_id in self.runner.active:
+                await self.runner.cancel(active.run_id)
+        await asyncio.shield(trial_set.done)
 
     async def close(self) -> None:
         """The daemon is stopping: no set starts another trial, their running trials are

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ostinato.daemon.engine.graph import Graph
+from ostinato.daemon.engine.kept import KeptBySource
 from ostinato.daemon.engine.load import load_source
 from ostinato.daemon.engine.validate import (
     DEFAULT_KNOWN_TYPES,
@@ -63,3 +64,14 @@ def test_a_failed_parse_is_reported_every_time() -> None:
     again = load_source(broken, "dot")
     assert first.graph is None and again.graph is None
     assert first.diagnostics[0].rule == again.diagnostics[0].rule == "syntax"
+
+
+def test_what_is_kept_stays_within_its_source_budget() -> None:
+    kept: KeptBySource[str] = KeptBySource(10)
+    kept.put("a", "A", "abcd")
+    kept.put("b", "B", "efgh")
+    assert kept.get("a") == "A"  # now the most recently used
+    kept.put("c", "C", "ijkl")  # 12 characters: the least recently used (b) goes
+    assert (kept.get("a"), kept.get("b"), kept.get("c")) == ("A", None, "C")
+    kept.put("huge", "H", "x" * 11)  # over the whole budget: never kept
+    assert kept.get("huge") is None and kept.get("a") == "A"
