@@ -20,7 +20,9 @@ class TraceCall(BaseModel):
     seq: int = Field(description="The call's number within the run, from 1.")
     node_id: str
     attempt: int
-    kind: str = Field(description="`model` or `tool`.")
+    kind: str = Field(description="`model` or `tool`; `run` for the entry that ends the trace "
+                                  "of a run that failed without a failing call (no edge to "
+                                  "follow, max_steps, a goal gate), with the reason as `error`.")
     request: dict[str, Any] | None = Field(
         description="Model: provider, model, messages, params, metadata. Tool: `argv`.")
     response: dict[str, Any] | None = Field(

@@ -38,6 +38,28 @@ TOOL_FAILS = dot("""
         start -> plan -> check -> exit
     }
 """)
+# A node's answer that no edge accepts: the run fails in the engine, after a call that
+# succeeded.
+NO_WAY_ON = dot("""
+    digraph no_way_on {
+        start [shape=Mdiamond]
+        exit  [shape=Msquare]
+        plan  [prompt="Plan", scripted.status="fail"]
+        start -> plan
+        plan -> exit [condition="outcome=success"]
+    }
+""")
+# A conditional that loops until the step limit: no call at all.
+LOOPS = dot("""
+    digraph loops {
+        start [shape=Mdiamond]
+        exit  [shape=Msquare]
+        route [shape=diamond]
+        start -> route
+        route -> route [condition="outcome=success"]
+        route -> exit  [condition="outcome=fail"]
+    }
+""")
 NO_CALLS = dot("""
     digraph quiet {
         start [shape=Mdiamond]
@@ -133,6 +155,40 @@ async def test_a_failed_tool_ends_the_trace_with_an_error(daemon: DaemonProcess)
     assert (last["node_id"], last["kind"], last["finish_reason"], last["error"]) == (
         "check", "tool", "error", "exit code 3")
     assert last["response"]["exit_code"] == 3 and last["response"]["stdout"] == "checking\n"
+
+
+async def test_a_run_that_fails_without_a_failing_call_ends_its_trace_with_an_error(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    for pipeline, settings, node, reason, calls in (
+            (NO_WAY_ON, FAST, "plan", "", 1),
+            (LOOPS, {**FAST, "max_steps": 5}, "route", "step limit reached", 0)):
+        run = await run_to_end(wire, pipeline, settings=settings)
+        assert run["status"] == "failed"
+
+        got = await wire.result("trace.get", {"trace_id": run["trace_id"]})
+        last = got["calls"][-1]
+        assert (last["kind"], last["node_id"], last["finish_reason"]) == ("run", node, "error")
+        assert last["error"] == run["failure_reason"] and reason in last["error"]
+        assert [c["kind"] for c in got["calls"][:-1]] == ["model"] * calls
+        # The entry is how the run ended, not a call: the totals count calls only.
+        assert got["totals"]["calls"] == calls and got["totals"]["error_calls"] == 0
+        assert got["totals"]["last_finish_reason"] == "error"
+        assert trace(run)[-1] == {**last, "run_id": run["run_id"],
+                                  "trace_id": run["trace_id"]}
+
+    # A recorded replay of the failed run serves its calls, fails the same way, and its
+    # trace ends the same.
+    original = await run_to_end(wire, NO_WAY_ON)
+    replay = await wire.result("run.start", {"replay": {"from_run": original["run_id"]},
+                                             "wait": True})
+    replayed = await wire.result("run.get", {"run_id": replay["run_id"]})
+    assert (replayed["status"], replayed["failure_reason"]) == (
+        "failed", original["failure_reason"])
+    assert [(c["kind"], c["finish_reason"]) for c in trace(replayed)] == [
+        ("model", "stop"), ("run", "error")]
+    diff = await wire.result("run.diff", {"a": original["run_id"], "b": replay["run_id"]})
+    assert diff["identical"] and diff["first_divergence"] is None
 
 
 async def test_a_run_without_calls_has_an_empty_trace(daemon: DaemonProcess) -> None:

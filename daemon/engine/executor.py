@@ -21,7 +21,7 @@ from .events import Event, EventType
 from .graph import Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
-from .recording import RecordMode, without_content
+from .recording import RUN_END, RecordMode, without_content
 from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .rundir import JOURNAL, RunDirectory
@@ -103,6 +103,7 @@ class Executor:
         self.rng = rng or random.Random()
         self.state = _State(Context())
         self.call_seq = 0
+        self.last_call_failed = False  # the trace so far ends with a failed call
         self.resumed_at: int | None = None  # completed nodes when this run was resumed
         self.record: RecordMode = record
         # Consulted before every model and tool call when the run replays a recording.
@@ -426,6 +427,7 @@ class Executor:
                     latency_ms: float = 0.0, finish_reason: str | None = None) -> None:
         """A model or tool call: one line of trace.jsonl, and a row via the sink."""
         self.call_seq += 1
+        self.last_call_failed = finish_reason == "error"
         if self.budget is not None:
             self.budget.charge(cost_usd)
         if self.record == "metadata_only":
@@ -438,6 +440,15 @@ class Executor:
                 "finish_reason": finish_reason, "created_at": utc_now()}
         self.run_dir.append_trace(call)
         self.sink.record_call(call)
+
+    def end_failed_trace(self, reason: str) -> None:
+        """A run that failed without a failing call (no edge to follow, max_steps, a goal
+        gate, an engine error) ends its trace with an entry of kind `run` that says why, so
+        that every failed run's trace ends with `finish_reason: "error"`."""
+        if not self.last_call_failed:
+            self.record_call(node_id=self.state.current_node or "", attempt=0, kind=RUN_END,
+                             request={}, response=None, error=reason or "failed",
+                             finish_reason="error")
 
     def _kept(self, record: dict[str, Any]) -> dict[str, Any]:
         """What the record mode keeps of a stage record."""

@@ -17,6 +17,10 @@ RecordMode = Literal["full", "metadata_only"]
 # the trace holds every call that was made, and so that a replay stops where this run did.
 INTERRUPTED = "interrupted: the call was cut short by a timeout or a cancellation"
 
+# The kind of the trace entry that ends a failed run's trace when no failing call did (no
+# edge to follow, max_steps, a goal gate): not a call, and never replayed or counted as one.
+RUN_END = "run"
+
 # Keys whose values are content: prompts, responses, tool output, what a node put in context.
 CONTENT_KEYS = frozenset({"messages", "text", "content", "stdout", "stderr",
                           "context_updates", "status_file"})

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from .providers.base import ModelRequest, ModelResponse, ProviderError
-from .recording import INTERRUPTED
+from .recording import INTERRUPTED, RUN_END
 from .redact import Redactor
 
 ReplayMode = Literal["recorded", "hybrid", "live"]
@@ -258,6 +258,8 @@ class Cassette:
         cassette = cls(redactor)
         for _, call in sorted(by_seq.items()):
             kind = str(call["kind"])
+            if kind == RUN_END:  # how a failed run ended, not a call to serve
+                continue
             entry = _Entry(call, cassette._canonical(kind, call["request"]))
             cassette.entries.append(entry)
             key = (str(call["node_id"]), int(call["attempt"]), kind, _digest(entry.canonical))

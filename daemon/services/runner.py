@@ -357,6 +357,8 @@ class Runner:
         ended = utc_now()
         active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
         try:
+            if status == "failed":
+                active.executor.end_failed_trace(reason)
             await active.sink.flush(status=status, outcome=outcome, failure_reason=reason or None,
                                     ended_at=ended,
                                     resumable=int(status in RESUMABLE))

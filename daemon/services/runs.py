@@ -30,6 +30,7 @@ from ostinato.protocol.runs import (
 from ostinato.protocol.trials import TrialSetSummary
 
 from ..engine.executor import completed_nodes
+from ..engine.recording import RUN_END
 from ..engine.redact import Redactor, run_secrets
 from ..engine.rundir import RunDirectory
 from ..store.snapshot_schema import UnknownSchema
@@ -205,8 +206,9 @@ async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id} (`{side}`)")
         # A recipe DAG runs its ready stages concurrently: compared in a stable order.
         plan = _run_dir(ctx, row).read_json("config", "plan.json") or {}
-        records.append(from_rows(row, await services.runs.stages(run_id),
-                                 await traces.run_calls(run_id), dag=bool(plan.get("dag"))))
+        calls = [c for c in await traces.run_calls(run_id) if c["kind"] != RUN_END]
+        records.append(from_rows(row, await services.runs.stages(run_id), calls,
+                                 dag=bool(plan.get("dag"))))
     return diff_runs(*records)
 
 

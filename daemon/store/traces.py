@@ -8,13 +8,14 @@ import orjson
 
 from .db import Database
 
-# Totals over a set of calls; `{where}` selects them.
+# Totals over a set of calls; `{where}` selects them. The entry of kind `run` that ends a
+# failed run's trace is no call: only its finish_reason counts.
 _TOTALS = """
 SELECT trace_id, run_id,
-       COUNT(*) AS calls,
+       COALESCE(SUM(kind != 'run'), 0) AS calls,
        COALESCE(SUM(kind = 'model'), 0) AS model_calls,
        COALESCE(SUM(kind = 'tool'), 0) AS tool_calls,
-       COALESCE(SUM(error IS NOT NULL), 0) AS error_calls,
+       COALESCE(SUM(error IS NOT NULL AND kind != 'run'), 0) AS error_calls,
        COALESCE(SUM(input_tokens), 0) AS input_tokens,
        COALESCE(SUM(output_tokens), 0) AS output_tokens,
        COALESCE(SUM(cost_usd), 0.0) AS cost_usd,

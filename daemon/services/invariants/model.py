@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from ...engine.recording import RUN_END
+
 MAX_ACTUAL = 200  # characters of a searched text shown as `actual`
 JUDGE_NODE = "$judge"  # the node id of a judge's calls (recorded on the judged run)
 
@@ -35,8 +37,10 @@ class StoredRun:
         return str(self.run.get("id", ""))
 
     def work_calls(self) -> list[dict[str, Any]]:
-        """The pipeline's own calls: without the judge calls a reeval recorded on the run."""
-        return [c for c in self.calls if c.get("node_id") != JUDGE_NODE]
+        """The pipeline's own calls: without the judge calls a reeval recorded on the run,
+        and without the entry that ends a failed run's trace."""
+        return [c for c in self.calls
+                if c.get("node_id") != JUDGE_NODE and c.get("kind") != RUN_END]
 
 
 class Unavailable(Exception):
