@@ -161,7 +161,7 @@ async def test_a_run_that_fails_without_a_failing_call_ends_its_trace_with_an_er
         daemon: DaemonProcess) -> None:
     wire = await daemon.connect()
     for pipeline, settings, node, reason, calls in (
-            (NO_WAY_ON, FAST, "plan", "", 1),
+            (NO_WAY_ON, FAST, "plan", "the model reported fail", 1),
             (LOOPS, {**FAST, "max_steps": 5}, "route", "step limit reached", 0)):
         run = await run_to_end(wire, pipeline, settings=settings)
         assert run["status"] == "failed"
