@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import time
-import uuid
 
 _last_ms = 0
 _counter = 0
+# The random bits of an id need to be unique, not secret: a generator seeded from the OS
+# (again in a forked child) spares a system call per id.
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
 
 
 def uuid7() -> str:
@@ -27,9 +31,10 @@ def uuid7() -> str:
     else:
         _last_ms = ms
         _counter = 0
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+    value = ((ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62)
+             | _random.getrandbits(62))
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text

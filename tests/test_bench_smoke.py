@@ -43,3 +43,12 @@ def test_the_trials_bench_runs_every_workload() -> None:
     assert all(t["units"] == 100 for t in found["timings"])
     assert set(found["ratios"]) == {"per_trial_vs_inspect", "concurrency_vs_ideal",
                                     "replay_vs_scripted"}
+
+
+def test_the_trial_files_floor_runs_and_cleans_up(tmp_path: Any) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "trial_files.py"),
+                           "--trials", "5", "--dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "5 trials' files" in done.stdout and "ms per trial" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # its files are gone

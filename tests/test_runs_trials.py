@@ -52,9 +52,19 @@ async def test_a_trial_set_with_a_flaky_provider_keeps_a_trace_for_every_trial(
     assert result["verdict"] == ("passed" if result["passed"] >= 25 else "failed")
     assert result["latency_ms"]["count"] == 50
     assert result["latency_ms"]["p50"] <= result["latency_ms"]["p95"]
+    shared = Path(result["set_dir"]) / "config"
     for trial in trials:
         calls = await trace_lines(wire, trial["run_id"])
         assert calls and {c["trace_id"] for c in calls} == {trial["trace_id"]}
+        # Every trial's config/ is whole: the set's copy (one file, linked), its own launch.
+        config = Path((await wire.result("run.get", {"run_id": trial["run_id"]}))["run_dir"],
+                      "config")
+        names = sorted(p.name for p in config.iterdir())
+        assert names == sorted([p.name for p in shared.iterdir()] + ["launch.json"])
+        assert all((config / name).samefile(shared / name) for name in names
+                   if name != "launch.json")
+        assert json.loads((config / "launch.json").read_text())["trial_index"] == trial["index"]
+        assert (config / "pipeline.dot").read_text() == PIPELINE["source"]
         if not trial["passed"]:  # a failed trial's partial trace ends with the error
             assert calls[-1]["finish_reason"] == "error"
             assert "injected failure" in calls[-1]["error"]

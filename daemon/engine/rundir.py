@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -52,7 +53,7 @@ class AppendLog:
     """An append-only JSON-lines file, kept open while a run writes it: one write per line,
     so a crash leaves whole lines and at most one cut short at the end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
         self._handle: Any = None
 
@@ -75,12 +76,13 @@ class RunDirectory:
     def __init__(self, root: Path, redactor: Redactor | None = None,
                  content: bool = True) -> None:
         self.root = root
+        self._root = os.fspath(root)  # paths are joined as strings: a run writes thousands
         self.redactor = redactor or Redactor()
         self.content = content  # False: record mode metadata_only, no node text files
         self._stage_dirs: set[str] = set()
-        self._trace = AppendLog(root / "trace.jsonl")
-        self._journal = AppendLog(root / JOURNAL)
-        self._branches = AppendLog(root / BRANCHES)
+        self._trace = AppendLog(os.path.join(self._root, "trace.jsonl"))
+        self._journal = AppendLog(os.path.join(self._root, JOURNAL))
+        self._branches = AppendLog(os.path.join(self._root, BRANCHES))
 
     def close(self) -> None:
         """Close the append-only files (a run that continues later opens them again)."""
@@ -89,13 +91,13 @@ class RunDirectory:
 
     def create(self) -> None:
         """Make the directory tree."""
-        (self.root / "config").mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.join(self._root, "config"), exist_ok=True)
 
-    def _path(self, *parts: str) -> Path:
+    def _path(self, *parts: str) -> str:
         for part in parts[:-1]:
             if not _SAFE_NAME.match(part) and part not in ("config", "artifacts"):
                 raise ValueError(f"unsafe name in a run directory path: {part!r}")
-        return self.root.joinpath(*parts)
+        return os.path.join(self._root, *parts)
 
     def write_json(self, *parts: str, data: Any, settings: bool = False) -> None:
         """Write a JSON file with known secret values redacted; `settings` files also lose
@@ -111,10 +113,13 @@ class RunDirectory:
 
     def stage(self, node_id: str) -> str:
         """The directory of one node, created on first use."""
+        path = os.path.join(self._root, node_id)
         if node_id not in self._stage_dirs:
-            self._path(node_id, "x").parent.mkdir(exist_ok=True)
+            self._path(node_id, "status.json")  # refuses an unsafe node id
+            with contextlib.suppress(FileExistsError):  # a resumed run's node
+                os.mkdir(path)
             self._stage_dirs.add(node_id)
-        return os.path.join(self.root, node_id)
+        return path
 
     def write_stage_file(self, node_id: str, name: str, text: str) -> None:
         """prompt.md, response.md, … of one node: written in place, not renamed into place.
@@ -139,7 +144,8 @@ class RunDirectory:
     def read_json(self, *parts: str) -> Any:
         """A JSON file of the run, or None when it does not exist."""
         try:
-            return orjson.loads(self._path(*parts).read_bytes())
+            with open(self._path(*parts), "rb") as handle:
+                return orjson.loads(handle.read())
         except FileNotFoundError:
             return None
 

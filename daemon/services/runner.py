@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,15 @@ class Prepared:
     stored_inputs: dict[str, Any]  # redacted, for the runs row
     stored_settings: dict[str, Any]  # redacted, for the runs row
     stored_source: str  # redacted
+    # A copy of `config` on disk (a trial set's): its runs' config/ files are hard links to it.
+    config_dir: Path | None = None
+
+    def write_config(self, directory: Path) -> None:
+        """Write the config/ files once into `directory`, for the runs to link to."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in self.config.items():
+            write_file(directory / name, data)
+        self.config_dir = directory
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,8 @@ class Runner:
             run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
                  "trace_id": trace_id, "inputs": prepared.stored_inputs,
                  "settings": prepared.stored_settings, "created_at": created,
-                 "started_at": created, **options.launch()})
+                 "started_at": created, **options.launch()},
+            concurrent=options.trial_set_id is not None)
         append_run_manifest(self.home, {
             "run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
             "pipeline_hash": prepared.digest, "created_at": created,
@@ -292,7 +303,8 @@ class Runner:
                   recorded_stages: int = 0, record: RecordMode = "full",
                   replayer: Replayer | None = None, trial_index: int | None = None,
                   budget: Budget | None = None) -> ActiveRun:
-        sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor)
+        sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor,
+                         grouped=trial_index is not None)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,
                             providers=pool if replayer is None else
@@ -419,11 +431,21 @@ class Runner:
     def _snapshot(run_dir: RunDirectory, prepared: Prepared, launch: dict[str, Any]) -> None:
         """config/: source, resolved plan, settings, providers, pricing, launch record.
         Written once, before the run is in the store or announced, and never rewritten:
-        plain writes (a run cut short before its row exists cannot be resumed anyway)."""
-        config = run_dir.root / "config"
+        plain writes (a run cut short before its row exists cannot be resumed anyway). The
+        runs of a trial set link to one copy: creating a file costs many times a link on
+        some file systems, and a trial has only a few files more."""
+        config = os.path.join(run_dir.root, "config")
         for name, data in prepared.config.items():
-            write_file(config / name, data)
-        write_file(config / "launch.json", dump_json(run_dir.redactor.data(launch)))
+            target = os.path.join(config, name)
+            if prepared.config_dir is not None:
+                try:
+                    os.link(os.path.join(prepared.config_dir, name), target)
+                    continue
+                except OSError:  # no hard links here (another device, a file system)
+                    pass
+            write_file(target, data)
+        write_file(os.path.join(config, "launch.json"),
+                   dump_json(run_dir.redactor.data(launch)))
 
     @staticmethod
     def _manifest(run_id: str, trace_id: str, prepared: Prepared, created: str,

@@ -59,7 +59,8 @@ class TrialSet:
     written: float = 0.0  # time.monotonic() of the last write of the row and manifest
     passed_n: int = 0  # trials that passed
     not_passed_n: int = 0  # trials that failed, were skipped or cut short
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # trial_runs of the manifest
+    tokens: dict[int, tuple[int, int]] = field(default_factory=dict)  # index -> (in, out)
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -67,7 +68,7 @@ class TrialSet:
         self.runs = [{"index": i, "run_id": None, "trace_id": None, "status": "pending",
                       "outcome": None, "passed": None, "failure_reason": None,
                       "duration_ms": None, "cost_usd": 0.0,
-                      "score": None, "input_tokens": 0, "output_tokens": 0}
+                      "score": None}
                      for i in range(self.trials)]
 
     @property
@@ -105,14 +106,13 @@ class TrialSet:
             "pass_rate": round(passed / len(ended), 6) if ended else None,
             "verdict": self.verdict(), "early_stopped": self.early_stopped,
             "cost_usd": round(sum(r["cost_usd"] for r in self.runs), 10),
-            "input_tokens": sum(r["input_tokens"] for r in self.runs),
-            "output_tokens": sum(r["output_tokens"] for r in self.runs),
+            "input_tokens": sum(t[0] for t in self.tokens.values()),
+            "output_tokens": sum(t[1] for t in self.tokens.values()),
             "latency_ms": percentiles([r["duration_ms"] for r in ended
                                        if r["duration_ms"] is not None]),
             "scores": percentiles(scores),
             "created_at": self.created_at, "ended_at": self.ended_at,
-            "trial_runs": [{k: v for k, v in r.items()
-                            if k not in ("input_tokens", "output_tokens")} for r in self.runs],
+            "trial_runs": self.runs,
         }
 
 
@@ -174,6 +174,7 @@ class TrialSets:
         trial_set = TrialSet(set_id, graph.name, trials, concurrency, early_stop,
                              pass_threshold, self.home / "trials" / set_id)
         trial_set.set_dir.mkdir(parents=True)
+        prepared.write_config(trial_set.set_dir / "config")
         await self.store.add_trial_set(
             set_id, pipeline_hash=prepared.digest, pipeline_name=graph.name,
             pipeline_format=graph.source_format, source=prepared.stored_source, trials=trials,
@@ -256,10 +257,10 @@ class TrialSets:
         """Fill in a finished trial and persist the set (store row, manifest) at once."""
         ended = active.ended or {"status": "failed", "outcome": None, "failure_reason": None}
         status, totals = ended["status"], active.sink.totals
+        trial_set.tokens[entry["index"]] = (totals["input_tokens"], totals["output_tokens"])
         trial_set.settle(
             entry, **ended, duration_ms=round(seconds * 1000, 3),
-            cost_usd=round(totals["cost_usd"], 10), input_tokens=totals["input_tokens"],
-            output_tokens=totals["output_tokens"], score=_score(active),
+            cost_usd=round(totals["cost_usd"], 10), score=_score(active),
             # A trial cut short by the early stop or the budget neither passed nor failed.
             passed=None if status == "budget_exceeded" or (
                 status == "cancelled" and trial_set.early_stop)
@@ -309,8 +310,8 @@ class TrialSets:
             entry = trial_set.runs[run["trial_index"]]
             entry.update(run_id=run["id"], trace_id=run["trace_id"], status=run["status"],
                          outcome=run["outcome"], failure_reason=run["failure_reason"],
-                         cost_usd=run["cost_usd"], input_tokens=run["input_tokens"],
-                         output_tokens=run["output_tokens"])
+                         cost_usd=run["cost_usd"])
+            trial_set.tokens[run["trial_index"]] = (run["input_tokens"], run["output_tokens"])
             if run["status"] in ("completed", "failed") or (
                     run["status"] == "cancelled" and not trial_set.early_stop):
                 entry["passed"] = run["status"] == "completed" and run["outcome"] == "success"

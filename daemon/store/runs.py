@@ -26,8 +26,9 @@ class RunStore:
         self.db = db
 
     async def add_run(self, *, pipeline_hash: str, pipeline_name: str, pipeline_format: str,
-                      source: str, run: dict[str, Any]) -> None:
-        """Record a pipeline (once per hash) and a new run of it."""
+                      source: str, run: dict[str, Any], concurrent: bool = False) -> None:
+        """Record a pipeline (once per hash) and a new run of it; `concurrent` as in
+        Database.write."""
         await self.db.write([
             ("INSERT OR IGNORE INTO pipelines (hash, name, format, source, created_at) "
              "VALUES (?, ?, ?, ?, ?)",
@@ -41,7 +42,7 @@ class RunStore:
               run["created_at"], run.get("started_at"), run.get("record", "full"),
               run.get("replay_of"), run.get("replay_mode"), run.get("trial_set_id"),
               run.get("trial_index"), run.get("snapshot_id"))),
-        ])
+        ], concurrent=concurrent)
 
     @staticmethod
     def update_statement(run_id: str, **fields: Any) -> tuple[str, tuple[Any, ...]]:
