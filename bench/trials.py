@@ -21,9 +21,11 @@ bench/engine.py sets them up (one sqlite file in WAL mode for the whole benchmar
   concurrency only interleaves the same work.
 * latency-cC: the same set with the scripted provider answering after `--latency-ms`
   (default 100 ms) and `--latency-concurrency` (default 100) trials at a time; the
-  provider's own per-run concurrency limit is set to the same number (a pool is per run, so
-  it cannot cap a set, but nothing is left to a default). Ideal = ceil(trials / C) x latency;
-  the ratio is set time / ideal.
+  provider's concurrency limit is set to the same number (the trials of a set share one
+  provider pool, so the limit holds across the set). Ideal = ceil(trials / C) x latency;
+  the ratio is set time / ideal. The summary also gives the set's CPU against the ideal (one
+  event loop cannot end the set before it has spent that CPU) and how long a trial lasted
+  against the model's latency (the rest is waiting for the loop).
 * linear-N scripted / replay: one run of start -> n1 ... nN -> exit (N model calls, default
   1,000) on the scripted provider is recorded once, untimed; then, interleaved over the
   rounds, a fresh scripted run of the same pipeline and a run with
@@ -120,6 +122,7 @@ class Timing:
     seconds: float
     cpu_seconds: float  # of the process that did the work (this one, or inspect's child)
     ideal_seconds: float | None = None  # latency sets: ceil(trials / C) x latency
+    trial_ms: dict[str, float] | None = None  # trial sets: how long a trial lasted (p50, p95)
 
     @property
     def ms_per_unit(self) -> float:
@@ -153,6 +156,7 @@ class Ostinato:
         store = RunStore(db)
         self.runner = Runner(BenchDaemon(home), store)
         self.sets = TrialSets(self.runner, store)
+        self.last_summary: dict[str, Any] = {}  # of the last trial set
 
     async def trial_set(self, source: str, settings: RunSettings, trials: int,
                         concurrency: int) -> float:
@@ -163,7 +167,7 @@ class Ostinato:
             trials=trials, concurrency=concurrency, early_stop=False, pass_threshold=1.0)
         await trial_set.done
         seconds = time.perf_counter() - started
-        summary = trial_set.summary()
+        summary = self.last_summary = trial_set.summary()
         if trial_set.status != "completed" or summary["passed"] != trials:
             raise RuntimeError(f"trial set {trial_set.id} ended {trial_set.status}: "
                                f"{summary['passed']} of {trials} trials passed")
@@ -287,8 +291,10 @@ class Bench:
             single_node_dot(), latency_settings(args.latency_ms, args.latency_concurrency),
             args.trials, args.latency_concurrency)
         ideal = math.ceil(args.trials / args.latency_concurrency) * args.latency_ms / 1000
+        lasted = self.ostinato.last_summary["latency_ms"]
         self.add(Timing(f"latency-c{args.latency_concurrency}", round_no, args.trials,
-                        "trial", seconds, time.process_time() - cpu, ideal))
+                        "trial", seconds, time.process_time() - cpu, ideal,
+                        {"p50": lasted["p50"], "p95": lasted["p95"]}))
 
     async def record(self) -> None:
         """The recording the replays use (untimed)."""
@@ -517,6 +523,13 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str,
           + ("measured above" if inspect is not None else "reference, not measured")
           + f"; ideal of {latency_name}: ceil({args.trials}/{args.latency_concurrency}) x "
           f"{args.latency_ms:g} ms = {latency.ideal_seconds:g} s")
+    # The set runs on one event loop: it cannot end before that loop has spent its CPU, and
+    # a trial that lasts longer than its model's latency waited for the loop.
+    assert latency.trial_ms is not None
+    print(f"{latency_name}, best round: the set's CPU alone {latency.cpu_seconds:.2f} s = "
+          f"{latency.cpu_seconds / latency.ideal_seconds:.2f}x ideal; a trial lasted p50 "
+          f"{latency.trial_ms['p50']:.0f} ms, p95 {latency.trial_ms['p95']:.0f} ms for "
+          f"{args.latency_ms:g} ms of model latency")
     if args.json:
         print(orjson.dumps({
             "loop": loop_name, "args": vars(args), "summary": "best", "inspect_ai": inspect,

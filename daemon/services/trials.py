@@ -195,25 +195,32 @@ class TrialSets:
     async def _run(self, trial_set: TrialSet, ref: PipelineRef, inputs: dict[str, Any],
                    variables: dict[str, str], settings: RunSettings, base: RunOptions) -> None:
         slots = asyncio.Semaphore(trial_set.concurrency)
+        # Trials start one after another. Started all at once, their model calls would
+        # return together and their remaining work interleave, so that all of them end late
+        # together and the next ones start together again: waves, with the loop idle
+        # between them, and every trial lasting a whole burst longer than its work.
+        starting = asyncio.Lock()
         running = trial_set.running
 
         async def trial(index: int) -> None:
             async with slots:
-                if self.runner.stopping or trial_set.cancelled or (
-                        base.budget is not None and base.budget.exceeded) or (
-                        trial_set.early_stop and trial_set.verdict() is not None):
-                    trial_set.settle(trial_set.runs[index], status="skipped")
-                    return
-                started = time.monotonic()
-                options = RunOptions(**{**base.__dict__, "trial_index": index})
                 entry = trial_set.runs[index]
-                try:
-                    active = await self.runner.start(ref, inputs, variables, settings, options)
-                except RpcError as exc:  # e.g. the replayed run is gone: this trial fails
-                    trial_set.settle(entry, status="failed", passed=False,
-                                     failure_reason=exc.message)
-                    await self._record(trial_set)
-                    return
+                async with starting:
+                    if self.runner.stopping or trial_set.cancelled or (
+                            base.budget is not None and base.budget.exceeded) or (
+                            trial_set.early_stop and trial_set.verdict() is not None):
+                        trial_set.settle(entry, status="skipped")
+                        return
+                    started = time.monotonic()
+                    options = RunOptions(**{**base.__dict__, "trial_index": index})
+                    try:
+                        active = await self.runner.start(ref, inputs, variables, settings,
+                                                         options)
+                    except RpcError as exc:  # e.g. the replayed run is gone: this trial fails
+                        trial_set.settle(entry, status="failed", passed=False,
+                                         failure_reason=exc.message)
+                        await self._record(trial_set)
+                        return
                 entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
                              status="running")
                 running[index] = active
