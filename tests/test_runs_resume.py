@@ -29,11 +29,16 @@ from .runs_support import (
     read_fifo,
     read_json,
     run_to_end,
+    trace,
     visits,
 )
 from .support import DaemonProcess, start_daemon
 
 CONFLICT, NOT_FOUND = -32004, -32001
+# The scripted provider at a real price, so that a call served from a recording (free) and
+# a live one can be told apart.
+PRICED = {**FAST, "pricing": {"models": {"scripted/*": {"input_per_mtok": 3.0,
+                                                        "output_per_mtok": 15.0}}}}
 
 
 def blocking_pipeline(go: Path, fifo: Path) -> dict[str, str]:
@@ -64,12 +69,13 @@ def kill_orphan(pid: int) -> None:
 
 
 async def kill_mid_run(home: Path, socket: str, pipeline: dict[str, str],
-                       fifo: Path) -> dict[str, Any]:
-    """Start a daemon and a run, SIGKILL the daemon while the tool blocks; the run's
-    run.start summary."""
+                       fifo: Path, **params: Any) -> dict[str, Any]:
+    """Start a daemon and a run (more run.start `params` given), SIGKILL the daemon while
+    the tool blocks; the run's run.start summary."""
     first = await start_daemon(home, "--socket", socket)
     wire = await first.connect()
-    started = await wire.result("run.start", {"pipeline": pipeline, "settings": FAST})
+    started = await wire.result("run.start", {"pipeline": pipeline, "settings": FAST,
+                                              **params})
     pid = int(await read_fifo(fifo))  # prep is done, the tool is blocked
     first.process.kill()
     assert await first.stop() == -signal.SIGKILL
@@ -255,3 +261,56 @@ async def test_a_run_killed_mid_fan_out_runs_only_the_unfinished_branches_again(
     assert (detail["input_tokens"], detail["output_tokens"]) == (
         fresh["input_tokens"], fresh["output_tokens"])
     check_files_parse(home)
+
+
+async def test_a_replay_resumed_behind_its_store_serves_the_rerun_node_from_its_recording(
+        short_tmp: Path) -> None:
+    """A hybrid replay killed in its live tool, with its checkpoint behind the store (prep's
+    served call recorded, the checkpoint not yet knowing prep). The resume runs prep again:
+    the recording serves it again, as it serves `after`; only the changed tool is live."""
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    fifo = make_fifo(short_tmp / "announce")
+    recorded_go, replay_go = short_tmp / "go", short_tmp / "go-replay"
+    recorded_go.touch()
+    first = await start_daemon(home, "--socket", socket)
+    try:
+        original = await run_to_end(await first.connect(),
+                                    blocking_pipeline(recorded_go, fifo), settings=PRICED)
+    finally:
+        assert await first.stop() == 0, "".join(first.log)
+    assert (original["status"], original["outcome"]) == ("completed", "success")
+    # The tool's command names another file: the recording has no call for it (live).
+    started = await kill_mid_run(home, socket, blocking_pipeline(replay_go, fifo), fifo,
+                                 settings=PRICED, replay={"from_run": original["run_id"],
+                                                          "mode": "hybrid"})
+    path = Path(started["run_dir"]) / "checkpoint.json"
+    checkpoint = json.loads(path.read_text())
+    assert [entry["node"] for entry in checkpoint["logs"]] == ["start", "prep"]
+    checkpoint.update(current_node="start", next_node="prep", completed_nodes=["start"],
+                      completed_count=1, node_outcomes={"start": "success"},
+                      stage_seq=checkpoint["stage_seq"] - 1,
+                      call_seq=checkpoint["call_seq"] - 1, logs=checkpoint["logs"][:1])
+    path.write_text(json.dumps(checkpoint))
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        replay_go.touch()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+        original_detail = await wire.result("run.get", {"run_id": original["run_id"]})
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+    assert detail["completed_nodes"] == original_detail["completed_nodes"]
+    assert detail["context"] == original_detail["context"]
+    recorded = {c["node_id"]: c for c in trace(original_detail) if c["kind"] == "model"}
+    replayed = [c for c in trace(detail) if c["kind"] == "model"]
+    # prep twice (the abandoned call and its re-run), after once: all from the recording.
+    assert [c["node_id"] for c in replayed] == ["prep", "prep", "after"]
+    assert all(c["cost_usd"] == 0.0 for c in replayed)
+    assert all(c["response"]["text"] == recorded[c["node_id"]]["response"]["text"]
+               for c in replayed)
+    assert recorded["prep"]["cost_usd"] > 0  # priced: a live call would have cost
+    assert detail["cost_usd"] == 0.0

@@ -274,11 +274,15 @@ class Runner:
         redactor = Redactor(run_secrets({**inputs, **variables}, pool.secrets()))
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         replayer = await self._replayer(options, redactor) if options.replay_mode else None
-        if replayer is not None:  # the calls this run already made used up their recordings
-            made = await TraceStore(self.store.db).run_calls(run_id)
-            replayer.cassette.consume(decode_call(call) for call in made)
-        next_event, next_stage = await self.store.next_sequences(run_id)
         checkpoint = run_dir.read_json("checkpoint.json")
+        if replayer is not None:
+            # The calls of the work the checkpoint keeps used up their recordings; those
+            # after it belong to a node that runs again, and are served again.
+            kept = int((checkpoint or {}).get("call_seq", 0))
+            made = await TraceStore(self.store.db).run_calls(run_id)
+            replayer.cassette.consume(decode_call(call) for call in made
+                                      if call["seq"] <= kept)
+        next_event, next_stage = await self.store.next_sequences(run_id)
         await self.store.update_run(run_id, status="running", resumable=0,
                                     resumed_from=(checkpoint or {}).get("current_node"))
         active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
