@@ -4,7 +4,7 @@ and a recorded replay against a scripted run of the same pipeline.
 Run it with `.venv/bin/python bench/trials.py`; options:
 
     .venv/bin/python bench/trials.py [--rounds 3] [--trials 1000] [--concurrency 1,8]
-        [--latency-ms 100] [--latency-concurrency 100] [--replay-nodes 1000]
+        [--latency-ms 100] [--latency-concurrency 100] [--replay-nodes 1000] [--replay-pairs 3]
         [--inspect-samples N] [--no-inspect] [--profile K [--profile-out FILE]] [--quick]
         [--json] [--no-uvloop]
 
@@ -27,8 +27,9 @@ bench/engine.py sets them up (one sqlite file in WAL mode for the whole benchmar
   event loop cannot end the set before it has spent that CPU) and how long a trial lasted
   against the model's latency (the rest is waiting for the loop).
 * linear-N scripted / replay: one run of start -> n1 ... nN -> exit (N model calls, default
-  1,000) on the scripted provider is recorded once, untimed; then, interleaved over the
-  rounds, a fresh scripted run of the same pipeline and a run with
+  1,000) on the scripted provider is recorded once, untimed; then, in every round,
+  `--replay-pairs` (default 3) pairs of a fresh scripted run of the same pipeline and a run
+  with
   `RunOptions(replay_of=<recorded run>, replay_mode="recorded")`, whose every call is served
   from the recording (a call the recording lacks would stop it: it must complete). Timed
   from `Runner.start` until `done`; the replay's time includes reading the recorded calls
@@ -301,11 +302,14 @@ class Bench:
         nodes = self.args.replay_nodes
         _, self.recorded = await self.ostinato.run(linear_dot(nodes), RunOptions(), nodes)
 
-    async def replay_pair(self, round_no: int) -> None:
-        """A scripted run and a recorded replay of the same pipeline, order alternating."""
+    async def replay_pairs(self, round_no: int) -> None:
+        """`--replay-pairs` pairs of a scripted run and a recorded replay of the same
+        pipeline, which goes first alternating."""
         nodes = self.args.replay_nodes
         source = linear_dot(nodes)
-        sides = ("scripted", "replay") if round_no % 2 else ("replay", "scripted")
+        sides = [side for pair in range(self.args.replay_pairs)
+                 for side in (("scripted", "replay") if (round_no + pair) % 2
+                              else ("replay", "scripted"))]
         for side in sides:
             options = RunOptions() if side == "scripted" else RunOptions(
                 replay_of=self.recorded, replay_mode="recorded")
@@ -351,7 +355,7 @@ def measure(tmp: Path, args: argparse.Namespace, loop: asyncio.Runner,
             if inspect is not None:
                 bench.add(inspect_round(args.inspect_samples, round_no))
             loop.run(bench.latency(round_no))
-            loop.run(bench.replay_pair(round_no))
+            loop.run(bench.replay_pairs(round_no))
         if args.profile:
             profile = loop.run(profiled_set(bench, args))
         return bench, profile
@@ -410,6 +414,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="concurrency of the latency set (default 100)")
     parser.add_argument("--replay-nodes", type=int, default=1000,
                         help="model calls of the replayed pipeline (default 1000)")
+    parser.add_argument("--replay-pairs", type=int, default=3,
+                        help="scripted/replay pairs per round (default 3)")
     parser.add_argument("--inspect-samples", type=int, default=None,
                         help="samples of the inspect_ai eval (default: --trials)")
     parser.add_argument("--no-inspect", action="store_true",
@@ -426,7 +432,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inspect-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.trials, args.replay_nodes = 1, 100, 100
+        args.rounds, args.trials, args.replay_nodes, args.replay_pairs = 1, 100, 100, 1
     try:
         args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     except ValueError:
@@ -434,7 +440,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.inspect_samples is None:
         args.inspect_samples = args.trials
     if not args.concurrency or min(args.rounds, args.trials, args.latency_concurrency,
-                                   args.replay_nodes, args.inspect_samples,
+                                   args.replay_nodes, args.replay_pairs, args.inspect_samples,
                                    *args.concurrency) < 1 or args.latency_ms <= 0:
         parser.error("counts must be at least 1, --latency-ms above 0")
     return args
