@@ -16,7 +16,7 @@ import pytest_asyncio
 from ostinato.protocol.invariants import ACROSS_TRIALS, Invariant
 
 from .invariants_support import EVERY_CHECK, bad_run, good_run, module_daemon, reeval
-from .runs_support import trace
+from .runs_support import send_request, trace
 from .support import DaemonProcess, Wire
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -216,6 +216,23 @@ async def test_judge_calls_are_recorded_on_the_run_and_served_again(wire: Wire) 
     five = await reeval(wire, run["run_id"], [{**judge, "k": 5}])
     assert five["results"][0]["actual"]["votes"] == ["PASS", "FAIL", "PASS", "PASS", "PASS"]
     assert [c["attempt"] for c in trace(run) if c["node_id"] == "$judge"] == [1, 2, 3, 4, 5]
+
+
+async def test_concurrent_reevals_number_their_judge_calls_apart(wire: Wire) -> None:
+    run = await good_run(wire)
+    judge = {"type": "judge", "rubric": "The report names the top candidate.", "k": 3}
+    sent = [await send_request(wire, "run.reeval",
+                               {"run_id": run["run_id"], "invariants": [judge]})
+            for _ in range(2)]
+    replies = [await wire.response() for _ in sent]
+    assert sorted(reply["id"] for reply in replies) == sorted(sent)
+    assert all(reply["result"]["results"][0]["status"] == "passed" for reply in replies)
+    # Each asked its votes live (neither saw the other's recording): six calls, each with
+    # its own place in the trace and the store.
+    judged = [c["seq"] for c in trace(run) if c["node_id"] == "$judge"]
+    assert sorted(judged) == list(range(5, 11))
+    stored = await wire.result("trace.get", {"trace_id": run["trace_id"]})
+    assert sorted(c["seq"] for c in stored["calls"]) == list(range(1, 11))
 
 
 async def test_a_metadata_only_run_answers_all_but_content_checks(wire: Wire) -> None:

@@ -3,6 +3,7 @@ long-lived parts they share (the store, the runner)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -33,6 +34,9 @@ class Services:
     trials: TrialSets
     snapshots: SnapshotStore = field(init=False)
     tests: TestRuns = field(init=False)  # set by start(): it needs the daemon
+    # Held while calls are appended to a stored run (a judge's): they are numbered after
+    # its last call, which must not change between the read and the write.
+    appending_calls: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.snapshots = SnapshotStore(self.db)

@@ -105,19 +105,20 @@ async def record_judge_calls(services: Services, home: Path, run_id: str,
     root = home / row["run_dir"]
     launch = RunDirectory(root).read_json("config", "launch.json") or {}
     redactor = run_redactor(StoredRun(run=row, launch=launch), secrets)
-    last = await services.db.fetchone(
-        "SELECT COALESCE(MAX(seq), 0) AS seq FROM calls WHERE run_id = ?", (run_id,))
-    seq = int(last["seq"]) if last else 0
-    records = []
-    for offset, call in enumerate(calls, 1):
-        record = {key: value for key, value in call.items() if key != "usage"}
-        record.update(run_id=run_id, trace_id=row["trace_id"], seq=seq + offset)
-        records.append(redactor.values(record))
-    await services.runs.record(run_id, stage=None, events=[], calls=records)
-    run_dir = RunDirectory(root, redactor)
-    try:
-        for record in records:
-            run_dir.append_trace(record)
-    finally:
-        run_dir.close()
+    async with services.appending_calls:  # two reevals at once would number theirs alike
+        last = await services.db.fetchone(
+            "SELECT COALESCE(MAX(seq), 0) AS seq FROM calls WHERE run_id = ?", (run_id,))
+        seq = int(last["seq"]) if last else 0
+        records = []
+        for offset, call in enumerate(calls, 1):
+            record = {key: value for key, value in call.items() if key != "usage"}
+            record.update(run_id=run_id, trace_id=row["trace_id"], seq=seq + offset)
+            records.append(redactor.values(record))
+        await services.runs.record(run_id, stage=None, events=[], calls=records)
+        run_dir = RunDirectory(root, redactor)
+        try:
+            for record in records:
+                run_dir.append_trace(record)
+        finally:
+            run_dir.close()
     return records
