@@ -100,7 +100,7 @@ class Executor:
         self.interviewer = interviewer
         self.sink: RunSink = sink or NullSink()
         self.settings = settings
-        self.rng = rng or random.Random()
+        self.rng = rng  # retry jitter; None: the random module's own generator
         self.state = _State(Context())
         self.call_seq = 0
         self.last_call_failed = False  # the trace so far ends with a failed call

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -314,7 +313,7 @@ class Runner:
                             providers=pool if replayer is None else
                             ReplayProviders(pool, replayer),
                             interviewer=DaemonInterviewer(self, run_id, settings),
-                            sink=sink, settings=settings, rng=random.Random(),
+                            sink=sink, settings=settings,
                             recorded_stages=recorded_stages, record=record,
                             replayer=replayer, trial_index=trial_index, budget=budget)
         active = ActiveRun(run_id, executor, pool, sink)
