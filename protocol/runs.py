@@ -109,7 +109,14 @@ class RunStartParams(Params):
         if self.pipeline is None and (self.replay is None or self.replay.from_run is None):
             raise ValueError("give `pipeline`, or `replay.from_run` to run a recorded "
                              "run's pipeline again")
+        stray = sorted(_TRIAL_SET_ONLY & self.model_fields_set)
+        if self.trials is None and stray:
+            raise ValueError(", ".join(f"`{name}`" for name in stray)
+                             + " apply to a trial set: give `trials` too")
         return self
+
+
+_TRIAL_SET_ONLY = frozenset({"concurrency", "early_stop", "pass_threshold"})
 
 
 class RunSummary(Result):

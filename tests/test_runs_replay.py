@@ -127,6 +127,22 @@ async def test_replay_errors_are_clear(daemon: DaemonProcess, tmp_path: Path) ->
     refused = await wire.request("run.start", {"replay": {"from_run": quiet["run_id"]}})
     assert refused["error"]["code"] == CONFLICT
     assert "metadata_only" in refused["error"]["message"]
+    # A run still running has only part of its recording.
+    slow = {"providers": {"scripted": {"type": "scripted", "latency_ms": 60_000}}}
+    running = await wire.result("run.start", {"pipeline": dot(REVIEW.format(check="Check")),
+                                              "settings": slow})
+    for mode in ("recorded", "hybrid"):
+        early = await wire.request("run.start", {"replay": {"from_run": running["run_id"],
+                                                            "mode": mode}})
+        assert early["error"]["code"] == CONFLICT
+        assert "running" in early["error"]["message"]
+    await wire.result("run.cancel", {"run_id": running["run_id"]})
+    # Trial-set options without a trial set are a mistake, not something to ignore.
+    for stray in ({"concurrency": 4}, {"early_stop": True}, {"pass_threshold": 0.5}):
+        wrong = await wire.request("run.start", {"pipeline": dot(REVIEW.format(check="C")),
+                                                 **stray})
+        assert wrong["error"]["code"] == INVALID_PARAMS
+        assert "give `trials`" in str(wrong["error"]["data"])
 
 
 async def test_metadata_only_keeps_no_prompt_or_response_content(

@@ -27,7 +27,7 @@ from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
 from ..ids import utc_now, uuid7
-from ..store.runs import RunStore
+from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore, decode_call
 from .run_sink import DaemonInterviewer, StoreSink
@@ -235,6 +235,12 @@ class Runner:
         if options.replay_of is None:
             raise RpcError(ErrorCode.INVALID_PARAMS,
                            f"Invalid params: replay mode {mode!r} needs replay.from_run")
+        row = await self.store.get_run(options.replay_of)
+        if row is not None and row["status"] in ACTIVE:
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"run {options.replay_of} is {row['status']}: its recording is not "
+                           "complete yet; replay it once it has ended, or use mode live",
+                           {"run_id": options.replay_of})
         launch, _, _ = await self.recorded_launch(options.replay_of)
         if launch.get("record", "full") != "full":
             raise RpcError(ErrorCode.CONFLICT,
