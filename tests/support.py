@@ -147,7 +147,11 @@ class DaemonProcess:
 
     async def stop(self) -> int:
         if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
+            # os.kill, not Process.send_signal: that polls the child first, and a poll that
+            # reaps a daemon which has just died (a test killed it) leaves asyncio's child
+            # watcher nothing to wait for: it then reports 255 instead of the real status.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
         code = await asyncio.wait_for(self.process.wait(), WAIT)
         if self._drain is not None:
             await self._drain
