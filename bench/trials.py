@@ -24,8 +24,10 @@ bench/engine.py sets them up (one sqlite file in WAL mode for the whole benchmar
   provider's concurrency limit is set to the same number (the trials of a set share one
   provider pool, so the limit holds across the set). Ideal = ceil(trials / C) x latency;
   the ratio is set time / ideal. The summary also gives the set's CPU against the ideal (one
-  event loop cannot end the set before it has spent that CPU) and how long a trial lasted
-  against the model's latency (the rest is waiting for the loop).
+  event loop cannot end the set before it has spent that CPU), how long a trial lasted
+  against the model's latency (the rest is waiting for the loop), and, for information, the
+  set against max(ideal, trials x the zero-latency time per trial): what one event loop
+  can do at best.
 * linear-N scripted / replay: one run of start -> n1 ... nN -> exit (N model calls, default
   1,000) on the scripted provider is recorded once, untimed; then, in every round,
   `--replay-pairs` (default 3) pairs of a fresh scripted run of the same pipeline and a run
@@ -536,6 +538,13 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str,
           f"{latency.cpu_seconds / latency.ideal_seconds:.2f}x ideal; a trial lasted p50 "
           f"{latency.trial_ms['p50']:.0f} ms, p95 {latency.trial_ms['p95']:.0f} ms for "
           f"{args.latency_ms:g} ms of model latency")
+    # What one event loop can do at best: wait for the models, or do the trials' work at
+    # the per-trial cost measured above, whichever takes longer.
+    reachable = max(latency.ideal_seconds, args.trials * per_trial / 1000)
+    print(f"{latency_name} against what one event loop can do, max(ideal, {args.trials:,} x "
+          f"{per_trial:.2f} ms per trial) = {reachable:.2f} s: "
+          f"{latency.seconds / reachable:.2f}x (for information; the target is against the "
+          "ideal)")
     if args.json:
         print(orjson.dumps({
             "loop": loop_name, "args": vars(args), "summary": "best", "inspect_ai": inspect,
