@@ -109,14 +109,17 @@ class RunStartParams(Params):
         if self.pipeline is None and (self.replay is None or self.replay.from_run is None):
             raise ValueError("give `pipeline`, or `replay.from_run` to run a recorded "
                              "run's pipeline again")
-        stray = sorted(_TRIAL_SET_ONLY & self.model_fields_set)
+        # Only values other than the defaults: typed clients send every field.
+        stray = [name for name in _TRIAL_SET_ONLY
+                 if getattr(self, name) != type(self).model_fields[name].default]
         if self.trials is None and stray:
             raise ValueError(", ".join(f"`{name}`" for name in stray)
-                             + " apply to a trial set: give `trials` too")
+                             + (" applies" if len(stray) == 1 else " apply")
+                             + " to a trial set: give `trials` too")
         return self
 
 
-_TRIAL_SET_ONLY = frozenset({"concurrency", "early_stop", "pass_threshold"})
+_TRIAL_SET_ONLY = ("concurrency", "early_stop", "pass_threshold")
 
 
 class RunSummary(Result):

@@ -138,11 +138,16 @@ async def test_replay_errors_are_clear(daemon: DaemonProcess, tmp_path: Path) ->
         assert "running" in early["error"]["message"]
     await wire.result("run.cancel", {"run_id": running["run_id"]})
     # Trial-set options without a trial set are a mistake, not something to ignore.
-    for stray in ({"concurrency": 4}, {"early_stop": True}, {"pass_threshold": 0.5}):
+    for stray in ({"concurrency": 2}, {"early_stop": True}, {"pass_threshold": 0.5}):
         wrong = await wire.request("run.start", {"pipeline": dot(REVIEW.format(check="C")),
                                                  **stray})
         assert wrong["error"]["code"] == INVALID_PARAMS
         assert "give `trials`" in str(wrong["error"]["data"])
+    # Their defaults are no mistake: typed clients send every field.
+    plain = await wire.result("run.start", {"pipeline": dot(REVIEW.format(check="C")),
+                                            "concurrency": 4, "early_stop": False,
+                                            "pass_threshold": 1.0, "wait": True})
+    assert plain["status"] == "completed" and "run_id" in plain
 
 
 async def test_metadata_only_keeps_no_prompt_or_response_content(

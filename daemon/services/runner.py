@@ -239,7 +239,7 @@ class Runner:
         if row is not None and row["status"] in ACTIVE:
             raise RpcError(ErrorCode.CONFLICT,
                            f"run {options.replay_of} is {row['status']}: its recording is not "
-                           "complete yet; replay it once it has ended, or use mode live",
+                           "complete yet; replay it once it has ended",
                            {"run_id": options.replay_of})
         launch, _, _ = await self.recorded_launch(options.replay_of)
         if launch.get("record", "full") != "full":
@@ -278,7 +278,11 @@ class Runner:
         pool = self._pool(settings)
         redactor = Redactor(run_secrets({**inputs, **variables}, pool.secrets()))
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
-        replayer = await self._replayer(options, redactor) if options.replay_mode else None
+        try:
+            replayer = await self._replayer(options, redactor) if options.replay_mode else None
+        except BaseException:
+            await pool.aclose()
+            raise
         checkpoint = run_dir.read_json("checkpoint.json")
         if replayer is not None:
             # The calls of the work the checkpoint keeps used up their recordings; those

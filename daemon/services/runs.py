@@ -33,6 +33,7 @@ from ..engine.executor import completed_nodes
 from ..engine.recording import RUN_END
 from ..engine.redact import Redactor, run_secrets
 from ..engine.rundir import RunDirectory
+from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore
 from .base import HandlerTable, RequestContext, cursor_errors
@@ -214,9 +215,6 @@ async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
 
 # -- run.reeval ---------------------------------------------------------------------------
 
-_UNFINISHED = ("pending", "running", "waiting")
-
-
 @table.method("run.reeval")
 async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResult:
     """Evaluate invariants against what a run recorded; executes nothing. A `judge` asked
@@ -226,7 +224,7 @@ async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResul
         snapshot, invariants = await _snapshot_checks(ctx, params.snapshot_id)
     stored = await load_stored_run(_services(ctx), ctx.daemon.home, params.run_id)
     row, launch, record = stored.run, stored.launch, stored.record
-    if row["status"] in _UNFINISHED:
+    if row["status"] in ACTIVE:
         raise RpcError(ErrorCode.CONFLICT, f"run {params.run_id} is {row['status']}; "
                                            "re-evaluate it once it has ended")
     results = await reeval_checks(_services(ctx), ctx.daemon.home, stored,

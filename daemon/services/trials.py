@@ -92,6 +92,10 @@ class TrialSet:
             return "failed"
         return None
 
+    def stops_early(self) -> bool:
+        """With `early_stop`, True once the verdict is settled: no more trials are needed."""
+        return self.early_stop and self.verdict() is not None
+
     def summary(self) -> dict[str, Any]:
         """The TrialSetSummary of the set as it stands."""
         ended = [r for r in self.runs if r["passed"] is not None]
@@ -207,8 +211,8 @@ class TrialSets:
                 entry = trial_set.runs[index]
                 async with starting:
                     if self.runner.stopping or trial_set.cancelled or (
-                            base.budget is not None and base.budget.exceeded) or (
-                            trial_set.early_stop and trial_set.verdict() is not None):
+                            base.budget is not None and base.budget.exceeded) or \
+                            trial_set.stops_early():
                         trial_set.settle(entry, status="skipped")
                         return
                     started = time.monotonic()
@@ -224,12 +228,15 @@ class TrialSets:
                 entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
                              status="running")
                 running[index] = active
-                if trial_set.cancelled and active.run_id in self.runner.active:
-                    await self.runner.cancel(active.run_id)  # cancelled while it started
+                # Cancelled, or the verdict settled, while it started: it was not yet
+                # among the running ones that those cancel.
+                if (trial_set.cancelled or trial_set.stops_early()) \
+                        and active.run_id in self.runner.active:
+                    await self.runner.cancel(active.run_id)
                 await asyncio.shield(active.done)
                 running.pop(index, None)
                 await self._trial_ended(trial_set, entry, active, time.monotonic() - started)
-                if trial_set.early_stop and trial_set.verdict() is not None:
+                if trial_set.stops_early():
                     trial_set.early_stopped = trial_set.early_stopped or any(
                         r["status"] in ("pending", "running") for r in trial_set.runs)
                     for other in list(running.values()):  # their result cannot matter now
