@@ -314,3 +314,65 @@ async def test_a_replay_resumed_behind_its_store_serves_the_rerun_node_from_its_
                for c in replayed)
     assert recorded["prep"]["cost_usd"] > 0  # priced: a live call would have cost
     assert detail["cost_usd"] == 0.0
+
+
+async def test_a_replay_killed_mid_fan_out_serves_the_unfinished_branch_again(
+        short_tmp: Path) -> None:
+    """A hybrid replay killed while one branch blocks in its live tool: that branch's model
+    call, made before the tool, is open in the checkpoint. The resume runs the branch again
+    and its recording serves the call again."""
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    fifo = make_fifo(short_tmp / "announce")
+    recorded_go, replay_go = short_tmp / "go", short_tmp / "go-replay"
+    recorded_go.touch()
+
+    def fan(go: Path) -> dict[str, str]:
+        return dot(f"""\
+            digraph fan {{
+                start [shape=Mdiamond]
+                par [shape=component, max_parallel=2]
+                x [prompt="Explore"]
+                slow [shape=parallelogram,
+                      tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
+                b [prompt="Build"]
+                join [shape=tripleoctagon]
+                done [shape=Msquare]
+                start -> par
+                par -> x
+                par -> b
+                x -> slow -> join
+                b -> join
+                join -> done
+            }}""")
+
+    first = await start_daemon(home, "--socket", socket)
+    try:
+        original = await run_to_end(await first.connect(), fan(recorded_go), settings=PRICED)
+    finally:
+        assert await first.stop() == 0, "".join(first.log)
+    assert (original["status"], original["outcome"]) == ("completed", "success")
+    started = await kill_mid_run(home, socket, fan(replay_go), fifo, settings=PRICED,
+                                 replay={"from_run": original["run_id"], "mode": "hybrid"})
+    checkpoint = json.loads((Path(started["run_dir"]) / "checkpoint.json").read_text())
+    [x_call] = [c["seq"] for c in trace(started) if c["node_id"] == "x"]
+    assert x_call in checkpoint["open_calls"]
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        replay_go.touch()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+        original_detail = await wire.result("run.get", {"run_id": original["run_id"]})
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+    assert detail["completed_nodes"] == original_detail["completed_nodes"]
+    recorded = {c["node_id"]: c for c in trace(original_detail) if c["kind"] == "model"}
+    replayed = [c for c in trace(detail) if c["kind"] == "model"]
+    assert [c["node_id"] for c in replayed].count("x") == 2  # abandoned, and made again
+    assert all(c["cost_usd"] == 0.0 for c in replayed)  # every one from the recording
+    assert all(c["response"]["text"] == recorded[c["node_id"]]["response"]["text"]
+               for c in replayed)
+    assert detail["cost_usd"] == 0.0

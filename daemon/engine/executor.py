@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -27,6 +28,9 @@ from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .rundir import JOURNAL, RunDirectory
 
 HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
+# The calls of the unit of concurrent work (a parallel branch, a DAG stage) that the current
+# task runs; None outside one.
+_WORK: ContextVar[list[int] | None] = ContextVar("ostinato_work_calls", default=None)
 
 
 class RunSink(Protocol):
@@ -103,6 +107,9 @@ class Executor:
         self.rng = rng  # retry jitter; None: the random module's own generator
         self.state = _State(Context())
         self.call_seq = 0
+        # Calls of concurrent work not finished yet: a checkpoint names them (`open_calls`),
+        # for a resume runs that work again and makes them again.
+        self._open_work: list[list[int]] = []
         self.last_call_failed = False  # the trace so far ends with a failed call
         self.resumed_at: int | None = None  # completed nodes when this run was resumed
         self.record: RecordMode = record
@@ -242,15 +249,16 @@ class Executor:
                                    and n not in running.values() and needs[n] <= done)
                     for node_id in ready[:max(0, limit - len(running))]:
                         task = asyncio.ensure_future(
-                            self.execute_node(graph.nodes[node_id], state.context))
+                            self._stage_as_work(graph.nodes[node_id], state.context))
                         running[task] = node_id
                 if not running:
                     break
                 finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in sorted(finished, key=lambda t: running[t]):
                     node = graph.nodes[running.pop(task)]
-                    outcome = task.result()
+                    calls, outcome = task.result()
                     self._record(node, outcome, state.context)
+                    self.close_work(calls)
                     done.add(node.id)
                     state.current_node = node.id
                     if outcome.status is Status.FAIL and not failure:
@@ -262,6 +270,24 @@ class Executor:
         if failure:
             return await self._finish(Status.FAIL, failure, started)
         return await self._finish(Status.SUCCESS, "", started)
+
+    async def _stage_as_work(self, node: Node, context: Context) -> tuple[list[int], Outcome]:
+        """A DAG stage, in its own task: its calls, and its outcome."""
+        calls = self.open_work()
+        return calls, await self.execute_node(node, context)
+
+    def open_work(self) -> list[int]:
+        """Begin a unit of concurrent work in the current task (a parallel branch, a DAG
+        stage): the calls it makes stay open until `close_work`, which comes once its
+        result is recorded."""
+        calls: list[int] = []
+        self._open_work.append(calls)
+        _WORK.set(calls)
+        return calls
+
+    def close_work(self, calls: list[int]) -> None:
+        """The work whose calls these are has its result recorded: checkpoints cover them."""
+        self._open_work = [open_ for open_ in self._open_work if open_ is not calls]
 
     def _record(self, node: Node, outcome: Outcome, context: Context) -> None:
         """Steps 3 and 4 of §3.2: completion, context updates, built-in keys."""
@@ -440,6 +466,9 @@ class Executor:
                 "finish_reason": finish_reason, "created_at": utc_now()}
         self.run_dir.append_trace(call)
         self.sink.record_call(call)
+        work = _WORK.get()
+        if work is not None:
+            work.append(self.call_seq)
 
     def end_failed_trace(self, reason: str) -> None:
         """A run that failed without a failing call (no edge to follow, max_steps, a goal
@@ -486,6 +515,8 @@ class Executor:
             "node_retries": state.node_retries,
             "stage_seq": state.stage_seq,
             "call_seq": self.call_seq,
+            # Of those, the calls of work still running: a resume makes them again.
+            "open_calls": sorted(seq for calls in self._open_work for seq in calls),
             "context": state.context.values,
             "logs": state.context.logs[-HISTORY:],
         }

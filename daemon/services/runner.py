@@ -285,12 +285,15 @@ class Runner:
             raise
         checkpoint = run_dir.read_json("checkpoint.json")
         if replayer is not None:
-            # The calls of the work the checkpoint keeps used up their recordings; those
-            # after it belong to a node that runs again, and are served again.
+            # The calls of the work the checkpoint keeps used up their recordings. Those after
+            # it, and those of branches it names open, belong to work that runs again: they
+            # are served again. A seq made twice (a resume ran its node again) counts once.
             kept = int((checkpoint or {}).get("call_seq", 0))
-            made = await TraceStore(self.store.db).run_calls(run_id)
-            replayer.cassette.consume(decode_call(call) for call in made
-                                      if call["seq"] <= kept)
+            reopened = set((checkpoint or {}).get("open_calls", ()))
+            made = {call["seq"]: call for call in
+                    await TraceStore(self.store.db).run_calls(run_id)}  # the last of a seq
+            replayer.cassette.consume(decode_call(call) for seq, call in sorted(made.items())
+                                      if seq <= kept and seq not in reopened)
         next_event, next_stage = await self.store.next_sequences(run_id)
         await self.store.update_run(run_id, status="running", resumable=0,
                                     resumed_from=(checkpoint or {}).get("current_node"))

@@ -40,6 +40,7 @@ class ParallelHandler:
         # Branches that finished before the daemon died are not run (nor paid for) again.
         recorded = recorded_branches(executor, run.node.id, run.branch)
         done = 0
+        works: list[list[int]] = []  # each branch's calls (Executor.open_work)
 
         async def branch(index: int, target: str) -> dict[str, Any]:
             nonlocal done
@@ -49,8 +50,11 @@ class ParallelHandler:
             async with limit:
                 executor.emit("ParallelBranchStarted", branch=target, index=index)
                 started = time.monotonic()
+                calls = executor.open_work()
+                works.append(calls)
                 result = await run_branch(executor, target, run.context.clone())
                 done += 1
+                executor.close_work(calls)
                 branch_done(executor, run.node.id, run.branch, result, done, len(edges))
                 executor.emit("ParallelBranchCompleted", branch=target, index=index,
                               duration_ms=round((time.monotonic() - started) * 1000, 3),
@@ -69,6 +73,8 @@ class ParallelHandler:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        for calls in works:  # branches cut short by first_success: they will not run again
+            executor.close_work(calls)
         order = {edge.target: i for i, edge in enumerate(edges)}
         results.sort(key=lambda r: order[r["id"]])
         successes = sum(r["status"] in ("success", "partial_success") for r in results)
