@@ -321,7 +321,8 @@ class Floor:
                 "finished": next_node is None, "completed_count": len(self.completed),
                 "completed_nodes": self.completed[-HISTORY:], "journal": "journal.jsonl",
                 "node_outcomes": {}, "node_retries": {}, "stage_seq": self.stages,
-                "call_seq": self.seq, "context": self.context, "logs": self.logs[-HISTORY:]}
+                "call_seq": self.seq, "open_calls": [], "context": self.context,
+                "logs": self.logs[-HISTORY:]}
         if result is not None:
             data["result"] = result
         if parallel is not None:
