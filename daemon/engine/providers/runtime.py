@@ -87,7 +87,7 @@ class ProviderPool:
         if overrides is not None and not isinstance(overrides, str | Path | Mapping):
             raise ValueError("provider settings: pricing must be an object or a file path")
         self.pricing = pricing or Pricing.load(overrides)
-        self._rng = rng or random.Random()
+        self._rng = rng  # retry jitter; None: the random module's own generator
         self._sleep = sleep or asyncio.sleep
         self._slots: dict[str, _Slot] = {}
         for name, entry in dict(settings.get("providers") or {}).items():
