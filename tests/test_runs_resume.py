@@ -376,3 +376,79 @@ async def test_a_replay_killed_mid_fan_out_serves_the_unfinished_branch_again(
     assert all(c["response"]["text"] == recorded[c["node_id"]]["response"]["text"]
                for c in replayed)
     assert detail["cost_usd"] == 0.0
+
+
+async def test_a_replay_interrupted_twice_mid_fan_out_still_serves_the_cut_short_branch(
+        short_tmp: Path) -> None:
+    """Two branches block in live tools; the daemon is killed, the resume lets one finish
+    and is killed again while the other blocks once more. The calls the first interruption
+    cut short stay open across the second, so the third daemon's recording serves the
+    branch again rather than asking the model."""
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    fifos = {name: make_fifo(short_tmp / f"announce-{name}") for name in ("x", "c")}
+
+    def fan(go: dict[str, Path]) -> dict[str, str]:
+        tools = "\n".join(
+            f'slow_{name} [shape=parallelogram, tool_command="test -e {go[name]} && exit 0;'
+            f' echo $$ > {fifos[name]}; exec sleep 30"]' for name in ("x", "c"))
+        return dot(f"""\
+            digraph fan {{
+                start [shape=Mdiamond]
+                par [shape=component, max_parallel=3]
+                x [prompt="Explore"]
+                c [prompt="Compare"]
+                b [prompt="Build"]
+                {tools}
+                join [shape=tripleoctagon]
+                done [shape=Msquare]
+                start -> par
+                par -> x
+                par -> b
+                par -> c
+                x -> slow_x -> join
+                c -> slow_c -> join
+                b -> join
+                join -> done
+            }}""")
+
+    recorded_go = {name: short_tmp / f"go-{name}" for name in ("x", "c")}
+    replay_go = {name: short_tmp / f"go-replay-{name}" for name in ("x", "c")}
+    for path in recorded_go.values():
+        path.touch()
+    first = await start_daemon(home, "--socket", socket)
+    try:
+        original = await run_to_end(await first.connect(), fan(recorded_go), settings=PRICED)
+    finally:
+        assert await first.stop() == 0, "".join(first.log)
+    assert (original["status"], original["outcome"]) == ("completed", "success")
+
+    async def kill_when_blocked(daemon: DaemonProcess, names: tuple[str, ...]) -> None:
+        pids = [int(await read_fifo(fifos[name])) for name in names]
+        daemon.process.kill()
+        assert await daemon.stop() == -signal.SIGKILL
+        for pid in pids:
+            kill_orphan(pid)
+
+    second = await start_daemon(home, "--socket", socket)
+    started = await (await second.connect()).result("run.start", {
+        "pipeline": fan(replay_go), "settings": PRICED,
+        "replay": {"from_run": original["run_id"], "mode": "hybrid"}})
+    await kill_when_blocked(second, ("x", "c"))
+    replay_go["x"].touch()
+    third = await start_daemon(home, "--socket", socket)
+    await (await third.connect()).result("run.resume", {"run_id": started["run_id"]})
+    await kill_when_blocked(third, ("c",))
+
+    fourth = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await fourth.connect()
+        replay_go["c"].touch()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+    finally:
+        assert await fourth.stop() == 0, "".join(fourth.log)
+    replayed = [c for c in trace(detail) if c["kind"] == "model"]
+    assert [c["node_id"] for c in replayed].count("c") == 3  # twice cut short, then done
+    assert all(c["cost_usd"] == 0.0 for c in replayed)  # every one from the recording

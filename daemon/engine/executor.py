@@ -110,6 +110,9 @@ class Executor:
         # Calls of concurrent work not finished yet: a checkpoint names them (`open_calls`),
         # for a resume runs that work again and makes them again.
         self._open_work: list[list[int]] = []
+        # Calls an earlier interruption cut short (open in the checkpoint resumed from): the
+        # work runs again under new numbers, so they stay open in every later checkpoint.
+        self._abandoned: list[int] = []
         self.last_call_failed = False  # the trace so far ends with a failed call
         self.resumed_at: int | None = None  # completed nodes when this run was resumed
         self.record: RecordMode = record
@@ -148,6 +151,7 @@ class Executor:
             stage_seq=max(int(checkpoint.get("stage_seq", 0)), self.recorded_stages),
         )
         self.call_seq = int(checkpoint.get("call_seq", 0))
+        self._abandoned = [int(seq) for seq in checkpoint.get("open_calls", ())]
         self.resumed_at = len(self.state.completed_nodes)
         self.state.context.apply(inputs or {})
         if "completed_count" in checkpoint:
@@ -516,7 +520,8 @@ class Executor:
             "stage_seq": state.stage_seq,
             "call_seq": self.call_seq,
             # Of those, the calls of work still running: a resume makes them again.
-            "open_calls": sorted(seq for calls in self._open_work for seq in calls),
+            "open_calls": sorted({*self._abandoned,
+                                  *(seq for calls in self._open_work for seq in calls)}),
             "context": state.context.values,
             "logs": state.context.logs[-HISTORY:],
         }

@@ -298,7 +298,7 @@ class Cassette:
 
     def consume(self, calls: Iterable[Mapping[str, Any]]) -> None:
         """Mark calls a resumed run already made (its own trace up to the checkpoint's
-        call_seq) as served, so that it goes on where it stopped."""
+        call_seq, less its open_calls) as served, so that it goes on where it stopped."""
         for call in calls:
             self.match(str(call["node_id"]), int(call["attempt"]), str(call["kind"]),
                        call["request"])

@@ -73,8 +73,10 @@ class ParallelHandler:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        for calls in works:  # branches cut short by first_success: they will not run again
-            executor.close_work(calls)
+            # Branches cut short (first_success, the node's timeout) will not run again;
+            # after a cancel or a stop no checkpoint is written any more.
+            for calls in works:
+                executor.close_work(calls)
         order = {edge.target: i for i, edge in enumerate(edges)}
         results.sort(key=lambda r: order[r["id"]])
         successes = sum(r["status"] in ("success", "partial_success") for r in results)
