@@ -436,7 +436,11 @@ async def test_a_replay_interrupted_twice_mid_fan_out_still_serves_the_cut_short
     await kill_when_blocked(second, ("x", "c"))
     replay_go["x"].touch()
     third = await start_daemon(home, "--socket", socket)
-    await (await third.connect()).result("run.resume", {"run_id": started["run_id"]})
+    wire = await third.connect()
+    await wire.result("run.subscribe", {"run_id": started["run_id"]})
+    await wire.result("run.resume", {"run_id": started["run_id"]})
+    # x's branch is recorded and checkpointed: only c's calls are open in that checkpoint.
+    await next_event(wire, of_type("ParallelBranchCompleted", branch="x"))
     await kill_when_blocked(third, ("c",))
 
     fourth = await start_daemon(home, "--socket", socket)
