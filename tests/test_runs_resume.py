@@ -263,6 +263,47 @@ async def test_a_run_killed_mid_fan_out_runs_only_the_unfinished_branches_again(
     check_files_parse(home)
 
 
+async def record_priced(home: Path, socket: str, pipeline: dict[str, str]) -> dict[str, Any]:
+    """A completed run of `pipeline` at a price (the recording a replay serves), on a
+    daemon of its own; its run.get detail."""
+    daemon = await start_daemon(home, "--socket", socket)
+    try:
+        original = await run_to_end(await daemon.connect(), pipeline, settings=PRICED)
+    finally:
+        assert await daemon.stop() == 0, "".join(daemon.log)
+    assert (original["status"], original["outcome"]) == ("completed", "success")
+    return original
+
+
+async def resume_to_end(home: Path, socket: str, run_id: str, go: Path,
+                        replayed: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """On a new daemon, unblock the tool (`go`) and resume the run to its end; the run's
+    detail and that of the run it replays (`replayed`)."""
+    daemon = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await daemon.connect()
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": run_id, "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": run_id})
+        original = await wire.result("run.get", {"run_id": replayed})
+    finally:
+        assert await daemon.stop() == 0, "".join(daemon.log)
+    return detail, original
+
+
+def served_model_calls(detail: dict[str, Any], original: dict[str, Any]) -> list[str]:
+    """The nodes of the replay's model calls, each checked to be the recording's answer at
+    no cost."""
+    recorded = {c["node_id"]: c for c in trace(original) if c["kind"] == "model"}
+    replayed = [c for c in trace(detail) if c["kind"] == "model"]
+    assert all(c["cost_usd"] == 0.0 for c in replayed)  # every one from the recording
+    assert all(c["response"]["text"] == recorded[c["node_id"]]["response"]["text"]
+               for c in replayed)
+    assert detail["cost_usd"] == 0.0
+    return [c["node_id"] for c in replayed]
+
+
 async def test_a_replay_resumed_behind_its_store_serves_the_rerun_node_from_its_recording(
         short_tmp: Path) -> None:
     """A hybrid replay killed in its live tool, with its checkpoint behind the store (prep's
@@ -272,13 +313,7 @@ async def test_a_replay_resumed_behind_its_store_serves_the_rerun_node_from_its_
     fifo = make_fifo(short_tmp / "announce")
     recorded_go, replay_go = short_tmp / "go", short_tmp / "go-replay"
     recorded_go.touch()
-    first = await start_daemon(home, "--socket", socket)
-    try:
-        original = await run_to_end(await first.connect(),
-                                    blocking_pipeline(recorded_go, fifo), settings=PRICED)
-    finally:
-        assert await first.stop() == 0, "".join(first.log)
-    assert (original["status"], original["outcome"]) == ("completed", "success")
+    original = await record_priced(home, socket, blocking_pipeline(recorded_go, fifo))
     # The tool's command names another file: the recording has no call for it (live).
     started = await kill_mid_run(home, socket, blocking_pipeline(replay_go, fifo), fifo,
                                  settings=PRICED, replay={"from_run": original["run_id"],
@@ -292,28 +327,13 @@ async def test_a_replay_resumed_behind_its_store_serves_the_rerun_node_from_its_
                       call_seq=checkpoint["call_seq"] - 1, logs=checkpoint["logs"][:1])
     path.write_text(json.dumps(checkpoint))
 
-    second = await start_daemon(home, "--socket", socket)
-    try:
-        wire = await second.connect()
-        replay_go.touch()
-        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
-                                                   "wait": True})
-        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
-        detail = await wire.result("run.get", {"run_id": started["run_id"]})
-        original_detail = await wire.result("run.get", {"run_id": original["run_id"]})
-    finally:
-        assert await second.stop() == 0, "".join(second.log)
-    assert detail["completed_nodes"] == original_detail["completed_nodes"]
-    assert detail["context"] == original_detail["context"]
-    recorded = {c["node_id"]: c for c in trace(original_detail) if c["kind"] == "model"}
-    replayed = [c for c in trace(detail) if c["kind"] == "model"]
+    detail, original = await resume_to_end(home, socket, started["run_id"], replay_go,
+                                           original["run_id"])
+    assert detail["completed_nodes"] == original["completed_nodes"]
+    assert detail["context"] == original["context"]
     # prep twice (the abandoned call and its re-run), after once: all from the recording.
-    assert [c["node_id"] for c in replayed] == ["prep", "prep", "after"]
-    assert all(c["cost_usd"] == 0.0 for c in replayed)
-    assert all(c["response"]["text"] == recorded[c["node_id"]]["response"]["text"]
-               for c in replayed)
-    assert recorded["prep"]["cost_usd"] > 0  # priced: a live call would have cost
-    assert detail["cost_usd"] == 0.0
+    assert served_model_calls(detail, original) == ["prep", "prep", "after"]
+    assert original["cost_usd"] > 0  # priced: a live call would have cost
 
 
 async def test_a_replay_killed_mid_fan_out_serves_the_unfinished_branch_again(
@@ -345,37 +365,18 @@ async def test_a_replay_killed_mid_fan_out_serves_the_unfinished_branch_again(
                 join -> done
             }}""")
 
-    first = await start_daemon(home, "--socket", socket)
-    try:
-        original = await run_to_end(await first.connect(), fan(recorded_go), settings=PRICED)
-    finally:
-        assert await first.stop() == 0, "".join(first.log)
-    assert (original["status"], original["outcome"]) == ("completed", "success")
+    original = await record_priced(home, socket, fan(recorded_go))
     started = await kill_mid_run(home, socket, fan(replay_go), fifo, settings=PRICED,
                                  replay={"from_run": original["run_id"], "mode": "hybrid"})
     checkpoint = json.loads((Path(started["run_dir"]) / "checkpoint.json").read_text())
     [x_call] = [c["seq"] for c in trace(started) if c["node_id"] == "x"]
     assert x_call in checkpoint["open_calls"]
 
-    second = await start_daemon(home, "--socket", socket)
-    try:
-        wire = await second.connect()
-        replay_go.touch()
-        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
-                                                   "wait": True})
-        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
-        detail = await wire.result("run.get", {"run_id": started["run_id"]})
-        original_detail = await wire.result("run.get", {"run_id": original["run_id"]})
-    finally:
-        assert await second.stop() == 0, "".join(second.log)
-    assert detail["completed_nodes"] == original_detail["completed_nodes"]
-    recorded = {c["node_id"]: c for c in trace(original_detail) if c["kind"] == "model"}
-    replayed = [c for c in trace(detail) if c["kind"] == "model"]
-    assert [c["node_id"] for c in replayed].count("x") == 2  # abandoned, and made again
-    assert all(c["cost_usd"] == 0.0 for c in replayed)  # every one from the recording
-    assert all(c["response"]["text"] == recorded[c["node_id"]]["response"]["text"]
-               for c in replayed)
-    assert detail["cost_usd"] == 0.0
+    detail, original = await resume_to_end(home, socket, started["run_id"], replay_go,
+                                           original["run_id"])
+    assert detail["completed_nodes"] == original["completed_nodes"]
+    # x twice (abandoned, and made again): every call from the recording.
+    assert served_model_calls(detail, original).count("x") == 2
 
 
 async def test_a_replay_interrupted_twice_mid_fan_out_still_serves_the_cut_short_branch(
@@ -415,12 +416,7 @@ async def test_a_replay_interrupted_twice_mid_fan_out_still_serves_the_cut_short
     replay_go = {name: short_tmp / f"go-replay-{name}" for name in ("x", "c")}
     for path in recorded_go.values():
         path.touch()
-    first = await start_daemon(home, "--socket", socket)
-    try:
-        original = await run_to_end(await first.connect(), fan(recorded_go), settings=PRICED)
-    finally:
-        assert await first.stop() == 0, "".join(first.log)
-    assert (original["status"], original["outcome"]) == ("completed", "success")
+    original = await record_priced(home, socket, fan(recorded_go))
 
     async def kill_when_blocked(daemon: DaemonProcess, names: tuple[str, ...]) -> None:
         pids = [int(await read_fifo(fifos[name])) for name in names]
@@ -443,16 +439,7 @@ async def test_a_replay_interrupted_twice_mid_fan_out_still_serves_the_cut_short
     await next_event(wire, of_type("ParallelBranchCompleted", branch="x"))
     await kill_when_blocked(third, ("c",))
 
-    fourth = await start_daemon(home, "--socket", socket)
-    try:
-        wire = await fourth.connect()
-        replay_go["c"].touch()
-        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
-                                                   "wait": True})
-        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
-        detail = await wire.result("run.get", {"run_id": started["run_id"]})
-    finally:
-        assert await fourth.stop() == 0, "".join(fourth.log)
-    replayed = [c for c in trace(detail) if c["kind"] == "model"]
-    assert [c["node_id"] for c in replayed].count("c") == 3  # twice cut short, then done
-    assert all(c["cost_usd"] == 0.0 for c in replayed)  # every one from the recording
+    detail, original = await resume_to_end(home, socket, started["run_id"], replay_go["c"],
+                                           original["run_id"])
+    # c twice cut short, then done: every call from the recording.
+    assert served_model_calls(detail, original).count("c") == 3
