@@ -30,7 +30,8 @@ Key = tuple[str, int, str, str]  # node_id, attempt, kind, request hash
 # What a model's answer depends on; node_id, attempt, metadata and provider_attempt only say
 # where and when the call was made (the scripted provider's `scripted.*` metadata is its
 # script, i.e. part of the "model" that the cassette stands in for).
-_MODEL_FIELDS: dict[str, Any] = {"provider": "", "model": "", "messages": [], "params": {}}
+_MODEL_FIELDS: dict[str, Any] = {"provider": "", "model": "", "messages": [], "params": {},
+                                 "output": None}
 # Fields of other calls that identify the run or the visit, not the work: never hashed.
 _VOLATILE_FIELDS = frozenset({"node_id", "attempt", "provider_attempt", "metadata", "run_id",
                               "trace_id", "stage_dir", "env"})
@@ -394,11 +395,13 @@ class ReplayProviders:
         """The wrapped pool's resolution: the provider and model the recording names."""
         return self.pool.resolve(request)
 
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        """The recorded response if the replayer serves one, else the live pool's."""
+    async def complete(self, request: ModelRequest, on_retry: Any = None) -> ModelResponse:
+        """The recorded response if the replayer serves one, else the live pool's, which
+        tells `on_retry` (a providers.runtime.RetryCallback) of its retried tries; a served
+        recording has none."""
         # Resolved as codergen records it, so that the hash matches the recorded request.
         request = self.pool.resolve(request)
         call = self.replayer.lookup(request.node_id, request.attempt, "model", request)
         if call is None:
-            return await self.pool.complete(request)
+            return await self.pool.complete(request, on_retry=on_retry)
         return replayed_response(call)

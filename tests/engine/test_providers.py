@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,7 @@ def test_pricing_lookup_order_and_unknown_models() -> None:
 
 def test_shipped_pricing_is_versioned_and_overrides_change_the_version(tmp_path: Path) -> None:
     shipped = Pricing.load()
-    assert shipped.version == "2026-11-01"
+    assert shipped.version == "2026-12-06"
     assert shipped.to_dict()["currency"] == "USD"
     assert all(key.count("/") == 1 for key in shipped.to_dict()["models"])
     path = tmp_path / "prices.json"
@@ -290,7 +291,7 @@ def test_shipped_pricing_is_versioned_and_overrides_change_the_version(tmp_path:
     assert custom.version == "team-7"
     assert custom.cost("openai", "gpt-4o", Usage(input_tokens=10**6)) == 1
     assert Pricing.load({"x/y": {"input_per_mtok": 0, "output_per_mtok": 0}}).version == (
-        "2026-11-01+overrides")
+        "2026-12-06+overrides")
     with pytest.raises(ValueError, match="provider/model"):
         Pricing.load({"models": {"gpt-4o": {"input_per_mtok": 1, "output_per_mtok": 1}}})
 
@@ -319,7 +320,13 @@ def test_status_classification() -> None:
     assert not status_error("p", 503, "x", {"x-should-retry": "false"}).retryable
     assert retry_after_ms({"retry-after": "2"}) == 2000
     assert retry_after_ms({"retry-after-ms": "150", "retry-after": "1"}) == 150
-    assert retry_after_ms({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}) is None
+    # An HTTP date: the wait until then, none if it is past; garbage is ignored.
+    now = datetime(2026, 10, 21, 7, 27, 30, tzinfo=UTC)
+    date = {"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}
+    assert retry_after_ms(date, now=now) == 30_000
+    assert retry_after_ms(date, now=now + timedelta(minutes=5)) == 0
+    assert retry_after_ms({"retry-after": "soon"}) is None
+    assert retry_after_ms({"retry-after-ms": "soon", "retry-after": "3"}) == 3000
 
 
 # ---------------------------------------------------------------------------- pool
@@ -418,7 +425,7 @@ async def test_describe_has_no_keys_and_secrets_lists_them(
         "gpt-4o-mini", 3, 5)
     assert described["providers"]["anthropic"]["max_tokens"] == 2048
     assert set(described["providers"]) == {"openai", "anthropic", "scripted"}
-    assert described["pricing_version"] == "2026-11-01"
+    assert described["pricing_version"] == "2026-12-06"
 
 
 def test_secret_looking_names() -> None:

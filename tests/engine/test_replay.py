@@ -106,7 +106,7 @@ def test_volatile_fields_do_not_change_the_hash() -> None:
     as_json = dict(reversed(list(base.to_dict().items())))
     assert request_hash("model", as_json) == request_hash("model", base)
     assert canonical_request("model", base) == {
-        "provider": "openai", "model": "gpt-x", "params": {"temperature": 0.2},
+        "provider": "openai", "model": "gpt-x", "params": {"temperature": 0.2}, "output": None,
         "messages": [{"role": "system", "content": "Goal: ship it"},
                      {"role": "user", "content": "Write it"}]}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -12,10 +13,12 @@ from pydantic import Field
 from .base import (
     ModelRequest,
     ModelResponse,
+    OutputSpec,
     ProviderError,
     SDKProvider,
     SDKSettings,
     Usage,
+    checked_object,
     from_sdk_error,
 )
 
@@ -46,12 +49,18 @@ class AnthropicSettings(SDKSettings):
     # The API requires max_tokens on every call.
     max_tokens: int = Field(default=1024, gt=0)
 
+    def default_timeout_s(self) -> float:
+        """300 s: ample for max_tokens 1024 (well under a minute), and for a few thousand
+        tokens of extended thinking; longer answers want a larger timeout_s."""
+        return 300.0
+
 
 class AnthropicProvider(SDKProvider):
     """Calls `messages.create`; retries are the pool's, never the SDK's."""
 
     settings_class = AnthropicSettings
     type_name = "anthropic"
+    path = "/v1/messages"
 
     def _client(self) -> anthropic.AsyncAnthropic:
         # Built on first use so that configuring an unused provider needs no key. An explicit
@@ -62,7 +71,7 @@ class AnthropicProvider(SDKProvider):
             self._sdk = anthropic.AsyncAnthropic(
                 api_key=key or _KEYLESS_PLACEHOLDER,
                 base_url=self.settings.base_url,
-                timeout=self.settings.timeout_s,
+                timeout=self.timeout(anthropic),
                 max_retries=0,
             )
         return self._sdk
@@ -84,6 +93,8 @@ class AnthropicProvider(SDKProvider):
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         if system:
             arguments["system"] = system
+        if request.output is not None:
+            arguments.update(_forced_tool(request.output))
         return arguments
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
@@ -104,17 +115,21 @@ class AnthropicProvider(SDKProvider):
                 **arguments,
             )
         except anthropic.AnthropicError as exc:
-            raise from_sdk_error(self.name, exc, anthropic, self._secrets) from exc
+            raise from_sdk_error(self.name, exc, anthropic, self._secrets,
+                                 self.endpoint()) from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        usage = message.usage
+        text = "".join(block.text for block in message.content if block.type == "text")
+        structured = structured_error = None
+        if request.output is not None:
+            structured, structured_error, raw = _tool_input(message.content, request.output)
+            text = text or raw
+            if structured_error and message.stop_reason not in ("tool_use", "end_turn"):
+                structured_error += f" (stop_reason {message.stop_reason})"
         response = ModelResponse(
-            text="".join(block.text for block in message.content if block.type == "text"),
-            # Cache writes and reads are input too; Anthropic counts them apart from
-            # input_tokens. They are priced at the full input rate here.
-            usage=Usage(input_tokens=usage.input_tokens
-                        + (getattr(usage, "cache_creation_input_tokens", None) or 0)
-                        + (getattr(usage, "cache_read_input_tokens", None) or 0),
-                        output_tokens=usage.output_tokens),
+            text=text,
+            structured=structured,
+            structured_error=structured_error,
+            usage=_usage(message.usage),
             latency_ms=latency_ms,
             finish_reason=_FINISH.get(message.stop_reason or "", message.stop_reason or "unknown"),
             model=message.model or model,
@@ -122,3 +137,33 @@ class AnthropicProvider(SDKProvider):
             raw_id=message.id or None,
         )
         return self.pricing.price(request, response)
+
+
+def _forced_tool(output: OutputSpec) -> dict[str, Any]:
+    """The Messages API's way to a structured answer: one tool the model must call."""
+    tool = {"name": output.name, "description": output.description,
+            "input_schema": output.schema_}
+    return {"tools": [tool], "tool_choice": {"type": "tool", "name": output.name}}
+
+
+def _tool_input(content: list[Any], output: OutputSpec) -> tuple[Any, str | None, str]:
+    """The input of the tool_use block calling output.name, or None and why not; and that
+    input as JSON text."""
+    calls = [block for block in content if block.type == "tool_use"]
+    chosen = next((block for block in calls if block.name == output.name), None)
+    if chosen is None:
+        others = ", ".join(repr(block.name) for block in calls)
+        return None, "the model called no tool" + (
+            f" named {output.name!r} (it called {others})" if others else ""), ""
+    structured, error = checked_object(chosen.input, "the tool input")
+    return structured, error, json.dumps(chosen.input, ensure_ascii=False)
+
+
+def _usage(usage: Any) -> Usage:
+    """Messages usage: cache reads and writes are input too, though Anthropic counts them
+    apart from input_tokens."""
+    read = getattr(usage, "cache_read_input_tokens", None) or 0
+    write = getattr(usage, "cache_creation_input_tokens", None) or 0
+    return Usage(input_tokens=(usage.input_tokens or 0) + read + write,
+                 output_tokens=usage.output_tokens or 0,
+                 cache_read_tokens=read, cache_write_tokens=write)

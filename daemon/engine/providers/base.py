@@ -7,11 +7,15 @@ engine can record them to a trace with `to_dict()`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
@@ -36,6 +40,21 @@ class Message(BaseModel):
     content: str
 
 
+class OutputSpec(BaseModel):
+    """A structured answer to ask for: a named JSON schema the reply must be an object of."""
+
+    # `schema` is a BaseModel attribute, hence the field `schema_`; the JSON form (the
+    # recorded request that replays rebuild requests from) says `schema`.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+    # OpenAI's limit for response_format and function names, also valid for Anthropic tools.
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    # OpenAI-strict: type object, every property required, additionalProperties false.
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
 class ModelRequest(BaseModel):
     """What the engine asks a provider for."""
 
@@ -54,6 +73,8 @@ class ModelRequest(BaseModel):
     # it keys the scripted provider's injected failures, so results never depend on
     # how concurrent runs interleave.
     provider_attempt: int = Field(default=1, ge=1)
+    # Ask for a structured answer: the response's `structured` (or `structured_error`).
+    output: OutputSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the trace."""
@@ -72,8 +93,12 @@ class Usage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    # All input tokens, cache reads and writes included (what totals and budgets count).
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
+    # The parts of input_tokens served from, and written to, the vendor's prompt cache.
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -93,7 +118,12 @@ class ModelResponse(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # With request.output: the text content if any, else the structured answer's raw JSON.
     text: str
+    # With request.output: the JSON object answered (not checked against the schema: the
+    # engine does that), or None and `structured_error` saying why there is none.
+    structured: dict[str, Any] | None = None
+    structured_error: str | None = None
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     # False when the pricing table has no rate for the model: cost_usd is then 0.0.
@@ -120,7 +150,7 @@ class ProviderError(Exception):
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
                  kind: str = "error", provider: str | None = None,
-                 retry_after_ms: float | None = None) -> None:
+                 retry_after_ms: float | None = None, endpoint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -130,6 +160,8 @@ class ProviderError(Exception):
         self.kind = kind
         self.provider = provider
         self.retry_after_ms = retry_after_ms
+        # "METHOD host[:port]/path" of the failed request; None when none was sent.
+        self.endpoint = endpoint
         # Set by the pool: how many tries were made before giving up.
         self.attempts = 1
 
@@ -137,7 +169,8 @@ class ProviderError(Exception):
         """JSON-ready form for the trace."""
         return {"message": self.message, "status": self.status, "retryable": self.retryable,
                 "kind": self.kind, "provider": self.provider,
-                "retry_after_ms": self.retry_after_ms, "attempts": self.attempts}
+                "retry_after_ms": self.retry_after_ms, "endpoint": self.endpoint,
+                "attempts": self.attempts}
 
 
 @runtime_checkable
@@ -160,8 +193,10 @@ def retryable_status(status: int) -> bool:
     return status in _RETRYABLE_STATUSES or status >= 500
 
 
-def retry_after_ms(headers: Mapping[str, str] | None) -> float | None:
-    """The server's requested wait from `retry-after-ms` or `retry-after` (seconds), if any."""
+def retry_after_ms(headers: Mapping[str, str] | None, *,
+                   now: datetime | None = None) -> float | None:
+    """The server's requested wait from `retry-after-ms`, or `retry-after` in seconds or as
+    an HTTP date (measured from `now`, default the current time), if any."""
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 1.0), ("retry-after", 1000.0)):
@@ -171,14 +206,38 @@ def retry_after_ms(headers: Mapping[str, str] | None) -> float | None:
         try:
             delay = float(value) * scale
         except ValueError:
-            continue  # an HTTP date: rare from model APIs, and our backoff covers it
-        if math.isfinite(delay) and delay >= 0:
+            if name == "retry-after-ms":
+                continue
+            delay = _until_http_date(value, now)
+        if delay is not None and math.isfinite(delay) and delay >= 0:
             return delay
     return None
 
 
+def _until_http_date(value: str, now: datetime | None) -> float | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC with no claim about the local zone (RFC 5322)
+        when = when.replace(tzinfo=UTC)
+    # A date already past asks for no wait at all.
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds() * 1000)
+
+
+def endpoint_of(method: str, url: object) -> str:
+    """"METHOD host[:port]/path" of a request: no scheme, credentials or query string."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{method.upper()} {host}{port}{parts.path or '/'}"
+
+
 def status_error(provider: str, status: int, detail: str,
-                 headers: Mapping[str, str] | None = None) -> ProviderError:
+                 headers: Mapping[str, str] | None = None,
+                 endpoint: str | None = None) -> ProviderError:
     """A ProviderError for an HTTP error status, classified by §3.6."""
     retryable = retryable_status(status)
     # Servers may send this to overrule the status-based guess; the SDKs obey it, and so do we.
@@ -193,9 +252,10 @@ def status_error(provider: str, status: int, detail: str,
         kind = "server"
     else:
         kind = "client"
-    return ProviderError(f"{provider}: HTTP {status}: {detail}", status=status,
+    where = f" from {endpoint}" if endpoint else ""
+    return ProviderError(f"{provider}: HTTP {status}{where}: {detail}", status=status,
                          retryable=retryable, kind=kind, provider=provider,
-                         retry_after_ms=retry_after_ms(headers))
+                         retry_after_ms=retry_after_ms(headers), endpoint=endpoint)
 
 
 def error_detail(body: object, fallback: str) -> str:
@@ -218,30 +278,79 @@ def api_key_from_env(provider: str, env_name: str) -> str:
     return value
 
 
-def from_sdk_error(provider: str, exc: Exception, sdk: ModuleType,
-                   secrets: list[str]) -> ProviderError:
-    """An openai or anthropic SDK exception as a ProviderError, secrets removed."""
+# httpx's timeout exceptions (both httpx and the SDKs' httpx2 name them alike) → what ran out,
+# the setting that bounds it, and its key in the request's timeout extension.
+_TIMEOUTS = {
+    "ConnectTimeout": ("could not connect", "connect_timeout_s", "connect"),
+    "ReadTimeout": ("no response", "timeout_s", "read"),
+    "WriteTimeout": ("could not send the request", "timeout_s", "write"),
+    "PoolTimeout": ("no free connection", "connect_timeout_s", "pool"),
+}
+
+
+def _timeout_message(exc: Exception, request: Any) -> tuple[str, str]:
+    """What timed out, e.g. 'no response within 30 s (timeout_s)', and the error kind."""
+    what, setting, key = _TIMEOUTS.get(type(exc.__cause__).__name__,
+                                       ("timed out", "timeout_s", "read"))
+    limits = getattr(request, "extensions", {}).get("timeout") or {}
+    limit = limits.get(key) if isinstance(limits, Mapping) else None
+    within = f" within {limit:g} s ({setting})" if isinstance(limit, int | float) else ""
+    # A server that cannot even be reached is a connection problem, not a slow model.
+    return f"{what}{within}", "connection" if key == "connect" else "timeout"
+
+
+def from_sdk_error(provider: str, exc: Exception, sdk: ModuleType, secrets: list[str],
+                   endpoint: str | None = None) -> ProviderError:
+    """An openai or anthropic SDK exception as a ProviderError naming the endpoint it was
+    sent to (the request's, else `endpoint`), secrets removed."""
     # Both official SDKs are generated by Stainless and share one exception hierarchy.
+    request = getattr(exc, "request", None)
+    if request is not None:
+        endpoint = endpoint_of(request.method, request.url)
+    at = f" {endpoint}" if endpoint else ""
     if isinstance(exc, sdk.APITimeoutError):
-        error = ProviderError(f"{provider}: request timed out", retryable=True,
-                              kind="timeout", provider=provider)
+        what, kind = _timeout_message(exc, request)
+        error = ProviderError(f"{provider}:{at}: {what}", retryable=True, kind=kind,
+                              provider=provider)
     elif isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__ or exc
-        error = ProviderError(f"{provider}: connection failed: {type(cause).__name__}: {cause}",
+        error = ProviderError(f"{provider}: connection to{at} failed: "
+                              f"{type(cause).__name__}: {cause}",
                               retryable=True, kind="connection", provider=provider)
     elif isinstance(exc, sdk.APIStatusError):
         error = status_error(provider, exc.status_code, error_detail(exc.body, exc.message),
-                             exc.response.headers)
+                             exc.response.headers, endpoint)
     elif isinstance(exc, sdk.APIResponseValidationError):
-        error = ProviderError(f"{provider}: unexpected response: {exc.message}",
+        error = ProviderError(f"{provider}: unexpected response from{at}: {exc.message}",
                               status=exc.status_code, retryable=False,
                               kind="invalid_response", provider=provider)
     else:
-        error = ProviderError(f"{provider}: {type(exc).__name__}: {exc}", retryable=False,
+        error = ProviderError(f"{provider}:{at}: {type(exc).__name__}: {exc}", retryable=False,
                               kind="error", provider=provider)
-    error.message = Redactor(secrets).text(error.message)
+    redactor = Redactor(secrets)
+    # A key in a base_url's path would otherwise reach the message through the endpoint.
+    error.endpoint = redactor.text(endpoint) if endpoint else None
+    error.message = redactor.text(error.message)
     error.args = (error.message,)
     return error
+
+
+def json_object(raw: str | None, what: str) -> tuple[dict[str, Any] | None, str | None]:
+    """`raw` parsed as a JSON object, or None and why not ('the reply is not JSON: …')."""
+    if raw is None or not raw.strip():
+        return None, f"{what} is empty"
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        return None, f"{what} is not JSON: {exc}"
+    return checked_object(value, what)
+
+
+def checked_object(value: Any, what: str) -> tuple[dict[str, Any] | None, str | None]:
+    """`value` if it is a JSON object, else None and why not."""
+    if isinstance(value, dict):
+        return value, None
+    return None, f"{what} is not an object but {type(value).__name__}"
 
 
 class SDKSettings(BaseModel):
@@ -252,7 +361,11 @@ class SDKSettings(BaseModel):
     base_url: str
     # The NAME of the variable holding the key; None or "" for keyless local servers.
     api_key_env: str | None
-    timeout_s: float = Field(default=120.0, gt=0)
+    # The read timeout: the longest wait for the (non-streamed) reply. None: the provider's
+    # default (`default_timeout_s`).
+    timeout_s: float | None = Field(default=None, gt=0)
+    # How long to wait for a connection: short, so that a down server fails the try at once.
+    connect_timeout_s: float = Field(default=10.0, gt=0)
     # The model used when a request names none.
     model: str = ""
 
@@ -264,6 +377,14 @@ class SDKSettings(BaseModel):
             raise ValueError("api_key is not a setting: put the key in an environment "
                              "variable and name that variable in api_key_env")
         return data
+
+    def default_timeout_s(self) -> float:
+        """The read timeout when timeout_s is unset; providers choose theirs."""
+        return 300.0
+
+    def resolved_timeout_s(self) -> float:
+        """timeout_s, or the provider's default."""
+        return self.timeout_s or self.default_timeout_s()
 
     def api_key(self, provider: str) -> str | None:
         """The key from the environment, None when keyless; raises ProviderError if unset."""
@@ -279,11 +400,12 @@ class SDKSettings(BaseModel):
 
 class SDKProvider:
     """What the providers that call a vendor SDK share: settings, pricing, the lazily built
-    client, its key (for redaction) and closing it. Subclasses set `settings_class` and
-    `type_name`, and build their client in `_client`."""
+    client, its key (for redaction), timeouts, endpoints and closing it. Subclasses set
+    `settings_class`, `type_name` and `path`, and build their client in `_client`."""
 
     settings_class: type[SDKSettings] = SDKSettings
     type_name = ""
+    path = ""  # what the SDK appends to base_url for the one call made
 
     def __init__(self, settings: Mapping[str, Any] | SDKSettings | None = None, *,
                  name: str = "", pricing: Pricing | None = None) -> None:
@@ -296,9 +418,29 @@ class SDKProvider:
         self._sdk: Any = None
         self._secrets: list[str] = []
 
+    def timeout(self, sdk: ModuleType) -> Any:
+        """The SDK's httpx Timeout: connect and pool waits short, read and write long."""
+        read = self.settings.resolved_timeout_s()
+        connect = self.settings.connect_timeout_s
+        # Waiting for a pooled connection is a connect wait: the pool is far larger than the
+        # provider's concurrency, so it only runs out when connecting does.
+        return sdk.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+    def endpoint(self) -> str:
+        """"POST host[:port]/path" of the call, for errors found in a response."""
+        return endpoint_of("POST", self.settings.base_url.rstrip("/") + self.path)
+
+    def error(self, message: str) -> ProviderError:
+        """A non-retryable invalid_response ProviderError about this endpoint's reply."""
+        redactor = Redactor(self.secrets())
+        endpoint = redactor.text(self.endpoint())
+        return ProviderError(redactor.text(f"{self.name}: {message} (from {endpoint})"),
+                             kind="invalid_response", provider=self.name, endpoint=endpoint)
+
     def describe(self) -> dict[str, Any]:
         """The settings in use, for providers.json (they hold no keys)."""
-        return {"type": self.type_name, **self.settings.model_dump(mode="json")}
+        return {"type": self.type_name, **self.settings.model_dump(mode="json"),
+                "timeout_s": self.settings.resolved_timeout_s()}
 
     def secrets(self) -> list[str]:
         """The key in use or, before first use, the one the environment holds."""

@@ -14,11 +14,13 @@ from pydantic import Field
 from .base import (
     ModelRequest,
     ModelResponse,
+    OutputSpec,
     ProviderError,
     SDKProvider,
     SDKSettings,
     Usage,
     from_sdk_error,
+    json_object,
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -32,6 +34,8 @@ _PASS_THROUGH = frozenset({
     "presence_penalty", "frequency_penalty", "response_format", "logit_bias", "user",
     "verbosity", "service_tier", "prompt_cache_key", "safety_identifier", "store",
 })
+# Finish reasons of a complete answer: any other one explains a broken structured answer.
+_COMPLETE = frozenset({"stop", "tool_calls"})
 
 
 class OpenAISettings(SDKSettings):
@@ -42,13 +46,24 @@ class OpenAISettings(SDKSettings):
     # Where params.max_tokens goes. OpenAI's newer models reject `max_tokens`, while many
     # compatible servers only know it; None picks by base_url.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = Field(default=None)
+    # How request.output is asked for: `response_format` json_schema, or a forced function
+    # tool. Some compatible servers (older Ollama, llama.cpp builds) only support one.
+    structured_output: Literal["json_schema", "tool"] = "json_schema"
+
+    def is_openai(self) -> bool:
+        """True when base_url is OpenAI's own API."""
+        return (urlsplit(self.base_url).hostname or "").endswith("openai.com")
 
     def resolved_max_tokens_field(self) -> str:
         """`max_completion_tokens` for api.openai.com, `max_tokens` elsewhere, unless set."""
         if self.max_tokens_field:
             return self.max_tokens_field
-        host = urlsplit(self.base_url).hostname or ""
-        return "max_completion_tokens" if host.endswith("openai.com") else "max_tokens"
+        return "max_completion_tokens" if self.is_openai() else "max_tokens"
+
+    def default_timeout_s(self) -> float:
+        """300 s for OpenAI (reasoning models think for minutes), 600 s for other servers
+        (a local one may first load the model, then generate a few tokens a second)."""
+        return 300.0 if self.is_openai() else 600.0
 
 
 class OpenAIProvider(SDKProvider):
@@ -56,6 +71,7 @@ class OpenAIProvider(SDKProvider):
 
     settings_class = OpenAISettings
     type_name = "openai"
+    path = "/chat/completions"
 
     def _client(self) -> openai.AsyncOpenAI:
         # Built on first use so that configuring an unused provider needs no key.
@@ -66,7 +82,7 @@ class OpenAIProvider(SDKProvider):
             self._sdk = openai.AsyncOpenAI(
                 api_key=key,
                 base_url=self.settings.base_url,
-                timeout=self.settings.timeout_s,
+                timeout=self.timeout(openai),
                 max_retries=0,
                 # Explicit, so that an Authorization line in OPENAI_CUSTOM_HEADERS cannot
                 # replace the key named in settings.
@@ -81,7 +97,36 @@ class OpenAIProvider(SDKProvider):
             arguments[self.settings.resolved_max_tokens_field()] = params["max_tokens"]
         if isinstance(params.get("extra_body"), Mapping):
             arguments["extra_body"] = dict(params["extra_body"])
+        if request.output is not None:  # wins over a response_format in params
+            arguments.update(self._structured(request.output))
         return arguments
+
+    def _structured(self, output: OutputSpec) -> dict[str, Any]:
+        if self.settings.structured_output == "tool":
+            function = {"name": output.name, "description": output.description,
+                        "parameters": output.schema_, "strict": True}
+            return {"tools": [{"type": "function", "function": function}],
+                    "tool_choice": {"type": "function", "function": {"name": output.name}}}
+        json_schema = {"name": output.name, "description": output.description,
+                       "schema": output.schema_, "strict": True}
+        return {"response_format": {"type": "json_schema", "json_schema": json_schema}}
+
+    def _parse(self, message: Any, output: OutputSpec) -> tuple[Any, str | None, str]:
+        """(structured, structured_error, the raw answer) of a reply to request.output."""
+        if self.settings.structured_output == "json_schema":
+            if getattr(message, "refusal", None):
+                return None, f"the model refused: {message.refusal}", ""
+            structured, error = json_object(message.content, "the reply")
+            return structured, error, message.content or ""
+        calls = [call for call in message.tool_calls or [] if getattr(call, "function", None)]
+        chosen = next((call for call in calls if call.function.name == output.name), None)
+        if chosen is None:
+            others = ", ".join(repr(call.function.name) for call in calls)
+            return None, "the model called no tool" + (
+                f" named {output.name!r} (it called {others})" if others else ""), ""
+        raw = chosen.function.arguments or ""
+        structured, error = json_object(raw, "the tool input")
+        return structured, error, raw
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """One Chat Completions call; SDK errors become ProviderError."""
@@ -98,19 +143,28 @@ class OpenAIProvider(SDKProvider):
                 **self._arguments(request),
             )
         except openai.OpenAIError as exc:
-            raise from_sdk_error(self.name, exc, openai, self._secrets) from exc
+            raise from_sdk_error(self.name, exc, openai, self._secrets,
+                                 self.endpoint()) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         if not completion.choices:
-            raise ProviderError(f"{self.name}: the response has no choices",
-                                kind="invalid_response", provider=self.name)
+            raise self.error("the response has no choices")
         choice = completion.choices[0]
-        usage = completion.usage
+        message = choice.message
+        finish = choice.finish_reason or "unknown"
+        text = message.content or getattr(message, "refusal", None) or ""
+        structured = structured_error = None
+        if request.output is not None:
+            structured, structured_error, raw = self._parse(message, request.output)
+            text = text or raw
+            if structured_error and finish not in _COMPLETE:
+                structured_error += f" (finish_reason {finish})"
         response = ModelResponse(
-            text=choice.message.content or getattr(choice.message, "refusal", None) or "",
-            usage=Usage(input_tokens=usage.prompt_tokens or 0,
-                        output_tokens=usage.completion_tokens or 0) if usage else Usage(),
+            text=text,
+            structured=structured,
+            structured_error=structured_error,
+            usage=_usage(completion.usage),
             latency_ms=latency_ms,
-            finish_reason=choice.finish_reason or "unknown",
+            finish_reason=finish,
             model=completion.model or model,
             provider=self.name,
             raw_id=completion.id or None,
@@ -121,3 +175,17 @@ class OpenAIProvider(SDKProvider):
         """The settings in use, for providers.json (they hold no keys)."""
         return {**super().describe(),
                 "max_tokens_field": self.settings.resolved_max_tokens_field()}
+
+
+def _usage(usage: Any) -> Usage:
+    """Chat Completions usage: cached tokens are part of prompt_tokens, counted apart too."""
+    if usage is None:
+        return Usage()
+    prompt = usage.prompt_tokens or 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    read = min(getattr(details, "cached_tokens", None) or 0, prompt)
+    # Cache writes are reported by some compatible routers (OpenRouter) for vendors that
+    # charge for them; OpenAI's own caching writes for free and reports none.
+    write = min(getattr(details, "cache_write_tokens", None) or 0, prompt - read)
+    return Usage(input_tokens=prompt, output_tokens=usage.completion_tokens or 0,
+                 cache_read_tokens=read, cache_write_tokens=write)

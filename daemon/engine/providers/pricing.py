@@ -1,5 +1,8 @@
 """Usage → cost through a versioned price table (pricing.json, shipped with the package).
 
+Cost: uncached input at `input_per_mtok`, cache reads at `cached_input_per_mtok` and cache
+writes at `cache_write_per_mtok` (either absent: the input rate), output at `output_per_mtok`.
+
 Lookup order for a call on `provider`/`model`: the exact key, the key with a trailing release
 date removed (vendors report `gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), then `provider/*`.
 A model without a rate costs 0.0 and is remembered in `unknown()` so callers can warn.
@@ -28,17 +31,37 @@ _DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """USD per million input and output tokens."""
+    """USD per million input and output tokens, and per million cached-input tokens read or
+    written (None: the input rate)."""
 
     input_per_mtok: float
     output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Rate:
+        """A rate from a table entry; ValueError or KeyError or TypeError if malformed."""
+        def optional(name: str) -> float | None:
+            value = entry.get(name)
+            return None if value is None else float(value)
+        return cls(float(entry["input_per_mtok"]), float(entry["output_per_mtok"]),
+                   optional("cached_input_per_mtok"), optional("cache_write_per_mtok"))
 
 
 _UNSEEN: Any = object()
 
 
 def _usd(rate: Rate, usage: Usage) -> float:
-    total = (usage.input_tokens * rate.input_per_mtok
+    # input_tokens includes the cached ones; each part at its own rate.
+    read = min(usage.cache_read_tokens, usage.input_tokens)
+    write = min(usage.cache_write_tokens, usage.input_tokens - read)
+    read_rate = rate.input_per_mtok if rate.cached_input_per_mtok is None \
+        else rate.cached_input_per_mtok
+    write_rate = rate.input_per_mtok if rate.cache_write_per_mtok is None \
+        else rate.cache_write_per_mtok
+    total = ((usage.input_tokens - read - write) * rate.input_per_mtok
+             + read * read_rate + write * write_rate
              + usage.output_tokens * rate.output_per_mtok) / 1_000_000
     # Rounded so that sums in snapshots do not drift in the last float digits.
     return round(total, 10)
@@ -66,11 +89,11 @@ class Pricing:
             if "/" not in key:
                 raise ValueError(f"pricing: model key {key!r} must be 'provider/model'")
             try:
-                self._rates[key] = Rate(float(entry["input_per_mtok"]),
-                                        float(entry["output_per_mtok"]))
+                self._rates[key] = Rate.from_entry(entry)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"pricing: {key!r} needs numeric input_per_mtok and "
-                                 f"output_per_mtok") from exc
+                                 f"output_per_mtok (and cached_input_per_mtok and "
+                                 f"cache_write_per_mtok, if given)") from exc
         self._unknown: set[str] = set()
         self._found: dict[tuple[str, str], Rate | None] = {}  # lookups done, by provider/model
 

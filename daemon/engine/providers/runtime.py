@@ -7,11 +7,12 @@ Settings shape::
      "providers": {
         "scripted": {"responses": {...}, "fail_rate": 0.1, "seed": 7},
         "openai": {"base_url": "...", "api_key_env": "OPENAI_API_KEY", "model": "gpt-4o-mini",
-                   "timeout_s": 60, "concurrency": 4,
+                   "timeout_s": 60, "connect_timeout_s": 10, "concurrency": 4,
+                   "structured_output": "json_schema",
                    "retry": {"max_attempts": 4, "initial_delay_ms": 200, "factor": 2.0,
                              "max_delay_ms": 60000, "jitter": true}},
         "ollama": {"type": "openai", "base_url": "http://127.0.0.1:11434/v1",
-                   "api_key_env": null}},
+                   "api_key_env": null, "structured_output": "tool"}},
      "pricing": {"models": {"ollama/*": {"input_per_mtok": 0, "output_per_mtok": 0}}}}
 
 `type` defaults to the entry's name; `retry` may also be a preset name (`standard`, ...).
@@ -41,6 +42,8 @@ DEFAULT_PROVIDER = "scripted"
 DEFAULT_CONCURRENCY = 8
 # A factory builds a provider from its own settings (pool keys removed), name and pricing.
 ProviderFactory = Callable[..., Provider]
+# Told of each failed try that will be retried: the error, the try's number, the backoff.
+RetryCallback = Callable[[ProviderError, int, float], None]
 
 
 def _openai(settings: Mapping[str, Any], *, name: str, pricing: Pricing) -> Provider:
@@ -168,8 +171,11 @@ class ProviderPool:
             delay = min(max(delay, error.retry_after_ms), policy.max_delay_ms)
         return delay
 
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        """Answer through the chosen provider, retrying retryable errors; else the last error."""
+    async def complete(self, request: ModelRequest,
+                       on_retry: RetryCallback | None = None) -> ModelResponse:
+        """Answer through the chosen provider, retrying retryable errors; else the last error.
+        `on_retry(error, try_number, delay_ms)` is called for each failed try that will be
+        retried, before its backoff."""
         # The raised ProviderError carries `attempts`; non-retryable ones are raised at once.
         request = self.resolve(request)
         slot = self._get_slot(request.provider)
@@ -191,6 +197,9 @@ class ProviderPool:
                 delay_ms = self.retry_delay_ms(attempt, policy, error)
                 log.info("%s: try %d of %d failed (%s); retrying in %.0f ms", request.provider,
                          attempt, policy.max_attempts, error.message, delay_ms)
+                if on_retry is not None:
+                    # Before the wait, so that a long backoff is never a silent one.
+                    on_retry(error, attempt, delay_ms)
                 await self._sleep(delay_ms / 1000)
                 continue
             return response if response.attempts == attempt else \
