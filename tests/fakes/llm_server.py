@@ -3,69 +3,46 @@ SDKs in tests.
 
 It speaks plain HTTP/1.1 with keep-alive on asyncio streams and answers
 `POST /v1/chat/completions` with a `chat.completion` object and `POST /v1/messages` with an
-Anthropic `message`, or with each vendor's error body. Tests queue `Reply` behaviours, consumed
-one per request in arrival order (then `default` applies), and read back every request seen.
+Anthropic `message`, or with each vendor's error body (tests/fakes/llm_api.py: the shapes, and
+the checks that turn requests the real APIs refuse into 400s). How to answer each request:
+the queued `Reply`s, one per request in arrival order; then the `responder`, a function of the
+request; then `default`. Tests read back every request seen.
 
     async with FakeLLMServer() as server:
         server.queue(Reply(status=429, headers={"retry-after": "1"}), Reply())
         ...  # point a client at server.url
         assert len(server.requests) == 2
+
+`refused_url()` and `unanswered_url()` give addresses where connecting fails at once, or
+hangs until the client's connect timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
-import math
-from dataclasses import dataclass, field
+import socket
+from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-OPENAI_PATH = "/v1/chat/completions"
-ANTHROPIC_PATH = "/v1/messages"
+from .llm_api import ANTHROPIC_PATH, OPENAI_PATH, Reply, SeenRequest, answer
 
-_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error",
-                       404: "invalid_request_error", 429: "rate_limit_exceeded"}
-_ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                          403: "permission_error", 404: "not_found_error",
-                          429: "rate_limit_error", 529: "overloaded_error"}
+__all__ = ["ANTHROPIC_PATH", "OPENAI_PATH", "FakeLLMServer", "Reply", "Responder",
+           "SeenRequest", "refused_url", "unanswered_url"]
 
-
-@dataclass
-class Reply:
-    """How to answer one request."""
-
-    status: int = 200
-    # Success: the reply text (default: an echo of the last user message).
-    text: str | None = None
-    # Success: (input, output) tokens (default: a character-based count).
-    usage: tuple[int, int] | None = None
-    finish: str | None = None
-    # Errors: the message inside the vendor's error body.
-    message: str = "scripted failure"
-    # A complete body to send instead of the generated one.
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    # Hold the answer this long, or until the client hangs up, whichever is first.
-    delay_s: float = 0.0
-
-
-@dataclass
-class SeenRequest:
-    """One request as the server received it."""
-
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: Any
+Responder = Callable[[SeenRequest], Reply | Awaitable[Reply]]
 
 
 class FakeLLMServer:
     """The fake API server; use `async with` so that it is always closed."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, *,
+                 responder: Responder | None = None) -> None:
         self.default = default or Reply()
+        self.responder = responder
         self.requests: list[SeenRequest] = []
         self._queue: list[Reply] = []
         self._server: asyncio.Server | None = None
@@ -150,15 +127,28 @@ class FakeLLMServer:
             body: Any = json.loads(raw) if raw else None
         except json.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
+        seen = SeenRequest(method, path, headers, body)
         async with self._arrived:
-            self.requests.append(SeenRequest(method, path, headers, body))
+            self.requests.append(seen)
             self._arrived.notify_all()
-        reply = self._queue.pop(0) if self._queue else self.default
+        reply = await self._reply(seen)
         if reply.delay_s and await _client_left(reader, reply.delay_s):
             return False
-        status, payload, extra = _answer(method, path, headers, body, reply)
+        status, payload, extra = answer(seen, reply)
         await _respond(writer, status, payload, extra)
         return headers.get("connection", "").lower() != "close"
+
+    async def _reply(self, seen: SeenRequest) -> Reply:
+        """The queued reply, else the responder's, else the default."""
+        if self._queue:
+            return self._queue.pop(0)
+        if self.responder is None:
+            return self.default
+        try:
+            reply = self.responder(seen)
+            return await reply if inspect.isawaitable(reply) else reply
+        except Exception as exc:  # shown to the client, so that the test's failure names it
+            return Reply(status=500, message=f"responder failed: {exc!r}")
 
 
 async def _client_left(reader: asyncio.StreamReader, delay_s: float) -> bool:
@@ -180,95 +170,26 @@ async def _respond(writer: asyncio.StreamWriter, status: int, payload: Any,
     await writer.drain()
 
 
-def _answer(method: str, path: str, headers: dict[str, str], body: Any,
-            reply: Reply) -> tuple[int, Any, dict[str, str]]:
-    """Status, JSON payload and extra headers for one request."""
-    if method != "POST" or path not in (OPENAI_PATH, ANTHROPIC_PATH):
-        return 404, {"error": {"message": f"no route for {method} {path}"}}, {}
-    anthropic = path == ANTHROPIC_PATH
-    extra = {"request-id" if anthropic else "x-request-id": f"req_{id(reply):x}",
-             **reply.headers}
-    if reply.body is not None:
-        return reply.status, reply.body, extra
-    if reply.status >= 400:
-        return reply.status, _error(anthropic, reply.status, reply.message), extra
-    problem = _check_anthropic(headers, body) if anthropic else _check_openai(body)
-    if problem:
-        return 400, _error(anthropic, 400, problem), extra
-    text = reply.text if reply.text is not None else "fake: " + _last_user(body["messages"])
-    prompt = json.dumps(body["messages"]) + str(body.get("system", ""))
-    usage = reply.usage or (math.ceil(len(prompt) / 4), math.ceil(len(text) / 4))
-    build = _anthropic_message if anthropic else _openai_completion
-    return 200, build(body["model"], text, usage, reply.finish), extra
+def refused_url() -> str:
+    """http://127.0.0.1:port where nothing listens: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
-def _check_openai(body: Any) -> str | None:
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        return "model is required"
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        return "messages must be a non-empty array"
-    return None
-
-
-def _check_anthropic(headers: dict[str, str], body: Any) -> str | None:
-    if "anthropic-version" not in headers:
-        return "anthropic-version header is required"
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        return "model: Field required"
-    if not isinstance(body.get("max_tokens"), int):
-        return "max_tokens: Field required"
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "messages: at least one message is required"
-    if any(m.get("role") not in ("user", "assistant") for m in messages):
-        return "messages: roles must be 'user' or 'assistant'; use the system parameter"
-    return None
-
-
-def _last_user(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            return content if isinstance(content, str) else json.dumps(content)
-    return ""
-
-
-def _error(anthropic: bool, status: int, message: str) -> dict[str, Any]:
-    if anthropic:
-        kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": message}}
-    kind = _OPENAI_ERROR_TYPES.get(status, "server_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
-def _openai_completion(model: str, text: str, usage: tuple[int, int],
-                       finish: str | None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake0001",
-        "object": "chat.completion",
-        "created": 1_790_000_000,
-        "model": model,
-        "system_fingerprint": "fp_fake",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": None},
-            "logprobs": None,
-            "finish_reason": finish or "stop",
-        }],
-        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1],
-                  "total_tokens": usage[0] + usage[1]},
-    }
-
-
-def _anthropic_message(model: str, text: str, usage: tuple[int, int],
-                       finish: str | None) -> dict[str, Any]:
-    return {
-        "id": "msg_fake0001",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": finish or "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
-    }
+@contextlib.contextmanager
+def unanswered_url() -> Iterator[str]:
+    """http://127.0.0.1:port where connecting hangs until the client gives up: a listener
+    that never accepts, its backlog filled, so that the kernel drops further SYNs."""
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(3):
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(address)
+        yield f"http://127.0.0.1:{address[1]}"
