@@ -1,5 +1,5 @@
-"""Providers: the scripted provider, pricing, backoff, the pool, and the openai and anthropic
-providers driven through the official SDKs against a fake HTTP server on 127.0.0.1."""
+"""Providers: the scripted provider, pricing, backoff and the pool (the openai and anthropic
+providers over HTTP: test_providers_http.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,26 +30,7 @@ from ostinato.daemon.engine.providers.base import retry_after_ms, status_error
 from ostinato.daemon.engine.providers.scripted import ScriptedProvider
 from ostinato.daemon.engine.redact import is_secret_name, redact_settings
 
-from ..fakes.llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply, SeenRequest
-
-NO_JITTER = {"initial_delay_ms": 1, "factor": 2.0, "jitter": False}
-
-
-def request(text: str = "hello", **fields: Any) -> ModelRequest:
-    """A one-message request for node n1."""
-    return ModelRequest(messages=[{"role": "user", "content": text}],
-                        node_id=fields.pop("node_id", "n1"), **fields)
-
-
-class SleepRecorder:
-    """Stands in for asyncio.sleep in the pool: records backoff delays, waits for nothing."""
-
-    def __init__(self) -> None:
-        self.delays_ms: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays_ms.append(seconds * 1000)
-
+from .providers_support import NO_JITTER, SleepRecorder, request
 
 # ---------------------------------------------------------------------------- scripted
 
@@ -436,204 +416,3 @@ def test_secret_looking_names() -> None:
     assert redact_settings({"headers": {"x-api-key": "v"}, "note": "has s3cr3t"},
                            ["s3cr3t"]) == {"headers": {"x-api-key": "[redacted]"},
                                            "note": "has [redacted]"}
-
-
-# ---------------------------------------------------------------------------- HTTP providers
-
-
-@dataclass(frozen=True)
-class Flavour:
-    """One vendor API: how to point its provider at the fake server and what to expect."""
-
-    name: str
-    model: str
-    path: str
-
-    @property
-    def env(self) -> str:
-        return f"OST_TEST_{self.name.upper()}_KEY"
-
-    @property
-    def key(self) -> str:
-        return f"sk-{self.name}-test-5f1c9a"
-
-    def settings(self, server: FakeLLMServer, *, timeout_s: float = 5.0,
-                 max_attempts: int = 3) -> dict[str, Any]:
-        base_url = server.url + ("/v1" if self.name == "openai" else "")
-        return {"default": self.name, "providers": {self.name: {
-            "base_url": base_url, "api_key_env": self.env, "timeout_s": timeout_s,
-            "retry": {"max_attempts": max_attempts, **NO_JITTER}}}}
-
-    def key_sent(self, seen: SeenRequest) -> str:
-        # anthropic 2.x sends the key as a bearer token; earlier SDKs used x-api-key.
-        if "x-api-key" in seen.headers:
-            return seen.headers["x-api-key"]
-        return seen.headers["authorization"].removeprefix("Bearer ")
-
-
-FLAVOURS = [Flavour("openai", "gpt-4o-mini", OPENAI_PATH),
-            Flavour("anthropic", "claude-haiku-4-5", ANTHROPIC_PATH)]
-
-
-@pytest.fixture(params=FLAVOURS, ids=lambda f: f.name)
-def flavour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Flavour:
-    """A vendor, with its test key in the environment and nothing ambient in the way."""
-    chosen: Flavour = request.param
-    for flavour in FLAVOURS:
-        monkeypatch.setenv(flavour.env, flavour.key)
-    for name in ("OPENAI_CUSTOM_HEADERS", "ANTHROPIC_CUSTOM_HEADERS", "HTTP_PROXY",
-                 "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    return chosen
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLLMServer]:
-    """The fake vendor API, closed after the test."""
-    async with FakeLLMServer() as fake:
-        yield fake
-
-
-def chat(flavour: Flavour, **fields: Any) -> ModelRequest:
-    """A system + user request for the flavour's model."""
-    fields.setdefault("model", flavour.model)
-    return ModelRequest(node_id="n1", messages=[
-        {"role": "system", "content": "Answer briefly."},
-        {"role": "user", "content": "Name a prime."}], **fields)
-
-
-async def test_a_call_maps_text_usage_and_cost_and_sends_the_key(
-        flavour: Flavour, server: FakeLLMServer) -> None:
-    server.queue(Reply(text="Seven.", usage=(1200, 300)))
-    async with ProviderPool(flavour.settings(server)) as pool:
-        response = await pool.complete(chat(flavour, params={
-            "temperature": 0.2, "max_tokens": 64, "reasoning_effort": "low",
-            "not_a_vendor_param": True}))
-    rate = Pricing.load().to_dict()["models"][f"{flavour.name}/{flavour.model}"]
-    assert response.text == "Seven."
-    assert response.usage == Usage(input_tokens=1200, output_tokens=300)
-    assert response.cost_usd == pytest.approx(
-        (1200 * rate["input_per_mtok"] + 300 * rate["output_per_mtok"]) / 1e6)
-    assert response.cost_known and response.cost_usd > 0
-    assert (response.finish_reason, response.model, response.provider, response.attempts) == (
-        "stop", flavour.model, flavour.name, 1)
-    assert response.raw_id and response.latency_ms > 0
-    [seen] = server.requests
-    assert (seen.method, seen.path) == ("POST", flavour.path)
-    assert flavour.key_sent(seen) == flavour.key
-    assert seen.body["temperature"] == 0.2
-    assert "not_a_vendor_param" not in seen.body
-    if flavour.name == "anthropic":
-        assert seen.body["system"] == "Answer briefly."
-        assert [m["role"] for m in seen.body["messages"]] == ["user"]
-        assert (seen.body["max_tokens"], seen.body["output_config"]) == (64, {"effort": "low"})
-    else:
-        assert [m["role"] for m in seen.body["messages"]] == ["system", "user"]
-        # A compatible server (not api.openai.com) gets the classic field.
-        assert (seen.body["max_tokens"], seen.body["reasoning_effort"]) == (64, "low")
-
-
-async def test_a_length_stop_is_reported(flavour: Flavour, server: FakeLLMServer) -> None:
-    server.queue(Reply(finish="length" if flavour.name == "openai" else "max_tokens"))
-    async with ProviderPool(flavour.settings(server)) as pool:
-        assert (await pool.complete(chat(flavour))).finish_reason == "length"
-
-
-async def test_rate_limited_then_served_succeeds_on_the_second_try(
-        flavour: Flavour, server: FakeLLMServer) -> None:
-    server.queue(Reply(status=429, message="slow down",
-                       headers={"retry-after": "1", "retry-after-ms": "40"}), Reply())
-    sleep = SleepRecorder()
-    async with ProviderPool(flavour.settings(server), sleep=sleep) as pool:
-        response = await pool.complete(chat(flavour))
-    assert response.attempts == 2
-    assert len(server.requests) == 2
-    # The server asked for 40 ms, longer than the 1 ms backoff: its wish wins.
-    assert sleep.delays_ms == [40]
-
-
-@pytest.mark.parametrize("status", [500, 503])
-async def test_a_server_error_is_retried(flavour: Flavour, server: FakeLLMServer,
-                                         status: int) -> None:
-    server.queue(Reply(status=status))
-    async with ProviderPool(flavour.settings(server), sleep=SleepRecorder()) as pool:
-        assert (await pool.complete(chat(flavour))).attempts == 2
-    assert len(server.requests) == 2
-
-
-async def test_a_bad_request_fails_at_once(flavour: Flavour, server: FakeLLMServer) -> None:
-    server.queue(Reply(status=400, message="messages: unexpected field 'colour'"))
-    sleep = SleepRecorder()
-    async with ProviderPool(flavour.settings(server), sleep=sleep) as pool:
-        with pytest.raises(ProviderError) as caught:
-            await pool.complete(chat(flavour))
-    error = caught.value
-    assert (error.status, error.retryable, error.kind, error.attempts) == (400, False,
-                                                                          "client", 1)
-    assert "unexpected field 'colour'" in error.message
-    assert len(server.requests) == 1 and sleep.delays_ms == []
-
-
-async def test_a_timeout_is_retryable(flavour: Flavour, server: FakeLLMServer) -> None:
-    server.queue(Reply(delay_s=10), Reply(delay_s=10))
-    settings = flavour.settings(server, timeout_s=0.3, max_attempts=2)
-    started = time.perf_counter()
-    async with ProviderPool(settings) as pool:
-        with pytest.raises(ProviderError) as caught:
-            await pool.complete(chat(flavour))
-    assert (caught.value.kind, caught.value.retryable, caught.value.status) == (
-        "timeout", True, None)
-    assert caught.value.attempts == 2 and len(server.requests) == 2
-    assert time.perf_counter() - started < 5
-
-
-async def test_a_missing_key_is_a_clear_error_that_reveals_no_secret(
-        flavour: Flavour, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(flavour.env)
-    async with ProviderPool(flavour.settings(server)) as pool:
-        with pytest.raises(ProviderError) as caught:
-            await pool.complete(chat(flavour))
-        assert pool.secrets() == []
-    error = caught.value
-    assert (error.retryable, error.kind, error.attempts) == (False, "config", 1)
-    assert flavour.env in error.message
-    assert not any(f.key in error.message for f in FLAVOURS)
-    assert server.requests == []
-
-
-async def test_a_key_echoed_by_the_server_is_redacted(flavour: Flavour,
-                                                      server: FakeLLMServer) -> None:
-    server.queue(Reply(status=401, message=f"Incorrect API key provided: {flavour.key}"))
-    async with ProviderPool(flavour.settings(server)) as pool:
-        with pytest.raises(ProviderError) as caught:
-            await pool.complete(chat(flavour))
-    assert flavour.key not in str(caught.value)
-    assert "[redacted]" in caught.value.message and not caught.value.retryable
-
-
-async def test_a_model_is_required(flavour: Flavour, server: FakeLLMServer) -> None:
-    async with ProviderPool(flavour.settings(server)) as pool:
-        with pytest.raises(ProviderError, match="no model") as caught:
-            await pool.complete(chat(flavour, model=""))
-    assert caught.value.kind == "config" and server.requests == []
-
-
-async def test_a_keyless_compatible_server_needs_no_environment(server: FakeLLMServer) -> None:
-    settings = {"default": "local", "providers": {"local": {
-        "type": "openai", "base_url": server.url + "/v1", "api_key_env": None,
-        "model": "llama3"}}}
-    async with ProviderPool(settings) as pool:
-        response = await pool.complete(request())
-        assert pool.secrets() == []
-    assert (response.provider, response.model, response.cost_known) == ("local", "llama3", False)
-    assert server.requests[0].body["model"] == "llama3"
-
-
-def test_max_tokens_goes_where_the_endpoint_expects_it() -> None:
-    from ostinato.daemon.engine.providers.openai import OpenAISettings
-
-    assert OpenAISettings().resolved_max_tokens_field() == "max_completion_tokens"
-    local = OpenAISettings(base_url="http://127.0.0.1:8000/v1")
-    assert local.resolved_max_tokens_field() == "max_tokens"
-    forced = OpenAISettings(base_url=local.base_url, max_tokens_field="max_completion_tokens")
-    assert forced.resolved_max_tokens_field() == "max_completion_tokens"
