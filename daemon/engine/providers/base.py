@@ -54,6 +54,10 @@ class OutputSpec(BaseModel):
     # OpenAI-strict: type object, every property required, additionalProperties false.
     schema_: dict[str, Any] = Field(alias="schema")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: name, description, schema."""
+        return self.model_dump(mode="json")
+
 
 class ModelRequest(BaseModel):
     """What the engine asks a provider for."""
