@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from typing import Any
 
@@ -162,6 +163,7 @@ async def _trial_set(args: argparse.Namespace, client: AsyncClient,
     return EXIT_OK if summary["verdict"] == "passed" else EXIT_FAILED
 
 
+_HAS_KEY = re.compile(r"^\s*(?:\[\w\]|\w\)|\w\s+-\s)")  # an accelerator (attractor §4.6)
 _PROMPTS = {"multiple_choice": "Select: ", "yes_no": "[y/n]: ", "confirmation": "[y/n]: ",
             "freeform": "> "}
 
@@ -187,10 +189,13 @@ async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
         display.note(waiting)
         return
     kind = question.get("type", "multiple_choice")
-    print(f"? {question['text']}")
+    if display.quiet:  # else the display has shown the question's text already
+        print(f"? {question['text']}")
     if kind == "multiple_choice":
         for option in question["options"]:
-            print(f"  [{option['key']}] {option['label']}")
+            # `[A] Approve` says its key itself; `Approve` is shown as `[A] Approve`.
+            label = option["label"]
+            print(f"  {label}" if _HAS_KEY.match(label) else f"  [{option['key']}] {label}")
     while True:
         try:
             answer = await asyncio.to_thread(input, _PROMPTS.get(kind, "Select: "))
