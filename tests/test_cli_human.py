@@ -69,7 +69,9 @@ async def test_on_a_terminal_each_type_is_asked_in_its_own_way(daemon: DaemonPro
     terminal = Terminal(primary)
     try:
         header = await terminal.expect("? Notes for the editor?")
-        run_id = re.search(r"run (\S+)  gates", header).group(1)  # type: ignore[union-attr]
+        started = re.search(r"run (\S+)  gates", header)
+        assert started is not None, header
+        run_id = started.group(1)
         await terminal.expect("> ")
         terminal.type("Needs a summary")
         await terminal.expect("? Add charts?")
