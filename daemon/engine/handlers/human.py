@@ -95,7 +95,7 @@ class WaitHumanHandler:
         question = Question(
             id=f"{node.id}:{run.executor.state.stage_seq + 1}",
             run_id=run.executor.run_id, node_id=node.id,
-            text=node.label or _DEFAULT_TEXT[kind], options=options, default=shown,
+            text=node.label, options=options, default=shown,  # the label, else the id
             type=kind)
         timeout = node.get("timeout")
         try:
@@ -116,10 +116,6 @@ class WaitHumanHandler:
         if kind in YES_NO_TYPES:
             return _yes_or_no(node, kind, answer, options)
         return _freeform(node, answer)
-
-
-_DEFAULT_TEXT = {"multiple_choice": "Select an option:", "yes_no": "Yes or no?",
-                 "confirmation": "Confirm?", "freeform": "Your answer:"}
 
 
 def _answer_updates(node: Node, answer: str, key: str, label: str) -> dict[str, Any]:
