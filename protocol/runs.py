@@ -23,11 +23,14 @@ class HumanSettings(BaseModel):
 
     answers: list[str] = Field(
         default_factory=list,
-        description="Preset answers, used in order by the run's human gates (a queue); an "
-                    "answer is an option key, a label, or a target node id.")
+        description="Preset answers, used in order by the run's human gates (a queue): "
+                    "for multiple choice an option key, a label, or a target node id; for "
+                    "yes_no and confirmation yes, y, true, no, n or false; for freeform any "
+                    "text.")
     auto_approve: bool = Field(
-        default=False, description="Answer every gate (once the queue is empty) with its "
-                                   "first option.")
+        default=False, description="Answer every gate (once the queue is empty): multiple "
+                                   "choice with its first option, yes_no and confirmation "
+                                   "with yes, freeform with `auto-approved`.")
 
 
 class RetrySettings(BaseModel):
@@ -191,7 +194,11 @@ class RunDetail(RunSummary):
                                            description="From the latest checkpoint.")
     completed_nodes: list[str] = Field(default_factory=list)
     question: dict[str, Any] | None = Field(
-        default=None, description="The open human question while `waiting`.")
+        default=None, description="The open human question while `waiting`: "
+                                  "question_id, run_id, node_id, text, type "
+                                  "(multiple_choice, yes_no, confirmation or freeform), "
+                                  "options (key, label, target; empty for freeform), "
+                                  "default.")
 
 
 class RunListParams(Params):
@@ -223,7 +230,11 @@ class HumanAnswerParams(Params):
 
     run_id: str
     question_id: str
-    answer: str = Field(description="An option key, its label, or the target node id.")
+    answer: str = Field(
+        description="Multiple choice: an option key, its label, or the target node id (one "
+                    "that matches nothing takes the first option). yes_no and confirmation: "
+                    "yes, y, true, no, n or false, any case (anything else is refused with "
+                    "-32602 and the question stays open). freeform: any text.")
 
 
 class RunEventParams(BaseModel):

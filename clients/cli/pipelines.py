@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from typing import Any
 
-from ostinato.protocol.errors import RpcError
+from ostinato.protocol.errors import ErrorCode, RpcError
 
 from ..python import AsyncClient
 from .common import (
@@ -162,21 +163,60 @@ async def _trial_set(args: argparse.Namespace, client: AsyncClient,
     return EXIT_OK if summary["verdict"] == "passed" else EXIT_FAILED
 
 
+_HAS_KEY = re.compile(r"^\s*(?:\[\w\]|\w\)|\w\s+-\s)")  # an accelerator (attractor §4.6)
+_PROMPTS = {"multiple_choice": "Select: ", "yes_no": "[y/n]: ", "confirmation": "[y/n]: ",
+            "freeform": "> "}
+
+
+def accepted_answers(question: dict[str, Any]) -> str:
+    """What `human.answer` takes for this question, in words."""
+    kind = question.get("type", "multiple_choice")
+    if kind in ("yes_no", "confirmation"):
+        return "yes, y, true or no, n, false"
+    if kind == "freeform":
+        return "any text"
+    keys = ", ".join(option["key"] for option in question["options"])
+    return f"an option key ({keys}), its label or its target node"
+
+
 async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
                display: RunDisplay) -> None:
     """A human gate: ask on the terminal when there is one; else leave it to others."""
+    waiting = (f"waiting for an answer ({accepted_answers(question)}): ostinato call "
+               f"human.answer '{{\"run_id\": \"{run_id}\", \"question_id\": "
+               f"\"{question['question_id']}\", \"answer\": \"…\"}}'")
     if not sys.stdin.isatty():
-        display.note(f"waiting for an answer: ostinato call human.answer "
-                     f"'{{\"run_id\": \"{run_id}\", \"question_id\": "
-                     f"\"{question['question_id']}\", \"answer\": \"…\"}}'")
+        display.note(waiting)
         return
-    print(f"? {question['text']}")
-    for option in question["options"]:
-        print(f"  [{option['key']}] {option['label']}")
-    answer = await asyncio.to_thread(input, "Select: ")
-    await client.request("human.answer", {"run_id": run_id,
-                                          "question_id": question["question_id"],
-                                          "answer": answer.strip()})
+    kind = question.get("type", "multiple_choice")
+    if display.quiet:  # else the display has shown the question's text already
+        print(f"? {question['text']}")
+    if kind == "multiple_choice":
+        for option in question["options"]:
+            # `[A] Approve` says its key itself; `Approve` is shown as `[A] Approve`.
+            label = option["label"]
+            print(f"  {label}" if _HAS_KEY.match(label) else f"  [{option['key']}] {label}")
+    while True:
+        try:
+            answer = await asyncio.to_thread(input, _PROMPTS.get(kind, "Select: "))
+        except EOFError:  # the terminal closed: someone else may still answer
+            display.note(waiting)
+            return
+        try:
+            await client.request("human.answer", {
+                "run_id": run_id, "question_id": question["question_id"],
+                # Free text is sent as typed; a key or yes/no without the newline's spaces.
+                "answer": answer if kind == "freeform" else answer.strip()})
+            return
+        except RpcError as error:
+            if error.code == ErrorCode.INVALID_PARAMS:  # not yes or no: ask again
+                print(error.message)
+            elif error.code == ErrorCode.CONFLICT:
+                # Answered elsewhere, or its timeout took the default meanwhile.
+                display.note(f"the question was closed: {error.message}")
+                return
+            else:
+                raise
 
 
 _ACTIONS = {"run": _run, "replay": _replay, "validate": _validate, "plan": _validate}
@@ -233,9 +273,11 @@ def add_parsers(commands: Any) -> None:
             parser.add_argument("--settings", help="run settings: JSON, or a JSON file")
             parser.add_argument("--provider", help="default model provider (e.g. openai)")
             parser.add_argument("--answer", action="append", default=[],
-                                help="a preset answer for the next human gate; repeatable")
+                                help="a preset answer for the next human gate (an option "
+                                     "key or label, yes/no, or free text); repeatable")
             parser.add_argument("--auto-approve", action="store_true",
-                                help="answer every human gate with its first option")
+                                help="answer every human gate: its first option, yes, "
+                                     "or `auto-approved` for free text")
             parser.add_argument("--record", choices=("full", "metadata_only"),
                                 metavar="full|metadata_only", help=_RECORD_HELP)
             trials = parser.add_argument_group(

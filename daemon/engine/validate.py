@@ -23,6 +23,8 @@ from ostinato.protocol.pipelines import Diagnostic, Severity
 from .conditions import ConditionError, parse_condition
 from .errors import ValidationError
 from .graph import Edge, Graph, Location, Node
+from .handlers.base import ACCEPTED_YES_NO, QUESTION_TYPES, YES_NO_TYPES, yes_or_no
+from .handlers.human import attr_text, choice_options, match_option, question_type
 from .retry import PRESETS
 from .stylesheet import StylesheetError, parse_stylesheet
 
@@ -295,3 +297,38 @@ def retry_policy_known(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
                              f"node {node.id!r} has unknown retry_policy {value!r}; "
                              "standard is used", _attr_loc(node, "retry_policy"),
                              node=node.id, fix="use one of " + ", ".join(sorted(PRESETS)))
+
+
+@_rule
+def human_type_known(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """`human.type` names a question type of §6.2."""
+    for node in graph.nodes.values():
+        value = node.attrs.get("human.type")
+        if value is not None and str(value).strip().lower() not in QUESTION_TYPES:
+            yield diagnostic("human_type_known", "warning",
+                             f"node {node.id!r} has unknown human.type {value!r}; "
+                             "multiple_choice is used", _attr_loc(node, "human.type"),
+                             node=node.id, fix="use one of " + ", ".join(QUESTION_TYPES))
+
+
+@_rule
+def human_default_choice_valid(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """A human gate's `human.default_choice` is an answer its question takes."""
+    for node in graph.nodes.values():
+        value = node.attrs.get("human.default_choice")
+        if value is None or node.type != "wait.human":
+            continue
+        kind, text = question_type(node), attr_text(value)
+        options = choice_options(graph, node) if kind == "multiple_choice" else []
+        if kind in YES_NO_TYPES and yes_or_no(text) is None:
+            problem, fix = (f"is not yes or no, so a timeout fails the {kind} gate",
+                            f"use one of {ACCEPTED_YES_NO}")
+        elif options and match_option(text, options) is None:
+            problem, fix = ("matches no option, so a timeout takes the first one",
+                            "use an option's key, label or target")
+        else:
+            continue
+        yield diagnostic("human_default_choice_valid", "warning",
+                         f"node {node.id!r} has human.default_choice {value!r}, which "
+                         f"{problem}", _attr_loc(node, "human.default_choice"),
+                         node=node.id, fix=fix)

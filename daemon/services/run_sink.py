@@ -109,7 +109,7 @@ class DaemonInterviewer:
             context.set("internal.human.answers_used", used + 1)
             answer: str | None = self.settings.human.answers[used]
         elif self.settings.human.auto_approve:
-            answer = question.options[0]["key"]
+            answer = question.auto_answer()
         else:
             answer = await self._ask_people(active, question)
         active.executor.emit("InterviewCompleted", question_id=question.id,

@@ -422,13 +422,19 @@ class Runner:
         await asyncio.shield(active.done)
 
     def answer(self, run_id: str, question_id: str, answer: str) -> None:
-        """Resolve the open question of a waiting run."""
+        """Resolve the open question of a waiting run; an answer a yes/no question cannot
+        take is refused (invalid params) and the question stays open."""
         active = self.active.get(run_id)
         if active is None or active.question is None or active.answer is None:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is not waiting for an answer")
         if active.question.id != question_id:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is waiting on question "
                            f"{active.question.id}, not {question_id}")
+        refusal = active.question.refusal(answer)
+        if refusal is not None:
+            # The question stays open: the run keeps waiting for an answer it can take.
+            raise RpcError(ErrorCode.INVALID_PARAMS, refusal,
+                           [{"type": "value_error", "loc": ["answer"], "msg": refusal}])
         if not active.answer.done():
             active.answer.set_result(answer)
 

@@ -50,7 +50,8 @@ def test_builtin_rules_are_registered_in_spec_order() -> None:
         "start_node", "terminal_node", "reachability", "edge_target_exists",
         "start_no_incoming", "exit_no_outgoing", "condition_syntax", "stylesheet_syntax",
         "type_known", "fidelity_valid", "retry_target_exists", "goal_gate_has_retry",
-        "prompt_on_llm_nodes", "node_id_reserved", "retry_policy_known"]
+        "prompt_on_llm_nodes", "node_id_reserved", "retry_policy_known", "human_type_known",
+        "human_default_choice_valid"]
 
 
 def test_node_ids_of_run_directory_folders_are_refused() -> None:
@@ -63,6 +64,36 @@ def test_an_unknown_retry_policy_is_a_warning() -> None:
     found = _found("digraph G { start [shape=Mdiamond]; a [retry_policy=eager]; "
                    "exit [shape=Msquare]; start -> a -> exit }", "retry_policy_known")
     assert [(d.severity, d.node) for d in found] == [("warning", "a")]
+
+
+def _gate(attrs: str) -> str:
+    return ("digraph G { start [shape=Mdiamond]; exit [shape=Msquare]; "
+            f"ask [shape=hexagon, {attrs}]; a; b; start -> ask; "
+            'ask -> a [label="[Y] Yes"]; ask -> b [label="No"]; a -> exit; b -> exit }')
+
+
+def test_an_unknown_human_type_is_a_warning() -> None:
+    [found] = _found(_gate("human.type=rating"), "human_type_known")
+    assert (found.severity, found.node) == ("warning", "ask")
+    assert "multiple_choice is used" in found.message
+    for kind in ("multiple_choice", "yes_no", "Confirmation", "freeform"):
+        assert _found(_gate(f"human.type={kind}"), "human_type_known") == []
+
+
+@pytest.mark.parametrize(("attrs", "warned"), [
+    ("human.default_choice=Y", False),  # an option's key
+    ("human.default_choice=b", False),  # a target
+    ('human.default_choice="no"', False),  # a label
+    ("human.default_choice=later", True),  # multiple choice: would take the first option
+    ("human.type=yes_no, human.default_choice=false", False),  # a DOT boolean is no
+    ('human.type=confirmation, human.default_choice="[N] No"', False),
+    ("human.type=yes_no, human.default_choice=b", True),
+    ("human.type=freeform, human.default_choice=anything", False),
+])
+def test_a_human_default_choice_the_question_cannot_take_is_a_warning(attrs: str,
+                                                                      warned: bool) -> None:
+    found = _found(_gate(attrs), "human_default_choice_valid")
+    assert [(d.severity, d.node) for d in found] == ([("warning", "ask")] if warned else [])
 
 
 def test_clean_pipeline_has_no_diagnostics() -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..context import Context
+from ..edges import normalize_label
 from ..graph import Graph, Node
 from ..outcome import Outcome
 
@@ -14,22 +15,60 @@ if TYPE_CHECKING:
     from ..executor import Executor
 
 
+QUESTION_TYPES = ("multiple_choice", "yes_no", "confirmation", "freeform")  # §6.2
+YES_NO_TYPES = frozenset({"yes_no", "confirmation"})
+YES_ANSWERS = ("yes", "y", "true")
+NO_ANSWERS = ("no", "n", "false")
+ACCEPTED_YES_NO = "yes, y, true or no, n, false (any case)"
+AUTO_APPROVED = "auto-approved"  # what auto-approve answers a freeform question (§6.4)
+
+
+def yes_or_no(answer: str) -> str | None:
+    """"yes" or "no" for an answer to a yes/no question (any case, `[Y] ` prefix ignored),
+    else None."""
+    word = normalize_label(answer)
+    if word in YES_ANSWERS:
+        return "yes"
+    if word in NO_ANSWERS:
+        return "no"
+    return None
+
+
 @dataclass
 class Question:
-    """A human gate's question (attractor §6.2, multiple choice)."""
+    """A human gate's question (attractor §6.2): multiple choice, yes/no, confirmation or
+    freeform."""
 
     id: str
     run_id: str
     node_id: str
     text: str
-    options: list[dict[str, str]]  # {key, label, target}
+    options: list[dict[str, str | None]]  # {key, label, target}; empty for freeform
     default: str | None = None
+    type: str = "multiple_choice"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for events and `run.get`."""
         return {"question_id": self.id, "run_id": self.run_id, "node_id": self.node_id,
-                "text": self.text, "type": "multiple_choice", "options": self.options,
+                "text": self.text, "type": self.type, "options": self.options,
                 "default": self.default}
+
+    def refusal(self, answer: str) -> str | None:
+        """Why `answer` cannot answer this question, or None. Only yes/no questions refuse:
+        a multiple-choice answer that matches nothing takes the first option (§4.6), and
+        any text answers a freeform question."""
+        if self.type in YES_NO_TYPES and yes_or_no(answer) is None:
+            return f"{answer!r} is not an answer to a yes/no question: accepted are " \
+                   f"{ACCEPTED_YES_NO}"
+        return None
+
+    def auto_answer(self) -> str:
+        """What auto-approve answers (§6.4): yes, the first option, or `auto-approved`."""
+        if self.type in YES_NO_TYPES:
+            return "yes"
+        if self.options:
+            return str(self.options[0]["key"])
+        return AUTO_APPROVED
 
 
 class Interviewer(Protocol):
