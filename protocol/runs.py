@@ -12,6 +12,10 @@ from .pipelines import PipelineRef
 from .registry import MethodSpec
 from .trials import TrialSetSummary
 
+# A real pipeline rarely runs more than a few dozen node executions; a loop of four LLM nodes
+# that never ends stops after 50 rounds (half an hour at ten seconds a call, not a day).
+DEFAULT_MAX_STEPS = 200
+
 RunStatus = Literal["pending", "running", "waiting", "completed", "failed", "cancelled",
                     "interrupted", "budget_exceeded"]
 
@@ -63,8 +67,10 @@ class RunSettings(BaseModel):
     max_parallel: int = Field(default=4, ge=1,
                               description="Default concurrency of parallel nodes and DAGs.")
     max_steps: int = Field(
-        default=100_000, ge=0, description="Node executions after which a run fails, so "
-                                           "that a loop cannot run forever; 0: no limit.")
+        default=DEFAULT_MAX_STEPS, ge=0,
+        description="Node executions (attempts, parallel branches' included) after which a "
+                    "run fails, so that a loop whose exit condition never holds stops long "
+                    "before it costs hours; 0: no limit.")
 
 
 class ReplaySpec(BaseModel):
@@ -148,6 +154,8 @@ class RunSummary(Result):
     output_tokens: int = 0
     snapshot_id: str | None = Field(default=None,
                                     description="The snapshot this run replays, if any.")
+    parent_run_id: str | None = Field(
+        default=None, description="The run whose manager node started this one, if any.")
 
 
 class RunStartResult(RootModel[RunSummary | TrialSetSummary]):
@@ -199,6 +207,8 @@ class RunDetail(RunSummary):
                                   "(multiple_choice, yes_no, confirmation or freeform), "
                                   "options (key, label, target; empty for freeform), "
                                   "default.")
+    children: list[str] = Field(
+        default_factory=list, description="The runs this run's manager nodes started.")
 
 
 class RunListParams(Params):

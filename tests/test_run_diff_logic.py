@@ -133,10 +133,10 @@ class SlowNodes:
         """As the pool."""
         return self.pool.resolve(request)
 
-    async def complete(self, request: Any) -> Any:
+    async def complete(self, request: Any, on_retry: Any = None) -> Any:
         """Wait, then as the pool."""
         await asyncio.sleep(self.delays.get(request.node_id, 0))
-        return await self.pool.complete(request)
+        return await self.pool.complete(request, on_retry=on_retry)
 
 
 async def execute(tmp_path: Path, source: str, *, fmt: str = "dot",

@@ -80,8 +80,10 @@ async def test_a_priced_call_with_a_rate_limit_on_the_way(
     assert (Path(run["run_dir"]) / "ask" / "response.md").read_text() == "7 is prime"
     trace = [orjson.loads(line) for line in
              (Path(run["run_dir"]) / "trace.jsonl").read_bytes().splitlines()]
+    # Every try is in the trace: the 429 the pool retried, then the call that answered.
     assert [(c["node_id"], c["kind"], c["output_tokens"]) for c in trace] == [
-        ("ask", "model", 2000)]
+        ("ask", "model_retry", 0), ("ask", "model", 2000)]
+    assert "HTTP 429" in trace[0]["error"] and trace[0]["request"]["provider_attempt"] == 1
     await wire.result("shutdown")
     # The key reached the vendor, and nowhere else.
     assert KEY.encode() not in everything_written(keyed_daemon.home)

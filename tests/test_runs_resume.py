@@ -321,10 +321,15 @@ async def test_a_replay_resumed_behind_its_store_serves_the_rerun_node_from_its_
     path = Path(started["run_dir"]) / "checkpoint.json"
     checkpoint = json.loads(path.read_text())
     assert [entry["node"] for entry in checkpoint["logs"]] == ["start", "prep"]
+    # The checkpoint written after start: prep's context updates and call not yet in it.
+    context = {key: value for key, value in checkpoint["context"].items()
+               if not key.startswith(("prep.", "last_"))}
+    context.update(current_node="start", outcome="success")
     checkpoint.update(current_node="start", next_node="prep", completed_nodes=["start"],
                       completed_count=1, node_outcomes={"start": "success"},
-                      stage_seq=checkpoint["stage_seq"] - 1,
-                      call_seq=checkpoint["call_seq"] - 1, logs=checkpoint["logs"][:1])
+                      stage_seq=checkpoint["stage_seq"] - 1, context=context,
+                      calls={"start": 1}, call_seq=checkpoint["call_seq"] - 1,
+                      logs=checkpoint["logs"][:1])
     path.write_text(json.dumps(checkpoint))
 
     detail, original = await resume_to_end(home, socket, started["run_id"], replay_go,

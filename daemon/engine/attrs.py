@@ -10,10 +10,11 @@ import re
 
 from .graph import AttrValue, Duration
 
-DURATION_KEYS = frozenset({"timeout"})
+DURATION_KEYS = frozenset({"timeout", "manager.poll_interval"})
 INT_KEYS = frozenset({"max_retries", "default_max_retries", "default_max_retry", "weight",
-                      "max_parallel"})
-BOOL_KEYS = frozenset({"goal_gate", "auto_status", "allow_partial", "loop_restart"})
+                      "max_parallel", "thread_budget", "thread_turns", "manager.max_cycles"})
+BOOL_KEYS = frozenset({"goal_gate", "auto_status", "allow_partial", "loop_restart", "verdict",
+                       "stack.child_autostart"})
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fidelity import Thread
 
 
 class Context(Mapping[str, Any]):
-    """Values shared by the stages of one run, plus an append-only log.
+    """Values shared by the stages of one run, plus an append-only log, and the engine's
+    state that travels with them: the `full` fidelity threads (attractor §5.4) and how many
+    calls each node made (the scripted provider's n-th answer).
 
     The executor applies updates between nodes, one node at a time, and parallel branches
     work on clones, so no lock is needed.
     """
 
     def __init__(self, values: dict[str, Any] | None = None,
-                 logs: list[dict[str, Any]] | None = None) -> None:
+                 logs: list[dict[str, Any]] | None = None,
+                 threads: dict[str, Thread] | None = None, last_thread: str | None = None,
+                 calls: dict[str, int] | None = None) -> None:
         self.values: dict[str, Any] = dict(values or {})
         self.logs: list[dict[str, Any]] = list(logs or [])
+        self.threads: dict[str, Thread] = dict(threads or {})
+        self.last_thread = last_thread  # the thread of the last `full` node
+        self.calls: dict[str, int] = dict(calls or {})
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -47,7 +57,9 @@ class Context(Mapping[str, Any]):
 
     def clone(self) -> Context:
         """An isolated copy for a parallel branch."""
-        return Context(_copy(self.values), list(self.logs))
+        return Context(_copy(self.values), list(self.logs),
+                       {key: thread.copy() for key, thread in self.threads.items()},
+                       self.last_thread, self.calls)
 
 
 _SHARED = frozenset({str, int, float, bool, type(None)})

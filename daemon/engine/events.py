@@ -12,6 +12,7 @@ EventType = Literal[
     "ParallelStarted", "ParallelBranchStarted", "ParallelBranchCompleted", "ParallelCompleted",
     "InterviewStarted", "InterviewCompleted", "InterviewTimeout",
     "CheckpointSaved", "ReplayDiverged", "BudgetExceeded",
+    "ModelRetrying", "LoopRestarted", "ChildRunStarted", "ManagerCycle", "ManagerSteered",
 ]
 
 

@@ -19,15 +19,18 @@ from .budget import Budget, BudgetExceeded
 from .context import Context
 from .edges import select_edge
 from .events import Event, EventType
-from .graph import Graph, Node
+from .fidelity import Thread, thread_limits
+from .graph import Edge, Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
 from .recording import RUN_END, RecordMode, without_content
 from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .rundir import JOURNAL, RunDirectory
+from .supervision import ChildReport, ChildRuns, Supervision
 
 HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
+NOTE_CHARS = 300  # of a node's answer or failure in its run log entry
 # The calls of the unit of concurrent work (a parallel branch, a DAG stage) that the current
 # task runs; None outside one.
 _WORK: ContextVar[list[int] | None] = ContextVar("ostinato_work_calls", default=None)
@@ -83,6 +86,7 @@ class _State:
     node_retries: dict[str, int] = field(default_factory=dict)
     current_node: str | None = None
     next_node: str | None = None
+    via: Edge | None = None  # the edge taken to next_node (its fidelity and thread_id)
     stage_seq: int = 0
 
 
@@ -94,7 +98,9 @@ class Executor:
                  sink: RunSink | None = None, settings: Any = None,
                  rng: random.Random | None = None, recorded_stages: int = 0,
                  record: RecordMode = "full", replayer: Replayer | None = None,
-                 trial_index: int | None = None, budget: Budget | None = None) -> None:
+                 trial_index: int | None = None, budget: Budget | None = None,
+                 children: ChildRuns | None = None,
+                 supervisor: Supervision | None = None) -> None:
         self.run_id = run_id
         self.trace_id = trace_id
         self.graph = graph
@@ -106,6 +112,7 @@ class Executor:
         self.settings = settings
         self.rng = rng  # retry jitter; None: the random module's own generator
         self.state = _State(Context())
+        self.inputs: dict[str, Any] = {}  # the run's inputs: the context a restart begins with
         self.call_seq = 0
         # Calls of concurrent work not finished yet: a checkpoint names them (`open_calls`),
         # for a resume runs that work again and makes them again.
@@ -121,6 +128,8 @@ class Executor:
         self.divergence: ReplayDivergence | None = None
         self.trial_index = trial_index  # this run's place in its trial set, if any
         self.budget = budget  # a test run's cost limit, shared with its other runs
+        self.children = children  # starts the child runs of manager nodes
+        self.supervisor = supervisor  # a manager supervises this run: lockstep per node
         # Stages the sink already holds for this run. A run resumed after a crash between a
         # stage's record and the checkpoint after it numbers its next stages after them.
         self.recorded_stages = recorded_stages
@@ -129,25 +138,31 @@ class Executor:
 
     async def run(self, inputs: dict[str, Any] | None = None) -> RunResult:
         """Execute from the start node with a fresh context."""
-        context = Context({f"graph.{k}": v for k, v in self.graph.attrs.items()
-                           if isinstance(v, str | int | float | bool)})
-        context.apply(inputs or {})
-        self.state = _State(context, next_node=find_start(self.graph),
+        self.inputs = dict(inputs or {})
+        self.state = _State(self.initial_context(), next_node=find_start(self.graph),
                             stage_seq=self.recorded_stages)
         self.emit("PipelineStarted", name=self.graph.name, id=self.run_id)
         return await self._traverse_or_diverge()
 
-    async def resume(self, checkpoint: dict[str, Any],
-                     inputs: dict[str, Any] | None = None) -> RunResult:
+    async def resume(self, checkpoint: dict[str, Any], inputs: dict[str, Any] | None = None,
+                     initial: dict[str, Any] | None = None) -> RunResult:
         """Continue an interrupted run from its checkpoint; `inputs` given again (secrets the
-        checkpoint could not keep) replace the recorded context values."""
+        checkpoint could not keep) replace the recorded context values; `initial` are all
+        the run's inputs (those given again included)."""
+        self.inputs = dict(initial or inputs or {})
+        via = checkpoint.get("via")
         self.state = _State(
-            Context(checkpoint.get("context", {}), checkpoint.get("logs", [])),
+            Context(checkpoint.get("context", {}), checkpoint.get("logs", []),
+                    {key: Thread.from_dict(value)
+                     for key, value in checkpoint.get("threads", {}).items()},
+                    checkpoint.get("last_thread"), checkpoint.get("calls")),
             completed_nodes=completed_nodes(self.run_dir, checkpoint),
             node_outcomes=dict(checkpoint.get("node_outcomes", {})),
             node_retries=dict(checkpoint.get("node_retries", {})),
             current_node=checkpoint.get("current_node"),
             next_node=checkpoint.get("next_node"),
+            via=self.graph.edges[via] if isinstance(via, int)
+            and 0 <= via < len(self.graph.edges) else None,
             stage_seq=max(int(checkpoint.get("stage_seq", 0)), self.recorded_stages),
         )
         self.call_seq = int(checkpoint.get("call_seq", 0))
@@ -195,9 +210,7 @@ class Executor:
             if node_id is None:  # nothing left to do: a node without a usable edge
                 return await self._finish(Status.SUCCESS, "", started)
             if limit and state.stage_seq >= limit:  # a loop that never ends costs money
-                return await self._finish(
-                    Status.FAIL, f"step limit reached: {limit} node executions "
-                                 "(settings.max_steps)", started)
+                return await self._finish(Status.FAIL, self._step_limit(limit), started)
             node = graph.nodes[node_id]
             if node.type == "exit":
                 jump = self._unsatisfied_gate_target()
@@ -205,11 +218,11 @@ class Executor:
                     if jump == "":
                         return await self._finish(
                             Status.FAIL, "goal gate unsatisfied and no retry target", started)
-                    state.next_node = jump
+                    state.next_node, state.via = jump, None
                     continue
-            outcome = await self.execute_node(node, state.context)
+            outcome = await self.execute_node(node, state.context, via=state.via)
             self._record(node, outcome, state.context)
-            next_node, reason = self.next_node(node, outcome, state.context)
+            next_node, via, reason = self.next_node(node, outcome, state.context)
             gate_failed = False
             if next_node is None and node.type != "exit" and outcome.status is not Status.FAIL:
                 # A dead end ends the run like an exit does: goal gates apply (§3.4).
@@ -219,10 +232,14 @@ class Executor:
                 elif jump is not None:
                     next_node = jump
             state.current_node = node_id
-            state.next_node = next_node
+            state.next_node, state.via = next_node, via
             if node.type == "exit":  # one checkpoint after it: the final one, with the result
                 return await self._finish(Status.SUCCESS, "", started)
+            if via is not None and via.attrs.get("loop_restart") is True:
+                self._restart(node, via)
             await self._checkpoint(node, outcome, finished=next_node is None)
+            if self.supervisor is not None and next_node is not None:
+                await self._supervised()
             if next_node is None:
                 if gate_failed:
                     return await self._finish(
@@ -231,6 +248,55 @@ class Executor:
                     return await self._finish(Status.FAIL, reason or outcome.failure_reason
                                               or f"node {node_id} failed", started)
                 return await self._finish(Status.SUCCESS, "", started)
+
+    def _step_limit(self, limit: int) -> str:
+        """Why a run stopped at settings.max_steps, naming the node that ran most often."""
+        counts = self.state.context.calls
+        busiest = max(counts, key=lambda n: counts[n]) if counts else None
+        where = (f"; node {busiest!r} ran {counts[busiest]} times (a loop whose exit "
+                 "condition never holds?)" if busiest else "")
+        return (f"step limit reached: {limit} node executions (settings.max_steps){where}; "
+                "raise settings.max_steps (0: no limit) if the pipeline needs more")
+
+    async def _supervised(self) -> None:
+        """A node boundary of a supervised run: wait for the manager's cycle, and take its
+        instructions into the context (the next requests carry them)."""
+        assert self.supervisor is not None
+        message = await self.supervisor.boundary(self.report("running"))
+        if message is not None:
+            self.state.context.set("stack.manager.message", message)
+            self.run_dir.write_json("checkpoint.json", data=self.checkpoint())
+            self.emit("ManagerSteered", message=message)
+
+    def report(self, status: str, outcome: str | None = None,
+               failure_reason: str | None = None) -> ChildReport:
+        """This run as its manager sees it."""
+        state = self.state
+        return ChildReport(self.run_id, status, outcome, len(state.completed_nodes),
+                           state.current_node, str(state.context.get("outcome", "")) or None,
+                           state.next_node, failure_reason)
+
+    def initial_context(self) -> Context:
+        """The context a run starts with: the graph's scalar attributes and the inputs."""
+        context = Context({f"graph.{k}": v for k, v in self.graph.attrs.items()
+                           if isinstance(v, str | int | float | bool)})
+        context.apply(self.inputs)
+        return context
+
+    def _restart(self, node: Node, edge: Edge) -> None:
+        """A `loop_restart` edge: the run goes on at its target in a fresh context, as a run
+        started there would (attractor §3.2 step 7, docs/pipelines.md "loop_restart"): the
+        initial values, no threads, no goal-gate outcomes or retry counters. The run's
+        record, and how often each node was called, carry on."""
+        state = self.state
+        restarts = int(state.context.get("internal.restarts", 0)) + 1
+        context = self.initial_context()
+        context.calls = state.context.calls
+        context.set("internal.restarts", restarts)
+        state.context = context
+        state.node_outcomes, state.node_retries = {}, {}
+        state.via = None
+        self.emit("LoopRestarted", from_node=node.id, to_node=edge.target, restart=restarts)
 
     async def _traverse_dag(self) -> RunResult:
         """Recipe DAGs: every stage whose needs are done runs, `max_parallel` at a time.
@@ -268,6 +334,8 @@ class Executor:
                     if outcome.status is Status.FAIL and not failure:
                         failure = outcome.failure_reason or f"node {node.id} failed"
                     await self._checkpoint(node, outcome, finished=False)
+                    if self.supervisor is not None:
+                        await self._supervised()
         finally:
             for task in running:
                 task.cancel()
@@ -299,38 +367,57 @@ class Executor:
         state.completed_nodes.append(node.id)
         if node.get("goal_gate", False):  # all that routing needs of the past (§3.4)
             state.node_outcomes[node.id] = outcome.status.value
-        context.apply(self.run_dir.externalize(outcome.context_updates))
-        context.set("outcome", outcome.status.value)
+        self.apply_outcome(node, outcome, context)
         context.set("current_node", node.id)
         # Always set, so that a label from an earlier node never steers a later edge.
         context.set("preferred_label", outcome.preferred_label)
         entry = {"node": node.id, "outcome": outcome.status.value, "timestamp": utc_now()}
+        note = outcome.answer if outcome.status.succeeded and outcome.answer else \
+            (outcome.failure_reason or outcome.notes)
+        if note:  # what summary fidelity modes tell of the node
+            entry["note"] = note[:NOTE_CHARS]
         context.logs.append(entry)
         # The whole history goes to an append-only journal; the checkpoint keeps the recent
         # part, so that rewriting it after every node costs the same at node 10 and 10,000.
-        self.run_dir.append_journal({"n": len(state.completed_nodes), **entry})
+        self.run_dir.append_journal(self._kept({"n": len(state.completed_nodes), **entry}))
+
+    def apply_outcome(self, node: Node, outcome: Outcome, context: Context) -> None:
+        """A finished node's context updates and outcome (§3.2 step 4), and its turn in a
+        `full` thread (compacted to the node's thread limits)."""
+        context.apply(self.run_dir.externalize(outcome.context_updates))
+        context.set("outcome", outcome.status.value)
+        turn = outcome.turn
+        if turn is not None:
+            key = turn["thread"]
+            thread = context.threads.get(key)
+            if thread is None:
+                thread = context.threads[key] = Thread()
+            thread.add({k: v for k, v in turn.items() if k != "thread"},
+                       *thread_limits(self.graph, node))
+            context.last_thread = key
 
     def next_node(self, node: Node, outcome: Outcome,
-                   context: Context) -> tuple[str | None, str]:
-        """Where to go after `node`: its fan-in, an edge, or failure routing (§3.7)."""
+                  context: Context) -> tuple[str | None, Edge | None, str]:
+        """Where to go after `node`, by which edge (None for a jump), and why nowhere: its
+        fan-in, an edge, or failure routing (§3.7)."""
         if node.type == "exit":
-            return None, ""
+            return None, None, ""
         if outcome.jump_to is not None:
-            return outcome.jump_to, ""
+            return outcome.jump_to, None, ""
         if node.type == "parallel":  # its edges are the branches, already run
-            return None, ""
+            return None, None, ""
         edge = select_edge(self.graph, node, outcome, context)
         if outcome.status is Status.FAIL:
             # A failed node follows only an edge whose condition matched (a fail edge);
             # otherwise its retry targets; otherwise the run fails (docs/pipelines.md).
             if edge is not None and edge.condition:
-                return edge.target, ""
+                return edge.target, edge, ""
             for attr in ("retry_target", "fallback_retry_target"):
                 target = str(node.get(attr, "") or "")
                 if target in self.graph.nodes:
-                    return target, ""
-            return None, outcome.failure_reason or f"node {node.id} failed"
-        return (edge.target if edge is not None else None), ""
+                    return target, None, ""
+            return None, None, outcome.failure_reason or f"node {node.id} failed"
+        return (edge.target, edge, "") if edge is not None else (None, None, "")
 
     def _unsatisfied_gate_target(self) -> str | None:
         """None if every visited goal gate succeeded; else its retry target, or ""."""
@@ -350,9 +437,10 @@ class Executor:
 
     # -- one node -------------------------------------------------------------------------
 
-    async def execute_node(self, node: Node, context: Context,
-                           branch: str | None = None) -> Outcome:
-        """Run one node with its retry policy (§3.5); every attempt is a recorded stage."""
+    async def execute_node(self, node: Node, context: Context, branch: str | None = None,
+                           via: Edge | None = None) -> Outcome:
+        """Run one node, reached by `via` (None: a jump), with its retry policy (§3.5);
+        every attempt is a recorded stage."""
         type_name, handler = self.handlers.resolve(node)
         policy = self._policy(node) if getattr(handler, "retryable", True) else PRESETS["none"]
         attempt = 0
@@ -365,7 +453,8 @@ class Executor:
             self.emit("StageStarted", name=node.id, index=index, attempt=attempt,
                       handler=type_name, branch=branch)
             started_at, started = utc_now(), time.monotonic()
-            outcome = await self._attempt(handler, node, context, attempt, branch)
+            context.calls[node.id] = context.calls.get(node.id, 0) + 1
+            outcome = await self._attempt(handler, node, context, attempt, branch, via)
             duration_ms = (time.monotonic() - started) * 1000
             retrying = (outcome.status in (Status.RETRY, Status.FAIL) and outcome.retryable
                         and attempt < policy.max_attempts)
@@ -400,10 +489,10 @@ class Executor:
                 await asyncio.sleep(delay_ms / 1000)
 
     async def _attempt(self, handler: Any, node: Node, context: Context, attempt: int,
-                       branch: str | None) -> Outcome:
+                       branch: str | None, via: Edge | None) -> Outcome:
         """One handler call; exceptions and timeouts become FAIL outcomes (§4.12)."""
         run = NodeRun(node=node, graph=self.graph, context=context, attempt=attempt,
-                      executor=self, branch=branch)
+                      executor=self, branch=branch, via=via)
         # A handler that honours `timeout` itself (a human gate's default choice) gets it.
         timeout = None if getattr(handler, "handles_timeout", False) else node.get("timeout")
         try:
@@ -522,8 +611,12 @@ class Executor:
             # Of those, the calls of work still running: a resume makes them again.
             "open_calls": sorted({*self._abandoned,
                                   *(seq for calls in self._open_work for seq in calls)}),
+            "via": None if state.via is None else self.graph.edges.index(state.via),
             "context": state.context.values,
             "logs": state.context.logs[-HISTORY:],
+            "threads": state.context.threads,
+            "last_thread": state.context.last_thread,
+            "calls": state.context.calls,
         }
 
     async def _finish(self, status: Status, reason: str, started: float) -> RunResult:

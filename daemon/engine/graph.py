@@ -7,12 +7,14 @@ values and the source location of everything, so that diagnostics can point at `
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
 SourceFormat = Literal["dot", "recipe"]
+T = TypeVar("T")
 
 # Attractor §2.8: the handler type a shape stands for, unless a node says `type=`.
 SHAPE_TO_TYPE: dict[str, str] = {
@@ -148,6 +150,9 @@ class Graph:
         default_factory=lambda: ({}, {}), repr=False, compare=False)
     # Where each graph attribute was written (model_stylesheet, retry_target, ...).
     attr_locs: dict[str, Location] = field(default_factory=dict)
+    _derived_key: tuple[int, int, int, int] | None = field(default=None, repr=False,
+                                                           compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def goal(self) -> str:
@@ -183,6 +188,17 @@ class Graph:
             self._index = (out, into)
             self._index_key = key
         return self._index
+
+    def derived(self, name: str, compute: Callable[[Graph], T]) -> T:
+        """A value computed from the graph once and kept with it (a loaded graph is shared
+        by every run of it and never changed); computed again if nodes or edges changed."""
+        key = (id(self.nodes), len(self.nodes), id(self.edges), len(self.edges))
+        if self._derived_key != key:
+            self._derived = {}
+            self._derived_key = key
+        if name not in self._derived:
+            self._derived[name] = compute(self)
+        return self._derived[name]  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         """A canonical, JSON-ready form: the basis of the pipeline hash and of plan.json."""

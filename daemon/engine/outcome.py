@@ -37,6 +37,12 @@ class Outcome:
     jump_to: str | None = None
     # Engine-only: False when running the node again cannot help (node retries skip it).
     retryable: bool = True
+    # Engine-only: the node's work as text (a model's whole answer, a tool's output, a
+    # human's answer): the run log's note, a branch's result for a fan-in to rank.
+    answer: str | None = None
+    # Engine-only: the turn a `full` node adds to its thread: {thread, node, status, user,
+    # assistant}.
+    turn: dict[str, str] | None = None
 
     def to_status_file(self) -> dict[str, Any]:
         """The status.json form (appendix C), with failure_reason when there is one."""

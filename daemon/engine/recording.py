@@ -21,9 +21,17 @@ INTERRUPTED = "interrupted: the call was cut short by a timeout or a cancellatio
 # edge to follow, max_steps, a goal gate): not a call, and never replayed or counted as one.
 RUN_END = "run"
 
+# The kind of the trace entry of a model call's try that failed and was retried by the
+# provider pool (a 429, a 5xx, a timeout): the call line after it says how the call ended.
+# Never served by a replay, nor compared by run.diff.
+PROVIDER_RETRY = "model_retry"
+
+# Trace entries that are not the run's work: replays, diffs and metrics leave them out.
+NOT_WORK = frozenset({RUN_END, PROVIDER_RETRY})
+
 # Keys whose values are content: prompts, responses, tool output, what a node put in context.
 CONTENT_KEYS = frozenset({"messages", "text", "content", "stdout", "stderr",
-                          "context_updates", "status_file"})
+                          "context_updates", "status_file", "note", "structured"})
 
 
 def summary(value: Any) -> dict[str, Any]:

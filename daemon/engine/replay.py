@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from .providers.base import ModelRequest, ModelResponse, ProviderError
-from .recording import INTERRUPTED, RUN_END
+from .recording import INTERRUPTED, NOT_WORK
 from .redact import Redactor
 
 ReplayMode = Literal["recorded", "hybrid", "live"]
@@ -259,7 +259,7 @@ class Cassette:
         cassette = cls(redactor)
         for _, call in sorted(by_seq.items()):
             kind = str(call["kind"])
-            if kind == RUN_END:  # how a failed run ended, not a call to serve
+            if kind in NOT_WORK:  # how a failed run ended, a retried try: not served
                 continue
             entry = _Entry(call, cassette._canonical(kind, call["request"]))
             cassette.entries.append(entry)

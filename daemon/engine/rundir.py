@@ -154,8 +154,8 @@ class RunDirectory:
         self._trace.append(self.redactor.encoded(orjson.dumps(record, default=str)) + b"\n")
 
     def append_journal(self, entry: dict[str, Any]) -> None:
-        """One line of journal.jsonl: a completed node."""
-        self._journal.append(orjson.dumps(entry) + b"\n")
+        """One line of journal.jsonl: a completed node (redacted: its note is content)."""
+        self._journal.append(self.redactor.encoded(orjson.dumps(entry)) + b"\n")
 
     def read_journal(self) -> list[dict[str, Any]]:
         """Every complete line of journal.jsonl (a line cut short by a crash is left out)."""

@@ -71,12 +71,15 @@ class StylesheetApplication:
         return apply_stylesheet(graph, rules)
 
 
-_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# `$$` is matched first and kept as written: it is the escape of a literal `$`, which the
+# run-time context references of prompts (templates.py) turn into one `$`.
+_VARIABLE = re.compile(r"\$\$|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def expand_variables(text: str, values: Mapping[str, str]) -> str:
     """Replace each `$name` that is a whole identifier and a known variable, in one pass
-    (so `$goalpost` is left alone, and a value containing `$name` is not expanded again)."""
+    (so `$goalpost` is left alone, and a value containing `$name` is not expanded again);
+    `$$name` stays as written."""
     if "$" not in text or not values:
         return text
     return _VARIABLE.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from ostinato.protocol.pipelines import Diagnostic, Severity
 
 from .conditions import ConditionError, parse_condition
+from .context_keys import TEMPLATE_ATTRS, known_keys, template_references
 from .errors import ValidationError
 from .graph import Edge, Graph, Location, Node
 from .handlers.base import ACCEPTED_YES_NO, QUESTION_TYPES, YES_NO_TYPES, yes_or_no
 from .handlers.human import attr_text, choice_options, match_option, question_type
 from .retry import PRESETS
 from .stylesheet import StylesheetError, parse_stylesheet
+from .templates import TemplateError, references
 
 DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({
     "start", "exit", "codergen", "conditional", "wait.human", "parallel", "parallel.fan_in",
@@ -42,6 +44,7 @@ class LintContext:
     """What rules may need beyond the graph."""
 
     known_types: Collection[str] = DEFAULT_KNOWN_TYPES
+    inputs: Collection[str] = ()  # the run's input names, when known: context keys too
 
 
 LintRule = Callable[[Graph, LintContext], Iterable[Diagnostic]]
@@ -66,9 +69,10 @@ def registered_rules() -> tuple[LintRule, ...]:
 
 
 def validate(graph: Graph, known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
-             extra_rules: Iterable[LintRule] = ()) -> list[Diagnostic]:
+             extra_rules: Iterable[LintRule] = (),
+             inputs: Collection[str] = ()) -> list[Diagnostic]:
     """Every diagnostic of the built-in, registered and `extra_rules` rules, in rule order."""
-    ctx = LintContext(known_types)
+    ctx = LintContext(known_types, inputs)
     return [d for rule in (*BUILT_IN_RULES, *_custom_rules, *extra_rules)
             for d in rule(graph, ctx)]
 
@@ -332,3 +336,46 @@ def human_default_choice_valid(graph: Graph, ctx: LintContext) -> Iterator[Diagn
                          f"node {node.id!r} has human.default_choice {value!r}, which "
                          f"{problem}", _attr_loc(node, "human.default_choice"),
                          node=node.id, fix=fix)
+
+
+@_rule
+def reference_syntax(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Every `${…}` context reference in a prompt or label parses."""
+    for node in graph.nodes.values():
+        for attr in TEMPLATE_ATTRS:
+            value = node.attrs.get(attr)
+            if not isinstance(value, str):
+                continue
+            try:
+                references(value)
+            except TemplateError as exc:
+                yield diagnostic("reference_syntax", "error",
+                                 f"node {node.id!r} {attr}: {exc}", _attr_loc(node, attr),
+                                 node=node.id)
+
+
+@_rule
+def reference_resolves(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Every `${key}` without a default names a key some part of the pipeline sets."""
+    known = known_keys(graph, ctx.inputs)
+    for node in graph.nodes.values():
+        try:
+            found = list(template_references(node))
+        except TemplateError:
+            continue  # reference_syntax reports it
+        for attr, reference in found:
+            key = reference.context_key
+            if reference.default is not None or key in known \
+                    or key.startswith("internal."):
+                continue
+            if key == "goal":
+                fix = "write $goal (the graph's goal) or ${graph.goal}"
+            else:
+                fix = (f"give a default, ${{{reference.key}:-…}}, if it may be missing, or "
+                       "name the key in the `context_keys` of the node whose model sets it")
+            yield diagnostic(
+                "reference_resolves", "warning",
+                f"node {node.id!r} {attr} refers to {reference.text}, which no node of "
+                f"this pipeline is known to set (an input, a tool's status.json or a "
+                f"model's verdict may set it at run time; if none does, the node fails)",
+                _attr_loc(node, attr), node=node.id, fix=fix)

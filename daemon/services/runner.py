@@ -24,12 +24,15 @@ from ..engine.load import load_pipeline
 from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
-from ..engine.replay import Cassette, Replayer, ReplayMode, ReplayProviders
+from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
+from ..engine.supervision import Supervision
 from ..ids import utc_now, uuid7
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore, decode_call
+from .child_runs import ChildRunner
+from .run_options import Prepared, RunOptions
 from .run_sink import DaemonInterviewer, StoreSink
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ class ActiveRun:
     executor: Executor
     pool: ProviderPool
     sink: StoreSink
+    settings: RunSettings
     task: asyncio.Task | None = None
     question: Question | None = None
     answer: asyncio.Future[str | None] | None = None
@@ -62,56 +66,6 @@ class ActiveRun:
     ended: dict[str, Any] | None = None  # the run's final status, outcome, failure_reason
 
 
-@dataclass
-class Prepared:
-    """What runs of one pipeline with the same inputs, variables and settings share: the
-    loaded graph, its provider pool, the redaction secrets and the redacted config/ files
-    (a trial set prepares once for all its trials)."""
-
-    graph: Graph
-    digest: str
-    pool: ProviderPool
-    secrets: list[str]
-    config: dict[str, bytes]  # config/ file name -> content, launch.json aside
-    settings: dict[str, Any]  # as launch.json records them (unredacted: resume needs them)
-    stored_inputs: dict[str, Any]  # redacted, for the runs row
-    stored_settings: dict[str, Any]  # redacted, for the runs row
-    stored_source: str  # redacted
-    # A copy of `config` on disk (a trial set's): its runs' config/ files are hard links to it.
-    config_dir: Path | None = None
-
-    def write_config(self, directory: Path) -> None:
-        """Write the config/ files once into `directory`, for the runs to link to."""
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, data in self.config.items():
-            write_file(directory / name, data)
-        self.config_dir = directory
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run records and replays, and which trial set it belongs to."""
-
-    record: RecordMode = "full"
-    replay_of: str | None = None  # the run whose recording serves this one's calls
-    replay_mode: ReplayMode | None = None
-    trial_set_id: str | None = None
-    trial_index: int | None = None
-    prepared: Prepared | None = None  # shared with other runs (a trial set's); not owned
-    # A test run's cost limit, shared by all its runs; not kept for a resume (which runs
-    # outside the test run).
-    budget: Budget | None = None
-    snapshot_id: str | None = None  # the snapshot this run replays
-    # The calls `recorded`/`hybrid` serve instead of replay_of's: a snapshot's cassette.
-    cassette: list[dict[str, Any]] | None = None
-
-    def launch(self) -> dict[str, Any]:
-        """What launch.json keeps of them, so that a resume does the same."""
-        return {"record": self.record, "replay_of": self.replay_of,
-                "replay_mode": self.replay_mode, "trial_set_id": self.trial_set_id,
-                "trial_index": self.trial_index, "snapshot_id": self.snapshot_id}
-
-
 class Runner:
     """Starts, resumes, cancels and answers runs; owns the daemon's active runs."""
 
@@ -121,6 +75,7 @@ class Runner:
         self.home = daemon.home
         self.active: dict[str, ActiveRun] = daemon.active_runs
         self.handlers: HandlerRegistry = default_handlers()
+        self.children = ChildRunner(self)
         self.stopping = False
         self._finishing: set[asyncio.Future[None]] = set()  # runs ended without their task
 
@@ -161,8 +116,9 @@ class Runner:
                         redactor.data(dumped), redactor.text(graph.source))
 
     async def start(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
-                    settings: RunSettings, options: RunOptions = RunOptions()) -> ActiveRun:
+                    settings: RunSettings, options: RunOptions | None = None) -> ActiveRun:
         """Create a run (directory, rows) and start executing it."""
+        options = options or RunOptions()
         prepared = options.prepared or self.prepare(ref, inputs, variables, settings)
         graph = prepared.graph
         run_id, trace_id = uuid7(), uuid7()
@@ -198,7 +154,8 @@ class Runner:
                        for name in [*prepared.config, "launch.json"]}})
         active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
                                 next_event=1, record=options.record, replayer=replayer,
-                                trial_index=options.trial_index, budget=options.budget)
+                                trial_index=options.trial_index, budget=options.budget,
+                                supervisor=options.supervisor)
         active.owns_pool = options.prepared is None
         active.manifest = manifest
         self._launch(active, inputs, checkpoint=None)
@@ -250,9 +207,11 @@ class Runner:
         return Replayer(mode, Cassette.from_calls(recorded, redactor=redactor))
 
     async def resume(self, run_id: str, inputs: dict[str, Any] | None = None,
-                     variables: dict[str, str] | None = None) -> ActiveRun:
+                     variables: dict[str, str] | None = None,
+                     supervisor: Supervision | None = None) -> ActiveRun:
         """Continue an interrupted or cancelled run from its checkpoint; `inputs` and
-        `variables` given again replace the recorded ones (secrets were never recorded)."""
+        `variables` given again replace the recorded ones (secrets were never recorded);
+        `supervisor`: its manager's, when a resumed parent finds its child again."""
         if run_id in self.active:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
         row = await self.store.get_run(run_id)
@@ -300,7 +259,7 @@ class Runner:
         active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
                                 next_event, recorded_stages=next_stage - 1,
                                 record=options.record, replayer=replayer,
-                                trial_index=options.trial_index)
+                                trial_index=options.trial_index, supervisor=supervisor)
         active.sink.totals = {key: row[key] for key in active.sink.totals}
         active.resume_inputs = given_inputs
         self._launch(active, inputs, checkpoint=checkpoint)
@@ -318,7 +277,8 @@ class Runner:
                   pool: ProviderPool, settings: RunSettings, next_event: int,
                   recorded_stages: int = 0, record: RecordMode = "full",
                   replayer: Replayer | None = None, trial_index: int | None = None,
-                  budget: Budget | None = None) -> ActiveRun:
+                  budget: Budget | None = None,
+                  supervisor: Supervision | None = None) -> ActiveRun:
         sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor,
                          grouped=trial_index is not None)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
@@ -328,8 +288,9 @@ class Runner:
                             interviewer=DaemonInterviewer(self, run_id, settings),
                             sink=sink, settings=settings,
                             recorded_stages=recorded_stages, record=record,
-                            replayer=replayer, trial_index=trial_index, budget=budget)
-        active = ActiveRun(run_id, executor, pool, sink)
+                            replayer=replayer, trial_index=trial_index, budget=budget,
+                            children=self.children, supervisor=supervisor)
+        active = ActiveRun(run_id, executor, pool, sink, settings)
         self.active[run_id] = active
         return active
 
@@ -361,7 +322,7 @@ class Runner:
         status, outcome, reason = "failed", "fail", ""
         try:
             if checkpoint is not None:
-                result = await executor.resume(checkpoint, active.resume_inputs)
+                result = await executor.resume(checkpoint, active.resume_inputs, inputs)
             else:
                 result = await executor.run(inputs)
             status, outcome, reason = result.status, result.outcome.value, result.failure_reason
@@ -384,6 +345,9 @@ class Runner:
                       result: RunResult | None) -> None:
         ended = utc_now()
         active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
+        if active.executor.supervisor is not None:  # its manager stops waiting for it
+            active.executor.supervisor.ended(active.executor.report(status, outcome,
+                                                                    reason or None))
         try:
             if status == "failed":
                 active.executor.end_failed_trace(reason)
@@ -483,7 +447,10 @@ class Runner:
                 "node_count": len(graph.nodes), "model": models[0] if len(models) == 1
                 else (models or None),
                 "trial": None if options.trial_set_id is None else {
-                    "set": options.trial_set_id, "index": options.trial_index}}
+                    "set": options.trial_set_id, "index": options.trial_index},
+                "parent": None if options.parent_run_id is None else {
+                    "run_id": options.parent_run_id, "node": options.parent_node,
+                    "run_dir": f"runs/{options.parent_run_id}"}}
 
 
 def plan_of(graph: Graph, digest: str | None = None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from ostinato.protocol.runs import (
 from ostinato.protocol.trials import TrialSetSummary
 
 from ..engine.executor import completed_nodes
-from ..engine.recording import RUN_END
+from ..engine.recording import NOT_WORK
 from ..engine.redact import Redactor, run_secrets
 from ..engine.rundir import RunDirectory
 from ..store.runs import ACTIVE
@@ -59,7 +59,8 @@ def run_summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
             "resumable": bool(row["resumable"]), "created_at": row["created_at"],
             "started_at": row["started_at"], "ended_at": row["ended_at"],
             "cost_usd": row["cost_usd"], "input_tokens": row["input_tokens"],
-            "output_tokens": row["output_tokens"], "snapshot_id": row.get("snapshot_id")}
+            "output_tokens": row["output_tokens"], "snapshot_id": row.get("snapshot_id"),
+            "parent_run_id": row.get("parent_run_id")}
 
 
 async def _row(ctx: RequestContext, run_id: str) -> dict[str, Any]:
@@ -145,7 +146,7 @@ async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
         "stages": [{k: v for k, v in s.items() if k != "run_id"} for s in stages],
         "context": checkpoint.get("context") if checkpoint else None,
         "completed_nodes": completed_nodes(run_dir, checkpoint) if checkpoint else [],
-        "question": question})
+        "question": question, "children": await services.runs.children(params.run_id)})
 
 
 @table.method("run.list")
@@ -207,7 +208,7 @@ async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id} (`{side}`)")
         # A recipe DAG runs its ready stages concurrently: compared in a stable order.
         plan = _run_dir(ctx, row).read_json("config", "plan.json") or {}
-        calls = [c for c in await traces.run_calls(run_id) if c["kind"] != RUN_END]
+        calls = [c for c in await traces.run_calls(run_id) if c["kind"] not in NOT_WORK]
         records.append(from_rows(row, await services.runs.stages(run_id), calls,
                                  dag=bool(plan.get("dag"))))
     return diff_runs(*records)

@@ -35,13 +35,15 @@ class RunStore:
              (pipeline_hash, pipeline_name, pipeline_format, source, utc_now())),
             ("INSERT INTO runs (id, pipeline_hash, pipeline_name, status, run_dir, trace_id, "
              "inputs_json, settings_json, created_at, started_at, record, replay_of, "
-             "replay_mode, trial_set_id, trial_index, snapshot_id) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "replay_mode, trial_set_id, trial_index, snapshot_id, parent_run_id, "
+             "parent_node, parent_key) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (run["id"], pipeline_hash, pipeline_name, run["status"], run["run_dir"],
               run["trace_id"], _json(run.get("inputs", {})), _json(run.get("settings", {})),
               run["created_at"], run.get("started_at"), run.get("record", "full"),
               run.get("replay_of"), run.get("replay_mode"), run.get("trial_set_id"),
-              run.get("trial_index"), run.get("snapshot_id"))),
+              run.get("trial_index"), run.get("snapshot_id"), run.get("parent_run_id"),
+              run.get("parent_node"), run.get("parent_key"))),
         ], concurrent=concurrent)
 
     @staticmethod
@@ -98,6 +100,19 @@ class RunStore:
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run's row."""
         return await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+
+    async def child_run(self, parent_run_id: str, key: str) -> dict[str, Any] | None:
+        """The child a parent run's manager node started for `key` (node:visit:attempt)."""
+        return await self.db.fetchone(
+            "SELECT * FROM runs WHERE parent_run_id = ? AND parent_key = ? "
+            "ORDER BY created_at DESC LIMIT 1", (parent_run_id, key))
+
+    async def children(self, parent_run_id: str) -> list[str]:
+        """The ids of a run's child runs, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT id FROM runs WHERE parent_run_id = ? ORDER BY created_at, id",
+            (parent_run_id,))
+        return [row["id"] for row in rows]
 
     async def add_trial_set(self, set_id: str, *, pipeline_hash: str, pipeline_name: str,
                             pipeline_format: str, source: str, trials: int, concurrency: int,

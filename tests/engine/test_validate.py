@@ -51,7 +51,7 @@ def test_builtin_rules_are_registered_in_spec_order() -> None:
         "start_no_incoming", "exit_no_outgoing", "condition_syntax", "stylesheet_syntax",
         "type_known", "fidelity_valid", "retry_target_exists", "goal_gate_has_retry",
         "prompt_on_llm_nodes", "node_id_reserved", "retry_policy_known", "human_type_known",
-        "human_default_choice_valid"]
+        "human_default_choice_valid", "reference_syntax", "reference_resolves"]
 
 
 def test_node_ids_of_run_directory_folders_are_refused() -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..context import Context
 from ..edges import normalize_label
-from ..graph import Graph, Node
+from ..graph import Edge, Graph, Node
 from ..outcome import Outcome
 
 if TYPE_CHECKING:
@@ -89,7 +89,14 @@ class NodeRun:
     attempt: int
     executor: Executor
     branch: str | None = None
+    via: Edge | None = None  # the edge that led here; None after a jump or in a DAG
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def call(self) -> int:
+        """This attempt's place among all attempts of the node in the run (1-based): the
+        scripted provider's n-th answer, and its draws, follow it across visits."""
+        return self.context.calls.get(self.node.id, self.attempt)
 
     def value(self, key: str, default: Any = None) -> Any:
         """A context value, read back from artifacts/ when it was too large to keep inline."""

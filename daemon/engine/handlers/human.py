@@ -12,6 +12,7 @@ from ..edges import normalize_label
 from ..graph import Graph, Node
 from ..outcome import Outcome, Status
 from .base import ACCEPTED_YES_NO, QUESTION_TYPES, YES_NO_TYPES, NodeRun, Question, yes_or_no
+from .llm import PromptError, render_prompt
 
 _KEY_PATTERNS = (re.compile(r"^\s*\[(\w)\]"), re.compile(r"^\s*(\w)\)"),
                  re.compile(r"^\s*(\w)\s+-\s"))
@@ -88,6 +89,10 @@ class WaitHumanHandler:
             options = yes_no_options(run.graph, node, kind)
         else:
             options = []
+        try:  # the question may quote the context: `label="Ship it? ${plan.response}"`
+            text = render_prompt(run, node.label, "label")
+        except PromptError as exc:
+            return Outcome(Status.FAIL, failure_reason=str(exc), retryable=False)
         default = node.get("human.default_choice")
         shown = None if default is None else attr_text(default)
         if shown is not None and kind in YES_NO_TYPES:
@@ -95,7 +100,7 @@ class WaitHumanHandler:
         question = Question(
             id=f"{node.id}:{run.executor.state.stage_seq + 1}",
             run_id=run.executor.run_id, node_id=node.id,
-            text=node.label, options=options, default=shown,  # the label, else the id
+            text=text, options=options, default=shown,  # the label, else the id
             type=kind)
         timeout = node.get("timeout")
         try:
@@ -112,10 +117,13 @@ class WaitHumanHandler:
         if answer is None:
             return Outcome(Status.FAIL, failure_reason="human skipped interaction")
         if kind == "multiple_choice":
-            return _chosen(node, answer, options)
-        if kind in YES_NO_TYPES:
-            return _yes_or_no(node, kind, answer, options)
-        return _freeform(node, answer)
+            outcome = _chosen(node, answer, options)
+        elif kind in YES_NO_TYPES:
+            outcome = _yes_or_no(node, kind, answer, options)
+        else:
+            outcome = _freeform(node, answer)
+        outcome.answer = answer
+        return outcome
 
 
 def _answer_updates(node: Node, answer: str, key: str, label: str) -> dict[str, Any]:

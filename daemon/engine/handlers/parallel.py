@@ -1,4 +1,4 @@
-"""Parallel fan-out and fan-in (attractor §4.8, §4.9).
+"""Parallel fan-out (attractor §4.8); the fan-in is fan_in.py.
 
 Each outgoing edge of a parallel node starts a branch: a traversal on a clone of the context
 that stops before a fan-in node (or at an exit, or where no edge leads on). The branches'
@@ -14,15 +14,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..context import Context
+from ..graph import Edge
 from ..outcome import Outcome, Status
 from ..rundir import BRANCHES
 from .base import NodeRun
 
 if TYPE_CHECKING:
     from ..executor import Executor
-
-_RANK = {"success": 0, "partial_success": 1, "retry": 2, "fail": 3, "skipped": 4}
-
 
 class ParallelHandler:
     """Runs every branch, at most `max_parallel` at a time, and joins them."""
@@ -42,8 +40,9 @@ class ParallelHandler:
         done = 0
         works: list[list[int]] = []  # each branch's calls (Executor.open_work)
 
-        async def branch(index: int, target: str) -> dict[str, Any]:
+        async def branch(index: int, edge: Edge) -> dict[str, Any]:
             nonlocal done
+            target = edge.target
             if target in recorded:
                 done += 1
                 return recorded[target]
@@ -52,7 +51,7 @@ class ParallelHandler:
                 started = time.monotonic()
                 calls = executor.open_work()
                 works.append(calls)
-                result = await run_branch(executor, target, run.context.clone())
+                result = await run_branch(executor, edge, run.context.clone())
                 done += 1
                 executor.close_work(calls)
                 branch_done(executor, run.node.id, run.branch, result, done, len(edges))
@@ -61,7 +60,7 @@ class ParallelHandler:
                               success=result["status"] in ("success", "partial_success"))
                 return result
 
-        tasks = [asyncio.ensure_future(branch(i, e.target)) for i, e in enumerate(edges)]
+        tasks = [asyncio.ensure_future(branch(i, e)) for i, e in enumerate(edges)]
         results: list[dict[str, Any]] = []
         try:
             for finished in asyncio.as_completed(tasks):
@@ -93,11 +92,13 @@ class ParallelHandler:
                        notes=f"{successes} of {len(results)} branches succeeded")
 
 
-async def run_branch(executor: Executor, start: str, context: Context) -> dict[str, Any]:
-    """One branch, on its own context, up to a fan-in or an end; its result (which holds no
-    timings: a replay must reproduce the context exactly)."""
+async def run_branch(executor: Executor, edge: Edge, context: Context) -> dict[str, Any]:
+    """One branch, from the fan-out `edge`, on its own context, up to a fan-in or an end;
+    its result (which holds no timings: a replay must reproduce the context exactly)."""
     before = dict(context.values)
+    start = edge.target
     node_id: str | None = start
+    via: Edge | None = edge
     stopped_at: str | None = None
     last: Outcome | None = None
     while node_id is not None:
@@ -105,16 +106,18 @@ async def run_branch(executor: Executor, start: str, context: Context) -> dict[s
         if node.type in ("parallel.fan_in", "exit"):
             stopped_at = node_id
             break
-        last = await executor.execute_node(node, context, branch=start)
-        context.apply(executor.run_dir.externalize(last.context_updates))
-        context.set("outcome", last.status.value)
-        node_id, _ = executor.next_node(node, last, context)
-    return {"id": start, "status": last.status.value if last is not None else "success",
+        last = await executor.execute_node(node, context, branch=start, via=via)
+        executor.apply_outcome(node, last, context)
+        node_id, via, _ = executor.next_node(node, last, context)
+    result = {"id": start, "status": last.status.value if last is not None else "success",
             "stopped_at": stopped_at, "notes": last.notes if last else "",
             "failure_reason": last.failure_reason if last else "",
             "score": last.score if last and last.score is not None else context.get("score"),
             "context_updates": {k: v for k, v in context.values.items()
                                 if before.get(k) != v and k != "outcome"}}
+    if last is not None and last.answer is not None:  # what a fan-in's model ranks
+        result["answer"] = last.answer
+    return result
 
 
 def recorded_branches(executor: Executor, parallel_id: str,
@@ -140,21 +143,3 @@ def branch_done(executor: Executor, parallel_id: str, within: str | None,
     checkpoint["parallel"] = {"node": parallel_id, "branches_done": done, "branches": total,
                               "journal": BRANCHES}
     executor.run_dir.write_json("checkpoint.json", data=checkpoint)
-
-
-class FanInHandler:
-    """Picks the best branch result: by outcome, then score, then id (§4.9 heuristic)."""
-
-    async def execute(self, run: NodeRun) -> Outcome:
-        """FAIL only when there are no results, or every branch failed."""
-        results = run.value("parallel.results") or []
-        if not results:
-            return Outcome(Status.FAIL, failure_reason="No parallel results to evaluate")
-        best = sorted(results, key=lambda r: (_RANK.get(r["status"], 9),
-                                              -(r.get("score") or 0), r["id"]))[0]
-        if all(r["status"] == "fail" for r in results):
-            return Outcome(Status.FAIL, failure_reason="every parallel branch failed",
-                           context_updates={"parallel.fan_in.best_id": best["id"]})
-        return Outcome(Status.SUCCESS, notes=f"Selected best candidate: {best['id']}",
-                       context_updates={"parallel.fan_in.best_id": best["id"],
-                                        "parallel.fan_in.best_outcome": best["status"]})

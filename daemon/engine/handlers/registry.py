@@ -5,8 +5,10 @@ from __future__ import annotations
 from .base import HandlerRegistry
 from .basic import ConditionalHandler, ExitHandler, StartHandler
 from .codergen import CodergenHandler
+from .fan_in import FanInHandler
 from .human import WaitHumanHandler
-from .parallel import FanInHandler, ParallelHandler
+from .manager import ManagerLoopHandler
+from .parallel import ParallelHandler
 from .tool import ToolHandler
 
 
@@ -21,4 +23,5 @@ def default_handlers() -> HandlerRegistry:
         "parallel": ParallelHandler(),
         "parallel.fan_in": FanInHandler(),
         "tool": ToolHandler(),
+        "stack.manager_loop": ManagerLoopHandler(),
     })

@@ -143,6 +143,10 @@ class ModelResponse(BaseModel):
     status: RoutingStatus | None = None
     preferred_label: str | None = None
     context_updates: dict[str, Any] = Field(default_factory=dict)
+    # Set by the engine, never by a provider: the status.json an external agent or tool
+    # wrote into the node's stage directory during the call (attractor appendix C); it is
+    # recorded with the response so that a replay reproduces the outcome it gave.
+    status_file: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the trace."""

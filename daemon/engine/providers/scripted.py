@@ -3,16 +3,24 @@
 What it answers, first match wins:
 
 1. the node's own script, from `request.metadata` (the engine passes the node's attributes):
-   `scripted.response`, `scripted.responses` (a JSON list or `a|b|c`, indexed by attempt, the
-   last one repeating), `scripted.status` / `scripted.statuses` likewise,
-   `scripted.preferred_label`, `scripted.context_updates` (a JSON object), `scripted.usage`
-   (`"12,34"`: input, output tokens). A nested `{"scripted": {...}}` mapping works too.
+   `scripted.response`, `scripted.responses` (a JSON list or `a|b|c`, indexed by the node's
+   call in the run, `metadata["call"]`, across visits and attempts, the last one repeating),
+   `scripted.status` / `scripted.statuses` likewise, `scripted.preferred_label`,
+   `scripted.context_updates` (a JSON object), `scripted.usage` (`"12,34"`: input, output
+   tokens). A nested `{"scripted": {...}}` mapping works too, and so does the same script
+   in the provider settings' `nodes` (by node id, keys without `scripted.`).
 2. the provider settings: `responses` / `statuses` by node id (a string or a list);
 3. a stable echo of the last user message.
 
+A request that asks for a structured answer (`request.output`) gets one that fills the
+requested schema: `scripted.structured` (a JSON object, or a list of them by call) as it is,
+else each property from the script entry of the same name (`status`, `preferred_label`,
+`context_updates`, `best_id`, …), `response` from the text, and anything else the schema's
+empty value or first choice. So offline runs show model-chosen routes too.
+
 `fail_rate` with `seed` injects retryable 503 errors, decided by a hash of
-(seed, node_id, attempt, provider_attempt, and the trial's index in a trial set) so that
-reruns fail at the same calls.
+(seed, node_id, the node's call, provider_attempt, and the trial's index in a trial set) so
+that reruns fail at the same calls, and a node visited again draws anew.
 
 `pass_probability` (0..1; default None, off) makes a stochastic model: each call's outcome
 status is `success` with that probability and `fail` otherwise, drawn from the same kind of
@@ -50,6 +58,9 @@ class ScriptedSettings(BaseModel):
 
     responses: dict[str, str | list[Any]] = Field(default_factory=dict)
     statuses: dict[str, str | list[str]] = Field(default_factory=dict)
+    # Per node id, the script its `scripted.*` attributes would give (keys without the
+    # prefix): a pipeline written for a real model runs offline with its twin settings.
+    nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     latency_ms: float = Field(default=0.0, ge=0)
     fail_rate: float = Field(default=0.0, ge=0, le=1)
     pass_probability: float | None = Field(default=None, ge=0, le=1)
@@ -78,7 +89,7 @@ class ScriptedProvider:
                 f"seed={settings.seed}) at node {request.node_id!r} attempt {request.attempt} "
                 f"try {request.provider_attempt}",
                 status=503, retryable=True, kind="injected", provider=self.name)
-        script = _Script(request, self.name)
+        script = _Script(request, self.name, settings.nodes.get(request.node_id))
         text = script.text()
         if text is None:
             text = self._from_settings(settings.responses, request)
@@ -90,10 +101,17 @@ class ScriptedProvider:
             status = None if scripted_status is None else script.check_status(scripted_status)
         if status is None and settings.pass_probability is not None:
             status = _drawn_status(settings.seed, request, settings.pass_probability)
+        structured = None
+        if request.output is not None:
+            structured = script.structured(request.output.schema_, text, status)
+            text = json.dumps(structured, sort_keys=True)
         prompt = "\n".join(message.content for message in request.messages)
         model = request.model or settings.model
         response = ModelResponse(
             text=text,
+            structured=structured if isinstance(structured, dict) else None,
+            structured_error=None if isinstance(structured, dict) else
+            "the scripted answer is not a JSON object",
             usage=script.usage() or Usage.estimate(prompt, text),
             # The simulated latency, not the measured one: replays compare equal.
             latency_ms=settings.latency_ms,
@@ -110,7 +128,7 @@ class ScriptedProvider:
     def _from_settings(self, table: Mapping[str, Any], request: ModelRequest) -> str | None:
         if request.node_id not in table:
             return None
-        return _pick(_as_list(table[request.node_id]), request.attempt)
+        return _pick(_as_list(table[request.node_id]), call_of(request))
 
     def describe(self) -> dict[str, Any]:
         """The settings in use, for providers.json."""
@@ -124,19 +142,30 @@ class ScriptedProvider:
         """Nothing to release."""
 
 
-class _Script:
-    """The `scripted.*` values of one request's metadata."""
+def call_of(request: ModelRequest) -> int:
+    """The node's call in the run this request is (1-based; the attempt if not given)."""
+    call = request.metadata.get("call")
+    return call if isinstance(call, int) and call >= 1 else request.attempt
 
-    def __init__(self, request: ModelRequest, provider: str) -> None:
+
+class _Script:
+    """The `scripted.*` values of one request's metadata, or of the settings' `nodes`."""
+
+    def __init__(self, request: ModelRequest, provider: str,
+                 settings: Mapping[str, Any] | None = None) -> None:
         self.request = request
         self.provider = provider
+        self.call = call_of(request)
         nested = request.metadata.get("scripted")
         self.nested = nested if isinstance(nested, Mapping) else {}
+        self.settings = settings or {}
 
     def get(self, key: str) -> Any:
         metadata = self.request.metadata
         full = f"scripted.{key}"
-        return metadata[full] if full in metadata else self.nested.get(key)
+        if full in metadata:
+            return metadata[full]
+        return self.nested[key] if key in self.nested else self.settings.get(key)
 
     def error(self, message: str) -> ProviderError:
         return ProviderError(f"{self.provider}: node {self.request.node_id!r}: {message}",
@@ -145,15 +174,45 @@ class _Script:
     def text(self) -> str | None:
         many = self.get("responses")
         if many is not None:
-            return _pick(_as_list(many), self.request.attempt)
+            return _pick(_as_list(many), self.call)
         one = self.get("response")
         return None if one is None else _text(one)
 
     def status(self) -> RoutingStatus | None:
         many = self.get("statuses")
-        value = (_pick(_as_list(many), self.request.attempt) if many is not None
+        value = (_pick(_as_list(many), self.call) if many is not None
                  else self.get("status"))
         return None if value is None else self.check_status(value)
+
+    def structured(self, schema: Mapping[str, Any], text: str,
+                   status: RoutingStatus | None) -> Any:
+        """The structured answer: `structured` from the script as it is, else the schema
+        filled in from the script (see the module docstring)."""
+        given = self.get("structured")
+        if given is not None:
+            if isinstance(given, str):
+                try:
+                    given = json.loads(given)
+                except json.JSONDecodeError:
+                    return given  # not JSON: the engine says so, as it would for a model
+            return given[min(self.call, len(given)) - 1] if isinstance(given, list) \
+                and given else given
+        status = status or "success"
+        known: dict[str, Any] = {"response": text, "status": status,
+                                 "failure_reason": "" if status in ("success", "partial_success")
+                                 else f"the model reported {status}"}
+        answer = {}
+        for name, prop in dict(schema.get("properties") or {}).items():
+            if name in ("response", "status"):  # as chosen above, lists and draws included
+                value = known[name]
+            elif name == "context_updates":
+                value = self.context_updates()
+            else:
+                value = self.get(name)
+                if value is None:
+                    value = known.get(name, MISSING)
+            answer[name] = _empty(prop) if value is MISSING else _shaped(value, prop)
+        return answer
 
     def check_status(self, value: Any) -> RoutingStatus:
         status = str(value).strip().lower()
@@ -205,6 +264,30 @@ class _Script:
             raise self.error(f"scripted.usage {value!r} is not 'input,output': {exc}") from None
 
 
+MISSING: Any = object()
+
+
+def _empty(prop: Mapping[str, Any]) -> Any:
+    """A schema property's empty value: "" if allowed, else its first choice."""
+    enum = prop.get("enum")
+    if enum:
+        return "" if "" in enum else enum[0]
+    return {"array": [], "object": {}, "number": 0, "integer": 0,
+            "boolean": False}.get(str(prop.get("type")), "")
+
+
+def _shaped(value: Any, prop: Mapping[str, Any]) -> Any:
+    """A script value in the shape the schema wants: a mapping becomes key/value pairs
+    where an array is asked for (verdicts' context_updates), a single value a list."""
+    if prop.get("type") == "array":
+        if isinstance(value, Mapping):
+            return [{"key": k, "value": v} for k, v in value.items()]
+        if isinstance(value, str):
+            return _as_list(value) if value else []
+        return value if isinstance(value, list) else [value]
+    return value
+
+
 def _as_list(value: Any) -> list[Any]:
     """A script list: a list, a JSON list in a string, or `a|b|c`."""
     if isinstance(value, list):
@@ -238,7 +321,7 @@ def _draw(seed: int, request: ModelRequest, salt: str = "") -> float:
     trial set included: the trials of a set are draws, not copies); `salt` keeps the draws
     of different uses (injected failures, outcomes) independent of each other."""
     trial = request.metadata.get("trial")
-    key = f"{seed}|{request.node_id}|{request.attempt}|{request.provider_attempt}"
+    key = f"{seed}|{request.node_id}|{call_of(request)}|{request.provider_attempt}"
     if trial is not None:
         key += f"|{trial}"
     if salt:
@@ -253,5 +336,5 @@ def _drawn_status(seed: int, request: ModelRequest, probability: float) -> Routi
 
 
 def _response_id(request: ModelRequest, model: str, text: str) -> str:
-    key = json.dumps([request.node_id, request.attempt, request.provider_attempt, model, text])
+    key = json.dumps([request.node_id, call_of(request), request.provider_attempt, model, text])
     return "scripted-" + hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ...engine.recording import RUN_END
+from ...engine.recording import NOT_WORK
 
 MAX_ACTUAL = 200  # characters of a searched text shown as `actual`
 JUDGE_NODE = "$judge"  # the node id of a judge's calls (recorded on the judged run)
@@ -38,9 +38,9 @@ class StoredRun:
 
     def work_calls(self) -> list[dict[str, Any]]:
         """The pipeline's own calls: without the judge calls a reeval recorded on the run,
-        and without the entry that ends a failed run's trace."""
+        the entry that ends a failed run's trace and the tries a provider retried."""
         return [c for c in self.calls
-                if c.get("node_id") != JUDGE_NODE and c.get("kind") != RUN_END]
+                if c.get("node_id") != JUDGE_NODE and c.get("kind") not in NOT_WORK]
 
 
 class Unavailable(Exception):
