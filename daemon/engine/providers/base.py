@@ -7,10 +7,11 @@ engine can record them to a trace with `to_dict()`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import ModuleType
@@ -440,6 +441,16 @@ class SDKProvider:
         endpoint = redactor.text(self.endpoint())
         return ProviderError(redactor.text(f"{self.name}: {message} (from {endpoint})"),
                              kind="invalid_response", provider=self.name, endpoint=endpoint)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Turns a reply of the wrong shape into an invalid_response error: the SDKs build
+        their response objects without validating them."""
+        try:
+            yield
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise self.error(f"unexpected response: {type(exc).__name__}: {detail}") from exc
 
     def describe(self) -> dict[str, Any]:
         """The settings in use, for providers.json (they hold no keys)."""
