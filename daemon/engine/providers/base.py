@@ -82,8 +82,10 @@ class ModelRequest(BaseModel):
     output: OutputSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the trace."""
-        return self.model_dump(mode="json")
+        """JSON-ready form for the trace; `output` only when set."""
+        # Left out when unset, so that a call that asks for no structured answer is recorded
+        # as it was before requests had outputs (run.diff compares recorded requests).
+        return self.model_dump(mode="json", exclude={"output"} if self.output is None else None)
 
     def last_user_message(self) -> str:
         """The content of the last user message, or ''."""
@@ -146,8 +148,16 @@ class ModelResponse(BaseModel):
     context_updates: dict[str, Any] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the trace."""
-        return self.model_dump(mode="json")
+        """JSON-ready form for the trace; structured fields and cache counts only when set."""
+        data = self.model_dump(mode="json")
+        # As ModelRequest.to_dict: a call that uses neither is recorded as it was before.
+        for name in ("structured", "structured_error"):
+            if data[name] is None:
+                del data[name]
+        for name in ("cache_read_tokens", "cache_write_tokens"):
+            if not data["usage"][name]:
+                del data["usage"][name]
+        return data
 
 
 class ProviderError(Exception):
