@@ -18,7 +18,15 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from ..redact import Redactor
 
@@ -45,15 +53,23 @@ class OutputSpec(BaseModel):
     """A structured answer to ask for: a named JSON schema the reply must be an object of."""
 
     # `schema` is a BaseModel attribute, hence the field `schema_`; the JSON form (the
-    # recorded request that replays rebuild requests from) says `schema`.
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
+    # recorded request that replays rebuild requests from) says `schema`. Both names are
+    # accepted when building one.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     # OpenAI's limit for response_format and function names, also valid for Anthropic tools.
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = ""
     # OpenAI-strict: type object, every property required, additionalProperties false.
     schema_: dict[str, Any] = Field(alias="schema")
+
+    @model_serializer(mode="wrap")
+    def _dump_as_schema(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Every dump says `schema`, nested in a request's too, whatever `by_alias` is.
+        data: dict[str, Any] = handler(self)
+        if "schema_" in data:
+            data["schema"] = data.pop("schema_")
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: name, description, schema."""
