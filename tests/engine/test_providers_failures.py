@@ -8,11 +8,16 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from types import ModuleType
 from typing import Any
 
+import anthropic
+import httpx2
+import openai
 import pytest
 
 from ostinato.daemon.engine.providers import ProviderError, ProviderPool
+from ostinato.daemon.engine.providers.base import from_sdk_error
 from ostinato.daemon.engine.replay import Cassette, Replayer, ReplayProviders
 
 from ..fakes.llm_server import FakeLLMServer, Reply, refused_url, unanswered_url
@@ -178,3 +183,17 @@ async def test_no_key_anywhere_in_an_error(flavour: Flavour, server: FakeLLMServ
     assert flavour.key not in recorded and flavour.key not in str(error)
     assert error.endpoint.startswith(f"POST 127.0.0.1:{server.port}/[redacted]")
     assert error.message.count("[redacted]") == 2 and error.status == 401
+
+
+@pytest.mark.parametrize("sdk", [openai, anthropic], ids=lambda m: m.__name__)
+def test_an_sdk_validation_error_names_the_endpoint(sdk: ModuleType) -> None:
+    # The SDKs raise it only in strict mode (which we leave off, for compatible servers that
+    # bend the schema); built here with the SDKs' HTTP library.
+    request = httpx2.Request("POST", "http://u:p@10.0.0.7:8000/v1/chat/completions?key=sk-q")
+    exc = sdk.APIResponseValidationError(httpx2.Response(200, request=request), body=None,
+                                         message="choices: Field required")
+    error = from_sdk_error("local", exc, sdk, ["sk-never"])
+    assert (error.kind, error.retryable, error.status) == ("invalid_response", False, 200)
+    assert error.endpoint == "POST 10.0.0.7:8000/v1/chat/completions"  # no user, no query
+    assert str(error) == "local: unexpected response from POST 10.0.0.7:8000/v1/chat/" \
+                         "completions: choices: Field required"
