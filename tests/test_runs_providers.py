@@ -114,3 +114,30 @@ async def test_a_timeout_is_retried_then_fails_the_node(
     wire = await keyed_daemon.connect()
     run = await wire.result("run.start", params)
     assert run["outcome"] == "fail" and len(fake_api.requests) == 3
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+async def test_cached_tokens_are_in_the_totals_and_priced_at_their_rates(
+        vendor: str, fake_api: FakeLLMServer, keyed_daemon: DaemonProcess) -> None:
+    write = 0 if vendor == "openai" else 2_000  # OpenAI reports (and charges) no writes
+    fake_api.queue(Reply(text="7", usage=(10_000, 1_000), cache_read=6_000, cache_write=write))
+    wire = await keyed_daemon.connect()
+    run = await wire.result("run.start", start_params(vendor, fake_api))
+    assert run["outcome"] == "success"
+    # input_tokens stays ALL input, cache reads and writes included.
+    assert (run["input_tokens"], run["output_tokens"]) == (10_000, 1_000)
+    pricing = orjson.loads((Path(run["run_dir"]) / "config" / "pricing.json").read_bytes())
+    rate = pricing["models"][f"{vendor}/{VENDORS[vendor][0]}"]
+    expected = ((10_000 - 6_000 - write) * rate["input_per_mtok"]
+                + 6_000 * rate["cached_input_per_mtok"]
+                + write * rate.get("cache_write_per_mtok", rate["input_per_mtok"])
+                + 1_000 * rate["output_per_mtok"]) / 1e6
+    assert run["cost_usd"] == pytest.approx(expected)
+    assert expected < (10_000 * rate["input_per_mtok"] + 1_000 * rate["output_per_mtok"]) / 1e6
+    [call] = [orjson.loads(line) for line in
+              (Path(run["run_dir"]) / "trace.jsonl").read_bytes().splitlines()]
+    # A count of 0 is not recorded: a call without caching is recorded as before.
+    assert call["response"]["usage"] == {
+        "input_tokens": 10_000, "output_tokens": 1_000, "cache_read_tokens": 6_000,
+        **({"cache_write_tokens": write} if write else {}), "total": 11_000}
+    assert call["cost_usd"] == pytest.approx(expected)

@@ -240,6 +240,23 @@ async def test_the_pool_gives_up_after_max_attempts_with_backoff_between() -> No
     assert sleep.delays_ms == pytest.approx([1, 2, 4])
 
 
+async def test_on_retry_hears_of_each_try_that_will_be_retried() -> None:
+    heard: list[tuple[str, int, float]] = []
+
+    def on_retry(error: ProviderError, try_number: int, delay_ms: float) -> None:
+        heard.append((error.kind, try_number, delay_ms))
+
+    settings = {"providers": {"scripted": {"fail_rate": 1.0,
+                                           "retry": {"max_attempts": 3, **NO_JITTER}}}}
+    async with ProviderPool(settings, sleep=SleepRecorder()) as pool:
+        with pytest.raises(ProviderError):
+            await pool.complete(request(), on_retry=on_retry)
+    assert heard == [("injected", 1, 1), ("injected", 2, 2)]  # not the last, failed, try
+    async with ProviderPool() as pool:  # a call that succeeds at once retries nothing
+        assert (await pool.complete(request(), on_retry=on_retry)).attempts == 1
+    assert len(heard) == 2
+
+
 # ---------------------------------------------------------------------------- pricing
 
 
@@ -274,6 +291,38 @@ def test_shipped_pricing_is_versioned_and_overrides_change_the_version(tmp_path:
         "2026-12-06+overrides")
     with pytest.raises(ValueError, match="provider/model"):
         Pricing.load({"models": {"gpt-4o": {"input_per_mtok": 1, "output_per_mtok": 1}}})
+
+
+def test_cached_input_has_its_own_rates() -> None:
+    pricing = Pricing.load({"x/cached": {"input_per_mtok": 10, "output_per_mtok": 20,
+                                         "cached_input_per_mtok": 1,
+                                         "cache_write_per_mtok": 12.5},
+                            "x/plain": {"input_per_mtok": 10, "output_per_mtok": 20}})
+    usage = Usage(input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=600_000,
+                  cache_write_tokens=200_000)
+    # 200k uncached at 10, 600k read at 1, 200k written at 12.5, 100k out at 20.
+    assert pricing.cost("x", "cached", usage) == pytest.approx(2 + 0.6 + 2.5 + 2)
+    # Without cache rates every input token costs the input rate, as before.
+    assert pricing.cost("x", "plain", usage) == pytest.approx(10 + 2)
+    # Counts that claim more cache than input are capped, never negative.
+    odd = Usage(input_tokens=100, cache_read_tokens=500)
+    assert pricing.cost("x", "cached", odd) == pytest.approx(100 * 1 / 1e6)
+    with pytest.raises(ValueError, match="cached_input_per_mtok"):
+        Pricing.load({"x/y": {"input_per_mtok": 1, "output_per_mtok": 1,
+                              "cached_input_per_mtok": "cheap"}})
+
+
+def test_the_shipped_table_prices_cache_reads_and_writes() -> None:
+    models = Pricing.load().to_dict()["models"]
+    vendors = {key: rate for key, rate in models.items() if not key.startswith("scripted/")}
+    assert all(0 < rate["cached_input_per_mtok"] < rate["input_per_mtok"]
+               for rate in vendors.values())
+    for key, rate in vendors.items():
+        if key.startswith("anthropic/"):  # reads 0.1x, 5-minute writes 1.25x of input
+            assert rate["cached_input_per_mtok"] == pytest.approx(rate["input_per_mtok"] / 10)
+            assert rate["cache_write_per_mtok"] == pytest.approx(rate["input_per_mtok"] * 1.25)
+        else:  # OpenAI charges nothing extra for writes
+            assert "cache_write_per_mtok" not in rate
 
 
 # ---------------------------------------------------------------------------- backoff

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from ostinato.daemon.engine.providers import ModelRequest, ProviderError, ProviderPool
+from ostinato.daemon.engine.providers import (
+    ModelRequest,
+    ModelResponse,
+    ProviderError,
+    ProviderPool,
+    Usage,
+)
 from ostinato.daemon.engine.providers.base import OutputSpec
 from ostinato.daemon.engine.replay import Cassette, canonical_request, request_hash
 
@@ -258,13 +264,28 @@ def test_a_request_with_an_output_round_trips_through_its_recorded_form() -> Non
         OutputSpec(name="no spaces", schema={})
 
 
+def test_calls_without_the_new_fields_are_recorded_as_before() -> None:
+    request = ModelRequest(node_id="n", messages=THREAD)
+    assert "output" not in request.to_dict()
+    assert ModelRequest.model_validate(request.to_dict()) == request
+    response = ModelResponse(text="ok", usage=Usage(input_tokens=3, output_tokens=1))
+    recorded = response.to_dict()
+    assert not {"structured", "structured_error"} & set(recorded)
+    assert recorded["usage"] == {"input_tokens": 3, "output_tokens": 1, "total": 4}
+    assert ModelResponse.model_validate(recorded) == response
+    full = ModelResponse(text="{}", structured={}, structured_error=None,
+                         usage=Usage(input_tokens=3, cache_read_tokens=2))
+    assert full.to_dict()["structured"] == {} and full.to_dict()["usage"]["cache_read_tokens"] == 2
+    assert ModelResponse.model_validate(full.to_dict()) == full
+
+
 def test_the_output_is_part_of_the_replay_hash_and_old_recordings_still_match() -> None:
     plain = ModelRequest(provider="openai", model="gpt-4o-mini", node_id="n", messages=THREAD)
     asking = plain.model_copy(update={"output": VERDICT})
     other = plain.model_copy(update={"output": VERDICT.model_copy(update={"name": "v2"})})
     assert len({request_hash("model", r) for r in (plain, asking, other)}) == 3
     # A trace line recorded before requests had an output: no `output` key at all.
-    old = {k: v for k, v in plain.to_dict().items() if k != "output"}
+    old = plain.model_dump(mode="json", exclude={"output"})
     assert request_hash("model", old) == request_hash("model", plain)
     assert canonical_request("model", old)["output"] is None
     cassette = Cassette.from_calls([{"seq": 1, "node_id": "n", "attempt": 1, "kind": "model",

@@ -67,9 +67,10 @@ class SeenRequest:
 
 def answer(seen: SeenRequest, reply: Reply) -> tuple[int, Any, dict[str, str]]:
     """Status, JSON payload and extra headers for one request."""
-    if seen.method != "POST" or seen.path not in (OPENAI_PATH, ANTHROPIC_PATH):
+    # By suffix: base URLs may have a prefix, as proxies' often do.
+    if seen.method != "POST" or not seen.path.endswith((OPENAI_PATH, ANTHROPIC_PATH)):
         return 404, {"error": {"message": f"no route for {seen.method} {seen.path}"}}, {}
-    anthropic = seen.path == ANTHROPIC_PATH
+    anthropic = seen.path.endswith(ANTHROPIC_PATH)
     extra = {"request-id" if anthropic else "x-request-id": f"req_{id(reply):x}",
              **reply.headers}
     if reply.body is not None:

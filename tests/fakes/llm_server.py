@@ -100,10 +100,14 @@ class FakeLLMServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client hung up, e.g. after its timeout
         finally:
-            del self._connections[task]
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            try:
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+            finally:
+                # Only now: close() must wait for this task until it is really done, or the
+                # test's loop ends with it pending (and cancels it, with an error logged).
+                del self._connections[task]
 
     async def _exchange(self, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> bool:

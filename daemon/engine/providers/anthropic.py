@@ -118,6 +118,12 @@ class AnthropicProvider(SDKProvider):
             raise from_sdk_error(self.name, exc, anthropic, self._secrets,
                                  self.endpoint()) from exc
         latency_ms = (time.perf_counter() - started) * 1000
+        with self.reading():
+            response = self._response(request, message, model, latency_ms)
+        return self.pricing.price(request, response)
+
+    def _response(self, request: ModelRequest, message: Any, model: str,
+                  latency_ms: float) -> ModelResponse:
         text = "".join(block.text for block in message.content if block.type == "text")
         structured = structured_error = None
         if request.output is not None:
@@ -125,7 +131,7 @@ class AnthropicProvider(SDKProvider):
             text = text or raw
             if structured_error and message.stop_reason not in ("tool_use", "end_turn"):
                 structured_error += f" (stop_reason {message.stop_reason})"
-        response = ModelResponse(
+        return ModelResponse(
             text=text,
             structured=structured,
             structured_error=structured_error,
@@ -136,7 +142,6 @@ class AnthropicProvider(SDKProvider):
             provider=self.name,
             raw_id=message.id or None,
         )
-        return self.pricing.price(request, response)
 
 
 def _forced_tool(output: OutputSpec) -> dict[str, Any]:

@@ -7,17 +7,26 @@ engine can record them to a trace with `to_dict()`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from ..redact import Redactor
 
@@ -44,15 +53,23 @@ class OutputSpec(BaseModel):
     """A structured answer to ask for: a named JSON schema the reply must be an object of."""
 
     # `schema` is a BaseModel attribute, hence the field `schema_`; the JSON form (the
-    # recorded request that replays rebuild requests from) says `schema`.
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
+    # recorded request that replays rebuild requests from) says `schema`. Both names are
+    # accepted when building one.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     # OpenAI's limit for response_format and function names, also valid for Anthropic tools.
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = ""
     # OpenAI-strict: type object, every property required, additionalProperties false.
     schema_: dict[str, Any] = Field(alias="schema")
+
+    @model_serializer(mode="wrap")
+    def _dump_as_schema(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Every dump says `schema`, nested in a request's too, whatever `by_alias` is.
+        data: dict[str, Any] = handler(self)
+        if "schema_" in data:
+            data["schema"] = data.pop("schema_")
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: name, description, schema."""
@@ -81,8 +98,10 @@ class ModelRequest(BaseModel):
     output: OutputSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the trace."""
-        return self.model_dump(mode="json")
+        """JSON-ready form for the trace; `output` only when set."""
+        # Left out when unset, so that a call that asks for no structured answer is recorded
+        # as it was before requests had outputs (run.diff compares recorded requests).
+        return self.model_dump(mode="json", exclude={"output"} if self.output is None else None)
 
     def last_user_message(self) -> str:
         """The content of the last user message, or ''."""
@@ -149,8 +168,16 @@ class ModelResponse(BaseModel):
     status_file: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the trace."""
-        return self.model_dump(mode="json")
+        """JSON-ready form for the trace; structured fields and cache counts only when set."""
+        data = self.model_dump(mode="json")
+        # As ModelRequest.to_dict: a call that uses neither is recorded as it was before.
+        for name in ("structured", "structured_error"):
+            if data[name] is None:
+                del data[name]
+        for name in ("cache_read_tokens", "cache_write_tokens"):
+            if not data["usage"][name]:
+                del data["usage"][name]
+        return data
 
 
 class ProviderError(Exception):
@@ -444,6 +471,16 @@ class SDKProvider:
         endpoint = redactor.text(self.endpoint())
         return ProviderError(redactor.text(f"{self.name}: {message} (from {endpoint})"),
                              kind="invalid_response", provider=self.name, endpoint=endpoint)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Turns a reply of the wrong shape into an invalid_response error: the SDKs build
+        their response objects without validating them."""
+        try:
+            yield
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise self.error(f"unexpected response: {type(exc).__name__}: {detail}") from exc
 
     def describe(self) -> dict[str, Any]:
         """The settings in use, for providers.json (they hold no keys)."""

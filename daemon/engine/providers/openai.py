@@ -146,6 +146,12 @@ class OpenAIProvider(SDKProvider):
             raise from_sdk_error(self.name, exc, openai, self._secrets,
                                  self.endpoint()) from exc
         latency_ms = (time.perf_counter() - started) * 1000
+        with self.reading():
+            response = self._response(request, completion, model, latency_ms)
+        return self.pricing.price(request, response)
+
+    def _response(self, request: ModelRequest, completion: Any, model: str,
+                  latency_ms: float) -> ModelResponse:
         if not completion.choices:
             raise self.error("the response has no choices")
         choice = completion.choices[0]
@@ -158,7 +164,7 @@ class OpenAIProvider(SDKProvider):
             text = text or raw
             if structured_error and finish not in _COMPLETE:
                 structured_error += f" (finish_reason {finish})"
-        response = ModelResponse(
+        return ModelResponse(
             text=text,
             structured=structured,
             structured_error=structured_error,
@@ -169,7 +175,6 @@ class OpenAIProvider(SDKProvider):
             provider=self.name,
             raw_id=completion.id or None,
         )
-        return self.pricing.price(request, response)
 
     def describe(self) -> dict[str, Any]:
         """The settings in use, for providers.json (they hold no keys)."""
