@@ -171,7 +171,7 @@ class ModelResponse(BaseModel):
         """JSON-ready form for the trace; structured fields and cache counts only when set."""
         data = self.model_dump(mode="json")
         # As ModelRequest.to_dict: a call that uses neither is recorded as it was before.
-        for name in ("structured", "structured_error"):
+        for name in ("structured", "structured_error", "status_file"):
             if data[name] is None:
                 del data[name]
         for name in ("cache_read_tokens", "cache_write_tokens"):
