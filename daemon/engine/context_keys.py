@@ -14,6 +14,7 @@ import orjson
 
 from .conditions import ConditionError, parse_condition
 from .graph import Graph, Node
+from .supervision import INSTRUCTIONS
 from .templates import Reference, TemplateError, references
 
 # Attributes whose text is a template (rendered when the node runs).
@@ -59,7 +60,7 @@ def node_keys(node: Node) -> set[str]:
 
 def known_keys(graph: Graph, inputs: Collection[str] = ()) -> set[str]:
     """Every key some part of the pipeline is known to set, with the run's input names."""
-    keys = set(ENGINE_KEYS) | set(inputs)
+    keys = {*ENGINE_KEYS, *inputs, INSTRUCTIONS}  # a manager sets it in its child
     keys.update(f"graph.{key}" for key in graph.attrs)
     for node in graph.nodes.values():
         keys |= node_keys(node)

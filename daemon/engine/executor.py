@@ -27,7 +27,7 @@ from .recording import RUN_END, RecordMode, without_content
 from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .rundir import JOURNAL, RunDirectory
-from .supervision import ChildReport, ChildRuns, Supervision
+from .supervision import INSTRUCTIONS, ChildReport, ChildRuns, Supervision
 
 HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
 NOTE_CHARS = 300  # of a node's answer or failure in its run log entry
@@ -264,7 +264,7 @@ class Executor:
         assert self.supervisor is not None
         message = await self.supervisor.boundary(self.report("running"))
         if message is not None:
-            self.state.context.set("stack.manager.message", message)
+            self.state.context.set(INSTRUCTIONS, message)
             self.run_dir.write_json("checkpoint.json", data=self.checkpoint())
             self.emit("ManagerSteered", message=message)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .context import Context
 from .graph import Edge, Graph, Node
+from .supervision import INSTRUCTIONS
 from .templates import as_text
 
 MODES = ("full", "truncate", "compact", "summary:low", "summary:medium", "summary:high")
@@ -258,7 +259,7 @@ def build_messages(mode: str, graph: Graph, node: Node, context: Context, prompt
         system = _fit(_summary(context, graph, node, level, completed), level.budget_tokens)
     else:
         system = "\n".join(_compact(context, graph, node, inputs))
-    steer = context.get("stack.manager.message")
+    steer = context.get(INSTRUCTIONS)
     if steer:  # a supervising manager's instructions (handlers/manager.py)
         note = f"Instructions from the run's supervisor: {as_text(steer)}"
         system = f"{system}\n\n{note}" if system else note

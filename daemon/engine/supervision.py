@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .executor import Executor
 
+# The context key of a supervised run that holds its manager's latest instructions; its
+# LLM nodes' requests carry them (fidelity.py).
+INSTRUCTIONS = "stack.instructions"
+
 
 @dataclass(frozen=True)
 class ChildReport:

@@ -15,8 +15,9 @@ What it answers, first match wins:
 A request that asks for a structured answer (`request.output`) gets one that fills the
 requested schema: `scripted.structured` (a JSON object, or a list of them by call) as it is,
 else each property from the script entry of the same name (`status`, `preferred_label`,
-`context_updates`, `best_id`, …), `response` from the text, and anything else the schema's
-empty value or first choice. So offline runs show model-chosen routes too.
+`context_updates`, `best_id`, …; a list where one value is wanted gives one per call),
+`response` from the text, and anything else the schema's empty value or first choice. So
+offline runs show model-chosen routes too.
 
 `fail_rate` with `seed` injects retryable 503 errors, decided by a hash of
 (seed, node_id, the node's call, provider_attempt, and the trial's index in a trial set) so
@@ -208,11 +209,24 @@ class _Script:
             elif name == "context_updates":
                 value = self.context_updates()
             else:
-                value = self.get(name)
+                value = self.per_call(name, prop.get("type") != "array")
                 if value is None:
                     value = known.get(name, MISSING)
             answer[name] = _empty(prop) if value is MISSING else _shaped(value, prop)
         return answer
+
+    def per_call(self, key: str, one_value: bool = True) -> Any:
+        """A script value; where one value is wanted, a list (or a JSON list in a string)
+        holds one per call of the node, the last one repeating."""
+        value = self.get(key)
+        if one_value and isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                return value
+        if one_value and isinstance(value, list):
+            return value[min(self.call, len(value)) - 1] if value else None
+        return value
 
     def check_status(self, value: Any) -> RoutingStatus:
         status = str(value).strip().lower()
@@ -234,7 +248,7 @@ class _Script:
         return _drawn_status(seed, self.request, probability)
 
     def preferred_label(self) -> str | None:
-        value = self.get("preferred_label")
+        value = self.per_call("preferred_label")
         return None if value is None else str(value)
 
     def context_updates(self) -> dict[str, Any]:
