@@ -83,6 +83,8 @@ class ChildLink:
     run_dir: str  # relative to the home
     supervision: Supervision
     cancel: Callable[[], Awaitable[None]]
+    # The manager's instructions a child found again (resumed or ended) already follows.
+    instructions: str | None = None
 
 
 class ChildRuns(Protocol):

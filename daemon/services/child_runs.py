@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 
-from ..engine.executor import Executor
-from ..engine.supervision import ChildLink, ChildReport, Supervision
+from ..engine.executor import Executor, completed_nodes
+from ..engine.rundir import RunDirectory
+from ..engine.supervision import INSTRUCTIONS, ChildLink, ChildReport, Supervision
 from .run_options import RunOptions
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class ChildRunner:
         parent is a replay."""
         runner = self.runner
         supervision = Supervision()
+        instructions = None
         row = await runner.store.child_run(parent.run_id, key)
         if row is None:
             child_id = await self._start(parent, node_id, key, pipeline, supervision)
@@ -41,14 +43,19 @@ class ChildRunner:
             if child_id in runner.active:  # the node runs again in this daemon
                 await runner.cancel(child_id)
                 row = await runner.store.get_run(child_id) or row
+            run_dir = RunDirectory(runner.home / row["run_dir"])
+            checkpoint = run_dir.read_json("checkpoint.json") or {}
+            instructions = (checkpoint.get("context") or {}).get(INSTRUCTIONS)
             if row["status"] in _RESUMABLE:
                 await runner.resume(child_id, supervisor=supervision)
-            else:  # it ended before its parent was interrupted
-                supervision.ended(ChildReport(child_id, row["status"], row["outcome"], 0,
-                                              row["current_node"], None, None,
-                                              row["failure_reason"]))
+            else:  # it ended before its parent was interrupted: as its end was reported
+                done = completed_nodes(run_dir, checkpoint) if checkpoint else []
+                supervision.ended(ChildReport(
+                    child_id, row["status"], row["outcome"], len(done),
+                    done[-1] if done else None, None, None, row["failure_reason"]))
         return ChildLink(child_id, f"runs/{child_id}", supervision,
-                         lambda: self._stop(child_id))
+                         lambda: self._stop(child_id),
+                         str(instructions) if instructions else None)
 
     async def _start(self, parent: Executor, node_id: str, key: str, pipeline: str,
                      supervision: Supervision) -> str:

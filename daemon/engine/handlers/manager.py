@@ -94,21 +94,28 @@ class ManagerLoopHandler:
         executor.emit("ChildRunStarted", name=node.id, child_run_id=link.run_id,
                       run_dir=link.run_dir)
         try:
-            return await _cycles(run, link, actions, stop.evaluate if stop.clauses else None)
+            return await _cycles(run, link, actions, stop.evaluate if stop.clauses else None,
+                                 first_call=run.call)
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(link.cancel())
             raise
 
 
-async def _cycles(run: NodeRun, link: ChildLink, actions: set[str], stop: Any) -> Outcome:
+async def _cycles(run: NodeRun, link: ChildLink, actions: set[str], stop: Any,
+                  first_call: int) -> Outcome:
     node = run.node
     max_cycles = int(node.get("manager.max_cycles", DEFAULT_MAX_CYCLES))
     updates: dict[str, Any] = {"stack.child.run_id": link.run_id}
+    if link.instructions:  # given before a resume: the child still follows them
+        updates["stack.manager.message"] = link.instructions
     cycle = 0
     while True:
         report = await link.supervision.next_report()
-        cycle += 1
+        # A cycle is one node of the child: a child resumed (or found ended) after an
+        # interruption is at the cycle an uninterrupted run would be at. The end of a run
+        # that recorded no node at its end (a step limit) is one cycle more.
+        cycle = max(cycle + 1, report.completed_nodes)
         if "observe" in actions or report.ended:
             updates.update(observed(report, cycle))
         run.executor.emit("ManagerCycle", name=node.id, cycle=cycle, child_status=report.status,
@@ -126,7 +133,7 @@ async def _cycles(run: NodeRun, link: ChildLink, actions: set[str], stop: Any) -
                            failure_reason=f"max cycles exceeded ({max_cycles})")
         message = None
         if "steer" in actions and node.get("prompt"):
-            decision = await _decide(run, report, cycle)
+            decision = await _decide(run, report, cycle, first_call)
             if isinstance(decision, Outcome):
                 await link.cancel()
                 decision.context_updates = {**updates, **decision.context_updates}
@@ -150,14 +157,16 @@ def _ended(report: ChildReport, updates: dict[str, Any]) -> Outcome:
     return Outcome(Status.FAIL, context_updates=updates, failure_reason=reason)
 
 
-async def _decide(run: NodeRun, report: ChildReport, cycle: int) -> dict[str, Any] | Outcome:
+async def _decide(run: NodeRun, report: ChildReport, cycle: int,
+                  first_call: int) -> dict[str, Any] | Outcome:
     """The node's model's decision for this cycle (each cycle is one more call of it)."""
     try:
         prompt = render_prompt(run, str(run.node.get("prompt")))
     except PromptError as exc:
         return Outcome(Status.FAIL, failure_reason=str(exc), retryable=False)
-    if cycle > 1:  # the scripted provider's n-th answer is the node's n-th call
-        run.context.calls[run.node.id] = run.context.calls.get(run.node.id, 0) + 1
+    # The scripted provider's n-th answer is the node's n-th call: numbered by cycle, so
+    # that a manager resumed at cycle n asks as the n-th call, as it would have.
+    run.context.calls[run.node.id] = first_call + cycle - 1
     text = f"{prompt}\n\n{_telemetry(report, cycle)}"
     talk = conversation(run, text, DECISION_SPEC.instructions)
     run.write_file("prompt.md", text)

@@ -1,0 +1,434 @@
+"""The manager loop (attractor §4.11) through the daemon: a `stack.manager_loop` node
+supervises a child run linked to its parent both ways, in lockstep, one child node per
+cycle; the child's end, the stop condition, max_cycles and the model's decisions end the
+node; steering reaches the child's requests; cancel, shutdown, kill -9, resume and replay
+treat the pair as one.
+
+Child pipelines are files (`stack.child_dotfile` is a path); a child that must block uses a
+tool that announces its pid through a FIFO and sleeps until a `go` file exists, as in
+test_runs_resume.py.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from .runs_support import (
+    FAST,
+    check_files_parse,
+    dot,
+    events,
+    make_fifo,
+    next_event,
+    of_type,
+    process_gone,
+    read_fifo,
+    read_json,
+    run_to_end,
+    trace,
+    visits,
+)
+from .support import DaemonProcess, Wire, start_daemon
+from .test_runs_resume import kill_orphan
+
+CONFLICT = -32004
+PRICED = {**FAST, "pricing": {"models": {"scripted/*": {"input_per_mtok": 3.0,
+                                                        "output_per_mtok": 15.0}}}}
+
+CHILD = """\
+digraph child {
+    start [shape=Mdiamond]
+    one [prompt="Step one"]
+    two [prompt="Step two"]
+    three [prompt="Step three"]
+    done [shape=Msquare]
+    start -> one -> two -> three -> done
+}
+"""
+CHILD_NODES = ["start", "one", "two", "three", "done"]
+
+FAILING_CHILD = """\
+digraph failing_child {
+    start [shape=Mdiamond]
+    one [prompt="Step one"]
+    two [prompt="Step two", scripted.status="fail", max_retries=0]
+    done [shape=Msquare]
+    start -> one -> two -> done
+}
+"""
+
+
+def blocking_child(go: Path, fifo: Path) -> str:
+    """A child whose node `slow` announces its pid in `fifo` and blocks until `go` exists."""
+    return f"""\
+digraph blocking_child {{
+    start [shape=Mdiamond]
+    one [prompt="Step one"]
+    slow [shape=parallelogram,
+          tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
+    three [prompt="Step three"]
+    done [shape=Msquare]
+    start -> one -> slow -> three -> done
+}}
+"""
+
+
+def child_file(root: Path, source: str = CHILD, name: str = "child.dot") -> Path:
+    """The child pipeline as a file (the manager names it by path)."""
+    path = root / name
+    path.write_text(source)
+    return path
+
+
+def parent(child: Path, boss: str = "", after: str = "", name: str = "parent") -> dict[str, str]:
+    """start -> boss (a manager of `child`, with `boss` attributes) -> report -> done;
+    `after`: more statements."""
+    return dot(f"""\
+        digraph {name} {{
+            graph [stack.child_dotfile="{child}"]
+            start [shape=Mdiamond]
+            boss [shape=house{", " + boss if boss else ""}]
+            report [prompt="Report"]
+            done [shape=Msquare]
+            start -> boss -> report -> done
+            {after}
+        }}""")
+
+
+def steering(actions: list[str], message: str = "Be brief") -> str:
+    """A manager whose model decides each cycle: `actions`, one per call."""
+    script = json.dumps(json.dumps(actions))  # a JSON list, quoted for DOT
+    return (f'manager.actions="observe,steer,wait", prompt="Watch the run", '
+            f'scripted.action={script}, scripted.message="{message}"')
+
+
+async def child_of(wire: Wire, detail: dict[str, Any]) -> dict[str, Any]:
+    """The run.get detail of the parent's one child."""
+    [child_id] = detail["children"]
+    return await wire.result("run.get", {"run_id": child_id})
+
+
+def child_context(detail: dict[str, Any]) -> dict[str, Any]:
+    """The stack.* values of a context."""
+    return {k: v for k, v in (detail["context"] or {}).items() if k.startswith("stack.")}
+
+
+def system_messages(detail: dict[str, Any]) -> dict[str, str]:
+    """The system message of each model call of a run, by node."""
+    return {c["node_id"]: next((m["content"] for m in c["request"]["messages"]
+                                if m["role"] == "system"), "")
+            for c in trace(detail) if c["kind"] == "model"}
+
+
+# -- supervision --------------------------------------------------------------------------
+
+
+async def test_a_manager_supervises_its_child_run_to_completion(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    detail = await run_to_end(wire, parent(child_file(short_tmp)))
+    assert (detail["status"], detail["outcome"]) == ("completed", "success")
+    assert detail["completed_nodes"] == ["start", "boss", "report", "done"]
+    child = await child_of(wire, detail)
+    assert (child["status"], child["outcome"]) == ("completed", "success")
+    assert child["completed_nodes"] == CHILD_NODES
+    assert child["pipeline_name"] == "child"
+
+    # Linked both ways, in the store and in the run directories.
+    assert child["parent_run_id"] == detail["run_id"] and detail["parent_run_id"] is None
+    assert child["children"] == []
+    assert read_json(child, "manifest.json")["parent"] == {
+        "run_id": detail["run_id"], "node": "boss", "run_dir": f"runs/{detail['run_id']}"}
+    assert read_json(detail, "manifest.json")["parent"] is None
+    assert read_json(detail, "boss", "child.json") == {
+        "run_id": child["run_id"], "run_dir": f"runs/{child['run_id']}"}
+    assert Path(child["run_dir"]) == daemon.home / "runs" / child["run_id"]
+    listed = await wire.result("run.list", {})
+    assert {r["run_id"]: r["parent_run_id"] for r in listed["runs"]} == {
+        detail["run_id"]: None, child["run_id"]: detail["run_id"]}
+
+    # One cycle per child node: four boundaries (start .. three), then its end.
+    assert child_context(detail) == {
+        "stack.child.run_id": child["run_id"], "stack.child.status": "completed",
+        "stack.child.outcome": "success", "stack.child.current_node": "done",
+        "stack.child.completed_nodes": 5, "stack.child.failure_reason": "",
+        "stack.manager.cycles": 5}
+    [started] = events(wire, detail["run_id"], "ChildRunStarted")
+    assert started["data"] == {"name": "boss", "child_run_id": child["run_id"],
+                               "run_dir": f"runs/{child['run_id']}"}
+    cycles = events(wire, detail["run_id"], "ManagerCycle")
+    assert [(e["data"]["cycle"], e["data"]["completed_nodes"], e["data"]["child_status"])
+            for e in cycles] == [(1, 1, "running"), (2, 2, "running"), (3, 3, "running"),
+                                 (4, 4, "running"), (5, 5, "completed")]
+    [boss] = [s for s in detail["stages"] if s["node_id"] == "boss"]
+    assert boss["status"] == "success"
+    # The child's stages all ended before the manager's did.
+    assert max(s["ended_at"] for s in child["stages"]) <= boss["ended_at"]
+    check_files_parse(daemon.home)
+
+
+async def test_a_failing_child_fails_the_manager_node_and_its_fail_edge_routes(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    child_path = child_file(short_tmp, FAILING_CHILD)
+    failed = await run_to_end(wire, parent(child_path))
+    assert (failed["status"], failed["outcome"]) == ("failed", "fail")
+    child = await child_of(wire, failed)
+    assert (child["status"], child["outcome"]) == ("failed", "fail")
+    assert child["completed_nodes"] == ["start", "one", "two"]
+    assert failed["failure_reason"].startswith(f"child run {child['run_id']} failed")
+    assert failed["completed_nodes"] == ["start", "boss"]
+    assert child_context(failed)["stack.child.status"] == "failed"
+
+    routed = await run_to_end(wire, parent(child_path, after="""
+            fixup [prompt="Fix it"]
+            boss -> fixup [condition="outcome=fail"]
+            fixup -> done"""))
+    assert (routed["status"], routed["outcome"]) == ("completed", "success")
+    assert routed["completed_nodes"] == ["start", "boss", "fixup", "done"]
+    context = child_context(routed)
+    assert (context["stack.child.status"], context["stack.child.outcome"],
+            context["stack.child.current_node"]) == ("failed", "fail", "two")
+    assert context["stack.child.failure_reason"]
+    assert context["stack.manager.cycles"] == 3
+
+
+async def test_the_stop_condition_stops_the_child_and_the_manager_succeeds(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    detail = await run_to_end(wire, parent(
+        child_file(short_tmp), 'manager.stop_condition="stack.child.current_node=two"'))
+    assert (detail["status"], detail["outcome"]) == ("completed", "success")
+    assert detail["completed_nodes"] == ["start", "boss", "report", "done"]
+    child = await child_of(wire, detail)
+    assert (child["status"], child["resumable"]) == ("cancelled", True)
+    # It stopped at the boundary after `two`: `three` never started.
+    assert child["completed_nodes"] == ["start", "one", "two"]
+    assert visits(child) == ["start", "one", "two"]
+    context = child_context(detail)
+    assert (context["stack.child.current_node"], context["stack.manager.cycles"]) == ("two", 3)
+    [boss] = [s for s in detail["stages"] if s["node_id"] == "boss"]
+    assert boss["outcome"]["notes"] == "stop condition satisfied"
+
+
+async def test_max_cycles_fails_the_node_and_stops_the_child(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    detail = await run_to_end(wire, parent(child_file(short_tmp), "manager.max_cycles=2"))
+    assert (detail["status"], detail["outcome"]) == ("failed", "fail")
+    assert detail["failure_reason"] == "max cycles exceeded (2)"
+    child = await child_of(wire, detail)
+    assert child["status"] == "cancelled"
+    assert child["completed_nodes"] == ["start", "one"]
+    assert child_context(detail)["stack.manager.cycles"] == 2
+
+
+async def test_steering_reaches_the_childs_next_requests_and_stop_ends_it(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    # Cycle 1 (after start): continue; 2 (after one): steer; 3 (after two): stop.
+    detail = await run_to_end(wire, parent(child_file(short_tmp),
+                                           steering(["continue", "steer", "stop"])))
+    assert (detail["status"], detail["outcome"]) == ("completed", "success")
+    child = await child_of(wire, detail)
+    assert child["status"] == "cancelled"
+    assert child["completed_nodes"] == ["start", "one", "two"]
+    systems = system_messages(child)
+    assert list(systems) == ["one", "two"]
+    assert "supervisor" not in systems["one"]
+    assert systems["two"].endswith("Instructions from the run's supervisor: Be brief")
+    assert child["context"]["stack.instructions"] == "Be brief"
+    assert child_context(detail)["stack.manager.message"] == "Be brief"
+    [boss] = [s for s in detail["stages"] if s["node_id"] == "boss"]
+    assert boss["outcome"]["notes"].startswith("stopped by the manager")
+    # The manager's three decisions are three calls of its node, in its parent's trace.
+    decisions = [c for c in trace(detail) if c["node_id"] == "boss"]
+    assert len(decisions) == 3
+    assert all("manager_decision" in json.dumps(c["request"]["output"]) for c in decisions)
+    [steered] = events(wire, detail["run_id"], "ManagerSteered")
+    assert steered["data"] == {"name": "boss", "cycle": 2, "message": "Be brief"}
+    [told] = events(wire, child["run_id"], "ManagerSteered")
+    assert told["data"] == {"message": "Be brief"}
+
+    # Steered and left to finish, every later node of the child carries the instructions.
+    finished = await run_to_end(wire, parent(child_file(short_tmp),
+                                             steering(["steer", "continue"], "Use bullets")))
+    child = await child_of(wire, finished)
+    assert (child["status"], child["outcome"]) == ("completed", "success")
+    systems = system_messages(child)
+    assert all(systems[n].endswith("supervisor: Use bullets") for n in ("one", "two", "three"))
+
+
+# -- kill -9, resume ----------------------------------------------------------------------
+
+
+async def kill_while_blocked(home: Path, socket: str, pipeline: dict[str, str], fifo: Path,
+                             **params: Any) -> dict[str, Any]:
+    """Start a daemon and a run of `pipeline`, SIGKILL the daemon once a tool announced
+    itself in `fifo` (and end the orphaned tool); the run's run.start summary."""
+    first = await start_daemon(home, "--socket", socket)
+    wire = await first.connect()
+    started = await wire.result("run.start", {"pipeline": pipeline, "settings": FAST,
+                                              **params})
+    pid = int(await read_fifo(fifo))
+    first.process.kill()
+    assert await first.stop() == -signal.SIGKILL
+    kill_orphan(pid)
+    return started
+
+
+async def test_a_manager_and_its_child_survive_a_kill_9_and_resume_as_one(
+        short_tmp: Path) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    pipeline = parent(child_file(short_tmp, blocking_child(go, fifo)),
+                      steering(["continue", "steer", "continue"]))
+    # Killed while the child blocks in `slow`, after the manager steered it (cycle 2).
+    started = await kill_while_blocked(home, socket, pipeline, fifo)
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        run_id = started["run_id"]
+        found = await wire.result("run.get", {"run_id": run_id})
+        assert (found["status"], found["resumable"]) == ("interrupted", True)
+        assert found["completed_nodes"] == ["start"]
+        [child_id] = found["children"]
+        child = await wire.result("run.get", {"run_id": child_id})
+        assert (child["status"], child["resumable"]) == ("interrupted", True)
+        assert child["completed_nodes"] == ["start", "one"]
+        assert child["context"]["stack.instructions"] == "Be brief"
+
+        await wire.result("run.subscribe", {"run_id": "*"})
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": run_id, "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": run_id})
+        assert detail["children"] == [child_id]  # the same child, not a second one
+        child = await wire.result("run.get", {"run_id": child_id})
+        assert events(wire, child_id, "PipelineResumed")
+        assert not events(wire, run_id, "ChildRunStarted") or [
+            e["data"]["child_run_id"] for e in events(wire, run_id, "ChildRunStarted")] == [
+                child_id]
+        listed = await wire.result("run.list", {})
+        assert len(listed["runs"]) == 2
+
+        fresh = await run_to_end(wire, pipeline)
+        fresh_child = await child_of(wire, fresh)
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+
+    assert (child["status"], child["outcome"]) == ("completed", "success")
+    assert visits(child) == visits(fresh_child) == ["start", "one", "slow", "three", "done"]
+    assert detail["completed_nodes"] == fresh["completed_nodes"] == [
+        "start", "boss", "report", "done"]
+    assert child["completed_nodes"] == fresh_child["completed_nodes"]
+    same = {"stack.child.run_id": fresh_child["run_id"]}
+    assert {**detail["context"], **same} == fresh["context"]
+    assert child["context"] == fresh_child["context"]
+    assert (child["input_tokens"], child["output_tokens"]) == (
+        fresh_child["input_tokens"], fresh_child["output_tokens"])
+    # The manager's decisions: two before the kill, the other two after it, as the third
+    # and fourth calls of its node (the scripted answers by call say so).
+    decisions = [c["response"]["structured"]["action"] for c in trace(detail)
+                 if c["node_id"] == "boss"]
+    assert decisions == [c["response"]["structured"]["action"] for c in trace(fresh)
+                         if c["node_id"] == "boss"] == ["continue", "steer", "continue",
+                                                        "continue"]
+    # The instructions given before the kill still reach the child's later requests.
+    assert system_messages(child)["three"] == system_messages(fresh_child)["three"]
+    assert system_messages(child)["three"].endswith("supervisor: Be brief")
+    check_files_parse(home)
+
+
+# -- cancel, shutdown ---------------------------------------------------------------------
+
+
+async def test_cancelling_the_parent_stops_its_child_and_both_resume(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    started = await wire.result("run.start", {
+        "pipeline": parent(child_file(short_tmp, blocking_child(go, fifo))),
+        "settings": FAST})
+    run_id = started["run_id"]
+    pid = int(await read_fifo(fifo))  # the child blocks in `slow`
+    started_child = await next_event(wire, of_type("ChildRunStarted"))
+    child_id = started_child["data"]["child_run_id"]
+
+    cancelled = await wire.result("run.cancel", {"run_id": run_id})
+    assert (cancelled["status"], cancelled["resumable"]) == ("cancelled", True)
+    assert process_gone(pid)  # the child's tool was killed with it
+    child = await wire.result("run.get", {"run_id": child_id})
+    assert (child["status"], child["resumable"]) == ("cancelled", True)
+    assert child["completed_nodes"] == ["start", "one"]
+    assert read_json(child, "manifest.json")["status"] == "cancelled"
+    assert (await wire.result("daemon.status"))["active_runs"] == 0
+
+    go.touch()
+    resumed = await wire.result("run.resume", {"run_id": run_id, "wait": True})
+    assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+    detail = await wire.result("run.get", {"run_id": run_id})
+    assert detail["children"] == [child_id]
+    child = await wire.result("run.get", {"run_id": child_id})
+    assert (child["status"], child["outcome"]) == ("completed", "success")
+    assert visits(child) == ["start", "one", "slow", "three", "done"]
+    assert child_context(detail)["stack.manager.cycles"] == 5
+
+
+async def test_a_daemon_shutdown_leaves_parent_and_child_interrupted_and_resumable(
+        short_tmp: Path) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    pipeline = parent(child_file(short_tmp, blocking_child(go, fifo)))
+    first = await start_daemon(home, "--socket", socket)
+    wire = await first.connect()
+    started = await wire.result("run.start", {"pipeline": pipeline, "settings": FAST})
+    pid = int(await read_fifo(fifo))
+    assert await first.stop() == 0, "".join(first.log)
+    assert process_gone(pid)
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        found = await wire.result("run.get", {"run_id": started["run_id"]})
+        assert (found["status"], found["resumable"]) == ("interrupted", True)
+        [child_id] = found["children"]
+        child = await wire.result("run.get", {"run_id": child_id})
+        assert (child["status"], child["resumable"]) == ("interrupted", True)
+        assert read_json(child, "manifest.json")["status"] == "interrupted"
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+        assert detail["children"] == [child_id]
+        child = await wire.result("run.get", {"run_id": child_id})
+        assert (child["status"], child["outcome"]) == ("completed", "success")
+        assert visits(child) == ["start", "one", "slow", "three", "done"]
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+
+
+async def test_cancelling_the_child_fails_its_manager(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    started = await wire.result("run.start", {
+        "pipeline": parent(child_file(short_tmp, blocking_child(go, fifo))),
+        "settings": FAST})
+    await read_fifo(fifo)
+    child_id = (await next_event(wire, of_type("ChildRunStarted")))["data"]["child_run_id"]
+    await wire.result("run.cancel", {"run_id": child_id})
+    await next_event(wire, lambda e: e["run_id"] == started["run_id"]
+                     and e["type"] == "PipelineFailed")
+    detail = await wire.result("run.get", {"run_id": started["run_id"]})
+    assert (detail["status"], detail["outcome"]) == ("failed", "fail")
+    assert detail["failure_reason"] == f"child run {child_id} cancelled: cancelled"
