@@ -18,6 +18,7 @@ from typing import Any
 
 from .runs_support import (
     FAST,
+    INVALID_PIPELINE,
     check_files_parse,
     dot,
     events,
@@ -432,3 +433,176 @@ async def test_cancelling_the_child_fails_its_manager(
     detail = await wire.result("run.get", {"run_id": started["run_id"]})
     assert (detail["status"], detail["outcome"]) == ("failed", "fail")
     assert detail["failure_reason"] == f"child run {child_id} cancelled: cancelled"
+
+
+async def test_a_parent_resumed_after_its_child_ended_takes_the_childs_end_as_it_was(
+        short_tmp: Path) -> None:
+    """The daemon can die after the child's end is recorded and before the manager node's
+    checkpoint: the resumed manager finds the child ended and takes its end as an
+    uninterrupted run would have. Made deterministic by killing the daemon in a tool after
+    the manager, then putting the parent's checkpoint back to where it stood before it."""
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    pipeline = dot(f"""\
+        digraph parent {{
+            graph [stack.child_dotfile="{child_file(short_tmp)}"]
+            start [shape=Mdiamond]
+            boss [shape=house, {steering(["continue", "steer", "continue"])}]
+            slow [shape=parallelogram,
+                  tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
+            report [prompt="Report on ${{stack.child.status}}"]
+            done [shape=Msquare]
+            start -> boss -> slow -> report -> done
+        }}""")
+    started = await kill_while_blocked(home, socket, pipeline, fifo)
+    path = Path(started["run_dir"]) / "checkpoint.json"
+    checkpoint = json.loads(path.read_text())
+    assert checkpoint["completed_nodes"] == ["start", "boss"]
+    context = {key: value for key, value in checkpoint["context"].items()
+               if not key.startswith("stack.")}
+    context.update(current_node="start", outcome="success")
+    checkpoint.update(current_node="start", next_node="boss", completed_nodes=["start"],
+                      completed_count=1, stage_seq=checkpoint["stage_seq"] - 1,
+                      context=context, calls={"start": 1}, call_seq=0, via=0,
+                      logs=checkpoint["logs"][:1])
+    path.write_text(json.dumps(checkpoint))
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        [child_id] = (await wire.result("run.get", {"run_id": started["run_id"]}))["children"]
+        ended = await wire.result("run.get", {"run_id": child_id})
+        assert (ended["status"], ended["outcome"]) == ("completed", "success")
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+        child = await wire.result("run.get", {"run_id": child_id})
+        fresh = await run_to_end(wire, pipeline)
+        fresh_child = await child_of(wire, fresh)
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+    assert detail["children"] == [child_id]
+    assert child["stages"] == ended["stages"]  # not run again
+    assert visits(detail) == ["start", "boss", "boss", "slow", "report", "done"]
+    assert detail["completed_nodes"] == fresh["completed_nodes"]
+    assert {**detail["context"], "stack.child.run_id": fresh_child["run_id"]} == \
+        fresh["context"]
+    assert detail["context"]["stack.manager.message"] == "Be brief"
+    assert detail["context"]["stack.manager.cycles"] == 5
+    assert child["context"] == fresh_child["context"]
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+def launch_of(detail: dict[str, Any]) -> dict[str, Any]:
+    return read_json(detail, "config", "launch.json")
+
+
+async def test_a_recorded_replay_of_a_parent_replays_its_child_exactly_at_no_cost(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    original = await run_to_end(wire, parent(child_file(short_tmp),
+                                             steering(["continue", "steer", "continue"])),
+                                settings=PRICED)
+    original_child = await child_of(wire, original)
+    assert original["cost_usd"] > 0 and original_child["cost_usd"] > 0
+
+    replay = await wire.result("run.start", {"replay": {"from_run": original["run_id"],
+                                                        "mode": "recorded"}, "wait": True})
+    assert (replay["status"], replay["outcome"]) == ("completed", "success"), replay
+    replayed = await wire.result("run.get", {"run_id": replay["run_id"]})
+    replayed_child = await child_of(wire, replayed)
+    assert replayed_child["run_id"] != original_child["run_id"]
+    assert replayed_child["parent_run_id"] == replayed["run_id"]
+    assert (launch_of(replayed_child)["replay_of"], launch_of(replayed_child)["replay_mode"]) \
+        == (original_child["run_id"], "recorded")
+    assert replayed["cost_usd"] == replayed_child["cost_usd"] == 0.0
+    assert all(c["cost_usd"] == 0.0 for c in [*trace(replayed), *trace(replayed_child)])
+    assert len(trace(replayed)) == len(trace(original))
+    assert len(trace(replayed_child)) == len(trace(original_child))
+    for a, b in ((original, replayed), (original_child, replayed_child)):
+        assert b["completed_nodes"] == a["completed_nodes"]
+        assert visits(b) == visits(a)
+        diff = await wire.result("run.diff", {"a": a["run_id"], "b": b["run_id"]})
+        assert diff["identical"], diff["first_divergence"]
+    assert replayed["context"] == {**original["context"],
+                                   "stack.child.run_id": replayed_child["run_id"]}
+    assert replayed_child["context"] == original_child["context"]
+    assert system_messages(replayed_child) == system_messages(original_child)
+
+    # Live: a fresh child, its calls made again (at a price).
+    live = await wire.result("run.start", {"replay": {"from_run": original["run_id"],
+                                                      "mode": "live"}, "wait": True})
+    assert (live["status"], live["outcome"]) == ("completed", "success")
+    lived = await wire.result("run.get", {"run_id": live["run_id"]})
+    live_child = await child_of(wire, lived)
+    assert launch_of(live_child)["replay_of"] is None
+    assert live_child["cost_usd"] == original_child["cost_usd"] > 0
+    assert live_child["completed_nodes"] == original_child["completed_nodes"]
+    diff = await wire.result("run.diff", {"a": original_child["run_id"],
+                                          "b": live_child["run_id"]})
+    assert diff["identical"], diff["first_divergence"]
+
+
+async def test_a_recorded_replay_without_a_recorded_child_is_a_conflict(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    # The recording: a pipeline whose `boss` is a plain LLM node, no manager.
+    original = await run_to_end(wire, dot("""\
+        digraph parent {
+            start [shape=Mdiamond]
+            boss [prompt="Watch the run"]
+            report [prompt="Report"]
+            done [shape=Msquare]
+            start -> boss -> report -> done
+        }"""))
+    replay = await run_to_end(wire, parent(child_file(short_tmp)),
+                              replay={"from_run": original["run_id"], "mode": "recorded"})
+    assert (replay["status"], replay["outcome"]) == ("failed", "fail")
+    assert "the recording has no child run for manager node 'boss:1:1'" in \
+        replay["failure_reason"]
+    assert replay["children"] == []
+    hybrid = await run_to_end(wire, parent(child_file(short_tmp)),
+                              replay={"from_run": original["run_id"], "mode": "hybrid"})
+    assert (hybrid["status"], hybrid["outcome"]) == ("completed", "success")
+    child = await child_of(wire, hybrid)
+    assert launch_of(child)["replay_of"] is None  # hybrid: the child runs live
+    assert child["completed_nodes"] == CHILD_NODES
+
+
+# -- lint ---------------------------------------------------------------------------------
+
+
+async def test_validate_warns_of_a_manager_without_a_child_and_refuses_a_bad_stop_condition(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    orphan = dot("""\
+        digraph lonely {
+            start [shape=Mdiamond]
+            boss [shape=house]
+            done [shape=Msquare]
+            start -> boss -> done
+        }""")
+    checked = await wire.result("pipeline.validate", {"pipeline": orphan})
+    assert checked["valid"] is True
+    assert [(d["rule"], d["severity"], d["node"]) for d in checked["diagnostics"]] == [
+        ("manager_child_pipeline", "warning", "boss")]
+    # It runs, and its manager node fails saying why.
+    ran = await run_to_end(wire, orphan)
+    assert (ran["status"], ran["failure_reason"]) == (
+        "failed", "no child pipeline: set stack.child_dotfile on the graph or the node")
+    assert ran["children"] == []
+
+    bad = parent(child_file(short_tmp), 'manager.stop_condition="stack.child.status=="')
+    checked = await wire.result("pipeline.validate", {"pipeline": bad})
+    assert checked["valid"] is False
+    assert [(d["rule"], d["severity"], d["node"]) for d in checked["diagnostics"]] == [
+        ("manager_stop_condition_syntax", "error", "boss")]
+    refused = await wire.request("run.start", {"pipeline": bad})
+    assert refused["error"]["code"] == INVALID_PIPELINE
+    # No run was made of it: the orphan's is the only run.
+    assert [r["run_id"] for r in (await wire.result("run.list", {}))["runs"]] == [
+        ran["run_id"]]

@@ -379,3 +379,31 @@ def reference_resolves(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
                 f"this pipeline is known to set (an input, a tool's status.json or a "
                 f"model's verdict may set it at run time; if none does, the node fails)",
                 _attr_loc(node, attr), node=node.id, fix=fix)
+
+
+@_rule
+def manager_child_pipeline(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """A manager loop (§4.11) has a child pipeline: `stack.child_dotfile` on it or the graph."""
+    if graph.attrs.get("stack.child_dotfile"):
+        return
+    for node in graph.nodes.values():
+        if node.type == "stack.manager_loop" and not node.attrs.get("stack.child_dotfile"):
+            yield diagnostic("manager_child_pipeline", "warning",
+                             f"manager node {node.id!r} has no child pipeline to supervise, "
+                             "so it fails when it runs", node.loc, node=node.id,
+                             fix="set stack.child_dotfile (a path) on the node or the graph")
+
+
+@_rule
+def manager_stop_condition_syntax(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """A manager's `manager.stop_condition` parses (§10), as edge conditions do."""
+    for node in graph.nodes.values():
+        text = node.attrs.get("manager.stop_condition")
+        if node.type != "stack.manager_loop" or text is None:
+            continue
+        try:
+            parse_condition(str(text))
+        except ConditionError as exc:
+            yield diagnostic("manager_stop_condition_syntax", "error",
+                             f"node {node.id!r} manager.stop_condition {text!r}: {exc}",
+                             _attr_loc(node, "manager.stop_condition"), node=node.id)

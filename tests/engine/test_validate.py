@@ -51,7 +51,8 @@ def test_builtin_rules_are_registered_in_spec_order() -> None:
         "start_no_incoming", "exit_no_outgoing", "condition_syntax", "stylesheet_syntax",
         "type_known", "fidelity_valid", "retry_target_exists", "goal_gate_has_retry",
         "prompt_on_llm_nodes", "node_id_reserved", "retry_policy_known", "human_type_known",
-        "human_default_choice_valid", "reference_syntax", "reference_resolves"]
+        "human_default_choice_valid", "reference_syntax", "reference_resolves",
+        "manager_child_pipeline", "manager_stop_condition_syntax"]
 
 
 def test_node_ids_of_run_directory_folders_are_refused() -> None:
@@ -94,6 +95,39 @@ def test_a_human_default_choice_the_question_cannot_take_is_a_warning(attrs: str
                                                                       warned: bool) -> None:
     found = _found(_gate(attrs), "human_default_choice_valid")
     assert [(d.severity, d.node) for d in found] == ([("warning", "ask")] if warned else [])
+
+
+def _manager(graph_attrs: str = "", node_attrs: str = "") -> str:
+    return ("digraph G {\n"
+            f"  graph [{graph_attrs}]\n"
+            "  start [shape=Mdiamond]\n"
+            f"  boss [shape=house{node_attrs}]\n"
+            "  exit [shape=Msquare]\n"
+            "  start -> boss -> exit\n}")
+
+
+def test_a_manager_without_a_child_pipeline_is_a_warning() -> None:
+    [found] = _found(_manager(), "manager_child_pipeline")
+    assert (found.severity, found.node, _where(found)) == ("warning", "boss", (4, 3))
+    assert "stack.child_dotfile" in (found.fix or "")
+    assert _found(_manager(node_attrs=", type=\"stack.manager_loop\", shape=box"),
+                  "manager_child_pipeline")[0].node == "boss"
+    assert _found(_manager('stack.child_dotfile="child.dot"'), "manager_child_pipeline") == []
+    assert _found(_manager(node_attrs=', stack.child_dotfile="c.dot"'),
+                  "manager_child_pipeline") == []
+
+
+def test_a_manager_stop_condition_that_does_not_parse_is_an_error() -> None:
+    source = _manager('stack.child_dotfile="c.dot"',
+                      ', manager.stop_condition="stack.child.status==done"')
+    [found] = _found(source, "manager_stop_condition_syntax")
+    assert (found.severity, found.node) == ("error", "boss")
+    assert "'==' is not an operator" in found.message
+    assert found.line == 4
+    good = _manager('stack.child_dotfile="c.dot"',
+                    ', manager.stop_condition="stack.child.current_node=two && outcome=success"')
+    assert _found(good, "manager_stop_condition_syntax") == []
+    assert validate(parse_dot(good)) == []
 
 
 def test_clean_pipeline_has_no_diagnostics() -> None:

@@ -60,9 +60,11 @@ def observed(report: ChildReport, cycle: int) -> dict[str, Any]:
 
 
 def _telemetry(report: ChildReport, cycle: int) -> str:
+    """What the model is told of the child: no run id, which a replay's child does not
+    share with the recorded one (its request would not match the recording)."""
     last = (f"{report.current_node} ({report.node_outcome})" if report.current_node
             else "none yet")
-    return (f"Supervised run {report.run_id}, cycle {cycle}: {report.completed_nodes} nodes "
+    return (f"The supervised run, cycle {cycle}: {report.completed_nodes} nodes "
             f"completed; the last was {last}; next is {report.next_node or 'none'}.")
 
 
