@@ -16,6 +16,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .runs_support import (
     FAST,
     INVALID_PIPELINE,
@@ -435,8 +437,14 @@ async def test_cancelling_the_child_fails_its_manager(
     assert detail["failure_reason"] == f"child run {child_id} cancelled: cancelled"
 
 
+@pytest.mark.parametrize(("stop", "ended_as", "cycles"), [
+    ("", ("completed", "success"), 5),
+    # Stopped by its manager at the boundary after `two`: the resumed child reports that
+    # boundary again, and the manager stops it again.
+    (', manager.stop_condition="stack.child.current_node=two"', ("cancelled", None), 3),
+], ids=["completed", "stopped"])
 async def test_a_parent_resumed_after_its_child_ended_takes_the_childs_end_as_it_was(
-        short_tmp: Path) -> None:
+        short_tmp: Path, stop: str, ended_as: tuple[str, str | None], cycles: int) -> None:
     """The daemon can die after the child's end is recorded and before the manager node's
     checkpoint: the resumed manager finds the child ended and takes its end as an
     uninterrupted run would have. Made deterministic by killing the daemon in a tool after
@@ -447,7 +455,7 @@ async def test_a_parent_resumed_after_its_child_ended_takes_the_childs_end_as_it
         digraph parent {{
             graph [stack.child_dotfile="{child_file(short_tmp)}"]
             start [shape=Mdiamond]
-            boss [shape=house, {steering(["continue", "steer", "continue"])}]
+            boss [shape=house, {steering(["continue", "steer", "continue"])}{stop}]
             slow [shape=parallelogram,
                   tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
             report [prompt="Report on ${{stack.child.status}}"]
@@ -472,7 +480,7 @@ async def test_a_parent_resumed_after_its_child_ended_takes_the_childs_end_as_it
         wire = await second.connect()
         [child_id] = (await wire.result("run.get", {"run_id": started["run_id"]}))["children"]
         ended = await wire.result("run.get", {"run_id": child_id})
-        assert (ended["status"], ended["outcome"]) == ("completed", "success")
+        assert (ended["status"], ended["outcome"]) == ended_as
         go.touch()
         resumed = await wire.result("run.resume", {"run_id": started["run_id"],
                                                    "wait": True})
@@ -485,13 +493,16 @@ async def test_a_parent_resumed_after_its_child_ended_takes_the_childs_end_as_it
         assert await second.stop() == 0, "".join(second.log)
     assert detail["children"] == [child_id]
     assert child["stages"] == ended["stages"]  # not run again
+    assert (child["status"], child["outcome"]) == ended_as
+    assert (fresh_child["status"], fresh_child["outcome"]) == ended_as
     assert visits(detail) == ["start", "boss", "boss", "slow", "report", "done"]
     assert detail["completed_nodes"] == fresh["completed_nodes"]
     assert {**detail["context"], "stack.child.run_id": fresh_child["run_id"]} == \
         fresh["context"]
     assert detail["context"]["stack.manager.message"] == "Be brief"
-    assert detail["context"]["stack.manager.cycles"] == 5
+    assert detail["context"]["stack.manager.cycles"] == cycles
     assert child["context"] == fresh_child["context"]
+    assert child["completed_nodes"] == fresh_child["completed_nodes"]
 
 
 # -- replay -------------------------------------------------------------------------------
@@ -606,3 +617,49 @@ async def test_validate_warns_of_a_manager_without_a_child_and_refuses_a_bad_sto
     # No run was made of it: the orphan's is the only run.
     assert [r["run_id"] for r in (await wire.result("run.list", {}))["runs"]] == [
         ran["run_id"]]
+
+
+async def test_a_cycle_cut_short_by_a_kill_9_is_done_again_before_the_child_goes_on(
+        short_tmp: Path) -> None:
+    """Killed while the manager decides (the child waits at its boundary after `start`, the
+    manager's model answers slowly): the resumed child goes on only once the manager has
+    had that cycle, so its steer still reaches `one`, as in an uninterrupted run."""
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    pipeline = parent(child_file(short_tmp),
+                      steering(["steer", "continue"]) + ', llm_provider="slow"')
+    quick = {**FAST, "providers": {"slow": {"type": "scripted"}}}
+    slow = {**FAST, "providers": {"slow": {"type": "scripted", "latency_ms": 30_000}}}
+    first = await start_daemon(home, "--socket", socket)
+    wire = await first.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    started = await wire.result("run.start", {"pipeline": pipeline, "settings": slow})
+    await next_event(wire, of_type("ManagerCycle", cycle=1))  # then it asks its model
+    first.process.kill()
+    assert await first.stop() == -signal.SIGKILL
+    # The resumed run's model answers at once (its settings are the recorded ones).
+    launch = Path(started["run_dir"]) / "config" / "launch.json"
+    launch.write_text(json.dumps({**json.loads(launch.read_text()), "settings": quick}))
+
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        [child_id] = (await wire.result("run.get", {"run_id": started["run_id"]}))["children"]
+        child = await wire.result("run.get", {"run_id": child_id})
+        assert (child["status"], child["completed_nodes"]) == ("interrupted", ["start"])
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"],
+                                                   "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": started["run_id"]})
+        child = await wire.result("run.get", {"run_id": child_id})
+        fresh = await run_to_end(wire, pipeline, settings=quick)
+        fresh_child = await child_of(wire, fresh)
+    finally:
+        assert await second.stop() == 0, "".join(second.log)
+    assert system_messages(child) == system_messages(fresh_child)
+    assert system_messages(child)["one"].endswith("supervisor: Be brief")
+    assert child["context"] == fresh_child["context"]
+    assert {**detail["context"], "stack.child.run_id": fresh_child["run_id"]} == \
+        fresh["context"]
+    decisions = [c["response"]["structured"]["action"] for c in trace(detail)
+                 if c["node_id"] == "boss" and c["response"]]
+    assert decisions == ["steer", "continue", "continue", "continue"]

@@ -130,6 +130,7 @@ class Executor:
         self.budget = budget  # a test run's cost limit, shared with its other runs
         self.children = children  # starts the child runs of manager nodes
         self.supervisor = supervisor  # a manager supervises this run: lockstep per node
+        self.supervised = 0  # completed nodes when the manager last let this run go on
         # Stages the sink already holds for this run. A run resumed after a crash between a
         # stage's record and the checkpoint after it numbers its next stages after them.
         self.recorded_stages = recorded_stages
@@ -176,6 +177,9 @@ class Executor:
             return self._result_from_checkpoint(checkpoint)
         self.emit("PipelineResumed", id=self.run_id, from_node=self.state.current_node,
                   next_node=self.state.next_node)
+        self.supervised = int(checkpoint.get("supervised", 0))
+        if self.supervisor is not None and self.supervised < len(self.state.completed_nodes):
+            await self._supervised()  # the manager's cycle the interruption cut short
         return await self._traverse_or_diverge()
 
     # -- traversal ------------------------------------------------------------------------
@@ -265,8 +269,10 @@ class Executor:
         message = await self.supervisor.boundary(self.report("running"))
         if message is not None:
             self.state.context.set(INSTRUCTIONS, message)
-            self.run_dir.write_json("checkpoint.json", data=self.checkpoint())
             self.emit("ManagerSteered", message=message)
+        # The checkpoint says the cycle was had: a resume does not ask for it again.
+        self.supervised = len(self.state.completed_nodes)
+        self.run_dir.write_json("checkpoint.json", data=self.checkpoint())
 
     def report(self, status: str, outcome: str | None = None,
                failure_reason: str | None = None) -> ChildReport:
@@ -617,6 +623,7 @@ class Executor:
             "threads": state.context.threads,
             "last_thread": state.context.last_thread,
             "calls": state.context.calls,
+            "supervised": self.supervised,
         }
 
     async def _finish(self, status: Status, reason: str, started: float) -> RunResult:
