@@ -200,6 +200,37 @@ async def test_a_failing_child_fails_the_manager_node_and_its_fail_edge_routes(
     assert context["stack.manager.cycles"] == 3
 
 
+async def test_each_visit_and_attempt_of_a_manager_has_a_child_of_its_own(
+        daemon: DaemonProcess, short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    retried = await run_to_end(wire, parent(child_file(short_tmp, FAILING_CHILD),
+                                            "max_retries=1"))
+    assert visits(retried) == ["start", "boss", "boss"]
+    assert len(retried["children"]) == 2
+    for child_id in retried["children"]:
+        child = await wire.result("run.get", {"run_id": child_id})
+        assert (child["status"], child["parent_run_id"]) == ("failed", retried["run_id"])
+    # The last attempt's child is the one the node's context names.
+    assert child_context(retried)["stack.child.run_id"] == retried["children"][1]
+
+    looped = await run_to_end(wire, dot(f"""\
+        digraph looped {{
+            graph [stack.child_dotfile="{child_file(short_tmp)}"]
+            start [shape=Mdiamond]
+            boss [shape=house]
+            check [prompt="Check", scripted.preferred_label="[\\"again\\", \\"done\\"]"]
+            done [shape=Msquare]
+            start -> boss -> check
+            check -> boss [label="again"]
+            check -> done [label="done"]
+        }}"""))
+    assert looped["completed_nodes"] == ["start", "boss", "check", "boss", "check", "done"]
+    assert len(looped["children"]) == 2
+    assert child_context(looped)["stack.child.run_id"] == looped["children"][1]
+    for child_id in looped["children"]:
+        child = await wire.result("run.get", {"run_id": child_id})
+        assert child["completed_nodes"] == CHILD_NODES
+
 async def test_the_stop_condition_stops_the_child_and_the_manager_succeeds(
         daemon: DaemonProcess, short_tmp: Path) -> None:
     wire = await daemon.connect()
@@ -606,6 +637,13 @@ async def test_validate_warns_of_a_manager_without_a_child_and_refuses_a_bad_sto
     assert (ran["status"], ran["failure_reason"]) == (
         "failed", "no child pipeline: set stack.child_dotfile on the graph or the node")
     assert ran["children"] == []
+    # A child pipeline that does not load fails the node at once (no retry), saying why.
+    missing = short_tmp / "missing.dot"
+    ran = await run_to_end(wire, parent(missing, "max_retries=2"))
+    assert (ran["status"], ran["failure_reason"]) == (
+        "failed", f"child run of {missing}: invalid pipeline: cannot read '{missing}': "
+                  "No such file or directory")
+    assert visits(ran) == ["start", "boss"] and ran["children"] == []
 
     bad = parent(child_file(short_tmp), 'manager.stop_condition="stack.child.status=="')
     checked = await wire.result("pipeline.validate", {"pipeline": bad})
@@ -614,9 +652,7 @@ async def test_validate_warns_of_a_manager_without_a_child_and_refuses_a_bad_sto
         ("manager_stop_condition_syntax", "error", "boss")]
     refused = await wire.request("run.start", {"pipeline": bad})
     assert refused["error"]["code"] == INVALID_PIPELINE
-    # No run was made of it: the orphan's is the only run.
-    assert [r["run_id"] for r in (await wire.result("run.list", {}))["runs"]] == [
-        ran["run_id"]]
+    assert len((await wire.result("run.list", {}))["runs"]) == 2  # none was made of it
 
 
 async def test_a_cycle_cut_short_by_a_kill_9_is_done_again_before_the_child_goes_on(

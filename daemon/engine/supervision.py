@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 INSTRUCTIONS = "stack.instructions"
 
 
+class ChildRunError(Exception):
+    """The child run could not be started or found again (its pipeline does not load, a
+    recorded replay has no recorded child, ...): the manager node fails, saying why."""
+
+
 @dataclass(frozen=True)
 class ChildReport:
     """What the manager observes of its child at one of the child's node boundaries."""

@@ -11,7 +11,13 @@ from ostinato.protocol.pipelines import PipelineRef
 
 from ..engine.executor import Executor, completed_nodes
 from ..engine.rundir import RunDirectory
-from ..engine.supervision import INSTRUCTIONS, ChildLink, ChildReport, Supervision
+from ..engine.supervision import (
+    INSTRUCTIONS,
+    ChildLink,
+    ChildReport,
+    ChildRunError,
+    Supervision,
+)
 from .run_options import RunOptions
 
 if TYPE_CHECKING:
@@ -31,7 +37,14 @@ class ChildRunner:
                      pipeline: str) -> ChildLink:
         """The child of `parent`'s manager node for `key`: the one started before (resumed
         if it was cut short), else a new one, a replay of the recorded parent's when the
-        parent is a replay."""
+        parent is a replay. A child that cannot be had is a ChildRunError."""
+        try:
+            return await self._attach(parent, node_id, key, pipeline)
+        except RpcError as exc:
+            raise ChildRunError(exc.message) from None
+
+    async def _attach(self, parent: Executor, node_id: str, key: str,
+                      pipeline: str) -> ChildLink:
         runner = self.runner
         supervision = Supervision()
         instructions = None

@@ -20,7 +20,7 @@ import orjson
 
 from ..conditions import ConditionError, parse_condition
 from ..outcome import Outcome, Status
-from ..supervision import ChildLink, ChildReport
+from ..supervision import ChildLink, ChildReport, ChildRunError
 from ..verdict import AnswerSpec, strict_object
 from .base import NodeRun
 from .llm import PromptError, call_model, conversation, model_request, render_prompt
@@ -89,8 +89,11 @@ class ManagerLoopHandler:
         except ConditionError as exc:
             return _fail(f"manager.stop_condition: {exc}")
         visit = executor.state.completed_nodes.count(node.id) + 1
-        link = await executor.children.attach(executor, node.id,
-                                              f"{node.id}:{visit}:{run.attempt}", pipeline)
+        try:
+            link = await executor.children.attach(executor, node.id,
+                                                  f"{node.id}:{visit}:{run.attempt}", pipeline)
+        except ChildRunError as exc:  # trying again would not help
+            return _fail(f"child run of {pipeline}: {exc}")
         run.write_file("child.json", orjson.dumps(
             {"run_id": link.run_id, "run_dir": link.run_dir}).decode())
         executor.emit("ChildRunStarted", name=node.id, child_run_id=link.run_id,
