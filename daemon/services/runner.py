@@ -345,9 +345,6 @@ class Runner:
                       result: RunResult | None) -> None:
         ended = utc_now()
         active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
-        if active.executor.supervisor is not None:  # its manager stops waiting for it
-            active.executor.supervisor.ended(active.executor.report(status, outcome,
-                                                                    reason or None))
         try:
             if status == "failed":
                 active.executor.end_failed_trace(reason)
@@ -367,6 +364,11 @@ class Runner:
             self.active.pop(active.run_id, None)
             if not active.done.done():
                 active.done.set_result(result)
+            if active.executor.supervisor is not None:
+                # Its manager stops waiting for it, once its end is in the store: a manager
+                # node never completes before its child's end is recorded.
+                active.executor.supervisor.ended(active.executor.report(status, outcome,
+                                                                        reason or None))
 
     def note_interrupted(self, rows: list[dict[str, Any]]) -> None:
         """Runs a dead daemon left behind: their manifests say so too."""
