@@ -78,12 +78,12 @@ class Thread:
             self.chars -= _size(oldest)
             self.dropped += 1
             self.digest = [*self.digest, _digest_line(oldest)][-DIGEST_LINES:]
-        if self.chars > budget:
+        if self.chars > budget:  # the shorter text keeps up to half, the other the rest
             only = self.turns[0]
-            share = {key: max(1, budget * len(only[key]) // max(1, self.chars))
-                     for key in ("user", "assistant")}
-            self.turns[0] = {**only, **{key: _shorten(only[key], share[key])
-                                        for key in share}}
+            short, long = sorted(("user", "assistant"), key=lambda key: len(only[key]))
+            kept = _shorten(only[short], budget // 2)
+            self.turns[0] = {**only, short: kept,
+                             long: _shorten(only[long], max(1, budget - len(kept)))}
             self.chars = _size(self.turns[0])
 
 
