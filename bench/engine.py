@@ -115,8 +115,6 @@ THREAD_ID = "main"
 _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS  # as rundir.dump_json
 _ECHO = "[scripted] "
 _PREAMBLE_ENTRIES = 20  # codergen's compact preamble: the last 20 nodes
-# What the scripted provider records today for a call that asked for no structured answer.
-_STRUCTURED_ERROR = "the scripted answer is not a JSON object"
 
 
 # -- pipelines ----------------------------------------------------------------------------
@@ -330,7 +328,7 @@ class Floor:
                 "request": {"provider": "scripted", "model": "", "messages": messages, "params": {},
                             "node_id": node_id, "attempt": 1, "metadata": {"call": 1},
                             "provider_attempt": 1},
-                "response": {"text": text, "structured_error": _STRUCTURED_ERROR,
+                "response": {"text": text,
                              "usage": {"input_tokens": input_tokens,
                                        "output_tokens": output_tokens,
                                        "total": input_tokens + output_tokens},
