@@ -1,16 +1,21 @@
 """Context fidelity and threads (attractor §5.4) on the wire: what each mode sends a real
-model, through the official openai SDK against the fake API on 127.0.0.1."""
+model, through the official openai SDK against the fake API on 127.0.0.1; a recorded replay
+sends none of it again, and a resumed run continues its thread exactly."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .fakes.llm_server import FakeLLMServer, Reply, SeenRequest
-from .runs_support import FAST, dot, run_to_end
-from .support import DaemonProcess
+from .runs_support import FAST, dot, make_fifo, read_fifo, run_to_end
+from .support import DaemonProcess, start_daemon
 
 GOAL = "Write a haiku about rain"
 
@@ -188,3 +193,61 @@ async def test_a_thread_is_compacted_deterministically(daemon: DaemonProcess,
     assert p5[1:3] == [user("p4"), assistant(p5[2]["content"])]
     assert len(p5[2]["content"]) <= 120 and "characters compacted]" in p5[2]["content"]
     assert p5[3] == user("p5")
+
+
+async def test_a_recorded_replay_sends_every_mode_exactly_as_recorded(
+        daemon: DaemonProcess, fake_api: FakeLLMServer) -> None:
+    wire = await daemon.connect()
+    detail = await run_to_end(wire, MODES, settings=settings(fake_api),
+                              inputs={"meter": "5-7-5"})
+    calls = len(fake_api.requests)
+    replay = await wire.result("run.start", {"replay": {"from_run": detail["run_id"],
+                                                        "mode": "recorded"}, "wait": True})
+    assert (replay["status"], replay["cost_usd"]) == ("completed", 0.0)
+    assert len(fake_api.requests) == calls
+    diff = await wire.result("run.diff", {"a": detail["run_id"], "b": replay["run_id"]})
+    assert diff["identical"] is True, diff["first_divergence"]
+
+
+def thread_with_a_pause(go: Path, fifo: Path) -> dict[str, str]:
+    """A `full` thread with a tool in the middle that blocks until `go` exists."""
+    return dot(f"""\
+        digraph paused {{
+            graph [goal="{GOAL}", default_fidelity=full, thread_id=t]
+            start [shape=Mdiamond]
+            done [shape=Msquare]
+            one [prompt="one"]
+            two [prompt="two"]
+            wait [shape=parallelogram,
+                  tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
+            three [prompt="three"]
+            start -> one -> two -> wait -> three -> done
+        }}""")
+
+
+async def test_a_resumed_run_continues_its_thread_as_if_never_interrupted(
+        short_tmp: Path, fake_api: FakeLLMServer) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    pipeline = thread_with_a_pause(go, fifo)
+    first = await start_daemon(home, "--socket", socket)
+    wire = await first.connect()
+    started = await wire.result("run.start", {"pipeline": pipeline,
+                                              "settings": settings(fake_api)})
+    pid = int(await read_fifo(fifo))  # one and two answered, the tool blocks
+    first.process.kill()
+    assert await first.stop() == -signal.SIGKILL
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    go.touch()
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        resumed = await wire.result("run.resume", {"run_id": started["run_id"], "wait": True})
+        assert resumed["status"] == "completed"
+    finally:
+        assert await second.stop() == 0
+    # `three`, sent by the new daemon, carries the thread the killed one had built.
+    assert sent(fake_api)["three"] == [
+        system(f"Goal: {GOAL}"), user("one"), assistant("re: one"), user("two"),
+        assistant("re: two"), user("three")]
