@@ -97,9 +97,10 @@ import orjson
 from common import loop_choice  # bench/ is on sys.path when a bench runs
 
 from ostinato.daemon.engine.executor import HISTORY, NOTE_CHARS
-from ostinato.daemon.engine.fidelity import DEFAULT_THREAD_TURNS, DIGEST_LINES
+from ostinato.daemon.engine.fidelity import DEFAULT_THREAD_TURNS
 from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
+from ostinato.daemon.engine.threads import DIGEST_LINES
 from ostinato.daemon.services.runner import Runner
 from ostinato.daemon.store.db import Database
 from ostinato.daemon.store.runs import RunStore

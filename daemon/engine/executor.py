@@ -19,7 +19,7 @@ from .budget import Budget, BudgetExceeded
 from .context import Context
 from .edges import select_edge
 from .events import Event, EventType
-from .fidelity import Thread, thread_limits
+from .fidelity import thread_limits
 from .graph import Edge, Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
@@ -28,6 +28,7 @@ from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .rundir import JOURNAL, RunDirectory
 from .supervision import INSTRUCTIONS, ChildReport, ChildRuns, Supervision
+from .threads import Thread
 
 HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
 NOTE_CHARS = 300  # of a node's answer or failure in its run log entry
