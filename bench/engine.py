@@ -3,40 +3,56 @@
 Run it with `.venv/bin/python bench/engine.py`; options:
 
     .venv/bin/python bench/engine.py [--rounds 3] [--nodes 1000] [--branches 100]
-        [--max-parallel 4] [--large 10000] [--large-budget 150] [--atomic-floor] [--json]
-        [--no-uvloop]
+        [--max-parallel 4] [--thread-nodes 1000] [--large 10000] [--large-budget 150]
+        [--atomic-floor] [--json] [--no-uvloop]
 
-Three workloads, all on the scripted provider at zero latency (the default provider):
+Four workloads, all on the scripted provider at zero latency (the default provider), with
+no step limit (settings.max_steps 0: the default, 200 node executions, is shorter than
+they are):
 
-* linear-N:  start -> n1 -> ... -> nN -> exit, N codergen (box) nodes;
+* linear-N:  start -> n1 -> ... -> nN -> exit, N codergen (box) nodes, each request with
+  codergen's default `compact` preamble (the last 20 completed nodes);
 * fanout-B:  start -> par (component, max_parallel) -> b1..bB (box) -> fanin (tripleoctagon)
   -> exit. max_parallel defaults to 4, the run settings' default: what a user gets who sets
   nothing. At zero latency no branch ever waits for its model, so more concurrency would
   only interleave the same work (the store's writes are serialized on one connection);
+* thread-T (`--thread-nodes`, default 1,000; 0 skips it): linear-T with
+  `default_fidelity="full"` and one `thread_id` on the graph, so every node continues one
+  conversation: its request carries the thread's kept turns (at most 20) and a digest of
+  the dropped ones (attractor §5.4, daemon/engine/fidelity.py), and the checkpoint the
+  thread. The issue's target: the cost per node at node 1,000 within 1.5x of the cost at
+  node 10, i.e. compaction keeps requests, and so each node's work, bounded. A node's cost
+  runs from the clock at its start (the engine: each StageStarted event, which the
+  stand-in daemon receives; the floor: its loop) to the next node's, so it holds the
+  node's files, store transaction and checkpoint. Compared: the mean over nodes 5-15 and
+  over the last 11 nodes (990-1000), each window's least mean over the rounds;
 * linear-L (`--large`, default 10,000), once, to see whether the cost per node stays flat.
 
 engine: what `run.start` does, minus JSON-RPC. `Runner.start` (daemon/services/runner.py)
-with a stand-in daemon (home, active_runs, and a publish that has no subscribers) and the
-real store (one sqlite file in WAL mode for the whole benchmark, StoreSink + RunStore):
-load (parse, transform, validate), config snapshot, manifest, run row, then the Executor
-with the real handlers, ProviderPool and RunDirectory. Timed from `start()` until the run's
-`done` future resolves; the `load` column is the parse/transform/validate part of it. The
-daemon keeps the syntax trees of the pipelines it parsed (daemon/engine/dot.py, up to 2 MB
-of source): the first round of a workload parses its source, later rounds build the graph
-from the kept tree, as any rerun in a daemon does (every round is printed, the first too);
-the large run, done once, is preceded by an untimed parse of its source, so that the growth
-from N to 10N nodes compares like with like.
+with a stand-in daemon (home, active_runs, and a publish that has no subscribers but takes
+the clock at each StageStarted) and the real store (one sqlite file in WAL mode for the
+whole benchmark, StoreSink + RunStore): load (parse, transform, validate), config snapshot,
+manifest, run row, then the Executor with the real handlers, ProviderPool and
+RunDirectory. Timed from `start()` until the run's `done` future resolves; the `load`
+column is the parse/transform/validate part of it. The daemon keeps the syntax trees of the
+pipelines it parsed (daemon/engine/dot.py, up to 2 MB of source): the first round of a
+workload parses its source, later rounds build the graph from the kept tree, as any rerun
+in a daemon does (every round is printed, the first too); the large run, done once, is
+preceded by an untimed parse of its source, so that the growth from N to 10N nodes
+compares like with like.
 
 floor: the least work that leaves the same files, in a plain loop in the same process: per
 node {node}/prompt.md, {node}/response.md and {node}/status.json (same content), one
-trace.jsonl line of the same shape, and checkpoint.json rewritten atomically (temp file +
-os.replace) after every top-level node, with the same content as the engine's checkpoint
-(recent completed_nodes and logs, a journal line per node, the context: as the engine's). A
-branch of the fan-out is a node too: after each, a line of branches.jsonl and the
-checkpoint rewritten with the parallel node's progress, as the engine does. Per-node
-files are plain writes (`--atomic-floor`: temp + rename, as the engine writes them). No
-parsing, no database, no events, no event loop. The bytes each side wrote are printed, so
-that "the same files" can be checked.
+trace.jsonl line of the same shape (the request's messages included), and checkpoint.json
+rewritten atomically (temp file + os.replace) after every top-level node, with the same
+content as the engine's checkpoint (recent completed_nodes and logs, each log entry with
+its note, the edge taken (`via`), the context, the threads, the calls per node; a journal
+line per node). A thread node's request carries the thread's turns and digest, and its
+turn joins the thread, as the engine's. A branch of the fan-out is a node too: after each,
+a line of branches.jsonl and the checkpoint rewritten with the parallel node's progress,
+as the engine does. Per-node files are plain writes (`--atomic-floor`: temp + rename, as
+the engine writes them). No parsing, no database, no events, no event loop. The bytes each
+side wrote are printed, so that "the same files" can be checked.
 
 Method: every run gets a fresh directory and all of them stay until the benchmark ends (on
 these VMs creating files is several times slower for minutes after many files were deleted
@@ -51,7 +67,8 @@ time, so the fastest round is the least disturbed estimate of each side's own co
 round is printed too. The large run is done once per side; the engine's is stopped after
 `--large-budget` seconds, and then its figures are lower bounds (`>`).
 
-Targets: engine <= 2x the floor per node (linear and fan-out), and linear growth:
+Targets: engine <= 2x the floor per node (linear and fan-out), the thread's cost per node
+at its end <= 1.5x that near its start (nodes 990-1000 over 5-15), and linear growth:
 time(10N) <= 11x time(N). The last line is always the ratios with their targets.
 
 The run data a run writes is redacted of the values of environment variables whose names
@@ -79,9 +96,11 @@ from typing import Any
 import orjson
 from common import loop_choice  # bench/ is on sys.path when a bench runs
 
-from ostinato.daemon.engine.executor import HISTORY
+from ostinato.daemon.engine.executor import HISTORY, NOTE_CHARS
+from ostinato.daemon.engine.fidelity import DEFAULT_THREAD_TURNS
 from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
+from ostinato.daemon.engine.threads import DIGEST_LINES
 from ostinato.daemon.services.runner import Runner
 from ostinato.daemon.store.db import Database
 from ostinato.daemon.store.runs import RunStore
@@ -90,6 +109,10 @@ from ostinato.protocol.runs import RunSettings
 
 RATIO_TARGET = 2.0
 LINEARITY_SLACK = 1.1  # 10x the nodes may take at most 11x the time
+THREAD_TARGET = 1.5  # cost per node at the thread's end / near its start
+EARLY = (5, 15)  # the thread's nodes around node 10 whose mean cost is compared...
+LATE_SPAN = 11  # ...with that of its last 11 nodes (990-1000 of 1,000)
+THREAD_ID = "main"
 _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS  # as rundir.dump_json
 _ECHO = "[scripted] "
 _PREAMBLE_ENTRIES = 20  # codergen's compact preamble: the last 20 nodes
@@ -105,6 +128,14 @@ def linear_dot(nodes: int) -> str:
     chain = ["start", *(f"n{i}" for i in range(1, nodes + 1)), "exit"]
     lines += [f"  {a} -> {b}" for a, b in itertools.pairwise(chain)]
     return "\n".join([*lines, "}", ""])
+
+
+def thread_dot(nodes: int) -> str:
+    """linear_dot with every node on one `full` fidelity thread, as DOT source."""
+    lines = linear_dot(nodes).splitlines()
+    lines[0] = f"digraph thread_{nodes} {{"
+    lines.insert(1, f'  graph [default_fidelity="full", thread_id="{THREAD_ID}"]')
+    return "\n".join([*lines, ""])
 
 
 def fanout_dot(branches: int, max_parallel: int) -> str:
@@ -128,9 +159,14 @@ class BenchDaemon:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.active_runs: dict[str, Any] = {}
+        # When a list: the clock at every StageStarted, for the cost of each node.
+        self.stage_starts: list[float] | None = None
 
     def publish(self, topics: str | tuple[str, ...], method: str, params: Any) -> int:
-        """Nobody is subscribed (as with a client that did not call run.subscribe)."""
+        """Nobody is subscribed (as with a client that did not call run.subscribe); the
+        clock is taken at each StageStarted when asked for."""
+        if self.stage_starts is not None and params.get("type") == "StageStarted":
+            self.stage_starts.append(time.perf_counter())
         return 0
 
 
@@ -161,6 +197,8 @@ class Timing:
     load_seconds: float | None = None
     done_nodes: int | None = None  # engine: completed top-level nodes, when stopped early
     stopped: bool = False  # stopped at the time budget: seconds is a lower bound
+    early_ms: float | None = None  # thread: mean ms per node over nodes EARLY
+    late_ms: float | None = None  # thread: mean ms per node over its last LATE_SPAN nodes
 
     @property
     def ms_per_node(self) -> float:
@@ -179,12 +217,18 @@ class Engine:
     def __init__(self, home: Path, db: Database) -> None:
         self.home = home
         self.db = db
-        self.runner = TimedRunner(BenchDaemon(home), RunStore(db))
-        self.settings = RunSettings()  # scripted provider, latency 0, max_parallel 4
+        self.daemon = BenchDaemon(home)
+        self.runner = TimedRunner(self.daemon, RunStore(db))
+        # Scripted provider, latency 0, max_parallel 4; no step limit: the default (200 node
+        # executions) guards against endless loops, and these pipelines are longer.
+        self.settings = RunSettings(max_steps=0)
+        self.stage_starts: list[float] = []  # of the last run
 
     async def run(self, source: str, expected_nodes: int,
                   budget_s: float | None = None) -> tuple[float, float, int, bool, Path]:
-        """(seconds, load seconds, completed nodes, stopped, run dir) of one run."""
+        """(seconds, load seconds, completed nodes, stopped, run dir) of one run; its
+        StageStarted clocks are left in `stage_starts`."""
+        self.stage_starts = self.daemon.stage_starts = []
         started = time.perf_counter()
         active = await self.runner.start(PipelineRef(source=source, format="dot"), {}, {},
                                          self.settings)
@@ -239,7 +283,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class Floor:
     """Writes what a run leaves per node, with nothing else: the cost no engine avoids."""
 
-    def __init__(self, root: Path, name: str, atomic_files: bool) -> None:
+    def __init__(self, root: Path, name: str, atomic_files: bool,
+                 context: dict[str, Any] | None = None) -> None:
         self.root = root
         self.name = name
         self.write = _write_atomic if atomic_files else _write_plain
@@ -248,43 +293,59 @@ class Floor:
         self.stages = 0
         self.completed: list[str] = []
         self.outcomes: dict[str, str] = {}
-        self.context: dict[str, Any] = {}
+        self.context: dict[str, Any] = dict(context or {})  # the graph's attributes
         self.logs: list[dict[str, Any]] = []
         self.recent: deque[str] = deque(maxlen=_PREAMBLE_ENTRIES)
+        self.via: int | None = None  # the index of the edge taken to the next node
+        self.threads: dict[str, dict[str, Any]] = {}
+        self.last_thread: str | None = None
+        self.calls: dict[str, int] = {}  # top-level nodes' attempts, as the checkpoint's
+        self.starts: list[float] = []  # the clock as each top-level node starts
         root.mkdir(parents=True)
         self.trace = open(root / "trace.jsonl", "ab", buffering=0)  # noqa: SIM115
         self.journal = open(root / "journal.jsonl", "ab", buffering=0)  # noqa: SIM115
 
-    def codergen(self, node_id: str, prompt: str, recent: Sequence[str]) -> dict[str, Any]:
-        """prompt.md, a trace line, response.md, status.json; returns the context updates."""
+    def begin(self, node_id: str) -> None:
+        """A top-level node starts: the clock, and its call counted."""
+        self.starts.append(time.perf_counter())
+        self.calls[node_id] = self.calls.get(node_id, 0) + 1
+
+    def codergen(self, node_id: str, prompt: str, system: str,
+                 history: Sequence[dict[str, str]] = ()) -> tuple[dict[str, Any], str]:
+        """prompt.md, a trace line, response.md, status.json; returns the context updates
+        and the answer."""
         node_dir = self.root / node_id
         node_dir.mkdir()
         self.write(node_dir / "prompt.md", prompt.encode())
         text = _ECHO + prompt
         self.seq += 1
-        messages = [{"role": "user", "content": prompt}]
-        if recent:
-            messages.insert(0, {"role": "system", "content": "\n".join(
-                f"- {node}: success" for node in recent)})
+        messages = [*([{"role": "system", "content": system}] if system else []), *history,
+                    {"role": "user", "content": prompt}]
+        # The scripted provider's estimate: a token per 4 characters of the joined messages.
+        input_tokens = -(-(sum(len(m["content"]) for m in messages) + len(messages) - 1) // 4)
+        output_tokens = -(-len(text) // 4)
         call = {"id": self.run_id, "run_id": self.run_id, "trace_id": self.run_id,
                 "seq": self.seq, "node_id": node_id, "attempt": 1, "kind": "model",
                 "request": {"provider": "scripted", "model": "", "messages": messages, "params": {},
-                            "node_id": node_id, "attempt": 1, "metadata": {},
+                            "node_id": node_id, "attempt": 1, "metadata": {"call": 1},
                             "provider_attempt": 1},
-                "response": {"text": text, "usage": {"input_tokens": 10, "output_tokens": 5,
-                                                     "total": 15},
+                "response": {"text": text,
+                             "usage": {"input_tokens": input_tokens,
+                                       "output_tokens": output_tokens,
+                                       "total": input_tokens + output_tokens},
                              "cost_usd": 0.0, "cost_known": True, "latency_ms": 0.0,
                              "finish_reason": "stop", "model": "scripted",
                              "provider": "scripted", "raw_id": "scripted-0123456789abcdef",
                              "attempts": 1, "status": None, "preferred_label": None,
                              "context_updates": {}},
-                "error": None, "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.0,
-                "latency_ms": 0.0, "finish_reason": "stop", "created_at": _now()}
+                "error": None, "input_tokens": input_tokens, "output_tokens": output_tokens,
+                "cost_usd": 0.0, "latency_ms": 0.0, "finish_reason": "stop",
+                "created_at": _now()}
         self.trace.write(orjson.dumps(call) + b"\n")
         self.write(node_dir / "response.md", text.encode())
         updates = {"last_stage": node_id, "last_response": text[:200]}
-        self.status(node_dir, updates, f"Stage completed: {node_id}")
-        return updates
+        self.status(node_dir, updates, "Stage completed")
+        return updates, text
 
     def status(self, node_dir: Path, updates: dict[str, Any], notes: str) -> None:
         """{node}/status.json."""
@@ -299,18 +360,41 @@ class Floor:
         node_dir.mkdir()
         self.status(node_dir, updates, notes)
 
-    def done(self, node_id: str, updates: dict[str, Any], next_node: str | None) -> None:
+    def turn(self, key: str, node_id: str, prompt: str, answer: str) -> None:
+        """A `full` node's turn joins its thread; the oldest beyond the kept turns leaves a
+        digest line (these turns are far under the thread's token budget)."""
+        thread = self.threads.get(key)
+        if thread is None:
+            thread = self.threads[key] = {"turns": [], "chars": 0, "dropped": 0, "digest": []}
+        turns = thread["turns"]
+        turns.append({"node": node_id, "status": "success", "user": prompt,
+                      "assistant": answer})
+        thread["chars"] += len(prompt) + len(answer)
+        if len(turns) > DEFAULT_THREAD_TURNS:
+            oldest = turns.pop(0)
+            thread["chars"] -= len(oldest["user"]) + len(oldest["assistant"])
+            thread["dropped"] += 1
+            line = f"- {oldest['node']}: success: {' '.join(oldest['assistant'].split())[:120]}"
+            thread["digest"] = [*thread["digest"], line][-DIGEST_LINES:]
+        self.last_thread = key
+
+    def done(self, node_id: str, updates: dict[str, Any], next_node: str | None,
+             via: int | None, note: str, result: dict[str, Any] | None = None) -> None:
         """Record a top-level node and rewrite checkpoint.json atomically."""
         self.completed.append(node_id)
         self.outcomes[node_id] = "success"
         self.context.update(updates)
         self.context["outcome"] = "success"
         self.context["current_node"] = node_id
+        self.context["preferred_label"] = ""
         entry = {"node": node_id, "outcome": "success", "timestamp": _now()}
+        if note:
+            entry["note"] = note[:NOTE_CHARS]
         self.logs.append(entry)
         self.journal.write(orjson.dumps({"n": len(self.completed), **entry}) + b"\n")
         self.recent.append(node_id)
-        self.checkpoint(node_id, next_node)
+        self.via = via
+        self.checkpoint(node_id, next_node, result)
 
     def checkpoint(self, node_id: str, next_node: str | None,
                    result: dict[str, Any] | None = None,
@@ -321,8 +405,10 @@ class Floor:
                 "finished": next_node is None, "completed_count": len(self.completed),
                 "completed_nodes": self.completed[-HISTORY:], "journal": "journal.jsonl",
                 "node_outcomes": {}, "node_retries": {}, "stage_seq": self.stages,
-                "call_seq": self.seq, "open_calls": [], "context": self.context,
-                "logs": self.logs[-HISTORY:]}
+                "call_seq": self.seq, "open_calls": [], "via": self.via,
+                "context": self.context, "logs": self.logs[-HISTORY:],
+                "threads": self.threads, "last_thread": self.last_thread,
+                "calls": self.calls}
         if result is not None:
             data["result"] = result
         if parallel is not None:
@@ -330,43 +416,75 @@ class Floor:
         _write_atomic(self.root / "checkpoint.json", _dump(data))
 
     def start(self, next_node: str) -> None:
-        """The start node."""
+        """The start node (its edge is the graph's first)."""
+        self.begin("start")
         self.plain_node("start", {}, "")
-        self.done("start", {}, next_node)
+        self.done("start", {}, next_node, 0, "")
 
     def finish(self) -> None:
-        """The exit node and the final checkpoint."""
+        """The exit node, whose checkpoint is the final one."""
+        self.begin("exit")
         self.plain_node("exit", {}, "Pipeline completed")
-        self.done("exit", {}, None)
-        self.checkpoint("exit", None, {"outcome": "success", "failure_reason": ""})
+        self.done("exit", {}, None, None, "Pipeline completed",
+                  {"outcome": "success", "failure_reason": ""})
         self.trace.close()
         self.journal.close()
 
 
-def floor_linear(root: Path, nodes: int, atomic_files: bool) -> None:
-    """The floor of linear-N."""
+def floor_linear(root: Path, nodes: int, atomic_files: bool) -> Floor:
+    """The floor of linear-N: each node's request carries the compact preamble."""
     floor = Floor(root, f"linear_{nodes}", atomic_files)
     floor.start("n1")
     for i in range(1, nodes + 1):
         node_id = f"n{i}"
-        updates = floor.codergen(node_id, f"Do step {i}", floor.recent)
-        floor.done(node_id, updates, f"n{i + 1}" if i < nodes else "exit")
+        floor.begin(node_id)
+        system = "\n".join(f"- {node}: success" for node in floor.recent)
+        updates, text = floor.codergen(node_id, f"Do step {i}", system)
+        floor.done(node_id, updates, f"n{i + 1}" if i < nodes else "exit", i, text)
     floor.finish()
+    return floor
 
 
-def floor_fanout(root: Path, branches: int, atomic_files: bool) -> None:
+def floor_thread(root: Path, nodes: int, atomic_files: bool) -> Floor:
+    """The floor of thread-N: each node's request carries the thread's kept turns and the
+    digest of the dropped ones, and its turn joins the thread."""
+    floor = Floor(root, f"thread_{nodes}", atomic_files,
+                  {"graph.default_fidelity": "full", "graph.thread_id": THREAD_ID})
+    floor.start("n1")
+    for i in range(1, nodes + 1):
+        node_id, prompt = f"n{i}", f"Do step {i}"
+        floor.begin(node_id)
+        thread = floor.threads.get(THREAD_ID)
+        system, history = "", []
+        if thread is not None:
+            if thread["dropped"]:
+                system = "\n".join([f"Earlier in this conversation, {thread['dropped']} turns "
+                                    "were compacted (the most recent last):",
+                                    *thread["digest"]])
+            for turn in thread["turns"]:
+                history += [{"role": "user", "content": turn["user"]},
+                            {"role": "assistant", "content": turn["assistant"]}]
+        updates, text = floor.codergen(node_id, prompt, system, history)
+        floor.turn(THREAD_ID, node_id, prompt, text)
+        floor.done(node_id, updates, f"n{i + 1}" if i < nodes else "exit", i, text)
+    floor.finish()
+    return floor
+
+
+def floor_fanout(root: Path, branches: int, atomic_files: bool) -> Floor:
     """The floor of fanout-B: per branch its files, a branches.jsonl line and the checkpoint
     rewritten with the parallel node's progress."""
     floor = Floor(root, f"fanout_{branches}", atomic_files)
     floor.start("par")
+    floor.begin("par")
     results = []
     with open(root / "branches.jsonl", "ab", buffering=0) as journal:
         for i in range(1, branches + 1):
             node_id = f"b{i}"
-            updates = floor.codergen(node_id, f"Try variant {i}", ["start"])
+            updates, text = floor.codergen(node_id, f"Try variant {i}", "- start: success")
             result = {"id": node_id, "status": "success", "stopped_at": "fanin",
-                      "notes": f"Stage completed: {node_id}", "failure_reason": "",
-                      "score": None, "context_updates": updates}
+                      "notes": "Stage completed", "failure_reason": "",
+                      "score": None, "context_updates": updates, "answer": text}
             results.append(result)
             journal.write(orjson.dumps({"visit": 1, "node": "par", "within": None,
                                         "branch": node_id, "result": result}) + b"\n")
@@ -374,12 +492,16 @@ def floor_fanout(root: Path, branches: int, atomic_files: bool) -> None:
                 "node": "par", "branches_done": i, "branches": branches,
                 "journal": "branches.jsonl"})
     updates = {"parallel.results": results}
-    floor.plain_node("par", updates, f"{branches} of {branches} branches succeeded")
-    floor.done("par", updates, None)
+    notes = f"{branches} of {branches} branches succeeded"
+    floor.plain_node("par", updates, notes)
+    floor.done("par", updates, "fanin", None, notes)  # a jump to the fan-in: no edge
+    floor.begin("fanin")
     updates = {"parallel.fan_in.best_id": "b1", "parallel.fan_in.best_outcome": "success"}
-    floor.plain_node("fanin", updates, "Selected best candidate: b1")
-    floor.done("fanin", updates, "exit")
+    notes = "Selected best candidate: b1"
+    floor.plain_node("fanin", updates, notes)
+    floor.done("fanin", updates, "exit", 1, notes)  # fanin -> exit, the graph's second edge
     floor.finish()
+    return floor
 
 
 # -- the benchmark ------------------------------------------------------------------------
@@ -393,7 +515,27 @@ class Workload:
     source: str
     nodes: int  # in the graph
     top_level: int  # nodes the traversal itself completes (branches run inside `par`)
-    floor: Callable[[Path], None]
+    floor: Callable[[Path], Floor]
+    windows: bool = False  # a chain: the mean cost of its early and its last nodes
+
+
+def windows(starts: Sequence[float], nodes: int) -> tuple[float, float]:
+    """Mean ms per node over the chain's nodes EARLY and over its last LATE_SPAN nodes,
+    from the clock at each node's start (start, n1..nN, exit): a node's cost runs from its
+    start to the next one's, so it holds its records, checkpoint and store writes."""
+    if len(starts) != nodes:
+        raise RuntimeError(f"{len(starts)} node starts timed, {nodes} expected")
+    chain = nodes - 2  # n1..nN; starts[k] is nk's
+
+    def mean_ms(first: int, last: int) -> float:
+        return (starts[last + 1] - starts[first]) / (last - first + 1) * 1000
+
+    return mean_ms(*EARLY), mean_ms(chain - LATE_SPAN + 1, chain)
+
+
+def late_window(nodes: int) -> str:
+    """The thread's last LATE_SPAN codergen nodes, as `990-1000`."""
+    return f"{nodes - LATE_SPAN + 1}-{nodes}"
 
 
 def files_and_bytes(root: Path) -> tuple[int, int]:
@@ -432,15 +574,18 @@ class Bench:
         if side == "floor":
             root = self._floor_dir()
             started = time.perf_counter()
-            workload.floor(root)
+            starts = workload.floor(root).starts
             timing = Timing(workload.name, side, round_no, workload.nodes,
                             time.perf_counter() - started, time.process_time() - cpu)
         else:
             seconds, load_s, done, stopped, root = await self.engine.run(
                 workload.source, workload.top_level, budget_s)
+            starts = self.engine.stage_starts
             timing = Timing(workload.name, side, round_no, workload.nodes, seconds,
                             time.process_time() - cpu, load_s, done if stopped else None,
                             stopped)
+        if workload.windows:
+            timing.early_ms, timing.late_ms = windows(starts, workload.nodes)
         if not quiet:
             self.timings.append(timing)
             if (workload.name, side) not in self.sizes and not timing.stopped:
@@ -467,6 +612,9 @@ def format_row(t: Timing) -> str:
     load = "-" if t.load_seconds is None else f"{t.load_seconds / t.nodes * 1000:.3f}"
     mark = ">" if t.stopped else ""
     note = f"  stopped after {t.done_nodes:,} of {t.nodes:,} nodes" if t.stopped else ""
+    if t.early_ms is not None and t.late_ms is not None:
+        note += (f"  nodes {EARLY[0]}-{EARLY[1]} {t.early_ms:.3f}, "
+                 f"{late_window(t.nodes - 2)} {t.late_ms:.3f} ms/node")
     ms_per_node = f"{mark}{t.ms_per_node:.3f}"
     return (f"{t.round!s:<6} {t.workload:<13} {t.side:<7} {t.nodes:>7,} {t.seconds:>9.2f} "
             f"{ms_per_node:>9} {t.cpu_ms_per_node:>9.3f} {load:>9}{note}")
@@ -484,6 +632,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-parallel", type=int, default=4, metavar="K",
                         help="max_parallel of the fan-out node (default 4, the settings' "
                              "default)")
+    parser.add_argument("--thread-nodes", type=int, default=1000, metavar="T",
+                        help="codergen nodes of the `full` thread pipeline (default 1000; "
+                             f"at least {EARLY[1] + LATE_SPAN}, 0 skips it)")
     parser.add_argument("--large", type=int, default=10000, metavar="N",
                         help="nodes of the large linear pipeline, run once per side; "
                              "0 skips it (default 10000)")
@@ -497,21 +648,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.rounds, args.nodes, args.branches, args.max_parallel) < 1 or args.large < 0:
         parser.error("counts must be at least 1 (--large: 0 to skip)")
+    if args.thread_nodes and args.thread_nodes < EARLY[1] + LATE_SPAN:
+        # The late window must not overlap the early one.
+        parser.error(f"--thread-nodes must be 0 or at least {EARLY[1] + LATE_SPAN}")
     return args
 
 
-def workloads(args: argparse.Namespace) -> tuple[Workload, Workload, Workload | None]:
-    """linear-N, fanout-B and linear-large."""
+def thread_workload(nodes: int, atomic: bool, name: str | None = None) -> Workload:
+    """thread-T: T codergen nodes on one `full` thread."""
+    return Workload(name or f"thread-{nodes}", thread_dot(nodes), nodes + 2, nodes + 2,
+                    lambda root: floor_thread(root, nodes, atomic), windows=True)
+
+
+def workloads(args: argparse.Namespace
+              ) -> tuple[Workload, Workload, Workload | None, Workload | None]:
+    """linear-N, fanout-B, thread-T and linear-large."""
     atomic = args.atomic_floor
     linear = Workload(f"linear-{args.nodes}", linear_dot(args.nodes), args.nodes + 2,
                       args.nodes + 2, lambda root: floor_linear(root, args.nodes, atomic))
     fanout = Workload(f"fanout-{args.branches}", fanout_dot(args.branches, args.max_parallel),
                       args.branches + 4, 4, lambda root: floor_fanout(root, args.branches, atomic))
+    thread = thread_workload(args.thread_nodes, atomic) if args.thread_nodes else None
     large = None
     if args.large:
         large = Workload(f"linear-{args.large}", linear_dot(args.large), args.large + 2,
                          args.large + 2, lambda root: floor_linear(root, args.large, atomic))
-    return linear, fanout, large
+    return linear, fanout, thread, large
 
 
 async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
@@ -521,15 +683,18 @@ async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
     db = await Database.open(home / "ostinato.db")
     try:
         bench = Bench(tmp, Engine(home, db), args)
-        linear, fanout, large = workloads(args)
+        linear, fanout, thread, large = workloads(args)
         for warm in (Workload("warm-up", linear_dot(20), 22, 22,
                               lambda root: floor_linear(root, 20, args.atomic_floor)),
                      Workload("warm-up", fanout_dot(4, args.max_parallel), 8, 4,
-                              lambda root: floor_fanout(root, 4, args.atomic_floor))):
+                              lambda root: floor_fanout(root, 4, args.atomic_floor)),
+                     thread_workload(EARLY[1] + LATE_SPAN, args.atomic_floor, "warm-up")):
             for side in ("floor", "engine"):
                 await bench.one(warm, side, 0, quiet=True)
         await bench.rounds(linear, args.rounds)
         await bench.rounds(fanout, args.rounds)
+        if thread is not None:  # before the large run, which leaves many files behind
+            await bench.rounds(thread, args.rounds)
         if large is not None:
             bench.engine.runner.load(PipelineRef(source=large.source, format="dot"), {})  # untimed
             await bench.one(large, "floor", 1)
@@ -546,8 +711,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ostinato engine bench: scripted provider (latency 0), Runner.start + sqlite store "
           f"vs a file-writing floor; loop {loop_name}; Python {sys.version.split()[0]}; "
           f"{os.cpu_count()} CPUs")
-    print(f"{args.rounds} rounds of linear-{args.nodes} and fanout-{args.branches} "
-          f"(max_parallel {args.max_parallel}), floor and engine alternating"
+    print(f"{args.rounds} rounds of linear-{args.nodes}, fanout-{args.branches} "
+          f"(max_parallel {args.max_parallel})"
+          + (f" and thread-{args.thread_nodes} (one `full` thread)" if args.thread_nodes
+             else "")
+          + ", floor and engine alternating"
           + (f"; linear-{args.large} once per side (engine budget {args.large_budget:g} s)"
              if args.large else "")
           + ("; floor per-node files atomic" if args.atomic_floor else ""))
@@ -573,8 +741,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
     """The best rows, the file check, the spread, the growth, and the ratios line."""
-    linear, fanout, large = workloads(args)
-    names = [linear.name, fanout.name] + ([large.name] if large else [])
+    linear, fanout, thread, large = workloads(args)
+    rounded = [linear.name, fanout.name] + ([thread.name] if thread else [])
+    names = rounded + ([large.name] if large else [])
     best: dict[tuple[str, str], Timing] = {}
     for name in names:
         for side in ("floor", "engine"):
@@ -589,7 +758,7 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
         if engine_files:
             print(f"{name}: files floor {floor_files:,} engine {engine_files:,}; bytes floor "
                   f"{floor_bytes:,} engine {engine_bytes:,} (config/ and manifest.json aside)")
-    for name in names[:2]:
+    for name in rounded:
         spread = []
         for side in ("floor", "engine"):
             values = [t.ms_per_node for t in bench.timings
@@ -597,6 +766,20 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
             spread.append(f"{side} {min(values):.3f}..{max(values):.3f} "
                           f"(median {statistics.median(values):.3f})")
         print(f"{name}: ms/node over the rounds: {', '.join(spread)}")
+    growth: dict[str, float] = {}
+    if thread is not None:
+        # Each window's least mean over the rounds, as the best round elsewhere: other load
+        # only adds time.
+        figures = []
+        for side in ("floor", "engine"):
+            found = [t for t in bench.timings if t.workload == thread.name and t.side == side]
+            early = min(t.early_ms for t in found if t.early_ms is not None)
+            late = min(t.late_ms for t in found if t.late_ms is not None)
+            growth[side] = late / early
+            figures.append(f"{side} {early:.3f} -> {late:.3f} ({growth[side]:.2f}x)")
+        print(f"{thread.name}: ms/node at nodes {EARLY[0]}-{EARLY[1]} -> "
+              f"{late_window(args.thread_nodes)} (least mean over the rounds): "
+              f"{', '.join(figures)}")
     print("best: the fastest round per side (other load only slows a run down).")
     print("cpu: CPU time of the process, all threads; load: parse + transform + validate,")
     print("  part of the engine's time.")
@@ -620,10 +803,15 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
                        "linearity": None if linearity is None else round(linearity, 3),
                        "linearity_is_lower_bound": stopped,
                        "floor_linearity": None if floor_linearity is None
-                       else round(floor_linearity, 3)},
+                       else round(floor_linearity, 3),
+                       "thread_growth": round(growth["engine"], 3) if growth else None,
+                       "floor_thread_growth": round(growth["floor"], 3) if growth else None},
         }).decode())
     line = (f"ratios: linear {ratios[linear.name]:.2f}x floor (target <= {RATIO_TARGET:g}), "
             f"fanout {ratios[fanout.name]:.2f}x (target <= {RATIO_TARGET:g})")
+    if growth:
+        line += (f", thread node {late_window(args.thread_nodes)} / node {EARLY[0]}-{EARLY[1]} "
+                 f"{growth['engine']:.2f}x (target <= {THREAD_TARGET:g})")
     if linearity is not None:
         line += (f", linearity {'>' if stopped else ''}{linearity:.1f}x for {factor:g}x nodes "
                  f"(target <= {factor * LINEARITY_SLACK:g})")

@@ -3,8 +3,10 @@
 The daemon listens on a unix socket with its home in ./.ostinato/demo; two clients connect,
 an editor with LSP framing and an agent with MCP's newline-delimited JSON. The agent runs
 examples/pipelines/demo.dot on the offline scripted model; the editor watches its events and
-answers its human gate; then the run directory is shown. Last, the example scenarios of
-examples/snapshots/ become snapshots and one test run checks them (demo_snapshots.py).
+answers its human gate; then the run directory is shown. The agent then runs the pipeline
+written for a real model (examples/real_model/) with its scripted twin, and replays it. Last,
+the example scenarios of examples/snapshots/ become snapshots and one test run checks them
+(demo_snapshots.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ostinato.protocol.codec import Framing
 
 HOME = Path(".ostinato") / "demo"
 PIPELINE = Path(__file__).resolve().parent / "pipelines" / "demo.dot"
+REAL_MODEL = Path(__file__).resolve().parent / "real_model"
 
 
 def show(arrow: str, who: str, payload: Any) -> None:
@@ -76,6 +79,33 @@ async def run_pipeline(agent: AsyncClient, editor: AsyncClient) -> None:
             print(f"  {path.relative_to(run_dir)}")
 
 
+async def run_real_model_twin(agent: AsyncClient) -> bool:
+    """The pipeline written for a real model, run offline with its scripted twin: the model
+    chooses the routes, every node continues one thread; then a recorded replay."""
+    pipeline = {"path": str(REAL_MODEL / "plan_implement_review.dot")}
+    twin = orjson.loads((REAL_MODEL / "scripted.json").read_bytes())
+    print(f"\nThe agent runs {REAL_MODEL.name}/plan_implement_review.dot, written for a "
+          "real model, with its scripted twin (scripted.json):")
+    summary = await agent.request("run.start", {"pipeline": pipeline, "settings": twin,
+                                                "wait": True})
+    detail = await agent.request("run.get", {"run_id": summary["run_id"]})
+    for stage in detail["stages"]:
+        label = stage["outcome"].get("preferred_label")
+        route = f" → the model chose {label!r}" if label else ""
+        print(f"  {'agent':>7} ← {stage['node_id']:<10} {stage['status']}{route}")
+    run_dir = Path(summary["run_dir"])
+    implement = [orjson.loads(line) for line in (run_dir / "trace.jsonl").read_bytes()
+                 .splitlines() if b'"node_id":"implement"' in line][-1]
+    print(f"  the last implement request carried {len(implement['request']['messages'])} "
+          "messages: the thread so far, with the plan and the review's fix")
+    replay = await agent.request("run.start", {"replay": {"from_run": summary["run_id"],
+                                                          "mode": "recorded"}, "wait": True})
+    diff = await agent.request("run.diff", {"a": summary["run_id"], "b": replay["run_id"]})
+    print(f"  a recorded replay: {replay['status']}, ${replay['cost_usd']:.2f}, "
+          f"identical to the run: {diff['identical']}")
+    return summary["status"] == "completed" and diff["identical"]
+
+
 async def start_daemon(socket: Path) -> tuple[asyncio.subprocess.Process, list[str],
                                               asyncio.Future[bytes]]:
     """`ostinato serve --socket`; returns once it says where it listens, with a task that
@@ -119,6 +149,7 @@ async def main() -> int:
               f"{len(discovered['methods'])} methods described")
 
         await run_pipeline(agent, editor)
+        twin_ok = await run_real_model_twin(agent)
 
         print("\nMistakes get structured errors, and nothing else is disturbed:")
         await exchange(agent, "agent", "pipeline.run", {"path": "x.dot"})
@@ -140,7 +171,7 @@ async def main() -> int:
         print(f"  daemon exited with code {code}; socket removed: {not socket.exists()}")
         print(f"\nThe daemon's log: {HOME / 'daemon.log'}")
         ok = (code == 0 and status is not None and status["connections"] == 2
-              and examples_ok)
+              and examples_ok and twin_ok)
         print("demo: OK" if ok else "demo: FAILED")
         return 0 if ok else 1
 

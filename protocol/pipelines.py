@@ -52,6 +52,10 @@ class ValidateParams(Params):
     pipeline: PipelineRef
     variables: dict[str, str] = Field(
         default_factory=dict, description="`--set key=value` variables for `$key` expansion.")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's inputs: string inputs act as variables, and every input's name "
+                    "is a context key `${name}` references may use.")
 
 
 class ValidateResult(Result):
@@ -66,7 +70,6 @@ class ValidateResult(Result):
 class PlanParams(ValidateParams):
     """Resolve a pipeline without running it: no run directory, no rows."""
 
-    inputs: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 

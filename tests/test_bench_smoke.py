@@ -24,15 +24,21 @@ def bench(script: str, *args: str) -> dict[str, Any]:
 
 def test_the_engine_bench_runs_and_both_sides_write_the_same_files() -> None:
     found = bench("engine.py", "--rounds", "1", "--nodes", "20", "--branches", "5",
-                  "--large", "0")
+                  "--thread-nodes", "30", "--large", "0")
+    names = ("linear-20", "fanout-5", "thread-30")
     workloads = {(t["workload"], t["side"]) for t in found["timings"]}
-    assert workloads == {(w, side) for w in ("linear-20", "fanout-5")
-                         for side in ("floor", "engine")}
-    for workload in ("linear-20", "fanout-5"):
-        floor_files, _ = found["sizes"][f"{workload}/floor"]
-        engine_files, _ = found["sizes"][f"{workload}/engine"]
+    assert workloads == {(w, side) for w in names for side in ("floor", "engine")}
+    for workload in names:
+        floor_files, floor_bytes = found["sizes"][f"{workload}/floor"]
+        engine_files, engine_bytes = found["sizes"][f"{workload}/engine"]
         assert floor_files == engine_files > 0
+        # The same content too, give or take: a floor that drifts from what the engine
+        # writes (a new field, a longer request) shows here first.
+        assert abs(floor_bytes - engine_bytes) <= engine_bytes * 0.05
         assert found["ratios"][workload] > 0
+    thread = [t for t in found["timings"] if t["workload"] == "thread-30"]
+    assert all(t["early_ms"] > 0 and t["late_ms"] > 0 for t in thread)
+    assert found["ratios"]["thread_growth"] > 0
 
 
 def test_the_trials_bench_runs_every_workload() -> None:

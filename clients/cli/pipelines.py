@@ -266,9 +266,8 @@ def add_parsers(commands: Any) -> None:
                             help="a variable for $KEY in prompts; repeatable")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         add_connection_arguments(parser)
-        if name in ("plan", "run"):
-            parser.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
-                                help="an initial context value; repeatable")
+        parser.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
+                            help="an initial context value (`${KEY}` in prompts); repeatable")
         if name == "run":
             parser.add_argument("--settings", help="run settings: JSON, or a JSON file")
             parser.add_argument("--provider", help="default model provider (e.g. openai)")

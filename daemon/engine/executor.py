@@ -19,7 +19,7 @@ from .budget import Budget, BudgetExceeded
 from .context import Context
 from .edges import select_edge
 from .events import Event, EventType
-from .fidelity import Thread, thread_limits
+from .fidelity import thread_limits
 from .graph import Edge, Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
@@ -28,6 +28,7 @@ from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .rundir import JOURNAL, RunDirectory
 from .supervision import INSTRUCTIONS, ChildReport, ChildRuns, Supervision
+from .threads import Thread
 
 HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
 NOTE_CHARS = 300  # of a node's answer or failure in its run log entry
@@ -617,7 +618,7 @@ class Executor:
             # Of those, the calls of work still running: a resume makes them again.
             "open_calls": sorted({*self._abandoned,
                                   *(seq for calls in self._open_work for seq in calls)}),
-            "via": None if state.via is None else self.graph.edges.index(state.via),
+            "via": None if state.via is None else edge_index(self.graph)[id(state.via)],
             "context": state.context.values,
             "logs": state.context.logs[-HISTORY:],
             "threads": state.context.threads,
@@ -658,6 +659,12 @@ def completed_nodes(run_dir: RunDirectory, checkpoint: dict[str, Any]) -> list[s
     if count is None:  # a checkpoint without a journal holds the whole list
         return list(checkpoint.get("completed_nodes", []))
     return [entry["node"] for entry in run_dir.read_journal()[:count]]
+
+
+def edge_index(graph: Graph) -> dict[int, int]:
+    """Each edge's position in the graph's edges, by identity (a checkpoint names the edge
+    it will take by position; looking it up must not cost a scan per node)."""
+    return graph.derived("edge_index", lambda g: {id(e): i for i, e in enumerate(g.edges)})
 
 
 def find_start(graph: Graph) -> str:

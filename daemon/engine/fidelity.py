@@ -10,21 +10,20 @@ replay and a resumed run send exactly what the original run sent. docs/pipelines
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .context import Context
 from .graph import Edge, Graph, Node
 from .supervision import INSTRUCTIONS
 from .templates import as_text
+from .threads import CHARS_PER_TOKEN
 
 MODES = ("full", "truncate", "compact", "summary:low", "summary:medium", "summary:high")
 DEFAULT_MODE = "compact"
-CHARS_PER_TOKEN = 4  # the estimate used for budgets; real tokenizers vary around it
 DEFAULT_THREAD_BUDGET = 16_000  # tokens of history a `full` thread keeps
 DEFAULT_THREAD_TURNS = 20  # turns a `full` thread keeps
-DIGEST_LINES = 20  # compacted turns named in a thread's digest
 _COMPACT_NODES = 20  # completed nodes listed by `compact`
 _CONTEXT_VALUE_CHARS = 200
 
@@ -45,64 +44,6 @@ SUMMARIES = {
     "summary:medium": Summary(12, 160, 15, 160, 1500),
     "summary:high": Summary(30, 300, 30, 300, 3000),
 }
-
-
-@dataclass
-class Thread:
-    """One conversation of `full` nodes: its kept turns and what compaction removed."""
-
-    turns: list[dict[str, str]] = field(default_factory=list)  # {node, status, user, assistant}
-    chars: int = 0  # of the kept turns' texts
-    dropped: int = 0  # turns compacted away
-    digest: list[str] = field(default_factory=list)  # one line each, the last DIGEST_LINES
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Thread:
-        """A thread as a checkpoint holds it."""
-        return cls([dict(t) for t in data.get("turns", ())], int(data.get("chars", 0)),
-                   int(data.get("dropped", 0)), list(data.get("digest", ())))
-
-    def copy(self) -> Thread:
-        """An independent copy (turns themselves are never changed in place)."""
-        return Thread(list(self.turns), self.chars, self.dropped, list(self.digest))
-
-    def add(self, turn: dict[str, str], budget_tokens: int, max_turns: int) -> None:
-        """Append a turn, then compact: drop the oldest turns while more than `max_turns`
-        are kept or their text is over the budget; a single turn over the budget keeps
-        its head and tail."""
-        self.turns.append(turn)
-        self.chars += _size(turn)
-        budget = max(1, budget_tokens) * CHARS_PER_TOKEN
-        while len(self.turns) > 1 and (len(self.turns) > max_turns or self.chars > budget):
-            oldest = self.turns.pop(0)
-            self.chars -= _size(oldest)
-            self.dropped += 1
-            self.digest = [*self.digest, _digest_line(oldest)][-DIGEST_LINES:]
-        if self.chars > budget:
-            only = self.turns[0]
-            share = {key: max(1, budget * len(only[key]) // max(1, self.chars))
-                     for key in ("user", "assistant")}
-            self.turns[0] = {**only, **{key: _shorten(only[key], share[key])
-                                        for key in share}}
-            self.chars = _size(self.turns[0])
-
-
-def _size(turn: Mapping[str, str]) -> int:
-    return len(turn["user"]) + len(turn["assistant"])
-
-
-def _shorten(text: str, limit: int) -> str:
-    """The head and tail of `text` around a marker, about `limit` characters in all."""
-    if len(text) <= limit:
-        return text
-    keep = max(0, limit - 40) // 2
-    return f"{text[:keep]}\n…[{len(text) - 2 * keep} characters compacted]…\n{text[-keep:]}" \
-        if keep else text[:limit]
-
-
-def _digest_line(turn: Mapping[str, str]) -> str:
-    answer = " ".join(turn["assistant"].split())
-    return f"- {turn['node']}: {turn['status']}: {answer[:120]}"
 
 
 def thread_limits(graph: Graph, node: Node) -> tuple[int, int]:

@@ -43,12 +43,14 @@ def load_pipeline(ref: PipelineRef, base_dir: Path,
                   variables: Mapping[str, str] | None = None,
                   known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
                   extra_rules: Iterable[LintRule] = (),
-                  transforms: Iterable[Transform] = ()) -> LoadResult:
-    """Load `ref` (a path relative to `base_dir`, or inline source), transform, validate."""
+                  transforms: Iterable[Transform] = (),
+                  inputs: Collection[str] = ()) -> LoadResult:
+    """Load `ref` (a path relative to `base_dir`, or inline source), transform, validate;
+    `inputs` are the names of the run's inputs (context keys the lint knows)."""
     if ref.source is not None:
         assert ref.format is not None  # PipelineRef requires it with `source`
         return load_source(ref.source, ref.format, variables, known_types, extra_rules,
-                           transforms)
+                           transforms, inputs)
     assert ref.path is not None
     path = Path(ref.path)
     if not path.is_absolute():
@@ -63,19 +65,20 @@ def load_pipeline(ref: PipelineRef, base_dir: Path,
         return LoadResult(None, [_io(f"{ref.path!r} is not UTF-8 text")])
     except OSError as exc:
         return LoadResult(None, [_io(f"cannot read {ref.path!r}: {exc.strerror or exc}")])
-    return load_source(source, fmt, variables, known_types, extra_rules, transforms)
+    return load_source(source, fmt, variables, known_types, extra_rules, transforms, inputs)
 
 
 def load_source(source: str, fmt: SourceFormat,
                 variables: Mapping[str, str] | None = None,
                 known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
                 extra_rules: Iterable[LintRule] = (),
-                transforms: Iterable[Transform] = ()) -> LoadResult:
+                transforms: Iterable[Transform] = (),
+                inputs: Collection[str] = ()) -> LoadResult:
     """Parse `source` in format `fmt`, transform, validate."""
     key = None
     if extra_rules == () and transforms == ():  # custom rules and transforms: not kept
         key = (fmt, source, frozenset((variables or {}).items()), frozenset(known_types),
-               registered_rules())
+               registered_rules(), frozenset(inputs))
         kept = _LOADED.get(key)
         if kept is not None:
             return kept
@@ -84,7 +87,7 @@ def load_source(source: str, fmt: SourceFormat,
     except PipelineSyntaxError as exc:
         return LoadResult(None, [exc.to_diagnostic()])
     graph = apply_transforms(graph, variables, transforms, owned=True)
-    result = LoadResult(graph, validate(graph, known_types, extra_rules))
+    result = LoadResult(graph, validate(graph, known_types, extra_rules, inputs))
     if key is not None:
         _LOADED.put(key, result, source)
     return result

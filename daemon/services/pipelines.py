@@ -14,10 +14,11 @@ table = HandlerTable()
 
 
 def _load(params: ValidateParams, ctx: RequestContext) -> LoadResult:
-    inputs = getattr(params, "inputs", {}) or {}
+    inputs = params.inputs
     variables = {**{k: v for k, v in inputs.items() if isinstance(v, str)}, **params.variables}
     known = ctx.daemon.services.runner.handlers.known_types()  # type: ignore[union-attr]
-    return load_pipeline(params.pipeline, Path.cwd(), variables, known_types=known)
+    return load_pipeline(params.pipeline, Path.cwd(), variables, known_types=known,
+                         inputs=tuple(inputs))
 
 
 @table.method("pipeline.validate")

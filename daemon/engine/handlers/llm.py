@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..context_keys import known_keys
 from ..fidelity import build_messages, resolve_mode, resolve_thread
 from ..outcome import Outcome, Status
 from ..providers.base import ModelRequest, ModelResponse, OutputSpec, ProviderError
@@ -34,7 +35,8 @@ def render_prompt(run: NodeRun, text: str, what: str = "prompt") -> str:
         raise PromptError(f"node {run.node.id!r} {what}: {exc}") from None
     except MissingReference as exc:
         reference = exc.reference
-        close = difflib.get_close_matches(reference.context_key, list(run.context.values), 3)
+        candidates = {*run.context.values, *known_keys(run.graph)}
+        close = difflib.get_close_matches(reference.context_key, sorted(candidates), 3)
         hint = f"; keys like it: {', '.join(close)}" if close else ""
         raise PromptError(
             f"node {run.node.id!r} {what} refers to {reference.text}, which the context "

@@ -111,8 +111,8 @@ class ScriptedProvider:
         response = ModelResponse(
             text=text,
             structured=structured if isinstance(structured, dict) else None,
-            structured_error=None if isinstance(structured, dict) else
-            "the scripted answer is not a JSON object",
+            structured_error=None if request.output is None or isinstance(structured, dict)
+            else "the scripted answer is not a JSON object",
             usage=script.usage() or Usage.estimate(prompt, text),
             # The simulated latency, not the measured one: replays compare equal.
             latency_ms=settings.latency_ms,
