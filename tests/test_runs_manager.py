@@ -157,7 +157,7 @@ async def test_a_manager_supervises_its_child_run_to_completion(
 
     # One cycle per child node: four boundaries (start .. three), then its end.
     assert child_context(detail) == {
-        "stack.child.run_id": child["run_id"], "stack.child.status": "completed",
+        "stack.child.status": "completed",
         "stack.child.outcome": "success", "stack.child.current_node": "done",
         "stack.child.completed_nodes": 5, "stack.child.failure_reason": "",
         "stack.manager.cycles": 5}
@@ -211,8 +211,8 @@ async def test_each_visit_and_attempt_of_a_manager_has_a_child_of_its_own(
     for child_id in retried["children"]:
         child = await wire.result("run.get", {"run_id": child_id})
         assert (child["status"], child["parent_run_id"]) == ("failed", retried["run_id"])
-    # The last attempt's child is the one the node's context names.
-    assert child_context(retried)["stack.child.run_id"] == retried["children"][1]
+    # The last attempt's child is the one the node's child.json names.
+    assert read_json(retried, "boss", "child.json")["run_id"] == retried["children"][1]
 
     looped = await run_to_end(wire, dot(f"""\
         digraph looped {{
@@ -227,7 +227,7 @@ async def test_each_visit_and_attempt_of_a_manager_has_a_child_of_its_own(
         }}"""))
     assert looped["completed_nodes"] == ["start", "boss", "check", "boss", "check", "done"]
     assert len(looped["children"]) == 2
-    assert child_context(looped)["stack.child.run_id"] == looped["children"][1]
+    assert read_json(looped, "boss", "child.json")["run_id"] == looped["children"][1]
     for child_id in looped["children"]:
         child = await wire.result("run.get", {"run_id": child_id})
         assert child["completed_nodes"] == CHILD_NODES
@@ -363,8 +363,7 @@ async def test_a_manager_and_its_child_survive_a_kill_9_and_resume_as_one(
     assert detail["completed_nodes"] == fresh["completed_nodes"] == [
         "start", "boss", "report", "done"]
     assert child["completed_nodes"] == fresh_child["completed_nodes"]
-    same = {"stack.child.run_id": fresh_child["run_id"]}
-    assert {**detail["context"], **same} == fresh["context"]
+    assert detail["context"] == fresh["context"]  # no run id in it: the same context
     assert child["context"] == fresh_child["context"]
     assert (child["input_tokens"], child["output_tokens"]) == (
         fresh_child["input_tokens"], fresh_child["output_tokens"])
@@ -529,8 +528,7 @@ async def test_a_parent_resumed_after_its_child_ended_takes_the_childs_end_as_it
     assert (fresh_child["status"], fresh_child["outcome"]) == ended_as
     assert visits(detail) == ["start", "boss", "boss", "slow", "report", "done"]
     assert detail["completed_nodes"] == fresh["completed_nodes"]
-    assert {**detail["context"], "stack.child.run_id": fresh_child["run_id"]} == \
-        fresh["context"]
+    assert detail["context"] == fresh["context"]
     assert detail["context"]["stack.manager.message"] == "Be brief"
     assert detail["context"]["stack.manager.cycles"] == cycles
     assert child["context"] == fresh_child["context"]
@@ -571,8 +569,7 @@ async def test_a_recorded_replay_of_a_parent_replays_its_child_exactly_at_no_cos
         assert visits(b) == visits(a)
         diff = await wire.result("run.diff", {"a": a["run_id"], "b": b["run_id"]})
         assert diff["identical"], diff["first_divergence"]
-    assert replayed["context"] == {**original["context"],
-                                   "stack.child.run_id": replayed_child["run_id"]}
+    assert replayed["context"] == original["context"]
     assert replayed_child["context"] == original_child["context"]
     assert system_messages(replayed_child) == system_messages(original_child)
 
@@ -695,8 +692,7 @@ async def test_a_cycle_cut_short_by_a_kill_9_is_done_again_before_the_child_goes
     assert system_messages(child) == system_messages(fresh_child)
     assert system_messages(child)["one"].endswith("supervisor: Be brief")
     assert child["context"] == fresh_child["context"]
-    assert {**detail["context"], "stack.child.run_id": fresh_child["run_id"]} == \
-        fresh["context"]
+    assert detail["context"] == fresh["context"]
     decisions = [c["response"]["structured"]["action"] for c in trace(detail)
                  if c["node_id"] == "boss" and c["response"]]
     assert decisions == ["steer", "continue", "continue", "continue"]

@@ -30,7 +30,7 @@ HANDLER_KEYS: dict[str, tuple[str, ...]] = {
     "parallel": ("parallel.results",),
     "parallel.fan_in": ("parallel.fan_in.best_id", "parallel.fan_in.best_outcome",
                         "parallel.fan_in.ranking", "parallel.fan_in.reason"),
-    "stack.manager_loop": ("stack.child.run_id", "stack.child.status",
+    "stack.manager_loop": ("stack.child.status",
                            "stack.child.outcome", "stack.child.current_node",
                            "stack.child.completed_nodes", "stack.child.failure_reason",
                            "stack.manager.cycles", "stack.manager.message"),

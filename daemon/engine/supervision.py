@@ -9,12 +9,11 @@ replays and resumes like any run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .executor import Executor
+from .budget import Budget
 
 # The context key of a supervised run that holds its manager's latest instructions; its
 # LLM nodes' requests carry them (fidelity.py).
@@ -92,12 +91,27 @@ class ChildLink:
     instructions: str | None = None
 
 
+@dataclass(frozen=True)
+class ParentRun:
+    """What starting a child run needs of its parent and of the manager node."""
+
+    run_id: str
+    node_id: str
+    # The manager node's visit and attempt (`node:visit:attempt`, a branch's with the
+    # branch): a resumed or replayed parent finds the child it started by it.
+    key: str
+    inputs: Mapping[str, Any]
+    record: str
+    trial_index: int | None
+    budget: Budget | None
+    replay_mode: str | None  # the parent's, when it replays a recording
+
+
 class ChildRuns(Protocol):
     """Starts the child runs of manager nodes (the daemon's runner provides it)."""
 
-    async def attach(self, parent: Executor, node_id: str, key: str,
-                     pipeline: str) -> ChildLink:
-        """The child run of `parent`'s node `node_id` for `key` (one visit and attempt):
-        started from `pipeline` (a path), or, when the parent is resumed, the one started
-        before, resumed if it was interrupted; supervised in lockstep either way."""
+    async def attach(self, parent: ParentRun, pipeline: str) -> ChildLink:
+        """The child run of `parent`'s manager node: started from `pipeline` (a path), or,
+        when the parent is resumed, the one started before, resumed if it was interrupted;
+        supervised in lockstep either way."""
         ...

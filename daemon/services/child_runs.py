@@ -4,18 +4,20 @@ replayed with their parent, and supervised in lockstep (engine/supervision.py)."
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 
-from ..engine.executor import Executor, completed_nodes
+from ..engine.executor import completed_nodes
 from ..engine.rundir import RunDirectory
 from ..engine.supervision import (
     INSTRUCTIONS,
     ChildLink,
     ChildReport,
     ChildRunError,
+    ParentRun,
     Supervision,
 )
 from .run_options import RunOptions
@@ -33,24 +35,22 @@ class ChildRunner:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
-    async def attach(self, parent: Executor, node_id: str, key: str,
-                     pipeline: str) -> ChildLink:
-        """The child of `parent`'s manager node for `key`: the one started before (resumed
-        if it was cut short), else a new one, a replay of the recorded parent's when the
-        parent is a replay. A child that cannot be had is a ChildRunError."""
+    async def attach(self, parent: ParentRun, pipeline: str) -> ChildLink:
+        """The child of `parent`'s manager node: the one started before (resumed if it was
+        cut short), else a new one, a replay of the recorded parent's when the parent is a
+        replay. A child that cannot be had is a ChildRunError."""
         try:
-            return await self._attach(parent, node_id, key, pipeline)
+            return await self._attach(parent, pipeline)
         except RpcError as exc:
             raise ChildRunError(exc.message) from None
 
-    async def _attach(self, parent: Executor, node_id: str, key: str,
-                      pipeline: str) -> ChildLink:
+    async def _attach(self, parent: ParentRun, pipeline: str) -> ChildLink:
         runner = self.runner
         supervision = Supervision()
         instructions = None
-        row = await runner.store.child_run(parent.run_id, key)
+        row = await runner.store.child_run(parent.run_id, parent.key)
         if row is None:
-            child_id = await self._start(parent, node_id, key, pipeline, supervision)
+            child_id = await self._start(parent, pipeline, supervision)
         else:
             child_id = row["id"]
             if child_id in runner.active:  # the node runs again in this daemon
@@ -70,33 +70,40 @@ class ChildRunner:
                          lambda: self._stop(child_id),
                          str(instructions) if instructions else None)
 
-    async def _start(self, parent: Executor, node_id: str, key: str, pipeline: str,
+    async def _start(self, parent: ParentRun, pipeline: str,
                      supervision: Supervision) -> str:
         runner = self.runner
-        settings = runner.active[parent.run_id].settings
+        active = runner.active[parent.run_id]
+        path = Path(pipeline)
+        if active.pipeline_dir is not None and not path.is_absolute():
+            path = Path(active.pipeline_dir) / path  # beside the parent's pipeline file
         options = RunOptions(record=parent.record, trial_index=parent.trial_index,
                              budget=parent.budget, parent_run_id=parent.run_id,
-                             parent_node=node_id, parent_key=key, supervisor=supervision)
-        options = await self._replaying(parent, key, options)
-        active = await runner.start(PipelineRef(path=pipeline), dict(parent.inputs), {},
-                                    settings, options)
-        return active.run_id
+                             parent_node=parent.node_id, parent_key=parent.key,
+                             supervisor=supervision, pipeline_dir=str(path.parent))
+        ref, options = await self._replaying(parent, PipelineRef(path=str(path)), options)
+        child = await runner.start(ref, dict(parent.inputs), {}, active.settings, options)
+        return child.run_id
 
-    async def _replaying(self, parent: Executor, key: str, options: RunOptions) -> RunOptions:
-        """A replayed parent's child replays the recorded parent's child for the same key."""
-        if parent.replayer is None or parent.replayer.mode == "live":
-            return options
+    async def _replaying(self, parent: ParentRun, ref: PipelineRef,
+                         options: RunOptions) -> tuple[PipelineRef, RunOptions]:
+        """A replayed parent's child replays the recorded parent's child for the same key,
+        from the pipeline that child ran (the file may have changed since)."""
+        if parent.replay_mode in (None, "live"):
+            return ref, options
         row = await self.runner.store.get_run(parent.run_id)
         recorded = row.get("replay_of") if row else None
-        child = await self.runner.store.child_run(recorded, key) if recorded else None
+        child = await self.runner.store.child_run(recorded, parent.key) if recorded else None
         if child is not None:
-            return replace(options, replay_of=child["id"], replay_mode=parent.replayer.mode)
-        if parent.replayer.mode == "recorded":
+            launch, source, _ = await self.runner.recorded_launch(child["id"])
+            return (PipelineRef(source=source, format=launch["pipeline_format"]),
+                    replace(options, replay_of=child["id"], replay_mode=parent.replay_mode))
+        if parent.replay_mode == "recorded":
             raise RpcError(ErrorCode.CONFLICT,
-                           f"the recording has no child run for manager node {key!r} "
+                           f"the recording has no child run for manager node {parent.key!r} "
                            "(a snapshot keeps its parent run's calls only): replay in hybrid "
                            "or live mode")
-        return options  # hybrid: the child runs live
+        return ref, options  # hybrid: the child runs live
 
     async def _stop(self, child_id: str) -> None:
         """Cancel the child if it still runs."""

@@ -3,9 +3,11 @@ replays, and belongs to a trial set, a test run or a parent run (RunOptions)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from ostinato.protocol.pipelines import PipelineRef
 
 from ..engine.budget import Budget
 from ..engine.graph import Graph
@@ -63,6 +65,9 @@ class RunOptions:
     parent_node: str | None = None
     parent_key: str | None = None
     supervisor: Supervision | None = None  # the manager's side of the lockstep
+    # The directory of the pipeline file (None for inline source): a manager's relative
+    # `stack.child_dotfile` is found beside it. A replay or resume takes the recorded one.
+    pipeline_dir: str | None = None
 
     def launch(self) -> dict[str, Any]:
         """What launch.json keeps of them, so that a resume does the same."""
@@ -70,4 +75,10 @@ class RunOptions:
                 "replay_mode": self.replay_mode, "trial_set_id": self.trial_set_id,
                 "trial_index": self.trial_index, "snapshot_id": self.snapshot_id,
                 "parent_run_id": self.parent_run_id, "parent_node": self.parent_node,
-                "parent_key": self.parent_key}
+                "parent_key": self.parent_key, "pipeline_dir": self.pipeline_dir}
+
+    def with_pipeline_dir(self, ref: PipelineRef) -> RunOptions:
+        """These options with the directory of `ref`'s file when it names one."""
+        if ref.path is None:
+            return self
+        return replace(self, pipeline_dir=str((Path.cwd() / ref.path).resolve().parent))

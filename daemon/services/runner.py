@@ -54,6 +54,7 @@ class ActiveRun:
     pool: ProviderPool
     sink: StoreSink
     settings: RunSettings
+    pipeline_dir: str | None = None  # see RunOptions.pipeline_dir
     task: asyncio.Task | None = None
     question: Question | None = None
     answer: asyncio.Future[str | None] | None = None
@@ -119,6 +120,8 @@ class Runner:
                     settings: RunSettings, options: RunOptions | None = None) -> ActiveRun:
         """Create a run (directory, rows) and start executing it."""
         options = options or RunOptions()
+        if options.pipeline_dir is None:
+            options = options.with_pipeline_dir(ref)
         prepared = options.prepared or self.prepare(ref, inputs, variables, settings)
         graph = prepared.graph
         run_id, trace_id = uuid7(), uuid7()
@@ -158,6 +161,7 @@ class Runner:
                                 supervisor=options.supervisor)
         active.owns_pool = options.prepared is None
         active.manifest = manifest
+        active.pipeline_dir = options.pipeline_dir
         self._launch(active, inputs, checkpoint=None)
         return active
 
@@ -227,7 +231,8 @@ class Runner:
                              replay_of=launch.get("replay_of"),
                              replay_mode=launch.get("replay_mode"),
                              trial_index=launch.get("trial_index"),
-                             snapshot_id=launch.get("snapshot_id"))
+                             snapshot_id=launch.get("snapshot_id"),
+                             pipeline_dir=launch.get("pipeline_dir"))
         given_inputs = dict(inputs or {})
         inputs = {**launch["inputs"], **given_inputs}
         variables = {**launch["variables"], **(variables or {})}
@@ -262,6 +267,7 @@ class Runner:
                                 trial_index=options.trial_index, supervisor=supervisor)
         active.sink.totals = {key: row[key] for key in active.sink.totals}
         active.resume_inputs = given_inputs
+        active.pipeline_dir = options.pipeline_dir
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
 

@@ -91,11 +91,12 @@ async def answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) -
 async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | TrialSetSummary:
     """Start a run (or a trial set); with `wait`, answer when it has ended."""
     services = _services(ctx)
-    ref, inputs, variables, settings = await _launch(params, services.runner)
+    ref, inputs, variables, settings, pipeline_dir = await _launch(params, services.runner)
     replay = params.replay
     options = RunOptions(record=params.record,
                          replay_of=replay.from_run if replay else None,
-                         replay_mode=replay.mode if replay else None)
+                         replay_mode=replay.mode if replay else None,
+                         pipeline_dir=pipeline_dir)
     if params.trials is not None:
         trial_set = await services.trials.start(
             ref, inputs, variables, settings, options, trials=params.trials,
@@ -107,20 +108,22 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | Tri
 
 
 async def _launch(params: RunStartParams, runner: Any) -> tuple[
-        PipelineRef, dict[str, Any], dict[str, str], RunSettings]:
-    """Pipeline, inputs, variables and settings as given; a replay of a recorded run takes
-    whichever of them are not given from that run's launch record."""
+        PipelineRef, dict[str, Any], dict[str, str], RunSettings, str | None]:
+    """Pipeline, inputs, variables, settings and the pipeline file's directory as given (None:
+    the runner finds it); a replay of a recorded run takes whichever of them are not given
+    from that run's launch record."""
     replay = params.replay
     if replay is None or replay.from_run is None:
         assert params.pipeline is not None  # RunStartParams requires one of the two
-        return params.pipeline, params.inputs, params.variables, params.settings
+        return params.pipeline, params.inputs, params.variables, params.settings, None
     launch, source, _ = await runner.recorded_launch(replay.from_run)
     given = params.model_fields_set
     return (params.pipeline or PipelineRef(source=source, format=launch["pipeline_format"]),
             params.inputs if "inputs" in given else launch["inputs"],
             params.variables if "variables" in given else launch["variables"],
             params.settings if "settings" in given
-            else RunSettings.model_validate(launch["settings"]))
+            else RunSettings.model_validate(launch["settings"]),
+            None if params.pipeline else launch.get("pipeline_dir"))
 
 
 @table.method("run.resume")

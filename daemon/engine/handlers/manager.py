@@ -20,7 +20,7 @@ import orjson
 
 from ..conditions import ConditionError, parse_condition
 from ..outcome import Outcome, Status
-from ..supervision import ChildLink, ChildReport, ChildRunError
+from ..supervision import ChildLink, ChildReport, ChildRunError, ParentRun
 from ..verdict import AnswerSpec, strict_object
 from .base import NodeRun
 from .llm import PromptError, call_model, conversation, model_request, render_prompt
@@ -51,7 +51,7 @@ DECISION_SPEC = AnswerSpec(
 
 def observed(report: ChildReport, cycle: int) -> dict[str, Any]:
     """The context values a cycle's observation sets."""
-    return {"stack.child.run_id": report.run_id, "stack.child.status": report.status,
+    return {"stack.child.status": report.status,
             "stack.child.outcome": report.outcome or "",
             "stack.child.current_node": report.current_node or "",
             "stack.child.completed_nodes": report.completed_nodes,
@@ -88,10 +88,8 @@ class ManagerLoopHandler:
             stop = parse_condition(str(node.get("manager.stop_condition", "") or ""))
         except ConditionError as exc:
             return _fail(f"manager.stop_condition: {exc}")
-        visit = executor.state.completed_nodes.count(node.id) + 1
         try:
-            link = await executor.children.attach(executor, node.id,
-                                                  f"{node.id}:{visit}:{run.attempt}", pipeline)
+            link = await executor.children.attach(parent_run(run), pipeline)
         except ChildRunError as exc:  # trying again would not help
             return _fail(f"child run of {pipeline}: {exc}")
         run.write_file("child.json", orjson.dumps(
@@ -111,7 +109,7 @@ async def _cycles(run: NodeRun, link: ChildLink, actions: set[str], stop: Any,
                   first_call: int) -> Outcome:
     node = run.node
     max_cycles = int(node.get("manager.max_cycles", DEFAULT_MAX_CYCLES))
-    updates: dict[str, Any] = {"stack.child.run_id": link.run_id}
+    updates: dict[str, Any] = {}
     if link.instructions:  # given before a resume: the child still follows them
         updates["stack.manager.message"] = link.instructions
     cycle = 0
@@ -187,6 +185,18 @@ async def _decide(run: NodeRun, report: ChildReport, cycle: int,
         run.executor.emit("ManagerSteered", name=run.node.id, cycle=cycle,
                           message=response.structured["message"])
     return dict(response.structured)
+
+
+def parent_run(run: NodeRun) -> ParentRun:
+    """The parent's side of a child run: the node's key is its visit and attempt, in a
+    parallel branch also the branch and the parallel node's visit (each its own child)."""
+    executor, node = run.executor, run.node
+    done = executor.state.completed_nodes
+    visit = f"{run.branch}@{len(done)}" if run.branch else str(done.count(node.id) + 1)
+    replayer = executor.replayer
+    return ParentRun(executor.run_id, node.id, f"{node.id}:{visit}:{run.attempt}",
+                     executor.inputs, executor.record, executor.trial_index,
+                     executor.budget, None if replayer is None else replayer.mode)
 
 
 def _fail(reason: str) -> Outcome:
