@@ -96,10 +96,10 @@ from typing import Any
 import orjson
 from common import loop_choice  # bench/ is on sys.path when a bench runs
 
-from ostinato.daemon.engine.executor import HISTORY, NOTE_CHARS
 from ostinato.daemon.engine.fidelity import DEFAULT_THREAD_TURNS
 from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
+from ostinato.daemon.engine.run_state import HISTORY, NOTE_CHARS
 from ostinato.daemon.engine.threads import DIGEST_LINES
 from ostinato.daemon.services.runner import Runner
 from ostinato.daemon.store.db import Database

@@ -11,12 +11,13 @@ import asyncio
 import random
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from ..ids import utc_now, uuid7
 from .budget import Budget, BudgetExceeded
 from .context import Context
+from .dag import traverse_dag
 from .edges import select_edge
 from .events import Event, EventType
 from .fidelity import thread_limits
@@ -26,69 +27,23 @@ from .outcome import Outcome, Status
 from .recording import RUN_END, RecordMode, without_content
 from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
+from .run_state import (
+    HISTORY,
+    NOTE_CHARS,
+    RunResult,
+    RunState,
+    completed_nodes,
+    edge_index,
+    find_start,
+)
 from .rundir import JOURNAL, RunDirectory
+from .sink import NullSink, RunSink
 from .supervision import INSTRUCTIONS, ChildReport, ChildRuns, Supervision
 from .threads import Thread
 
-HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
-NOTE_CHARS = 300  # of a node's answer or failure in its run log entry
 # The calls of the unit of concurrent work (a parallel branch, a DAG stage) that the current
 # task runs; None outside one.
 _WORK: ContextVar[list[int] | None] = ContextVar("ostinato_work_calls", default=None)
-
-
-class RunSink(Protocol):
-    """Where a run's records go besides its directory (the daemon: store + subscribers)."""
-
-    def emit(self, event: Event) -> None:
-        """An event happened (publish now; persist with the next flush)."""
-        ...
-
-    def record_call(self, call: dict[str, Any]) -> None:
-        """A model or tool call finished (persist with the next flush)."""
-        ...
-
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        """Durably record a finished stage with what was buffered since the last one."""
-        ...
-
-
-class NullSink:
-    """A sink that keeps nothing (dry runs, benchmarks of the engine alone)."""
-
-    def emit(self, event: Event) -> None:
-        """Drop it."""
-
-    def record_call(self, call: dict[str, Any]) -> None:
-        """Drop it."""
-
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        """Drop it."""
-
-
-@dataclass
-class RunResult:
-    """How a run ended."""
-
-    status: str  # completed | failed | budget_exceeded
-    outcome: Status
-    failure_reason: str = ""
-    completed_nodes: list[str] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _State:
-    """What a checkpoint holds (attractor §5.3, plus where to go next)."""
-
-    context: Context
-    completed_nodes: list[str] = field(default_factory=list)
-    node_outcomes: dict[str, str] = field(default_factory=dict)
-    node_retries: dict[str, int] = field(default_factory=dict)
-    current_node: str | None = None
-    next_node: str | None = None
-    via: Edge | None = None  # the edge taken to next_node (its fidelity and thread_id)
-    stage_seq: int = 0
 
 
 class Executor:
@@ -112,7 +67,7 @@ class Executor:
         self.sink: RunSink = sink or NullSink()
         self.settings = settings
         self.rng = rng  # retry jitter; None: the random module's own generator
-        self.state = _State(Context())
+        self.state = RunState(Context())
         self.inputs: dict[str, Any] = {}  # the run's inputs: the context a restart begins with
         self.call_seq = 0
         # Calls of concurrent work not finished yet: a checkpoint names them (`open_calls`),
@@ -141,7 +96,7 @@ class Executor:
     async def run(self, inputs: dict[str, Any] | None = None) -> RunResult:
         """Execute from the start node with a fresh context."""
         self.inputs = dict(inputs or {})
-        self.state = _State(self.initial_context(), next_node=find_start(self.graph),
+        self.state = RunState(self.initial_context(), next_node=find_start(self.graph),
                             stage_seq=self.recorded_stages)
         self.emit("PipelineStarted", name=self.graph.name, id=self.run_id)
         return await self._traverse_or_diverge()
@@ -152,21 +107,8 @@ class Executor:
         checkpoint could not keep) replace the recorded context values; `initial` are all
         the run's inputs (those given again included)."""
         self.inputs = dict(initial or inputs or {})
-        via = checkpoint.get("via")
-        self.state = _State(
-            Context(checkpoint.get("context", {}), checkpoint.get("logs", []),
-                    {key: Thread.from_dict(value)
-                     for key, value in checkpoint.get("threads", {}).items()},
-                    checkpoint.get("last_thread"), checkpoint.get("calls")),
-            completed_nodes=completed_nodes(self.run_dir, checkpoint),
-            node_outcomes=dict(checkpoint.get("node_outcomes", {})),
-            node_retries=dict(checkpoint.get("node_retries", {})),
-            current_node=checkpoint.get("current_node"),
-            next_node=checkpoint.get("next_node"),
-            via=self.graph.edges[via] if isinstance(via, int)
-            and 0 <= via < len(self.graph.edges) else None,
-            stage_seq=max(int(checkpoint.get("stage_seq", 0)), self.recorded_stages),
-        )
+        self.state = RunState.from_checkpoint(checkpoint, self.graph, self.run_dir,
+                                              self.recorded_stages)
         self.call_seq = int(checkpoint.get("call_seq", 0))
         self._abandoned = [int(seq) for seq in checkpoint.get("open_calls", ())]
         self.resumed_at = len(self.state.completed_nodes)
@@ -180,7 +122,7 @@ class Executor:
                   next_node=self.state.next_node)
         self.supervised = int(checkpoint.get("supervised", 0))
         if self.supervisor is not None and self.supervised < len(self.state.completed_nodes):
-            await self._supervised()  # the manager's cycle the interruption cut short
+            await self.supervised_boundary()  # the manager's cycle the interruption cut short
         return await self._traverse_or_diverge()
 
     # -- traversal ------------------------------------------------------------------------
@@ -194,7 +136,7 @@ class Executor:
         except ReplayDivergence as exc:
             content = self.record == "full"
             self.emit("ReplayDiverged", **exc.to_dict(content))
-            return await self._finish(Status.FAIL, str(exc) if content
+            return await self.finish(Status.FAIL, str(exc) if content
                                       else exc.without_content(), started)
         except BudgetExceeded as exc:
             # No final checkpoint: the run stops where it was, and can be resumed.
@@ -206,27 +148,27 @@ class Executor:
 
     async def _traverse(self) -> RunResult:
         if self.graph.dag:
-            return await self._traverse_dag()
+            return await traverse_dag(self)
         started = time.monotonic()
         graph, state = self.graph, self.state
         limit = int(getattr(self.settings, "max_steps", 0) or 0)
         while True:
             node_id = state.next_node
             if node_id is None:  # nothing left to do: a node without a usable edge
-                return await self._finish(Status.SUCCESS, "", started)
+                return await self.finish(Status.SUCCESS, "", started)
             if limit and state.stage_seq >= limit:  # a loop that never ends costs money
-                return await self._finish(Status.FAIL, self._step_limit(limit), started)
+                return await self.finish(Status.FAIL, self._step_limit(limit), started)
             node = graph.nodes[node_id]
             if node.type == "exit":
                 jump = self._unsatisfied_gate_target()
                 if jump is not None:
                     if jump == "":
-                        return await self._finish(
+                        return await self.finish(
                             Status.FAIL, "goal gate unsatisfied and no retry target", started)
                     state.next_node, state.via = jump, None
                     continue
             outcome = await self.execute_node(node, state.context, via=state.via)
-            self._record(node, outcome, state.context)
+            self.record_node(node, outcome, state.context)
             next_node, via, reason = self.next_node(node, outcome, state.context)
             gate_failed = False
             if next_node is None and node.type != "exit" and outcome.status is not Status.FAIL:
@@ -239,20 +181,20 @@ class Executor:
             state.current_node = node_id
             state.next_node, state.via = next_node, via
             if node.type == "exit":  # one checkpoint after it: the final one, with the result
-                return await self._finish(Status.SUCCESS, "", started)
+                return await self.finish(Status.SUCCESS, "", started)
             if via is not None and via.attrs.get("loop_restart") is True:
                 self._restart(node, via)
-            await self._checkpoint(node, outcome, finished=next_node is None)
+            await self.save_checkpoint(node, finished=next_node is None)
             if self.supervisor is not None and next_node is not None:
-                await self._supervised()
+                await self.supervised_boundary()
             if next_node is None:
                 if gate_failed:
-                    return await self._finish(
+                    return await self.finish(
                         Status.FAIL, "goal gate unsatisfied and no retry target", started)
                 if outcome.status is Status.FAIL:
-                    return await self._finish(Status.FAIL, reason or outcome.failure_reason
+                    return await self.finish(Status.FAIL, reason or outcome.failure_reason
                                               or f"node {node_id} failed", started)
-                return await self._finish(Status.SUCCESS, "", started)
+                return await self.finish(Status.SUCCESS, "", started)
 
     def _step_limit(self, limit: int) -> str:
         """Why a run stopped at settings.max_steps, naming the node that ran most often."""
@@ -263,7 +205,7 @@ class Executor:
         return (f"step limit reached: {limit} node executions (settings.max_steps){where}; "
                 "raise settings.max_steps (0: no limit) if the pipeline needs more")
 
-    async def _supervised(self) -> None:
+    async def supervised_boundary(self) -> None:
         """A node boundary of a supervised run: wait for the manager's cycle, and take its
         instructions into the context (the next requests carry them)."""
         assert self.supervisor is not None
@@ -305,56 +247,6 @@ class Executor:
         state.via = None
         self.emit("LoopRestarted", from_node=node.id, to_node=edge.target, restart=restarts)
 
-    async def _traverse_dag(self) -> RunResult:
-        """Recipe DAGs: every stage whose needs are done runs, `max_parallel` at a time.
-
-        Updates reach the shared context as stages finish; a stage sees the context as it
-        was when it started. A failed stage lets the running ones finish, starts no more,
-        and fails the run.
-        """
-        started = time.monotonic()
-        graph, state = self.graph, self.state
-        needs = {node_id: {e.source for e in graph.incoming(node_id)} for node_id in graph.nodes}
-        done = set(state.completed_nodes)
-        running: dict[asyncio.Task, str] = {}
-        limit = int(getattr(self.settings, "max_parallel", 4))
-        failure = ""
-        try:
-            while True:
-                if not failure:
-                    ready = sorted(n for n in graph.nodes if n not in done
-                                   and n not in running.values() and needs[n] <= done)
-                    for node_id in ready[:max(0, limit - len(running))]:
-                        task = asyncio.ensure_future(
-                            self._stage_as_work(graph.nodes[node_id], state.context))
-                        running[task] = node_id
-                if not running:
-                    break
-                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in sorted(finished, key=lambda t: running[t]):
-                    node = graph.nodes[running.pop(task)]
-                    calls, outcome = task.result()
-                    self._record(node, outcome, state.context)
-                    self.close_work(calls)
-                    done.add(node.id)
-                    state.current_node = node.id
-                    if outcome.status is Status.FAIL and not failure:
-                        failure = outcome.failure_reason or f"node {node.id} failed"
-                    await self._checkpoint(node, outcome, finished=False)
-                    if self.supervisor is not None:
-                        await self._supervised()
-        finally:
-            for task in running:
-                task.cancel()
-        if failure:
-            return await self._finish(Status.FAIL, failure, started)
-        return await self._finish(Status.SUCCESS, "", started)
-
-    async def _stage_as_work(self, node: Node, context: Context) -> tuple[list[int], Outcome]:
-        """A DAG stage, in its own task: its calls, and its outcome."""
-        calls = self.open_work()
-        return calls, await self.execute_node(node, context)
-
     def open_work(self) -> list[int]:
         """Begin a unit of concurrent work in the current task (a parallel branch, a DAG
         stage): the calls it makes stay open until `close_work`, which comes once its
@@ -368,7 +260,7 @@ class Executor:
         """The work whose calls these are has its result recorded: checkpoints cover them."""
         self._open_work = [open_ for open_ in self._open_work if open_ is not calls]
 
-    def _record(self, node: Node, outcome: Outcome, context: Context) -> None:
+    def record_node(self, node: Node, outcome: Outcome, context: Context) -> None:
         """Steps 3 and 4 of §3.2: completion, context updates, built-in keys."""
         state = self.state
         state.completed_nodes.append(node.id)
@@ -592,7 +484,7 @@ class Executor:
                  "duration_ms": round(duration_ms, 3), "outcome": self._kept(outcome.to_dict())}
         await self.sink.stage_done(stage, {"current_node": node.id})
 
-    async def _checkpoint(self, node: Node, outcome: Outcome, finished: bool) -> None:
+    async def save_checkpoint(self, node: Node, finished: bool) -> None:
         """Rewrite checkpoint.json (step 5 of §3.2)."""
         checkpoint = self.checkpoint(finished)
         self.run_dir.write_json("checkpoint.json", data=checkpoint)
@@ -627,7 +519,8 @@ class Executor:
             "supervised": self.supervised,
         }
 
-    async def _finish(self, status: Status, reason: str, started: float) -> RunResult:
+    async def finish(self, status: Status, reason: str, started: float) -> RunResult:
+        """End the run: the final checkpoint, with its result, and the end's event."""
         duration_ms = round((time.monotonic() - started) * 1000, 3)
         self.state.next_node = None
         checkpoint = self.checkpoint(finished=True)
@@ -650,26 +543,3 @@ class Executor:
                          result.get("failure_reason", ""),
                          completed_nodes(self.run_dir, checkpoint),
                          dict(checkpoint.get("context", {})))
-
-
-def completed_nodes(run_dir: RunDirectory, checkpoint: dict[str, Any]) -> list[str]:
-    """Every node a run completed, in order: the journal up to the checkpoint's count (a
-    crash between a journal line and the checkpoint leaves one line too many)."""
-    count = checkpoint.get("completed_count")
-    if count is None:  # a checkpoint without a journal holds the whole list
-        return list(checkpoint.get("completed_nodes", []))
-    return [entry["node"] for entry in run_dir.read_journal()[:count]]
-
-
-def edge_index(graph: Graph) -> dict[int, int]:
-    """Each edge's position in the graph's edges, by identity (a checkpoint names the edge
-    it will take by position; looking it up must not cost a scan per node)."""
-    return graph.derived("edge_index", lambda g: {id(e): i for i, e in enumerate(g.edges)})
-
-
-def find_start(graph: Graph) -> str:
-    """The start node: the one whose handler type is start (see graph.is_start_node)."""
-    starts = graph.start_nodes()
-    if not starts:
-        raise ValueError("the pipeline has no start node")
-    return starts[0].id

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 
-from ..engine.executor import completed_nodes
+from ..engine.run_state import completed_nodes
 from ..engine.rundir import RunDirectory
 from ..engine.supervision import (
     INSTRUCTIONS,

@@ -16,7 +16,7 @@ from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
 from ..engine.budget import Budget
-from ..engine.executor import Executor, RunResult
+from ..engine.executor import Executor
 from ..engine.graph import Graph
 from ..engine.handlers.base import HandlerRegistry, Question
 from ..engine.handlers.registry import default_handlers
@@ -25,6 +25,7 @@ from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
+from ..engine.run_state import RunResult
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
 from ..engine.supervision import Supervision
 from ..ids import utc_now, uuid7

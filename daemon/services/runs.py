@@ -29,9 +29,9 @@ from ostinato.protocol.runs import (
 )
 from ostinato.protocol.trials import TrialSetSummary
 
-from ..engine.executor import completed_nodes
 from ..engine.recording import NOT_WORK
 from ..engine.redact import Redactor, run_secrets
+from ..engine.run_state import completed_nodes
 from ..engine.rundir import RunDirectory
 from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ostinato.daemon.engine.executor import Executor, RunResult
+from ostinato.daemon.engine.executor import Executor
 from ostinato.daemon.engine.handlers.registry import default_handlers
 from ostinato.daemon.engine.load import load_source
 from ostinato.daemon.engine.providers import ModelRequest, ModelResponse, ProviderPool, Usage
@@ -27,6 +27,7 @@ from ostinato.daemon.engine.replay import (
     replayed_response,
     request_hash,
 )
+from ostinato.daemon.engine.run_state import RunResult
 from ostinato.daemon.engine.rundir import RunDirectory
 
 SETTINGS = SimpleNamespace(retry=SimpleNamespace(delay_scale=0.0, jitter=False),
