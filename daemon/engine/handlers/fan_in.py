@@ -13,7 +13,7 @@ from typing import Any
 from ..outcome import Outcome, Status
 from ..verdict import AnswerSpec, strict_object
 from .base import NodeRun
-from .llm import PromptError, call_model, conversation, model_request, render_prompt
+from .llm import PromptError, ask_structured, render_prompt
 
 _RANK = {"success": 0, "partial_success": 1, "retry": 2, "fail": 3, "skipped": 4}
 CHOICE = "fan_in_choice"
@@ -71,19 +71,11 @@ async def _ranked(run: NodeRun, results: list[dict[str, Any]]) -> Outcome:
         prompt = render_prompt(run, str(run.node.get("prompt")))
     except PromptError as exc:
         return Outcome(Status.FAIL, failure_reason=str(exc), retryable=False)
-    ids = [r["id"] for r in results]
-    spec = choice_spec(ids)
     text = f"{prompt}\n\n{_candidates(results)}"
-    talk = conversation(run, text, spec.instructions)
-    run.write_file("prompt.md", text)
-    response = await call_model(run, model_request(run, talk.messages, spec.output()))
-    if isinstance(response, Outcome):
-        return response
-    problems = spec.problems(response.structured, response.structured_error)
-    if problems or response.structured is None:
-        return Outcome(Status.FAIL, failure_reason=f"invalid {CHOICE}: {problems}")
-    choice = response.structured
-    run.write_file("response.md", response.text)
+    answer = await ask_structured(run, text, choice_spec([r["id"] for r in results]))
+    if isinstance(answer, Outcome):
+        return answer
+    choice = answer.fields
     best = next(r for r in results if r["id"] == choice["best_id"])
     outcome = Outcome(
         Status.SUCCESS, notes=f"Selected best candidate: {best['id']}",
@@ -92,7 +84,7 @@ async def _ranked(run: NodeRun, results: list[dict[str, Any]]) -> Outcome:
                          "parallel.fan_in.ranking": list(choice["ranking"]),
                          "parallel.fan_in.reason": choice["reason"]},
         answer=str(choice["reason"]))
-    if talk.thread is not None:
-        outcome.turn = {"thread": talk.thread, "node": run.node.id, "status": "success",
-                        "user": text, "assistant": response.text}
+    if answer.thread is not None:
+        outcome.turn = {"thread": answer.thread, "node": run.node.id, "status": "success",
+                        "user": text, "assistant": answer.text}
     return outcome

@@ -18,6 +18,7 @@ from ..outcome import Outcome, Status
 from ..providers.base import ModelRequest, ModelResponse, OutputSpec, ProviderError
 from ..recording import INTERRUPTED, PROVIDER_RETRY
 from ..templates import MISSING, MissingReference, TemplateError, render
+from ..verdict import AnswerSpec
 from .base import NodeRun
 
 PASSED_PARAMS = ("temperature", "max_tokens", "top_p", "reasoning_effort")
@@ -139,6 +140,32 @@ async def call_model(run: NodeRun, request: ModelRequest,
                          cost_usd=response.cost_usd, latency_ms=response.latency_ms,
                          finish_reason=response.finish_reason)
     return response
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A structured answer that keeps to its schema, the text it came as, and the thread
+    of the request (a `full` node's)."""
+
+    fields: dict[str, Any]
+    text: str
+    thread: str | None
+
+
+async def ask_structured(run: NodeRun, text: str, spec: AnswerSpec) -> Answer | Outcome:
+    """Ask the node's model for `spec`'s structured answer to `text`, at the node's
+    fidelity; prompt.md and response.md are written. A failed call, or an answer that breaks
+    the schema, is a FAIL outcome that says what was wrong."""
+    talk = conversation(run, text, spec.instructions)
+    run.write_file("prompt.md", text)
+    response = await call_model(run, model_request(run, talk.messages, spec.output()))
+    if isinstance(response, Outcome):
+        return response
+    problems = spec.problems(response.structured, response.structured_error)
+    if problems or response.structured is None:
+        return Outcome(Status.FAIL, failure_reason=f"invalid {spec.name}: {problems}")
+    run.write_file("response.md", response.text)
+    return Answer(dict(response.structured), response.text, talk.thread)
 
 
 def read_status_file(path: str) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from ..outcome import Outcome, Status
 from ..supervision import ChildLink, ChildReport, ChildRunError, ParentRun
 from ..verdict import AnswerSpec, strict_object
 from .base import NodeRun
-from .llm import PromptError, call_model, conversation, model_request, render_prompt
+from .llm import PromptError, ask_structured, render_prompt
 
 DECISION = "manager_decision"
 DEFAULT_ACTIONS = "observe,wait"
@@ -170,21 +170,14 @@ async def _decide(run: NodeRun, report: ChildReport, cycle: int,
     # The scripted provider's n-th answer is the node's n-th call: numbered by cycle, so
     # that a manager resumed at cycle n asks as the n-th call, as it would have.
     run.context.calls[run.node.id] = first_call + cycle - 1
-    text = f"{prompt}\n\n{_telemetry(report, cycle)}"
-    talk = conversation(run, text, DECISION_SPEC.instructions)
-    run.write_file("prompt.md", text)
-    response = await call_model(run, model_request(run, talk.messages,
-                                                   DECISION_SPEC.output()))
-    if isinstance(response, Outcome):
-        return response
-    problems = DECISION_SPEC.problems(response.structured, response.structured_error)
-    if problems or response.structured is None:
-        return Outcome(Status.FAIL, failure_reason=f"invalid {DECISION}: {problems}")
-    run.write_file("response.md", response.text)
-    if response.structured["action"] == "steer":
+    answer = await ask_structured(run, f"{prompt}\n\n{_telemetry(report, cycle)}",
+                                  DECISION_SPEC)
+    if isinstance(answer, Outcome):
+        return answer
+    if answer.fields["action"] == "steer":
         run.executor.emit("ManagerSteered", name=run.node.id, cycle=cycle,
-                          message=response.structured["message"])
-    return dict(response.structured)
+                          message=answer.fields["message"])
+    return answer.fields
 
 
 def parent_run(run: NodeRun) -> ParentRun:
