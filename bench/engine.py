@@ -46,13 +46,13 @@ node {node}/prompt.md, {node}/response.md and {node}/status.json (same content),
 trace.jsonl line of the same shape (the request's messages included), and checkpoint.json
 rewritten atomically (temp file + os.replace) after every top-level node, with the same
 content as the engine's checkpoint (recent completed_nodes and logs, each log entry with
-its note, the edge taken (`via`), the context, the threads, the calls per node; a journal
-line per node). A thread node's request carries the thread's turns and digest, and its
-turn joins the thread, as the engine's. A branch of the fan-out is a node too: after each,
-a line of branches.jsonl and the checkpoint rewritten with the parallel node's progress,
-as the engine does. Per-node files are plain writes (`--atomic-floor`: temp + rename, as
-the engine writes them). No parsing, no database, no events, no event loop. The bytes each
-side wrote are printed, so that "the same files" can be checked.
+its note, the edge taken (`via`), the context, the threads, the nodes called more than
+once; a journal line per node). A thread node's request carries the thread's turns and
+digest, and its turn joins the thread, as the engine's. A branch of the fan-out is a node
+too: after each, a line of branches.jsonl and the checkpoint rewritten with the parallel
+node's progress, as the engine does. Per-node files are plain writes (`--atomic-floor`:
+temp + rename, as the engine writes them). No parsing, no database, no events, no event
+loop. The bytes each side wrote are printed, so that "the same files" can be checked.
 
 Method: every run gets a fresh directory and all of them stay until the benchmark ends (on
 these VMs creating files is several times slower for minutes after many files were deleted
@@ -99,7 +99,7 @@ from common import loop_choice  # bench/ is on sys.path when a bench runs
 from ostinato.daemon.engine.fidelity import DEFAULT_THREAD_TURNS
 from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
-from ostinato.daemon.engine.run_state import HISTORY, NOTE_CHARS
+from ostinato.daemon.engine.run_state import HISTORY, LOG_HISTORY, NOTE_CHARS
 from ostinato.daemon.engine.threads import DIGEST_LINES
 from ostinato.daemon.services.runner import Runner
 from ostinato.daemon.store.db import Database
@@ -299,7 +299,8 @@ class Floor:
         self.via: int | None = None  # the index of the edge taken to the next node
         self.threads: dict[str, dict[str, Any]] = {}
         self.last_thread: str | None = None
-        self.calls: dict[str, int] = {}  # top-level nodes' attempts, as the checkpoint's
+        self.calls: dict[str, int] = {}  # top-level nodes' attempts
+        self.repeated: dict[str, int] = {}  # those over 1: what the checkpoint keeps
         self.starts: list[float] = []  # the clock as each top-level node starts
         root.mkdir(parents=True)
         self.trace = open(root / "trace.jsonl", "ab", buffering=0)  # noqa: SIM115
@@ -308,7 +309,9 @@ class Floor:
     def begin(self, node_id: str) -> None:
         """A top-level node starts: the clock, and its call counted."""
         self.starts.append(time.perf_counter())
-        self.calls[node_id] = self.calls.get(node_id, 0) + 1
+        count = self.calls[node_id] = self.calls.get(node_id, 0) + 1
+        if count > 1:
+            self.repeated[node_id] = count
 
     def codergen(self, node_id: str, prompt: str, system: str,
                  history: Sequence[dict[str, str]] = ()) -> tuple[dict[str, Any], str]:
@@ -406,9 +409,9 @@ class Floor:
                 "completed_nodes": self.completed[-HISTORY:], "journal": "journal.jsonl",
                 "node_outcomes": {}, "node_retries": {}, "stage_seq": self.stages,
                 "call_seq": self.seq, "open_calls": [], "via": self.via,
-                "context": self.context, "logs": self.logs[-HISTORY:],
+                "context": self.context, "logs": self.logs[-LOG_HISTORY:],
                 "threads": self.threads, "last_thread": self.last_thread,
-                "calls": self.calls}
+                "calls": self.repeated}
         if result is not None:
             data["result"] = result
         if parallel is not None:

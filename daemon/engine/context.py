@@ -27,6 +27,9 @@ class Context(Mapping[str, Any]):
         self.threads: dict[str, Thread] = dict(threads or {})
         self.last_thread = last_thread  # the thread of the last `full` node
         self.calls: dict[str, int] = dict(calls or {})
+        # The counts over 1, all a checkpoint keeps (a node it lists as completed and not
+        # here was called once): a checkpoint of a long run stays small.
+        self.repeated: dict[str, int] = {k: v for k, v in self.calls.items() if v > 1}
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -36,6 +39,11 @@ class Context(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A value, or `default` (Mapping's own goes through __getitem__ and an exception:
+        every prompt, condition and handler asks)."""
+        return self.values.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
         """Set one value."""
@@ -53,6 +61,14 @@ class Context(Mapping[str, Any]):
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the values, safe to serialize while the run goes on."""
         return _copy(self.values)
+
+    def count_call(self, node_id: str, count: int | None = None) -> int:
+        """Count one more call of a node (or set its count); the node's count."""
+        count = self.calls.get(node_id, 0) + 1 if count is None else count
+        self.calls[node_id] = count
+        if count > 1:
+            self.repeated[node_id] = count
+        return count
 
     def clone(self) -> Context:
         """An isolated copy for a parallel branch."""

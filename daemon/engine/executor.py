@@ -29,6 +29,7 @@ from .replay import ReplayDivergence, Replayer
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .run_state import (
     HISTORY,
+    LOG_HISTORY,
     NOTE_CHARS,
     RunResult,
     RunState,
@@ -159,7 +160,8 @@ class Executor:
             if limit and state.stage_seq >= limit:  # a loop that never ends costs money
                 return await self.finish(Status.FAIL, self._step_limit(limit), started)
             node = graph.nodes[node_id]
-            if node.type == "exit":
+            is_exit = node.type == "exit"
+            if is_exit:
                 jump = self._unsatisfied_gate_target()
                 if jump is not None:
                     if jump == "":
@@ -171,7 +173,7 @@ class Executor:
             self.record_node(node, outcome, state.context)
             next_node, via, reason = self.next_node(node, outcome, state.context)
             gate_failed = False
-            if next_node is None and node.type != "exit" and outcome.status is not Status.FAIL:
+            if next_node is None and not is_exit and outcome.status is not Status.FAIL:
                 # A dead end ends the run like an exit does: goal gates apply (§3.4).
                 jump = self._unsatisfied_gate_target()
                 if jump == "":
@@ -180,7 +182,7 @@ class Executor:
                     next_node = jump
             state.current_node = node_id
             state.next_node, state.via = next_node, via
-            if node.type == "exit":  # one checkpoint after it: the final one, with the result
+            if is_exit:  # one checkpoint after it: the final one, with the result
                 return await self.finish(Status.SUCCESS, "", started)
             if via is not None and via.attrs.get("loop_restart") is True:
                 self._restart(node, via)
@@ -240,7 +242,7 @@ class Executor:
         state = self.state
         restarts = int(state.context.get("internal.restarts", 0)) + 1
         context = self.initial_context()
-        context.calls = state.context.calls
+        context.calls, context.repeated = state.context.calls, state.context.repeated
         context.set("internal.restarts", restarts)
         state.context = context
         state.node_outcomes, state.node_retries = {}, {}
@@ -276,6 +278,8 @@ class Executor:
         if note:  # what summary fidelity modes tell of the node
             entry["note"] = note[:NOTE_CHARS]
         context.logs.append(entry)
+        if len(context.logs) > LOG_HISTORY:  # as a resume would read it back: the same window
+            del context.logs[0]
         # The whole history goes to an append-only journal; the checkpoint keeps the recent
         # part, so that rewriting it after every node costs the same at node 10 and 10,000.
         self.run_dir.append_journal(self._kept({"n": len(state.completed_nodes), **entry}))
@@ -299,11 +303,12 @@ class Executor:
                   context: Context) -> tuple[str | None, Edge | None, str]:
         """Where to go after `node`, by which edge (None for a jump), and why nowhere: its
         fan-in, an edge, or failure routing (§3.7)."""
-        if node.type == "exit":
+        kind = node.type
+        if kind == "exit":
             return None, None, ""
         if outcome.jump_to is not None:
             return outcome.jump_to, None, ""
-        if node.type == "parallel":  # its edges are the branches, already run
+        if kind == "parallel":  # its edges are the branches, already run
             return None, None, ""
         edge = select_edge(self.graph, node, outcome, context)
         if outcome.status is Status.FAIL:
@@ -352,7 +357,7 @@ class Executor:
             self.emit("StageStarted", name=node.id, index=index, attempt=attempt,
                       handler=type_name, branch=branch)
             started_at, started = utc_now(), time.monotonic()
-            context.calls[node.id] = context.calls.get(node.id, 0) + 1
+            context.count_call(node.id)
             outcome = await self._attempt(handler, node, context, attempt, branch, via)
             duration_ms = (time.monotonic() - started) * 1000
             retrying = (outcome.status in (Status.RETRY, Status.FAIL) and outcome.retryable
@@ -512,10 +517,10 @@ class Executor:
                                   *(seq for calls in self._open_work for seq in calls)}),
             "via": None if state.via is None else edge_index(self.graph)[id(state.via)],
             "context": state.context.values,
-            "logs": state.context.logs[-HISTORY:],
+            "logs": state.context.logs,
             "threads": state.context.threads,
             "last_thread": state.context.last_thread,
-            "calls": state.context.calls,
+            "calls": state.context.repeated,  # the others: once each completed node
             "supervised": self.supervised,
         }
 

@@ -84,14 +84,15 @@ def resolve_thread(graph: Graph, node: Node, via: Edge | None, context: Context)
 # -- the messages -------------------------------------------------------------------------
 
 
-def is_engine_key(key: str, node_ids: Collection[str]) -> bool:
-    """Keys the engine and the built-in handlers set (not "key context values")."""
-    if key in ("outcome", "current_node", "preferred_label", "last_stage", "last_response"):
-        return True
-    if key.startswith(("graph.", "internal.", "parallel.", "human.gate.", "stack.", "tool.")):
-        return True
-    head, _, tail = key.rpartition(".")
-    return tail in ("output", "response", "answer") and head in node_ids
+_ENGINE_PREFIXES = ("graph.", "internal.", "parallel.", "human.gate.", "stack.", "tool.")
+
+
+def engine_keys(graph: Graph) -> frozenset[str]:
+    """The keys the engine and the built-in handlers set, but for those under
+    _ENGINE_PREFIXES (not "key context values")."""
+    return graph.derived("engine_keys", lambda g: frozenset(
+        ["outcome", "current_node", "preferred_label", "last_stage", "last_response"]
+        + [f"{node}.{tail}" for node in g.nodes for tail in ("output", "response", "answer")]))
 
 
 def context_lines(context: Context, graph: Graph, skip: Collection[str], limit: int,
@@ -99,10 +100,11 @@ def context_lines(context: Context, graph: Graph, skip: Collection[str], limit: 
     """`- key: value` for the last `limit` context values nodes set (not the engine's, not
     those in `skip`), values cut to `chars`."""
     lines = []
+    engine = engine_keys(graph)
     for key, value in reversed(context.values.items()):
         if len(lines) == limit:
             break
-        if key in skip or is_engine_key(key, graph.nodes) or value is None:
+        if key in engine or key in skip or value is None or key.startswith(_ENGINE_PREFIXES):
             continue
         if isinstance(value, dict) and "artifact_ref" in value:
             continue  # too large for a summary; a `${key}` reference inserts it

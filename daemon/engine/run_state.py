@@ -12,7 +12,11 @@ from .outcome import Status
 from .rundir import RunDirectory
 from .threads import Thread
 
-HISTORY = 100  # completed nodes and log entries a checkpoint keeps; all are in the journal
+HISTORY = 100  # completed nodes a checkpoint keeps; all are in the journal
+# Log entries a run keeps, in memory and in its checkpoint (all are in the journal): what
+# the fidelity preambles read of the run so far (compact up to 20, summary:high up to 30),
+# and no more, so that their notes do not weigh on every checkpoint.
+LOG_HISTORY = 30
 NOTE_CHARS = 300  # of a node's answer or failure in its run log entry
 
 
@@ -47,12 +51,16 @@ class RunState:
         (`recorded_stages`: a crash between a stage's row and the checkpoint) are not
         numbered again."""
         via = checkpoint.get("via")
+        done = completed_nodes(run_dir, checkpoint)
+        # The checkpoint lists the nodes called more than once; a completed node it does
+        # not list was called once, and work cut short is counted again when it reruns.
+        calls = {**dict.fromkeys(done, 1), **checkpoint.get("calls", {})}
         return cls(
             Context(checkpoint.get("context", {}), checkpoint.get("logs", []),
                     {key: Thread.from_dict(value)
                      for key, value in checkpoint.get("threads", {}).items()},
-                    checkpoint.get("last_thread"), checkpoint.get("calls")),
-            completed_nodes=completed_nodes(run_dir, checkpoint),
+                    checkpoint.get("last_thread"), calls),
+            completed_nodes=done,
             node_outcomes=dict(checkpoint.get("node_outcomes", {})),
             node_retries=dict(checkpoint.get("node_retries", {})),
             current_node=checkpoint.get("current_node"),

@@ -79,7 +79,7 @@ class RunDirectory:
         self._root = os.fspath(root)  # paths are joined as strings: a run writes thousands
         self.redactor = redactor or Redactor()
         self.content = content  # False: record mode metadata_only, no node text files
-        self._stage_dirs: set[str] = set()
+        self._stage_dirs: dict[str, str] = {}  # node id -> its directory, once created
         self._trace = AppendLog(os.path.join(self._root, "trace.jsonl"))
         self._journal = AppendLog(os.path.join(self._root, JOURNAL))
         self._branches = AppendLog(os.path.join(self._root, BRANCHES))
@@ -113,12 +113,13 @@ class RunDirectory:
 
     def stage(self, node_id: str) -> str:
         """The directory of one node, created on first use."""
-        path = os.path.join(self._root, node_id)
-        if node_id not in self._stage_dirs:
+        path = self._stage_dirs.get(node_id)
+        if path is None:
             self._path(node_id, "status.json")  # refuses an unsafe node id
+            path = os.path.join(self._root, node_id)
             with contextlib.suppress(FileExistsError):  # a resumed run's node
                 os.mkdir(path)
-            self._stage_dirs.add(node_id)
+            self._stage_dirs[node_id] = path
         return path
 
     def write_stage_file(self, node_id: str, name: str, text: str) -> None:

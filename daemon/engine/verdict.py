@@ -68,6 +68,14 @@ def strict_object(properties: dict[str, Any]) -> dict[str, Any]:
 
 def wants_verdict(graph: Graph, node: Node) -> bool:
     """Whether the node's outcome matters (see the module docstring)."""
+    wanted: dict[str, bool] = graph.derived("verdict_wanted", lambda _: {})
+    found = wanted.get(node.id)
+    if found is None:
+        found = wanted[node.id] = _matters(graph, node)
+    return found
+
+
+def _matters(graph: Graph, node: Node) -> bool:
     explicit = node.get("verdict")
     if isinstance(explicit, bool):
         return explicit

@@ -8,6 +8,7 @@ into the stage directory while the node runs decides the outcome instead (append
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -35,8 +36,10 @@ class CodergenHandler:
         talk = conversation(run, prompt, spec.instructions if spec else "")
         run.write_file("prompt.md", prompt)
         status_path = os.path.join(run.executor.run_dir.stage(node.id), "status.json")
-        if os.path.exists(status_path):  # an earlier attempt's or visit's
-            os.unlink(status_path)
+        if run.call > 1 or run.executor.resumed_at is not None:
+            # An earlier attempt's or visit's, or one the interrupted run left.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(status_path)
         request = model_request(run, talk.messages, spec.output() if spec else None)
         response = await call_model(run, request, status_path)
         if isinstance(response, Outcome):

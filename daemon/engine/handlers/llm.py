@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,9 +72,7 @@ def model_request(run: NodeRun, messages: list[dict[str, str]],
     """The node's request: its provider, model and parameters, and the scripted provider's
     script (its `scripted.*` attributes) with the node's call number and trial."""
     node = run.node
-    metadata: dict[str, Any] = {k: v for k, v in node.attrs.items()
-                                if k.startswith("scripted.")}
-    metadata["call"] = run.call
+    metadata: dict[str, Any] = {**scripts(run.graph).get(node.id, {}), "call": run.call}
     if run.executor.trial_index is not None:
         metadata["trial"] = run.executor.trial_index
     return ModelRequest(
@@ -86,6 +85,13 @@ def model_request(run: NodeRun, messages: list[dict[str, str]],
         attempt=run.attempt,
         metadata=metadata,
     )
+
+
+def scripts(graph: Any) -> dict[str, dict[str, Any]]:
+    """Each node's `scripted.*` attributes, found once per graph (asked at every call)."""
+    return graph.derived("scripts", lambda g: {
+        node.id: {k: v for k, v in node.attrs.items() if k.startswith("scripted.")}
+        for node in g.nodes.values()})
 
 
 async def call_model(run: NodeRun, request: ModelRequest,
@@ -171,8 +177,14 @@ async def ask_structured(run: NodeRun, text: str, spec: AnswerSpec) -> Answer | 
 def read_status_file(path: str) -> dict[str, Any] | None:
     """A status.json someone wrote at `path`, or None (one that is not a JSON object, or is
     half written, counts as none)."""
+    if not os.access(path, os.F_OK):  # asked after every model call, almost never there
+        return None
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
             data = orjson.loads(handle.read())
     except (OSError, orjson.JSONDecodeError):
         return None

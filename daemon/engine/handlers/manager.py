@@ -169,7 +169,7 @@ async def _decide(run: NodeRun, report: ChildReport, cycle: int,
         return Outcome(Status.FAIL, failure_reason=str(exc), retryable=False)
     # The scripted provider's n-th answer is the node's n-th call: numbered by cycle, so
     # that a manager resumed at cycle n asks as the n-th call, as it would have.
-    run.context.calls[run.node.id] = first_call + cycle - 1
+    run.context.count_call(run.node.id, first_call + cycle - 1)
     answer = await ask_structured(run, f"{prompt}\n\n{_telemetry(report, cycle)}",
                                   DECISION_SPEC)
     if isinstance(answer, Outcome):

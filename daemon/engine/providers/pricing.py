@@ -163,8 +163,10 @@ class Pricing:
         for model in dict.fromkeys((request.model, response.model)):
             rate = self.rate(response.provider, model) if model else None
             if rate is not None:
-                return response.model_copy(update={"cost_usd": _usd(rate, response.usage),
-                                                   "cost_known": True})
+                cost = _usd(rate, response.usage)
+                if cost == response.cost_usd and response.cost_known:
+                    return response  # a free model's answer needs no copy (every scripted call)
+                return response.model_copy(update={"cost_usd": cost, "cost_known": True})
         self.cost(response.provider, request.model or response.model, response.usage)
         return response.model_copy(update={"cost_usd": 0.0, "cost_known": False})
 
