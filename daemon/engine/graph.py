@@ -200,6 +200,13 @@ class Graph:
             self._derived[name] = compute(self)
         return self._derived[name]  # type: ignore[no-any-return]
 
+    def per_node(self, name: str, node: Node, compute: Callable[[Graph, Node], T]) -> T:
+        """A value computed once per node and kept with the graph (see `derived`)."""
+        kept: dict[str, T] = self.derived(name, lambda _: {})
+        if node.id not in kept:
+            kept[node.id] = compute(self, node)
+        return kept[node.id]
+
     def to_dict(self) -> dict[str, Any]:
         """A canonical, JSON-ready form: the basis of the pipeline hash and of plan.json."""
         return {

@@ -68,11 +68,7 @@ def strict_object(properties: dict[str, Any]) -> dict[str, Any]:
 
 def wants_verdict(graph: Graph, node: Node) -> bool:
     """Whether the node's outcome matters (see the module docstring)."""
-    wanted: dict[str, bool] = graph.derived("verdict_wanted", lambda _: {})
-    found = wanted.get(node.id)
-    if found is None:
-        found = wanted[node.id] = _matters(graph, node)
-    return found
+    return graph.per_node("verdict_wanted", node, _matters)
 
 
 def _matters(graph: Graph, node: Node) -> bool:
@@ -90,11 +86,7 @@ def _matters(graph: Graph, node: Node) -> bool:
 
 def verdict_spec(graph: Graph, node: Node) -> AnswerSpec:
     """The node's verdict schema and instructions (computed once per graph and node)."""
-    specs: dict[str, AnswerSpec] = graph.derived("verdict_specs", lambda _: {})
-    spec = specs.get(node.id)
-    if spec is None:
-        spec = specs[node.id] = _build(graph, node)
-    return spec
+    return graph.per_node("verdict_specs", node, _build)
 
 
 def _build(graph: Graph, node: Node) -> AnswerSpec:

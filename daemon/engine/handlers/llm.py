@@ -72,7 +72,8 @@ def model_request(run: NodeRun, messages: list[dict[str, str]],
     """The node's request: its provider, model and parameters, and the scripted provider's
     script (its `scripted.*` attributes) with the node's call number and trial."""
     node = run.node
-    metadata: dict[str, Any] = {**scripts(run.graph).get(node.id, {}), "call": run.call}
+    metadata: dict[str, Any] = {**run.graph.per_node("scripts", node, _script),
+                                "call": run.call}
     if run.executor.trial_index is not None:
         metadata["trial"] = run.executor.trial_index
     return ModelRequest(
@@ -87,11 +88,9 @@ def model_request(run: NodeRun, messages: list[dict[str, str]],
     )
 
 
-def scripts(graph: Any) -> dict[str, dict[str, Any]]:
-    """Each node's `scripted.*` attributes, found once per graph (asked at every call)."""
-    return graph.derived("scripts", lambda g: {
-        node.id: {k: v for k, v in node.attrs.items() if k.startswith("scripted.")}
-        for node in g.nodes.values()})
+def _script(_graph: Any, node: Any) -> dict[str, Any]:
+    """A node's `scripted.*` attributes: the scripted provider's script for it."""
+    return {k: v for k, v in node.attrs.items() if k.startswith("scripted.")}
 
 
 async def call_model(run: NodeRun, request: ModelRequest,
