@@ -59,7 +59,7 @@ class Daemon:
         self.active_runs: dict[str, Any] = {}
         self.endpoints: list[str] = []
         self.cache: dict[str, Any] = {}  # values services derive once per process
-        self.auth_failures = FailureLimiter(options.auth_failures, options.auth_window)
+        self.auth_limiter = FailureLimiter(options.auth_failures, options.auth_window)
         self.services: services.Services | None = None
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Future[int] | None = None

@@ -43,22 +43,25 @@ def _check_token(params: InitializeParams, ctx: RequestContext) -> None:
     expected = daemon.token_for(connection.kind)
     if expected is None:
         return
-    address = connection.address
-    wait = daemon.auth_failures.retry_after(address)
-    if wait is not None:
+    limiter, address = daemon.auth_limiter, connection.address
+    if (wait := limiter.retry_after(address)) is not None:
         connection.end()
         raise RpcError(ErrorCode.RATE_LIMITED,
                        f"Too many failed initialize attempts from {address}: try again in "
                        f"{max(wait, 1):.0f} s")
-    if not _token_accepted(expected, params):
-        daemon.auth_failures.failed(address)
-        connection.end()
-        log.warning("connection %d: initialize with a wrong or missing token from %s",
-                    connection.id, connection.peer or address)
-        where = (f" (over TCP: the token in {daemon.home / TOKEN_FILE})"
-                 if daemon.options.token is None else "")
-        raise RpcError(ErrorCode.UNAUTHORIZED,
-                       f"Unauthorized: this daemon needs initializationOptions.token{where}")
+    if _token_accepted(expected, params):
+        return
+    limiter.failed(address)
+    connection.end()
+    log.warning("connection %d: initialize with a wrong or missing token from %s",
+                connection.id, connection.peer or address)
+    if (wait := limiter.retry_after(address)) is not None:
+        log.warning("%d failed initialize attempts from %s within %g s: it is refused for "
+                    "%.0f s", limiter.max_failures, address, limiter.window, wait)
+    where = (f" (over TCP: the token in {daemon.home / TOKEN_FILE})"
+             if daemon.options.token is None else "")
+    raise RpcError(ErrorCode.UNAUTHORIZED,
+                   f"Unauthorized: this daemon needs initializationOptions.token{where}")
 
 
 @table.method("initialize")
