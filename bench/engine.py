@@ -101,6 +101,7 @@ from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
 from ostinato.daemon.engine.run_state import HISTORY, LOG_HISTORY, NOTE_CHARS
 from ostinato.daemon.engine.threads import DIGEST_LINES
+from ostinato.daemon.server.app import DaemonOptions
 from ostinato.daemon.services.runner import Runner
 from ostinato.daemon.store.db import Database
 from ostinato.daemon.store.runs import RunStore
@@ -154,10 +155,12 @@ def fanout_dot(branches: int, max_parallel: int) -> str:
 
 
 class BenchDaemon:
-    """What the runner needs of the daemon: a home, the active runs, and publish."""
+    """What the runner needs of the daemon: a home, its options, the active runs, and
+    publish."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
+        self.options = DaemonOptions(home=home)
         self.active_runs: dict[str, Any] = {}
         # When a list: the clock at every StageStarted, for the cost of each node.
         self.stage_starts: list[float] | None = None

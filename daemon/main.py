@@ -16,15 +16,21 @@ from typing import Any
 
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+from ostinato.protocol.lifecycle import DEFAULT_HOME
 
 from . import logs, services
+from .access import (
+    DEFAULT_AUTH_FAILURES,
+    DEFAULT_AUTH_WINDOW,
+    PRIVATE_UMASK,
+    private_home,
+    write_token_file,
+)
 from .server.app import Daemon, DaemonOptions
 from .server.dispatch import Dispatcher
 from .server.transports import StartupError
 
 log = logging.getLogger("ostinato.daemon")
-
-DEFAULT_HOME = ".ostinato"
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +42,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, default=None,
                         help=f"state directory (default $OSTINATO_HOME or ./{DEFAULT_HOME})")
     parser.add_argument("--token", default=None,
-                        help="access token checked in initialize (default $OSTINATO_TOKEN, "
-                             "which other local users cannot read in the process list); "
-                             "required for a non-loopback TCP address")
+                        help="access token checked in initialize on every transport (default "
+                             "$OSTINATO_TOKEN, which other local users cannot read in the "
+                             "process list); required for a non-loopback TCP address. "
+                             "Without it, loopback TCP needs a token the daemon generates "
+                             "and writes to HOME/token (mode 0600)")
+    access = parser.add_argument_group("access")
+    access.add_argument("--auth-failures", type=int, default=DEFAULT_AUTH_FAILURES,
+                        metavar="N", help="failed initialize attempts from one address "
+                        f"within --auth-window before it is refused (default "
+                        f"{DEFAULT_AUTH_FAILURES})")
+    access.add_argument("--auth-window", type=float, default=DEFAULT_AUTH_WINDOW,
+                        metavar="SECONDS", help="the window of --auth-failures (default "
+                        f"{DEFAULT_AUTH_WINDOW:g})")
+    access.add_argument("--allow-key-env", action="append", default=[], metavar="NAME",
+                        help="an environment variable a client may name in a provider's "
+                             "api_key_env, besides the documented OPENAI_API_KEY and "
+                             "ANTHROPIC_API_KEY (repeatable; also $OSTINATO_ALLOWED_KEY_ENV, "
+                             "comma-separated)")
     parser.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES,
                         help="largest accepted message (default 64 MiB)")
     parser.add_argument("--log-level", default="INFO",
@@ -82,8 +103,14 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          "drive this daemon")
     if args.max_frame_bytes < 1024:
         raise ValueError("--max-frame-bytes must be at least 1024")
+    if args.auth_failures < 1 or not args.auth_window > 0:
+        raise ValueError("--auth-failures must be at least 1 and --auth-window above 0")
     home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
+    allowed = {name.strip() for name in [
+        *args.allow_key_env, *os.environ.get("OSTINATO_ALLOWED_KEY_ENV", "").split(",")]}
     return DaemonOptions(home=home, stdio=args.stdio, socket=args.socket, tcp=tcp, token=token,
+                         auth_failures=args.auth_failures, auth_window=args.auth_window,
+                         allowed_key_env=frozenset(allowed - {""}),
                          max_frame_bytes=args.max_frame_bytes, extensions=args.extension,
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
@@ -160,12 +187,21 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ostinato serve: {exc}", file=sys.stderr)
         return 2
+    # Every file and directory the daemon (and a tool it runs) creates is its user's alone.
+    os.umask(PRIVATE_UMASK)
     try:
-        options.home.mkdir(parents=True, exist_ok=True)
+        made_private = private_home(options.home)
         logs.configure(options.home, args.log_level)
+        if options.tcp is not None and options.token is None:
+            options.tcp_token, token_file = write_token_file(options.home)
     except OSError as exc:
         print(f"ostinato serve: cannot use home {options.home}: {exc}", file=sys.stderr)
         return 2
+    if made_private:
+        log.warning("home %s was open to other users: it is now private (0700)",
+                    options.home)
+    if options.tcp_token is not None:
+        log.info("TCP clients authenticate with the token in %s", token_file)
     return run(options, use_uvloop=not args.no_uvloop)
 
 

@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import AnyParams, NullResult, Params, ProgressToken, Result
 from .registry import MethodSpec
 
+# The state directory of a daemon started without --home and without $OSTINATO_HOME.
+DEFAULT_HOME = ".ostinato"
+# The file in a daemon's home that holds the token it generated for TCP (mode 0600); a
+# client reaching that daemon over TCP without a token of its own reads it from there.
+TOKEN_FILE = "token"
+
 
 class ClientInfo(BaseModel):
     """Who is connecting (LSP and MCP both send it)."""
@@ -24,7 +30,9 @@ class InitializeOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     token: str | None = Field(
-        default=None, description="Access token; required when the daemon was started with one.")
+        default=None, description="Access token: required over TCP (the daemon's --token, else "
+                                  "the one it wrote to <home>/token), and on every transport "
+                                  "when the daemon was started with --token.")
 
 
 class InitializeParams(Params):

@@ -44,6 +44,7 @@ class Wire:
         self.framing = framing
         self._next_id = 0
         self.notifications: list[dict[str, Any]] = []
+        self.token: str | None = None  # sent by initialize() unless it is given options
 
     @classmethod
     async def unix(cls, path: str | Path, framing: str = "content-length") -> Wire:
@@ -51,9 +52,12 @@ class Wire:
         return cls(reader, writer, framing)
 
     @classmethod
-    async def tcp(cls, host: str, port: int, framing: str = "content-length") -> Wire:
+    async def tcp(cls, host: str, port: int, framing: str = "content-length",
+                  token: str | None = None) -> Wire:
         reader, writer = await asyncio.open_connection(host, port, limit=1 << 24)
-        return cls(reader, writer, framing)
+        wire = cls(reader, writer, framing)
+        wire.token = token
+        return wire
 
     def frame(self, payload: bytes) -> bytes:
         if self.framing == "ndjson":
@@ -109,6 +113,8 @@ class Wire:
         return reply["result"]
 
     async def initialize(self, **params: Any) -> dict[str, Any]:
+        if self.token is not None:
+            params.setdefault("initializationOptions", {"token": self.token})
         result = await self.result("initialize", {"processId": os.getpid(), **params})
         await self.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
         return result
@@ -139,11 +145,20 @@ class DaemonProcess:
         host, _, port = endpoint[6:].rpartition(":")
         return host.strip("[]"), int(port)
 
+    @property
+    def token(self) -> str:
+        """The token the daemon generated for TCP (it had no --token), from its home."""
+        return (self.home / "token").read_text().strip()
+
     async def connect(self, framing: str = "content-length", initialize: bool = True) -> Wire:
         wire = await Wire.unix(self.socket, framing)
         if initialize:
             await wire.initialize()
         return wire
+
+    async def connect_tcp(self, framing: str = "content-length") -> Wire:
+        """A wire to the daemon's TCP port that initializes with the home's token."""
+        return await Wire.tcp(*self.tcp, framing, token=self.token)
 
     async def stop(self) -> int:
         if self.process.returncode is None:

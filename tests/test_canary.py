@@ -14,7 +14,8 @@ from .fakes.llm_server import FakeLLMServer
 from .support import DaemonProcess, daemon_with_environment
 
 CANARY = "cnry-4b1d9e7c-0f2a"
-ENVIRONMENT = {"OST_CANARY_API_KEY": CANARY, "OST_CANARY_TOKEN": CANARY}
+ENVIRONMENT = {"OST_CANARY_API_KEY": CANARY, "OST_CANARY_TOKEN": CANARY,
+               "OSTINATO_ALLOWED_KEY_ENV": "OST_CANARY_API_KEY"}
 PIPELINE = """
 digraph canary {
     start [shape=Mdiamond]

@@ -54,7 +54,7 @@ async def test_async_client_progress_and_cancellation(daemon: DaemonProcess) -> 
 
 
 async def test_async_client_over_tcp_receives_notifications(daemon: DaemonProcess) -> None:
-    client = await AsyncClient.connect_tcp(*daemon.tcp, framing=Framing.NDJSON)
+    client = await AsyncClient.connect_tcp(*daemon.tcp, framing=Framing.NDJSON, home=daemon.home)
     await client.initialize()
     received: asyncio.Queue = asyncio.Queue()
     client.on_notification("test/event", lambda method, params: received.put_nowait(params))
@@ -76,7 +76,7 @@ def test_sync_client_over_unix_and_tcp(daemon: DaemonProcess) -> None:
         with pytest.raises(RpcError) as raised:
             client.request("no.such")
         assert raised.value.code == -32601
-    with Client.connect_tcp(*daemon.tcp, timeout=WAIT) as client:
+    with Client.connect_tcp(*daemon.tcp, timeout=WAIT, home=daemon.home) as client:
         client.initialize()
         assert client.call("test.slow", {"steps": 1}) == {"steps_done": 1}
 

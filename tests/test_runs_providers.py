@@ -39,7 +39,8 @@ async def keyed_daemon(short_tmp: Path) -> AsyncIterator[DaemonProcess]:
     saved = os.environ.get("OST_TEST_VENDOR_KEY")
     os.environ["OST_TEST_VENDOR_KEY"] = KEY
     try:
-        daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"))
+        daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                    "--allow-key-env", "OST_TEST_VENDOR_KEY")
     finally:
         if saved is None:
             os.environ.pop("OST_TEST_VENDOR_KEY")

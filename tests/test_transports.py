@@ -25,7 +25,7 @@ async def test_unix_socket_is_private(daemon: DaemonProcess) -> None:
 
 @pytest.mark.parametrize("framing", ["content-length", "ndjson"])
 async def test_tcp_and_unix_speak_both_framings(daemon: DaemonProcess, framing: str) -> None:
-    for wire in (await Wire.tcp(*daemon.tcp, framing), await Wire.unix(daemon.socket, framing)):
+    for wire in (await daemon.connect_tcp(framing), await Wire.unix(daemon.socket, framing)):
         result = await wire.initialize()
         assert result["serverInfo"]["name"] == "ostinato"
         status = await wire.result("daemon.status")

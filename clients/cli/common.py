@@ -32,7 +32,10 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--socket", type=Path, metavar="PATH", help="a running daemon's socket")
     where.add_argument("--tcp", metavar="HOST:PORT", help="a running daemon's TCP address")
-    parser.add_argument("--home", type=Path, help="home of the spawned daemon")
+    parser.add_argument("--home", type=Path,
+                        help="home of the spawned daemon; with --tcp, the home whose token "
+                             "file to send when there is no --token (default $OSTINATO_HOME "
+                             "or ./.ostinato)")
     parser.add_argument("--token", default=os.environ.get("OSTINATO_TOKEN"),
                         help="token for initialize (default $OSTINATO_TOKEN)")
     parser.add_argument("--quiet", action="store_true", help="hide the spawned daemon's log")
@@ -47,7 +50,7 @@ async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
             host, port = parse_tcp(args.tcp)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        client = await AsyncClient.connect_tcp(host, port)
+        client = await AsyncClient.connect_tcp(host, port, home=args.home)
     else:
         daemon_args = ["--log-level", "WARNING"]
         if args.home:

@@ -18,7 +18,12 @@ from pydantic import BaseModel
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import FrameDecoder, FrameError, Framing, encode_frame
 from ostinato.protocol.errors import ErrorCode, RpcError
-from ostinato.protocol.lifecycle import DaemonStatusResult, InitializeResult
+from ostinato.protocol.lifecycle import (
+    DEFAULT_HOME,
+    TOKEN_FILE,
+    DaemonStatusResult,
+    InitializeResult,
+)
 from ostinato.protocol.messages import (
     Notification,
     Request,
@@ -40,6 +45,17 @@ class DaemonConnectionError(ConnectionError):
     """The daemon could not be reached, or the connection ended before the answer."""
 
 
+def home_token(home: str | Path | None = None) -> str | None:
+    """The token a daemon generated for TCP, from `home`/token (home: default
+    $OSTINATO_HOME or ./.ostinato); None when there is no such file we can read."""
+    home = Path(home) if home is not None else Path(
+        os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)
+    try:
+        return (home / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:  # none, or not ours to read: initialize then says which file it wants
+        return None
+
+
 def _dump_params(params: BaseModel | dict[str, Any] | None) -> dict[str, Any] | None:
     if isinstance(params, BaseModel):
         return params.model_dump(mode="json", exclude_none=True)
@@ -57,6 +73,8 @@ class AsyncClient:
         self.framing = framing
         self.process = process
         self.initialize_result: InitializeResult | None = None
+        # The token of the daemon's home (see connect_tcp), sent when initialize gets none.
+        self.home_token: str | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int | str, asyncio.Future[Any]] = {}
         self._progress: dict[int | str, ProgressHandler] = {}
@@ -93,13 +111,18 @@ class AsyncClient:
 
     @classmethod
     async def connect_tcp(cls, host: str, port: int,
-                          framing: Framing = Framing.CONTENT_LENGTH) -> AsyncClient:
-        """Connect to a daemon's TCP port."""
+                          framing: Framing = Framing.CONTENT_LENGTH,
+                          home: str | Path | None = None) -> AsyncClient:
+        """Connect to a daemon's TCP port. `initialize` without a token then sends the one
+        the daemon wrote to `home`/token (home: default $OSTINATO_HOME or ./.ostinato), if
+        that file exists."""
         try:
             reader, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
             raise DaemonConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
-        return cls(reader, writer, framing)
+        client = cls(reader, writer, framing)
+        client.home_token = home_token(home)
+        return client
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -154,6 +177,8 @@ class AsyncClient:
         """Open the session (and send `initialized`)."""
         params: dict[str, Any] = {"processId": os.getpid(),
                                   "clientInfo": {"name": client_name}}
+        if token is None:
+            token = self.home_token
         if token is not None:
             params["initializationOptions"] = {"token": token}
         self.initialize_result = await self.call("initialize", params)

@@ -57,9 +57,9 @@ class Client:
 
     @classmethod
     def connect_tcp(cls, host: str, port: int, framing: Framing = Framing.CONTENT_LENGTH,
-                    timeout: float | None = None) -> Client:
-        """Connect to a daemon's TCP port."""
-        return cls._open(AsyncClient.connect_tcp(host, port, framing), timeout)
+                    timeout: float | None = None, home: str | Path | None = None) -> Client:
+        """Connect to a daemon's TCP port (the token of `home`, as AsyncClient.connect_tcp)."""
+        return cls._open(AsyncClient.connect_tcp(host, port, framing, home), timeout)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)

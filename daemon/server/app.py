@@ -16,6 +16,7 @@ from typing import Any
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 from .. import services
+from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -31,7 +32,12 @@ class DaemonOptions:
     stdio: bool = False
     socket: Path | None = None
     tcp: tuple[str, int] | None = None
-    token: str | None = None
+    token: str | None = None  # given: every transport needs it
+    tcp_token: str | None = None  # generated when TCP has no token: TCP alone needs it
+    auth_failures: int = DEFAULT_AUTH_FAILURES  # failed initialize per address and window
+    auth_window: float = DEFAULT_AUTH_WINDOW  # seconds
+    # api_key_env names a client may use besides the providers' documented ones.
+    allowed_key_env: frozenset[str] = frozenset()
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     extensions: list[str] = field(default_factory=list)
     strict_results: bool = False  # validate dict results against their models (tests do)
@@ -53,6 +59,7 @@ class Daemon:
         self.active_runs: dict[str, Any] = {}
         self.endpoints: list[str] = []
         self.cache: dict[str, Any] = {}  # values services derive once per process
+        self.auth_limiter = FailureLimiter(options.auth_failures, options.auth_window)
         self.services: services.Services | None = None
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Future[int] | None = None
@@ -62,6 +69,10 @@ class Daemon:
     def uptime(self) -> float:
         """Seconds since the daemon started."""
         return time.monotonic() - self.started_monotonic
+
+    def token_for(self, kind: str) -> str | None:
+        """The token `initialize` must carry on a connection of transport `kind`, if any."""
+        return self.options.token or (self.options.tcp_token if kind == "tcp" else None)
 
     def publish(self, topics: str | tuple[str, ...], method: str, params: Any) -> int:
         """Send a notification once to every connection subscribed to any of `topics`;

@@ -65,6 +65,9 @@ class Connection(asyncio.Protocol):
         self.id = next(_ids)
         self.kind = kind
         self.peer = peer
+        # Whom failed initialize attempts are counted against: the peer's IP over TCP, the
+        # transport otherwise (a unix socket's clients are all this machine's, stdio's one).
+        self.address = kind
         # Over stdio, the end of input is how a scripted session says it is done: finish
         # what it asked. On a socket it means the client is gone: cancel its work.
         self.finish_on_eof = kind == "stdio"
@@ -134,6 +137,8 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer and not self.peer:
             self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if isinstance(peer, tuple):
+            self.address = str(peer[0])
         self.attach(transport, transport)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
@@ -210,7 +215,11 @@ class Connection(asyncio.Protocol):
     def _handle_batch(self, items: list[Any]) -> bytes | None:
         if not items:
             return _error_frame(None, ErrorCode.INVALID_REQUEST, "Invalid Request: empty batch")
-        outcomes = [self._dispatch(item, in_batch=True) for item in items]
+        outcomes: list[_Outcome] = []
+        for item in items:
+            outcomes.append(self._dispatch(item, in_batch=True))
+            if self._ending:  # exit, or a refused token: nothing after it is served
+                break
         if any(isinstance(o, asyncio.Task) for o in outcomes):
             self._track(asyncio.ensure_future(self._gather_batch(outcomes)))
             return None

@@ -23,6 +23,9 @@ class Session(Protocol):
     """The connection a request came on, as handlers may use it."""
 
     id: int
+    kind: str  # the transport: "stdio", "unix" or "tcp"
+    peer: str
+    address: str  # whom failed initialize attempts count against
     subscriptions: set[str]
 
     @property

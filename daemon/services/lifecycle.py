@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 from time import monotonic
 from typing import Any
@@ -12,6 +13,7 @@ from ostinato.protocol.base import AnyParams, NullResult, Params
 from ostinato.protocol.catalog import server_notifications
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.lifecycle import (
+    TOKEN_FILE,
     CancelParams,
     DiscoverResult,
     InitializeParams,
@@ -24,15 +26,42 @@ from ostinato.protocol.openrpc import openrpc_document
 from ..version import VERSION
 from .base import HandlerTable, RequestContext
 
+log = logging.getLogger("ostinato.lifecycle")
 table = HandlerTable()
 
 
-def _token_accepted(expected: str | None, params: InitializeParams) -> bool:
-    if expected is None:
-        return True
+def _token_accepted(expected: str, params: InitializeParams) -> bool:
     options = params.initializationOptions
     given = options.token if options is not None else None
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _check_token(params: InitializeParams, ctx: RequestContext) -> None:
+    """Refuse, and end the connection, if the token is wrong, or if its address failed too
+    often lately (then the token is not even compared)."""
+    daemon, connection = ctx.daemon, ctx.connection
+    expected = daemon.token_for(connection.kind)
+    if expected is None:
+        return
+    limiter, address = daemon.auth_limiter, connection.address
+    if (wait := limiter.retry_after(address)) is not None:
+        connection.end()
+        raise RpcError(ErrorCode.RATE_LIMITED,
+                       f"Too many failed initialize attempts from {address}: try again in "
+                       f"{max(wait, 1):.0f} s")
+    if _token_accepted(expected, params):
+        return
+    limiter.failed(address)
+    connection.end()
+    log.warning("connection %d: initialize with a wrong or missing token from %s",
+                connection.id, connection.peer or address)
+    if (wait := limiter.retry_after(address)) is not None:
+        log.warning("%d failed initialize attempts from %s within %g s: it is refused for "
+                    "%.0f s", limiter.max_failures, address, limiter.window, wait)
+    where = (f" (over TCP: the token in {daemon.home / TOKEN_FILE})"
+             if daemon.options.token is None else "")
+    raise RpcError(ErrorCode.UNAUTHORIZED,
+                   f"Unauthorized: this daemon needs initializationOptions.token{where}")
 
 
 @table.method("initialize")
@@ -41,10 +70,7 @@ def initialize(params: InitializeParams, ctx: RequestContext) -> InitializeResul
     connection = ctx.connection
     if connection.initialized:
         raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request: already initialized")
-    if not _token_accepted(ctx.daemon.options.token, params):
-        connection.end()
-        raise RpcError(ErrorCode.UNAUTHORIZED,
-                       "Unauthorized: this daemon needs initializationOptions.token")
+    _check_token(params, ctx)
     connection.open_session(params.clientInfo.name if params.clientInfo else None)
     registry = ctx.daemon.dispatcher.registry
     return InitializeResult(

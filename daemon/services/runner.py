@@ -276,7 +276,8 @@ class Runner:
         try:
             return ProviderPool({"default": settings.default_provider,
                                  "providers": settings.providers,
-                                 "pricing": settings.pricing})
+                                 "pricing": settings.pricing},
+                                allowed_key_env=self.daemon.options.allowed_key_env)
         except ValueError as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: settings: {exc}") from None
 

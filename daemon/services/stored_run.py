@@ -5,7 +5,7 @@ runs read runs through here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,15 +46,16 @@ async def load_stored_run(services: Services, home: Path, run_id: str) -> Stored
         launch=launch)
 
 
-def judge_pool(run: StoredRun) -> ProviderPool:
+def judge_pool(run: StoredRun, allowed_key_env: Collection[str]) -> ProviderPool:
     """A provider pool with the run's providers and default provider (from launch.json:
-    keys given inline were redacted there; keys named by `api_key_env` are read from the
-    environment again)."""
+    keys given inline were redacted there; keys named by `api_key_env`, if still allowed,
+    are read from the environment again)."""
     settings = RunSettings.model_validate(run.launch.get("settings") or run.run.get("settings")
                                           or {})
     try:
         return ProviderPool({"default": settings.default_provider,
-                             "providers": settings.providers, "pricing": settings.pricing})
+                             "providers": settings.providers, "pricing": settings.pricing},
+                            allowed_key_env=allowed_key_env)
     except ValueError as exc:
         raise RpcError(ErrorCode.CONFLICT, f"the run's providers cannot be rebuilt for a "
                                            f"judge: {exc}") from None
@@ -75,7 +76,7 @@ async def reeval_checks(services: Services, home: Path, run: StoredRun,
     asked live through the run's providers; the live calls are recorded on the run."""
     if not any(getattr(i, "type", None) == "judge" for i in invariants):
         return await evaluate(invariants, run, allow_partial=allow_partial)
-    pool = judge_pool(run)
+    pool = judge_pool(run, services.runner.daemon.options.allowed_key_env)
     try:
         redactor = run_redactor(run, pool.secrets())
         recorded = [c for c in run.calls if c.get("node_id") == JUDGE_NODE]

@@ -465,3 +465,25 @@ def test_secret_looking_names() -> None:
     assert redact_settings({"headers": {"x-api-key": "v"}, "note": "has s3cr3t"},
                            ["s3cr3t"]) == {"headers": {"x-api-key": "[redacted]"},
                                            "note": "has [redacted]"}
+
+
+def test_key_variables_are_limited_to_the_documented_and_allowed_ones() -> None:
+    from ostinato.daemon.engine.providers.anthropic import AnthropicSettings
+    from ostinato.daemon.engine.providers.openai import OpenAISettings
+    from ostinato.daemon.engine.providers.runtime import DOCUMENTED_KEY_ENV
+
+    documented = {kind: settings.model_fields["api_key_env"].default for kind, settings in
+                  (("openai", OpenAISettings), ("anthropic", AnthropicSettings))}
+    assert documented == DOCUMENTED_KEY_ENV
+
+    def pool(entry: dict[str, Any], allowed: tuple[str, ...] = ()) -> ProviderPool:
+        return ProviderPool({"providers": {"p": entry}}, allowed_key_env=allowed)
+
+    with pytest.raises(ValueError, match="api_key_env 'DB_PASS' is not allowed"):
+        pool({"type": "openai", "api_key_env": "DB_PASS"})
+    assert pool({"type": "openai", "api_key_env": "DB_PASS"}, ("DB_PASS",))
+    assert pool({"type": "openai", "api_key_env": "OPENAI_API_KEY"})
+    assert pool({"type": "anthropic"})  # the default, documented name
+    assert pool({"type": "openai", "api_key_env": None})  # keyless
+    # Without an allowlist (in-process callers that trust their settings), any name.
+    assert ProviderPool({"providers": {"p": {"type": "openai", "api_key_env": "DB_PASS"}}})

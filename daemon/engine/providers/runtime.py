@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,8 @@ PROVIDER_TYPES: dict[str, ProviderFactory] = {
     "openai": _openai,
     "anthropic": _anthropic,
 }
+# The key variable each provider type documents (its settings' default api_key_env).
+DOCUMENTED_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _POOL_KEYS = frozenset({"type", "concurrency", "retry"})
 _SETTINGS_KEYS = frozenset({"default", "providers", "pricing"})
 
@@ -81,7 +83,11 @@ class ProviderPool:
 
     def __init__(self, settings: Mapping[str, Any] | None = None, *,
                  pricing: Pricing | None = None, rng: random.Random | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] | None = None,
+                 allowed_key_env: Collection[str] | None = None) -> None:
+        """`allowed_key_env`: the api_key_env names settings may use besides each type's
+        documented one (None: any name, for callers that trust their settings)."""
+        self._allowed_key_env = allowed_key_env
         settings = dict(settings or {})
         unknown = set(settings) - _SETTINGS_KEYS
         if unknown:
@@ -109,6 +115,7 @@ class ProviderPool:
             raise ValueError(f"providers.{name}: unknown type {kind!r}; "
                              f"one of {sorted(PROVIDER_TYPES)}")
         own = {key: value for key, value in entry.items() if key not in _POOL_KEYS}
+        self._check_key_env(name, kind, own.get("api_key_env"))
         try:
             provider = factory(own, name=name, pricing=self.pricing)
             retry = RetryPolicy.from_settings(entry.get("retry"))
@@ -120,6 +127,22 @@ class ProviderPool:
         except ValueError as exc:
             raise ValueError(f"providers.{name}: {exc}") from None
         return self._slot(provider, entry.get("concurrency"), retry, str(own.get("model") or ""))
+
+    def _check_key_env(self, name: str, kind: str, env_name: Any) -> None:
+        """Settings from a client must not send an arbitrary variable (a database password)
+        as an API key to a URL of their choice: only allowed names may be read."""
+        allowed = self._allowed_key_env
+        if allowed is None or not isinstance(env_name, str) or not env_name:
+            return
+        documented = DOCUMENTED_KEY_ENV.get(kind)
+        if env_name == documented or env_name in allowed:
+            return
+        names = sorted({*DOCUMENTED_KEY_ENV.values(), *allowed})
+        raise ValueError(
+            f"providers.{name}: api_key_env {env_name!r} is not allowed: this daemon reads "
+            f"keys only from {', '.join(names)} (each provider type its documented one, "
+            f"{documented or 'none for ' + kind}, and those the daemon allows); start the "
+            f"daemon with --allow-key-env {env_name} (or OSTINATO_ALLOWED_KEY_ENV) to allow it")
 
     def _slot(self, provider: Provider, concurrency: Any, retry: RetryPolicy,
               model: str) -> _Slot:
