@@ -101,6 +101,7 @@ from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
 from ostinato.daemon.engine.run_state import HISTORY, LOG_HISTORY, NOTE_CHARS
 from ostinato.daemon.engine.threads import DIGEST_LINES
+from ostinato.daemon.server.app import DaemonOptions
 from ostinato.daemon.services.runner import Runner
 from ostinato.daemon.store.db import Database
 from ostinato.daemon.store.runs import RunStore
@@ -158,6 +159,7 @@ class BenchDaemon:
 
     def __init__(self, home: Path) -> None:
         self.home = home
+        self.options = DaemonOptions(home=home)  # the limits a daemon has by default
         self.active_runs: dict[str, Any] = {}
         # When a list: the clock at every StageStarted, for the cost of each node.
         self.stage_starts: list[float] | None = None
@@ -175,11 +177,11 @@ class TimedRunner(Runner):
 
     last_load_s = 0.0
 
-    def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
+    async def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
         """Parse, transform and validate, timed."""
         started = time.perf_counter()
         try:
-            return super().load(ref, variables)
+            return await super().load(ref, variables)
         finally:
             self.last_load_s = time.perf_counter() - started
 
@@ -699,7 +701,8 @@ async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
         if thread is not None:  # before the large run, which leaves many files behind
             await bench.rounds(thread, args.rounds)
         if large is not None:
-            bench.engine.runner.load(PipelineRef(source=large.source, format="dot"), {})  # untimed
+            untimed = PipelineRef(source=large.source, format="dot")
+            await bench.engine.runner.load(untimed, {})
             await bench.one(large, "floor", 1)
             await bench.one(large, "engine", 1, budget_s=args.large_budget)
         return bench

@@ -18,6 +18,7 @@ from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 from . import logs, services
+from .engine.load import DEFAULT_MAX_PIPELINE_BYTES
 from .server.app import Daemon, DaemonOptions
 from .server.dispatch import Dispatcher
 from .server.transports import StartupError
@@ -41,6 +42,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "required for a non-loopback TCP address")
     parser.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES,
                         help="largest accepted message (default 64 MiB)")
+    parser.add_argument("--max-pipeline-bytes", type=int, default=DEFAULT_MAX_PIPELINE_BYTES,
+                        help="largest pipeline source loaded, from a file or inline "
+                             "(default 1 MiB)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--extension", action="append", default=[], metavar="MODULE",
@@ -82,9 +86,12 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          "drive this daemon")
     if args.max_frame_bytes < 1024:
         raise ValueError("--max-frame-bytes must be at least 1024")
+    if args.max_pipeline_bytes < 1024:
+        raise ValueError("--max-pipeline-bytes must be at least 1024")
     home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
     return DaemonOptions(home=home, stdio=args.stdio, socket=args.socket, tcp=tcp, token=token,
-                         max_frame_bytes=args.max_frame_bytes, extensions=args.extension,
+                         max_frame_bytes=args.max_frame_bytes,
+                         max_pipeline_bytes=args.max_pipeline_bytes, extensions=args.extension,
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
 

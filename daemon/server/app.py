@@ -16,6 +16,7 @@ from typing import Any
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 from .. import services
+from ..engine.load import DEFAULT_MAX_PIPELINE_BYTES
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -33,6 +34,7 @@ class DaemonOptions:
     tcp: tuple[str, int] | None = None
     token: str | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_pipeline_bytes: int = DEFAULT_MAX_PIPELINE_BYTES
     extensions: list[str] = field(default_factory=list)
     strict_results: bool = False  # validate dict results against their models (tests do)
 
