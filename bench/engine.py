@@ -35,7 +35,7 @@ whole benchmark, StoreSink + RunStore): load (parse, transform, validate), confi
 manifest, run row, then the Executor with the real handlers, ProviderPool and
 RunDirectory. Timed from `start()` until the run's `done` future resolves; the `load`
 column is the parse/transform/validate part of it. The daemon keeps the syntax trees of the
-pipelines it parsed (daemon/engine/dot.py, up to 2 MB of source): the first round of a
+pipelines it parsed (daemon/engine/dot.py, up to 64 MiB of syntax trees): the first round of a
 workload parses its source, later rounds build the graph from the kept tree, as any rerun
 in a daemon does (every round is printed, the first too); the large run, done once, is
 preceded by an untimed parse of its source, so that the growth from N to 10N nodes

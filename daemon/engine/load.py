@@ -18,7 +18,7 @@ from ostinato.protocol.pipelines import Diagnostic, PipelineRef
 from .dot import parse_dot
 from .errors import PipelineSyntaxError
 from .graph import Graph, SourceFormat
-from .kept import KeptBySource
+from .kept import Kept
 from .recipe import parse_recipe
 from .transforms import Transform, apply_transforms
 from .validate import DEFAULT_KNOWN_TYPES, LintRule, registered_rules, validate
@@ -27,7 +27,7 @@ SUFFIX_FORMATS: dict[str, SourceFormat] = {
     ".dot": "dot", ".gv": "dot", ".yaml": "recipe", ".yml": "recipe",
 }
 # The largest pipeline source loaded, from a file or inline (`serve --max-pipeline-bytes`):
-# parsing holds about 75 times a source's size in memory.
+# parsing holds 55 to 110 times a source's size in memory.
 DEFAULT_MAX_PIPELINE_BYTES = 1024 * 1024
 
 
@@ -161,16 +161,34 @@ def load_source(source: str, fmt: SourceFormat,
     graph = apply_transforms(graph, variables, transforms, owned=True)
     result = LoadResult(graph, validate(graph, known_types, extra_rules, inputs))
     if key is not None:
-        _LOADED.put(key, result, source)
+        _LOADED.put(key, result, _footprint(graph, source, variables))
     return result
+
+
+# What a loaded graph holds besides its text, per node and per edge (measured: about 700
+# bytes for the objects, attribute dicts and locations).
+_BYTES_PER_ITEM = 800
+
+
+def _footprint(graph: Graph, source: str, variables: Mapping[str, str] | None) -> int:
+    """The bytes a kept load is estimated to hold: its source, variables (part of its key)
+    and graph, expanded text included (a variable used a thousand times is held a thousand
+    times)."""
+    text = sum(len(v) for v in graph.attrs.values() if type(v) is str)
+    for item in (*graph.nodes.values(), *graph.edges):
+        text += sum(len(v) for v in item.attrs.values() if type(v) is str)
+    text += sum(len(k) + len(v) for k, v in (variables or {}).items())
+    return len(source) + text + _BYTES_PER_ITEM * (len(graph.nodes) + len(graph.edges))
 
 
 # The daemon loads the same pipelines again and again (trials, replays, test runs, an agent
 # rerunning what it just ran), and the same source, format, variables and handler types
 # always load to the same result. Nothing changes a graph once loaded (runs only read it),
-# so loads are kept and shared, the most recently used first, up to 2 MB of source in all
-# (registered lint rules are part of the key: registering one changes what a load finds).
-_LOADED: KeptBySource[LoadResult] = KeptBySource(2 * 1024 * 1024)
+# so loads are kept and shared, the most recently used first, up to 64 MiB in all as
+# `_footprint` estimates it (counting source alone let variables expanded a thousand times
+# each pin a gigabyte), and 256 loads (registered lint rules are part of the key:
+# registering one changes what a load finds).
+_LOADED: Kept[LoadResult] = Kept(64 * 1024 * 1024, max_entries=256)
 
 
 def _io(message: str) -> Diagnostic:
