@@ -19,7 +19,12 @@ from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 from . import logs, services
 from .engine.load import DEFAULT_MAX_PIPELINE_BYTES
-from .server.app import Daemon, DaemonOptions
+from .server.app import (
+    DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_MAX_BUFFERED_BYTES,
+    Daemon,
+    DaemonOptions,
+)
 from .server.dispatch import Dispatcher
 from .server.transports import StartupError
 
@@ -45,6 +50,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pipeline-bytes", type=int, default=DEFAULT_MAX_PIPELINE_BYTES,
                         help="largest pipeline source loaded, from a file or inline "
                              "(default 1 MiB)")
+    parser.add_argument("--max-buffered-bytes", type=int, default=DEFAULT_MAX_BUFFERED_BYTES,
+                        help="budget of unfinished frames over all connections; the one "
+                             "that passes it gets -32007 and is closed (default 256 MiB)")
+    parser.add_argument("--frame-timeout", type=float, default=DEFAULT_FRAME_TIMEOUT,
+                        metavar="SECONDS", help="close a socket connection whose unfinished "
+                        "frame gets no bytes for this long (default 60)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--extension", action="append", default=[], metavar="MODULE",
@@ -86,12 +97,18 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          "drive this daemon")
     if args.max_frame_bytes < 1024:
         raise ValueError("--max-frame-bytes must be at least 1024")
+    if args.max_buffered_bytes < 1024:
+        raise ValueError("--max-buffered-bytes must be at least 1024")
+    if not args.frame_timeout > 0:
+        raise ValueError("--frame-timeout must be more than 0 seconds")
     if args.max_pipeline_bytes < 1024:
         raise ValueError("--max-pipeline-bytes must be at least 1024")
     home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
     return DaemonOptions(home=home, stdio=args.stdio, socket=args.socket, tcp=tcp, token=token,
                          max_frame_bytes=args.max_frame_bytes,
-                         max_pipeline_bytes=args.max_pipeline_bytes, extensions=args.extension,
+                         max_pipeline_bytes=args.max_pipeline_bytes,
+                         max_buffered_bytes=args.max_buffered_bytes,
+                         frame_timeout=args.frame_timeout, extensions=args.extension,
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
 

@@ -22,6 +22,7 @@ class ErrorCode(IntEnum):
     UNAUTHORIZED = -32003
     CONFLICT = -32004
     INVALID_PIPELINE = -32005
+    OVERLOADED = -32007  # the daemon-wide budget of buffered input is spent
 
 
 class RpcError(Exception):

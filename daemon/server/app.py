@@ -23,6 +23,9 @@ from .dispatch import Dispatcher
 
 log = logging.getLogger("ostinato.daemon")
 
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+DEFAULT_FRAME_TIMEOUT = 60.0
+
 
 @dataclass
 class DaemonOptions:
@@ -35,6 +38,8 @@ class DaemonOptions:
     token: str | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     max_pipeline_bytes: int = DEFAULT_MAX_PIPELINE_BYTES
+    max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES  # unfinished frames, all clients
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT  # seconds a socket frame may stall
     extensions: list[str] = field(default_factory=list)
     strict_results: bool = False  # validate dict results against their models (tests do)
 
@@ -52,6 +57,7 @@ class Daemon:
         self.started_at = datetime.now(UTC)
         self.started_monotonic = time.monotonic()
         self.connections: set[Connection] = set()
+        self.buffered_input = 0  # bytes of unfinished frames over all connections
         self.active_runs: dict[str, Any] = {}
         self.endpoints: list[str] = []
         self.cache: dict[str, Any] = {}  # values services derive once per process
