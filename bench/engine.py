@@ -35,7 +35,7 @@ whole benchmark, StoreSink + RunStore): load (parse, transform, validate), confi
 manifest, run row, then the Executor with the real handlers, ProviderPool and
 RunDirectory. Timed from `start()` until the run's `done` future resolves; the `load`
 column is the parse/transform/validate part of it. The daemon keeps the syntax trees of the
-pipelines it parsed (daemon/engine/dot.py, up to 2 MB of source): the first round of a
+pipelines it parsed (daemon/engine/dot.py, up to 64 MiB of syntax trees): the first round of a
 workload parses its source, later rounds build the graph from the kept tree, as any rerun
 in a daemon does (every round is printed, the first too); the large run, done once, is
 preceded by an untimed parse of its source, so that the growth from N to 10N nodes
@@ -160,7 +160,7 @@ class BenchDaemon:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.options = DaemonOptions(home=home)
+        self.options = DaemonOptions(home=home)  # the limits a daemon has by default
         self.active_runs: dict[str, Any] = {}
         # When a list: the clock at every StageStarted, for the cost of each node.
         self.stage_starts: list[float] | None = None
@@ -178,11 +178,11 @@ class TimedRunner(Runner):
 
     last_load_s = 0.0
 
-    def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
+    async def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
         """Parse, transform and validate, timed."""
         started = time.perf_counter()
         try:
-            return super().load(ref, variables)
+            return await super().load(ref, variables)
         finally:
             self.last_load_s = time.perf_counter() - started
 
@@ -702,7 +702,8 @@ async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
         if thread is not None:  # before the large run, which leaves many files behind
             await bench.rounds(thread, args.rounds)
         if large is not None:
-            bench.engine.runner.load(PipelineRef(source=large.source, format="dot"), {})  # untimed
+            untimed = PipelineRef(source=large.source, format="dot")
+            await bench.engine.runner.load(untimed, {})
             await bench.one(large, "floor", 1)
             await bench.one(large, "engine", 1, budget_s=args.large_budget)
         return bench

@@ -26,7 +26,13 @@ from .access import (
     private_home,
     write_token_file,
 )
-from .server.app import Daemon, DaemonOptions
+from .engine.load import DEFAULT_MAX_PIPELINE_BYTES
+from .server.app import (
+    DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_MAX_BUFFERED_BYTES,
+    Daemon,
+    DaemonOptions,
+)
 from .server.dispatch import Dispatcher
 from .server.transports import StartupError
 
@@ -62,6 +68,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "comma-separated)")
     parser.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES,
                         help="largest accepted message (default 64 MiB)")
+    parser.add_argument("--max-pipeline-bytes", type=int, default=DEFAULT_MAX_PIPELINE_BYTES,
+                        help="largest pipeline source loaded, from a file or inline "
+                             "(default 1 MiB)")
+    parser.add_argument("--max-buffered-bytes", type=int, default=DEFAULT_MAX_BUFFERED_BYTES,
+                        help="budget of unfinished frames over all connections; the one "
+                             "that passes it gets -32007 and is closed (default 256 MiB)")
+    parser.add_argument("--frame-timeout", type=float, default=DEFAULT_FRAME_TIMEOUT,
+                        metavar="SECONDS", help="close a socket connection whose unfinished "
+                        "frame gets no bytes for this long (default 60)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--extension", action="append", default=[], metavar="MODULE",
@@ -105,13 +120,22 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
         raise ValueError("--max-frame-bytes must be at least 1024")
     if args.auth_failures < 1 or not args.auth_window > 0:
         raise ValueError("--auth-failures must be at least 1 and --auth-window above 0")
+    if args.max_buffered_bytes < 1024:
+        raise ValueError("--max-buffered-bytes must be at least 1024")
+    if not args.frame_timeout > 0:
+        raise ValueError("--frame-timeout must be more than 0 seconds")
+    if args.max_pipeline_bytes < 1024:
+        raise ValueError("--max-pipeline-bytes must be at least 1024")
     home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
     allowed = {name.strip() for name in [
         *args.allow_key_env, *os.environ.get("OSTINATO_ALLOWED_KEY_ENV", "").split(",")]}
     return DaemonOptions(home=home, stdio=args.stdio, socket=args.socket, tcp=tcp, token=token,
                          auth_failures=args.auth_failures, auth_window=args.auth_window,
                          allowed_key_env=frozenset(allowed - {""}),
-                         max_frame_bytes=args.max_frame_bytes, extensions=args.extension,
+                         max_frame_bytes=args.max_frame_bytes,
+                         max_pipeline_bytes=args.max_pipeline_bytes,
+                         max_buffered_bytes=args.max_buffered_bytes,
+                         frame_timeout=args.frame_timeout, extensions=args.extension,
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
 

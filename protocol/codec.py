@@ -21,6 +21,9 @@ _FAST_HEADER = b"Content-Length: "
 _CONTENT_LENGTH = re.compile(rb"(?i)content-length[ \t]*:[ \t]*([0-9]+)[ \t]*(?:\r\n|$)")
 _HEADER_LINE = re.compile(rb"^[!#-'*+\-.0-9A-Z^-z|~]+[ \t]*:[^\r\n]*$")
 _WHITESPACE = b" \t\r\n"
+# More digits than any frame could have (10**18 bytes is an exabyte), and well below the
+# 4,300 digits past which int() refuses a string: such a length is reported, not skipped.
+_MAX_LENGTH_DIGITS = 18
 
 
 class Framing(StrEnum):
@@ -160,7 +163,8 @@ class FrameDecoder:
                         pos = end - 3
                     break
                 digits = buf[pos + 16:header_end]  # 16 == len(_FAST_HEADER)
-                if digits.isdigit() and buf.startswith(_FAST_HEADER, pos):
+                if digits.isdigit() and buf.startswith(_FAST_HEADER, pos) and len(
+                        digits) <= _MAX_LENGTH_DIGITS:
                     length = int(digits)
                 else:
                     length = self._parse_header(bytes(buf[pos:header_end]), out)
@@ -193,6 +197,12 @@ class FrameDecoder:
             out.append(FrameError(-32700, "Parse error: header block without Content-Length",
                                   {"header": block[:200].decode("utf-8", "replace")}))
             return -1
+        digits = match.group(1)
+        if len(digits) > _MAX_LENGTH_DIGITS:
+            # Nobody sends that many bytes: rather than skip them forever, read on from the
+            # next header block.
+            out.append(self._too_large(bytes(digits)))
+            return -1
         before = block[:match.start()]
         lines = [line for line in before.split(b"\r\n") if line]
         after = block[match.end():].split(b"\r\n")
@@ -200,10 +210,15 @@ class FrameDecoder:
                 _HEADER_LINE.match(line) for line in lines + [a for a in after if a]):
             out.append(FrameError(-32700, "Parse error: malformed header before Content-Length",
                                   {"header": block[:200].decode("utf-8", "replace")}))
-        return int(match.group(1))
+        return int(digits)
 
-    def _too_large(self, size: int) -> FrameError:
-        shown = size if size < 2**53 else str(size)  # JSON numbers stop being exact there
-        return FrameError(-32600, f"Invalid Request: frame of {size} bytes exceeds the "
+    def _too_large(self, size: int | bytes) -> FrameError:
+        """The error for a frame of `size` bytes (bytes: a length too long to convert)."""
+        if isinstance(size, bytes):
+            shown: int | str = (size.decode() if len(size) <= 64
+                                else f"{len(size)} digits")
+        else:
+            shown = size if size < 2**53 else str(size)  # JSON numbers stop being exact there
+        return FrameError(-32600, f"Invalid Request: frame of {shown} bytes exceeds the "
                           f"{self.max_frame_bytes}-byte limit",
                           {"size": shown, "limit": self.max_frame_bytes})

@@ -89,6 +89,16 @@ async def test_too_long_content_length_waits_then_resynchronises(
     assert [r["error"]["code"] for r in replies[:2]] == [-32700, -32700]
 
 
+async def test_a_content_length_of_thousands_of_digits_gets_a_reply(
+        daemon: DaemonProcess, bystander: Wire) -> None:
+    wire = await daemon.connect()
+    await wire.send_raw(b"Content-Length: " + b"7" * 4400 + b"\r\n\r\n")
+    reply = await wire.recv()
+    assert reply["id"] is None and reply["error"]["code"] == -32600
+    assert (await wire.result("daemon.status"))["pid"] == daemon.process.pid
+    await still_served(bystander, daemon)
+
+
 async def test_huge_frame_is_refused_and_skipped(short_tmp: Path) -> None:
     from .support import TEST_EXTENSION, start_daemon
 

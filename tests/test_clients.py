@@ -124,6 +124,31 @@ def test_cli_call_reports_errors_with_exit_codes(daemon: DaemonProcess, tmp_path
     assert gone.returncode == 3 and "cannot connect" in gone.stderr
 
 
+async def test_cli_call_gives_up_at_its_timeout_on_a_daemon_that_does_not_answer(
+        daemon: DaemonProcess, tmp_path: Path) -> None:
+    thaw = tmp_path / "thaw"
+    call = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ostinato.clients.cli", "call", "test.freeze",
+        json.dumps({"until": str(thaw)}), "--socket", daemon.socket, "--timeout", "1",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        # The timeout plus a few seconds to start Python: not the 10 s more a polite
+        # shutdown of an unanswering daemon used to take.
+        _, err = await asyncio.wait_for(call.communicate(), 1 + 6)
+    finally:
+        thaw.touch()
+    assert call.returncode == 3 and "no answer within 1.0 s" in err.decode()
+    assert (await (await daemon.connect()).result("daemon.status"))["pid"] > 0
+
+
+def test_cli_call_refuses_params_too_deep_to_send(tmp_path: Path) -> None:
+    deep = '{"a": ' + "[" * 600 + "]" * 600 + "}"
+    done = ostinato("call", "daemon.status", deep, "--home", str(tmp_path / "h"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "nested too deeply" in done.stderr
+
+
 def test_cli_serve_refuses_without_a_transport(tmp_path: Path) -> None:
     done = ostinato("serve", "--home", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2 and "choose a transport" in done.stderr

@@ -102,3 +102,13 @@ def test_oversized_ndjson_line_arriving_whole_is_refused() -> None:
     out = frames(decoder, line + b"{}\n")
     assert isinstance(out[0], FrameError) and out[0].data["size"] == len(line) - 1
     assert out[1:] == [b"{}"]
+
+
+def test_a_content_length_too_long_to_be_a_number_is_an_error_then_decoding_continues() -> None:
+    # Python refuses int() of more than 4,300 digits: the decoder must not raise.
+    for header in (b"Content-Length: " + b"9" * 5000,
+                   b"X-Other: 1\r\nContent-Length: " + b"9" * 5000):  # the general path
+        out = frames(FrameDecoder(), header + b"\r\n\r\n", b"Content-Length: 2\r\n\r\n{}")
+        assert isinstance(out[0], FrameError) and out[0].code == -32600
+        assert out[0].data["size"] == "5000 digits"
+        assert out[-1] == b"{}"  # resynchronised on the next header

@@ -4,6 +4,7 @@ no run directory, no run row, no file outside the home."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,39 @@ async def test_an_unreadable_pipeline_file_is_an_io_diagnostic(
     [unknown] = await refused(wire, {"path": str(tmp_path / "notes.txt")})
     assert unknown["rule"] == "io" and "format" in unknown["message"]
     await nothing_was_run(wire, daemon.home)
+
+
+async def test_a_fifo_or_a_device_is_refused_without_blocking_anyone(
+        daemon: DaemonProcess, tmp_path: Path) -> None:
+    bystander = await daemon.connect()
+    wire = await daemon.connect()
+    fifo = tmp_path / "pipe.dot"
+    os.mkfifo(fifo)  # nobody writes to it: reading it would wait forever
+    for path in (str(fifo), "/dev/zero", str(tmp_path)):  # /dev/zero never ends
+        [diagnostic] = await refused(wire, {"path": path, "format": "dot"})
+        assert (diagnostic["rule"], diagnostic["severity"]) == ("io", "error")
+        assert "not a regular file" in diagnostic["message"]
+        assert (await bystander.result("daemon.status"))["pid"] == daemon.process.pid
+    await nothing_was_run(wire, daemon.home)
+
+
+async def test_a_pipeline_file_over_the_size_limit_is_refused(short_tmp: Path) -> None:
+    daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                "--max-pipeline-bytes", "4096")
+    try:
+        wire = await daemon.connect()
+        source = "digraph big {\n  start [shape=Mdiamond]  exit [shape=Msquare]\n" \
+                 "  start -> exit\n}\n"
+        path = short_tmp / "big.dot"
+        path.write_text(source + "// padding\n" * 400)  # valid, and 4,460 bytes more
+        [diagnostic] = await refused(wire, {"path": str(path)})
+        assert (diagnostic["rule"], diagnostic["severity"]) == ("io", "error")
+        assert "4096-byte limit" in diagnostic["message"]
+        [inline] = await refused(wire, {"source": path.read_text(), "format": "dot"})
+        assert "4096-byte limit" in inline["message"]
+        path.write_text(source)  # under the limit: it runs
+        assert (await wire.result("pipeline.validate", {"pipeline": {"path": str(path)}}))[
+            "valid"]
+        await nothing_was_run(wire, daemon.home)
+    finally:
+        assert await daemon.stop() == 0

@@ -41,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(params, dict):
             print(f"{NAME}: PARAMS_JSON must be a JSON object", file=sys.stderr)
             return EXIT_USAGE
+        try:
+            orjson.dumps(params)  # what the client will send: orjson stops at 255 levels
+        except orjson.JSONEncodeError as exc:
+            print(f"{NAME}: PARAMS_JSON is nested too deeply to send ({exc})", file=sys.stderr)
+            return EXIT_USAGE
 
     async def call(client: AsyncClient) -> int:
         print_json(await client.request(args.method, params))

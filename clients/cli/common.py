@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -114,14 +115,23 @@ def run_client(args: argparse.Namespace, name: str,
     (`on_rpc_error`, else report_rpc_error) 1 or 2, unreachable or no answer within
     `timeout` seconds 3, interrupted 130."""
     async def main() -> int:
-        client = await connect(args, "ostinato-cli")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        client = await asyncio.wait_for(connect(args, "ostinato-cli"), timeout)
         try:
-            return await action(client)
-        finally:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            code = await asyncio.wait_for(action(client), left)
+        except TimeoutError:
+            await abandon(client)
+            raise
+        except BaseException:
             await client.close()
+            raise
+        await client.close()
+        return code
 
     try:
-        return asyncio.run(asyncio.wait_for(main(), timeout))
+        return asyncio.run(main())
     except UsageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -135,6 +145,19 @@ def run_client(args: argparse.Namespace, name: str,
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+ABANDON_GRACE_S = 2.0  # for a spawned daemon to stop after SIGTERM, before it is killed
+
+
+async def abandon(client: AsyncClient) -> None:
+    """Close without the polite shutdown, which a daemon that did not answer in time would
+    not answer either (it took the timeout 10 s more): a spawned daemon is terminated (its
+    runs are interrupted and resumable) and killed if it has not stopped soon after."""
+    if client.process is not None and client.process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            client.process.terminate()
+    await client.close(shutdown=False, timeout=ABANDON_GRACE_S)
 
 
 def positive_int(text: str) -> int:

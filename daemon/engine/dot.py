@@ -35,7 +35,7 @@ from lark import (
 from .attrs import coerce_attr, parse_duration
 from .errors import PipelineSyntaxError
 from .graph import AttrValue, Edge, Graph, Location, Node
-from .kept import KeptBySource
+from .kept import Kept
 
 _GRAMMAR = r"""
 start: graph+
@@ -115,9 +115,10 @@ def parse_dot(source: str) -> Graph:
 
 # The daemon loads the same pipelines again and again (trials, replays, test suites, an
 # agent iterating): their syntax trees, which the builder only reads, are kept, the most
-# recently used first, up to 2 MB of source text in all (a tree takes about 75 times its
-# source's size in memory).
-_TREES: KeptBySource[Tree] = KeptBySource(2 * 1024 * 1024)
+# recently used first, up to 64 MiB in all (a tree holds 55 to 110 times its source's size:
+# about 640 KB of source).
+TREE_BYTES_PER_CHAR = 100
+_TREES: Kept[Tree] = Kept(64 * 1024 * 1024)
 
 
 def _tree(source: str) -> Tree:
@@ -130,7 +131,7 @@ def _tree(source: str) -> Tree:
         raise _translate(exc, source) from None
     except LarkError as exc:  # not expected from LALR, but never let one escape unlocated
         raise PipelineSyntaxError(f"syntax error: {exc}", 1, 1) from None
-    _TREES.put(source, tree, source)
+    _TREES.put(source, tree, len(source) * TREE_BYTES_PER_CHAR)
     return tree
 
 

@@ -6,6 +6,9 @@ Diagnostic; only bugs raise.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +18,7 @@ from ostinato.protocol.pipelines import Diagnostic, PipelineRef
 from .dot import parse_dot
 from .errors import PipelineSyntaxError
 from .graph import Graph, SourceFormat
-from .kept import KeptBySource
+from .kept import Kept
 from .recipe import parse_recipe
 from .transforms import Transform, apply_transforms
 from .validate import DEFAULT_KNOWN_TYPES, LintRule, registered_rules, validate
@@ -23,6 +26,9 @@ from .validate import DEFAULT_KNOWN_TYPES, LintRule, registered_rules, validate
 SUFFIX_FORMATS: dict[str, SourceFormat] = {
     ".dot": "dot", ".gv": "dot", ".yaml": "recipe", ".yml": "recipe",
 }
+# The largest pipeline source loaded, from a file or inline (`serve --max-pipeline-bytes`):
+# parsing holds 55 to 110 times a source's size in memory.
+DEFAULT_MAX_PIPELINE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -44,28 +50,94 @@ def load_pipeline(ref: PipelineRef, base_dir: Path,
                   known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
                   extra_rules: Iterable[LintRule] = (),
                   transforms: Iterable[Transform] = (),
-                  inputs: Collection[str] = ()) -> LoadResult:
+                  inputs: Collection[str] = (),
+                  max_bytes: int = DEFAULT_MAX_PIPELINE_BYTES) -> LoadResult:
     """Load `ref` (a path relative to `base_dir`, or inline source), transform, validate;
     `inputs` are the names of the run's inputs (context keys the lint knows)."""
+    read = read_pipeline(ref, base_dir, max_bytes)
+    if isinstance(read, Diagnostic):
+        return LoadResult(None, [read])
+    return load_source(*read, variables, known_types, extra_rules, transforms, inputs)
+
+
+async def load_pipeline_async(ref: PipelineRef, base_dir: Path,
+                              variables: Mapping[str, str] | None = None,
+                              known_types: Collection[str] = DEFAULT_KNOWN_TYPES,
+                              inputs: Collection[str] = (),
+                              max_bytes: int = DEFAULT_MAX_PIPELINE_BYTES) -> LoadResult:
+    """`load_pipeline`, reading a file in a thread: a slow or odd file holds up no one else."""
+    if ref.path is None:
+        read = read_pipeline(ref, base_dir, max_bytes)
+    else:
+        read = await asyncio.to_thread(read_pipeline, ref, base_dir, max_bytes)
+    if isinstance(read, Diagnostic):
+        return LoadResult(None, [read])
+    return load_source(*read, variables, known_types, inputs=inputs)
+
+
+def read_pipeline(ref: PipelineRef, base_dir: Path,
+                  max_bytes: int = DEFAULT_MAX_PIPELINE_BYTES) -> tuple[str, SourceFormat] | \
+        Diagnostic:
+    """The source and format `ref` names, or the `io` diagnostic saying why there is none:
+    only a regular file of at most `max_bytes` is read (a FIFO or a device could block
+    or never end)."""
     if ref.source is not None:
         assert ref.format is not None  # PipelineRef requires it with `source`
-        return load_source(ref.source, ref.format, variables, known_types, extra_rules,
-                           transforms, inputs)
+        size = len(ref.source)
+        if size > max_bytes // 4:  # a character is at most 4 bytes of UTF-8
+            size = len(ref.source.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            return _io(f"the pipeline source is {size} bytes, over the {max_bytes}-byte limit")
+        return ref.source, ref.format
     assert ref.path is not None
     path = Path(ref.path)
     if not path.is_absolute():
         path = base_dir / path
     fmt = ref.format or SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        return LoadResult(None, [_io(f"cannot tell the format of {ref.path!r}: use a .dot, "
-                                     ".gv, .yaml or .yml file, or give `format`")])
+        return _io(f"cannot tell the format of {ref.path!r}: use a .dot, .gv, .yaml or .yml "
+                   "file, or give `format`")
     try:
-        source = path.read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
-    except UnicodeDecodeError:
-        return LoadResult(None, [_io(f"{ref.path!r} is not UTF-8 text")])
+        data = _read_regular_file(path, max_bytes)
+    except _NotReadable as exc:
+        return _io(f"cannot read {ref.path!r}: {exc}")
     except OSError as exc:
-        return LoadResult(None, [_io(f"cannot read {ref.path!r}: {exc.strerror or exc}")])
-    return load_source(source, fmt, variables, known_types, extra_rules, transforms, inputs)
+        return _io(f"cannot read {ref.path!r}: {exc.strerror or exc}")
+    try:
+        return data.decode("utf-8-sig"), fmt  # editors on Windows add a BOM
+    except UnicodeDecodeError:
+        return _io(f"{ref.path!r} is not UTF-8 text")
+
+
+class _NotReadable(Exception):
+    """A file that is there but is not read: not a regular file, or too large."""
+
+
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+    # O_NONBLOCK: opening a FIFO nobody writes to would otherwise wait for a writer.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)  # of what was opened, not of what the path names by now
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if \
+                stat.S_ISFIFO(info.st_mode) else "a device or socket"
+            raise _NotReadable(f"not a regular file but {kind}; a pipeline is read only "
+                               "from a regular file")
+        if info.st_size > max_bytes:
+            raise _NotReadable(f"{info.st_size} bytes, over the {max_bytes}-byte limit "
+                               "for a pipeline")
+        chunks, size = [], 0
+        while size <= max_bytes:  # the file may grow while it is read
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise _NotReadable(f"it grew past the {max_bytes}-byte limit for a pipeline")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def load_source(source: str, fmt: SourceFormat,
@@ -89,16 +161,34 @@ def load_source(source: str, fmt: SourceFormat,
     graph = apply_transforms(graph, variables, transforms, owned=True)
     result = LoadResult(graph, validate(graph, known_types, extra_rules, inputs))
     if key is not None:
-        _LOADED.put(key, result, source)
+        _LOADED.put(key, result, _footprint(graph, source, variables))
     return result
+
+
+# What a loaded graph holds besides its text, per node and per edge (measured: about 700
+# bytes for the objects, attribute dicts and locations).
+_BYTES_PER_ITEM = 800
+
+
+def _footprint(graph: Graph, source: str, variables: Mapping[str, str] | None) -> int:
+    """The bytes a kept load is estimated to hold: its source, variables (part of its key)
+    and graph, expanded text included (a variable used a thousand times is held a thousand
+    times)."""
+    text = sum(len(v) for v in graph.attrs.values() if type(v) is str)
+    for item in (*graph.nodes.values(), *graph.edges):
+        text += sum(len(v) for v in item.attrs.values() if type(v) is str)
+    text += sum(len(k) + len(v) for k, v in (variables or {}).items())
+    return len(source) + text + _BYTES_PER_ITEM * (len(graph.nodes) + len(graph.edges))
 
 
 # The daemon loads the same pipelines again and again (trials, replays, test runs, an agent
 # rerunning what it just ran), and the same source, format, variables and handler types
 # always load to the same result. Nothing changes a graph once loaded (runs only read it),
-# so loads are kept and shared, the most recently used first, up to 2 MB of source in all
-# (registered lint rules are part of the key: registering one changes what a load finds).
-_LOADED: KeptBySource[LoadResult] = KeptBySource(2 * 1024 * 1024)
+# so loads are kept and shared, the most recently used first, up to 64 MiB in all as
+# `_footprint` estimates it (counting source alone let variables expanded a thousand times
+# each pin a gigabyte), and 256 loads (registered lint rules are part of the key:
+# registering one changes what a load finds).
+_LOADED: Kept[LoadResult] = Kept(64 * 1024 * 1024, max_entries=256)
 
 
 def _io(message: str) -> Diagnostic:

@@ -291,6 +291,23 @@ def node_id_reserved(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
                              fix="rename the node")
 
 
+# A node id names its stage directory, and file systems refuse names past 255 bytes: the
+# margin leaves room for what the run directory may add to a name.
+MAX_NODE_ID_BYTES = 200
+
+
+@_rule
+def node_id_length(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """No node id is too long to name its stage directory."""
+    for node in graph.nodes.values():
+        size = len(node.id.encode("utf-8"))
+        if size > MAX_NODE_ID_BYTES:
+            yield diagnostic("node_id_length", "error",
+                             f"node id {node.id[:40]!r}... is {size} bytes long: a node id "
+                             f"names a directory and may have at most {MAX_NODE_ID_BYTES}",
+                             node.loc, node=node.id, fix="shorten the node id")
+
+
 @_rule
 def retry_policy_known(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
     """`retry_policy` names one of the §3.6 presets."""

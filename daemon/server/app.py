@@ -17,11 +17,15 @@ from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 from .. import services
 from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
+from ..engine.load import DEFAULT_MAX_PIPELINE_BYTES
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
 
 log = logging.getLogger("ostinato.daemon")
+
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+DEFAULT_FRAME_TIMEOUT = 60.0
 
 
 @dataclass
@@ -39,6 +43,9 @@ class DaemonOptions:
     # api_key_env names a client may use besides the providers' documented ones.
     allowed_key_env: frozenset[str] = frozenset()
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_pipeline_bytes: int = DEFAULT_MAX_PIPELINE_BYTES
+    max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES  # unfinished frames, all clients
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT  # seconds a socket frame may stall
     extensions: list[str] = field(default_factory=list)
     strict_results: bool = False  # validate dict results against their models (tests do)
 
@@ -56,6 +63,7 @@ class Daemon:
         self.started_at = datetime.now(UTC)
         self.started_monotonic = time.monotonic()
         self.connections: set[Connection] = set()
+        self.buffered_input = 0  # bytes of unfinished frames over all connections
         self.active_runs: dict[str, Any] = {}
         self.endpoints: list[str] = []
         self.cache: dict[str, Any] = {}  # values services derive once per process

@@ -89,6 +89,9 @@ class Connection(asyncio.Protocol):
         self._receiving = False
         self._flush_scheduled = False
         self._eof = False
+        self._held = 0  # bytes of an unfinished frame counted in daemon.buffered_input
+        self._progress_at = 0.0  # loop time of the last bytes of an unfinished frame
+        self._stall_timer: asyncio.TimerHandle | None = None
         # Resolved when the writing transport is gone, i.e. every reply has left the process.
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -148,6 +151,8 @@ class Connection(asyncio.Protocol):
         self._receiving = True
         try:
             frames = self.decoder.feed(data)
+            if (self._held or self.decoder.buffered) and self._hold_input():
+                return
             if not frames:
                 return
             encode = self._encode
@@ -194,6 +199,62 @@ class Connection(asyncio.Protocol):
         """The client caught up."""
         if self.reader is not None and hasattr(self.reader, "resume_reading"):
             self.reader.resume_reading()
+
+    # -- unfinished frames: a daemon-wide budget, and a time limit on sockets ---------------
+
+    def _hold_input(self) -> bool:
+        """Count this connection's unfinished frame in the daemon-wide budget; True if it
+        takes the total past the budget, and then the connection ends."""
+        held, daemon = self.decoder.buffered, self.daemon
+        grew = held > self._held
+        daemon.buffered_input += held - self._held
+        self._held = held
+        if grew and daemon.buffered_input > daemon.options.max_buffered_bytes:
+            budget = daemon.options.max_buffered_bytes
+            log.warning("connection %d closed: its unfinished frame (%d bytes) took the "
+                        "buffered input of all connections past the %d-byte budget",
+                        self.id, held, budget)
+            self._release_input()
+            self._send(_error_frame(None, ErrorCode.OVERLOADED, "Server busy: buffered input "
+                                    "budget exceeded", {"budget": budget}))
+            self.end()
+            return True
+        if held and self.kind != "stdio":  # stdio's one client is the daemon's owner
+            loop = asyncio.get_running_loop()
+            self._progress_at = loop.time()
+            if self._stall_timer is None:
+                self._stall_timer = loop.call_later(daemon.options.frame_timeout,
+                                                    self._frame_stalled)
+        return False
+
+    def _frame_stalled(self) -> None:
+        """The timer of an unfinished frame: close the connection if it made no progress."""
+        self._stall_timer = None
+        if self._closed or not self._held:
+            return
+        timeout = self.daemon.options.frame_timeout
+        idle = asyncio.get_running_loop().time() - self._progress_at
+        if idle < timeout:  # bytes came since the timer was set: wait the rest
+            self._stall_timer = asyncio.get_running_loop().call_later(
+                timeout - idle, self._frame_stalled)
+            return
+        log.warning("connection %d closed: no bytes of its unfinished frame (%d buffered) "
+                    "for %g s", self.id, self._held, timeout)
+        self._send(_error_frame(None, ErrorCode.INVALID_REQUEST, f"Invalid Request: frame "
+                                f"not finished, no bytes for {timeout:g} s; closing",
+                                {"frame_timeout": timeout}))
+        self.end()
+
+    def _release_input(self) -> None:
+        """Drop the unfinished frame and its share of the budget."""
+        self.daemon.buffered_input -= self._held
+        self._held = 0
+        if self.decoder.buffered:
+            self.decoder = FrameDecoder(self.daemon.options.max_frame_bytes,
+                                        self.decoder.framing)
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     # -- messages -------------------------------------------------------------------------
 
@@ -453,6 +514,7 @@ class Connection(asyncio.Protocol):
             return
         self._closed = True
         self._ending = True
+        self._release_input()
         self._flush()
         for task in [*self.pending.values(), *self._background]:
             task.cancel()

@@ -6,33 +6,34 @@ from pathlib import Path
 
 from ostinato.protocol.pipelines import PlanParams, PlanResult, ValidateParams, ValidateResult
 
-from ..engine.load import LoadResult, load_pipeline
+from ..engine.load import LoadResult, load_pipeline_async
 from .base import HandlerTable, RequestContext
 from .runner import plan_of
 
 table = HandlerTable()
 
 
-def _load(params: ValidateParams, ctx: RequestContext) -> LoadResult:
+async def _load(params: ValidateParams, ctx: RequestContext) -> LoadResult:
     inputs = params.inputs
     variables = {**{k: v for k, v in inputs.items() if isinstance(v, str)}, **params.variables}
     known = ctx.daemon.services.runner.handlers.known_types()  # type: ignore[union-attr]
-    return load_pipeline(params.pipeline, Path.cwd(), variables, known_types=known,
-                         inputs=tuple(inputs))
+    return await load_pipeline_async(params.pipeline, Path.cwd(), variables, known_types=known,
+                                     inputs=tuple(inputs),
+                                     max_bytes=ctx.daemon.options.max_pipeline_bytes)
 
 
 @table.method("pipeline.validate")
-def validate(params: ValidateParams, ctx: RequestContext) -> ValidateResult:
+async def validate(params: ValidateParams, ctx: RequestContext) -> ValidateResult:
     """Parse, transform and lint."""
-    result = _load(params, ctx)
+    result = await _load(params, ctx)
     return ValidateResult(valid=result.valid, diagnostics=result.diagnostics,
                           pipeline_hash=result.graph.digest() if result.graph else None)
 
 
 @table.method("pipeline.plan")
-def plan(params: PlanParams, ctx: RequestContext) -> PlanResult:
+async def plan(params: PlanParams, ctx: RequestContext) -> PlanResult:
     """The resolved plan of a valid pipeline; diagnostics either way."""
-    result = _load(params, ctx)
+    result = await _load(params, ctx)
     graph = result.graph
     return PlanResult(valid=result.valid, diagnostics=result.diagnostics,
                       pipeline_hash=graph.digest() if graph else None,

@@ -20,7 +20,7 @@ from ..engine.executor import Executor
 from ..engine.graph import Graph
 from ..engine.handlers.base import HandlerRegistry, Question
 from ..engine.handlers.registry import default_handlers
-from ..engine.load import load_pipeline
+from ..engine.load import load_pipeline_async
 from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
@@ -83,10 +83,11 @@ class Runner:
 
     # -- starting -------------------------------------------------------------------------
 
-    def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
+    async def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
         """A valid graph, or an RpcError carrying the diagnostics."""
-        result = load_pipeline(ref, Path.cwd(), variables,
-                               known_types=self.handlers.known_types())
+        result = await load_pipeline_async(ref, Path.cwd(), variables,
+                                           known_types=self.handlers.known_types(),
+                                           max_bytes=self.daemon.options.max_pipeline_bytes)
         if result.graph is None or not result.valid:
             errors = [d for d in result.diagnostics if d.severity == "error"]
             first = errors[0] if errors else None
@@ -97,11 +98,11 @@ class Runner:
                                             for d in result.diagnostics]})
         return result.graph
 
-    def prepare(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
+    async def prepare(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
                 settings: RunSettings) -> Prepared:
         """Load the pipeline, build the provider pool and the redacted config/ files."""
         string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
-        graph = self.load(ref, {**string_inputs, **variables})
+        graph = await self.load(ref, {**string_inputs, **variables})
         pool = self._pool(settings)
         secrets = run_secrets({**inputs, **variables}, pool.secrets())
         redactor = Redactor(secrets)
@@ -123,7 +124,7 @@ class Runner:
         options = options or RunOptions()
         if options.pipeline_dir is None:
             options = options.with_pipeline_dir(ref)
-        prepared = options.prepared or self.prepare(ref, inputs, variables, settings)
+        prepared = options.prepared or await self.prepare(ref, inputs, variables, settings)
         graph = prepared.graph
         run_id, trace_id = uuid7(), uuid7()
         redactor = Redactor(prepared.secrets)
@@ -237,7 +238,7 @@ class Runner:
         given_inputs = dict(inputs or {})
         inputs = {**launch["inputs"], **given_inputs}
         variables = {**launch["variables"], **(variables or {})}
-        graph = self.load(PipelineRef(source=source, format=launch["pipeline_format"]),
+        graph = await self.load(PipelineRef(source=source, format=launch["pipeline_format"]),
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                            **variables})
         pool = self._pool(settings)

@@ -238,7 +238,7 @@ async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResul
         warnings.append(f"run {params.run_id} ended {row['status']}"
                         + (f" ({row['failure_reason']})" if row["failure_reason"] else "")
                         + ": the checks see what it recorded until then")
-    drifts = _drift(ctx, params, row, launch, snapshot)
+    drifts = await _drift(ctx, params, row, launch, snapshot)
     for check in drifts:
         if check["drifted"]:
             what = ("the pipeline given is not the one the run ran"
@@ -274,7 +274,7 @@ async def _snapshot_checks(ctx: RequestContext,
                        "daemon cannot read", exc.errors(include_url=False)) from None
 
 
-def _drift(ctx: RequestContext, params: RunReevalParams, row: dict[str, Any],
+async def _drift(ctx: RequestContext, params: RunReevalParams, row: dict[str, Any],
            launch: dict[str, Any], snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The pipeline and inputs given (else the snapshot's), hashed as the run's were,
     against the run's hashes."""
@@ -290,7 +290,7 @@ def _drift(ctx: RequestContext, params: RunReevalParams, row: dict[str, Any],
         inputs = params.inputs if params.inputs is not None else launch.get("inputs", {})
         variables = {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                      **launch.get("variables", {})}
-        graph = _services(ctx).runner.load(params.pipeline, variables)
+        graph = await _services(ctx).runner.load(params.pipeline, variables)
         checks.append(drift("pipeline", row["pipeline_hash"], graph.digest()))
     if params.inputs is not None:
         # The run's inputs were stored with secrets redacted: the given ones are too.

@@ -99,11 +99,19 @@ async def _wait(handle: Any) -> tuple[list[tuple[int, str]], str | None]:
         handle.id
 
 
+def _started_runs(handle: Any) -> list[str]:
+    """The runs a replay has started so far (a trial set starts its trials over time)."""
+    if hasattr(handle, "run_id"):
+        return [handle.run_id]
+    return [r["run_id"] for r in handle.runs if r["run_id"] is not None]
+
+
 async def check_snapshot(services: Services, home: Path, snapshot: dict[str, Any],
                          options: CheckOptions,
                          result: dict[str, Any], on_started: Any = None) -> None:
     """Replay, evaluate and compare one snapshot, filling `result` (a SnapshotTestResult)
-    in place; `on_started(handle)` learns the replay as soon as it started."""
+    in place; `await on_started(handle)` learns the replay as soon as it started, with the
+    runs started so far already in `result` (so that it can store them)."""
     started = time.monotonic()
     result.update(status="running", started_at=utc_now(), trials=options.trials)
     try:
@@ -127,8 +135,10 @@ async def check_snapshot(services: Services, home: Path, snapshot: dict[str, Any
                           invariants=not_run(snapshot, "not evaluated: the replay did not "
                                                        "start"))
             return
+        result.update(run_ids=_started_runs(handle),
+                      trial_set_id=None if hasattr(handle, "run_id") else handle.id)
         if on_started is not None:
-            on_started(handle)
+            await on_started(handle)
         started_runs, trial_set_id = await _wait(handle)
         result.update(run_ids=[run_id for _, run_id in started_runs],
                       trial_set_id=trial_set_id)

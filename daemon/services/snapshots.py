@@ -111,7 +111,7 @@ async def _from_pipeline(services: Services,
     """A pipeline's scenario: loaded (it must be valid) and redacted as a run would be."""
     assert params.pipeline is not None
     inputs, variables = params.inputs or {}, params.variables or {}
-    prepared = services.runner.prepare(params.pipeline, inputs, variables,
+    prepared = await services.runner.prepare(params.pipeline, inputs, variables,
                                        params.settings or RunSettings())
     await prepared.pool.aclose()  # nothing runs: the pool only served the redaction
     graph = prepared.graph

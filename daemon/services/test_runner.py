@@ -191,9 +191,17 @@ class TestRuns:
                 return
             self._publish(test_run, "SnapshotStarted", {
                 k: result[k] for k in ("index", "snapshot_id", "name", "version")})
+            async def started(handle: Any, result: dict[str, Any] = result) -> None:
+                # Stored at once: a daemon killed during the replay leaves a result that
+                # names the run it started.
+                test_run.replay = handle
+                await self.store.save(test_run.id, [result],
+                                      total_cost_usd=test_run.total_cost_usd,
+                                      all_results=test_run.results)
+
             try:
                 await check_snapshot(services, self.daemon.home, snapshot, check, result,
-                                     on_started=lambda h: setattr(test_run, "replay", h))
+                                     on_started=started)
             except Exception as exc:  # a bug in one snapshot's check: it errors, others run
                 log.exception("test run %s: snapshot %s crashed", test_run.id, snapshot["id"])
                 result.update(status="error", message=f"internal error: {type(exc).__name__}")

@@ -172,7 +172,7 @@ class TrialSets:
         """Create the set (row, directory, manifest) and start its trials."""
         # Loaded, pooled and snapshotted once: the trials share the pool (so its concurrency
         # limit holds across the set) and the config/ files.
-        prepared = self.runner.prepare(ref, inputs, variables, settings)
+        prepared = await self.runner.prepare(ref, inputs, variables, settings)
         graph = prepared.graph
         set_id = uuid7()
         trial_set = TrialSet(set_id, graph.name, trials, concurrency, early_stop,

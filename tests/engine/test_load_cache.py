@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ostinato.daemon.engine.graph import Graph
-from ostinato.daemon.engine.kept import KeptBySource
-from ostinato.daemon.engine.load import load_source
+from ostinato.daemon.engine.kept import Kept
+from ostinato.daemon.engine.load import _LOADED, load_source
 from ostinato.daemon.engine.validate import (
     DEFAULT_KNOWN_TYPES,
     LintContext,
@@ -66,12 +66,28 @@ def test_a_failed_parse_is_reported_every_time() -> None:
     assert first.diagnostics[0].rule == again.diagnostics[0].rule == "syntax"
 
 
-def test_what_is_kept_stays_within_its_source_budget() -> None:
-    kept: KeptBySource[str] = KeptBySource(10)
-    kept.put("a", "A", "abcd")
-    kept.put("b", "B", "efgh")
+def test_what_is_kept_stays_within_its_budget_and_entries() -> None:
+    kept: Kept[str] = Kept(10, max_entries=3)
+    kept.put("a", "A", 4)
+    kept.put("b", "B", 4)
     assert kept.get("a") == "A"  # now the most recently used
-    kept.put("c", "C", "ijkl")  # 12 characters: the least recently used (b) goes
+    kept.put("c", "C", 4)  # 12 bytes: the least recently used (b) goes
     assert (kept.get("a"), kept.get("b"), kept.get("c")) == ("A", None, "C")
-    kept.put("huge", "H", "x" * 11)  # over the whole budget: never kept
+    kept.put("huge", "H", 11)  # over the whole budget: never kept
     assert kept.get("huge") is None and kept.get("a") == "A"
+    for key in "wxyz":
+        kept.put(key, key, 0)
+    assert len(kept) == 3
+
+
+def test_loads_with_large_variables_are_counted_by_what_they_expand_to() -> None:
+    # Every one of 200 nodes repeats the variable: each load holds 200 copies of it.
+    nodes = "\n".join(f'n{i} [prompt="$goal"]\nstart -> n{i} -> exit' for i in range(200))
+    source = f"digraph wide {{\nstart [shape=Mdiamond]\nexit [shape=Msquare]\n{nodes}\n}}"
+    value = "x" * 10_000
+    load = load_source(source, "dot", {"goal": value})
+    assert load.graph is not None and load.graph.nodes["n7"].prompt == value
+    for i in range(40):
+        load_source(source, "dot", {"goal": f"{value}{i}"})
+    assert 0 < _LOADED.size <= _LOADED.budget  # about 80 MB loaded, within 64 MiB kept
+    assert len(_LOADED) < 40

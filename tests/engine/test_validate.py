@@ -50,8 +50,8 @@ def test_builtin_rules_are_registered_in_spec_order() -> None:
         "start_node", "terminal_node", "reachability", "edge_target_exists",
         "start_no_incoming", "exit_no_outgoing", "condition_syntax", "stylesheet_syntax",
         "type_known", "fidelity_valid", "retry_target_exists", "goal_gate_has_retry",
-        "prompt_on_llm_nodes", "node_id_reserved", "retry_policy_known", "human_type_known",
-        "human_default_choice_valid", "reference_syntax", "reference_resolves",
+        "prompt_on_llm_nodes", "node_id_reserved", "node_id_length", "retry_policy_known",
+        "human_type_known", "human_default_choice_valid", "reference_syntax", "reference_resolves",
         "manager_child_pipeline", "manager_stop_condition_syntax"]
 
 
@@ -59,6 +59,15 @@ def test_node_ids_of_run_directory_folders_are_refused() -> None:
     found = _found("digraph G { start [shape=Mdiamond]; config; exit [shape=Msquare]; "
                    "start -> config -> exit }", "node_id_reserved")
     assert [(d.severity, d.node) for d in found] == [("error", "config")]
+
+
+def test_a_node_id_too_long_for_a_directory_name_is_refused() -> None:
+    long_id, longest = "n" * 300, "m" * 200
+    found = _found(f"digraph G {{ start [shape=Mdiamond]; {long_id}; {longest}; "
+                   f"exit [shape=Msquare]; start -> {long_id} -> {longest} -> exit }}",
+                   "node_id_length")
+    assert [(d.severity, d.node) for d in found] == [("error", long_id)]
+    assert "300 bytes" in found[0].message
 
 
 def test_an_unknown_retry_policy_is_a_warning() -> None:

@@ -7,6 +7,8 @@ errors deterministically; the shipped daemon never registers them.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 from pydantic import BaseModel
 
@@ -32,6 +34,10 @@ class GateParams(Params):
 class TopicParams(Params):
     topic: str
     payload: dict | None = None
+
+
+class FreezeParams(Params):
+    until: str  # a file the test creates to unfreeze the daemon
 
 
 class Count(BaseModel):
@@ -80,6 +86,15 @@ def publish(params: TopicParams, ctx: RequestContext) -> Count:
                                           {"topic": params.topic, "payload": params.payload}))
 
 
+def freeze(params: FreezeParams, ctx: RequestContext) -> Count:
+    """Blocks the whole daemon (the event loop) until the file `until` exists, at most 30 s:
+    a daemon that does not answer at all."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(params.until) and time.monotonic() < deadline:
+        time.sleep(0.05)  # deliberately on the loop
+    return Count(count=1)
+
+
 def register(dispatcher: Dispatcher) -> None:
     """Called by the daemon's --extension loader."""
     dispatcher.register(MethodSpec("test.slow", SlowParams, SlowResult, "slow"), slow)
@@ -87,3 +102,4 @@ def register(dispatcher: Dispatcher) -> None:
     dispatcher.register(MethodSpec("test.fail", Params, Count, "fail"), fail)
     dispatcher.register(MethodSpec("test.subscribe", TopicParams, Count, "sub"), subscribe)
     dispatcher.register(MethodSpec("test.publish", TopicParams, Count, "pub"), publish)
+    dispatcher.register(MethodSpec("test.freeze", FreezeParams, Count, "freeze"), freeze)
