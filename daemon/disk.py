@@ -5,7 +5,9 @@ failure has one name everywhere (a run's `disk full: …` reason, the -32006 err
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
+from pathlib import Path
 
 # ENOSPC: no space left on the device; EDQUOT: the user's quota is used up.
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -24,6 +26,17 @@ def disk_full(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__, seen + 1
     return False
+
+
+def no_space_left(path: str | Path) -> bool:
+    """True when the file system holding `path` has (almost) no space left: less than a
+    few pages, so that nothing new fits. For errors that do not say why, e.g. sqlite's
+    `disk I/O error` when it cannot grow its shared-memory file."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 64 * 1024
 
 
 def full_reason(exc: BaseException) -> str:

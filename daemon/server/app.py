@@ -16,7 +16,7 @@ from typing import Any
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 from .. import services
-from ..disk import disk_full
+from ..disk import disk_full, no_space_left
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -133,7 +133,7 @@ class Daemon:
 def start_failure(home: Path, exc: Exception) -> str:
     """What stopped the daemon's start, said plainly (with a traceback in the log when it
     is not a full disk)."""
-    if disk_full(exc):
+    if disk_full(exc) or no_space_left(home):
         return (f"cannot start: the disk holding {home} is full ({exc}); free some space "
                 "and start the daemon again")
     log.error("the daemon could not start", exc_info=exc)

@@ -383,6 +383,8 @@ class Connection(asyncio.Protocol):
             return _rpc_error_frame(msg_id, exc)
         if disk_full(exc):  # the client's to know, and not a bug: no error id
             log.error("%s refused on connection %d: the disk is full (%s)", method, self.id, exc)
+            if self.daemon.services is not None:  # the WAL is truncated once writes succeed
+                self.daemon.services.db.note_failure(exc)
             return _rpc_error_frame(msg_id, storage_full(exc))
         if isinstance(exc, ValidationError):  # a handler built a result that breaks its model
             exc = RuntimeError(f"invalid result: {exc}")

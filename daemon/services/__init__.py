@@ -68,9 +68,11 @@ async def _start(daemon: Daemon, db: Database) -> Services:
     runner = Runner(daemon, runs)
     interrupted = await runs.mark_interrupted()
     if interrupted:
-        await runner.note_interrupted(interrupted)
-        log.info("%d run(s) were running when the daemon last stopped; they are resumable: %s",
-                 len(interrupted), ", ".join(row["id"] for row in interrupted))
+        damaged = await runner.note_interrupted(interrupted)
+        resumable = [row["id"] for row in interrupted if row["id"] not in damaged]
+        if resumable:
+            log.info("%d run(s) were running when the daemon last stopped; they are "
+                     "resumable: %s", len(resumable), ", ".join(resumable))
     if await runs.mark_trial_sets_interrupted():
         log.info("trial sets that were running when the daemon last stopped are interrupted")
     test_runs = TestRunStore(db)

@@ -399,6 +399,7 @@ class Runner:
             executor.emit("PipelineCancelled", id=active.run_id, reason=reason)
         except Exception as exc:
             if disk_full(exc):  # resumable once there is space again
+                self.store.db.note_failure(exc)  # the WAL is truncated once writes succeed
                 status, outcome, reason = "interrupted", None, full_reason(exc)
                 log.error("run %s stopped: %s", active.run_id, reason)
             else:  # an engine bug: the run fails, the daemon goes on
@@ -444,10 +445,11 @@ class Runner:
                 active.executor.supervisor.ended(active.executor.report(status, outcome,
                                                                         reason or None))
 
-    async def note_interrupted(self, rows: list[dict[str, Any]]) -> None:
+    async def note_interrupted(self, rows: list[dict[str, Any]]) -> list[str]:
         """Runs a dead daemon left behind: their manifests say so too, and the temporary
         files of writes it was killed in are removed. A run whose manifest cannot be read
-        is marked damaged; the others carry on."""
+        is marked damaged (the others carry on); returns the ids of those."""
+        damaged = []
         for row in rows:
             run_dir = RunDirectory(self.home / row["run_dir"])
             remove_temporary_files(run_dir.root)
@@ -458,10 +460,12 @@ class Runner:
                 if disk_full(exc):
                     raise
                 await self.mark_damaged(row["id"], exc)
+                damaged.append(row["id"])
                 continue
             if manifest is not None:
                 manifest.update(status="interrupted", resumable=True)
                 run_dir.write_json("manifest.json", data=manifest)
+        return damaged
 
     async def cancel(self, run_id: str) -> None:
         """Cancel a running run (its tool processes are killed) and wait until it stopped."""

@@ -102,6 +102,7 @@ class Database:
         try:
             rows = await self.connection.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:  # the checkpoint grows the database file: it may not fit
+            self.note_failure(exc)  # tried again after the next commit
             log.warning("the WAL of %s was not truncated: %s", self.path, exc)
             return False
         busy = bool(rows and rows[0][0])
