@@ -1,6 +1,7 @@
-"""A full disk, however it shows: an OSError from a file write, or SQLITE_FULL from the
-database. The engine, the store, the services and the server all ask here, so that one
-failure has one name everywhere (a run's `disk full: …` reason, the -32006 error)."""
+"""Storage faults. A full disk, however it shows: an OSError from a file write, or
+SQLITE_FULL from the database; the engine, the store, the services and the server all ask
+here, so that one failure has one name everywhere (a run's `disk full: …` reason, the -32006
+error). A damaged file: a run file that is not JSON."""
 
 from __future__ import annotations
 
@@ -43,3 +44,12 @@ def full_reason(exc: BaseException) -> str:
     """`disk full: …`: the reason a run that could not write ends with."""
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return f"disk full: {detail}"
+
+
+class DamagedFile(ValueError):
+    """A run file that exists but cannot be read as JSON (not written by us, or the disk
+    failed): its run is damaged."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name} is not valid JSON ({reason})")
+        self.name = name

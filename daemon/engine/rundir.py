@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from ..disk import DamagedFile
 from ..ids import uuid7
 from .redact import Redactor
 
@@ -94,13 +95,6 @@ def append_whole(handle: Any, line: bytes) -> None:
         raise
 
 
-class DamagedFile(ValueError):
-    """A run file that exists but cannot be read as JSON (not written by us, or the disk
-    failed): its run is damaged."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name} is not valid JSON ({reason})")
-        self.name = name
 
 
 class AppendLog:

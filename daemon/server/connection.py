@@ -30,7 +30,7 @@ from ostinato.protocol.messages import (
     parse_message,
 )
 
-from ..disk import disk_full
+from ..disk import DamagedFile, disk_full
 from ..services.base import NO_PROGRESS, Progress, RequestContext
 from .dispatch import Route
 
@@ -381,6 +381,9 @@ class Connection(asyncio.Protocol):
         """The error reply for `exc`; anything unexpected is logged under an error id."""
         if isinstance(exc, RpcError):
             return _rpc_error_frame(msg_id, exc)
+        if isinstance(exc, DamagedFile):  # a run's data, not a bug: the run is damaged
+            return _rpc_error_frame(msg_id, RpcError(ErrorCode.CONFLICT,
+                                                     f"a file of the run is damaged: {exc}"))
         if disk_full(exc):  # the client's to know, and not a bug: no error id
             log.error("%s refused on connection %d: the disk is full (%s)", method, self.id, exc)
             if self.daemon.services is not None:  # the WAL is truncated once writes succeed

@@ -83,6 +83,7 @@ class StoreSink:
         events, calls = self.events, self.calls
         self.events, self.calls = [], []
         fields = {**run_fields, **self.totals} if (calls or run_fields) else run_fields
+        ending = "status" in run_fields and run_fields["status"] not in ("running", "waiting")
         try:
             await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
                                     run_fields=fields or None,
@@ -90,11 +91,16 @@ class StoreSink:
         except Exception as exc:
             if disk_full(exc):  # kept for the next flush (the run's last one), in order
                 self.events, self.calls = events + self.events, calls + self.calls
+                if ending:  # the store answers reads with the run's end all the same
+                    self._publish_deferred()
             raise
-        if "status" in run_fields and run_fields["status"] not in ("running", "waiting"):
-            deferred, self.deferred = self.deferred, []
-            for record in deferred:
-                self._publish(record)
+        if ending:
+            self._publish_deferred()
+
+    def _publish_deferred(self) -> None:
+        deferred, self.deferred = self.deferred, []
+        for record in deferred:
+            self._publish(record)
 
 
 class DaemonInterviewer:

@@ -18,7 +18,7 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
-from ..disk import disk_full, full_reason
+from ..disk import DamagedFile, disk_full, full_reason
 from ..engine.budget import Budget
 from ..engine.executor import Executor
 from ..engine.graph import Graph
@@ -31,7 +31,6 @@ from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import (
-    DamagedFile,
     RunDirectory,
     append_run_manifest,
     dump_json,
@@ -170,15 +169,29 @@ class Runner:
                      "settings": prepared.stored_settings, "created_at": created,
                      "started_at": created, **options.launch()},
                 concurrent=options.trial_set_id is not None)
-        except BaseException:
-            # The run never existed (no row): a full disk leaves no directory behind.
-            shutil.rmtree(run_dir.root, ignore_errors=True)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):  # (a joined write may commit)
+                # The run never existed (no row): a full disk leaves no directory behind.
+                shutil.rmtree(run_dir.root, ignore_errors=True)
             if options.prepared is None:
                 await prepared.pool.aclose()
             raise
+        self._index(run_id, trace_id, prepared, created)
+        active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
+                                next_event=1, record=options.record, replayer=replayer,
+                                trial_index=options.trial_index, budget=options.budget,
+                                supervisor=options.supervisor)
+        active.owns_pool = options.prepared is None
+        active.manifest = manifest
+        active.pipeline_dir = options.pipeline_dir
+        self._launch(active, inputs, checkpoint=None)
+        return active
+
+    def _index(self, run_id: str, trace_id: str, prepared: Prepared, created: str) -> None:
+        """The run's line of run_manifest.jsonl."""
         try:
             append_run_manifest(self.home, {
-                "run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
+                "run_id": run_id, "trace_id": trace_id, "pipeline_name": prepared.graph.name,
                 "pipeline_hash": prepared.digest, "created_at": created,
                 "run_dir": f"runs/{run_id}", "manifest": f"runs/{run_id}/manifest.json",
                 "config": {name: f"runs/{run_id}/config/{name}"
@@ -189,15 +202,6 @@ class Runner:
             # The run exists now: it meets the full disk at its first write and ends
             # `interrupted` with a disk full reason; only the index misses its line.
             log.warning("run %s is missing from run_manifest.jsonl: %s", run_id, exc)
-        active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
-                                next_event=1, record=options.record, replayer=replayer,
-                                trial_index=options.trial_index, budget=options.budget,
-                                supervisor=options.supervisor)
-        active.owns_pool = options.prepared is None
-        active.manifest = manifest
-        active.pipeline_dir = options.pipeline_dir
-        self._launch(active, inputs, checkpoint=None)
-        return active
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
@@ -250,18 +254,7 @@ class Runner:
         """Continue an interrupted or cancelled run from its checkpoint; `inputs` and
         `variables` given again replace the recorded ones (secrets were never recorded);
         `supervisor`: its manager's, when a resumed parent finds its child again."""
-        if run_id in self.active:
-            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
-        row = await self.store.get_run(run_id)
-        if row is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-        if row["status"] not in RESUMABLE:
-            raise RpcError(ErrorCode.CONFLICT,
-                           f"run {run_id} is {row['status']}; only interrupted, cancelled or "
-                           "budget_exceeded runs can be resumed")
-        if is_damaged(row):
-            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {row['failure_reason']}; "
-                           "it cannot be resumed", {"run_id": run_id})
+        row = await self._resumable_row(run_id)
         try:
             launch, source, root = await self.recorded_launch(run_id)
         except DamagedFile as exc:
@@ -306,6 +299,22 @@ class Runner:
         active.manifest = manifest
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
+
+    async def _resumable_row(self, run_id: str) -> dict[str, Any]:
+        """The run's row, or the error that says why it cannot be resumed."""
+        if run_id in self.active:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
+        if row["status"] not in RESUMABLE:
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"run {run_id} is {row['status']}; only interrupted, cancelled or "
+                           "budget_exceeded runs can be resumed")
+        if is_damaged(row):
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {row['failure_reason']}; "
+                           "it cannot be resumed", {"run_id": run_id})
+        return row
 
     async def _consume_made(self, replayer: Replayer, run_id: str,
                             checkpoint: dict[str, Any] | None) -> None:

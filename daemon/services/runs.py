@@ -29,10 +29,11 @@ from ostinato.protocol.runs import (
 )
 from ostinato.protocol.trials import TrialSetSummary
 
+from ..disk import DamagedFile
 from ..engine.recording import NOT_WORK
 from ..engine.redact import Redactor, run_secrets
 from ..engine.run_state import completed_nodes
-from ..engine.rundir import DamagedFile, RunDirectory
+from ..engine.rundir import RunDirectory
 from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore

@@ -62,12 +62,13 @@ class RunStore:
 
     async def update_run(self, run_id: str, **fields: Any) -> None:
         """Change some of a run's fields."""
-        await self._write(run_id, [self.update_statement(run_id, **fields)], fields)
+        await self._write(run_id, [self.update_statement(run_id, **fields)], None)
 
     async def _write(self, run_id: str, statements: list[Statement],
                      run_fields: dict[str, Any] | None, concurrent: bool = False) -> None:
         """Write `statements`, after the run fields a full disk kept out; when the disk is
-        still full, `run_fields` wait with them."""
+        still full, `run_fields` (what a run reports of itself: true whether written or
+        not) wait with them."""
         waiting = dict(self.unwritten)
         earlier = [self.update_statement(rid, **fields) for rid, fields in waiting.items()]
         try:
