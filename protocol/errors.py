@@ -22,6 +22,7 @@ class ErrorCode(IntEnum):
     UNAUTHORIZED = -32003
     CONFLICT = -32004
     INVALID_PIPELINE = -32005
+    STORAGE_FULL = -32006  # the disk holding the daemon's home is full
     OVERLOADED = -32007  # the daemon-wide budget of buffered input is spent
     RATE_LIMITED = -32008  # too many failed initialize attempts from one address
 

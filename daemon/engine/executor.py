@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
+from ..disk import disk_full
 from ..ids import utc_now, uuid7
 from .budget import Budget, BudgetExceeded
 from .context import Context
@@ -419,6 +420,8 @@ class Executor:
         except (asyncio.CancelledError, BudgetExceeded):  # a branch met the spent budget
             raise
         except Exception as exc:
+            if disk_full(exc):  # not the node's failure: the run stops, resumable
+                raise
             return Outcome(Status.FAIL, failure_reason=f"{type(exc).__name__}: {exc}")
 
     def _policy(self, node: Node) -> RetryPolicy:

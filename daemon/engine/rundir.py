@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from ..disk import DamagedFile
 from ..ids import uuid7
 from .redact import Redactor
 
@@ -45,8 +46,55 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     path = os.fspath(path)
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-    write_file(tmp, data)
-    os.replace(tmp, path)
+    try:
+        write_file(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk leaves no half-written temp file
+            os.unlink(tmp)
+        raise
+
+
+# What write_atomic names its temporary files: `.{name}.{pid}.tmp`.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
+
+
+def remove_temporary_files(directory: str | Path) -> int:
+    """Remove the temporary files that write_atomic calls of another process (a daemon that
+    was killed mid-write) left in `directory`; returns how many. This process's own are
+    never touched: one may be in the middle of its rename."""
+    own, removed = str(os.getpid()), 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # gone, or not a directory
+        return 0
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match and match.group(1) != own:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def append_whole(handle: Any, line: bytes) -> None:
+    """Append `line` to an unbuffered file opened for appending, whole or not at all: a
+    write the disk cuts short is undone, so that the next line does not continue a torn
+    one."""
+    written = handle.write(line) or 0
+    if written == len(line):
+        return
+    start = handle.tell() - written
+    try:
+        view = memoryview(line)[written:]
+        while view:
+            view = view[handle.write(view) or 0:]
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(handle.fileno(), start)
+        raise
+
+
 
 
 class AppendLog:
@@ -61,7 +109,7 @@ class AppendLog:
         """Append one encoded line (with its newline)."""
         if self._handle is None:
             self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115
-        self._handle.write(line)
+        append_whole(self._handle, line)
 
     def close(self) -> None:
         """Close the file (the next append opens it again)."""
@@ -143,12 +191,15 @@ class RunDirectory:
                    self.redactor.encoded(dump_json(status)))
 
     def read_json(self, *parts: str) -> Any:
-        """A JSON file of the run, or None when it does not exist."""
+        """A JSON file of the run, or None when it does not exist; DamagedFile when it is
+        not JSON."""
         try:
             with open(self._path(*parts), "rb") as handle:
                 return orjson.loads(handle.read())
         except FileNotFoundError:
             return None
+        except orjson.JSONDecodeError as exc:
+            raise DamagedFile("/".join(parts), str(exc)) from None
 
     def append_trace(self, record: dict[str, Any]) -> None:
         """One line of trace.jsonl (redacted)."""
@@ -228,5 +279,5 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
 
 def append_run_manifest(home: Path, entry: dict[str, Any]) -> None:
     """One line of {home}/run_manifest.jsonl (append-only; paths relative to home)."""
-    with open(home / "run_manifest.jsonl", "ab") as handle:
-        handle.write(orjson.dumps(entry, default=str) + b"\n")
+    with open(home / "run_manifest.jsonl", "ab", buffering=0) as handle:
+        append_whole(handle, orjson.dumps(entry, default=str) + b"\n")

@@ -17,10 +17,12 @@ from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 from .. import services
 from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
+from ..disk import disk_full, no_space_left
 from ..engine.load import DEFAULT_MAX_PIPELINE_BYTES
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
+from .transports import StartupError
 
 log = logging.getLogger("ostinato.daemon")
 
@@ -111,7 +113,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, 0)
         try:
-            self.services = await services.start(self)
+            try:
+                self.services = await services.start(self)
+            except Exception as exc:
+                raise StartupError(start_failure(self.home, exc)) from exc
             if self.options.stdio:
                 await transports.open_stdio(self)
             if self.options.socket is not None:
@@ -142,3 +147,13 @@ class Daemon:
             await server.wait_closed()
         if self._own_socket is not None:  # never another daemon's: only the one we bound
             transports.remove_socket(self._own_socket)
+
+
+def start_failure(home: Path, exc: Exception) -> str:
+    """What stopped the daemon's start, said plainly (with a traceback in the log when it
+    is not a full disk)."""
+    if disk_full(exc) or no_space_left(home):
+        return (f"cannot start: the disk holding {home} is full ({exc}); free some space "
+                "and start the daemon again")
+    log.error("the daemon could not start", exc_info=exc)
+    return f"cannot start: {type(exc).__name__}: {exc}"

@@ -30,6 +30,7 @@ from ostinato.protocol.messages import (
     parse_message,
 )
 
+from ..disk import DamagedFile, disk_full
 from ..services.base import NO_PROGRESS, Progress, RequestContext
 from .dispatch import Route
 
@@ -51,6 +52,12 @@ def _error_frame(msg_id: RequestId, code: int, message: str, data: Any = None) -
         error["data"] = data
     return b'{"jsonrpc":"2.0","id":%s,"error":%s}' % (
         dumps_id(msg_id), orjson.dumps(error, default=str))
+
+
+def storage_full(exc: BaseException) -> RpcError:
+    """-32006: a request that needed to write, refused because the disk is full."""
+    return RpcError(ErrorCode.STORAGE_FULL, "storage full: the disk holding the daemon's home "
+                    "has no space left; free some and try again", {"error": str(exc)})
 
 
 def _rpc_error_frame(msg_id: RequestId, error: RpcError) -> bytes:
@@ -444,6 +451,14 @@ class Connection(asyncio.Protocol):
         """The error reply for `exc`; anything unexpected is logged under an error id."""
         if isinstance(exc, RpcError):
             return _rpc_error_frame(msg_id, exc)
+        if isinstance(exc, DamagedFile):  # a run's data, not a bug: the run is damaged
+            return _rpc_error_frame(msg_id, RpcError(ErrorCode.CONFLICT,
+                                                     f"a file of the run is damaged: {exc}"))
+        if disk_full(exc):  # the client's to know, and not a bug: no error id
+            log.error("%s refused on connection %d: the disk is full (%s)", method, self.id, exc)
+            if self.daemon.services is not None:  # the WAL is truncated once writes succeed
+                self.daemon.services.db.note_failure(exc)
+            return _rpc_error_frame(msg_id, storage_full(exc))
         if isinstance(exc, ValidationError):  # a handler built a result that breaks its model
             exc = RuntimeError(f"invalid result: {exc}")
         error_id = uuid.uuid4().hex[:12]

@@ -46,19 +46,33 @@ class Services:
         self.runner.stopping = True
         await self.tests.close()  # test runs end interrupted before their replays do
         await self.trials.close()  # closes the runner too
+        if not await self.runs.write_unwritten():
+            log.error("the disk is still full: the end of runs %s is not in the store; the "
+                      "next daemon finds them interrupted", ", ".join(self.runs.unwritten))
         await self.db.close()
 
 
 async def start(daemon: Daemon) -> Services:
-    """Open the store, note runs a previous daemon left running, build the runner."""
+    """Open the store, note runs a previous daemon left running, build the runner. On any
+    failure the store is closed again: its thread would keep the process alive."""
     db = await Database.open(daemon.home / "ostinato.db")
+    try:
+        return await _start(daemon, db)
+    except BaseException:
+        await db.close()
+        raise
+
+
+async def _start(daemon: Daemon, db: Database) -> Services:
     runs = RunStore(db)
     runner = Runner(daemon, runs)
     interrupted = await runs.mark_interrupted()
     if interrupted:
-        runner.note_interrupted(interrupted)
-        log.info("%d run(s) were running when the daemon last stopped; they are resumable: %s",
-                 len(interrupted), ", ".join(row["id"] for row in interrupted))
+        damaged = await runner.note_interrupted(interrupted)
+        resumable = [row["id"] for row in interrupted if row["id"] not in damaged]
+        if resumable:
+            log.info("%d run(s) were running when the daemon last stopped; they are "
+                     "resumable: %s", len(resumable), ", ".join(resumable))
     if await runs.mark_trial_sets_interrupted():
         log.info("trial sets that were running when the daemon last stopped are interrupted")
     test_runs = TestRunStore(db)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.runs import RunSettings
 
+from ..disk import disk_full
 from ..engine.events import Event
 from ..engine.handlers.base import Question
 from ..engine.redact import Redactor
@@ -82,13 +83,24 @@ class StoreSink:
         events, calls = self.events, self.calls
         self.events, self.calls = [], []
         fields = {**run_fields, **self.totals} if (calls or run_fields) else run_fields
-        await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
-                                run_fields=fields or None,
-                                concurrent=concurrent or self.grouped)
-        if "status" in run_fields and run_fields["status"] not in ("running", "waiting"):
-            deferred, self.deferred = self.deferred, []
-            for record in deferred:
-                self._publish(record)
+        ending = "status" in run_fields and run_fields["status"] not in ("running", "waiting")
+        try:
+            await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
+                                    run_fields=fields or None,
+                                    concurrent=concurrent or self.grouped)
+        except Exception as exc:
+            if disk_full(exc):  # kept for the next flush (the run's last one), in order
+                self.events, self.calls = events + self.events, calls + self.calls
+                if ending:  # the store answers reads with the run's end all the same
+                    self._publish_deferred()
+            raise
+        if ending:
+            self._publish_deferred()
+
+    def _publish_deferred(self) -> None:
+        deferred, self.deferred = self.deferred, []
+        for record in deferred:
+            self._publish(record)
 
 
 class DaemonInterviewer:

@@ -5,8 +5,11 @@ and human answers. The `runs` service module calls into this; nothing here speak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +18,7 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
+from ..disk import DamagedFile, disk_full, full_reason
 from ..engine.budget import Budget
 from ..engine.executor import Executor
 from ..engine.graph import Graph
@@ -26,7 +30,13 @@ from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
-from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
+from ..engine.rundir import (
+    RunDirectory,
+    append_run_manifest,
+    dump_json,
+    remove_temporary_files,
+    write_file,
+)
 from ..engine.supervision import Supervision
 from ..ids import utc_now, uuid7
 from ..store.runs import ACTIVE, RunStore
@@ -44,6 +54,13 @@ log = logging.getLogger("ostinato.runs")
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
 # Runs stopped before their end: a resume continues them from their checkpoint.
 RESUMABLE = frozenset({"interrupted", "cancelled", "budget_exceeded"})
+# The failure_reason of a run whose files cannot be read (it is not resumable any more).
+DAMAGED = "damaged: "
+
+
+def is_damaged(row: dict[str, Any]) -> bool:
+    """True for a run marked damaged (see Runner.mark_damaged)."""
+    return not row["resumable"] and (row["failure_reason"] or "").startswith(DAMAGED)
 
 
 @dataclass
@@ -136,27 +153,31 @@ class Runner:
             raise
         run_dir = RunDirectory(self.home / "runs" / run_id, redactor,
                                content=options.record == "full")
-        run_dir.create()
-        launch = {"pipeline_format": graph.source_format, "inputs": inputs,
-                  "variables": variables, "settings": prepared.settings, **options.launch()}
-        self._snapshot(run_dir, prepared, launch)
         created = utc_now()
         manifest = self._manifest(run_id, trace_id, prepared, created, options)
-        run_dir.write_json("manifest.json", data=manifest)
-        await self.store.add_run(
-            pipeline_hash=prepared.digest, pipeline_name=graph.name,
-            pipeline_format=graph.source_format, source=prepared.stored_source,
-            run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
-                 "trace_id": trace_id, "inputs": prepared.stored_inputs,
-                 "settings": prepared.stored_settings, "created_at": created,
-                 "started_at": created, **options.launch()},
-            concurrent=options.trial_set_id is not None)
-        append_run_manifest(self.home, {
-            "run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
-            "pipeline_hash": prepared.digest, "created_at": created,
-            "run_dir": f"runs/{run_id}", "manifest": f"runs/{run_id}/manifest.json",
-            "config": {name: f"runs/{run_id}/config/{name}"
-                       for name in [*prepared.config, "launch.json"]}})
+        try:
+            run_dir.create()
+            launch = {"pipeline_format": graph.source_format, "inputs": inputs,
+                      "variables": variables, "settings": prepared.settings,
+                      **options.launch()}
+            self._snapshot(run_dir, prepared, launch)
+            run_dir.write_json("manifest.json", data=manifest)
+            await self.store.add_run(
+                pipeline_hash=prepared.digest, pipeline_name=graph.name,
+                pipeline_format=graph.source_format, source=prepared.stored_source,
+                run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
+                     "trace_id": trace_id, "inputs": prepared.stored_inputs,
+                     "settings": prepared.stored_settings, "created_at": created,
+                     "started_at": created, **options.launch()},
+                concurrent=options.trial_set_id is not None)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):  # (a joined write may commit)
+                # The run never existed (no row): a full disk leaves no directory behind.
+                shutil.rmtree(run_dir.root, ignore_errors=True)
+            if options.prepared is None:
+                await prepared.pool.aclose()
+            raise
+        self._index(run_id, trace_id, prepared, created)
         active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
                                 next_event=1, record=options.record, replayer=replayer,
                                 trial_index=options.trial_index, budget=options.budget,
@@ -166,6 +187,22 @@ class Runner:
         active.pipeline_dir = options.pipeline_dir
         self._launch(active, inputs, checkpoint=None)
         return active
+
+    def _index(self, run_id: str, trace_id: str, prepared: Prepared, created: str) -> None:
+        """The run's line of run_manifest.jsonl."""
+        try:
+            append_run_manifest(self.home, {
+                "run_id": run_id, "trace_id": trace_id, "pipeline_name": prepared.graph.name,
+                "pipeline_hash": prepared.digest, "created_at": created,
+                "run_dir": f"runs/{run_id}", "manifest": f"runs/{run_id}/manifest.json",
+                "config": {name: f"runs/{run_id}/config/{name}"
+                           for name in [*prepared.config, "launch.json"]}})
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            # The run exists now: it meets the full disk at its first write and ends
+            # `interrupted` with a disk full reason; only the index misses its line.
+            log.warning("run %s is missing from run_manifest.jsonl: %s", run_id, exc)
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
@@ -218,16 +255,11 @@ class Runner:
         """Continue an interrupted or cancelled run from its checkpoint; `inputs` and
         `variables` given again replace the recorded ones (secrets were never recorded);
         `supervisor`: its manager's, when a resumed parent finds its child again."""
-        if run_id in self.active:
-            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
-        row = await self.store.get_run(run_id)
-        if row is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-        if row["status"] not in RESUMABLE:
-            raise RpcError(ErrorCode.CONFLICT,
-                           f"run {run_id} is {row['status']}; only interrupted, cancelled or "
-                           "budget_exceeded runs can be resumed")
-        launch, source, root = await self.recorded_launch(run_id)
+        row = await self._resumable_row(run_id)
+        try:
+            launch, source, root = await self.recorded_launch(run_id)
+        except DamagedFile as exc:
+            raise await self.mark_damaged(run_id, exc) from None
         settings = RunSettings.model_validate(launch["settings"])
         options = RunOptions(record=launch.get("record", "full"),
                              replay_of=launch.get("replay_of"),
@@ -246,23 +278,18 @@ class Runner:
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         try:
             replayer = await self._replayer(options, redactor) if options.replay_mode else None
-        except BaseException:
+            checkpoint = run_dir.read_json("checkpoint.json")
+            manifest = run_dir.read_json("manifest.json")
+            if replayer is not None:
+                await self._consume_made(replayer, run_id, checkpoint)
+            next_event, next_stage = await self.store.next_sequences(run_id)
+            await self.store.update_run(run_id, status="running", resumable=0,
+                                        resumed_from=(checkpoint or {}).get("current_node"))
+        except BaseException as exc:
             await pool.aclose()
+            if isinstance(exc, DamagedFile):
+                raise await self.mark_damaged(run_id, exc) from None
             raise
-        checkpoint = run_dir.read_json("checkpoint.json")
-        if replayer is not None:
-            # The calls of the work the checkpoint keeps used up their recordings. Those after
-            # it, and those of branches it names open, belong to work that runs again: they
-            # are served again. A seq made twice (a resume ran its node again) counts once.
-            kept = int((checkpoint or {}).get("call_seq", 0))
-            reopened = set((checkpoint or {}).get("open_calls", ()))
-            made = {call["seq"]: call for call in
-                    await TraceStore(self.store.db).run_calls(run_id)}  # the last of a seq
-            replayer.cassette.consume(decode_call(call) for seq, call in sorted(made.items())
-                                      if seq <= kept and seq not in reopened)
-        next_event, next_stage = await self.store.next_sequences(run_id)
-        await self.store.update_run(run_id, status="running", resumable=0,
-                                    resumed_from=(checkpoint or {}).get("current_node"))
         active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
                                 next_event, recorded_stages=next_stage - 1,
                                 record=options.record, replayer=replayer,
@@ -270,8 +297,46 @@ class Runner:
         active.sink.totals = {key: row[key] for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.pipeline_dir = options.pipeline_dir
+        active.manifest = manifest
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
+
+    async def _resumable_row(self, run_id: str) -> dict[str, Any]:
+        """The run's row, or the error that says why it cannot be resumed."""
+        if run_id in self.active:
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
+        if row["status"] not in RESUMABLE:
+            raise RpcError(ErrorCode.CONFLICT,
+                           f"run {run_id} is {row['status']}; only interrupted, cancelled or "
+                           "budget_exceeded runs can be resumed")
+        if is_damaged(row):
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {row['failure_reason']}; "
+                           "it cannot be resumed", {"run_id": run_id})
+        return row
+
+    async def _consume_made(self, replayer: Replayer, run_id: str,
+                            checkpoint: dict[str, Any] | None) -> None:
+        """The calls of the work the checkpoint keeps used up their recordings. Those after
+        it, and those of branches it names open, belong to work that runs again: they are
+        served again. A seq made twice (a resume ran its node again) counts once."""
+        kept = int((checkpoint or {}).get("call_seq", 0))
+        reopened = set((checkpoint or {}).get("open_calls", ()))
+        made = {call["seq"]: call for call in
+                await TraceStore(self.store.db).run_calls(run_id)}  # the last of a seq
+        replayer.cassette.consume(decode_call(call) for seq, call in sorted(made.items())
+                                  if seq <= kept and seq not in reopened)
+
+    async def mark_damaged(self, run_id: str, damage: Exception) -> RpcError:
+        """Record that a run's files are damaged (it is no longer resumable); the conflict
+        error that says so."""
+        reason = f"{DAMAGED}{damage}"
+        log.error("run %s is %s", run_id, reason)
+        await self.store.update_run(run_id, resumable=0, failure_reason=reason)
+        return RpcError(ErrorCode.CONFLICT, f"run {run_id} is {reason}; it cannot be resumed",
+                        {"run_id": run_id})
 
     def _pool(self, settings: RunSettings) -> ProviderPool:
         try:
@@ -343,9 +408,14 @@ class Runner:
             else:
                 status, outcome, reason = "cancelled", None, "cancelled"
             executor.emit("PipelineCancelled", id=active.run_id, reason=reason)
-        except Exception as exc:  # an engine bug: the run fails, the daemon goes on
-            log.exception("run %s crashed", active.run_id)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
+        except Exception as exc:
+            if disk_full(exc):  # resumable once there is space again
+                self.store.db.note_failure(exc)  # the WAL is truncated once writes succeed
+                status, outcome, reason = "interrupted", None, full_reason(exc)
+                log.error("run %s stopped: %s", active.run_id, reason)
+            else:  # an engine bug: the run fails, the daemon goes on
+                log.exception("run %s crashed", active.run_id)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
             executor.emit("PipelineFailed", error=reason)
         finally:
             await self._finish(active, status, outcome, reason, result)
@@ -355,17 +425,24 @@ class Runner:
         ended = utc_now()
         active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
         try:
-            if status == "failed":
-                active.executor.end_failed_trace(reason)
-            await active.sink.flush(status=status, outcome=outcome, failure_reason=reason or None,
-                                    ended_at=ended,
-                                    resumable=int(status in RESUMABLE))
-            manifest = active.manifest or active.executor.run_dir.read_json(
-                "manifest.json") or {}
-            manifest.update(status=status, outcome=outcome, end_time=ended,
-                            failure_reason=reason or None,
-                            resumable=status in RESUMABLE)
-            active.executor.run_dir.write_json("manifest.json", data=manifest)
+            # On a full disk each record is written as far as it goes: the store keeps the
+            # run's end to write with its next write (RunStore.unwritten), and reads see it.
+            with _unless_full(active.run_id, "the end of its trace"):
+                if status == "failed":
+                    active.executor.end_failed_trace(reason)
+            # The manifest before the row: a daemon killed between the two leaves a run the
+            # store says is running, which the next daemon marks interrupted (manifest too)
+            # and sweeps of temporary files; the other way round nothing would.
+            with _unless_full(active.run_id, "manifest.json"):
+                manifest = active.manifest or {}
+                manifest.update(status=status, outcome=outcome, end_time=ended,
+                                failure_reason=reason or None,
+                                resumable=status in RESUMABLE)
+                active.executor.run_dir.write_json("manifest.json", data=manifest)
+            with _unless_full(active.run_id, "its end in the store"):
+                await active.sink.flush(status=status, outcome=outcome,
+                                        failure_reason=reason or None, ended_at=ended,
+                                        resumable=int(status in RESUMABLE))
         finally:
             active.executor.run_dir.close()
             if active.owns_pool:
@@ -379,14 +456,27 @@ class Runner:
                 active.executor.supervisor.ended(active.executor.report(status, outcome,
                                                                         reason or None))
 
-    def note_interrupted(self, rows: list[dict[str, Any]]) -> None:
-        """Runs a dead daemon left behind: their manifests say so too."""
+    async def note_interrupted(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Runs a dead daemon left behind: their manifests say so too, and the temporary
+        files of writes it was killed in are removed. A run whose manifest cannot be read
+        is marked damaged (the others carry on); returns the ids of those."""
+        damaged = []
         for row in rows:
             run_dir = RunDirectory(self.home / row["run_dir"])
-            manifest = run_dir.read_json("manifest.json")
+            remove_temporary_files(run_dir.root)
+            remove_temporary_files(run_dir.root / "artifacts")
+            try:
+                manifest = run_dir.read_json("manifest.json")
+            except (DamagedFile, OSError) as exc:
+                if disk_full(exc):
+                    raise
+                await self.mark_damaged(row["id"], exc)
+                damaged.append(row["id"])
+                continue
             if manifest is not None:
                 manifest.update(status="interrupted", resumable=True)
                 run_dir.write_json("manifest.json", data=manifest)
+        return damaged
 
     async def cancel(self, run_id: str) -> None:
         """Cancel a running run (its tool processes are killed) and wait until it stopped."""
@@ -462,6 +552,17 @@ class Runner:
                 "parent": None if options.parent_run_id is None else {
                     "run_id": options.parent_run_id, "node": options.parent_node,
                     "run_dir": f"runs/{options.parent_run_id}"}}
+
+
+@contextlib.contextmanager
+def _unless_full(run_id: str, what: str) -> Iterator[None]:
+    """Go on past a write that a full disk refused (logged); anything else is raised."""
+    try:
+        yield
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        log.error("run %s: %s not written: %s", run_id, what, exc)
 
 
 def plan_of(graph: Graph, digest: str | None = None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ostinato.protocol.runs import (
 )
 from ostinato.protocol.trials import TrialSetSummary
 
+from ..disk import DamagedFile
 from ..engine.recording import NOT_WORK
 from ..engine.redact import Redactor, run_secrets
 from ..engine.run_state import completed_nodes
@@ -141,7 +142,10 @@ async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
     row = await _row(ctx, params.run_id)
     stages = await services.runs.stages(params.run_id)
     run_dir = RunDirectory(ctx.daemon.home / row["run_dir"])
-    checkpoint = run_dir.read_json("checkpoint.json")
+    try:
+        checkpoint = run_dir.read_json("checkpoint.json")
+    except DamagedFile:  # the run is still shown: its row says what the store knows
+        checkpoint = None
     active = services.runner.active.get(params.run_id)
     question = active.question.to_dict() if active and active.question else None
     return RunDetail.model_validate({

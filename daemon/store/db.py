@@ -13,6 +13,7 @@ from typing import Any
 
 import aiosqlite
 
+from ..disk import disk_full
 from ..ids import utc_now
 
 log = logging.getLogger("ostinato.store")
@@ -59,27 +60,55 @@ class Database:
         self._checkpoint: asyncio.Task[Any] | None = None
         self._group: Group = []
         self._group_writer: asyncio.Task[None] | None = None
+        # A write failed on a full disk: once one commits again, the WAL is truncated, so
+        # that the space it grew into is given back (see _after_commit).
+        self.was_full = False
 
     @classmethod
     async def open(cls, path: Path) -> Database:
-        """Open (creating if needed) and migrate the database at `path`."""
+        """Open (creating if needed) and migrate the database at `path`; its WAL is
+        truncated if the disk allows. On any failure both connections are closed again:
+        aiosqlite's thread left running would keep the process from ever exiting."""
         connection = await aiosqlite.connect(path, isolation_level=None)
-        connection.row_factory = aiosqlite.Row
-        await connection.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a committed transaction survives a killed process; only a
-        # power loss may drop the last ones.
-        await connection.execute("PRAGMA synchronous=NORMAL")
-        await connection.execute("PRAGMA foreign_keys=ON")
-        await connection.execute("PRAGMA busy_timeout=5000")
-        # The loop's writer never waits for a lock (busy timeout 0) and never checkpoints
-        # the WAL itself, which syncs the disk: _after_commit has that done off the loop.
-        writer = sqlite3.connect(path, isolation_level=None, timeout=0,
-                                 check_same_thread=False)
-        for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"):
-            writer.execute(f"PRAGMA {pragma}")
-        database = cls(connection, writer, path)
-        await database._migrate()
+        writer: sqlite3.Connection | None = None
+        try:
+            connection.row_factory = aiosqlite.Row
+            await connection.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a committed transaction survives a killed process; only a
+            # power loss may drop the last ones.
+            await connection.execute("PRAGMA synchronous=NORMAL")
+            await connection.execute("PRAGMA foreign_keys=ON")
+            await connection.execute("PRAGMA busy_timeout=5000")
+            # The loop's writer never waits for a lock (busy timeout 0) and never
+            # checkpoints the WAL itself, which syncs the disk: _after_commit has that done
+            # off the loop.
+            writer = sqlite3.connect(path, isolation_level=None, timeout=0,
+                                     check_same_thread=False)
+            for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"):
+                writer.execute(f"PRAGMA {pragma}")
+            database = cls(connection, writer, path)
+            await database._migrate()
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            await connection.close()
+            raise
+        await database.truncate_wal()  # a WAL left large by an earlier daemon shrinks
         return database
+
+    async def truncate_wal(self) -> bool:
+        """Checkpoint the whole WAL into the database and truncate it to nothing; False when
+        it could not be done now (readers in the way, a disk still full)."""
+        try:
+            rows = await self.connection.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # the checkpoint grows the database file: it may not fit
+            self.note_failure(exc)  # tried again after the next commit
+            log.warning("the WAL of %s was not truncated: %s", self.path, exc)
+            return False
+        busy = bool(rows and rows[0][0])
+        if busy:
+            log.info("the WAL of %s was not truncated: the database is busy", self.path)
+        return not busy
 
     async def _migrate(self) -> None:
         """Apply every migration not yet applied, all in one transaction."""
@@ -140,6 +169,7 @@ class Database:
                 _transaction(self.writer, statements)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode & 0xFF not in _BUSY:  # extended codes too
+                    self.note_failure(exc)
                     raise
             else:
                 self._after_commit()
@@ -154,6 +184,15 @@ class Database:
             except asyncio.CancelledError:
                 abort.set()
                 raise
+            except Exception as exc:
+                self.note_failure(exc)
+                raise
+        self._after_commit()
+
+    def note_failure(self, exc: BaseException) -> None:
+        """Remember a write that failed on a full disk (see `was_full`)."""
+        if disk_full(exc):
+            self.was_full = True
 
     def _commit_group(self) -> None:
         """Commit the queued concurrent writes on the loop, in one transaction; a group that
@@ -175,7 +214,11 @@ class Database:
                 return
         except Exception:
             outcomes = [_try(self.writer, statements) for statements, _ in group]
-        self._after_commit()
+        for error in outcomes:
+            if error is not None:
+                self.note_failure(error)
+        if None in outcomes:
+            self._after_commit()
         _settle(group, outcomes)
 
     def _drain_off_loop(self) -> None:
@@ -200,16 +243,30 @@ class Database:
                                                            statements)
                             outcomes.append(None)
                         except Exception as exc:
+                            self.note_failure(exc)
                             outcomes.append(exc)
+            if None in outcomes:
+                self._after_commit()
             _settle(group, outcomes)
 
     def _after_commit(self) -> None:
-        """Every CHECKPOINT_EVERY commits, a passive WAL checkpoint on aiosqlite's thread."""
+        """Every CHECKPOINT_EVERY commits, a passive WAL checkpoint on aiosqlite's thread;
+        the first commit after a full disk truncates the WAL instead."""
         self._commits += 1
-        if self._commits % self.CHECKPOINT_EVERY == 0 and (
-                self._checkpoint is None or self._checkpoint.done()):
-            self._checkpoint = asyncio.ensure_future(
-                self.connection.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)"))
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        if self.was_full:
+            self.was_full = False
+            self._checkpoint = asyncio.ensure_future(self.truncate_wal())
+        elif self._commits % self.CHECKPOINT_EVERY == 0:
+            self._checkpoint = asyncio.ensure_future(self._passive_checkpoint())
+
+    async def _passive_checkpoint(self) -> None:
+        try:
+            await self.connection.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # it grows the database file: a full disk refuses it
+            self.note_failure(exc)
+            log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
 
     async def close(self) -> None:
         """Close both connections."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from ..disk import disk_full
 from ..ids import utc_now
 from .db import Database, Statement
 from .pages import newest_first
@@ -24,6 +25,10 @@ class RunStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Run fields a full disk kept out of the store (a run's end, mostly): written with
+        # the next write that succeeds, and laid over the rows read meanwhile, so that a
+        # run that stopped is never reported running.
+        self.unwritten: dict[str, dict[str, Any]] = {}
 
     async def add_run(self, *, pipeline_hash: str, pipeline_name: str, pipeline_format: str,
                       source: str, run: dict[str, Any], concurrent: bool = False) -> None:
@@ -57,7 +62,40 @@ class RunStore:
 
     async def update_run(self, run_id: str, **fields: Any) -> None:
         """Change some of a run's fields."""
-        await self.db.write([self.update_statement(run_id, **fields)])
+        await self._write(run_id, [self.update_statement(run_id, **fields)], None)
+
+    async def _write(self, run_id: str, statements: list[Statement],
+                     run_fields: dict[str, Any] | None, concurrent: bool = False) -> None:
+        """Write `statements`, after the run fields a full disk kept out; when the disk is
+        still full, `run_fields` (what a run reports of itself: true whether written or
+        not) wait with them."""
+        waiting = dict(self.unwritten)
+        earlier = [self.update_statement(rid, **fields) for rid, fields in waiting.items()]
+        try:
+            await self.db.write(earlier + statements, concurrent=concurrent)
+        except Exception as exc:
+            if run_fields and disk_full(exc):
+                self.unwritten[run_id] = {**self.unwritten.get(run_id, {}), **run_fields}
+            raise
+        for rid, fields in waiting.items():
+            if self.unwritten.get(rid) is fields:
+                del self.unwritten[rid]
+
+    async def write_unwritten(self) -> bool:
+        """Try again to write what a full disk kept out; True when nothing is left."""
+        if self.unwritten:
+            try:
+                await self._write("", [], None)
+            except Exception as exc:
+                if not disk_full(exc):
+                    raise
+        return not self.unwritten
+
+    def _as_known(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A row with the fields a full disk kept out of it."""
+        if row is not None and row["id"] in self.unwritten:
+            row.update(self.unwritten[row["id"]])
+        return row
 
     async def record(self, run_id: str, *, stage: dict[str, Any] | None,
                      events: list[dict[str, Any]], calls: list[dict[str, Any]],
@@ -95,11 +133,12 @@ class RunStore:
         if run_fields:
             statements.append(self.update_statement(run_id, **run_fields))
         if statements:
-            await self.db.write(statements, concurrent=concurrent)
+            await self._write(run_id, statements, run_fields, concurrent=concurrent)
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run's row."""
-        return await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return self._as_known(await self.db.fetchone("SELECT * FROM runs WHERE id = ?",
+                                                     (run_id,)))
 
     async def child_run(self, parent_run_id: str, key: str) -> dict[str, Any] | None:
         """The child a parent run's manager node started for `key` (node:visit:attempt)."""
@@ -192,7 +231,12 @@ class RunStore:
         if until:
             where.append("created_at < ?")
             params.append(until)
-        return await newest_first(self.db, "runs", where, params, limit=limit, cursor=cursor)
+        rows, cursor = await newest_first(self.db, "runs", where, params, limit=limit,
+                                          cursor=cursor)
+        if self.unwritten:  # a run the store still says is running may have stopped
+            rows = [row for row in map(self._as_known, rows)
+                    if row is not None and (not statuses or row["status"] in statuses)]
+        return rows, cursor
 
     async def mark_interrupted(self) -> list[dict[str, Any]]:
         """Runs that were active when the daemon died: interrupted and resumable; returns
