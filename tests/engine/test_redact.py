@@ -52,6 +52,8 @@ def numbers_of(secret: str) -> list[int | float]:
             number = json.loads(text)
         except ValueError:
             continue
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            continue  # `true  `, `"abcd"`: JSON, but no number
         if isinstance(number, float) or -(2**63) <= number < 2**64:
             found.append(number)
     return found
