@@ -150,6 +150,7 @@ def params_fuzzer(runner: asyncio.Runner, process: asyncio.subprocess.Process,
     @settings(FUZZ, max_examples=PER_METHOD)
     @given(st.data())
     def exchange(data: st.DataObject) -> None:
+        known = len(session.found)  # this example's problems only: shrinking reruns it
         params = seeds.swap(method, data.draw(valid_params(method)), data)
         if data.draw(st.integers(0, 3), label="mutate") > 0:
             params = data.draw(mutated(params))
@@ -157,7 +158,7 @@ def params_fuzzer(runner: asyncio.Runner, process: asyncio.subprocess.Process,
         reply = runner.run(session.call(method, params))
         runner.run(session.wind_down(method, reply))
         assert process.returncode is None, "the daemon died"
-        assert not session.found, "\n".join(session.found)
+        assert not session.found[known:], "\n".join(session.found[known:])
 
     return exchange
 
