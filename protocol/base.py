@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-ProgressToken = int | str
+from .bounds import Integer
+
+ProgressToken = Integer | str
 
 
 class Params(BaseModel):

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from .bounds import MAX_INTEGER, Integer, JsonObject, JsonValue
 from .patterns import compile_pattern
 
 RunStatusName = Literal["pending", "running", "waiting", "completed", "failed", "cancelled",
@@ -132,7 +133,7 @@ class CountAlias(InvariantBase):
     `max_scenarios` likewise under `scenarios`. `key` reads another context key."""
 
     type: Literal["min_candidates", "max_candidates", "min_scenarios", "max_scenarios"]
-    value: int = Field(ge=0, description="The bound on the count (inclusive).")
+    value: int = Field(ge=0, le=MAX_INTEGER, description="The bound on the count (inclusive).")
     key: str | None = Field(default=None, min_length=1,
                             description="The context key to count (default: `candidates` "
                                         "or `scenarios`).")
@@ -200,7 +201,7 @@ class EqualsInvariant(OutputCheckBase):
     (a context value compares as it is)."""
 
     type: Literal["equals"]
-    value: Any = Field(description="The expected output.")
+    value: JsonValue = Field(description="The expected output.")
     strip: bool = Field(default=True, description="Ignore surrounding whitespace.")
 
 
@@ -238,7 +239,7 @@ class JsonSchemaInvariant(OutputCheckBase):
     Schema (its `$schema` decides the draft; 2020-12 by default)."""
 
     type: Literal["json_schema"]
-    value: dict[str, Any] = Field(description="The JSON Schema.")
+    value: JsonObject = Field(description="The JSON Schema.")
 
     @field_validator("value")
     @classmethod
@@ -267,7 +268,7 @@ class JmesPathInvariant(OutputCheckBase):
     type: Literal["jmespath"]
     expression: str = Field(min_length=1, description="The JMESPath query.")
     op: JmesOp = Field(default="eq", description="How the result compares with `value`.")
-    value: Any = Field(default=None, description="What the result is compared with.")
+    value: JsonValue = Field(default=None, description="What the result is compared with.")
 
     @field_validator("expression")
     @classmethod
@@ -298,12 +299,27 @@ class JmesPathInvariant(OutputCheckBase):
         return self
 
 
+MAX_NOT_NESTING = 8
+
+
 class NotInvariant(InvariantBase):
     """Passes when the wrapped output check fails, and fails when it passes; an error or a
     skip stays what it is."""
 
     type: Literal["not"]
-    check: OutputCheck = Field(description="Any output check (another `not` too).")
+    check: OutputCheck = Field(description="Any output check (another `not` too, "
+                                           f"{MAX_NOT_NESTING} at most in a row).")
+
+    @model_validator(mode="after")
+    def _bounded_nesting(self) -> NotInvariant:
+        # A chain of `not`s is the one recursive shape of the contract: bounded, so that a
+        # stored snapshot's invariants stay within what the JSON writer nests.
+        nesting, check = 1, self.check
+        while isinstance(check, NotInvariant):
+            nesting, check = nesting + 1, check.check
+        if nesting > MAX_NOT_NESTING:
+            raise ValueError(f"more than {MAX_NOT_NESTING} `not` checks in a row")
+        return self
 
 
 OutputCheck = Annotated[EqualsInvariant | ContainsInvariant | IContainsInvariant
@@ -342,7 +358,8 @@ class ToolCalledInvariant(InvariantBase):
     node: str | None = Field(default=None, min_length=1, description="The tool node's id.")
     command: str | None = Field(default=None, min_length=1,
                                 description="A substring of the command line.")
-    exit_code: int | None = Field(default=None, description="Also require this exit code.")
+    exit_code: Integer | None = Field(default=None,
+                                      description="Also require this exit code.")
 
     @model_validator(mode="after")
     def _something(self) -> ToolCalledInvariant:
@@ -365,7 +382,8 @@ class MaxTokensInvariant(InvariantBase):
     """The run used at most `value` tokens: input + output (`which: total`), or one side."""
 
     type: Literal["max_tokens"]
-    value: int = Field(ge=0, description="The most tokens the run may have used.")
+    value: int = Field(ge=0, le=MAX_INTEGER,
+                       description="The most tokens the run may have used.")
     which: Literal["total", "input", "output"] = "total"
 
 
@@ -421,7 +439,7 @@ class PassAtKInvariant(InvariantBase):
     n = k: 1 when any trial passed). Needs at least k trials."""
 
     type: Literal["pass_at_k"]
-    k: int = Field(ge=1, description="Trials per attempt.")
+    k: int = Field(ge=1, le=MAX_INTEGER, description="Trials per attempt.")
     threshold: float = Field(default=0.9, ge=0, le=1)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .base import AnyParams, NullResult, Params, ProgressToken, Result
+from .bounds import Integer, JsonObject, check_json
 from .registry import MethodSpec
 
 # The state directory of a daemon started without --home and without $OSTINATO_HOME.
@@ -40,12 +41,17 @@ class InitializeParams(Params):
 
     model_config = ConfigDict(extra="allow")
 
-    processId: int | None = None
+    processId: Integer | None = None
     clientInfo: ClientInfo | None = None
     protocolVersion: str | None = Field(
         default=None, description="The protocol version the client speaks, if it says.")
-    capabilities: dict[str, Any] = Field(default_factory=dict)
+    capabilities: JsonObject = Field(default_factory=dict)
     initializationOptions: InitializeOptions | None = None
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> InitializeParams:
+        check_json(self.model_extra or {})  # the fields of other protocols are JSON too
+        return self
 
 
 class ServerInfo(BaseModel):
@@ -78,7 +84,7 @@ class InitializeResult(Result):
 class CancelParams(Params):
     """`$/cancelRequest`: the id of the request to cancel."""
 
-    id: int | str
+    id: Integer | str
 
 
 class WorkDoneProgressValue(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .base import Params, Result
+from .bounds import JsonObject
 from .registry import MethodSpec
 
 Severity = Literal["error", "warning", "info"]
@@ -52,7 +53,7 @@ class ValidateParams(Params):
     pipeline: PipelineRef
     variables: dict[str, str] = Field(
         default_factory=dict, description="`--set key=value` variables for `$key` expansion.")
-    inputs: dict[str, Any] = Field(
+    inputs: JsonObject = Field(
         default_factory=dict,
         description="The run's inputs: string inputs act as variables, and every input's name "
                     "is a context key `${name}` references may use.")
@@ -70,7 +71,7 @@ class ValidateResult(Result):
 class PlanParams(ValidateParams):
     """Resolve a pipeline without running it: no run directory, no rows."""
 
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: JsonObject = Field(default_factory=dict)
 
 
 class PlanResult(ValidateResult):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from .base import NullResult, Params, Result, Strict
+from .bounds import JsonObject
 from .invariants import Invariant, InvariantResult
 from .pipelines import PipelineRef
 from .registry import MethodSpec
@@ -15,6 +16,12 @@ from .trials import TrialSetSummary
 # A real pipeline rarely runs more than a few dozen node executions; a loop of four LLM nodes
 # that never ends stops after 50 rounds (half an hour at ten seconds a call, not a day).
 DEFAULT_MAX_STEPS = 200
+# Sane bounds (docs/protocol.md, "Bounds"): a backoff 100 times the preset's is already hours,
+# 1,000 branches at once is far past any provider's rate limit, a million node executions
+# far past any pipeline.
+MAX_DELAY_SCALE = 100.0
+MAX_PARALLEL = 1000
+MAX_STEPS = 1_000_000
 
 RunStatus = Literal["pending", "running", "waiting", "completed", "failed", "cancelled",
                     "interrupted", "budget_exceeded"]
@@ -43,7 +50,8 @@ class RetrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     delay_scale: float = Field(
-        default=1.0, ge=0, description="Multiplies every backoff delay; 0 retries at once.")
+        default=1.0, ge=0, le=MAX_DELAY_SCALE,
+        description="Multiplies every backoff delay; 0 retries at once.")
     jitter: bool = True
 
 
@@ -55,19 +63,19 @@ class RunSettings(BaseModel):
     default_provider: str = Field(
         default="scripted", description="Provider of nodes that name none (node "
                                         "`llm_provider` or the stylesheet win).")
-    providers: dict[str, dict[str, Any]] = Field(
+    providers: dict[str, JsonObject] = Field(
         default_factory=dict,
         description="Per provider: base_url, api_key_env, timeout_s, concurrency, retry, and "
                     "for `scripted` its responses/statuses/latency_ms/fail_rate/"
                     "pass_probability/seed.")
-    pricing: dict[str, Any] | None = Field(
+    pricing: JsonObject | None = Field(
         default=None, description="Overrides of the shipped pricing table.")
     human: HumanSettings = Field(default_factory=HumanSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
-    max_parallel: int = Field(default=4, ge=1,
+    max_parallel: int = Field(default=4, ge=1, le=MAX_PARALLEL,
                               description="Default concurrency of parallel nodes and DAGs.")
     max_steps: int = Field(
-        default=DEFAULT_MAX_STEPS, ge=0,
+        default=DEFAULT_MAX_STEPS, ge=0, le=MAX_STEPS,
         description="Node executions (attempts, parallel branches' included) after which a "
                     "run fails, so that a loop whose exit condition never holds stops long "
                     "before it costs hours; 0: no limit.")
@@ -93,7 +101,7 @@ class RunStartParams(Params):
 
     pipeline: PipelineRef | None = Field(
         default=None, description="Required unless `replay.from_run` names a run to rerun.")
-    inputs: dict[str, Any] = Field(
+    inputs: JsonObject = Field(
         default_factory=dict, description="Initial context values (and `$name` variables "
                                           "when they are strings).")
     variables: dict[str, str] = Field(default_factory=dict,
@@ -172,7 +180,7 @@ class RunResumeParams(RunIdParams):
     """Resume a run; `wait` answers when it ends."""
 
     wait: bool = False
-    inputs: dict[str, Any] = Field(
+    inputs: JsonObject = Field(
         default_factory=dict, description="Inputs to give again: secret-looking ones were "
                                           "never written down, so a resume needs them.")
     variables: dict[str, str] = Field(default_factory=dict,
@@ -433,7 +441,7 @@ class RunReevalParams(Params):
     pipeline: PipelineRef | None = Field(
         default=None, description="The pipeline the run should have run: drift when its "
                                   "hash differs from the run's.")
-    inputs: dict[str, Any] | None = Field(
+    inputs: JsonObject | None = Field(
         default=None, description="The inputs the run should have had: drift when their hash "
                                   "differs from the run's.")
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, RootModel, StringConstraints, model_validator
 
 from .base import Params, Result, Strict
+from .bounds import JsonObject
 from .invariants import Invariant
 from .pipelines import PipelineRef
 from .registry import MethodSpec
@@ -38,7 +39,7 @@ class SnapshotCreateParams(Params):
                                   "and its calls as the cassette.")
     pipeline: PipelineRef | None = Field(
         default=None, description="Or capture this pipeline (its source is copied).")
-    inputs: dict[str, Any] | None = Field(default=None, description="With `pipeline`.")
+    inputs: JsonObject | None = Field(default=None, description="With `pipeline`.")
     variables: dict[str, str] | None = Field(default=None, description="With `pipeline`.")
     settings: RunSettings | None = Field(default=None, description="With `pipeline`.")
     invariants: list[Invariant] = Field(
@@ -198,10 +199,10 @@ class SnapshotReplayParams(Params):
     trials: int = Field(default=1, ge=1, le=100_000,
                         description="More than 1: a trial set of that many runs.")
     concurrency: int = Field(default=4, ge=1, le=1000, description="Trials running at once.")
-    overrides: dict[str, Any] = Field(
+    overrides: JsonObject = Field(
         default_factory=dict, description="Settings shallow-merged over the stored ones "
                                           "(e.g. `providers`, `max_parallel`).")
-    inputs: dict[str, Any] | None = Field(
+    inputs: JsonObject | None = Field(
         default=None, description="Inputs shallow-merged over the stored ones (secret ones "
                                   "were stored redacted: give them again).")
     variables: dict[str, str] | None = Field(default=None,

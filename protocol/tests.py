@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from .base import NullResult, Params, Result, Strict
+from .bounds import MAX_INTEGER
 from .registry import MethodSpec
 from .snapshots import MAX_TAGS, Tag
 
@@ -33,7 +34,7 @@ class TestsRunParams(Params):
         description="The latest version of every snapshot name that has all these tags.")
     all: bool = Field(default=False,
                       description="The latest version of every snapshot name.")
-    max_snapshots: int | None = Field(default=None, ge=1,
+    max_snapshots: int | None = Field(default=None, ge=1, le=MAX_INTEGER,
                                       description="Test at most this many of the selected.")
     trials: int = Field(default=1, ge=1, le=1000,
                         description="Replays of each snapshot; above 1 a trial set.")

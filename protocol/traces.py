@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Params, Result
+from .bounds import MAX_INTEGER
 from .registry import MethodSpec
 from .runs import RunSummary
 
@@ -63,9 +64,9 @@ class TraceGetParams(Params):
     """A trace by id; `after_seq` and `limit` page through long ones."""
 
     trace_id: str
-    after_seq: int = Field(default=0, ge=0,
+    after_seq: int = Field(default=0, ge=0, le=MAX_INTEGER,
                            description="Only calls whose `seq` is greater than this.")
-    limit: int | None = Field(default=None, ge=1,
+    limit: int | None = Field(default=None, ge=1, le=MAX_INTEGER,
                               description="At most this many calls; all when absent.")
 
 

@@ -1,4 +1,10 @@
-"""Keeping secrets off disk: redaction of secret-looking names and of known secret values."""
+"""Keeping secrets off disk: redaction of secret-looking names and of known secret values.
+
+Redaction works on decoded JSON values, never by replacing bytes in serialized JSON: a
+replacement inside the bytes could cut a token (an unquoted number `123456` would become a
+bare `[redacted]`, an escape sequence could lose its backslash), so every redacted document
+is still JSON. A secret is taken out of strings (values and keys, raw or JSON-escaped) and a
+number whose text contains a secret becomes the string "[redacted]"."""
 
 from __future__ import annotations
 
@@ -11,7 +17,6 @@ from typing import Any
 import orjson
 
 REDACTED = "[redacted]"
-REDACTED_BYTES = REDACTED.encode()
 # Environment variables whose names read like secrets but hold none (PWD: the working
 # directory, which would otherwise be blanked out of every path a run writes).
 _NOT_SECRETS = frozenset({"PWD", "OLDPWD"})
@@ -20,6 +25,9 @@ _MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 _SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd",
                            "credential", "credentials", "auth", "authorization", "bearer",
                            "cookie"})
+# Only a secret made of these characters can be part of a JSON number's text.
+_NUMBER_CHARACTERS = frozenset("0123456789+-.eE")
+_CONTAINERS = (Mapping, list, tuple)
 
 
 @functools.lru_cache(maxsize=4096)  # the same few names are asked about for every run
@@ -45,51 +53,100 @@ class Redactor:
         # Longest first, so that a secret containing another is replaced whole.
         self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH},
                               key=len, reverse=True)
-        self._encoded = [(secret.encode(), orjson.dumps(secret)[1:-1])
-                         for secret in self.secrets]
+        # Strings may hold JSON text themselves (a tool's output, a request body): the
+        # secret's JSON-escaped spelling is replaced there too.
+        escaped = (orjson.dumps(s).decode()[1:-1] for s in self.secrets)
+        self._needles = sorted({*self.secrets, *escaped}, key=len, reverse=True)
+        self._encoded = [needle.encode() for needle in self._needles]
+        self._numeric = [s for s in self.secrets if _NUMBER_CHARACTERS.issuperset(s)]
 
     def text(self, value: str) -> str:
         """`value` with every known secret replaced."""
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
+        for needle in self._needles:
+            if needle in value:
+                value = value.replace(needle, REDACTED)
         return value
 
     def data(self, value: Any) -> Any:
         """A copy of settings-like JSON with secrets replaced, and every value under a
         secret-looking name (settings, launch records, providers)."""
-        if isinstance(value, str):
-            return self.text(value) if self.secrets else value
-        if isinstance(value, Mapping):
-            return {k: (REDACTED if is_secret_name(str(k)) and v not in (None, "")
-                        else self.data(v)) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.data(v) for v in value]
-        return value
-
-    def encoded(self, data: bytes) -> bytes:
-        """JSON bytes with every known secret replaced, as written raw or JSON-escaped."""
-        for raw, escaped in self._encoded:
-            if raw in data:
-                data = data.replace(raw, REDACTED_BYTES)
-            if escaped != raw and escaped in data:
-                data = data.replace(escaped, REDACTED_BYTES)
-        return data
+        return self._copy(value, named=True)
 
     def values(self, value: Any) -> Any:
         """A copy of run data (context, outcomes, events, calls) with the known secret
         values replaced wherever they occur. Names are not judged here: a context key
         `prep.token` or a human option's `key` is data, and a checkpoint must keep it to
         resume to the same result."""
-        if not self.secrets:
-            return value
+        return self._copy(value, named=False) if self.secrets else value
+
+    def encoded(self, data: bytes) -> bytes:
+        """One JSON document's bytes (compact or orjson's 2-space indent, an optional final
+        newline) with every known secret taken out; still JSON, formatted alike."""
+        if not any(needle in data for needle in self._encoded):
+            return data  # the usual case, at the cost of a few searches
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:  # not JSON: there is no token to cut
+            return self.text(data.decode("utf-8", "replace")).encode("utf-8")
+        pretty = orjson.OPT_INDENT_2 if data.lstrip()[1:2] == b"\n" else 0
+        newline = b"\n" if data.endswith(b"\n") else b""
+        return orjson.dumps(self.values(value), option=pretty) + newline
+
+    def _leaf(self, value: Any) -> Any:
+        """A scalar with the secrets taken out: a number whose text holds one is replaced
+        whole (keeping its other digits would still be a number, and wrong)."""
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, Mapping):
-            return {k: self.values(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.values(v) for v in value]
+        if self._numeric and isinstance(value, int | float) and not isinstance(value, bool):
+            spellings = (str(value), _json_number(value))
+            if any(secret in spelling for secret in self._numeric for spelling in spellings):
+                return REDACTED
         return value
+
+    def _key(self, key: Any) -> Any:
+        spelled = key if isinstance(key, str) else str(key)
+        redacted = self.text(spelled)
+        return key if redacted == spelled else redacted
+
+    def _copy(self, value: Any, named: bool) -> Any:
+        """A redacted copy of `value`, walked without recursion (no depth is too deep)."""
+        if not isinstance(value, _CONTAINERS):
+            return self._leaf(value)
+        root: list[Any] = [None]
+        pending: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (source, parent, slot)
+        text, leaf = self.text, self._leaf
+        while pending:
+            source, parent, slot = pending.pop()
+            if isinstance(source, Mapping):
+                copy: Any = {}
+                for key, item in source.items():
+                    name = text(key) if type(key) is str else self._key(key)
+                    if named and item not in (None, "") and is_secret_name(str(key)):
+                        copy[name] = REDACTED
+                    elif type(item) is str:  # the most common value, tested first
+                        copy[name] = text(item)
+                    elif isinstance(item, _CONTAINERS):
+                        copy[name] = None  # filled in when its turn comes, in its place
+                        pending.append((item, copy, name))
+                    else:
+                        copy[name] = leaf(item)
+            else:
+                copy = [None] * len(source)
+                for index, item in enumerate(source):
+                    if isinstance(item, _CONTAINERS):
+                        pending.append((item, copy, index))
+                    else:
+                        copy[index] = leaf(item)
+            parent[slot] = copy
+        return root[0]
+
+
+def _json_number(value: int | float) -> str:
+    """How orjson writes a number (floats differ from str: `1e16`, not `1e+16`)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits
+        return str(value)
 
 
 def environment_secrets(environ: dict[str, str]) -> list[str]:
@@ -98,8 +155,26 @@ def environment_secrets(environ: dict[str, str]) -> list[str]:
             if value and name not in _NOT_SECRETS and is_secret_name(name)]
 
 
+def named_secrets(named: Any) -> list[str]:
+    """The scalars (strings and numbers, as text) under secret-looking names at any depth of
+    `named`: all of them under such a name, however deep they sit below it."""
+    found: list[str] = []
+    pending: list[tuple[Any, bool]] = [(named, False)]
+    while pending:
+        value, secret = pending.pop()
+        if isinstance(value, Mapping):
+            pending.extend((item, secret or is_secret_name(str(key)))
+                           for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            pending.extend((item, secret) for item in value)
+        elif secret and isinstance(value, str):
+            found.append(value)
+        elif secret and isinstance(value, int | float) and not isinstance(value, bool):
+            found.extend({str(value), _json_number(value)})
+    return found
+
+
 def run_secrets(named: Mapping[str, Any], keys: Iterable[str] = ()) -> list[str]:
     """A run's secrets: secret-looking environment variables, the provider keys `keys`, and
-    the values in `named` (inputs, variables) whose names look like secrets."""
-    values = [str(v) for k, v in named.items() if is_secret_name(k) and isinstance(v, str | int)]
-    return [*environment_secrets(dict(os.environ)), *keys, *values]
+    the values in `named` (inputs, variables) under secret-looking names, at any depth."""
+    return [*environment_secrets(dict(os.environ)), *keys, *named_secrets(named)]

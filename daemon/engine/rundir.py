@@ -152,7 +152,8 @@ class RunDirectory:
         every value under a secret-looking name."""
         if settings:
             write_atomic(self._path(*parts), dump_json(self.redactor.data(data)))
-        else:  # run data can be large (a checkpoint): redact the encoded bytes, not objects
+        else:  # run data can be large (a checkpoint): searched as bytes, copied only when a
+            # secret is found (Redactor.encoded)
             write_atomic(self._path(*parts), self.redactor.encoded(dump_json(data)))
 
     def write_text(self, *parts: str, text: str) -> None:
@@ -243,7 +244,7 @@ class RunDirectory:
             artifact_id = uuid7()
             (self.root / "artifacts").mkdir(exist_ok=True)
             write_atomic(self.root / "artifacts" / f"{artifact_id}.json",
-                         self.redactor.text(encoded.decode("utf-8")).encode("utf-8"))
+                         self.redactor.encoded(encoded))
             out[key] = {"artifact_ref": artifact_id, "key": key, "size_bytes": len(encoded)}
         return out
 
