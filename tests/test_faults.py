@@ -106,6 +106,25 @@ async def kill_at_event(daemon: DaemonProcess, wire: Wire, runs: set[str], k: in
     await killed(daemon)
 
 
+async def runs_killed_inside_a_tool(home: Path, short_tmp: Path,
+                                    count: int = 1) -> list[dict[str, Any]]:
+    """Start `count` runs that wait inside a tool node, then SIGKILL their daemon (and the
+    tools it left): what `run.start` answered for each."""
+    socket, go = str(short_tmp / "d.sock"), short_tmp / "go"
+    daemon = await start_daemon(home, "--socket", socket)
+    wire = await daemon.connect()
+    started, pids = [], []
+    for n in range(count):
+        fifo = make_fifo(short_tmp / f"announce-{n}")
+        started.append(await wire.result("run.start", {
+            "pipeline": blocking_pipeline(go, fifo), "settings": FAST}))
+        pids.append(int(await read_fifo(fifo)))
+    await killed(daemon)
+    for pid in pids:
+        kill_orphan(pid)
+    return started
+
+
 async def spawn(home: Path, *args: str) -> tuple[int | None, str]:
     """Start a daemon that is expected not to get ready: its exit code (None if it was
     still running after WAIT seconds, then killed) and its stderr."""
@@ -212,14 +231,7 @@ async def test_runs_killed_at_random_points_resume_to_the_uninterrupted_result(
 async def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(
         short_tmp: Path) -> None:
     home, socket = short_tmp / "home", str(short_tmp / "d.sock")
-    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
-    daemon = await start_daemon(home, "--socket", socket)
-    wire = await daemon.connect()
-    started = await wire.result("run.start", {"pipeline": blocking_pipeline(go, fifo),
-                                              "settings": FAST})
-    pid = int(await read_fifo(fifo))
-    await killed(daemon)
-    kill_orphan(pid)
+    [started] = await runs_killed_inside_a_tool(home, short_tmp)
     # What a daemon killed inside write_atomic leaves: its temp file, never renamed.
     run_dir = Path(started["run_dir"])
     (run_dir / "artifacts").mkdir()
@@ -232,7 +244,7 @@ async def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(
     try:
         assert not [path for path in left if path.exists()]
         wire = await daemon.connect()
-        go.touch()
+        (short_tmp / "go").touch()
         resumed = await wire.result("run.resume", {"run_id": started["run_id"], "wait": True})
         assert resumed["status"] == "completed"
     finally:
@@ -245,18 +257,7 @@ async def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(
 async def test_a_run_with_a_damaged_manifest_is_marked_damaged_and_the_others_resume(
         short_tmp: Path) -> None:
     home, socket = short_tmp / "home", str(short_tmp / "d.sock")
-    go = short_tmp / "go"
-    fifos = [make_fifo(short_tmp / "first"), make_fifo(short_tmp / "second")]
-    daemon = await start_daemon(home, "--socket", socket)
-    wire = await daemon.connect()
-    runs, pids = [], []
-    for fifo in fifos:
-        runs.append(await wire.result("run.start", {"pipeline": blocking_pipeline(go, fifo),
-                                                    "settings": FAST}))
-        pids.append(int(await read_fifo(fifo)))
-    await killed(daemon)
-    for pid in pids:
-        kill_orphan(pid)
+    runs = await runs_killed_inside_a_tool(home, short_tmp, count=2)
     damaged, sound = (r["run_id"] for r in runs)
     (home / "runs" / damaged / "manifest.json").write_text('{"run_id": "cut sh')
 
@@ -274,7 +275,7 @@ async def test_a_run_with_a_damaged_manifest_is_marked_damaged_and_the_others_re
         refused = await wire.request("run.resume", {"run_id": damaged})
         assert refused["error"]["code"] == CONFLICT
         assert "damaged: manifest.json" in refused["error"]["message"]
-        go.touch()
+        (short_tmp / "go").touch()
         resumed = await wire.result("run.resume", {"run_id": sound, "wait": True})
         assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
     finally:
@@ -284,14 +285,7 @@ async def test_a_run_with_a_damaged_manifest_is_marked_damaged_and_the_others_re
 async def test_a_damaged_checkpoint_is_refused_at_resume_and_the_run_marked_damaged(
         short_tmp: Path) -> None:
     home, socket = short_tmp / "home", str(short_tmp / "d.sock")
-    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
-    daemon = await start_daemon(home, "--socket", socket)
-    wire = await daemon.connect()
-    started = await wire.result("run.start", {"pipeline": blocking_pipeline(go, fifo),
-                                              "settings": FAST})
-    pid = int(await read_fifo(fifo))
-    await killed(daemon)
-    kill_orphan(pid)
+    [started] = await runs_killed_inside_a_tool(home, short_tmp)
     (Path(started["run_dir"]) / "checkpoint.json").write_bytes(b"\x00\x00garbage")
 
     daemon = await start_daemon(home, "--socket", socket)
@@ -325,14 +319,7 @@ async def test_a_start_that_fails_after_opening_the_store_exits_2_with_a_message
 async def test_a_full_disk_at_start_ends_the_daemon_with_a_message(
         small_disk: Path, short_tmp: Path) -> None:
     home, socket = small_disk / "home", str(short_tmp / "d.sock")
-    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
-    daemon = await start_daemon(home, "--socket", socket)
-    wire = await daemon.connect()
-    started = await wire.result("run.start", {"pipeline": blocking_pipeline(go, fifo),
-                                              "settings": FAST})
-    pid = int(await read_fifo(fifo))
-    await killed(daemon)
-    kill_orphan(pid)
+    [started] = await runs_killed_inside_a_tool(home, short_tmp)
     # The WAL checkpointed away: the next start has to find new space to write anything.
     with contextlib.closing(sqlite3.connect(home / "ostinato.db")) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -346,7 +333,7 @@ async def test_a_full_disk_at_start_ends_the_daemon_with_a_message(
     daemon = await start_daemon(home, "--socket", socket)
     try:
         wire = await daemon.connect()
-        go.touch()
+        (short_tmp / "go").touch()
         resumed = await wire.result("run.resume", {"run_id": started["run_id"], "wait": True})
         assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
     finally:
