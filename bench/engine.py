@@ -23,15 +23,16 @@ they are):
   thread. The issue's target: the cost per node at node 1,000 within 1.5x of the cost at
   node 10, i.e. compaction keeps requests, and so each node's work, bounded. A node's cost
   runs from the clock at its start (the engine: each StageStarted event, which the
-  stand-in daemon receives; the floor: its loop) to the next node's, so it holds the
+  bench's host receives; the floor: its loop) to the next node's, so it holds the
   node's files, store transaction and checkpoint. Compared: the mean over nodes 5-15 and
   over the last 11 nodes (990-1000), each window's least mean over the rounds;
 * linear-L (`--large`, default 10,000), once, to see whether the cost per node stays flat.
 
 engine: what `run.start` does, minus JSON-RPC. `Runner.start` (daemon/services/runner.py)
-with a stand-in daemon (home, active_runs, and a publish that has no subscribers but takes
-the clock at each StageStarted) and the real store (one sqlite file in WAL mode for the
-whole benchmark, StoreSink + RunStore): load (parse, transform, validate), config snapshot,
+of the daemon's real services (`services.start`) over a host (daemon/services/host.py:
+the home, the default settings, and a publish that has no subscribers but takes the clock
+at each StageStarted) and the real store (one sqlite file in WAL mode for the whole
+benchmark, StoreSink + RunStore): load (parse, transform, validate), config snapshot,
 manifest, run row, then the Executor with the real handlers, ProviderPool and
 RunDirectory. Timed from `start()` until the run's `done` future resolves; the `load`
 column is the parse/transform/validate part of it. The daemon keeps the syntax trees of the
@@ -101,10 +102,9 @@ from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
 from ostinato.daemon.engine.run_state import HISTORY, LOG_HISTORY, NOTE_CHARS
 from ostinato.daemon.engine.threads import DIGEST_LINES
-from ostinato.daemon.server.app import DaemonOptions
+from ostinato.daemon.services import Services, start
+from ostinato.daemon.services.host import Host
 from ostinato.daemon.services.runner import Runner
-from ostinato.daemon.store.db import Database
-from ostinato.daemon.store.runs import RunStore
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
@@ -154,35 +154,41 @@ def fanout_dot(branches: int, max_parallel: int) -> str:
 # -- the engine ---------------------------------------------------------------------------
 
 
-class BenchDaemon:
-    """What the runner needs of the daemon: a home, its options, the active runs, and
-    publish."""
+class StageClock:
+    """The bench host's publish: nobody is subscribed (as with a client that did not call
+    run.subscribe); the clock is taken at each StageStarted when asked for."""
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.options = DaemonOptions(home=home)  # the limits a daemon has by default
-        self.active_runs: dict[str, Any] = {}
+    def __init__(self) -> None:
         # When a list: the clock at every StageStarted, for the cost of each node.
         self.stage_starts: list[float] | None = None
 
     def publish(self, topics: str | tuple[str, ...], method: str, params: Any) -> int:
-        """Nobody is subscribed (as with a client that did not call run.subscribe); the
-        clock is taken at each StageStarted when asked for."""
+        """Take the clock at a StageStarted; nobody hears it."""
         if self.stage_starts is not None and params.get("type") == "StageStarted":
             self.stage_starts.append(time.perf_counter())
         return 0
 
 
-class TimedRunner(Runner):
-    """The daemon's runner, remembering how long the last `load` took."""
+async def bench_services(home: Path, clock: StageClock | None = None) -> Services:
+    """The daemon's services over `home` (its store in home/ostinato.db), with the default
+    settings and no clients; StageStarted events go to `clock` when given."""
+    return await start(Host(home) if clock is None else Host(home, clock.publish))
 
-    last_load_s = 0.0
+
+class LoadTimer:
+    """Times the runner's `load` (parse, transform, validate): the runner calls its own
+    `load`, which this replaces on the instance."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._load = runner.load
+        runner.load = self.load  # type: ignore[method-assign]
+        self.last_load_s = 0.0
 
     async def load(self, ref: PipelineRef, variables: dict[str, str]) -> Graph:
         """Parse, transform and validate, timed."""
         started = time.perf_counter()
         try:
-            return await super().load(ref, variables)
+            return await self._load(ref, variables)
         finally:
             self.last_load_s = time.perf_counter() - started
 
@@ -217,11 +223,10 @@ class Timing:
 class Engine:
     """Runs pipelines through `Runner.start` on one store, as the daemon does."""
 
-    def __init__(self, home: Path, db: Database) -> None:
-        self.home = home
-        self.db = db
-        self.daemon = BenchDaemon(home)
-        self.runner = TimedRunner(self.daemon, RunStore(db))
+    def __init__(self, services: Services, clock: StageClock) -> None:
+        self.clock = clock
+        self.runner = services.runner
+        self.loads = LoadTimer(self.runner)
         # Scripted provider, latency 0, max_parallel 4; no step limit: the default (200 node
         # executions) guards against endless loops, and these pipelines are longer.
         self.settings = RunSettings(max_steps=0)
@@ -231,7 +236,7 @@ class Engine:
                   budget_s: float | None = None) -> tuple[float, float, int, bool, Path]:
         """(seconds, load seconds, completed nodes, stopped, run dir) of one run; its
         StageStarted clocks are left in `stage_starts`."""
-        self.stage_starts = self.daemon.stage_starts = []
+        self.stage_starts = self.clock.stage_starts = []
         started = time.perf_counter()
         active = await self.runner.start(PipelineRef(source=source, format="dot"), {}, {},
                                          self.settings)
@@ -253,7 +258,7 @@ class Engine:
             raise RuntimeError(f"engine run ended {getattr(result, 'status', None)} after "
                                f"{done} of {expected_nodes} nodes: "
                                f"{getattr(result, 'failure_reason', '')}")
-        return seconds, self.runner.last_load_s, done, stopped, active.executor.run_dir.root
+        return seconds, self.loads.last_load_s, done, stopped, active.executor.run_dir.root
 
 
 # -- the floor ----------------------------------------------------------------------------
@@ -686,9 +691,10 @@ async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
     """Warm up, then every workload, floor and engine interleaved."""
     home = tmp / "home"
     home.mkdir()
-    db = await Database.open(home / "ostinato.db")
+    clock = StageClock()
+    services = await bench_services(home, clock)
     try:
-        bench = Bench(tmp, Engine(home, db), args)
+        bench = Bench(tmp, Engine(services, clock), args)
         linear, fanout, thread, large = workloads(args)
         for warm in (Workload("warm-up", linear_dot(20), 22, 22,
                               lambda root: floor_linear(root, 20, args.atomic_floor)),
@@ -708,7 +714,7 @@ async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
             await bench.one(large, "engine", 1, budget_s=args.large_budget)
         return bench
     finally:
-        await db.close()
+        await services.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,9 @@ Run it with `.venv/bin/python bench/trials.py`; options:
         [--inspect-samples N] [--no-inspect] [--profile K [--profile-out FILE]] [--quick]
         [--json] [--no-uvloop]
 
-Workloads, all through `Runner.start` on a stand-in daemon and the real sqlite store, as
-bench/engine.py sets them up (one sqlite file in WAL mode for the whole benchmark):
+Workloads, all through `Runner.start` of the daemon's real services over a bench host
+and the real sqlite store, as bench/engine.py sets them up (one sqlite file in WAL mode for
+the whole benchmark):
 
 * trials-cK: a trial set (`TrialSets.start`, daemon/services/trials.py) of `--trials` runs
   (default 1,000) of the single-node pipeline start -> n1 (box) -> exit, `K` at a time
@@ -90,13 +91,11 @@ from typing import Any
 
 import orjson
 from common import loop_choice  # bench/ is on sys.path when a bench runs
-from engine import BenchDaemon, linear_dot
+from engine import bench_services, linear_dot
 
 from ostinato.daemon.engine.redact import environment_secrets
-from ostinato.daemon.services.runner import Runner, RunOptions
-from ostinato.daemon.services.trials import TrialSets
-from ostinato.daemon.store.db import Database
-from ostinato.daemon.store.runs import RunStore
+from ostinato.daemon.services import Services
+from ostinato.daemon.services.runner import RunOptions
 from ostinato.daemon.store.traces import TraceStore
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
@@ -155,10 +154,9 @@ HEADER = (f"{'round':<6} {'workload':<20} {'units':>7} {'':<7} {'seconds':>9} "
 class Ostinato:
     """Trial sets and runs through the daemon's runner, on one store."""
 
-    def __init__(self, home: Path, db: Database) -> None:
-        store = RunStore(db)
-        self.runner = Runner(BenchDaemon(home), store)
-        self.sets = TrialSets(self.runner, store)
+    def __init__(self, services: Services) -> None:
+        self.runner = services.runner
+        self.sets = services.trials
         self.last_summary: dict[str, Any] = {}  # of the last trial set
 
     async def trial_set(self, source: str, settings: RunSettings, trials: int,
@@ -345,10 +343,10 @@ def measure(tmp: Path, args: argparse.Namespace, loop: asyncio.Runner,
     replay pair in each, the sets' order alternating."""
     home = tmp / "home"
     home.mkdir()
-    db = loop.run(Database.open(home / "ostinato.db"))
+    services = loop.run(bench_services(home))
     profile = None
     try:
-        bench = Bench(Ostinato(home, db), args)
+        bench = Bench(Ostinato(services), args)
         loop.run(warm_up(bench))
         for round_no in range(1, args.rounds + 1):
             order = args.concurrency if round_no % 2 else args.concurrency[::-1]
@@ -362,7 +360,7 @@ def measure(tmp: Path, args: argparse.Namespace, loop: asyncio.Runner,
             profile = loop.run(profiled_set(bench, args))
         return bench, profile
     finally:
-        loop.run(db.close())
+        loop.run(services.stop())
 
 
 async def profiled_set(bench: Bench, args: argparse.Namespace) -> pstats.Stats:

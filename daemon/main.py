@@ -10,9 +10,7 @@ import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
@@ -27,6 +25,7 @@ from .access import (
     write_token_file,
 )
 from .engine.load import DEFAULT_MAX_PIPELINE_BYTES
+from .server import lifecycle
 from .server.app import (
     DEFAULT_FRAME_TIMEOUT,
     DEFAULT_MAX_BUFFERED_BYTES,
@@ -35,6 +34,7 @@ from .server.app import (
 )
 from .server.dispatch import Dispatcher
 from .server.transports import StartupError
+from .services import HandlerHook
 
 log = logging.getLogger("ostinato.daemon")
 
@@ -139,9 +139,6 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
 
-HandlerHook = Callable[[Any], None]
-
-
 def load_extension(name: str, dispatcher: Dispatcher,
                    handler_hooks: list[HandlerHook] | None = None) -> None:
     """Import an extension module and let it register its methods.
@@ -171,7 +168,7 @@ def build_dispatcher(extensions: list[str],
     """Every family's handlers, plus the extensions' (their handler hooks go to
     `handler_hooks`)."""
     dispatcher = Dispatcher()
-    dispatcher.mount(client_methods(), services.tables())
+    dispatcher.mount(client_methods(), [lifecycle.table, *services.tables()])
     for name in extensions:
         load_extension(name, dispatcher, handler_hooks)
     return dispatcher

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from .. import services
 from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
 from ..disk import disk_full, no_space_left
 from ..engine.load import DEFAULT_MAX_PIPELINE_BYTES
+from ..services.host import Host, Settings
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -56,19 +56,21 @@ class Daemon:
     """Holds everything that lives as long as the process: connections, listeners, state."""
 
     def __init__(self, options: DaemonOptions, dispatcher: Dispatcher,
-                 handler_hooks: list[Callable[[Any], None]] | None = None) -> None:
+                 handler_hooks: list[services.HandlerHook] | None = None) -> None:
         self.options = options
         self.dispatcher = dispatcher
         # Extensions' register_handlers(registry), called once the runner exists.
         self.handler_hooks = list(handler_hooks or [])
         self.home = options.home
+        self.host = Host(options.home, self.publish,
+                         Settings(max_pipeline_bytes=options.max_pipeline_bytes,
+                                  allowed_key_env=options.allowed_key_env))
         self.started_at = datetime.now(UTC)
         self.started_monotonic = time.monotonic()
         self.connections: set[Connection] = set()
         self.buffered_input = 0  # bytes of unfinished frames over all connections
-        self.active_runs: dict[str, Any] = {}
         self.endpoints: list[str] = []
-        self.cache: dict[str, Any] = {}  # values services derive once per process
+        self.cache: dict[str, Any] = {}  # values lifecycle methods derive once per process
         self.auth_limiter = FailureLimiter(options.auth_failures, options.auth_window)
         self.services: services.Services | None = None
         self._servers: list[asyncio.Server] = []
@@ -114,7 +116,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop, 0)
         try:
             try:
-                self.services = await services.start(self)
+                self.services = await services.start(self.host, self.handler_hooks)
             except Exception as exc:
                 raise StartupError(start_failure(self.home, exc)) from exc
             if self.options.stdio:

@@ -88,6 +88,8 @@ class Connection(asyncio.Protocol):
         self._ending = False  # exit or a refused token: serve nothing more
         self._closed = False
         self._routes = daemon.dispatcher.route
+        assert daemon.services is not None, "transports open once the services have started"
+        self._services = daemon.services  # what every request's handler gets
         self._strict = daemon.options.strict_results
         self._background: set[asyncio.Task] = set()
         self._writer: asyncio.WriteTransport | None = None
@@ -347,7 +349,7 @@ class Connection(asyncio.Protocol):
                                 "already in flight")
         if not raw and route.empty_params is not None:  # no params: one shared instance
             params = route.empty_params
-            ctx = RequestContext(self.daemon, self, msg_id, NO_PROGRESS)
+            ctx = RequestContext(self._services, self, msg_id, NO_PROGRESS)
             token = None
         else:
             try:
@@ -363,7 +365,7 @@ class Connection(asyncio.Protocol):
                 return _error_frame(msg_id, ErrorCode.INVALID_PARAMS,
                                     "Invalid params: params must be an object (by name)")
             token = getattr(params, "workDoneToken", None)
-            ctx = RequestContext(self.daemon, self, msg_id,
+            ctx = RequestContext(self._services, self, msg_id,
                                  NO_PROGRESS if token is None else Progress(self, token))
         if route.is_async:
             return self._start_task(route, params, ctx, is_request, in_batch)
@@ -456,8 +458,7 @@ class Connection(asyncio.Protocol):
                                                      f"a file of the run is damaged: {exc}"))
         if disk_full(exc):  # the client's to know, and not a bug: no error id
             log.error("%s refused on connection %d: the disk is full (%s)", method, self.id, exc)
-            if self.daemon.services is not None:  # the WAL is truncated once writes succeed
-                self.daemon.services.db.note_failure(exc)
+            self._services.db.note_failure(exc)  # the WAL is truncated once writes succeed
             return _rpc_error_frame(msg_id, storage_full(exc))
         if isinstance(exc, ValidationError):  # a handler built a result that breaks its model
             exc = RuntimeError(f"invalid result: {exc}")

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from ..engine.handlers.base import HandlerRegistry
 from ..store.db import Database
 from ..store.runs import RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.test_runs import TestRunStore
-from . import lifecycle, pipelines, runs, snapshots, tests, traces, trials
+from . import pipelines, runs, snapshots, tests, traces, trials
 from .base import HandlerTable
+from .host import Host
 from .runner import Runner
 from .test_runner import TestRuns
 from .trials import TrialSets
 
-if TYPE_CHECKING:
-    from ..server.app import Daemon
+# An extension's register_handlers(registry): adds its node types to the runner's handlers.
+HandlerHook = Callable[[HandlerRegistry], None]
 
 log = logging.getLogger("ostinato.services")
 
@@ -28,18 +31,24 @@ log = logging.getLogger("ostinato.services")
 class Services:
     """What the handlers of every family share for the daemon's lifetime."""
 
+    host: Host
     db: Database
     runs: RunStore
     runner: Runner
     trials: TrialSets
     snapshots: SnapshotStore = field(init=False)
-    tests: TestRuns = field(init=False)  # set by start(): it needs the daemon
+    tests: TestRuns = field(init=False)  # set by start(): it needs the services
     # Held while calls are appended to a stored run (a judge's): they are numbered after
     # its last call, which must not change between the read and the write.
     appending_calls: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.snapshots = SnapshotStore(self.db)
+
+    @property
+    def home(self) -> Path:
+        """The daemon's home: the store, run directories, trial sets and snapshots."""
+        return self.host.home
 
     async def stop(self) -> None:
         """Stop trial sets and running runs (they stay resumable), close the store."""
@@ -52,20 +61,22 @@ class Services:
         await self.db.close()
 
 
-async def start(daemon: Daemon) -> Services:
-    """Open the store, note runs a previous daemon left running, build the runner. On any
-    failure the store is closed again: its thread would keep the process alive."""
-    db = await Database.open(daemon.home / "ostinato.db")
+async def start(host: Host, handler_hooks: Iterable[HandlerHook] = ()) -> Services:
+    """Open the store, note runs a previous daemon left running, build the runner (with the
+    extensions' node types from `handler_hooks`). On any failure the store is closed again:
+    its thread would keep the process alive."""
+    db = await Database.open(host.home / "ostinato.db")
     try:
-        return await _start(daemon, db)
+        return await _start(host, handler_hooks, db)
     except BaseException:
         await db.close()
         raise
 
 
-async def _start(daemon: Daemon, db: Database) -> Services:
+async def _start(host: Host, handler_hooks: Iterable[HandlerHook],
+                 db: Database) -> Services:
     runs = RunStore(db)
-    runner = Runner(daemon, runs)
+    runner = Runner(host, runs)
     interrupted = await runs.mark_interrupted()
     if interrupted:
         damaged = await runner.note_interrupted(interrupted)
@@ -79,14 +90,14 @@ async def _start(daemon: Daemon, db: Database) -> Services:
     if cut_off := await test_runs.mark_interrupted():
         log.info("test runs that were running when the daemon last stopped are interrupted "
                  "(what finished is kept): %s", ", ".join(cut_off))
-    for hook in daemon.handler_hooks:  # extensions' custom node types (main.load_extension)
+    for hook in handler_hooks:  # extensions' custom node types (main.load_extension)
         hook(runner.handlers)
-    services = Services(db, runs, runner, TrialSets(runner, runs))
-    services.tests = TestRuns(daemon, test_runs)
+    services = Services(host, db, runs, runner, TrialSets(runner, runs))
+    services.tests = TestRuns(services, test_runs)
     return services
 
 
 def tables() -> list[HandlerTable]:
-    """The handler tables of every family."""
-    return [lifecycle.table, pipelines.table, runs.table, trials.table, traces.table,
+    """The handler tables of every service family (the server adds its lifecycle table)."""
+    return [pipelines.table, runs.table, trials.table, traces.table,
             snapshots.table, tests.table]

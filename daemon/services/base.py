@@ -14,40 +14,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ostinato.protocol.errors import ErrorCode, RpcError
 
 if TYPE_CHECKING:
-    from ..server.app import Daemon
+    from . import Services
 
 Handler = Callable[[Any, "RequestContext"], Any]
 
 
 class Session(Protocol):
-    """The connection a request came on, as handlers may use it."""
+    """The connection a request came on, as service handlers may use it (the session's
+    lifecycle is the server's)."""
 
     id: int
-    kind: str  # the transport: "stdio", "unix" or "tcp"
-    peer: str
-    address: str  # whom failed initialize attempts count against
-    subscriptions: set[str]
-
-    @property
-    def initialized(self) -> bool:
-        """Whether `initialize` succeeded on this connection."""
-        ...
-
-    def open_session(self, client_name: str | None) -> None:
-        """Mark the connection initialized."""
-        ...
-
-    def request_shutdown(self) -> None:
-        """From now on only `exit` is served."""
-        ...
-
-    def end(self) -> None:
-        """Close after the current replies; serve nothing more."""
-        ...
-
-    def cancel(self, request_id: int | str) -> bool:
-        """Cancel a request in flight."""
-        ...
+    subscriptions: set[str]  # topics whose notifications this client gets
 
     def notify(self, method: str, params: Any = None) -> None:
         """Send a notification to this client."""
@@ -112,7 +89,7 @@ NO_PROGRESS: Progress = _NoProgress(None, None)  # type: ignore[arg-type]
 class RequestContext:
     """What a handler may use besides its params."""
 
-    daemon: Daemon
+    services: Services
     connection: Session
     request_id: int | str | None
     progress: Progress

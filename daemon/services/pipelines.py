@@ -16,10 +16,10 @@ table = HandlerTable()
 async def _load(params: ValidateParams, ctx: RequestContext) -> LoadResult:
     inputs = params.inputs
     variables = {**{k: v for k, v in inputs.items() if isinstance(v, str)}, **params.variables}
-    known = ctx.daemon.services.runner.handlers.known_types()  # type: ignore[union-attr]
+    known = ctx.services.runner.handlers.known_types()
     return await load_pipeline_async(params.pipeline, Path.cwd(), variables, known_types=known,
                                      inputs=tuple(inputs),
-                                     max_bytes=ctx.daemon.options.max_pipeline_bytes)
+                                     max_bytes=ctx.services.host.settings.max_pipeline_bytes)
 
 
 @table.method("pipeline.validate")

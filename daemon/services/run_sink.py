@@ -14,9 +14,9 @@ from ..engine.handlers.base import Question
 from ..engine.redact import Redactor
 from ..ids import utc_now
 from ..store.runs import RunStore
+from .host import Publish
 
 if TYPE_CHECKING:
-    from ..server.app import Daemon
     from .runner import ActiveRun, Runner
 
 TERMINAL_EVENTS = frozenset({"PipelineCompleted", "PipelineFailed", "PipelineCancelled"})
@@ -25,9 +25,9 @@ TERMINAL_EVENTS = frozenset({"PipelineCompleted", "PipelineFailed", "PipelineCan
 class StoreSink:
     """The executor's sink: events to subscribers at once, rows to the store per stage."""
 
-    def __init__(self, daemon: Daemon, store: RunStore, run_id: str, next_event: int,
+    def __init__(self, publish: Publish, store: RunStore, run_id: str, next_event: int,
                  redactor: Redactor, grouped: bool = False) -> None:
-        self.daemon = daemon
+        self.publish = publish
         # A trial writes by group commit, in one transaction with the trials running beside
         # it: a trial set of 1,000 at 8 or 100 at a time spends about an eighth less CPU.
         self.grouped = grouped
@@ -56,7 +56,7 @@ class StoreSink:
             self._publish(record)
 
     def _publish(self, record: dict[str, Any]) -> None:
-        self.daemon.publish((f"run:{self.run_id}", "run:*"), "run/event", record)
+        self.publish((f"run:{self.run_id}", "run:*"), "run/event", record)
         for listener in self.listeners:
             listener(record)
 

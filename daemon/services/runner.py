@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
@@ -43,11 +43,9 @@ from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore, decode_call
 from .child_runs import ChildRunner
+from .host import Host
 from .run_options import Prepared, RunOptions
 from .run_sink import DaemonInterviewer, StoreSink
-
-if TYPE_CHECKING:
-    from ..server.app import Daemon
 
 log = logging.getLogger("ostinato.runs")
 
@@ -88,11 +86,11 @@ class ActiveRun:
 class Runner:
     """Starts, resumes, cancels and answers runs; owns the daemon's active runs."""
 
-    def __init__(self, daemon: Daemon, store: RunStore) -> None:
-        self.daemon = daemon
+    def __init__(self, host: Host, store: RunStore) -> None:
+        self.host = host
         self.store = store
-        self.home = daemon.home
-        self.active: dict[str, ActiveRun] = daemon.active_runs
+        self.home = host.home
+        self.active: dict[str, ActiveRun] = {}
         self.handlers: HandlerRegistry = default_handlers()
         self.children = ChildRunner(self)
         self.stopping = False
@@ -104,7 +102,7 @@ class Runner:
         """A valid graph, or an RpcError carrying the diagnostics."""
         result = await load_pipeline_async(ref, Path.cwd(), variables,
                                            known_types=self.handlers.known_types(),
-                                           max_bytes=self.daemon.options.max_pipeline_bytes)
+                                           max_bytes=self.host.settings.max_pipeline_bytes)
         if result.graph is None or not result.valid:
             errors = [d for d in result.diagnostics if d.severity == "error"]
             first = errors[0] if errors else None
@@ -343,7 +341,7 @@ class Runner:
             return ProviderPool({"default": settings.default_provider,
                                  "providers": settings.providers,
                                  "pricing": settings.pricing},
-                                allowed_key_env=self.daemon.options.allowed_key_env)
+                                allowed_key_env=self.host.settings.allowed_key_env)
         except ValueError as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: settings: {exc}") from None
 
@@ -353,7 +351,7 @@ class Runner:
                   replayer: Replayer | None = None, trial_index: int | None = None,
                   budget: Budget | None = None,
                   supervisor: Supervision | None = None) -> ActiveRun:
-        sink = StoreSink(self.daemon, self.store, run_id, next_event, run_dir.redactor,
+        sink = StoreSink(self.host.publish, self.store, run_id, next_event, run_dir.redactor,
                          grouped=trial_index is not None)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,

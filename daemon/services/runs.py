@@ -4,7 +4,7 @@ run.unsubscribe, human.answer, run.diff and run.reeval."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -44,11 +44,14 @@ from .runner import ActiveRun, RunOptions
 from .stored_run import load_stored_run, reeval_checks
 from .trials import answer as answer_trial_set
 
+if TYPE_CHECKING:
+    from . import Services
+
 table = HandlerTable()
 
 
-def _services(ctx: RequestContext) -> Any:
-    return ctx.daemon.services
+def _services(ctx: RequestContext) -> Services:
+    return ctx.services
 
 
 def run_summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
@@ -85,7 +88,7 @@ async def answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) -
         # Shielded: a cancelled request must not cancel `done`, which others await.
         await asyncio.shield(active.done)
         progress.end(f"run {active.run_id} ended")
-    return RunSummary.model_validate(run_summary(await _row(ctx, active.run_id), ctx.daemon.home))
+    return RunSummary.model_validate(run_summary(await _row(ctx, active.run_id), ctx.services.home))
 
 
 @table.method("run.start")
@@ -141,7 +144,7 @@ async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
     services = _services(ctx)
     row = await _row(ctx, params.run_id)
     stages = await services.runs.stages(params.run_id)
-    run_dir = RunDirectory(ctx.daemon.home / row["run_dir"])
+    run_dir = RunDirectory(ctx.services.home / row["run_dir"])
     try:
         checkpoint = run_dir.read_json("checkpoint.json")
     except DamagedFile:  # the run is still shown: its row says what the store knows
@@ -149,7 +152,7 @@ async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
     active = services.runner.active.get(params.run_id)
     question = active.question.to_dict() if active and active.question else None
     return RunDetail.model_validate({
-        **run_summary(row, ctx.daemon.home),
+        **run_summary(row, ctx.services.home),
         "stages": [{k: v for k, v in s.items() if k != "run_id"} for s in stages],
         "context": checkpoint.get("context") if checkpoint else None,
         "completed_nodes": completed_nodes(run_dir, checkpoint) if checkpoint else [],
@@ -163,7 +166,7 @@ async def list_runs(params: RunListParams, ctx: RequestContext) -> RunListResult
         rows, cursor = await _services(ctx).runs.list_runs(
             statuses=params.status, pipeline=params.pipeline, since=params.since,
             until=params.until, limit=params.limit, cursor=params.cursor)
-    return RunListResult(runs=[RunSummary.model_validate(run_summary(r, ctx.daemon.home))
+    return RunListResult(runs=[RunSummary.model_validate(run_summary(r, ctx.services.home))
                                for r in rows], next_cursor=cursor)
 
 
@@ -171,7 +174,7 @@ async def list_runs(params: RunListParams, ctx: RequestContext) -> RunListResult
 async def cancel(params: RunIdParams, ctx: RequestContext) -> RunSummary:
     """Cancel a running run and answer once it has stopped."""
     await _services(ctx).runner.cancel(params.run_id)
-    return RunSummary.model_validate(run_summary(await _row(ctx, params.run_id), ctx.daemon.home))
+    return RunSummary.model_validate(run_summary(await _row(ctx, params.run_id), ctx.services.home))
 
 
 @table.method("run.subscribe")
@@ -199,7 +202,7 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
 
 
 def _run_dir(ctx: RequestContext, row: dict[str, Any]) -> RunDirectory:
-    return RunDirectory(ctx.daemon.home / row["run_dir"])
+    return RunDirectory(ctx.services.home / row["run_dir"])
 
 
 @table.method("run.diff")
@@ -230,12 +233,12 @@ async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResul
     snapshot, invariants = None, params.invariants
     if params.snapshot_id is not None:
         snapshot, invariants = await _snapshot_checks(ctx, params.snapshot_id)
-    stored = await load_stored_run(_services(ctx), ctx.daemon.home, params.run_id)
+    stored = await load_stored_run(_services(ctx), ctx.services.home, params.run_id)
     row, launch, record = stored.run, stored.launch, stored.record
     if row["status"] in ACTIVE:
         raise RpcError(ErrorCode.CONFLICT, f"run {params.run_id} is {row['status']}; "
                                            "re-evaluate it once it has ended")
-    results = await reeval_checks(_services(ctx), ctx.daemon.home, stored,
+    results = await reeval_checks(_services(ctx), ctx.services.home, stored,
                                   invariants or [], allow_partial=params.allow_partial)
     warnings = []
     if row["status"] != "completed":

@@ -50,7 +50,7 @@ table = HandlerTable()
 
 
 def _services(ctx: RequestContext) -> Services:
-    return ctx.daemon.services  # type: ignore[no-any-return]
+    return ctx.services
 
 
 async def _snapshot(services: Services, snapshot_id: str) -> dict[str, Any]:
@@ -129,7 +129,7 @@ async def create(params: SnapshotCreateParams, ctx: RequestContext) -> SnapshotC
     services = _services(ctx)
     warnings: list[str] = []
     if params.run_id is not None:
-        captured, warnings = await _from_run(services, ctx.daemon.home, params)
+        captured, warnings = await _from_run(services, ctx.services.home, params)
     else:
         captured = await _from_pipeline(services, params)
     # As given, in canonical form: the fields set (a check may depend on which were set).
@@ -236,7 +236,7 @@ async def replay(params: SnapshotReplayParams, ctx: RequestContext) -> SnapshotR
     services = _services(ctx)
     snapshot = await _snapshot(services, params.id)
     started = await replay_snapshot(
-        services, ctx.daemon.home, snapshot, mode=params.mode, trials=params.trials,
+        services, ctx.services.home, snapshot, mode=params.mode, trials=params.trials,
         concurrency=params.concurrency, overrides=params.overrides, record=params.record,
         inputs=params.inputs, variables=params.variables)
     if isinstance(started, TrialSet):

@@ -76,7 +76,7 @@ async def reeval_checks(services: Services, home: Path, run: StoredRun,
     asked live through the run's providers; the live calls are recorded on the run."""
     if not any(getattr(i, "type", None) == "judge" for i in invariants):
         return await evaluate(invariants, run, allow_partial=allow_partial)
-    pool = judge_pool(run, services.runner.daemon.options.allowed_key_env)
+    pool = judge_pool(run, services.host.settings.allowed_key_env)
     try:
         redactor = run_redactor(run, pool.secrets())
         recorded = [c for c in run.calls if c.get("node_id") == JUDGE_NODE]

@@ -28,7 +28,7 @@ from .base import Session
 from .snapshot_check import CheckOptions, check_snapshot, not_run
 
 if TYPE_CHECKING:
-    from ..server.app import Daemon
+    from . import Services
 
 log = logging.getLogger("ostinato.tests")
 
@@ -92,8 +92,8 @@ class TestRuns:
 
     __test__ = False
 
-    def __init__(self, daemon: Daemon, store: TestRunStore) -> None:
-        self.daemon = daemon
+    def __init__(self, services: Services, store: TestRunStore) -> None:
+        self.services = services
         self.store = store
         self.active: dict[str, TestRun] = {}
         self.stopping = False
@@ -101,8 +101,7 @@ class TestRuns:
     async def _select(self, params: TestsRunParams) -> list[dict[str, Any]]:
         """The snapshots to test, in order; NOT_FOUND for unknown ids or an empty choice,
         CONFLICT for one that a newer daemon wrote."""
-        assert self.daemon.services is not None
-        snapshots = self.daemon.services.snapshots
+        snapshots = self.services.snapshots
         try:
             if params.snapshot_ids is not None:
                 found = await snapshots.select(ids=params.snapshot_ids)
@@ -143,9 +142,9 @@ class TestRuns:
         return test_run
 
     def _publish(self, test_run: TestRun, type_: str, data: dict[str, Any]) -> None:
-        self.daemon.publish((f"tests:{test_run.id}", "tests:*"), "tests/event",
-                            {"test_run_id": test_run.id, "seq": test_run.seq, "type": type_,
-                             "time": utc_now(), "data": data})
+        self.services.host.publish((f"tests:{test_run.id}", "tests:*"), "tests/event",
+                                   {"test_run_id": test_run.id, "seq": test_run.seq,
+                                    "type": type_, "time": utc_now(), "data": data})
         test_run.seq += 1
 
     async def _run(self, test_run: TestRun) -> None:
@@ -178,8 +177,7 @@ class TestRuns:
                     test_run.done.set_result(None)
 
     async def _snapshots(self, test_run: TestRun) -> None:
-        services = self.daemon.services
-        assert services is not None
+        services = self.services
         options = test_run.options
         check = CheckOptions(options["mode"], options["trials"], options["concurrency"],
                              test_run.budget)
@@ -200,7 +198,7 @@ class TestRuns:
                                       all_results=test_run.results)
 
             try:
-                await check_snapshot(services, self.daemon.home, snapshot, check, result,
+                await check_snapshot(services, services.home, snapshot, check, result,
                                      on_started=started)
             except Exception as exc:  # a bug in one snapshot's check: it errors, others run
                 log.exception("test run %s: snapshot %s crashed", test_run.id, snapshot["id"])
@@ -248,7 +246,7 @@ class TestRuns:
         replay, test_run.replay = test_run.replay, None
         if replay is not None:
             if not self.stopping:
-                await _stop_replay(self.daemon.services, replay)
+                await _stop_replay(self.services, replay)
             trial_set = not hasattr(replay, "run_id")
             for cut in (r for r in test_run.results if r["status"] == "running"):
                 cut.update(run_ids=[r["run_id"] for r in replay.runs if r["run_id"]]

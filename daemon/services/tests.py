@@ -26,7 +26,7 @@ table = HandlerTable()
 
 
 def _runs(ctx: RequestContext) -> TestRuns:
-    return ctx.daemon.services.tests  # type: ignore[union-attr, no-any-return]
+    return ctx.services.tests
 
 
 @table.method("tests.run")

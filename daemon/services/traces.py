@@ -16,7 +16,7 @@ table = HandlerTable()
 
 def trace_store(ctx: RequestContext) -> TraceStore:
     """The store's trace queries."""
-    return TraceStore(ctx.daemon.services.db)  # type: ignore[union-attr]
+    return TraceStore(ctx.services.db)
 
 
 @table.method("trace.get")
@@ -38,7 +38,7 @@ async def get(params: TraceGetParams, ctx: RequestContext) -> dict[str, Any]:
         next_after = calls[-1]["seq"]
     for call in calls:
         del call["run_id"], call["trace_id"]
-    return {"trace_id": params.trace_id, "run": run_summary(run, ctx.daemon.home),
+    return {"trace_id": params.trace_id, "run": run_summary(run, ctx.services.home),
             "calls": calls, "totals": await store.trace_totals(params.trace_id),
             "next_after_seq": next_after}
 
@@ -46,7 +46,7 @@ async def get(params: TraceGetParams, ctx: RequestContext) -> dict[str, Any]:
 @table.method("trace.list")
 async def list_traces(params: TraceListParams, ctx: RequestContext) -> dict[str, Any]:
     """The traces of a run with their totals."""
-    run = await ctx.daemon.services.runs.get_run(params.run_id)  # type: ignore[union-attr]
+    run = await ctx.services.runs.get_run(params.run_id)
     if run is None:
         raise RpcError(ErrorCode.NOT_FOUND, f"no run {params.run_id}")
     return {"run_id": params.run_id, "traces": await trace_store(ctx).run_traces(run)}

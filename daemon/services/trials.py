@@ -355,7 +355,7 @@ class TrialSets:
 
 
 def _sets(ctx: RequestContext) -> TrialSets:
-    return ctx.daemon.services.trials  # type: ignore[no-any-return]
+    return ctx.services.trials
 
 
 async def answer(trial_set: TrialSet, wait: bool) -> TrialSetSummary:

@@ -82,8 +82,9 @@ def subscribe(params: TopicParams, ctx: RequestContext) -> Count:
 
 
 def publish(params: TopicParams, ctx: RequestContext) -> Count:
-    return Count(count=ctx.daemon.publish(params.topic, "test/event",
-                                          {"topic": params.topic, "payload": params.payload}))
+    return Count(count=ctx.services.host.publish(params.topic, "test/event",
+                                                 {"topic": params.topic,
+                                                  "payload": params.payload}))
 
 
 def freeze(params: FreezeParams, ctx: RequestContext) -> Count:
