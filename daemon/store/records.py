@@ -3,8 +3,8 @@
 Each record is built from a sqlite row in one place (the query selects the record's
 `*_COLUMNS` in field order, so that a row becomes a record positionally, with no dict in
 between: `Record(*row)`, or `from_row` where a column is decoded) and produces its
-protocol result in one place. JSON columns are decoded where the
-store reads them; a run's inputs and settings, which listings never show, on first use.
+protocol result in one place. JSON columns are decoded where the store reads them; a
+run's inputs and settings, which listings never show, on first use.
 
 Calls stay JSON documents (`Call`, trace.jsonl's shape): the store decodes them once, and
 trace.get, cassettes and the invariant library read them as such.
