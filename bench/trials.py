@@ -185,9 +185,9 @@ class Ostinato:
         if result is None or result.status != "completed":
             raise RuntimeError(f"run {active.run_id} ended {getattr(result, 'status', None)}: "
                                f"{getattr(result, 'failure_reason', '')}")
-        row = await self.runner.store.get_run(active.run_id) or {}
+        run = await self.runner.store.get_run(active.run_id)
         made = len(await TraceStore(self.runner.store.db).run_calls(active.run_id))
-        if made != calls or row.get("status") != "completed":
+        if made != calls or run is None or run.status != "completed":
             raise RuntimeError(f"run {active.run_id}: {made} calls recorded, {calls} expected")
         return seconds, active.run_id
 

@@ -23,10 +23,12 @@ from ostinato.daemon.services.run_diff import (
     MAX_VALUE,
     RunRecord,
     diff_runs,
-    from_rows,
+    from_store,
 )
 from ostinato.daemon.store.db import Database
+from ostinato.daemon.store.records import StageRecord
 from ostinato.daemon.store.runs import RunStore
+from ostinato.daemon.store.traces import TraceStore
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
@@ -411,7 +413,7 @@ async def test_a_run_cut_short_diverges_where_it_stopped(tmp_path: Path) -> None
 
 
 async def store_rows(store: RunStore, record: RunRecord) -> RunRecord:
-    """Write a record as the daemon does, read its raw rows back, decode them."""
+    """Write a record as the daemon does, read it back through the store's records."""
     run = record.run
     await store.add_run(pipeline_hash=run["pipeline_hash"], pipeline_name=run["pipeline_name"],
                         pipeline_format="dot", source="digraph {}", run=run)
@@ -425,13 +427,11 @@ async def store_rows(store: RunStore, record: RunRecord) -> RunRecord:
         input_tokens=sum(c["input_tokens"] for c in calls),
         output_tokens=sum(c["output_tokens"] for c in calls),
         cost_usd=sum(c["cost_usd"] for c in calls))
-    db = store.db
-    row = await db.fetchone("SELECT * FROM runs WHERE id = ?", (run["id"],))
-    stages = await db.fetchall("SELECT * FROM stages WHERE run_id = ? ORDER BY seq",
-                               (run["id"],))
-    rows = await db.fetchall("SELECT * FROM calls WHERE run_id = ? ORDER BY seq", (run["id"],))
-    assert row is not None and "outcome_json" in stages[0] and "request_json" in rows[0]
-    return from_rows(row, stages, rows, dag=record.dag)
+    stored = await store.get_run(run["id"])
+    stages = await store.stages(run["id"])
+    calls = await TraceStore(store.db).run_calls(run["id"])
+    assert stored is not None and isinstance(stages[0], StageRecord) and calls
+    return from_store(stored, stages, calls, dag=record.dag)
 
 
 async def test_rows_from_the_store_diff_like_the_engine_records(tmp_path: Path) -> None:

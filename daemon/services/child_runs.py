@@ -48,24 +48,24 @@ class ChildRunner:
         runner = self.runner
         supervision = Supervision()
         instructions = None
-        row = await runner.store.child_run(parent.run_id, parent.key)
-        if row is None:
+        child = await runner.store.child_run(parent.run_id, parent.key)
+        if child is None:
             child_id = await self._start(parent, pipeline, supervision)
         else:
-            child_id = row["id"]
+            child_id = child.id
             if child_id in runner.active:  # the node runs again in this daemon
                 await runner.cancel(child_id)
-                row = await runner.store.get_run(child_id) or row
-            run_dir = RunDirectory(runner.home / row["run_dir"])
+                child = await runner.store.get_run(child_id) or child
+            run_dir = RunDirectory(runner.home / child.run_dir)
             checkpoint = run_dir.read_json("checkpoint.json") or {}
             instructions = (checkpoint.get("context") or {}).get(INSTRUCTIONS)
-            if row["status"] in _RESUMABLE:
+            if child.status in _RESUMABLE:
                 await runner.resume(child_id, supervisor=supervision)
             else:  # it ended before its parent was interrupted: as its end was reported
                 done = completed_nodes(run_dir, checkpoint) if checkpoint else []
                 supervision.ended(ChildReport(
-                    child_id, row["status"], row["outcome"], len(done),
-                    done[-1] if done else None, None, None, row["failure_reason"]))
+                    child_id, child.status, child.outcome, len(done),
+                    done[-1] if done else None, None, None, child.failure_reason))
         return ChildLink(child_id, f"runs/{child_id}", supervision,
                          lambda: self._stop(child_id),
                          str(instructions) if instructions else None)
@@ -91,13 +91,13 @@ class ChildRunner:
         from the pipeline that child ran (the file may have changed since)."""
         if parent.replay_mode in (None, "live"):
             return ref, options
-        row = await self.runner.store.get_run(parent.run_id)
-        recorded = row.get("replay_of") if row else None
+        run = await self.runner.store.get_run(parent.run_id)
+        recorded = run.replay_of if run else None
         child = await self.runner.store.child_run(recorded, parent.key) if recorded else None
         if child is not None:
-            launch, source, _ = await self.runner.recorded_launch(child["id"])
+            launch, source, _ = await self.runner.recorded_launch(child.id)
             return (PipelineRef(source=source, format=launch["pipeline_format"]),
-                    replace(options, replay_of=child["id"], replay_mode=parent.replay_mode))
+                    replace(options, replay_of=child.id, replay_mode=parent.replay_mode))
         if parent.replay_mode == "recorded":
             raise RpcError(ErrorCode.CONFLICT,
                            f"the recording has no child run for manager node {parent.key!r} "

@@ -1,8 +1,9 @@
 """Structural comparison of two stored runs, behind `run.diff {a, b}`: the first divergence
 (node, step, what differed) and per-node and whole-run metric deltas.
 
-Pure: no I/O, no engine or store imports. The service reads each run's row, stages and calls
-from the store, passes them through `from_rows` and calls `diff_runs`.
+Pure: no I/O, no engine or store imports (but the store's record types). The service reads
+each run's record, stages and calls from the store, passes them through `from_store` and
+calls `diff_runs`.
 
 Alignment. Stages are compared in a canonical order: top-level stages (no `branch`) in
 completion order, each preceded by the stages of the parallel branches that finished
@@ -21,11 +22,16 @@ is reported as a metric delta instead).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from ..store.records import RunRecord as StoredRunRecord
+    from ..store.records import StageRecord
 
 MAX_DIFFERENCES = 20  # per divergence; the rest are only counted (`more`)
 MAX_VALUE = 200  # characters of a value shown in a difference
@@ -59,23 +65,10 @@ class _Step:
         return self.stage.get("branch"), self.stage["node_id"], int(self.stage["attempt"])
 
 
-def decode_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a store row with each `x_json` column decoded into `x`."""
-    decoded: dict[str, Any] = {}
-    for name, value in row.items():
-        if name.endswith("_json"):
-            decoded[name[:-5]] = (orjson.loads(value) if isinstance(value, str | bytes)
-                                  else value)
-        else:
-            decoded[name] = value
-    return decoded
-
-
-def from_rows(run: dict[str, Any], stages: list[dict[str, Any]], calls: list[dict[str, Any]],
-              *, dag: bool = False) -> RunRecord:
-    """A RunRecord from rows as sqlite returns them (`*_json` columns still encoded)."""
-    return RunRecord(decode_row(run), [decode_row(s) for s in stages],
-                     [decode_row(c) for c in calls], dag)
+def from_store(run: StoredRunRecord, stages: Sequence[StageRecord], calls: list[Any], *,
+               dag: bool = False) -> RunRecord:
+    """A RunRecord from the store's records of a run, its stages and its (decoded) calls."""
+    return RunRecord(run.as_dict(), [stage.as_dict() for stage in stages], calls, dag)
 
 
 def diff_runs(a: RunRecord, b: RunRecord) -> dict[str, Any]:

@@ -39,9 +39,10 @@ from ..engine.rundir import (
 )
 from ..engine.supervision import Supervision
 from ..ids import utc_now, uuid7
+from ..store.records import RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
-from ..store.traces import TraceStore, decode_call
+from ..store.traces import TraceStore
 from .child_runs import ChildRunner
 from .host import Host
 from .run_options import Prepared, RunOptions
@@ -56,9 +57,9 @@ RESUMABLE = frozenset({"interrupted", "cancelled", "budget_exceeded"})
 DAMAGED = "damaged: "
 
 
-def is_damaged(row: dict[str, Any]) -> bool:
+def is_damaged(run: RunRecord) -> bool:
     """True for a run marked damaged (see Runner.mark_damaged)."""
-    return not row["resumable"] and (row["failure_reason"] or "").startswith(DAMAGED)
+    return not run.resumable and (run.failure_reason or "").startswith(DAMAGED)
 
 
 @dataclass
@@ -204,10 +205,10 @@ class Runner:
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
-        row = await self.store.get_run(run_id)
-        if row is None:
+        run = await self.store.get_run(run_id)
+        if run is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-        root = self.home / row["run_dir"]
+        root = self.home / run.run_dir
         launch = RunDirectory(root).read_json("config", "launch.json")
         if launch is None:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} has no launch record")
@@ -233,10 +234,10 @@ class Runner:
         if options.replay_of is None:
             raise RpcError(ErrorCode.INVALID_PARAMS,
                            f"Invalid params: replay mode {mode!r} needs replay.from_run")
-        row = await self.store.get_run(options.replay_of)
-        if row is not None and row["status"] in ACTIVE:
+        recorded = await self.store.get_run(options.replay_of)
+        if recorded is not None and recorded.status in ACTIVE:
             raise RpcError(ErrorCode.CONFLICT,
-                           f"run {options.replay_of} is {row['status']}: its recording is not "
+                           f"run {options.replay_of} is {recorded.status}: its recording is not "
                            "complete yet; replay it once it has ended",
                            {"run_id": options.replay_of})
         launch, _, _ = await self.recorded_launch(options.replay_of)
@@ -244,8 +245,8 @@ class Runner:
             raise RpcError(ErrorCode.CONFLICT,
                            f"run {options.replay_of} was recorded metadata_only: it has no "
                            "responses to replay; use mode live")
-        recorded = await TraceStore(self.store.db).run_calls(options.replay_of)
-        return Replayer(mode, Cassette.from_calls(recorded, redactor=redactor))
+        calls = await TraceStore(self.store.db).run_calls(options.replay_of)
+        return Replayer(mode, Cassette.from_calls(calls, redactor=redactor))
 
     async def resume(self, run_id: str, inputs: dict[str, Any] | None = None,
                      variables: dict[str, str] | None = None,
@@ -253,7 +254,7 @@ class Runner:
         """Continue an interrupted or cancelled run from its checkpoint; `inputs` and
         `variables` given again replace the recorded ones (secrets were never recorded);
         `supervisor`: its manager's, when a resumed parent finds its child again."""
-        row = await self._resumable_row(run_id)
+        run = await self._resumable(run_id)
         try:
             launch, source, root = await self.recorded_launch(run_id)
         except DamagedFile as exc:
@@ -288,32 +289,32 @@ class Runner:
             if isinstance(exc, DamagedFile):
                 raise await self.mark_damaged(run_id, exc) from None
             raise
-        active = self._activate(run_id, row["trace_id"], graph, run_dir, pool, settings,
+        active = self._activate(run_id, run.trace_id, graph, run_dir, pool, settings,
                                 next_event, recorded_stages=next_stage - 1,
                                 record=options.record, replayer=replayer,
                                 trial_index=options.trial_index, supervisor=supervisor)
-        active.sink.totals = {key: row[key] for key in active.sink.totals}
+        active.sink.totals = {key: getattr(run, key) for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.pipeline_dir = options.pipeline_dir
         active.manifest = manifest
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
 
-    async def _resumable_row(self, run_id: str) -> dict[str, Any]:
-        """The run's row, or the error that says why it cannot be resumed."""
+    async def _resumable(self, run_id: str) -> RunRecord:
+        """The run, or the error that says why it cannot be resumed."""
         if run_id in self.active:
             raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is still running")
-        row = await self.store.get_run(run_id)
-        if row is None:
+        run = await self.store.get_run(run_id)
+        if run is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-        if row["status"] not in RESUMABLE:
+        if run.status not in RESUMABLE:
             raise RpcError(ErrorCode.CONFLICT,
-                           f"run {run_id} is {row['status']}; only interrupted, cancelled or "
+                           f"run {run_id} is {run.status}; only interrupted, cancelled or "
                            "budget_exceeded runs can be resumed")
-        if is_damaged(row):
-            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {row['failure_reason']}; "
+        if is_damaged(run):
+            raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {run.failure_reason}; "
                            "it cannot be resumed", {"run_id": run_id})
-        return row
+        return run
 
     async def _consume_made(self, replayer: Replayer, run_id: str,
                             checkpoint: dict[str, Any] | None) -> None:
@@ -324,7 +325,7 @@ class Runner:
         reopened = set((checkpoint or {}).get("open_calls", ()))
         made = {call["seq"]: call for call in
                 await TraceStore(self.store.db).run_calls(run_id)}  # the last of a seq
-        replayer.cassette.consume(decode_call(call) for seq, call in sorted(made.items())
+        replayer.cassette.consume(call for seq, call in sorted(made.items())
                                   if seq <= kept and seq not in reopened)
 
     async def mark_damaged(self, run_id: str, damage: Exception) -> RpcError:

@@ -34,44 +34,28 @@ from ..engine.recording import NOT_WORK
 from ..engine.redact import Redactor, run_secrets
 from ..engine.run_state import completed_nodes
 from ..engine.rundir import RunDirectory
+from ..store.records import RunRecord, SnapshotRecord
 from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore
 from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import drift, inputs_hash, verdict
-from .run_diff import diff_runs, from_rows
+from .run_diff import diff_runs, from_store
 from .runner import ActiveRun, RunOptions
-from .stored_run import load_stored_run, reeval_checks
+from .stored_run import find_run, load_stored_run, reeval_checks
 from .trials import answer as answer_trial_set
 
 if TYPE_CHECKING:
-    from . import Services
+    pass
 
 table = HandlerTable()
 
 
-def _services(ctx: RequestContext) -> Services:
-    return ctx.services
-
-
-def run_summary(row: dict[str, Any], home: Any) -> dict[str, Any]:
-    """A run's summary (RunSummary's fields) from its store row."""
-    return {"run_id": row["id"], "status": row["status"], "outcome": row["outcome"],
-            "failure_reason": row["failure_reason"], "pipeline_name": row["pipeline_name"],
-            "pipeline_hash": row["pipeline_hash"], "run_dir": str(home / row["run_dir"]),
-            "trace_id": row["trace_id"], "current_node": row["current_node"],
-            "resumable": bool(row["resumable"]), "created_at": row["created_at"],
-            "started_at": row["started_at"], "ended_at": row["ended_at"],
-            "cost_usd": row["cost_usd"], "input_tokens": row["input_tokens"],
-            "output_tokens": row["output_tokens"], "snapshot_id": row.get("snapshot_id"),
-            "parent_run_id": row.get("parent_run_id")}
-
-
-async def _row(ctx: RequestContext, run_id: str) -> dict[str, Any]:
-    row = await _services(ctx).runs.get_run(run_id)
-    if row is None:
+async def _run(ctx: RequestContext, run_id: str) -> RunRecord:
+    run = await ctx.services.runs.get_run(run_id)
+    if run is None:
         raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-    return row
+    return run
 
 
 async def answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) -> RunSummary:
@@ -88,13 +72,13 @@ async def answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) -
         # Shielded: a cancelled request must not cancel `done`, which others await.
         await asyncio.shield(active.done)
         progress.end(f"run {active.run_id} ended")
-    return RunSummary.model_validate(run_summary(await _row(ctx, active.run_id), ctx.services.home))
+    return (await _run(ctx, active.run_id)).summary(ctx.services.home)
 
 
 @table.method("run.start")
 async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | TrialSetSummary:
     """Start a run (or a trial set); with `wait`, answer when it has ended."""
-    services = _services(ctx)
+    services = ctx.services
     ref, inputs, variables, settings, pipeline_dir = await _launch(params, services.runner)
     replay = params.replay
     options = RunOptions(record=params.record,
@@ -133,7 +117,7 @@ async def _launch(params: RunStartParams, runner: Any) -> tuple[
 @table.method("run.resume")
 async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
-    active = await _services(ctx).runner.resume(params.run_id, params.inputs,
+    active = await ctx.services.runner.resume(params.run_id, params.inputs,
                                                 params.variables)
     return await answer_when_done(active, ctx, params.wait)
 
@@ -141,40 +125,39 @@ async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
 @table.method("run.get")
 async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
     """A run with its stages and latest checkpoint."""
-    services = _services(ctx)
-    row = await _row(ctx, params.run_id)
+    services = ctx.services
+    run = await _run(ctx, params.run_id)
     stages = await services.runs.stages(params.run_id)
-    run_dir = RunDirectory(ctx.services.home / row["run_dir"])
+    run_dir = RunDirectory(ctx.services.home / run.run_dir)
     try:
         checkpoint = run_dir.read_json("checkpoint.json")
     except DamagedFile:  # the run is still shown: its row says what the store knows
         checkpoint = None
     active = services.runner.active.get(params.run_id)
     question = active.question.to_dict() if active and active.question else None
-    return RunDetail.model_validate({
-        **run_summary(row, ctx.services.home),
-        "stages": [{k: v for k, v in s.items() if k != "run_id"} for s in stages],
-        "context": checkpoint.get("context") if checkpoint else None,
-        "completed_nodes": completed_nodes(run_dir, checkpoint) if checkpoint else [],
-        "question": question, "children": await services.runs.children(params.run_id)})
+    return run.summary(
+        ctx.services.home, RunDetail, stages=[stage.model() for stage in stages],
+        context=checkpoint.get("context") if checkpoint else None,
+        completed_nodes=completed_nodes(run_dir, checkpoint) if checkpoint else [],
+        question=question, children=await services.runs.children(params.run_id))
 
 
 @table.method("run.list")
 async def list_runs(params: RunListParams, ctx: RequestContext) -> RunListResult:
     """Runs newest first, filtered and paged."""
     with cursor_errors():
-        rows, cursor = await _services(ctx).runs.list_runs(
+        runs, cursor = await ctx.services.runs.list_runs(
             statuses=params.status, pipeline=params.pipeline, since=params.since,
             until=params.until, limit=params.limit, cursor=params.cursor)
-    return RunListResult(runs=[RunSummary.model_validate(run_summary(r, ctx.services.home))
-                               for r in rows], next_cursor=cursor)
+    home = ctx.services.home
+    return RunListResult(runs=[run.summary(home) for run in runs], next_cursor=cursor)
 
 
 @table.method("run.cancel")
 async def cancel(params: RunIdParams, ctx: RequestContext) -> RunSummary:
     """Cancel a running run and answer once it has stopped."""
-    await _services(ctx).runner.cancel(params.run_id)
-    return RunSummary.model_validate(run_summary(await _row(ctx, params.run_id), ctx.services.home))
+    await ctx.services.runner.cancel(params.run_id)
+    return (await _run(ctx, params.run_id)).summary(ctx.services.home)
 
 
 @table.method("run.subscribe")
@@ -194,33 +177,29 @@ def unsubscribe(params: SubscribeParams, ctx: RequestContext) -> NullResult:
 @table.method("human.answer")
 def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
     """Answer a waiting run's question."""
-    _services(ctx).runner.answer(params.run_id, params.question_id, params.answer)
+    ctx.services.runner.answer(params.run_id, params.question_id, params.answer)
     return NullResult()
 
 
 # -- run.diff -----------------------------------------------------------------------------
 
 
-def _run_dir(ctx: RequestContext, row: dict[str, Any]) -> RunDirectory:
-    return RunDirectory(ctx.services.home / row["run_dir"])
-
-
 @table.method("run.diff")
 async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
     """Compare two stored runs (daemon/services/run_diff.py); a plain dict, validated
     against RunDiffResult in strict mode."""
-    services = _services(ctx)
+    services = ctx.services
     traces = TraceStore(services.db)
     records = []
     for side, run_id in (("a", params.a), ("b", params.b)):
-        row = await services.runs.get_run(run_id)
-        if row is None:
+        run = await services.runs.get_run(run_id)
+        if run is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id} (`{side}`)")
         # A recipe DAG runs its ready stages concurrently: compared in a stable order.
-        plan = _run_dir(ctx, row).read_json("config", "plan.json") or {}
+        plan = RunDirectory(ctx.services.home / run.run_dir).read_json("config", "plan.json") or {}
         calls = [c for c in await traces.run_calls(run_id) if c["kind"] not in NOT_WORK]
-        records.append(from_rows(row, await services.runs.stages(run_id), calls,
-                                 dag=bool(plan.get("dag"))))
+        records.append(from_store(run, await services.runs.stages(run_id), calls,
+                                  dag=bool(plan.get("dag"))))
     return diff_runs(*records)
 
 
@@ -233,19 +212,20 @@ async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResul
     snapshot, invariants = None, params.invariants
     if params.snapshot_id is not None:
         snapshot, invariants = await _snapshot_checks(ctx, params.snapshot_id)
-    stored = await load_stored_run(_services(ctx), ctx.services.home, params.run_id)
-    row, launch, record = stored.run, stored.launch, stored.record
-    if row["status"] in ACTIVE:
-        raise RpcError(ErrorCode.CONFLICT, f"run {params.run_id} is {row['status']}; "
+    run = await find_run(ctx.services, params.run_id)
+    if run.status in ACTIVE:
+        raise RpcError(ErrorCode.CONFLICT, f"run {params.run_id} is {run.status}; "
                                            "re-evaluate it once it has ended")
-    results = await reeval_checks(_services(ctx), ctx.services.home, stored,
+    stored = await load_stored_run(ctx.services, ctx.services.home, run)
+    launch, record = stored.launch, stored.record
+    results = await reeval_checks(ctx.services, ctx.services.home, stored,
                                   invariants or [], allow_partial=params.allow_partial)
     warnings = []
-    if row["status"] != "completed":
-        warnings.append(f"run {params.run_id} ended {row['status']}"
-                        + (f" ({row['failure_reason']})" if row["failure_reason"] else "")
+    if run.status != "completed":
+        warnings.append(f"run {params.run_id} ended {run.status}"
+                        + (f" ({run.failure_reason})" if run.failure_reason else "")
                         + ": the checks see what it recorded until then")
-    drifts = await _drift(ctx, params, row, launch, snapshot)
+    drifts = await _drift(ctx, params, run, launch, snapshot)
     for check in drifts:
         if check["drifted"]:
             what = ("the pipeline given is not the one the run ran"
@@ -265,40 +245,41 @@ async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResul
 
 
 async def _snapshot_checks(ctx: RequestContext,
-                           snapshot_id: str) -> tuple[dict[str, Any], list[Any]]:
+                           snapshot_id: str) -> tuple[SnapshotRecord, list[Any]]:
     """A snapshot (its scenario to check drift against) and its invariants, validated."""
     try:
-        snapshot = await _services(ctx).snapshots.get(snapshot_id)
+        snapshot = await ctx.services.snapshots.get(snapshot_id)
     except UnknownSchema as exc:
         raise RpcError(ErrorCode.CONFLICT, str(exc), {"snapshot_id": snapshot_id}) from None
     if snapshot is None:
         raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {snapshot_id}",
                        {"snapshot_id": snapshot_id})
     try:
-        return snapshot, invariant_list.validate_python(snapshot["invariants"])
+        return snapshot, invariant_list.validate_python(snapshot.invariants)
     except ValidationError as exc:
         raise RpcError(ErrorCode.CONFLICT, f"snapshot {snapshot_id} holds invariants this "
                        "daemon cannot read", exc.errors(include_url=False)) from None
 
 
-async def _drift(ctx: RequestContext, params: RunReevalParams, row: dict[str, Any],
-           launch: dict[str, Any], snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
+async def _drift(ctx: RequestContext, params: RunReevalParams, run: RunRecord,
+                 launch: dict[str, Any],
+                 snapshot: SnapshotRecord | None) -> list[dict[str, Any]]:
     """The pipeline and inputs given (else the snapshot's), hashed as the run's were,
     against the run's hashes."""
     checks = []
-    recorded_inputs = row["inputs"]
+    recorded_inputs = run.inputs
     if snapshot is not None and params.pipeline is None:
-        checks.append(drift("pipeline", row["pipeline_hash"], snapshot["pipeline"]["hash"]))
+        checks.append(drift("pipeline", run.pipeline_hash, snapshot.pipeline["hash"]))
     if snapshot is not None and params.inputs is None:  # both stored redacted
         checks.append(drift("inputs", inputs_hash(recorded_inputs),
-                            inputs_hash(snapshot["inputs"])))
+                            inputs_hash(snapshot.inputs)))
     if params.pipeline is not None:
         # Expanded with the variables the run had (and the inputs given, as run.start does).
         inputs = params.inputs if params.inputs is not None else launch.get("inputs", {})
         variables = {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                      **launch.get("variables", {})}
-        graph = await _services(ctx).runner.load(params.pipeline, variables)
-        checks.append(drift("pipeline", row["pipeline_hash"], graph.digest()))
+        graph = await ctx.services.runner.load(params.pipeline, variables)
+        checks.append(drift("pipeline", run.pipeline_hash, graph.digest()))
     if params.inputs is not None:
         # The run's inputs were stored with secrets redacted: the given ones are too.
         given = Redactor(run_secrets(params.inputs)).data(params.inputs)

@@ -25,10 +25,11 @@ from ostinato.protocol.invariants import ACROSS_TRIALS, invariant_list
 
 from ..engine.budget import Budget, BudgetExceeded
 from ..ids import utc_now
+from ..store.records import SnapshotRecord, TestResult
 from .invariants import evaluate, evaluate_trials, run_metrics
 from .snapshot_judge import Judged, Votes, judge_trials
 from .snapshots import replay_snapshot
-from .stored_run import load_stored_run
+from .stored_run import find_run, load_stored_run
 
 if TYPE_CHECKING:
     from . import Services
@@ -57,12 +58,12 @@ def outcome_of(check: dict[str, Any]) -> dict[str, Any]:
             "trials": None}
 
 
-def not_run(snapshot: dict[str, Any], message: str) -> list[dict[str, Any]]:
+def not_run(snapshot: SnapshotRecord, message: str) -> list[dict[str, Any]]:
     """The snapshot's invariants, each `skipped` with `message` (the matrix shows them)."""
     return [{"type": i.get("type", "?"), "description": i.get("description"),
              "status": "skipped", "expected": None, "actual": None, "message": message,
              "trials": None}
-            for i in (snapshot.get("invariants") or [IMPLICIT]) if isinstance(i, dict)]
+            for i in (snapshot.invariants or [IMPLICIT]) if isinstance(i, dict)]
 
 
 def _number(value: Any) -> bool:
@@ -106,19 +107,19 @@ def _started_runs(handle: Any) -> list[str]:
     return [r["run_id"] for r in handle.runs if r["run_id"] is not None]
 
 
-async def check_snapshot(services: Services, home: Path, snapshot: dict[str, Any],
+async def check_snapshot(services: Services, home: Path, snapshot: SnapshotRecord,
                          options: CheckOptions,
-                         result: dict[str, Any], on_started: Any = None) -> None:
-    """Replay, evaluate and compare one snapshot, filling `result` (a SnapshotTestResult)
-    in place; `await on_started(handle)` learns the replay as soon as it started, with the
-    runs started so far already in `result` (so that it can store them)."""
+                         result: TestResult, on_started: Any = None) -> None:
+    """Replay, evaluate and compare one snapshot, filling in `result`; `await
+    on_started(handle)` learns the replay as soon as it started, with the runs started so
+    far already in `result` (so that it can store them)."""
     started = time.monotonic()
-    result.update(status="running", started_at=utc_now(), trials=options.trials)
+    result.status, result.started_at, result.trials = "running", utc_now(), options.trials
     try:
-        invariants = invariant_list.validate_python(snapshot.get("invariants") or [IMPLICIT])
+        invariants = invariant_list.validate_python(snapshot.invariants or [IMPLICIT])
     except ValidationError as exc:
-        result.update(status="error", invariants=not_run(snapshot, "not evaluated"),
-                      message=f"the snapshot's invariants do not load: {exc.errors()[0]['msg']}")
+        _end(result, "error", f"the snapshot's invariants do not load: "
+                              f"{exc.errors()[0]['msg']}", not_run(snapshot, "not evaluated"))
         return
     try:
         try:
@@ -127,43 +128,49 @@ async def check_snapshot(services: Services, home: Path, snapshot: dict[str, Any
                                            concurrency=options.concurrency,
                                            budget=options.budget)
         except BudgetExceeded as exc:
-            result.update(status=_ENDED_BY_BUDGET, message=str(exc),
-                          invariants=not_run(snapshot, "not evaluated: " + str(exc)))
+            _end(result, _ENDED_BY_BUDGET, str(exc),
+                 not_run(snapshot, "not evaluated: " + str(exc)))
             return
         except RpcError as exc:
-            result.update(status="error", message=f"the replay did not start: {exc.message}",
-                          invariants=not_run(snapshot, "not evaluated: the replay did not "
-                                                       "start"))
+            _end(result, "error", f"the replay did not start: {exc.message}",
+                 not_run(snapshot, "not evaluated: the replay did not start"))
             return
-        result.update(run_ids=_started_runs(handle),
-                      trial_set_id=None if hasattr(handle, "run_id") else handle.id)
+        result.run_ids = _started_runs(handle)
+        result.trial_set_id = None if hasattr(handle, "run_id") else handle.id
         if on_started is not None:
             await on_started(handle)
-        started_runs, trial_set_id = await _wait(handle)
-        result.update(run_ids=[run_id for _, run_id in started_runs],
-                      trial_set_id=trial_set_id)
+        started_runs, result.trial_set_id = await _wait(handle)
+        result.run_ids = [run_id for _, run_id in started_runs]
         await _evaluate(services, home, snapshot, options, invariants, result,
                         [index for index, _ in started_runs])
     finally:
-        result.update(ended_at=utc_now(),
-                      duration_ms=round((time.monotonic() - started) * 1000,
-                                        3))
+        result.ended_at = utc_now()
+        result.duration_ms = round((time.monotonic() - started) * 1000, 3)
 
 
-async def _evaluate(services: Services, home: Path, snapshot: dict[str, Any],
-                    options: CheckOptions, invariants: list[Any], result: dict[str, Any],
+def _end(result: TestResult, status: str, message: str | None,
+         invariants: list[dict[str, Any]] | None = None) -> None:
+    """A result's status and message (and its invariants' outcomes, when given)."""
+    result.status, result.message = status, message
+    if invariants is not None:
+        result.invariants = invariants
+
+
+async def _evaluate(services: Services, home: Path, snapshot: SnapshotRecord,
+                    options: CheckOptions, invariants: list[Any], result: TestResult,
                     indices: list[int]) -> None:
     """Evaluate the invariants over the replay's runs (of these trial indices); status,
     cost and metric deltas."""
-    runs = [await load_stored_run(services, home, run_id) for run_id in result["run_ids"]]
-    cut_short = any(run.run.get("status") == _ENDED_BY_BUDGET for run in runs) or (
+    records = [await find_run(services, run_id) for run_id in result.run_ids]
+    runs = [await load_stored_run(services, home, record) for record in records]
+    cut_short = any(record.status == _ENDED_BY_BUDGET for record in records) or (
         options.budget is not None and options.budget.exceeded
         and len(runs) < options.trials)
     judged, checks = Judged(), not_run(snapshot, "no replay ran")
     single = options.trials == 1 and len(runs) == 1
     if runs and any(getattr(i, "type", None) == "judge" for i in invariants):
-        cassette = (await services.snapshots.cassette(snapshot["id"])
-                    if options.mode != "live" and snapshot.get("has_cassette") else [])
+        cassette = (await services.snapshots.cassette(snapshot.id)
+                    if options.mode != "live" and snapshot.has_cassette else [])
         judged, evaluated = await judge_trials(
             services, home, runs, invariants, mode=options.mode, budget=options.budget,
             cassette=cassette, evaluate_all=single)
@@ -174,22 +181,21 @@ async def _evaluate(services: Services, home: Path, snapshot: dict[str, Any],
     if runs and not single:
         checks = await _evaluate_trials(invariants, runs, indices, Votes(judged.outcomes),
                                         result)
-    result["invariants"] = checks
-    result["cost_usd"] = round(sum(float(run.run.get("cost_usd") or 0) for run in runs)
-                               + judged.cost_usd, 10)
-    result["metrics_delta"] = metrics_delta((snapshot.get("reference") or {}).get("metrics"),
-                                            [run_metrics(run) for run in runs])
+    result.invariants = checks
+    result.cost_usd = round(sum(float(record.cost_usd or 0) for record in records)
+                            + judged.cost_usd, 10)
+    result.metrics_delta = metrics_delta((snapshot.reference or {}).get("metrics"),
+                                         [run_metrics(run) for run in runs])
     if cut_short or judged.refused:
-        result.update(status=_ENDED_BY_BUDGET,
-                      message="the cost budget ran out during this snapshot: "
-                              + ("its replay stopped before it finished" if cut_short
-                                 else "its judge was refused votes"))
+        _end(result, _ENDED_BY_BUDGET, "the cost budget ran out during this snapshot: "
+                                       + ("its replay stopped before it finished" if cut_short
+                                          else "its judge was refused votes"))
     elif failed := [c for c in checks if c["status"] == "failed"]:
-        result.update(status="failed", message=_first(failed))
+        _end(result, "failed", _first(failed))
     elif errored := [c for c in checks if c["status"] == "error"]:
-        result.update(status="error", message=_first(errored))
+        _end(result, "error", _first(errored))
     else:
-        result.update(status="passed", message=None)
+        _end(result, "passed", None)
 
 
 def _first(checks: list[dict[str, Any]]) -> str:
@@ -199,11 +205,11 @@ def _first(checks: list[dict[str, Any]]) -> str:
 
 
 async def _evaluate_trials(invariants: list[Any], runs: list[Any], indices: list[int],
-                           judge: Any, result: dict[str, Any]) -> list[dict[str, Any]]:
+                           judge: Any, result: TestResult) -> list[dict[str, Any]]:
     """Across the trials: the aggregated results, each per-run invariant with its result on
     every trial (`indices`: the trial index of each run), and how many trials passed."""
     evaluation = await evaluate_trials(invariants, runs, judge=judge)
-    result["trials_passed"] = sum(evaluation["trial_passed"])
+    result.trials_passed = sum(evaluation["trial_passed"])
     checks, at = [], 0
     for invariant, check in zip(invariants, evaluation["results"], strict=True):
         outcome = outcome_of(check)

@@ -28,13 +28,12 @@ from ostinato.protocol.snapshots import (
     SnapshotListResult,
     SnapshotReplayParams,
     SnapshotReplayResult,
-    SnapshotSummary,
 )
 
 from ..engine.redact import Redactor, run_secrets
+from ..store.records import SnapshotRecord
 from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema
-from ..store.traces import TraceStore, decode_call
 from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import run_metrics
 from .runner import ActiveRun, RunOptions
@@ -49,11 +48,7 @@ if TYPE_CHECKING:
 table = HandlerTable()
 
 
-def _services(ctx: RequestContext) -> Services:
-    return ctx.services
-
-
-async def _snapshot(services: Services, snapshot_id: str) -> dict[str, Any]:
+async def _snapshot(services: Services, snapshot_id: str) -> SnapshotRecord:
     """A stored snapshot, or NOT_FOUND; CONFLICT when a newer daemon wrote it."""
     try:
         snapshot = await services.snapshots.get(snapshot_id)
@@ -72,14 +67,14 @@ async def _from_run(services: Services, home: Path,
     """A run's scenario, reference metrics and (recorded `full`) calls, redacted again."""
     run_id = params.run_id
     assert run_id is not None
-    row = await services.runs.get_run(run_id)
-    if row is None:
+    run = await services.runs.get_run(run_id)
+    if run is None:
         raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}", {"run_id": run_id})
-    if row["status"] in ACTIVE:
-        raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {row['status']}; snapshot it "
+    if run.status in ACTIVE:
+        raise RpcError(ErrorCode.CONFLICT, f"run {run_id} is {run.status}; snapshot it "
                                            "once it has ended", {"run_id": run_id})
     launch, source, _ = await services.runner.recorded_launch(run_id)
-    stored = await load_stored_run(services, home, run_id)
+    stored = await load_stored_run(services, home, run)
     inputs, variables = launch.get("inputs") or {}, launch.get("variables") or {}
     # The run redacted what it wrote; secrets of this daemon's environment are taken out
     # again, in case one reached the run some other way.
@@ -88,8 +83,7 @@ async def _from_run(services: Services, home: Path,
     record = stored.record
     if params.with_cassette is not False:
         if record == "full":
-            calls = await TraceStore(services.db).run_calls(run_id)
-            cassette = [redactor.values(decode_call(call)) for call in calls]
+            cassette = [redactor.values(call) for call in stored.calls]
         elif params.with_cassette:
             raise RpcError(ErrorCode.CONFLICT,
                            f"run {run_id} was recorded {record}: it kept no responses to "
@@ -99,7 +93,7 @@ async def _from_run(services: Services, home: Path,
                             "cassette, so it can be replayed live (or hybrid) only")
     return {
         "pipeline": {"format": launch["pipeline_format"], "source": redactor.text(source),
-                     "name": row["pipeline_name"], "hash": row["pipeline_hash"]},
+                     "name": run.pipeline_name, "hash": run.pipeline_hash},
         "inputs": redactor.data(inputs), "variables": redactor.data(variables),
         "settings": redactor.data(launch.get("settings") or {}),
         "reference": {"run_id": run_id, "metrics": run_metrics(stored)},
@@ -126,7 +120,7 @@ async def _from_pipeline(services: Services,
 @table.method("snapshot.create")
 async def create(params: SnapshotCreateParams, ctx: RequestContext) -> SnapshotCreateResult:
     """Capture a run's or a pipeline's scenario as the next version of `name`."""
-    services = _services(ctx)
+    services = ctx.services
     warnings: list[str] = []
     if params.run_id is not None:
         captured, warnings = await _from_run(services, ctx.services.home, params)
@@ -139,7 +133,7 @@ async def create(params: SnapshotCreateParams, ctx: RequestContext) -> SnapshotC
     snapshot = await services.snapshots.create(
         name=params.name, description=params.description, tags=list(params.tags),
         invariants=invariants, **captured)
-    return SnapshotCreateResult.model_validate({**snapshot, "warnings": warnings})
+    return snapshot.detail(SnapshotCreateResult, warnings=warnings)
 
 
 # -- snapshot.list, snapshot.get, snapshot.delete -----------------------------------------
@@ -149,30 +143,29 @@ async def create(params: SnapshotCreateParams, ctx: RequestContext) -> SnapshotC
 async def list_snapshots(params: SnapshotListParams, ctx: RequestContext) -> SnapshotListResult:
     """Snapshot summaries newest first, filtered and keyset paged."""
     with cursor_errors():
-        rows, cursor = await _services(ctx).snapshots.list(
+        summaries, cursor = await ctx.services.snapshots.list(
             tags=params.tags, name=params.name, pipeline=params.pipeline,
             latest=params.latest, limit=params.limit, cursor=params.cursor)
-    return SnapshotListResult(snapshots=[SnapshotSummary.model_validate(r) for r in rows],
-                              next_cursor=cursor)
+    return SnapshotListResult(snapshots=summaries, next_cursor=cursor)
 
 
 @table.method("snapshot.get")
 async def get(params: SnapshotGetParams, ctx: RequestContext) -> SnapshotDetail:
     """A whole snapshot; its cassette's calls on request."""
-    services = _services(ctx)
+    services = ctx.services
     snapshot = await _snapshot(services, params.id)
     if params.include_cassette:
-        snapshot["cassette"] = await services.snapshots.cassette(params.id) \
-            if snapshot["has_cassette"] else None
-    return SnapshotDetail.model_validate(snapshot)
+        return snapshot.detail(cassette=await services.snapshots.cassette(params.id)
+                               if snapshot.has_cassette else None)
+    return snapshot.detail()
 
 
 @table.method("snapshot.delete")
 async def delete(params: SnapshotDeleteParams, ctx: RequestContext) -> SnapshotDeleteResult:
     """Delete a snapshot and its cassette, with `confirm: true`; its runs stay."""
-    services = _services(ctx)
+    services = ctx.services
     snapshot = await _snapshot(services, params.id)
-    label = f"snapshot {params.id} ({snapshot['name']} v{snapshot['version']})"
+    label = f"snapshot {params.id} ({snapshot.name} v{snapshot.version})"
     if not params.confirm:
         raise RpcError(ErrorCode.INVALID_PARAMS,
                        f"Invalid params: deleting {label} cannot be undone; pass "
@@ -181,27 +174,27 @@ async def delete(params: SnapshotDeleteParams, ctx: RequestContext) -> SnapshotD
     runs_kept = await services.snapshots.replay_runs(params.id)
     if not await services.snapshots.delete(params.id):  # deleted meanwhile
         raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {params.id}", {"id": params.id})
-    return SnapshotDeleteResult(id=params.id, name=snapshot["name"],
-                                version=snapshot["version"], deleted=True,
-                                cassette_calls=snapshot["cassette_calls"], runs_kept=runs_kept)
+    return SnapshotDeleteResult(id=params.id, name=snapshot.name, version=snapshot.version,
+                                deleted=True, cassette_calls=snapshot.cassette_calls,
+                                runs_kept=runs_kept)
 
 
 # -- snapshot.replay ----------------------------------------------------------------------
 
 
-async def replay_snapshot(services: Services, home: Path, snapshot: dict[str, Any], *,
+async def replay_snapshot(services: Services, home: Path, snapshot: SnapshotRecord, *,
                           mode: str, trials: int = 1, concurrency: int = 1,
                           overrides: dict[str, Any] | None = None, budget: Any = None,
                           record: str = "full", inputs: dict[str, Any] | None = None,
                           variables: dict[str, str] | None = None) -> ActiveRun | TrialSet:
-    """Start a replay of `snapshot` (a dict as SnapshotStore returns it): one run, or a
+    """Start a replay of `snapshot`: one run, or a
     trial set when `trials` > 1. `overrides`, `inputs` and `variables` are shallow-merged
     over the stored ones; `budget` is charged by every call (tests.run shares one).
     `recorded` and `hybrid` serve calls from the snapshot's own cassette."""
-    ref = PipelineRef(source=snapshot["pipeline"]["source"],
-                      format=snapshot["pipeline"]["format"])
+    ref = PipelineRef(source=snapshot.pipeline["source"],
+                      format=snapshot.pipeline["format"])  # type: ignore[arg-type]
     try:
-        settings = RunSettings.model_validate({**snapshot["settings"], **(overrides or {})})
+        settings = RunSettings.model_validate({**snapshot.settings, **(overrides or {})})
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         for error in errors:
@@ -209,20 +202,20 @@ async def replay_snapshot(services: Services, home: Path, snapshot: dict[str, An
         raise RpcError(ErrorCode.INVALID_PARAMS, "Invalid params: overrides", errors) from None
     cassette = None
     if mode != "live":
-        if snapshot["has_cassette"]:
-            cassette = await services.snapshots.cassette(snapshot["id"])
+        if snapshot.has_cassette:
+            cassette = await services.snapshots.cassette(snapshot.id)
         elif mode == "recorded":
             raise RpcError(ErrorCode.CONFLICT,
-                           f"snapshot {snapshot['id']} ({snapshot['name']} "
-                           f"v{snapshot['version']}) has no cassette to replay from: it was "
+                           f"snapshot {snapshot.id} ({snapshot.name} "
+                           f"v{snapshot.version}) has no cassette to replay from: it was "
                            "made from a pipeline, or from a run recorded metadata_only; "
-                           "replay it with mode live or hybrid", {"id": snapshot["id"]})
+                           "replay it with mode live or hybrid", {"id": snapshot.id})
         else:
             cassette = []  # hybrid without a recording: every call goes live
     options = RunOptions(record=record, replay_mode=mode,  # type: ignore[arg-type]
-                         snapshot_id=snapshot["id"], cassette=cassette, budget=budget)
-    run_inputs = {**snapshot["inputs"], **(inputs or {})}
-    run_variables = {**(snapshot["variables"] or {}), **(variables or {})}
+                         snapshot_id=snapshot.id, cassette=cassette, budget=budget)
+    run_inputs = {**snapshot.inputs, **(inputs or {})}
+    run_variables = {**(snapshot.variables or {}), **(variables or {})}
     if trials > 1:
         return await services.trials.start(
             ref, run_inputs, run_variables, settings, options, trials=trials,
@@ -233,7 +226,7 @@ async def replay_snapshot(services: Services, home: Path, snapshot: dict[str, An
 @table.method("snapshot.replay")
 async def replay(params: SnapshotReplayParams, ctx: RequestContext) -> SnapshotReplayResult:
     """Replay a snapshot as a new run (or trial set); with `wait`, answer once it ended."""
-    services = _services(ctx)
+    services = ctx.services
     snapshot = await _snapshot(services, params.id)
     started = await replay_snapshot(
         services, ctx.services.home, snapshot, mode=params.mode, trials=params.trials,

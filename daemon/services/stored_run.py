@@ -1,4 +1,5 @@
-"""Stored runs for the invariant library: loading what a run recorded (`load_stored_run`),
+"""Stored runs for the invariant library: finding a run (`find_run`), loading what it
+recorded (`load_stored_run`),
 evaluating a reeval's checks on it (`reeval_checks`, with its judge), and appending the calls
 a judge made to the run's records (`record_judge_calls`). Reeval, snapshot replays and test
 runs read runs through here."""
@@ -16,32 +17,38 @@ from ..engine.providers.runtime import ProviderPool
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.rundir import RunDirectory
-from ..store.traces import TraceStore, decode_call
+from ..store.records import RunRecord
+from ..store.traces import TraceStore
 from .invariants import JUDGE_NODE, Judge, StoredRun, evaluate
-from .run_diff import decode_row
 
 if TYPE_CHECKING:
     from . import Services
 
-__all__ = ["StoredRun", "judge_pool", "load_stored_run", "record_judge_calls",
+__all__ = ["StoredRun", "find_run", "judge_pool", "load_stored_run", "record_judge_calls",
            "reeval_checks", "run_redactor"]
 
 
-async def load_stored_run(services: Services, home: Path, run_id: str) -> StoredRun:
-    """The decoded run row, its stages and calls (decoded), the final context from
-    checkpoint.json, the record mode, launch.json and a reader of its artifacts; an RpcError
-    NOT_FOUND when there is no such run."""
-    row = await services.runs.get_run(run_id)
-    if row is None:
+async def find_run(services: Services, run_id: str) -> RunRecord:
+    """A stored run; an RpcError NOT_FOUND when there is no such run."""
+    run = await services.runs.get_run(run_id)
+    if run is None:
         raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-    run_dir = RunDirectory(home / row["run_dir"])
+    return run
+
+
+async def load_stored_run(services: Services, home: Path, run: RunRecord) -> StoredRun:
+    """What a stored run recorded, as the invariant library reads it: the run, its stages
+    and calls as JSON documents, the final context from checkpoint.json, the record mode,
+    launch.json and a reader of its artifacts."""
+    run_dir = RunDirectory(home / run.run_dir)
     launch: dict[str, Any] = run_dir.read_json("config", "launch.json") or {}
     checkpoint = run_dir.read_json("checkpoint.json")
-    calls = [decode_call(c) for c in await TraceStore(services.db).run_calls(run_id)]
+    stages = [stage.as_dict() for stage in await services.runs.stages(run.id)]
+    calls = await TraceStore(services.db).run_calls(run.id)
     return StoredRun(
-        run=decode_row(row), stages=await services.runs.stages(run_id), calls=calls,
+        run=run.as_dict(), stages=stages, calls=calls,  # type: ignore[arg-type]
         context=checkpoint.get("context") if checkpoint else None,
-        record=row.get("record") or launch.get("record") or "full",
+        record=run.record or launch.get("record") or "full",
         artifact=lambda artifact_id: run_dir.read_json("artifacts", f"{artifact_id}.json"),
         launch=launch)
 
@@ -100,12 +107,10 @@ async def record_judge_calls(services: Services, home: Path, run_id: str,
     those of its own work. Returns the records as stored."""
     if not calls:
         return []
-    row = await services.runs.get_run(run_id)
-    if row is None:
-        raise RpcError(ErrorCode.NOT_FOUND, f"no run {run_id}")
-    root = home / row["run_dir"]
+    run = await find_run(services, run_id)
+    root = home / run.run_dir
     launch = RunDirectory(root).read_json("config", "launch.json") or {}
-    redactor = run_redactor(StoredRun(run=row, launch=launch), secrets)
+    redactor = run_redactor(StoredRun(run=run.as_dict(), launch=launch), secrets)
     async with services.appending_calls:  # two reevals at once would number theirs alike
         last = await services.db.fetchone(
             "SELECT COALESCE(MAX(seq), 0) AS seq FROM calls WHERE run_id = ?", (run_id,))
@@ -113,7 +118,7 @@ async def record_judge_calls(services: Services, home: Path, run_id: str,
         records = []
         for offset, call in enumerate(calls, 1):
             record = {key: value for key, value in call.items() if key != "usage"}
-            record.update(run_id=run_id, trace_id=row["trace_id"], seq=seq + offset)
+            record.update(run_id=run_id, trace_id=run.trace_id, seq=seq + offset)
             records.append(redactor.values(record))
         await services.runs.record(run_id, stage=None, events=[], calls=records)
         run_dir = RunDirectory(root, redactor)

@@ -22,8 +22,9 @@ from ostinato.protocol.tests import TestsRunParams
 
 from ..engine.budget import Budget
 from ..ids import utc_now, uuid7
+from ..store.records import SnapshotRecord, TestResult, TestRunRecord, summarize
 from ..store.snapshot_schema import UnknownSchema
-from ..store.test_runs import TestRunStore, summarize
+from ..store.test_runs import TestRunStore
 from .base import Session
 from .snapshot_check import CheckOptions, check_snapshot, not_run
 
@@ -41,8 +42,8 @@ class TestRun:
 
     id: str
     options: dict[str, Any]
-    snapshots: list[dict[str, Any]]
-    results: list[dict[str, Any]]
+    snapshots: list[SnapshotRecord]
+    results: list[TestResult]
     budget: Budget | None
     created_at: str = field(default_factory=utc_now)
     status: str = "running"
@@ -59,32 +60,16 @@ class TestRun:
     @property
     def total_cost_usd(self) -> float:
         """What the finished snapshots cost."""
-        return round(sum(r["cost_usd"] for r in self.results), 10)
+        return round(sum(r.cost_usd for r in self.results), 10)
 
-    def summary(self) -> dict[str, Any]:
-        """The TestRunSummary as it stands."""
-        return summary_of(self.id, self.status, self.options, self.results,
-                          self.total_cost_usd, self.budget.limit_usd if self.budget else None,
-                          self.message, self.created_at, self.ended_at)
-
-
-def summary_of(test_run_id: str, status: str, options: dict[str, Any],
-               results: list[dict[str, Any]], total_cost_usd: float,
-               cost_limit_usd: float | None, message: str | None, started_at: str,
-               ended_at: str | None) -> dict[str, Any]:
-    """TestRunSummary's fields."""
-    return {"test_run_id": test_run_id, "status": status, **options,
-            "summary": summarize(results), "snapshots": results,
-            "total_cost_usd": total_cost_usd, "cost_limit_usd": cost_limit_usd,
-            "message": message, "started_at": started_at, "ended_at": ended_at}
-
-
-def _pending(index: int, snapshot: dict[str, Any], trials: int) -> dict[str, Any]:
-    return {"index": index, "snapshot_id": snapshot["id"], "name": snapshot["name"],
-            "version": snapshot["version"], "status": "pending", "run_ids": [],
-            "trial_set_id": None, "trials": trials, "trials_passed": None, "invariants": [],
-            "metrics_delta": {}, "cost_usd": 0.0, "duration_ms": None, "message": None,
-            "started_at": None, "ended_at": None}
+    def record(self) -> TestRunRecord:
+        """The test run as it stands, as the store would return it."""
+        return TestRunRecord(
+            id=self.id, status=self.status, options=self.options,
+            summary=summarize(self.results), total_cost_usd=self.total_cost_usd,
+            cost_limit_usd=self.budget.limit_usd if self.budget else None,
+            message=self.message, created_at=self.created_at, ended_at=self.ended_at,
+            results=self.results)
 
 
 class TestRuns:
@@ -98,7 +83,7 @@ class TestRuns:
         self.active: dict[str, TestRun] = {}
         self.stopping = False
 
-    async def _select(self, params: TestsRunParams) -> list[dict[str, Any]]:
+    async def _select(self, params: TestsRunParams) -> list[SnapshotRecord]:
         """The snapshots to test, in order; NOT_FOUND for unknown ids or an empty choice,
         CONFLICT for one that a newer daemon wrote."""
         snapshots = self.services.snapshots
@@ -111,7 +96,7 @@ class TestRuns:
         except UnknownSchema as exc:
             raise RpcError(ErrorCode.CONFLICT, str(exc)) from None
         if params.snapshot_ids is not None:
-            missing = sorted(set(params.snapshot_ids) - {s["id"] for s in found})
+            missing = sorted(set(params.snapshot_ids) - {s.id for s in found})
             if missing:
                 raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {', '.join(missing)}",
                                {"missing": missing})
@@ -132,7 +117,8 @@ class TestRuns:
                    "stop_on_first_failure": params.stop_on_first_failure,
                    "selector": {k: v for k, v in selector.items() if v not in (None, False)}}
         budget = None if params.cost_limit_usd is None else Budget(params.cost_limit_usd)
-        results = [_pending(i, s, params.trials) for i, s in enumerate(snapshots)]
+        results = [TestResult(i, s.id, s.name, s.version, trials=params.trials)
+                   for i, s in enumerate(snapshots)]
         test_run = TestRun(uuid7(), options, snapshots, results, budget)
         await self.store.add(test_run.id, options=options, cost_limit_usd=params.cost_limit_usd,
                              created_at=test_run.created_at, results=results)
@@ -149,7 +135,7 @@ class TestRuns:
 
     async def _run(self, test_run: TestRun) -> None:
         """The snapshots one after another; the test run's end, whatever happens."""
-        changed: list[dict[str, Any]] = []
+        changed: list[TestResult] = []
         try:
             await self._snapshots(test_run)
             test_run.status = _final_status(test_run)
@@ -188,8 +174,10 @@ class TestRuns:
                 await self._skip(test_run, "not run: the cost budget ran out")
                 return
             self._publish(test_run, "SnapshotStarted", {
-                k: result[k] for k in ("index", "snapshot_id", "name", "version")})
-            async def started(handle: Any, result: dict[str, Any] = result) -> None:
+                "index": result.index, "snapshot_id": result.snapshot_id, "name": result.name,
+                "version": result.version})
+
+            async def started(handle: Any, result: TestResult = result) -> None:
                 # Stored at once: a daemon killed during the replay leaves a result that
                 # names the run it started.
                 test_run.replay = handle
@@ -201,12 +189,12 @@ class TestRuns:
                 await check_snapshot(services, services.home, snapshot, check, result,
                                      on_started=started)
             except Exception as exc:  # a bug in one snapshot's check: it errors, others run
-                log.exception("test run %s: snapshot %s crashed", test_run.id, snapshot["id"])
-                result.update(status="error", message=f"internal error: {type(exc).__name__}")
+                log.exception("test run %s: snapshot %s crashed", test_run.id, snapshot.id)
+                result.status, result.message = "error", f"internal error: {type(exc).__name__}"
             test_run.replay = None
             await self.store.save(test_run.id, [result], total_cost_usd=test_run.total_cost_usd,
                                   all_results=test_run.results)
-            self._publish(test_run, "SnapshotFinished", result)
+            self._publish(test_run, "SnapshotFinished", result.as_dict())
             for listener in test_run.listeners:
                 listener(result)
             stop = self._stop_reason(test_run, result)
@@ -216,19 +204,17 @@ class TestRuns:
                 return
 
     @staticmethod
-    def _stop_reason(test_run: TestRun, result: dict[str, Any]) -> tuple[str, str] | None:
+    def _stop_reason(test_run: TestRun, result: TestResult) -> tuple[str, str] | None:
         """(the test run's message, the skipped snapshots' message) when nothing more may
         start after this result."""
-        label = f"{result['name']!r} v{result['version']}"
-        if result["status"] == "budget_exceeded":
+        label = f"{result.name!r} v{result.version}"
+        if result.status == "budget_exceeded":
             limit = f" (${test_run.budget.limit_usd:g})" if test_run.budget else ""
             return (f"the cost budget{limit} ran out during snapshot {label}",
                     "not run: the cost budget ran out")
-        if test_run.options["stop_on_first_failure"] and result["status"] in ("failed",
-                                                                               "error"):
-            return (f"stop_on_first_failure: snapshot {label} {result['status']}",
-                    f"not run: stop_on_first_failure after snapshot {label} "
-                    f"{result['status']}")
+        if test_run.options["stop_on_first_failure"] and result.status in ("failed", "error"):
+            return (f"stop_on_first_failure: snapshot {label} {result.status}",
+                    f"not run: stop_on_first_failure after snapshot {label} {result.status}")
         return None
 
     async def _skip(self, test_run: TestRun, message: str) -> None:
@@ -237,7 +223,7 @@ class TestRuns:
             await self.store.save(test_run.id, changed, total_cost_usd=test_run.total_cost_usd,
                                   all_results=test_run.results)
 
-    async def _cut_off(self, test_run: TestRun) -> list[dict[str, Any]]:
+    async def _cut_off(self, test_run: TestRun) -> list[TestResult]:
         """tests.cancel, or the daemon stopping: the replay in progress is stopped (by the
         runner when the daemon stops), the snapshots not finished are `skipped`."""
         why = "the daemon stopped" if self.stopping else "the test run was cancelled"
@@ -248,28 +234,26 @@ class TestRuns:
             if not self.stopping:
                 await _stop_replay(self.services, replay)
             trial_set = not hasattr(replay, "run_id")
-            for cut in (r for r in test_run.results if r["status"] == "running"):
-                cut.update(run_ids=[r["run_id"] for r in replay.runs if r["run_id"]]
-                           if trial_set else [replay.run_id],
-                           trial_set_id=replay.id if trial_set else None)
+            for cut in (r for r in test_run.results if r.status == "running"):
+                cut.run_ids = ([r["run_id"] for r in replay.runs if r["run_id"]]
+                               if trial_set else [replay.run_id])
+                cut.trial_set_id = replay.id if trial_set else None
         return _skip_rest(test_run, f"not finished: {why}")
 
-    async def get(self, test_run_id: str, wait: bool = False) -> dict[str, Any]:
-        """A test run's summary: live while it runs here (after its end with `wait`), else
-        as stored."""
+    async def get(self, test_run_id: str, wait: bool = False) -> TestRunRecord:
+        """A test run: live while it runs here (after its end with `wait`), else as
+        stored."""
         test_run = self.active.get(test_run_id)
         if test_run is not None:
             if not wait:
-                return test_run.summary()
+                return test_run.record()
             await asyncio.shield(test_run.done)
-        row = await self.store.get(test_run_id)
-        if row is None:
+        stored = await self.store.get(test_run_id)
+        if stored is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no test run {test_run_id}")
-        return summary_of(row["id"], row["status"], row["options"], row["results"],
-                          row["total_cost_usd"], row["cost_limit_usd"], row["message"],
-                          row["created_at"], row["ended_at"])
+        return stored
 
-    async def cancel(self, test_run_id: str) -> dict[str, Any]:
+    async def cancel(self, test_run_id: str) -> TestRunRecord:
         """Cancel a running test run; its summary once it stopped."""
         test_run = self.active.get(test_run_id)
         if test_run is None or test_run.task is None:
@@ -277,7 +261,7 @@ class TestRuns:
             if known is None:
                 raise RpcError(ErrorCode.NOT_FOUND, f"no test run {test_run_id}")
             raise RpcError(ErrorCode.CONFLICT,
-                           f"test run {test_run_id} is {known['status']}, not running")
+                           f"test run {test_run_id} is {known.status}, not running")
         # Once, and not while its end is being stored: that would cut the save short.
         if not test_run.cancel_requested and test_run.ended_at is None:
             test_run.cancel_requested = True
@@ -298,20 +282,20 @@ class TestRuns:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _skip_rest(test_run: TestRun, message: str) -> list[dict[str, Any]]:
+def _skip_rest(test_run: TestRun, message: str) -> list[TestResult]:
     """Every snapshot not finished becomes `skipped` with `message`; returns them."""
     changed = []
     for snapshot, result in zip(test_run.snapshots, test_run.results, strict=True):
-        if result["status"] in ("pending", "running"):
-            result.update(status="skipped", message=message,
-                          invariants=result["invariants"] or not_run(snapshot, message))
+        if result.status in ("pending", "running"):
+            result.status, result.message = "skipped", message
+            result.invariants = result.invariants or not_run(snapshot, message)
             changed.append(result)
     return changed
 
 
 def _final_status(test_run: TestRun) -> str:
     """budget_exceeded, error, failed or passed, in that order of precedence."""
-    statuses = {r["status"] for r in test_run.results}
+    statuses = {r.status for r in test_run.results}
     budget = test_run.budget
     if "budget_exceeded" in statuses or (budget is not None and budget.exceeded
                                          and "skipped" in statuses):

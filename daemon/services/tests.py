@@ -3,8 +3,6 @@ tests.subscribe and tests.unsubscribe; test_runner.py runs the test runs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ostinato.protocol.base import NullResult
 from ostinato.protocol.tests import (
     TestRunIdParams,
@@ -18,6 +16,7 @@ from ostinato.protocol.tests import (
     TestsSubscribeParams,
 )
 
+from ..store.records import TestResult
 from . import reports
 from .base import HandlerTable, RequestContext, cursor_errors
 from .test_runner import TestRuns
@@ -35,47 +34,42 @@ async def run(params: TestsRunParams, ctx: RequestContext) -> TestRunSummary:
     runs = _runs(ctx)
     test_run = await runs.start(params, ctx.connection)
     if not params.wait:
-        return TestRunSummary.model_validate(test_run.summary())
+        return test_run.record().result()
     progress, total = ctx.progress, len(test_run.results)
     progress.begin(f"test run {test_run.id}", f"0/{total} snapshots", 0)
 
-    def report(result: dict[str, Any]) -> None:
-        finished = result["index"] + 1
-        progress.report(f"{finished}/{total} {result['name']} v{result['version']}: "
-                        f"{result['status']}", int(100 * finished / total))
+    def report(result: TestResult) -> None:
+        finished = result.index + 1
+        progress.report(f"{finished}/{total} {result.name} v{result.version}: "
+                        f"{result.status}", int(100 * finished / total))
 
     test_run.listeners.append(report)
-    summary = await runs.get(test_run.id, wait=True)
-    progress.end(f"test run {test_run.id} {summary['status']}")
-    return TestRunSummary.model_validate(summary)
+    ended = await runs.get(test_run.id, wait=True)
+    progress.end(f"test run {test_run.id} {ended.status}")
+    return ended.result()
 
 
 @table.method("tests.get")
 async def get(params: TestRunIdParams, ctx: RequestContext) -> TestRunSummary:
     """A test run, live or stored."""
-    return TestRunSummary.model_validate(await _runs(ctx).get(params.test_run_id,
-                                                              params.wait))
+    return (await _runs(ctx).get(params.test_run_id, params.wait)).result()
 
 
 @table.method("tests.list")
 async def list_test_runs(params: TestsListParams, ctx: RequestContext) -> TestsListResult:
     """Test runs newest first, paged."""
     with cursor_errors():
-        rows, cursor = await _runs(ctx).store.list(statuses=params.status, limit=params.limit,
-                                                   cursor=params.cursor)
-    entries = [{"test_run_id": r["id"], "status": r["status"], "mode": r["options"]["mode"],
-                "trials": r["options"]["trials"], "summary": r["summary"],
-                "total_cost_usd": r["total_cost_usd"], "cost_limit_usd": r["cost_limit_usd"],
-                "started_at": r["created_at"], "ended_at": r["ended_at"]} for r in rows]
-    return TestsListResult.model_validate({"test_runs": entries, "next_cursor": cursor})
+        test_runs, cursor = await _runs(ctx).store.list(
+            statuses=params.status, limit=params.limit, cursor=params.cursor)
+    return TestsListResult(test_runs=[test_run.entry() for test_run in test_runs],
+                           next_cursor=cursor)
 
 
 @table.method("tests.report")
 async def report(params: TestsReportParams, ctx: RequestContext) -> TestsReportResult:
     """A test run rendered as JUnit XML, Markdown or HTML."""
-    summary = await _runs(ctx).get(params.test_run_id)
     # Through the model: a report renders exactly what tests.get answers.
-    validated = TestRunSummary.model_validate(summary).model_dump(mode="json")
+    validated = (await _runs(ctx).get(params.test_run_id)).result().model_dump(mode="json")
     content, media_type = reports.render(validated, params.format)
     return TestsReportResult(test_run_id=params.test_run_id, format=params.format,
                              media_type=media_type, content=content)
@@ -84,7 +78,7 @@ async def report(params: TestsReportParams, ctx: RequestContext) -> TestsReportR
 @table.method("tests.cancel")
 async def cancel(params: TestRunRef, ctx: RequestContext) -> TestRunSummary:
     """Cancel a running test run."""
-    return TestRunSummary.model_validate(await _runs(ctx).cancel(params.test_run_id))
+    return (await _runs(ctx).cancel(params.test_run_id)).result()
 
 
 @table.method("tests.subscribe")

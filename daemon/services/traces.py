@@ -9,7 +9,6 @@ from ostinato.protocol.traces import TraceGetParams, TraceListParams
 
 from ..store.traces import TraceStore
 from .base import HandlerTable, RequestContext
-from .runs import run_summary
 
 table = HandlerTable()
 
@@ -26,7 +25,7 @@ async def get(params: TraceGetParams, ctx: RequestContext) -> dict[str, Any]:
     A plain dict (validated against TraceGetResult in strict mode): traces can be long, and
     their requests and responses are already JSON from the store."""
     store = trace_store(ctx)
-    run = await store.run_of_trace(params.trace_id)
+    run = await store.run_of_trace(ctx.services.runs, params.trace_id)
     if run is None:
         raise RpcError(ErrorCode.NOT_FOUND, f"no trace {params.trace_id}")
     # One more than asked for tells whether there is a next page.
@@ -37,8 +36,9 @@ async def get(params: TraceGetParams, ctx: RequestContext) -> dict[str, Any]:
         calls = calls[:params.limit]
         next_after = calls[-1]["seq"]
     for call in calls:
-        del call["run_id"], call["trace_id"]
-    return {"trace_id": params.trace_id, "run": run_summary(run, ctx.services.home),
+        del call["run_id"], call["trace_id"]  # type: ignore[misc]
+    return {"trace_id": params.trace_id,
+            "run": run.summary_fields(ctx.services.home),
             "calls": calls, "totals": await store.trace_totals(params.trace_id),
             "next_after_seq": next_after}
 

@@ -307,13 +307,13 @@ class TrialSets:
         trial_set = self.sets.get(set_id)
         if trial_set is not None:
             return trial_set.summary()
-        row = await self.store.get_trial_set(set_id)
-        if row is None:
+        stored = await self.store.get_trial_set(set_id)
+        if stored is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no trial set {set_id}")
-        trial_set = TrialSet(set_id, row["pipeline_name"], row["trials"], row["concurrency"],
-                             bool(row["early_stop"]), row["pass_threshold"],
-                             self.home / row["set_dir"], created_at=row["created_at"],
-                             status=row["status"], ended_at=row["ended_at"])
+        trial_set = TrialSet(set_id, stored.pipeline_name, stored.trials, stored.concurrency,
+                             bool(stored.early_stop), stored.pass_threshold,
+                             self.home / stored.set_dir, created_at=stored.created_at,
+                             status=stored.status, ended_at=stored.ended_at)
         manifest = trial_set.set_dir / "manifest.json"
         if manifest.exists():
             written = orjson.loads(manifest.read_bytes())
@@ -321,14 +321,16 @@ class TrialSets:
             for entry in written.get("trial_runs", []):
                 trial_set.runs[entry["index"]].update(entry)
         for run in await self.store.trial_runs(set_id):  # the truth, as each trial ended
-            entry = trial_set.runs[run["trial_index"]]
-            entry.update(run_id=run["id"], trace_id=run["trace_id"], status=run["status"],
-                         outcome=run["outcome"], failure_reason=run["failure_reason"],
-                         cost_usd=run["cost_usd"])
-            trial_set.tokens[run["trial_index"]] = (run["input_tokens"], run["output_tokens"])
-            if run["status"] in ("completed", "failed") or (
-                    run["status"] == "cancelled" and not trial_set.early_stop):
-                entry["passed"] = run["status"] == "completed" and run["outcome"] == "success"
+            index = run.trial_index
+            assert index is not None  # a trial set's runs have one
+            entry = trial_set.runs[index]
+            entry.update(run_id=run.id, trace_id=run.trace_id, status=run.status,
+                         outcome=run.outcome, failure_reason=run.failure_reason,
+                         cost_usd=run.cost_usd)
+            trial_set.tokens[index] = (run.input_tokens, run.output_tokens)
+            if run.status in ("completed", "failed") or (
+                    run.status == "cancelled" and not trial_set.early_stop):
+                entry["passed"] = run.status == "completed" and run.outcome == "success"
         for entry in trial_set.runs:
             trial_set.settle(entry)
         return trial_set.summary()

@@ -7,6 +7,7 @@ import logging
 import re
 import sqlite3
 import threading
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,11 @@ class Database:
         """Rows as dicts."""
         rows = await self.connection.execute_fetchall(sql, params)
         return [dict(row) for row in rows]
+
+    async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterable[sqlite3.Row]:
+        """Rows as sqlite returns them (sequences; a record is built from one positionally,
+        store/records.py)."""
+        return await self.connection.execute_fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
         """The first row as a dict, or None."""

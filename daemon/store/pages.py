@@ -5,6 +5,7 @@ scan, so that page 1,000 costs what page 1 does."""
 from __future__ import annotations
 
 import base64
+import sqlite3
 from typing import Any
 
 import orjson
@@ -29,21 +30,22 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
     return value
 
 
-async def newest_first(db: Database, table: str, where: list[str], params: list[Any], *,
-                       limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of `table`'s rows matching `where` (clauses ANDed), newest first by
-    (created_at, id), and the cursor of the next page (None on the last). ValueError on a
-    bad cursor."""
+async def newest_first(db: Database, table: str, columns: str, where: list[str],
+                       params: list[Any], *, limit: int,
+                       cursor: str | None) -> tuple[list[sqlite3.Row], str | None]:
+    """A page of `table`'s rows (`columns` of them, `created_at` and `id` among them)
+    matching `where` (clauses ANDed), newest first by (created_at, id), and the cursor of
+    the next page (None on the last). ValueError on a bad cursor."""
     where, params = list(where), list(params)
     if cursor:
         created_at, row_id = decode_cursor(cursor, 2)
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params += [created_at, created_at, row_id]
-    sql = f"SELECT * FROM {table}"
+    sql = f"SELECT {columns} FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-    rows = await db.fetchall(sql, (*params, limit + 1))
+    rows = list(await db.rows(sql, (*params, limit + 1)))
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]

@@ -10,6 +10,14 @@ from ..disk import disk_full
 from ..ids import utc_now
 from .db import Database, Statement
 from .pages import newest_first
+from .records import (
+    RUN_COLUMNS,
+    STAGE_COLUMNS,
+    TRIAL_SET_COLUMNS,
+    RunRecord,
+    StageRecord,
+    TrialSetRecord,
+)
 
 ACTIVE = ("pending", "running", "waiting")
 _RUN_FIELDS = ("status", "outcome", "failure_reason", "resumable", "current_node", "started_at",
@@ -91,11 +99,18 @@ class RunStore:
                     raise
         return not self.unwritten
 
-    def _as_known(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A row with the fields a full disk kept out of it."""
-        if row is not None and row["id"] in self.unwritten:
-            row.update(self.unwritten[row["id"]])
-        return row
+    def _as_known(self, run: RunRecord) -> RunRecord:
+        """A run with the fields a full disk kept out of its row."""
+        fields = self.unwritten.get(run.id)
+        if fields is not None:
+            for name, value in fields.items():
+                setattr(run, name, value)
+        return run
+
+    async def _runs(self, where: str, params: tuple[Any, ...]) -> list[RunRecord]:
+        """The runs `where` selects (an SQL tail: WHERE, ORDER BY, LIMIT)."""
+        rows = await self.db.rows(f"SELECT {RUN_COLUMNS} FROM runs {where}", params)
+        return [self._as_known(RunRecord(*row)) for row in rows]
 
     async def record(self, run_id: str, *, stage: dict[str, Any] | None,
                      events: list[dict[str, Any]], calls: list[dict[str, Any]],
@@ -135,16 +150,21 @@ class RunStore:
         if statements:
             await self._write(run_id, statements, run_fields, concurrent=concurrent)
 
-    async def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """One run's row."""
-        return self._as_known(await self.db.fetchone("SELECT * FROM runs WHERE id = ?",
-                                                     (run_id,)))
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One run."""
+        runs = await self._runs("WHERE id = ?", (run_id,))
+        return runs[0] if runs else None
 
-    async def child_run(self, parent_run_id: str, key: str) -> dict[str, Any] | None:
+    async def run_with_trace(self, trace_id: str) -> RunRecord | None:
+        """The run whose own trace is `trace_id`."""
+        runs = await self._runs("WHERE trace_id = ?", (trace_id,))
+        return runs[0] if runs else None
+
+    async def child_run(self, parent_run_id: str, key: str) -> RunRecord | None:
         """The child a parent run's manager node started for `key` (node:visit:attempt)."""
-        return await self.db.fetchone(
-            "SELECT * FROM runs WHERE parent_run_id = ? AND parent_key = ? "
-            "ORDER BY created_at DESC LIMIT 1", (parent_run_id, key))
+        runs = await self._runs("WHERE parent_run_id = ? AND parent_key = ? "
+                                "ORDER BY created_at DESC LIMIT 1", (parent_run_id, key))
+        return runs[0] if runs else None
 
     async def children(self, parent_run_id: str) -> list[str]:
         """The ids of a run's child runs, oldest first."""
@@ -176,16 +196,15 @@ class RunStore:
                                "ended_at = ? WHERE id = ?",
                                (status, _json(summary), ended_at, set_id))])
 
-    async def get_trial_set(self, set_id: str) -> dict[str, Any] | None:
-        """One trial set's row."""
-        return await self.db.fetchone("SELECT * FROM trial_sets WHERE id = ?", (set_id,))
+    async def get_trial_set(self, set_id: str) -> TrialSetRecord | None:
+        """One trial set."""
+        rows = await self.db.rows(f"SELECT {TRIAL_SET_COLUMNS} FROM trial_sets WHERE id = ?",
+                                  (set_id,))
+        return next((TrialSetRecord(*row) for row in rows), None)
 
-    async def trial_runs(self, set_id: str) -> list[dict[str, Any]]:
+    async def trial_runs(self, set_id: str) -> list[RunRecord]:
         """The runs of a trial set, by trial index."""
-        return await self.db.fetchall(
-            "SELECT id, trace_id, status, outcome, failure_reason, cost_usd, input_tokens, "
-            "output_tokens, trial_index FROM runs WHERE trial_set_id = ? "
-            "ORDER BY trial_index", (set_id,))
+        return await self._runs("WHERE trial_set_id = ? ORDER BY trial_index", (set_id,))
 
     async def mark_trial_sets_interrupted(self) -> int:
         """Trial sets a dead daemon left running: their finished trials are kept."""
@@ -195,13 +214,11 @@ class RunStore:
                                   "WHERE status = 'running'", ())])
         return len(rows)
 
-    async def stages(self, run_id: str) -> list[dict[str, Any]]:
+    async def stages(self, run_id: str) -> list[StageRecord]:
         """A run's stages in order."""
-        rows = await self.db.fetchall(
-            "SELECT * FROM stages WHERE run_id = ? ORDER BY seq", (run_id,))
-        for row in rows:
-            row["outcome"] = orjson.loads(row.pop("outcome_json"))
-        return rows
+        rows = await self.db.rows(
+            f"SELECT {STAGE_COLUMNS} FROM stages WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [StageRecord.from_row(row) for row in rows]
 
     async def next_sequences(self, run_id: str) -> tuple[int, int]:
         """The next event seq and stage seq of a run (continued across resumes)."""
@@ -214,7 +231,7 @@ class RunStore:
 
     async def list_runs(self, *, statuses: list[str] | None, pipeline: str | None,
                         since: str | None, until: str | None, limit: int,
-                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+                        cursor: str | None) -> tuple[list[RunRecord], str | None]:
         """A page of runs, newest first; the cursor is opaque to clients (ValueError when it
         is not one of ours)."""
         where: list[str] = []
@@ -231,12 +248,13 @@ class RunStore:
         if until:
             where.append("created_at < ?")
             params.append(until)
-        rows, cursor = await newest_first(self.db, "runs", where, params, limit=limit,
-                                          cursor=cursor)
+        rows, cursor = await newest_first(self.db, "runs", RUN_COLUMNS, where, params,
+                                          limit=limit, cursor=cursor)
+        runs = [RunRecord(*row) for row in rows]
         if self.unwritten:  # a run the store still says is running may have stopped
-            rows = [row for row in map(self._as_known, rows)
-                    if row is not None and (not statuses or row["status"] in statuses)]
-        return rows, cursor
+            runs = [run for run in map(self._as_known, runs)
+                    if not statuses or run.status in statuses]
+        return runs, cursor
 
     async def mark_interrupted(self) -> list[dict[str, Any]]:
         """Runs that were active when the daemon died: interrupted and resumable; returns

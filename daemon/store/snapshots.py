@@ -8,14 +8,17 @@ index that ends in the id (migration 003), so that page 1,000 costs what page 1 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
+from ostinato.protocol.snapshots import SnapshotSummary
+
 from ..ids import utc_now, uuid7
 from .db import Database, Statement
 from .pages import decode_cursor, encode_cursor
+from .records import SnapshotRecord
 from .snapshot_schema import CURRENT_SCHEMA, upgrade
 
 # What a listing returns of each snapshot: no source, inputs, settings or cassette.
@@ -88,20 +91,23 @@ def list_query(*, tags: list[str] | None = None, name: str | None = None,
     return sql, (*params, limit + 1)
 
 
-def decode_summary(row: dict[str, Any]) -> dict[str, Any]:
-    """A listed row as a snapshot summary."""
-    invariants = _loads(row.get("invariants_json"), [])
-    return {"id": row["id"], "name": row["name"], "version": row["version"],
-            "description": row["description"] or "", "tags": _loads(row["tags_json"], []),
-            "pipeline": {"format": row["pipeline_format"], "name": row["pipeline_name"],
-                         "hash": row["pipeline_hash"]},
-            "invariants": len(invariants), "reference_run_id": row["reference_run_id"],
-            "has_cassette": bool(row["has_cassette"]), "cassette_calls": row["cassette_calls"],
-            "schema_version": row["schema_version"], "created_at": row["created_at"]}
+def decode_summary(row: Sequence[Any]) -> SnapshotSummary:
+    """A listed row (SUMMARY_COLUMNS) as the protocol's snapshot summary: a listing's
+    record is its result."""
+    (id_, name, version, description, tags, pipeline_format, pipeline_name, pipeline_hash,
+     invariants, reference_run_id, has_cassette, cassette_calls, schema_version,
+     created_at) = row
+    return SnapshotSummary.model_validate({
+        "id": id_, "name": name, "version": version, "description": description or "",
+        "tags": _loads(tags, []),
+        "pipeline": {"format": pipeline_format, "name": pipeline_name, "hash": pipeline_hash},
+        "invariants": len(_loads(invariants, [])), "reference_run_id": reference_run_id,
+        "has_cassette": bool(has_cassette), "cassette_calls": cassette_calls,
+        "schema_version": schema_version, "created_at": created_at})
 
 
-def decode_snapshot(row: dict[str, Any]) -> dict[str, Any]:
-    """A full row as a snapshot dict in the current shape (older schema versions upgraded);
+def decode_snapshot(row: dict[str, Any]) -> SnapshotRecord:
+    """A full row as a snapshot in the current shape (older schema versions upgraded);
     UnknownSchema for a newer one."""
     metrics = _loads(row["reference_metrics_json"])
     reference = None if row["reference_run_id"] is None and metrics is None else {
@@ -116,7 +122,7 @@ def decode_snapshot(row: dict[str, Any]) -> dict[str, Any]:
         "invariants": _loads(row["invariants_json"], []), "reference": reference,
         "has_cassette": bool(row["has_cassette"]), "cassette_calls": row["cassette_calls"],
         "schema_version": row["schema_version"], "created_at": row["created_at"]}
-    return upgrade(snapshot, row["schema_version"])
+    return SnapshotRecord(**upgrade(snapshot, row["schema_version"]))
 
 
 def decode_cassette_call(row: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +156,7 @@ class SnapshotStore:
                      pipeline: dict[str, str], inputs: dict[str, Any],
                      variables: dict[str, Any], settings: dict[str, Any],
                      invariants: list[dict[str, Any]], reference: dict[str, Any] | None,
-                     cassette: list[dict[str, Any]] | None) -> dict[str, Any]:
+                     cassette: list[dict[str, Any]] | None) -> SnapshotRecord:
         """Store a new snapshot (already redacted) as the next version of `name`: the
         version is read and written by one INSERT … SELECT in one transaction with its tags
         and cassette, and UNIQUE (name, version) stands behind it."""
@@ -182,27 +188,27 @@ class SnapshotStore:
         assert created is not None
         return created
 
-    async def get(self, snapshot_id: str) -> dict[str, Any] | None:
+    async def get(self, snapshot_id: str) -> SnapshotRecord | None:
         """One snapshot in the current shape, without its cassette's calls."""
         row = await self.db.fetchone("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,))
         return None if row is None else decode_snapshot(row)
 
     async def list(self, *, tags: list[str] | None = None, name: str | None = None,
                    pipeline: str | None = None, limit: int = 50, cursor: str | None = None,
-                   latest: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+                   latest: bool = False) -> tuple[list[SnapshotSummary], str | None]:
         """A page of snapshot summaries, newest first, and the cursor of the next page
         (None on the last); every tag given must match. ValueError on a bad cursor."""
         sql, params = list_query(tags=tags, name=name, pipeline=pipeline, latest=latest,
                                  limit=limit, cursor=cursor)
-        rows = await self.db.fetchall(sql, params)
+        rows = list(await self.db.rows(sql, params))
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1]["id"])
+            next_cursor = encode_cursor(rows[-1][0])
         return [decode_summary(row) for row in rows], next_cursor
 
     async def select(self, ids: list[str] | None = None, tags: list[str] | None = None,
-                     all: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+                     all: bool = False, limit: int | None = None) -> list[SnapshotRecord]:
         """Snapshots to replay: those `ids` (in that order; unknown ids left out), else each
         name's latest version, when it has every tag in `tags` (every name's with `all`),
         by name. Nothing without ids, tags or all."""

@@ -9,26 +9,13 @@ import orjson
 from ..ids import utc_now
 from .db import Database, Statement
 from .pages import newest_first
+from .records import TEST_RUN_COLUMNS, TestResult, TestRunRecord, summarize
 
-# Statuses of a snapshot's result that count in a summary, by summary key.
-SUMMARY_KEYS = {"passed": "passed", "failed": "failed", "error": "errors",
-                "skipped": "skipped", "budget_exceeded": "budget_exceeded"}
 INTERRUPTED_MESSAGE = "not finished: the daemon stopped during the test run"
 
 
 def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
-
-
-def summarize(results: list[dict[str, Any]]) -> dict[str, int]:
-    """{total, passed, failed, errors, skipped, budget_exceeded} over snapshot results;
-    pending and running ones count only in `total`."""
-    summary = {"total": len(results), **dict.fromkeys(SUMMARY_KEYS.values(), 0)}
-    for result in results:
-        key = SUMMARY_KEYS.get(result["status"])
-        if key is not None:
-            summary[key] += 1
-    return summary
 
 
 class TestRunStore:
@@ -41,7 +28,7 @@ class TestRunStore:
 
     async def add(self, test_run_id: str, *, options: dict[str, Any],
                   cost_limit_usd: float | None, created_at: str,
-                  results: list[dict[str, Any]]) -> None:
+                  results: list[TestResult]) -> None:
         """A new test run (`running`) with a `pending` result per selected snapshot."""
         statements: list[Statement] = [(
             "INSERT INTO test_runs (id, status, options_json, summary_json, cost_limit_usd, "
@@ -52,19 +39,19 @@ class TestRunStore:
             statements.append((
                 "INSERT INTO test_results (test_run_id, idx, snapshot_id, name, version, "
                 "status, result_json, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(test_run_id, r["index"], r["snapshot_id"], r["name"], r["version"],
-                  r["status"], _json(r), r["cost_usd"]) for r in results]))
+                [(test_run_id, r.index, r.snapshot_id, r.name, r.version, r.status,
+                  _json(r.as_dict()), r.cost_usd) for r in results]))
         await self.db.write(statements)
 
     @staticmethod
-    def _result_statement(test_run_id: str, result: dict[str, Any]) -> Statement:
+    def _result_statement(test_run_id: str, result: TestResult) -> Statement:
         return ("UPDATE test_results SET status = ?, result_json = ?, cost_usd = ? "
                 "WHERE test_run_id = ? AND idx = ?",
-                (result["status"], _json(result), result["cost_usd"], test_run_id,
-                 result["index"]))
+                (result.status, _json(result.as_dict()), result.cost_usd, test_run_id,
+                 result.index))
 
-    async def save(self, test_run_id: str, results: list[dict[str, Any]], *,
-                   total_cost_usd: float, all_results: list[dict[str, Any]],
+    async def save(self, test_run_id: str, results: list[TestResult], *,
+                   total_cost_usd: float, all_results: list[TestResult],
                    status: str | None = None, message: str | None = None,
                    ended_at: str | None = None) -> None:
         """Some snapshots' results with the test run's summary and cost (and, at the end,
@@ -79,26 +66,30 @@ class TestRunStore:
                            (*fields.values(), test_run_id)))
         await self.db.write(statements)
 
-    async def get(self, test_run_id: str) -> dict[str, Any] | None:
-        """A test run's row (decoded) with its results in order, or None."""
-        row = await self.db.fetchone("SELECT * FROM test_runs WHERE id = ?", (test_run_id,))
-        if row is None:
+    async def get(self, test_run_id: str) -> TestRunRecord | None:
+        """A test run with its results in order, or None."""
+        rows = await self.db.rows(f"SELECT {TEST_RUN_COLUMNS} FROM test_runs WHERE id = ?",
+                                  (test_run_id,))
+        test_run = next((TestRunRecord.from_row(row) for row in rows), None)
+        if test_run is None:
             return None
-        results = await self.db.fetchall(
+        results = await self.db.rows(
             "SELECT result_json FROM test_results WHERE test_run_id = ? ORDER BY idx",
             (test_run_id,))
-        return {**_decode(row), "results": [orjson.loads(r["result_json"]) for r in results]}
+        test_run.results = [TestResult(**orjson.loads(text)) for text, in results]
+        return test_run
 
     async def list(self, *, statuses: list[str] | None, limit: int,
-                   cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of test runs (decoded rows, no results), newest first; the cursor is
-        opaque to clients (ValueError when it is not one of ours)."""
+                   cursor: str | None) -> tuple[list[TestRunRecord], str | None]:
+        """A page of test runs (without results), newest first; the cursor is opaque to
+        clients (ValueError when it is not one of ours)."""
         where: list[str] = []
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
-        rows, next_cursor = await newest_first(self.db, "test_runs", where, list(statuses or []),
-                                               limit=limit, cursor=cursor)
-        return [_decode(row) for row in rows], next_cursor
+        rows, next_cursor = await newest_first(self.db, "test_runs", TEST_RUN_COLUMNS, where,
+                                               list(statuses or []), limit=limit,
+                                               cursor=cursor)
+        return [TestRunRecord.from_row(row) for row in rows], next_cursor
 
     async def mark_interrupted(self) -> list[str]:
         """Test runs a dead daemon left `running` become `interrupted`: the results that
@@ -109,22 +100,14 @@ class TestRunStore:
         for row in rows:
             stored = await self.get(row["id"])
             assert stored is not None
-            results = stored["results"]
             changed = []
-            for result in results:
-                if result["status"] in ("pending", "running"):
-                    result.update(status="skipped", message=INTERRUPTED_MESSAGE,
-                                  ended_at=result.get("ended_at") or None)
+            for result in stored.results:
+                if result.status in ("pending", "running"):
+                    result.status, result.message = "skipped", INTERRUPTED_MESSAGE
                     changed.append(result)
-            await self.save(row["id"], changed, total_cost_usd=stored["total_cost_usd"],
-                            all_results=results, status="interrupted",
+            await self.save(row["id"], changed, total_cost_usd=stored.total_cost_usd,
+                            all_results=stored.results, status="interrupted",
                             message="the daemon stopped while the test run ran",
                             ended_at=ended)
         return [row["id"] for row in rows]
 
-
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    row = dict(row)
-    row["options"] = orjson.loads(row.pop("options_json"))
-    row["summary"] = orjson.loads(row.pop("summary_json"))
-    return row

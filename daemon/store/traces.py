@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .db import Database
+from .records import Call, RunRecord
+
+if TYPE_CHECKING:
+    from .runs import RunStore
 
 # Totals over a set of calls; `{where}` selects them. The entry of kind `run` that ends a
 # failed run's trace is no call: only its finish_reason counts.
@@ -28,6 +33,9 @@ SELECT trace_id, run_id,
 FROM calls WHERE {where} GROUP BY trace_id, run_id
 """
 _ORDER = "ORDER BY seq, created_at, id"
+CALL_COLUMNS = ("id, run_id, trace_id, seq, node_id, attempt, kind, request_json, "
+                "response_json, error, input_tokens, output_tokens, cost_usd, latency_ms, "
+                "finish_reason, created_at")
 
 
 def empty_totals() -> dict[str, Any]:
@@ -37,17 +45,18 @@ def empty_totals() -> dict[str, Any]:
             "first_call_at": None, "last_call_at": None, "last_finish_reason": None}
 
 
-def decode_call(row: dict[str, Any]) -> dict[str, Any]:
-    """A calls row with its request and response decoded, in trace.jsonl's field order."""
-    response = row["response_json"]
-    return {"id": row["id"], "run_id": row["run_id"], "trace_id": row["trace_id"],
-            "seq": row["seq"], "node_id": row["node_id"], "attempt": row["attempt"],
-            "kind": row["kind"], "request": orjson.loads(row["request_json"]),
+def decode_call(row: Sequence[Any]) -> Call:
+    """A row of CALL_COLUMNS with its request and response decoded, in trace.jsonl's field
+    order."""
+    (id_, run_id, trace_id, seq, node_id, attempt, kind, request, response, error,
+     input_tokens, output_tokens, cost_usd, latency_ms, finish_reason, created_at) = row
+    return {"id": id_, "run_id": run_id, "trace_id": trace_id, "seq": seq,
+            "node_id": node_id, "attempt": attempt, "kind": kind,
+            "request": orjson.loads(request),
             "response": None if response is None else orjson.loads(response),
-            "error": row["error"], "input_tokens": row["input_tokens"],
-            "output_tokens": row["output_tokens"], "cost_usd": row["cost_usd"],
-            "latency_ms": row["latency_ms"], "finish_reason": row["finish_reason"],
-            "created_at": row["created_at"]}
+            "error": error, "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cost_usd": cost_usd, "latency_ms": latency_ms, "finish_reason": finish_reason,
+            "created_at": created_at}
 
 
 class TraceStore:
@@ -56,25 +65,25 @@ class TraceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def run_of_trace(self, trace_id: str) -> dict[str, Any] | None:
-        """The row of the run a trace belongs to."""
+    async def run_of_trace(self, runs: RunStore, trace_id: str) -> RunRecord | None:
+        """The run a trace belongs to."""
         call = await self.db.fetchone(
             "SELECT run_id FROM calls WHERE trace_id = ? LIMIT 1", (trace_id,))
         if call is not None:
-            return await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (call["run_id"],))
+            return await runs.get_run(call["run_id"])
         # A trace without calls (a run of human gates and conditionals only, say): found
         # through the run's own trace id.
-        return await self.db.fetchone("SELECT * FROM runs WHERE trace_id = ?", (trace_id,))
+        return await runs.run_with_trace(trace_id)
 
     async def trace_calls(self, trace_id: str, *, after_seq: int = 0,
-                          limit: int | None = None) -> list[dict[str, Any]]:
+                          limit: int | None = None) -> list[Call]:
         """The calls of a trace in order, decoded; `after_seq` and `limit` page."""
-        sql = f"SELECT * FROM calls WHERE trace_id = ? AND seq > ? {_ORDER}"
+        sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE trace_id = ? AND seq > ? {_ORDER}"
         params: tuple[Any, ...] = (trace_id, after_seq)
         if limit is not None:
             sql += " LIMIT ?"
             params += (limit,)
-        return [decode_call(row) for row in await self.db.fetchall(sql, params)]
+        return [decode_call(row) for row in await self.db.rows(sql, params)]
 
     async def trace_totals(self, trace_id: str) -> dict[str, Any]:
         """Counts and sums over every call of a trace."""
@@ -85,17 +94,17 @@ class TraceStore:
         row.pop("run_id")
         return row
 
-    async def run_traces(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+    async def run_traces(self, run: RunRecord) -> list[dict[str, Any]]:
         """The traces of a run with their totals: the run's own trace first (also when it
         has no calls), then any other trace its calls carry, oldest first."""
         rows = await self.db.fetchall(_TOTALS.format(where="run_id = ?") +
-                                      " ORDER BY first_call_at", (run["id"],))
+                                      " ORDER BY first_call_at", (run.id,))
         by_id = {row["trace_id"]: row for row in rows}
-        own = by_id.pop(run["trace_id"], None) or {
-            "trace_id": run["trace_id"], "run_id": run["id"], **empty_totals()}
+        own = by_id.pop(run.trace_id, None) or {
+            "trace_id": run.trace_id, "run_id": run.id, **empty_totals()}
         return [own, *by_id.values()]
 
-    async def run_calls(self, run_id: str) -> list[dict[str, Any]]:
-        """Every call of a run in order, as stored (`*_json` columns still encoded)."""
-        return await self.db.fetchall(f"SELECT * FROM calls WHERE run_id = ? {_ORDER}",
-                                      (run_id,))
+    async def run_calls(self, run_id: str) -> list[Call]:
+        """Every call of a run in order, decoded."""
+        return [decode_call(row) for row in await self.db.rows(
+            f"SELECT {CALL_COLUMNS} FROM calls WHERE run_id = ? {_ORDER}", (run_id,))]
