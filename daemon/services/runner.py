@@ -16,7 +16,7 @@ from typing import Any
 
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
-from ostinato.protocol.runs import RunSettings
+from ostinato.protocol.runs import RunSettings, RunSummary
 
 from ..disk import DamagedFile, disk_full, full_reason
 from ..engine.budget import Budget
@@ -43,6 +43,7 @@ from ..store.records import RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore
+from .base import NO_PROGRESS, Progress
 from .child_runs import ChildRunner
 from .host import Host
 from .run_options import Prepared, RunOptions
@@ -64,13 +65,14 @@ def is_damaged(run: RunRecord) -> bool:
 
 @dataclass
 class ActiveRun:
-    """A run executing in this daemon."""
+    """A run executing in this daemon; a `Launched` handle (services/launch.py)."""
 
     run_id: str
     executor: Executor
     pool: ProviderPool
     sink: StoreSink
     settings: RunSettings
+    home: Path  # the daemon's home (the summary's run_dir is under it)
     pipeline_dir: str | None = None  # see RunOptions.pipeline_dir
     task: asyncio.Task | None = None
     question: Question | None = None
@@ -82,6 +84,42 @@ class ActiveRun:
     owns_pool: bool = True  # False: the pool is shared (a trial set's), closed by its owner
     manifest: dict[str, Any] | None = None  # manifest.json as last written
     ended: dict[str, Any] | None = None  # the run's final status, outcome, failure_reason
+    trial_set_id: str | None = None  # the trial set it is a trial of
+
+    def started_runs(self) -> list[tuple[int, str]]:
+        """This run, at its trial index (0 for a run launched alone)."""
+        return [(self.executor.trial_index or 0, self.run_id)]
+
+    def run_ids(self) -> list[str]:
+        """This run's id."""
+        return [self.run_id]
+
+    async def cancel(self) -> None:
+        """Cancel the run (its tool processes are killed) and wait until it stopped."""
+        if self.done.done():
+            return
+        if self.task is not None:
+            self.task.cancel()
+        await asyncio.shield(self.done)
+
+    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS) -> RunSummary:
+        """The run's summary now, or once it has ended (reporting its stages as progress)."""
+        if wait:
+            progress.begin(f"run {self.run_id}", cancellable=True)
+
+            def report(event: dict[str, Any]) -> None:
+                if event["type"] in ("StageCompleted", "StageFailed", "InterviewStarted"):
+                    progress.report(f"{event['type']}: {event['data'].get('name') or ''}"
+                                    .strip())
+
+            self.sink.listeners.append(report)
+            # Shielded: a cancelled request must not cancel `done`, which others await.
+            await asyncio.shield(self.done)
+            progress.end(f"run {self.run_id} ended")
+        run = await self.sink.store.get_run(self.run_id)
+        if run is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {self.run_id}")
+        return run.summary(self.home)
 
 
 class Runner:
@@ -182,6 +220,7 @@ class Runner:
                                 trial_index=options.trial_index, budget=options.budget,
                                 supervisor=options.supervisor)
         active.owns_pool = options.prepared is None
+        active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
         self._launch(active, inputs, checkpoint=None)
@@ -296,6 +335,7 @@ class Runner:
         active.sink.totals = {key: getattr(run, key) for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.pipeline_dir = options.pipeline_dir
+        active.trial_set_id = launch.get("trial_set_id")
         active.manifest = manifest
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
@@ -363,7 +403,7 @@ class Runner:
                             recorded_stages=recorded_stages, record=record,
                             replayer=replayer, trial_index=trial_index, budget=budget,
                             children=self.children, supervisor=supervisor)
-        active = ActiveRun(run_id, executor, pool, sink, settings)
+        active = ActiveRun(run_id, executor, pool, sink, settings, self.home)
         self.active[run_id] = active
         return active
 
@@ -455,13 +495,13 @@ class Runner:
                 active.executor.supervisor.ended(active.executor.report(status, outcome,
                                                                         reason or None))
 
-    async def note_interrupted(self, rows: list[dict[str, Any]]) -> list[str]:
+    async def note_interrupted(self, runs: list[RunRecord]) -> list[str]:
         """Runs a dead daemon left behind: their manifests say so too, and the temporary
         files of writes it was killed in are removed. A run whose manifest cannot be read
         is marked damaged (the others carry on); returns the ids of those."""
         damaged = []
-        for row in rows:
-            run_dir = RunDirectory(self.home / row["run_dir"])
+        for run in runs:
+            run_dir = RunDirectory(self.home / run.run_dir)
             remove_temporary_files(run_dir.root)
             remove_temporary_files(run_dir.root / "artifacts")
             try:
@@ -469,8 +509,8 @@ class Runner:
             except (DamagedFile, OSError) as exc:
                 if disk_full(exc):
                     raise
-                await self.mark_damaged(row["id"], exc)
-                damaged.append(row["id"])
+                await self.mark_damaged(run.id, exc)
+                damaged.append(run.id)
                 continue
             if manifest is not None:
                 manifest.update(status="interrupted", resumable=True)
@@ -482,8 +522,7 @@ class Runner:
         active = self.active.get(run_id)
         if active is None or active.task is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"run {run_id} is not running")
-        active.task.cancel()
-        await asyncio.shield(active.done)
+        await active.cancel()
 
     def answer(self, run_id: str, question_id: str, answer: str) -> None:
         """Resolve the open question of a waiting run; an answer a yes/no question cannot
