@@ -41,7 +41,8 @@ from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import drift, inputs_hash, verdict
 from .launch import Trials, launch
 from .run_diff import diff_runs, from_store
-from .runner import Runner, RunOptions
+from .run_options import RunOptions
+from .runner import Runner
 from .stored_run import find_run, load_stored_run, reeval_checks
 
 table = HandlerTable()

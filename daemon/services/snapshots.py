@@ -37,7 +37,7 @@ from ..store.snapshot_schema import UnknownSchema
 from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import run_metrics
 from .launch import Launched, Trials, launch
-from .runner import RunOptions
+from .run_options import RunOptions
 from .stored_run import load_stored_run
 
 if TYPE_CHECKING:

@@ -29,8 +29,10 @@ from ostinato.protocol.trials import TrialSetIdParams, TrialSetSummary
 from ..engine.budget import Budget
 from ..engine.rundir import dump_json, write_atomic
 from ..ids import utc_now, uuid7
+from .active_run import ActiveRun
 from .base import NO_PROGRESS, HandlerTable, Progress, RequestContext
-from .runner import ActiveRun, Runner, RunOptions
+from .run_options import RunOptions
+from .runner import Runner
 
 if TYPE_CHECKING:
     from ..store.runs import RunStore
