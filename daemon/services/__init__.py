@@ -80,7 +80,7 @@ async def _start(host: Host, handler_hooks: Iterable[HandlerHook],
     interrupted = await runs.mark_interrupted()
     if interrupted:
         damaged = await runner.note_interrupted(interrupted)
-        resumable = [row["id"] for row in interrupted if row["id"] not in damaged]
+        resumable = [run.id for run in interrupted if run.id not in damaged]
         if resumable:
             log.info("%d run(s) were running when the daemon last stopped; they are "
                      "resumable: %s", len(resumable), ", ".join(resumable))

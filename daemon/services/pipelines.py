@@ -8,7 +8,7 @@ from ostinato.protocol.pipelines import PlanParams, PlanResult, ValidateParams, 
 
 from ..engine.load import LoadResult, load_pipeline_async
 from .base import HandlerTable, RequestContext
-from .runner import plan_of
+from .run_files import plan_of
 
 table = HandlerTable()
 

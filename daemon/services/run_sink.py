@@ -17,7 +17,8 @@ from ..store.runs import RunStore
 from .host import Publish
 
 if TYPE_CHECKING:
-    from .runner import ActiveRun, Runner
+    from .active_run import ActiveRun
+    from .runner import Runner
 
 TERMINAL_EVENTS = frozenset({"PipelineCompleted", "PipelineFailed", "PipelineCancelled"})
 

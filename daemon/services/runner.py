@@ -1,16 +1,14 @@
-"""Launching runs: the engine's executor wired to the store, the run directory, subscribers
-and human answers. The `runs` service module calls into this; nothing here speaks JSON-RPC.
+"""Starting, resuming and ending runs: the engine's executor wired to the store, the run
+directory, subscribers and human answers. `launch.py` and the `runs` service module call into
+this; nothing here speaks JSON-RPC. A run's handle is `active_run.py`'s, what it writes to the
+home besides its records `run_files.py`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from ..disk import DamagedFile, disk_full, full_reason
 from ..engine.budget import Budget
 from ..engine.executor import Executor
 from ..engine.graph import Graph
-from ..engine.handlers.base import HandlerRegistry, Question
+from ..engine.handlers.base import HandlerRegistry
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
 from ..engine.providers.runtime import ProviderPool
@@ -30,21 +28,17 @@ from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
-from ..engine.rundir import (
-    RunDirectory,
-    append_run_manifest,
-    dump_json,
-    remove_temporary_files,
-    write_file,
-)
+from ..engine.rundir import RunDirectory, dump_json, remove_temporary_files
 from ..engine.supervision import Supervision
 from ..ids import utc_now, uuid7
 from ..store.records import RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore
+from .active_run import ActiveRun
 from .child_runs import ChildRunner
 from .host import Host
+from .run_files import index_run, new_manifest, plan_of, unless_full, write_config
 from .run_options import Prepared, RunOptions
 from .run_sink import DaemonInterviewer, StoreSink
 
@@ -60,28 +54,6 @@ DAMAGED = "damaged: "
 def is_damaged(run: RunRecord) -> bool:
     """True for a run marked damaged (see Runner.mark_damaged)."""
     return not run.resumable and (run.failure_reason or "").startswith(DAMAGED)
-
-
-@dataclass
-class ActiveRun:
-    """A run executing in this daemon."""
-
-    run_id: str
-    executor: Executor
-    pool: ProviderPool
-    sink: StoreSink
-    settings: RunSettings
-    pipeline_dir: str | None = None  # see RunOptions.pipeline_dir
-    task: asyncio.Task | None = None
-    question: Question | None = None
-    answer: asyncio.Future[str | None] | None = None
-    done: asyncio.Future[RunResult | None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
-    resume_inputs: dict[str, Any] = field(default_factory=dict)  # given again at resume
-    started: bool = False  # _drive began (a task cancelled before its first step never does)
-    owns_pool: bool = True  # False: the pool is shared (a trial set's), closed by its owner
-    manifest: dict[str, Any] | None = None  # manifest.json as last written
-    ended: dict[str, Any] | None = None  # the run's final status, outcome, failure_reason
 
 
 class Runner:
@@ -153,13 +125,13 @@ class Runner:
         run_dir = RunDirectory(self.home / "runs" / run_id, redactor,
                                content=options.record == "full")
         created = utc_now()
-        manifest = self._manifest(run_id, trace_id, prepared, created, options)
+        manifest = new_manifest(run_id, trace_id, prepared, created, options)
         try:
             run_dir.create()
             launch = {"pipeline_format": graph.source_format, "inputs": inputs,
                       "variables": variables, "settings": prepared.settings,
                       **options.launch()}
-            self._snapshot(run_dir, prepared, launch)
+            write_config(run_dir, prepared, launch)
             run_dir.write_json("manifest.json", data=manifest)
             await self.store.add_run(
                 pipeline_hash=prepared.digest, pipeline_name=graph.name,
@@ -176,32 +148,17 @@ class Runner:
             if options.prepared is None:
                 await prepared.pool.aclose()
             raise
-        self._index(run_id, trace_id, prepared, created)
+        index_run(self.home, run_id, trace_id, prepared, created)
         active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
                                 next_event=1, record=options.record, replayer=replayer,
                                 trial_index=options.trial_index, budget=options.budget,
                                 supervisor=options.supervisor)
         active.owns_pool = options.prepared is None
+        active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
         self._launch(active, inputs, checkpoint=None)
         return active
-
-    def _index(self, run_id: str, trace_id: str, prepared: Prepared, created: str) -> None:
-        """The run's line of run_manifest.jsonl."""
-        try:
-            append_run_manifest(self.home, {
-                "run_id": run_id, "trace_id": trace_id, "pipeline_name": prepared.graph.name,
-                "pipeline_hash": prepared.digest, "created_at": created,
-                "run_dir": f"runs/{run_id}", "manifest": f"runs/{run_id}/manifest.json",
-                "config": {name: f"runs/{run_id}/config/{name}"
-                           for name in [*prepared.config, "launch.json"]}})
-        except OSError as exc:
-            if not disk_full(exc):
-                raise
-            # The run exists now: it meets the full disk at its first write and ends
-            # `interrupted` with a disk full reason; only the index misses its line.
-            log.warning("run %s is missing from run_manifest.jsonl: %s", run_id, exc)
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
@@ -296,6 +253,7 @@ class Runner:
         active.sink.totals = {key: getattr(run, key) for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.pipeline_dir = options.pipeline_dir
+        active.trial_set_id = launch.get("trial_set_id")
         active.manifest = manifest
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
@@ -363,7 +321,7 @@ class Runner:
                             recorded_stages=recorded_stages, record=record,
                             replayer=replayer, trial_index=trial_index, budget=budget,
                             children=self.children, supervisor=supervisor)
-        active = ActiveRun(run_id, executor, pool, sink, settings)
+        active = ActiveRun(run_id, executor, pool, sink, settings, self.home)
         self.active[run_id] = active
         return active
 
@@ -426,19 +384,19 @@ class Runner:
         try:
             # On a full disk each record is written as far as it goes: the store keeps the
             # run's end to write with its next write (RunStore.unwritten), and reads see it.
-            with _unless_full(active.run_id, "the end of its trace"):
+            with unless_full(active.run_id, "the end of its trace"):
                 if status == "failed":
                     active.executor.end_failed_trace(reason)
             # The manifest before the row: a daemon killed between the two leaves a run the
             # store says is running, which the next daemon marks interrupted (manifest too)
             # and sweeps of temporary files; the other way round nothing would.
-            with _unless_full(active.run_id, "manifest.json"):
+            with unless_full(active.run_id, "manifest.json"):
                 manifest = active.manifest or {}
                 manifest.update(status=status, outcome=outcome, end_time=ended,
                                 failure_reason=reason or None,
                                 resumable=status in RESUMABLE)
                 active.executor.run_dir.write_json("manifest.json", data=manifest)
-            with _unless_full(active.run_id, "its end in the store"):
+            with unless_full(active.run_id, "its end in the store"):
                 await active.sink.flush(status=status, outcome=outcome,
                                         failure_reason=reason or None, ended_at=ended,
                                         resumable=int(status in RESUMABLE))
@@ -455,13 +413,13 @@ class Runner:
                 active.executor.supervisor.ended(active.executor.report(status, outcome,
                                                                         reason or None))
 
-    async def note_interrupted(self, rows: list[dict[str, Any]]) -> list[str]:
+    async def note_interrupted(self, runs: list[RunRecord]) -> list[str]:
         """Runs a dead daemon left behind: their manifests say so too, and the temporary
         files of writes it was killed in are removed. A run whose manifest cannot be read
         is marked damaged (the others carry on); returns the ids of those."""
         damaged = []
-        for row in rows:
-            run_dir = RunDirectory(self.home / row["run_dir"])
+        for run in runs:
+            run_dir = RunDirectory(self.home / run.run_dir)
             remove_temporary_files(run_dir.root)
             remove_temporary_files(run_dir.root / "artifacts")
             try:
@@ -469,8 +427,8 @@ class Runner:
             except (DamagedFile, OSError) as exc:
                 if disk_full(exc):
                     raise
-                await self.mark_damaged(row["id"], exc)
-                damaged.append(row["id"])
+                await self.mark_damaged(run.id, exc)
+                damaged.append(run.id)
                 continue
             if manifest is not None:
                 manifest.update(status="interrupted", resumable=True)
@@ -482,8 +440,7 @@ class Runner:
         active = self.active.get(run_id)
         if active is None or active.task is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"run {run_id} is not running")
-        active.task.cancel()
-        await asyncio.shield(active.done)
+        await active.cancel()
 
     def answer(self, run_id: str, question_id: str, answer: str) -> None:
         """Resolve the open question of a waiting run; an answer a yes/no question cannot
@@ -510,60 +467,3 @@ class Runner:
                 active.task.cancel()
         for active in list(self.active.values()):
             await asyncio.shield(active.done)
-
-    # -- the run directory ----------------------------------------------------------------
-
-    @staticmethod
-    def _snapshot(run_dir: RunDirectory, prepared: Prepared, launch: dict[str, Any]) -> None:
-        """config/: source, resolved plan, settings, providers, pricing, launch record.
-        Written once, before the run is in the store or announced, and never rewritten:
-        plain writes (a run cut short before its row exists cannot be resumed anyway). The
-        runs of a trial set link to one copy: creating a file costs many times a link on
-        some file systems, and a trial has only a few files more."""
-        config = os.path.join(run_dir.root, "config")
-        for name, data in prepared.config.items():
-            target = os.path.join(config, name)
-            if prepared.config_dir is not None:
-                try:
-                    os.link(os.path.join(prepared.config_dir, name), target)
-                    continue
-                except OSError:  # no hard links here (another device, a file system)
-                    pass
-            write_file(target, data)
-        write_file(os.path.join(config, "launch.json"),
-                   dump_json(run_dir.redactor.data(launch)))
-
-    @staticmethod
-    def _manifest(run_id: str, trace_id: str, prepared: Prepared, created: str,
-                  options: RunOptions) -> dict[str, Any]:
-        graph = prepared.graph
-        models = sorted({str(n.get("llm_model")) for n in graph.nodes.values()
-                         if n.get("llm_model")})
-        starts = graph.start_nodes()
-        return {"run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
-                "pipeline_hash": prepared.digest, "goal": graph.goal, "start_time": created,
-                "end_time": None, "status": "running", "outcome": None,
-                "start_node": starts[0].id if starts else None,
-                "node_count": len(graph.nodes), "model": models[0] if len(models) == 1
-                else (models or None),
-                "trial": None if options.trial_set_id is None else {
-                    "set": options.trial_set_id, "index": options.trial_index},
-                "parent": None if options.parent_run_id is None else {
-                    "run_id": options.parent_run_id, "node": options.parent_node,
-                    "run_dir": f"runs/{options.parent_run_id}"}}
-
-
-@contextlib.contextmanager
-def _unless_full(run_id: str, what: str) -> Iterator[None]:
-    """Go on past a write that a full disk refused (logged); anything else is raised."""
-    try:
-        yield
-    except Exception as exc:
-        if not disk_full(exc):
-            raise
-        log.error("run %s: %s not written: %s", run_id, what, exc)
-
-
-def plan_of(graph: Graph, digest: str | None = None) -> dict[str, Any]:
-    """The resolved plan: the transformed graph with each node's handler type."""
-    return {"pipeline_hash": digest or graph.digest(), **graph.to_dict()}

@@ -3,8 +3,7 @@ run.unsubscribe, human.answer, run.diff and run.reeval."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -40,13 +39,11 @@ from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore
 from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import drift, inputs_hash, verdict
+from .launch import Trials, launch
 from .run_diff import diff_runs, from_store
-from .runner import ActiveRun, RunOptions
+from .run_options import RunOptions
+from .runner import Runner
 from .stored_run import find_run, load_stored_run, reeval_checks
-from .trials import answer as answer_trial_set
-
-if TYPE_CHECKING:
-    pass
 
 table = HandlerTable()
 
@@ -58,44 +55,23 @@ async def _run(ctx: RequestContext, run_id: str) -> RunRecord:
     return run
 
 
-async def answer_when_done(active: ActiveRun, ctx: RequestContext, wait: bool) -> RunSummary:
-    """The run's summary now, or once it has ended (reporting its stages as progress)."""
-    if wait:
-        progress = ctx.progress
-        progress.begin(f"run {active.run_id}", cancellable=True)
-
-        def report(event: dict[str, Any]) -> None:
-            if event["type"] in ("StageCompleted", "StageFailed", "InterviewStarted"):
-                progress.report(f"{event['type']}: {event['data'].get('name') or ''}".strip())
-
-        active.sink.listeners.append(report)
-        # Shielded: a cancelled request must not cancel `done`, which others await.
-        await asyncio.shield(active.done)
-        progress.end(f"run {active.run_id} ended")
-    return (await _run(ctx, active.run_id)).summary(ctx.services.home)
-
-
 @table.method("run.start")
 async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | TrialSetSummary:
     """Start a run (or a trial set); with `wait`, answer when it has ended."""
     services = ctx.services
-    ref, inputs, variables, settings, pipeline_dir = await _launch(params, services.runner)
+    ref, inputs, variables, settings, pipeline_dir = await _scenario(params, services.runner)
     replay = params.replay
     options = RunOptions(record=params.record,
                          replay_of=replay.from_run if replay else None,
                          replay_mode=replay.mode if replay else None,
                          pipeline_dir=pipeline_dir)
-    if params.trials is not None:
-        trial_set = await services.trials.start(
-            ref, inputs, variables, settings, options, trials=params.trials,
-            concurrency=params.concurrency, early_stop=params.early_stop,
-            pass_threshold=params.pass_threshold)
-        return await answer_trial_set(trial_set, params.wait)
-    active = await services.runner.start(ref, inputs, variables, settings, options)
-    return await answer_when_done(active, ctx, params.wait)
+    trials = None if params.trials is None else Trials(
+        params.trials, params.concurrency, params.early_stop, params.pass_threshold)
+    launched = await launch(services, ref, inputs, variables, settings, options, trials)
+    return await launched.reply(params.wait, ctx.progress)
 
 
-async def _launch(params: RunStartParams, runner: Any) -> tuple[
+async def _scenario(params: RunStartParams, runner: Runner) -> tuple[
         PipelineRef, dict[str, Any], dict[str, str], RunSettings, str | None]:
     """Pipeline, inputs, variables, settings and the pipeline file's directory as given (None:
     the runner finds it); a replay of a recorded run takes whichever of them are not given
@@ -104,14 +80,14 @@ async def _launch(params: RunStartParams, runner: Any) -> tuple[
     if replay is None or replay.from_run is None:
         assert params.pipeline is not None  # RunStartParams requires one of the two
         return params.pipeline, params.inputs, params.variables, params.settings, None
-    launch, source, _ = await runner.recorded_launch(replay.from_run)
+    recorded, source, _ = await runner.recorded_launch(replay.from_run)
     given = params.model_fields_set
-    return (params.pipeline or PipelineRef(source=source, format=launch["pipeline_format"]),
-            params.inputs if "inputs" in given else launch["inputs"],
-            params.variables if "variables" in given else launch["variables"],
+    return (params.pipeline or PipelineRef(source=source, format=recorded["pipeline_format"]),
+            params.inputs if "inputs" in given else recorded["inputs"],
+            params.variables if "variables" in given else recorded["variables"],
             params.settings if "settings" in given
-            else RunSettings.model_validate(launch["settings"]),
-            None if params.pipeline else launch.get("pipeline_dir"))
+            else RunSettings.model_validate(recorded["settings"]),
+            None if params.pipeline else recorded.get("pipeline_dir"))
 
 
 @table.method("run.resume")
@@ -119,7 +95,7 @@ async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
     active = await ctx.services.runner.resume(params.run_id, params.inputs,
                                                 params.variables)
-    return await answer_when_done(active, ctx, params.wait)
+    return await active.reply(params.wait, ctx.progress)
 
 
 @table.method("run.get")

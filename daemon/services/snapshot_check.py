@@ -14,6 +14,7 @@ import asyncio
 import math
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from ..engine.budget import Budget, BudgetExceeded
 from ..ids import utc_now
 from ..store.records import SnapshotRecord, TestResult
 from .invariants import evaluate, evaluate_trials, run_metrics
+from .launch import Launched
 from .snapshot_judge import Judged, Votes, judge_trials
 from .snapshots import replay_snapshot
 from .stored_run import find_run, load_stored_run
@@ -90,26 +92,9 @@ def metrics_delta(reference: dict[str, Any] | None,
     return deltas
 
 
-async def _wait(handle: Any) -> tuple[list[tuple[int, str]], str | None]:
-    """Await the replay's end; (trial index, run id) of each run it started, and the trial
-    set's id."""
-    await asyncio.shield(handle.done)
-    if hasattr(handle, "run_id"):
-        return [(0, handle.run_id)], None
-    return [(r["index"], r["run_id"]) for r in handle.runs if r["run_id"] is not None], \
-        handle.id
-
-
-def _started_runs(handle: Any) -> list[str]:
-    """The runs a replay has started so far (a trial set starts its trials over time)."""
-    if hasattr(handle, "run_id"):
-        return [handle.run_id]
-    return [r["run_id"] for r in handle.runs if r["run_id"] is not None]
-
-
 async def check_snapshot(services: Services, home: Path, snapshot: SnapshotRecord,
-                         options: CheckOptions,
-                         result: TestResult, on_started: Any = None) -> None:
+                         options: CheckOptions, result: TestResult,
+                         on_started: Callable[[Launched], Awaitable[None]] | None = None) -> None:
     """Replay, evaluate and compare one snapshot, filling in `result`; `await
     on_started(handle)` learns the replay as soon as it started, with the runs started so
     far already in `result` (so that it can store them)."""
@@ -135,11 +120,11 @@ async def check_snapshot(services: Services, home: Path, snapshot: SnapshotRecor
             _end(result, "error", f"the replay did not start: {exc.message}",
                  not_run(snapshot, "not evaluated: the replay did not start"))
             return
-        result.run_ids = _started_runs(handle)
-        result.trial_set_id = None if hasattr(handle, "run_id") else handle.id
+        result.run_ids, result.trial_set_id = handle.run_ids(), handle.trial_set_id
         if on_started is not None:
             await on_started(handle)
-        started_runs, result.trial_set_id = await _wait(handle)
+        await asyncio.shield(handle.done)
+        started_runs = handle.started_runs()
         result.run_ids = [run_id for _, run_id in started_runs]
         await _evaluate(services, home, snapshot, options, invariants, result,
                         [index for index, _ in started_runs])

@@ -36,11 +36,9 @@ from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema
 from .base import HandlerTable, RequestContext, cursor_errors
 from .invariants import run_metrics
-from .runner import ActiveRun, RunOptions
-from .runs import answer_when_done
+from .launch import Launched, Trials, launch
+from .run_options import RunOptions
 from .stored_run import load_stored_run
-from .trials import TrialSet
-from .trials import answer as answer_trial_set
 
 if TYPE_CHECKING:
     from . import Services
@@ -186,7 +184,7 @@ async def replay_snapshot(services: Services, home: Path, snapshot: SnapshotReco
                           mode: str, trials: int = 1, concurrency: int = 1,
                           overrides: dict[str, Any] | None = None, budget: Any = None,
                           record: str = "full", inputs: dict[str, Any] | None = None,
-                          variables: dict[str, str] | None = None) -> ActiveRun | TrialSet:
+                          variables: dict[str, str] | None = None) -> Launched:
     """Start a replay of `snapshot`: one run, or a
     trial set when `trials` > 1. `overrides`, `inputs` and `variables` are shallow-merged
     over the stored ones; `budget` is charged by every call (tests.run shares one).
@@ -214,13 +212,9 @@ async def replay_snapshot(services: Services, home: Path, snapshot: SnapshotReco
             cassette = []  # hybrid without a recording: every call goes live
     options = RunOptions(record=record, replay_mode=mode,  # type: ignore[arg-type]
                          snapshot_id=snapshot.id, cassette=cassette, budget=budget)
-    run_inputs = {**snapshot.inputs, **(inputs or {})}
-    run_variables = {**(snapshot.variables or {}), **(variables or {})}
-    if trials > 1:
-        return await services.trials.start(
-            ref, run_inputs, run_variables, settings, options, trials=trials,
-            concurrency=concurrency, early_stop=False, pass_threshold=1.0)
-    return await services.runner.start(ref, run_inputs, run_variables, settings, options)
+    return await launch(services, ref, {**snapshot.inputs, **(inputs or {})},
+                        {**(snapshot.variables or {}), **(variables or {})}, settings, options,
+                        Trials(trials, concurrency) if trials > 1 else None)
 
 
 @table.method("snapshot.replay")
@@ -232,6 +226,4 @@ async def replay(params: SnapshotReplayParams, ctx: RequestContext) -> SnapshotR
         services, ctx.services.home, snapshot, mode=params.mode, trials=params.trials,
         concurrency=params.concurrency, overrides=params.overrides, record=params.record,
         inputs=params.inputs, variables=params.variables)
-    if isinstance(started, TrialSet):
-        return SnapshotReplayResult(await answer_trial_set(started, params.wait))
-    return SnapshotReplayResult(await answer_when_done(started, ctx, params.wait))
+    return SnapshotReplayResult(await started.reply(params.wait, ctx.progress))

@@ -26,6 +26,7 @@ from ..store.records import SnapshotRecord, TestResult, TestRunRecord, summarize
 from ..store.snapshot_schema import UnknownSchema
 from ..store.test_runs import TestRunStore
 from .base import Session
+from .launch import Launched
 from .snapshot_check import CheckOptions, check_snapshot, not_run
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class TestRun:
     message: str | None = None
     ended_at: str | None = None
     seq: int = 1
-    replay: Any = None  # the ActiveRun or TrialSet of the snapshot in progress
+    replay: Launched | None = None  # the run or trial set of the snapshot in progress
     cancel_requested: bool = False
     listeners: list[Any] = field(default_factory=list)  # called with each finished result
     task: asyncio.Task[None] | None = None
@@ -177,7 +178,7 @@ class TestRuns:
                 "index": result.index, "snapshot_id": result.snapshot_id, "name": result.name,
                 "version": result.version})
 
-            async def started(handle: Any, result: TestResult = result) -> None:
+            async def started(handle: Launched, result: TestResult = result) -> None:
                 # Stored at once: a daemon killed during the replay leaves a result that
                 # names the run it started.
                 test_run.replay = handle
@@ -232,12 +233,9 @@ class TestRuns:
         replay, test_run.replay = test_run.replay, None
         if replay is not None:
             if not self.stopping:
-                await _stop_replay(self.services, replay)
-            trial_set = not hasattr(replay, "run_id")
+                await replay.cancel()
             for cut in (r for r in test_run.results if r.status == "running"):
-                cut.run_ids = ([r["run_id"] for r in replay.runs if r["run_id"]]
-                               if trial_set else [replay.run_id])
-                cut.trial_set_id = replay.id if trial_set else None
+                cut.run_ids, cut.trial_set_id = replay.run_ids(), replay.trial_set_id
         return _skip_rest(test_run, f"not finished: {why}")
 
     async def get(self, test_run_id: str, wait: bool = False) -> TestRunRecord:
@@ -305,13 +303,3 @@ def _final_status(test_run: TestRun) -> str:
             return status
     return "passed"
 
-
-async def _stop_replay(services: Any, replay: Any) -> None:
-    """Cancel a snapshot's replay, its run or its trial set, and wait until it has ended."""
-    if replay.done.done():
-        return
-    if not hasattr(replay, "run_id"):
-        await services.trials.cancel(replay.id)
-    elif replay.run_id in services.runner.active:
-        await services.runner.cancel(replay.run_id)
-    await asyncio.shield(replay.done)

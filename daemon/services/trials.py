@@ -29,8 +29,10 @@ from ostinato.protocol.trials import TrialSetIdParams, TrialSetSummary
 from ..engine.budget import Budget
 from ..engine.rundir import dump_json, write_atomic
 from ..ids import utc_now, uuid7
-from .base import HandlerTable, RequestContext
-from .runner import Runner, RunOptions
+from .active_run import ActiveRun
+from .base import NO_PROGRESS, HandlerTable, Progress, RequestContext
+from .run_options import RunOptions
+from .runner import Runner
 
 if TYPE_CHECKING:
     from ..store.runs import RunStore
@@ -41,7 +43,8 @@ MANIFEST_EVERY_S = 0.05
 
 @dataclass
 class TrialSet:
-    """One trial set while it runs (and its final state, kept for `trials.get`)."""
+    """One trial set while it runs (and its final state, kept for `trials.get`); a
+    `Launched` handle (services/launch.py)."""
 
     id: str
     pipeline_name: str
@@ -55,7 +58,7 @@ class TrialSet:
     ended_at: str | None = None
     early_stopped: bool = False
     cancelled: bool = False  # TrialSets.cancel: no trial starts any more
-    running: dict[int, Any] = field(default_factory=dict)  # trial index -> its ActiveRun
+    running: dict[int, ActiveRun] = field(default_factory=dict)  # trial index -> its run
     written: float = 0.0  # time.monotonic() of the last write of the row and manifest
     passed_n: int = 0  # trials that passed
     not_passed_n: int = 0  # trials that failed, were skipped or cut short
@@ -70,6 +73,35 @@ class TrialSet:
                       "duration_ms": None, "cost_usd": 0.0,
                       "score": None}
                      for i in range(self.trials)]
+
+    @property
+    def trial_set_id(self) -> str:
+        """The set's id (a `Launched` handle's, services/launch.py)."""
+        return self.id
+
+    def started_runs(self) -> list[tuple[int, str]]:
+        """(trial index, run id) of each trial started so far."""
+        return [(r["index"], r["run_id"]) for r in self.runs if r["run_id"] is not None]
+
+    def run_ids(self) -> list[str]:
+        """The runs of the trials started so far."""
+        return [r["run_id"] for r in self.runs if r["run_id"] is not None]
+
+    async def cancel(self) -> None:
+        """Start no more trials, cancel the running ones, and wait until the set has ended
+        (`cancelled`); nothing to do once it has."""
+        if self.done.done():
+            return
+        self.cancelled = True
+        for active in list(self.running.values()):
+            await active.cancel()
+        await asyncio.shield(self.done)
+
+    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS) -> TrialSetSummary:
+        """The set's summary, after it ended when `wait` (it reports no progress)."""
+        if wait:
+            await asyncio.shield(self.done)
+        return TrialSetSummary.model_validate(self.summary())
 
     @property
     def needed(self) -> int:
@@ -230,9 +262,8 @@ class TrialSets:
                 running[index] = active
                 # Cancelled, or the verdict settled, while it started: it was not yet
                 # among the running ones that those cancel.
-                if (trial_set.cancelled or trial_set.stops_early()) \
-                        and active.run_id in self.runner.active:
-                    await self.runner.cancel(active.run_id)
+                if trial_set.cancelled or trial_set.stops_early():
+                    await active.cancel()
                 await asyncio.shield(active.done)
                 running.pop(index, None)
                 await self._trial_ended(trial_set, entry, active, time.monotonic() - started)
@@ -240,8 +271,7 @@ class TrialSets:
                     trial_set.early_stopped = trial_set.early_stopped or any(
                         r["status"] in ("pending", "running") for r in trial_set.runs)
                     for other in list(running.values()):  # their result cannot matter now
-                        if other.run_id in self.runner.active:
-                            await self.runner.cancel(other.run_id)
+                        await other.cancel()
 
         try:
             await asyncio.gather(*(trial(i) for i in range(trial_set.trials)))
@@ -335,18 +365,6 @@ class TrialSets:
             trial_set.settle(entry)
         return trial_set.summary()
 
-    async def cancel(self, set_id: str) -> None:
-        """Start no more trials of a running set, cancel its running ones, and wait until
-        the set has ended (`cancelled`)."""
-        trial_set = self.sets.get(set_id)
-        if trial_set is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"trial set {set_id} is not running")
-        trial_set.cancelled = True
-        for active in list(trial_set.running.values()):
-            if active.run_id in self.runner.active:
-                await self.runner.cancel(active.run_id)
-        await asyncio.shield(trial_set.done)
-
     async def close(self) -> None:
         """The daemon is stopping: no set starts another trial, their running trials are
         interrupted (resumable) with every other run, and the sets end `interrupted`."""
@@ -360,18 +378,11 @@ def _sets(ctx: RequestContext) -> TrialSets:
     return ctx.services.trials
 
 
-async def answer(trial_set: TrialSet, wait: bool) -> TrialSetSummary:
-    """The set's summary, after it ended when `wait`."""
-    if wait:
-        await asyncio.shield(trial_set.done)
-    return TrialSetSummary.model_validate(trial_set.summary())
-
-
 @table.method("trials.get")
 async def get(params: TrialSetIdParams, ctx: RequestContext) -> TrialSetSummary:
     """A trial set's trials and aggregates."""
     sets = _sets(ctx)
     trial_set = sets.sets.get(params.trial_set_id)
     if trial_set is not None:
-        return await answer(trial_set, params.wait)
+        return await trial_set.reply(params.wait)
     return TrialSetSummary.model_validate(await sets.get(params.trial_set_id))

@@ -256,15 +256,14 @@ class RunStore:
                     if not statuses or run.status in statuses]
         return runs, cursor
 
-    async def mark_interrupted(self) -> list[dict[str, Any]]:
+    async def mark_interrupted(self) -> list[RunRecord]:
         """Runs that were active when the daemon died: interrupted and resumable; returns
-        their ids and run directories."""
-        rows = await self.db.fetchall(
-            f"SELECT id, run_dir FROM runs WHERE status IN ({', '.join('?' * len(ACTIVE))})",
-            ACTIVE)
-        ids = [row["id"] for row in rows]
-        if ids:
+        them as they are now."""
+        runs = await self._runs(f"WHERE status IN ({', '.join('?' * len(ACTIVE))})", ACTIVE)
+        if runs:
             await self.db.write([(
                 f"UPDATE runs SET status = 'interrupted', resumable = 1 "
-                f"WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))])
-        return rows
+                f"WHERE id IN ({', '.join('?' * len(runs))})", tuple(run.id for run in runs))])
+        for run in runs:
+            run.status, run.resumable = "interrupted", 1
+        return runs

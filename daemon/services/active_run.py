@@ -1,0 +1,78 @@
+"""A run executing in this daemon (`ActiveRun`): what the runner, the trial sets and the
+sink share of it, and its side of the `Launched` handle (services/launch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.runs import RunSettings, RunSummary
+
+from ..engine.executor import Executor
+from ..engine.handlers.base import Question
+from ..engine.providers.runtime import ProviderPool
+from ..engine.run_state import RunResult
+from .base import NO_PROGRESS, Progress
+from .run_sink import StoreSink
+
+
+@dataclass
+class ActiveRun:
+    """A run executing in this daemon; a `Launched` handle (services/launch.py)."""
+
+    run_id: str
+    executor: Executor
+    pool: ProviderPool
+    sink: StoreSink
+    settings: RunSettings
+    home: Path  # the daemon's home (the summary's run_dir is under it)
+    pipeline_dir: str | None = None  # see RunOptions.pipeline_dir
+    task: asyncio.Task | None = None
+    question: Question | None = None
+    answer: asyncio.Future[str | None] | None = None
+    done: asyncio.Future[RunResult | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+    resume_inputs: dict[str, Any] = field(default_factory=dict)  # given again at resume
+    started: bool = False  # _drive began (a task cancelled before its first step never does)
+    owns_pool: bool = True  # False: the pool is shared (a trial set's), closed by its owner
+    manifest: dict[str, Any] | None = None  # manifest.json as last written
+    ended: dict[str, Any] | None = None  # the run's final status, outcome, failure_reason
+    trial_set_id: str | None = None  # the trial set it is a trial of
+
+    def started_runs(self) -> list[tuple[int, str]]:
+        """This run, at its trial index (0 for a run launched alone)."""
+        return [(self.executor.trial_index or 0, self.run_id)]
+
+    def run_ids(self) -> list[str]:
+        """This run's id."""
+        return [self.run_id]
+
+    async def cancel(self) -> None:
+        """Cancel the run (its tool processes are killed) and wait until it stopped."""
+        if self.done.done():
+            return
+        if self.task is not None:
+            self.task.cancel()
+        await asyncio.shield(self.done)
+
+    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS) -> RunSummary:
+        """The run's summary now, or once it has ended (reporting its stages as progress)."""
+        if wait:
+            progress.begin(f"run {self.run_id}", cancellable=True)
+
+            def report(event: dict[str, Any]) -> None:
+                if event["type"] in ("StageCompleted", "StageFailed", "InterviewStarted"):
+                    progress.report(f"{event['type']}: {event['data'].get('name') or ''}"
+                                    .strip())
+
+            self.sink.listeners.append(report)
+            # Shielded: a cancelled request must not cancel `done`, which others await.
+            await asyncio.shield(self.done)
+            progress.end(f"run {self.run_id} ended")
+        run = await self.sink.store.get_run(self.run_id)
+        if run is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no run {self.run_id}")
+        return run.summary(self.home)

@@ -1,0 +1,82 @@
+"""Launching work: one run, or a trial set of runs, behind one handle (`Launched`).
+
+`run.start`, `snapshot.replay` and `tests.run` (through `replay_snapshot`) start work with
+`launch`; what they do with it afterwards (wait, reply, cancel, list its runs) is the
+same for both kinds, so none of them needs to know which kind it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ostinato.protocol.pipelines import PipelineRef
+from ostinato.protocol.runs import RunSettings, RunSummary
+from ostinato.protocol.trials import TrialSetSummary
+
+from .base import NO_PROGRESS, Progress
+from .run_options import RunOptions
+
+if TYPE_CHECKING:
+    from .runner import Runner
+    from .trials import TrialSets
+
+
+class Launched(Protocol):
+    """Work started by `launch`: a single run (`ActiveRun`) or a trial set (`TrialSet`)."""
+
+    done: asyncio.Future[Any]  # resolves once the work and its records have ended
+
+    @property
+    def trial_set_id(self) -> str | None:
+        """The trial set's id; None for a single run."""
+        ...
+
+    def started_runs(self) -> list[tuple[int, str]]:
+        """(trial index, run id) of each run started so far, in trial order."""
+        ...
+
+    def run_ids(self) -> list[str]:
+        """The ids of the runs started so far."""
+        ...
+
+    async def cancel(self) -> None:
+        """Stop the work (nothing more starts, what runs is cancelled); return once it
+        has ended. Nothing to do once it has."""
+        ...
+
+    async def reply(self, wait: bool,
+                    progress: Progress = NO_PROGRESS) -> RunSummary | TrialSetSummary:
+        """The work's summary for the request that launched it: now, or once it has ended
+        when `wait`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Trials:
+    """Launch a trial set of `count` runs, `concurrency` at a time, instead of one run."""
+
+    count: int
+    concurrency: int = 1
+    early_stop: bool = False
+    pass_threshold: float = 1.0
+
+
+class Launchers(Protocol):
+    """What launches work: the runner and the trial sets (the services have both)."""
+
+    runner: Runner
+    trials: TrialSets
+
+
+async def launch(launchers: Launchers, ref: PipelineRef, inputs: dict[str, Any],
+                 variables: dict[str, str], settings: RunSettings, options: RunOptions,
+                 trials: Trials | None = None) -> Launched:
+    """Start one run, or the trial set `trials` describes."""
+    if trials is None:
+        return await launchers.runner.start(ref, inputs, variables, settings, options)
+    return await launchers.trials.start(
+        ref, inputs, variables, settings, options, trials=trials.count,
+        concurrency=trials.concurrency, early_stop=trials.early_stop,
+        pass_threshold=trials.pass_threshold)
