@@ -1,4 +1,4 @@
-"""Trials family: trial sets (`run.start` with `trials`) and `trials.get`.
+"""Trial sets (`run.start` with `trials`; `trials.get` reads them).
 
 A trial set runs N runs of one pipeline, `concurrency` at a time; each trial is a whole run
 with its own trace, in the store (with its set and index) as soon as it ends, so that a set
@@ -24,27 +24,26 @@ import orjson
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
-from ostinato.protocol.trials import TrialSetIdParams, TrialSetSummary
+from ostinato.protocol.trials import TrialSetSummary
 
 from ..engine.budget import Budget
 from ..engine.rundir import dump_json, write_atomic
+from ..host import NO_PROGRESS, Progress
 from ..ids import utc_now, uuid7
-from .active_run import ActiveRun
-from .base import NO_PROGRESS, HandlerTable, Progress, RequestContext
-from .run_options import RunOptions
+from .active import ActiveRun
+from .options import RunOptions
 from .runner import Runner
 
 if TYPE_CHECKING:
     from ..store.runs import RunStore
 
-table = HandlerTable()
 MANIFEST_EVERY_S = 0.05
 
 
 @dataclass
 class TrialSet:
     """One trial set while it runs (and its final state, kept for `trials.get`); a
-    `Launched` handle (services/launch.py)."""
+    `Launched` handle (runs/launch.py)."""
 
     id: str
     pipeline_name: str
@@ -76,7 +75,7 @@ class TrialSet:
 
     @property
     def trial_set_id(self) -> str:
-        """The set's id (a `Launched` handle's, services/launch.py)."""
+        """The set's id (a `Launched` handle's, runs/launch.py)."""
         return self.id
 
     def started_runs(self) -> list[tuple[int, str]]:
@@ -372,17 +371,3 @@ class TrialSets:
             task.cancel()
         await self.runner.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _sets(ctx: RequestContext) -> TrialSets:
-    return ctx.services.trials
-
-
-@table.method("trials.get")
-async def get(params: TrialSetIdParams, ctx: RequestContext) -> TrialSetSummary:
-    """A trial set's trials and aggregates."""
-    sets = _sets(ctx)
-    trial_set = sets.sets.get(params.trial_set_id)
-    if trial_set is not None:
-        return await trial_set.reply(params.wait)
-    return TrialSetSummary.model_validate(await sets.get(params.trial_set_id))
