@@ -1,5 +1,5 @@
 """What the regression machinery uses of the services (`Needs`), as a protocol: the domain
-packages never import daemon/services, which builds them (services/__init__.py's `Services`
+packages stand below daemon/services, which builds them (services/__init__.py's `Services`
 is one)."""
 
 from __future__ import annotations
