@@ -28,8 +28,8 @@ they are):
   over the last 11 nodes (990-1000), each window's least mean over the rounds;
 * linear-L (`--large`, default 10,000), once, to see whether the cost per node stays flat.
 
-engine: what `run.start` does, minus JSON-RPC. `Runner.start` (daemon/services/runner.py)
-of the daemon's real services (`services.start`) over a host (daemon/services/host.py:
+engine: what `run.start` does, minus JSON-RPC. `Runner.start` (daemon/runs/runner.py)
+of the daemon's real services (`services.start`) over a host (daemon/host.py:
 the home, the default settings, and a publish that has no subscribers but takes the clock
 at each StageStarted) and the real store (one sqlite file in WAL mode for the whole
 benchmark, StoreSink + RunStore): load (parse, transform, validate), config snapshot,
@@ -102,9 +102,9 @@ from ostinato.daemon.engine.graph import Graph
 from ostinato.daemon.engine.redact import environment_secrets
 from ostinato.daemon.engine.run_state import HISTORY, LOG_HISTORY, NOTE_CHARS
 from ostinato.daemon.engine.threads import DIGEST_LINES
+from ostinato.daemon.host import Host
+from ostinato.daemon.runs.runner import Runner
 from ostinato.daemon.services import Services, start
-from ostinato.daemon.services.host import Host
-from ostinato.daemon.services.runner import Runner
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 

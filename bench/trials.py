@@ -12,7 +12,7 @@ Workloads, all through `Runner.start` of the daemon's real services over a bench
 and the real sqlite store, as bench/engine.py sets them up (one sqlite file in WAL mode for
 the whole benchmark):
 
-* trials-cK: a trial set (`TrialSets.start`, daemon/services/trials.py) of `--trials` runs
+* trials-cK: a trial set (`TrialSets.start`, daemon/runs/trial_sets.py) of `--trials` runs
   (default 1,000) of the single-node pipeline start -> n1 (box) -> exit, `K` at a time
   (`--concurrency`, default 1 and 8), record "full" (the default), scripted provider at zero
   latency. Timed from `TrialSets.start` until the set's `done` resolves: every trial's run
@@ -94,8 +94,8 @@ from common import loop_choice  # bench/ is on sys.path when a bench runs
 from engine import bench_services, linear_dot
 
 from ostinato.daemon.engine.redact import environment_secrets
+from ostinato.daemon.runs.options import RunOptions
 from ostinato.daemon.services import Services
-from ostinato.daemon.services.runner import RunOptions
 from ostinato.daemon.store.traces import TraceStore
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings

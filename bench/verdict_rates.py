@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ostinato.daemon.services.invariants import StoredRun, evaluate_trials, wilson_lower
+from ostinato.daemon.regression.invariants import StoredRun, evaluate_trials, wilson_lower
 
 FALSE_ALARM_TARGET = 0.05  # at most
 DETECTION_TARGET = 0.90  # at least

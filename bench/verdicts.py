@@ -27,13 +27,13 @@ real product end to end, and a cheaper in-process path runs beside it as a cross
 * through the daemon: each seed becomes a snapshot (`snapshot.create`, from the pipeline,
   its settings carrying the seed and p) in a daemon subprocess with a fresh home on tmpfs,
   and one `tests.run` per condition (mode live, `--trials` trials each, record full) tests
-  them: every trial a real run through the engine, every verdict from snapshot_check.py.
+  them: every trial a real run through the engine, every verdict from regression/check.py.
   `--daemon-runs K` sends only the first K seeds of each condition (K = 100: ~15 s);
 * in process, all `--runs` seeds: each trial's outcome is the status the scripted provider
   itself answers (`ScriptedProvider.complete` with the request the engine sends for trial t:
   node `work`, attempt 1, metadata `trial` = t), made into the run row the engine stores
   for it (checked against the daemon's stored runs of one snapshot per condition), and the
-  verdicts come from the product's `evaluate_trials` (daemon/services/invariants) over
+  verdicts come from the product's `evaluate_trials` (daemon/regression/invariants) over
   those `StoredRun`s, as tests.run calls it: no statistics re-implemented here;
 * the two must agree exactly on every seed both ran: each trial's pass or fail and each
   test run's verdict. So with `--daemon-runs 100` the 1,000-run rates are still the
@@ -88,7 +88,7 @@ from verdict_rates import (  # bench/ is on sys.path when a bench runs
 from ostinato.clients.python import AsyncClient
 from ostinato.daemon.engine.providers import ModelRequest
 from ostinato.daemon.engine.providers.scripted import ScriptedProvider
-from ostinato.daemon.services.invariants import wilson_lower
+from ostinato.daemon.regression.invariants import wilson_lower
 
 NODE = "work"
 PROMPT = "Do the task"

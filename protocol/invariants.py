@@ -6,7 +6,7 @@ them after each replay. Every invariant has a `type` and an optional `descriptio
 evaluates to an `InvariantResult`. Everything that can be checked before a run is checked
 when the list is parsed (regexes, JSON Schemas, JMESPath and CEL expressions, bounds), so a
 bad entry is refused with an error naming its index. To add a check: a model here with its
-own `type` literal, added to `Invariant`, and an evaluator in daemon/services/invariants/.
+own `type` literal, added to `Invariant`, and an evaluator in daemon/regression/invariants/.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CheckStatus = Literal["passed", "failed", "error", "skipped"]
 
 # Where output checks look (see OutputCheckBase.path).
 OUTPUT_PATH = re.compile(r"^(output|node\.[^.\s].*|context\..+)$")
-# The numeric keys of a run's metrics (daemon/services/invariants/metrics.py computes them);
+# The numeric keys of a run's metrics (daemon/regression/invariants/metrics.py computes them);
 # `status` and `outcome` complete the set.
 NUMERIC_METRICS = ("duration_ms", "cost_usd", "tokens_in", "tokens_out", "tokens", "calls",
                    "model_calls", "tool_calls", "stages", "nodes_visited", "latency_ms",

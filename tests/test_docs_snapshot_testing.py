@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from ostinato.clients.cli.common import load_invariants
-from ostinato.daemon.services.invariants import wilson_lower
+from ostinato.daemon.regression.invariants import wilson_lower
 from ostinato.protocol.invariants import Invariant, invariant_list
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "snapshot-testing.md"

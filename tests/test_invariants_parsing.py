@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ostinato.daemon.services.invariants import parse_vote, pass_at_k, wilson_lower
+from ostinato.daemon.regression.invariants import parse_vote, pass_at_k, wilson_lower
 from ostinato.protocol.invariants import RUN_METRICS, invariant_list
 
 

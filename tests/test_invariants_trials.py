@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from ostinato.daemon.engine.providers.runtime import ProviderPool
 from ostinato.daemon.engine.replay import Cassette, Replayer, ReplayProviders
-from ostinato.daemon.services.invariants import Judge, StoredRun, evaluate_trials
+from ostinato.daemon.regression.invariants import Judge, StoredRun, evaluate_trials
 from ostinato.protocol.invariants import invariant_list
 
 from .invariants_support import module_daemon

@@ -1,4 +1,4 @@
-"""run.diff's comparison logic (daemon/services/run_diff.py) on runs the engine really ran:
+"""run.diff's comparison logic (daemon/runs/diff.py) on runs the engine really ran:
 pipelines go through the Executor with the scripted provider and a recording sink, so the
 stages and calls compared have exactly the shapes the store keeps."""
 
@@ -19,9 +19,9 @@ from ostinato.daemon.engine.load import load_pipeline
 from ostinato.daemon.engine.providers.runtime import ProviderPool
 from ostinato.daemon.engine.rundir import RunDirectory
 from ostinato.daemon.ids import utc_now, uuid7
-from ostinato.daemon.services.run_diff import (
+from ostinato.daemon.runs.diff import (
     MAX_VALUE,
-    RunRecord,
+    DiffSide,
     diff_runs,
     from_store,
 )
@@ -144,7 +144,7 @@ class SlowNodes:
 async def execute(tmp_path: Path, source: str, *, fmt: str = "dot",
                   inputs: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
                   answers: tuple[str, ...] = (), delays: dict[str, float] | None = None,
-                  ) -> RunRecord:
+                  ) -> DiffSide:
     """Run a pipeline through the engine; the record the service would read back."""
     loaded = load_pipeline(PipelineRef(source=source, format=fmt), EXAMPLES)
     assert loaded.graph is not None and loaded.valid, loaded.diagnostics
@@ -171,7 +171,7 @@ async def execute(tmp_path: Path, source: str, *, fmt: str = "dot",
            "inputs": dict(inputs or {}), "settings": run_settings.model_dump(mode="json"),
            "run_dir": f"runs/{run_id}", "created_at": started, "started_at": started,
            "ended_at": utc_now()}
-    return RunRecord(run, sink.stages, sink.calls, dag=graph.dag)
+    return DiffSide(run, sink.stages, sink.calls, dag=graph.dag)
 
 
 def example(name: str) -> str:
@@ -412,7 +412,7 @@ async def test_a_run_cut_short_diverges_where_it_stopped(tmp_path: Path) -> None
 # -- rows from the store ------------------------------------------------------------------
 
 
-async def store_rows(store: RunStore, record: RunRecord) -> RunRecord:
+async def store_rows(store: RunStore, record: DiffSide) -> DiffSide:
     """Write a record as the daemon does, read it back through the store's records."""
     run = record.run
     await store.add_run(pipeline_hash=run["pipeline_hash"], pipeline_name=run["pipeline_name"],

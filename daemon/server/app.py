@@ -18,7 +18,7 @@ from .. import services
 from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
 from ..disk import disk_full, no_space_left
 from ..engine.load import DEFAULT_MAX_PIPELINE_BYTES
-from ..services.host import Host, Settings
+from ..host import Host, Settings
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher

@@ -31,7 +31,8 @@ from ostinato.protocol.messages import (
 )
 
 from ..disk import DamagedFile, disk_full
-from ..services.base import NO_PROGRESS, Progress, RequestContext
+from ..host import NO_PROGRESS, Progress
+from ..services.base import RequestContext
 from .dispatch import Route
 
 if TYPE_CHECKING:

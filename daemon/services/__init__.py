@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.handlers.base import HandlerRegistry
+from ..host import Host
+from ..regression.suite import TestRuns
+from ..runs.runner import Runner
+from ..runs.trial_sets import TrialSets
 from ..store.db import Database
 from ..store.runs import RunStore
 from ..store.snapshots import SnapshotStore
-from ..store.test_runs import TestRunStore
+from ..store.suites import TestRunStore
 from . import pipelines, runs, snapshots, tests, traces, trials
 from .base import HandlerTable
-from .host import Host
-from .runner import Runner
-from .test_runner import TestRuns
-from .trials import TrialSets
 
 # An extension's register_handlers(registry): adds its node types to the runner's handlers.
 HandlerHook = Callable[[HandlerRegistry], None]

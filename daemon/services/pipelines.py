@@ -7,8 +7,8 @@ from pathlib import Path
 from ostinato.protocol.pipelines import PlanParams, PlanResult, ValidateParams, ValidateResult
 
 from ..engine.load import LoadResult, load_pipeline_async
+from ..runs.files import plan_of
 from .base import HandlerTable, RequestContext
-from .run_files import plan_of
 
 table = HandlerTable()
 

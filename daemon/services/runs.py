@@ -33,17 +33,17 @@ from ..engine.recording import NOT_WORK
 from ..engine.redact import Redactor, run_secrets
 from ..engine.run_state import completed_nodes
 from ..engine.rundir import RunDirectory
+from ..regression.invariants import drift, inputs_hash, verdict
+from ..regression.stored import find_run, load_stored_run, reeval_checks
+from ..runs.diff import diff_runs, from_store
+from ..runs.launch import Trials, launch
+from ..runs.options import RunOptions
+from ..runs.runner import Runner
 from ..store.records import RunRecord, SnapshotRecord
 from ..store.runs import ACTIVE
 from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore
 from .base import HandlerTable, RequestContext, cursor_errors
-from .invariants import drift, inputs_hash, verdict
-from .launch import Trials, launch
-from .run_diff import diff_runs, from_store
-from .run_options import RunOptions
-from .runner import Runner
-from .stored_run import find_run, load_stored_run, reeval_checks
 
 table = HandlerTable()
 
@@ -162,7 +162,7 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
 
 @table.method("run.diff")
 async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
-    """Compare two stored runs (daemon/services/run_diff.py); a plain dict, validated
+    """Compare two stored runs (daemon/runs/diff.py); a plain dict, validated
     against RunDiffResult in strict mode."""
     services = ctx.services
     traces = TraceStore(services.db)

@@ -1,5 +1,5 @@
 """Tests family: tests.run, tests.get, tests.list, tests.report, tests.cancel,
-tests.subscribe and tests.unsubscribe; test_runner.py runs the test runs."""
+tests.subscribe and tests.unsubscribe; regression/suite.py runs the test runs."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from ostinato.protocol.tests import (
     TestsSubscribeParams,
 )
 
+from ..regression import reports
+from ..regression.suite import TestRuns
 from ..store.records import TestResult
-from . import reports
 from .base import HandlerTable, RequestContext, cursor_errors
-from .test_runner import TestRuns
 
 table = HandlerTable()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 CURRENT_SCHEMA = 2
 
-# run_metrics' keys (daemon/services/invariants/metrics.py): what version 2 stores.
+# run_metrics' keys (daemon/regression/invariants/metrics.py): what version 2 stores.
 METRIC_KEYS = ("status", "outcome", "duration_ms", "cost_usd", "tokens_in", "tokens_out",
                "tokens", "calls", "model_calls", "tool_calls", "stages", "nodes_visited",
                "latency_ms", "max_call_latency_ms", "score")

@@ -1,7 +1,7 @@
 """The invariant library (DESIGN.md §7): evaluating the checks of protocol/invariants.py
 against a stored run (`evaluate`) or a trial set's runs (`evaluate_trials`).
 
-The service gathers what a run recorded into a `StoredRun` (daemon/services/stored_run.py)
+The service gathers what a run recorded into a `StoredRun` (daemon/regression/stored.py)
 and calls `evaluate`; each invariant type has one evaluator, registered by its family's
 module: seeds (run_status and seeds/001's names), bounds (min, max, between), output,
 trajectory, budget, judge and expr; trials evaluates pass_rate and pass_at_k over many runs.

@@ -15,12 +15,12 @@ from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings, RunSummary
 from ostinato.protocol.trials import TrialSetSummary
 
-from .base import NO_PROGRESS, Progress
-from .run_options import RunOptions
+from ..host import NO_PROGRESS, Progress
+from .options import RunOptions
 
 if TYPE_CHECKING:
     from .runner import Runner
-    from .trials import TrialSets
+    from .trial_sets import TrialSets
 
 
 class Launched(Protocol):

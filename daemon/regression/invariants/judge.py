@@ -4,7 +4,7 @@
 `resolve`: the engine's ProviderPool, or ReplayProviders(pool, replayer) so that recorded
 votes are served again) and keeps every call it made as a trace-shaped record (node
 `$judge`, attempt = vote number) in `calls`, with their total cost in `cost_usd`. Callers
-persist them (stored_run.record_judge_calls; a snapshot's cassette).
+persist them (regression/stored.py's record_judge_calls; a snapshot's cassette).
 """
 
 from __future__ import annotations

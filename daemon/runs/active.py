@@ -1,5 +1,5 @@
 """A run executing in this daemon (`ActiveRun`): what the runner, the trial sets and the
-sink share of it, and its side of the `Launched` handle (services/launch.py)."""
+sink share of it, and its side of the `Launched` handle (runs/launch.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from ..engine.executor import Executor
 from ..engine.handlers.base import Question
 from ..engine.providers.runtime import ProviderPool
 from ..engine.run_state import RunResult
-from .base import NO_PROGRESS, Progress
-from .run_sink import StoreSink
+from ..host import NO_PROGRESS, Progress
+from .sink import StoreSink
 
 
 @dataclass
 class ActiveRun:
-    """A run executing in this daemon; a `Launched` handle (services/launch.py)."""
+    """A run executing in this daemon; a `Launched` handle (runs/launch.py)."""
 
     run_id: str
     executor: Executor

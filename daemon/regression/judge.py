@@ -1,7 +1,7 @@
-"""The judge of a snapshot's replay in a test run (snapshot_check.py calls it).
+"""The judge of a snapshot's replay in a test run (check.py calls it).
 
 Each trial is judged by a Judge of its own, so that its calls are recorded on the run it
-judged (stored_run.record_judge_calls). Its providers are the run's (stored_run.judge_pool),
+judged (stored.record_judge_calls). Its providers are the run's (stored.judge_pool),
 behind the snapshot's recorded `$judge` calls in modes `recorded` and `hybrid` (a recorded
 replay's judge costs nothing), and behind the test run's Budget: no judge call starts once
 it is spent, and each is charged when it returns. A call refused by the budget, or a
@@ -20,10 +20,10 @@ from ..engine.budget import Budget, BudgetExceeded
 from ..engine.providers.base import ProviderError
 from ..engine.replay import Cassette, ReplayDivergence, Replayer, ReplayProviders
 from .invariants import JUDGE_NODE, Judge, StoredRun, evaluate
-from .stored_run import judge_pool, record_judge_calls, run_redactor
+from .stored import judge_pool, record_judge_calls, run_redactor
 
 if TYPE_CHECKING:
-    from . import Services
+    from .needs import Needs
 
 REFUSED = "not asked: "  # how a vote the budget refused fails
 
@@ -104,7 +104,7 @@ class Judged:
         self.refused = False
 
 
-async def judge_trials(services: Services, home: Path, runs: list[StoredRun],
+async def judge_trials(services: Needs, home: Path, runs: list[StoredRun],
                        invariants: list[Any], *, mode: str, budget: Budget | None,
                        cassette: list[dict[str, Any]],
                        evaluate_all: bool) -> tuple[Judged, list[list[dict[str, Any]]]]:

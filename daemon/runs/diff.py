@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from ..store.records import RunRecord as StoredRunRecord
-    from ..store.records import StageRecord
+    from ..store.records import RunRecord, StageRecord
 
 MAX_DIFFERENCES = 20  # per divergence; the rest are only counted (`more`)
 MAX_VALUE = 200  # characters of a value shown in a difference
@@ -44,8 +43,8 @@ _MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One stored run: its row, its stages and its calls, JSON columns decoded."""
+class DiffSide:
+    """One side of a diff: a stored run's row, its stages and its calls, JSON columns decoded."""
 
     run: dict[str, Any]
     stages: list[dict[str, Any]] = field(default_factory=list)
@@ -65,13 +64,13 @@ class _Step:
         return self.stage.get("branch"), self.stage["node_id"], int(self.stage["attempt"])
 
 
-def from_store(run: StoredRunRecord, stages: Sequence[StageRecord], calls: list[Any], *,
-               dag: bool = False) -> RunRecord:
-    """A RunRecord from the store's records of a run, its stages and its (decoded) calls."""
-    return RunRecord(run.as_dict(), [stage.as_dict() for stage in stages], calls, dag)
+def from_store(run: RunRecord, stages: Sequence[StageRecord], calls: list[Any], *,
+               dag: bool = False) -> DiffSide:
+    """A DiffSide from the store's records of a run, its stages and its (decoded) calls."""
+    return DiffSide(run.as_dict(), [stage.as_dict() for stage in stages], calls, dag)
 
 
-def diff_runs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
+def diff_runs(a: DiffSide, b: DiffSide) -> dict[str, Any]:
     """Compare two runs: first divergence, per-node and whole-run metric deltas (JSON-ready)."""
     steps_a, steps_b = _steps(a), _steps(b)
     if a.dag or b.dag:
@@ -96,7 +95,7 @@ def diff_runs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
 # -- alignment ----------------------------------------------------------------------------
 
 
-def _steps(record: RunRecord) -> list[_Step]:
+def _steps(record: DiffSide) -> list[_Step]:
     """The run's stages in canonical order (see the module docstring), with their calls."""
     stages = sorted(record.stages, key=lambda s: s["seq"])
     steps = [_Step(stage) for stage in stages]
@@ -348,7 +347,7 @@ def _preview(value: Any) -> Any:
 _SUMS = ("duration_ms", "input_tokens", "output_tokens", "cost_usd")
 
 
-def _node_metrics(record: RunRecord) -> dict[str, dict[str, Any]]:
+def _node_metrics(record: DiffSide) -> dict[str, dict[str, Any]]:
     """Per node: visits, attempts, last status, time, tokens and cost (from its calls)."""
     nodes: dict[str, dict[str, Any]] = {}
 
@@ -408,7 +407,7 @@ def _round(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def _run_totals(record: RunRecord) -> dict[str, Any]:
+def _run_totals(record: DiffSide) -> dict[str, Any]:
     run = record.run
     calls = record.calls
     # The run row keeps running totals; a record without them is summed from its calls.
@@ -429,7 +428,7 @@ def _run_totals(record: RunRecord) -> dict[str, Any]:
     })
 
 
-def _totals(a: RunRecord, b: RunRecord) -> dict[str, Any]:
+def _totals(a: DiffSide, b: DiffSide) -> dict[str, Any]:
     ta, tb = _run_totals(a), _run_totals(b)
     delta = _delta(ta, tb)
     for name in ("nodes", "stages", "calls"):

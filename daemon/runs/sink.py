@@ -12,12 +12,12 @@ from ..disk import disk_full
 from ..engine.events import Event
 from ..engine.handlers.base import Question
 from ..engine.redact import Redactor
+from ..host import Publish
 from ..ids import utc_now
 from ..store.runs import RunStore
-from .host import Publish
 
 if TYPE_CHECKING:
-    from .active_run import ActiveRun
+    from .active import ActiveRun
     from .runner import Runner
 
 TERMINAL_EVENTS = frozenset({"PipelineCompleted", "PipelineFailed", "PipelineCancelled"})

@@ -1,7 +1,7 @@
 """Test runs while they run in this daemon (`TestRuns`, which tests.py serves).
 
 A test run replays its selected snapshots one after another (a snapshot's trials run
-concurrently), each checked by snapshot_check.py under the test run's one cost Budget. Each
+concurrently), each checked by check.py under the test run's one cost Budget. Each
 snapshot's result is in the store as soon as it finished, so a daemon killed mid test run
 keeps what had finished (at its next start the test run is `interrupted`). Once the budget
 is reached nothing new starts: the snapshot in progress and the test run end
@@ -21,16 +21,16 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.tests import TestsRunParams
 
 from ..engine.budget import Budget
+from ..host import Session
 from ..ids import utc_now, uuid7
+from ..runs.launch import Launched
 from ..store.records import SnapshotRecord, TestResult, TestRunRecord, summarize
 from ..store.snapshot_schema import UnknownSchema
-from ..store.test_runs import TestRunStore
-from .base import Session
-from .launch import Launched
-from .snapshot_check import CheckOptions, check_snapshot, not_run
+from ..store.suites import TestRunStore
+from .check import CheckOptions, check_snapshot, not_run
 
 if TYPE_CHECKING:
-    from . import Services
+    from .needs import Needs
 
 log = logging.getLogger("ostinato.tests")
 
@@ -78,7 +78,7 @@ class TestRuns:
 
     __test__ = False
 
-    def __init__(self, services: Services, store: TestRunStore) -> None:
+    def __init__(self, services: Needs, store: TestRunStore) -> None:
         self.services = services
         self.store = store
         self.active: dict[str, TestRun] = {}

@@ -1,7 +1,7 @@
 """Starting, resuming and ending runs: the engine's executor wired to the store, the run
 directory, subscribers and human answers. `launch.py` and the `runs` service module call into
-this; nothing here speaks JSON-RPC. A run's handle is `active_run.py`'s, what it writes to the
-home besides its records `run_files.py`'s.
+this; nothing here speaks JSON-RPC. A run's handle is `active.py`'s, what it writes to the
+home besides its records `files.py`'s.
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import RunDirectory, dump_json, remove_temporary_files
 from ..engine.supervision import Supervision
+from ..host import Host
 from ..ids import utc_now, uuid7
 from ..store.records import RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore
-from .active_run import ActiveRun
-from .child_runs import ChildRunner
-from .host import Host
-from .run_files import index_run, new_manifest, plan_of, unless_full, write_config
-from .run_options import Prepared, RunOptions
-from .run_sink import DaemonInterviewer, StoreSink
+from .active import ActiveRun
+from .children import ChildRunner
+from .files import index_run, new_manifest, plan_of, unless_full, write_config
+from .options import Prepared, RunOptions
+from .sink import DaemonInterviewer, StoreSink
 
 log = logging.getLogger("ostinato.runs")
 

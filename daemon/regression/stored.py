@@ -22,13 +22,13 @@ from ..store.traces import TraceStore
 from .invariants import JUDGE_NODE, Judge, StoredRun, evaluate
 
 if TYPE_CHECKING:
-    from . import Services
+    from .needs import Needs
 
 __all__ = ["StoredRun", "find_run", "judge_pool", "load_stored_run", "record_judge_calls",
            "reeval_checks", "run_redactor"]
 
 
-async def find_run(services: Services, run_id: str) -> RunRecord:
+async def find_run(services: Needs, run_id: str) -> RunRecord:
     """A stored run; an RpcError NOT_FOUND when there is no such run."""
     run = await services.runs.get_run(run_id)
     if run is None:
@@ -36,7 +36,7 @@ async def find_run(services: Services, run_id: str) -> RunRecord:
     return run
 
 
-async def load_stored_run(services: Services, home: Path, run: RunRecord) -> StoredRun:
+async def load_stored_run(services: Needs, home: Path, run: RunRecord) -> StoredRun:
     """What a stored run recorded, as the invariant library reads it: the run, its stages
     and calls as JSON documents, the final context from checkpoint.json, the record mode,
     launch.json and a reader of its artifacts."""
@@ -75,7 +75,7 @@ def run_redactor(run: StoredRun, keys: Iterable[str]) -> Redactor:
     return Redactor(run_secrets(named, keys))
 
 
-async def reeval_checks(services: Services, home: Path, run: StoredRun,
+async def reeval_checks(services: Needs, home: Path, run: StoredRun,
                         invariants: Sequence[Any], *,
                         allow_partial: bool = False) -> list[dict[str, Any]]:
     """The invariants evaluated on a stored run for `run.reeval`. A `judge` is served from
@@ -98,7 +98,7 @@ async def reeval_checks(services: Services, home: Path, run: StoredRun,
         await pool.aclose()
 
 
-async def record_judge_calls(services: Services, home: Path, run_id: str,
+async def record_judge_calls(services: Needs, home: Path, run_id: str,
                              calls: Sequence[dict[str, Any]], *,
                              secrets: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Append a judge's calls to a run: rows of the calls table and lines of its

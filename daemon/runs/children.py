@@ -20,7 +20,7 @@ from ..engine.supervision import (
     ParentRun,
     Supervision,
 )
-from .run_options import RunOptions
+from .options import RunOptions
 
 if TYPE_CHECKING:
     from .runner import Runner

@@ -13,7 +13,7 @@ from typing import Any
 from ..disk import disk_full
 from ..engine.graph import Graph
 from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
-from .run_options import Prepared, RunOptions
+from .options import Prepared, RunOptions
 
 log = logging.getLogger("ostinato.runs")
 

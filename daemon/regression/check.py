@@ -1,6 +1,6 @@
 """One snapshot of a test run: replay it (one run, or a trial set), evaluate its invariants
 on what the replay recorded, compare its metrics with the snapshot's reference, and say how
-it went. `test_runner.py` runs the snapshots of a test run one after another through this.
+it went. `suite.py` runs the snapshots of a test run one after another through this.
 
 The test run's one Budget is given to the replay (the engine checks it before every node and
 charges every call) and to the judge (each judge call is checked against it before it starts
@@ -26,15 +26,15 @@ from ostinato.protocol.invariants import ACROSS_TRIALS, invariant_list
 
 from ..engine.budget import Budget, BudgetExceeded
 from ..ids import utc_now
+from ..runs.launch import Launched
 from ..store.records import SnapshotRecord, TestResult
 from .invariants import evaluate, evaluate_trials, run_metrics
-from .launch import Launched
-from .snapshot_judge import Judged, Votes, judge_trials
-from .snapshots import replay_snapshot
-from .stored_run import find_run, load_stored_run
+from .judge import Judged, Votes, judge_trials
+from .replay import replay_snapshot
+from .stored import find_run, load_stored_run
 
 if TYPE_CHECKING:
-    from . import Services
+    from .needs import Needs
 
 # The check a snapshot without invariants is held to: its replay must complete.
 IMPLICIT = {"type": "run_status", "value": "completed", "outcome": "success",
@@ -92,7 +92,7 @@ def metrics_delta(reference: dict[str, Any] | None,
     return deltas
 
 
-async def check_snapshot(services: Services, home: Path, snapshot: SnapshotRecord,
+async def check_snapshot(services: Needs, home: Path, snapshot: SnapshotRecord,
                          options: CheckOptions, result: TestResult,
                          on_started: Callable[[Launched], Awaitable[None]] | None = None) -> None:
     """Replay, evaluate and compare one snapshot, filling in `result`; `await
@@ -141,7 +141,7 @@ def _end(result: TestResult, status: str, message: str | None,
         result.invariants = invariants
 
 
-async def _evaluate(services: Services, home: Path, snapshot: SnapshotRecord,
+async def _evaluate(services: Needs, home: Path, snapshot: SnapshotRecord,
                     options: CheckOptions, invariants: list[Any], result: TestResult,
                     indices: list[int]) -> None:
     """Evaluate the invariants over the replay's runs (of these trial indices); status,
