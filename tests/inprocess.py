@@ -90,12 +90,6 @@ class InProcessDaemon:
         options = DaemonOptions(home=home, extensions=extensions, strict_results=True)
         self.daemon = Daemon(options, build_dispatcher(extensions, self._hooks), self._hooks)
 
-    @property
-    def services(self) -> services.Services:
-        """The running services (the store, the runner, the test runs)."""
-        assert self.daemon.services is not None
-        return self.daemon.services
-
     async def start(self) -> None:
         """Open the store and build the services, as `Daemon.serve` does."""
         self.home.mkdir(parents=True, exist_ok=True)
