@@ -1,4 +1,5 @@
-"""Fixtures: short temporary directories and a daemon listening on a socket and TCP."""
+"""Fixtures: short temporary directories and a daemon listening on a socket and TCP, or,
+for a test marked `in_process`, the same daemon in the test's own process."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from .inprocess import InProcessDaemon, in_process_daemon
 from .support import TEST_EXTENSION, DaemonProcess, start_daemon
 
 # Every daemon the tests start holds the handlers' dict results to their result models.
 os.environ["OSTINATO_STRICT_RESULTS"] = "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the marker of the fast layer."""
+    config.addinivalue_line(
+        "markers", "in_process: the `daemon` fixture runs the daemon's services, dispatcher "
+        "and connections in the test's process (tests/inprocess.py), not as a subprocess")
 
 
 @pytest.fixture
@@ -25,8 +34,14 @@ def short_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def daemon(short_tmp: Path) -> AsyncIterator[DaemonProcess]:
-    """A daemon on a unix socket and loopback TCP, with the test-only methods."""
+async def daemon(request: pytest.FixtureRequest,
+                 short_tmp: Path) -> AsyncIterator[DaemonProcess | InProcessDaemon]:
+    """A daemon with the test-only methods: a subprocess on a unix socket and loopback TCP,
+    or in process when the test is marked `in_process`."""
+    if request.node.get_closest_marker("in_process") is not None:
+        async with in_process_daemon(short_tmp / "home", TEST_EXTENSION) as local:
+            yield local
+        return
     process = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
                                  "--tcp", "127.0.0.1:0", "--extension", TEST_EXTENSION)
     yield process

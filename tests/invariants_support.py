@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest_asyncio
 
+from .inprocess import InProcessDaemon, in_process_daemon
 from .runs_support import FAST, dot, run_to_end
-from .support import DaemonProcess, Wire, start_daemon
+from .support import Wire
 
 # $1 per input token, $2 per output token: costs are easy to check.
 PRICING = {"models": {"scripted/*": {"input_per_mtok": 1_000_000,
@@ -110,14 +111,13 @@ EVERY_CHECK: list[dict[str, Any]] = [
 
 
 def module_daemon() -> Any:
-    """A `shared_daemon` fixture: one daemon for a whole test module (runs are cheap,
-    daemons less so). Use as `shared = module_daemon()` at a module's top level."""
+    """A `shared_daemon` fixture: one in-process daemon for a whole test module (runs are
+    cheap, daemons less so). Use as `shared = module_daemon()` at a module's top level."""
     @pytest_asyncio.fixture(scope="module", loop_scope="module", name="shared_daemon")
-    async def shared_daemon() -> AsyncIterator[DaemonProcess]:
+    async def shared_daemon() -> AsyncIterator[InProcessDaemon]:
         root = Path(tempfile.mkdtemp(prefix="ost-"))
-        process = await start_daemon(root / "home", "--socket", str(root / "d.sock"))
-        yield process
-        assert await process.stop() == 0, "".join(process.log)
+        async with in_process_daemon(root / "home") as daemon:
+            yield daemon
         shutil.rmtree(root, ignore_errors=True)
     return shared_daemon
 

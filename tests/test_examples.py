@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from .inprocess import InProcessDaemon
 from .runs_support import visits
-from .support import REPO, DaemonProcess, Wire
+from .support import REPO, Wire
+
+pytestmark = pytest.mark.in_process
 
 EXAMPLES = sorted([*(REPO / "examples" / "pipelines").glob("*.dot"),
                    *(REPO / "examples" / "recipes").glob("*.yaml")])
@@ -35,7 +38,7 @@ async def replays_exactly(wire: Wire, run: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-async def test_example_validates_runs_and_replays(daemon: DaemonProcess, path: Path) -> None:
+async def test_example_validates_runs_and_replays(daemon: InProcessDaemon, path: Path) -> None:
     wire = await daemon.connect()
     checked = await wire.result("pipeline.validate", {"pipeline": {"path": str(path)}})
     assert checked["valid"], checked["diagnostics"]
@@ -47,7 +50,7 @@ async def test_example_validates_runs_and_replays(daemon: DaemonProcess, path: P
 
 
 async def test_the_real_model_example_runs_offline_with_its_scripted_twin(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     pipeline = {"path": str(REAL_MODEL / "plan_implement_review.dot")}
     wire = await daemon.connect()
     checked = await wire.result("pipeline.validate", {"pipeline": pipeline})

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from .support import REPO, DaemonProcess, Wire
+from .inprocess import InProcessDaemon
+from .support import REPO, Wire
+
+pytestmark = pytest.mark.in_process
 
 
 def _load_examples() -> Any:
@@ -63,7 +66,7 @@ def test_seed_001_checks_are_all_in_the_design_example() -> None:
                      "min_evaluation_coverage", "node_sequence", "max_cost_usd", "expr"}
 
 
-async def test_every_example_becomes_a_snapshot_that_passes(daemon: DaemonProcess) -> None:
+async def test_every_example_becomes_a_snapshot_that_passes(daemon: InProcessDaemon) -> None:
     client = Client(await daemon.connect())
     for scenario in SCENARIOS:
         made = await examples.snapshot_scenario(client, scenario)
@@ -94,7 +97,7 @@ async def test_every_example_becomes_a_snapshot_that_passes(daemon: DaemonProces
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-async def test_a_broken_example_fails_its_invariants(daemon: DaemonProcess,
+async def test_a_broken_example_fails_its_invariants(daemon: InProcessDaemon,
                                                      scenario: Any) -> None:
     """The scenario as it is and each of its breaks, made snapshots of and replayed live in
     one test run: the intact one passes, each broken one fails the checks it names."""

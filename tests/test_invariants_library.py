@@ -15,9 +15,10 @@ import pytest_asyncio
 
 from ostinato.protocol.invariants import ACROSS_TRIALS, Invariant
 
+from .inprocess import InProcessDaemon
 from .invariants_support import EVERY_CHECK, bad_run, good_run, module_daemon, reeval
 from .runs_support import send_request, trace
-from .support import DaemonProcess, Wire
+from .support import Wire
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 shared = module_daemon()
@@ -25,7 +26,7 @@ INVALID_PARAMS = -32602
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def wire(shared_daemon: DaemonProcess) -> AsyncIterator[Wire]:
+async def wire(shared_daemon: InProcessDaemon) -> AsyncIterator[Wire]:
     connection = await shared_daemon.connect()
     yield connection
     await connection.close()

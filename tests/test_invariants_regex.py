@@ -14,9 +14,10 @@ import pytest_asyncio
 
 from ostinato.protocol.patterns import SYNTAX_URL, PatternError, compile_pattern
 
+from .inprocess import InProcessDaemon
 from .invariants_support import attr, module_daemon, reeval
 from .runs_support import dot, run_to_end
-from .support import DaemonProcess, Wire
+from .support import Wire
 
 shared = module_daemon()
 INVALID_PARAMS = -32602
@@ -24,7 +25,7 @@ LONG = "a" * 5_000 + "b"  # no `(a+)+$` match, and every split of the a's is a w
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def wire(shared_daemon: DaemonProcess) -> AsyncIterator[Wire]:
+async def wire(shared_daemon: InProcessDaemon) -> AsyncIterator[Wire]:
     connection = await shared_daemon.connect()
     yield connection
     await connection.close()

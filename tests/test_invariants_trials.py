@@ -18,9 +18,9 @@ from ostinato.daemon.engine.replay import Cassette, Replayer, ReplayProviders
 from ostinato.daemon.regression.invariants import Judge, StoredRun, evaluate_trials
 from ostinato.protocol.invariants import invariant_list
 
+from .inprocess import InProcessDaemon
 from .invariants_support import module_daemon
 from .runs_support import dot, trace
-from .support import DaemonProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 shared = module_daemon()
@@ -40,7 +40,7 @@ TRIALS = 20
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def trial_runs(shared_daemon: DaemonProcess) -> AsyncIterator[list[StoredRun]]:
+async def trial_runs(shared_daemon: InProcessDaemon) -> AsyncIterator[list[StoredRun]]:
     """The runs of a 20-trial set, as stored (their row, stages, trace and context)."""
     wire = await shared_daemon.connect()
     result = await wire.result("run.start", {"pipeline": PIPELINE, "settings": FLAKY,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 
+from .inprocess import InProcessDaemon
 from .support import DaemonProcess
 from .tests_run_support import (
     CALL_USD,
@@ -56,7 +57,8 @@ async def every_outcome(daemon: DaemonProcess) -> dict[str, Any]:
     return result
 
 
-async def test_junit_read_back_by_junitparser(daemon: DaemonProcess, tmp_path: Path) -> None:
+@pytest.mark.in_process
+async def test_junit_read_back_by_junitparser(daemon: InProcessDaemon, tmp_path: Path) -> None:
     result = await every_outcome(daemon)
     report = result["reports"]["junit"]
     assert report["media_type"] == "application/xml"
@@ -85,7 +87,8 @@ async def test_junit_read_back_by_junitparser(daemon: DaemonProcess, tmp_path: P
     assert "settings" not in report["content"] and "pricing" not in report["content"]
 
 
-async def test_markdown_has_the_tables(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_markdown_has_the_tables(daemon: InProcessDaemon) -> None:
     result = await every_outcome(daemon)
     report = result["reports"]["markdown"]
     assert report["media_type"] == "text/markdown"
@@ -167,7 +170,8 @@ class Matrix(HTMLParser):
             self._row = None
 
 
-async def test_the_html_page_in_a_headless_browser(daemon: DaemonProcess,
+@pytest.mark.in_process
+async def test_the_html_page_in_a_headless_browser(daemon: InProcessDaemon,
                                                    tmp_path: Path) -> None:
     result = await every_outcome(daemon)
     report = result["reports"]["html"]

@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import CUSTOM_EXTENSION, INVALID_PIPELINE, dot, listing, recipe, where
 from .support import DaemonProcess, Wire, start_daemon
 
@@ -35,7 +38,8 @@ async def nothing_was_run(wire: Wire, home: Path) -> None:
     assert not (home / "run_manifest.jsonl").exists()
 
 
-async def test_a_dot_syntax_error_is_located_and_refused(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_a_dot_syntax_error_is_located_and_refused(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph broken {
@@ -53,8 +57,9 @@ async def test_a_dot_syntax_error_is_located_and_refused(daemon: DaemonProcess) 
     await nothing_was_run(wire, daemon.home)
 
 
+@pytest.mark.in_process
 async def test_a_recipe_needing_an_unknown_stage_is_refused_at_the_need(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = recipe("""\
         name: lost
@@ -102,7 +107,8 @@ async def test_an_edge_to_a_node_that_is_gone_is_an_edge_target_exists_error(
         assert await extended.stop() == 0, "".join(extended.log)
 
 
-async def test_a_pipeline_without_a_start_node_is_refused(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_a_pipeline_without_a_start_node_is_refused(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     diagnostics = await refused(wire, dot("""\
         digraph headless {
@@ -115,8 +121,9 @@ async def test_a_pipeline_without_a_start_node_is_refused(daemon: DaemonProcess)
     await nothing_was_run(wire, daemon.home)
 
 
+@pytest.mark.in_process
 async def test_path_like_node_ids_are_syntax_errors_and_touch_nothing(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     before = listing(short_tmp)
     attempts = [
@@ -151,8 +158,9 @@ async def test_path_like_node_ids_are_syntax_errors_and_touch_nothing(
     await nothing_was_run(wire, daemon.home)
 
 
+@pytest.mark.in_process
 async def test_an_unreadable_pipeline_file_is_an_io_diagnostic(
-        daemon: DaemonProcess, tmp_path: Path) -> None:
+        daemon: InProcessDaemon, tmp_path: Path) -> None:
     wire = await daemon.connect()
     [missing] = await refused(wire, {"path": str(tmp_path / "absent.dot")})
     assert (missing["rule"], missing["severity"]) == ("io", "error")

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, recipe, run_to_end
 from .support import REPO, DaemonProcess, published
 
@@ -28,7 +31,8 @@ V2 = dot(REPORT % ("Write the report in German", "10,50"))
 DAG = recipe((REPO / "examples" / "recipes" / "dag.yaml").read_text())
 
 
-async def test_pipelines_that_differ_at_one_node_diverge_there(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_pipelines_that_differ_at_one_node_diverge_there(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     a = await run_to_end(wire, V1)
     b = await run_to_end(wire, V2)
@@ -55,7 +59,8 @@ async def test_pipelines_that_differ_at_one_node_diverge_there(daemon: DaemonPro
     assert diff["totals"]["status_changed"] is False
 
 
-async def test_identical_reruns_are_identical(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_identical_reruns_are_identical(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     for pipeline in (V1, DAG):
         a = await run_to_end(wire, pipeline, inputs={"topic": "tides"})
@@ -69,7 +74,8 @@ async def test_identical_reruns_are_identical(daemon: DaemonProcess) -> None:
         assert diff["totals"]["delta"]["stages"] == 0
 
 
-async def test_a_run_that_failed_where_its_twin_succeeded(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_a_run_that_failed_where_its_twin_succeeded(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     a = await run_to_end(wire, V1)
     b = await run_to_end(wire, V1, settings={
@@ -87,7 +93,8 @@ async def test_a_run_that_failed_where_its_twin_succeeded(daemon: DaemonProcess)
     assert [d["path"] for d in diff["scenario"]["settings"]] == ["providers.scripted"]
 
 
-async def test_diff_of_an_unknown_run_names_it(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_diff_of_an_unknown_run_names_it(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     a = await run_to_end(wire, V1)
     unknown = "01a20000-0000-7000-8000-000000000000"

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from .fakes.llm_server import FakeLLMServer, Reply, SeenRequest
+from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, make_fifo, read_fifo, run_to_end
-from .support import DaemonProcess, start_daemon
+from .support import start_daemon
 
 GOAL = "Write a haiku about rain"
 
@@ -72,7 +73,8 @@ MODES = dot(f"""\
     }}""")
 
 
-async def test_each_mode_sends_what_it_promises(daemon: DaemonProcess,
+@pytest.mark.in_process
+async def test_each_mode_sends_what_it_promises(daemon: InProcessDaemon,
                                                 fake_api: FakeLLMServer) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, MODES, settings=settings(fake_api),
@@ -135,8 +137,9 @@ THREADS = dot(f"""\
     }}""")
 
 
+@pytest.mark.in_process
 async def test_threads_resolve_by_node_edge_subgraph_and_the_last_thread(
-        daemon: DaemonProcess, fake_api: FakeLLMServer) -> None:
+        daemon: InProcessDaemon, fake_api: FakeLLMServer) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, THREADS, settings=settings(fake_api))
     assert detail["status"] == "completed", detail["failure_reason"]
@@ -168,7 +171,8 @@ COMPACTED = dot(f"""\
     }}""")
 
 
-async def test_a_thread_is_compacted_deterministically(daemon: DaemonProcess,
+@pytest.mark.in_process
+async def test_a_thread_is_compacted_deterministically(daemon: InProcessDaemon,
                                                        fake_api: FakeLLMServer) -> None:
     fake_api.queue(Reply(text="one"), Reply(text="two"), Reply(text="three"),
                    Reply(text="x" * 200))
@@ -195,8 +199,9 @@ async def test_a_thread_is_compacted_deterministically(daemon: DaemonProcess,
     assert p5[3] == user("p5")
 
 
+@pytest.mark.in_process
 async def test_a_recorded_replay_sends_every_mode_exactly_as_recorded(
-        daemon: DaemonProcess, fake_api: FakeLLMServer) -> None:
+        daemon: InProcessDaemon, fake_api: FakeLLMServer) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, MODES, settings=settings(fake_api),
                               inputs={"meter": "5-7-5"})

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import (
     FAST,
     dot,
@@ -46,8 +49,9 @@ def human(**settings: Any) -> dict[str, Any]:
     return {**FAST, "human": settings}
 
 
+@pytest.mark.in_process
 async def test_preset_answers_are_used_in_order_by_label_or_target(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     # The first answer is a label (accelerator and case ignored), the second a target id.
@@ -62,8 +66,9 @@ async def test_preset_answers_are_used_in_order_by_label_or_target(
     assert detail["context"]["human.gate.selected"] == "H"
 
 
+@pytest.mark.in_process
 async def test_auto_approve_takes_the_first_option_once_the_answers_run_out(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, TWO_GATES, settings=human(answers=["N"],
                                                               auto_approve=True))
@@ -71,8 +76,9 @@ async def test_auto_approve_takes_the_first_option_once_the_answers_run_out(
     assert detail["context"]["human.gate.label"] == "S) Ship it"
 
 
+@pytest.mark.in_process
 async def test_answers_through_human_answer_and_refused_answers(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     runner = await daemon.connect()
     person = await daemon.connect()
     await runner.result("run.subscribe", {"run_id": "*"})

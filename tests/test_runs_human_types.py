@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import (
     FAST,
     dot,
@@ -20,7 +23,9 @@ from .runs_support import (
     visits,
     where,
 )
-from .support import REPO, DaemonProcess, Wire
+from .support import REPO, Wire
+
+pytestmark = pytest.mark.in_process
 
 INVALID_PARAMS = -32602
 GATES = {"path": str(REPO / "examples" / "pipelines" / "gates.dot")}
@@ -82,7 +87,7 @@ async def answer(wire: Wire, run_id: str, question: dict[str, Any],
                                                "question_id": question["question_id"]})
 
 
-async def answered_run(daemon: DaemonProcess, pipeline: dict[str, Any], stage: str,
+async def answered_run(daemon: InProcessDaemon, pipeline: dict[str, Any], stage: str,
                        text: str) -> dict[str, Any]:
     """Start a run, answer its gate's question with `text` through human.answer, and
     return the run's detail once it ended."""
@@ -108,7 +113,7 @@ def gate_updates(detail: dict[str, Any], node: str) -> dict[str, Any]:
 
 
 async def test_a_yes_no_question_refuses_other_answers_and_routes_on_yes_and_no(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     runner, person = await daemon.connect(), await daemon.connect()
     await runner.result("run.subscribe", {"run_id": "*"})
     start = await send_request(runner, "run.start",
@@ -145,7 +150,7 @@ async def test_a_yes_no_question_refuses_other_answers_and_routes_on_yes_and_no(
 
 
 async def test_a_refused_confirmation_fails_the_gate_and_takes_the_fail_edge(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     refused = await answered_run(daemon, CONFIRM, "ask", "No")
     # One attempt only: asking again is not what a "no" means.
     assert visits(refused) == ["start", "ask", "shelve", "done"]
@@ -163,7 +168,7 @@ async def test_a_refused_confirmation_fails_the_gate_and_takes_the_fail_edge(
 
 
 async def test_a_refused_confirmation_without_a_fail_edge_fails_the_run(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph g {
@@ -175,7 +180,7 @@ async def test_a_refused_confirmation_without_a_fail_edge_fails_the_run(
     assert (detail["status"], detail["failure_reason"]) == ("failed", "not confirmed")
 
 
-async def test_a_freeform_answer_reaches_the_context_as_typed(daemon: DaemonProcess) -> None:
+async def test_a_freeform_answer_reaches_the_context_as_typed(daemon: InProcessDaemon) -> None:
     runner, person = await daemon.connect(), await daemon.connect()
     await runner.result("run.subscribe", {"run_id": "*"})
     start = await send_request(runner, "run.start",
@@ -198,7 +203,7 @@ async def test_a_freeform_answer_reaches_the_context_as_typed(daemon: DaemonProc
 
 
 async def test_a_timeout_takes_the_default_of_a_yes_no_and_a_freeform_gate(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     detail = await run_to_end(wire, dot("""\
@@ -233,7 +238,7 @@ async def test_a_timeout_takes_the_default_of_a_yes_no_and_a_freeform_gate(
 
 
 async def test_a_yes_no_default_that_is_neither_warns_and_fails_on_timeout(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph g {
@@ -255,7 +260,7 @@ async def test_a_yes_no_default_that_is_neither_warns_and_fails_on_timeout(
     assert len(stages_of(detail, "ask")) == 1  # a default does not change on a retry
 
 
-async def test_preset_answers_for_every_type(daemon: DaemonProcess) -> None:
+async def test_preset_answers_for_every_type(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     presets = ["Add a summary", "No", "h", "n"]
@@ -280,7 +285,7 @@ async def test_preset_answers_for_every_type(daemon: DaemonProcess) -> None:
         "format.answer": "h"}
 
 
-async def test_auto_approve_answers_every_type(daemon: DaemonProcess) -> None:
+async def test_auto_approve_answers_every_type(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, GATES, settings={**FAST, "human": {"auto_approve": True}})
     assert (detail["status"], detail["outcome"]) == ("completed", "success")
@@ -298,7 +303,7 @@ async def test_auto_approve_answers_every_type(daemon: DaemonProcess) -> None:
     assert detail["context"]["notes.answer"] == ""
 
 
-async def test_a_preset_that_is_not_yes_or_no_fails_the_gate(daemon: DaemonProcess) -> None:
+async def test_a_preset_that_is_not_yes_or_no_fails_the_gate(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph g {
@@ -317,7 +322,7 @@ async def test_a_preset_that_is_not_yes_or_no_fails_the_gate(daemon: DaemonProce
 
 
 async def test_an_unknown_human_type_warns_and_asks_a_multiple_choice(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     pipeline = dot("""\

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import NOT_A_LIST, ONE_KEY, dot
-from .support import DaemonProcess
+
+pytestmark = pytest.mark.in_process
+
 
 OK = dot("""digraph ok { start [shape=Mdiamond]; a [prompt="a"]; exit [shape=Msquare];
             start -> a -> exit }""")
@@ -11,7 +16,7 @@ BAD = dot("""digraph bad { start [shape=Mdiamond]; a [prompt="a", scripted.statu
              exit [shape=Msquare]; start -> a -> exit }""")
 
 
-async def test_runs_are_listed_newest_first_filtered_and_paged(daemon: DaemonProcess) -> None:
+async def test_runs_are_listed_newest_first_filtered_and_paged(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     ids = []
     for pipeline in (OK, BAD, OK, OK, BAD):
@@ -41,7 +46,7 @@ async def test_runs_are_listed_newest_first_filtered_and_paged(daemon: DaemonPro
         assert bad_cursor["error"]["code"] == -32602, cursor
 
 
-async def test_a_waiting_start_reports_stages_as_progress(daemon: DaemonProcess) -> None:
+async def test_a_waiting_start_reports_stages_as_progress(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await wire.result("run.start", {"pipeline": OK, "wait": True,
                                           "workDoneToken": "w1"})
@@ -53,7 +58,7 @@ async def test_a_waiting_start_reports_stages_as_progress(daemon: DaemonProcess)
     assert values[-1]["kind"] == "end"
 
 
-async def test_unknown_runs_are_not_found(daemon: DaemonProcess) -> None:
+async def test_unknown_runs_are_not_found(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     for method in ("run.get", "run.cancel", "run.resume"):
         reply = await wire.request(method, {"run_id": "01a20000-0000-7000-8000-000000000000"})

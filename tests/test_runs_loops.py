@@ -5,8 +5,13 @@ fails its node with a reason that names it."""
 
 from __future__ import annotations
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, events, run_to_end, stages_of, trace, visits
-from .support import DaemonProcess
+
+pytestmark = pytest.mark.in_process
+
 
 REVIEW_LOOP = dot("""\
     digraph review {
@@ -21,7 +26,7 @@ REVIEW_LOOP = dot("""\
 
 
 async def test_a_scripted_node_answers_its_nth_call_across_visits(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, REVIEW_LOOP)
     assert detail["status"] == "completed"
@@ -43,7 +48,7 @@ COIN = dot("""\
 
 
 async def test_seeded_draws_differ_per_visit_and_repeat_per_seed(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     flips = []
     for seed in (1, 1, 2, 3):
@@ -70,7 +75,7 @@ FOREVER = dot("""\
 
 
 async def test_a_loop_that_cannot_end_stops_at_the_default_step_limit(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, FOREVER, settings={})  # the default settings
     assert detail["status"] == "failed"
@@ -96,7 +101,7 @@ RESTART = dot("""\
 
 
 async def test_a_loop_restart_starts_a_fresh_cycle_of_the_same_run(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     detail = await run_to_end(wire, RESTART, inputs={"audience": "ops"})
@@ -127,7 +132,7 @@ MISSING = dot("""\
     }""")
 
 
-async def test_a_missing_reference_fails_its_node_and_names_it(daemon: DaemonProcess) -> None:
+async def test_a_missing_reference_fails_its_node_and_names_it(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     validation = await wire.result("pipeline.validate", {"pipeline": MISSING})
     assert [d["rule"] for d in validation["diagnostics"]] == ["reference_resolves"]

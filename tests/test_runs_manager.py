@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from .inprocess import InProcessDaemon
 from .runs_support import (
     FAST,
     INVALID_PIPELINE,
@@ -35,7 +36,7 @@ from .runs_support import (
     visits,
     when,
 )
-from .support import DaemonProcess, Wire, start_daemon
+from .support import Wire, start_daemon
 from .test_runs_resume import kill_orphan
 
 CONFLICT = -32004
@@ -130,8 +131,9 @@ def system_messages(detail: dict[str, Any]) -> dict[str, str]:
 # -- supervision --------------------------------------------------------------------------
 
 
+@pytest.mark.in_process
 async def test_a_manager_supervises_its_child_run_to_completion(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     detail = await run_to_end(wire, parent(child_file(short_tmp)))
@@ -175,8 +177,9 @@ async def test_a_manager_supervises_its_child_run_to_completion(
     check_files_parse(daemon.home)
 
 
+@pytest.mark.in_process
 async def test_a_failing_child_fails_the_manager_node_and_its_fail_edge_routes(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     child_path = child_file(short_tmp, FAILING_CHILD)
     failed = await run_to_end(wire, parent(child_path))
@@ -201,8 +204,9 @@ async def test_a_failing_child_fails_the_manager_node_and_its_fail_edge_routes(
     assert context["stack.manager.cycles"] == 3
 
 
+@pytest.mark.in_process
 async def test_each_visit_and_attempt_of_a_manager_has_a_child_of_its_own(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     retried = await run_to_end(wire, parent(child_file(short_tmp, FAILING_CHILD),
                                             "max_retries=1"))
@@ -232,8 +236,9 @@ async def test_each_visit_and_attempt_of_a_manager_has_a_child_of_its_own(
         child = await wire.result("run.get", {"run_id": child_id})
         assert child["completed_nodes"] == CHILD_NODES
 
+@pytest.mark.in_process
 async def test_the_stop_condition_stops_the_child_and_the_manager_succeeds(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, parent(
         child_file(short_tmp), 'manager.stop_condition="stack.child.current_node=two"'))
@@ -250,8 +255,9 @@ async def test_the_stop_condition_stops_the_child_and_the_manager_succeeds(
     assert boss["outcome"]["notes"] == "stop condition satisfied"
 
 
+@pytest.mark.in_process
 async def test_max_cycles_fails_the_node_and_stops_the_child(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, parent(child_file(short_tmp), "manager.max_cycles=2"))
     assert (detail["status"], detail["outcome"]) == ("failed", "fail")
@@ -262,8 +268,9 @@ async def test_max_cycles_fails_the_node_and_stops_the_child(
     assert child_context(detail)["stack.manager.cycles"] == 2
 
 
+@pytest.mark.in_process
 async def test_steering_reaches_the_childs_next_requests_and_stop_ends_it(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     # Cycle 1 (after start): continue; 2 (after one): steer; 3 (after two): stop.
@@ -383,8 +390,9 @@ async def test_a_manager_and_its_child_survive_a_kill_9_and_resume_as_one(
 # -- cancel, shutdown ---------------------------------------------------------------------
 
 
+@pytest.mark.in_process
 async def test_cancelling_the_parent_stops_its_child_and_both_resume(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
@@ -450,8 +458,9 @@ async def test_a_daemon_shutdown_leaves_parent_and_child_interrupted_and_resumab
         assert await second.stop() == 0, "".join(second.log)
 
 
+@pytest.mark.in_process
 async def test_cancelling_the_child_fails_its_manager(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
@@ -542,8 +551,9 @@ def launch_of(detail: dict[str, Any]) -> dict[str, Any]:
     return read_json(detail, "config", "launch.json")
 
 
+@pytest.mark.in_process
 async def test_a_recorded_replay_of_a_parent_replays_its_child_exactly_at_no_cost(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     original = await run_to_end(wire, parent(child_file(short_tmp),
                                              steering(["continue", "steer", "continue"])),
@@ -587,8 +597,9 @@ async def test_a_recorded_replay_of_a_parent_replays_its_child_exactly_at_no_cos
     assert diff["identical"], diff["first_divergence"]
 
 
+@pytest.mark.in_process
 async def test_a_recorded_replay_without_a_recorded_child_is_a_conflict(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     # The recording: a pipeline whose `boss` is a plain LLM node, no manager.
     original = await run_to_end(wire, dot("""\
@@ -616,8 +627,9 @@ async def test_a_recorded_replay_without_a_recorded_child_is_a_conflict(
 # -- lint ---------------------------------------------------------------------------------
 
 
+@pytest.mark.in_process
 async def test_validate_warns_of_a_manager_without_a_child_and_refuses_a_bad_stop_condition(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()
     orphan = dot("""\
         digraph lonely {

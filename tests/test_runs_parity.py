@@ -1,4 +1,5 @@
-"""The attractor §11.12 cross-feature parity matrix, every row, through a daemon subprocess.
+"""The attractor §11.12 cross-feature parity matrix, every row, through the daemon's services
+(in process; the row about extensions starts a daemon subprocess with --extension).
 
 Each test names its row. Pipelines are inline DOT; models are the offline scripted provider,
 scripted per node with `scripted.*` attributes or per run with provider settings.
@@ -11,6 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import (
     CUSTOM_EXTENSION,
     FAST,
@@ -31,7 +35,7 @@ from .runs_support import (
     visits,
     where,
 )
-from .support import TEST_EXTENSION, DaemonProcess, start_daemon
+from .support import TEST_EXTENSION, start_daemon
 
 
 def diagnostics_of(result: dict[str, Any], rule: str) -> list[dict[str, Any]]:
@@ -41,7 +45,8 @@ def diagnostics_of(result: dict[str, Any], rule: str) -> list[dict[str, Any]]:
 # -- parsing ------------------------------------------------------------------------------
 
 
-async def test_row_parse_a_simple_linear_pipeline(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_parse_a_simple_linear_pipeline(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph linear {
@@ -64,7 +69,8 @@ async def test_row_parse_a_simple_linear_pipeline(daemon: DaemonProcess) -> None
     assert planned["pipeline_hash"] == checked["pipeline_hash"] == plan["pipeline_hash"]
 
 
-async def test_row_parse_graph_level_attributes(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_parse_graph_level_attributes(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph attributed {
@@ -85,7 +91,8 @@ async def test_row_parse_graph_level_attributes(daemon: DaemonProcess) -> None:
     assert read_json(detail, "manifest.json")["goal"] == "Ship the widget"
 
 
-async def test_row_parse_multi_line_node_attributes(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_parse_multi_line_node_attributes(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph multiline {
@@ -114,7 +121,8 @@ async def test_row_parse_multi_line_node_attributes(daemon: DaemonProcess) -> No
 # -- validation ---------------------------------------------------------------------------
 
 
-async def test_row_validate_missing_start_node_is_an_error(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_validate_missing_start_node_is_an_error(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph nostart {
@@ -129,7 +137,8 @@ async def test_row_validate_missing_start_node_is_an_error(daemon: DaemonProcess
     assert (found["line"], found["col"]) == where(pipeline["source"], "digraph")
 
 
-async def test_row_validate_missing_exit_node_is_an_error(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_validate_missing_exit_node_is_an_error(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph noexit {
@@ -144,7 +153,8 @@ async def test_row_validate_missing_exit_node_is_an_error(daemon: DaemonProcess)
     assert not diagnostics_of(result, "start_node")
 
 
-async def test_row_validate_orphan_node_is_a_warning(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_validate_orphan_node_is_a_warning(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph orphaned {
@@ -166,7 +176,8 @@ async def test_row_validate_orphan_node_is_a_warning(daemon: DaemonProcess) -> N
 # -- execution ----------------------------------------------------------------------------
 
 
-async def test_row_execute_a_linear_three_node_pipeline(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_execute_a_linear_three_node_pipeline(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph three {
@@ -218,7 +229,8 @@ BRANCHING = dot("""\
     }""")
 
 
-async def test_row_execute_with_conditional_branching(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_execute_with_conditional_branching(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     passed = await run_to_end(wire, BRANCHING)
     assert visits(passed) == ["start", "check", "celebrate", "done"]
@@ -231,7 +243,8 @@ async def test_row_execute_with_conditional_branching(daemon: DaemonProcess) -> 
     assert failed["pipeline_hash"] == passed["pipeline_hash"]
 
 
-async def test_row_execute_with_retry_on_failure(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_execute_with_retry_on_failure(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     recovering = await run_to_end(wire, dot("""\
@@ -267,7 +280,8 @@ async def test_row_execute_with_retry_on_failure(daemon: DaemonProcess) -> None:
     assert "done" not in exhausted["completed_nodes"]
 
 
-async def test_row_goal_gate_blocks_exit_when_unsatisfied(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_goal_gate_blocks_exit_when_unsatisfied(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     # `implement` fails until `fix` has run (it checks fix's response file); its fail edge
     # leads straight to the exit, where the gate must send the run to retry_target.
@@ -304,7 +318,8 @@ async def test_row_goal_gate_blocks_exit_when_unsatisfied(daemon: DaemonProcess)
     assert checkpoint["result"]["outcome"] == "fail"
 
 
-async def test_row_goal_gate_allows_exit_when_all_satisfied(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_goal_gate_allows_exit_when_all_satisfied(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph satisfied {
@@ -321,7 +336,8 @@ async def test_row_goal_gate_allows_exit_when_all_satisfied(daemon: DaemonProces
     assert stages_of(detail, "second")[0]["status"] == "partial_success"
 
 
-async def test_row_wait_human_presents_choices_and_routes(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_wait_human_presents_choices_and_routes(daemon: InProcessDaemon) -> None:
     runner = await daemon.connect()
     human = await daemon.connect()
     await runner.result("run.subscribe", {"run_id": "*"})
@@ -365,8 +381,9 @@ async def test_row_wait_human_presents_choices_and_routes(daemon: DaemonProcess)
 # -- edge selection -----------------------------------------------------------------------
 
 
+@pytest.mark.in_process
 async def test_row_edge_selection_condition_match_wins_over_weight(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph conditioned {
@@ -384,7 +401,8 @@ async def test_row_edge_selection_condition_match_wins_over_weight(
     assert visits(detail) == ["start", "work", "zz_matched", "done"]
 
 
-async def test_row_edge_selection_weight_breaks_ties(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_edge_selection_weight_breaks_ties(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph weighted {
@@ -402,7 +420,8 @@ async def test_row_edge_selection_weight_breaks_ties(daemon: DaemonProcess) -> N
     assert visits(detail) == ["start", "work", "z_heavy", "done"]
 
 
-async def test_row_edge_selection_lexical_tiebreak(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_edge_selection_lexical_tiebreak(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph lexical {
@@ -423,8 +442,9 @@ async def test_row_edge_selection_lexical_tiebreak(daemon: DaemonProcess) -> Non
     assert visits(detail) == ["start", "work", "alpha", "done"]
 
 
+@pytest.mark.in_process
 async def test_row_context_updates_are_visible_to_the_next_node(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph contextual {
@@ -447,8 +467,9 @@ async def test_row_context_updates_are_visible_to_the_next_node(
         "review.verdict"] == "approved"
 
 
+@pytest.mark.in_process
 async def test_row_checkpoint_save_and_resume_produces_the_same_result(
-        daemon: DaemonProcess, tmp_path: Path) -> None:
+        daemon: InProcessDaemon, tmp_path: Path) -> None:
     """Cancelled while a tool blocks, resumed from checkpoint.json: same end as a run that
     was never interrupted. (test_runs_resume.py does the same across a SIGKILL.)"""
     wire = await daemon.connect()
@@ -486,7 +507,8 @@ async def test_row_checkpoint_save_and_resume_produces_the_same_result(
 # -- transforms ---------------------------------------------------------------------------
 
 
-async def test_row_stylesheet_applies_model_override_by_shape(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_stylesheet_applies_model_override_by_shape(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph styled {
@@ -508,7 +530,8 @@ async def test_row_stylesheet_applies_model_override_by_shape(daemon: DaemonProc
                                         ("own", "own-model", "own-model")]
 
 
-async def test_row_prompt_variable_expansion_of_goal(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_prompt_variable_expansion_of_goal(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = dot("""\
         digraph expanded {
@@ -530,7 +553,8 @@ async def test_row_prompt_variable_expansion_of_goal(daemon: DaemonProcess) -> N
     assert other["context"]["graph.goal"] == "Count the stars"
 
 
-async def test_row_parallel_fan_out_and_fan_in(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_row_parallel_fan_out_and_fan_in(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""\
         digraph fanned {
@@ -570,8 +594,9 @@ async def test_row_parallel_fan_out_and_fan_in(daemon: DaemonProcess) -> None:
         assert run_file(detail, branch, "response.md").exists()
 
 
+@pytest.mark.in_process
 async def test_row_custom_handler_registration_and_execution(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     pipeline = dot("""\
         digraph custom {
             start [shape=Mdiamond]
@@ -613,8 +638,9 @@ async def test_row_custom_handler_registration_and_execution(
         assert await extended.stop() == 0, "".join(extended.log)
 
 
+@pytest.mark.in_process
 async def test_row_pipeline_with_more_than_ten_nodes_completes(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     steps = [f"step{i:02d}" for i in range(1, 11)]
     lines = ["digraph big {", "    start [shape=Mdiamond]", "    done [shape=Msquare]"]

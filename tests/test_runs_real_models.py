@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from .fakes.llm_server import FakeLLMServer, Reply, SeenRequest
+from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, events, run_to_end, stages_of, trace, visits
-from .support import DaemonProcess
+
+pytestmark = pytest.mark.in_process
+
 
 # (provider settings, model) per way of asking for a verdict.
 VENDORS: dict[str, tuple[dict[str, Any], str]] = {
@@ -125,7 +128,7 @@ def asked_for_verdict(seen: SeenRequest) -> bool:
 
 @pytest.mark.parametrize("vendor", sorted(VENDORS))
 async def test_context_flows_and_the_model_chooses_the_route(
-        vendor: str, daemon: DaemonProcess, team_api: tuple[FakeLLMServer, Team]) -> None:
+        vendor: str, daemon: InProcessDaemon, team_api: tuple[FakeLLMServer, Team]) -> None:
     server, team = team_api
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot(LOOP % "${plan.response}"),
@@ -162,7 +165,7 @@ async def test_context_flows_and_the_model_chooses_the_route(
 
 
 async def test_without_the_plan_the_reviewer_fails_the_run(
-        daemon: DaemonProcess, team_api: tuple[FakeLLMServer, Team]) -> None:
+        daemon: InProcessDaemon, team_api: tuple[FakeLLMServer, Team]) -> None:
     server, _ = team_api
     wire = await daemon.connect()
     # last_response holds only the first 200 characters of the plan.
@@ -191,7 +194,7 @@ INVALID = dot("""\
      "invalid verdict: the model gave no node_outcome: the reply is not JSON"),
 ])
 async def test_an_invalid_verdict_is_retried_then_fails_with_what_was_wrong(
-        daemon: DaemonProcess, replies: list[Reply], reason: str) -> None:
+        daemon: InProcessDaemon, replies: list[Reply], reason: str) -> None:
     async with FakeLLMServer() as server:
         server.queue(*replies)
         wire = await daemon.connect()
@@ -222,7 +225,7 @@ STATUS_FILE = dot("""\
 
 
 async def test_a_status_file_written_during_the_call_decides_and_replays(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     def agent(seen: SeenRequest) -> Reply:
         # An external agent that the node drives writes the status file of the contract.
         if last_user(seen) == "Run the migration":
@@ -265,7 +268,7 @@ RANKED = dot("""\
 
 
 async def test_a_fan_in_with_a_prompt_lets_its_model_rank_the_branches(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     def editor(seen: SeenRequest) -> Reply:
         prompt = last_user(seen)
         if prompt.startswith("Pick"):
@@ -288,7 +291,7 @@ async def test_a_fan_in_with_a_prompt_lets_its_model_rank_the_branches(
 
 
 async def test_every_try_of_a_call_is_an_event_and_a_trace_line(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     async with FakeLLMServer() as server:
         server.queue(Reply(status=503, message="overloaded"), Reply(text="fine"))
         wire = await daemon.connect()

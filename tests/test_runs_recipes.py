@@ -9,8 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import read_json, recipe, run_to_end, stages_of, when
-from .support import DaemonProcess
+
+pytestmark = pytest.mark.in_process
+
 
 LATENCY_MS = 200
 
@@ -43,7 +48,7 @@ def interval(detail: dict[str, Any], node: str) -> tuple[Any, Any]:
 
 
 async def test_a_diamond_dag_runs_its_middle_stages_concurrently(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     plan = (await wire.result("pipeline.plan", {"pipeline": DIAMOND}))["plan"]
     assert plan["dag"] is True
@@ -68,7 +73,7 @@ async def test_a_diamond_dag_runs_its_middle_stages_concurrently(
 
 
 async def test_the_same_dag_with_max_parallel_1_runs_one_stage_at_a_time(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     """The control: the overlap above comes from concurrency, not from clock noise."""
     wire = await daemon.connect()
     detail = await run_to_end(wire, DIAMOND, settings=slow(LATENCY_MS / 2, max_parallel=1))
@@ -78,7 +83,7 @@ async def test_the_same_dag_with_max_parallel_1_runs_one_stage_at_a_time(
 
 
 async def test_a_linear_recipe_runs_its_stages_strictly_in_order(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     pipeline = recipe("""\
         name: chain

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, listing, next_event, of_type, run_to_end
 from .support import DaemonProcess, Wire, published
 
@@ -53,7 +56,8 @@ def statuses(result: dict[str, Any]) -> list[str]:
     return [r["status"] for r in result["results"]]
 
 
-async def test_every_check_passes_on_a_run_that_meets_it(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_every_check_passes_on_a_run_that_meets_it(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief(wire)
     before = listing(daemon.home)
@@ -88,7 +92,8 @@ async def test_every_check_passes_on_a_run_that_meets_it(daemon: DaemonProcess) 
     assert (await wire.result("run.list", {}))["runs"][0]["run_id"] == run["run_id"]
 
 
-async def test_every_check_fails_on_a_run_that_misses_it(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_every_check_fails_on_a_run_that_misses_it(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief(wire)
 
@@ -115,7 +120,8 @@ async def test_every_check_fails_on_a_run_that_misses_it(daemon: DaemonProcess) 
     assert result["counts"] == {"passed": 1, "failed": 5, "error": 0, "skipped": 0}
 
 
-async def test_a_failed_run_and_checks_that_cannot_be_evaluated(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_a_failed_run_and_checks_that_cannot_be_evaluated(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     failed = await run_to_end(wire, FAILS)
     assert failed["status"] == "failed"
@@ -137,8 +143,9 @@ async def test_a_failed_run_and_checks_that_cannot_be_evaluated(daemon: DaemonPr
                                   "fail): the checks see what it recorded until then"]
 
 
+@pytest.mark.in_process
 async def test_a_context_value_moved_to_artifacts_is_searched_whole(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     big = dot("""digraph big { start [shape=Mdiamond]; exit [shape=Msquare];
                  dump [shape=parallelogram,
@@ -158,7 +165,8 @@ async def test_a_context_value_moved_to_artifacts_is_searched_whole(
     assert len(result["results"][0]["actual"]) <= 202  # shown cut around the match
 
 
-async def test_drift_warns_and_fails_under_strict_scenario(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_drift_warns_and_fails_under_strict_scenario(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief(wire)
     checks = [{"type": "run_status"}]
@@ -191,7 +199,8 @@ async def test_drift_warns_and_fails_under_strict_scenario(daemon: DaemonProcess
     assert strict_same["verdict"] == "passed"
 
 
-async def test_a_metadata_only_run_cannot_answer_content_checks(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_a_metadata_only_run_cannot_answer_content_checks(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief(wire, record="metadata_only")
     checks = [{"type": "run_status"}, {"type": "contains", "value": "moon"},
@@ -211,7 +220,8 @@ async def test_a_metadata_only_run_cannot_answer_content_checks(daemon: DaemonPr
     assert partial["counts"]["skipped"] == 2
 
 
-async def test_bad_requests_are_refused_clearly(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_bad_requests_are_refused_clearly(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief(wire)
     run_id = run["run_id"]
@@ -254,7 +264,8 @@ async def test_bad_requests_are_refused_clearly(daemon: DaemonProcess) -> None:
         assert "exactly one of `invariants` or `snapshot_id`" in error["msg"]
 
 
-async def test_a_run_still_going_is_not_reevaluated(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_a_run_still_going_is_not_reevaluated(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     gate = dot("""digraph gate { start [shape=Mdiamond]; exit [shape=Msquare];
                   ask [shape=hexagon, label="Go?"]; start -> ask; ask -> exit [label="Yes"] }""")

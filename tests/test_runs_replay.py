@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from .inprocess import InProcessDaemon
 from .runs_support import dot, events, read_json, run_to_end, visits
-from .support import REPO, DaemonProcess, Wire
+from .support import REPO, Wire
+
+pytestmark = pytest.mark.in_process
 
 EXAMPLES = sorted([*(REPO / "examples" / "pipelines").glob("*.dot"),
                    *(REPO / "examples" / "recipes").glob("*.yaml")])
@@ -47,7 +50,7 @@ def outputs(detail: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-async def test_a_recorded_replay_reproduces_every_example(daemon: DaemonProcess,
+async def test_a_recorded_replay_reproduces_every_example(daemon: InProcessDaemon,
                                                           path: Path) -> None:
     wire = await daemon.connect()
     pipeline = {"path": str(path)}
@@ -73,7 +76,7 @@ async def test_a_recorded_replay_reproduces_every_example(daemon: DaemonProcess,
     assert all(c["cost_usd"] == 0.0 for c in served)
 
 
-async def test_a_changed_prompt_diverges_at_exactly_that_node(daemon: DaemonProcess) -> None:
+async def test_a_changed_prompt_diverges_at_exactly_that_node(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     original = await run_to_end(wire, dot(REVIEW.format(check="Check the facts")),
                                 settings=PRICED)
@@ -96,7 +99,7 @@ async def test_a_changed_prompt_diverges_at_exactly_that_node(daemon: DaemonProc
 
 
 async def test_hybrid_goes_live_only_where_the_recording_does_not_match(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     original = await run_to_end(wire, dot(REVIEW.format(check="Check the facts")),
                                 settings=PRICED)
@@ -116,7 +119,7 @@ async def test_hybrid_goes_live_only_where_the_recording_does_not_match(
     assert after["check"] != before["check"]
 
 
-async def test_replay_errors_are_clear(daemon: DaemonProcess, tmp_path: Path) -> None:
+async def test_replay_errors_are_clear(daemon: InProcessDaemon, tmp_path: Path) -> None:
     wire = await daemon.connect()
     missing = await wire.request("run.start", {"replay": {"from_run": "nope"}})
     assert missing["error"]["code"] == NOT_FOUND
@@ -151,7 +154,7 @@ async def test_replay_errors_are_clear(daemon: DaemonProcess, tmp_path: Path) ->
 
 
 async def test_metadata_only_keeps_no_prompt_or_response_content(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     secret_prompt = "Summarise the merger of Zanzibar Ltd"
     source = dot(f"""\
@@ -178,7 +181,7 @@ async def test_metadata_only_keeps_no_prompt_or_response_content(
 
 
 async def test_a_tool_that_cannot_start_is_recorded_and_replayed(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     missing = dot("""\
         digraph missing {
@@ -200,7 +203,7 @@ async def test_a_tool_that_cannot_start_is_recorded_and_replayed(
 
 
 async def test_a_replay_with_its_pipeline_given_keeps_the_recorded_inputs_and_settings(
-        daemon: DaemonProcess, tmp_path: Path) -> None:
+        daemon: InProcessDaemon, tmp_path: Path) -> None:
     wire = await daemon.connect()
     path = tmp_path / "topic.dot"
     path.write_text("""\
@@ -222,7 +225,7 @@ async def test_a_replay_with_its_pipeline_given_keeps_the_recorded_inputs_and_se
 
 
 async def test_a_metadata_only_replay_divergence_names_paths_not_content(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     original = await run_to_end(wire, dot(REVIEW.format(check="Check the Zanzibar facts")))
     changed = dot(REVIEW.format(check="Check the Zanzibar facts and the Quokka tone"))

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import dot, read_json, run_file, run_to_end, stages_of, visits
-from .support import DaemonProcess
+
+pytestmark = pytest.mark.in_process
+
 
 # A tool that fails on its first visit and passes on the next (its stage dir persists).
 PASS_ON_SECOND_VISIT = ('test -f \\"$OSTINATO_STAGE_DIR/seen\\" && exit 0; '
                         'touch \\"$OSTINATO_STAGE_DIR/seen\\"; exit 1')
 
 
-async def test_a_dead_end_checks_goal_gates_like_an_exit(daemon: DaemonProcess) -> None:
+async def test_a_dead_end_checks_goal_gates_like_an_exit(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot(f"""
         digraph g {{
@@ -31,7 +36,7 @@ async def test_a_dead_end_checks_goal_gates_like_an_exit(daemon: DaemonProcess) 
     assert detail["outcome"] == "success"
 
 
-async def test_an_unsatisfied_gate_at_a_dead_end_fails_the_run(daemon: DaemonProcess) -> None:
+async def test_an_unsatisfied_gate_at_a_dead_end_fails_the_run(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""
         digraph g {
@@ -47,7 +52,7 @@ async def test_an_unsatisfied_gate_at_a_dead_end_fails_the_run(daemon: DaemonPro
 
 
 async def test_an_old_preferred_label_does_not_steer_a_later_diamond(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""
         digraph g {
@@ -69,7 +74,7 @@ async def test_an_old_preferred_label_does_not_steer_a_later_diamond(
     assert "right" in visits(detail) and "left" not in visits(detail)
 
 
-async def test_a_human_gate_timeout_takes_the_default_choice(daemon: DaemonProcess) -> None:
+async def test_a_human_gate_timeout_takes_the_default_choice(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""
         digraph g {
@@ -88,7 +93,7 @@ async def test_a_human_gate_timeout_takes_the_default_choice(daemon: DaemonProce
 
 
 async def test_a_fan_in_reads_branch_results_kept_as_an_artifact(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     # Each branch leaves a 60 KB draft in its context: parallel.results passes 100 KB.
     big = '{\\"draft\\": \\"' + "x" * 60_000 + '\\"}'
     wire = await daemon.connect()
@@ -118,7 +123,7 @@ async def test_a_fan_in_reads_branch_results_kept_as_an_artifact(
     assert detail["context"]["parallel.fan_in.best_id"] == "a"
 
 
-async def test_a_configuration_error_is_not_retried_by_the_node(daemon: DaemonProcess) -> None:
+async def test_a_configuration_error_is_not_retried_by_the_node(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     detail = await run_to_end(wire, dot("""
         digraph g {
@@ -132,7 +137,7 @@ async def test_a_configuration_error_is_not_retried_by_the_node(daemon: DaemonPr
 
 
 async def test_secret_looking_inputs_are_not_written_and_can_be_given_again(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     secret = "hunter2-very-secret"
     detail = await run_to_end(wire, dot("""

@@ -3,14 +3,19 @@ through a daemon with the scripted provider standing in for the LLM callback."""
 
 from __future__ import annotations
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import read_json, run_file, run_to_end, visits
-from .support import REPO, DaemonProcess
+from .support import REPO
+
+pytestmark = pytest.mark.in_process
 
 HELLO = {"path": str(REPO / "examples" / "pipelines" / "hello.dot")}
 
 
 async def test_smoke_pipeline_parses_validates_runs_and_checkpoints(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
 
     # 1-2. Parse and validate: goal, 5 nodes, 6 edges, no error.

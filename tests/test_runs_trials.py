@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from .inprocess import InProcessDaemon
 from .runs_support import FAILING, dot, make_fifo, read_fifo
-from .support import DaemonProcess, Wire, start_daemon
+from .support import Wire, start_daemon
 
 PIPELINE = dot("""\
     digraph trial {
@@ -35,8 +36,9 @@ async def trace_lines(wire: Wire, run_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.in_process
 async def test_a_trial_set_with_a_flaky_provider_keeps_a_trace_for_every_trial(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     result = await wire.result("run.start", {"pipeline": PIPELINE, "settings": FLAKY,
                                              "trials": 50, "concurrency": 8, "wait": True,
@@ -78,7 +80,8 @@ async def test_a_trial_set_with_a_flaky_provider_keeps_a_trace_for_every_trial(
     assert again == result
 
 
-async def test_scores_are_aggregated_and_costs_summed(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_scores_are_aggregated_and_costs_summed(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     scored = dot("""\
         digraph scored {
@@ -94,8 +97,9 @@ async def test_scores_are_aggregated_and_costs_summed(daemon: DaemonProcess) -> 
     assert result["input_tokens"] > 0 and result["output_tokens"] > 0
 
 
+@pytest.mark.in_process
 async def test_early_stop_ends_the_set_once_its_verdict_is_settled(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     result = await wire.result("run.start", {"pipeline": FAILING, "trials": 20,
                                              "concurrency": 1, "early_stop": True,
@@ -109,7 +113,8 @@ async def test_early_stop_ends_the_set_once_its_verdict_is_settled(
     assert len([r for r in runs["runs"] if r["pipeline_name"] == "failing"]) == 1
 
 
-async def test_a_trial_set_answers_at_once_without_wait(daemon: DaemonProcess) -> None:
+@pytest.mark.in_process
+async def test_a_trial_set_answers_at_once_without_wait(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     started = await wire.result("run.start", {"pipeline": PIPELINE, "trials": 3})
     assert started["status"] == "running" and len(started["trial_runs"]) == 3
@@ -174,8 +179,9 @@ async def test_a_trial_set_cut_off_keeps_the_trials_that_finished(
     assert (blocked["status"], blocked["resumable"]) == ("interrupted", True)
 
 
+@pytest.mark.in_process
 async def test_early_stop_with_concurrent_trials_ends_every_trial(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     """Trials cancelled by the early stop, even those whose run had not taken its first
     step yet, end as cancelled runs; the set answers, and nothing is left running."""
     wire = await daemon.connect()

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import NOT_A_LIST, TWO_KEYS, dot
 from .snapshots_support import (
     BRIEF,
@@ -26,7 +29,9 @@ from .snapshots_support import (
     published,
     replay,
 )
-from .support import REPO, DaemonProcess
+from .support import REPO
+
+pytestmark = pytest.mark.in_process
 
 OTHER = dot("""digraph other { start [shape=Mdiamond]; a [prompt="a"]; exit [shape=Msquare];
                start -> a -> exit }""")
@@ -37,7 +42,7 @@ def names(page: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 async def test_a_snapshot_of_a_run_copies_its_scenario_metrics_and_calls(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief_run(wire)
 
@@ -72,7 +77,7 @@ async def test_a_snapshot_of_a_run_copies_its_scenario_metrics_and_calls(
 
 
 async def test_a_snapshot_of_a_pipeline_alone_has_no_reference_and_no_cassette(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     snapshot = await create(wire, name="setup only", pipeline=BRIEF, inputs=INPUTS,
                             variables={"tone": "dry"}, settings=PRICED)
@@ -93,7 +98,7 @@ async def test_a_snapshot_of_a_pipeline_alone_has_no_reference_and_no_cassette(
     assert "go with `pipeline`" in mixed["data"][0]["msg"]
 
 
-async def test_recreating_a_name_makes_the_next_version(daemon: DaemonProcess) -> None:
+async def test_recreating_a_name_makes_the_next_version(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     first = await create(wire, name="brief", pipeline=BRIEF, inputs=INPUTS)
     second = await create(wire, name="brief", pipeline=BRIEF, inputs={"topic": "waves"},
@@ -109,7 +114,7 @@ async def test_recreating_a_name_makes_the_next_version(daemon: DaemonProcess) -
 
 
 async def test_listing_by_tags_name_and_pipeline_with_keyset_pages(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = {}
     for name, tags, pipeline in (("a", ["smoke"], BRIEF), ("b", ["smoke", "nightly"], OTHER),
@@ -144,7 +149,7 @@ async def test_listing_by_tags_name_and_pipeline_with_keyset_pages(
     assert many["code"] == INVALID_PARAMS
 
 
-async def test_snapshots_are_never_updated(daemon: DaemonProcess) -> None:
+async def test_snapshots_are_never_updated(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     snapshot = await create(wire, name="brief", pipeline=BRIEF)
 
@@ -169,7 +174,7 @@ async def test_snapshots_are_never_updated(daemon: DaemonProcess) -> None:
                                                if k != "warnings"}
 
 
-async def test_a_bad_invariant_is_refused_naming_its_index(daemon: DaemonProcess) -> None:
+async def test_a_bad_invariant_is_refused_naming_its_index(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     refused = await error(wire, "snapshot.create", {
         "name": "brief", "pipeline": BRIEF,
@@ -182,7 +187,7 @@ async def test_a_bad_invariant_is_refused_naming_its_index(daemon: DaemonProcess
     assert (await listing(wire))["snapshots"] == []  # nothing was stored
 
 
-async def test_delete_needs_confirm_and_keeps_every_run(daemon: DaemonProcess) -> None:
+async def test_delete_needs_confirm_and_keeps_every_run(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief_run(wire)
     snapshot = await create(wire, name="brief", run_id=run["run_id"], tags=["smoke"])
@@ -214,7 +219,7 @@ async def test_delete_needs_confirm_and_keeps_every_run(daemon: DaemonProcess) -
 
 
 async def test_reeval_takes_a_snapshots_invariants_and_checks_drift(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await brief_run(wire)
     snapshot = await create(wire, name="brief", run_id=run["run_id"], invariants=CHECKS)
@@ -247,7 +252,7 @@ async def test_reeval_takes_a_snapshots_invariants_and_checks_drift(
     assert unknown["code"] == NOT_FOUND and "no snapshot" in unknown["message"]
 
 
-async def test_a_running_or_unknown_run_cannot_be_snapshotted(daemon: DaemonProcess) -> None:
+async def test_a_running_or_unknown_run_cannot_be_snapshotted(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     unknown = await error(wire, "snapshot.create", {"name": "x", "run_id": "nope"})
     assert (unknown["code"], unknown["message"]) == (NOT_FOUND, "no run nope")
@@ -260,7 +265,7 @@ async def test_a_running_or_unknown_run_cannot_be_snapshotted(daemon: DaemonProc
 
 
 async def test_a_metadata_only_run_gives_a_snapshot_without_cassette(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     quiet = await brief_run(wire, record="metadata_only")
 

@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import (
     blocking,
     dot,
@@ -33,7 +36,9 @@ from .snapshots_support import (
     outputs,
     replay,
 )
-from .support import DaemonProcess, Wire
+from .support import Wire
+
+pytestmark = pytest.mark.in_process
 
 SOURCE_TEXT = "The brief: tides follow the moon."
 GATE = dot("""
@@ -56,7 +61,7 @@ async def snapshot_of_a_run(wire: Wire) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 async def test_a_recorded_replay_reproduces_the_run_at_zero_cost_and_changes_nothing(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run, snapshot = await snapshot_of_a_run(wire)
     before = await get(wire, snapshot["id"], include_cassette=True)
@@ -85,7 +90,7 @@ async def test_a_recorded_replay_reproduces_the_run_at_zero_cost_and_changes_not
     assert again["cost_usd"] == 0.0
 
 
-async def test_live_and_hybrid_replays_call_the_models(daemon: DaemonProcess) -> None:
+async def test_live_and_hybrid_replays_call_the_models(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     _, snapshot = await snapshot_of_a_run(wire)
 
@@ -110,7 +115,7 @@ async def test_live_and_hybrid_replays_call_the_models(daemon: DaemonProcess) ->
                                                                        "max_parallel"]
 
 
-async def test_a_snapshot_without_cassette_replays_live_only(daemon: DaemonProcess) -> None:
+async def test_a_snapshot_without_cassette_replays_live_only(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     snapshot = await create(wire, name="setup", pipeline=BRIEF, inputs=INPUTS, settings=PRICED)
 
@@ -126,7 +131,7 @@ async def test_a_snapshot_without_cassette_replays_live_only(daemon: DaemonProce
         assert (replayed["status"], replayed["cost_usd"]) == ("completed", 65.0)
 
 
-async def test_a_replay_with_trials_is_a_trial_set_of_replays(daemon: DaemonProcess) -> None:
+async def test_a_replay_with_trials_is_a_trial_set_of_replays(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     _, snapshot = await snapshot_of_a_run(wire)
 
@@ -141,7 +146,7 @@ async def test_a_replay_with_trials_is_a_trial_set_of_replays(daemon: DaemonProc
 
 
 async def test_a_cancelled_replay_resumes_from_the_snapshots_cassette(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     run = await wire.result("run.start", {"pipeline": GATE, "wait": True, "settings": {
@@ -176,7 +181,7 @@ async def test_a_cancelled_replay_resumes_from_the_snapshots_cassette(
 
 
 async def test_cancelling_a_waiting_replay_request_leaves_the_replay_to_others(
-        daemon: DaemonProcess, short_tmp: Path) -> None:
+        daemon: InProcessDaemon, short_tmp: Path) -> None:
     """$/cancelRequest ends the request that waited on the replay, not the replay: it keeps
     running, and run.cancel from another client answers with its summary."""
     wire = await daemon.connect()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .inprocess import InProcessDaemon
 from .runs_support import FAILING, NOT_A_LIST, ONE_KEY, blocking, make_fifo, read_fifo
-from .support import DaemonProcess
 from .tests_run_support import (
     CALL_USD,
     FAILS,
@@ -21,9 +21,11 @@ from .tests_run_support import (
     statuses,
 )
 
+pytestmark = pytest.mark.in_process
+
 
 async def test_a_budget_that_runs_out_in_the_third_snapshot_stops_there(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     # Four snapshots of three $1 calls each, under a $7.50 limit: the first two spend $6;
     # the third's first call brings it to $7 and its second to $8, past the limit, so its
@@ -57,7 +59,7 @@ async def test_a_budget_that_runs_out_in_the_third_snapshot_stops_there(
     assert again == result
 
 
-async def test_stop_on_first_failure_skips_the_rest(daemon: DaemonProcess) -> None:
+async def test_stop_on_first_failure_skips_the_rest(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = [await snapshot(wire, "sof-pass", priced("sofpass", 1)),
             await snapshot(wire, "sof-fail", priced("soffail", 1), invariants=FAILS),
@@ -79,7 +81,7 @@ async def test_stop_on_first_failure_skips_the_rest(daemon: DaemonProcess) -> No
 
 
 async def test_passed_failed_and_errored_snapshots_are_counted_apart(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     good = await snapshot_of_run(wire, "count-good", priced("countgood", 2), tags=["suite"])
     bad = await snapshot_of_run(wire, "count-bad", priced("countbad", 2), invariants=FAILS,
@@ -100,7 +102,7 @@ async def test_passed_failed_and_errored_snapshots_are_counted_apart(
 
 
 async def test_metrics_delta_compares_the_replay_with_the_reference(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = await snapshot_of_run(wire, "deltas", priced("deltas", 2))
     baseline = made["reference"]["metrics"]
@@ -123,7 +125,7 @@ async def test_metrics_delta_compares_the_replay_with_the_reference(
     assert result["snapshots"][0]["metrics_delta"] == {}
 
 
-async def test_a_selection_that_matches_nothing_is_refused(daemon: DaemonProcess) -> None:
+async def test_a_selection_that_matches_nothing_is_refused(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = await snapshot(wire, "lonely", priced("lonely", 1))
     missing = await wire.request("tests.run", {"snapshot_ids": [made["id"], "nope"]})
@@ -141,7 +143,7 @@ async def test_a_selection_that_matches_nothing_is_refused(daemon: DaemonProcess
     assert unknown["error"]["code"] == -32001
 
 
-async def test_max_snapshots_and_latest_versions(daemon: DaemonProcess) -> None:
+async def test_max_snapshots_and_latest_versions(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     await snapshot(wire, "v-a", priced("va", 1), tags=["v"], invariants=FAILS)
     newer = await snapshot(wire, "v-a", priced("va", 1), tags=["v"])  # version 2
@@ -155,7 +157,7 @@ async def test_max_snapshots_and_latest_versions(daemon: DaemonProcess) -> None:
     assert one["selector"] == {"all": True, "max_snapshots": 1}
 
 
-async def test_a_failing_replay_without_invariants_fails(daemon: DaemonProcess) -> None:
+async def test_a_failing_replay_without_invariants_fails(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = await snapshot(wire, "implicit", FAILING, invariants=[])
     result = await run_tests(wire, snapshot_ids=[made["id"]], mode="live")
@@ -165,7 +167,7 @@ async def test_a_failing_replay_without_invariants_fails(daemon: DaemonProcess) 
     assert checks[0]["description"].startswith("implicit")
 
 
-async def test_tests_list_pages_newest_first(daemon: DaemonProcess) -> None:
+async def test_tests_list_pages_newest_first(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = await snapshot(wire, "listed", priced("listed", 1), invariants=PASSES)
     ids = [(await run_tests(wire, snapshot_ids=[made["id"]], mode="live"))["test_run_id"]
@@ -183,7 +185,7 @@ async def test_tests_list_pages_newest_first(daemon: DaemonProcess) -> None:
         assert bad["error"]["code"] == -32602, cursor
 
 
-async def test_progress_and_events_as_snapshots_finish(daemon: DaemonProcess) -> None:
+async def test_progress_and_events_as_snapshots_finish(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = [await snapshot(wire, f"prog-{i}", priced(f"prog{i}", 1)) for i in range(3)]
     watcher = await daemon.connect()  # another client, subscribed to every test run
@@ -216,7 +218,7 @@ async def test_progress_and_events_as_snapshots_finish(daemon: DaemonProcess) ->
 
 @pytest.mark.parametrize("trials", [1, 3])
 async def test_cancel_stops_the_replay_in_progress_and_keeps_what_finished(
-        daemon: DaemonProcess, short_tmp: Path, trials: int) -> None:
+        daemon: InProcessDaemon, short_tmp: Path, trials: int) -> None:
     wire = await daemon.connect()
     fifo = make_fifo(short_tmp / "announce")
     made = [await snapshot(wire, "cancel-quick", priced("cancelquick", 1)),

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from .inprocess import InProcessDaemon
 from .runs_support import run_to_end
-from .support import DaemonProcess, Wire
+from .support import Wire
 from .tests_run_support import CALL_USD, PRICED, priced, run_tests, snapshot, snapshot_of_run
+
+pytestmark = pytest.mark.in_process
 
 JUDGED = [{"type": "run_status"},
           {"type": "judge", "rubric": "The answer is polite.", "k": 3}]
@@ -19,7 +22,7 @@ JUDGE_SAYS = {**PRICED, "providers": {"scripted": {"responses": {
     "$judge": ["Polite. VERDICT: PASS", "VERDICT: FAIL", "Fine. VERDICT: PASS"]}}}}
 
 
-async def test_trials_give_per_trial_results_and_a_pass_rate(daemon: DaemonProcess) -> None:
+async def test_trials_give_per_trial_results_and_a_pass_rate(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = await snapshot_of_run(wire, "trials", priced("trials", 2), invariants=[
         {"type": "run_status"}, {"type": "pass_rate", "threshold": 0.3, "confidence": 0.9}])
@@ -40,7 +43,7 @@ async def test_trials_give_per_trial_results_and_a_pass_rate(daemon: DaemonProce
     assert snap["metrics_delta"]["cost_usd"]["replay"] == 0.0
 
 
-async def test_a_flaky_pipeline_fails_its_pass_rate(daemon: DaemonProcess) -> None:
+async def test_a_flaky_pipeline_fails_its_pass_rate(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     flaky = {**PRICED, "default_provider": "flaky",
              "providers": {"flaky": {"type": "scripted", "fail_rate": 0.5, "seed": 3,
@@ -67,7 +70,7 @@ async def judge_calls(wire: Wire, run_id: str) -> list[dict[str, Any]]:
     return [c for c in trace["calls"] if c["node_id"] == "$judge"]
 
 
-async def test_a_recorded_judge_is_served_from_the_cassette(daemon: DaemonProcess) -> None:
+async def test_a_recorded_judge_is_served_from_the_cassette(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     source = await run_to_end(wire, priced("judged", 1), settings=JUDGE_SAYS)
     # A reeval asks the judge live and records its votes on the run; the snapshot of that
@@ -87,7 +90,7 @@ async def test_a_recorded_judge_is_served_from_the_cassette(daemon: DaemonProces
     assert {c["cost_usd"] for c in calls} == {0.0}
 
 
-async def test_a_live_judge_is_charged_and_recorded_per_trial(daemon: DaemonProcess) -> None:
+async def test_a_live_judge_is_charged_and_recorded_per_trial(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = await snapshot(wire, "live-judge", priced("livejudge", 1), settings=JUDGE_SAYS,
                           invariants=JUDGED)
@@ -106,7 +109,7 @@ async def test_a_live_judge_is_charged_and_recorded_per_trial(daemon: DaemonProc
     assert result["total_cost_usd"] == snap["cost_usd"]
 
 
-async def test_a_judge_stops_voting_once_the_budget_is_spent(daemon: DaemonProcess) -> None:
+async def test_a_judge_stops_voting_once_the_budget_is_spent(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     made = await snapshot(wire, "no-judge", priced("nojudge", 1), settings=JUDGE_SAYS,
                           invariants=JUDGED)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, run_to_end, trace
-from .support import DaemonProcess, published
+from .support import published
+
+pytestmark = pytest.mark.in_process
 
 NOT_FOUND = -32001
 # Scripted calls priced at $1 per input token and $2 per output token: costs are visible.
@@ -70,7 +75,7 @@ NO_CALLS = dot("""
 """)
 
 
-async def test_a_trace_holds_every_call_in_order_with_totals(daemon: DaemonProcess) -> None:
+async def test_a_trace_holds_every_call_in_order_with_totals(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await run_to_end(wire, MIXED, settings=PRICED)
 
@@ -108,7 +113,7 @@ async def test_a_trace_holds_every_call_in_order_with_totals(daemon: DaemonProce
                                  **got["totals"]}]
 
 
-async def test_a_long_trace_comes_in_pages(daemon: DaemonProcess) -> None:
+async def test_a_long_trace_comes_in_pages(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await run_to_end(wire, MIXED)
     whole = await wire.result("trace.get", {"trace_id": run["trace_id"]})
@@ -125,7 +130,7 @@ async def test_a_long_trace_comes_in_pages(daemon: DaemonProcess) -> None:
 
 
 async def test_a_failed_model_call_ends_the_partial_trace_with_an_error(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await run_to_end(wire, PROVIDER_FAILS)
     assert run["status"] == "failed"
@@ -144,7 +149,7 @@ async def test_a_failed_model_call_ends_the_partial_trace_with_an_error(
     assert listed["traces"][0]["last_finish_reason"] == "error"
 
 
-async def test_a_failed_tool_ends_the_trace_with_an_error(daemon: DaemonProcess) -> None:
+async def test_a_failed_tool_ends_the_trace_with_an_error(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await run_to_end(wire, TOOL_FAILS)
     assert run["status"] == "failed"
@@ -158,7 +163,7 @@ async def test_a_failed_tool_ends_the_trace_with_an_error(daemon: DaemonProcess)
 
 
 async def test_a_run_that_fails_without_a_failing_call_ends_its_trace_with_an_error(
-        daemon: DaemonProcess) -> None:
+        daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     for pipeline, settings, node, reason, calls in (
             (NO_WAY_ON, FAST, "plan", "the model reported fail", 1),
@@ -191,7 +196,7 @@ async def test_a_run_that_fails_without_a_failing_call_ends_its_trace_with_an_er
     assert diff["identical"] and diff["first_divergence"] is None
 
 
-async def test_a_run_without_calls_has_an_empty_trace(daemon: DaemonProcess) -> None:
+async def test_a_run_without_calls_has_an_empty_trace(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     run = await run_to_end(wire, NO_CALLS)
     assert run["status"] == "completed"
@@ -204,7 +209,7 @@ async def test_a_run_without_calls_has_an_empty_trace(daemon: DaemonProcess) -> 
     assert [(t["trace_id"], t["calls"]) for t in listed["traces"]] == [(run["trace_id"], 0)]
 
 
-async def test_unknown_traces_and_runs_are_not_found(daemon: DaemonProcess) -> None:
+async def test_unknown_traces_and_runs_are_not_found(daemon: InProcessDaemon) -> None:
     wire = await daemon.connect()
     unknown = "01a20000-0000-7000-8000-000000000000"
     for method, params in (("trace.get", {"trace_id": unknown}),
