@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
-from ostinato.protocol.lifecycle import DEFAULT_HOME
+from ostinato.protocol.lifecycle import DEFAULT_HOME, parse_tcp
 
 from . import logs, services
 from .access import (
@@ -85,14 +85,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "register_handlers(registry) to add node handler types; "
                              "repeatable")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
-
-
-def parse_tcp(value: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (127.0.0.1)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--tcp expects HOST:PORT with a port from 0 to 65535, got {value!r}")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
 def is_loopback(host: str) -> bool:

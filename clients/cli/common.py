@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import yaml
 
-from ostinato.daemon.main import parse_tcp
 from ostinato.protocol.errors import RpcError
+from ostinato.protocol.lifecycle import parse_tcp
 
 from ..python import AsyncClient, DaemonConnectionError
 
