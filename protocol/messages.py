@@ -45,11 +45,16 @@ class Response:
 
 
 class InvalidMessage(RpcError):
-    """An object that is not a valid JSON-RPC 2.0 message; `id` is kept when it was readable."""
+    """An object that is not a valid JSON-RPC 2.0 message; `id` is kept when it was readable.
 
-    def __init__(self, message: str, id: RequestId = None) -> None:
+    `notification` is the method of a well-formed notification whose only fault is its
+    params: a notification is never answered, so the receiver drops it rather than reply."""
+
+    def __init__(self, message: str, id: RequestId = None,
+                 notification: str | None = None) -> None:
         super().__init__(ErrorCode.INVALID_REQUEST, f"Invalid Request: {message}")
         self.id = id
+        self.notification = notification
 
 
 def _valid_id(value: Any) -> bool:
@@ -75,7 +80,8 @@ def parse_message(obj: Any) -> Request | Notification | Response:
         raise InvalidMessage('"method" must be a string', msg_id)
     params = obj.get("params")
     if params is not None and type(params) is not dict and type(params) is not list:
-        raise InvalidMessage('"params" must be an object or an array', msg_id)
+        raise InvalidMessage('"params" must be an object or an array', msg_id,
+                             method if raw_id is _NO_ID else None)
     if raw_id is _NO_ID:
         return Notification(method, params)
     return Request(raw_id, method, params)

@@ -319,18 +319,11 @@ class Connection(asyncio.Protocol):
                 msg_id) is str):
             is_request = msg_id is not _NO_ID
         else:
-            try:
-                message = parse_message(obj)
-            except InvalidMessage as exc:
-                return _rpc_error_frame(exc.id, exc)
-            if type(message) is Response:
-                log.debug("connection %d: unsolicited response %r ignored", self.id,
-                          message.id)
-                return None
-            is_request = type(message) is Request
-            msg_id = message.id if is_request else None  # type: ignore[union-attr]
-            method = message.method  # type: ignore[union-attr]
-            raw = message.params  # type: ignore[union-attr]
+            parsed = self._parse_unusual(obj)
+            if type(parsed) is not tuple:
+                return parsed  # type: ignore[return-value]
+            method, msg_id, raw = parsed
+            is_request = msg_id is not _NO_ID
         if not is_request:
             msg_id = None
         if not self._ready:
@@ -355,16 +348,16 @@ class Connection(asyncio.Protocol):
         else:
             try:
                 params = route.parse_params(raw)
-            except ValidationError as exc:
-                if not is_request:
+            except (ValidationError, TypeError) as exc:
+                if not is_request:  # never answered, not even with an error
                     log.info("connection %d: bad params for %s dropped", self.id, method)
                     return None
+                if type(exc) is TypeError:
+                    return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params: "
+                                        "params must be an object (by name), [] or [null]")
                 # Without the offending input: it may be huge, or a secret in the wrong field.
                 return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params",
                                     exc.errors(include_url=False, include_input=False))
-            except TypeError:
-                return _error_frame(msg_id, ErrorCode.INVALID_PARAMS,
-                                    "Invalid params: params must be an object (by name)")
             token = getattr(params, "workDoneToken", None)
             ctx = RequestContext(self._services, self, msg_id,
                                  NO_PROGRESS if token is None else Progress(self, token))
@@ -383,6 +376,28 @@ class Connection(asyncio.Protocol):
         finally:
             if token is not None:
                 ctx.progress.end()
+
+    def _parse_unusual(self, obj: Any) -> tuple[str, Any, Any] | bytes | None:
+        """`(method, id or _NO_ID, params)` of a message off the hot path, or what it gets
+        instead of being served: an error frame, or None (a response, a dropped message)."""
+        try:
+            message = parse_message(obj)
+        except InvalidMessage as exc:
+            if exc.notification is None:
+                return _rpc_error_frame(exc.id, exc)
+            # A notification whose params are neither object nor array: never answered, and
+            # `exit` still ends the connection (a goodbye is never refused).
+            if exc.notification == "exit":
+                return exc.notification, _NO_ID, None
+            log.info("connection %d: notification %s with bad params dropped", self.id,
+                     exc.notification)
+            return None
+        if type(message) is Response:
+            log.debug("connection %d: unsolicited response %r ignored", self.id, message.id)
+            return None
+        if type(message) is Request:
+            return message.method, message.id, message.params
+        return message.method, _NO_ID, message.params  # type: ignore[union-attr]
 
     def _start_task(self, route: Route, params: Any, ctx: RequestContext, is_request: bool,
                     in_batch: bool) -> asyncio.Task | None:

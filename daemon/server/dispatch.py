@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ostinato.protocol.base import AnyParams
 from ostinato.protocol.registry import MethodSpec, Registry
 
 from ..services.base import Handler, HandlerTable
@@ -16,7 +17,8 @@ from ..services.base import Handler, HandlerTable
 class Route:
     """A registered method with the handler that serves it."""
 
-    __slots__ = ("_validate", "empty_params", "handler", "is_async", "result_model", "spec")
+    __slots__ = ("_validate", "empty_params", "handler", "ignores_params", "is_async",
+                 "result_model", "spec")
 
     def __init__(self, spec: MethodSpec, handler: Handler) -> None:
         self.spec = spec
@@ -28,16 +30,32 @@ class Route:
             self.empty_params: Any = self._validate({})
         except ValidationError:
             self.empty_params = None
+        # `exit` and `initialized` take any params at all: a goodbye is never refused.
+        self.ignores_params = spec.params is AnyParams
 
     def parse_params(self, raw: Any) -> Any:
-        """The validated params model; ValidationError, or TypeError for positional params."""
+        """The validated params model; ValidationError, or TypeError for positional params
+        other than `[]`, `[null]` and `[{...}]`."""
+        if self.ignores_params:
+            return self.empty_params
+        if type(raw) is list:
+            raw = _by_name(raw)
         if not raw:
             if self.empty_params is not None:
                 return self.empty_params
             raw = {}
-        elif type(raw) is not dict:
-            raise TypeError("params must be an object")
         return self._validate(raw)
+
+
+def _by_name(params: list[Any]) -> dict[str, Any]:
+    """The object a by-position array stands for, or TypeError. Clients that always send
+    positional params (vscode-jsonrpc puts `sendRequest(m, null)` as `[null]` on the wire)
+    mean no params by `[]` and `[null]`, and the object itself by `[{...}]`."""
+    if not params or (len(params) == 1 and params[0] is None):
+        return {}
+    if len(params) == 1 and type(params[0]) is dict:
+        return params[0]
+    raise TypeError("params must be an object")
 
 
 class Dispatcher:
