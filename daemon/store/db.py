@@ -95,8 +95,7 @@ class Database:
         writer: sqlite3.Connection | None = None
         try:
             connection.row_factory = aiosqlite.Row
-            await connection.execute("PRAGMA journal_mode=WAL")
-            await _check(connection, path)
+            await _wal_mode_checked(connection, path)
             # A WAL that a checkpoint resets is cut back to this size, not left as large as
             # it grew.
             await connection.execute(f"PRAGMA journal_size_limit={int(wal_max_bytes)}")
@@ -338,16 +337,17 @@ class Database:
 
 
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
-async def _check(connection: aiosqlite.Connection, path: Path) -> None:
-    """sqlite's quick_check (the pages and indexes, without matching index contents
-    to tables; a few ms per MB); raises DamagedStore with what it found."""
+async def _wal_mode_checked(connection: aiosqlite.Connection, path: Path) -> None:
+    """WAL mode, then sqlite's quick_check (pages and indexes, without matching index
+    contents to tables; a few ms per MB); raises DamagedStore with what it found. A file
+    that is not a database at all keeps sqlite's own error."""
     try:
+        await connection.execute("PRAGMA journal_mode=WAL")  # reads the schema: may fail
         rows = await connection.execute_fetchall("PRAGMA quick_check")
     except sqlite3.DatabaseError as exc:
-        if exc.sqlite_errorcode & 0xFF not in _DAMAGED:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CORRUPT:
             raise
         raise DamagedStore(path, [str(exc)]) from exc
     problems = [row[0] for row in rows if row[0] != "ok"]
