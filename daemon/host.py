@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .engine.load import DEFAULT_MAX_PIPELINE_BYTES
+from .store.db import DEFAULT_WAL_MAX_BYTES
 
 # publish(topics, method, params): send the notification once to every client subscribed
 # to any of `topics`; returns how many got it.
@@ -28,6 +29,7 @@ class Settings:
     max_pipeline_bytes: int = DEFAULT_MAX_PIPELINE_BYTES
     # api_key_env names a client may use besides the providers' documented ones.
     allowed_key_env: frozenset[str] = frozenset()
+    wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES  # the store's WAL is truncated past this
 
 
 @dataclass(frozen=True, slots=True)

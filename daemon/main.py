@@ -35,6 +35,7 @@ from .server.app import (
 from .server.dispatch import Dispatcher
 from .server.transports import StartupError
 from .services import HandlerHook
+from .store.db import DEFAULT_WAL_MAX_BYTES
 
 log = logging.getLogger("ostinato.daemon")
 
@@ -79,6 +80,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         "frame gets no bytes for this long (default 60)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-max-bytes", type=int, default=logs.DEFAULT_LOG_MAX_BYTES,
+                        metavar="N", help="rotate daemon.log past this size (default 10 MiB)")
+    parser.add_argument("--log-files", type=int, default=logs.DEFAULT_LOG_FILES, metavar="N",
+                        help="rotated logs kept, daemon.log.1 (newest) to daemon.log.N "
+                             f"(default {logs.DEFAULT_LOG_FILES})")
+    parser.add_argument("--wal-max-bytes", type=int, default=DEFAULT_WAL_MAX_BYTES,
+                        metavar="N", help="truncate the store's WAL once it passes this size "
+                        "(default 64 MiB); it is also truncated when the daemon is idle")
     parser.add_argument("--extension", action="append", default=[], metavar="MODULE",
                         help="import MODULE (a dotted name or a .py file) and call its "
                              "register(dispatcher) to add methods, and its optional "
@@ -118,6 +127,10 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
         raise ValueError("--frame-timeout must be more than 0 seconds")
     if args.max_pipeline_bytes < 1024:
         raise ValueError("--max-pipeline-bytes must be at least 1024")
+    if args.log_max_bytes < 1024 or args.log_files < 1:
+        raise ValueError("--log-max-bytes must be at least 1024 and --log-files at least 1")
+    if args.wal_max_bytes < 65536:
+        raise ValueError("--wal-max-bytes must be at least 65536")
     home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
     allowed = {name.strip() for name in [
         *args.allow_key_env, *os.environ.get("OSTINATO_ALLOWED_KEY_ENV", "").split(",")]}
@@ -126,6 +139,7 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          allowed_key_env=frozenset(allowed - {""}),
                          max_frame_bytes=args.max_frame_bytes,
                          max_pipeline_bytes=args.max_pipeline_bytes,
+                         wal_max_bytes=args.wal_max_bytes,
                          max_buffered_bytes=args.max_buffered_bytes,
                          frame_timeout=args.frame_timeout, extensions=args.extension,
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
@@ -204,7 +218,7 @@ def serve(args: argparse.Namespace) -> int:
     os.umask(PRIVATE_UMASK)
     try:
         made_private = private_home(options.home)
-        logs.configure(options.home, args.log_level)
+        logs.configure(options.home, args.log_level, args.log_max_bytes, args.log_files)
         if options.tcp is not None and options.token is None:
             options.tcp_token, token_file = write_token_file(options.home)
     except OSError as exc:

@@ -19,6 +19,7 @@ from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
 from ..disk import disk_full, no_space_left
 from ..engine.load import DEFAULT_MAX_PIPELINE_BYTES
 from ..host import Host, Settings
+from ..store.db import DEFAULT_WAL_MAX_BYTES, DamagedStore
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -46,6 +47,7 @@ class DaemonOptions:
     allowed_key_env: frozenset[str] = frozenset()
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     max_pipeline_bytes: int = DEFAULT_MAX_PIPELINE_BYTES
+    wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES  # the store's WAL is truncated past this
     max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES  # unfinished frames, all clients
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT  # seconds a socket frame may stall
     extensions: list[str] = field(default_factory=list)
@@ -64,7 +66,8 @@ class Daemon:
         self.home = options.home
         self.host = Host(options.home, self.publish,
                          Settings(max_pipeline_bytes=options.max_pipeline_bytes,
-                                  allowed_key_env=options.allowed_key_env))
+                                  allowed_key_env=options.allowed_key_env,
+                                  wal_max_bytes=options.wal_max_bytes))
         self.started_at = datetime.now(UTC)
         self.started_monotonic = time.monotonic()
         self.connections: set[Connection] = set()
@@ -153,9 +156,11 @@ class Daemon:
 
 def start_failure(home: Path, exc: Exception) -> str:
     """What stopped the daemon's start, said plainly (with a traceback in the log when it
-    is not a full disk)."""
+    is neither a full disk nor a damaged store)."""
     if disk_full(exc) or no_space_left(home):
         return (f"cannot start: the disk holding {home} is full ({exc}); free some space "
                 "and start the daemon again")
+    if isinstance(exc, DamagedStore):
+        return f"cannot start: {exc}"
     log.error("the daemon could not start", exc_info=exc)
     return f"cannot start: {type(exc).__name__}: {exc}"

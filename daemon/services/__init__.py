@@ -65,7 +65,7 @@ async def start(host: Host, handler_hooks: Iterable[HandlerHook] = ()) -> Servic
     """Open the store, note runs a previous daemon left running, build the runner (with the
     extensions' node types from `handler_hooks`). On any failure the store is closed again:
     its thread would keep the process alive."""
-    db = await Database.open(host.home / "ostinato.db")
+    db = await Database.open(host.home / "ostinato.db", host.settings.wal_max_bytes)
     try:
         return await _start(host, handler_hooks, db)
     except BaseException:

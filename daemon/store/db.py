@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -23,10 +24,23 @@ log = logging.getLogger("ostinato.store")
 Statement = tuple[str, tuple[Any, ...] | list[tuple[Any, ...]]]
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+DEFAULT_WAL_MAX_BYTES = 64 * 1024 * 1024  # the WAL is truncated once it passes this size
 
 
 class _Abandoned(Exception):
     """A write whose caller was cancelled before it committed: rolled back."""
+
+
+class DamagedStore(Exception):
+    """The database file fails sqlite's quick_check: the daemon does not write to it."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        shown = "; ".join(problems[:3]) + (f"; … ({len(problems)} problems)"
+                                           if len(problems) > 3 else "")
+        super().__init__(
+            f"the store {path} is damaged (sqlite quick_check: {shown}). The daemon does not "
+            f"write to a damaged store: move it aside with its -wal and -shm files to start "
+            f"on an empty one, or try to salvage it (sqlite3 {path} .recover)")
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -50,12 +64,18 @@ class Database:
     """
 
     CHECKPOINT_EVERY = 256  # commits on the loop between passive WAL checkpoints
+    WAL_CHECK_EVERY = 32  # commits between looks at the WAL's size (one stat)
+    IDLE_SECONDS = 1.0  # no commit for this long: idle, the WAL is truncated
 
     def __init__(self, connection: aiosqlite.Connection, writer: sqlite3.Connection,
-                 path: Path) -> None:
+                 path: Path, wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES) -> None:
         self.connection = connection
         self.writer = writer
         self.path = path
+        self.wal_max_bytes = wal_max_bytes
+        self._wal = f"{path}-wal"
+        self._idle: asyncio.TimerHandle | None = None  # armed while commits go on
+        self._idle_seen = 0  # self._commits when the idle timer was armed
         self._write_lock = asyncio.Lock()  # held by a write waiting on aiosqlite's thread
         self._commits = 0
         self._checkpoint: asyncio.Task[Any] | None = None
@@ -66,15 +86,19 @@ class Database:
         self.was_full = False
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
-        """Open (creating if needed) and migrate the database at `path`; its WAL is
-        truncated if the disk allows. On any failure both connections are closed again:
-        aiosqlite's thread left running would keep the process from ever exiting."""
+    async def open(cls, path: Path, wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES) -> Database:
+        """Open (creating if needed), check and migrate the database at `path`; its WAL is
+        truncated if the disk allows. Raises DamagedStore when sqlite's quick_check finds it
+        damaged. On any failure both connections are closed again: aiosqlite's thread left
+        running would keep the process from ever exiting."""
         connection = await aiosqlite.connect(path, isolation_level=None)
         writer: sqlite3.Connection | None = None
         try:
             connection.row_factory = aiosqlite.Row
-            await connection.execute("PRAGMA journal_mode=WAL")
+            await _wal_mode_checked(connection, path)
+            # A WAL that a checkpoint resets is cut back to this size, not left as large as
+            # it grew.
+            await connection.execute(f"PRAGMA journal_size_limit={int(wal_max_bytes)}")
             # NORMAL in WAL mode: a committed transaction survives a killed process; only a
             # power loss may drop the last ones.
             await connection.execute("PRAGMA synchronous=NORMAL")
@@ -87,7 +111,7 @@ class Database:
                                      check_same_thread=False)
             for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"):
                 writer.execute(f"PRAGMA {pragma}")
-            database = cls(connection, writer, path)
+            database = cls(connection, writer, path, wal_max_bytes)
             await database._migrate()
         except BaseException:
             if writer is not None:
@@ -256,16 +280,43 @@ class Database:
             _settle(group, outcomes)
 
     def _after_commit(self) -> None:
-        """Every CHECKPOINT_EVERY commits, a passive WAL checkpoint on aiosqlite's thread;
-        the first commit after a full disk truncates the WAL instead."""
+        """WAL upkeep, on aiosqlite's thread: truncated by the first commit after a full
+        disk, and when a look every WAL_CHECK_EVERY commits finds it past wal_max_bytes;
+        else a passive checkpoint every CHECKPOINT_EVERY commits. A passive one never
+        resets a WAL that readers and writers keep busy (a trial set), so only the
+        truncation bounds it; the idle timer truncates it once writes stop."""
         self._commits += 1
+        if self._idle is None:
+            self._idle_seen = self._commits
+            self._idle = asyncio.get_running_loop().call_later(self.IDLE_SECONDS,
+                                                               self._when_idle)
         if self._checkpoint is not None and not self._checkpoint.done():
             return
         if self.was_full:
             self.was_full = False
             self._checkpoint = asyncio.ensure_future(self.truncate_wal())
+        elif self._commits % self.WAL_CHECK_EVERY == 0 and self._wal_past_bound():
+            self._checkpoint = asyncio.ensure_future(self.truncate_wal())
         elif self._commits % self.CHECKPOINT_EVERY == 0:
             self._checkpoint = asyncio.ensure_future(self._passive_checkpoint())
+
+    def _wal_past_bound(self) -> bool:
+        try:
+            return os.stat(self._wal).st_size > self.wal_max_bytes
+        except OSError:  # no WAL file: nothing to bound
+            return False
+
+    def _when_idle(self) -> None:
+        """The idle timer: re-armed while commits go on; after a period with none, the
+        WAL is truncated (once; the next commit arms the timer again)."""
+        loop = asyncio.get_running_loop()
+        busy = self._checkpoint is not None and not self._checkpoint.done()
+        if self._commits != self._idle_seen or busy:
+            self._idle_seen = self._commits
+            self._idle = loop.call_later(self.IDLE_SECONDS, self._when_idle)
+            return
+        self._idle = None
+        self._checkpoint = asyncio.ensure_future(self.truncate_wal())
 
     async def _passive_checkpoint(self) -> None:
         try:
@@ -276,6 +327,9 @@ class Database:
 
     async def close(self) -> None:
         """Close both connections."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         pending = [task for task in (self._group_writer, self._checkpoint) if task is not None]
         await asyncio.gather(*pending, return_exceptions=True)
         self.writer.close()
@@ -283,6 +337,22 @@ class Database:
 
 
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+async def _wal_mode_checked(connection: aiosqlite.Connection, path: Path) -> None:
+    """WAL mode, then sqlite's quick_check (pages and indexes, without matching index
+    contents to tables; a few ms per MB); raises DamagedStore with what it found. A file
+    that is not a database at all keeps sqlite's own error."""
+    try:
+        await connection.execute("PRAGMA journal_mode=WAL")  # reads the schema: may fail
+        rows = await connection.execute_fetchall("PRAGMA quick_check")
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CORRUPT:
+            raise
+        raise DamagedStore(path, [str(exc)]) from exc
+    problems = [row[0] for row in rows if row[0] != "ok"]
+    if problems:
+        raise DamagedStore(path, problems)
 Group = list[tuple[list[Statement], "asyncio.Future[None]"]]
 
 
