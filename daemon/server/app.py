@@ -80,11 +80,6 @@ class Daemon:
         self._stopped: asyncio.Future[int] | None = None
         self._own_socket: Path | None = None
 
-    @property
-    def uptime(self) -> float:
-        """Seconds since the daemon started."""
-        return time.monotonic() - self.started_monotonic
-
     def token_for(self, kind: str) -> str | None:
         """The token `initialize` must carry on a connection of transport `kind`, if any."""
         return self.options.token or (self.options.tcp_token if kind == "tcp" else None)
