@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
-from ostinato.protocol.lifecycle import DEFAULT_HOME, parse_tcp
+from ostinato.protocol.home import DEFAULT_HOME, parse_tcp
 
 from . import logs, services
 from .access import (

@@ -11,20 +11,6 @@ from .base import AnyParams, NullResult, Params, ProgressToken, Result
 from .bounds import Integer, JsonObject, check_json
 from .registry import MethodSpec
 
-# The state directory of a daemon started without --home and without $OSTINATO_HOME.
-DEFAULT_HOME = ".ostinato"
-# The file in a daemon's home that holds the token it generated for TCP (mode 0600); a
-# client reaching that daemon over TCP without a token of its own reads it from there.
-TOKEN_FILE = "token"
-
-
-def parse_tcp(value: str) -> tuple[str, int]:
-    """A TCP endpoint as `--tcp` takes it: `HOST:PORT`, `[v6]:PORT` or `:PORT` (127.0.0.1)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--tcp expects HOST:PORT with a port from 0 to 65535, got {value!r}")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
-
 
 class ClientInfo(BaseModel):
     """Who is connecting (LSP and MCP both send it)."""

@@ -16,7 +16,7 @@ import orjson
 import yaml
 
 from ostinato.protocol.errors import RpcError
-from ostinato.protocol.lifecycle import parse_tcp
+from ostinato.protocol.home import parse_tcp
 
 from ..python import AsyncClient, DaemonConnectionError
 
