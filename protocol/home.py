@@ -4,10 +4,8 @@ standard library: the command line reads this before anything heavy is imported.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # The state directory of a daemon started without --home and without $OSTINATO_HOME.
@@ -50,24 +48,35 @@ def socket_path(home: Path) -> Path:
     inside = home / SOCKET_NAME
     if len(os.fsencode(inside)) <= MAX_SOCKET_PATH:
         return inside
+    import hashlib  # only for long paths: it costs a few ms at start
+
     digest = hashlib.sha256(os.fsencode(home)).hexdigest()[:20]
     return runtime_dir() / f"{digest}.sock"
 
 
-@dataclass(slots=True)
 class DaemonRecord:
-    """What HOME/daemon.json says of the daemon that owns the home."""
+    """What HOME/daemon.json says of the daemon that owns the home (a plain class: the
+    dataclasses module costs the command line several ms to import)."""
 
-    pid: int
-    socket: str
-    home: str
-    started_at: str
-    version: str = ""
-    endpoints: list[str] = field(default_factory=list)
+    __slots__ = ("endpoints", "home", "pid", "socket", "started_at", "version")
+
+    def __init__(self, pid: int, socket: str, home: str, started_at: str, version: str = "",
+                 endpoints: list[str] | None = None) -> None:
+        self.pid = pid
+        self.socket = socket
+        self.home = home
+        self.started_at = started_at
+        self.version = version
+        self.endpoints = list(endpoints or [])
+
+    def to_dict(self) -> dict[str, object]:
+        """The record as a JSON object."""
+        return {name: getattr(self, name) for name in (
+            "pid", "socket", "home", "started_at", "version", "endpoints")}
 
     def to_json(self) -> str:
         """The record as daemon.json holds it."""
-        return json.dumps(asdict(self), indent=2) + "\n"
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
 def read_record(home: Path) -> DaemonRecord | None:
