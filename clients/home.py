@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -111,3 +112,24 @@ def _spawn(home: Path, serve_args: list[str], deadline: float) -> tuple[int | No
         code = process.wait()
     process.stderr.close()
     return code, b"".join(said).decode(errors="replace").strip()
+
+
+def stop_daemon(home: Path) -> int | None:
+    """Stop the home's daemon (SIGTERM: its active runs become interrupted and resumable)
+    and return its pid once it has closed its connections; None when none answers."""
+    record = read_record(home)
+    if record is None:
+        return None
+    watch = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        watch.connect(record.socket)
+    except OSError:
+        watch.close()
+        return None
+    # The record and the socket agree: the pid is the live owner's. Our connection closes as
+    # it stops, which is what we wait for.
+    with watch:
+        os.kill(record.pid, signal.SIGTERM)
+        while watch.recv(1 << 12):
+            pass
+    return record.pid

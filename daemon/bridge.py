@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -41,28 +42,25 @@ def home_socket(home: Path, patience: float = CONNECT_PATIENCE_S) -> socket.sock
         delay = min(delay * 2, 0.1)
 
 
-class _ClientStream:
-    """Watches what the client sends for `shutdown` and `exit` (the bytes go on as read)."""
+# Cheap to search in every chunk; a hit is then confirmed by decoding the chunk's frames.
+_SHUTDOWN = re.compile(rb'"method"\s*:\s*"shutdown"')
 
-    def __init__(self) -> None:
-        self._decoder = FrameDecoder()
-        self.shutdown = False
-        self.exited = False
 
-    def feed(self, data: bytes) -> None:
-        for frame in self._decoder.feed(data):
-            if isinstance(frame, bytearray) and (b"shutdown" in frame or b"exit" in frame):
-                self._note(frame)
-
-    def _note(self, frame: bytearray) -> None:
+def asked_to_shut_down(data: bytes) -> bool:
+    """Whether `data`, a chunk of what the client sent, holds a `shutdown` request. A fresh
+    decoder per chunk: it skips a fragment of an earlier frame at the start (the decoder
+    resynchronises), and a request split across two chunks only costs the exit code."""
+    if not _SHUTDOWN.search(data):
+        return False
+    for frame in FrameDecoder().feed(data):
         try:
-            message = json.loads(frame)
+            message = json.loads(frame) if isinstance(frame, bytearray) else None
         except ValueError:
-            return
+            continue
         for one in message if isinstance(message, list) else [message]:
-            method = one.get("method") if isinstance(one, dict) else None
-            self.shutdown = self.shutdown or method == "shutdown"
-            self.exited = self.exited or method == "exit"
+            if isinstance(one, dict) and one.get("method") == "shutdown":
+                return True
+    return False
 
 
 def run(home: Path) -> int:
@@ -74,36 +72,36 @@ def run(home: Path) -> int:
         print(f"ostinato serve: home {home} has a daemon, but its socket does not answer "
               f"({exc})", file=sys.stderr)
         return 2
-    client = _ClientStream()
-    done = threading.Event()
-
-    def upstream() -> None:  # stdin → daemon
+    shutdown = False
+    # One thread and poll(2): no hand-over between threads on each message, and poll, unlike
+    # epoll, takes any stdin (a file, /dev/null, a tty). After `exit` the daemon closes the
+    # connection, which ends the loop.
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
+    poller.register(sock, select.POLLIN)
+    down = sock.fileno()
+    with sock:
         try:
-            while data := os.read(0, CHUNK):
-                sock.sendall(data)
-                client.feed(data)
-                if client.exited:
-                    break
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        if client.exited or not data:
-            done.set()
+            while True:
+                for fd, _ in poller.poll():
+                    if fd == down:
+                        data = sock.recv(CHUNK)
+                        if not data:
+                            return 0 if shutdown else 1
+                        _write_all(data)
+                        continue
+                    data = os.read(0, CHUNK)
+                    if data:
+                        sock.sendall(data)
+                        shutdown = shutdown or asked_to_shut_down(data)
+                    else:  # the client closed stdin: the daemon closes once it has replied
+                        poller.unregister(0)
+                        sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the client or the daemon went away mid-copy
+            return 0 if shutdown else 1
 
-    def downstream() -> None:  # daemon → stdout
-        try:
-            while data := sock.recv(CHUNK):
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(1, view):]
-        except OSError:
-            pass
-        done.set()
 
-    threading.Thread(target=upstream, name="bridge-up", daemon=True).start()
-    down = threading.Thread(target=downstream, name="bridge-down", daemon=True)
-    down.start()
-    done.wait()
-    down.join(timeout=5)  # the daemon closes after `exit`: its last replies come first
-    sock.close()
-    return 0 if client.shutdown else 1
+def _write_all(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from ostinato.protocol.home import read_record, resolve_home
+from ostinato.protocol.home import resolve_home
 
-from ..home import DaemonUnavailable, home_socket_path, start_daemon
+from ..home import DaemonUnavailable, home_socket_path, start_daemon, stop_daemon
 from .common import EXIT_OK, EXIT_UNREACHABLE, print_json
 from .failure import UNREACHABLE, fail
 
@@ -97,13 +95,7 @@ def stop(args: argparse.Namespace) -> int:
         else:
             print(f"no daemon serves {home}")
         return EXIT_OK
-    # A connection of our own: the daemon closes it as it stops, which is what we wait for.
-    watch = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    watch.connect(str(path))
-    os.kill(found["pid"], signal.SIGTERM)
-    with watch:
-        while watch.recv(1 << 12):
-            pass
+    stop_daemon(home)
     if args.json:
         print_json({"stopped": True, "home": str(home), "pid": found["pid"],
                     "interrupted_runs": found["active_runs"]})
