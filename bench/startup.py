@@ -5,17 +5,19 @@ on a fresh home, against `python -c pass` measured in the same run.
 
 Each round spawns `python -c pass` (spawn to exit) and, for each interpreter measured, a
 daemon on a home that does not exist yet (spawn to the answer of `initialize` read on its
-stdout; then `shutdown` and `exit`). `--against` adds a second interpreter, e.g. the venv of
-another checkout, measured alternately with this one so that a shared machine's noise hits
-both. Targets: the daemon answers `initialize` within 0.3 s (issue 18), and the first CLI
-command, which starts the daemon, costs at most 0.5 s more than one against a running
-daemon (issue 15; bench/cli.py measures that).
+stdout; then `shutdown` and `exit`), and the CPU time that daemon used in all (user +
+system, from wait4: much less noisy than wall time on a busy machine). `--against` adds a
+second interpreter, e.g. the venv of another checkout, measured alternately with this one so
+that a shared machine's noise hits both. Targets: the daemon answers `initialize` within
+0.3 s (issue 18), and the first CLI command, which starts the daemon, costs at most 0.5 s
+more than one against a running daemon (issue 15; bench/cli.py measures that).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -53,8 +55,9 @@ def pass_time(python: str) -> float:
     return time.perf_counter() - start
 
 
-def daemon_time(python: str, home: Path) -> float:
-    """Seconds from spawn to the answer of `initialize`, on a home that does not exist."""
+def daemon_time(python: str, home: Path) -> tuple[float, float]:
+    """Seconds from spawn to the answer of `initialize`, on a home that does not exist, and
+    the CPU seconds the daemon used from spawn to exit."""
     start = time.perf_counter()
     process = subprocess.Popen([python, "-m", "ostinato.daemon", "--stdio", "--home", str(home)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -71,9 +74,11 @@ def daemon_time(python: str, home: Path) -> float:
     process.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
     process.stdin.flush()
     read_frame(process.stdout)
-    if process.wait(timeout=30) != 0:
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
         raise RuntimeError(f"the daemon exited {process.returncode}")
-    return elapsed
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def ms(values: Sequence[float]) -> str:
@@ -97,19 +102,23 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{sys.version.split()[0]}")
     passes: list[float] = []
     starts: dict[str, list[float]] = {label: [] for label in pythons}
+    cpu: dict[str, list[float]] = {label: [] for label in pythons}
     try:
         for label, python in pythons.items():  # warm the page cache once
             daemon_time(python, root / f"warm-{label}")
         for round_no in range(args.rounds):
             passes.append(pass_time(sys.executable))
             for label, python in pythons.items():
-                starts[label].append(daemon_time(python, root / f"{label}-{round_no}"))
+                elapsed, used = daemon_time(python, root / f"{label}-{round_no}")
+                starts[label].append(elapsed)
+                cpu[label].append(used)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"python -c pass            {ms(passes)}")
     for label, values in starts.items():
         print(f"daemon initialize ({label:7}) {ms(values)}  "
               f"ratio to pass {statistics.median(values) / statistics.median(passes):.1f}")
+        print(f"daemon CPU        ({label:7}) {ms(cpu[label])}")
     this = statistics.median(starts["this"])
     print(f"this: {this:.3f} s (target <= {TARGET_S})" + (
         f"; against: {statistics.median(starts['against']):.3f} s" if args.against else ""))
