@@ -10,6 +10,8 @@ import pytest
 from pygls.client import JsonRPCClient
 from pygls.exceptions import JsonRpcMethodNotFound
 
+from ostinato.protocol.home import socket_path
+
 from .support import WAIT
 
 
@@ -29,7 +31,7 @@ async def test_pygls_client_initializes_calls_status_and_gets_method_not_found(
 
         status = await asyncio.wait_for(protocol.send_request_async("daemon.status", {}), WAIT)
         assert status.pid == client._server.pid
-        assert status.transports == ["stdio"]
+        assert status.transports == ["stdio", f"unix:{socket_path(tmp_path / 'home')}"]
 
         with pytest.raises(JsonRpcMethodNotFound):
             await asyncio.wait_for(protocol.send_request_async("no.such.method", {}), WAIT)

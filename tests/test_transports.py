@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ostinato.protocol.home import socket_path
 from ostinato.protocol.lifecycle import DaemonStatusResult
 
 from .support import WAIT, DaemonProcess, Wire, daemon_argv, start_daemon
@@ -30,7 +31,8 @@ async def test_tcp_and_unix_speak_both_framings(daemon: DaemonProcess, framing: 
         assert result["serverInfo"]["name"] == "ostinato"
         status = await wire.result("daemon.status")
         assert status["transports"] == [f"unix:{daemon.socket}",
-                                        f"tcp://127.0.0.1:{daemon.tcp[1]}"]
+                                        f"tcp://127.0.0.1:{daemon.tcp[1]}",
+                                        f"unix:{daemon.home / 'daemon.sock'}"]
         await wire.close()
 
 
@@ -144,7 +146,8 @@ async def test_stdin_and_stdout_on_one_socket(tmp_path: Path) -> None:
     reader, writer = await asyncio.open_connection(sock=ours)
     wire = Wire(reader, writer, "ndjson")
     await wire.initialize()
-    assert (await wire.result("daemon.status"))["transports"] == ["stdio"]
+    assert (await wire.result("daemon.status"))["transports"] == [
+        "stdio", f"unix:{socket_path(tmp_path)}"]
     await wire.result("shutdown")
     await wire.send({"jsonrpc": "2.0", "method": "exit"})
     assert await asyncio.wait_for(process.wait(), WAIT) == 0
