@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     name = "ostinato test"
     # Whatever the daemon refused, there is no verdict: exit 2 (as for errors).
     return run_client(args, name, lambda client: _test(args, client, sys.stdout),
-                      on_rpc_error=lambda error: report_rpc_error(name, error, EXIT_ERRORS))
+                      on_rpc_error=lambda error: report_rpc_error(name, error, EXIT_ERRORS,
+                                                                json_mode=args.json))
 
 
 def _dollars(text: str) -> float:
