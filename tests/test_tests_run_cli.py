@@ -121,7 +121,7 @@ async def test_tests_list_and_show(daemon: DaemonProcess, tmp_path: Path) -> Non
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == f"test run {failed['test_run_id']}: failed"
-    assert "  selected by tags ['shown']" in lines
+    assert "  selected by tags shown" in lines
     bad = next(s for s in failed["snapshots"] if s["name"] == "shown-bad")
     assert "  ✗ shown-bad v1  failed  1/2 invariants  $1.0000" in lines
     assert f"      run(s) {bad['run_ids'][0]}" in lines

@@ -47,7 +47,9 @@ async def _list(args: argparse.Namespace, client: AsyncClient) -> int:
 
 def detail_lines(test_run: dict[str, Any]) -> list[str]:
     """A stored test run for people: its options, each snapshot's result, its verdict."""
-    selector = ", ".join(f"{key} {value}" for key, value in test_run["selector"].items())
+    selector = ", ".join(key if value is True else f"{key} {', '.join(map(str, value))}"
+                         if isinstance(value, list) else f"{key} {value}"
+                         for key, value in test_run["selector"].items())
     limit = test_run["cost_limit_usd"]
     lines = [f"test run {test_run['test_run_id']}: {test_run['status']}",
              f"  mode {test_run['mode']}, {test_run['trials']} trial(s) each, concurrency "
