@@ -192,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                       lambda client: action(args, client))
 
 
+_SNAPSHOT = "an id, a name (its latest version) or name@version"
 _EXITS = "Exit codes: 0 ok, 1 the daemon refused (or the replay failed), 2 usage, 3 unreachable."
 
 
@@ -245,13 +246,13 @@ def _reading_parsers(actions: Any) -> list[argparse.ArgumentParser]:
 
     show = actions.add_parser("show", help="show a whole snapshot",
                               description="Show a snapshot. " + _EXITS)
-    show.add_argument("id", metavar="ID")
+    show.add_argument("id", metavar="SNAPSHOT", help=_SNAPSHOT)
     show.add_argument("--cassette", action="store_true", help="list the cassette's calls")
 
     delete = actions.add_parser("delete", help="delete a snapshot and its cassette",
                                 description="Delete a snapshot and its cassette; runs are "
                                             "kept. " + _EXITS)
-    delete.add_argument("id", metavar="ID")
+    delete.add_argument("id", metavar="SNAPSHOT", help=_SNAPSHOT)
     delete.add_argument("--yes", action="store_true", help="confirm: required")
     return [listing, show, delete]
 
@@ -262,7 +263,7 @@ def _replay_parser(actions: Any) -> argparse.ArgumentParser:
         description="Replay a snapshot as a new run (or a trial set with --trials) and wait "
                     "for it. Exit codes: 0 it succeeded (trial sets: verdict passed), 1 it "
                     "failed or the daemon refused, 2 usage, 3 unreachable.")
-    replay.add_argument("id", metavar="ID")
+    replay.add_argument("id", metavar="SNAPSHOT", help=_SNAPSHOT)
     replay.add_argument("--mode", choices=("recorded", "hybrid", "live"), default="recorded",
                         metavar="recorded|hybrid|live",
                         help="recorded (default): every call from the snapshot's cassette, "
