@@ -9,7 +9,7 @@ from typing import NoReturn
 
 from ostinato.daemon.main import add_serve_arguments, serve
 
-from . import call, pipelines, snapshots, stored_runs, stored_tests, testing
+from . import call, daemon, pipelines, snapshots, stored_runs, stored_tests, testing
 from .failure import USAGE, fail
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve_parser)
     serve_parser.set_defaults(func=serve)
     call.add_parser(commands)
+    daemon.add_parsers(commands)
     pipelines.add_parsers(commands)
     stored_runs.add_parsers(commands)
     snapshots.add_parsers(commands)
