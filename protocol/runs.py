@@ -430,7 +430,8 @@ class RunReevalParams(Params):
     invariants: list[Invariant] | None = Field(
         default=None, description="The checks (see protocol/invariants.py).")
     snapshot_id: str | None = Field(
-        default=None, description="Take the invariants of a snapshot instead, and check "
+        default=None, description="Take the invariants of a snapshot (its id, name or "
+                                  "name@version) instead, and check "
                                   "drift against its pipeline and inputs (unless `pipeline` "
                                   "or `inputs` are given).")
     allow_partial: bool = Field(

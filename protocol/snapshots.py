@@ -20,6 +20,8 @@ from .runs import RunSettings, RunSummary
 from .trials import TrialSetSummary
 
 SnapshotName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+SNAPSHOT_REF = ("A snapshot's id, or its name (the latest version), or `name@version`; an "
+                "unknown one is -32001 naming the names (or that name's versions) there are.")
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 MAX_TAGS = 50  # of a snapshot; so a selection by more tags than that matches nothing
 ReplayMode = Literal["live", "recorded", "hybrid"]
@@ -159,9 +161,9 @@ class SnapshotListResult(Result):
 
 
 class SnapshotGetParams(Params):
-    """A snapshot by id."""
+    """A snapshot by id, name or name@version."""
 
-    id: str
+    id: str = Field(description=SNAPSHOT_REF)
     include_cassette: bool = Field(default=False,
                                    description="Include the cassette's calls, not only "
                                                "their count.")
@@ -170,7 +172,7 @@ class SnapshotGetParams(Params):
 class SnapshotDeleteParams(Params):
     """Delete a snapshot and its cassette; runs are never deleted."""
 
-    id: str
+    id: str = Field(description=SNAPSHOT_REF + " A name deletes its latest version only.")
     confirm: bool = Field(default=False, description="Must be true: nothing else deletes.")
 
 
@@ -190,7 +192,7 @@ class SnapshotReplayParams(Params):
     """Replay a snapshot: a new run (or trial set); the snapshot and its source run are
     never changed."""
 
-    id: str
+    id: str = Field(description=SNAPSHOT_REF)
     mode: ReplayMode = Field(
         default="recorded",
         description="`recorded`: every call from the snapshot's cassette (zero cost; a call "

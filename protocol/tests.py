@@ -28,7 +28,9 @@ class TestsRunParams(Params):
     __test__ = False  # not a pytest class, whatever its name
 
     snapshot_ids: list[str] | None = Field(
-        default=None, min_length=1, description="These snapshots (exactly these versions).")
+        default=None, min_length=1,
+        description="These snapshots, in this order: ids (exactly those versions), names "
+                    "(each one's latest version when the test run starts) or name@version.")
     tags: list[Tag] | None = Field(
         default=None, min_length=1, max_length=MAX_TAGS,
         description="The latest version of every snapshot name that has all these tags.")

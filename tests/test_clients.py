@@ -116,12 +116,16 @@ def test_cli_call_through_a_socket(daemon: DaemonProcess, tmp_path: Path) -> Non
 
 def test_cli_call_reports_errors_with_exit_codes(daemon: DaemonProcess, tmp_path: Path) -> None:
     failed = ostinato("call", "no.such", "--socket", daemon.socket, cwd=tmp_path)
+    # Its output is JSON, so is its error, on stdout; stderr says it in words.
     assert failed.returncode == 1
-    assert json.loads(failed.stderr)["error"]["code"] == -32601
+    assert json.loads(failed.stdout)["error"]["code"] == -32601
+    assert failed.stderr.startswith("ostinato call: Method not found")
     bad = ostinato("call", "daemon.status", "[1]", "--socket", daemon.socket, cwd=tmp_path)
     assert bad.returncode == 2 and "JSON object" in bad.stderr
+    assert json.loads(bad.stdout)["error"]["code"] == "usage"
     gone = ostinato("call", "daemon.status", "--socket", str(tmp_path / "x.sock"), cwd=tmp_path)
     assert gone.returncode == 3 and "cannot connect" in gone.stderr
+    assert json.loads(gone.stdout)["error"]["code"] == "unreachable"
 
 
 async def test_cli_call_gives_up_at_its_timeout_on_a_daemon_that_does_not_answer(
@@ -191,8 +195,9 @@ async def test_cli_call_reads_the_token_from_the_environment(short_tmp: Path) ->
         without = await asyncio.create_subprocess_exec(
             *argv, env={k: v for k, v in env.items() if k != "OSTINATO_TOKEN"},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        _, err = await without.communicate()
-        assert without.returncode == 1 and json.loads(err)["error"]["code"] == -32003
+        out, err = await without.communicate()
+        assert without.returncode == 1 and json.loads(out)["error"]["code"] == -32003
+        assert b"needs initializationOptions.token" in err
     finally:
         assert await daemon.stop() == 0
 

@@ -156,3 +156,46 @@ async def test_option_files_are_read_alike_by_every_command(daemon: DaemonProces
                       cwd=tmp_path)
     assert reeval.returncode == 0, reeval.stderr
     assert reeval.stdout.startswith(f"run {run['run_id']}: passed (2 passed)")
+
+
+async def test_snapshots_by_name_and_name_at_version(daemon: DaemonProcess,
+                                                     tmp_path: Path) -> None:
+    """Wherever a snapshot id is taken, a name means its latest version and `name@N` that
+    version, in the daemon's methods and so on the command line."""
+    wire = await daemon.connect()
+    socket = ("--socket", daemon.socket)
+    _, first_id = await snapshot_by_cli(daemon, tmp_path)
+    _, second_id = await snapshot_by_cli(daemon, tmp_path)  # brief v2
+
+    assert (await wire.result("snapshot.get", {"id": "brief"}))["id"] == second_id
+    assert (await wire.result("snapshot.get", {"id": "brief@1"}))["id"] == first_id
+    unknown_version = (await wire.request("snapshot.get", {"id": "brief@7"}))["error"]
+    assert (unknown_version["code"], unknown_version["message"]) == (
+        -32001, "snapshot 'brief' has no version 7 (versions: 1, 2)")
+    assert unknown_version["data"]["versions"] == [1, 2]
+    unknown_name = (await wire.request("snapshot.replay", {"id": "brieff"}))["error"]
+    assert unknown_name["code"] == -32001 and "names: 'brief'" in unknown_name["message"]
+    reeval = await wire.result("run.reeval", {"run_id": (await brief_run(wire))["run_id"],
+                                              "snapshot_id": "brief@1"})
+    assert reeval["verdict"] == "passed"
+    tested = await wire.result("tests.run", {"snapshot_ids": ["brief@1", "brief"],
+                                             "wait": True})
+    assert [(s["snapshot_id"], s["version"]) for s in tested["snapshots"]] == [
+        (first_id, 1), (second_id, 2)]
+    missing = (await wire.request("tests.run", {"snapshot_ids": ["brief", "nope", "brief@9"]}))
+    assert missing["error"]["code"] == -32001
+    assert missing["error"]["data"]["missing"] == ["nope", "brief@9"]
+
+    shown = ostinato("snapshot", "show", "brief@1", *socket, cwd=tmp_path)
+    assert shown.returncode == 0 and shown.stdout.startswith(
+        f"snapshot brief v1 ({first_id})"), shown.stderr
+    replayed = ostinato("snapshot", "replay", "brief", "--json", *socket, cwd=tmp_path)
+    assert replayed.returncode == 0 and json.loads(replayed.stdout)["snapshot_id"] == second_id
+    test = ostinato("test", "--snapshot", "brief@1", *socket, cwd=tmp_path)
+    assert test.returncode == 0 and "  ✓ brief v1  passed" in test.stdout, test.stderr
+    gone = ostinato("snapshot", "show", "brief@3", "--json", *socket, cwd=tmp_path)
+    assert gone.returncode == 1 and json.loads(gone.stdout)["error"]["data"]["versions"] == [
+        1, 2]
+    deleted = ostinato("snapshot", "delete", "brief", "--yes", "--json", *socket, cwd=tmp_path)
+    assert deleted.returncode == 0 and json.loads(deleted.stdout)["id"] == second_id
+    assert (await wire.result("snapshot.get", {"id": "brief"}))["id"] == first_id

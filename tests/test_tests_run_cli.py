@@ -86,3 +86,47 @@ async def test_reports_and_json(daemon: DaemonProcess, tmp_path: Path) -> None:
         report = await wire.result("tests.report", {"test_run_id": result["test_run_id"],
                                                     "format": form})
         assert path.read_text() == report["content"]
+
+
+async def test_tests_list_and_show(daemon: DaemonProcess, tmp_path: Path) -> None:
+    wire = await daemon.connect()
+    await snapshot(wire, "shown-good", priced("showngood", 1), tags=["shown"])
+    await snapshot(wire, "shown-bad", priced("shownbad", 1), tags=["shown"], invariants=FAILS)
+    socket = ("--socket", daemon.socket)
+    code, out, err = await ostinato("test", "--tags", "shown", "--mode", "live", "--json",
+                                    *socket, cwd=tmp_path)
+    assert code == 1, err
+    failed = json.loads(out)
+    code, out, err = await ostinato("test", "--snapshot", "shown-good", "--mode", "live",
+                                    "--json", *socket, cwd=tmp_path)
+    assert code == 0, err
+    passed = json.loads(out)
+
+    code, out, err = await ostinato("tests", "list", *socket, cwd=tmp_path)
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["TEST", "RUN", "STATUS", "MODE", "SNAPSHOTS", "COST", "STARTED"]
+    assert [row.split()[:3] for row in rows] == [[passed["test_run_id"], "passed", "live"],
+                                                 [failed["test_run_id"], "failed", "live"]]
+    assert "1/2 passed, 1 failed, 0 errors  $2.0000" in rows[1]
+    code, out, err = await ostinato("tests", "list", "--status", "failed", "--json", *socket,
+                                    cwd=tmp_path)
+    assert code == 0, err
+    assert [t["test_run_id"] for t in json.loads(out)["test_runs"]] == [failed["test_run_id"]]
+    code, out, _ = await ostinato("tests", "list", "--limit", "1", *socket, cwd=tmp_path)
+    assert len(out.splitlines()) == 3 and out.splitlines()[-1].startswith("more: ")
+
+    code, out, err = await ostinato("tests", "show", failed["test_run_id"], *socket,
+                                    cwd=tmp_path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"test run {failed['test_run_id']}: failed"
+    assert "  selected by tags shown" in lines
+    bad = next(s for s in failed["snapshots"] if s["name"] == "shown-bad")
+    assert "  ✗ shown-bad v1  failed  1/2 invariants  $1.0000" in lines
+    assert f"      run(s) {bad['run_ids'][0]}" in lines
+    assert lines[-1].startswith("failed: 1 passed, 1 failed, 0 errors")
+    code, out, err = await ostinato("tests", "show", failed["test_run_id"], "--json", *socket,
+                                    cwd=tmp_path)
+    assert code == 0 and json.loads(out) == await wire.result(
+        "tests.get", {"test_run_id": failed["test_run_id"]})

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from ostinato.protocol.errors import RpcError
 from ostinato.protocol.home import parse_tcp
 
 from ..python import AsyncClient, DaemonConnectionError
+from .failure import INTERRUPTED, TIMEOUT, UNREACHABLE, USAGE, fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -93,16 +93,19 @@ def key_values(pairs: list[str], option: str) -> dict[str, str]:
     return result
 
 
-def report_rpc_error(name: str, error: RpcError, refused: int = EXIT_FAILED) -> int:
-    """Print a daemon's error; invalid params list which field and why. The exit code: 2 for
-    invalid params, else `refused`."""
-    print(f"{name}: {error.message}", file=sys.stderr)
+def report_rpc_error(name: str, error: RpcError, refused: int = EXIT_FAILED, *,
+                     json_mode: bool = False) -> int:
+    """Say a daemon's error (with `json_mode`, also as a JSON object on stdout, its JSON-RPC
+    code kept); invalid params list which field and why. The exit code: 2 for invalid
+    params, else `refused`."""
+    details: tuple[str, ...] = ()
+    exit_code = refused
     if error.code == -32602 and isinstance(error.data, list):  # pydantic's, one per field
-        for entry in error.data:
-            where = ".".join(str(part) for part in entry.get("loc", []))
-            print(f"  {where}: {entry.get('msg')}", file=sys.stderr)
-        return EXIT_USAGE
-    return refused
+        details = tuple(f"{'.'.join(str(part) for part in entry.get('loc', []))}: "
+                        f"{entry.get('msg')}" for entry in error.data)
+        exit_code = EXIT_USAGE
+    return fail(name, error.message, exit_code, json_mode=json_mode, code=error.code,
+                data=error.data, details=details)
 
 
 def run_client(args: argparse.Namespace, name: str,
@@ -110,9 +113,10 @@ def run_client(args: argparse.Namespace, name: str,
                on_rpc_error: Callable[[RpcError], int] | None = None,
                timeout: float | None = None) -> int:
     """Connect as the arguments say, run `action` with the client and close it; its exit
-    code, or a failure said on stderr as `name: …` with its own: usage 2, an error reply
-    (`on_rpc_error`, else report_rpc_error) 1 or 2, unreachable or no answer within
-    `timeout` seconds 3, interrupted 130."""
+    code, or a failure said on stderr as `name: …` (with `args.json`, also as a JSON error
+    object on stdout: failure.fail) with its own: usage 2, an error reply (`on_rpc_error`,
+    else report_rpc_error) 1 or 2, unreachable or no answer within `timeout` seconds 3,
+    interrupted 130."""
     async def main() -> int:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -131,21 +135,22 @@ def run_client(args: argparse.Namespace, name: str,
         await client.close()
         return code
 
+    json_mode = bool(getattr(args, "json", False))
     try:
         return asyncio.run(main())
     except UsageError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(name, str(exc), EXIT_USAGE, json_mode=json_mode, code=USAGE)
     except RpcError as exc:
-        return on_rpc_error(exc) if on_rpc_error else report_rpc_error(name, exc)
+        return (on_rpc_error(exc) if on_rpc_error
+                else report_rpc_error(name, exc, json_mode=json_mode))
     except TimeoutError:  # before OSError, of which it is a subclass
-        print(f"{name}: no answer within {timeout} s", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return fail(name, f"no answer within {timeout} s", EXIT_UNREACHABLE,
+                    json_mode=json_mode, code=TIMEOUT)
     except (DaemonConnectionError, OSError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return fail(name, str(exc), EXIT_UNREACHABLE, json_mode=json_mode, code=UNREACHABLE)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return fail(name, "interrupted", EXIT_INTERRUPTED, json_mode=json_mode,
+                    code=INTERRUPTED)
 
 
 ABANDON_GRACE_S = 2.0  # to close a connection whose daemon did not answer in time
@@ -159,39 +164,53 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _inline_or_file(text: str, option: str, starts: tuple[str, ...], what: str) -> str:
-    """An option's value given inline (it starts with one of `starts`), else the content of
-    the file it names."""
-    if text.lstrip().startswith(starts):
-        return text
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise UsageError(f"{option}: no such file, and not {what}: {text}")
-    return path.read_text()
+def structured_option(text: str, option: str) -> Any:
+    """An option's JSON or YAML value, given inline or as the path of a file holding it."""
+    # Inline when it cannot be a path: a flow collection, several lines, or a `key: value`.
+    if not (text.lstrip().startswith(("{", "[")) or "\n" in text or ": " in text):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{option}: no such file, and not inline JSON or YAML: {text}")
+        text = path.read_text()
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    import yaml  # only for what is not JSON: yaml costs ~20 ms to import
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{option} is neither JSON nor YAML: {exc}") from None
 
 
 def json_object_option(text: str, option: str) -> dict[str, Any]:
-    """A JSON object given inline or in a file."""
-    text = _inline_or_file(text, option, ("{",), "a JSON object")
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise UsageError(f"{option} is not JSON: {exc}") from None
+    """An object (a mapping), JSON or YAML, inline or in a file."""
+    value = structured_option(text, option)
     if not isinstance(value, dict):
-        raise UsageError(f"{option} must be a JSON object")
+        raise UsageError(f"{option} must be an object (a JSON object or a YAML mapping)")
     return value
+
+
+def input_values(args: argparse.Namespace) -> dict[str, Any]:
+    """A command's inputs: `--inputs` (an object, JSON or YAML), then each `--input K=V`
+    over it."""
+    inputs = json_object_option(args.inputs, "--inputs") if args.inputs else {}
+    return {**inputs, **key_values(args.input, "--input")}
+
+
+def add_input_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--input KEY=VALUE` (repeatable) and `--inputs FILE_OR_OBJECT`."""
+    parser.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"{what}; repeatable, over --inputs")
+    parser.add_argument("--inputs", metavar="FILE_OR_OBJECT",
+                        help="inputs as a JSON or YAML object (any JSON values), inline "
+                             "or in a file")
 
 
 def load_invariants(text: str, option: str = "--invariants") -> list[Any]:
     """A list of invariants, JSON or YAML (or `{invariants: [...]}`), inline or in a file."""
-    text = _inline_or_file(text, option, ("[", "{"), "a JSON list")
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{option} is neither JSON nor YAML: {exc}") from None
+    value = structured_option(text, option)
     if isinstance(value, dict) and "invariants" in value:
         value = value["invariants"]
     if not isinstance(value, list):

@@ -18,6 +18,8 @@ from .common import (
     EXIT_USAGE,
     UsageError,
     add_connection_arguments,
+    add_input_arguments,
+    input_values,
     json_object_option,
     key_values,
     pipeline_ref,
@@ -26,6 +28,7 @@ from .common import (
     report_rpc_error,
     run_client,
 )
+from .failure import fail
 from .progress import RunDisplay, TrialDisplay
 
 PROGRESS_EVERY_S = 0.25  # how often a trial set's status line is redrawn on a terminal
@@ -44,8 +47,9 @@ def _format_diagnostic(path: str, diagnostic: dict[str, Any]) -> str:
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"pipeline": pipeline_ref(args.pipeline),
                               "variables": key_values(args.set, "--set")}
-    if getattr(args, "input", None):
-        params["inputs"] = key_values(args.input, "--input")
+    inputs = input_values(args)
+    if inputs:
+        params["inputs"] = inputs
     return params
 
 
@@ -229,11 +233,11 @@ def run(args: argparse.Namespace) -> int:
     def refused(error: RpcError) -> int:
         """An invalid pipeline's diagnostics as `file:line:col: …` lines; else as usual."""
         if isinstance(error.data, dict) and "diagnostics" in error.data:
-            for diagnostic in error.data["diagnostics"]:
-                print(_format_diagnostic(args.pipeline or "pipeline", diagnostic),
-                      file=sys.stderr)
-            return EXIT_USAGE
-        return report_rpc_error(name, error)
+            lines = tuple(_format_diagnostic(args.pipeline or "pipeline", diagnostic)
+                          for diagnostic in error.data["diagnostics"])
+            return fail(name, error.message, EXIT_USAGE, json_mode=args.json,
+                        code=error.code, data=error.data, details=lines)
+        return report_rpc_error(name, error, json_mode=args.json)
 
     action = _ACTIONS[args.command]
     return run_client(args, name, lambda client: action(args, client), on_rpc_error=refused)
@@ -266,10 +270,11 @@ def add_parsers(commands: Any) -> None:
                             help="a variable for $KEY in prompts; repeatable")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         add_connection_arguments(parser)
-        parser.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
-                            help="an initial context value (`${KEY}` in prompts); repeatable")
+        add_input_arguments(parser, "an initial context value (`${KEY}` in prompts)")
         if name == "run":
-            parser.add_argument("--settings", help="run settings: JSON, or a JSON file")
+            parser.add_argument("--settings", metavar="FILE_OR_OBJECT",
+                                help="run settings: a JSON or YAML object, inline or in a "
+                                     "file")
             parser.add_argument("--provider", help="default model provider (e.g. openai)")
             parser.add_argument("--answer", action="append", default=[],
                                 help="a preset answer for the next human gate (an option "

@@ -14,6 +14,8 @@ from .common import (
     EXIT_OK,
     UsageError,
     add_connection_arguments,
+    add_input_arguments,
+    input_values,
     json_object_option,
     key_values,
     load_invariants,
@@ -39,8 +41,8 @@ def _create_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.invariants:
         params["invariants"] = load_invariants(args.invariants)
     if args.run is not None:
-        if args.input or args.set or args.settings:
-            raise UsageError("--input, --set and --settings go with a PIPELINE; a snapshot "
+        if args.input or args.inputs or args.set or args.settings:
+            raise UsageError("--input(s), --set and --settings go with a PIPELINE; a snapshot "
                              "of a run copies the run's")
         params["run_id"] = args.run
         if args.no_cassette:
@@ -49,7 +51,7 @@ def _create_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_cassette:
         raise UsageError("--no-cassette goes with --run: a pipeline alone has no cassette")
     params.update(pipeline=pipeline_ref(args.pipeline),
-                  inputs=key_values(args.input, "--input"),
+                  inputs=input_values(args),
                   variables=key_values(args.set, "--set"))
     if args.settings:
         params["settings"] = json_object_option(args.settings, "--settings")
@@ -158,8 +160,9 @@ async def _replay(args: argparse.Namespace, client: AsyncClient) -> int:
                               "concurrency": args.concurrency, "wait": True}
     if args.override:
         params["overrides"] = json_object_option(args.override, "--override")
-    if args.input:
-        params["inputs"] = key_values(args.input, "--input")
+    inputs = input_values(args)
+    if inputs:
+        params["inputs"] = inputs
     result = await client.request("snapshot.replay", params)
     trial_set = "trial_set_id" in result
     ok = result["verdict"] == "passed" if trial_set else result["outcome"] == "success"
@@ -189,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                       lambda client: action(args, client))
 
 
+_SNAPSHOT = "an id, a name (its latest version) or name@version"
 _EXITS = "Exit codes: 0 ok, 1 the daemon refused (or the replay failed), 2 usage, 3 unreachable."
 
 
@@ -218,11 +222,12 @@ def _create_parser(actions: Any) -> argparse.ArgumentParser:
     create.add_argument("--tag", action="append", default=[], help="repeatable")
     create.add_argument("--invariants", metavar="FILE_OR_JSON",
                         help="a JSON or YAML list of invariants, inline or in a file")
-    create.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
-                        help="with PIPELINE: an input; repeatable")
+    add_input_arguments(create, "with PIPELINE: an input")
     create.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="with PIPELINE: a variable; repeatable")
-    create.add_argument("--settings", help="with PIPELINE: run settings, JSON or a JSON file")
+    create.add_argument("--settings", metavar="FILE_OR_OBJECT",
+                        help="with PIPELINE: run settings, a JSON or YAML object, inline or "
+                             "in a file")
     create.add_argument("--no-cassette", action="store_true",
                         help="with --run: keep no cassette (replays go live)")
     return create
@@ -241,13 +246,13 @@ def _reading_parsers(actions: Any) -> list[argparse.ArgumentParser]:
 
     show = actions.add_parser("show", help="show a whole snapshot",
                               description="Show a snapshot. " + _EXITS)
-    show.add_argument("id", metavar="ID")
+    show.add_argument("id", metavar="SNAPSHOT", help=_SNAPSHOT)
     show.add_argument("--cassette", action="store_true", help="list the cassette's calls")
 
     delete = actions.add_parser("delete", help="delete a snapshot and its cassette",
                                 description="Delete a snapshot and its cassette; runs are "
                                             "kept. " + _EXITS)
-    delete.add_argument("id", metavar="ID")
+    delete.add_argument("id", metavar="SNAPSHOT", help=_SNAPSHOT)
     delete.add_argument("--yes", action="store_true", help="confirm: required")
     return [listing, show, delete]
 
@@ -258,16 +263,15 @@ def _replay_parser(actions: Any) -> argparse.ArgumentParser:
         description="Replay a snapshot as a new run (or a trial set with --trials) and wait "
                     "for it. Exit codes: 0 it succeeded (trial sets: verdict passed), 1 it "
                     "failed or the daemon refused, 2 usage, 3 unreachable.")
-    replay.add_argument("id", metavar="ID")
+    replay.add_argument("id", metavar="SNAPSHOT", help=_SNAPSHOT)
     replay.add_argument("--mode", choices=("recorded", "hybrid", "live"), default="recorded",
                         metavar="recorded|hybrid|live",
                         help="recorded (default): every call from the snapshot's cassette, "
                              "at zero cost; hybrid: unmatched calls go live; live: all live")
     replay.add_argument("--trials", type=positive_int, default=1, metavar="N")
     replay.add_argument("--concurrency", type=positive_int, default=4, metavar="K")
-    replay.add_argument("--override", metavar="JSON_OR_FILE",
-                        help='settings merged over the stored ones, e.g. '
-                             '\'{"max_parallel": 1}\'')
-    replay.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
-                        help="an input replacing the stored one; repeatable")
+    replay.add_argument("--override", metavar="FILE_OR_OBJECT",
+                        help='settings merged over the stored ones, a JSON or YAML object, '
+                             'e.g. \'{"max_parallel": 1}\'')
+    add_input_arguments(replay, "an input replacing the stored one")
     return replay

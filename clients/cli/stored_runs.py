@@ -12,7 +12,8 @@ from .common import (
     EXIT_FAILED,
     EXIT_OK,
     add_connection_arguments,
-    key_values,
+    add_input_arguments,
+    input_values,
     load_invariants,
     pipeline_ref,
     print_json,
@@ -118,8 +119,9 @@ async def _reeval(args: argparse.Namespace, client: AsyncClient) -> int:
                               "strict_scenario": args.strict_scenario}
     if args.pipeline:
         params["pipeline"] = pipeline_ref(args.pipeline)
-    if args.input:
-        params["inputs"] = key_values(args.input, "--input")
+    inputs = input_values(args)
+    if inputs:
+        params["inputs"] = inputs
     result = await client.request("run.reeval", params)
     if args.json:
         print_json(result)
@@ -161,8 +163,7 @@ def add_parsers(commands: Any) -> None:
     reeval.add_argument("--strict-scenario", action="store_true",
                         help="fail when the pipeline or inputs given drifted from the run's")
     reeval.add_argument("--pipeline", help="check the run's pipeline against this file")
-    reeval.add_argument("--input", action="append", default=[], metavar="KEY=VALUE",
-                        help="check the run's inputs against these; repeatable")
+    add_input_arguments(reeval, "check the run's inputs against these")
     reeval.add_argument("--json", action="store_true", help="print the result as JSON")
     add_connection_arguments(reeval)
     reeval.set_defaults(func=run)

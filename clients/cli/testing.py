@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     name = "ostinato test"
     # Whatever the daemon refused, there is no verdict: exit 2 (as for errors).
     return run_client(args, name, lambda client: _test(args, client, sys.stdout),
-                      on_rpc_error=lambda error: report_rpc_error(name, error, EXIT_ERRORS))
+                      on_rpc_error=lambda error: report_rpc_error(name, error, EXIT_ERRORS,
+                                                                json_mode=args.json))
 
 
 def _dollars(text: str) -> float:
@@ -184,8 +185,9 @@ def add_parsers(commands: Any) -> None:
                     "failed, 2 errors, budget exceeded or bad usage, 3 the daemon cannot be "
                     "reached.")
     chosen = parser.add_argument_group("which snapshots (exactly one)")
-    chosen.add_argument("--snapshot", action="append", default=[], metavar="ID",
-                        help="a snapshot id; repeatable")
+    chosen.add_argument("--snapshot", action="append", default=[], metavar="SNAPSHOT",
+                        help="a snapshot: an id, a name (its latest version) or "
+                             "name@version; repeatable")
     chosen.add_argument("--tags", nargs="+", action="extend", default=[], metavar="TAG",
                         help="the latest version of every snapshot that has all these tags")
     chosen.add_argument("--all", action="store_true",

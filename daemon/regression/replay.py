@@ -15,7 +15,20 @@ from ostinato.protocol.runs import RunSettings
 from ..runs.launch import Launched, Trials, launch
 from ..runs.options import RunOptions
 from ..store.records import SnapshotRecord
+from ..store.snapshot_schema import UnknownSchema
+from ..store.snapshots import SnapshotNotFound, SnapshotStore
 from .needs import Needs
+
+
+async def find_snapshot(snapshots: SnapshotStore, ref: str) -> SnapshotRecord:
+    """A snapshot by id, name (its latest version) or name@version; NOT_FOUND saying what
+    exists, CONFLICT when a newer daemon wrote it."""
+    try:
+        return await snapshots.resolve(ref)
+    except SnapshotNotFound as exc:
+        raise RpcError(ErrorCode.NOT_FOUND, str(exc), exc.data) from None
+    except UnknownSchema as exc:
+        raise RpcError(ErrorCode.CONFLICT, str(exc), {"id": ref}) from None
 
 
 async def replay_snapshot(services: Needs, home: Path, snapshot: SnapshotRecord, *,

@@ -28,6 +28,7 @@ from ..store.records import SnapshotRecord, TestResult, TestRunRecord, summarize
 from ..store.snapshot_schema import UnknownSchema
 from ..store.suites import TestRunStore
 from .check import CheckOptions, check_snapshot, not_run
+from .replay import find_snapshot
 
 if TYPE_CHECKING:
     from .needs import Needs
@@ -85,28 +86,40 @@ class TestRuns:
         self.stopping = False
 
     async def _select(self, params: TestsRunParams) -> list[SnapshotRecord]:
-        """The snapshots to test, in order; NOT_FOUND for unknown ids or an empty choice,
-        CONFLICT for one that a newer daemon wrote."""
+        """The snapshots to test, in order; NOT_FOUND for unknown references (ids, names,
+        name@version) or an empty choice, CONFLICT for one that a newer daemon wrote."""
         snapshots = self.services.snapshots
+        if params.snapshot_ids is not None:
+            return await self._resolve(params.snapshot_ids, params.max_snapshots)
         try:
-            if params.snapshot_ids is not None:
-                found = await snapshots.select(ids=params.snapshot_ids)
-            else:
-                found = await snapshots.select(tags=params.tags, all=params.all,
-                                               limit=params.max_snapshots)
+            found = await snapshots.select(tags=params.tags, all=params.all,
+                                           limit=params.max_snapshots)
         except UnknownSchema as exc:
             raise RpcError(ErrorCode.CONFLICT, str(exc)) from None
-        if params.snapshot_ids is not None:
-            missing = sorted(set(params.snapshot_ids) - {s.id for s in found})
-            if missing:
-                raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {', '.join(missing)}",
-                               {"missing": missing})
-            return found[:params.max_snapshots]
         if not found:
             raise RpcError(ErrorCode.NOT_FOUND,
                            f"no snapshot has the tags {', '.join(params.tags)}" if params.tags
                            else "there are no snapshots to test")
         return found
+
+    async def _resolve(self, refs: list[str], limit: int | None) -> list[SnapshotRecord]:
+        """Each reference's snapshot once, in order (a name: its latest version now)."""
+        found: dict[str, SnapshotRecord] = {}
+        missing: list[RpcError] = []
+        for ref in dict.fromkeys(refs):
+            try:
+                snapshot = await find_snapshot(self.services.snapshots, ref)
+            except RpcError as exc:
+                if exc.code != ErrorCode.NOT_FOUND:
+                    raise
+                missing.append(exc)
+                continue
+            found.setdefault(snapshot.id, snapshot)
+        if missing:
+            raise RpcError(ErrorCode.NOT_FOUND, "; ".join(exc.message for exc in missing),
+                           {"missing": [exc.data["id"] for exc in missing],
+                            "errors": [exc.data for exc in missing]})
+        return list(found.values())[:limit]
 
     async def start(self, params: TestsRunParams, connection: Session) -> TestRun:
         """Select the snapshots, store the test run, subscribe `connection`, start it."""

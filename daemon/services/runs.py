@@ -34,13 +34,13 @@ from ..engine.redact import Redactor, run_secrets
 from ..engine.run_state import completed_nodes
 from ..engine.rundir import RunDirectory
 from ..regression.invariants import drift, inputs_hash, verdict
+from ..regression.replay import find_snapshot
 from ..regression.stored import find_run, load_stored_run, reeval_checks
 from ..runs.launch import Trials, launch
 from ..runs.options import RunOptions
 from ..runs.runner import Runner
 from ..store.records import RunRecord, SnapshotRecord
 from ..store.runs import ACTIVE
-from ..store.snapshot_schema import UnknownSchema
 from ..store.traces import TraceStore
 from .base import HandlerTable, RequestContext, cursor_errors
 
@@ -224,13 +224,7 @@ async def reeval(params: RunReevalParams, ctx: RequestContext) -> RunReevalResul
 async def _snapshot_checks(ctx: RequestContext,
                            snapshot_id: str) -> tuple[SnapshotRecord, list[Any]]:
     """A snapshot (its scenario to check drift against) and its invariants, validated."""
-    try:
-        snapshot = await ctx.services.snapshots.get(snapshot_id)
-    except UnknownSchema as exc:
-        raise RpcError(ErrorCode.CONFLICT, str(exc), {"snapshot_id": snapshot_id}) from None
-    if snapshot is None:
-        raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {snapshot_id}",
-                       {"snapshot_id": snapshot_id})
+    snapshot = await find_snapshot(ctx.services.snapshots, snapshot_id)
     try:
         return snapshot, invariant_list.validate_python(snapshot.invariants)
     except ValidationError as exc:

@@ -29,11 +29,10 @@ from ostinato.protocol.snapshots import (
 
 from ..engine.redact import Redactor, run_secrets
 from ..regression.invariants import run_metrics
-from ..regression.replay import replay_snapshot
+from ..regression.replay import find_snapshot, replay_snapshot
 from ..regression.stored import load_stored_run
 from ..store.records import SnapshotRecord
 from ..store.runs import ACTIVE
-from ..store.snapshot_schema import UnknownSchema
 from .base import HandlerTable, RequestContext, cursor_errors
 
 if TYPE_CHECKING:
@@ -42,15 +41,9 @@ if TYPE_CHECKING:
 table = HandlerTable()
 
 
-async def _snapshot(services: Services, snapshot_id: str) -> SnapshotRecord:
-    """A stored snapshot, or NOT_FOUND; CONFLICT when a newer daemon wrote it."""
-    try:
-        snapshot = await services.snapshots.get(snapshot_id)
-    except UnknownSchema as exc:
-        raise RpcError(ErrorCode.CONFLICT, str(exc), {"id": snapshot_id}) from None
-    if snapshot is None:
-        raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {snapshot_id}", {"id": snapshot_id})
-    return snapshot
+async def _snapshot(services: Services, ref: str) -> SnapshotRecord:
+    """A stored snapshot by id, name (latest version) or name@version."""
+    return await find_snapshot(services.snapshots, ref)
 
 
 # -- snapshot.create ----------------------------------------------------------------------
@@ -149,7 +142,7 @@ async def get(params: SnapshotGetParams, ctx: RequestContext) -> SnapshotDetail:
     services = ctx.services
     snapshot = await _snapshot(services, params.id)
     if params.include_cassette:
-        return snapshot.detail(cassette=await services.snapshots.cassette(params.id)
+        return snapshot.detail(cassette=await services.snapshots.cassette(snapshot.id)
                                if snapshot.has_cassette else None)
     return snapshot.detail()
 
@@ -159,16 +152,16 @@ async def delete(params: SnapshotDeleteParams, ctx: RequestContext) -> SnapshotD
     """Delete a snapshot and its cassette, with `confirm: true`; its runs stay."""
     services = ctx.services
     snapshot = await _snapshot(services, params.id)
-    label = f"snapshot {params.id} ({snapshot.name} v{snapshot.version})"
+    label = f"snapshot {snapshot.id} ({snapshot.name} v{snapshot.version})"
     if not params.confirm:
         raise RpcError(ErrorCode.INVALID_PARAMS,
                        f"Invalid params: deleting {label} cannot be undone; pass "
                        "`confirm: true` to delete it (its runs are kept)",
                        {"id": params.id, "confirm": False})
-    runs_kept = await services.snapshots.replay_runs(params.id)
-    if not await services.snapshots.delete(params.id):  # deleted meanwhile
-        raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {params.id}", {"id": params.id})
-    return SnapshotDeleteResult(id=params.id, name=snapshot.name, version=snapshot.version,
+    runs_kept = await services.snapshots.replay_runs(snapshot.id)
+    if not await services.snapshots.delete(snapshot.id):  # deleted meanwhile
+        raise RpcError(ErrorCode.NOT_FOUND, f"no snapshot {snapshot.id}", {"id": snapshot.id})
+    return SnapshotDeleteResult(id=snapshot.id, name=snapshot.name, version=snapshot.version,
                                 deleted=True, cassette_calls=snapshot.cassette_calls,
                                 runs_kept=runs_kept)
 

@@ -33,6 +33,17 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 _LATEST = "s.version = (SELECT MAX(m.version) FROM snapshots AS m WHERE m.name = s.name)"
 
 
+_NAMES_SHOWN = 20  # snapshot names an unknown reference's error lists
+
+
+class SnapshotNotFound(LookupError):
+    """No snapshot has that id, name or name@version; `data` says what exists."""
+
+    def __init__(self, message: str, data: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.data = data
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
@@ -193,6 +204,37 @@ class SnapshotStore:
         row = await self.db.fetchone("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,))
         return None if row is None else decode_snapshot(row)
 
+    async def resolve(self, ref: str) -> SnapshotRecord:
+        """A snapshot by id, by `name@version`, or by name (its latest version); else
+        SnapshotNotFound saying which names (or that name's versions) exist."""
+        snapshot = await self.get(ref)
+        if snapshot is not None:
+            return snapshot
+        name, at, version = ref.rpartition("@")
+        if at and version.isdigit() and name:  # `name@N`, unless `name` is no snapshot's
+            row = await self.db.fetchone(
+                "SELECT * FROM snapshots WHERE name = ? AND version = ?", (name, int(version)))
+            if row is not None:
+                return decode_snapshot(row)
+            versions = [r["version"] for r in await self.db.fetchall(
+                "SELECT version FROM snapshots WHERE name = ? ORDER BY version", (name,))]
+            if versions:
+                raise SnapshotNotFound(
+                    f"snapshot {name!r} has no version {version} (versions: "
+                    f"{', '.join(map(str, versions))})",
+                    {"id": ref, "name": name, "versions": versions})
+        row = await self.db.fetchone(
+            "SELECT * FROM snapshots WHERE name = ? ORDER BY version DESC LIMIT 1", (ref,))
+        if row is not None:
+            return decode_snapshot(row)
+        names = [r["name"] for r in await self.db.fetchall(
+            "SELECT DISTINCT name FROM snapshots ORDER BY name LIMIT ?", (_NAMES_SHOWN + 1,))]
+        known = ", ".join(repr(n) for n in names[:_NAMES_SHOWN]) or "none"
+        more = ", …" if len(names) > _NAMES_SHOWN else ""
+        raise SnapshotNotFound(
+            f"no snapshot {ref} (no such id, name or name@version; names: {known}{more})",
+            {"id": ref, "names": names[:_NAMES_SHOWN]})
+
     async def list(self, *, tags: list[str] | None = None, name: str | None = None,
                    pipeline: str | None = None, limit: int = 50, cursor: str | None = None,
                    latest: bool = False) -> tuple[list[SnapshotSummary], str | None]:
@@ -207,18 +249,11 @@ class SnapshotStore:
             next_cursor = encode_cursor(rows[-1][0])
         return [decode_summary(row) for row in rows], next_cursor
 
-    async def select(self, ids: list[str] | None = None, tags: list[str] | None = None,
-                     all: bool = False, limit: int | None = None) -> list[SnapshotRecord]:
-        """Snapshots to replay: those `ids` (in that order; unknown ids left out), else each
-        name's latest version, when it has every tag in `tags` (every name's with `all`),
-        by name. Nothing without ids, tags or all."""
-        if ids is not None:
-            rows = await self.db.fetchall(
-                f"SELECT * FROM snapshots WHERE id IN ({', '.join('?' * len(ids))})",
-                tuple(ids)) if ids else []
-            by_id = {row["id"]: row for row in rows}
-            found = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
-            return [decode_snapshot(row) for row in found[:limit]]
+    async def select(self, tags: list[str] | None = None, all: bool = False,
+                     limit: int | None = None) -> list[SnapshotRecord]:
+        """Snapshots to replay: each name's latest version, when it has every tag in `tags`
+        (every name's with `all`), by name. Nothing without tags or all (`resolve` finds
+        one snapshot by id or name)."""
         if not tags and not all:
             return []
         tags = list(dict.fromkeys(tags or []))
