@@ -1,5 +1,5 @@
 """Runs family: run.start, run.get, run.list, run.cancel, run.resume, run.subscribe,
-run.unsubscribe, human.answer, run.diff and run.reeval."""
+run.unsubscribe, human.answer, run.diff, run.reeval and run.prune."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from ostinato.protocol.runs import (
     RunIdParams,
     RunListParams,
     RunListResult,
+    RunPruneParams,
+    RunPruneResult,
     RunReevalParams,
     RunReevalResult,
     RunResumeParams,
@@ -38,6 +40,7 @@ from ..regression.stored import find_run, load_stored_run, reeval_checks
 from ..runs.diff import diff_runs, from_store
 from ..runs.launch import Trials, launch
 from ..runs.options import RunOptions
+from ..runs.prune import prune as prune_runs
 from ..runs.runner import Runner
 from ..store.records import RunRecord, SnapshotRecord
 from ..store.runs import ACTIVE
@@ -155,6 +158,19 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
     """Answer a waiting run's question."""
     ctx.services.runner.answer(params.run_id, params.question_id, params.answer)
     return NullResult()
+
+
+@table.method("run.prune")
+async def prune(params: RunPruneParams, ctx: RequestContext) -> RunPruneResult:
+    """Remove ended runs by age and/or count, keeping what is active or referred to
+    (daemon/runs/prune.py)."""
+    outcome = await prune_runs(ctx.services, before=params.before, keep=params.keep,
+                               dry_run=params.dry_run)
+    return RunPruneResult.model_validate({
+        "dry_run": params.dry_run, "removed": outcome.removed,
+        "trial_sets": outcome.trial_sets, "kept": outcome.kept,
+        "bytes": {"run_dirs": outcome.run_dirs, "store": outcome.store},
+        "compaction": outcome.compaction})
 
 
 # -- run.diff -----------------------------------------------------------------------------
