@@ -1,9 +1,11 @@
 """run.prune through a real daemon and its real store: it removes exactly what it says (rows,
 trace, events, directories), a dry run changes nothing, and what a snapshot, a stored test
-run or an active run needs stays; `keep` keeps the newest; the disk is given back."""
+run or an active run needs stays; `keep` keeps the newest; the disk is given back. And
+`ostinato prune` as a subprocess."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from .runs_support import FAST, blocking, dot, make_fifo, read_fifo, run_to_end
 from .snapshots_support import NOT_FOUND, create
 from .support import DaemonProcess, Wire, published
+from .test_tests_run_cli import ostinato
 from .tests_run_support import priced, run_tests, snapshot
 
 INVALID_PARAMS = -32602
@@ -118,4 +121,38 @@ async def test_prune_needs_a_selection_and_a_date(daemon: DaemonProcess) -> None
     for params in ({}, {"dry_run": True}, {"before": "last tuesday"}, {"keep": -1}):
         reply = await wire.request("run.prune", params)
         assert reply["error"]["code"] == INVALID_PARAMS, (params, reply)
+    await wire.close()
+
+
+async def test_cli_says_what_goes_and_what_stays(daemon: DaemonProcess, tmp_path: Path) -> None:
+    wire = await daemon.connect()
+    old = [(await run_to_end(wire, BULKY))["run_id"] for _ in range(2)]
+    referenced = (await run_to_end(wire, BULKY))["run_id"]
+    made = await create(wire, name="cli-kept", run_id=referenced)
+    socket = ("--socket", daemon.socket)
+
+    code, out, err = await ostinato("prune", "--keep", "0", "--dry-run", *socket, cwd=tmp_path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:3] == ["would remove 2 run(s):", f"  {old[0]}", f"  {old[1]}"]
+    assert f"kept {referenced}: snapshot {made['id']} was made from it" in lines
+    assert lines[-1].startswith("would give back ")
+    assert all((daemon.home / "runs" / run_id).is_dir() for run_id in old)
+
+    code, out, err = await ostinato("prune", "--keep", "0", "--json", *socket, cwd=tmp_path)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["removed"] == old and not result["dry_run"]
+    assert [kept["run_id"] for kept in result["kept"]] == [referenced]
+    assert not any((daemon.home / "runs" / run_id).exists() for run_id in old)
+
+    code, out, err = await ostinato("prune", "--before", "someday", "--json", *socket,
+                                    cwd=tmp_path)
+    assert code == 2 and "not an ISO date" in err
+    assert json.loads(out)["error"]["code"] == INVALID_PARAMS
+    code, out, err = await ostinato("prune", "--json", *socket, cwd=tmp_path)
+    assert (code, json.loads(out)["error"]["code"]) == (2, "usage"), err
+    code, out, err = await ostinato("prune", "--keep", "1", "--json", "--socket",
+                                    str(tmp_path / "nobody.sock"), cwd=tmp_path)
+    assert (code, json.loads(out)["error"]["code"]) == (3, "unreachable"), err
     await wire.close()

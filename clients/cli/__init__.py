@@ -1,5 +1,5 @@
 """The `ostinato` command: serve a daemon, call its methods, validate, plan and run pipelines
-(one run or a trial set), replay recorded runs, diff and reeval stored runs."""
+(one run or a trial set), replay recorded runs, diff and reeval stored runs, prune old ones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from ostinato.daemon.main import add_serve_arguments, serve
 
-from . import call, pipelines, snapshots, stored_runs, testing
+from . import call, pipelines, prune, snapshots, stored_runs, testing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     stored_runs.add_parsers(commands)
     snapshots.add_parsers(commands)
     testing.add_parsers(commands)
+    prune.add_parser(commands)
     return parser
 
 

@@ -19,6 +19,7 @@ from ostinato.protocol.errors import RpcError
 from ostinato.protocol.lifecycle import parse_tcp
 
 from ..python import AsyncClient, DaemonConnectionError
+from .failure import INTERRUPTED, TIMEOUT, UNREACHABLE, USAGE, fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -94,26 +95,29 @@ def key_values(pairs: list[str], option: str) -> dict[str, str]:
     return result
 
 
-def report_rpc_error(name: str, error: RpcError, refused: int = EXIT_FAILED) -> int:
-    """Print a daemon's error; invalid params list which field and why. The exit code: 2 for
-    invalid params, else `refused`."""
-    print(f"{name}: {error.message}", file=sys.stderr)
+def report_rpc_error(name: str, error: RpcError, refused: int = EXIT_FAILED, *,
+                     json_mode: bool = False) -> int:
+    """Print a daemon's error (failure.fail); invalid params list which field and why. The
+    exit code: 2 for invalid params, else `refused`."""
+    details: tuple[str, ...] = ()
+    exit_code = refused
     if error.code == -32602 and isinstance(error.data, list):  # pydantic's, one per field
-        for entry in error.data:
-            where = ".".join(str(part) for part in entry.get("loc", []))
-            print(f"  {where}: {entry.get('msg')}", file=sys.stderr)
-        return EXIT_USAGE
-    return refused
+        details = tuple(f"{'.'.join(str(part) for part in entry.get('loc', []))}: "
+                        f"{entry.get('msg')}" for entry in error.data)
+        exit_code = EXIT_USAGE
+    return fail(name, error.message, exit_code, json_mode=json_mode, code=error.code,
+                data=error.data, details=details)
 
 
 def run_client(args: argparse.Namespace, name: str,
                action: Callable[[AsyncClient], Awaitable[int]], *,
                on_rpc_error: Callable[[RpcError], int] | None = None,
-               timeout: float | None = None) -> int:
+               timeout: float | None = None, json_mode: bool = False) -> int:
     """Connect as the arguments say, run `action` with the client and close it; its exit
-    code, or a failure said on stderr as `name: …` with its own: usage 2, an error reply
-    (`on_rpc_error`, else report_rpc_error) 1 or 2, unreachable or no answer within
-    `timeout` seconds 3, interrupted 130."""
+    code, or a failure said on stderr as `name: …` (failure.fail: with `json_mode` also a
+    JSON error object on stdout) with its own: usage 2, an error reply (`on_rpc_error`,
+    else report_rpc_error) 1 or 2, unreachable or no answer within `timeout` seconds 3,
+    interrupted 130."""
     async def main() -> int:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -133,17 +137,19 @@ def run_client(args: argparse.Namespace, name: str,
     try:
         return asyncio.run(main())
     except UsageError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(name, str(exc), EXIT_USAGE, json_mode=json_mode, code=USAGE)
     except RpcError as exc:
-        return on_rpc_error(exc) if on_rpc_error else report_rpc_error(name, exc)
+        return (on_rpc_error(exc) if on_rpc_error
+                else report_rpc_error(name, exc, json_mode=json_mode))
     except TimeoutError:  # before OSError, of which it is a subclass
-        print(f"{name}: no answer within {timeout} s", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return fail(name, f"no answer within {timeout} s", EXIT_UNREACHABLE,
+                    json_mode=json_mode, code=TIMEOUT)
     except (DaemonConnectionError, OSError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return fail(name, str(exc), EXIT_UNREACHABLE, json_mode=json_mode, code=UNREACHABLE)
     except KeyboardInterrupt:
+        if json_mode:
+            return fail(name, "interrupted", EXIT_INTERRUPTED, json_mode=True,
+                        code=INTERRUPTED)
         return EXIT_INTERRUPTED
 
 

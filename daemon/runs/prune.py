@@ -13,10 +13,12 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+from ..store.db import Database
 from ..store.prune import (
     ORPHAN_PIPELINES,
     RunLink,
@@ -31,9 +33,6 @@ from ..store.prune import (
 )
 from ..store.runs import ACTIVE
 from .runner import RESUMABLE
-
-if TYPE_CHECKING:
-    from ..services import Services
 
 log = logging.getLogger("ostinato.prune")
 
@@ -54,6 +53,16 @@ class Unit:
     def first_run(self) -> str:
         """The run that stands for the unit in what prune reports."""
         return self.runs[0].id if self.runs else self.key
+
+
+@dataclass
+class Live:
+    """What this daemon is working on now (the services know; asked again before each
+    batch)."""
+
+    runs: Collection[str]  # ids of the runs in the runner
+    trial_sets: Collection[str]  # ids of the trial sets running
+    test_runs: dict[str, str]  # test runs in progress: id -> created_at
 
 
 @dataclass
@@ -85,10 +94,9 @@ def _kept(unit: Unit, reason: str, run_id: str | None = None,
             "runs": len(unit.runs), "reason": reason, "by": by}
 
 
-async def plan(services: Services, *, before: str | None, keep: int | None) -> Plan:
+async def plan(db: Database, live: Live, *, before: str | None, keep: int | None) -> Plan:
     """The units to remove: ended, created before `before`, beyond the newest `keep` ended
     ones, and referred to by nothing that stays."""
-    db = services.db
     runs, sets = await run_links(db), await trial_set_links(db)
     snapshots = await snapshot_references(db)
     test_runs, test_sets = await test_run_references(db)
@@ -96,7 +104,7 @@ async def plan(services: Services, *, before: str | None, keep: int | None) -> P
     in_scope = {unit.key for unit in units if before is None or unit.created_at < before}
     kept, ended = [], []
     for unit in units:
-        reason = _activity(services, unit)
+        reason = _activity(live, unit)
         if reason is None:
             ended.append(unit)
         elif unit.key in in_scope:
@@ -116,19 +124,18 @@ async def plan(services: Services, *, before: str | None, keep: int | None) -> P
     return Plan(sorted(remove.values(), key=lambda unit: unit.created_at), kept)
 
 
-def _activity(services: Services, unit: Unit) -> tuple[str, str | None] | None:
+def _activity(live: Live, unit: Unit) -> tuple[str, str | None] | None:
     """(run id, test run id) when the unit is still at work, or may still be read by a test
     run in progress (it checks its replays after they end); else None."""
     if unit.trial_set and (unit.trial_set.status == "running"
-                           or unit.key in services.trials.sets):
+                           or unit.key in live.trial_sets):
         return unit.first_run(), None
-    testing = services.tests.active.values()
     for run in unit.runs:
-        if run.status in ACTIVE or run.id in services.runner.active:
+        if run.status in ACTIVE or run.id in live.runs:
             return run.id, None
-        for test_run in testing:
-            if run.created_at >= test_run.created_at:
-                return run.id, test_run.id
+        for test_run_id, created_at in live.test_runs.items():
+            if run.created_at >= created_at:
+                return run.id, test_run_id
     return None
 
 
@@ -173,34 +180,34 @@ class Outcome:
     compaction: str = "none"
 
 
-async def prune(services: Services, *, before: str | None, keep: int | None,
-                dry_run: bool) -> Outcome:
+async def prune(db: Database, home: Path, live: Callable[[], Live], *,
+                before: str | None, keep: int | None, dry_run: bool) -> Outcome:
     """Plan, then (unless `dry_run`) remove in batches of whole units: the rows of a batch
-    in one transaction, then its directories; then the store's free pages."""
-    async with services.pruning:  # one prune at a time: the second plans on what is left
-        chosen = await plan(services, before=before, keep=keep)
-        outcome = Outcome(kept=chosen.kept)
-        home = os.path.realpath(services.home)
-        if dry_run:
-            outcome.removed = [run.id for unit in chosen.remove for run in unit.runs]
-            outcome.trial_sets = [u.key for u in chosen.remove if u.trial_set]
-            outcome.run_dirs = await asyncio.to_thread(
-                sum, (tree_bytes(home, where) for where in _dirs(chosen.remove)))
-            return outcome
-        stored = store_bytes(services.db)
-        for run_ids, set_ids, dirs in _batches(services, chosen.remove, outcome):
-            await services.db.write(delete_statements(run_ids, set_ids))
-            outcome.removed += run_ids
-            outcome.trial_sets += set_ids
-            outcome.run_dirs += await asyncio.to_thread(_remove_dirs, home, dirs)
-        if outcome.removed or outcome.trial_sets:
-            await services.db.write([ORPHAN_PIPELINES])
-            outcome.compaction = await reclaim(services.db)
-        outcome.store = max(0, stored - store_bytes(services.db))
-        log.info("pruned %d run(s) and %d trial set(s): %d bytes of directories, %d of "
-                 "store (%s); %d kept", len(outcome.removed), len(outcome.trial_sets),
-                 outcome.run_dirs, outcome.store, outcome.compaction, len(outcome.kept))
+    in one transaction, then its directories; then the store's free pages. The caller
+    runs one prune at a time."""
+    chosen = await plan(db, live(), before=before, keep=keep)
+    outcome = Outcome(kept=chosen.kept)
+    root = os.path.realpath(home)
+    if dry_run:
+        outcome.removed = [run.id for unit in chosen.remove for run in unit.runs]
+        outcome.trial_sets = [u.key for u in chosen.remove if u.trial_set]
+        outcome.run_dirs = await asyncio.to_thread(
+            sum, (tree_bytes(root, where) for where in _dirs(chosen.remove)))
         return outcome
+    stored = store_bytes(db)
+    for run_ids, set_ids, dirs in _batches(live, chosen.remove, outcome):
+        await db.write(delete_statements(run_ids, set_ids))
+        outcome.removed += run_ids
+        outcome.trial_sets += set_ids
+        outcome.run_dirs += await asyncio.to_thread(_remove_dirs, root, dirs)
+    if outcome.removed or outcome.trial_sets:
+        await db.write([ORPHAN_PIPELINES])
+        outcome.compaction = await reclaim(db)
+    outcome.store = max(0, stored - store_bytes(db))
+    log.info("pruned %d run(s) and %d trial set(s): %d bytes of directories, %d of store "
+             "(%s); %d kept", len(outcome.removed), len(outcome.trial_sets),
+             outcome.run_dirs, outcome.store, outcome.compaction, len(outcome.kept))
+    return outcome
 
 
 def _dirs(units: list[Unit]) -> Iterator[str]:
@@ -210,7 +217,7 @@ def _dirs(units: list[Unit]) -> Iterator[str]:
             yield unit.trial_set.set_dir
 
 
-def _batches(services: Services, units: list[Unit],
+def _batches(live: Callable[[], Live], units: list[Unit],
              outcome: Outcome) -> Iterator[tuple[list[str], list[str], list[str]]]:
     """(run ids, trial set ids, directories) of at most BATCH_RUNS runs; a unit is looked
     at again just before its batch is written, and one resumed meanwhile stays. A unit
@@ -219,7 +226,7 @@ def _batches(services: Services, units: list[Unit],
     set_ids: list[str] = []
     dirs: list[str] = []
     for unit in units:
-        active = _activity(services, unit)
+        active = _activity(live(), unit)
         if active is not None:
             outcome.kept.append(_kept(unit, "active", *active))
             continue

@@ -40,6 +40,7 @@ from ..regression.stored import find_run, load_stored_run, reeval_checks
 from ..runs.diff import diff_runs, from_store
 from ..runs.launch import Trials, launch
 from ..runs.options import RunOptions
+from ..runs.prune import Live
 from ..runs.prune import prune as prune_runs
 from ..runs.runner import Runner
 from ..store.records import RunRecord, SnapshotRecord
@@ -164,8 +165,16 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
 async def prune(params: RunPruneParams, ctx: RequestContext) -> RunPruneResult:
     """Remove ended runs by age and/or count, keeping what is active or referred to
     (daemon/runs/prune.py)."""
-    outcome = await prune_runs(ctx.services, before=params.before, keep=params.keep,
-                               dry_run=params.dry_run)
+    services = ctx.services
+
+    def live() -> Live:
+        return Live(runs=services.runner.active, trial_sets=services.trials.sets,
+                    test_runs={test_run.id: test_run.created_at
+                               for test_run in services.tests.active.values()})
+
+    async with services.pruning:  # one at a time: the second plans on what the first left
+        outcome = await prune_runs(services.db, services.home, live, before=params.before,
+                                   keep=params.keep, dry_run=params.dry_run)
     return RunPruneResult.model_validate({
         "dry_run": params.dry_run, "removed": outcome.removed,
         "trial_sets": outcome.trial_sets, "kept": outcome.kept,
