@@ -12,7 +12,8 @@ from typing import Any
 
 from .runs_support import FAST, blocking, dot, make_fifo, read_fifo, run_to_end
 from .snapshots_support import NOT_FOUND, create
-from .support import DaemonProcess, Wire, published
+from .support import DaemonProcess, Wire, published, start_daemon
+from .test_runs_manager import child_file, parent
 from .test_tests_run_cli import ostinato
 from .tests_run_support import priced, run_tests, snapshot
 
@@ -36,6 +37,12 @@ def rows_of(home: Path, run_ids: list[str]) -> dict[str, int]:
         return {table: db.execute(
             f"SELECT COUNT(*) FROM {table} WHERE {'id' if table == 'runs' else 'run_id'} "
             f"IN ({marks})", run_ids).fetchone()[0] for table in TABLES}
+
+
+def store_size(home: Path) -> int:
+    """The database file and its WAL, in bytes."""
+    return sum(path.stat().st_size for path in home.glob("ostinato.db*")
+               if not path.name.endswith("-shm"))
 
 
 def home_bytes(home: Path) -> int:
@@ -156,3 +163,42 @@ async def test_cli_says_what_goes_and_what_stays(daemon: DaemonProcess, tmp_path
                                     str(tmp_path / "nobody.sock"), cwd=tmp_path)
     assert (code, json.loads(out)["error"]["code"]) == (3, "unreachable"), err
     await wire.close()
+
+
+async def test_a_run_and_its_children_go_or_stay_together(daemon: DaemonProcess,
+                                                          short_tmp: Path) -> None:
+    wire = await daemon.connect()
+    family = await run_to_end(wire, parent(child_file(short_tmp)))
+    [child] = family["children"]
+    made = await create(wire, name="the-child", run_id=child)
+
+    kept = await prune(wire, keep=0)
+    assert kept["removed"] == []
+    assert kept["kept"] == [{"run_id": child, "trial_set_id": None, "runs": 2,
+                             "reason": "snapshot", "by": made["id"]}]
+    await wire.result("snapshot.delete", {"id": made["id"], "confirm": True})
+    assert (await prune(wire, keep=0))["removed"] == [family["run_id"], child]
+    assert rows_of(daemon.home, [family["run_id"], child]) == dict.fromkeys(TABLES, 0)
+    await wire.close()
+
+
+async def test_a_store_made_before_incremental_vacuum_is_rewritten_once(
+        short_tmp: Path) -> None:
+    home = short_tmp / "home"
+    home.mkdir()
+    # As an earlier version made it: WAL mode, tables without auto_vacuum.
+    sqlite3.connect(home / "ostinato.db").execute("PRAGMA journal_mode=WAL").close()
+    daemon = await start_daemon(home, "--socket", str(short_tmp / "d.sock"))
+    wire = await daemon.connect()
+    bulkier = {**FAST, "providers": {"scripted": {"responses": {"say": "tide " * 20000}}}}
+    await wire.result("run.start", {"pipeline": BULKY, "settings": bulkier, "trials": 12,
+                                    "wait": True})
+    before = store_size(home)
+
+    done = await prune(wire, keep=0)
+    assert len(done["removed"]) == 12 and done["compaction"] == "vacuum"
+    assert done["bytes"]["store"] > 0 and store_size(home) < before
+    await wire.close()
+    assert await daemon.stop() == 0
+    with sqlite3.connect(home / "ostinato.db") as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental from now on
