@@ -10,10 +10,20 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from .runs_support import FAST, blocking, dot, make_fifo, read_fifo, run_to_end
+from .runs_support import (
+    FAST,
+    blocking,
+    dot,
+    make_fifo,
+    next_event,
+    of_type,
+    read_fifo,
+    run_to_end,
+)
 from .snapshots_support import NOT_FOUND, create
 from .support import DaemonProcess, Wire, published, start_daemon
 from .test_runs_manager import child_file, parent
+from .test_snapshots_replay import GATE
 from .test_tests_run_cli import ostinato
 from .tests_run_support import priced, run_tests, snapshot
 
@@ -202,3 +212,23 @@ async def test_a_store_made_before_incremental_vacuum_is_rewritten_once(
     assert await daemon.stop() == 0
     with sqlite3.connect(home / "ostinato.db") as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental from now on
+
+
+async def test_the_recording_of_a_resumable_replay_stays(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    recorded = await run_to_end(wire, GATE, settings={**FAST, "human": {"auto_approve": True}})
+    replay = await wire.result("run.start", {
+        "replay": {"from_run": recorded["run_id"], "mode": "recorded"},
+        "settings": {**FAST, "human": {"auto_approve": False}}})  # it stops at the gate
+    await next_event(wire, of_type("InterviewStarted", stage="review"))
+    cancelled = await wire.result("run.cancel", {"run_id": replay["run_id"]})
+    assert cancelled["resumable"]
+    started = (await wire.result("run.get", {"run_id": replay["run_id"]}))["created_at"]
+
+    kept = await prune(wire, before=started)  # the replay is newer: it stays, resumable
+    assert kept["removed"] == []
+    assert [(k["run_id"], k["reason"], k["by"]) for k in kept["kept"]] == [
+        (recorded["run_id"], "replay", replay["run_id"])]
+    assert (await prune(wire, keep=0))["removed"] == [recorded["run_id"], replay["run_id"]]
+    await wire.close()

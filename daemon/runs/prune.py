@@ -154,13 +154,15 @@ def _reference(unit: Unit, snapshots: dict[str, str], test_runs: dict[str, str],
 
 def _replayed(remove: dict[str, Unit], units: list[Unit]) -> list[dict[str, Any]]:
     """Units taken back out of `remove` because a run that stays, active or resumable,
-    replays one of their runs (a resume reads the recording again); until none is left."""
+    replays one of their runs `recorded` or `hybrid` (a resume reads the recording again);
+    until none is left."""
     kept = []
     while True:
         going = {run.id: unit for unit in remove.values() for run in unit.runs}
         found = [(going[run.replay_of], run) for unit in units if unit.key not in remove
                  for run in unit.runs
-                 if run.replay_of in going and (run.status in ACTIVE or run.status in RESUMABLE)]
+                 if run.replay_of in going and run.replay_mode != "live"
+                 and (run.status in ACTIVE or run.status in RESUMABLE)]
         if not found:
             return kept
         for unit, by in found:

@@ -34,6 +34,7 @@ class RunLink:
     trial_set_id: str | None
     parent_run_id: str | None
     replay_of: str | None
+    replay_mode: str | None
 
 
 @dataclass(slots=True)
@@ -49,7 +50,7 @@ class TrialSetLink:
 async def run_links(db: Database) -> list[RunLink]:
     """Every run, oldest first."""
     rows = await db.rows("SELECT id, status, created_at, run_dir, trial_set_id, parent_run_id, "
-                         "replay_of FROM runs ORDER BY created_at, id")
+                         "replay_of, replay_mode FROM runs ORDER BY created_at, id")
     return [RunLink(*row) for row in rows]
 
 
