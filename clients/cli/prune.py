@@ -4,6 +4,8 @@ saying what went, what stayed and why, and the disk space given back."""
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,6 +55,22 @@ def _print(result: dict[str, Any]) -> None:
               f"{_size(sizes['store'])} of store (compaction: {result['compaction']})")
 
 
+class _Reporter:
+    """A line on stderr with the daemon's progress, at most every PROGRESS_EVERY_S: a
+    large prune takes a while (unlinking files is most of it)."""
+
+    PROGRESS_EVERY_S = 2.0
+
+    def __init__(self) -> None:
+        self.shown = time.monotonic()
+
+    def __call__(self, value: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if value.get("kind") == "report" and now - self.shown >= self.PROGRESS_EVERY_S:
+            self.shown = now
+            print(f"{NAME}: {value.get('message')}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry of `ostinato prune`."""
     from .common import EXIT_OK, EXIT_USAGE, print_json, run_client
@@ -68,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         params["keep"] = args.keep
 
     async def action(client: AsyncClient) -> int:
-        result = await client.request("run.prune", params)
+        result = await client.request("run.prune", params, on_progress=_Reporter())
         if args.json:
             print_json(result)
         else:

@@ -183,10 +183,12 @@ class Outcome:
 
 
 async def prune(db: Database, home: Path, live: Callable[[], Live], *,
-                before: str | None, keep: int | None, dry_run: bool) -> Outcome:
+                before: str | None, keep: int | None, dry_run: bool,
+                progress: Callable[[int, int], None] = lambda done, total: None) -> Outcome:
     """Plan, then (unless `dry_run`) remove in batches of whole units: the rows of a batch
-    in one transaction, then its directories; then the store's free pages. The caller
-    runs one prune at a time."""
+    in one transaction, then its directories; then the store's free pages. `progress` is
+    told (runs removed, runs to remove) after each batch. The caller runs one prune at a
+    time."""
     chosen = await plan(db, live(), before=before, keep=keep)
     outcome = Outcome(kept=chosen.kept)
     root = os.path.realpath(home)
@@ -197,11 +199,13 @@ async def prune(db: Database, home: Path, live: Callable[[], Live], *,
             sum, (tree_bytes(root, where) for where in _dirs(chosen.remove)))
         return outcome
     stored = store_bytes(db)
+    total = sum(len(unit.runs) for unit in chosen.remove)
     for run_ids, set_ids, dirs in _batches(live, chosen.remove, outcome):
         await db.write(delete_statements(run_ids, set_ids))
         outcome.removed += run_ids
         outcome.trial_sets += set_ids
         outcome.run_dirs += await asyncio.to_thread(_remove_dirs, root, dirs)
+        progress(len(outcome.removed), total)
     if outcome.removed or outcome.trial_sets:
         await db.write([ORPHAN_PIPELINES])
         outcome.compaction = await reclaim(db)

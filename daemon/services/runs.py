@@ -172,9 +172,13 @@ async def prune(params: RunPruneParams, ctx: RequestContext) -> RunPruneResult:
                     test_runs={test_run.id: test_run.created_at
                                for test_run in services.tests.active.values()})
 
+    def report(done: int, total: int) -> None:
+        ctx.progress.report(f"{done}/{total} runs removed", int(100 * done / total))
+
     async with services.pruning:  # one at a time: the second plans on what the first left
         outcome = await prune_runs(services.db, services.home, live, before=params.before,
-                                   keep=params.keep, dry_run=params.dry_run)
+                                   keep=params.keep, dry_run=params.dry_run, progress=report)
+    ctx.progress.end(f"{len(outcome.removed)} runs removed")
     return RunPruneResult.model_validate({
         "dry_run": params.dry_run, "removed": outcome.removed,
         "trial_sets": outcome.trial_sets, "kept": outcome.kept,
