@@ -37,7 +37,6 @@ from ..engine.run_state import completed_nodes
 from ..engine.rundir import RunDirectory
 from ..regression.invariants import drift, inputs_hash, verdict
 from ..regression.stored import find_run, load_stored_run, reeval_checks
-from ..runs.diff import diff_runs, from_store
 from ..runs.launch import Trials, launch
 from ..runs.options import RunOptions
 from ..runs.prune import Live
@@ -193,6 +192,8 @@ async def prune(params: RunPruneParams, ctx: RequestContext) -> RunPruneResult:
 async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
     """Compare two stored runs (daemon/runs/diff.py); a plain dict, validated
     against RunDiffResult in strict mode."""
+    from ..runs.diff import diff_runs, from_store  # rarely asked for: imported when it is
+
     services = ctx.services
     traces = TraceStore(services.db)
     records = []
