@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .base import Model, NullResult, Params, Result, Root, Strict
 from .bounds import JsonObject
@@ -497,4 +498,94 @@ METHODS += [
                "records those calls on the run (calls table and trace.jsonl; the run's own "
                "cost is unchanged). Across-trials checks (`pass_rate`, `pass_at_k`) are "
                "`skipped` on one run."),
+]
+
+
+# -- run.prune ----------------------------------------------------------------------------
+
+PruneReason = Literal["active", "snapshot", "test_run", "replay"]
+
+
+def _utc_instant(text: str) -> str:
+    """An ISO date or date-time as the store writes times (UTC, microseconds, `Z`); a date
+    is its midnight UTC, a time without an offset is UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO date or date-time: {text!r} (e.g. 2026-11-30 or "
+                         "2026-11-30T12:00:00Z)") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RunPruneParams(Params):
+    """Remove ended runs: those created before a time, those beyond the newest N, or both
+    (then a run must be both to go)."""
+
+    before: str | None = Field(
+        default=None, description="An ISO date or date-time (UTC when it has no offset): "
+                                  "runs created before it go.")
+    keep: int | None = Field(
+        default=None, ge=0, description="Keep the newest N ended runs (a trial set counts "
+                                        "as one, a run with its child runs as one).")
+    dry_run: bool = Field(default=False, description="Say what would go; change nothing.")
+
+    @field_validator("before")
+    @classmethod
+    def _instant(cls, before: str | None) -> str | None:
+        return None if before is None else _utc_instant(before)
+
+    @model_validator(mode="after")
+    def _some_selection(self) -> RunPruneParams:
+        if self.before is None and self.keep is None:
+            raise ValueError("give `before`, `keep` or both")
+        return self
+
+
+class PruneKept(Strict):
+    """Runs the selection took in that stay, and why."""
+
+    run_id: str = Field(description="The run the reason is about (referenced or active).")
+    trial_set_id: str | None = Field(description="Its trial set, which stays whole.")
+    runs: int = Field(description="Runs that stay with it: itself, its parent and child "
+                                  "runs, the other runs of its trial set.")
+    reason: PruneReason = Field(
+        description="`active`: running, paused or waiting (or a test run in progress may "
+                    "still read it); `snapshot`: a snapshot was made from it; `test_run`: "
+                    "a stored test run refers to it; `replay`: a run that is active or can "
+                    "be resumed replays its recording.")
+    by: str | None = Field(description="The snapshot, test run or run that refers to it.")
+
+
+class PruneBytes(Strict):
+    """Disk space given back."""
+
+    run_dirs: int = Field(description="Run and trial-set directories (blocks on disk).")
+    store: int | None = Field(description="The database file and its WAL, before less "
+                                          "after; null in a dry run (measured, not guessed).")
+
+
+class RunPruneResult(Result):
+    """What went (or, in a dry run, would go), what stayed and why, and the space given
+    back."""
+
+    dry_run: bool
+    removed: list[str] = Field(description="Ids of the runs removed (rows, trace, events, "
+                                           "directory), oldest first.")
+    trial_sets: list[str] = Field(description="Trial sets removed whole.")
+    kept: list[PruneKept]
+    bytes: PruneBytes
+    compaction: Literal["none", "incremental", "vacuum"] = Field(
+        description="How the store file was shrunk: `incremental` (free pages given back), "
+                    "`vacuum` (a one-time rewrite that turns incremental vacuum on), or "
+                    "`none` (a dry run, or too little to give back).")
+
+
+METHODS += [
+    MethodSpec("run.prune", RunPruneParams, RunPruneResult,
+               "Remove ended runs created before a time and/or beyond the newest N: their "
+               "store rows and directories; never an active run, nor one a snapshot, a "
+               "stored test run or a resumable replay refers to (those are listed with the "
+               "reason). `dry_run` says what would go. Gives the disk space back."),
 ]

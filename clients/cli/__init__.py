@@ -1,5 +1,5 @@
 """The `ostinato` command: serve a daemon, call its methods, validate, plan and run pipelines
-(one run or a trial set), replay recorded runs, diff and reeval stored runs."""
+(one run or a trial set), replay recorded runs, diff and reeval stored runs, prune old ones."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import NoReturn
 
 from ostinato.daemon.main import add_serve_arguments, serve
 
-from . import call, daemon, pipelines, snapshots, stored_runs, stored_tests, testing
+from . import call, daemon, pipelines, prune, snapshots, stored_runs, stored_tests, testing
 from .failure import USAGE, fail
 
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     snapshots.add_parsers(commands)
     testing.add_parsers(commands)
     stored_tests.add_parsers(commands)
+    prune.add_parser(commands)
     return parser
 
 

@@ -41,6 +41,7 @@ class Services:
     # Held while calls are appended to a stored run (a judge's): they are numbered after
     # its last call, which must not change between the read and the write.
     appending_calls: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pruning: asyncio.Lock = field(default_factory=asyncio.Lock)  # one run.prune at a time
 
     def __post_init__(self) -> None:
         self.snapshots = SnapshotStore(self.db)

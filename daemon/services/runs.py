@@ -1,5 +1,5 @@
 """Runs family: run.start, run.get, run.list, run.cancel, run.resume, run.subscribe,
-run.unsubscribe, human.answer, run.diff and run.reeval."""
+run.unsubscribe, human.answer, run.diff, run.reeval and run.prune."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from ostinato.protocol.runs import (
     RunIdParams,
     RunListParams,
     RunListResult,
+    RunPruneParams,
+    RunPruneResult,
     RunReevalParams,
     RunReevalResult,
     RunResumeParams,
@@ -38,6 +40,8 @@ from ..regression.replay import find_snapshot
 from ..regression.stored import find_run, load_stored_run, reeval_checks
 from ..runs.launch import Trials, launch
 from ..runs.options import RunOptions
+from ..runs.prune import Live
+from ..runs.prune import prune as prune_runs
 from ..runs.runner import Runner
 from ..store.records import RunRecord, SnapshotRecord
 from ..store.runs import ACTIVE
@@ -154,6 +158,31 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
     """Answer a waiting run's question."""
     ctx.services.runner.answer(params.run_id, params.question_id, params.answer)
     return NullResult()
+
+
+@table.method("run.prune")
+async def prune(params: RunPruneParams, ctx: RequestContext) -> RunPruneResult:
+    """Remove ended runs by age and/or count, keeping what is active or referred to
+    (daemon/runs/prune.py)."""
+    services = ctx.services
+
+    def live() -> Live:
+        return Live(runs=services.runner.active, trial_sets=services.trials.sets,
+                    test_runs={test_run.id: test_run.created_at
+                               for test_run in services.tests.active.values()})
+
+    def report(done: int, total: int) -> None:
+        ctx.progress.report(f"{done}/{total} runs removed", int(100 * done / total))
+
+    async with services.pruning:  # one at a time: the second plans on what the first left
+        outcome = await prune_runs(services.db, services.home, live, before=params.before,
+                                   keep=params.keep, dry_run=params.dry_run, progress=report)
+    ctx.progress.end(f"{len(outcome.removed)} runs removed")
+    return RunPruneResult.model_validate({
+        "dry_run": params.dry_run, "removed": outcome.removed,
+        "trial_sets": outcome.trial_sets, "kept": outcome.kept,
+        "bytes": {"run_dirs": outcome.run_dirs, "store": outcome.store},
+        "compaction": outcome.compaction})
 
 
 # -- run.diff -----------------------------------------------------------------------------

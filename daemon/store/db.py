@@ -344,6 +344,10 @@ async def _wal_mode_checked(connection: aiosqlite.Connection, path: Path) -> Non
     contents to tables; a few ms per MB); raises DamagedStore with what it found. A file
     that is not a database at all keeps sqlite's own error."""
     try:
+        # A new store gives the pages that run.prune frees back to the disk in small steps
+        # (store/prune.py); it must be said before the file is first written, and is a
+        # no-op on an existing one.
+        await connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
         await connection.execute("PRAGMA journal_mode=WAL")  # reads the schema: may fail
         rows = await connection.execute_fetchall("PRAGMA quick_check")
     except sqlite3.DatabaseError as exc:
