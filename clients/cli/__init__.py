@@ -1,35 +1,74 @@
 """The `ostinato` command: serve a daemon, call its methods, validate, plan and run pipelines
-(one run or a trial set), replay recorded runs, diff and reeval stored runs."""
+(one run or a trial set), replay recorded runs, diff and reeval stored runs, live with the
+runs of a running daemon.
+
+It starts light (docs/cli.md): this module and the command modules import only the standard
+library at module level; the daemon, pydantic, asyncio, orjson and yaml are imported by the
+commands that use them."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Any
 
-from ostinato.daemon.main import add_serve_arguments, serve
+# The module that defines each command: only the one a command line names is imported, and
+# only its parsers are built (the whole tree costs ~25 ms to build, as much as to import).
+_COMMANDS = {"call": "call", "validate": "pipelines", "plan": "pipelines", "run": "pipelines",
+             "replay": "pipelines", "diff": "stored_runs", "reeval": "stored_runs",
+             "snapshot": "snapshots", "test": "testing", "runs": "runs", "answer": "runs"}
 
-from . import call, pipelines, snapshots, stored_runs, testing
+
+class _Version(argparse.Action):
+    """`--version`: importlib.metadata is imported only when it is asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from importlib.metadata import version
+
+        from ostinato.protocol import PROTOCOL_VERSION
+
+        parser.exit(message=f"ostinato {version('ostinato')} (protocol {PROTOCOL_VERSION})\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `ostinato` argument parser."""
+def _serve(args: argparse.Namespace) -> int:
+    from ostinato.daemon.main import serve
+
+    return serve(args)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `ostinato` argument parser: with `command` (the first word of a command line),
+    only what parsing that command line needs; the whole tree without."""
     parser = argparse.ArgumentParser(
         prog="ostinato", description="Run LLM pipelines, record every run, test changes.")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the daemon")
-    add_serve_arguments(serve_parser)
-    serve_parser.set_defaults(func=serve)
-    call.add_parser(commands)
-    pipelines.add_parsers(commands)
-    stored_runs.add_parsers(commands)
-    snapshots.add_parsers(commands)
-    testing.add_parsers(commands)
+    if command not in _COMMANDS:
+        serve_parser = commands.add_parser("serve", help="run the daemon")
+        # The daemon's modules define serve's options: only `serve` imports them.
+        if command == "serve" or command is None:
+            from ostinato.daemon.main import add_serve_arguments
+
+            add_serve_arguments(serve_parser)
+        serve_parser.set_defaults(func=_serve)
+    names = [_COMMANDS[command]] if command in _COMMANDS else dict.fromkeys(_COMMANDS.values())
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}").add_parsers(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ostinato` command."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # `ostinato --help` (or a typo) gets the whole tree, but not the daemon's modules.
+    command = argv[0] if argv and not argv[0].startswith("-") else ""
+    args = build_parser(command).parse_args(argv)
     return args.func(args)
 
 

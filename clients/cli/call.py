@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.errors import RpcError
 
-from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -19,6 +16,9 @@ from .common import (
     print_json,
     run_client,
 )
+
+if TYPE_CHECKING:  # the command line starts light: see common.py
+    from ..python import AsyncClient
 
 NAME = "ostinato call"
 
@@ -31,6 +31,8 @@ def _error_reply(error: RpcError) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Entry of `ostinato call`."""
+    import orjson
+
     params = None
     if args.params is not None:
         try:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     return run_client(args, NAME, call, on_rpc_error=_error_reply, timeout=args.timeout)
 
 
-def add_parser(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     """The `call` subcommand."""
     call = commands.add_parser(
         "call", help="send one request and print its JSON result",

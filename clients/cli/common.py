@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-import orjson
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.errors import RpcError
 from ostinato.protocol.home import parse_tcp
 
-from ..python import AsyncClient, DaemonConnectionError
+# The command line starts light (docs/cli.md): asyncio, orjson, yaml and the async client
+# are imported by the functions that use them.
+if TYPE_CHECKING:
+    from ..python import AsyncClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -44,6 +42,10 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
     """An initialized client for the daemon the arguments name."""
+    import subprocess
+
+    from ..python import AsyncClient
+
     if args.socket:
         client = await AsyncClient.connect_unix(args.socket)
     elif args.tcp:
@@ -68,6 +70,8 @@ async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
 
 def print_json(value: Any, stream: Any = None) -> None:
     """Indented JSON on stdout (or `stream`)."""
+    import orjson
+
     (stream or sys.stdout).write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -114,6 +118,10 @@ def run_client(args: argparse.Namespace, name: str,
     code, or a failure said on stderr as `name: …` with its own: usage 2, an error reply
     (`on_rpc_error`, else report_rpc_error) 1 or 2, unreachable or no answer within
     `timeout` seconds 3, interrupted 130."""
+    import asyncio
+
+    from ..python import DaemonConnectionError
+
     async def main() -> int:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -181,6 +189,8 @@ def _inline_or_file(text: str, option: str, starts: tuple[str, ...], what: str) 
 
 def json_object_option(text: str, option: str) -> dict[str, Any]:
     """A JSON object given inline or in a file."""
+    import orjson
+
     text = _inline_or_file(text, option, ("{",), "a JSON object")
     try:
         value = orjson.loads(text)
@@ -193,6 +203,9 @@ def json_object_option(text: str, option: str) -> dict[str, Any]:
 
 def load_invariants(text: str, option: str = "--invariants") -> list[Any]:
     """A list of invariants, JSON or YAML (or `{invariants: [...]}`), inline or in a file."""
+    import orjson
+    import yaml
+
     text = _inline_or_file(text, option, ("[", "{"), "a JSON list")
     try:
         value = orjson.loads(text)
