@@ -33,7 +33,8 @@ class _Version(argparse.Action):
 
         from ostinato.protocol import PROTOCOL_VERSION
 
-        parser.exit(message=f"ostinato {version('ostinato')} (protocol {PROTOCOL_VERSION})\n")
+        print(f"ostinato {version('ostinato')} (protocol {PROTOCOL_VERSION})")
+        parser.exit()
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ and run.start (one run, a trial set, a replay) with human output."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from .common import (
     run_client,
 )
 from .progress import RunDisplay, TrialDisplay
-from .runs import waiting_hint
+from .runs import option_label, waiting_hint
 
 if TYPE_CHECKING:  # the command line starts light: see common.py
     from ..python import AsyncClient
@@ -169,7 +168,6 @@ async def _trial_set(args: argparse.Namespace, client: AsyncClient,
     return EXIT_OK if summary["verdict"] == "passed" else EXIT_FAILED
 
 
-_HAS_KEY = re.compile(r"^\s*(?:\[\w\]|\w\)|\w\s+-\s)")  # an accelerator (attractor §4.6)
 _PROMPTS = {"multiple_choice": "Select: ", "yes_no": "[y/n]: ", "confirmation": "[y/n]: ",
             "freeform": "> "}
 
@@ -188,9 +186,7 @@ async def _ask(args: argparse.Namespace, client: AsyncClient, run_id: str,
         print(f"? {question['text']}")
     if kind == "multiple_choice":
         for option in question["options"]:
-            # `[A] Approve` says its key itself; `Approve` is shown as `[A] Approve`.
-            label = option["label"]
-            print(f"  {label}" if _HAS_KEY.match(label) else f"  [{option['key']}] {label}")
+            print(f"  {option_label(option)}")
     while True:
         try:
             answer = await asyncio.to_thread(input, _PROMPTS.get(kind, "Select: "))

@@ -5,6 +5,7 @@ async client: these commands must start fast."""
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from typing import Any
@@ -79,10 +80,18 @@ def waiting_hint(args: argparse.Namespace, run_id: str, question: dict[str, Any]
             f"{answer_command(args, run_id, question['question_id'])}")
 
 
+_HAS_KEY = re.compile(r"^\s*(?:\[\w\]|\w\)|\w\s+-\s)")  # an accelerator (attractor §4.6)
+
+
+def option_label(option: dict[str, Any]) -> str:
+    """A multiple choice option as `[K] Label`: `[A] Approve` says its key itself."""
+    label = option["label"]
+    return label if _HAS_KEY.match(label) else f"[{option['key']}] {label}"
+
+
 def _question_lines(question: dict[str, Any]) -> list[str]:
-    lines = [f"  ? {question['text']}"]
-    lines += [f"      [{option['key']}] {option['label']}" for option in question["options"]]
-    return lines
+    return [f"  ? {question['text']}",
+            *(f"      {option_label(option)}" for option in question["options"])]
 
 
 # -- list, show -----------------------------------------------------------------------------
@@ -133,7 +142,7 @@ def _summary_lines(run: dict[str, Any]) -> list[str]:
              f"{run['output_tokens']} out)",
              f"  run directory: {run['run_dir']}"]
     if run.get("current_node") and run["status"] in ("running", "waiting"):
-        lines.append(f"  at node {run['current_node']}")
+        lines.append(f"  current node: {run['current_node']}")
     for label, key in (("snapshot", "snapshot_id"), ("parent run", "parent_run_id")):
         if run.get(key):
             lines.append(f"  {label}: {run[key]}")
@@ -258,8 +267,7 @@ def _watch(args: argparse.Namespace, link: Link) -> int:
     if run["status"] not in ("pending", "running", "waiting"):
         return _ended(args, link, args.run)
     if not args.json:
-        _say(f"run {run['run_id']}  {run['pipeline_name']}  {run['status']}"
-             + (f" at {run['current_node']}" if run.get("current_node") else ""))
+        _say(f"run {run['run_id']}  {run['pipeline_name']}  {run['status']}")
     events = _queued_events(link)
     if run.get("question") and not any(e["type"] == "InterviewStarted" for e in events):
         events.insert(0, {"run_id": args.run, "type": "InterviewStarted",
