@@ -1,6 +1,6 @@
 """`ostinato run` and human gates of every type, as subprocesses against a daemon: asked on
-a terminal (a pseudo-terminal), answered with `--answer`, and answered with `ostinato answer` from
-another terminal when there is none."""
+a terminal (a pseudo-terminal), answered with `--answer`, and, when there is no terminal,
+answered from another one with the `ostinato answer` command it prints."""
 
 from __future__ import annotations
 
