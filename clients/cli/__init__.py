@@ -15,9 +15,10 @@ from typing import Any
 
 # The module that defines each command: only the one a command line names is imported, and
 # only its parsers are built (the whole tree costs ~25 ms to build, as much as to import).
-_COMMANDS = {"call": "call", "validate": "pipelines", "plan": "pipelines", "run": "pipelines",
-             "replay": "pipelines", "diff": "stored_runs", "reeval": "stored_runs",
-             "snapshot": "snapshots", "test": "testing", "runs": "runs", "answer": "runs"}
+_COMMANDS = {"call": "call", "daemon": "daemon", "validate": "pipelines", "plan": "pipelines",
+             "run": "pipelines", "replay": "pipelines", "diff": "stored_runs",
+             "reeval": "stored_runs", "snapshot": "snapshots", "test": "testing",
+             "runs": "runs", "answer": "runs"}
 
 
 class _Version(argparse.Action):

@@ -244,8 +244,8 @@ class Link:
 
 def connect(args: argparse.Namespace, client_name: str = "ostinato-cli") -> Link:
     """An initialized link to the daemon the arguments name (common.add_connection_arguments):
-    --socket, --tcp, else the home's well-known socket."""
-    from ostinato.protocol.home import parse_tcp, resolve_home, socket_path
+    --socket, --tcp, else the home's daemon, started in the background when none runs."""
+    from ostinato.protocol.home import parse_tcp
 
     if args.socket:
         link = Link.connect_unix(args.socket)
@@ -256,7 +256,13 @@ def connect(args: argparse.Namespace, client_name: str = "ostinato-cli") -> Link
             raise UsageError(str(exc)) from None
         link = Link.connect_tcp(host, port, args.home)
     else:
-        link = Link.connect_unix(socket_path(resolve_home(args.home)))
+        from ..home import DaemonUnavailable, daemon_socket
+
+        try:
+            path = daemon_socket(args.home)
+        except DaemonUnavailable as exc:
+            raise LinkError(str(exc)) from None
+        link = Link.connect_unix(path)
     try:
         link.initialize(client_name, token=args.token)
     except BaseException:
