@@ -248,3 +248,22 @@ async def cli_importtime(*args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(process.communicate(), WAIT)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def test_without_socket_the_home_daemon_serves(short_tmp: Path) -> None:
+    home = str(short_tmp / "home")
+    try:
+        # The first command starts the home's daemon; the next ones find it.
+        code, out, err = await cli("runs", "list", "--json", "--home", home)
+        assert code == 0, err
+        assert json.loads(out) == {"runs": [], "next_cursor": None}
+        code, out, err = await cli("call", "run.start", json.dumps(
+            {"pipeline": ONE_CALL, "settings": FAST, "wait": True}), "--home", home)
+        assert code == 0, err
+        run_id = json.loads(out)["run_id"]
+        code, out, err = await cli("runs", "watch", run_id, "--home", home)
+        assert code == 0, err
+        assert out.startswith(f"run {run_id}  one_call  completed (success)\n")
+    finally:
+        code, _, err = await cli("daemon", "stop", "--home", home)
+        assert code == 0, err
