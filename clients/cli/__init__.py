@@ -18,7 +18,7 @@ from typing import Any
 _COMMANDS = {"call": "call", "daemon": "daemon", "validate": "pipelines", "plan": "pipelines",
              "run": "pipelines", "replay": "pipelines", "diff": "stored_runs",
              "reeval": "stored_runs", "snapshot": "snapshots", "test": "testing",
-             "runs": "runs", "answer": "runs"}
+             "runs": "runs", "answer": "answer"}
 
 
 class _Version(argparse.Action):

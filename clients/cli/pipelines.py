@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.errors import ErrorCode, RpcError
 
+from .answer import option_label, waiting_hint
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -24,7 +25,6 @@ from .common import (
     run_client,
 )
 from .progress import RunDisplay, TrialDisplay
-from .runs import option_label, waiting_hint
 
 if TYPE_CHECKING:  # the command line starts light: see common.py
     from ..python import AsyncClient

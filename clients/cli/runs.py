@@ -1,18 +1,16 @@
-"""`ostinato runs list|show|watch|cancel|resume|trace` and `ostinato answer`: live with the
-runs of a running daemon, whoever started them. Built on the blocking link (link.py), not the
-async client: these commands must start fast."""
+"""`ostinato runs list|show|watch|cancel|resume|trace`: live with the runs of a running
+daemon, whoever started them. Built on the blocking link (link.py), not the async client:
+these commands must start fast."""
 
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import sys
 from typing import Any
 
-from ostinato.protocol.errors import ErrorCode, RpcError
-
-from .common import EXIT_FAILED, EXIT_OK, UsageError, add_connection_arguments, positive_int
+from .answer import question_lines, waiting_hint
+from .common import EXIT_FAILED, EXIT_OK, add_connection_arguments, positive_int
 from .common import print_json as _print_json
 from .link import Link, run_command
 
@@ -40,58 +38,6 @@ def _when(iso: str | None) -> str:
 
 def _cost(run: dict[str, Any]) -> str:
     return f"${run['cost_usd']:.4f}"
-
-
-# -- the hint a waiting run needs -----------------------------------------------------------
-
-
-def connection_words(args: argparse.Namespace) -> list[str]:
-    """The options that reach the same daemon as `args` did, for a command to print."""
-    words = []
-    if getattr(args, "socket", None):
-        words += ["--socket", str(args.socket)]
-    elif getattr(args, "tcp", None):
-        words += ["--tcp", args.tcp]
-    if getattr(args, "home", None):
-        words += ["--home", str(args.home)]
-    return words
-
-
-def answer_command(args: argparse.Namespace, run_id: str, question_id: str) -> str:
-    """The exact `ostinato answer` command that answers a question (ANSWER to fill in)."""
-    words = ["ostinato", "answer", *connection_words(args), run_id, question_id]
-    return shlex.join(words) + " ANSWER"
-
-
-def accepted_answers(question: dict[str, Any]) -> str:
-    """What `human.answer` takes for this question, in words."""
-    kind = question.get("type", "multiple_choice")
-    if kind in ("yes_no", "confirmation"):
-        return "yes, y, true or no, n, false"
-    if kind == "freeform":
-        return "any text"
-    keys = ", ".join(option["key"] for option in question["options"])
-    return f"an option key ({keys}), its label or its target node"
-
-
-def waiting_hint(args: argparse.Namespace, run_id: str, question: dict[str, Any]) -> str:
-    """`waiting for an answer (what it takes): ostinato answer RUN QUESTION ANSWER …`."""
-    return (f"waiting for an answer ({accepted_answers(question)}): "
-            f"{answer_command(args, run_id, question['question_id'])}")
-
-
-_HAS_KEY = re.compile(r"^\s*(?:\[\w\]|\w\)|\w\s+-\s)")  # an accelerator (attractor §4.6)
-
-
-def option_label(option: dict[str, Any]) -> str:
-    """A multiple choice option as `[K] Label`: `[A] Approve` says its key itself."""
-    label = option["label"]
-    return label if _HAS_KEY.match(label) else f"[{option['key']}] {label}"
-
-
-def _question_lines(question: dict[str, Any]) -> list[str]:
-    return [f"  ? {question['text']}",
-            *(f"      {option_label(option)}" for option in question["options"])]
 
 
 # -- list, show -----------------------------------------------------------------------------
@@ -170,7 +116,7 @@ def _show(args: argparse.Namespace, link: Link) -> int:
         for line in _table(rows, right=frozenset({0, 2, 4})):
             _say("  " + line)
     if run.get("question"):
-        for line in _question_lines(run["question"]):
+        for line in question_lines(run["question"]):
             _say(line)
         _say(waiting_hint(args, run["run_id"], run["question"]))
     return EXIT_OK
@@ -224,7 +170,7 @@ def follow(args: argparse.Namespace, link: Link, run_id: str,
                 if args.json:  # stdout is for the JSON result; someone should still know
                     print(waiting_hint(args, run_id, question), file=sys.stderr, flush=True)
                 else:
-                    for line in _question_lines(question):
+                    for line in question_lines(question):
                         _say(line)
                     _say(waiting_hint(args, run_id, question))
             elif event["type"] in _ENDED:
@@ -340,34 +286,12 @@ def _trace(args: argparse.Namespace, link: Link) -> int:
     return EXIT_OK
 
 
-def _answer(args: argparse.Namespace, link: Link) -> int:
-    if len(args.words) > 2:
-        raise UsageError("expected RUN [QUESTION] ANSWER: quote an answer that has spaces")
-    if len(args.words) == 2:
-        question_id, answer = args.words
-    else:
-        run = link.request("run.get", {"run_id": args.run})
-        if not run.get("question"):
-            raise RpcError(ErrorCode.CONFLICT, f"run {args.run} is not waiting on a question "
-                           f"(it is {run['status']})", {"status": run["status"]})
-        question_id, answer = run["question"]["question_id"], args.words[0]
-    link.request("human.answer", {"run_id": args.run, "question_id": question_id,
-                                  "answer": answer})
-    if args.json:
-        print_json({"run_id": args.run, "question_id": question_id, "answer": answer})
-    else:
-        _say(f"answered {question_id} of run {args.run}: {answer}")
-    return EXIT_OK
-
-
 _ACTIONS = {"list": _list, "show": _show, "watch": _watch, "cancel": _cancel,
             "resume": _resume, "trace": _trace}
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry of `ostinato runs …` and `ostinato answer`."""
-    if args.command == "answer":
-        return run_command(args, "ostinato answer", lambda link: _answer(args, link))
+    """Entry of `ostinato runs …`."""
     action = _ACTIONS[args.runs_command]
     return run_command(args, f"ostinato runs {args.runs_command}",
                        lambda link: action(args, link))
@@ -390,7 +314,7 @@ _COMMANDS = (
 
 
 def add_parsers(commands: Any) -> None:
-    """The `runs` subcommands and `answer`."""
+    """The `runs` subcommands."""
     runs = commands.add_parser("runs", help="list, show, watch, cancel, resume and trace runs",
                                description="The runs of the daemon, whoever started them.")
     verbs = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
@@ -413,18 +337,3 @@ def add_parsers(commands: Any) -> None:
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         add_connection_arguments(parser)
         parser.set_defaults(func=run)
-
-    summary = "answer the question a waiting run asks"
-    answer = commands.add_parser(
-        "answer", help=summary, usage="ostinato answer [options] RUN [QUESTION] ANSWER",
-        description=f"{summary[0].upper()}{summary[1:]} (a human gate), from any terminal. "
-                    "QUESTION may be left out: the run's open question is answered. Exit "
-                    "codes: 0 answered, 1 no such run, or it is not waiting on that question, "
-                    "2 usage or an answer the question cannot take, 3 unreachable.")
-    answer.add_argument("run", metavar="RUN", help="the waiting run's id")
-    answer.add_argument("words", nargs="+", metavar="[QUESTION] ANSWER",
-                        help="the question's id (optional) and the answer: an option key or "
-                             "label, yes/no, or free text")
-    answer.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_connection_arguments(answer)
-    answer.set_defaults(func=run)
