@@ -8,12 +8,15 @@ import argparse
 import os
 import re
 import shlex
-from typing import Any
 
 from ostinato.protocol.errors import ErrorCode, RpcError
 
 from .common import EXIT_OK, UsageError, add_connection_arguments, print_json
 from .link import Link, run_command
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
+if TYPE_CHECKING:
+    from typing import Any
 
 # -- the hint a waiting run needs -----------------------------------------------------------
 

@@ -7,14 +7,16 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.errors import RpcError
 from ostinato.protocol.home import parse_tcp
 
 # The command line starts light (docs/cli.md): asyncio, orjson, yaml and the async client
 # are imported by the functions that use them.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..python import AsyncClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3

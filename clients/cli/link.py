@@ -17,14 +17,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ostinato.protocol.errors import ErrorCode, RpcError
 
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
 from .failure import INTERRUPTED, TIMEOUT, UNREACHABLE, USAGE, fail
 
-NotificationHandler = Callable[[str, Any], None]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
+if TYPE_CHECKING:
+    from typing import Any
+
+    NotificationHandler = Callable[[str, Any], None]
 
 _HEADER_END = b"\r\n\r\n"
 _CLOSE_WAIT_S = 5.0  # for the daemon's answer to `shutdown` when closing

@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Any
 
 from .answer import question_lines, waiting_hint
 from .common import EXIT_FAILED, EXIT_OK, add_connection_arguments, positive_int
 from .common import print_json as _print_json
 from .link import Link, run_command
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
+if TYPE_CHECKING:
+    from typing import Any
 
 RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "cancelled",
                 "interrupted", "budget_exceeded")
