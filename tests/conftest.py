@@ -31,8 +31,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def stop_daemons_under(root: Path) -> None:
     """Stop the background daemons that commands started for homes under `root` (every
     command starts its home's daemon when none runs, and it outlives the command)."""
-    for record in root.rglob(RECORD_FILE):
-        stop_daemon(record.parent)
+    # Homes sit near the top of a test's directory; a walk of a whole tree of runs would
+    # cost seconds.
+    for pattern in (RECORD_FILE, f"*/{RECORD_FILE}", f"*/*/{RECORD_FILE}"):
+        for record in root.glob(pattern):
+            stop_daemon(record.parent)
 
 
 @pytest.fixture

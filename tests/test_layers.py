@@ -14,7 +14,8 @@ from .support import REPO
 _ABOVE_HELPERS = {"engine", "store", "host", "runs", "regression", "services", "server", "main"}
 # A floor (the package, or module, under ostinato.daemon) -> floors it must not import.
 FORBIDDEN = {
-    **dict.fromkeys(("disk", "ids", "access", "logs", "version"), _ABOVE_HELPERS),
+    **dict.fromkeys(("disk", "ids", "access", "logs", "version", "home", "bridge"),
+                    _ABOVE_HELPERS),
     # Neighbours on one floor: the engine knows no store, the store no engine.
     "engine": {"store", "services", "runs", "regression", "server", "host"},
     "store": {"engine", "services", "runs", "regression", "server", "host"},
