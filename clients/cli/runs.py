@@ -224,7 +224,7 @@ def _watch(args: argparse.Namespace, link: Link) -> int:
     return follow(args, link, args.run, events)
 
 
-# -- cancel, resume, trace, answer ----------------------------------------------------------
+# -- cancel, resume, trace ------------------------------------------------------------------
 
 
 def _cancel(args: argparse.Namespace, link: Link) -> int:
