@@ -7,7 +7,6 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,6 +74,8 @@ def start_daemon(home: Path, serve_args: list[str] | tuple[str, ...] = ()) -> Pa
 def _spawn(home: Path, serve_args: list[str], deadline: float) -> tuple[int | None, str]:
     """Start one daemon; (None, "") once it said it listens, else its exit code and what it
     said on stderr."""
+    import subprocess  # only to start a daemon: a command that finds one running is faster
+
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     ready_read, ready_write = os.pipe()
     try:

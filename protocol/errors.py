@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: the command line
+if TYPE_CHECKING:      # imports this module and starts faster without typing
+    from typing import Any
 
 
 class ErrorCode(IntEnum):

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.errors import RpcError
 
-from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -20,6 +17,9 @@ from .common import (
     run_client,
 )
 from .failure import USAGE, fail
+
+if TYPE_CHECKING:  # the command line starts light: see common.py
+    from ..python import AsyncClient
 
 NAME = "ostinato call"
 
@@ -32,6 +32,8 @@ def _error_reply(error: RpcError) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Entry of `ostinato call`."""
+    import orjson
+
     # Its result is JSON whatever the flags: so is its error, on stdout (`--json` or not).
     args.json = True
     params = None
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     return run_client(args, NAME, call, on_rpc_error=_error_reply, timeout=args.timeout)
 
 
-def add_parser(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     """The `call` subcommand."""
     call = commands.add_parser(
         "call", help="send one request and print its JSON result",

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from ostinato.protocol.errors import RpcError
 from ostinato.protocol.home import parse_tcp
 
-from ..python import AsyncClient, DaemonConnectionError
 from .failure import INTERRUPTED, TIMEOUT, UNREACHABLE, USAGE, fail
+
+# The command line starts light (docs/cli.md): asyncio, orjson, yaml and the async client
+# are imported by the functions that use them.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..python import AsyncClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -41,6 +44,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
     """An initialized client for the daemon the arguments name."""
+    from ..python import AsyncClient, DaemonConnectionError
+
     if args.socket:
         client = await AsyncClient.connect_unix(args.socket)
     elif args.tcp:
@@ -67,6 +72,8 @@ async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
 
 def print_json(value: Any, stream: Any = None) -> None:
     """Indented JSON on stdout (or `stream`)."""
+    import orjson
+
     (stream or sys.stdout).write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -117,6 +124,10 @@ def run_client(args: argparse.Namespace, name: str,
     object on stdout: failure.fail) with its own: usage 2, an error reply (`on_rpc_error`,
     else report_rpc_error) 1 or 2, unreachable or no answer within `timeout` seconds 3,
     interrupted 130."""
+    import asyncio
+
+    from ..python import DaemonConnectionError
+
     async def main() -> int:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -172,6 +183,8 @@ def structured_option(text: str, option: str) -> Any:
         if not path.is_file():
             raise UsageError(f"{option}: no such file, and not inline JSON or YAML: {text}")
         text = path.read_text()
+    import orjson
+
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

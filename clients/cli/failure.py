@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
+if TYPE_CHECKING:
+    from typing import Any
 
 # `code` of an error the command found itself (the daemon's errors keep their JSON-RPC code).
 USAGE, UNREACHABLE, TIMEOUT, INTERRUPTED, FAILED = (

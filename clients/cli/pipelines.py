@@ -4,14 +4,12 @@ and run.start (one run, a trial set, a replay) with human output."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.errors import ErrorCode, RpcError
 
-from ..python import AsyncClient
+from .answer import option_label, waiting_hint
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -30,6 +28,9 @@ from .common import (
 )
 from .failure import fail
 from .progress import RunDisplay, TrialDisplay
+
+if TYPE_CHECKING:  # the command line starts light: see common.py
+    from ..python import AsyncClient
 
 PROGRESS_EVERY_S = 0.25  # how often a trial set's status line is redrawn on a terminal
 
@@ -113,6 +114,8 @@ async def _replay(args: argparse.Namespace, client: AsyncClient) -> int:
 
 async def _follow(args: argparse.Namespace, client: AsyncClient, params: dict[str, Any]) -> int:
     """Start one run and show its nodes as they run; its summary once it ended."""
+    import asyncio
+
     display = RunDisplay(sys.stdout, quiet=args.json)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client.on_notification("run/event", lambda _method, params: events.put_nowait(params))
@@ -126,7 +129,7 @@ async def _follow(args: argparse.Namespace, client: AsyncClient, params: dict[st
             continue
         display.event(event)
         if event["type"] == "InterviewStarted":
-            await _ask(client, run_id, event["data"]["question"], display)
+            await _ask(args, client, run_id, event["data"]["question"], display)
         if event["type"] in ("PipelineCompleted", "PipelineFailed", "PipelineCancelled"):
             break
     # The terminal event is published only once the run's end is in the store.
@@ -143,6 +146,8 @@ async def _trial_set(args: argparse.Namespace, client: AsyncClient,
                      params: dict[str, Any]) -> int:
     """Start a trial set; on a terminal redraw its progress from `trials.get` until it
     ended; print its summary. Exit 0 when the verdict is `passed`."""
+    import asyncio
+
     display = TrialDisplay(sys.stdout, quiet=args.json)
     started = await client.request("run.start", params)
     set_id = started["trial_set_id"]
@@ -167,28 +172,16 @@ async def _trial_set(args: argparse.Namespace, client: AsyncClient,
     return EXIT_OK if summary["verdict"] == "passed" else EXIT_FAILED
 
 
-_HAS_KEY = re.compile(r"^\s*(?:\[\w\]|\w\)|\w\s+-\s)")  # an accelerator (attractor §4.6)
 _PROMPTS = {"multiple_choice": "Select: ", "yes_no": "[y/n]: ", "confirmation": "[y/n]: ",
             "freeform": "> "}
 
 
-def accepted_answers(question: dict[str, Any]) -> str:
-    """What `human.answer` takes for this question, in words."""
-    kind = question.get("type", "multiple_choice")
-    if kind in ("yes_no", "confirmation"):
-        return "yes, y, true or no, n, false"
-    if kind == "freeform":
-        return "any text"
-    keys = ", ".join(option["key"] for option in question["options"])
-    return f"an option key ({keys}), its label or its target node"
-
-
-async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
-               display: RunDisplay) -> None:
+async def _ask(args: argparse.Namespace, client: AsyncClient, run_id: str,
+               question: dict[str, Any], display: RunDisplay) -> None:
     """A human gate: ask on the terminal when there is one; else leave it to others."""
-    waiting = (f"waiting for an answer ({accepted_answers(question)}): ostinato call "
-               f"human.answer '{{\"run_id\": \"{run_id}\", \"question_id\": "
-               f"\"{question['question_id']}\", \"answer\": \"…\"}}'")
+    import asyncio
+
+    waiting = waiting_hint(args, run_id, question)
     if not sys.stdin.isatty():
         display.note(waiting)
         return
@@ -197,9 +190,7 @@ async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
         print(f"? {question['text']}")
     if kind == "multiple_choice":
         for option in question["options"]:
-            # `[A] Approve` says its key itself; `Approve` is shown as `[A] Approve`.
-            label = option["label"]
-            print(f"  {label}" if _HAS_KEY.match(label) else f"  [{option['key']}] {label}")
+            print(f"  {option_label(option)}")
     while True:
         try:
             answer = await asyncio.to_thread(input, _PROMPTS.get(kind, "Select: "))

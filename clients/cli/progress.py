@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any, TextIO
 
-import orjson
-
 _MARKS = {"StageCompleted": "✓", "StageFailed": "✗", "StageRetrying": "↻"}
 _REASONS = {"no_call_for_node": "the recording has no call for this node",
             "request_changed": "the request differs from the recording",
@@ -19,6 +17,8 @@ _FAILED_SHOWN = 10  # failed trials listed in a trial set's summary
 
 
 def _short(value: Any, limit: int = 70) -> str:
+    import orjson
+
     text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
     return text if len(text) <= limit else text[:limit - 1] + "…"
 

@@ -104,7 +104,7 @@ def _count(text: str) -> int:
     return value
 
 
-def add_parser(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     """The `prune` command."""
     from .common import add_connection_arguments
 

@@ -4,11 +4,8 @@ output, or their results as JSON with --json."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -24,6 +21,9 @@ from .common import (
     print_json,
     run_client,
 )
+
+if TYPE_CHECKING:  # the command line starts light: see common.py
+    from ..python import AsyncClient
 
 
 def _label(snapshot: dict[str, Any]) -> str:
@@ -120,6 +120,8 @@ async def _list(args: argparse.Namespace, client: AsyncClient) -> int:
 
 
 async def _show(args: argparse.Namespace, client: AsyncClient) -> int:
+    import orjson
+
     snapshot = await client.request("snapshot.get", {"id": args.id,
                                                      "include_cassette": args.cassette})
     if args.json:

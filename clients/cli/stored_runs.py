@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -20,10 +17,15 @@ from .common import (
     run_client,
 )
 
+if TYPE_CHECKING:  # the command line starts light: see common.py
+    from ..python import AsyncClient
+
 _MARKS = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "-"}
 
 
 def _short(value: Any) -> str:
+    import orjson
+
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     return text if len(text) <= 80 else text[:79] + "…"
 

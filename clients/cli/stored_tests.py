@@ -4,11 +4,13 @@ table and as a detail view with each snapshot's result, or as JSON with --json."
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..python import AsyncClient
 from .common import EXIT_OK, add_connection_arguments, positive_int, print_json, run_client
 from .testing import snapshot_lines, summary_lines
+
+if TYPE_CHECKING:  # the command line starts light: see common.py
+    from ..python import AsyncClient
 
 STATUSES = ("running", "passed", "failed", "error", "budget_exceeded", "cancelled",
             "interrupted")

@@ -6,13 +6,11 @@ finishes, write the JUnit, HTML and Markdown reports asked for, and exit by the 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..python import AsyncClient
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -24,6 +22,9 @@ from .common import (
     run_client,
 )
 from .progress import Display
+
+if TYPE_CHECKING:  # the command line starts light: see common.py
+    from ..python import AsyncClient
 
 EXIT_ERRORS = 2  # errors, budget exceeded, cancelled or interrupted: no verdict to trust
 _MARKS = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "-", "budget_exceeded": "$"}
@@ -127,6 +128,8 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _test(args: argparse.Namespace, client: AsyncClient, out: TextIO) -> int:
+    import asyncio
+
     display = TestDisplay(out, quiet=args.json)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client.on_notification("tests/event", lambda _method, params: events.put_nowait(params))
