@@ -2,7 +2,8 @@
 
 `run.start`, `snapshot.replay` and `tests.run` (through `replay_snapshot`) start work with
 `launch`; what they do with it afterwards (wait, reply, cancel, list its runs) is the
-same for both kinds, so none of them needs to know which kind it holds.
+same for both kinds, so none of them needs to know which kind it holds. `reply` answers the
+request that launched it, cancelling the work with the request when asked to.
 """
 
 from __future__ import annotations
@@ -68,6 +69,18 @@ class Launchers(Protocol):
 
     runner: Runner
     trials: TrialSets
+
+
+async def reply(launched: Launched, wait: bool, progress: Progress = NO_PROGRESS, *,
+                cancel_with_request: bool = False) -> RunSummary | TrialSetSummary:
+    """`launched.reply`; with `cancel_with_request`, a cancelled request (`$/cancelRequest`,
+    or its connection gone) cancels the work too, and ends once the work has stopped."""
+    try:
+        return await launched.reply(wait, progress)
+    except asyncio.CancelledError:
+        if cancel_with_request:
+            await launched.cancel()
+        raise
 
 
 async def launch(launchers: Launchers, ref: PipelineRef, inputs: dict[str, Any],

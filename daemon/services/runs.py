@@ -36,7 +36,7 @@ from ..engine.rundir import RunDirectory
 from ..regression.invariants import drift, inputs_hash, verdict
 from ..regression.stored import find_run, load_stored_run, reeval_checks
 from ..runs.diff import diff_runs, from_store
-from ..runs.launch import Trials, launch
+from ..runs.launch import Trials, launch, reply
 from ..runs.options import RunOptions
 from ..runs.runner import Runner
 from ..store.records import RunRecord, SnapshotRecord
@@ -68,7 +68,8 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | Tri
     trials = None if params.trials is None else Trials(
         params.trials, params.concurrency, params.early_stop, params.pass_threshold)
     launched = await launch(services, ref, inputs, variables, settings, options, trials)
-    return await launched.reply(params.wait, ctx.progress)
+    return await reply(launched, params.wait, ctx.progress,
+                       cancel_with_request=params.cancel_with_request)
 
 
 async def _scenario(params: RunStartParams, runner: Runner) -> tuple[
@@ -95,7 +96,8 @@ async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
     active = await ctx.services.runner.resume(params.run_id, params.inputs,
                                                 params.variables)
-    return await active.reply(params.wait, ctx.progress)
+    return await reply(active, params.wait, ctx.progress,
+                       cancel_with_request=params.cancel_with_request)
 
 
 @table.method("run.get")
