@@ -9,6 +9,8 @@ request that launched it, cancelling the work with the request when asked to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -71,15 +73,26 @@ class Launchers(Protocol):
     trials: TrialSets
 
 
-async def reply(launched: Launched, wait: bool, progress: Progress = NO_PROGRESS, *,
-                cancel_with_request: bool = False) -> RunSummary | TrialSetSummary:
-    """`launched.reply`; with `cancel_with_request`, a cancelled request (`$/cancelRequest`,
-    or its connection gone) cancels the work too, and ends once the work has stopped."""
+async def reply(starting: Awaitable[Launched], wait: bool, progress: Progress = NO_PROGRESS,
+                *, cancel_with_request: bool = False) -> RunSummary | TrialSetSummary:
+    """The launched work's reply (`Launched.reply`) once `starting` has launched it. With
+    `cancel_with_request`, a cancelled request (`$/cancelRequest`, or its connection gone)
+    cancels the work too, even one cancelled while the work was being launched, and ends
+    once the work has stopped."""
+    if not cancel_with_request:
+        return await (await starting).reply(wait, progress)
+    launching = asyncio.ensure_future(starting)
+    try:
+        # Shielded: a request cancelled now must still learn what to cancel.
+        launched = await asyncio.shield(launching)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # a launch that failed left nothing running
+            await (await launching).cancel()
+        raise
     try:
         return await launched.reply(wait, progress)
     except asyncio.CancelledError:
-        if cancel_with_request:
-            await launched.cancel()
+        await launched.cancel()
         raise
 
 

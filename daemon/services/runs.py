@@ -67,8 +67,8 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | Tri
                          pipeline_dir=pipeline_dir)
     trials = None if params.trials is None else Trials(
         params.trials, params.concurrency, params.early_stop, params.pass_threshold)
-    launched = await launch(services, ref, inputs, variables, settings, options, trials)
-    return await reply(launched, params.wait, ctx.progress,
+    return await reply(launch(services, ref, inputs, variables, settings, options, trials),
+                       params.wait, ctx.progress,
                        cancel_with_request=params.cancel_with_request)
 
 
@@ -94,9 +94,8 @@ async def _scenario(params: RunStartParams, runner: Runner) -> tuple[
 @table.method("run.resume")
 async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
-    active = await ctx.services.runner.resume(params.run_id, params.inputs,
-                                                params.variables)
-    return await reply(active, params.wait, ctx.progress,
+    resuming = ctx.services.runner.resume(params.run_id, params.inputs, params.variables)
+    return await reply(resuming, params.wait, ctx.progress,  # type: ignore[return-value]
                        cancel_with_request=params.cancel_with_request)
 
 
