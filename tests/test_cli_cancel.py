@@ -1,5 +1,5 @@
 """Cancel means cancel: Ctrl-C (SIGINT to the CLI) on `ostinato run` cancels the run it
-started, and on `ostinato run --trials` the trial set; `--detach` leaves the run going;
+started, on `ostinato run --trials` the trial set, on `ostinato test` the test run; `--detach` leaves the run going;
 `$/cancelRequest` on a waiting run.start cancels the run only with `cancel_with_request`.
 Without a terminal the CLI prints plain progress lines while the work runs. A real daemon,
 the CLI as a subprocess on its socket."""
@@ -186,3 +186,24 @@ async def test_cancel_request_cancels_a_trial_set_when_asked(daemon: DaemonProce
                                                "cancel_with_request": True})
     assert refused["error"]["code"] == -32602
     assert "wait" in json.dumps(refused["error"]["data"])
+
+
+async def test_ctrl_c_on_test_cancels_the_test_run(daemon: DaemonProcess,
+                                                   tmp_path: Path) -> None:
+    wire = await daemon.connect()
+    fifo = make_fifo(tmp_path / "pid")
+    await wire.result("snapshot.create", {
+        "name": "slow", "pipeline": blocking(fifo), "tags": ["slow"],
+        "invariants": [{"type": "run_status", "value": "completed"}]})
+    process = await cli("test", "--tags", "slow", "--mode", "live", "--socket", daemon.socket,
+                        cwd=tmp_path)
+    test_run_id = (await line_starting(process, "test run ")).split()[2].rstrip(":")
+    await read_fifo(fifo)  # its replay is in the slow node
+    await line_starting(process, "  … 0/1 snapshots done; running slow v1")
+
+    process.send_signal(signal.SIGINT)
+    code, _, err = await finish(process)
+    assert code == 130, err
+    assert f"ostinato test: cancelled test run {test_run_id}" in err
+    test_run = await wire.result("tests.get", {"test_run_id": test_run_id})
+    assert test_run["status"] == "cancelled"
