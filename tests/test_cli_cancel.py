@@ -1,8 +1,8 @@
 """Cancel means cancel: Ctrl-C (SIGINT to the CLI) on `ostinato run` cancels the run it
-started, on `ostinato run --trials` the trial set, on `ostinato test` the test run; `--detach` leaves the run going;
-`$/cancelRequest` on a waiting run.start cancels the run only with `cancel_with_request`.
-Without a terminal the CLI prints plain progress lines while the work runs. A real daemon,
-the CLI as a subprocess on its socket."""
+started, on `ostinato run --trials` the trial set, on `ostinato test` the test run;
+`--detach` leaves the run going; `$/cancelRequest` on a waiting run.start cancels the run
+only with `cancel_with_request`. Without a terminal the CLI prints plain progress lines
+while the work runs. A real daemon, the CLI as a subprocess on its socket."""
 
 from __future__ import annotations
 
