@@ -220,6 +220,35 @@ def accepted_answers(question: dict[str, Any]) -> str:
     return f"an option key ({keys}), its label or its target node"
 
 
+def _read_line(prompt: str) -> asyncio.Future[str]:
+    """`input(prompt)` in a daemon thread: unlike asyncio.to_thread, a Ctrl-C that cancels
+    the run while the prompt waits does not leave the exit waiting for a line."""
+    import contextlib
+    import threading
+
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+
+    def settle(value: str | None, error: BaseException | None) -> None:
+        if line.done():
+            return
+        if error is not None:
+            line.set_exception(error)
+        else:
+            line.set_result(value or "")
+
+    def read() -> None:
+        try:
+            value, error = input(prompt), None
+        except BaseException as exc:  # EOFError: the terminal closed
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=read, name="prompt", daemon=True).start()
+    return line
+
+
 async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
                display: RunDisplay) -> None:
     """A human gate: ask on the terminal when there is one; else leave it to others."""
@@ -239,7 +268,7 @@ async def _ask(client: AsyncClient, run_id: str, question: dict[str, Any],
             print(f"  {label}" if _HAS_KEY.match(label) else f"  [{option['key']}] {label}")
     while True:
         try:
-            answer = await asyncio.to_thread(input, _PROMPTS.get(kind, "Select: "))
+            answer = await _read_line(_PROMPTS.get(kind, "Select: "))
         except EOFError:  # the terminal closed: someone else may still answer
             display.note(waiting)
             return
