@@ -207,3 +207,22 @@ async def test_ctrl_c_on_test_cancels_the_test_run(daemon: DaemonProcess,
     assert f"ostinato test: cancelled test run {test_run_id}" in err
     test_run = await wire.result("tests.get", {"test_run_id": test_run_id})
     assert test_run["status"] == "cancelled"
+
+
+async def test_provider_retries_are_shown(daemon: DaemonProcess, tmp_path: Path) -> None:
+    # Most calls fail (seeded), and the pool retries them at once until one gets through.
+    settings = {"default_provider": "flaky", "retry": {"delay_scale": 0},
+                "providers": {"flaky": {"type": "scripted", "fail_rate": 0.7, "seed": 5,
+                                        "retry": {"max_attempts": 30,
+                                                  "initial_delay_ms": 0}}}}
+    pipeline = tmp_path / "one.dot"
+    pipeline.write_text('digraph one { start [shape=Mdiamond]; ask [prompt="Hi"]; '
+                        'done [shape=Msquare]; start -> ask -> done }')
+    process = await cli("run", str(pipeline), "--settings", json.dumps(settings),
+                        "--socket", daemon.socket, cwd=tmp_path)
+    code, out, err = await finish(process)
+    assert code == 0, err
+    retries = [line for line in out.splitlines() if line.startswith("  ↻ ask ")]
+    assert retries and all(" failed" in line and "retrying in 0.0 ms" in line
+                           for line in retries), out
+    assert retries[0].split()[2:5] == ["provider", "try", "1"], out
