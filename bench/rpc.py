@@ -3,14 +3,17 @@
 Run it with `make bench`, which runs `.venv/bin/python bench/rpc.py`; options:
 
     .venv/bin/python bench/rpc.py [--rounds 3] [--sequential 3000] [--pipelined 20000]
-        [--warmup 1000] [--chunk 256] [--pin same|split|none] [--json] [--no-uvloop]
+        [--warmup 1000] [--chunk 256] [--pin same|split|none] [--json] [--no-bridged] [--no-uvloop]
 
 Two servers are spawned with pipes on stdin/stdout, Content-Length framing both ways:
 
 * daemon: `python -m ostinato.daemon --stdio --home TMP` (a session: `initialize`, then
   `daemon.status` calls, then `shutdown` and `exit`, which must end it with code 0);
 * floor:  `python bench/floor_echo.py TMP` (asyncio + orjson on the same event loop as the
-  daemon; answers `daemon.status` with a dict of the same fields, so replies are the same size).
+  daemon; answers `daemon.status` with a dict of the same fields, so replies are the same size);
+* bridged: the same `ostinato.daemon --stdio --home TMP` started while the daemon above owns
+  TMP, so it bridges its stdio to that daemon's socket: what an editor or an agent host that
+  spawns its own server gets on a home with a running daemon (`--no-bridged` leaves it out).
 
 The client is the same code for both. Requests are encoded before the clock starts and
 replies are only framed while it runs (they are parsed and checked afterwards: all success
@@ -36,7 +39,8 @@ Which server goes first alternates between rounds. The summary takes the best ro
 server and metric (highest req/s, lowest p50/p99/CPU): on a shared machine other load only
 ever makes a run slower, so the best round is the least disturbed estimate of each server's
 own cost; every round is printed too. The last line is always the ratios daemon/floor with
-their targets (pipelined >= 0.8, sequential p50 <= 1.3).
+their targets (pipelined >= 0.8, sequential p50 <= 1.3), then bridged/daemon (sequential
+p50 <= 2).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ FLOOR_SCRIPT = BENCH_DIR / "floor_echo.py"
 METHOD = "daemon.status"
 PIPELINED_TARGET = 0.8
 SEQUENTIAL_P50_TARGET = 1.3
+BRIDGED_P50_TARGET = 2.0  # bridged/direct, sequential p50
 _HEADER_END = b"\r\n\r\n"
 _HEADER_LEN = len(b"Content-Length: ")
 
@@ -304,7 +309,7 @@ class Session:
 
 def server_argv(name: str, home: Path, use_uvloop: bool) -> list[str]:
     """The command line of the daemon or of the floor."""
-    if name == "daemon":
+    if name in ("daemon", "bridged"):  # the same command: the home decides which it is
         argv = [sys.executable, "-m", "ostinato.daemon", "--stdio", "--home", str(home),
                 "--log-level", "WARNING"]
     else:
@@ -395,7 +400,9 @@ def run_round(round_no: int, order: Sequence[str], home: Path, args: argparse.Na
             session.process.kill()
             session.process.wait()
         raise
-    codes = {session.name: session.close() for session in sessions}
+    # The bridged session closes before the daemon it is bridged to.
+    codes = {session.name: session.close()
+             for session in sorted(sessions, key=lambda s: s.name != "bridged")}
     if any(codes.values()):
         raise RuntimeError(f"a server did not exit cleanly: exit codes {codes}")
     return [
@@ -456,6 +463,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "and servers share one CPU; see pinned())")
     parser.add_argument("--json", action="store_true",
                         help="also print a JSON summary line (before the ratios line)")
+    parser.add_argument("--no-bridged", action="store_true",
+                        help="leave out the bridged path (stdio -> bridge -> home daemon)")
     parser.add_argument("--no-uvloop", action="store_true",
                         help="run both servers and the client on asyncio's own loop")
     args = parser.parse_args(argv)
@@ -480,10 +489,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'pipe req/s':>10} {'cpu us/rq':>9} {'client':>7} {'reply':>6}")
     print(header)
     print("-" * len(header))
-    results: dict[str, list[Result]] = {"floor": [], "daemon": []}
+    results: dict[str, list[Result]] = {"floor": [], "daemon": [], "bridged": []}
     try:
         for round_no in range(1, args.rounds + 1):
-            order = ("floor", "daemon") if round_no % 2 else ("daemon", "floor")
+            # The bridged server needs the daemon up first: it is started after it.
+            order = ("floor", "daemon", "bridged") if round_no % 2 else (
+                "daemon", "bridged", "floor")
+            if args.no_bridged:
+                order = tuple(name for name in order if name != "bridged")
             for result in run_round(round_no, order, home, args, loop_factory):
                 results[result.server].append(result)
                 print(format_row(str(round_no), result), flush=True)
@@ -493,6 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("-" * len(header))
     print(format_row("best", floor))
     print(format_row("best", daemon))
+    bridged = best(results["bridged"]) if results["bridged"] else None
+    if bridged is not None:
+        print(format_row("best", bridged))
     print()
     print("best: per metric over the rounds (max req/s, min latency and CPU); other load")
     print("  only slows a run down, so the best round is the least disturbed estimate.")
@@ -507,13 +523,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pipelined": args.pipelined, "chunk": args.chunk, "pin": args.pin,
             "summary": "best",
             "floor": asdict(floor), "daemon": asdict(daemon),
+            "bridged": asdict(bridged) if bridged else None,
             "all": {k: [asdict(r) for r in v] for k, v in results.items()},
             "ratios": {"pipelined": round(pipelined_ratio, 3),
-                       "sequential_p50": round(p50_ratio, 3)},
+                       "sequential_p50": round(p50_ratio, 3),
+                       "bridged_sequential_p50": round(bridged.seq_p50_us / daemon.seq_p50_us,
+                                                       3) if bridged else None},
         }).decode())
     print(f"ratios daemon/floor: pipelined {pipelined_ratio:.2f} (target >= "
           f"{PIPELINED_TARGET}), sequential p50 {p50_ratio:.2f} (target <= "
           f"{SEQUENTIAL_P50_TARGET})")
+    if bridged is not None:
+        print(f"ratio bridged/daemon: sequential p50 {bridged.seq_p50_us / daemon.seq_p50_us:.2f}"
+              f" (target <= {BRIDGED_P50_TARGET}), pipelined "
+              f"{bridged.pipe_rps / daemon.pipe_rps:.2f}")
     return 0
 
 

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from ostinato.protocol.lifecycle import TOKEN_FILE
+from ostinato.protocol.home import TOKEN_FILE
 
 # Everything the daemon creates (database, WAL, log, run directories, snapshots) is its
 # user's alone: files 0600, directories 0700.

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
-from ostinato.protocol.lifecycle import DEFAULT_HOME, parse_tcp
+from ostinato.protocol.home import DEFAULT_HOME, parse_tcp
 
-from . import logs, services
+from . import bridge, logs, services
 from .access import (
     DEFAULT_AUTH_FAILURES,
     DEFAULT_AUTH_WINDOW,
@@ -25,6 +25,7 @@ from .access import (
     write_token_file,
 )
 from .engine.load import DEFAULT_MAX_PIPELINE_BYTES
+from .home import HomeLock, HomeLocked
 from .server import lifecycle
 from .server.app import (
     DEFAULT_FRAME_TIMEOUT,
@@ -39,10 +40,13 @@ from .store.db import DEFAULT_WAL_MAX_BYTES
 
 log = logging.getLogger("ostinato.daemon")
 
+EXIT_HOME_SERVED = 4  # another daemon owns the home (not said for --stdio, which bridges)
+
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ostinato serve` (shared with `python -m ostinato.daemon`)."""
-    where = parser.add_argument_group("transports (at least one)")
+    where = parser.add_argument_group(
+        "transports (besides the home's well-known socket, which every daemon listens on)")
     where.add_argument("--stdio", action="store_true", help="serve one client on stdin/stdout")
     where.add_argument("--socket", metavar="PATH", type=Path, help="listen on a unix socket")
     where.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP (port 0: any free)")
@@ -94,6 +98,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "register_handlers(registry) to add node handler types; "
                              "repeatable")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+    # How `ostinato daemon start` learns that the daemon it started in the background
+    # listens: one line on this inherited pipe, then the daemon leaves stdio for /dev/null.
+    parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def is_loopback(host: str) -> bool:
@@ -108,8 +115,6 @@ def is_loopback(host: str) -> bool:
 
 def options_from_args(args: argparse.Namespace) -> DaemonOptions:
     """Validate the command line into daemon options; raises ValueError with the reason."""
-    if not (args.stdio or args.socket or args.tcp):
-        raise ValueError("choose a transport: --stdio, --socket PATH or --tcp HOST:PORT")
     if args.stdio and (args.socket or args.tcp):
         raise ValueError("--stdio serves one client and cannot be combined with sockets")
     token = args.token or os.environ.get("OSTINATO_TOKEN") or None
@@ -142,6 +147,7 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          wal_max_bytes=args.wal_max_bytes,
                          max_buffered_bytes=args.max_buffered_bytes,
                          frame_timeout=args.frame_timeout, extensions=args.extension,
+                         ready_fd=args.ready_fd,
                          strict_results=os.environ.get("OSTINATO_STRICT_RESULTS") == "1")
 
 
@@ -180,7 +186,7 @@ def build_dispatcher(extensions: list[str],
     return dispatcher
 
 
-def run(options: DaemonOptions, use_uvloop: bool = True) -> int:
+def run(options: DaemonOptions, lock: HomeLock, use_uvloop: bool = True) -> int:
     """Run the daemon to the end; returns the process exit code."""
     handler_hooks: list[HandlerHook] = []
     try:
@@ -188,7 +194,7 @@ def run(options: DaemonOptions, use_uvloop: bool = True) -> int:
     except Exception as exc:  # an extension that does not load is a startup error
         log.error("cannot load extensions %s: %s", options.extensions, exc)
         return 2
-    daemon = Daemon(options, dispatcher, handler_hooks)
+    daemon = Daemon(options, dispatcher, handler_hooks, lock)
 
     async def main() -> int:
         try:
@@ -218,10 +224,23 @@ def serve(args: argparse.Namespace) -> int:
     os.umask(PRIVATE_UMASK)
     try:
         made_private = private_home(options.home)
+        lock = HomeLock.acquire(options.home)
+    except HomeLocked as exc:
+        if options.stdio:  # an editor or agent host spawned us: share the home's daemon
+            return bridge.run(options.home)
+        print(f"ostinato serve: {exc}; connect to it (every `ostinato` command does), or "
+              f"stop it first with `ostinato daemon stop --home {options.home}`",
+              file=sys.stderr)
+        return EXIT_HOME_SERVED
+    except OSError as exc:
+        print(f"ostinato serve: cannot use home {options.home}: {exc}", file=sys.stderr)
+        return 2
+    try:
         logs.configure(options.home, args.log_level, args.log_max_bytes, args.log_files)
         if options.tcp is not None and options.token is None:
             options.tcp_token, token_file = write_token_file(options.home)
     except OSError as exc:
+        lock.release()
         print(f"ostinato serve: cannot use home {options.home}: {exc}", file=sys.stderr)
         return 2
     if made_private:
@@ -229,7 +248,10 @@ def serve(args: argparse.Namespace) -> int:
                     options.home)
     if options.tcp_token is not None:
         log.info("TCP clients authenticate with the token in %s", token_file)
-    return run(options, use_uvloop=not args.no_uvloop)
+    try:
+        return run(options, lock, use_uvloop=not args.no_uvloop)
+    finally:
+        lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:

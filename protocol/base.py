@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from .bounds import Integer
 
 ProgressToken = Integer | str
+T = TypeVar("T")
 
 
-class Params(BaseModel):
+class Model(BaseModel):
+    """Every model of the protocol. Its validator and serializer are built when it is first
+    used rather than when it is defined: a daemon or client then pays only for the methods
+    it serves or calls (the daemon answers `initialize` sooner)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Root(RootModel[T], Generic[T]):
+    """A protocol model that is one value (a union, say), built on first use as Model is."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Params(Model):
     """Params of a method: unknown fields are refused so that typos surface as -32602.
 
     Frozen, so that the daemon can share one validated instance between calls; strict, so
@@ -24,19 +41,19 @@ class Params(BaseModel):
     )
 
 
-class Result(BaseModel):
+class Result(Model):
     """Result of a method."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class Strict(BaseModel):
+class Strict(Model):
     """A part of a method's result: unknown fields are refused, as in Result."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class NullResult(RootModel[None]):
+class NullResult(Root[None]):
     """A result that is JSON `null` (LSP's `shutdown` answers so)."""
 
     root: None = None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from .base import Model
 from .bounds import MAX_INTEGER, Integer, JsonObject, JsonValue
 from .patterns import compile_pattern
 
@@ -36,7 +37,7 @@ METRIC_PATH = ("A run metric (" + ", ".join(NUMERIC_METRICS) + ") or `context.<k
                "numeric string as its number, and a list or object as its length.")
 
 
-class InvariantBase(BaseModel):
+class InvariantBase(Model):
     """What every invariant has besides its `type`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -480,10 +481,10 @@ CONTENT_CHECKS = frozenset({"equals", "contains", "icontains", "regex", "json_sc
 # Checks over a trial set's runs, not one run.
 ACROSS_TRIALS = frozenset({"pass_rate", "pass_at_k"})
 
-invariant_list = TypeAdapter(list[Invariant])
+invariant_list = TypeAdapter(list[Invariant], config=ConfigDict(defer_build=True))
 
 
-class InvariantResult(BaseModel):
+class InvariantResult(Model):
     """The verdict of one invariant on one run (or, across trials, on a trial set)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -5,35 +5,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from .base import AnyParams, NullResult, Params, ProgressToken, Result
+from .base import AnyParams, Model, NullResult, Params, ProgressToken, Result
 from .bounds import Integer, JsonObject, check_json
 from .registry import MethodSpec
 
-# The state directory of a daemon started without --home and without $OSTINATO_HOME.
-DEFAULT_HOME = ".ostinato"
-# The file in a daemon's home that holds the token it generated for TCP (mode 0600); a
-# client reaching that daemon over TCP without a token of its own reads it from there.
-TOKEN_FILE = "token"
 
-
-def parse_tcp(value: str) -> tuple[str, int]:
-    """A TCP endpoint as `--tcp` takes it: `HOST:PORT`, `[v6]:PORT` or `:PORT` (127.0.0.1)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--tcp expects HOST:PORT with a port from 0 to 65535, got {value!r}")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-class ClientInfo(BaseModel):
+class ClientInfo(Model):
     """Who is connecting (LSP and MCP both send it)."""
 
     name: str
     version: str | None = None
 
 
-class InitializeOptions(BaseModel):
+class InitializeOptions(Model):
     """Ostinato's own initialization options."""
 
     model_config = ConfigDict(extra="allow")
@@ -62,14 +48,14 @@ class InitializeParams(Params):
         return self
 
 
-class ServerInfo(BaseModel):
+class ServerInfo(Model):
     """The daemon's name and version."""
 
     name: str
     version: str
 
 
-class ServerCapabilities(BaseModel):
+class ServerCapabilities(Model):
     """What this daemon can do; clients should check here rather than assume."""
 
     methods: list[str] = Field(description="Every request method the daemon answers.")
@@ -95,7 +81,7 @@ class CancelParams(Params):
     id: Integer | str
 
 
-class WorkDoneProgressValue(BaseModel):
+class WorkDoneProgressValue(Model):
     """One step of work done progress, as in LSP."""
 
     kind: Literal["begin", "report", "end"]
@@ -105,7 +91,7 @@ class WorkDoneProgressValue(BaseModel):
     cancellable: bool | None = None
 
 
-class ProgressParams(BaseModel):
+class ProgressParams(Model):
     """`$/progress`, daemon → client: progress of the request that passed `token`."""
 
     token: ProgressToken

@@ -14,8 +14,6 @@ import re
 from functools import lru_cache
 from typing import Any
 
-import re2
-
 SYNTAX_URL = "https://github.com/google/re2/wiki/Syntax"
 
 # (how RE2's error message ends, what to tell the user) for what Python users often write.
@@ -31,7 +29,7 @@ class PatternError(ValueError):
     """A pattern RE2 cannot compile; the message says why and where RE2's syntax is."""
 
 
-def _options(ignore_case: bool) -> Any:
+def _options(re2: Any, ignore_case: bool) -> Any:
     options = re2.Options()
     options.case_sensitive = not ignore_case
     options.log_errors = False  # a client's bad pattern is its error, not the daemon's log
@@ -42,8 +40,10 @@ def _options(ignore_case: bool) -> Any:
 @lru_cache(maxsize=64)
 def compile_pattern(pattern: str, ignore_case: bool = False) -> Any:
     """The RE2 pattern (with `.search` like re's) or PatternError saying why not."""
+    import re2  # imported by the first pattern compiled: the daemon starts faster
+
     try:
-        return re2.compile(pattern, _options(ignore_case))
+        return re2.compile(pattern, _options(re2, ignore_case))
     except re2.error as exc:
         detail = exc.args[0] if exc.args else "unknown error"
         if isinstance(detail, bytes):  # RE2's messages come as bytes

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from .base import Params, Result
+from .base import Model, Params, Result
 from .bounds import JsonObject
 from .registry import MethodSpec
 
 Severity = Literal["error", "warning", "info"]
 
 
-class PipelineRef(BaseModel):
+class PipelineRef(Model):
     """A pipeline by `path` (relative to the daemon's working directory or absolute), or
     inline as `source` with its `format`."""
 
@@ -34,7 +34,7 @@ class PipelineRef(BaseModel):
         return self
 
 
-class Diagnostic(BaseModel):
+class Diagnostic(Model):
     """One finding about a pipeline: a parse error or a lint rule (attractor §7)."""
 
     rule: str = Field(description="`syntax` for parse errors, else the lint rule id.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from .base import NullResult, Params, Result, Strict
+from .base import Model, NullResult, Params, Result, Root, Strict
 from .bounds import JsonObject
 from .invariants import Invariant, InvariantResult
 from .pipelines import PipelineRef
@@ -27,7 +27,7 @@ RunStatus = Literal["pending", "running", "waiting", "completed", "failed", "can
                     "interrupted", "budget_exceeded"]
 
 
-class HumanSettings(BaseModel):
+class HumanSettings(Model):
     """How human gates are answered when nobody should be asked."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +44,7 @@ class HumanSettings(BaseModel):
                                    "with yes, freeform with `auto-approved`.")
 
 
-class RetrySettings(BaseModel):
+class RetrySettings(Model):
     """Node retry behaviour shared by the run."""
 
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +55,7 @@ class RetrySettings(BaseModel):
     jitter: bool = True
 
 
-class RunSettings(BaseModel):
+class RunSettings(Model):
     """Settings of one run; copied, with secrets redacted, into config/settings.json."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,7 +81,7 @@ class RunSettings(BaseModel):
                     "before it costs hours; 0: no limit.")
 
 
-class ReplaySpec(BaseModel):
+class ReplaySpec(Model):
     """Serve a run's model and tool calls from another run's recording (a cassette)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -180,7 +180,7 @@ class RunSummary(Result):
         default=None, description="The run whose manager node started this one, if any.")
 
 
-class RunStartResult(RootModel[RunSummary | TrialSetSummary]):
+class RunStartResult(Root[RunSummary | TrialSetSummary]):
     """The run's summary; with `trials`, the trial set's."""
 
 
@@ -209,7 +209,7 @@ class RunResumeParams(RunIdParams):
         return self
 
 
-class StageSummary(BaseModel):
+class StageSummary(Model):
     """One attempt of one node."""
 
     seq: int
@@ -277,7 +277,7 @@ class HumanAnswerParams(Params):
                     "-32602 and the question stays open). freeform: any text.")
 
 
-class RunEventParams(BaseModel):
+class RunEventParams(Model):
     """`run/event`, daemon → client: one event of a run (attractor §9.6 names)."""
 
     run_id: str

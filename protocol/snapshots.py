@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, RootModel, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from .base import Params, Result, Strict
+from .base import Params, Result, Root, Strict
 from .bounds import JsonObject
 from .invariants import Invariant
 from .pipelines import PipelineRef
@@ -211,7 +211,7 @@ class SnapshotReplayParams(Params):
     wait: bool = Field(default=False, description="Answer when the run (or set) ended.")
 
 
-class SnapshotReplayResult(RootModel[RunSummary | TrialSetSummary]):
+class SnapshotReplayResult(Root[RunSummary | TrialSetSummary]):
     """The replay's run summary (its `snapshot_id` set); with `trials` > 1, the trial set's."""
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from .base import NullResult, Params, Result, Strict
+from .base import Model, NullResult, Params, Result, Strict
 from .bounds import MAX_INTEGER
 from .registry import MethodSpec
 from .snapshots import MAX_TAGS, Tag
@@ -246,7 +246,7 @@ class TestsSubscribeParams(Params):
     test_run_id: str = Field(description="A test run id, or `*` for all.")
 
 
-class TestsEventParams(BaseModel):
+class TestsEventParams(Model):
     """`tests/event`, daemon → client: a snapshot started or finished, or the test run
     ended. `data` is the snapshot's SnapshotTestResult (SnapshotStarted: its id, name,
     version and index) or, for TestRunFinished, the status, summary and total cost."""

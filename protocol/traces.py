@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from .base import Params, Result
+from .base import Model, Params, Result
 from .bounds import MAX_INTEGER
 from .registry import MethodSpec
 from .runs import RunSummary
 
 
-class TraceCall(BaseModel):
+class TraceCall(Model):
     """One model or tool call, as the run recorded it (a `calls` row, a trace.jsonl line)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -40,7 +40,7 @@ class TraceCall(BaseModel):
     created_at: str
 
 
-class TraceTotals(BaseModel):
+class TraceTotals(Model):
     """Counts and sums over every call of a trace."""
 
     model_config = ConfigDict(extra="forbid")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from .base import Params, Result
+from .base import Model, Params, Result
 from .registry import MethodSpec
 
 TrialSetStatus = Literal["running", "completed", "cancelled", "interrupted", "budget_exceeded"]
@@ -15,7 +15,7 @@ TrialStatus = Literal["pending", "running", "completed", "failed", "cancelled", 
                       "interrupted", "waiting", "budget_exceeded"]
 
 
-class Percentiles(BaseModel):
+class Percentiles(Model):
     """Distribution of one measure over the finished trials."""
 
     model_config = ConfigDict(extra="forbid")
@@ -28,7 +28,7 @@ class Percentiles(BaseModel):
     p95: float
 
 
-class TrialRun(BaseModel):
+class TrialRun(Model):
     """One trial of a set: its run and how it ended."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ostinato.clients.home import stop_daemon
+from ostinato.protocol.home import RECORD_FILE
+
 from .inprocess import InProcessDaemon, in_process_daemon
 from .support import TEST_EXTENSION, DaemonProcess, start_daemon
 
@@ -25,12 +28,31 @@ def pytest_configure(config: pytest.Config) -> None:
         "and connections in the test's process (tests/inprocess.py), not as a subprocess")
 
 
+def stop_daemons_under(root: Path) -> None:
+    """Stop the background daemons that commands started for homes under `root` (every
+    command starts its home's daemon when none runs, and it outlives the command)."""
+    # Homes sit near the top of a test's directory; a walk of a whole tree of runs would
+    # cost seconds.
+    for pattern in (RECORD_FILE, f"*/{RECORD_FILE}", f"*/*/{RECORD_FILE}"):
+        for record in root.glob(pattern):
+            stop_daemon(record.parent)
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     """A short temporary directory: unix socket paths must stay under ~100 bytes."""
     path = Path(tempfile.mkdtemp(prefix="ost-"))
     yield path
+    stop_daemons_under(path)
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_in_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's home daemons in tmp_path end with the test (short_tmp does its own)."""
+    yield
+    if (tmp_path := request.node.funcargs.get("tmp_path")) is not None:
+        stop_daemons_under(tmp_path)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from ostinato.clients.python import AsyncClient, Client, DaemonConnectionError, 
 from ostinato.protocol.codec import Framing
 from ostinato.protocol.lifecycle import DaemonStatusResult
 
-from .support import REPO, TEST_EXTENSION, WAIT, DaemonProcess
+from .support import REPO, TEST_EXTENSION, WAIT, DaemonProcess, start_daemon
 
 
 @pytest.mark.parametrize("framing", list(Framing))
@@ -149,9 +149,15 @@ def test_cli_call_refuses_params_too_deep_to_send(tmp_path: Path) -> None:
     assert "nested too deeply" in done.stderr
 
 
-def test_cli_serve_refuses_without_a_transport(tmp_path: Path) -> None:
-    done = ostinato("serve", "--home", str(tmp_path), cwd=tmp_path)
-    assert done.returncode == 2 and "choose a transport" in done.stderr
+async def test_cli_serve_without_a_transport_serves_the_home_socket(short_tmp: Path) -> None:
+    home = short_tmp / "home"
+    daemon = await start_daemon(home)
+    try:
+        assert daemon.endpoints == [f"unix:{home / 'daemon.sock'}"]
+        wire = await daemon.connect()
+        assert (await wire.result("daemon.status"))["home"] == str(home)
+    finally:
+        assert await daemon.stop() == 0, "".join(daemon.log)
 
 
 def test_installed_console_script_honours_ostinato_home(tmp_path: Path) -> None:

@@ -9,8 +9,11 @@ import contextlib
 import os
 import sqlite3
 import stat
+import sys
 import time
 from pathlib import Path
+
+from ostinato.protocol.home import read_record
 
 from .runs_support import FAST, dot, send_request
 from .support import WAIT, start_daemon
@@ -125,6 +128,15 @@ async def test_a_damaged_store_is_refused_at_start_with_a_message(short_tmp: Pat
     assert "move it aside" in stderr and "Traceback" not in stderr, stderr
     assert db.read_bytes() == before  # nothing was written to it
     assert not Path(socket).exists()
+    # A command that starts the home's daemon says why it cannot, and leaves no daemon.
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ostinato.clients.cli", "call", "daemon.status", "--home",
+        str(home), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, said = await asyncio.wait_for(command.communicate(), WAIT)
+    assert command.returncode == 3 and not out
+    assert f"cannot start: the store {db} is damaged" in said.decode(), said
+    assert read_record(home) is None and db.read_bytes() == before
 
 
 async def test_a_healthy_store_still_starts_fast(short_tmp: Path) -> None:

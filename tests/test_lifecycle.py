@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ostinato.protocol.home import socket_path
+
 from .support import TEST_EXTENSION, WAIT, DaemonProcess, Wire, spawn_stdio
 
 FRAMINGS = ["content-length", "ndjson"]
@@ -26,7 +28,8 @@ async def test_stdio_session_in_both_framings(tmp_path: Path, framing: str) -> N
     status = await wire.result("daemon.status")
     assert status["pid"] == process.pid
     assert status["home"] == str((tmp_path / "home").absolute())
-    assert status["transports"] == ["stdio"]
+    # It serves its home's well-known socket too (a runtime path: tmp_path is long).
+    assert status["transports"] == ["stdio", f"unix:{socket_path(tmp_path / 'home')}"]
     assert status["connections"] == 1 and status["active_runs"] == 0
     assert await wire.result("shutdown") is None  # LSP: null
     refused = await wire.request("daemon.status")

@@ -8,7 +8,7 @@ import sys
 
 from ostinato.daemon.main import add_serve_arguments, serve
 
-from . import call, pipelines, snapshots, stored_runs, testing
+from . import call, daemon, pipelines, snapshots, stored_runs, testing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve_parser)
     serve_parser.set_defaults(func=serve)
     call.add_parser(commands)
+    daemon.add_parsers(commands)
     pipelines.add_parsers(commands)
     stored_runs.add_parsers(commands)
     snapshots.add_parsers(commands)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ import orjson
 import yaml
 
 from ostinato.protocol.errors import RpcError
-from ostinato.protocol.lifecycle import parse_tcp
+from ostinato.protocol.home import parse_tcp
 
 from ..python import AsyncClient, DaemonConnectionError
 
@@ -29,17 +27,16 @@ class UsageError(Exception):
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """--socket / --tcp to reach a running daemon, else a daemon spawned over stdio."""
+    """--socket / --tcp to reach a daemon, else the home's daemon (started when none runs)."""
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--socket", type=Path, metavar="PATH", help="a running daemon's socket")
     where.add_argument("--tcp", metavar="HOST:PORT", help="a running daemon's TCP address")
     parser.add_argument("--home", type=Path,
-                        help="home of the spawned daemon; with --tcp, the home whose token "
-                             "file to send when there is no --token (default $OSTINATO_HOME "
-                             "or ./.ostinato)")
+                        help="the home whose daemon to use, started in the background when "
+                             "none runs; with --tcp, the home whose token file to send when "
+                             "there is no --token (default $OSTINATO_HOME or ./.ostinato)")
     parser.add_argument("--token", default=os.environ.get("OSTINATO_TOKEN"),
                         help="token for initialize (default $OSTINATO_TOKEN)")
-    parser.add_argument("--quiet", action="store_true", help="hide the spawned daemon's log")
 
 
 async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
@@ -53,11 +50,13 @@ async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
             raise UsageError(str(exc)) from None
         client = await AsyncClient.connect_tcp(host, port, home=args.home)
     else:
-        daemon_args = ["--log-level", "WARNING"]
-        if args.home:
-            daemon_args += ["--home", str(args.home)]
-        client = await AsyncClient.spawn(
-            args=daemon_args, stderr=subprocess.DEVNULL if args.quiet else None)
+        from ..home import DaemonUnavailable, daemon_socket
+
+        try:
+            path = daemon_socket(args.home)
+        except DaemonUnavailable as exc:
+            raise DaemonConnectionError(str(exc)) from None
+        client = await AsyncClient.connect_unix(path)
     try:
         await client.initialize(client_name, token=args.token)
     except BaseException:
@@ -122,7 +121,9 @@ def run_client(args: argparse.Namespace, name: str,
             left = None if deadline is None else max(0.0, deadline - loop.time())
             code = await asyncio.wait_for(action(client), left)
         except TimeoutError:
-            await abandon(client)
+            # Without the polite shutdown, which a daemon that did not answer in time would
+            # not answer either.
+            await client.close(shutdown=False, timeout=ABANDON_GRACE_S)
             raise
         except BaseException:
             await client.close()
@@ -147,17 +148,7 @@ def run_client(args: argparse.Namespace, name: str,
         return EXIT_INTERRUPTED
 
 
-ABANDON_GRACE_S = 2.0  # for a spawned daemon to stop after SIGTERM, before it is killed
-
-
-async def abandon(client: AsyncClient) -> None:
-    """Close without the polite shutdown, which a daemon that did not answer in time would
-    not answer either (it took the timeout 10 s more): a spawned daemon is terminated (its
-    runs are interrupted and resumable) and killed if it has not stopped soon after."""
-    if client.process is not None and client.process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            client.process.terminate()
-    await client.close(shutdown=False, timeout=ABANDON_GRACE_S)
+ABANDON_GRACE_S = 2.0  # to close a connection whose daemon did not answer in time
 
 
 def positive_int(text: str) -> int:

@@ -18,12 +18,8 @@ from pydantic import BaseModel
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import FrameDecoder, FrameError, Framing, encode_frame
 from ostinato.protocol.errors import ErrorCode, RpcError
-from ostinato.protocol.lifecycle import (
-    DEFAULT_HOME,
-    TOKEN_FILE,
-    DaemonStatusResult,
-    InitializeResult,
-)
+from ostinato.protocol.home import read_token, resolve_home
+from ostinato.protocol.lifecycle import DaemonStatusResult, InitializeResult
 from ostinato.protocol.messages import (
     Notification,
     Request,
@@ -48,12 +44,7 @@ class DaemonConnectionError(ConnectionError):
 def home_token(home: str | Path | None = None) -> str | None:
     """The token a daemon generated for TCP, from `home`/token (home: default
     $OSTINATO_HOME or ./.ostinato); None when there is no such file we can read."""
-    home = Path(home) if home is not None else Path(
-        os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)
-    try:
-        return (home / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
-    except OSError:  # none, or not ours to read: initialize then says which file it wants
-        return None
+    return read_token(resolve_home(home))
 
 
 def _dump_params(params: BaseModel | dict[str, Any] | None) -> dict[str, Any] | None:

@@ -15,11 +15,9 @@ from pathlib import Path
 
 from ostinato.protocol.pipelines import Diagnostic, PipelineRef
 
-from .dot import parse_dot
 from .errors import PipelineSyntaxError
 from .graph import Graph, SourceFormat
 from .kept import Kept
-from .recipe import parse_recipe
 from .transforms import Transform, apply_transforms
 from .validate import DEFAULT_KNOWN_TYPES, LintRule, registered_rules, validate
 
@@ -154,6 +152,11 @@ def load_source(source: str, fmt: SourceFormat,
         kept = _LOADED.get(key)
         if kept is not None:
             return kept
+    # The parsers (and lark, yaml) are imported by the first pipeline loaded, not when the
+    # daemon starts.
+    from .dot import parse_dot
+    from .recipe import parse_recipe
+
     try:
         graph = parse_dot(source) if fmt == "dot" else parse_recipe(source)
     except PipelineSyntaxError as exc:

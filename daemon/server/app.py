@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -18,8 +19,10 @@ from .. import services
 from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
 from ..disk import disk_full, no_space_left
 from ..engine.load import DEFAULT_MAX_PIPELINE_BYTES
+from ..home import HomeLock, prepare_socket_dir
 from ..host import Host, Settings
 from ..store.db import DEFAULT_WAL_MAX_BYTES, DamagedStore
+from ..version import VERSION
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
@@ -52,14 +55,17 @@ class DaemonOptions:
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT  # seconds a socket frame may stall
     extensions: list[str] = field(default_factory=list)
     strict_results: bool = False  # validate dict results against their models (tests do)
+    ready_fd: int | None = None  # told "ready" once listening (a background start)
 
 
 class Daemon:
     """Holds everything that lives as long as the process: connections, listeners, state."""
 
     def __init__(self, options: DaemonOptions, dispatcher: Dispatcher,
-                 handler_hooks: list[services.HandlerHook] | None = None) -> None:
+                 handler_hooks: list[services.HandlerHook] | None = None,
+                 lock: HomeLock | None = None) -> None:
         self.options = options
+        self.lock = lock  # the home's: held for our lifetime, so no other daemon serves it
         self.dispatcher = dispatcher
         # Extensions' register_handlers(registry), called once the runner exists.
         self.handler_hooks = list(handler_hooks or [])
@@ -78,7 +84,7 @@ class Daemon:
         self.services: services.Services | None = None
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Future[int] | None = None
-        self._own_socket: Path | None = None
+        self._own_sockets: list[Path] = []
 
     def token_for(self, kind: str) -> str | None:
         """The token `initialize` must carry on a connection of transport `kind`, if any."""
@@ -120,13 +126,16 @@ class Daemon:
             if self.options.stdio:
                 await transports.open_stdio(self)
             if self.options.socket is not None:
-                self._servers.append(await transports.open_unix(self, self.options.socket))
-                self._own_socket = self.options.socket
+                await self._listen_unix(self.options.socket)
             if self.options.tcp is not None:
                 self._servers.append(await transports.open_tcp(self, *self.options.tcp))
+            if self.lock is not None:
+                await self._listen_home()
             for endpoint in self.endpoints:
                 log.info("listening on %s", endpoint)
             log.info("ostinato daemon ready (pid %d, home %s)", os.getpid(), self.home)
+            if self.options.ready_fd is not None:
+                _tell_ready(self.options.ready_fd)
             exit_code = await self._stopped
         finally:
             await self._close()
@@ -145,8 +154,40 @@ class Daemon:
             await asyncio.wait([c.finished for c in connections], timeout=5)
         for server in self._servers:
             await server.wait_closed()
-        if self._own_socket is not None:  # never another daemon's: only the one we bound
-            transports.remove_socket(self._own_socket)
+        for path in self._own_sockets:  # never another daemon's: only those we bound
+            transports.remove_socket(path)
+
+    async def _listen_unix(self, path: Path) -> None:
+        self._servers.append(await transports.open_unix(self, path))
+        self._own_sockets.append(path)
+
+    async def _listen_home(self) -> None:
+        """Listen on the home's well-known socket (unless --socket is that path already) and
+        record it in the home, where clients look for it."""
+        assert self.lock is not None
+        try:
+            path = prepare_socket_dir(self.home)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on the home's socket: {exc}") from exc
+        given = self.options.socket
+        if given is None or given.absolute() != path:
+            await self._listen_unix(path)
+        try:
+            self.lock.publish(path, self.endpoints, VERSION)
+        except OSError as exc:
+            raise StartupError(f"cannot write the home's daemon record: {exc}") from exc
+
+
+def _tell_ready(fd: int) -> None:
+    """Tell whoever started us in the background that we listen, then leave the stdio it
+    gave us: the log file has everything from here on."""
+    with contextlib.suppress(OSError):
+        os.write(fd, b"ready\n")
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(null, target)
+    os.close(null)
 
 
 def start_failure(home: Path, exc: Exception) -> str:

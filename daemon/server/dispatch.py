@@ -25,13 +25,24 @@ class Route:
         self.result_model = spec.result
         self.handler = handler
         self.is_async = inspect.iscoroutinefunction(handler)
-        self._validate = spec.params.__pydantic_validator__.validate_python
-        try:  # params models are frozen, so one instance can serve every empty call
-            self.empty_params: Any = self._validate({})
-        except ValidationError:
-            self.empty_params = None
+        # The params model is built by the method's first call (protocol models defer their
+        # build, so that the daemon starts sooner): `_validate` replaces itself then, and
+        # the calls after it pay nothing for that.
+        self._validate: Any = self._build
+        self.empty_params: Any = None  # known after the first call
         # `exit` and `initialized` take any params at all: a goodbye is never refused.
         self.ignores_params = spec.params is AnyParams
+        if self.ignores_params:
+            self._build({})
+
+    def _build(self, raw: Any) -> Any:
+        """Build the params validator and the shared empty params, then validate `raw`."""
+        self._validate = self.spec.params.__pydantic_validator__.validate_python
+        try:  # params models are frozen, so one instance can serve every empty call
+            self.empty_params = self._validate({})
+        except ValidationError:
+            self.empty_params = None
+        return self._validate(raw)
 
     def parse_params(self, raw: Any) -> Any:
         """The validated params model; ValidationError, or TypeError for positional params

@@ -15,8 +15,8 @@ from ostinato.protocol import PROTOCOL_VERSION
 from ostinato.protocol.base import AnyParams, NullResult, Params
 from ostinato.protocol.catalog import server_notifications
 from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.home import TOKEN_FILE
 from ostinato.protocol.lifecycle import (
-    TOKEN_FILE,
     CancelParams,
     DiscoverResult,
     InitializeParams,

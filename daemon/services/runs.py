@@ -35,7 +35,6 @@ from ..engine.run_state import completed_nodes
 from ..engine.rundir import RunDirectory
 from ..regression.invariants import drift, inputs_hash, verdict
 from ..regression.stored import find_run, load_stored_run, reeval_checks
-from ..runs.diff import diff_runs, from_store
 from ..runs.launch import Trials, launch, reply
 from ..runs.options import RunOptions
 from ..runs.runner import Runner
@@ -165,6 +164,8 @@ def human_answer(params: HumanAnswerParams, ctx: RequestContext) -> NullResult:
 async def diff(params: RunDiffParams, ctx: RequestContext) -> dict[str, Any]:
     """Compare two stored runs (daemon/runs/diff.py); a plain dict, validated
     against RunDiffResult in strict mode."""
+    from ..runs.diff import diff_runs, from_store  # rarely asked for: imported when it is
+
     services = ctx.services
     traces = TraceStore(services.db)
     records = []

@@ -16,7 +16,6 @@ from ostinato.protocol.tests import (
     TestsSubscribeParams,
 )
 
-from ..regression import reports
 from ..regression.suite import TestRuns
 from ..store.records import TestResult
 from .base import HandlerTable, RequestContext, cursor_errors
@@ -68,6 +67,8 @@ async def list_test_runs(params: TestsListParams, ctx: RequestContext) -> TestsL
 @table.method("tests.report")
 async def report(params: TestsReportParams, ctx: RequestContext) -> TestsReportResult:
     """A test run rendered as JUnit XML, Markdown or HTML."""
+    from ..regression import reports  # rarely asked for: not imported when the daemon starts
+
     # Through the model: a report renders exactly what tests.get answers.
     validated = (await _runs(ctx).get(params.test_run_id)).result().model_dump(mode="json")
     content, media_type = reports.render(validated, params.format)

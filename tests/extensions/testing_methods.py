@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 
 from pydantic import BaseModel
@@ -42,6 +43,10 @@ class FreezeParams(Params):
 
 class Count(BaseModel):
     count: int
+
+
+class Modules(BaseModel):
+    names: list[str]
 
 
 _gates: dict[str, asyncio.Event] = {}
@@ -96,6 +101,11 @@ def freeze(params: FreezeParams, ctx: RequestContext) -> Count:
     return Count(count=1)
 
 
+def modules(params: Params, ctx: RequestContext) -> Modules:
+    """The modules the daemon has imported so far (what starting it cost)."""
+    return Modules(names=sorted(sys.modules))
+
+
 def register(dispatcher: Dispatcher) -> None:
     """Called by the daemon's --extension loader."""
     dispatcher.register(MethodSpec("test.slow", SlowParams, SlowResult, "slow"), slow)
@@ -104,3 +114,4 @@ def register(dispatcher: Dispatcher) -> None:
     dispatcher.register(MethodSpec("test.subscribe", TopicParams, Count, "sub"), subscribe)
     dispatcher.register(MethodSpec("test.publish", TopicParams, Count, "pub"), publish)
     dispatcher.register(MethodSpec("test.freeze", FreezeParams, Count, "freeze"), freeze)
+    dispatcher.register(MethodSpec("test.modules", Params, Modules, "modules"), modules)

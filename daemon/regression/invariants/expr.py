@@ -6,8 +6,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import celpy
-
 from ostinato.protocol.invariants import ExprInvariant
 
 from .evaluate import evaluator
@@ -20,12 +18,16 @@ from .trajectory import visits
 def _program(expression: str) -> Any:
     """The compiled program (parsed once per expression; parse errors were refused when the
     invariant was validated)."""
+    import celpy  # imported by the first expression evaluated: the daemon starts faster
+
     environment = celpy.Environment()
     return environment.program(environment.compile(expression))
 
 
 def activation(run: StoredRun) -> dict[str, Any]:
     """What an expression sees: metrics, context, status, outcome, nodes (as CEL values)."""
+    import celpy
+
     metrics = run_metrics(run)
     context = {key: resolve(value, run) for key, value in (run.context or {}).items()}
     names = {"metrics": metrics, "context": context, "status": metrics["status"],
@@ -36,6 +38,8 @@ def activation(run: StoredRun) -> dict[str, Any]:
 @evaluator("expr")
 def expr(invariant: ExprInvariant, run: StoredRun, _judge: Any) -> dict[str, Any]:
     """True passes, false fails; an error or a non-boolean cannot be evaluated."""
+    import celpy
+
     try:
         value = _program(invariant.expression).evaluate(activation(run))
     except celpy.CELEvalError as exc:

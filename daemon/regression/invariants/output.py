@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import jmespath
-import jsonschema
 import orjson
-from jmespath.exceptions import JMESPathError
 
 from ostinato.protocol.invariants import (
     ContainsInvariant,
@@ -111,6 +108,8 @@ def json_schema(invariant: JsonSchemaInvariant, run: StoredRun,
     where, data, not_json = _json_of(invariant.path, run)
     if not_json:
         return result(False, invariant.value, None, not_json)
+    import jsonschema  # imported by the first check that needs it: the daemon starts faster
+
     validator = jsonschema.validators.validator_for(invariant.value)(invariant.value)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if not errors:
@@ -136,6 +135,9 @@ def jmespath_check(invariant: JmesPathInvariant, run: StoredRun,
                 "value": invariant.value}
     if not_json:
         return result(False, expected, None, not_json)
+    import jmespath  # imported by the first check that needs it: the daemon starts faster
+    from jmespath.exceptions import JMESPathError
+
     try:
         found = jmespath.search(invariant.expression, data)
     except JMESPathError as exc:  # a function given the wrong type of value, say

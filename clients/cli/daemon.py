@@ -1,0 +1,130 @@
+"""`ostinato daemon start|stop|status`: the home's daemon, managed explicitly (every other
+command starts it when none runs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ostinato.protocol.home import resolve_home
+
+from ..home import DaemonUnavailable, home_socket_path, start_daemon, stop_daemon
+from .common import EXIT_OK, EXIT_UNREACHABLE, print_json
+from .failure import UNREACHABLE, fail
+
+NAME = "ostinato daemon"
+
+
+def _status(path: Path, token: str | None) -> dict[str, Any] | None:
+    """daemon.status of the daemon on `path`; None when nothing answers there."""
+    import asyncio
+
+    from ..python import AsyncClient
+
+    async def ask() -> dict[str, Any]:
+        client = await AsyncClient.connect_unix(path)
+        try:
+            await client.initialize("ostinato-daemon", token=token)
+            return await client.request("daemon.status")
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(ask())
+    except OSError:
+        return None
+
+
+def _show(status: dict[str, Any], path: Path, json_mode: bool) -> None:
+    if json_mode:
+        print_json({"running": True, "socket": str(path), **status})
+        return
+    print(f"daemon pid {status['pid']} serves {status['home']} (version {status['version']})")
+    print(f"  listening on: {', '.join(status['transports'])}")
+    print(f"  up {status['uptime_seconds']:.0f} s; {status['connections']} connection(s), "
+          f"{status['active_runs']} active run(s)")
+
+
+def status(args: argparse.Namespace) -> int:
+    """Entry of `ostinato daemon status`: 0 when a daemon serves the home, 3 when none."""
+    home = resolve_home(args.home)
+    path = home_socket_path(home)
+    found = _status(path, args.token)
+    if found is None:
+        return fail(NAME, f"no daemon serves {home}", EXIT_UNREACHABLE,
+                    json_mode=args.json, code=UNREACHABLE)
+    _show(found, path, args.json)
+    return EXIT_OK
+
+
+def start(args: argparse.Namespace) -> int:
+    """Entry of `ostinato daemon start`: start the home's daemon in the background, unless
+    one runs already (exit 0 either way)."""
+    home = resolve_home(args.home)
+    path = home_socket_path(home)
+    found = _status(path, args.token)
+    if found is None:
+        try:
+            path = start_daemon(home, args.serve_args)
+        except DaemonUnavailable as exc:
+            return fail(NAME, f"cannot start a daemon for {home}: {exc}", EXIT_UNREACHABLE,
+                        json_mode=args.json, code=UNREACHABLE)
+        found = _status(path, args.token)
+        if found is None:
+            return fail(NAME, f"the daemon started for {home} does not answer on {path}",
+                        EXIT_UNREACHABLE, json_mode=args.json, code=UNREACHABLE)
+    elif args.serve_args:
+        print(f"{NAME}: a daemon already serves {home}; options not applied: "
+              f"{' '.join(args.serve_args)}", file=sys.stderr)
+    _show(found, path, args.json)
+    return EXIT_OK
+
+
+def stop(args: argparse.Namespace) -> int:
+    """Entry of `ostinato daemon stop`: stop the home's daemon and return once it has closed
+    its connections (its active runs become interrupted and resumable)."""
+    home = resolve_home(args.home)
+    path = home_socket_path(home)
+    found = _status(path, args.token)
+    if found is None:
+        if args.json:
+            print_json({"stopped": False, "home": str(home)})
+        else:
+            print(f"no daemon serves {home}")
+        return EXIT_OK
+    stop_daemon(home)
+    if args.json:
+        print_json({"stopped": True, "home": str(home), "pid": found["pid"],
+                    "interrupted_runs": found["active_runs"]})
+    else:
+        print(f"stopped daemon pid {found['pid']} of {home}"
+              + (f"; its {found['active_runs']} active run(s) are interrupted and resumable "
+                 "(ostinato runs resume RUN)" if found["active_runs"] else ""))
+    return EXIT_OK
+
+
+def add_parsers(commands: Any) -> None:
+    """The `daemon` subcommand and its actions."""
+    daemon = commands.add_parser(
+        "daemon", help="start, stop or look at the home's daemon",
+        description="One daemon serves a home; every command connects to it and starts it "
+                    "in the background when none runs. Exit codes: 0 done, 3 no daemon "
+                    "(status) or it cannot start.")
+    actions = daemon.add_subparsers(dest="action", required=True)
+    for name, entry, text in (("start", start, "start the daemon in the background"),
+                              ("stop", stop, "stop the daemon; active runs become resumable"),
+                              ("status", status, "is a daemon serving the home, and how")):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("--home", type=Path,
+                            help="the home (default $OSTINATO_HOME or ./.ostinato)")
+        action.add_argument("--token", default=os.environ.get("OSTINATO_TOKEN"),
+                            help="token for initialize (default $OSTINATO_TOKEN)")
+        action.add_argument("--json", action="store_true", help="print JSON")
+        if name == "start":
+            action.add_argument("serve_args", nargs=argparse.REMAINDER, metavar="...",
+                                help="options of `ostinato serve` for the new daemon, e.g. "
+                                     "--tcp 127.0.0.1:7890 --allow-key-env MY_KEY")
+        action.set_defaults(func=entry)

@@ -1,0 +1,135 @@
+"""The home's daemon, from a client's side: find its socket, start it in the background when
+none runs, stop it. Only the standard library: every command goes through here first."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ostinato.protocol.home import read_record, resolve_home, socket_path
+
+START_PATIENCE_S = 30.0  # a daemon opening (and checking) a large store takes a while
+EXIT_HOME_SERVED = 4  # `serve`'s exit code when another daemon owns the home
+
+
+class DaemonUnavailable(Exception):
+    """The home has no daemon that answers, and none could be started."""
+
+
+class NoDaemon(DaemonUnavailable):
+    """The home has no daemon that answers (and we were told not to start one)."""
+
+
+def _answers(path: Path | str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def home_socket_path(home: Path) -> Path:
+    """Where the home's daemon listens, by its record, else by the well-known rule."""
+    record = read_record(home)
+    return Path(record.socket) if record is not None else socket_path(home)
+
+
+def daemon_socket(home: Path | str | None = None, *, start: bool = True) -> Path:
+    """The unix socket of the home's daemon, starting one in the background when none answers
+    (`start`); raises NoDaemon (not `start`) or DaemonUnavailable (it could not start)."""
+    home = resolve_home(home)
+    path = home_socket_path(home)
+    if _answers(path):
+        return path
+    if not start:
+        raise NoDaemon(f"no daemon serves {home}")
+    return start_daemon(home)
+
+
+def start_daemon(home: Path, serve_args: list[str] | tuple[str, ...] = ()) -> Path:
+    """Start a daemon for `home` in the background (with `serve_args`) and return its socket
+    once it listens. When another process starts one at the same time, that one is used."""
+    deadline = time.monotonic() + START_PATIENCE_S
+    while True:
+        code, reason = _spawn(home, list(serve_args), deadline)
+        path = home_socket_path(home)
+        if code is None or _answers(path):
+            return path
+        if code != EXIT_HOME_SERVED:
+            raise DaemonUnavailable(reason or f"the daemon for {home} exited with code {code}")
+        # Another daemon owns the home: it is still starting, or just stopping.
+        if time.monotonic() >= deadline:
+            raise DaemonUnavailable(f"{reason.strip()}, but it does not answer on {path}")
+        time.sleep(0.02)
+
+
+def _spawn(home: Path, serve_args: list[str], deadline: float) -> tuple[int | None, str]:
+    """Start one daemon; (None, "") once it said it listens, else its exit code and what it
+    said on stderr."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ready_read, ready_write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ostinato.daemon", "--home", str(home),
+             "--ready-fd", str(ready_write), *serve_args],
+            pass_fds=(ready_write,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, cwd=home,
+            start_new_session=True)  # Ctrl-C in this terminal is not for the daemon
+    finally:
+        os.close(ready_write)
+    assert process.stderr is not None
+    said: list[bytes] = []
+    with selectors.DefaultSelector() as selector, os.fdopen(ready_read, "rb", 0) as ready:
+        selector.register(ready, selectors.EVENT_READ)
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 1 << 16)
+                if key.fileobj is ready:
+                    if chunk.startswith(b"ready"):
+                        process.stderr.close()
+                        return None, ""
+                    selector.unregister(ready)  # closed without a word: it is exiting
+                elif chunk:
+                    said.append(chunk)
+                else:
+                    selector.unregister(process.stderr)
+            if not selector.get_map():
+                break
+    try:
+        code = process.wait(timeout=max(0.0, deadline - time.monotonic()) + 1)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    process.stderr.close()
+    return code, b"".join(said).decode(errors="replace").strip()
+
+
+def stop_daemon(home: Path) -> int | None:
+    """Stop the home's daemon (SIGTERM: its active runs become interrupted and resumable)
+    and return its pid once it has closed its connections; None when none answers."""
+    record = read_record(home)
+    if record is None:
+        return None
+    watch = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        watch.connect(record.socket)
+    except OSError:
+        watch.close()
+        return None
+    # The record and the socket agree: the pid is the live owner's. Our connection closes as
+    # it stops, which is what we wait for.
+    with watch:
+        os.kill(record.pid, signal.SIGTERM)
+        while watch.recv(1 << 12):
+            pass
+    return record.pid
