@@ -111,6 +111,8 @@ async def _replay(args: argparse.Namespace, client: AsyncClient) -> int:
 async def _follow(args: argparse.Namespace, client: AsyncClient, params: dict[str, Any]) -> int:
     """Start one run and show its nodes as they run; its summary once it ended. Ctrl-C
     cancels the run; `--detach` leaves it running."""
+    import asyncio  # here, not at the top: the command line starts light
+
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client.on_notification("run/event", lambda _method, params: events.put_nowait(params))
     name = f"ostinato {args.command}"
@@ -144,6 +146,8 @@ async def _events(client: AsyncClient, run_id: str, events: asyncio.Queue[dict[s
                   display: RunDisplay) -> None:
     """Show the run's events until its terminal one; without a terminal, a status line when
     nothing was said for a while."""
+    import asyncio  # here, not at the top: the command line starts light
+
     while True:
         try:
             event = await asyncio.wait_for(events.get(), PLAIN_EVERY_S)
@@ -164,6 +168,7 @@ async def _trial_set(args: argparse.Namespace, client: AsyncClient,
     """Start a trial set; show its progress from `trials.get` until it ended (a bar on a
     terminal, a plain line every PLAIN_EVERY_S elsewhere); print its summary. Exit 0 when
     the verdict is `passed`. Ctrl-C cancels the set; `--detach` leaves it running."""
+
     name = f"ostinato {args.command}"
     async with CancelOnInterrupt(name) as interrupts:
         started = await client.request("run.start", params)
@@ -188,6 +193,8 @@ async def _trial_set(args: argparse.Namespace, client: AsyncClient,
 async def _watch_set(client: AsyncClient, set_id: str, started: dict[str, Any],
                      display: TrialDisplay) -> dict[str, Any]:
     """Redraw the set's progress until it ended; its final summary."""
+    import asyncio  # here, not at the top: the command line starts light
+
     ended = asyncio.ensure_future(client.request("trials.get", {"trial_set_id": set_id,
                                                                 "wait": True}))
     every = PROGRESS_EVERY_S if display.live else PLAIN_EVERY_S
@@ -223,6 +230,7 @@ def accepted_answers(question: dict[str, Any]) -> str:
 def _read_line(prompt: str) -> asyncio.Future[str]:
     """`input(prompt)` in a daemon thread: unlike asyncio.to_thread, a Ctrl-C that cancels
     the run while the prompt waits does not leave the exit waiting for a line."""
+    import asyncio  # here, not at the top: the command line starts light
     import contextlib
     import threading
 

@@ -217,6 +217,8 @@ async def _test(args: argparse.Namespace, client: AsyncClient, out: TextIO) -> i
 async def _events(test_run_id: str, events: asyncio.Queue[dict[str, Any]],
                   display: TestDisplay) -> None:
     """Show the test run's events until it finished."""
+    import asyncio  # here, not at the top: the command line starts light
+
     while True:
         try:
             event = await asyncio.wait_for(events.get(), PLAIN_EVERY_S)
