@@ -109,6 +109,12 @@ class RunStartParams(Params):
                                       description="`--set key=value` variables.")
     settings: RunSettings = Field(default_factory=RunSettings)
     wait: bool = Field(default=False, description="Answer when the run ends, not at once.")
+    cancel_with_request: bool = Field(
+        default=False,
+        description="With `wait`: cancelling this request (`$/cancelRequest`, or the "
+                    "connection closing) cancels the run (or trial set) too, and the error "
+                    "-32800 answers once it has stopped. Without it, a cancelled request only "
+                    "ends the wait and the run goes on.")
     record: Literal["full", "metadata_only"] = Field(
         default="full", description="`metadata_only`: no prompt or response content in the "
                                     "trace, the calls, stage records and node files.")
@@ -134,7 +140,15 @@ class RunStartParams(Params):
             raise ValueError(", ".join(f"`{name}`" for name in stray)
                              + (" applies" if len(stray) == 1 else " apply")
                              + " to a trial set: give `trials` too")
+        _cancel_needs_wait(self)
         return self
+
+
+def _cancel_needs_wait(params: RunStartParams | RunResumeParams) -> None:
+    """`cancel_with_request` speaks of a waiting request: refused without `wait`."""
+    if params.cancel_with_request and not params.wait:
+        raise ValueError("`cancel_with_request` applies to a request that waits: give "
+                         "`wait: true` too")
 
 
 _TRIAL_SET_ONLY = ("concurrency", "early_stop", "pass_threshold")
@@ -181,11 +195,19 @@ class RunResumeParams(RunIdParams):
     """Resume a run; `wait` answers when it ends."""
 
     wait: bool = False
+    cancel_with_request: bool = Field(
+        default=False, description="With `wait`: cancelling this request cancels the run "
+                                   "too (as for run.start).")
     inputs: JsonObject = Field(
         default_factory=dict, description="Inputs to give again: secret-looking ones were "
                                           "never written down, so a resume needs them.")
     variables: dict[str, str] = Field(default_factory=dict,
                                       description="Variables to give again, likewise.")
+
+    @model_validator(mode="after")
+    def _cancel_with_wait(self) -> RunResumeParams:
+        _cancel_needs_wait(self)
+        return self
 
 
 class StageSummary(Model):

@@ -1,5 +1,5 @@
 """Trials family: a trial set is N runs of one pipeline, inputs and settings (`run.start`
-with `trials`), and `trials.get` reports it."""
+with `trials`); `trials.get` reports it, `trials.cancel` stops it."""
 
 from __future__ import annotations
 
@@ -81,7 +81,16 @@ class TrialSetIdParams(Params):
     wait: bool = Field(default=False, description="Answer when the set has ended.")
 
 
+class TrialSetRef(Params):
+    """A trial set by id (cancel)."""
+
+    trial_set_id: str
+
+
 METHODS = [
     MethodSpec("trials.get", TrialSetIdParams, TrialSetSummary,
                "A trial set: its trials, pass rate, cost, tokens, latency and scores."),
+    MethodSpec("trials.cancel", TrialSetRef, TrialSetSummary,
+               "Cancel a running trial set: no trial starts any more, the running ones are "
+               "cancelled; answers once it has stopped."),
 ]

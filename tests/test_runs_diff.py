@@ -124,6 +124,9 @@ async def test_cli_diff_names_the_node_and_exits_by_verdict(daemon: DaemonProces
     assert "first divergence at step 3, node write: request" in lines
     assert any("messages[1].content" in line and "French" in line and "German" in line
                for line in lines), changed.stdout
+    # The per-node table: a header, then a row per node with its statuses and deltas.
+    assert any(line.split() == ["node", "a", "b", "tokens", "Δ", "cost", "Δ", "time", "Δ"]
+               for line in lines), changed.stdout
     assert any(line.startswith("write") and "+30" in line for line in lines), changed.stdout
 
     same = ostinato("diff", a["run_id"], again["run_id"], "--json", *socket, cwd=tmp_path)

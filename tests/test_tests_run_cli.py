@@ -39,10 +39,17 @@ async def test_exit_codes_follow_the_verdict(daemon: DaemonProcess, tmp_path: Pa
     assert any(line.startswith("  ✓ cli-good v1  passed  1/1 invariants") for line in lines)
     assert lines[-1].startswith("passed: 2 passed, 0 failed, 0 errors, 0 skipped, "
                                 "0 budget exceeded, of 2; cost $3.0000")
+    # The table of the test run's snapshots, before the verdict.
+    header = next(line for line in lines if line.split()[:2] == ["snapshot", "version"])
+    assert header.split() == ["snapshot", "version", "status", "invariants", "trials", "cost"]
+    assert ["✓", "cli-good-too", "v1", "passed", "1/1", "1", "$2.0000"] in [
+        line.split() for line in lines]
 
     code, out, err = await ostinato("test", "--all", *socket, cwd=tmp_path)
     assert code == 1, err
     assert "  ✗ cli-bad v1  failed  1/2 invariants" in out
+    assert ["✗", "cli-bad", "v1", "failed", "1/2", "1", "$1.0000"] in [
+        line.split() for line in out.splitlines()]
     assert "      ✗ contains: " in out
 
     # Three snapshots ($1, $1, then two $1 calls): the third's first call crosses a $2.50

@@ -27,12 +27,15 @@ from .common import (
     run_client,
 )
 from .failure import fail
-from .progress import RunDisplay, TrialDisplay
+from .interrupt import CancelOnInterrupt, Interrupted, cancel_work, detached
+from .progress import PLAIN_EVERY_S, RunDisplay, TrialDisplay
 
 if TYPE_CHECKING:  # the command line starts light: see common.py
+    import asyncio
+
     from ..python import AsyncClient
 
-PROGRESS_EVERY_S = 0.25  # how often a trial set's status line is redrawn on a terminal
+PROGRESS_EVERY_S = 0.25  # how often a trial set's bar is redrawn on a terminal
 
 
 def _format_diagnostic(path: str, diagnostic: dict[str, Any]) -> str:
@@ -113,74 +116,144 @@ async def _replay(args: argparse.Namespace, client: AsyncClient) -> int:
 
 
 async def _follow(args: argparse.Namespace, client: AsyncClient, params: dict[str, Any]) -> int:
-    """Start one run and show its nodes as they run; its summary once it ended."""
-    import asyncio
+    """Start one run and show its nodes as they run; its summary once it ended. Ctrl-C
+    cancels the run; `--detach` leaves it running."""
+    import asyncio  # here, not at the top: the command line starts light
 
-    display = RunDisplay(sys.stdout, quiet=args.json)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client.on_notification("run/event", lambda _method, params: events.put_nowait(params))
-    await client.request("run.subscribe", {"run_id": "*"})
-    started = await client.request("run.start", params)
-    run_id = started["run_id"]
-    display.started(started, params.get("replay"))
+    name = f"ostinato {args.command}"
+    async with CancelOnInterrupt(name) as interrupts:
+        if not args.detach:
+            await client.request("run.subscribe", {"run_id": "*"})
+        started = await client.request("run.start", params)
+        run_id = started["run_id"]
+        if args.detach:
+            return detached(args, started)
+        with RunDisplay(sys.stdout, quiet=args.json) as display:
+            display.started(started, params.get("replay"))
+            try:
+                await interrupts.guard(_events(args, client, run_id, events, display))
+            except Interrupted:
+                display.stop()
+                return await cancel_work(name, "run", run_id, lambda: client.request(
+                    "run.cancel", {"run_id": run_id}), args.json)
+            # The terminal event is published only once the run's end is in the store.
+            summary = await client.request("run.get", {"run_id": run_id})
+            summary = {k: v for k, v in summary.items()
+                       if k not in ("stages", "context", "question")}
+            if args.json:
+                print_json(summary)
+            else:
+                display.finished(summary)
+    return EXIT_OK if summary["outcome"] == "success" else EXIT_FAILED
+
+
+async def _events(args: argparse.Namespace, client: AsyncClient, run_id: str,
+                  events: asyncio.Queue[dict[str, Any]], display: RunDisplay) -> None:
+    """Show the run's events until its terminal one; without a terminal, a status line when
+    nothing was said for a while."""
+    import asyncio  # here, not at the top: the command line starts light
+
     while True:
-        event = await events.get()
+        try:
+            event = await asyncio.wait_for(events.get(), PLAIN_EVERY_S)
+        except TimeoutError:
+            display.heartbeat()
+            continue
         if event["run_id"] != run_id:
             continue
         display.event(event)
         if event["type"] == "InterviewStarted":
             await _ask(args, client, run_id, event["data"]["question"], display)
         if event["type"] in ("PipelineCompleted", "PipelineFailed", "PipelineCancelled"):
-            break
-    # The terminal event is published only once the run's end is in the store.
-    summary = await client.request("run.get", {"run_id": run_id})
-    summary = {k: v for k, v in summary.items() if k not in ("stages", "context", "question")}
-    if args.json:
-        print_json(summary)
-    else:
-        display.finished(summary)
-    return EXIT_OK if summary["outcome"] == "success" else EXIT_FAILED
+            return
 
 
 async def _trial_set(args: argparse.Namespace, client: AsyncClient,
                      params: dict[str, Any]) -> int:
-    """Start a trial set; on a terminal redraw its progress from `trials.get` until it
-    ended; print its summary. Exit 0 when the verdict is `passed`."""
-    import asyncio
+    """Start a trial set; show its progress from `trials.get` until it ended (a bar on a
+    terminal, a plain line every PLAIN_EVERY_S elsewhere); print its summary. Exit 0 when
+    the verdict is `passed`. Ctrl-C cancels the set; `--detach` leaves it running."""
+    name = f"ostinato {args.command}"
+    async with CancelOnInterrupt(name) as interrupts:
+        started = await client.request("run.start", params)
+        set_id = started["trial_set_id"]
+        if args.detach:
+            return detached(args, started)
+        with TrialDisplay(sys.stdout, quiet=args.json) as display:
+            display.started(started, params.get("replay"))
+            try:
+                summary = await interrupts.guard(_watch_set(client, set_id, started, display))
+            except Interrupted:
+                display.stop()
+                return await cancel_work(name, "trial set", set_id, lambda: client.request(
+                    "trials.cancel", {"trial_set_id": set_id}), args.json)
+            if args.json:
+                print_json(summary)
+            else:
+                display.finished(summary)
+    return EXIT_OK if summary["verdict"] == "passed" else EXIT_FAILED
 
-    display = TrialDisplay(sys.stdout, quiet=args.json)
-    started = await client.request("run.start", params)
-    set_id = started["trial_set_id"]
-    display.started(started, params.get("replay"))
+
+async def _watch_set(client: AsyncClient, set_id: str, started: dict[str, Any],
+                     display: TrialDisplay) -> dict[str, Any]:
+    """Redraw the set's progress until it ended; its final summary."""
+    import asyncio  # here, not at the top: the command line starts light
+
     ended = asyncio.ensure_future(client.request("trials.get", {"trial_set_id": set_id,
                                                                 "wait": True}))
+    every = PROGRESS_EVERY_S if display.live else PLAIN_EVERY_S
     try:
-        if display.live and not display.quiet:
+        if not display.quiet:
             display.progress(started)
             while not ended.done():
-                await asyncio.wait({ended}, timeout=PROGRESS_EVERY_S)
+                await asyncio.wait({ended}, timeout=every)
                 if not ended.done():
                     display.progress(await client.request("trials.get",
                                                           {"trial_set_id": set_id}))
-        summary = await ended
+        return await ended
     finally:
         ended.cancel()
-    if args.json:
-        print_json(summary)
-    else:
-        display.finished(summary)
-    return EXIT_OK if summary["verdict"] == "passed" else EXIT_FAILED
 
 
 _PROMPTS = {"multiple_choice": "Select: ", "yes_no": "[y/n]: ", "confirmation": "[y/n]: ",
             "freeform": "> "}
 
 
+def _read_line(prompt: str) -> asyncio.Future[str]:
+    """`input(prompt)` in a daemon thread: unlike asyncio.to_thread, a Ctrl-C that cancels
+    the run while the prompt waits does not leave the exit waiting for a line."""
+    import asyncio  # here, not at the top: the command line starts light
+    import contextlib
+    import threading
+
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+
+    def settle(value: str | None, error: BaseException | None) -> None:
+        if line.done():
+            return
+        if error is not None:
+            line.set_exception(error)
+        else:
+            line.set_result(value or "")
+
+    def read() -> None:
+        try:
+            value, error = input(prompt), None
+        except BaseException as exc:  # EOFError: the terminal closed
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=read, name="prompt", daemon=True).start()
+    return line
+
+
 async def _ask(args: argparse.Namespace, client: AsyncClient, run_id: str,
                question: dict[str, Any], display: RunDisplay) -> None:
     """A human gate: ask on the terminal when there is one; else leave it to others."""
-    import asyncio
-
     waiting = waiting_hint(args, run_id, question)
     if not sys.stdin.isatty():
         display.note(waiting)
@@ -193,7 +266,7 @@ async def _ask(args: argparse.Namespace, client: AsyncClient, run_id: str,
             print(f"  {option_label(option)}")
     while True:
         try:
-            answer = await asyncio.to_thread(input, _PROMPTS.get(kind, "Select: "))
+            answer = await _read_line(_PROMPTS.get(kind, "Select: "))
         except EOFError:  # the terminal closed: someone else may still answer
             display.note(waiting)
             return
@@ -246,16 +319,22 @@ _RECORD_HELP = ("what the run's records keep: full (default), or metadata_only: 
                 "or stdout.txt")
 
 
+DETACH_HELP = ("start, print the id and how to follow and cancel it, and exit 0, leaving "
+               "it running (without --detach, Ctrl-C cancels it)")
+
+
 def add_parsers(commands: Any) -> None:
     """The `validate`, `plan`, `run` and `replay` subcommands."""
     for name, summary in (("validate", "parse and lint a pipeline"),
                           ("plan", "show the resolved plan of a pipeline, running nothing"),
                           ("run", "run a pipeline (or a trial set of runs) and show its "
                                   "progress")):
-        exits = ("0 ok, 1 invalid or failed" if name != "run" else
-                 "0 the run succeeded (with --trials: the verdict is passed), 1 it failed")
+        exits = ("0 ok, 1 invalid or failed, 2 usage, 3 unreachable" if name != "run" else
+                 "0 the run succeeded (with --trials: the verdict is passed; with --detach: "
+                 "it started), 1 it failed, 2 usage, 3 unreachable, 130 interrupted (Ctrl-C "
+                 "cancels the run or trial set)")
         parser = commands.add_parser(name, help=summary, description=summary + ". Exit "
-                                     f"codes: {exits}, 2 usage, 3 unreachable.")
+                                     f"codes: {exits}.")
         parser.add_argument("pipeline", help="a .dot file, a .yaml recipe, or - for stdin")
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                             help="a variable for $KEY in prompts; repeatable")
@@ -275,6 +354,7 @@ def add_parsers(commands: Any) -> None:
                                      "or `auto-approved` for free text")
             parser.add_argument("--record", choices=("full", "metadata_only"),
                                 metavar="full|metadata_only", help=_RECORD_HELP)
+            parser.add_argument("--detach", action="store_true", help=DETACH_HELP)
             trials = parser.add_argument_group(
                 "trial sets", "run the pipeline N times and judge the set: its verdict is "
                               "passed when at least the pass threshold of all N trials pass")
@@ -296,8 +376,9 @@ def add_parsers(commands: Any) -> None:
         description=summary + " (its cassette): with the run's pipeline, inputs and "
                     "settings, or an edited pipeline file. A call the recording does not "
                     "hold is a divergence that stops the run (mode recorded), or goes live "
-                    "(hybrid). Exit codes: 0 the replay succeeded, 1 it failed or diverged, "
-                    "2 usage, 3 unreachable.")
+                    "(hybrid). Exit codes: 0 the replay succeeded (with --detach: it "
+                    "started), 1 it failed or diverged, 2 usage, 3 unreachable, 130 "
+                    "interrupted (Ctrl-C cancels the replay).")
     replay.add_argument("run", metavar="RUN", help="the recorded run's id")
     replay.add_argument("--mode", choices=("recorded", "hybrid", "live"), default="recorded",
                         metavar="recorded|hybrid|live",
@@ -308,6 +389,7 @@ def add_parsers(commands: Any) -> None:
                         help="run this pipeline file (e.g. an edited copy) instead of the "
                              "recorded run's pipeline; the recorded inputs and settings are "
                              "then not used")
+    replay.add_argument("--detach", action="store_true", help=DETACH_HELP)
     replay.add_argument("--json", action="store_true", help="print the result as JSON")
     add_connection_arguments(replay)
     replay.set_defaults(func=run)

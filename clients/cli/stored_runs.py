@@ -1,8 +1,10 @@
-"""`ostinato diff A B` and `ostinato reeval RUN`: look at stored runs, executing nothing."""
+"""`ostinato diff A B` and `ostinato reeval RUN`: look at stored runs, executing nothing.
+The diff's per-node table is drawn with rich (clients/cli/progress.py `console`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .common import (
@@ -70,18 +72,37 @@ def _print_diff(diff: dict[str, Any]) -> None:
         if not divergence["differences"]:  # `status`: the same stages, another end
             print(f"  a: {_short(divergence['a'])}")
             print(f"  b: {_short(divergence['b'])}")
-    print(f"{'node':<24} {'a':<10} {'b':<10} {'tokens Δ':>9} {'cost Δ':>12} {'time Δ':>11}")
-    for name, node in diff["nodes"].items():
-        delta = node["delta"]
-        status_a = (node["a"] or {}).get("status") or "—"
-        status_b = (node["b"] or {}).get("status") or "—"
-        mark = "*" if node["outcome_changed"] else " "
-        print(f"{name:<23}{mark} {status_a:<10} {status_b:<10} {_signed(delta['tokens']):>9} "
-              f"{_signed(delta['cost_usd'], 6):>12} {_signed(delta['duration_ms'], 1, 'ms'):>11}")
+    from .progress import console
+
+    out = console(sys.stdout)
+    out.print(_nodes_table(diff["nodes"], styled=out.is_terminal))
     delta = diff["totals"]["delta"]
     print(f"total: tokens {_signed(delta['tokens'])}, cost {_signed(delta['cost_usd'], 6)} USD, "
           f"time {_signed(delta['duration_ms'], 1, ' ms')}, stages {_signed(delta['stages'])}, "
           f"calls {_signed(delta['calls'])}")
+
+
+def _nodes_table(nodes: dict[str, Any], styled: bool) -> Any:
+    """Per-node statuses and deltas as a rich Table; `*` marks a node whose outcome
+    changed."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("node")
+    table.add_column("", width=1)  # the outcome-changed mark
+    for column in ("a", "b"):
+        table.add_column(column)
+    for column in ("tokens Δ", "cost Δ", "time Δ"):
+        table.add_column(column, justify="right")
+    for name, node in nodes.items():
+        delta = node["delta"]
+        changed = node["outcome_changed"]
+        table.add_row(name, "*" if changed else "", (node["a"] or {}).get("status") or "—",
+                      (node["b"] or {}).get("status") or "—", _signed(delta["tokens"]),
+                      _signed(delta["cost_usd"], 6), _signed(delta["duration_ms"], 1, " ms"),
+                      style="yellow" if changed and styled else None)
+    return table
 
 
 def _totals_line(totals: dict[str, Any]) -> str:

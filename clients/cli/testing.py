@@ -1,13 +1,15 @@
 """`ostinato test`: run a test run of snapshots (tests.run), show each snapshot as it
-finishes, write the JUnit, HTML and Markdown reports asked for, and exit by the verdict:
-0 every snapshot passed, 1 some failed, 2 errors, budget exceeded, cancelled or bad usage,
-3 the daemon cannot be reached."""
+finishes and a table of them at the end, write the JUnit, HTML and Markdown reports asked
+for, and exit by the verdict: 0 every snapshot passed, 1 some failed, 2 errors, budget
+exceeded, cancelled or bad usage, 3 the daemon cannot be reached, 130 interrupted (Ctrl-C
+cancels the test run)."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -21,9 +23,12 @@ from .common import (
     report_rpc_error,
     run_client,
 )
-from .progress import Display
+from .interrupt import CancelOnInterrupt, Interrupted, cancel_work, detached
+from .progress import PLAIN_EVERY_S, Display
 
 if TYPE_CHECKING:  # the command line starts light: see common.py
+    import asyncio
+
     from ..python import AsyncClient
 
 EXIT_ERRORS = 2  # errors, budget exceeded, cancelled or interrupted: no verdict to trust
@@ -33,11 +38,15 @@ _SHOWN = 5  # failed invariants listed per snapshot
 
 
 class TestDisplay(Display):
-    """A header, on a terminal a status line of the snapshot running, a line per snapshot as
-    it finishes, and the summary."""
+    """A header; on a terminal a bar over the snapshots (done of all, the one running,
+    elapsed time and ETA), without one a status line now and then; a line per snapshot as
+    it finishes; the results table and the verdict."""
 
     __test__ = False  # not a pytest class, whatever its name
     total = 0  # snapshots in the test run
+    done = 0  # snapshots finished
+    current = ""  # the snapshot running
+    _task: Any = None  # the bar's task in the rich Progress
 
     def started(self, test_run: dict[str, Any]) -> None:
         """The test run was created."""
@@ -51,20 +60,73 @@ class TestDisplay(Display):
                    f"snapshot(s) ({', '.join(how)})")
         self.total = len(test_run["snapshots"])
 
+    def _bar(self) -> None:
+        if not self.live or self.quiet:
+            return
+        if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            bars = self._bars(TextColumn("  snapshots"), BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                              TextColumn("{task.description}"))
+            self._task = bars.add_task("", total=self.total)
+        self._progress.update(self._task, completed=self.done, description=self.current)
+
     def event(self, event: dict[str, Any]) -> None:
         """Show one tests/event."""
         data = event["data"]
         if event["type"] == "SnapshotStarted":
-            self._status(f"  … [{data['index'] + 1}/{self.total}] {data['name']} "
-                         f"v{data['version']}")
+            self.current = f"{data['name']} v{data['version']}"
         elif event["type"] == "SnapshotFinished":
+            self.done += 1
+            self.current = ""
             for line in snapshot_lines(data):
                 self._line(line)
+        self._bar()
+
+    def heartbeat(self) -> None:
+        """Without a terminal, once PLAIN_EVERY_S passed in silence: where the run is."""
+        if self.due():
+            running = f"; running {self.current}" if self.current else ""
+            self._line(f"  … {self.done}/{self.total} snapshots done{running}, "
+                       f"{time.monotonic() - self.began:.0f} s elapsed")
 
     def finished(self, test_run: dict[str, Any]) -> None:
-        """The test run ended."""
+        """The test run ended: a table of its snapshots, then its verdict."""
+        self.stop()
+        if not self.quiet and test_run["snapshots"]:
+            self.console.print(results_table(test_run["snapshots"], self.live))
         for line in summary_lines(test_run):
             self._line(line)
+
+
+def results_table(results: list[dict[str, Any]], styled: bool = True) -> Any:
+    """The snapshots of a test run as a rich Table: status, invariants, trials, cost."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column, justify in (("", "left"), ("snapshot", "left"), ("version", "right"),
+                            ("status", "left"), ("invariants", "right"),
+                            ("trials", "right"), ("cost", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for result in results:
+        checks = result["invariants"]
+        passed = sum(c["status"] == "passed" for c in checks)
+        trials = (f"{result['trials_passed']}/{result['trials']}"
+                  if result["trials_passed"] is not None else str(result["trials"]))
+        mark = _MARKS.get(result["status"], "?")
+        style = {"✓": "green", "✗": "red"}.get(mark, "yellow") if styled else None
+        table.add_row(mark, result["name"], f"v{result['version']}", result["status"],
+                      f"{passed}/{len(checks)}", trials, f"${result['cost_usd']:.4f}",
+                      style=style)
+    return table
 
 
 def snapshot_lines(result: dict[str, Any]) -> list[str]:
@@ -130,22 +192,54 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 async def _test(args: argparse.Namespace, client: AsyncClient, out: TextIO) -> int:
     import asyncio
 
-    display = TestDisplay(out, quiet=args.json)
+    name = "ostinato test"
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client.on_notification("tests/event", lambda _method, params: events.put_nowait(params))
-    # tests.run subscribes this connection to the test run's events before it answers.
-    started = await client.request("tests.run", _params(args))
-    test_run_id = started["test_run_id"]
-    display.started(started)
+    async with CancelOnInterrupt(name) as interrupts:
+        # tests.run subscribes this connection to the test run's events before it answers.
+        started = await client.request("tests.run", _params(args))
+        test_run_id = started["test_run_id"]
+        if args.detach:
+            return detached(args, started)
+        with TestDisplay(out, quiet=args.json) as display:
+            display.started(started)
+            try:
+                await interrupts.guard(_events(test_run_id, events, display))
+            except Interrupted:
+                display.stop()
+                return await cancel_work(name, "test run", test_run_id, lambda: client.request(
+                    "tests.cancel", {"test_run_id": test_run_id}), args.json)
+            # TestRunFinished is published once the test run's end is in the store.
+            final = await client.request("tests.get", {"test_run_id": test_run_id})
+            await _write_reports(args, client, test_run_id)
+            if args.json:
+                print_json(final)
+            else:
+                display.finished(final)
+    return exit_code(final["status"])
+
+
+async def _events(test_run_id: str, events: asyncio.Queue[dict[str, Any]],
+                  display: TestDisplay) -> None:
+    """Show the test run's events until it finished."""
+    import asyncio  # here, not at the top: the command line starts light
+
     while True:
-        event = await events.get()
+        try:
+            event = await asyncio.wait_for(events.get(), PLAIN_EVERY_S)
+        except TimeoutError:
+            display.heartbeat()
+            continue
         if event["test_run_id"] != test_run_id:
             continue
         display.event(event)
         if event["type"] == "TestRunFinished":
-            break
-    # TestRunFinished is published once the test run's end is in the store.
-    final = await client.request("tests.get", {"test_run_id": test_run_id})
+            return
+
+
+async def _write_reports(args: argparse.Namespace, client: AsyncClient,
+                         test_run_id: str) -> None:
+    """The reports asked for, each in its file."""
     for report_format in _REPORTS:
         path = getattr(args, report_format)
         if path is not None:
@@ -156,11 +250,6 @@ async def _test(args: argparse.Namespace, client: AsyncClient, out: TextIO) -> i
             except OSError as exc:  # not the daemon's fault: bad usage, not "unreachable"
                 raise UsageError(f"--{report_format}: cannot write {path}: "
                                  f"{exc.strerror or exc}") from None
-    if args.json:
-        print_json(final)
-    else:
-        display.finished(final)
-    return exit_code(final["status"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,7 +275,8 @@ def add_parsers(commands: Any) -> None:
         "test", help=summary,
         description=summary + " (tests.run). Exit codes: 0 every snapshot passed, 1 some "
                     "failed, 2 errors, budget exceeded or bad usage, 3 the daemon cannot be "
-                    "reached.")
+                    "reached, 130 interrupted (Ctrl-C cancels the test run; with --detach it "
+                    "goes on).")
     chosen = parser.add_argument_group("which snapshots (exactly one)")
     chosen.add_argument("--snapshot", action="append", default=[], metavar="SNAPSHOT",
                         help="a snapshot: an id, a name (its latest version) or "
@@ -213,7 +303,12 @@ def add_parsers(commands: Any) -> None:
     for option, what in (("junit", "JUnit XML"), ("html", "HTML"), ("markdown", "Markdown")):
         parser.add_argument(f"--{option}", type=Path, metavar="FILE",
                             help=f"write the {what} report to FILE")
+    parser.add_argument("--detach", action="store_true",
+                        help="start the test run, print its id and how to follow and cancel "
+                             "it, and exit 0, leaving it running (without --detach, Ctrl-C "
+                             "cancels it)")
     parser.add_argument("--json", action="store_true",
-                        help="print the final test run (tests.get) as JSON")
+                        help="print the final test run (tests.get) as JSON (with --detach: "
+                             "the test run as started)")
     add_connection_arguments(parser)
     parser.set_defaults(func=run)

@@ -2,12 +2,15 @@
 
 `run.start`, `snapshot.replay` and `tests.run` (through `replay_snapshot`) start work with
 `launch`; what they do with it afterwards (wait, reply, cancel, list its runs) is the
-same for both kinds, so none of them needs to know which kind it holds.
+same for both kinds, so none of them needs to know which kind it holds. `reply` answers the
+request that launched it, cancelling the work with the request when asked to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,6 +71,29 @@ class Launchers(Protocol):
 
     runner: Runner
     trials: TrialSets
+
+
+async def reply(starting: Awaitable[Launched], wait: bool, progress: Progress = NO_PROGRESS,
+                *, cancel_with_request: bool = False) -> RunSummary | TrialSetSummary:
+    """The launched work's reply (`Launched.reply`) once `starting` has launched it. With
+    `cancel_with_request`, a cancelled request (`$/cancelRequest`, or its connection gone)
+    cancels the work too, even one cancelled while the work was being launched, and ends
+    once the work has stopped."""
+    if not cancel_with_request:
+        return await (await starting).reply(wait, progress)
+    launching = asyncio.ensure_future(starting)
+    try:
+        # Shielded: a request cancelled now must still learn what to cancel.
+        launched = await asyncio.shield(launching)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # a launch that failed left nothing running
+            await (await launching).cancel()
+        raise
+    try:
+        return await launched.reply(wait, progress)
+    except asyncio.CancelledError:
+        await launched.cancel()
+        raise
 
 
 async def launch(launchers: Launchers, ref: PipelineRef, inputs: dict[str, Any],

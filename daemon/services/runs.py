@@ -38,7 +38,7 @@ from ..engine.rundir import RunDirectory
 from ..regression.invariants import drift, inputs_hash, verdict
 from ..regression.replay import find_snapshot
 from ..regression.stored import find_run, load_stored_run, reeval_checks
-from ..runs.launch import Trials, launch
+from ..runs.launch import Trials, launch, reply
 from ..runs.options import RunOptions
 from ..runs.prune import Live
 from ..runs.prune import prune as prune_runs
@@ -70,8 +70,9 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | Tri
                          pipeline_dir=pipeline_dir)
     trials = None if params.trials is None else Trials(
         params.trials, params.concurrency, params.early_stop, params.pass_threshold)
-    launched = await launch(services, ref, inputs, variables, settings, options, trials)
-    return await launched.reply(params.wait, ctx.progress)
+    return await reply(launch(services, ref, inputs, variables, settings, options, trials),
+                       params.wait, ctx.progress,
+                       cancel_with_request=params.cancel_with_request)
 
 
 async def _scenario(params: RunStartParams, runner: Runner) -> tuple[
@@ -96,9 +97,9 @@ async def _scenario(params: RunStartParams, runner: Runner) -> tuple[
 @table.method("run.resume")
 async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
-    active = await ctx.services.runner.resume(params.run_id, params.inputs,
-                                                params.variables)
-    return await active.reply(params.wait, ctx.progress)
+    resuming = ctx.services.runner.resume(params.run_id, params.inputs, params.variables)
+    return await reply(resuming, params.wait, ctx.progress,  # type: ignore[return-value]
+                       cancel_with_request=params.cancel_with_request)
 
 
 @table.method("run.get")
