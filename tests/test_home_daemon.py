@@ -19,7 +19,7 @@ import pytest
 
 from ostinato.protocol.home import read_record
 
-from .runs_support import FAST, dot, make_fifo, read_fifo, trace, visits
+from .runs_support import FAST, blocking, dot, make_fifo, process_gone, read_fifo, trace, visits
 from .support import WAIT, Wire, daemon_argv, start_daemon
 from .test_runs_resume import blocking_pipeline, kill_orphan
 
@@ -200,3 +200,52 @@ async def test_a_daemon_killed_mid_run_is_replaced_by_the_next_command(
     calls = [entry["node_id"] for entry in trace(detail) if entry["kind"] != "run"]
     assert calls.count("prep") == 1  # not paid twice
     assert calls.count("after") == 1
+
+
+async def cli(*args: str) -> asyncio.subprocess.Process:
+    """A CLI command running in the background (no terminal), its output piped."""
+    return await asyncio.create_subprocess_exec(
+        *CLI, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+
+
+async def test_two_commands_an_editor_and_a_socket_client_share_one_home(
+        home: Path, short_tmp: Path) -> None:
+    fifo = make_fifo(short_tmp / "announce")
+    pipeline = short_tmp / "slow.dot"
+    pipeline.write_text(blocking(fifo)["source"])
+    running = await cli("run", str(pipeline), "--home", str(home))  # starts the daemon
+    tool = int(await read_fifo(fifo))  # the run waits in its tool node
+
+    editor, stdio = await bridged_client(home)
+    [listed] = (await stdio.result("run.list", {}))["runs"]
+    run_id = listed["run_id"]
+    assert listed["status"] == "running"
+    record = read_record(home)
+    assert record is not None
+    socket_client = await Wire.unix(record.socket)
+    await socket_client.initialize()
+    await socket_client.result("run.subscribe", {"run_id": run_id})
+    listing = ostinato("runs", "list", "--json", "--home", str(home))
+    assert listing.returncode == 0, listing.stderr
+    assert [(r["run_id"], r["status"]) for r in json.loads(listing.stdout)["runs"]] == [
+        (run_id, "running")]
+    watching = await cli("runs", "watch", run_id, "--home", str(home))
+
+    cancelled = ostinato("runs", "cancel", run_id, "--home", str(home))
+    assert cancelled.returncode == 0, cancelled.stderr
+    # Everyone sees the same end: the run's own command, the watcher, both clients.
+    out, _ = await asyncio.wait_for(running.communicate(), WAIT)
+    assert running.returncode == 1 and run_id in out.decode()
+    watched, _ = await asyncio.wait_for(watching.communicate(), WAIT)
+    assert watching.returncode == 1 and "cancelled" in watched.decode()
+    assert (await stdio.result("run.get", {"run_id": run_id}))["status"] == "cancelled"
+    ended = await socket_client.result("run.get", {"run_id": run_id})
+    assert ended["status"] == "cancelled"
+    assert any(note["params"]["type"] == "PipelineCancelled"
+               for note in socket_client.notifications if note["method"] == "run/event")
+    assert process_gone(tool)
+    assert (await stdio.result("daemon.status"))["pid"] == record.pid  # one daemon throughout
+    await stdio.result("shutdown")
+    await stdio.send(EXIT)
+    assert await asyncio.wait_for(editor.wait(), WAIT) == 0
