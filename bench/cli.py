@@ -9,9 +9,9 @@ which has to start that daemon, each against `python -c pass` measured in the sa
   first (then `ostinato daemon stop`), alternated with warm runs; target: median ≤ warm's
   median + 0.5 s.
 
-Each command is the installed `ostinato` script, spawned with stdout and stderr to
-/dev/null; the time is from spawn to exit. The homes stay until the end (file creation on
-these disks is slow for minutes after bulk deletes).
+Each command is the installed `ostinato` script, spawned with stdout to /dev/null, bytecode
+caching on (as an installed package has it); the time is from spawn to exit. The homes stay
+until the end (file creation on these disks is slow for minutes after bulk deletes).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import INSTALLED_ENVIRONMENT  # bench/ is on sys.path when a bench runs
+
 WARM_TARGET = 2.0  # times python -c pass
 COLD_TARGET_S = 0.5  # seconds more than a warm command
 OSTINATO = Path(sys.executable).parent / "ostinato"
@@ -35,7 +37,7 @@ def timed(argv: Sequence[str]) -> float:
     """Seconds from spawn to exit; the command must succeed."""
     start = time.perf_counter()
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+                          stderr=subprocess.PIPE, env=INSTALLED_ENVIRONMENT)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr!r}")

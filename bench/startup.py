@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import INSTALLED_ENVIRONMENT  # bench/ is on sys.path when a bench runs
+
 TARGET_S = 0.3  # spawn → initialize answered (issue 18)
 
 
@@ -51,7 +53,7 @@ def read_frame(stream: object) -> dict[str, object]:
 def pass_time(python: str) -> float:
     """Seconds from spawn to exit of `python -c pass`."""
     start = time.perf_counter()
-    subprocess.run([python, "-c", "pass"], check=True)
+    subprocess.run([python, "-c", "pass"], check=True, env=INSTALLED_ENVIRONMENT)
     return time.perf_counter() - start
 
 
@@ -60,6 +62,7 @@ def daemon_time(python: str, home: Path) -> tuple[float, float]:
     the CPU seconds the daemon used from spawn to exit."""
     start = time.perf_counter()
     process = subprocess.Popen([python, "-m", "ostinato.daemon", "--stdio", "--home", str(home)],
+                               env=INSTALLED_ENVIRONMENT,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
     assert process.stdin is not None and process.stdout is not None

@@ -112,7 +112,15 @@ def _spawn(home: Path, serve_args: list[str], deadline: float) -> tuple[int | No
         process.kill()
         code = process.wait()
     process.stderr.close()
-    return code, b"".join(said).decode(errors="replace").strip()
+    return code, _reason(b"".join(said).decode(errors="replace"))
+
+
+def _reason(said: str) -> str:
+    """What a daemon that could not start said, without its log lines' time, level and
+    logger: its ERROR lines when it logged any, else all it said."""
+    errors = [line.split(": ", 1)[1] for line in said.splitlines()
+              if " ERROR " in line and ": " in line]
+    return "; ".join(errors) if errors else said.strip()
 
 
 def stop_daemon(home: Path) -> int | None:

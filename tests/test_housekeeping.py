@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 import stat
@@ -134,8 +135,11 @@ async def test_a_damaged_store_is_refused_at_start_with_a_message(short_tmp: Pat
         str(home), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     out, said = await asyncio.wait_for(command.communicate(), WAIT)
-    assert command.returncode == 3 and not out
-    assert f"cannot start: the store {db} is damaged" in said.decode(), said
+    assert command.returncode == 3
+    error = json.loads(out)["error"]  # `ostinato call` prints JSON, its errors too
+    assert error["code"] == "unreachable"
+    assert error["message"].startswith(f"cannot start: the store {db} is damaged"), error
+    assert f"ostinato call: cannot start: the store {db} is damaged" in said.decode(), said
     assert read_record(home) is None and db.read_bytes() == before
 
 
