@@ -72,36 +72,87 @@ def run(home: Path) -> int:
         print(f"ostinato serve: home {home} has a daemon, but its socket does not answer "
               f"({exc})", file=sys.stderr)
         return 2
-    shutdown = False
-    # One thread and poll(2): no hand-over between threads on each message, and poll, unlike
-    # epoll, takes any stdin (a file, /dev/null, a tty). After `exit` the daemon closes the
-    # connection, which ends the loop.
-    poller = select.poll()
-    poller.register(0, select.POLLIN)
-    poller.register(sock, select.POLLIN)
-    down = sock.fileno()
     with sock:
+        return _Relay(sock).run()
+
+
+class _Relay:
+    """Copies stdin to the socket and the socket to stdout on one thread with poll(2): no
+    hand-over between threads on each message, and poll, unlike epoll, takes any stdin (a
+    file, /dev/null, a tty). Writes to the daemon never block: the daemon stops reading
+    while its replies to us are not read, so a relay blocked on sending would never read
+    them, and both would wait forever. What the socket does not take waits here, and stdin
+    is not read until it has gone. After `exit` the daemon closes the connection, which
+    ends the loop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+        self.down = sock.fileno()
+        self.poller = select.poll()
+        self.poller.register(0, select.POLLIN)
+        self.poller.register(sock, select.POLLIN)
+        self.pending = bytearray()  # read from stdin, not yet taken by the socket
+        self.stdin_open = True
+        self.shutdown = False  # the client asked for `shutdown`: exit code 0
+
+    def run(self) -> int:
+        """Relay until the daemon closes the connection; the exit code."""
         try:
             while True:
-                for fd, _ in poller.poll():
-                    if fd == down:
-                        data = sock.recv(CHUNK)
-                        if not data:
-                            return 0 if shutdown else 1
-                        _write_all(data)
+                for fd, events in self.poller.poll():
+                    if fd != self.down:
+                        self._from_client()
                         continue
-                    data = os.read(0, CHUNK)
-                    if data:
-                        sock.sendall(data)
-                        shutdown = shutdown or asked_to_shut_down(data)
-                    else:  # the client closed stdin: the daemon closes once it has replied
-                        poller.unregister(0)
-                        sock.shutdown(socket.SHUT_WR)
+                    if events & select.POLLOUT:
+                        self._flush()
+                    if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and (
+                            not self._from_daemon()):
+                        return 0 if self.shutdown else 1
         except OSError:  # the client or the daemon went away mid-copy
-            return 0 if shutdown else 1
+            return 0 if self.shutdown else 1
 
+    def _from_daemon(self) -> bool:
+        """daemon → stdout; False once the daemon closed the connection."""
+        try:
+            data = self.sock.recv(CHUNK)
+        except BlockingIOError:
+            return True
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view):]
+        return bool(data)
 
-def _write_all(data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(1, view):]
+    def _from_client(self) -> None:
+        """stdin → daemon, or into `pending` when the socket is full."""
+        data = os.read(0, CHUNK)
+        if not data:  # the client closed stdin: the daemon closes once it has replied
+            self.poller.unregister(0)
+            self.stdin_open = False
+            if not self.pending:
+                self.sock.shutdown(socket.SHUT_WR)
+            return
+        self.shutdown = self.shutdown or asked_to_shut_down(data)
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self.pending += data[sent:]
+            self.poller.unregister(0)
+            self.poller.modify(self.sock, select.POLLIN | select.POLLOUT)
+
+    def _flush(self) -> None:
+        """Send what waits; once all is sent, read stdin again."""
+        try:
+            sent = self.sock.send(self.pending)
+        except BlockingIOError:
+            return
+        del self.pending[:sent]
+        if self.pending:
+            return
+        self.poller.modify(self.sock, select.POLLIN)
+        if self.stdin_open:
+            self.poller.register(0, select.POLLIN)
+        else:
+            self.sock.shutdown(socket.SHUT_WR)

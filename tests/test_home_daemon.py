@@ -160,6 +160,34 @@ async def test_serve_stdio_on_a_served_home_bridges_to_its_daemon(short_tmp: Pat
         assert await owner.stop() == 0, "".join(owner.log)
 
 
+async def read_replies(wire: Wire, count: int) -> list[dict[str, Any]]:
+    """The next `count` messages."""
+    return [await wire.recv() for _ in range(count)]
+
+
+async def test_a_bridged_client_that_pipelines_gets_every_reply(
+        short_tmp: Path) -> None:
+    home = short_tmp / "home"
+    owner = await start_daemon(home, "--socket", str(short_tmp / "a.sock"))
+    try:
+        editor, wire = await bridged_client(home)
+        # Far more requests, at once, than the daemon reads before it waits for the bridge
+        # to take its replies; the client reads them as they come, as a client must.
+        count = 20000
+        reading = asyncio.create_task(read_replies(wire, count))
+        await wire.send_raw(b"".join(wire.frame(json.dumps(
+            {"jsonrpc": "2.0", "id": 1000 + i, "method": "daemon.status"}).encode())
+            for i in range(count)))
+        replies = await reading
+        assert sorted(reply["id"] for reply in replies) == list(range(1000, 1000 + count))
+        assert all(reply["result"]["pid"] == owner.process.pid for reply in replies)
+        await wire.result("shutdown")
+        await wire.send(EXIT)
+        assert await asyncio.wait_for(editor.wait(), WAIT) == 0
+    finally:
+        assert await owner.stop() == 0, "".join(owner.log)
+
+
 EXIT = {"jsonrpc": "2.0", "method": "exit"}
 QUICK = """digraph quick {
     start [shape=Mdiamond]
