@@ -1,7 +1,10 @@
-"""`ostinato serve --stdio` on a home another daemon owns: carry the stdio client's bytes to
-that daemon's socket and back, unchanged, so editors and agent hosts that spawn their own
-server share the home's runs, events and store. The process ends as a stdio daemon would:
-with `exit` (code 0 after `shutdown`, else 1) or when stdin closes."""
+"""`ostinato serve --stdio` on a home another daemon owns, so that editors and agent hosts
+that spawn their own server share the home's runs, events and store. When stdin and stdout
+are pipes or sockets (as a spawning editor gives), they are handed to the daemon over its
+handoff socket (SCM_RIGHTS), which serves them directly; this process only waits for the exit
+code. Otherwise (a terminal, a file) the bytes are relayed to the daemon's socket and back,
+unchanged. Either way the process ends as a stdio daemon would: with `exit` (code 0 after
+`shutdown`, else 1) or when stdin closes."""
 
 from __future__ import annotations
 
@@ -10,26 +13,43 @@ import os
 import re
 import select
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
 
 from ostinato.protocol.codec import FrameDecoder
-from ostinato.protocol.home import read_record, socket_path
+from ostinato.protocol.home import HANDOFF_NAME, SOCKET_NAME, read_record, socket_path
 
 CONNECT_PATIENCE_S = 30.0  # for a daemon that holds the lock but does not listen yet
 CHUNK = 1 << 16
 
 
-def home_socket(home: Path, patience: float = CONNECT_PATIENCE_S) -> socket.socket:
-    """A connection to the daemon that owns `home`. It may still be starting (it took the
-    lock, and opens its store before it listens), so refusals are retried for `patience`
-    seconds: there is nothing to await across processes but the socket itself."""
+def pollable_pair(in_fd: int, out_fd: int) -> bool:
+    """Whether an event loop can watch both fds as two pipe transports: pipes or sockets, and
+    not one socket on both (inetd, socat EXEC: a write-pipe transport would take the incoming
+    bytes for the peer closing). Files, ttys and /dev/null cannot be watched (or not on every
+    loop)."""
+    in_stat, out_stat = os.fstat(in_fd), os.fstat(out_fd)
+    if (in_stat.st_dev, in_stat.st_ino) == (out_stat.st_dev, out_stat.st_ino):
+        return False
+    return all(stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+               for mode in (in_stat.st_mode, out_stat.st_mode))
+
+
+def home_socket(home: Path, name: str = SOCKET_NAME,
+                patience: float = CONNECT_PATIENCE_S) -> socket.socket:
+    """A connection to the socket `name` of the daemon that owns `home`. It may still be
+    starting (it took the lock, and opens its store before it listens), so refusals are
+    retried for `patience` seconds: there is nothing to await across processes but the
+    socket itself."""
     deadline = time.monotonic() + patience
     delay = 0.005
     while True:
         record = read_record(home)
-        path = record.socket if record is not None else str(socket_path(home))
+        recorded = None if record is None else (
+            record.handoff if name == HANDOFF_NAME else record.socket)
+        path = recorded or str(socket_path(home, name))
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(path)
@@ -64,9 +84,11 @@ def asked_to_shut_down(data: bytes) -> bool:
 
 
 def run(home: Path) -> int:
-    """Bridge stdin/stdout to the home's daemon until the client exits or either side
+    """Serve the stdio client through the home's daemon until it exits or either side
     closes; the exit code a stdio daemon would have given."""
     try:
+        if pollable_pair(0, 1):
+            return _hand_over(home_socket(home, HANDOFF_NAME))
         sock = home_socket(home)
     except OSError as exc:
         print(f"ostinato serve: home {home} has a daemon, but its socket does not answer "
@@ -74,6 +96,15 @@ def run(home: Path) -> int:
         return 2
     with sock:
         return _Relay(sock).run()
+
+
+def _hand_over(sock: socket.socket) -> int:
+    """Give stdin and stdout to the daemon; its exit code for the session (1 when it went
+    away without one)."""
+    with sock:
+        socket.send_fds(sock, [b"h"], [0, 1])
+        code = sock.recv(1)
+    return code[0] if code else 1
 
 
 class _Relay:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ostinato.protocol.home import (
     LOCK_FILE,
     RECORD_FILE,
+    SOCKET_NAME,
     DaemonRecord,
     read_record,
     socket_path,
@@ -54,11 +55,12 @@ class HomeLock:
             raise
         return cls(home, fd)
 
-    def publish(self, socket: Path, endpoints: list[str], version: str) -> None:
-        """Write the home's record (atomically): clients read the socket from it."""
+    def publish(self, socket: Path, handoff: Path, endpoints: list[str],
+                version: str) -> None:
+        """Write the home's record (atomically): clients read the sockets from it."""
         record = DaemonRecord(pid=os.getpid(), socket=str(socket), home=str(self.home),
                               started_at=datetime.now(UTC).isoformat(), version=version,
-                              endpoints=endpoints)
+                              endpoints=endpoints, handoff=str(handoff))
         partial = self.home / f".{RECORD_FILE}.{os.getpid()}.partial"
         partial.write_text(record.to_json(), encoding="utf-8")
         os.replace(partial, self.home / RECORD_FILE)
@@ -74,11 +76,11 @@ class HomeLock:
         self._fd = None
 
 
-def prepare_socket_dir(home: Path) -> Path:
-    """The home's well-known socket path, its directory made and checked: a runtime
-    directory shared with other users (/tmp) must be ours and private, or someone else could
-    stand in for the daemon."""
-    path = socket_path(home)
+def prepare_socket_dir(home: Path, name: str = SOCKET_NAME) -> Path:
+    """The path of the home's well-known socket `name`, its directory made and checked: a
+    runtime directory shared with other users (/tmp) must be ours and private, or someone
+    else could stand in for the daemon."""
+    path = socket_path(home, name)
     directory = path.parent
     if directory == home.absolute():
         return path

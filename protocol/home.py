@@ -16,6 +16,8 @@ TOKEN_FILE = "token"
 LOCK_FILE = "daemon.lock"  # flock'ed by the daemon that owns the home, for its lifetime
 RECORD_FILE = "daemon.json"  # who owns the home: pid, socket, endpoints (a DaemonRecord)
 SOCKET_NAME = "daemon.sock"  # the well-known socket, when its path is short enough
+# Where `serve --stdio` on a served home hands its stdin and stdout to the daemon (SCM_RIGHTS).
+HANDOFF_NAME = "handoff.sock"
 # sun_path holds 108 bytes with the terminating NUL on Linux (104 on the BSDs and macOS).
 MAX_SOCKET_PATH = 103
 
@@ -41,38 +43,39 @@ def runtime_dir() -> Path:
     return Path("/tmp") / f"ostinato-{os.getuid()}"
 
 
-def socket_path(home: Path) -> Path:
-    """The home's well-known socket: HOME/daemon.sock, or, when that path is too long for a
+def socket_path(home: Path, name: str = SOCKET_NAME) -> Path:
+    """The home's well-known socket `name`: HOME/name, or, when that path is too long for a
     unix socket, a short path in the runtime directory named after the home's path."""
     home = home.absolute()
-    inside = home / SOCKET_NAME
+    inside = home / name
     if len(os.fsencode(inside)) <= MAX_SOCKET_PATH:
         return inside
     import hashlib  # only for long paths: it costs a few ms at start
 
     digest = hashlib.sha256(os.fsencode(home)).hexdigest()[:20]
-    return runtime_dir() / f"{digest}.sock"
+    return runtime_dir() / f"{digest}.{name}"
 
 
 class DaemonRecord:
     """What HOME/daemon.json says of the daemon that owns the home (a plain class: the
     dataclasses module costs the command line several ms to import)."""
 
-    __slots__ = ("endpoints", "home", "pid", "socket", "started_at", "version")
+    __slots__ = ("endpoints", "handoff", "home", "pid", "socket", "started_at", "version")
 
     def __init__(self, pid: int, socket: str, home: str, started_at: str, version: str = "",
-                 endpoints: list[str] | None = None) -> None:
+                 endpoints: list[str] | None = None, handoff: str = "") -> None:
         self.pid = pid
         self.socket = socket
         self.home = home
         self.started_at = started_at
         self.version = version
         self.endpoints = list(endpoints or [])
+        self.handoff = handoff  # the socket `serve --stdio` hands its stdio to
 
     def to_dict(self) -> dict[str, object]:
         """The record as a JSON object."""
         return {name: getattr(self, name) for name in (
-            "pid", "socket", "home", "started_at", "version", "endpoints")}
+            "pid", "socket", "home", "started_at", "version", "endpoints", "handoff")}
 
     def to_json(self) -> str:
         """The record as daemon.json holds it."""

@@ -188,6 +188,33 @@ async def test_a_bridged_client_that_pipelines_gets_every_reply(
         assert await owner.stop() == 0, "".join(owner.log)
 
 
+async def test_a_bridged_client_on_a_file_is_relayed(short_tmp: Path) -> None:
+    """stdin a file (a script of requests): nothing the daemon's loop could watch, so the
+    bridge relays the bytes itself rather than handing the fds over."""
+    home = short_tmp / "home"
+    owner = await start_daemon(home, "--socket", str(short_tmp / "a.sock"))
+    try:
+        count = 20000  # more than the daemon reads before the relay takes its replies
+        messages = [{"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}},
+                    *({"jsonrpc": "2.0", "id": i, "method": "daemon.status"}
+                      for i in range(1, count + 1)),
+                    {"jsonrpc": "2.0", "id": count + 1, "method": "shutdown"}, EXIT]
+        script = short_tmp / "script.ndjson"
+        script.write_text("".join(json.dumps(message) + "\n" for message in messages))
+        with script.open("rb") as stdin:
+            bridge = await asyncio.create_subprocess_exec(
+                *daemon_argv("--stdio", "--home", str(home)), stdin=stdin,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, said = await asyncio.wait_for(bridge.communicate(), WAIT)
+        assert bridge.returncode == 0, said.decode()
+        replies = [json.loads(line) for line in out.splitlines()]
+        statuses = [reply for reply in replies if 1 <= reply["id"] <= count]
+        assert [reply["id"] for reply in statuses] == list(range(1, count + 1))
+        assert {reply["result"]["pid"] for reply in statuses} == {owner.process.pid}
+    finally:
+        assert await owner.stop() == 0, "".join(owner.log)
+
+
 EXIT = {"jsonrpc": "2.0", "method": "exit"}
 QUICK = """digraph quick {
     start [shape=Mdiamond]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+from ostinato.protocol.home import HANDOFF_NAME
 
 from .. import services
 from ..access import DEFAULT_AUTH_FAILURES, DEFAULT_AUTH_WINDOW, FailureLimiter
@@ -26,6 +27,7 @@ from ..version import VERSION
 from . import transports
 from .connection import Connection
 from .dispatch import Dispatcher
+from .handoff import HandoffListener, open_handoff
 from .transports import StartupError
 
 log = logging.getLogger("ostinato.daemon")
@@ -82,7 +84,7 @@ class Daemon:
         self.cache: dict[str, Any] = {}  # values lifecycle methods derive once per process
         self.auth_limiter = FailureLimiter(options.auth_failures, options.auth_window)
         self.services: services.Services | None = None
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server | HandoffListener] = []
         self._stopped: asyncio.Future[int] | None = None
         self._own_sockets: list[Path] = []
 
@@ -163,17 +165,21 @@ class Daemon:
 
     async def _listen_home(self) -> None:
         """Listen on the home's well-known socket (unless --socket is that path already) and
-        record it in the home, where clients look for it."""
+        on its handoff socket (daemon/server/handoff.py), and record both in the home, where
+        clients look for them."""
         assert self.lock is not None
         try:
             path = prepare_socket_dir(self.home)
+            handoff = prepare_socket_dir(self.home, HANDOFF_NAME)
         except OSError as exc:
             raise StartupError(f"cannot listen on the home's socket: {exc}") from exc
         given = self.options.socket
         if given is None or given.absolute() != path:
             await self._listen_unix(path)
+        self._servers.append(open_handoff(self, handoff))
+        self._own_sockets.append(handoff)
         try:
-            self.lock.publish(path, self.endpoints, VERSION)
+            self.lock.publish(path, handoff, self.endpoints, VERSION)
         except OSError as exc:
             raise StartupError(f"cannot write the home's daemon record: {exc}") from exc
 

@@ -76,9 +76,10 @@ class Connection(asyncio.Protocol):
         # Whom failed initialize attempts are counted against: the peer's IP over TCP, the
         # transport otherwise (a unix socket's clients are all this machine's, stdio's one).
         self.address = kind
-        # Over stdio, the end of input is how a scripted session says it is done: finish
-        # what it asked. On a socket it means the client is gone: cancel its work.
-        self.finish_on_eof = kind == "stdio"
+        # Over stdio (our own, or one a bridge handed over), the end of input is how a
+        # scripted session says it is done: finish what it asked. On a socket it means the
+        # client is gone: cancel its work.
+        self.finish_on_eof = kind in ("stdio", "bridged")
         self.decoder = FrameDecoder(daemon.options.max_frame_bytes)
         self.subscriptions: set[str] = set()
         self.pending: dict[RequestId, asyncio.Task] = {}

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bridge import pollable_pair
 from .connection import Connection
 
 if TYPE_CHECKING:
@@ -128,41 +129,38 @@ class _ThreadReader(asyncio.ReadTransport):
         self._resume.set()
 
 
-def _pollable(fd: int) -> bool:
-    """Pipes and sockets can be watched by the event loop; files, ttys and /dev/null not
-    (or not on every loop), so those are read in a thread and written directly."""
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-
-
 async def open_stdio(daemon: Daemon) -> None:
     """Serve one client on stdin/stdout; anything else printed to stdout goes to stderr."""
-    loop = asyncio.get_running_loop()
     daemon.endpoints.append("stdio")
     connection = Connection(daemon, "stdio")
     out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
-    in_fd = os.dup(0)
-    in_stat, out_stat = os.fstat(in_fd), os.fstat(out_fd)
-    # One socket on both fds (inetd, socat EXEC): a write-pipe transport would take the
-    # incoming bytes for the peer closing, so such a socket is handled like a file.
-    shared = (in_stat.st_dev, in_stat.st_ino) == (out_stat.st_dev, out_stat.st_ino)
+    _keep.extend(await attach_pipes(connection, os.dup(0), out_fd))
+
+
+async def attach_pipes(connection: Connection, in_fd: int, out_fd: int) -> list[Any]:
+    """Serve `connection` on `in_fd` and `out_fd`, which it then owns (closing it closes
+    them). Returns the file objects that must live as long as the connection."""
+    loop = asyncio.get_running_loop()
+    kept: list[Any] = []
+    pipes = pollable_pair(in_fd, out_fd)  # else a file, a tty, /dev/null or one shared socket
     writer: asyncio.WriteTransport
-    if _pollable(out_fd) and not shared:
+    if pipes:
         stdout = os.fdopen(out_fd, "wb", buffering=0)
-        _keep.append(stdout)
+        kept.append(stdout)
         writer, _ = await loop.connect_write_pipe(lambda: _StdoutProtocol(connection), stdout)
     else:
         writer = _FileWriter(out_fd, _StdoutProtocol(connection))
     connection.attach(writer)  # before reading: uvloop may deliver data inside connect_read_pipe
     reader: asyncio.BaseTransport
-    if _pollable(in_fd) and not shared:
+    if pipes:
         stdin = os.fdopen(in_fd, "rb", buffering=0)
-        _keep.append(stdin)
+        kept.append(stdin)
         reader, _ = await loop.connect_read_pipe(lambda: _StdinProtocol(connection), stdin)
     else:
         reader = _ThreadReader(in_fd, _StdinProtocol(connection), loop)
     connection.reader = reader
+    return kept
 
 
 def _clear_stale_socket(path: Path) -> None:
@@ -186,9 +184,9 @@ def _clear_stale_socket(path: Path) -> None:
         probe.close()
 
 
-async def open_unix(daemon: Daemon, path: Path) -> asyncio.Server:
-    """Listen on a unix socket that only this user can open."""
-    path = path.absolute()
+def bind_unix(path: Path) -> socket.socket:
+    """A unix socket bound at `path` that only this user can open (a stale socket file there
+    is replaced; a live one is an error)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -201,6 +199,13 @@ async def open_unix(daemon: Daemon, path: Path) -> asyncio.Server:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
+    return sock
+
+
+async def open_unix(daemon: Daemon, path: Path) -> asyncio.Server:
+    """Listen on a unix socket that only this user can open."""
+    path = path.absolute()
+    sock = bind_unix(path)
     daemon.endpoints.append(f"unix:{path}")
     return await asyncio.get_running_loop().create_unix_server(
         lambda: Connection(daemon, "unix"), sock=sock)
