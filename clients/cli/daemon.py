@@ -20,21 +20,13 @@ NAME = "ostinato daemon"
 
 def _status(path: Path, token: str | None) -> dict[str, Any] | None:
     """daemon.status of the daemon on `path`; None when nothing answers there."""
-    import asyncio
-
-    from ..python import AsyncClient
-
-    async def ask() -> dict[str, Any]:
-        client = await AsyncClient.connect_unix(path)
-        try:
-            await client.initialize("ostinato-daemon", token=token)
-            return await client.request("daemon.status")
-        finally:
-            await client.close()
+    from .link import Link, LinkError
 
     try:
-        return asyncio.run(ask())
-    except OSError:
+        with Link.connect_unix(path) as link:
+            link.initialize("ostinato-daemon", token)
+            return link.request("daemon.status")
+    except LinkError:
         return None
 
 
