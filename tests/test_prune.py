@@ -133,6 +133,21 @@ async def test_keep_keeps_the_newest_and_before_the_newer(daemon: DaemonProcess)
     await wire.close()
 
 
+async def test_a_trial_set_that_ran_no_trial_is_pruned(
+        daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    # Early stop with a threshold of 0: decided before any trial starts.
+    empty = await wire.result("run.start", {"pipeline": BULKY, "settings": FAST, "trials": 3,
+                                            "early_stop": True, "pass_threshold": 0,
+                                            "wait": True})
+    assert empty["trial_runs"] == [] or all(
+        trial["run_id"] is None for trial in empty["trial_runs"])
+    assert (await prune(wire, keep=0))["trial_sets"] == [empty["trial_set_id"]]
+    missing = await wire.request("trials.get", {"trial_set_id": empty["trial_set_id"]})
+    assert missing["error"]["code"] == NOT_FOUND
+    await wire.close()
+
+
 async def test_prune_needs_a_selection_and_a_date(daemon: DaemonProcess) -> None:
     wire = await daemon.connect()
     for params in ({}, {"dry_run": True}, {"before": "last tuesday"}, {"keep": -1}):

@@ -173,7 +173,9 @@ async def prune(params: RunPruneParams, ctx: RequestContext) -> RunPruneResult:
                                for test_run in services.tests.active.values()})
 
     def report(done: int, total: int) -> None:
-        ctx.progress.report(f"{done}/{total} runs removed", int(100 * done / total))
+        # A prune of empty trial sets alone has no runs to count.
+        ctx.progress.report(f"{done}/{total} runs removed",
+                            int(100 * done / total) if total else 100)
 
     async with services.pruning:  # one at a time: the second plans on what the first left
         outcome = await prune_runs(services.db, services.home, live, before=params.before,
