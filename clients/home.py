@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from ostinato.protocol.home import read_record, resolve_home, socket_path
+from ostinato.protocol.home import EXIT_HOME_SERVED, read_record, resolve_home, socket_path
 
 START_PATIENCE_S = 30.0  # a daemon opening (and checking) a large store takes a while
-EXIT_HOME_SERVED = 4  # `serve`'s exit code when another daemon owns the home
 
 
 class DaemonUnavailable(Exception):
@@ -123,22 +122,38 @@ def _reason(said: str) -> str:
     return "; ".join(errors) if errors else said.strip()
 
 
-def stop_daemon(home: Path) -> int | None:
+STOP_PATIENCE_S = 60.0  # for a daemon to stop its runs and close its connections
+
+
+def stop_daemon(home: Path, pid: int | None = None) -> int | None:
     """Stop the home's daemon (SIGTERM: its active runs become interrupted and resumable)
-    and return its pid once it has closed its connections; None when none answers."""
+    and return its pid once it has closed its connections; None when none answers. `pid` is
+    the daemon's own (daemon.status): the record may still name a predecessor killed with
+    kill -9 for a moment after a new daemon listens. Raises TimeoutError when it has not
+    stopped within STOP_PATIENCE_S."""
     record = read_record(home)
-    if record is None:
-        return None
+    path = record.socket if record is not None else str(socket_path(home))
     watch = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        watch.connect(record.socket)
+        watch.connect(path)
     except OSError:
         watch.close()
         return None
-    # The record and the socket agree: the pid is the live owner's. Our connection closes as
-    # it stops, which is what we wait for.
+    pid = pid if pid is not None else record.pid if record is not None else None
+    if pid is None:
+        watch.close()
+        return None
+    # Our connection closes as it stops, which is what we wait for.
     with watch:
-        os.kill(record.pid, signal.SIGTERM)
-        while watch.recv(1 << 12):
-            pass
-    return record.pid
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return None
+        watch.settimeout(STOP_PATIENCE_S)
+        try:
+            while watch.recv(1 << 12):
+                pass
+        except TimeoutError:
+            raise TimeoutError(f"daemon pid {pid} did not stop within {STOP_PATIENCE_S:g} s"
+                               ) from None
+    return pid

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ostinato.protocol.catalog import client_methods
 from ostinato.protocol.codec import DEFAULT_MAX_FRAME_BYTES
-from ostinato.protocol.home import DEFAULT_HOME, parse_tcp
+from ostinato.protocol.home import DEFAULT_HOME, EXIT_HOME_SERVED, parse_tcp, resolve_home
 
 from . import bridge, logs, services
 from .access import (
@@ -40,7 +40,6 @@ from .store.db import DEFAULT_WAL_MAX_BYTES
 
 log = logging.getLogger("ostinato.daemon")
 
-EXIT_HOME_SERVED = 4  # another daemon owns the home (not said for --stdio, which bridges)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +135,7 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
         raise ValueError("--log-max-bytes must be at least 1024 and --log-files at least 1")
     if args.wal_max_bytes < 65536:
         raise ValueError("--wal-max-bytes must be at least 65536")
-    home = (args.home or Path(os.environ.get("OSTINATO_HOME") or DEFAULT_HOME)).absolute()
+    home = resolve_home(args.home)
     allowed = {name.strip() for name in [
         *args.allow_key_env, *os.environ.get("OSTINATO_ALLOWED_KEY_ENV", "").split(",")]}
     return DaemonOptions(home=home, stdio=args.stdio, socket=args.socket, tcp=tcp, token=token,

@@ -18,6 +18,7 @@ RECORD_FILE = "daemon.json"  # who owns the home: pid, socket, endpoints (a Daem
 SOCKET_NAME = "daemon.sock"  # the well-known socket, when its path is short enough
 # Where `serve --stdio` on a served home hands its stdin and stdout to the daemon (SCM_RIGHTS).
 HANDOFF_NAME = "handoff.sock"
+EXIT_HOME_SERVED = 4  # `serve`'s exit code when another daemon owns the home (not --stdio)
 # sun_path holds 108 bytes with the terminating NUL on Linux (104 on the BSDs and macOS).
 MAX_SOCKET_PATH = 103
 

@@ -74,6 +74,17 @@ def test_a_command_starts_the_home_daemon_which_outlives_it(home: Path) -> None:
     assert gone.returncode == 3 and "no daemon serves" in gone.stderr
 
 
+def test_daemon_start_passes_serve_options_after_a_double_dash(home: Path) -> None:
+    started = ostinato("daemon", "start", "--json", "--home", str(home), "--",
+                       "--tcp", "127.0.0.1:0")
+    assert started.returncode == 0, started.stderr
+    transports = json.loads(started.stdout)["transports"]
+    assert any(t.startswith("tcp://127.0.0.1:") for t in transports), transports
+    # A running daemon is left as it is, and says which options it did not apply.
+    again = ostinato("daemon", "start", "--home", str(home), "--", "--tcp", "127.0.0.1:0")
+    assert again.returncode == 0 and "options not applied: --tcp 127.0.0.1:0" in again.stderr
+
+
 def test_two_commands_at_once_share_one_new_daemon(home: Path) -> None:
     commands = [subprocess.Popen([*CLI, "call", "daemon.status", "--home", str(home)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

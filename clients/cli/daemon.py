@@ -6,28 +6,51 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ostinato.protocol.home import resolve_home
 
 from ..home import DaemonUnavailable, home_socket_path, start_daemon, stop_daemon
-from .common import EXIT_OK, EXIT_UNREACHABLE, print_json
-from .failure import UNREACHABLE, fail
+from .common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, print_json
+from .failure import TIMEOUT, UNREACHABLE, fail
 
 NAME = "ostinato daemon"
 
 
+ANSWER_WITHIN_S = 10.0  # a daemon that answers nothing in this time is reported, not awaited
+
+
 def _status(path: Path, token: str | None) -> dict[str, Any] | None:
-    """daemon.status of the daemon on `path`; None when nothing answers there."""
+    """daemon.status of the daemon on `path`; None when nothing answers there. Raises
+    RpcError (a refused token) or TimeoutError (a daemon that does not answer)."""
     from .link import Link, LinkError
 
     try:
         with Link.connect_unix(path) as link:
-            link.initialize("ostinato-daemon", token)
-            return link.request("daemon.status")
+            link.initialize("ostinato-daemon", token, ANSWER_WITHIN_S)
+            return link.request("daemon.status", timeout=ANSWER_WITHIN_S)
     except LinkError:
         return None
+
+
+def _guarded(entry: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`entry`, with a refusal or a silent daemon said as the other commands say them."""
+    def guarded(args: argparse.Namespace) -> int:
+        from ostinato.protocol.errors import RpcError
+
+        try:
+            return entry(args)
+        except RpcError as exc:
+            return fail(NAME, f"the daemon refused: {exc.message}", EXIT_FAILED,
+                        json_mode=args.json, code=exc.code, data=exc.data)
+        except TimeoutError as exc:
+            return fail(NAME, str(exc) or f"the daemon did not answer within "
+                        f"{ANSWER_WITHIN_S:g} s", EXIT_UNREACHABLE, json_mode=args.json,
+                        code=TIMEOUT)
+    guarded.__doc__ = entry.__doc__
+    return guarded
 
 
 def _show(status: dict[str, Any], path: Path, json_mode: bool) -> None:
@@ -57,10 +80,12 @@ def start(args: argparse.Namespace) -> int:
     one runs already (exit 0 either way)."""
     home = resolve_home(args.home)
     path = home_socket_path(home)
+    # Options for serve follow `--`, which argparse's REMAINDER keeps.
+    serve_args = args.serve_args[1:] if args.serve_args[:1] == ["--"] else args.serve_args
     found = _status(path, args.token)
     if found is None:
         try:
-            path = start_daemon(home, args.serve_args)
+            path = start_daemon(home, serve_args)
         except DaemonUnavailable as exc:
             return fail(NAME, f"cannot start a daemon for {home}: {exc}", EXIT_UNREACHABLE,
                         json_mode=args.json, code=UNREACHABLE)
@@ -68,9 +93,9 @@ def start(args: argparse.Namespace) -> int:
         if found is None:
             return fail(NAME, f"the daemon started for {home} does not answer on {path}",
                         EXIT_UNREACHABLE, json_mode=args.json, code=UNREACHABLE)
-    elif args.serve_args:
+    elif serve_args:
         print(f"{NAME}: a daemon already serves {home}; options not applied: "
-              f"{' '.join(args.serve_args)}", file=sys.stderr)
+              f"{' '.join(serve_args)}", file=sys.stderr)
     _show(found, path, args.json)
     return EXIT_OK
 
@@ -87,7 +112,7 @@ def stop(args: argparse.Namespace) -> int:
         else:
             print(f"no daemon serves {home}")
         return EXIT_OK
-    stop_daemon(home)
+    stop_daemon(home, found["pid"])
     if args.json:
         print_json({"stopped": True, "home": str(home), "pid": found["pid"],
                     "interrupted_runs": found["active_runs"]})
@@ -109,6 +134,7 @@ def add_parsers(commands: Any) -> None:
     for name, entry, text in (("start", start, "start the daemon in the background"),
                               ("stop", stop, "stop the daemon; active runs become resumable"),
                               ("status", status, "is a daemon serving the home, and how")):
+        entry = _guarded(entry)
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("--home", type=Path,
                             help="the home (default $OSTINATO_HOME or ./.ostinato)")
@@ -116,7 +142,8 @@ def add_parsers(commands: Any) -> None:
                             help="token for initialize (default $OSTINATO_TOKEN)")
         action.add_argument("--json", action="store_true", help="print JSON")
         if name == "start":
-            action.add_argument("serve_args", nargs=argparse.REMAINDER, metavar="...",
-                                help="options of `ostinato serve` for the new daemon, e.g. "
-                                     "--tcp 127.0.0.1:7890 --allow-key-env MY_KEY")
+            action.add_argument("serve_args", nargs=argparse.REMAINDER, metavar="-- ...",
+                                help="after --, options of `ostinato serve` for the new "
+                                     "daemon, e.g. -- --tcp 127.0.0.1:7890 --allow-key-env "
+                                     "MY_KEY")
         action.set_defaults(func=entry)

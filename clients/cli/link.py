@@ -83,13 +83,14 @@ class Link:
         link.home_token = read_token(resolve_home(home))
         return link
 
-    def initialize(self, client_name: str, token: str | None = None) -> dict[str, Any]:
+    def initialize(self, client_name: str, token: str | None = None,
+                   timeout: float | None = None) -> dict[str, Any]:
         """Open the session (and send `initialized`); the daemon's initialize result."""
         params: dict[str, Any] = {"processId": os.getpid(), "clientInfo": {"name": client_name}}
         token = token if token is not None else self.home_token
         if token is not None:
             params["initializationOptions"] = {"token": token}
-        self.initialize_result = self.request("initialize", params)
+        self.initialize_result = self.request("initialize", params, timeout)
         self.notify("initialized", {})
         return self.initialize_result
 
