@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ostinato.transports")
 
+RECEIVE_WITHIN_S = 10.0  # for a peer of the handoff socket to send its fds
+
 
 class HandoffListener:
     """Accepts handed-over stdio clients on a unix socket (mode 0600)."""
@@ -44,18 +46,25 @@ class HandoffListener:
         except (BlockingIOError, InterruptedError):
             return
         peer.setblocking(False)
-        self.loop.add_reader(peer, self._receive, peer)
+        # A bridge sends its fds at once; a peer that sends nothing is not kept waiting on.
+        give_up = self.loop.call_later(RECEIVE_WITHIN_S, self._drop, peer)
+        self.loop.add_reader(peer, self._receive, peer, give_up)
 
-    def _receive(self, peer: socket.socket) -> None:
+    def _drop(self, peer: socket.socket) -> None:
+        self.loop.remove_reader(peer)
+        peer.close()
+
+    def _receive(self, peer: socket.socket, give_up: asyncio.TimerHandle) -> None:
         try:
             _, fds, _, _ = socket.recv_fds(peer, 1, 2)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             fds = []
+        give_up.cancel()
         self.loop.remove_reader(peer)
         if len(fds) != 2 or not pollable_pair(*fds):
-            for fd in fds:  # not what a bridge sends: the peer gets EOF and relays instead
+            for fd in fds:  # not what a bridge sends: refused, the peer gets EOF
                 os.close(fd)
             peer.close()
             return
@@ -71,6 +80,9 @@ class HandoffListener:
             # Anything readable on the socket (its end) means the bridge went away.
             self.loop.add_reader(peer, connection.close)
             await connection.finished
+        except Exception:  # the bridge gets exit code 1; the daemon goes on
+            log.exception("a handed-over stdio client could not be served")
+            connection.close()
         finally:
             self.loop.remove_reader(peer)
             with contextlib.suppress(OSError):
