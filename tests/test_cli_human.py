@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import pty
 import re
 import shlex
 import sys
 from pathlib import Path
+
+import pytest
 
 from .runs_support import visits
 from .support import REPO, WAIT, DaemonProcess
@@ -123,18 +126,21 @@ async def test_answer_presets_answer_every_type(daemon: DaemonProcess,
     assert not any("waiting for an answer" in line for line in lines)
 
 
+@pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
 async def test_without_a_terminal_it_says_how_to_answer(daemon: DaemonProcess,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path, json_mode: bool) -> None:
     process = await asyncio.create_subprocess_exec(
-        *CLI, "run", GATES, "--socket", daemon.socket, cwd=tmp_path,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        *CLI, "run", GATES, "--socket", daemon.socket, *(["--json"] if json_mode else []),
+        cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
+    # With --json, stdout holds the result alone: the hint is on stderr.
+    said = process.stderr if json_mode else process.stdout
     accepted = []
     try:
         for answer in ("Fine as it is", "yes", "html", "y"):
             while True:
-                line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+                line = (await asyncio.wait_for(said.readline(), WAIT)).decode()
                 assert line, "the run ended before asking"
                 if line.startswith("waiting for an answer ("):
                     break
@@ -152,7 +158,10 @@ async def test_without_a_terminal_it_says_how_to_answer(daemon: DaemonProcess,
         with contextlib.suppress(ProcessLookupError):
             process.kill()
     assert process.returncode == 0, err.decode()
-    assert "completed (success)" in out.decode()
+    if json_mode:
+        assert json.loads(out)["status"] == "completed"
+    else:
+        assert "completed (success)" in out.decode()
     assert accepted == ["any text", "yes, y, true or no, n, false",
                         "an option key (P, H), its label or its target node",
                         "yes, y, true or no, n, false"]

@@ -124,12 +124,15 @@ async def _follow(args: argparse.Namespace, client: AsyncClient, params: dict[st
     client.on_notification("run/event", lambda _method, params: events.put_nowait(params))
     name = f"ostinato {args.command}"
     async with CancelOnInterrupt(name) as interrupts:
-        if not args.detach:
+        if not args.detach:  # every run until ours is known: its first events come at once
             await client.request("run.subscribe", {"run_id": "*"})
         started = await client.request("run.start", params)
         run_id = started["run_id"]
         if args.detach:
             return detached(args, started)
+        # Ours only from now on: a shared daemon's other runs are not this command's.
+        await client.request("run.subscribe", {"run_id": run_id})
+        await client.request("run.unsubscribe", {"run_id": "*"})
         with RunDisplay(sys.stdout, quiet=args.json) as display:
             display.started(started, params.get("replay"))
             try:
@@ -255,8 +258,15 @@ async def _ask(args: argparse.Namespace, client: AsyncClient, run_id: str,
                question: dict[str, Any], display: RunDisplay) -> None:
     """A human gate: ask on the terminal when there is one; else leave it to others."""
     waiting = waiting_hint(args, run_id, question)
+
+    def say_how_to_answer() -> None:
+        if display.quiet:  # --json keeps stdout for the result: the hint goes to stderr
+            print(f"? {question['text']}\n{waiting}", file=sys.stderr, flush=True)
+        else:
+            display.note(waiting)
+
     if not sys.stdin.isatty():
-        display.note(waiting)
+        say_how_to_answer()
         return
     kind = question.get("type", "multiple_choice")
     if display.quiet:  # else the display has shown the question's text already
@@ -268,7 +278,7 @@ async def _ask(args: argparse.Namespace, client: AsyncClient, run_id: str,
         try:
             answer = await _read_line(_PROMPTS.get(kind, "Select: "))
         except EOFError:  # the terminal closed: someone else may still answer
-            display.note(waiting)
+            say_how_to_answer()
             return
         try:
             await client.request("human.answer", {
