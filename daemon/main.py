@@ -226,6 +226,9 @@ def serve(args: argparse.Namespace) -> int:
         lock = HomeLock.acquire(options.home)
     except HomeLocked as exc:
         if options.stdio:  # an editor or agent host spawned us: share the home's daemon
+            if ignored := _options_given(args):
+                print(f"ostinato serve: {exc}; bridging to it, so these options do not "
+                      f"apply: {', '.join(ignored)}", file=sys.stderr)
             return bridge.run(options.home)
         print(f"ostinato serve: {exc}; connect to it (every `ostinato` command does), or "
               f"stop it first with `ostinato daemon stop --home {options.home}`",
@@ -251,6 +254,20 @@ def serve(args: argparse.Namespace) -> int:
         return run(options, lock, use_uvloop=not args.no_uvloop)
     finally:
         lock.release()
+
+
+# What a bridged `serve --stdio` still honours (or that only says how it was started).
+_BRIDGED_OPTIONS = {"stdio", "home", "log_level", "no_uvloop", "ready_fd"}
+
+
+def _options_given(args: argparse.Namespace) -> list[str]:
+    """The serve options given other than their defaults, as `--name`, except those a bridge
+    honours: the daemon it bridges to was started with its own."""
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    defaults = vars(parser.parse_args([]))
+    return [f"--{name.replace('_', '-')}" for name, default in defaults.items()
+            if name not in _BRIDGED_OPTIONS and getattr(args, name, default) != default]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,10 +130,10 @@ async def test_a_second_serve_on_a_locked_home_fails_at_once_naming_the_first(
         assert await first.stop() == 0, "".join(first.log)
 
 
-async def bridged_client(home: Path) -> tuple[asyncio.subprocess.Process, Wire]:
+async def bridged_client(home: Path, *args: str) -> tuple[asyncio.subprocess.Process, Wire]:
     """What an editor does: spawn `serve --stdio` and talk to it over its pipes."""
     process = await asyncio.create_subprocess_exec(
-        *daemon_argv("--stdio", "--home", str(home)), stdin=asyncio.subprocess.PIPE,
+        *daemon_argv("--stdio", "--home", str(home), *args), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert process.stdout is not None and process.stdin is not None
     wire = Wire(process.stdout, process.stdin)  # type: ignore[arg-type]
@@ -163,10 +163,14 @@ async def test_serve_stdio_on_a_served_home_bridges_to_its_daemon(short_tmp: Pat
         assert await asyncio.wait_for(editor.wait(), WAIT) == 0
         assert (await socket_client.result("daemon.status"))["pid"] == owner.process.pid
 
-        # exit without shutdown: 1, as a stdio daemon of its own would say.
-        rude, rude_wire = await bridged_client(home)
+        # exit without shutdown: 1, as a stdio daemon of its own would say. Options the
+        # shared daemon was not started with are said not to apply.
+        rude, rude_wire = await bridged_client(home, "--max-pipeline-bytes", "4096")
         await rude_wire.send(EXIT)
         assert await asyncio.wait_for(rude.wait(), WAIT) == 1
+        assert rude.stderr is not None
+        said = (await rude.stderr.read()).decode()
+        assert "bridging to it, so these options do not apply: --max-pipeline-bytes" in said
     finally:
         assert await owner.stop() == 0, "".join(owner.log)
 
