@@ -18,9 +18,15 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from ostinato.protocol.errors import ErrorCode, RpcError
+from ostinato.protocol.errors import RpcError
 
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    UsageError,
+    report_rpc_error,
+)
 from .failure import INTERRUPTED, TIMEOUT, UNREACHABLE, USAGE, fail
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
@@ -293,16 +299,7 @@ def run_command(args: argparse.Namespace, name: str, action: Callable[[Link], in
     except UsageError as exc:
         return fail(name, str(exc), EXIT_USAGE, json_mode=json_mode, code=USAGE)
     except RpcError as exc:
-        details: tuple[str, ...] = ()
-        exit_code = EXIT_FAILED
-        if exc.code == ErrorCode.INVALID_PARAMS:
-            exit_code = EXIT_USAGE
-            if isinstance(exc.data, list):  # pydantic's, one per field
-                details = tuple(f"{'.'.join(str(part) for part in entry.get('loc', []))}: "
-                                f"{entry.get('msg')}" for entry in exc.data
-                                if isinstance(entry, dict))
-        return fail(name, exc.message, exit_code, json_mode=json_mode, code=exc.code,
-                    data=exc.data, details=details)
+        return report_rpc_error(name, exc, json_mode=json_mode)
     except TimeoutError as exc:  # before OSError, of which it is a subclass
         return fail(name, str(exc), EXIT_UNREACHABLE, json_mode=json_mode, code=TIMEOUT)
     except OSError as exc:  # LinkError too

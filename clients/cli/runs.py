@@ -9,8 +9,7 @@ import shlex
 import sys
 
 from .answer import question_lines, waiting_hint
-from .common import EXIT_FAILED, EXIT_OK, add_connection_arguments, positive_int
-from .common import print_json as _print_json
+from .common import EXIT_FAILED, EXIT_OK, add_connection_arguments, positive_int, print_json
 from .link import Link, run_command
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
@@ -22,12 +21,6 @@ RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "cancell
 _ENDED = ("PipelineCompleted", "PipelineFailed", "PipelineCancelled")
 _MARKS = {"StageStarted": "▶", "StageCompleted": "✓", "StageFailed": "✗",
           "StageRetrying": "↻", "ModelRetrying": "↻"}
-
-
-def print_json(value: Any) -> None:
-    """Indented JSON on stdout, flushed: a script may read it while the command goes on."""
-    _print_json(value)
-    sys.stdout.flush()
 
 
 def _say(line: str) -> None:
