@@ -24,15 +24,15 @@ class NoDaemon(DaemonUnavailable):
     """The home has no daemon that answers (and we were told not to start one)."""
 
 
-def _answers(path: Path | str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: Path | str) -> socket.socket | None:
+    """A connected socket to `path`; None when nothing answers there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.connect(str(path))
-        return True
+        sock.connect(str(path))
     except OSError:
-        return False
-    finally:
-        probe.close()
+        sock.close()
+        return None
+    return sock
 
 
 def home_socket_path(home: Path) -> Path:
@@ -41,16 +41,21 @@ def home_socket_path(home: Path) -> Path:
     return Path(record.socket) if record is not None else socket_path(home)
 
 
-def daemon_socket(home: Path | str | None = None, *, start: bool = True) -> Path:
-    """The unix socket of the home's daemon, starting one in the background when none answers
-    (`start`); raises NoDaemon (not `start`) or DaemonUnavailable (it could not start)."""
+def connect_home(home: Path | str | None = None, *, start: bool = True) -> socket.socket:
+    """A connection to the home's daemon, which is started in the background when none
+    answers (`start`); raises NoDaemon (not `start`) or DaemonUnavailable (it could not
+    start)."""
     home = resolve_home(home)
-    path = home_socket_path(home)
-    if _answers(path):
-        return path
+    sock = _connect(home_socket_path(home))
+    if sock is not None:
+        return sock
     if not start:
         raise NoDaemon(f"no daemon serves {home}")
-    return start_daemon(home)
+    path = start_daemon(home)
+    sock = _connect(path)
+    if sock is None:
+        raise DaemonUnavailable(f"the daemon started for {home} does not answer on {path}")
+    return sock
 
 
 def start_daemon(home: Path, serve_args: list[str] | tuple[str, ...] = ()) -> Path:
@@ -60,7 +65,10 @@ def start_daemon(home: Path, serve_args: list[str] | tuple[str, ...] = ()) -> Pa
     while True:
         code, reason = _spawn(home, list(serve_args), deadline)
         path = home_socket_path(home)
-        if code is None or _answers(path):
+        if code is None:
+            return path
+        if probe := _connect(path):  # another process's daemon won the home
+            probe.close()
             return path
         if code != EXIT_HOME_SERVED:
             raise DaemonUnavailable(reason or f"the daemon for {home} exited with code {code}")

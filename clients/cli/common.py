@@ -55,13 +55,13 @@ async def connect(args: argparse.Namespace, client_name: str) -> AsyncClient:
             raise UsageError(str(exc)) from None
         client = await AsyncClient.connect_tcp(host, port, home=args.home)
     else:
-        from ..home import DaemonUnavailable, daemon_socket
+        from ..home import DaemonUnavailable, connect_home
 
         try:
-            path = daemon_socket(args.home)
+            sock = connect_home(args.home)
         except DaemonUnavailable as exc:
             raise DaemonConnectionError(str(exc)) from None
-        client = await AsyncClient.connect_unix(path)
+        client = await AsyncClient.connect_unix(sock.getpeername(), sock=sock)
     try:
         await client.initialize(client_name, token=args.token)
     except BaseException:

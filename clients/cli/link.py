@@ -266,13 +266,13 @@ def connect(args: argparse.Namespace, client_name: str = "ostinato-cli") -> Link
             raise UsageError(str(exc)) from None
         link = Link.connect_tcp(host, port, args.home)
     else:
-        from ..home import DaemonUnavailable, daemon_socket
+        from ..home import DaemonUnavailable, connect_home
 
         try:
-            path = daemon_socket(args.home)
+            sock = connect_home(args.home)
         except DaemonUnavailable as exc:
             raise LinkError(str(exc)) from None
-        link = Link.connect_unix(path)
+        link = Link(sock, sock.getpeername())
     try:
         link.initialize(client_name, token=args.token)
     except BaseException:

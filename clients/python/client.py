@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,10 +93,14 @@ class AsyncClient:
 
     @classmethod
     async def connect_unix(cls, path: str | Path,
-                           framing: Framing = Framing.CONTENT_LENGTH) -> AsyncClient:
-        """Connect to a daemon's unix socket."""
+                           framing: Framing = Framing.CONTENT_LENGTH,
+                           sock: socket.socket | None = None) -> AsyncClient:
+        """Connect to a daemon's unix socket (or use `sock`, already connected to it)."""
         try:
-            reader, writer = await asyncio.open_unix_connection(os.fspath(path))
+            if sock is not None:
+                reader, writer = await asyncio.open_unix_connection(sock=sock)
+            else:
+                reader, writer = await asyncio.open_unix_connection(os.fspath(path))
         except OSError as exc:
             raise DaemonConnectionError(f"cannot connect to {path}: {exc}") from exc
         return cls(reader, writer, framing)
