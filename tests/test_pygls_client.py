@@ -12,14 +12,19 @@ from pygls.exceptions import JsonRpcMethodNotFound
 
 from ostinato.protocol.home import socket_path
 
-from .support import WAIT
+from .support import WAIT, start_daemon
 
 
+@pytest.mark.parametrize("home_served", [False, True], ids=["own", "bridged"])
 async def test_pygls_client_initializes_calls_status_and_gets_method_not_found(
-        tmp_path: Path) -> None:
+        short_tmp: Path, home_served: bool) -> None:
+    """`serve --stdio` on a free home is the daemon; on a served home it hands its stdio to
+    that home's daemon, and pygls cannot tell the difference."""
+    home = short_tmp / "home"
+    owner = await start_daemon(home) if home_served else None
     client = JsonRPCClient()
     await client.start_io(sys.executable, "-m", "ostinato.daemon", "--stdio",
-                          "--home", str(tmp_path / "home"))
+                          "--home", str(home))
     protocol = client.protocol
     try:
         result = await asyncio.wait_for(protocol.send_request_async(
@@ -30,8 +35,11 @@ async def test_pygls_client_initializes_calls_status_and_gets_method_not_found(
         protocol.notify("initialized", {})
 
         status = await asyncio.wait_for(protocol.send_request_async("daemon.status", {}), WAIT)
-        assert status.pid == client._server.pid
-        assert status.transports == ["stdio", f"unix:{socket_path(tmp_path / 'home')}"]
+        if owner is None:
+            assert status.pid == client._server.pid
+            assert status.transports == ["stdio", f"unix:{socket_path(home)}"]
+        else:
+            assert status.pid == owner.process.pid != client._server.pid
 
         with pytest.raises(JsonRpcMethodNotFound):
             await asyncio.wait_for(protocol.send_request_async("no.such.method", {}), WAIT)
@@ -41,3 +49,5 @@ async def test_pygls_client_initializes_calls_status_and_gets_method_not_found(
         assert await asyncio.wait_for(client._server.wait(), WAIT) == 0
     finally:
         await client.stop()
+        if owner is not None:
+            assert await owner.stop() == 0, "".join(owner.log)
