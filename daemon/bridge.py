@@ -69,17 +69,21 @@ def run(home: Path) -> int:
               f"({exc})", file=sys.stderr)
         return 2
     with sock:
-        if pollable_pair(0, 1):
-            return _hand_over(sock, 0, 1)
-        # A terminal or a file: the daemon gets two pipes, which this process fills from
-        # stdin and drains to stdout.
-        to_daemon, from_stdin = os.pipe()
-        to_stdout, from_daemon = os.pipe()
-        _copy_in_background(0, from_stdin, close_target=True)
-        drained = _copy_in_background(to_stdout, 1, close_target=False)
-        code = _hand_over(sock, to_daemon, from_daemon, ours=True)
-        drained.join(DRAIN_PATIENCE_S)  # the daemon's last replies, already in the pipe
-        return code
+        try:
+            if pollable_pair(0, 1):
+                return _hand_over(sock, 0, 1)
+            # A terminal or a file: the daemon gets two pipes, which this process fills
+            # from stdin and drains to stdout.
+            to_daemon, from_stdin = os.pipe()
+            to_stdout, from_daemon = os.pipe()
+            _copy_in_background(0, from_stdin, close_target=True)
+            drained = _copy_in_background(to_stdout, 1, close_target=False)
+            code = _hand_over(sock, to_daemon, from_daemon, ours=True)
+            drained.join(DRAIN_PATIENCE_S)  # the daemon's last replies, already in the pipe
+            return code
+        except OSError as exc:  # the daemon went away before it took the session
+            print(f"ostinato serve: the daemon of {home} went away ({exc})", file=sys.stderr)
+            return 1
 
 
 def _hand_over(sock: socket.socket, in_fd: int, out_fd: int, ours: bool = False) -> int:
