@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from .runs_support import FAST, dot, run_to_end
+from .runs_support import FAST, dot, run_to_end, trace
 from .support import WAIT, DaemonProcess, Wire
 
 CLI = [sys.executable, "-m", "ostinato.clients.cli"]
@@ -82,6 +82,11 @@ async def test_list_and_show_a_waiting_run(daemon: DaemonProcess) -> None:
     code, out, _ = await cli("runs", "list", "--status", "completed", "--json",
                              "--socket", daemon.socket)
     assert code == 0 and [r["run_id"] for r in json.loads(out)["runs"]] == [done["run_id"]]
+    waiting_at = (await wire.result("run.get", {"run_id": waiting}))["created_at"]
+    for bound, expected in (("--since", [waiting]), ("--until", [done["run_id"]])):
+        code, out, _ = await cli("runs", "list", bound, waiting_at, "--json",
+                                 "--socket", daemon.socket)
+        assert code == 0 and [r["run_id"] for r in json.loads(out)["runs"]] == expected
     code, out, _ = await cli("runs", "list", "--limit", "1", "--socket", daemon.socket)
     assert code == 0 and len(out.splitlines()) == 3  # header, one run, the next page's hint
     assert out.splitlines()[2].startswith("more: ostinato runs list --cursor ")
@@ -201,6 +206,44 @@ async def test_cancel_then_resume_and_wait(daemon: DaemonProcess) -> None:
     output = "".join(seen) + rest.decode()
     assert output.startswith(f"run {run_id}  gate  resumed\n"), output
     assert f"run {run_id}  gate  completed (success)\n" in output
+
+
+GREETING = dot("""\
+    digraph greeting {
+        start [shape=Mdiamond]
+        ship  [shape=hexagon, human.type=yes_no, label="Greet?"]
+        greet [prompt="Greet $who"]
+        exit  [shape=Msquare]
+        start -> ship
+        ship -> greet [label="[Y] Yes"]
+        ship -> exit [label="[N] No"]
+        greet -> exit
+    }""")
+
+
+async def test_resume_gives_inputs_again(daemon: DaemonProcess) -> None:
+    wire = await daemon.connect()
+    run = await wire.result("run.start", {"pipeline": GREETING, "settings": FAST,
+                                          "inputs": {"who": "Ada"}})
+    run_id = run["run_id"]
+    await wire.result("run.subscribe", {"run_id": run_id})
+    while (await wire.result("run.get", {"run_id": run_id}))["status"] != "waiting":
+        await wire.recv()  # the run's next event: its state changed, look again
+    await wire.result("run.cancel", {"run_id": run_id})
+    code, _, err = await cli("runs", "resume", run_id, "--input", "who=Grace",
+                             "--socket", daemon.socket)
+    assert code == 0, err
+    while (await wire.result("run.get", {"run_id": run_id}))["status"] != "waiting":
+        await wire.recv()
+    code, _, err = await cli("answer", run_id, "y", "--socket", daemon.socket)
+    assert code == 0, err
+    code, out, err = await cli("runs", "watch", run_id, "--json", "--socket", daemon.socket)
+    assert code == 0, err  # it succeeded
+    detail = await wire.result("run.get", {"run_id": run_id})
+    assert json.loads(out)["status"] == detail["status"] == "completed"
+    [greeting] = [call for call in trace(detail) if call["node_id"] == "greet"]
+    assert "Greet Grace" in json.dumps(greeting["request"])
+    await wire.close()
 
 
 async def test_trace_lists_the_calls(daemon: DaemonProcess) -> None:

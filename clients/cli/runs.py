@@ -9,7 +9,16 @@ import shlex
 import sys
 
 from .answer import question_lines, waiting_hint
-from .common import EXIT_FAILED, EXIT_OK, add_connection_arguments, positive_int, print_json
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_connection_arguments,
+    add_input_arguments,
+    input_values,
+    key_values,
+    positive_int,
+    print_json,
+)
 from .link import Link, run_command
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: see docs/cli.md
@@ -55,6 +64,9 @@ def _list(args: argparse.Namespace, link: Link) -> int:
         params["pipeline"] = args.pipeline
     if args.cursor:
         params["cursor"] = args.cursor
+    for bound in ("since", "until"):
+        if getattr(args, bound):
+            params[bound] = getattr(args, bound)
     result = link.request("run.list", params)
     if args.json:
         print_json(result)
@@ -233,7 +245,11 @@ def _cancel(args: argparse.Namespace, link: Link) -> int:
 def _resume(args: argparse.Namespace, link: Link) -> int:
     if args.wait:
         link.request("run.subscribe", {"run_id": args.run})
-    run = link.request("run.resume", {"run_id": args.run})
+    # Secret inputs are not kept by a run: a resume gives them again.
+    params: dict[str, Any] = {"run_id": args.run, "inputs": input_values(args)}
+    if args.set:
+        params["variables"] = key_values(args.set, "--set")
+    run = link.request("run.resume", params)
     if not args.wait:
         if args.json:
             print_json(run)
@@ -325,11 +341,19 @@ def add_parsers(commands: Any) -> None:
             parser.add_argument("--limit", type=positive_int, default=50, metavar="N",
                                 help="at most N runs (default 50, at most 1000)")
             parser.add_argument("--cursor", help="the page after the one that printed it")
+            parser.add_argument("--since", metavar="TIME",
+                                help="only runs created at or after this ISO date or time")
+            parser.add_argument("--until", metavar="TIME",
+                                help="only runs created before this ISO date or time")
         else:
             parser.add_argument("run", metavar="RUN", help="the run's id")
         if name == "resume":
             parser.add_argument("--wait", action="store_true",
                                 help="follow the run until it ends, as `runs watch` does")
+            add_input_arguments(parser, "an input given again (a secret one is not kept by "
+                                        "the run)")
+            parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                                help="a variable given again; repeatable")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         add_connection_arguments(parser)
         parser.set_defaults(func=run)
