@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from . import lifecycle, pipelines, runs, snapshots, tests, traces, trials
+from . import lifecycle, mcp, pipelines, runs, snapshots, tests, traces, trials
 from .registry import Registry
 
 
 def client_methods() -> Registry:
     """Every method a client may call on the daemon (requests and notifications)."""
-    return Registry([*lifecycle.METHODS, *pipelines.METHODS, *runs.METHODS,
+    return Registry([*lifecycle.METHODS, *mcp.METHODS, *pipelines.METHODS, *runs.METHODS,
                      *traces.METHODS, *trials.METHODS, *snapshots.METHODS,
                      *tests.METHODS])
 

@@ -106,7 +106,7 @@ class Daemon:
     def connection_closed(self, connection: Connection) -> None:
         """Over stdio the process lives exactly as long as its one connection."""
         if connection.kind == "stdio":
-            code = 0 if connection.shutdown_requested else 1
+            code = connection.exit_code
             connection.finished.add_done_callback(lambda _: self.stop(code))
 
     def stop(self, exit_code: int = 0) -> None:

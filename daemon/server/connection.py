@@ -85,6 +85,7 @@ class Connection(asyncio.Protocol):
         self.pending: dict[RequestId, asyncio.Task] = {}
         self.reader: asyncio.BaseTransport | None = None
         self._initialized = False
+        self.mcp_version: str | None = None  # an MCP client's negotiated revision
         self._shutdown_requested = False
         self._ready = False  # initialized and not shut down: the hot path checks only this
         self._ending = False  # exit or a refused token: serve nothing more
@@ -118,12 +119,21 @@ class Connection(asyncio.Protocol):
         """Whether `shutdown` was received."""
         return self._shutdown_requested
 
-    def open_session(self, client_name: str | None) -> None:
-        """`initialize` succeeded: serve every method from now on."""
+    @property
+    def exit_code(self) -> int:
+        """A stdio process's exit code when this session ends: 0 after `shutdown` (LSP) or
+        for an MCP session, which ends by closing stdin; else 1."""
+        return 0 if self._shutdown_requested or self.mcp_version is not None else 1
+
+    def open_session(self, client_name: str | None, mcp_version: str | None = None) -> None:
+        """`initialize` succeeded: serve every method from now on (`mcp_version`: the MCP
+        revision negotiated with an MCP client)."""
         self._initialized = True
         self._ready = not self._shutdown_requested
-        log.info("connection %d initialized%s", self.id,
-                 f" by {client_name}" if client_name else "")
+        self.mcp_version = mcp_version
+        log.info("connection %d initialized%s%s", self.id,
+                 f" by {client_name}" if client_name else "",
+                 f" (MCP {mcp_version})" if mcp_version else "")
 
     def request_shutdown(self) -> None:
         """`shutdown`: only `exit` is served from now on."""
@@ -488,7 +498,8 @@ class Connection(asyncio.Protocol):
 
     def _lifecycle_refusal(self, method: str, is_request: bool) -> RpcError | None:
         if not self._initialized:
-            if (method == "initialize" and is_request) or method == "exit":
+            # MCP: "the client SHOULD NOT send requests other than pings" before it.
+            if (method == "initialize" and is_request) or method in ("exit", "ping"):
                 return None
             return RpcError(ErrorCode.SERVER_NOT_INITIALIZED,
                             f"Server not initialized: send initialize before {method}")

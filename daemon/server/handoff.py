@@ -86,7 +86,7 @@ class HandoffListener:
         finally:
             self.loop.remove_reader(peer)
             with contextlib.suppress(OSError):
-                peer.send(bytes([0 if connection.shutdown_requested else 1]))
+                peer.send(bytes([connection.exit_code]))
             peer.close()
             self._files.pop(connection.id, None)
 

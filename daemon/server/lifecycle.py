@@ -24,6 +24,7 @@ from ostinato.protocol.lifecycle import (
     ServerCapabilities,
     ServerInfo,
 )
+from ostinato.protocol.mcp import PingResult, mcp_version
 from ostinato.protocol.openrpc import openrpc_document
 
 from ..services.base import HandlerTable, RequestContext
@@ -83,10 +84,12 @@ def initialize(params: InitializeParams, ctx: RequestContext) -> InitializeResul
     if connection.initialized:
         raise RpcError(ErrorCode.INVALID_REQUEST, "Invalid Request: already initialized")
     _check_token(params, ctx)
-    connection.open_session(params.clientInfo.name if params.clientInfo else None)
+    # An MCP client gets the MCP revision negotiated; any other client, Ostinato's.
+    mcp = mcp_version(params.protocolVersion)
+    connection.open_session(params.clientInfo.name if params.clientInfo else None, mcp)
     registry = connection.daemon.dispatcher.registry
     return InitializeResult(
-        protocolVersion=PROTOCOL_VERSION,
+        protocolVersion=mcp or PROTOCOL_VERSION,
         serverInfo=ServerInfo(name="ostinato", version=VERSION),
         capabilities=ServerCapabilities(
             methods=[spec.name for spec in registry if not spec.is_notification],
@@ -98,8 +101,19 @@ def initialize(params: InitializeParams, ctx: RequestContext) -> InitializeResul
 
 
 @table.method("initialized")
+@table.method("notifications/initialized")
 def initialized(params: AnyParams, ctx: RequestContext) -> None:
-    """Nothing to do: requests are served as soon as initialize has answered."""
+    """Nothing to do: requests are served as soon as initialize has answered (LSP says
+    `initialized`, MCP `notifications/initialized`)."""
+
+
+_PONG = PingResult()
+
+
+@table.method("ping")
+def ping(params: AnyParams, ctx: RequestContext) -> PingResult:
+    """MCP's liveness check: an empty object, at any time."""
+    return _PONG
 
 
 @table.method("shutdown")
