@@ -1,0 +1,412 @@
+"""MCP servers made with the official MCP Python SDK against the daemon, same client, same run.
+
+The measurement behind decision 0005 (docs/decisions/0005-mcp-in-the-daemon.md). Run it from
+the repository, with the test extras installed (`make lint` or `make test` makes that venv):
+
+    .venv/bin/python bench/mcp_sdk.py [--rounds 3] [--sequential 2000] [--pipelined 5000]
+        [--warmup 500] [--chunk 256] [--cold 10] [--pin same|split|none]
+
+Four servers are spawned with pipes on stdin/stdout, newline-delimited JSON both ways (the
+only framing the SDK's stdio transport speaks), each in a fresh process every round:
+
+* daemon:   `python -m ostinato.daemon --stdio --home H`, answering `daemon.status`;
+* sdk-high: bench/mcp_sdk_server.py high, the SDK's recommended `MCPServer` API, a read-only
+            `tools/call status` whose result has the fields of `daemon.status`;
+* sdk-low:  bench/mcp_sdk_server.py low, the SDK's lowlevel `Server`, the same tool by hand;
+* proxy:    bench/mcp_sdk_server.py proxy H, the lowlevel server forwarding the call to the
+            daemon above over H's socket (an MCP server as a process in front of the daemon).
+
+The SDK servers are opened with MCP's `initialize` (revision 2025-11-25). The method is the
+one of bench/rpc.py, whose helpers it imports: requests are encoded before the clock starts,
+replies are only split on newlines while it runs and checked afterwards (all successes, no
+`isError`, exactly the ids sent). Sequential: N requests one at a time, one block per server,
+client and servers pinned to one CPU (`--pin`); pipelined: N requests in chunks of --chunk,
+unpinned, read by a uvloop protocol; cpu us/rq is the server process's CPU per pipelined
+request. Best round per metric. Cold start: spawn to the first `initialize` reply, median and
+minimum of --cold spawns (0 leaves it out). Temporary homes are made under $TMPDIR and removed
+when the bench ends.
+
+It prints every round, the best of the rounds, the cold starts, and as its last line each SDK
+server's ratios to the daemon measured in the same run, with the targets of issue 16
+(tools/call p50 <= 1.3x the JSON-RPC p50, pipelined >= 0.7x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from common import loop_choice  # bench/ is on sys.path when a bench runs
+from rpc import percentile, pinned, process_cpu_seconds
+
+BENCH_DIR = Path(__file__).resolve().parent
+SDK_SERVER = BENCH_DIR / "mcp_sdk_server.py"
+SERVERS = ("daemon", "sdk-high", "sdk-low", "proxy")
+MCP_REVISION = "2025-11-25"
+P50_TARGET = 1.3
+PIPELINED_TARGET = 0.7
+LoopFactory = Callable[[], asyncio.AbstractEventLoop] | None
+
+
+def server_argv(name: str, home: Path) -> list[str]:
+    """The command line of one server."""
+    if name == "daemon":
+        return [sys.executable, "-m", "ostinato.daemon", "--stdio", "--home", str(home),
+                "--log-level", "WARNING"]
+    mode = {"sdk-high": "high", "sdk-low": "low", "proxy": "proxy"}[name]
+    return [sys.executable, str(SDK_SERVER), mode, str(home)]
+
+
+def line(message: dict[str, Any]) -> bytes:
+    """One NDJSON message."""
+    return orjson.dumps(message) + b"\n"
+
+
+def request(name: str, request_id: int) -> bytes:
+    """The measured request: `daemon.status` for the daemon, `tools/call status` otherwise."""
+    if name == "daemon":
+        return line({"jsonrpc": "2.0", "id": request_id, "method": "daemon.status",
+                     "params": {}})
+    return line({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                 "params": {"name": "status", "arguments": {}}})
+
+
+class Lines:
+    """Incremental newline splitter; complete lines are appended to `lines`."""
+
+    __slots__ = ("buf", "lines")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.lines: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        """Consume `data`."""
+        buf = self.buf
+        buf += data
+        pos = 0
+        while (end := buf.find(b"\n", pos)) >= 0:
+            self.lines.append(bytes(buf[pos:end]))
+            pos = end + 1
+        if pos:
+            del buf[:pos]
+
+
+def check_replies(lines: Sequence[bytes], first_id: int, count: int) -> None:
+    """Every reply is a success (and not a tool error); the ids are exactly the ones sent."""
+    ids = []
+    for raw in lines:
+        reply = orjson.loads(raw)
+        if "id" not in reply:  # a notification
+            continue
+        result = reply.get("result")
+        if not isinstance(result, dict) or result.get("isError"):
+            raise RuntimeError(f"not a success: {raw[:300]!r}")
+        ids.append(reply["id"])
+    if sorted(ids) != list(range(first_id, first_id + count)):
+        raise RuntimeError(f"expected ids {first_id}..{first_id + count - 1}, got {len(ids)} "
+                           "replies with other ids")
+
+
+@dataclass
+class Result:
+    """What one round (or the best of the rounds) measured for one server."""
+
+    server: str
+    p50_us: float
+    p99_us: float
+    seq_rps: float
+    pipe_rps: float
+    cpu_us: float | None
+    reply_bytes: int
+
+
+class Session:
+    """A spawned server driven over its stdin/stdout pipes."""
+
+    def __init__(self, name: str, home: Path) -> None:
+        self.name = name
+        self.spawned = time.perf_counter_ns()
+        self.process = subprocess.Popen(server_argv(name, home), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        bufsize=0)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.wfd = self.process.stdin.fileno()
+        self.rfd = self.process.stdout.fileno()
+        self.parser = Lines()
+        self.next_id = 1
+
+    def take_ids(self, count: int) -> int:
+        """Reserve `count` request ids; returns the first."""
+        first = self.next_id
+        self.next_id += count
+        return first
+
+    def call(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Blocking request/reply (set-up and tear-down; not timed)."""
+        parser = self.parser
+        parser.lines.clear()
+        os.write(self.wfd, line(message))
+        while True:
+            for raw in parser.lines:
+                reply = orjson.loads(raw)
+                if reply.get("id") == message["id"]:
+                    parser.lines.clear()
+                    if "result" not in reply:
+                        raise RuntimeError(f"{self.name}: {reply}")
+                    return reply
+            parser.lines.clear()
+            data = os.read(self.rfd, 1 << 16)
+            if not data:
+                raise RuntimeError(f"{self.name} closed its stdout")
+            parser.feed(data)
+
+    def start(self) -> float:
+        """Open the session (`initialize`, and MCP's `notifications/initialized`); returns
+        milliseconds from spawn to the `initialize` reply."""
+        params: dict[str, Any] = {"clientInfo": {"name": "bench", "version": "1"}}
+        if self.name != "daemon":
+            params |= {"protocolVersion": MCP_REVISION, "capabilities": {}}
+        self.call({"jsonrpc": "2.0", "id": self.take_ids(1), "method": "initialize",
+                   "params": params})
+        elapsed = (time.perf_counter_ns() - self.spawned) / 1e6
+        if self.name != "daemon":
+            os.write(self.wfd, line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        return elapsed
+
+    def reply_bytes(self) -> int:
+        """Size of one measured reply, newline included."""
+        request_id = self.take_ids(1)
+        return len(line(self.call(orjson.loads(request(self.name, request_id)))))
+
+    def roundtrip(self, data: bytes) -> int:
+        """Write one request, block until one more line arrives; nanoseconds taken."""
+        parser = self.parser
+        expected = len(parser.lines) + 1
+        t0 = time.perf_counter_ns()
+        os.write(self.wfd, data)
+        while len(parser.lines) < expected:
+            parser.feed(os.read(self.rfd, 1 << 16))
+        return time.perf_counter_ns() - t0
+
+    def sequential(self, count: int) -> list[float]:
+        """`count` requests one at a time; sorted latencies in microseconds."""
+        first = self.take_ids(count)
+        data = [request(self.name, i) for i in range(first, first + count)]
+        self.parser.lines.clear()
+        latencies = sorted(self.roundtrip(d) / 1e3 for d in data)
+        check_replies(self.parser.lines, first, count)
+        self.parser.lines.clear()
+        return latencies
+
+    async def _pipelined(self, count: int, chunk: int) -> tuple[float, float | None]:
+        first = self.take_ids(count)
+        frames = [request(self.name, i) for i in range(first, first + count)]
+        chunks = [b"".join(frames[i:i + chunk]) for i in range(0, count, chunk)]
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        parser = Lines()
+
+        class Reader(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                parser.feed(data)
+                if len(parser.lines) >= count and not done.done():
+                    done.set_result(time.perf_counter_ns())
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if not done.done():
+                    done.set_exception(RuntimeError("server closed its stdout"))
+
+        resumed = asyncio.Event()
+        resumed.set()
+
+        class Writer(asyncio.Protocol):
+            def pause_writing(self) -> None:
+                resumed.clear()
+
+            def resume_writing(self) -> None:
+                resumed.set()
+
+        # Transports on duplicates: closing them leaves the session's own pipe ends open.
+        rfile = os.fdopen(os.dup(self.rfd), "rb", buffering=0)
+        wfile = os.fdopen(os.dup(self.wfd), "wb", buffering=0)
+        reader, _ = await loop.connect_read_pipe(Reader, rfile)
+        writer, _ = await loop.connect_write_pipe(Writer, wfile)
+        try:
+            cpu0 = process_cpu_seconds(self.process.pid)
+            t0 = time.perf_counter_ns()
+            for data in chunks:
+                writer.write(data)
+                if not resumed.is_set():
+                    await resumed.wait()
+                else:
+                    await asyncio.sleep(0)
+            t1 = await asyncio.wait_for(done, 300)
+            cpu1 = process_cpu_seconds(self.process.pid)
+        finally:
+            reader.close()
+            writer.close()
+            await asyncio.sleep(0)
+            os.set_blocking(self.rfd, True)  # the transports made the shared files non-blocking
+            os.set_blocking(self.wfd, True)
+        check_replies(parser.lines, first, count)
+        cpu = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / count * 1e6
+        return count / ((t1 - t0) / 1e9), cpu
+
+    def pipelined(self, count: int, chunk: int, factory: LoopFactory) -> tuple[float,
+                                                                                 float | None]:
+        """`count` requests as fast as the pipe takes them -> (req/s, server CPU us/req)."""
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(self._pipelined(count, chunk))
+
+    def close(self) -> int:
+        """End the session (the daemon with `shutdown` and `exit`), close stdin; exit code."""
+        if self.name == "daemon":
+            with contextlib.suppress(OSError, RuntimeError):
+                self.call({"jsonrpc": "2.0", "id": self.take_ids(1), "method": "shutdown"})
+                os.write(self.wfd, line({"jsonrpc": "2.0", "method": "exit"}))
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def run_round(order: Sequence[str], home: Path, args: argparse.Namespace,
+              factory: LoopFactory) -> list[Result]:
+    """One round: every server up, warm-up, sequential one server after the other (pinned),
+    pipelined one after the other; the proxy closes before the daemon it forwards to."""
+    sessions: list[Session] = []
+    try:
+        for name in order:
+            sessions.append(Session(name, home))
+            sessions[-1].start()
+        sizes = [s.reply_bytes() for s in sessions]
+        for session in sessions:
+            session.pipelined(args.warmup * 4, args.chunk, factory)
+        latencies = []
+        with pinned(sessions, args.pin):  # rpc.pinned only needs `.process`
+            for session in sessions:
+                session.sequential(args.warmup)
+                latencies.append(session.sequential(args.sequential))
+        pipes = [s.pipelined(args.pipelined, args.chunk, factory) for s in sessions]
+    finally:
+        for session in sorted(sessions, key=lambda s: s.name == "daemon"):
+            session.close()
+    return [Result(s.name, percentile(lat, 0.5), percentile(lat, 0.99),
+                   len(lat) / sum(lat) * 1e6, rps, cpu, size)
+            for s, lat, (rps, cpu), size in zip(sessions, latencies, pipes, sizes, strict=True)]
+
+
+def best(rows: Sequence[Result]) -> Result:
+    """Best of the rounds, metric by metric: other load only ever slows a run down."""
+    cpus = [r.cpu_us for r in rows if r.cpu_us is not None]
+    return Result(rows[0].server, min(r.p50_us for r in rows), min(r.p99_us for r in rows),
+                  max(r.seq_rps for r in rows), max(r.pipe_rps for r in rows),
+                  min(cpus) if cpus else None, rows[0].reply_bytes)
+
+
+def format_row(label: str, r: Result) -> str:
+    """One table row."""
+    cpu = "-" if r.cpu_us is None else f"{r.cpu_us:.1f}"
+    return (f"{label:<6}{r.server:<10}{r.p50_us:>9.1f}{r.p99_us:>9.1f}{r.seq_rps:>11,.0f}"
+            f"{r.pipe_rps:>12,.0f}{cpu:>10}{r.reply_bytes:>8}")
+
+
+def cold_start(name: str, home: Path, count: int) -> tuple[float, float]:
+    """Median and minimum milliseconds from spawn to the `initialize` reply."""
+    times = []
+    for _ in range(count):
+        session = Session(name, home)
+        try:
+            times.append(session.start())
+        finally:
+            session.close()
+    return statistics.median(times), min(times)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--sequential", type=int, default=2000, metavar="N",
+                        help="sequential requests per server and round (default 2000)")
+    parser.add_argument("--pipelined", type=int, default=5000, metavar="N",
+                        help="pipelined requests per server and round (default 5000)")
+    parser.add_argument("--warmup", type=int, default=500, metavar="N",
+                        help="warm-up: 4N pipelined, then N sequential requests (default 500)")
+    parser.add_argument("--chunk", type=int, default=256, metavar="N",
+                        help="pipelined requests per write (default 256)")
+    parser.add_argument("--cold", type=int, default=10, metavar="N",
+                        help="cold-start spawns per server, 0 for none (default 10)")
+    parser.add_argument("--pin", choices=["same", "split", "none"], default="same",
+                        help="CPU pinning during the sequential phase (see bench/rpc.py)")
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.sequential, args.pipelined, args.warmup, args.chunk) < 1:
+        parser.error("every count but --cold must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the rounds; print them, the best, the cold starts and the ratios line."""
+    args = parse_args(argv)
+    loop_name, factory = loop_choice(True)
+    print(f"ostinato mcp_sdk bench: NDJSON over stdio pipes; client loop {loop_name}; "
+          f"Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; {args.rounds} rounds; "
+          f"sequential {args.sequential} (one block per server, pin {args.pin}); pipelined "
+          f"{args.pipelined} in chunks of {args.chunk}")
+    header = (f"{'round':<6}{'server':<10}{'p50 us':>9}{'p99 us':>9}{'seq req/s':>11}"
+              f"{'pipe req/s':>12}{'cpu us/rq':>10}{'reply B':>8}")
+    print(header)
+    print("-" * len(header))
+    results: dict[str, list[Result]] = {name: [] for name in SERVERS}
+    with tempfile.TemporaryDirectory(prefix="ostinato-mcp-bench-") as tmp:
+        home = Path(tmp) / "home"
+        for round_no in range(1, args.rounds + 1):
+            sdk = [name for name in SERVERS if name not in ("daemon", "proxy")]
+            # The proxy needs the daemon that owns the home: both come last, daemon first.
+            order = ([*sdk, "daemon", "proxy"] if round_no % 2
+                     else ["daemon", "proxy", *sdk[::-1]])
+            for result in run_round(order, home, args, factory):
+                results[result.server].append(result)
+                print(format_row(str(round_no), result), flush=True)
+        print("-" * len(header))
+        summary = {name: best(rows) for name, rows in results.items()}
+        for result in summary.values():
+            print(format_row("best", result))
+        if args.cold:
+            print(f"\ncold start, spawn -> initialize answered, {args.cold} spawns each "
+                  "(median / min ms):")
+            for name in SERVERS:
+                if name == "proxy":  # its own start is sdk-low's; it needs a running daemon
+                    continue
+                cold_home = Path(tmp) / f"cold-{name}"  # a home of its own: no daemon owns it
+                median, least = cold_start(name, cold_home, args.cold)
+                print(f"  {name:<10}{median:8.1f} / {least:7.1f}")
+    daemon = summary["daemon"]
+    ratios = ", ".join(
+        f"{r.server} p50 {r.p50_us / daemon.p50_us:.1f}x pipelined "
+        f"{r.pipe_rps / daemon.pipe_rps:.3f}x"
+        for r in summary.values() if r.server != "daemon")
+    print(f"\nratios to the daemon (targets: p50 <= {P50_TARGET}x, pipelined >= "
+          f"{PIPELINED_TARGET}x): {ratios}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
