@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 from common import loop_choice  # bench/ is on sys.path when a bench runs
-from rpc import percentile, pinned, process_cpu_seconds
+from rpc import percentile, pinned, pipeline
 
 BENCH_DIR = Path(__file__).resolve().parent
 SDK_SERVER = BENCH_DIR / "mcp_sdk_server.py"
@@ -84,13 +84,13 @@ def request(name: str, request_id: int) -> bytes:
 
 
 class Lines:
-    """Incremental newline splitter; complete lines are appended to `lines`."""
+    """Incremental newline splitter; complete lines are appended to `frames`."""
 
-    __slots__ = ("buf", "lines")
+    __slots__ = ("buf", "frames")
 
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.lines: list[bytes] = []
+        self.frames: list[bytes] = []
 
     def feed(self, data: bytes) -> None:
         """Consume `data`."""
@@ -98,7 +98,7 @@ class Lines:
         buf += data
         pos = 0
         while (end := buf.find(b"\n", pos)) >= 0:
-            self.lines.append(bytes(buf[pos:end]))
+            self.frames.append(bytes(buf[pos:end]))
             pos = end + 1
         if pos:
             del buf[:pos]
@@ -157,17 +157,17 @@ class Session:
     def call(self, message: dict[str, Any]) -> dict[str, Any]:
         """Blocking request/reply (set-up and tear-down; not timed)."""
         parser = self.parser
-        parser.lines.clear()
+        parser.frames.clear()
         os.write(self.wfd, line(message))
         while True:
-            for raw in parser.lines:
+            for raw in parser.frames:
                 reply = orjson.loads(raw)
                 if reply.get("id") == message["id"]:
-                    parser.lines.clear()
+                    parser.frames.clear()
                     if "result" not in reply:
                         raise RuntimeError(f"{self.name}: {reply}")
                     return reply
-            parser.lines.clear()
+            parser.frames.clear()
             data = os.read(self.rfd, 1 << 16)
             if not data:
                 raise RuntimeError(f"{self.name} closed its stdout")
@@ -194,10 +194,10 @@ class Session:
     def roundtrip(self, data: bytes) -> int:
         """Write one request, block until one more line arrives; nanoseconds taken."""
         parser = self.parser
-        expected = len(parser.lines) + 1
+        expected = len(parser.frames) + 1
         t0 = time.perf_counter_ns()
         os.write(self.wfd, data)
-        while len(parser.lines) < expected:
+        while len(parser.frames) < expected:
             parser.feed(os.read(self.rfd, 1 << 16))
         return time.perf_counter_ns() - t0
 
@@ -205,65 +205,20 @@ class Session:
         """`count` requests one at a time; sorted latencies in microseconds."""
         first = self.take_ids(count)
         data = [request(self.name, i) for i in range(first, first + count)]
-        self.parser.lines.clear()
+        self.parser.frames.clear()
         latencies = sorted(self.roundtrip(d) / 1e3 for d in data)
-        check_replies(self.parser.lines, first, count)
-        self.parser.lines.clear()
+        check_replies(self.parser.frames, first, count)
+        self.parser.frames.clear()
         return latencies
 
     async def _pipelined(self, count: int, chunk: int) -> tuple[float, float | None]:
         first = self.take_ids(count)
         frames = [request(self.name, i) for i in range(first, first + count)]
-        chunks = [b"".join(frames[i:i + chunk]) for i in range(0, count, chunk)]
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[int] = loop.create_future()
         parser = Lines()
-
-        class Reader(asyncio.Protocol):
-            def data_received(self, data: bytes) -> None:
-                parser.feed(data)
-                if len(parser.lines) >= count and not done.done():
-                    done.set_result(time.perf_counter_ns())
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                if not done.done():
-                    done.set_exception(RuntimeError("server closed its stdout"))
-
-        resumed = asyncio.Event()
-        resumed.set()
-
-        class Writer(asyncio.Protocol):
-            def pause_writing(self) -> None:
-                resumed.clear()
-
-            def resume_writing(self) -> None:
-                resumed.set()
-
-        # Transports on duplicates: closing them leaves the session's own pipe ends open.
-        rfile = os.fdopen(os.dup(self.rfd), "rb", buffering=0)
-        wfile = os.fdopen(os.dup(self.wfd), "wb", buffering=0)
-        reader, _ = await loop.connect_read_pipe(Reader, rfile)
-        writer, _ = await loop.connect_write_pipe(Writer, wfile)
-        try:
-            cpu0 = process_cpu_seconds(self.process.pid)
-            t0 = time.perf_counter_ns()
-            for data in chunks:
-                writer.write(data)
-                if not resumed.is_set():
-                    await resumed.wait()
-                else:
-                    await asyncio.sleep(0)
-            t1 = await asyncio.wait_for(done, 300)
-            cpu1 = process_cpu_seconds(self.process.pid)
-        finally:
-            reader.close()
-            writer.close()
-            await asyncio.sleep(0)
-            os.set_blocking(self.rfd, True)  # the transports made the shared files non-blocking
-            os.set_blocking(self.wfd, True)
-        check_replies(parser.lines, first, count)
-        cpu = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / count * 1e6
-        return count / ((t1 - t0) / 1e9), cpu
+        elapsed, _, cpu = await pipeline(self.rfd, self.wfd, self.process.pid, frames, chunk,
+                                         parser)
+        check_replies(parser.frames, first, count)
+        return count / elapsed, None if cpu is None else cpu / count * 1e6
 
     def pipelined(self, count: int, chunk: int, factory: LoopFactory) -> tuple[float,
                                                                                  float | None]:

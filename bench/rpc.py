@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from common import loop_choice  # bench/ is on sys.path when a bench runs
@@ -177,6 +177,74 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Parser(Protocol):
+    """What `pipeline` needs of a reply parser: bytes in, complete replies in `frames`."""
+
+    frames: list[bytes]
+
+    def feed(self, data: bytes) -> Any:
+        """Consume `data`."""
+
+
+async def pipeline(rfd: int, wfd: int, pid: int, frames: Sequence[bytes], chunk: int,
+                   parser: Parser) -> tuple[float, float, float | None]:
+    """Write `frames`, `chunk` at a time, as fast as the pipe `wfd` takes them, while a
+    reader on the loop feeds what comes back on `rfd` to `parser`, until it holds one reply
+    per frame. Returns (seconds from the first write to the last reply, the client's CPU
+    share meanwhile, the server `pid`'s CPU seconds meanwhile or None)."""
+    count = len(frames)
+    chunks = [b"".join(frames[i:i + chunk]) for i in range(0, count, chunk)]
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    class Reader(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            parser.feed(data)
+            if len(parser.frames) >= count and not done.done():
+                done.set_result(time.perf_counter_ns())
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not done.done():
+                done.set_exception(RuntimeError("server closed its stdout"))
+
+    resumed = asyncio.Event()
+    resumed.set()
+
+    class Writer(asyncio.Protocol):
+        def pause_writing(self) -> None:
+            resumed.clear()
+
+        def resume_writing(self) -> None:
+            resumed.set()
+
+    # Transports on duplicates: closing them leaves the session's own pipe ends open.
+    rfile = os.fdopen(os.dup(rfd), "rb", buffering=0)
+    wfile = os.fdopen(os.dup(wfd), "wb", buffering=0)
+    reader, _ = await loop.connect_read_pipe(Reader, rfile)
+    writer, _ = await loop.connect_write_pipe(Writer, wfile)
+    try:
+        cpu0 = process_cpu_seconds(pid)
+        client0 = time.process_time()
+        t0 = time.perf_counter_ns()
+        for data in chunks:
+            writer.write(data)
+            if not resumed.is_set():
+                await resumed.wait()
+            else:
+                await asyncio.sleep(0)
+        t1 = await asyncio.wait_for(done, 300)
+        elapsed = (t1 - t0) / 1e9
+        client_cpu = (time.process_time() - client0) / elapsed
+        cpu1 = process_cpu_seconds(pid)
+    finally:
+        reader.close()
+        writer.close()
+        await asyncio.sleep(0)
+        os.set_blocking(rfd, True)  # the transports made the shared files non-blocking
+        os.set_blocking(wfd, True)
+    return elapsed, client_cpu, None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+
+
 class Session:
     """A spawned server process driven over its stdin/stdout pipes."""
 
@@ -223,59 +291,11 @@ class Session:
     async def _pipelined(self, count: int, chunk: int) -> tuple[float, float, float | None]:
         first = self.take_ids(count)
         frames = request_frames(first, count)
-        chunks = [b"".join(frames[i:i + chunk]) for i in range(0, count, chunk)]
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[int] = loop.create_future()
         parser = FrameParser()
-
-        class Reader(asyncio.Protocol):
-            def data_received(self, data: bytes) -> None:
-                parser.feed(data)
-                if len(parser.frames) >= count and not done.done():
-                    done.set_result(time.perf_counter_ns())
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                if not done.done():
-                    done.set_exception(RuntimeError("server closed its stdout"))
-
-        resumed = asyncio.Event()
-        resumed.set()
-
-        class Writer(asyncio.Protocol):
-            def pause_writing(self) -> None:
-                resumed.clear()
-
-            def resume_writing(self) -> None:
-                resumed.set()
-
-        # Transports on duplicates: closing them leaves the session's own pipe ends open.
-        rfile = os.fdopen(os.dup(self.rfd), "rb", buffering=0)
-        wfile = os.fdopen(os.dup(self.wfd), "wb", buffering=0)
-        reader, _ = await loop.connect_read_pipe(Reader, rfile)
-        writer, _ = await loop.connect_write_pipe(Writer, wfile)
-        try:
-            cpu0 = process_cpu_seconds(self.process.pid)
-            client0 = time.process_time()
-            t0 = time.perf_counter_ns()
-            for data in chunks:
-                writer.write(data)
-                if not resumed.is_set():
-                    await resumed.wait()
-                else:
-                    await asyncio.sleep(0)
-            t1 = await done
-            elapsed = (t1 - t0) / 1e9
-            client_cpu = (time.process_time() - client0) / elapsed
-            cpu1 = process_cpu_seconds(self.process.pid)
-        finally:
-            reader.close()
-            writer.close()
-            await asyncio.sleep(0)
-            os.set_blocking(self.rfd, True)  # the transports made the shared files non-blocking
-            os.set_blocking(self.wfd, True)
+        elapsed, client_cpu, server_cpu = await pipeline(
+            self.rfd, self.wfd, self.process.pid, frames, chunk, parser)
         check_replies(parser.frames, first, count)
-        server_cpu = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / count
-        return count / elapsed, client_cpu, server_cpu
+        return count / elapsed, client_cpu, None if server_cpu is None else server_cpu / count
 
     def pipelined(self, count: int, chunk: int,
                   loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
