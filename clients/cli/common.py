@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from ostinato.protocol.errors import RpcError
@@ -78,6 +78,15 @@ def print_json(value: Any, stream: Any = None) -> None:
     out = stream or sys.stdout
     out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     out.flush()
+
+
+def text_table(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
+    """Rows as plain aligned columns (no rich: the light commands print these); the columns
+    in `right` right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(width) if i in right else cell.ljust(width)
+                      for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in rows]
 
 
 def pipeline_ref(path: str) -> dict[str, Any]:

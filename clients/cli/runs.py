@@ -18,6 +18,7 @@ from .common import (
     key_values,
     positive_int,
     print_json,
+    text_table,
 )
 from .link import Link, run_command
 
@@ -48,14 +49,6 @@ def _cost(run: dict[str, Any]) -> str:
 # -- list, show -----------------------------------------------------------------------------
 
 
-def _table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[str]:
-    """Rows as aligned columns; the columns in `right` right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.rjust(width) if i in right else cell.ljust(width)
-                      for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
-            for row in rows]
-
-
 def _list(args: argparse.Namespace, link: Link) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.status:
@@ -78,7 +71,7 @@ def _list(args: argparse.Namespace, link: Link) -> int:
     rows = [["RUN", "STATUS", "PIPELINE", "CREATED", "COST"]]
     rows += [[run["run_id"], run["status"], run["pipeline_name"], _when(run["created_at"]),
               _cost(run)] for run in runs]
-    for line in _table(rows, right=frozenset({4})):
+    for line in text_table(rows, right=frozenset({4})):
         _say(line)
     if result.get("next_cursor"):
         _say(f"more: ostinato runs list --cursor {result['next_cursor']}")
@@ -121,7 +114,7 @@ def _show(args: argparse.Namespace, link: Link) -> int:
                   str(stage["attempt"]), stage["status"], f"{stage['duration_ms']:.1f} ms"]
                  for stage in run["stages"]]
         _say("stages:")
-        for line in _table(rows, right=frozenset({0, 2, 4})):
+        for line in text_table(rows, right=frozenset({0, 2, 4})):
             _say("  " + line)
     if run.get("question"):
         for line in question_lines(run["question"]):
@@ -289,7 +282,7 @@ def _trace(args: argparse.Namespace, link: Link) -> int:
         if trace["calls"]:
             rows = [["#", "NODE", "KIND", "CALL", "TOKENS", "COST", "LATENCY", "END"]]
             rows += [_call_line(call) for call in trace["calls"]]
-            for line in _table(rows, right=frozenset({0, 4, 5, 6})):
+            for line in text_table(rows, right=frozenset({0, 4, 5, 6})):
                 _say("  " + line)
         _say(f"  {totals['calls']} calls ({totals['model_calls']} model, "
              f"{totals['tool_calls']} tool, {totals['error_calls']} failed); "

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, add_connection_arguments, positive_int, print_json, run_client
+from .common import (
+    EXIT_OK,
+    add_connection_arguments,
+    positive_int,
+    print_json,
+    run_client,
+    text_table,
+)
 from .testing import snapshot_lines, summary_lines
 
 if TYPE_CHECKING:  # the command line starts light: see common.py
@@ -35,13 +42,11 @@ async def _list(args: argparse.Namespace, client: AsyncClient) -> int:
     if not test_runs:
         print("no test runs")
         return EXIT_OK
-    rows = [(t["test_run_id"], t["status"], t["mode"], _counts(t["summary"]),
-             f"${t['total_cost_usd']:.4f}", t["started_at"]) for t in test_runs]
-    header = ("TEST RUN", "STATUS", "MODE", "SNAPSHOTS", "COST", "STARTED")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
+    rows = [("TEST RUN", "STATUS", "MODE", "SNAPSHOTS", "COST", "STARTED")]
+    rows += [(t["test_run_id"], t["status"], t["mode"], _counts(t["summary"]),
+              f"${t['total_cost_usd']:.4f}", t["started_at"]) for t in test_runs]
+    for line in text_table(rows):
+        print(line)
     if page["next_cursor"]:
         print(f"more: the newest {args.limit} shown; --limit N shows more")
     return EXIT_OK
