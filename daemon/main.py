@@ -26,7 +26,7 @@ from .access import (
 )
 from .engine.load import DEFAULT_MAX_PIPELINE_BYTES
 from .home import HomeLock, HomeLocked
-from .server import lifecycle
+from .server import lifecycle, mcp
 from .server.app import (
     DEFAULT_FRAME_TIMEOUT,
     DEFAULT_MAX_BUFFERED_BYTES,
@@ -179,7 +179,7 @@ def build_dispatcher(extensions: list[str],
     """Every family's handlers, plus the extensions' (their handler hooks go to
     `handler_hooks`)."""
     dispatcher = Dispatcher()
-    dispatcher.mount(client_methods(), [lifecycle.table, *services.tables()])
+    dispatcher.mount(client_methods(), [lifecycle.table, *mcp.tables(), *services.tables()])
     for name in extensions:
         load_extension(name, dispatcher, handler_hooks)
     return dispatcher

@@ -15,5 +15,6 @@ def client_methods() -> Registry:
 
 def server_notifications() -> Registry:
     """Every notification the daemon may send to a client."""
-    return Registry([*lifecycle.SERVER_NOTIFICATIONS, *runs.SERVER_NOTIFICATIONS,
+    return Registry([*lifecycle.SERVER_NOTIFICATIONS, *mcp.SERVER_NOTIFICATIONS,
+                     *runs.SERVER_NOTIFICATIONS,
                      *tests.SERVER_NOTIFICATIONS])

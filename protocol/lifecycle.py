@@ -56,7 +56,10 @@ class ServerInfo(Model):
 
 
 class ServerCapabilities(Model):
-    """What this daemon can do; clients should check here rather than assume."""
+    """What this daemon can do; clients should check here rather than assume. An MCP
+    session's also has MCP's own keys (`tools`, `resources`, `prompts`)."""
+
+    model_config = ConfigDict(extra="allow")
 
     methods: list[str] = Field(description="Every request method the daemon answers.")
     notifications: list[str] = Field(description="Notifications the daemon accepts.")
@@ -68,7 +71,9 @@ class ServerCapabilities(Model):
 
 
 class InitializeResult(Result):
-    """The daemon's identity and capabilities."""
+    """The daemon's identity and capabilities (and, for an MCP session, `instructions`)."""
+
+    model_config = ConfigDict(extra="allow")
 
     protocolVersion: str
     serverInfo: ServerInfo

@@ -1,19 +1,38 @@
 """MCP (Model Context Protocol): the revisions the daemon negotiates with an MCP client, and
-MCP's own lifecycle methods. An MCP client says so in `initialize` (its `protocolVersion` is
-an MCP revision date); everything else about that session is the daemon's usual core
-(docs/protocol.md, "MCP clients")."""
+MCP's methods. An MCP client says so in `initialize` (its `protocolVersion` is an MCP revision
+date); its tools are the daemon's methods grouped by intent (protocol/mcp_tools.py), and the
+rest of the session is the daemon's usual core (docs/agents.md, docs/protocol.md)."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from .base import AnyParams, Result
+from pydantic import ConfigDict, Field
+
+from .base import AnyParams, Model, Params, ProgressToken, Result
+from .bounds import Integer, JsonObject
 from .registry import MethodSpec
 
 # The handshake-era revisions served, newest first: a client asking for one gets it, a client
 # asking for another MCP revision gets the newest (the lifecycle's rule).
 MCP_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 _REVISION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# What an MCP session is offered (`capabilities` of the initialize result).
+MCP_CAPABILITIES = {"tools": {"listChanged": False}}
+
+# Told to an MCP client in initialize: how the tools fit together.
+MCP_INSTRUCTIONS = (
+    "Ostinato runs LLM pipelines (attractor DOT graphs or YAML recipes), records every run "
+    "(run directory, trace of every model and tool call), and tests changes against "
+    "snapshots. The loop: `pipeline` validate after an edit; `run` start with wait: true; "
+    "`inspect` a run, or diff two runs; `snapshot` create from a good run with invariants; "
+    "`tests` run the snapshots after a change, read the failing report, `inspect` diff the "
+    "failing run against its baseline, fix, and run the tests again.")
+
+# MCP's own error code for a resource that does not exist (2025-11-25).
+RESOURCE_NOT_FOUND = -32002
 
 
 def mcp_version(requested: str | None) -> str | None:
@@ -24,8 +43,211 @@ def mcp_version(requested: str | None) -> str | None:
     return requested if requested in MCP_VERSIONS else MCP_VERSIONS[0]
 
 
+class McpParams(Params):
+    """Params of an MCP method: MCP adds `_meta` (progress token and more) to every request,
+    and later revisions add fields, so unknown ones are accepted."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    meta: JsonObject | None = Field(default=None, alias="_meta",
+                                    description="MCP's request metadata (`progressToken`).")
+
+
 class PingResult(Result):
     """MCP's `ping` answer: an empty object."""
+
+
+class PagedParams(McpParams):
+    """A list request: the cursor of the page to read, from the previous page's nextCursor."""
+
+    cursor: str | None = None
+
+
+class ToolAnnotations(Model):
+    """Hints for the host about what calling a tool does (MCP `ToolAnnotations`)."""
+
+    title: str
+    readOnlyHint: bool
+    destructiveHint: bool
+    idempotentHint: bool
+    openWorldHint: bool
+
+
+class Tool(Model):
+    """One tool as `tools/list` describes it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    title: str
+    description: str
+    inputSchema: JsonObject
+    outputSchema: JsonObject
+    annotations: ToolAnnotations
+
+
+class ToolsListResult(Result):
+    """Every tool; Ostinato's few fit one page."""
+
+    tools: list[Tool]
+    nextCursor: str | None = None
+
+
+class CallToolParams(McpParams):
+    """Call a tool by name with its arguments (the tool's inputSchema)."""
+
+    name: str
+    arguments: JsonObject | None = None
+
+
+class TextContent(Model):
+    """A block of text for the model."""
+
+    type: Literal["text"]
+    text: str
+
+
+class CallToolResult(Result):
+    """A tool's answer: a short text for the model, the result as `structuredContent`
+    (the tool's outputSchema), and `isError` when the call failed (the text says what to
+    change)."""
+
+    content: list[TextContent]
+    structuredContent: JsonObject | None = None
+    isError: bool = False
+
+
+class CancelledParams(McpParams):
+    """MCP's cancellation of a request in flight (`notifications/cancelled`)."""
+
+    requestId: Integer | str
+    reason: str | None = None
+
+
+class ProgressNotification(Model):
+    """MCP's `notifications/progress`, sent for a request whose `_meta` had a progressToken."""
+
+    progressToken: ProgressToken
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+
+class Resource(Model):
+    """A readable resource (a run, a trace, a test report, a snapshot, a file of a run)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    uri: str
+    name: str
+    title: str | None = None
+    description: str | None = None
+    mimeType: str | None = None
+    size: int | None = None
+
+
+class ResourceTemplate(Model):
+    """A family of resources by URI template (RFC 6570)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    uriTemplate: str
+    name: str
+    title: str | None = None
+    description: str | None = None
+    mimeType: str | None = None
+
+
+class ResourcesListResult(Result):
+    """One page of resources."""
+
+    resources: list[Resource]
+    nextCursor: str | None = None
+
+
+class ResourceTemplatesListResult(Result):
+    """Every resource template."""
+
+    resourceTemplates: list[ResourceTemplate]
+    nextCursor: str | None = None
+
+
+class ResourceParams(McpParams):
+    """A resource by URI (read, subscribe, unsubscribe)."""
+
+    uri: str
+
+
+class ResourceContents(Model):
+    """A resource's content: `text`, or base64 `blob` for bytes that are not UTF-8."""
+
+    model_config = ConfigDict(extra="allow")
+
+    uri: str
+    mimeType: str | None = None
+    text: str | None = None
+    blob: str | None = None
+
+
+class ReadResourceResult(Result):
+    """What `resources/read` found at a URI."""
+
+    contents: list[ResourceContents]
+
+
+class EmptyResult(Result):
+    """An MCP result with nothing to say (`resources/subscribe`)."""
+
+
+class PromptArgument(Model):
+    """One argument of a prompt."""
+
+    name: str
+    description: str | None = None
+    required: bool = False
+
+
+class Prompt(Model):
+    """A prompt template for one of the loops an agent follows."""
+
+    name: str
+    title: str | None = None
+    description: str | None = None
+    arguments: list[PromptArgument] = Field(default_factory=list)
+
+
+class PromptsListResult(Result):
+    """Every prompt."""
+
+    prompts: list[Prompt]
+    nextCursor: str | None = None
+
+
+class GetPromptParams(McpParams):
+    """A prompt by name, with its arguments filled in."""
+
+    name: str
+    arguments: dict[str, str] | None = None
+
+
+class PromptMessage(Model):
+    """One message of a prompt."""
+
+    role: Literal["user", "assistant"]
+    content: TextContent
+
+
+class GetPromptResult(Result):
+    """The prompt's messages, ready to send to the model."""
+
+    description: str | None = None
+    messages: list[PromptMessage]
+
+
+class ResourceUpdatedParams(Model):
+    """`notifications/resources/updated`: a subscribed resource changed; read it again."""
+
+    uri: str
 
 
 METHODS = [
@@ -34,4 +256,19 @@ METHODS = [
                "`initialize` too."),
     MethodSpec("notifications/initialized", AnyParams, None,
                "MCP client notification that it has processed the initialize result."),
+    MethodSpec("notifications/cancelled", CancelledParams, None,
+               "MCP: cancel a request in flight; it is not answered afterwards (a `run` tool "
+               "call that waits cancels its run too)."),
+    MethodSpec("tools/list", PagedParams, ToolsListResult,
+               "MCP: the tools, each a family of the daemon's methods (docs/agents.md)."),
+    MethodSpec("tools/call", CallToolParams, CallToolResult,
+               "MCP: call a tool; failures are `isError` results whose text says what to "
+               "change. `_meta.progressToken` gets `notifications/progress`."),
+]
+
+SERVER_NOTIFICATIONS = [
+    MethodSpec("notifications/progress", ProgressNotification, None,
+               "MCP: progress of a request whose `_meta` had a progressToken."),
+    MethodSpec("notifications/resources/updated", ResourceUpdatedParams, None,
+               "MCP: a resource this client subscribed to changed."),
 ]

@@ -113,7 +113,10 @@ def render(document: Any) -> bytes:
 
 def generated_files() -> dict[str, bytes]:
     """Every file of schemas/, by path relative to it."""
-    files = {"openrpc.json": render(openrpc_document())}
+    from .mcp_tools import tool_definitions
+
+    files = {"openrpc.json": render(openrpc_document()),
+             "mcp-tools.json": render({"tools": tool_definitions()})}
     for spec in [*client_methods(), *server_notifications()]:
         files[f"methods/{schema_filename(spec.name)}"] = render(method_schema(spec))
     return files

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,7 +33,7 @@ from ostinato.protocol.messages import (
 from ..disk import DamagedFile, disk_full
 from ..host import NO_PROGRESS, Progress
 from ..services.base import RequestContext
-from .dispatch import Route
+from .dispatch import Deferred, Route
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -373,13 +373,18 @@ class Connection(asyncio.Protocol):
             ctx = RequestContext(self._services, self, msg_id,
                                  NO_PROGRESS if token is None else Progress(self, token))
         if route.is_async:
-            return self._start_task(route, params, ctx, is_request, in_batch)
+            return self._start_task(route, route.handler(params, ctx), ctx, is_request,
+                                    in_batch)
         try:
             result = route.handler(params, ctx)
             if not is_request:
+                if type(result) is Deferred:
+                    result.awaitable.close()
                 return None
             if type(result) is dict and not self._strict:  # the hot path, see _result_frame
                 return orjson.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result})
+            if type(result) is Deferred:
+                return self._start_task(route, result.awaitable, ctx, is_request, in_batch)
             return self._result_frame(msg_id, route, result)
         except Exception as exc:  # every failure becomes an error reply
             reply = self._failure(msg_id, method, exc)
@@ -410,9 +415,9 @@ class Connection(asyncio.Protocol):
             return message.method, message.id, message.params
         return message.method, _NO_ID, message.params  # type: ignore[union-attr]
 
-    def _start_task(self, route: Route, params: Any, ctx: RequestContext, is_request: bool,
-                    in_batch: bool) -> asyncio.Task | None:
-        task = asyncio.ensure_future(self._run_async(route, params, ctx, is_request))
+    def _start_task(self, route: Route, work: Coroutine[Any, Any, Any], ctx: RequestContext,
+                    is_request: bool, in_batch: bool) -> asyncio.Task | None:
+        task = asyncio.ensure_future(self._run_async(route, work, ctx, is_request))
         task.request_id = ctx.request_id  # type: ignore[attr-defined]
         if not is_request:
             self._track(task)
@@ -421,10 +426,10 @@ class Connection(asyncio.Protocol):
         task.add_done_callback(self._batch_item_done if in_batch else self._request_done)
         return task
 
-    async def _run_async(self, route: Route, params: Any, ctx: RequestContext,
-                         is_request: bool) -> bytes | None:
+    async def _run_async(self, route: Route, work: Coroutine[Any, Any, Any],
+                         ctx: RequestContext, is_request: bool) -> bytes | None:
         try:
-            result = await route.handler(params, ctx)
+            result = await work
             return self._result_frame(ctx.request_id, route, result) if is_request else None
         except Exception as exc:
             reply = self._failure(ctx.request_id, route.spec.name, exc)
@@ -435,6 +440,8 @@ class Connection(asyncio.Protocol):
     def _task_reply(self, task: asyncio.Task) -> bytes | None:
         """The reply a finished request task owes its client."""
         if task.cancelled():  # also when cancelled before it ever ran
+            if self.mcp_version is not None:  # MCP: a cancelled request is not answered
+                return None
             return _error_frame(task.request_id,  # type: ignore[attr-defined]
                                 ErrorCode.REQUEST_CANCELLED, _CANCELLED_MESSAGE)
         return task.result()

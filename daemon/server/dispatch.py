@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,12 +13,27 @@ from ostinato.protocol.registry import MethodSpec, Registry
 
 from ..services.base import Handler, HandlerTable
 
+# Methods whose handler gets the params object as sent (see Route.passes_raw).
+RAW_PARAMS = frozenset({"tools/call"})
+
+
+class Deferred:
+    """What a sync handler returns to finish its request asynchronously: the connection runs
+    `awaitable` as the request's task (cancellable like an async handler's), and its value
+    is the result. The MCP face uses it: whether a tool call is sync depends on its
+    arguments."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Coroutine[Any, Any, Any]) -> None:
+        self.awaitable = awaitable
+
 
 class Route:
     """A registered method with the handler that serves it."""
 
     __slots__ = ("_validate", "empty_params", "handler", "ignores_params", "is_async",
-                 "result_model", "spec")
+                 "passes_raw", "result_model", "spec")
 
     def __init__(self, spec: MethodSpec, handler: Handler) -> None:
         self.spec = spec
@@ -34,6 +49,9 @@ class Route:
         self.ignores_params = spec.params is AnyParams
         if self.ignores_params:
             self._build({})
+        # The MCP face's methods check their params themselves: a tool's arguments are
+        # validated once, by the model of the method the tool calls.
+        self.passes_raw = spec.name in RAW_PARAMS
 
     def _build(self, raw: Any) -> Any:
         """Build the params validator and the shared empty params, then validate `raw`."""
@@ -49,6 +67,8 @@ class Route:
         other than `[]`, `[null]` and `[{...}]`."""
         if self.ignores_params:
             return self.empty_params
+        if self.passes_raw and type(raw) is dict:
+            return raw
         if type(raw) is list:
             raw = _by_name(raw)
         if not raw:

@@ -24,7 +24,13 @@ from ostinato.protocol.lifecycle import (
     ServerCapabilities,
     ServerInfo,
 )
-from ostinato.protocol.mcp import PingResult, mcp_version
+from ostinato.protocol.mcp import (
+    MCP_CAPABILITIES,
+    MCP_INSTRUCTIONS,
+    CancelledParams,
+    PingResult,
+    mcp_version,
+)
 from ostinato.protocol.openrpc import openrpc_document
 
 from ..services.base import HandlerTable, RequestContext
@@ -88,16 +94,17 @@ def initialize(params: InitializeParams, ctx: RequestContext) -> InitializeResul
     mcp = mcp_version(params.protocolVersion)
     connection.open_session(params.clientInfo.name if params.clientInfo else None, mcp)
     registry = connection.daemon.dispatcher.registry
-    return InitializeResult(
-        protocolVersion=mcp or PROTOCOL_VERSION,
-        serverInfo=ServerInfo(name="ostinato", version=VERSION),
-        capabilities=ServerCapabilities(
-            methods=[spec.name for spec in registry if not spec.is_notification],
-            notifications=[spec.name for spec in registry if spec.is_notification],
-            framings=["content-length", "ndjson"],
-            maxFrameBytes=connection.daemon.options.max_frame_bytes,
-        ),
+    capabilities = ServerCapabilities(
+        methods=[spec.name for spec in registry if not spec.is_notification],
+        notifications=[spec.name for spec in registry if spec.is_notification],
+        framings=["content-length", "ndjson"],
+        maxFrameBytes=connection.daemon.options.max_frame_bytes,
+        **(MCP_CAPABILITIES if mcp else {}),
     )
+    return InitializeResult(protocolVersion=mcp or PROTOCOL_VERSION,
+                            serverInfo=ServerInfo(name="ostinato", version=VERSION),
+                            capabilities=capabilities,
+                            **({"instructions": MCP_INSTRUCTIONS} if mcp else {}))
 
 
 @table.method("initialized")
@@ -133,6 +140,12 @@ def exit_(params: AnyParams, ctx: RequestContext) -> None:
 def cancel_request(params: CancelParams, ctx: RequestContext) -> None:
     """Cancel a request of this connection; it then answers -32800."""
     _connection(ctx).cancel(params.id)
+
+
+@table.method("notifications/cancelled")
+def mcp_cancelled(params: CancelledParams, ctx: RequestContext) -> None:
+    """MCP's cancellation: as `$/cancelRequest`, but the request is not answered."""
+    _connection(ctx).cancel(params.requestId)
 
 
 @table.method("rpc.discover")
