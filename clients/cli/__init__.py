@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 _COMMANDS = {"call": "call", "daemon": "daemon", "validate": "pipelines", "plan": "pipelines",
              "run": "pipelines", "replay": "pipelines", "diff": "stored_runs",
              "reeval": "stored_runs", "snapshot": "snapshots", "test": "testing",
-             "runs": "runs", "answer": "answer", "tests": "stored_tests", "prune": "prune"}
+             "runs": "runs", "answer": "answer", "tests": "stored_tests", "prune": "prune",
+             "mcp": "mcp"}
 
 
 class _Version(argparse.Action):
