@@ -1,0 +1,282 @@
+"""The MCP endpoint's rules (Streamable HTTP, 2025-11-25 `basic/transports`): Origin and token
+checks, sessions minted at `initialize`, POST of one message (202 for notifications and
+responses; a request is answered with one JSON body, or with an event stream when progress
+comes before its response), GET for the session's stream, DELETE to end it."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from ostinato.protocol.mcp import MCP_VERSIONS
+
+from .server import ClientGone, Exchange
+from .session import Pending, Session
+
+log = logging.getLogger("ostinato.mcp_http")
+
+ENDPOINT = "/mcp"
+SESSION_HEADER = "mcp-session-id"
+VERSION_HEADER = "mcp-protocol-version"
+JSON = "application/json"
+SSE = "text/event-stream"
+KEEPALIVE_S = 15.0  # a comment on a quiet stream keeps proxies and clients from timing out
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+PARSE_ERROR, INVALID_REQUEST, INTERNAL_ERROR = -32700, -32600, -32603
+
+
+def error_body(request_id: Any, code: int, message: str) -> bytes:
+    """A JSON-RPC error response."""
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id,
+                         "error": {"code": code, "message": message}})
+
+
+@dataclass
+class Rules:
+    """What the endpoint lets in."""
+
+    home: Path
+    token: str | None = None  # required as `Authorization: Bearer <token>` when set
+    origins: frozenset[str] = field(default_factory=frozenset)  # beyond loopback origins
+    idle_timeout: float = 3600.0  # seconds before an unused session is closed
+
+
+def loopback_origin(origin: str) -> bool:
+    """Whether `origin` is a page served from this machine (http(s)://localhost:*, …)."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    host = (parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]")
+            else parts.netloc)
+    return parts.scheme in ("http", "https") and host.lower() in LOOPBACK_HOSTS
+
+
+class Front:
+    """The MCP endpoint: its sessions, and the answer to each exchange."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.sessions: dict[str, Session] = {}
+
+    async def handle(self, ex: Exchange) -> None:
+        """Answer one HTTP request."""
+        origin = ex.header("origin")
+        if origin is not None and not (loopback_origin(origin)
+                                       or origin.rstrip("/") in self.rules.origins):
+            return await _error(ex, 403, f"Forbidden: origin {origin} is not allowed")
+        if self.rules.token is not None and not self._authorized(ex):
+            return await _error(ex, 401, "Unauthorized: a bearer token is required",
+                                [("www-authenticate", 'Bearer realm="ostinato"')])
+        if ex.path != ENDPOINT:
+            return await _error(ex, 404, f"Not Found: the MCP endpoint is {ENDPOINT}")
+        if ex.method == "POST":
+            return await self._post(ex)
+        if ex.method in ("GET", "DELETE"):
+            session = await self._session(ex)
+            if session is not None:
+                await (self._listen(ex, session) if ex.method == "GET"
+                       else self._delete(ex, session))
+            return None
+        return await _error(ex, 405, f"Method Not Allowed: {ex.method}",
+                            [("allow", "GET, POST, DELETE")])
+
+    def _authorized(self, ex: Exchange) -> bool:
+        scheme, _, given = (ex.header("authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self.rules.token.encode())  # type: ignore[union-attr]
+
+    async def _session(self, ex: Exchange) -> Session | None:
+        """The exchange's session, after its header checks; None once refused."""
+        session_id = ex.header(SESSION_HEADER)
+        if session_id is None:
+            await _error(ex, 400, "Bad Request: no Mcp-Session-Id header (only `initialize` "
+                                  "may come without one)")
+            return None
+        session = self.sessions.get(session_id)
+        if session is None or session.closed:
+            self.sessions.pop(session_id, None)
+            await _error(ex, 404, "Not Found: no such session (it ended); initialize again")
+            return None
+        version = ex.header(VERSION_HEADER)
+        if version is not None and version != session.version:
+            await _error(ex, 400, f"Bad Request: MCP-Protocol-Version {version} is not the "
+                                  f"session's ({session.version})")
+            return None
+        session.touch()
+        return session
+
+    async def _post(self, ex: Exchange) -> None:
+        accept = ex.header("accept") or ""
+        if not (_accepts(accept, JSON) and _accepts(accept, SSE)):
+            return await _error(ex, 406, f"Not Acceptable: Accept must list {JSON} and {SSE}")
+        if (ex.header("content-type") or "").split(";")[0].strip().lower() != JSON:
+            return await _error(ex, 415, f"Unsupported Media Type: the body must be {JSON}")
+        try:
+            message = orjson.loads(ex.body)
+        except orjson.JSONDecodeError as exc:
+            return await _error(ex, 400, f"Parse error: {exc}", code=PARSE_ERROR)
+        if type(message) is not dict or message.get("jsonrpc") != "2.0" or not (
+                "method" in message or "id" in message):
+            return await _error(ex, 400, "Invalid Request: the body must be one JSON-RPC 2.0 "
+                                         "message (batches are not supported)")
+        is_request = "method" in message and "id" in message
+        if is_request and message["method"] == "initialize" and (
+                ex.header(SESSION_HEADER) is None):
+            return await self._initialize(ex, message)
+        session = await self._session(ex)
+        if session is None:
+            return None
+        session.busy += 1
+        try:
+            await self._deliver(ex, session, message, is_request)
+        finally:
+            session.busy -= 1
+            session.touch()
+
+    async def _deliver(self, ex: Exchange, session: Session, message: dict[str, Any],
+                       is_request: bool) -> None:
+        """Pass a message of the session on, and answer its exchange."""
+        if not is_request:  # a notification or a response: accepted, nothing comes back
+            await self._send(ex, session, message)
+            if message.get("method") == "notifications/cancelled":
+                params = message.get("params")
+                if type(params) is dict:
+                    session.cancelled(params.get("requestId"))
+            return await ex.respond(202)
+        pending = session.expect(message)
+        if pending is None:
+            return await ex.respond(409, error_body(
+                message["id"], INVALID_REQUEST,
+                "Invalid Request: a request with this id is in flight"), JSON)
+        try:
+            await self._send(ex, session, message)
+            await _relay(ex, pending)
+        finally:
+            # A client that left does not cancel its request (transports.mdx: a disconnect
+            # is not a cancellation); the daemon's answer is then dropped.
+            session.forget(pending)
+
+    async def _send(self, ex: Exchange, session: Session, message: dict[str, Any]) -> None:
+        try:
+            await session.send(message)
+        except ConnectionError:
+            session.close("the daemon connection failed")
+            raise ClientGone from None  # nothing more can be said on this exchange
+
+    async def _initialize(self, ex: Exchange, message: dict[str, Any]) -> None:
+        """Open a daemon connection for a new session, and mint its id if the daemon agrees."""
+        try:
+            session = await Session.open(self.rules.home)
+        except Exception as exc:
+            log.warning("cannot reach the daemon of %s: %s", self.rules.home, exc)
+            return await ex.respond(503, error_body(
+                message["id"], INTERNAL_ERROR, f"The daemon of {self.rules.home} cannot be "
+                f"reached: {exc}"), JSON)
+        pending = session.expect(message)
+        assert pending is not None
+        try:
+            await session.send(message)
+            item = await ex.wait(pending.queue.get())
+        except BaseException:
+            session.close("the client left during initialize")
+            raise
+        reply = item[0] if item is not None else error_body(
+            message["id"], INTERNAL_ERROR, "initialize was cancelled")
+        result = orjson.loads(reply).get("result")
+        if type(result) is not dict:  # refused: no session
+            session.close("initialize failed")
+            return await ex.respond(200, reply, JSON)
+        if result.get("protocolVersion") not in MCP_VERSIONS:  # not an MCP client
+            session.close("not an MCP initialize")
+            return await _error(ex, 400, "Bad Request: initialize must ask for an MCP "
+                                         "protocolVersion (" + ", ".join(MCP_VERSIONS) + ")")
+        session.version = result["protocolVersion"]
+        self.sessions[session.id] = session
+        log.info("session %s… opened (MCP %s)", session.id[:8], session.version)
+        await ex.respond(200, reply, JSON, [("mcp-session-id", session.id)])
+
+    async def _listen(self, ex: Exchange, session: Session) -> None:
+        """The session's own stream: notifications not tied to a request."""
+        if not _accepts(ex.header("accept") or "", SSE):
+            return await _error(ex, 406, f"Not Acceptable: Accept must list {SSE}")
+        if session.listener is not None:
+            return await _error(ex, 409, "Conflict: the session's stream is already open")
+        queue = session.listener = asyncio.Queue()
+        session.busy += 1
+        try:
+            await ex.open_stream()
+            while True:
+                try:
+                    line = await ex.wait(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    await ex.send(b"")
+                    continue
+                if line is None:
+                    return await ex.end()
+                await ex.send(line)
+        finally:
+            session.busy -= 1
+            if session.listener is queue:
+                session.listener = None
+
+    async def _delete(self, ex: Exchange, session: Session) -> None:
+        self.end(session, "the client ended it")
+        await ex.respond(204)
+
+    def end(self, session: Session, reason: str) -> None:
+        """Close a session and forget its id."""
+        self.sessions.pop(session.id, None)
+        session.close(reason)
+        log.info("session %s… ended: %s", session.id[:8], reason)
+
+    def sweep(self) -> None:
+        """Close the sessions unused for longer than the idle timeout."""
+        now = asyncio.get_running_loop().time()
+        for session in list(self.sessions.values()):
+            if session.closed:
+                self.sessions.pop(session.id, None)
+            elif not session.busy and now - session.last_seen > self.rules.idle_timeout:
+                self.end(session, f"idle for {self.rules.idle_timeout:g} s")
+
+
+async def _relay(ex: Exchange, pending: Pending) -> None:
+    """Answer a request: its response as one JSON body when it is the first thing the daemon
+    sends for it, else an event stream carrying its progress, then its response."""
+    while True:
+        try:
+            item = await ex.wait(pending.queue.get(), KEEPALIVE_S)
+        except TimeoutError:  # a long request: stream, so the wait shows signs of life
+            item = (b"", False)
+        if not ex.streaming:
+            if item is not None and item[1]:
+                return await ex.respond(200, item[0], JSON)
+            await ex.open_stream()
+        if item is None:  # cancelled: the stream ends without a response
+            return await ex.end()
+        line, final = item
+        await ex.send(line)
+        if final:
+            return await ex.end()
+
+
+def _accepts(accept: str, media_type: str) -> bool:
+    """Whether an Accept header admits `media_type` (exactly, or by a wildcard)."""
+    kind = media_type.split("/")[0]
+    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return bool(ranges & {media_type, f"{kind}/*", "*/*"})
+
+
+async def _error(ex: Exchange, status: int, message: str,
+                 headers: list[tuple[str, str]] | None = None,
+                 code: int = INVALID_REQUEST) -> None:
+    """Refuse an exchange: an HTTP status, with a JSON-RPC error (no id) as its body."""
+    await ex.respond(status, error_body(None, code, message), JSON, headers or [])
