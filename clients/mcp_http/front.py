@@ -160,9 +160,12 @@ class Front:
         try:
             await self._send(ex, session, message)
             await _relay(ex, pending)
+        except ClientGone:
+            # Its answer can no longer reach the client (streams are not resumable here), so
+            # the request is cancelled as when a stdio client goes away: a waiting run stops.
+            await session.abandon(pending)
+            raise
         finally:
-            # A client that left does not cancel its request (transports.mdx: a disconnect
-            # is not a cancellation); the daemon's answer is then dropped.
             session.forget(pending)
 
     async def _send(self, ex: Exchange, session: Session, message: dict[str, Any]) -> None:
@@ -236,7 +239,6 @@ class Front:
         """Close a session and forget its id."""
         self.sessions.pop(session.id, None)
         session.close(reason)
-        log.info("session %s… ended: %s", session.id[:8], reason)
 
     def sweep(self) -> None:
         """Close the sessions unused for longer than the idle timeout."""

@@ -100,6 +100,15 @@ class Session:
         if pending.token is not None and self._by_token.get(pending.token) is pending:
             del self._by_token[pending.token]
 
+    async def abandon(self, pending: Pending) -> None:
+        """The client of `pending` left before its response: cancel it in the daemon."""
+        if self.closed or self._pending.get(key(pending.id)) is not pending:
+            return  # answered meanwhile, or nothing left to cancel
+        self.forget(pending)
+        with contextlib.suppress(ConnectionError):
+            await self.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {
+                "requestId": pending.id, "reason": "the HTTP client closed its stream"}})
+
     def cancelled(self, request_id: Any) -> None:
         """The client cancelled request `request_id`: the daemon will not answer it, so its
         exchange ends without a response."""
@@ -148,6 +157,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        log.info("session %s… ended: %s", self.id[:8], reason)
         for pending in list(self._pending.values()):
             pending.queue.put_nowait((orjson.dumps({
                 "jsonrpc": "2.0", "id": pending.id,

@@ -1,0 +1,339 @@
+"""`ostinato mcp --http` (issue 16): MCP's Streamable HTTP transport in front of the home's
+daemon. The official MCP Python SDK's Streamable HTTP client holds a conversation; raw HTTP
+requests check the transport's rules (Origin, token, sessions, revision header, limits), and
+the front lives on after each of them."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+import pytest
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from ostinato.clients.home import home_socket_path, stop_daemon
+from ostinato.clients.python.sync import Client as SyncClient
+from ostinato.protocol.mcp import MCP_VERSIONS
+
+from .support import REPO, WAIT
+
+HELLO = str(REPO / "examples" / "pipelines" / "hello.dot")
+GATES = str(REPO / "examples" / "pipelines" / "gates.dot")
+LISTENING = re.compile(r"^ostinato mcp: listening on (http://\S+)$")
+ACCEPT = "application/json, text/event-stream"
+CHUNK = 1 << 16
+
+
+class Front:
+    """An `ostinato mcp --http` subprocess, and what it said on stderr."""
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ostinato.clients.cli", "mcp", "--http", "127.0.0.1:0",
+             "--home", str(home), *args], stderr=subprocess.PIPE, text=True, env=env)
+        self.log: list[str] = []
+        self._said = threading.Condition()
+        assert self.process.stderr is not None
+        for line in self.process.stderr:  # until it says where it listens
+            self.log.append(line.rstrip("\n"))
+            if match := LISTENING.search(self.log[-1]):
+                break
+        else:
+            raise AssertionError("the front exited: " + "\n".join(self.log))
+        self.url = match.group(1)
+        self.host, self.port = urlsplit(self.url).hostname, urlsplit(self.url).port
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        """Keep reading stderr (the front logs each session) into `log`."""
+        for line in self.process.stderr:  # type: ignore[union-attr]
+            with self._said:
+                self.log.append(line.rstrip("\n"))
+                self._said.notify_all()
+
+    def wait_for(self, text: str) -> None:
+        """Until the front logs `text`."""
+        with self._said:
+            assert self._said.wait_for(lambda: any(text in line for line in self.log), WAIT)
+
+    def request(self, method: str, body: bytes | dict[str, Any] | None = None,
+                **headers: str) -> tuple[int, dict[str, str], bytes]:
+        """One raw HTTP request on its own connection: status, headers, body."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=WAIT)
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+        fields = {"Accept": ACCEPT, "Content-Type": "application/json"}
+        fields.update({name.replace("_", "-"): value for name, value in headers.items()})
+        connection.request(method, "/mcp", body=body, headers=fields)
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def initialize(self, version: str = MCP_VERSIONS[0], **headers: str) -> str:
+        """A new session's id."""
+        status, fields, body = self.request("POST", {
+            "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": version, "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"}}}, **headers)
+        assert status == 200, body
+        assert json.loads(body)["result"]["protocolVersion"] == version
+        return fields["mcp-session-id"]
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code."""
+        self.process.terminate()
+        return self.process.wait(WAIT)
+
+
+@pytest.fixture
+def front(short_tmp: Path) -> Iterator[Front]:
+    """A front on a free loopback port, for a home whose daemon it starts."""
+    process = Front(short_tmp / "home")
+    yield process
+    assert process.stop() == 0, "\n".join(process.log)
+
+
+def raw_exchange(front: Front, data: bytes) -> bytes:
+    """What the front answers to `data` on a new connection, until it closes it."""
+    with socket.create_connection((front.host, front.port), WAIT) as raw:
+        raw.sendall(data)
+        answer = b""
+        while chunk := raw.recv(CHUNK):
+            answer += chunk
+    return answer
+
+
+def tool_text(result: Any) -> str:
+    """The text of a tool's result."""
+    return "\n".join(part.text for part in result.content if part.type == "text")
+
+
+async def test_the_official_sdk_client_holds_a_conversation_over_http(
+        front: Front, short_tmp: Path) -> None:
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+
+    async with Client(front.url, read_timeout_seconds=WAIT) as client:
+        assert client.protocol_version == MCP_VERSIONS[0]
+        assert client.server_info.name == "ostinato"
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"status", "pipeline", "run", "inspect"} <= tools
+        status = await client.call_tool("status", {})
+        assert not status.is_error and "is up" in tool_text(status)
+        valid = await client.call_tool("pipeline", {"action": "validate",
+                                                    "pipeline": {"path": HELLO}})
+        assert not valid.is_error, tool_text(valid)
+        run = await client.call_tool("run", {"action": "start", "pipeline": {"path": HELLO},
+                                             "wait": True}, progress_callback=on_progress)
+        assert not run.is_error, tool_text(run)
+        run_id = re.search(r"Run (\S+) of pipeline hello: completed", tool_text(run)).group(1)
+    assert progress and run_id in " ".join(message or "" for _, message in progress)
+    # The run is the home daemon's: an agent on stdio sees it too.
+    stdio = StdioServerParameters(command=sys.executable, args=[
+        "-m", "ostinato.clients.cli", "mcp", "--home", str(short_tmp / "home")])
+    async with Client(stdio, read_timeout_seconds=WAIT) as client:
+        runs = await client.call_tool("inspect", {"action": "runs"})
+        assert run_id in tool_text(runs)
+    front.wait_for("ended: the client ended it")  # the SDK's DELETE
+
+
+async def test_a_token_guards_the_endpoint(short_tmp: Path) -> None:
+    env = {**os.environ, "OSTINATO_MCP_TOKEN": "s3cret-token"}
+    front = Front(short_tmp / "home", env=env)
+    try:
+        status, fields, _ = front.request("POST", {"jsonrpc": "2.0", "id": 1,
+                                                   "method": "ping"})
+        assert status == 401 and fields["www-authenticate"].startswith("Bearer")
+        status, _, _ = front.request("POST", b"{}", Authorization="Bearer wrong-token")
+        assert status == 401
+        headers = {"Authorization": "Bearer s3cret-token"}
+        async with httpx2.AsyncClient(headers=headers, timeout=WAIT) as http, Client(
+                streamable_http_client(front.url, http_client=http),
+                read_timeout_seconds=WAIT) as client:
+            assert (await client.call_tool("status", {})).is_error is False
+    finally:
+        assert front.stop() == 0, "\n".join(front.log)
+
+
+def test_a_host_beyond_loopback_needs_a_token(short_tmp: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ostinato.clients.cli", "mcp", "--http", "0.0.0.0:0",
+         "--home", str(short_tmp / "home")], capture_output=True, text=True, timeout=WAIT,
+        env={k: v for k, v in os.environ.items() if k != "OSTINATO_MCP_TOKEN"})
+    assert done.returncode == 2
+    assert "give a token" in done.stderr
+    assert not (short_tmp / "home").exists()  # refused before any daemon started
+
+
+@pytest.mark.parametrize("version", MCP_VERSIONS)
+def test_sessions_and_the_revision_header(front: Front, version: str) -> None:
+    session = front.initialize(version)
+    assert re.fullmatch(r"[\x21-\x7e]{32,}", session)
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert front.request("POST", initialized, Mcp_Session_Id=session)[0] == 202
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    # Without the header the negotiated revision holds; with it, it must be that one.
+    for headers in ({}, {"MCP-Protocol-Version": version}):
+        status, fields, body = front.request("POST", ping, Mcp_Session_Id=session, **headers)
+        assert (status, fields["content-type"]) == (200, "application/json")
+        assert json.loads(body) == {"jsonrpc": "2.0", "id": 1, "result": {}}
+    other = next(v for v in ("2024-11-05", *MCP_VERSIONS) if v != version)
+    status, _, body = front.request("POST", ping, Mcp_Session_Id=session,
+                                    MCP_Protocol_Version=other)
+    assert status == 400 and "MCP-Protocol-Version" in json.loads(body)["error"]["message"]
+    assert front.request("POST", ping)[0] == 400  # no session
+    assert front.request("POST", ping, Mcp_Session_Id="no-such-session")[0] == 404
+    assert front.request("DELETE", Mcp_Session_Id=session)[0] == 204
+    assert front.request("POST", ping, Mcp_Session_Id=session)[0] == 404
+    assert front.request("DELETE", Mcp_Session_Id=session)[0] == 404
+
+
+def test_bad_requests_are_refused_and_the_front_lives_on(front: Front) -> None:
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    session = front.initialize()
+    assert front.request("POST", ping, Origin="https://evil.example")[0] == 403
+    assert front.request("POST", ping, Origin="null")[0] == 403
+    assert front.request("POST", ping, Mcp_Session_Id=session,
+                         Origin="http://localhost:6274")[0] == 200  # a local page
+    assert front.request("POST", ping, Mcp_Session_Id=session, Accept="application/json")[0] \
+        == 406
+    status, _, body = front.request("POST", b'{"jsonrpc": "2.0", "id": 1, "meth',
+                                    Mcp_Session_Id=session)
+    assert status == 400 and json.loads(body)["error"]["code"] == -32700
+    status, _, body = front.request("POST", b"[]", Mcp_Session_Id=session)
+    assert status == 400 and json.loads(body)["error"]["code"] == -32600
+    # A body over 4 MiB is refused from its announced length, before it is read.
+    assert raw_exchange(front, b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: 5000000\r\n\r\n{")[:12] \
+        == b"HTTP/1.1 413"
+    assert front.request("PUT", b"{}", Mcp_Session_Id=session)[0] == 405
+    assert front.request("GET", Mcp_Session_Id=session, Accept="application/json")[0] == 406
+    assert raw_exchange(front, b"\x16\x03\x01 not http\r\n\r\n")[:12] == b"HTTP/1.1 400"
+    # The session, and the front, are still there.
+    status, _, body = front.request("POST", ping, Mcp_Session_Id=session)
+    assert (status, json.loads(body)["result"]) == (200, {})
+    front.initialize()
+
+
+class Stream:
+    """A request answered with an event stream, read event by event."""
+
+    def __init__(self, front: Front, message: dict[str, Any], **headers: str) -> None:
+        self.connection = http.client.HTTPConnection(front.host, front.port, timeout=WAIT)
+        fields = {"Accept": ACCEPT, "Content-Type": "application/json"}
+        fields.update({name.replace("_", "-"): value for name, value in headers.items()})
+        self.connection.request("GET" if message is None else "POST", "/mcp",
+                                body=None if message is None else json.dumps(message),
+                                headers=fields)
+        self.response = self.connection.getresponse()
+
+    def next(self) -> dict[str, Any] | None:
+        """The next message of the stream (keep-alive comments skipped); None at its end."""
+        while line := self.response.readline():
+            if line.startswith(b"data: "):
+                return json.loads(line[6:])
+        return None
+
+
+def gated_run(request_id: int, token: str) -> dict[str, Any]:
+    """A tool call that waits on a run which waits on a human: it lasts until cancelled."""
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+        "name": "run", "arguments": {"action": "start", "pipeline": {"path": GATES},
+                                     "wait": True}, "_meta": {"progressToken": token}}}
+
+
+def call(front: Front, session: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A tool call's result, answered as one JSON body."""
+    status, fields, body = front.request("POST", {
+        "jsonrpc": "2.0", "id": 99, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}}, Mcp_Session_Id=session)
+    assert (status, fields["content-type"]) == (200, "application/json"), body
+    return json.loads(body)["result"]
+
+
+def settled_status(home: Path, run_id: str) -> str:
+    """The run's status once it no longer runs or waits, as the home's daemon tells it."""
+    news = threading.Event()
+    with SyncClient.connect_unix(home_socket_path(home), timeout=WAIT) as client:
+        client.initialize()
+        client.on_notification("run/event", lambda method, params: news.set())
+        client.call("run.subscribe", {"run_id": run_id})
+        while True:
+            news.clear()  # before looking: an event that comes after is not missed
+            status = client.call("run.get", {"run_id": run_id}).status
+            if status not in ("running", "waiting"):
+                return status
+            assert news.wait(WAIT), f"run {run_id} is still {status}"
+
+
+def test_progress_streams_and_cancellation_ends_the_stream(front: Front) -> None:
+    session = front.initialize()
+    stream = Stream(front, gated_run(7, "tok"), Mcp_Session_Id=session)
+    assert stream.response.getheader("content-type") == "text/event-stream"
+    first = stream.next()
+    assert first["method"] == "notifications/progress"
+    assert first["params"]["progressToken"] == "tok"
+    run_id = first["params"]["message"].split()[-1]
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+              "params": {"requestId": 7, "reason": "changed my mind"}}
+    assert front.request("POST", cancel, Mcp_Session_Id=session)[0] == 202
+    while (message := stream.next()) is not None:  # progress may still come; no response
+        assert message.get("method") == "notifications/progress"
+    assert settled_status(front.home, run_id) == "cancelled"
+
+
+def test_the_session_stream_and_a_client_that_leaves(front: Front) -> None:
+    session = front.initialize()
+    listener = Stream(front, None, Mcp_Session_Id=session)
+    assert (listener.response.status, listener.response.getheader("content-type")) == (
+        200, "text/event-stream")
+    assert front.request("GET", Mcp_Session_Id=session)[0] == 409  # one per session
+    # A client that leaves in the middle of a request cancels it (its answer could no
+    # longer reach it), and its session lives on.
+    stream = Stream(front, gated_run(8, "gone"), Mcp_Session_Id=session)
+    run_id = stream.next()["params"]["message"].split()[-1]
+    stream.connection.close()
+    assert settled_status(front.home, run_id) == "cancelled"
+    run = call(front, session, "inspect", {"action": "run", "run_id": run_id})
+    assert run["structuredContent"]["result"]["status"] == "cancelled"
+    assert front.request("DELETE", Mcp_Session_Id=session)[0] == 204
+    assert listener.next() is None  # the session's stream ended with it
+
+
+def test_idle_sessions_are_closed(short_tmp: Path) -> None:
+    front = Front(short_tmp / "home", "--idle-timeout", "0.2")
+    try:
+        session = front.initialize()
+        front.wait_for("ended: idle for 0.2 s")
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        assert front.request("POST", ping, Mcp_Session_Id=session)[0] == 404
+    finally:
+        assert front.stop() == 0, "\n".join(front.log)
+
+
+def test_a_daemon_that_stops_ends_its_sessions_and_a_new_one_starts(front: Front) -> None:
+    session = front.initialize()
+    assert stop_daemon(front.home) is not None
+    front.wait_for("ended: the daemon closed the session")
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    assert front.request("POST", ping, Mcp_Session_Id=session)[0] == 404
+    session = front.initialize()  # the home gets a daemon again
+    status, _, body = front.request("POST", ping, Mcp_Session_Id=session)
+    assert (status, json.loads(body)["result"]) == (200, {})
