@@ -172,6 +172,23 @@ async def test_a_token_guards_the_endpoint(short_tmp: Path) -> None:
         assert front.stop() == 0, "\n".join(front.log)
 
 
+def test_an_allowed_origin_gets_cors_answers(short_tmp: Path) -> None:
+    front = Front(short_tmp / "home", "--allow-origin", "https://app.example.com/")
+    try:
+        app = "https://app.example.com"
+        status, fields, _ = front.request("OPTIONS", Origin=app,
+                                          Access_Control_Request_Method="POST")
+        assert status == 204 and fields["access-control-allow-origin"] == app
+        assert "mcp-session-id" in fields["access-control-allow-headers"].lower()
+        session = front.initialize(Origin=app)
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        status, fields, _ = front.request("POST", ping, Mcp_Session_Id=session, Origin=app)
+        assert status == 200 and fields["access-control-allow-origin"] == app
+        assert front.request("POST", ping, Origin="https://app.example.org")[0] == 403
+    finally:
+        assert front.stop() == 0, "\n".join(front.log)
+
+
 def test_a_host_beyond_loopback_needs_a_token(short_tmp: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "ostinato.clients.cli", "mcp", "--http", "0.0.0.0:0",
@@ -212,6 +229,9 @@ def test_bad_requests_are_refused_and_the_front_lives_on(front: Front) -> None:
     assert front.request("POST", ping, Origin="null")[0] == 403
     assert front.request("POST", ping, Mcp_Session_Id=session,
                          Origin="http://localhost:6274")[0] == 200  # a local page
+    # DNS rebinding: a name that resolves to 127.0.0.1 is not this server's name.
+    assert front.request("POST", ping, Mcp_Session_Id=session, Host="evil.example:80")[0] \
+        == 421
     assert front.request("POST", ping, Mcp_Session_Id=session, Accept="application/json")[0] \
         == 406
     status, _, body = front.request("POST", b'{"jsonrpc": "2.0", "id": 1, "meth',

@@ -54,7 +54,7 @@ def serve_http(args: argparse.Namespace) -> int:
     if (code := _start_daemon(home)) is not None:
         return code
     origins = frozenset(origin.rstrip("/") for origin in args.allow_origin)
-    return run(host, port, Rules(home, token, origins, args.idle_timeout))
+    return run(host, port, Rules(home, token, origins, args.idle_timeout, is_loopback(host)))
 
 
 def _start_daemon(home: Path) -> int | None:

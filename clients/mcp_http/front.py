@@ -17,7 +17,7 @@ import orjson
 
 from ostinato.protocol.mcp import MCP_VERSIONS
 
-from .server import ClientGone, Exchange
+from .server import ClientGone, Exchange, error_body
 from .session import Pending, Session
 
 log = logging.getLogger("ostinato.mcp_http")
@@ -29,14 +29,16 @@ JSON = "application/json"
 SSE = "text/event-stream"
 KEEPALIVE_S = 15.0  # a comment on a quiet stream keeps proxies and clients from timing out
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+MAX_SESSIONS = 256  # each holds a connection (a file descriptor) of the daemon
+CORS_PREFLIGHT = [
+    ("access-control-allow-methods", "GET, POST, DELETE"),
+    ("access-control-allow-headers",
+     "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, "
+     "Last-Event-ID"),
+    ("access-control-max-age", "600")]
 
 PARSE_ERROR, INVALID_REQUEST, INTERNAL_ERROR = -32700, -32600, -32603
-
-
-def error_body(request_id: Any, code: int, message: str) -> bytes:
-    """A JSON-RPC error response."""
-    return orjson.dumps({"jsonrpc": "2.0", "id": request_id,
-                         "error": {"code": code, "message": message}})
 
 
 @dataclass
@@ -47,6 +49,12 @@ class Rules:
     token: str | None = None  # required as `Authorization: Bearer <token>` when set
     origins: frozenset[str] = field(default_factory=frozenset)  # beyond loopback origins
     idle_timeout: float = 3600.0  # seconds before an unused session is closed
+    loopback: bool = True  # bound to loopback: the Host header must name this machine
+
+    @property
+    def origin_hosts(self) -> frozenset[str]:
+        """The host names of the allowed origins."""
+        return frozenset(urlsplit(origin).hostname or "" for origin in self.origins)
 
 
 def loopback_origin(origin: str) -> bool:
@@ -73,6 +81,16 @@ class Front:
         if origin is not None and not (loopback_origin(origin)
                                        or origin.rstrip("/") in self.rules.origins):
             return await _error(ex, 403, f"Forbidden: origin {origin} is not allowed")
+        if self.rules.loopback and not self._local_host(ex.header("host") or ""):
+            # DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own Host
+            # (and no Origin on a same-origin GET).
+            return await _error(ex, 421, "Misdirected Request: this server answers to "
+                                         "localhost only")
+        if origin is not None:  # a page that may call us: let the browser read the answers
+            ex.extra_headers = [("access-control-allow-origin", origin), ("vary", "Origin"),
+                                ("access-control-expose-headers", "Mcp-Session-Id")]
+            if ex.method == "OPTIONS":
+                return await ex.respond(204, headers=CORS_PREFLIGHT)
         if self.rules.token is not None and not self._authorized(ex):
             return await _error(ex, 401, "Unauthorized: a bearer token is required",
                                 [("www-authenticate", 'Bearer realm="ostinato"')])
@@ -88,6 +106,14 @@ class Front:
             return None
         return await _error(ex, 405, f"Method Not Allowed: {ex.method}",
                             [("allow", "GET, POST, DELETE")])
+
+    def _local_host(self, host: str) -> bool:
+        """Whether a Host header names this machine (or the host of an allowed origin)."""
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:
+            return False
+        return name in LOCAL_NAMES or name in self.rules.origin_hosts
 
     def _authorized(self, ex: Exchange) -> bool:
         scheme, _, given = (ex.header("authorization") or "").partition(" ")
@@ -177,6 +203,10 @@ class Front:
 
     async def _initialize(self, ex: Exchange, message: dict[str, Any]) -> None:
         """Open a daemon connection for a new session, and mint its id if the daemon agrees."""
+        if len(self.sessions) >= MAX_SESSIONS:
+            return await ex.respond(503, error_body(
+                message["id"], INTERNAL_ERROR, f"Too many sessions ({MAX_SESSIONS}): end "
+                "some (DELETE) or wait for idle ones to close"), JSON)
         try:
             session = await Session.open(self.rules.home)
         except Exception as exc:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import h11
+import orjson
 
 log = logging.getLogger("ostinato.mcp_http")
 
@@ -20,6 +21,12 @@ READ_TIMEOUT_S = 60.0  # for a request's head and body once it started
 KEEP_ALIVE_S = 120.0  # for the next request on an idle connection
 
 T = TypeVar("T")
+
+
+def error_body(request_id: Any, code: int, message: str) -> bytes:
+    """A JSON-RPC error response (the body of a refusal too, as the transport allows)."""
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id,
+                         "error": {"code": code, "message": message}})
 
 
 class ClientGone(Exception):
@@ -41,6 +48,7 @@ class Exchange:
                         for name, value in request.headers}  # h11 lower-cases names
         self.body = body
         self.streaming = False
+        self.extra_headers: list[tuple[str, str]] = []  # on whatever answers the exchange
         self._connection = connection
 
     def header(self, name: str) -> str | None:
@@ -50,7 +58,7 @@ class Exchange:
     async def respond(self, status: int, body: bytes = b"", content_type: str | None = None,
                       headers: Iterable[tuple[str, str]] = ()) -> None:
         """Answer with one body."""
-        fields = [*headers, ("content-length", str(len(body)))]
+        fields = [*self.extra_headers, *headers, ("content-length", str(len(body)))]
         if content_type is not None:
             fields.append(("content-type", content_type))
         await self._connection.send(h11.Response(status_code=status, headers=fields))
@@ -61,9 +69,10 @@ class Exchange:
     async def open_stream(self, headers: Iterable[tuple[str, str]] = ()) -> None:
         """Start a `text/event-stream` answer (chunked, so the connection may live on)."""
         self.streaming = True
+        # x-accel-buffering: proxies must pass the events on as they come.
         await self._connection.send(h11.Response(status_code=200, headers=[
-            *headers, ("content-type", "text/event-stream"), ("cache-control", "no-cache"),
-            ("x-accel-buffering", "no")]))  # proxies must pass events on as they come
+            *self.extra_headers, *headers, ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"), ("x-accel-buffering", "no")]))
 
     async def send(self, data: bytes) -> None:
         """One event of the stream: a JSON-RPC message, or a comment when `data` is empty."""
@@ -143,7 +152,7 @@ class HttpConnection:
         except Exception:  # a bug of ours ends this exchange, not the listener
             log.exception("the answer to an HTTP request failed")
             if self._h11.our_state is h11.SEND_RESPONSE:
-                await self._refuse(500, "Internal error of the HTTP front")
+                await self._refuse(500, "Internal error of the HTTP front", -32603)
             return False
         self._stop_watching()
         return (self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE)
@@ -186,11 +195,9 @@ class HttpConnection:
                     raise
         self._h11.receive_data(data)
 
-    async def _refuse(self, status: int, message: str) -> None:
+    async def _refuse(self, status: int, message: str, code: int = -32600) -> None:
         """Answer an unreadable request and close."""
-        from .front import error_body
-
-        body = error_body(None, -32600, message)
+        body = error_body(None, code, message)
         await self.send(h11.Response(status_code=status, headers=[
             ("content-type", "application/json"), ("content-length", str(len(body))),
             ("connection", "close")]))
