@@ -20,6 +20,9 @@ from .registry import MethodSpec
 # Params every method takes that a tool does not show: MCP has its own progress token, and a
 # tool call that waits always cancels its work with it (`cancel_with_request`).
 HIDDEN_PARAMS = frozenset({"workDoneToken", "cancel_with_request"})
+# Defaults a tool call has where the method's differ: an agent whose run waits on a human
+# must get the call back to answer it.
+TOOL_DEFAULTS = {"return_on_question": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,8 @@ def _input_schema(spec: ToolSpec, methods: dict[str, MethodSpec], refs: dict[Any
             required.setdefault(action, []).append(field)
     for field, schemas in variants.items():
         merged = dict(schemas[0]) if len(schemas) == 1 else {"anyOf": schemas}
+        if field in TOOL_DEFAULTS:
+            merged["default"] = TOOL_DEFAULTS[field]
         if spec.has_actions and len(applies[field]) < len(spec.actions):
             where = ", ".join(f"`{a}`" for a in applies[field])
             said = merged.get("description", "")

@@ -21,8 +21,11 @@ def _run(run: dict[str, Any]) -> str:
     if run["status"] == "waiting" and question:
         return (text + f" It waits on a human: {question.get('text', '')!r}. Next: `run` "
                 f"action `answer` with run_id {run['run_id']} and question_id "
-                f"{question.get('id')}.")
-    if run["status"] in ("pending", "running", "waiting"):
+                f"{question.get('question_id')}.")
+    if run["status"] == "waiting":
+        return text + (f" It waits on a human. Next: `inspect` action `run` with run_id "
+                       f"{run['run_id']} for the question, then `run` action `answer`.")
+    if run["status"] in ("pending", "running"):
         return text + (f" Next: `inspect` action `run` with run_id {run['run_id']} to follow"
                        " it, or `run` action `start` with `wait: true` next time.")
     if run.get("resumable") and run["status"] in ("interrupted", "cancelled"):

@@ -14,7 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from ostinato.protocol.errors import ErrorCode, RpcError
-from ostinato.protocol.mcp_tools import TOOLS, ToolSpec, tool_definitions
+from ostinato.protocol.mcp_tools import TOOL_DEFAULTS, TOOLS, ToolSpec, tool_definitions
 
 from ...disk import DamagedFile, disk_full
 from ...host import NO_PROGRESS, Progress, Session
@@ -57,9 +57,16 @@ class _Target:
     def __init__(self, spec: ToolSpec, routes: dict[str, Route]) -> None:
         self.spec = spec
         self.routes = routes
-        # Actions whose call can wait: cancelling the tool call cancels their work too.
-        self.waits = {action for action, route in routes.items()
-                      if "cancel_with_request" in route.spec.params.model_fields}
+        # What a call that waits adds to its arguments: cancelling the tool call cancels the
+        # work too, and the tools' own defaults.
+        self.waits = {action: _waiting_arguments(route) for action, route in routes.items()
+                      if "wait" in route.spec.params.model_fields}
+
+
+def _waiting_arguments(route: Route) -> dict[str, Any]:
+    fields = route.spec.params.model_fields
+    added = {"cancel_with_request": True} if "cancel_with_request" in fields else {}
+    return added | {name: value for name, value in TOOL_DEFAULTS.items() if name in fields}
 
 
 def _targets(connection: Connection) -> dict[str, _Target]:
@@ -101,8 +108,8 @@ def call_tool(params: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | D
                                 f"{name} (got {orjson.dumps(action).decode()}).")
         arguments = {k: v for k, v in arguments.items() if k != "action"}
     route = target.routes[action]
-    if action in target.waits and arguments.get("wait") is True:
-        arguments["cancel_with_request"] = True
+    if arguments.get("wait") is True and action in target.waits:
+        arguments = target.waits[action] | arguments
     try:
         inner = route.parse_params(arguments)
     except ValidationError as exc:
