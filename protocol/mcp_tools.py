@@ -20,6 +20,10 @@ from .registry import MethodSpec
 # Params every method takes that a tool does not show: MCP has its own progress token, and a
 # tool call that waits always cancels its work with it (`cancel_with_request`).
 HIDDEN_PARAMS = frozenset({"workDoneToken", "cancel_with_request"})
+# Every result's structuredContent starts with the summary, which the text content has too:
+# some hosts give the model only one of the two.
+SUMMARY_SCHEMA = {"type": "string", "description": "What happened, the ids and paths to use "
+                                                   "next, and the next useful step."}
 # Defaults a tool call has where the method's differ: an agent whose run waits on a human
 # must get the call back to answer it.
 TOOL_DEFAULTS = {"return_on_question": True}
@@ -140,6 +144,7 @@ def _definition(spec: ToolSpec, methods: dict[str, MethodSpec], refs: dict[Any, 
                               {"anyOf": _distinct(results)}}
     if spec.has_actions:
         output = {"action": {"type": "string", "enum": list(spec.actions)}, **output}
+    output = {"summary": SUMMARY_SCHEMA, **output}
     output_schema = {"type": "object", "properties": output, "required": list(output)}
     for schema in (input_schema, output_schema):
         wanted = _refs_in(schema, defs)

@@ -4,6 +4,7 @@ what the agent would read: the text summary, the structured result, the run's st
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,8 @@ async def _list_tools(client: Client) -> None:
 async def _validate(client: Client, files: dict[str, Path]) -> None:
     valid = await call(client, "pipeline", action="validate",
                        pipeline={"path": str(files["brief"])})
-    assert valid == {"action": "validate", "result": valid["result"]}
-    assert valid["result"]["valid"] is True
+    assert list(valid) == ["summary", "action", "result"] and valid["action"] == "validate"
+    assert valid["result"]["valid"] is True and valid["summary"].startswith("The pipeline is")
     broken = await client.call_tool("pipeline", {"action": "validate",
                                                  "pipeline": {"path": str(files["broken"])}})
     assert not broken.is_error  # a broken pipeline is an answer, not a failed call
@@ -109,6 +110,9 @@ async def _run_with_progress(client: Client, pipeline: Path) -> str:
     assert (run["status"], run["outcome"]) == ("completed", "success")
     text = result.content[0].text  # type: ignore[union-attr]
     assert run["run_id"] in text and run["run_dir"] in text and "Next:" in text
+    # Hosts give the model either the text or the structured content: both say it all.
+    assert result.structured_content["summary"] == text  # type: ignore[index]
+    assert json.loads(result.content[1].text)["result"] == run  # type: ignore[union-attr]
     assert Path(run["run_dir"], "manifest.json").is_file()
     assert messages and messages[0] == f"run {run['run_id']}"
     assert "StageCompleted: write" in messages, messages
