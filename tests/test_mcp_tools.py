@@ -14,7 +14,14 @@ from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
 from ostinato.protocol.catalog import client_methods
-from ostinato.protocol.mcp_tools import TOOLS, tool_definitions, tool_methods
+from ostinato.protocol.mcp_tools import (
+    DOC_BEGIN,
+    DOC_END,
+    TOOLS,
+    tool_definitions,
+    tool_methods,
+    tools_markdown,
+)
 
 from .mcp_conversation import hold_conversation
 from .support import REPO, WAIT
@@ -82,3 +89,10 @@ def test_the_tool_schemas_are_the_methods_schemas() -> None:
             assert fields <= set(properties), (tool.name, method)
     checked_in = json.loads((REPO / "schemas" / "mcp-tools.json").read_text())
     assert checked_in == {"tools": json.loads(json.dumps(tool_definitions()))}
+
+
+def test_the_docs_list_the_tools_as_generated() -> None:
+    """docs/agents.md's tool list is the generated one (`make schemas` rewrites it)."""
+    doc = (REPO / "docs" / "agents.md").read_text()
+    listed = doc.split(DOC_BEGIN, 1)[1].split(DOC_END, 1)[0]
+    assert listed.strip() == tools_markdown().strip()
