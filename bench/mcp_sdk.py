@@ -54,6 +54,8 @@ from rpc import percentile, pinned, pipeline
 BENCH_DIR = Path(__file__).resolve().parent
 SDK_SERVER = BENCH_DIR / "mcp_sdk_server.py"
 SERVERS = ("daemon", "sdk-high", "sdk-low", "proxy")
+# The daemon's own MCP face: bench/mcp.py measures it against the daemon's JSON-RPC.
+DAEMON_MCP = "daemon-mcp"
 MCP_REVISION = "2025-11-25"
 P50_TARGET = 1.3
 PIPELINED_TARGET = 0.7
@@ -62,7 +64,8 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop] | None
 
 def server_argv(name: str, home: Path) -> list[str]:
     """The command line of one server."""
-    if name == "daemon":
+    if name in ("daemon", DAEMON_MCP):  # each on a home of its own: two daemons, not one
+        home = home if name == "daemon" else home.with_name(home.name + "-mcp")
         return [sys.executable, "-m", "ostinato.daemon", "--stdio", "--home", str(home),
                 "--log-level", "WARNING"]
     mode = {"sdk-high": "high", "sdk-low": "low", "proxy": "proxy"}[name]
@@ -279,7 +282,7 @@ def best(rows: Sequence[Result]) -> Result:
 def format_row(label: str, r: Result) -> str:
     """One table row."""
     cpu = "-" if r.cpu_us is None else f"{r.cpu_us:.1f}"
-    return (f"{label:<6}{r.server:<10}{r.p50_us:>9.1f}{r.p99_us:>9.1f}{r.seq_rps:>11,.0f}"
+    return (f"{label:<6}{r.server:<12}{r.p50_us:>9.1f}{r.p99_us:>9.1f}{r.seq_rps:>11,.0f}"
             f"{r.pipe_rps:>12,.0f}{cpu:>10}{r.reply_bytes:>8}")
 
 
@@ -317,27 +320,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def round_order(servers: Sequence[str], round_no: int) -> list[str]:
+    """The servers in the order of round `round_no`: reversed every other round, and the
+    proxy right after the daemon that owns the home it forwards to."""
+    order = list(servers) if round_no % 2 else list(reversed(servers))
+    if "proxy" in order:
+        order.remove("proxy")
+        order.insert(order.index("daemon") + 1, "proxy")
+    return order
+
+
+def main(argv: Sequence[str] | None = None, servers: Sequence[str] = SERVERS,
+         name: str = "mcp_sdk") -> int:
     """Run the rounds; print them, the best, the cold starts and the ratios line."""
     args = parse_args(argv)
     loop_name, factory = loop_choice(True)
-    print(f"ostinato mcp_sdk bench: NDJSON over stdio pipes; client loop {loop_name}; "
+    print(f"ostinato {name} bench: NDJSON over stdio pipes; client loop {loop_name}; "
           f"Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; {args.rounds} rounds; "
           f"sequential {args.sequential} (one block per server, pin {args.pin}); pipelined "
           f"{args.pipelined} in chunks of {args.chunk}")
-    header = (f"{'round':<6}{'server':<10}{'p50 us':>9}{'p99 us':>9}{'seq req/s':>11}"
+    header = (f"{'round':<6}{'server':<12}{'p50 us':>9}{'p99 us':>9}{'seq req/s':>11}"
               f"{'pipe req/s':>12}{'cpu us/rq':>10}{'reply B':>8}")
     print(header)
     print("-" * len(header))
-    results: dict[str, list[Result]] = {name: [] for name in SERVERS}
+    results: dict[str, list[Result]] = {server: [] for server in servers}
     with tempfile.TemporaryDirectory(prefix="ostinato-mcp-bench-") as tmp:
         home = Path(tmp) / "home"
         for round_no in range(1, args.rounds + 1):
-            sdk = [name for name in SERVERS if name not in ("daemon", "proxy")]
-            # The proxy needs the daemon that owns the home: both come last, daemon first.
-            order = ([*sdk, "daemon", "proxy"] if round_no % 2
-                     else ["daemon", "proxy", *sdk[::-1]])
-            for result in run_round(order, home, args, factory):
+            for result in run_round(round_order(servers, round_no), home, args, factory):
                 results[result.server].append(result)
                 print(format_row(str(round_no), result), flush=True)
         print("-" * len(header))
@@ -347,12 +357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cold:
             print(f"\ncold start, spawn -> initialize answered, {args.cold} spawns each "
                   "(median / min ms):")
-            for name in SERVERS:
-                if name == "proxy":  # its own start is sdk-low's; it needs a running daemon
+            for server in servers:
+                if server == "proxy":  # its own start is sdk-low's; it needs a running daemon
                     continue
-                cold_home = Path(tmp) / f"cold-{name}"  # a home of its own: no daemon owns it
-                median, least = cold_start(name, cold_home, args.cold)
-                print(f"  {name:<10}{median:8.1f} / {least:7.1f}")
+                cold_home = Path(tmp) / f"cold-{server}"  # a home no daemon owns
+                median, least = cold_start(server, cold_home, args.cold)
+                print(f"  {server:<12}{median:8.1f} / {least:7.1f}")
     daemon = summary["daemon"]
     ratios = ", ".join(
         f"{r.server} p50 {r.p50_us / daemon.p50_us:.1f}x pipelined "
