@@ -28,6 +28,7 @@ from ostinato.clients.home import home_socket_path, stop_daemon
 from ostinato.clients.python.sync import Client as SyncClient
 from ostinato.protocol.mcp import MCP_VERSIONS
 
+from .mcp_conversation import hold_conversation
 from .support import REPO, WAIT
 
 HELLO = str(REPO / "examples" / "pipelines" / "hello.dot")
@@ -152,6 +153,20 @@ async def test_the_official_sdk_client_holds_a_conversation_over_http(
         runs = await client.call_tool("inspect", {"action": "runs"})
         assert run_id in tool_text(runs)
     front.wait_for("ended: the client ended it")  # the SDK's DELETE
+
+
+async def test_an_agent_holds_the_whole_conversation_over_http(front: Front,
+                                                              short_tmp: Path) -> None:
+    async with Client(front.url, read_timeout_seconds=WAIT) as client:
+        learned = await hold_conversation(client, short_tmp / "pipelines")
+    # The home's daemon served it: the command line sees the agent's runs.
+    listed = subprocess.run([sys.executable, "-m", "ostinato.clients.cli", "runs", "list",
+                             "--home", str(front.home), "--json"],
+                            capture_output=True, text=True, timeout=WAIT)
+    assert learned["run_id"] in [run["run_id"] for run in json.loads(listed.stdout)["runs"]]
+    log = (front.home / "daemon.log").read_text()
+    assert "no summary for a result" not in log and "internal error" not in log
+    assert not any("Traceback" in line for line in front.log), "\n".join(front.log)
 
 
 async def test_a_token_guards_the_endpoint(short_tmp: Path) -> None:
