@@ -5,15 +5,18 @@ outputSchema, progress and cancellation work, and wrong calls get errors a model
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
 from ostinato.protocol.catalog import client_methods
+from ostinato.protocol.mcp import MCP_VERSIONS, MODERN_VERSIONS
 from ostinato.protocol.mcp_tools import (
     DOC_BEGIN,
     DOC_END,
@@ -24,7 +27,7 @@ from ostinato.protocol.mcp_tools import (
 )
 
 from .mcp_conversation import hold_conversation
-from .support import REPO, WAIT
+from .support import REPO, WAIT, Wire, spawn_stdio
 
 
 def mcp_server(home: Path) -> StdioServerParameters:
@@ -39,9 +42,14 @@ def ostinato(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=WAIT)
 
 
-async def test_an_agent_holds_the_whole_conversation_over_stdio(short_tmp: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_an_agent_holds_the_whole_conversation_over_stdio(short_tmp: Path,
+                                                                mode: str) -> None:
     home = short_tmp / "home"
-    async with Client(mcp_server(home), read_timeout_seconds=WAIT) as client:
+    async with Client(mcp_server(home), read_timeout_seconds=WAIT,
+                      mode=mode) as client:  # type: ignore[arg-type]
+        assert client.protocol_version == (MODERN_VERSIONS[0] if mode == "auto"
+                                           else MCP_VERSIONS[0])
         learned = await hold_conversation(client, short_tmp / "pipelines")
     # The session was served by the home's daemon, which lives on: the command line sees
     # the agent's runs and test runs.
@@ -96,3 +104,50 @@ def test_the_docs_list_the_tools_as_generated() -> None:
     doc = (REPO / "docs" / "agents.md").read_text()
     listed = doc.split(DOC_BEGIN, 1)[1].split(DOC_END, 1)[0]
     assert listed.strip() == tools_markdown().strip()
+
+
+def envelope(version: str = MODERN_VERSIONS[0], **meta: object) -> dict[str, object]:
+    """The `_meta` of a 2026-07-28 request."""
+    return {"io.modelcontextprotocol/protocolVersion": version,
+            "io.modelcontextprotocol/clientCapabilities": {}, **meta}
+
+
+async def error(wire: Wire, method: str, params: dict[str, object]) -> dict[str, object]:
+    """The error a request gets."""
+    reply = await wire.request(method, params)
+    assert "error" in reply, reply
+    return reply["error"]
+
+
+async def test_the_stateless_revision_on_the_wire(short_tmp: Path) -> None:
+    """2026-07-28 without the SDK: discover, a tool call with `resultType`, the errors for an
+    unserved revision and a missing envelope key; the handshake's token still guards it."""
+    process, wire = await spawn_stdio(short_tmp / "home")
+    discovered = await wire.result("server/discover", {"_meta": envelope()})
+    assert discovered["supportedVersions"][:2] == [MODERN_VERSIONS[0], MCP_VERSIONS[0]]
+    assert discovered["resultType"] == "complete" and discovered["capabilities"]["tools"] == {
+        "listChanged": False}
+    called = await wire.result("tools/call", {"name": "status", "arguments": {},
+                                              "_meta": envelope()})
+    assert called["resultType"] == "complete" and called["isError"] is False
+    listed = await wire.result("tools/list", {"_meta": envelope()})
+    assert listed["resultType"] == "complete" and listed["ttlMs"] >= 0
+    old = await error(wire, "tools/list", {"_meta": envelope("2027-01-01")})
+    assert old["code"] == -32022 and old["data"]["requested"] == "2027-01-01"
+    assert MODERN_VERSIONS[0] in old["data"]["supported"]
+    bare = await error(wire, "tools/list", {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": MODERN_VERSIONS[0]}})
+    assert bare["code"] == -32602 and "clientCapabilities" in bare["message"]
+    # Without the envelope, a session still needs initialize.
+    assert (await error(wire, "tools/list", {}))["code"] == -32002
+    process.stdin.close()  # type: ignore[union-attr]
+    assert await asyncio.wait_for(process.wait(), WAIT) == 0
+
+
+async def test_the_stateless_revision_takes_no_request_without_the_token(
+        short_tmp: Path) -> None:
+    process, wire = await spawn_stdio(short_tmp / "home", "--token", "s3cret")
+    refused = await error(wire, "tools/list", {"_meta": envelope()})
+    assert refused["code"] == -32003
+    process.kill()
+    await process.wait()

@@ -21,6 +21,7 @@ from ...host import Progress, Session
 from ...services.base import HandlerTable, RequestContext
 from ..connection import Connection, storage_full
 from ..dispatch import Deferred, RawJson, Route
+from .era import COMPLETE, LISTED, VERSION_KEY, is_modern
 from .summaries import summary
 
 table = HandlerTable()
@@ -86,13 +87,14 @@ def _targets(connection: Connection) -> dict[str, _Target]:
 @table.method("tools/list")
 def list_tools(params: Any, ctx: RequestContext) -> dict[str, Any]:
     """Every tool, with schemas generated from the methods' models."""
-    return {"tools": tool_definitions()}
+    return {"tools": tool_definitions(), **(LISTED if is_modern(params) else {})}
 
 
 @table.method("tools/call")
 def call_tool(params: dict[str, Any], ctx: RequestContext) -> RawJson | dict[str, Any] | Deferred:
     """Call a tool: its method's handler, with the tool's arguments as the method's params."""
-    name, arguments = params.get("name"), params.get("arguments")
+    name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
+    modern = type(meta) is dict and VERSION_KEY in meta
     if arguments is None:
         arguments = {}
     if type(name) is not str or type(arguments) is not dict:
@@ -107,7 +109,7 @@ def call_tool(params: dict[str, Any], ctx: RequestContext) -> RawJson | dict[str
         action = arguments.get("action")  # type: ignore[assignment]
         if action not in target.routes:
             return error_result(f"`action` must be one of {', '.join(target.routes)} for tool "
-                                f"{name} (got {orjson.dumps(action).decode()}).")
+                                f"{name} (got {orjson.dumps(action).decode()}).", modern)
         arguments = {k: v for k, v in arguments.items() if k != "action"}
     route = target.routes[action]
     if arguments.get("wait") is True and action in target.waits:
@@ -115,36 +117,33 @@ def call_tool(params: dict[str, Any], ctx: RequestContext) -> RawJson | dict[str
     try:
         inner = route.parse_params(arguments)
     except ValidationError as exc:
-        return error_result(_invalid_arguments(target.spec, action, exc))
-    except TypeError:
-        return error_result("`arguments` must be an object.")
-    meta = params.get("_meta")
+        return error_result(_invalid_arguments(target.spec, action, exc), modern)
     if type(meta) is dict and (token := meta.get("progressToken")) is not None:
         ctx = RequestContext(ctx.services, ctx.connection, ctx.request_id,
                              McpProgress(ctx.connection, token))
     if route.is_async:
-        return Deferred(_call_async(action, route, inner, ctx))
+        return Deferred(_call_async(action, route, inner, ctx, modern))
     try:
         result = route.handler(inner, ctx)
     except Exception as exc:
-        return _failed(exc)
+        return _failed(exc, modern)
     finally:
         ctx.progress.end()
-    return _wrap(action, route, result)
+    return _wrap(action, route, result, modern)
 
 
-async def _call_async(action: str, route: Route, params: Any,
-                      ctx: RequestContext) -> RawJson | dict[str, Any]:
+async def _call_async(action: str, route: Route, params: Any, ctx: RequestContext,
+                      modern: bool) -> RawJson | dict[str, Any]:
     try:
         result = await route.handler(params, ctx)
     except Exception as exc:
-        return _failed(exc)
+        return _failed(exc, modern)
     finally:
         ctx.progress.end()
-    return _wrap(action, route, result)
+    return _wrap(action, route, result, modern)
 
 
-def _wrap(action: str, route: Route, result: Any) -> RawJson:
+def _wrap(action: str, route: Route, result: Any, modern: bool) -> RawJson:
     """A method's result as a tool's: the summary as text, then the result as JSON text,
     and the summary with the result as structuredContent. Hosts differ in which of the two
     they give the model (some only structuredContent), so each holds the summary."""
@@ -158,20 +157,25 @@ def _wrap(action: str, route: Route, result: Any) -> RawJson:
                             {"result": result})
     text = orjson.dumps(summary(route.spec.name, result))
     return RawJson(b'{"content":[{"type":"text","text":%s},{"type":"text","text":%s}],'
-                   b'"structuredContent":{"summary":%s,%s,"isError":false}'
-                   % (text, orjson.dumps(envelope.decode()), text, envelope[1:]))
+                   b'"structuredContent":{"summary":%s,%s,"isError":false%s}'
+                   % (text, orjson.dumps(envelope.decode()), text, envelope[1:],
+                      _COMPLETE if modern else b""))
 
 
-def error_result(text: str) -> dict[str, Any]:
+_COMPLETE = b',"resultType":"complete"'  # 2026-07-28
+
+
+def error_result(text: str, modern: bool = False) -> dict[str, Any]:
     """A tool call that failed: the text tells the model what to change."""
-    return {"content": [{"type": "text", "text": text}], "isError": True}
+    result = {"content": [{"type": "text", "text": text}], "isError": True}
+    return result | COMPLETE if modern else result
 
 
-def _failed(exc: Exception) -> dict[str, Any]:
+def _failed(exc: Exception, modern: bool) -> dict[str, Any]:
     """What a handler's error tells the model; anything unexpected is re-raised (the
     connection logs it under an error id)."""
     if isinstance(exc, DamagedFile):
-        return error_result(f"A file of the run is damaged: {exc}.")
+        return error_result(f"A file of the run is damaged: {exc}.", modern)
     if disk_full(exc):
         exc = storage_full(exc)
     if not isinstance(exc, RpcError):
@@ -179,7 +183,7 @@ def _failed(exc: Exception) -> dict[str, Any]:
     text = exc.message
     if exc.data:
         text += f" Details: {orjson.dumps(exc.data, default=str).decode()}"
-    return error_result(text)
+    return error_result(text, modern)
 
 
 def _invalid_arguments(spec: ToolSpec, action: str, exc: ValidationError) -> str:
