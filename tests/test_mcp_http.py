@@ -28,11 +28,10 @@ from ostinato.clients.home import home_socket_path, stop_daemon
 from ostinato.clients.python.sync import Client as SyncClient
 from ostinato.protocol.mcp import MCP_VERSIONS
 
-from .mcp_conversation import hold_conversation
+from .mcp_conversation import hold_conversation, pipelines
 from .support import REPO, WAIT
 
 HELLO = str(REPO / "examples" / "pipelines" / "hello.dot")
-GATES = str(REPO / "examples" / "pipelines" / "gates.dot")
 LISTENING = re.compile(r"^ostinato mcp: listening on (http://\S+)$")
 ACCEPT = "application/json, text/event-stream"
 CHUNK = 1 << 16
@@ -279,6 +278,11 @@ class Stream:
                                 headers=fields)
         self.response = self.connection.getresponse()
 
+    def close(self) -> None:
+        """Close the connection (the response holds the socket open too)."""
+        self.response.close()
+        self.connection.close()
+
     def next(self) -> dict[str, Any] | None:
         """The next message of the stream (keep-alive comments skipped); None at its end."""
         while line := self.response.readline():
@@ -287,10 +291,11 @@ class Stream:
         return None
 
 
-def gated_run(request_id: int, token: str) -> dict[str, Any]:
-    """A tool call that waits on a run which waits on a human: it lasts until cancelled."""
+def slow_run(directory: Path, request_id: int, token: str) -> dict[str, Any]:
+    """A tool call that waits on a run of two minutes: it lasts until cancelled."""
+    path = pipelines(directory)["slow"]
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
-        "name": "run", "arguments": {"action": "start", "pipeline": {"path": GATES},
+        "name": "run", "arguments": {"action": "start", "pipeline": {"path": str(path)},
                                      "wait": True}, "_meta": {"progressToken": token}}}
 
 
@@ -318,9 +323,10 @@ def settled_status(home: Path, run_id: str) -> str:
             assert news.wait(WAIT), f"run {run_id} is still {status}"
 
 
-def test_progress_streams_and_cancellation_ends_the_stream(front: Front) -> None:
+def test_progress_streams_and_cancellation_ends_the_stream(front: Front,
+                                                           short_tmp: Path) -> None:
     session = front.initialize()
-    stream = Stream(front, gated_run(7, "tok"), Mcp_Session_Id=session)
+    stream = Stream(front, slow_run(short_tmp, 7, "tok"), Mcp_Session_Id=session)
     assert stream.response.getheader("content-type") == "text/event-stream"
     first = stream.next()
     assert first["method"] == "notifications/progress"
@@ -334,7 +340,7 @@ def test_progress_streams_and_cancellation_ends_the_stream(front: Front) -> None
     assert settled_status(front.home, run_id) == "cancelled"
 
 
-def test_the_session_stream_and_a_client_that_leaves(front: Front) -> None:
+def test_the_session_stream_and_a_client_that_leaves(front: Front, short_tmp: Path) -> None:
     session = front.initialize()
     listener = Stream(front, None, Mcp_Session_Id=session)
     assert (listener.response.status, listener.response.getheader("content-type")) == (
@@ -342,9 +348,9 @@ def test_the_session_stream_and_a_client_that_leaves(front: Front) -> None:
     assert front.request("GET", Mcp_Session_Id=session)[0] == 409  # one per session
     # A client that leaves in the middle of a request cancels it (its answer could no
     # longer reach it), and its session lives on.
-    stream = Stream(front, gated_run(8, "gone"), Mcp_Session_Id=session)
+    stream = Stream(front, slow_run(short_tmp, 8, "gone"), Mcp_Session_Id=session)
     run_id = stream.next()["params"]["message"].split()[-1]
-    stream.connection.close()
+    stream.close()
     assert settled_status(front.home, run_id) == "cancelled"
     run = call(front, session, "inspect", {"action": "run", "run_id": run_id})
     assert run["structuredContent"]["result"]["status"] == "cancelled"

@@ -105,6 +105,8 @@ class Session:
         if self.closed or self._pending.get(key(pending.id)) is not pending:
             return  # answered meanwhile, or nothing left to cancel
         self.forget(pending)
+        log.info("session %s…: request %s cancelled, its client left", self.id[:8],
+                 orjson.dumps(pending.id).decode())
         with contextlib.suppress(ConnectionError):
             await self.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {
                 "requestId": pending.id, "reason": "the HTTP client closed its stream"}})
