@@ -5,6 +5,7 @@ the front lives on after each of them."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -26,7 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from ostinato.clients.home import home_socket_path, stop_daemon
 from ostinato.clients.python.sync import Client as SyncClient
-from ostinato.protocol.mcp import MCP_VERSIONS
+from ostinato.protocol.mcp import MCP_VERSIONS, MODERN_VERSIONS
 
 from .mcp_conversation import hold_conversation, pipelines
 from .support import REPO, WAIT
@@ -123,15 +124,22 @@ def tool_text(result: Any) -> str:
     return "\n".join(part.text for part in result.content if part.type == "text")
 
 
+# The SDK's client in its default mode speaks the stateless revision; in legacy mode it
+# opens a session with initialize.
+ERAS = pytest.mark.parametrize(("mode", "revision"), [
+    ("auto", MODERN_VERSIONS[0]), ("legacy", MCP_VERSIONS[0])], ids=["stateless", "session"])
+
+
+@ERAS
 async def test_the_official_sdk_client_holds_a_conversation_over_http(
-        front: Front, short_tmp: Path) -> None:
+        front: Front, short_tmp: Path, mode: str, revision: str) -> None:
     progress: list[tuple[float, str | None]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append((value, message))
 
-    async with Client(front.url, read_timeout_seconds=WAIT) as client:
-        assert client.protocol_version == MCP_VERSIONS[0]
+    async with Client(front.url, read_timeout_seconds=WAIT, mode=mode) as client:
+        assert client.protocol_version == revision
         assert client.server_info.name == "ostinato"
         tools = {tool.name for tool in (await client.list_tools()).tools}
         assert {"status", "pipeline", "run", "inspect"} <= tools
@@ -151,12 +159,15 @@ async def test_the_official_sdk_client_holds_a_conversation_over_http(
     async with Client(stdio, read_timeout_seconds=WAIT) as client:
         runs = await client.call_tool("inspect", {"action": "runs"})
         assert run_id in tool_text(runs)
-    front.wait_for("ended: the client ended it")  # the SDK's DELETE
+    if mode == "legacy":
+        front.wait_for("ended: the client ended it")  # the SDK's DELETE
 
 
-async def test_an_agent_holds_the_whole_conversation_over_http(front: Front,
-                                                              short_tmp: Path) -> None:
-    async with Client(front.url, read_timeout_seconds=WAIT) as client:
+@ERAS
+async def test_an_agent_holds_the_whole_conversation_over_http(
+        front: Front, short_tmp: Path, mode: str, revision: str) -> None:
+    async with Client(front.url, read_timeout_seconds=WAIT, mode=mode) as client:
+        assert client.protocol_version == revision
         learned = await hold_conversation(client, short_tmp / "pipelines")
     # The home's daemon served it: the command line sees the agent's runs.
     listed = subprocess.run([sys.executable, "-m", "ostinato.clients.cli", "runs", "list",
@@ -378,3 +389,56 @@ def test_a_daemon_that_stops_ends_its_sessions_and_a_new_one_starts(front: Front
     session = front.initialize()  # the home gets a daemon again
     status, _, body = front.request("POST", ping, Mcp_Session_Id=session)
     assert (status, json.loads(body)["result"]) == (200, {})
+
+
+def modern(method: str, request_id: int | None = 1, version: str = MODERN_VERSIONS[0],
+           **params: Any) -> dict[str, Any]:
+    """A message of the stateless revision: its revision and capabilities in `_meta`."""
+    message = {"jsonrpc": "2.0", "method": method, "params": {**params, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": version,
+        "io.modelcontextprotocol/clientCapabilities": {}}}}
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+def test_stateless_requests_mirror_their_body_in_headers(front: Front) -> None:
+    version = MODERN_VERSIONS[0]
+    status_call = modern("tools/call", name="status", arguments={})
+    status, fields, body = front.request("POST", status_call, MCP_Protocol_Version=version,
+                                         Mcp_Method="tools/call", Mcp_Name="status")
+    assert (status, fields["content-type"]) == (200, "application/json")
+    assert "mcp-session-id" not in fields  # no sessions in this revision
+    assert json.loads(body)["result"]["isError"] is False
+    encoded = "=?base64?" + base64.b64encode(b"status").decode() + "?="
+    assert front.request("POST", status_call, MCP_Protocol_Version=version,
+                         Mcp_Method="tools/call", Mcp_Name=encoded)[0] == 200
+    for headers in ({"Mcp_Method": "tools/call", "Mcp_Name": "status"},  # no version
+                    {"MCP_Protocol_Version": version, "Mcp_Name": "status"},  # no method
+                    {"MCP_Protocol_Version": version, "Mcp_Method": "tools/call"},  # no name
+                    {"MCP_Protocol_Version": version, "Mcp_Method": "tools/call",
+                     "Mcp_Name": "delete"}):  # a name the body does not have
+        status, _, body = front.request("POST", status_call, **headers)
+        assert (status, json.loads(body)["error"]["code"]) == (400, -32020), headers
+    # Clients tell the eras apart by these answers.
+    unknown = modern("no/such/method")
+    status, _, body = front.request("POST", unknown, MCP_Protocol_Version=version,
+                                    Mcp_Method="no/such/method")
+    assert (status, json.loads(body)["error"]["code"]) == (404, -32601)
+    future = modern("tools/list", version="2099-01-01")
+    status, _, body = front.request("POST", future, MCP_Protocol_Version="2099-01-01",
+                                    Mcp_Method="tools/list")
+    assert status == 400 and json.loads(body)["error"]["data"]["supported"][0] == version
+    notification = modern("notifications/initialized", request_id=None)
+    assert front.request("POST", notification, MCP_Protocol_Version=version)[0] == 202
+
+
+def test_closing_a_stateless_stream_cancels_its_request(front: Front, short_tmp: Path) -> None:
+    message = slow_run(short_tmp, 3, "tok")
+    message["params"]["_meta"].update(modern("x")["params"]["_meta"])
+    stream = Stream(front, message, MCP_Protocol_Version=MODERN_VERSIONS[0],
+                    Mcp_Method="tools/call", Mcp_Name="run")
+    assert stream.response.getheader("content-type") == "text/event-stream"
+    run_id = stream.next()["params"]["message"].split()[-1]
+    stream.close()
+    assert settled_status(front.home, run_id) == "cancelled"

@@ -17,28 +17,36 @@ import orjson
 
 from ostinato.protocol.mcp import MCP_VERSIONS
 
+from . import stateless
+from .replies import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    JSON,
+    KEEPALIVE_S,
+    PARSE_ERROR,
+    SESSION_HEADER,
+    SSE,
+    VERSION_HEADER,
+    accepts,
+    refuse,
+    relay,
+)
 from .server import ClientGone, Exchange, error_body
-from .session import Pending, Session
+from .session import Session
 
 log = logging.getLogger("ostinato.mcp_http")
 
 ENDPOINT = "/mcp"
-SESSION_HEADER = "mcp-session-id"
-VERSION_HEADER = "mcp-protocol-version"
-JSON = "application/json"
-SSE = "text/event-stream"
-KEEPALIVE_S = 15.0  # a comment on a quiet stream keeps proxies and clients from timing out
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-MAX_SESSIONS = 256  # each holds a connection (a file descriptor) of the daemon
+MAX_SESSIONS = 256  # each holds a connection (a file descriptor) of the daemon; so does
+# each stateless request in flight, and as many of those are allowed
 CORS_PREFLIGHT = [
     ("access-control-allow-methods", "GET, POST, DELETE"),
     ("access-control-allow-headers",
      "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, "
      "Last-Event-ID"),
     ("access-control-max-age", "600")]
-
-PARSE_ERROR, INVALID_REQUEST, INTERNAL_ERROR = -32700, -32600, -32603
 
 
 @dataclass
@@ -74,17 +82,18 @@ class Front:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
         self.sessions: dict[str, Session] = {}
+        self.stateless = 0  # stateless requests in flight (each holds a daemon connection)
 
     async def handle(self, ex: Exchange) -> None:
         """Answer one HTTP request."""
         origin = ex.header("origin")
         if origin is not None and not (loopback_origin(origin)
                                        or origin.rstrip("/") in self.rules.origins):
-            return await _error(ex, 403, f"Forbidden: origin {origin} is not allowed")
+            return await refuse(ex, 403, f"Forbidden: origin {origin} is not allowed")
         if self.rules.loopback and not self._local_host(ex.header("host") or ""):
             # DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own Host
             # (and no Origin on a same-origin GET).
-            return await _error(ex, 421, "Misdirected Request: this server answers to "
+            return await refuse(ex, 421, "Misdirected Request: this server answers to "
                                          "localhost only")
         if origin is not None:  # a page that may call us: let the browser read the answers
             ex.extra_headers = [("access-control-allow-origin", origin), ("vary", "Origin"),
@@ -92,10 +101,10 @@ class Front:
             if ex.method == "OPTIONS":
                 return await ex.respond(204, headers=CORS_PREFLIGHT)
         if self.rules.token is not None and not self._authorized(ex):
-            return await _error(ex, 401, "Unauthorized: a bearer token is required",
+            return await refuse(ex, 401, "Unauthorized: a bearer token is required",
                                 [("www-authenticate", 'Bearer realm="ostinato"')])
         if ex.path != ENDPOINT:
-            return await _error(ex, 404, f"Not Found: the MCP endpoint is {ENDPOINT}")
+            return await refuse(ex, 404, f"Not Found: the MCP endpoint is {ENDPOINT}")
         if ex.method == "POST":
             return await self._post(ex)
         if ex.method in ("GET", "DELETE"):
@@ -104,7 +113,7 @@ class Front:
                 await (self._listen(ex, session) if ex.method == "GET"
                        else self._delete(ex, session))
             return None
-        return await _error(ex, 405, f"Method Not Allowed: {ex.method}",
+        return await refuse(ex, 405, f"Method Not Allowed: {ex.method}",
                             [("allow", "GET, POST, DELETE")])
 
     def _local_host(self, host: str) -> bool:
@@ -124,17 +133,17 @@ class Front:
         """The exchange's session, after its header checks; None once refused."""
         session_id = ex.header(SESSION_HEADER)
         if session_id is None:
-            await _error(ex, 400, "Bad Request: no Mcp-Session-Id header (only `initialize` "
+            await refuse(ex, 400, "Bad Request: no Mcp-Session-Id header (only `initialize` "
                                   "may come without one)")
             return None
         session = self.sessions.get(session_id)
         if session is None or session.closed:
             self.sessions.pop(session_id, None)
-            await _error(ex, 404, "Not Found: no such session (it ended); initialize again")
+            await refuse(ex, 404, "Not Found: no such session (it ended); initialize again")
             return None
         version = ex.header(VERSION_HEADER)
         if version is not None and version != session.version:
-            await _error(ex, 400, f"Bad Request: MCP-Protocol-Version {version} is not the "
+            await refuse(ex, 400, f"Bad Request: MCP-Protocol-Version {version} is not the "
                                   f"session's ({session.version})")
             return None
         session.touch()
@@ -142,22 +151,24 @@ class Front:
 
     async def _post(self, ex: Exchange) -> None:
         accept = ex.header("accept") or ""
-        if not (_accepts(accept, JSON) and _accepts(accept, SSE)):
-            return await _error(ex, 406, f"Not Acceptable: Accept must list {JSON} and {SSE}")
+        if not (accepts(accept, JSON) and accepts(accept, SSE)):
+            return await refuse(ex, 406, f"Not Acceptable: Accept must list {JSON} and {SSE}")
         if (ex.header("content-type") or "").split(";")[0].strip().lower() != JSON:
-            return await _error(ex, 415, f"Unsupported Media Type: the body must be {JSON}")
+            return await refuse(ex, 415, f"Unsupported Media Type: the body must be {JSON}")
         try:
             message = orjson.loads(ex.body)
         except orjson.JSONDecodeError as exc:
-            return await _error(ex, 400, f"Parse error: {exc}", code=PARSE_ERROR)
+            return await refuse(ex, 400, f"Parse error: {exc}", code=PARSE_ERROR)
         if type(message) is not dict or message.get("jsonrpc") != "2.0" or not (
                 "method" in message or "id" in message):
-            return await _error(ex, 400, "Invalid Request: the body must be one JSON-RPC 2.0 "
+            return await refuse(ex, 400, "Invalid Request: the body must be one JSON-RPC 2.0 "
                                          "message (batches are not supported)")
         is_request = "method" in message and "id" in message
         if is_request and message["method"] == "initialize" and (
                 ex.header(SESSION_HEADER) is None):
             return await self._initialize(ex, message)
+        if ex.header(SESSION_HEADER) is None and stateless.is_stateless(ex, message):
+            return await self._stateless(ex, message)
         session = await self._session(ex)
         if session is None:
             return None
@@ -167,6 +178,17 @@ class Front:
         finally:
             session.busy -= 1
             session.touch()
+
+    async def _stateless(self, ex: Exchange, message: dict[str, Any]) -> None:
+        """A request of the stateless revision, on a daemon connection of its own."""
+        if self.stateless >= MAX_SESSIONS:
+            return await refuse(ex, 503, f"Too many requests in flight ({MAX_SESSIONS})",
+                                code=INTERNAL_ERROR)
+        self.stateless += 1
+        try:
+            await stateless.serve(ex, message, self.rules.home)
+        finally:
+            self.stateless -= 1
 
     async def _deliver(self, ex: Exchange, session: Session, message: dict[str, Any],
                        is_request: bool) -> None:
@@ -185,7 +207,7 @@ class Front:
                 "Invalid Request: a request with this id is in flight"), JSON)
         try:
             await self._send(ex, session, message)
-            await _relay(ex, pending)
+            await relay(ex, pending)
         except ClientGone:
             # Its answer can no longer reach the client (streams are not resumable here), so
             # the request is cancelled as when a stdio client goes away: a waiting run stops.
@@ -230,7 +252,7 @@ class Front:
             return await ex.respond(200, reply, JSON)
         if result.get("protocolVersion") not in MCP_VERSIONS:  # not an MCP client
             session.close("not an MCP initialize")
-            return await _error(ex, 400, "Bad Request: initialize must ask for an MCP "
+            return await refuse(ex, 400, "Bad Request: initialize must ask for an MCP "
                                          "protocolVersion (" + ", ".join(MCP_VERSIONS) + ")")
         session.version = result["protocolVersion"]
         self.sessions[session.id] = session
@@ -239,10 +261,10 @@ class Front:
 
     async def _listen(self, ex: Exchange, session: Session) -> None:
         """The session's own stream: notifications not tied to a request."""
-        if not _accepts(ex.header("accept") or "", SSE):
-            return await _error(ex, 406, f"Not Acceptable: Accept must list {SSE}")
+        if not accepts(ex.header("accept") or "", SSE):
+            return await refuse(ex, 406, f"Not Acceptable: Accept must list {SSE}")
         if session.listener is not None:
-            return await _error(ex, 409, "Conflict: the session's stream is already open")
+            return await refuse(ex, 409, "Conflict: the session's stream is already open")
         queue = session.listener = asyncio.Queue()
         session.busy += 1
         try:
@@ -278,37 +300,3 @@ class Front:
                 self.sessions.pop(session.id, None)
             elif not session.busy and now - session.last_seen > self.rules.idle_timeout:
                 self.end(session, f"idle for {self.rules.idle_timeout:g} s")
-
-
-async def _relay(ex: Exchange, pending: Pending) -> None:
-    """Answer a request: its response as one JSON body when it is the first thing the daemon
-    sends for it, else an event stream carrying its progress, then its response."""
-    while True:
-        try:
-            item = await ex.wait(pending.queue.get(), KEEPALIVE_S)
-        except TimeoutError:  # a long request: stream, so the wait shows signs of life
-            item = (b"", False)
-        if not ex.streaming:
-            if item is not None and item[1]:
-                return await ex.respond(200, item[0], JSON)
-            await ex.open_stream()
-        if item is None:  # cancelled: the stream ends without a response
-            return await ex.end()
-        line, final = item
-        await ex.send(line)
-        if final:
-            return await ex.end()
-
-
-def _accepts(accept: str, media_type: str) -> bool:
-    """Whether an Accept header admits `media_type` (exactly, or by a wildcard)."""
-    kind = media_type.split("/")[0]
-    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    return bool(ranges & {media_type, f"{kind}/*", "*/*"})
-
-
-async def _error(ex: Exchange, status: int, message: str,
-                 headers: list[tuple[str, str]] | None = None,
-                 code: int = INVALID_REQUEST) -> None:
-    """Refuse an exchange: an HTTP status, with a JSON-RPC error (no id) as its body."""
-    await ex.respond(status, error_body(None, code, message), JSON, headers or [])

@@ -153,13 +153,14 @@ class Session:
         if self.listener is not None:
             self.listener.put_nowait(line)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, quiet: bool = False) -> None:
         """End the session: its requests in flight get an error, its GET stream ends, and
         the daemon connection closes (the daemon drops the session's state)."""
         if self.closed:
             return
         self.closed = True
-        log.info("session %s… ended: %s", self.id[:8], reason)
+        if not quiet:
+            log.info("session %s… ended: %s", self.id[:8], reason)
         for pending in list(self._pending.values()):
             pending.queue.put_nowait((orjson.dumps({
                 "jsonrpc": "2.0", "id": pending.id,
