@@ -1,7 +1,8 @@
-"""The MCP endpoint's rules (Streamable HTTP, 2025-11-25 `basic/transports`): Origin and token
-checks, sessions minted at `initialize`, POST of one message (202 for notifications and
-responses; a request is answered with one JSON body, or with an event stream when progress
-comes before its response), GET for the session's stream, DELETE to end it."""
+"""The MCP endpoint's rules (Streamable HTTP, 2025-11-25 `basic/transports`): Origin, Host
+and token checks, sessions minted at `initialize`, POST of one message (202 for notifications
+and responses; a request is answered with one JSON body, or with an event stream when
+progress comes before its response), GET for the session's stream, DELETE to end it. A
+request of the stateless revision (2026-07-28) goes to stateless.py."""
 
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ from .session import Session
 log = logging.getLogger("ostinato.mcp_http")
 
 ENDPOINT = "/mcp"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_SESSIONS = 256  # each holds a connection (a file descriptor) of the daemon; so does
 # each stateless request in flight, and as many of those are allowed
@@ -45,7 +45,7 @@ CORS_PREFLIGHT = [
     ("access-control-allow-methods", "GET, POST, DELETE"),
     ("access-control-allow-headers",
      "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, "
-     "Last-Event-ID"),
+     "Mcp-Method, Mcp-Name"),
     ("access-control-max-age", "600")]
 
 
@@ -69,11 +69,9 @@ def loopback_origin(origin: str) -> bool:
     """Whether `origin` is a page served from this machine (http(s)://localhost:*, …)."""
     try:
         parts = urlsplit(origin)
-    except ValueError:
+        return parts.scheme in ("http", "https") and parts.hostname in LOCAL_NAMES
+    except ValueError:  # a malformed port or bracket
         return False
-    host = (parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]")
-            else parts.netloc)
-    return parts.scheme in ("http", "https") and host.lower() in LOOPBACK_HOSTS
 
 
 class Front:
