@@ -77,13 +77,24 @@ def line(message: dict[str, Any]) -> bytes:
     return orjson.dumps(message) + b"\n"
 
 
-def request(name: str, request_id: int) -> bytes:
-    """The measured request: `daemon.status` for the daemon, `tools/call status` otherwise."""
+# The measured call, by probe: `status` (daemon.status, the tool `status`) answers from
+# memory; `run` (run.get of a finished run, the tool `inspect` action `run`) reads the store
+# and the run directory, as most of an agent's reads do. The SDK's servers have `status`.
+PROBES = ("status", "run")
+RUN_SOURCE = 'digraph probe { start [shape=Mdiamond] exit [shape=Msquare] start -> exit }'
+
+
+def request(name: str, request_id: int, probe: str = "status", run_id: str = "") -> bytes:
+    """The measured request: the method for the daemon, its tool for the MCP servers."""
+    if probe == "run":
+        method, params = "run.get", {"run_id": run_id}
+        tool, arguments = "inspect", {"action": "run", "run_id": run_id}
+    else:
+        method, params, tool, arguments = "daemon.status", {}, "status", {}
     if name == "daemon":
-        return line({"jsonrpc": "2.0", "id": request_id, "method": "daemon.status",
-                     "params": {}})
+        return line({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
     return line({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
-                 "params": {"name": "status", "arguments": {}}})
+                 "params": {"name": tool, "arguments": arguments}})
 
 
 class Lines:
@@ -139,8 +150,10 @@ class Result:
 class Session:
     """A spawned server driven over its stdin/stdout pipes."""
 
-    def __init__(self, name: str, home: Path) -> None:
+    def __init__(self, name: str, home: Path, probe: str = "status") -> None:
         self.name = name
+        self.probe = probe
+        self.run_id = ""  # the run the `run` probe reads
         self.spawned = time.perf_counter_ns()
         self.process = subprocess.Popen(server_argv(name, home), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -187,12 +200,21 @@ class Session:
         elapsed = (time.perf_counter_ns() - self.spawned) / 1e6
         if self.name != "daemon":
             os.write(self.wfd, line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        if self.probe == "run":  # a finished run to read (an MCP session takes run.start too)
+            started = self.call({"jsonrpc": "2.0", "id": self.take_ids(1), "method": "run.start",
+                                 "params": {"pipeline": {"source": RUN_SOURCE, "format": "dot"},
+                                            "wait": True}})
+            self.run_id = started["result"]["run_id"]
         return elapsed
+
+    def request(self, request_id: int) -> bytes:
+        """This server's measured request."""
+        return request(self.name, request_id, self.probe, self.run_id)
 
     def reply_bytes(self) -> int:
         """Size of one measured reply, newline included."""
         request_id = self.take_ids(1)
-        return len(line(self.call(orjson.loads(request(self.name, request_id)))))
+        return len(line(self.call(orjson.loads(self.request(request_id)))))
 
     def roundtrip(self, data: bytes) -> int:
         """Write one request, block until one more line arrives; nanoseconds taken."""
@@ -207,7 +229,7 @@ class Session:
     def sequential(self, count: int) -> list[float]:
         """`count` requests one at a time; sorted latencies in microseconds."""
         first = self.take_ids(count)
-        data = [request(self.name, i) for i in range(first, first + count)]
+        data = [self.request(i) for i in range(first, first + count)]
         self.parser.frames.clear()
         latencies = sorted(self.roundtrip(d) / 1e3 for d in data)
         check_replies(self.parser.frames, first, count)
@@ -216,7 +238,7 @@ class Session:
 
     async def _pipelined(self, count: int, chunk: int) -> tuple[float, float | None]:
         first = self.take_ids(count)
-        frames = [request(self.name, i) for i in range(first, first + count)]
+        frames = [self.request(i) for i in range(first, first + count)]
         parser = Lines()
         elapsed, _, cpu = await pipeline(self.rfd, self.wfd, self.process.pid, frames, chunk,
                                          parser)
@@ -252,7 +274,7 @@ def run_round(order: Sequence[str], home: Path, args: argparse.Namespace,
     sessions: list[Session] = []
     try:
         for name in order:
-            sessions.append(Session(name, home))
+            sessions.append(Session(name, home, args.probe))
             sessions[-1].start()
         sizes = [s.reply_bytes() for s in sessions]
         for session in sessions:
@@ -312,6 +334,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="pipelined requests per write (default 256)")
     parser.add_argument("--cold", type=int, default=10, metavar="N",
                         help="cold-start spawns per server, 0 for none (default 10)")
+    parser.add_argument("--probe", choices=PROBES, default="status",
+                        help="the measured call: `status` (from memory) or `run` (run.get of "
+                             "a finished run; the daemon's servers only)")
     parser.add_argument("--pin", choices=["same", "split", "none"], default="same",
                         help="CPU pinning during the sequential phase (see bench/rpc.py)")
     args = parser.parse_args(argv)
@@ -335,7 +360,8 @@ def main(argv: Sequence[str] | None = None, servers: Sequence[str] = SERVERS,
     """Run the rounds; print them, the best, the cold starts and the ratios line."""
     args = parse_args(argv)
     loop_name, factory = loop_choice(True)
-    print(f"ostinato {name} bench: NDJSON over stdio pipes; client loop {loop_name}; "
+    print(f"ostinato {name} bench, probe {args.probe}: NDJSON over stdio pipes; client loop "
+          f"{loop_name}; "
           f"Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; {args.rounds} rounds; "
           f"sequential {args.sequential} (one block per server, pin {args.pin}); pipelined "
           f"{args.pipelined} in chunks of {args.chunk}")

@@ -371,7 +371,7 @@ class Connection(asyncio.Protocol):
                 # Without the offending input: it may be huge, or a secret in the wrong field.
                 return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params",
                                     exc.errors(include_url=False, include_input=False))
-            token = getattr(params, "workDoneToken", None)
+            token = None if route.passes_raw else getattr(params, "workDoneToken", None)
             ctx = RequestContext(self._services, self, msg_id,
                                  NO_PROGRESS if token is None else Progress(self, token))
         if route.is_async:

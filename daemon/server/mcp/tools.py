@@ -124,12 +124,11 @@ def call_tool(params: dict[str, Any], ctx: RequestContext) -> RawJson | dict[str
     if route.is_async:
         return Deferred(_call_async(action, route, inner, ctx, modern))
     try:
-        result = route.handler(inner, ctx)
+        return _wrap(action, route, route.handler(inner, ctx), modern)
     except Exception as exc:
         return _failed(exc, modern)
     finally:
         ctx.progress.end()
-    return _wrap(action, route, result, modern)
 
 
 async def _call_async(action: str, route: Route, params: Any, ctx: RequestContext,
@@ -153,8 +152,7 @@ def _wrap(action: str, route: Route, result: Any, modern: bool) -> RawJson:
             result = model.model_validate(result)
         result = model.__pydantic_serializer__.to_python(  # type: ignore[union-attr]
             result, mode="json")
-    envelope = orjson.dumps({"action": action, "result": result} if action else
-                            {"result": result})
+    envelope = _ENVELOPES[action] % orjson.dumps(result)
     text = orjson.dumps(summary(route.spec.name, result))
     return RawJson(b'{"content":[{"type":"text","text":%s},{"type":"text","text":%s}],'
                    b'"structuredContent":{"summary":%s,%s,"isError":false%s}'
@@ -163,6 +161,9 @@ def _wrap(action: str, route: Route, result: Any, modern: bool) -> RawJson:
 
 
 _COMPLETE = b',"resultType":"complete"'  # 2026-07-28
+# structuredContent without its summary: {"action", "result"}, by action ("": no action).
+_ENVELOPES = {action: b'{"action":%s,"result":%%s}' % orjson.dumps(action) if action else
+              b'{"result":%s}' for spec in TOOLS for action in spec.actions}
 
 
 def error_result(text: str, modern: bool = False) -> dict[str, Any]:
