@@ -45,7 +45,8 @@ class Front:
             raise AssertionError("the front exited: " + "\n".join(self.log))
         self.url = match.group(1)
         self.host, self.port = urlsplit(self.url).hostname, urlsplit(self.url).port
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
 
     def _drain(self) -> None:
         """Keep reading stderr (the front logs each session) into `log`."""
@@ -84,9 +85,11 @@ class Front:
         return fields["mcp-session-id"]
 
     def stop(self) -> int:
-        """SIGTERM; the exit code."""
+        """SIGTERM; the exit code, once all it said is in `log`."""
         self.process.terminate()
-        return self.process.wait(WAIT)
+        code = self.process.wait(WAIT)
+        self._drainer.join(WAIT)
+        return code
 
 
 def raw_exchange(front: Front, data: bytes) -> bytes:

@@ -302,3 +302,16 @@ def test_closing_a_stateless_stream_cancels_its_request(front: Front, short_tmp:
     run_id = stream.next()["params"]["message"].split()[-1]
     stream.close()
     assert settled_status(front.home, run_id) == "cancelled"
+
+
+def test_stopping_the_front_ends_its_streams(short_tmp: Path) -> None:
+    front = Front(short_tmp / "home")
+    session = front.initialize()
+    listener = Stream(front, None, Mcp_Session_Id=session)
+    stream = Stream(front, slow_run(short_tmp, 5, "tok"), Mcp_Session_Id=session)
+    run_id = stream.next()["params"]["message"].split()[-1]
+    assert front.stop() == 0, "\n".join(front.log)
+    assert stream.next()["error"]["code"] == -32000  # the request's answer: the session ended
+    assert stream.next() is None and listener.next() is None
+    assert not any("Traceback" in line for line in front.log), "\n".join(front.log)
+    assert settled_status(front.home, run_id) == "cancelled"  # as when a stdio host quits

@@ -11,9 +11,10 @@ import signal
 import sys
 
 from .front import ENDPOINT, Front, Rules
-from .server import listen
+from .server import Listener
 
 MAX_BODY = 4 * 1024 * 1024  # one JSON-RPC message; pipelines travel by path, not by value
+STOP_PATIENCE_S = 2.0  # for answers under way to reach their clients when stopping
 
 
 class AddressError(ValueError):
@@ -52,12 +53,12 @@ def run(host: str, port: int, rules: Rules) -> int:
 
 async def _serve(host: str, port: int, rules: Rules) -> int:
     front = Front(rules)
+    listener = Listener(front.handle, MAX_BODY)
     try:
-        server = await listen(host, port, front.handle, MAX_BODY)
+        bound = await listener.start(host, port)
     except OSError as exc:
         print(f"ostinato mcp: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    bound = server.sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     # One line that scripts (and the tests) read to learn the port.
     print(f"ostinato mcp: listening on http://{shown}:{bound[1]}{ENDPOINT}", file=sys.stderr,
@@ -67,11 +68,11 @@ async def _serve(host: str, port: int, rules: Rules) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     sweep_every = max(0.05, min(rules.idle_timeout / 4, 60.0))
-    async with server:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), sweep_every)
-            front.sweep()
-        for session in list(front.sessions.values()):
-            front.end(session, "the HTTP front is stopping")
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), sweep_every)
+        front.sweep()
+    for session in list(front.sessions.values()):
+        front.end(session, "the HTTP front is stopping")
+    await listener.close(STOP_PATIENCE_S)
     return 0

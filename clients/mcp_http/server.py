@@ -115,6 +115,7 @@ class HttpConnection:
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_LIMIT)
         self._watch: asyncio.Task[None] | None = None
         self._early = bytearray()  # what the client sent while an exchange was under way
+        self.answering = False  # an exchange is under way
 
     async def serve(self) -> None:
         """Serve requests until either side closes; errors end this connection only."""
@@ -145,6 +146,7 @@ class HttpConnection:
             return False
         if got is None:
             return False
+        self.answering = True
         try:
             await self._handler(Exchange(self, *got))
         except ClientGone:
@@ -154,6 +156,8 @@ class HttpConnection:
             if self._h11.our_state is h11.SEND_RESPONSE:
                 await self._refuse(500, "Internal error of the HTTP front", -32603)
             return False
+        finally:
+            self.answering = False
         self._stop_watching()
         return (self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE)
 
@@ -236,10 +240,42 @@ class HttpConnection:
             self._watch = None
 
 
-async def listen(host: str, port: int, handler: Handler,
-                 max_body: int) -> asyncio.base_events.Server:
-    """A listening server whose connections hand their requests to `handler`."""
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await HttpConnection(reader, writer, handler, max_body).serve()
+class Listener:
+    """The listening socket and the connections it accepted."""
 
-    return await asyncio.start_server(connected, host, port, limit=CHUNK)
+    def __init__(self, handler: Handler, max_body: int) -> None:
+        self._handler, self._max_body = handler, max_body
+        self._connections: dict[asyncio.Task[Any], HttpConnection] = {}
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on host:port; the address bound (port 0 picks one)."""
+        self.server = await asyncio.start_server(self._connected, host, port, limit=CHUNK)
+        return self.server.sockets[0].getsockname()[:2]
+
+    async def _connected(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connection = self._connections[task] = HttpConnection(reader, writer, self._handler,
+                                                              self._max_body)
+        try:
+            await connection.serve()
+        except asyncio.CancelledError:
+            pass  # cut by close(): asyncio would log a cancelled connection task as an error
+        finally:
+            del self._connections[task]
+
+    async def close(self, patience: float) -> None:
+        """Stop accepting; give the connections `patience` seconds to finish what they
+        answer (ended sessions end their streams), then cut the rest."""
+        if self.server is not None:
+            self.server.close()
+        for task, connection in list(self._connections.items()):
+            if not connection.answering:  # idle between requests: nothing to finish
+                task.cancel()
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=patience)
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
