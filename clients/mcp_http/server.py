@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import h11
@@ -27,6 +28,14 @@ def error_body(request_id: Any, code: int, message: str) -> bytes:
     """A JSON-RPC error response (the body of a refusal too, as the transport allows)."""
     return orjson.dumps({"jsonrpc": "2.0", "id": request_id,
                          "error": {"code": code, "message": message}})
+
+
+def _reason(status: int) -> bytes:
+    """The reason phrase of `status` (h11 sends none by default)."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 class ClientGone(Exception):
@@ -61,7 +70,8 @@ class Exchange:
         fields = [*self.extra_headers, *headers, ("content-length", str(len(body)))]
         if content_type is not None:
             fields.append(("content-type", content_type))
-        await self._connection.send(h11.Response(status_code=status, headers=fields))
+        await self._connection.send(h11.Response(status_code=status, headers=fields,
+                                                 reason=_reason(status)))
         if body:
             await self._connection.send(h11.Data(data=body))
         await self._connection.send(h11.EndOfMessage())
@@ -70,7 +80,7 @@ class Exchange:
         """Start a `text/event-stream` answer (chunked, so the connection may live on)."""
         self.streaming = True
         # x-accel-buffering: proxies must pass the events on as they come.
-        await self._connection.send(h11.Response(status_code=200, headers=[
+        await self._connection.send(h11.Response(status_code=200, reason=b"OK", headers=[
             *self.extra_headers, *headers, ("content-type", "text/event-stream"),
             ("cache-control", "no-cache"), ("x-accel-buffering", "no")]))
 
@@ -174,6 +184,8 @@ class HttpConnection:
                 length = dict(event.headers).get(b"content-length")
                 if length is not None and int(length) > self._max_body:
                     raise BodyTooLarge
+                if self._h11.client_is_waiting_for_100_continue:  # curl, for bodies > 1 KiB
+                    await self.send(h11.InformationalResponse(status_code=100, headers=[]))
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > self._max_body:
@@ -202,7 +214,7 @@ class HttpConnection:
     async def _refuse(self, status: int, message: str, code: int = -32600) -> None:
         """Answer an unreadable request and close."""
         body = error_body(None, code, message)
-        await self.send(h11.Response(status_code=status, headers=[
+        await self.send(h11.Response(status_code=status, reason=_reason(status), headers=[
             ("content-type", "application/json"), ("content-length", str(len(body))),
             ("connection", "close")]))
         await self.send(h11.Data(data=body))
