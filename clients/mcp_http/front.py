@@ -192,7 +192,7 @@ class Front:
                        is_request: bool) -> None:
         """Pass a message of the session on, and answer its exchange."""
         if not is_request:  # a notification or a response: accepted, nothing comes back
-            await self._send(ex, session, message)
+            await self._send(session, message)
             if message.get("method") == "notifications/cancelled":
                 params = message.get("params")
                 if type(params) is dict:
@@ -204,7 +204,7 @@ class Front:
                 message["id"], INVALID_REQUEST,
                 "Invalid Request: a request with this id is in flight"), JSON)
         try:
-            await self._send(ex, session, message)
+            await self._send(session, message)
             await relay(ex, pending)
         except ClientGone:
             # Its answer can no longer reach the client (streams are not resumable here), so
@@ -214,7 +214,8 @@ class Front:
         finally:
             session.forget(pending)
 
-    async def _send(self, ex: Exchange, session: Session, message: dict[str, Any]) -> None:
+    async def _send(self, session: Session, message: dict[str, Any]) -> None:
+        """Pass a message to the daemon; a daemon connection that failed ends the session."""
         try:
             await session.send(message)
         except ConnectionError:
