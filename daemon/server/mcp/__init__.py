@@ -4,9 +4,9 @@ by the same core, connections and handlers as JSON-RPC clients (docs/agents.md).
 from __future__ import annotations
 
 from ...services.base import HandlerTable
-from . import tools
+from . import listing, prompts, resources, tools
 
 
 def tables() -> list[HandlerTable]:
     """The handler tables of MCP's methods."""
-    return [tools.table]
+    return [tools.table, resources.table, listing.table, prompts.table]

@@ -139,16 +139,22 @@ def _wrap(spec: ToolSpec, action: str, route: Route, result: Any) -> dict[str, A
     """A method's result as a tool's: a summary, the JSON, and the structured content."""
     from .summaries import summary
 
-    if type(result) is not dict:
-        model = route.result_model
-        if model is not None and type(result) is not model:
-            result = model.model_validate(result)
-        result = model.__pydantic_serializer__.to_python(  # type: ignore[union-attr]
-            result, mode="json")
+    result = as_json(route, result)
     structured = {"action": action, "result": result} if action else {"result": result}
     return {"content": [{"type": "text", "text": summary(route.spec.name, result)},
                         {"type": "text", "text": orjson.dumps(structured).decode()}],
             "structuredContent": structured, "isError": False}
+
+
+def as_json(route: Route, result: Any) -> Any:
+    """A handler's result as plain JSON values, through the method's result model."""
+    if type(result) is dict:
+        return result
+    model = route.result_model
+    if model is not None and type(result) is not model:
+        result = model.model_validate(result)
+    return model.__pydantic_serializer__.to_python(  # type: ignore[union-attr]
+        result, mode="json")
 
 
 def error_result(text: str) -> dict[str, Any]:

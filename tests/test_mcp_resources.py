@@ -1,0 +1,234 @@
+"""MCP resources and prompts (issue 16) through the official MCP Python SDK's client: the
+home's runs, test runs and snapshots listed and read by `ostinato://` URI, a run's files
+(never a path outside its directory), subscriptions that announce a run's events, and the
+prompts with their ids filled in."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import mcp.types as types
+import pytest
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPError
+
+from ostinato.protocol.mcp import RESOURCE_NOT_FOUND
+
+from .support import REPO, WAIT, DaemonProcess, start_daemon
+
+INVALID_PARAMS = -32602
+HELLO = str(REPO / "examples/pipelines/hello.dot")
+GATES = str(REPO / "examples/pipelines/gates.dot")
+
+
+@asynccontextmanager
+async def mcp_session(home: Path, updates: asyncio.Queue[str] | None = None
+                      ) -> AsyncIterator[tuple[Client, DaemonProcess]]:
+    """The SDK's client over stdio, bridged to the daemon that owns `home`; the URIs of
+    `notifications/resources/updated` go to `updates`."""
+
+    async def handler(message: Any) -> None:
+        if updates is not None and isinstance(message, types.ResourceUpdatedNotification):
+            updates.put_nowait(str(message.params.uri))
+
+    owner = await start_daemon(home)
+    server = StdioServerParameters(command=sys.executable, args=[
+        "-m", "ostinato.daemon", "--stdio", "--home", str(home)])
+    try:
+        async with Client(server, read_timeout_seconds=WAIT, message_handler=handler) as client:
+            yield client, owner
+    finally:
+        assert await owner.stop() == 0, "".join(owner.log)
+
+
+async def tool(client: Client, tool_name: str, **arguments: Any) -> Any:
+    """A tool call's result (the structured content's `result`); it must succeed."""
+    result = await client.call_tool(tool_name, arguments)
+    assert not result.is_error, result.content
+    return result.structured_content["result"]  # type: ignore[index]
+
+
+async def read(client: Client, uri: str) -> tuple[str | None, str | bytes]:
+    """A resource's mimeType and content (text, or the bytes of a blob)."""
+    contents = (await client.read_resource(uri, cache_mode="bypass")).contents
+    assert len(contents) == 1 and str(contents[0].uri) == uri
+    content = contents[0]
+    if isinstance(content, types.BlobResourceContents):
+        return content.mime_type, base64.b64decode(content.blob)
+    return content.mime_type, content.text
+
+
+async def read_json(client: Client, uri: str) -> Any:
+    mime, text = await read(client, uri)
+    assert mime == "application/json"
+    return json.loads(text)
+
+
+async def refused(client: Client, uri: str) -> types.ErrorData:
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(uri, cache_mode="bypass")
+    return caught.value.error
+
+
+async def test_resources_are_listed_and_read(short_tmp: Path) -> None:
+    async with mcp_session(short_tmp / "home") as (client, _):
+        run = await tool(client, "run", action="start", pipeline={"path": HELLO}, wait=True)
+        run_id = run["run_id"]
+        snapshot = await tool(client, "snapshot", action="create", name="hello", run_id=run_id,
+                              invariants=[{"type": "run_status", "value": "completed"}])
+        test_run = await tool(client, "tests", action="run", snapshot_ids=["hello"], wait=True)
+        test_run_id = test_run["test_run_id"]
+
+        listed = (await client.list_resources()).resources
+        uris = [str(resource.uri) for resource in listed]
+        replay_run, = test_run["snapshots"][0]["run_ids"]
+        # Runs newest first (the test run's replay, then ours), then test runs, snapshots.
+        assert uris == [f"ostinato://runs/{replay_run}", f"ostinato://runs/{run_id}",
+                        f"ostinato://tests/{test_run_id}",
+                        f"ostinato://snapshots/{snapshot['id']}"]
+        assert all(r.title and r.description and r.mime_type == "application/json"
+                   for r in listed)
+        assert listed[3].name == "hello@1"
+        templates = (await client.list_resource_templates()).resource_templates
+        assert {t.uri_template for t in templates} >= {
+            "ostinato://runs/{run_id}", "ostinato://runs/{run_id}/files/{+path}",
+            "ostinato://traces/{trace_id}", "ostinato://tests/{test_run_id}",
+            "ostinato://tests/{test_run_id}/report.{format}",
+            "ostinato://snapshots/{snapshot}"}
+
+        # A resource is what the tools answer.
+        detail = await read_json(client, f"ostinato://runs/{run_id}")
+        assert detail == await tool(client, "inspect", action="run", run_id=run_id)
+        assert detail["status"] == "completed"
+        manifest = await read_json(client, f"ostinato://runs/{run_id}/files/manifest.json")
+        assert manifest["run_id"] == run_id
+        mime, response = await read(client, f"ostinato://runs/{run_id}/files/review/response.md")
+        assert mime == "text/markdown" and response == (
+            Path(detail["run_dir"]) / "review/response.md").read_text()
+        (Path(detail["run_dir"]) / "blob.bin").write_bytes(bytes(range(256)))
+        assert await read(client, f"ostinato://runs/{run_id}/files/blob.bin") == (
+            "application/octet-stream", bytes(range(256)))
+        trace = await read_json(client, f"ostinato://traces/{run['trace_id']}")
+        assert trace["trace_id"] == run["trace_id"] and trace["calls"]
+
+        assert (await read_json(client, f"ostinato://tests/{test_run_id}"))["status"] == "passed"
+        for suffix, wanted in (("md", "text/markdown"), ("html", "text/html"),
+                               ("xml", "application/xml")):
+            mime, report = await read(client, f"ostinato://tests/{test_run_id}/report.{suffix}")
+            assert mime is not None and mime.startswith(wanted), mime
+            assert "hello" in report
+        for ref in (snapshot["id"], "hello", "hello@1"):
+            got = await read_json(client, f"ostinato://snapshots/{ref}")
+            assert (got["id"], got["reference"]["run_id"]) == (snapshot["id"], run_id)
+
+
+async def test_a_run_file_stays_inside_its_run_directory(short_tmp: Path) -> None:
+    outside = short_tmp / "secret.txt"
+    outside.write_text("not for the model")
+    async with mcp_session(short_tmp / "home") as (client, owner):
+        run = await tool(client, "run", action="start", pipeline={"path": HELLO}, wait=True)
+        files = f"ostinato://runs/{run['run_id']}/files/"
+        run_dir = Path(run["run_dir"])
+        os.symlink(outside, run_dir / "escape")
+        os.symlink("..", run_dir / "up")
+        for path in ("escape", "up/../secret.txt", "up/runs", "%2Fetc%2Fpasswd",
+                     "/etc/passwd", "review/..%2F..%2F..%2Fsecret.txt"):
+            error = await refused(client, files + path)
+            assert error.code == INVALID_PARAMS, (path, error)
+            assert "stays inside" in error.message and "not for the model" not in error.message
+            assert error.data == {"uri": files + path}
+        # The raw wire, for what the SDK's URL parsing would normalise before sending.
+        wire = await owner.connect()
+        for path in ("../../secret.txt", "review/../../x", "./manifest.json"):
+            answer = await wire.request("resources/read", {"uri": files + path})
+            assert answer["error"]["code"] == INVALID_PARAMS, answer
+        missing = await refused(client, files + "nothing.txt")
+        assert missing.code == RESOURCE_NOT_FOUND
+        assert "manifest.json" in missing.message and "review/" in missing.message
+        # The daemon lives on.
+        assert (await read_json(client, files + "manifest.json"))["run_id"] == run["run_id"]
+
+
+@pytest.mark.parametrize("uri", [
+    "ostinato://runs/nope", "ostinato://runs/nope/files/manifest.json",
+    "ostinato://traces/nope", "ostinato://tests/nope", "ostinato://tests/nope/report.md",
+    "ostinato://snapshots/nope", "ostinato://tests/x/report.pdf", "ostinato://what/x",
+    "file:///etc/passwd", "ostinato://runs/"])
+async def test_an_unknown_uri_is_resource_not_found(short_tmp: Path, uri: str) -> None:
+    async with mcp_session(short_tmp / "home") as (client, owner):
+        error = await refused(client, uri)
+        assert error.code == RESOURCE_NOT_FOUND
+        assert error.data == {"uri": uri} and "Resource not found" in error.message
+        with pytest.raises(MCPError) as caught:
+            await client.subscribe_resource(uri)
+        assert caught.value.error.code == RESOURCE_NOT_FOUND
+        wire = await owner.connect()
+        bad = await wire.request("resources/list", {"cursor": "not ours"})
+        assert bad["error"]["code"] == INVALID_PARAMS
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_a_subscribed_run_announces_its_events(short_tmp: Path) -> None:
+    updates: asyncio.Queue[str] = asyncio.Queue()
+    async with mcp_session(short_tmp / "home", updates) as (client, _):
+        run = await tool(client, "run", action="start", pipeline={"path": GATES})
+        uri = f"ostinato://runs/{run['run_id']}"
+        checkpoint = f"{uri}/files/checkpoint.json"
+        await client.subscribe_resource(uri)
+        await client.subscribe_resource(checkpoint)
+        answers = iter(["no notes", "N", "H", "yes"])
+        answered: set[str] = set()
+        while True:  # each update: read the run again, and answer the gate it waits on
+            detail = await read_json(client, uri)
+            question = detail["question"]
+            if detail["status"] in ("completed", "failed"):
+                break
+            if question is not None and question["question_id"] not in answered:
+                answered.add(question["question_id"])
+                if len(answered) == 4:  # the last gate: the run's own URI is dropped
+                    await client.unsubscribe_resource(uri)
+                    while not updates.empty():
+                        updates.get_nowait()
+                await tool(client, "run", action="answer", run_id=run["run_id"],
+                           question_id=question["question_id"], answer=next(answers))
+            got = await asyncio.wait_for(updates.get(), WAIT)
+            assert got in (uri, checkpoint)
+            if len(answered) == 4:
+                assert got == checkpoint
+        assert detail["status"] == "completed" and len(answered) == 4
+
+
+async def test_prompts_are_listed_and_filled_in(short_tmp: Path) -> None:
+    async with mcp_session(short_tmp / "home") as (client, _):
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        assert set(prompts) == {"investigate-failed-test-run", "snapshot-run-with-invariants",
+                                "compare-runs"}
+        assert [(a.name, a.required) for a in prompts["compare-runs"].arguments] == [
+            ("run_a", True), ("run_b", True)]
+        got = await client.get_prompt("investigate-failed-test-run", {"test_run_id": "T1"})
+        text = got.messages[0].content.text  # type: ignore[union-attr]
+        assert got.messages[0].role == "user"
+        assert "ostinato://tests/T1/report.md" in text and "`inspect`" in text
+        got = await client.get_prompt("compare-runs", {"run_a": "R1", "run_b": "R2"})
+        text = got.messages[0].content.text  # type: ignore[union-attr]
+        assert "a R1 and b R2" in text and "ostinato://runs/R2" in text
+        got = await client.get_prompt("snapshot-run-with-invariants",
+                                      {"run_id": "R1", "name": "smoke"})
+        assert "named smoke" in got.messages[0].content.text  # type: ignore[union-attr]
+        for name, arguments, says in (
+                ("nope", {}, "unknown prompt 'nope'"),
+                ("compare-runs", {"run_a": "R1"}, "needs the argument run_b"),
+                ("compare-runs", {"run_a": "R1", "run_b": "R2", "c": "x"}, "no argument c")):
+            with pytest.raises(MCPError) as caught:
+                await client.get_prompt(name, arguments)
+            assert caught.value.error.code == INVALID_PARAMS
+            assert says in caught.value.error.message
