@@ -21,6 +21,7 @@ from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
+from ostinato.daemon.server.mcp.listing import PAGE
 from ostinato.protocol.mcp import RESOURCE_NOT_FOUND
 
 from .support import REPO, WAIT, DaemonProcess, start_daemon
@@ -232,3 +233,19 @@ async def test_prompts_are_listed_and_filled_in(short_tmp: Path) -> None:
                 await client.get_prompt(name, arguments)
             assert caught.value.error.code == INVALID_PARAMS
             assert says in caught.value.error.message
+
+
+async def test_resources_are_paged_by_an_opaque_cursor(short_tmp: Path) -> None:
+    async with mcp_session(short_tmp / "home") as (client, owner):
+        wire = await owner.connect()
+        run = await tool(client, "run", action="start", pipeline={"path": HELLO}, wait=True)
+        made = [(await wire.result("snapshot.create", {"name": f"s{i}",
+                                                       "pipeline": {"path": HELLO}}))["id"]
+                for i in range(PAGE + 1)]
+        first = await client.list_resources()
+        assert len(first.resources) == PAGE and first.next_cursor is not None
+        second = await client.list_resources(cursor=first.next_cursor)
+        assert second.next_cursor is None
+        uris = [str(r.uri) for r in [*first.resources, *second.resources]]
+        assert uris == [f"ostinato://runs/{run['run_id']}",
+                        *(f"ostinato://snapshots/{i}" for i in reversed(made))]
