@@ -141,7 +141,8 @@ async def test_a_run_file_stays_inside_its_run_directory(short_tmp: Path) -> Non
         run_dir = Path(run["run_dir"])
         os.symlink(outside, run_dir / "escape")
         os.symlink("..", run_dir / "up")
-        for path in ("escape", "up/../secret.txt", "up/runs", "%2Fetc%2Fpasswd",
+        os.symlink("loop", run_dir / "loop")
+        for path in ("escape", "up/../secret.txt", "up/runs", "loop", "%2Fetc%2Fpasswd",
                      "/etc/passwd", "review/..%2F..%2F..%2Fsecret.txt"):
             error = await refused(client, files + path)
             assert error.code == INVALID_PARAMS, (path, error)
@@ -152,6 +153,11 @@ async def test_a_run_file_stays_inside_its_run_directory(short_tmp: Path) -> Non
         for path in ("../../secret.txt", "review/../../x", "./manifest.json"):
             answer = await wire.request("resources/read", {"uri": files + path})
             assert answer["error"]["code"] == INVALID_PARAMS, answer
+        too_long = await refused(client, files + "a" * 5000)
+        assert too_long.code == INVALID_PARAMS and "too long" in too_long.message
+        (run_dir / "big.bin").write_bytes(b"x" * (8 * 2**20 + 1))
+        big = await refused(client, files + "big.bin")
+        assert big.code == INVALID_PARAMS and "8 MiB" in big.message
         missing = await refused(client, files + "nothing.txt")
         assert missing.code == RESOURCE_NOT_FOUND
         assert "manifest.json" in missing.message and "review/" in missing.message
@@ -159,22 +165,48 @@ async def test_a_run_file_stays_inside_its_run_directory(short_tmp: Path) -> Non
         assert (await read_json(client, files + "manifest.json"))["run_id"] == run["run_id"]
 
 
-@pytest.mark.parametrize("uri", [
-    "ostinato://runs/nope", "ostinato://runs/nope/files/manifest.json",
-    "ostinato://traces/nope", "ostinato://tests/nope", "ostinato://tests/nope/report.md",
-    "ostinato://snapshots/nope", "ostinato://tests/x/report.pdf", "ostinato://what/x",
-    "file:///etc/passwd", "ostinato://runs/"])
-async def test_an_unknown_uri_is_resource_not_found(short_tmp: Path, uri: str) -> None:
+UNKNOWN = ["ostinato://runs/nope", "ostinato://runs/nope/files/manifest.json",
+           "ostinato://traces/nope", "ostinato://tests/nope", "ostinato://tests/nope/report.md",
+           "ostinato://snapshots/nope", "ostinato://tests/x/report.pdf", "ostinato://what/x",
+           "file:///etc/passwd", "ostinato://runs/", "ostinato://runs/x?y"]
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_an_unknown_uri_is_resource_not_found(short_tmp: Path) -> None:
     async with mcp_session(short_tmp / "home") as (client, owner):
-        error = await refused(client, uri)
-        assert error.code == RESOURCE_NOT_FOUND
-        assert error.data == {"uri": uri} and "Resource not found" in error.message
-        with pytest.raises(MCPError) as caught:
-            await client.subscribe_resource(uri)
-        assert caught.value.error.code == RESOURCE_NOT_FOUND
+        for uri in UNKNOWN:
+            error = await refused(client, uri)
+            assert error.code == RESOURCE_NOT_FOUND, uri
+            assert error.data == {"uri": uri} and "Resource not found" in error.message
+            with pytest.raises(MCPError) as caught:
+                await client.subscribe_resource(uri)
+            assert caught.value.error.code == RESOURCE_NOT_FOUND, uri
+        assert "ostinato://runs/{run_id}" in (await refused(client, "ostinato://what/x")).message
         wire = await owner.connect()
         bad = await wire.request("resources/list", {"cursor": "not ours"})
         assert bad["error"]["code"] == INVALID_PARAMS
+
+
+async def answer_gates(client: Client, run_id: str, updates: asyncio.Queue[str],
+                       answers: list[str]) -> list[str]:
+    """Answer the questions of a subscribed run in turn, reading the run again at each
+    update, until it ends or asks a question past `answers`; the URIs announced after the
+    last answer."""
+    uri, pending, asked, after = f"ostinato://runs/{run_id}", list(answers), set(), []
+    while True:
+        detail = await read_json(client, uri)
+        question = detail["question"]
+        if detail["status"] in ("completed", "failed"):
+            return after
+        if question is not None and question["question_id"] not in asked:
+            if not pending:
+                return after
+            asked.add(question["question_id"])
+            await tool(client, "run", action="answer", run_id=run_id,
+                       question_id=question["question_id"], answer=pending.pop(0))
+        got = await asyncio.wait_for(updates.get(), WAIT)
+        if not pending:
+            after.append(got)
 
 
 @pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
@@ -186,26 +218,45 @@ async def test_a_subscribed_run_announces_its_events(short_tmp: Path) -> None:
         checkpoint = f"{uri}/files/checkpoint.json"
         await client.subscribe_resource(uri)
         await client.subscribe_resource(checkpoint)
-        answers = iter(["no notes", "N", "H", "yes"])
-        answered: set[str] = set()
-        while True:  # each update: read the run again, and answer the gate it waits on
-            detail = await read_json(client, uri)
-            question = detail["question"]
-            if detail["status"] in ("completed", "failed"):
-                break
-            if question is not None and question["question_id"] not in answered:
-                answered.add(question["question_id"])
-                if len(answered) == 4:  # the last gate: the run's own URI is dropped
-                    await client.unsubscribe_resource(uri)
-                    while not updates.empty():
-                        updates.get_nowait()
-                await tool(client, "run", action="answer", run_id=run["run_id"],
-                           question_id=question["question_id"], answer=next(answers))
-            got = await asyncio.wait_for(updates.get(), WAIT)
-            assert got in (uri, checkpoint)
-            if len(answered) == 4:
-                assert got == checkpoint
-        assert detail["status"] == "completed" and len(answered) == 4
+        # The four gates, answered as each update shows the question.
+        await answer_gates(client, run["run_id"], updates, ["no notes", "N", "H"])
+        detail = await read_json(client, uri)
+        assert detail["status"] == "waiting" and detail["question"] is not None
+        # Unsubscribed, the run's URI is announced no more; its checkpoint still is.
+        await client.unsubscribe_resource(uri)
+        while not updates.empty():
+            updates.get_nowait()
+        after = await answer_gates(client, run["run_id"], updates, ["yes"])
+        assert after and set(after) == {checkpoint}
+        assert (await read_json(client, uri))["status"] == "completed"
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_a_subscribed_test_run_announces_its_end(short_tmp: Path) -> None:
+    updates: asyncio.Queue[str] = asyncio.Queue()
+    async with mcp_session(short_tmp / "home", updates) as (client, _):
+        await tool(client, "snapshot", action="create", name="gates",
+                   pipeline={"path": GATES})
+        # Live: the replay asks its questions, so the test run runs until they are answered.
+        test_run = await tool(client, "tests", action="run", snapshot_ids=["gates"],
+                              mode="live")
+        uri = f"ostinato://tests/{test_run['test_run_id']}"
+        report = f"{uri}/report.md"
+        await client.subscribe_resource(uri)
+        await client.subscribe_resource(report)
+        waiting = await tool(client, "inspect", action="runs", status=["running", "waiting"])
+        run_id, = [run["run_id"] for run in waiting["runs"]]
+        await client.subscribe_resource(f"ostinato://runs/{run_id}")
+        await answer_gates(client, run_id, updates, ["no notes", "N", "H", "yes"])
+        seen: set[str] = set()
+        while (await read_json(client, uri))["status"] == "running":
+            seen.add(await asyncio.wait_for(updates.get(), WAIT))
+        while not updates.empty():
+            seen.add(updates.get_nowait())
+        assert {uri, report} <= seen
+        assert (await read_json(client, uri))["status"] == "passed"
+        mime, text = await read(client, report)
+        assert mime == "text/markdown" and "gates" in text
 
 
 async def test_prompts_are_listed_and_filled_in(short_tmp: Path) -> None:

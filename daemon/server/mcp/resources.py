@@ -170,7 +170,10 @@ def inside(root: Path, relative: str, uri: str) -> Path:
     if any(part in ("", ".", "..") for part in parts):
         raise _refused(uri, "the path has a `..`, `.` or empty part")
     real_root = root.resolve()
-    path = real_root.joinpath(*parts).resolve()
+    try:
+        path = real_root.joinpath(*parts).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop
+        raise _refused(uri, f"the path cannot be resolved ({exc})") from None
     if not path.is_relative_to(real_root):
         raise _refused(uri, "the path leads out of the run directory through a symbolic link")
     return path
@@ -178,7 +181,8 @@ def inside(root: Path, relative: str, uri: str) -> Path:
 
 def _listing(root: Path) -> str:
     try:
-        entries = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(root))
+        entries = sorted(e.name + ("/" if e.is_dir(follow_symlinks=False) else "")
+                         for e in os.scandir(root))
     except OSError:
         return "the run directory is gone"
     shown = ", ".join(entries[:40]) + (", …" if len(entries) > 40 else "")
@@ -186,13 +190,14 @@ def _listing(root: Path) -> str:
 
 
 def _read_bytes(path: Path) -> bytes | None:
-    """The file's bytes; None when it is not a regular file; OverflowError past MAX_BYTES."""
-    if not path.is_file():  # nor a directory, nor a FIFO that would block the read
-        return None
+    """The file's bytes; None when it is not a regular file; OverflowError past MAX_BYTES,
+    OSError when it cannot be read."""
     try:
+        if not path.is_file():  # nor a directory, nor a FIFO that would block the read
+            return None
         with open(path, "rb") as handle:
             data = handle.read(MAX_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+    except (FileNotFoundError, NotADirectoryError):  # gone meanwhile
         return None
     if len(data) > MAX_BYTES:
         raise OverflowError
@@ -211,6 +216,9 @@ async def _read_file(ctx: RequestContext, uri: str, run_id: str,
     except OverflowError:
         raise RpcError(ErrorCode.INVALID_PARAMS, f"{uri} is larger than resources/read serves "
                        f"({MAX_BYTES // 2**20} MiB): read it from {path}.", {"uri": uri}) from None
+    except OSError as exc:
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"Cannot read {uri}: {exc.strerror}.",
+                       {"uri": uri}) from None
     if data is None:
         raise not_found(uri, f"no file {relative} in run {run_id}; {_listing(root)}")
     mime = _SUFFIX_TYPES.get(path.suffix.lower())
