@@ -1,7 +1,8 @@
 """MCP resources and prompts (issue 16) through the official MCP Python SDK's client: the
-home's runs, test runs and snapshots listed and read by `ostinato://` URI, a run's files
-(never a path outside its directory), subscriptions that announce a run's events, and the
-prompts with their ids filled in."""
+home's runs, test runs and snapshots listed and read by `ostinato://` URI (in both of MCP's
+eras), a run's files (never a path outside its directory), subscriptions that announce a
+run's and a test run's events (the handshake era's `resources/subscribe`), and the prompts
+with their ids filled in."""
 
 from __future__ import annotations
 
@@ -22,18 +23,20 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from ostinato.daemon.server.mcp.listing import PAGE
-from ostinato.protocol.mcp import RESOURCE_NOT_FOUND
+from ostinato.protocol.mcp import MCP_VERSIONS, MODERN_VERSIONS, RESOURCE_NOT_FOUND
 
 from .support import REPO, WAIT, DaemonProcess, start_daemon
 
 INVALID_PARAMS = -32602
 HELLO = str(REPO / "examples/pipelines/hello.dot")
 GATES = str(REPO / "examples/pipelines/gates.dot")
+# The SDK client's modes: "auto" speaks 2026-07-28 (stateless), "legacy" 2025-11-25.
+ERAS = pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
 
 
 @asynccontextmanager
-async def mcp_session(home: Path, updates: asyncio.Queue[str] | None = None
-                      ) -> AsyncIterator[tuple[Client, DaemonProcess]]:
+async def mcp_session(home: Path, updates: asyncio.Queue[str] | None = None,
+                      mode: str = "auto") -> AsyncIterator[tuple[Client, DaemonProcess]]:
     """The SDK's client over stdio, bridged to the daemon that owns `home`; the URIs of
     `notifications/resources/updated` go to `updates`."""
 
@@ -45,7 +48,10 @@ async def mcp_session(home: Path, updates: asyncio.Queue[str] | None = None
     server = StdioServerParameters(command=sys.executable, args=[
         "-m", "ostinato.daemon", "--stdio", "--home", str(home)])
     try:
-        async with Client(server, read_timeout_seconds=WAIT, message_handler=handler) as client:
+        async with Client(server, read_timeout_seconds=WAIT, message_handler=handler,
+                          mode=mode) as client:  # type: ignore[arg-type]
+            assert client.protocol_version == (MODERN_VERSIONS[0] if mode == "auto"
+                                               else MCP_VERSIONS[0])
             yield client, owner
     finally:
         assert await owner.stop() == 0, "".join(owner.log)
@@ -80,8 +86,9 @@ async def refused(client: Client, uri: str) -> types.ErrorData:
     return caught.value.error
 
 
-async def test_resources_are_listed_and_read(short_tmp: Path) -> None:
-    async with mcp_session(short_tmp / "home") as (client, _):
+@ERAS
+async def test_resources_are_listed_and_read(short_tmp: Path, mode: str) -> None:
+    async with mcp_session(short_tmp / "home", mode=mode) as (client, _):
         run = await tool(client, "run", action="start", pipeline={"path": HELLO}, wait=True)
         run_id = run["run_id"]
         snapshot = await tool(client, "snapshot", action="create", name="hello", run_id=run_id,
@@ -159,7 +166,7 @@ async def test_a_run_file_stays_inside_its_run_directory(short_tmp: Path) -> Non
         big = await refused(client, files + "big.bin")
         assert big.code == INVALID_PARAMS and "8 MiB" in big.message
         missing = await refused(client, files + "nothing.txt")
-        assert missing.code == RESOURCE_NOT_FOUND
+        assert missing.code == INVALID_PARAMS  # 2026-07-28 has no -32002
         assert "manifest.json" in missing.message and "review/" in missing.message
         # The daemon lives on.
         assert (await read_json(client, files + "manifest.json"))["run_id"] == run["run_id"]
@@ -171,16 +178,20 @@ UNKNOWN = ["ostinato://runs/nope", "ostinato://runs/nope/files/manifest.json",
            "file:///etc/passwd", "ostinato://runs/", "ostinato://runs/x?y"]
 
 
+@ERAS
 @pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
-async def test_an_unknown_uri_is_resource_not_found(short_tmp: Path) -> None:
-    async with mcp_session(short_tmp / "home") as (client, owner):
+async def test_an_unknown_uri_is_resource_not_found(short_tmp: Path, mode: str) -> None:
+    # 2026-07-28 dropped -32002: a resource not found is invalid params there.
+    code = INVALID_PARAMS if mode == "auto" else RESOURCE_NOT_FOUND
+    async with mcp_session(short_tmp / "home", mode=mode) as (client, owner):
         for uri in UNKNOWN:
             error = await refused(client, uri)
-            assert error.code == RESOURCE_NOT_FOUND, uri
+            assert error.code == code, uri
             assert error.data == {"uri": uri} and "Resource not found" in error.message
-            with pytest.raises(MCPError) as caught:
-                await client.subscribe_resource(uri)
-            assert caught.value.error.code == RESOURCE_NOT_FOUND, uri
+            if mode == "legacy":
+                with pytest.raises(MCPError) as caught:
+                    await client.subscribe_resource(uri)
+                assert caught.value.error.code == code, uri
         assert "ostinato://runs/{run_id}" in (await refused(client, "ostinato://what/x")).message
         wire = await owner.connect()
         bad = await wire.request("resources/list", {"cursor": "not ours"})
@@ -212,7 +223,7 @@ async def answer_gates(client: Client, run_id: str, updates: asyncio.Queue[str],
 @pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
 async def test_a_subscribed_run_announces_its_events(short_tmp: Path) -> None:
     updates: asyncio.Queue[str] = asyncio.Queue()
-    async with mcp_session(short_tmp / "home", updates) as (client, _):
+    async with mcp_session(short_tmp / "home", updates, "legacy") as (client, _):
         run = await tool(client, "run", action="start", pipeline={"path": GATES})
         uri = f"ostinato://runs/{run['run_id']}"
         checkpoint = f"{uri}/files/checkpoint.json"
@@ -234,7 +245,7 @@ async def test_a_subscribed_run_announces_its_events(short_tmp: Path) -> None:
 @pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
 async def test_a_subscribed_test_run_announces_its_end(short_tmp: Path) -> None:
     updates: asyncio.Queue[str] = asyncio.Queue()
-    async with mcp_session(short_tmp / "home", updates) as (client, _):
+    async with mcp_session(short_tmp / "home", updates, "legacy") as (client, _):
         await tool(client, "snapshot", action="create", name="gates",
                    pipeline={"path": GATES})
         # Live: the replay asks its questions, so the test run runs until they are answered.

@@ -17,7 +17,8 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.mcp import PagedParams
 
 from ...services.base import HandlerTable, RequestContext
-from .resources import TEMPLATES, call
+from .era import LISTED, UNCACHED, is_modern
+from .resources import TEMPLATES, answer, call
 
 table = HandlerTable()
 
@@ -96,7 +97,7 @@ async def list_resources(params: PagedParams, ctx: RequestContext) -> dict[str, 
     result: dict[str, Any] = {"resources": resources}
     if which < len(_LISTS):
         result["nextCursor"] = _cursor(which, inner)
-    return result
+    return answer(params, result, UNCACHED)  # runs come and go
 
 
 @table.method("resources/templates/list")
@@ -109,4 +110,4 @@ def list_templates(params: PagedParams, ctx: RequestContext) -> dict[str, Any]:
         if mime is not None:
             entry["mimeType"] = mime
         templates.append(entry)
-    return {"resourceTemplates": templates}
+    return {"resourceTemplates": templates, **(LISTED if is_modern(params) else {})}

@@ -10,6 +10,7 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.mcp import GetPromptParams, PagedParams
 
 from ...services.base import HandlerTable, RequestContext
+from .era import COMPLETE, LISTED, is_modern
 
 table = HandlerTable()
 
@@ -85,7 +86,8 @@ _BY_NAME = {prompt.name: prompt for prompt in PROMPTS}
 @table.method("prompts/list")
 def list_prompts(params: PagedParams, ctx: RequestContext) -> dict[str, Any]:
     """Every prompt with its arguments."""
-    return {"prompts": [prompt.definition() for prompt in PROMPTS]}
+    return {"prompts": [prompt.definition() for prompt in PROMPTS],
+            **(LISTED if is_modern(params) else {})}
 
 
 @table.method("prompts/get")
@@ -113,4 +115,5 @@ def get_prompt(params: GetPromptParams, ctx: RequestContext) -> dict[str, Any]:
         values["name"] = "<the pipeline's name>"
     return {"description": prompt.description,
             "messages": [{"role": "user", "content": {"type": "text",
-                                                      "text": prompt.steps.format(**values)}}]}
+                                                      "text": prompt.steps.format(**values)}}],
+            **(COMPLETE if is_modern(params) else {})}

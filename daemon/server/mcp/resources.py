@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +26,7 @@ from ostinato.protocol.mcp import RESOURCE_NOT_FOUND, ResourceParams
 from ...services.base import HandlerTable, RequestContext
 from ...store.traces import TraceStore
 from ..connection import Connection
+from .era import COMPLETE, UNCACHED, is_modern
 from .tools import as_json
 from .updates import ResourceWatch
 
@@ -147,10 +150,31 @@ async def read_target(ctx: RequestContext, uri: str, target: Target) -> dict[str
     return _content(uri, "application/json", orjson.dumps(result).decode())
 
 
+def answer(params: Any, result: dict[str, Any],
+           modern: dict[str, Any] = COMPLETE) -> dict[str, Any]:
+    """A result as the request's MCP revision has it: 2026-07-28 adds `modern`
+    (`resultType`, and to a list or a resource the cache hints)."""
+    return result | modern if is_modern(params) else result
+
+
+@contextlib.contextmanager
+def era_errors(params: Any) -> Iterator[None]:
+    """Resource not found as the request's revision says it: -32002, or in 2026-07-28
+    (which dropped that code) -32602."""
+    try:
+        yield
+    except RpcError as exc:
+        if exc.code == RESOURCE_NOT_FOUND and is_modern(params):
+            exc.code = ErrorCode.INVALID_PARAMS
+        raise
+
+
 @table.method("resources/read")
 async def read(params: ResourceParams, ctx: RequestContext) -> dict[str, Any]:
     """A resource's content."""
-    return {"contents": [await read_target(ctx, params.uri, parse(params.uri))]}
+    with era_errors(params):
+        content = await read_target(ctx, params.uri, parse(params.uri))
+    return answer(params, {"contents": [content]}, UNCACHED)
 
 
 # -- a file of a run's directory ------------------------------------------------------------
@@ -256,13 +280,14 @@ async def _topic(ctx: RequestContext, uri: str, target: Target) -> str | None:
 async def subscribe(params: ResourceParams, ctx: RequestContext) -> dict[str, Any]:
     """`notifications/resources/updated` for the URI whenever its run or test run has an
     event."""
-    topic = await _topic(ctx, params.uri, parse(params.uri))
+    with era_errors(params):
+        topic = await _topic(ctx, params.uri, parse(params.uri))
     if topic is not None:
         connection = _connection(ctx)
         if connection.watch is None:
             connection.watch = ResourceWatch(connection)
         connection.watch.add(topic, params.uri)
-    return {}
+    return answer(params, {})
 
 
 @table.method("resources/unsubscribe")
@@ -271,4 +296,4 @@ def unsubscribe(params: ResourceParams, ctx: RequestContext) -> dict[str, Any]:
     watch = _connection(ctx).watch
     if watch is not None:
         watch.remove(params.uri)
-    return {}
+    return answer(params, {})
