@@ -1,0 +1,151 @@
+// An agent's conversation with `ostinato mcp` through the official MCP TypeScript SDK's
+// Client and StdioClientTransport (which validate every result, structuredContent against the
+// tool's outputSchema with ajv). Usage: node mcp_client.mjs PYTHON HOME.
+// Prints one JSON line, the report tests/test_mcp_node.py asserts on; a step that throws is
+// recorded as {error} and the conversation goes on, so one report names every failure.
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { EmptyResultSchema } from "@modelcontextprotocol/sdk/types.js";
+
+const [python, home] = process.argv.slice(2);
+const pipelines = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples",
+                       "pipelines");
+const report = { steps: {} };
+
+/** The transport the SDK's client uses, noting the revision the client settled on. */
+class Transport extends StdioClientTransport {
+    setProtocolVersion(version) {
+        report.protocolVersion = version;
+        super.setProtocolVersion?.(version);
+    }
+}
+
+/** Run one step, recording what it returns or the error it throws. */
+async function step(name, body) {
+    try {
+        report.steps[name] = await body();
+    } catch (error) {
+        report.steps[name] = { error: `${error.name}: ${error.message}`, code: error.code };
+    }
+    return report.steps[name];
+}
+
+/** A tool call's structured content, or the error text of an isError result. */
+async function call(client, name, args, options) {
+    const result = await client.callTool({ name, arguments: args }, undefined, options);
+    if (result.isError) {
+        return { isError: true, text: result.content.map((c) => c.text).join("\n") };
+    }
+    return result.structuredContent;
+}
+
+async function main() {
+    const client = new Client({ name: "ostinato-node-test", version: "1.0.0" });
+    // What the SDK finds wrong on the wire, e.g. an answer to a request it cancelled.
+    report.protocolErrors = [];
+    client.onerror = (error) => report.protocolErrors.push(`${error.name}: ${error.message}`);
+    await client.connect(new Transport({
+        command: python, args: ["-m", "ostinato.clients.cli", "mcp", "--home", home],
+        env: process.env, stderr: "inherit" }));
+    report.serverInfo = client.getServerVersion();
+    const capabilities = report.capabilities = client.getServerCapabilities();
+
+    await step("tools", async () => (await client.listTools()).tools.map((tool) => ({
+        name: tool.name, inputType: tool.inputSchema.type,
+        outputType: tool.outputSchema?.type, annotations: tool.annotations })));
+    if (capabilities.resources) {
+        await step("resources", async () => ({
+            resources: (await client.listResources()).resources.map((r) => r.uri),
+            templates: (await client.listResourceTemplates()).resourceTemplates
+                .map((t) => t.uriTemplate) }));
+    }
+    if (capabilities.prompts) {
+        await step("prompts", async () =>
+            (await client.listPrompts()).prompts.map((p) => p.name));
+    }
+
+    const hello = { path: join(pipelines, "hello.dot") };
+    await step("validate", () => call(client, "pipeline", { action: "validate",
+                                                             pipeline: hello }));
+    let progress = 0;
+    const first = await step("run", () => call(client, "run",
+        { action: "start", pipeline: hello, wait: true },
+        { onprogress: () => { progress += 1; } }));
+    report.progress = progress;
+    await cancelLongRun(client);
+
+    // A snapshot whose invariant its replay cannot hold: the test run fails.
+    const snapshot = await step("snapshot", () => call(client, "snapshot", {
+        action: "create", run_id: first.result?.run_id, name: "hello-node",
+        invariants: [{ type: "contains", value: "a phrase nobody wrote",
+                       description: "says a phrase nobody wrote" }] }));
+    const tests = await step("tests", () => call(client, "tests", {
+        action: "run", snapshot_ids: [snapshot.result?.id], wait: true }));
+    const testRunId = tests.result?.test_run_id;
+    await step("report", () => call(client, "tests", {
+        action: "report", test_run_id: testRunId, format: "markdown" }));
+    if (capabilities.resources) {
+        await step("reportResource", async () => (await client.readResource(
+            { uri: `ostinato://tests/${testRunId}/report.md` })).contents);
+    }
+
+    const second = await step("run2", () => call(client, "run",
+        { action: "start", pipeline: hello, wait: true }));
+    await step("diff", () => call(client, "inspect",
+        { action: "diff", a: first.result?.run_id, b: second.result?.run_id }));
+
+    await hostile(client);
+    await step("status", () => call(client, "status", {}));
+    await client.close();
+}
+
+/** Start gates.dot with wait (it stops at a human gate), abort the call once the daemon
+ * reports progress on it (the SDK then sends notifications/cancelled), and read its status. */
+async function cancelLongRun(client) {
+    const gates = { path: join(pipelines, "gates.dot") };
+    const controller = new AbortController();
+    let begun;
+    const progressed = new Promise((resolve) => { begun = resolve; });
+    const started = call(client, "run", { action: "start", pipeline: gates, wait: true }, {
+        signal: controller.signal, onprogress: ({ message }) => begun(message),
+    }).then((result) => ({ answered: result }), (error) => ({ aborted: error.name }));
+    report.longRunProgress = await progressed;  // "run <id>": the run exists
+    const runs = await step("runs", () => call(client, "inspect", { action: "runs" }));
+    const gated = runs.result?.runs?.find((run) => run.pipeline_name === "gates");
+    controller.abort("the agent gave up");
+    report.steps.aborted = await started;
+    // Nothing else cancels the run: it ends `cancelled` only if the daemon honoured the
+    // notification. No MCP event says when it has stopped, so read it until it has (each
+    // read a round trip, bounded).
+    for (let reads = 1; reads <= 1000; reads += 1) {
+        const run = await step("cancelled", () => call(client, "inspect", {
+            action: "run", run_id: gated?.run_id }));
+        report.cancelledAfterReads = reads;
+        if (!["running", "waiting"].includes(run.result?.status)) break;
+    }
+}
+
+/** Calls no agent should make: the server answers each and lives on. */
+async function hostile(client) {
+    await step("unknownTool", () => call(client, "no_such_tool", {}));
+    await step("badArguments", () => call(client, "pipeline",
+        { action: "validate", pipeline: 42 }));
+    await step("badAction", () => call(client, "inspect", { action: "explode" }));
+    await step("nameNotString", () => client.request(
+        { method: "tools/call", params: { name: 42, arguments: [] } }, EmptyResultSchema));
+}
+
+const timer = setTimeout(() => {
+    console.log(JSON.stringify({ ...report, timeout: true }));
+    process.exit(2);
+}, 120000);
+main().then(() => {
+    clearTimeout(timer);
+    console.log(JSON.stringify(report));
+}, (error) => {
+    clearTimeout(timer);
+    console.log(JSON.stringify({ ...report, fatal: `${error.name}: ${error.message}` }));
+    process.exitCode = 1;
+});

