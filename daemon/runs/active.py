@@ -65,10 +65,12 @@ class ActiveRun:
 
             def report(event: dict[str, Any]) -> None:
                 if event["type"] in ("StageCompleted", "StageFailed", "InterviewStarted"):
-                    progress.report(f"{event['type']}: {event['data'].get('name') or ''}"
-                                    .strip())
+                    name = event["data"].get("name") or event["data"].get("stage") or ""
+                    progress.report(f"{event['type']}: {name}".strip())
 
             self.sink.listeners.append(report)
+            if self.question is not None:  # asked before this request listened: say so
+                progress.report(f"InterviewStarted: {self.question.node_id}")
             # Shielded: a cancelled request must not cancel `done`, which others await.
             await asyncio.shield(self.done)
             progress.end(f"run {self.run_id} ended")
