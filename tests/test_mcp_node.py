@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ostinato.protocol.mcp import MCP_VERSIONS
+import pytest
+
+from ostinato.protocol.mcp import MCP_CAPABILITIES, MCP_VERSIONS
 
 from .node_support import BIN, NODE_DIR, registry_node, tool
 from .support import REPO
@@ -132,3 +134,14 @@ def test_the_inspector_cli_calls_tools(node_modules: None, short_tmp: Path) -> N
     assert validated["isError"] is False
     assert validated["structuredContent"]["result"]["valid"] is True
     assert "Next: `run` action `start`" in validated["content"][0]["text"]
+
+
+@pytest.mark.parametrize(("method", "key", "capability"), [
+    ("resources/templates/list", "resourceTemplates", "resources"),
+    ("prompts/list", "prompts", "prompts")])
+def test_the_inspector_cli_lists_resources_and_prompts_once_offered(
+        node_modules: None, short_tmp: Path, method: str, key: str, capability: str) -> None:
+    # The Inspector asks only when the server's capabilities offer them (else it lists none).
+    # Templates, not resources/list: a fresh home has no runs whose files it could list.
+    listed = _inspector(short_tmp, "--method", method)
+    assert bool(listed[key]) == (capability in MCP_CAPABILITIES), listed
