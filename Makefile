@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m ostinato.protocol.openrpc schemas
+	$(BIN)/python -m ostinato.protocol.mcp_tools docs/agents.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/rpc.py

@@ -54,6 +54,8 @@ from rpc import percentile, pinned, pipeline
 BENCH_DIR = Path(__file__).resolve().parent
 SDK_SERVER = BENCH_DIR / "mcp_sdk_server.py"
 SERVERS = ("daemon", "sdk-high", "sdk-low", "proxy")
+# The daemon's own MCP face: bench/mcp.py measures it against the daemon's JSON-RPC.
+DAEMON_MCP = "daemon-mcp"
 MCP_REVISION = "2025-11-25"
 P50_TARGET = 1.3
 PIPELINED_TARGET = 0.7
@@ -62,7 +64,8 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop] | None
 
 def server_argv(name: str, home: Path) -> list[str]:
     """The command line of one server."""
-    if name == "daemon":
+    if name in ("daemon", DAEMON_MCP):  # each on a home of its own: two daemons, not one
+        home = home if name == "daemon" else home.with_name(home.name + "-mcp")
         return [sys.executable, "-m", "ostinato.daemon", "--stdio", "--home", str(home),
                 "--log-level", "WARNING"]
     mode = {"sdk-high": "high", "sdk-low": "low", "proxy": "proxy"}[name]
@@ -74,13 +77,24 @@ def line(message: dict[str, Any]) -> bytes:
     return orjson.dumps(message) + b"\n"
 
 
-def request(name: str, request_id: int) -> bytes:
-    """The measured request: `daemon.status` for the daemon, `tools/call status` otherwise."""
+# The measured call, by probe: `status` (daemon.status, the tool `status`) answers from
+# memory; `run` (run.get of a finished run, the tool `inspect` action `run`) reads the store
+# and the run directory, as most of an agent's reads do. The SDK's servers have `status`.
+PROBES = ("status", "run")
+RUN_SOURCE = 'digraph probe { start [shape=Mdiamond] exit [shape=Msquare] start -> exit }'
+
+
+def request(name: str, request_id: int, probe: str = "status", run_id: str = "") -> bytes:
+    """The measured request: the method for the daemon, its tool for the MCP servers."""
+    if probe == "run":
+        method, params = "run.get", {"run_id": run_id}
+        tool, arguments = "inspect", {"action": "run", "run_id": run_id}
+    else:
+        method, params, tool, arguments = "daemon.status", {}, "status", {}
     if name == "daemon":
-        return line({"jsonrpc": "2.0", "id": request_id, "method": "daemon.status",
-                     "params": {}})
+        return line({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
     return line({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
-                 "params": {"name": "status", "arguments": {}}})
+                 "params": {"name": tool, "arguments": arguments}})
 
 
 class Lines:
@@ -136,8 +150,10 @@ class Result:
 class Session:
     """A spawned server driven over its stdin/stdout pipes."""
 
-    def __init__(self, name: str, home: Path) -> None:
+    def __init__(self, name: str, home: Path, probe: str = "status") -> None:
         self.name = name
+        self.probe = probe
+        self.run_id = ""  # the run the `run` probe reads
         self.spawned = time.perf_counter_ns()
         self.process = subprocess.Popen(server_argv(name, home), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -184,12 +200,21 @@ class Session:
         elapsed = (time.perf_counter_ns() - self.spawned) / 1e6
         if self.name != "daemon":
             os.write(self.wfd, line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        if self.probe == "run":  # a finished run to read (an MCP session takes run.start too)
+            started = self.call({"jsonrpc": "2.0", "id": self.take_ids(1), "method": "run.start",
+                                 "params": {"pipeline": {"source": RUN_SOURCE, "format": "dot"},
+                                            "wait": True}})
+            self.run_id = started["result"]["run_id"]
         return elapsed
+
+    def request(self, request_id: int) -> bytes:
+        """This server's measured request."""
+        return request(self.name, request_id, self.probe, self.run_id)
 
     def reply_bytes(self) -> int:
         """Size of one measured reply, newline included."""
         request_id = self.take_ids(1)
-        return len(line(self.call(orjson.loads(request(self.name, request_id)))))
+        return len(line(self.call(orjson.loads(self.request(request_id)))))
 
     def roundtrip(self, data: bytes) -> int:
         """Write one request, block until one more line arrives; nanoseconds taken."""
@@ -204,7 +229,7 @@ class Session:
     def sequential(self, count: int) -> list[float]:
         """`count` requests one at a time; sorted latencies in microseconds."""
         first = self.take_ids(count)
-        data = [request(self.name, i) for i in range(first, first + count)]
+        data = [self.request(i) for i in range(first, first + count)]
         self.parser.frames.clear()
         latencies = sorted(self.roundtrip(d) / 1e3 for d in data)
         check_replies(self.parser.frames, first, count)
@@ -213,7 +238,7 @@ class Session:
 
     async def _pipelined(self, count: int, chunk: int) -> tuple[float, float | None]:
         first = self.take_ids(count)
-        frames = [request(self.name, i) for i in range(first, first + count)]
+        frames = [self.request(i) for i in range(first, first + count)]
         parser = Lines()
         elapsed, _, cpu = await pipeline(self.rfd, self.wfd, self.process.pid, frames, chunk,
                                          parser)
@@ -249,7 +274,7 @@ def run_round(order: Sequence[str], home: Path, args: argparse.Namespace,
     sessions: list[Session] = []
     try:
         for name in order:
-            sessions.append(Session(name, home))
+            sessions.append(Session(name, home, args.probe))
             sessions[-1].start()
         sizes = [s.reply_bytes() for s in sessions]
         for session in sessions:
@@ -279,7 +304,7 @@ def best(rows: Sequence[Result]) -> Result:
 def format_row(label: str, r: Result) -> str:
     """One table row."""
     cpu = "-" if r.cpu_us is None else f"{r.cpu_us:.1f}"
-    return (f"{label:<6}{r.server:<10}{r.p50_us:>9.1f}{r.p99_us:>9.1f}{r.seq_rps:>11,.0f}"
+    return (f"{label:<6}{r.server:<12}{r.p50_us:>9.1f}{r.p99_us:>9.1f}{r.seq_rps:>11,.0f}"
             f"{r.pipe_rps:>12,.0f}{cpu:>10}{r.reply_bytes:>8}")
 
 
@@ -309,6 +334,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="pipelined requests per write (default 256)")
     parser.add_argument("--cold", type=int, default=10, metavar="N",
                         help="cold-start spawns per server, 0 for none (default 10)")
+    parser.add_argument("--probe", choices=PROBES, default="status",
+                        help="the measured call: `status` (from memory) or `run` (run.get of "
+                             "a finished run; the daemon's servers only)")
     parser.add_argument("--pin", choices=["same", "split", "none"], default="same",
                         help="CPU pinning during the sequential phase (see bench/rpc.py)")
     args = parser.parse_args(argv)
@@ -317,27 +345,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def round_order(servers: Sequence[str], round_no: int) -> list[str]:
+    """The servers in the order of round `round_no`: reversed every other round, and the
+    proxy right after the daemon that owns the home it forwards to."""
+    order = list(servers) if round_no % 2 else list(reversed(servers))
+    if "proxy" in order:
+        order.remove("proxy")
+        order.insert(order.index("daemon") + 1, "proxy")
+    return order
+
+
+def main(argv: Sequence[str] | None = None, servers: Sequence[str] = SERVERS,
+         name: str = "mcp_sdk") -> int:
     """Run the rounds; print them, the best, the cold starts and the ratios line."""
     args = parse_args(argv)
     loop_name, factory = loop_choice(True)
-    print(f"ostinato mcp_sdk bench: NDJSON over stdio pipes; client loop {loop_name}; "
+    print(f"ostinato {name} bench, probe {args.probe}: NDJSON over stdio pipes; client loop "
+          f"{loop_name}; "
           f"Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; {args.rounds} rounds; "
           f"sequential {args.sequential} (one block per server, pin {args.pin}); pipelined "
           f"{args.pipelined} in chunks of {args.chunk}")
-    header = (f"{'round':<6}{'server':<10}{'p50 us':>9}{'p99 us':>9}{'seq req/s':>11}"
+    header = (f"{'round':<6}{'server':<12}{'p50 us':>9}{'p99 us':>9}{'seq req/s':>11}"
               f"{'pipe req/s':>12}{'cpu us/rq':>10}{'reply B':>8}")
     print(header)
     print("-" * len(header))
-    results: dict[str, list[Result]] = {name: [] for name in SERVERS}
+    results: dict[str, list[Result]] = {server: [] for server in servers}
     with tempfile.TemporaryDirectory(prefix="ostinato-mcp-bench-") as tmp:
         home = Path(tmp) / "home"
         for round_no in range(1, args.rounds + 1):
-            sdk = [name for name in SERVERS if name not in ("daemon", "proxy")]
-            # The proxy needs the daemon that owns the home: both come last, daemon first.
-            order = ([*sdk, "daemon", "proxy"] if round_no % 2
-                     else ["daemon", "proxy", *sdk[::-1]])
-            for result in run_round(order, home, args, factory):
+            for result in run_round(round_order(servers, round_no), home, args, factory):
                 results[result.server].append(result)
                 print(format_row(str(round_no), result), flush=True)
         print("-" * len(header))
@@ -347,12 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cold:
             print(f"\ncold start, spawn -> initialize answered, {args.cold} spawns each "
                   "(median / min ms):")
-            for name in SERVERS:
-                if name == "proxy":  # its own start is sdk-low's; it needs a running daemon
+            for server in servers:
+                if server == "proxy":  # its own start is sdk-low's; it needs a running daemon
                     continue
-                cold_home = Path(tmp) / f"cold-{name}"  # a home of its own: no daemon owns it
-                median, least = cold_start(name, cold_home, args.cold)
-                print(f"  {name:<10}{median:8.1f} / {least:7.1f}")
+                cold_home = Path(tmp) / f"cold-{server}"  # a home no daemon owns
+                median, least = cold_start(server, cold_home, args.cold)
+                print(f"  {server:<12}{median:8.1f} / {least:7.1f}")
     daemon = summary["daemon"]
     ratios = ", ".join(
         f"{r.server} p50 {r.p50_us / daemon.p50_us:.1f}x pipelined "

@@ -63,3 +63,14 @@ class AnyParams(Params):
     """Params that are accepted and ignored (`exit`, `initialized`: never refuse a goodbye)."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+def cancel_needs_wait(params: BaseModel) -> None:
+    """`cancel_with_request` and `return_on_question` speak of a waiting request: refused
+    without `wait`."""
+    if getattr(params, "wait", False):
+        return
+    for name in ("cancel_with_request", "return_on_question"):
+        if getattr(params, name, False):
+            raise ValueError(f"`{name}` applies to a request that waits: give `wait: true` "
+                             "too")

@@ -17,6 +17,15 @@ from .registry import MethodSpec
 # The handshake-era revisions served, newest first: a client asking for one gets it, a client
 # asking for another MCP revision gets the newest (the lifecycle's rule).
 MCP_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
+# The stateless revisions served: no initialize, every request carries its revision and the
+# client's capabilities in `_meta` (served on stdio and sockets; docs/agents.md).
+MODERN_VERSIONS = ("2026-07-28",)
+SUPPORTED_VERSIONS = (*MODERN_VERSIONS, *MCP_VERSIONS)
+VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
+SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+# MCP's error for a request at a revision the server does not serve (2026-07-28).
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 _REVISION = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # What an MCP session is offered (`capabilities` of the initialize result).
@@ -53,8 +62,26 @@ class McpParams(Params):
                                     description="MCP's request metadata (`progressToken`).")
 
 
-class PingResult(Result):
+class McpResult(Result):
+    """An MCP result: MCP adds `_meta`, and the stateless revision `resultType` (and, to a
+    list, `ttlMs` and `cacheScope`), so fields beyond the model's are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class PingResult(McpResult):
     """MCP's `ping` answer: an empty object."""
+
+
+class DiscoverResult(McpResult):
+    """`server/discover` (2026-07-28): the revisions, capabilities and instructions."""
+
+    resultType: Literal["complete"]
+    supportedVersions: list[str]
+    capabilities: JsonObject
+    instructions: str | None = None
+    ttlMs: int
+    cacheScope: Literal["private", "public"]
 
 
 class PagedParams(McpParams):
@@ -86,7 +113,7 @@ class Tool(Model):
     annotations: ToolAnnotations
 
 
-class ToolsListResult(Result):
+class ToolsListResult(McpResult):
     """Every tool; Ostinato's few fit one page."""
 
     tools: list[Tool]
@@ -107,7 +134,7 @@ class TextContent(Model):
     text: str
 
 
-class CallToolResult(Result):
+class CallToolResult(McpResult):
     """A tool's answer: a short text for the model, the result as `structuredContent`
     (the tool's outputSchema), and `isError` when the call failed (the text says what to
     change)."""
@@ -158,14 +185,14 @@ class ResourceTemplate(Model):
     mimeType: str | None = None
 
 
-class ResourcesListResult(Result):
+class ResourcesListResult(McpResult):
     """One page of resources."""
 
     resources: list[Resource]
     nextCursor: str | None = None
 
 
-class ResourceTemplatesListResult(Result):
+class ResourceTemplatesListResult(McpResult):
     """Every resource template."""
 
     resourceTemplates: list[ResourceTemplate]
@@ -189,13 +216,13 @@ class ResourceContents(Model):
     blob: str | None = None
 
 
-class ReadResourceResult(Result):
+class ReadResourceResult(McpResult):
     """What `resources/read` found at a URI."""
 
     contents: list[ResourceContents]
 
 
-class EmptyResult(Result):
+class EmptyResult(McpResult):
     """An MCP result with nothing to say (`resources/subscribe`)."""
 
 
@@ -216,7 +243,7 @@ class Prompt(Model):
     arguments: list[PromptArgument] = Field(default_factory=list)
 
 
-class PromptsListResult(Result):
+class PromptsListResult(McpResult):
     """Every prompt."""
 
     prompts: list[Prompt]
@@ -237,7 +264,7 @@ class PromptMessage(Model):
     content: TextContent
 
 
-class GetPromptResult(Result):
+class GetPromptResult(McpResult):
     """The prompt's messages, ready to send to the model."""
 
     description: str | None = None
@@ -256,6 +283,9 @@ METHODS = [
                "`initialize` too."),
     MethodSpec("notifications/initialized", AnyParams, None,
                "MCP client notification that it has processed the initialize result."),
+    MethodSpec("server/discover", McpParams, DiscoverResult,
+               "MCP 2026-07-28: the revisions served, capabilities and instructions; a "
+               "stateless client sends it first, with its revision in `_meta`."),
     MethodSpec("notifications/cancelled", CancelledParams, None,
                "MCP: cancel a request in flight; it is not answered afterwards (a `run` tool "
                "call that waits cancels its run too)."),

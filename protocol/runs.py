@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from .base import Model, NullResult, Params, Result, Root, Strict
+from .base import Model, NullResult, Params, Result, Root, Strict, cancel_needs_wait
 from .bounds import JsonObject
 from .invariants import Invariant, InvariantResult
 from .pipelines import PipelineRef
@@ -97,6 +97,11 @@ class ReplaySpec(Model):
                     "every call live.")
 
 
+RETURN_ON_QUESTION = ("With `wait`: answer also when the run starts waiting on a human "
+                      "(status `waiting`; run.get has the question, human.answer answers it). "
+                      "MCP's `run` tool does so unless told `false`.")
+
+
 class RunStartParams(Params):
     """Start a run, or a trial set of runs."""
 
@@ -115,6 +120,7 @@ class RunStartParams(Params):
                     "connection closing) cancels the run (or trial set) too, and the error "
                     "-32800 answers once it has stopped. Without it, a cancelled request only "
                     "ends the wait and the run goes on.")
+    return_on_question: bool = Field(default=False, description=RETURN_ON_QUESTION)
     record: Literal["full", "metadata_only"] = Field(
         default="full", description="`metadata_only`: no prompt or response content in the "
                                     "trace, the calls, stage records and node files.")
@@ -140,15 +146,8 @@ class RunStartParams(Params):
             raise ValueError(", ".join(f"`{name}`" for name in stray)
                              + (" applies" if len(stray) == 1 else " apply")
                              + " to a trial set: give `trials` too")
-        _cancel_needs_wait(self)
+        cancel_needs_wait(self)
         return self
-
-
-def _cancel_needs_wait(params: RunStartParams | RunResumeParams) -> None:
-    """`cancel_with_request` speaks of a waiting request: refused without `wait`."""
-    if params.cancel_with_request and not params.wait:
-        raise ValueError("`cancel_with_request` applies to a request that waits: give "
-                         "`wait: true` too")
 
 
 _TRIAL_SET_ONLY = ("concurrency", "early_stop", "pass_threshold")
@@ -191,6 +190,19 @@ class RunIdParams(Params):
     run_id: str
 
 
+class RunGetParams(RunIdParams):
+    """A run by id; `wait` answers once it has ended."""
+
+    wait: bool = Field(default=False, description="Answer once the run has ended (at once "
+                                                  "for a run that is not active).")
+    return_on_question: bool = Field(default=False, description=RETURN_ON_QUESTION)
+
+    @model_validator(mode="after")
+    def _needs_wait(self) -> RunGetParams:
+        cancel_needs_wait(self)
+        return self
+
+
 class RunResumeParams(RunIdParams):
     """Resume a run; `wait` answers when it ends."""
 
@@ -198,6 +210,7 @@ class RunResumeParams(RunIdParams):
     cancel_with_request: bool = Field(
         default=False, description="With `wait`: cancelling this request cancels the run "
                                    "too (as for run.start).")
+    return_on_question: bool = Field(default=False, description=RETURN_ON_QUESTION)
     inputs: JsonObject = Field(
         default_factory=dict, description="Inputs to give again: secret-looking ones were "
                                           "never written down, so a resume needs them.")
@@ -206,7 +219,7 @@ class RunResumeParams(RunIdParams):
 
     @model_validator(mode="after")
     def _cancel_with_wait(self) -> RunResumeParams:
-        _cancel_needs_wait(self)
+        cancel_needs_wait(self)
         return self
 
 
@@ -292,8 +305,9 @@ METHODS = [
     MethodSpec("run.start", RunStartParams, RunStartResult,
                "Start a run of a pipeline (or, with `trials`, a trial set); answers at once "
                "with its id, status and directory, or when it ends with `wait: true`."),
-    MethodSpec("run.get", RunIdParams, RunDetail,
-               "A run with its stages, final context and any open human question."),
+    MethodSpec("run.get", RunGetParams, RunDetail,
+               "A run with its stages, final context and any open human question; with "
+               "`wait`, once it has ended."),
     MethodSpec("run.list", RunListParams, RunListResult,
                "Runs newest first, filtered by status, pipeline and time; paged."),
     MethodSpec("run.cancel", RunIdParams, RunSummary,

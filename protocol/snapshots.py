@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from .base import Params, Result, Root, Strict
+from .base import Params, Result, Root, Strict, cancel_needs_wait
 from .bounds import JsonObject
 from .invariants import Invariant
 from .pipelines import PipelineRef
@@ -211,6 +211,14 @@ class SnapshotReplayParams(Params):
                                              description="Likewise for variables.")
     record: Literal["full", "metadata_only"] = "full"
     wait: bool = Field(default=False, description="Answer when the run (or set) ended.")
+    cancel_with_request: bool = Field(
+        default=False, description="With `wait`: cancelling this request cancels the run (or "
+                                   "set) too (as for run.start).")
+
+    @model_validator(mode="after")
+    def _cancel_needs_wait(self) -> SnapshotReplayParams:
+        cancel_needs_wait(self)
+        return self
 
 
 class SnapshotReplayResult(Root[RunSummary | TrialSetSummary]):

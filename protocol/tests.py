@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Model, NullResult, Params, Result, Strict
+from .base import Model, NullResult, Params, Result, Strict, cancel_needs_wait
 from .bounds import MAX_INTEGER
 from .registry import MethodSpec
 from .snapshots import MAX_TAGS, Tag
@@ -59,9 +59,13 @@ class TestsRunParams(Params):
                     "end `budget_exceeded`, the snapshots not started are `skipped`.")
     wait: bool = Field(default=False, description="Answer when the test run has ended, not "
                                                   "at once with its id.")
+    cancel_with_request: bool = Field(
+        default=False, description="With `wait`: cancelling this request cancels the test "
+                                   "run too (as for run.start).")
 
     @model_validator(mode="after")
     def _one_selector(self) -> TestsRunParams:
+        cancel_needs_wait(self)
         given = [name for name, value in (("snapshot_ids", self.snapshot_ids),
                                           ("tags", self.tags), ("all", self.all or None))
                  if value is not None]

@@ -58,3 +58,17 @@ def test_the_trial_files_floor_runs_and_cleans_up(tmp_path: Any) -> None:
     assert done.returncode == 0, done.stderr
     assert "5 trials' files" in done.stdout and "ms per trial" in done.stdout
     assert list(tmp_path.iterdir()) == []  # its files are gone
+
+
+def test_the_mcp_bench_measures_both_faces_with_each_probe() -> None:
+    """bench/mcp.py checks every reply it times (all successes, exact ids), so a face that
+    answers wrongly fails it; its last line is the MCP face's ratios."""
+    for probe in ("status", "run"):
+        done = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "mcp.py"), "--rounds", "1",
+             "--sequential", "20", "--pipelined", "50", "--warmup", "5", "--cold", "0",
+             "--probe", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
+            check=False)
+        assert done.returncode == 0, done.stderr
+        last = done.stdout.rstrip().splitlines()[-1]
+        assert last.startswith("ratios to the daemon") and "daemon-mcp p50" in last

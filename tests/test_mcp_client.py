@@ -1,6 +1,7 @@
-"""MCP clients connect (issue 16, its lifecycle): the official MCP Python SDK's client, in its
-default mode (it probes `server/discover`, then falls back to `initialize`), negotiates a
-revision with `ostinato serve --stdio`, on a home of its own and on a served home, and pings."""
+"""MCP clients connect (issue 16, its lifecycle): the official MCP Python SDK's client
+negotiates a revision with `ostinato serve --stdio`, on a home of its own and on a served
+home: in its default mode the stateless 2026-07-28 (it probes `server/discover`), told
+`legacy` the 2025-11-25 handshake (`initialize`), where it pings."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
 from ostinato.protocol import PROTOCOL_VERSION
-from ostinato.protocol.mcp import MCP_VERSIONS
+from ostinato.protocol.mcp import MCP_VERSIONS, MODERN_VERSIONS
 
 from .support import WAIT, spawn_stdio, start_daemon
 
@@ -24,17 +25,22 @@ def stdio_server(home: Path) -> StdioServerParameters:
                                  args=["-m", "ostinato.daemon", "--stdio", "--home", str(home)])
 
 
-@pytest.mark.filterwarnings("ignore:ping is removed")  # from 2026-07-28 on; we serve 2025-11-25
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 @pytest.mark.parametrize("home_served", [False, True], ids=["own", "bridged"])
-async def test_the_official_sdk_client_connects_and_pings(short_tmp: Path,
-                                                          home_served: bool) -> None:
+async def test_the_official_sdk_client_connects(short_tmp: Path, home_served: bool,
+                                                mode: str) -> None:
     home = short_tmp / "home"
     owner = await start_daemon(home) if home_served else None
     try:
-        async with Client(stdio_server(home), read_timeout_seconds=WAIT) as client:
-            assert client.protocol_version == MCP_VERSIONS[0]
+        async with Client(stdio_server(home), read_timeout_seconds=WAIT,
+                          mode=mode) as client:  # type: ignore[arg-type]
             assert client.server_info.name == "ostinato"
-            await client.send_ping()
+            if mode == "auto":  # the newest revision, as discovered
+                assert client.protocol_version == MODERN_VERSIONS[0]
+                assert client.server_capabilities.tools is not None
+            else:  # the handshake, where MCP has ping
+                assert client.protocol_version == MCP_VERSIONS[0]
+                await client.send_ping()
         if owner is not None:  # the shared daemon lives on, and heard the MCP session
             wire = await owner.connect()
             assert (await wire.result("daemon.status"))["pid"] == owner.process.pid
@@ -42,7 +48,8 @@ async def test_the_official_sdk_client_connects_and_pings(short_tmp: Path,
         if owner is not None:
             assert await owner.stop() == 0, "".join(owner.log)
     log = (home / "daemon.log").read_text()
-    assert f"(MCP {MCP_VERSIONS[0]})" in log
+    if mode == "legacy":
+        assert f"(MCP {MCP_VERSIONS[0]})" in log
     if owner is None:  # an MCP session ends by closing stdin: that is a clean end
         assert "ostinato daemon stopped (exit code 0)" in log
 

@@ -58,23 +58,53 @@ class ActiveRun:
             self.task.cancel()
         await asyncio.shield(self.done)
 
-    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS) -> RunSummary:
-        """The run's summary now, or once it has ended (reporting its stages as progress)."""
+    @property
+    def waits_on_human(self) -> bool:
+        """Whether the run has a question no one answered yet (an answered one is still
+        `question` until the run takes the answer)."""
+        return self.question is not None and self.answer is not None and not self.answer.done()
+
+    async def settle(self, progress: Progress = NO_PROGRESS,
+                     return_on_question: bool = False) -> None:
+        """Return once the run has ended, or (`return_on_question`) waits on a human;
+        its stages and questions are reported as progress meanwhile."""
+        progress.begin(f"run {self.run_id}", cancellable=True)
+        asked = asyncio.get_running_loop().create_future()
+
+        def report(event: dict[str, Any]) -> None:
+            if event["type"] == "InterviewStarted":
+                progress.report(_waiting_message(event["data"]["question"]))
+                if not asked.done():
+                    asked.set_result(None)
+            elif event["type"] in ("StageCompleted", "StageFailed"):
+                progress.report(f"{event['type']}: {event['data'].get('name') or ''}".strip())
+
+        self.sink.listeners.append(report)
+        try:
+            if self.waits_on_human:  # it asked before this request listened
+                report({"type": "InterviewStarted",
+                        "data": {"question": self.question.to_dict()}})
+            # Not cancelled with this request: others await `done` too.
+            await asyncio.wait([self.done, asked] if return_on_question else [self.done],
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.sink.listeners.remove(report)
+        progress.end(f"run {self.run_id} ended" if self.done.done() else
+                     f"run {self.run_id} waits on a human")
+
+    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS,
+                    return_on_question: bool = False) -> RunSummary:
+        """The run's summary now, or once it has ended (reporting its stages as progress);
+        with `return_on_question`, also once it waits on a human (status `waiting`)."""
         if wait:
-            progress.begin(f"run {self.run_id}", cancellable=True)
-
-            def report(event: dict[str, Any]) -> None:
-                if event["type"] in ("StageCompleted", "StageFailed", "InterviewStarted"):
-                    name = event["data"].get("name") or event["data"].get("stage") or ""
-                    progress.report(f"{event['type']}: {name}".strip())
-
-            self.sink.listeners.append(report)
-            if self.question is not None:  # asked before this request listened: say so
-                progress.report(f"InterviewStarted: {self.question.node_id}")
-            # Shielded: a cancelled request must not cancel `done`, which others await.
-            await asyncio.shield(self.done)
-            progress.end(f"run {self.run_id} ended")
+            await self.settle(progress, return_on_question)
         run = await self.sink.store.get_run(self.run_id)
         if run is None:
             raise RpcError(ErrorCode.NOT_FOUND, f"no run {self.run_id}")
         return run.summary(self.home)
+
+
+def _waiting_message(question: dict[str, Any]) -> str:
+    """Progress for a run that waits on a human: the question and how to answer it."""
+    return (f"waiting on a human: {question.get('text') or ''} (question_id "
+            f"{question.get('question_id')})")

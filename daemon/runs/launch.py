@@ -49,10 +49,10 @@ class Launched(Protocol):
         has ended. Nothing to do once it has."""
         ...
 
-    async def reply(self, wait: bool,
-                    progress: Progress = NO_PROGRESS) -> RunSummary | TrialSetSummary:
+    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS,
+                    return_on_question: bool = False) -> RunSummary | TrialSetSummary:
         """The work's summary for the request that launched it: now, or once it has ended
-        when `wait`."""
+        when `wait` (or a run waits on a human, with `return_on_question`)."""
         ...
 
 
@@ -74,13 +74,14 @@ class Launchers(Protocol):
 
 
 async def reply(starting: Awaitable[Launched], wait: bool, progress: Progress = NO_PROGRESS,
-                *, cancel_with_request: bool = False) -> RunSummary | TrialSetSummary:
+                *, cancel_with_request: bool = False,
+                return_on_question: bool = False) -> RunSummary | TrialSetSummary:
     """The launched work's reply (`Launched.reply`) once `starting` has launched it. With
     `cancel_with_request`, a cancelled request (`$/cancelRequest`, or its connection gone)
     cancels the work too, even one cancelled while the work was being launched, and ends
     once the work has stopped."""
     if not cancel_with_request:
-        return await (await starting).reply(wait, progress)
+        return await (await starting).reply(wait, progress, return_on_question)
     launching = asyncio.ensure_future(starting)
     try:
         # Shielded: a request cancelled now must still learn what to cancel.
@@ -90,7 +91,7 @@ async def reply(starting: Awaitable[Launched], wait: bool, progress: Progress = 
             await (await launching).cancel()
         raise
     try:
-        return await launched.reply(wait, progress)
+        return await launched.reply(wait, progress, return_on_question)
     except asyncio.CancelledError:
         await launched.cancel()
         raise

@@ -96,8 +96,10 @@ class TrialSet:
             await active.cancel()
         await asyncio.shield(self.done)
 
-    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS) -> TrialSetSummary:
-        """The set's summary, after it ended when `wait` (it reports no progress)."""
+    async def reply(self, wait: bool, progress: Progress = NO_PROGRESS,
+                    return_on_question: bool = False) -> TrialSetSummary:
+        """The set's summary, after it ended when `wait` (it reports no progress, and its
+        trials' questions do not end the wait)."""
         if wait:
             await asyncio.shield(self.done)
         return TrialSetSummary.model_validate(self.summary())

@@ -33,7 +33,8 @@ from ostinato.protocol.messages import (
 from ..disk import DamagedFile, disk_full
 from ..host import NO_PROGRESS, Progress
 from ..services.base import RequestContext
-from .dispatch import Deferred, Route
+from .dispatch import Deferred, RawJson, Route
+from .mcp.era import VERSION_KEY, envelope_refusal, modern_meta
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -44,6 +45,7 @@ _ids = itertools.count(1)
 _NO_ID = object()
 _EMPTY: dict[str, Any] = {}
 _CANCELLED_MESSAGE = "Request cancelled"
+_BEFORE_INITIALIZE = frozenset({"exit", "ping", "notifications/cancelled"})
 _Outcome = bytes | None | asyncio.Task
 
 
@@ -338,7 +340,7 @@ class Connection(asyncio.Protocol):
         if not is_request:
             msg_id = None
         if not self._ready:
-            refusal = self._lifecycle_refusal(method, is_request)
+            refusal = self._lifecycle_refusal(method, is_request, raw)
             if refusal is not None:
                 return _rpc_error_frame(msg_id, refusal) if is_request else None
         route = self._routes(method)
@@ -369,7 +371,7 @@ class Connection(asyncio.Protocol):
                 # Without the offending input: it may be huge, or a secret in the wrong field.
                 return _error_frame(msg_id, ErrorCode.INVALID_PARAMS, "Invalid params",
                                     exc.errors(include_url=False, include_input=False))
-            token = getattr(params, "workDoneToken", None)
+            token = None if route.passes_raw else getattr(params, "workDoneToken", None)
             ctx = RequestContext(self._services, self, msg_id,
                                  NO_PROGRESS if token is None else Progress(self, token))
         if route.is_async:
@@ -469,6 +471,10 @@ class Connection(asyncio.Protocol):
 
     def _result_frame(self, msg_id: RequestId, route: Route, result: Any) -> bytes:
         model = route.result_model
+        if type(result) is RawJson:
+            if self._strict and model is not None:
+                model.model_validate_json(result.json)
+            return b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (dumps_id(msg_id), result.json)
         if type(result) is dict:
             # Handlers on hot paths return plain dicts; strict mode (the test suite's) holds
             # them to the method's result model.
@@ -503,17 +509,32 @@ class Connection(asyncio.Protocol):
                             f"Internal error (error id {error_id}; see the daemon log)",
                             {"error_id": error_id})
 
-    def _lifecycle_refusal(self, method: str, is_request: bool) -> RpcError | None:
+    def _lifecycle_refusal(self, method: str, is_request: bool, raw: Any) -> RpcError | None:
         if not self._initialized:
-            # MCP: "the client SHOULD NOT send requests other than pings" before it.
-            if (method == "initialize" and is_request) or method in ("exit", "ping"):
+            # MCP: "the client SHOULD NOT send requests other than pings" before it; a
+            # stateless client's cancellations carry no envelope (and cancel only its own).
+            if (method == "initialize" and is_request) or method in _BEFORE_INITIALIZE:
                 return None
+            meta = modern_meta(raw)
+            if meta is not None:  # MCP's stateless revision: no initialize, ever
+                return self._stateless_refusal(meta)
             return RpcError(ErrorCode.SERVER_NOT_INITIALIZED,
                             f"Server not initialized: send initialize before {method}")
         if self._shutdown_requested and method != "exit":
             return RpcError(ErrorCode.INVALID_REQUEST,
                             "Invalid Request: shutdown was requested; only exit is accepted")
         return None
+
+    def _stateless_refusal(self, meta: dict[str, Any]) -> RpcError | None:
+        """Why a request of MCP's stateless revision is not served here, or None. It skips
+        `initialize`, so a connection that needs a token takes only the handshake."""
+        if self.daemon.token_for(self.kind) is not None:
+            return RpcError(ErrorCode.UNAUTHORIZED, "Unauthorized: this connection needs a "
+                            "token, given in initialize (MCP 2025-11-25)")
+        refusal = envelope_refusal(meta)
+        if refusal is None:
+            self.mcp_version = meta[VERSION_KEY]  # an MCP session: it ends with stdin, code 0
+        return refusal
 
     # -- requests in flight ---------------------------------------------------------------
 

@@ -29,6 +29,16 @@ class Deferred:
         self.awaitable = awaitable
 
 
+class RawJson:
+    """A result already serialized: the connection puts `json` into the reply as it is. The
+    MCP face uses it to serialize a tool's result once for two places of its reply."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+
+
 class Route:
     """A registered method with the handler that serves it."""
 

@@ -27,7 +27,10 @@ from ostinato.protocol.lifecycle import (
 from ostinato.protocol.mcp import (
     MCP_CAPABILITIES,
     MCP_INSTRUCTIONS,
+    SERVER_INFO_KEY,
+    SUPPORTED_VERSIONS,
     CancelledParams,
+    McpParams,
     PingResult,
     mcp_version,
 )
@@ -35,6 +38,7 @@ from ostinato.protocol.openrpc import openrpc_document
 
 from ..services.base import HandlerTable, RequestContext
 from ..version import VERSION
+from .mcp.era import LISTED
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -140,6 +144,15 @@ def exit_(params: AnyParams, ctx: RequestContext) -> None:
 def cancel_request(params: CancelParams, ctx: RequestContext) -> None:
     """Cancel a request of this connection; it then answers -32800."""
     _connection(ctx).cancel(params.id)
+
+
+@table.method("server/discover")
+def discover_mcp(params: McpParams, ctx: RequestContext) -> dict[str, Any]:
+    """MCP 2026-07-28's discovery: the revisions served, capabilities and instructions."""
+    return {"resultType": "complete", "supportedVersions": list(SUPPORTED_VERSIONS),
+            "capabilities": MCP_CAPABILITIES, "instructions": MCP_INSTRUCTIONS,
+            "ttlMs": LISTED["ttlMs"], "cacheScope": LISTED["cacheScope"],
+            "_meta": {SERVER_INFO_KEY: {"name": "ostinato", "version": VERSION}}}
 
 
 @table.method("notifications/cancelled")

@@ -15,6 +15,7 @@ from ostinato.protocol.runs import (
     HumanAnswerParams,
     RunDetail,
     RunDiffParams,
+    RunGetParams,
     RunIdParams,
     RunListParams,
     RunListResult,
@@ -72,7 +73,8 @@ async def start(params: RunStartParams, ctx: RequestContext) -> RunSummary | Tri
         params.trials, params.concurrency, params.early_stop, params.pass_threshold)
     return await reply(launch(services, ref, inputs, variables, settings, options, trials),
                        params.wait, ctx.progress,
-                       cancel_with_request=params.cancel_with_request)
+                       cancel_with_request=params.cancel_with_request,
+                       return_on_question=params.return_on_question)
 
 
 async def _scenario(params: RunStartParams, runner: Runner) -> tuple[
@@ -99,13 +101,18 @@ async def resume(params: RunResumeParams, ctx: RequestContext) -> RunSummary:
     """Continue an interrupted or cancelled run."""
     resuming = ctx.services.runner.resume(params.run_id, params.inputs, params.variables)
     return await reply(resuming, params.wait, ctx.progress,  # type: ignore[return-value]
-                       cancel_with_request=params.cancel_with_request)
+                       cancel_with_request=params.cancel_with_request,
+                       return_on_question=params.return_on_question)
 
 
 @table.method("run.get")
-async def get(params: RunIdParams, ctx: RequestContext) -> RunDetail:
-    """A run with its stages and latest checkpoint."""
+async def get(params: RunGetParams, ctx: RequestContext) -> RunDetail:
+    """A run with its stages and latest checkpoint; with `wait`, once it has ended (or
+    waits on a human, with `return_on_question`)."""
     services = ctx.services
+    waiting = services.runner.active.get(params.run_id) if params.wait else None
+    if waiting is not None:
+        await waiting.settle(ctx.progress, params.return_on_question)
     run = await _run(ctx, params.run_id)
     stages = await services.runs.stages(params.run_id)
     run_dir = RunDirectory(ctx.services.home / run.run_dir)

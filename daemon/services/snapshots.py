@@ -9,6 +9,7 @@ run (or trial set) carrying the snapshot's id; it never writes to the snapshot.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,4 +179,9 @@ async def replay(params: SnapshotReplayParams, ctx: RequestContext) -> SnapshotR
         services, ctx.services.home, snapshot, mode=params.mode, trials=params.trials,
         concurrency=params.concurrency, overrides=params.overrides, record=params.record,
         inputs=params.inputs, variables=params.variables)
-    return SnapshotReplayResult(await started.reply(params.wait, ctx.progress))
+    try:
+        return SnapshotReplayResult(await started.reply(params.wait, ctx.progress))
+    except asyncio.CancelledError:
+        if params.cancel_with_request:  # answered -32800 once the replay has stopped
+            await started.cancel()
+        raise

@@ -3,6 +3,8 @@ tests.subscribe and tests.unsubscribe; regression/suite.py runs the test runs.""
 
 from __future__ import annotations
 
+import asyncio
+
 from ostinato.protocol.base import NullResult
 from ostinato.protocol.tests import (
     TestRunIdParams,
@@ -43,7 +45,12 @@ async def run(params: TestsRunParams, ctx: RequestContext) -> TestRunSummary:
                         f"{result.status}", int(100 * finished / total))
 
     test_run.listeners.append(report)
-    ended = await runs.get(test_run.id, wait=True)
+    try:
+        ended = await runs.get(test_run.id, wait=True)
+    except asyncio.CancelledError:
+        if params.cancel_with_request:  # answered -32800 once the test run has stopped
+            await runs.cancel(test_run.id)
+        raise
     progress.end(f"test run {test_run.id} {ended.status}")
     return ended.result()
 

@@ -4,9 +4,10 @@ by the same core, connections and handlers as JSON-RPC clients (docs/agents.md).
 from __future__ import annotations
 
 from ...services.base import HandlerTable
-from . import tools
 
 
 def tables() -> list[HandlerTable]:
-    """The handler tables of MCP's methods."""
+    """The handler tables of MCP's methods (imported here: the connection imports `era`)."""
+    from . import tools
+
     return [tools.table]

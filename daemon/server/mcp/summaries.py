@@ -3,10 +3,12 @@ needs next, and the next useful step. The whole result follows it as JSON."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
-Summary = Callable[[dict[str, Any]], str]
+log = logging.getLogger("ostinato.mcp")
+Summary = Callable[[Any], str]
 
 
 def _run(run: dict[str, Any]) -> str:
@@ -21,8 +23,11 @@ def _run(run: dict[str, Any]) -> str:
     if run["status"] == "waiting" and question:
         return (text + f" It waits on a human: {question.get('text', '')!r}. Next: `run` "
                 f"action `answer` with run_id {run['run_id']} and question_id "
-                f"{question.get('id')}.")
-    if run["status"] in ("pending", "running", "waiting"):
+                f"{question.get('question_id')}.")
+    if run["status"] == "waiting":
+        return text + (f" It waits on a human. Next: `inspect` action `run` with run_id "
+                       f"{run['run_id']} for the question, then `run` action `answer`.")
+    if run["status"] in ("pending", "running"):
         return text + (f" Next: `inspect` action `run` with run_id {run['run_id']} to follow"
                        " it, or `run` action `start` with `wait: true` next time.")
     if run.get("resumable") and run["status"] in ("interrupted", "cancelled"):
@@ -83,11 +88,11 @@ def _diff(result: dict[str, Any]) -> str:
 
 def _reeval(result: dict[str, Any]) -> str:
     counts = result.get("counts") or {}
-    failed = [r.get("name") or r.get("type") for r in result.get("results", [])
-              if r.get("status") == "fail"]
+    failed = [f"{r['type']} ({r['message']})" for r in result.get("results", [])
+              if r.get("status") == "failed"]
     text = (f"Run {result['run_id']} against its invariants: verdict {result['verdict']} "
             f"({counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed).")
-    return text + (f" Failed: {', '.join(map(str, failed))}." if failed else "")
+    return text + (f" Failed: {'; '.join(failed)}." if failed else "")
 
 
 def _snapshot(result: dict[str, Any]) -> str:
@@ -112,7 +117,7 @@ def _test_run(result: dict[str, Any]) -> str:
     counts = ", ".join(f"{n} {k}" for k, n in summary.items() if n)
     text = (f"Test run {result['test_run_id']}: {result['status']}"
             + (f" ({counts})" if counts else "") + f", cost ${result['total_cost_usd']:.4f}.")
-    bad = [s for s in result.get("snapshots", []) if s["status"] in ("fail", "error")]
+    bad = [s for s in result.get("snapshots", []) if s["status"] in ("failed", "error")]
     if bad:
         first = bad[0]
         runs = ", ".join(first.get("run_ids") or [])
@@ -164,7 +169,13 @@ def _prune(result: dict[str, Any]) -> str:
     return f"Prune {verb} {len(result.get('removed', []))} run(s)."
 
 
+def _answered(result: None) -> str:
+    return ("Answered; the run goes on. Next: `inspect` action `run` with `wait: true` until "
+            "it ends or asks again.")
+
+
 SUMMARIES: dict[str, Summary] = {
+    "human.answer": _answered,
     "daemon.status": _status,
     "pipeline.validate": _validate, "pipeline.plan": _plan,
     "run.start": _run, "run.get": _run, "run.cancel": _run, "run.resume": _run,
@@ -181,9 +192,10 @@ SUMMARIES: dict[str, Summary] = {
 def summary(method: str, result: Any) -> str:
     """The text summary of `method`'s result (which is JSON data)."""
     summarize = SUMMARIES.get(method)
-    if summarize is None or not isinstance(result, dict):
+    if summarize is None:
         return f"{method} done."
     try:
         return summarize(result)
-    except (KeyError, TypeError, ValueError, IndexError):  # a summary must never fail a call
+    except Exception:  # a summary must never fail a call that succeeded: log it, say less
+        log.exception("no summary for a result of %s", method)
         return f"{method} done."

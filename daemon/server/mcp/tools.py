@@ -14,13 +14,15 @@ import orjson
 from pydantic import ValidationError
 
 from ostinato.protocol.errors import ErrorCode, RpcError
-from ostinato.protocol.mcp_tools import TOOLS, ToolSpec, tool_definitions
+from ostinato.protocol.mcp_tools import TOOL_DEFAULTS, TOOLS, ToolSpec, tool_definitions
 
 from ...disk import DamagedFile, disk_full
-from ...host import NO_PROGRESS, Progress, Session
+from ...host import Progress, Session
 from ...services.base import HandlerTable, RequestContext
 from ..connection import Connection, storage_full
-from ..dispatch import Deferred, Route
+from ..dispatch import Deferred, RawJson, Route
+from .era import COMPLETE, LISTED, VERSION_KEY, is_modern
+from .summaries import summary
 
 table = HandlerTable()
 
@@ -52,14 +54,22 @@ class McpProgress(Progress):
 class _Target:
     """A tool with the routes of its actions, resolved once per daemon."""
 
-    __slots__ = ("routes", "spec", "waits")
+    __slots__ = ("has_actions", "routes", "spec", "waits")
 
     def __init__(self, spec: ToolSpec, routes: dict[str, Route]) -> None:
         self.spec = spec
         self.routes = routes
-        # Actions whose call can wait: cancelling the tool call cancels their work too.
-        self.waits = {action for action, route in routes.items()
-                      if "cancel_with_request" in route.spec.params.model_fields}
+        self.has_actions = spec.has_actions
+        # What a call that waits adds to its arguments: cancelling the tool call cancels the
+        # work too, and the tools' own defaults.
+        self.waits = {action: _waiting_arguments(route) for action, route in routes.items()
+                      if "wait" in route.spec.params.model_fields}
+
+
+def _waiting_arguments(route: Route) -> dict[str, Any]:
+    fields = route.spec.params.model_fields
+    added = {"cancel_with_request": True} if "cancel_with_request" in fields else {}
+    return added | {name: value for name, value in TOOL_DEFAULTS.items() if name in fields}
 
 
 def _targets(connection: Connection) -> dict[str, _Target]:
@@ -77,13 +87,14 @@ def _targets(connection: Connection) -> dict[str, _Target]:
 @table.method("tools/list")
 def list_tools(params: Any, ctx: RequestContext) -> dict[str, Any]:
     """Every tool, with schemas generated from the methods' models."""
-    return {"tools": tool_definitions()}
+    return {"tools": tool_definitions(), **(LISTED if is_modern(params) else {})}
 
 
 @table.method("tools/call")
-def call_tool(params: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | Deferred:
+def call_tool(params: dict[str, Any], ctx: RequestContext) -> RawJson | dict[str, Any] | Deferred:
     """Call a tool: its method's handler, with the tool's arguments as the method's params."""
-    name, arguments = params.get("name"), params.get("arguments")
+    name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
+    modern = type(meta) is dict and VERSION_KEY in meta
     if arguments is None:
         arguments = {}
     if type(name) is not str or type(arguments) is not dict:
@@ -94,73 +105,78 @@ def call_tool(params: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | D
         raise RpcError(ErrorCode.INVALID_PARAMS, f"Unknown tool: {name}. The tools are "
                        + ", ".join(spec.name for spec in TOOLS) + ".")
     action = ""
-    if target.spec.has_actions:
+    if target.has_actions:
         action = arguments.get("action")  # type: ignore[assignment]
         if action not in target.routes:
             return error_result(f"`action` must be one of {', '.join(target.routes)} for tool "
-                                f"{name} (got {orjson.dumps(action).decode()}).")
+                                f"{name} (got {orjson.dumps(action).decode()}).", modern)
         arguments = {k: v for k, v in arguments.items() if k != "action"}
     route = target.routes[action]
-    if action in target.waits and arguments.get("wait") is True:
-        arguments["cancel_with_request"] = True
+    if arguments.get("wait") is True and action in target.waits:
+        arguments = target.waits[action] | arguments
     try:
         inner = route.parse_params(arguments)
     except ValidationError as exc:
-        return error_result(_invalid_arguments(target.spec, action, exc))
-    except TypeError:
-        return error_result("`arguments` must be an object.")
-    meta = params.get("_meta")
-    token = meta.get("progressToken") if type(meta) is dict else None
-    progress = NO_PROGRESS if token is None else McpProgress(ctx.connection, token)
-    inner_ctx = RequestContext(ctx.services, ctx.connection, ctx.request_id, progress)
+        return error_result(_invalid_arguments(target.spec, action, exc), modern)
+    if type(meta) is dict and (token := meta.get("progressToken")) is not None:
+        ctx = RequestContext(ctx.services, ctx.connection, ctx.request_id,
+                             McpProgress(ctx.connection, token))
     if route.is_async:
-        return Deferred(_call_async(target.spec, action, route, inner, inner_ctx))
+        return Deferred(_call_async(action, route, inner, ctx, modern))
     try:
-        result = route.handler(inner, inner_ctx)
+        return _wrap(action, route, route.handler(inner, ctx), modern)
     except Exception as exc:
-        return _failed(exc)
+        return _failed(exc, modern)
     finally:
-        progress.end()
-    return _wrap(target.spec, action, route, result)
+        ctx.progress.end()
 
 
-async def _call_async(spec: ToolSpec, action: str, route: Route, params: Any,
-                      ctx: RequestContext) -> dict[str, Any]:
+async def _call_async(action: str, route: Route, params: Any, ctx: RequestContext,
+                      modern: bool) -> RawJson | dict[str, Any]:
     try:
         result = await route.handler(params, ctx)
     except Exception as exc:
-        return _failed(exc)
+        return _failed(exc, modern)
     finally:
         ctx.progress.end()
-    return _wrap(spec, action, route, result)
+    return _wrap(action, route, result, modern)
 
 
-def _wrap(spec: ToolSpec, action: str, route: Route, result: Any) -> dict[str, Any]:
-    """A method's result as a tool's: a summary, the JSON, and the structured content."""
-    from .summaries import summary
-
+def _wrap(action: str, route: Route, result: Any, modern: bool) -> RawJson:
+    """A method's result as a tool's: the summary as text, then the result as JSON text,
+    and the summary with the result as structuredContent. Hosts differ in which of the two
+    they give the model (some only structuredContent), so each holds the summary."""
     if type(result) is not dict:
         model = route.result_model
         if model is not None and type(result) is not model:
             result = model.model_validate(result)
         result = model.__pydantic_serializer__.to_python(  # type: ignore[union-attr]
             result, mode="json")
-    structured = {"action": action, "result": result} if action else {"result": result}
-    return {"content": [{"type": "text", "text": summary(route.spec.name, result)},
-                        {"type": "text", "text": orjson.dumps(structured).decode()}],
-            "structuredContent": structured, "isError": False}
+    envelope = _ENVELOPES[action] % orjson.dumps(result)
+    text = orjson.dumps(summary(route.spec.name, result))
+    return RawJson(b'{"content":[{"type":"text","text":%s},{"type":"text","text":%s}],'
+                   b'"structuredContent":{"summary":%s,%s,"isError":false%s}'
+                   % (text, orjson.dumps(envelope.decode()), text, envelope[1:],
+                      _COMPLETE if modern else b""))
 
 
-def error_result(text: str) -> dict[str, Any]:
+_COMPLETE = b',"resultType":"complete"'  # 2026-07-28
+# structuredContent without its summary: {"action", "result"}, by action ("": no action).
+_ENVELOPES = {action: b'{"action":%s,"result":%%s}' % orjson.dumps(action) if action else
+              b'{"result":%s}' for spec in TOOLS for action in spec.actions}
+
+
+def error_result(text: str, modern: bool = False) -> dict[str, Any]:
     """A tool call that failed: the text tells the model what to change."""
-    return {"content": [{"type": "text", "text": text}], "isError": True}
+    result = {"content": [{"type": "text", "text": text}], "isError": True}
+    return result | COMPLETE if modern else result
 
 
-def _failed(exc: Exception) -> dict[str, Any]:
+def _failed(exc: Exception, modern: bool) -> dict[str, Any]:
     """What a handler's error tells the model; anything unexpected is re-raised (the
     connection logs it under an error id)."""
     if isinstance(exc, DamagedFile):
-        return error_result(f"A file of the run is damaged: {exc}.")
+        return error_result(f"A file of the run is damaged: {exc}.", modern)
     if disk_full(exc):
         exc = storage_full(exc)
     if not isinstance(exc, RpcError):
@@ -168,7 +184,7 @@ def _failed(exc: Exception) -> dict[str, Any]:
     text = exc.message
     if exc.data:
         text += f" Details: {orjson.dumps(exc.data, default=str).decode()}"
-    return error_result(text)
+    return error_result(text, modern)
 
 
 def _invalid_arguments(spec: ToolSpec, action: str, exc: ValidationError) -> str:
