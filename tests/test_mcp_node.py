@@ -24,6 +24,7 @@ import pytest
 
 from ostinato.protocol.mcp import MCP_CAPABILITIES, MCP_VERSIONS
 
+from .mcp_conversation import INVARIANTS, SETTINGS, pipelines
 from .node_support import BIN, NODE_DIR, registry_node, tool
 from .support import REPO
 
@@ -31,10 +32,15 @@ TOOLS = ["status", "pipeline", "run", "inspect", "snapshot", "tests", "delete"]
 HELLO = REPO / "examples" / "pipelines" / "hello.dot"
 
 
-def _conversation(home: Path) -> dict[str, Any]:
-    """tests/node/mcp_client.mjs's report of its conversation with `ostinato mcp`."""
+def _conversation(root: Path) -> dict[str, Any]:
+    """tests/node/mcp_client.mjs's report of its conversation with `ostinato mcp` on
+    root/home, in tests/mcp_conversation.py's scenario."""
+    files = pipelines(root / "pipelines")
+    scenario = {"pipelines": {name: str(path) for name, path in files.items()},
+                "settings": SETTINGS, "inputs": {"topic": "tides"}, "invariants": INVARIANTS}
     done = subprocess.run([tool("node"), str(NODE_DIR / "mcp_client.mjs"), sys.executable,
-                           str(home)], capture_output=True, text=True, timeout=180)
+                           str(root / "home"), json.dumps(scenario)],
+                          capture_output=True, text=True, timeout=180)
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr
     report = json.loads(lines[-1])
@@ -45,7 +51,7 @@ def _conversation(home: Path) -> dict[str, Any]:
 
 def test_the_typescript_sdk_client_holds_an_agents_conversation(
         node_modules: None, short_tmp: Path) -> None:
-    report = _conversation(short_tmp / "home")
+    report = _conversation(short_tmp)
     steps = report["steps"]
     # The SDK validated every structuredContent against its tool's outputSchema (ajv): a
     # mismatch would be an error in that step.
@@ -68,32 +74,33 @@ def test_the_typescript_sdk_client_holds_an_agents_conversation(
         assert steps["prompts"]
 
     assert steps["validate"]["result"]["valid"] is True
-    assert steps["run"]["result"]["status"] == "completed"
-    # The daemon reported progress: the script heard it, or the SDK dropped it as late.
-    assert report["progress"] + len(report["lateProgress"]) >= 1
+    assert steps["validateBroken"]["result"]["valid"] is False  # an answer, not an isError
+    run = steps["run"]["result"]
+    assert (run["status"], run["outcome"]) == ("completed", "success")
+    # Progress as the daemon sent it: what the script heard, then what the SDK dropped
+    # because it came in one read with the response (typescript-sdk#2580).
+    progress = report["progress"] + report["lateProgress"]
+    assert progress[0] == f"run {run['run_id']}"
+    assert "StageCompleted: write" in progress, progress
 
     # The long run: aborted by the client, cancelled by the daemon.
-    gated = steps["cancelled"]["result"]
-    # It said it began, then that it asks a human (the first gate, `notes`), and was waiting.
-    assert report["longRunProgress"] == [f"run {gated['run_id']}", "InterviewStarted: notes"]
-    listed = {run["run_id"]: run["status"] for run in steps["runs"]["result"]["runs"]}
-    assert listed[gated["run_id"]] == "waiting"
+    cancelled = steps["cancelled"]["result"]
+    assert report["longRunProgress"] == f"run {cancelled['run_id']}"
     assert steps["aborted"] == {"aborted": "McpError"}
-    assert (gated["status"], gated["failure_reason"], gated["resumable"]) == (
-        "cancelled", "cancelled", True)
+    assert (cancelled["status"], cancelled["resumable"]) == ("cancelled", True)
+    # A waiting call answers when the run asks a human; the agent can cancel it.
+    assert steps["gated"]["result"]["status"] == "waiting"
+    assert "waits on a human" in steps["gated"]["summary"]
+    assert steps["gatedCancel"]["result"]["status"] == "cancelled"
 
     tests = steps["tests"]["result"]
     assert (tests["status"], tests["summary"]["failed"]) == ("failed", 1)
     assert tests["snapshots"][0]["snapshot_id"] == steps["snapshot"]["result"]["id"]
-    markdown = steps["report"]["result"]["content"]
-    assert "failed" in markdown and "says a phrase nobody wrote" in markdown
+    assert "tides are wind" in steps["report"]["result"]["content"]
     if "resources" in capabilities:
-        assert "says a phrase nobody wrote" in steps["reportResource"][0]["text"]
-
+        assert "tides are wind" in steps["reportResource"][0]["text"]
     diff = steps["diff"]["result"]
-    assert (diff["a"], diff["b"]) == (steps["run"]["result"]["run_id"],
-                                      steps["run2"]["result"]["run_id"])
-    assert set(diff["nodes"]) == {"start", "plan", "implement", "review", "done"}
+    assert (diff["a"], diff["b"]) == (run["run_id"], tests["snapshots"][0]["run_ids"][0])
 
     assert steps["unknownTool"]["code"] == steps["nameNotString"]["code"] == -32602
     assert "Unknown tool: no_such_tool" in steps["unknownTool"]["error"]

@@ -131,7 +131,7 @@ class DaemonInterviewer:
 
     async def _ask_people(self, active: ActiveRun, question: Question) -> str | None:
         # The store says `waiting` before anyone hears of the question, so that a client
-        # reacting to InterviewStarted (or to the question, ActiveRun.reply) finds the run
+        # reacting to InterviewStarted (or to the question, ActiveRun.settle) finds the run
         # waiting (run.get, run.list).
         await active.sink.flush(status="waiting")
         active.question = question

@@ -1,6 +1,8 @@
 // An agent's conversation with `ostinato mcp` through the official MCP TypeScript SDK's
 // Client and StdioClientTransport (which validate every result, structuredContent against the
-// tool's outputSchema with ajv). Usage: node mcp_client.mjs PYTHON HOME.
+// tool's outputSchema with ajv). Usage: node mcp_client.mjs PYTHON HOME SCENARIO_JSON, where
+// the scenario (tests/mcp_conversation.py's, shared with the Python SDK's conversation) gives
+// the pipeline files, the scripted settings, the inputs and the invariants that fail.
 // Prints one JSON line, the report tests/test_mcp_node.py asserts on; a step that throws is
 // recorded as {error} and the conversation goes on, so one report names every failure.
 import { dirname, join } from "node:path";
@@ -9,10 +11,11 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { EmptyResultSchema } from "@modelcontextprotocol/sdk/types.js";
 
-const [python, home] = process.argv.slice(2);
-const pipelines = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples",
-                       "pipelines");
-const report = { steps: {} };
+const [python, home, scenarioJson] = process.argv.slice(2);
+const scenario = JSON.parse(scenarioJson);
+const examples = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples",
+                      "pipelines");
+const report = { steps: {}, protocolErrors: [], lateProgress: [] };
 
 /** The transport the SDK's client uses, noting the revision the client settled on. */
 class Transport extends StdioClientTransport {
@@ -46,11 +49,9 @@ async function main() {
     // What the SDK finds wrong on the wire, e.g. an answer to a request it cancelled. Apart:
     // progress it read in the same chunk as its request's response, which it handles after
     // the response and so drops as "unknown token" (typescript-sdk#2580, an SDK bug).
-    report.protocolErrors = [];
-    report.lateProgress = [];
     client.onerror = (error) => {
         const late = /progress notification for an unknown token: (.*)$/.exec(error.message);
-        if (late) report.lateProgress.push(JSON.parse(late[1]).params);
+        if (late) report.lateProgress.push(JSON.parse(late[1]).params.message);
         else report.protocolErrors.push(`${error.name}: ${error.message}`);
     };
     await client.connect(new Transport({
@@ -73,21 +74,23 @@ async function main() {
             (await client.listPrompts()).prompts.map((p) => p.name));
     }
 
-    const hello = { path: join(pipelines, "hello.dot") };
-    await step("validate", () => call(client, "pipeline", { action: "validate",
-                                                             pipeline: hello }));
-    let progress = 0;
-    const first = await step("run", () => call(client, "run",
-        { action: "start", pipeline: hello, wait: true },
-        { onprogress: () => { progress += 1; } }));
-    report.progress = progress;
-    await cancelLongRun(client);
+    const pipelines = scenario.pipelines;
+    await step("validate", () => call(client, "pipeline", {
+        action: "validate", pipeline: { path: pipelines.brief } }));
+    await step("validateBroken", () => call(client, "pipeline", {
+        action: "validate", pipeline: { path: pipelines.broken } }));
+    const progress = report.progress = [];
+    const brief = await step("run", () => call(client, "run", {
+        action: "start", pipeline: { path: pipelines.brief }, wait: true,
+        inputs: scenario.inputs, settings: scenario.settings },
+        { onprogress: ({ message }) => progress.push(message) }));
+    const runId = brief.result?.run_id;
+    await cancelLongRun(client, pipelines.slow);
+    await stopAtHumanGate(client);
 
-    // A snapshot whose invariant its replay cannot hold: the test run fails.
     const snapshot = await step("snapshot", () => call(client, "snapshot", {
-        action: "create", run_id: first.result?.run_id, name: "hello-node",
-        invariants: [{ type: "contains", value: "a phrase nobody wrote",
-                       description: "says a phrase nobody wrote" }] }));
+        action: "create", run_id: runId, name: "tides-brief-node",
+        invariants: scenario.invariants }));
     const tests = await step("tests", () => call(client, "tests", {
         action: "run", snapshot_ids: [snapshot.result?.id], wait: true }));
     const testRunId = tests.result?.test_run_id;
@@ -97,46 +100,38 @@ async function main() {
         await step("reportResource", async () => (await client.readResource(
             { uri: `ostinato://tests/${testRunId}/report.md` })).contents);
     }
-
-    const second = await step("run2", () => call(client, "run",
-        { action: "start", pipeline: hello, wait: true }));
-    await step("diff", () => call(client, "inspect",
-        { action: "diff", a: first.result?.run_id, b: second.result?.run_id }));
+    await step("diff", () => call(client, "inspect", {
+        action: "diff", a: runId, b: tests.result?.snapshots?.[0]?.run_ids?.[0] }));
 
     await hostile(client);
     await step("status", () => call(client, "status", {}));
     await client.close();
 }
 
-/** Start gates.dot with wait, abort the call once the daemon reports that the run asks a
- * human (the SDK then sends notifications/cancelled), and read the run's status. */
-async function cancelLongRun(client) {
-    const gates = { path: join(pipelines, "gates.dot") };
+/** Start a run that takes minutes with wait, abort the call once the daemon reports it begun
+ * (the SDK then sends notifications/cancelled), and wait for the run to end. */
+async function cancelLongRun(client, slow) {
     const controller = new AbortController();
-    const messages = report.longRunProgress = [];
-    let asking;
-    const asked = new Promise((resolve) => { asking = resolve; });
-    const started = call(client, "run", { action: "start", pipeline: gates, wait: true }, {
-        signal: controller.signal,
-        onprogress: ({ message }) => {
-            messages.push(message);
-            if (message.startsWith("InterviewStarted")) asking();
-        },
+    let begun;
+    const progressed = new Promise((resolve) => { begun = resolve; });
+    const started = call(client, "run", {
+        action: "start", pipeline: { path: slow }, wait: true }, {
+        signal: controller.signal, onprogress: ({ message }) => begun(message),
     }).then((result) => ({ answered: result }), (error) => ({ aborted: error.name }));
-    await asked;
-    const runs = await step("runs", () => call(client, "inspect", { action: "runs" }));
-    const gated = runs.result?.runs?.find((run) => run.pipeline_name === "gates");
+    report.longRunProgress = await progressed;  // "run <id>"
     controller.abort("the agent gave up");
     report.steps.aborted = await started;
-    // Nothing else cancels the run: it ends `cancelled` only if the daemon honoured the
-    // notification. No MCP event says when it has stopped, so read it until it has (each
-    // read a round trip, bounded).
-    for (let reads = 1; reads <= 1000; reads += 1) {
-        const run = await step("cancelled", () => call(client, "inspect", {
-            action: "run", run_id: gated?.run_id }));
-        report.cancelledAfterReads = reads;
-        if (!["running", "waiting"].includes(run.result?.status)) break;
-    }
+    // Nothing else cancels the run: it ends only if the daemon honoured the notification.
+    await step("cancelled", () => call(client, "inspect", {
+        action: "run", run_id: report.longRunProgress.split(" ")[1], wait: true }));
+}
+
+/** A waiting call on examples/pipelines/gates.dot answers once the run asks a human. */
+async function stopAtHumanGate(client) {
+    const gated = await step("gated", () => call(client, "run", {
+        action: "start", pipeline: { path: join(examples, "gates.dot") }, wait: true }));
+    await step("gatedCancel", () => call(client, "run", {
+        action: "cancel", run_id: gated.result?.run_id }));
 }
 
 /** Calls no agent should make: the server answers each and lives on. */
