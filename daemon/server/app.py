@@ -99,7 +99,10 @@ class Daemon:
         wanted = {topics} if isinstance(topics, str) else set(topics)
         sent = 0
         for connection in list(self.connections):
-            if not wanted.isdisjoint(connection.subscriptions):
+            # An MCP session hears of topics through its resource subscriptions only:
+            # `run/event` is not an MCP message (tests.run subscribes its caller, say).
+            if connection.mcp_version is None and not wanted.isdisjoint(
+                    connection.subscriptions):
                 connection.notify(method, params)
                 sent += 1
             if connection.watch is not None:
