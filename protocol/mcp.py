@@ -29,7 +29,12 @@ UNSUPPORTED_PROTOCOL_VERSION = -32022
 _REVISION = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # What an MCP session is offered (`capabilities` of the initialize result).
-MCP_CAPABILITIES = {"tools": {"listChanged": False}}
+MCP_CAPABILITIES = {"tools": {"listChanged": False},
+                    "resources": {"subscribe": True, "listChanged": False},
+                    "prompts": {"listChanged": False}}
+# What `server/discover` offers (2026-07-28): that revision subscribes to resources by
+# `subscriptions/listen`, not served yet, rather than `resources/subscribe`.
+MODERN_CAPABILITIES = {**MCP_CAPABILITIES, "resources": {"listChanged": False}}
 
 # Told to an MCP client in initialize: how the tools fit together.
 MCP_INSTRUCTIONS = (
@@ -294,6 +299,23 @@ METHODS = [
     MethodSpec("tools/call", CallToolParams, CallToolResult,
                "MCP: call a tool; failures are `isError` results whose text says what to "
                "change. `_meta.progressToken` gets `notifications/progress`."),
+    MethodSpec("resources/list", PagedParams, ResourcesListResult,
+               "MCP: the home's runs, then test runs, then snapshots, each newest first, "
+               "paged by an opaque cursor."),
+    MethodSpec("resources/templates/list", PagedParams, ResourceTemplatesListResult,
+               "MCP: the URI templates of every `ostinato://` resource (RFC 6570)."),
+    MethodSpec("resources/read", ResourceParams, ReadResourceResult,
+               "MCP: a resource's content: a run, a file of its directory, a trace, a test "
+               "run or its report, a snapshot. A URI that names nothing is -32002."),
+    MethodSpec("resources/subscribe", ResourceParams, EmptyResult,
+               "MCP: `notifications/resources/updated` for this URI whenever its run or test "
+               "run has an event."),
+    MethodSpec("resources/unsubscribe", ResourceParams, EmptyResult,
+               "MCP: stop the updates of a subscribed URI."),
+    MethodSpec("prompts/list", PagedParams, PromptsListResult,
+               "MCP: the prompts, one per loop an agent follows with the tools."),
+    MethodSpec("prompts/get", GetPromptParams, GetPromptResult,
+               "MCP: a prompt's messages with its arguments filled in."),
 ]
 
 SERVER_NOTIFICATIONS = [

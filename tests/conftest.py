@@ -14,6 +14,7 @@ import pytest
 from ostinato.clients.home import stop_daemon
 from ostinato.protocol.home import RECORD_FILE
 
+from . import node_support
 from .inprocess import InProcessDaemon, in_process_daemon
 from .support import TEST_EXTENSION, DaemonProcess, start_daemon
 
@@ -68,3 +69,9 @@ async def daemon(request: pytest.FixtureRequest,
                                  "--tcp", "127.0.0.1:0", "--extension", TEST_EXTENSION)
     yield process
     assert await process.stop() == 0, "".join(process.log)
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> None:
+    """tests/node's packages, installed from its lockfile once (tests/node_support.py)."""
+    node_support.install()

@@ -151,3 +151,27 @@ async def test_the_stateless_revision_takes_no_request_without_the_token(
     assert refused["code"] == -32003
     process.kill()
     await process.wait()
+
+
+async def test_an_mcp_session_gets_only_mcp_notifications(short_tmp: Path) -> None:
+    """A test run subscribes its caller to its events; an MCP session hears of them only
+    through its resource subscriptions, never as `tests/event` or `run/event`."""
+    process, wire = await spawn_stdio(short_tmp / "home")
+    await wire.initialize(protocolVersion=MCP_VERSIONS[0], capabilities={},
+                          clientInfo={"name": "raw"})
+
+    async def tool(tool_name: str, **arguments: object) -> dict:
+        result = await wire.result("tools/call", {"name": tool_name, "arguments": arguments})
+        assert result["isError"] is False, result
+        return result["structuredContent"]["result"]
+
+    source = {"source": "digraph g { start [shape=Mdiamond] exit [shape=Msquare] "
+                        "start -> exit }", "format": "dot"}
+    run = await tool("run", action="start", pipeline=source, wait=True)
+    snapshot = await tool("snapshot", action="create", run_id=run["run_id"], name="tiny")
+    tested = await tool("tests", action="run", snapshot_ids=[snapshot["id"]], wait=True)
+    assert tested["status"] == "passed"
+    assert [n["method"] for n in wire.notifications
+            if not n["method"].startswith("notifications/")] == []
+    process.stdin.close()  # type: ignore[union-attr]
+    assert await asyncio.wait_for(process.wait(), WAIT) == 0

@@ -130,11 +130,12 @@ class DaemonInterviewer:
         return answer
 
     async def _ask_people(self, active: ActiveRun, question: Question) -> str | None:
+        # The store says `waiting` before anyone hears of the question, so that a client
+        # reacting to InterviewStarted (or to the question, ActiveRun.settle) finds the run
+        # waiting (run.get, run.list).
+        await active.sink.flush(status="waiting")
         active.question = question
         active.answer = asyncio.get_running_loop().create_future()
-        # The store says `waiting` before anyone hears of the question, so that a client
-        # reacting to InterviewStarted finds the run waiting (run.get, run.list).
-        await active.sink.flush(status="waiting")
         active.executor.emit("InterviewStarted", question=question.to_dict(),
                              stage=question.node_id)
         await active.sink.flush()

@@ -93,14 +93,20 @@ class Daemon:
         return self.options.token or (self.options.tcp_token if kind == "tcp" else None)
 
     def publish(self, topics: str | tuple[str, ...], method: str, params: Any) -> int:
-        """Send a notification once to every connection subscribed to any of `topics`;
-        returns how many got it."""
+        """Send a notification once to every connection subscribed to any of `topics`, and
+        tell MCP connections' resource subscriptions (mcp/updates.py); returns how many got
+        the notification."""
         wanted = {topics} if isinstance(topics, str) else set(topics)
         sent = 0
         for connection in list(self.connections):
-            if not wanted.isdisjoint(connection.subscriptions):
+            # An MCP session hears of topics through its resource subscriptions only:
+            # `run/event` is not an MCP message (tests.run subscribes its caller, say).
+            if connection.mcp_version is None and not wanted.isdisjoint(
+                    connection.subscriptions):
                 connection.notify(method, params)
                 sent += 1
+            if connection.watch is not None:
+                connection.watch.touched(wanted)
         return sent
 
     def connection_closed(self, connection: Connection) -> None:

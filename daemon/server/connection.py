@@ -38,6 +38,7 @@ from .mcp.era import VERSION_KEY, envelope_refusal, modern_meta
 
 if TYPE_CHECKING:
     from .app import Daemon
+    from .mcp.updates import ResourceWatch
 
 log = logging.getLogger("ostinato.connection")
 
@@ -84,6 +85,7 @@ class Connection(asyncio.Protocol):
         self.finish_on_eof = kind in ("stdio", "bridged")
         self.decoder = FrameDecoder(daemon.options.max_frame_bytes)
         self.subscriptions: set[str] = set()
+        self.watch: ResourceWatch | None = None  # an MCP client's resource subscriptions
         self.pending: dict[RequestId, asyncio.Task] = {}
         self.reader: asyncio.BaseTransport | None = None
         self._initialized = False

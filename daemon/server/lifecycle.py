@@ -27,6 +27,7 @@ from ostinato.protocol.lifecycle import (
 from ostinato.protocol.mcp import (
     MCP_CAPABILITIES,
     MCP_INSTRUCTIONS,
+    MODERN_CAPABILITIES,
     SERVER_INFO_KEY,
     SUPPORTED_VERSIONS,
     CancelledParams,
@@ -150,7 +151,7 @@ def cancel_request(params: CancelParams, ctx: RequestContext) -> None:
 def discover_mcp(params: McpParams, ctx: RequestContext) -> dict[str, Any]:
     """MCP 2026-07-28's discovery: the revisions served, capabilities and instructions."""
     return {"resultType": "complete", "supportedVersions": list(SUPPORTED_VERSIONS),
-            "capabilities": MCP_CAPABILITIES, "instructions": MCP_INSTRUCTIONS,
+            "capabilities": MODERN_CAPABILITIES, "instructions": MCP_INSTRUCTIONS,
             "ttlMs": LISTED["ttlMs"], "cacheScope": LISTED["cacheScope"],
             "_meta": {SERVER_INFO_KEY: {"name": "ostinato", "version": VERSION}}}
 

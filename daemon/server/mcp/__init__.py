@@ -8,6 +8,6 @@ from ...services.base import HandlerTable
 
 def tables() -> list[HandlerTable]:
     """The handler tables of MCP's methods (imported here: the connection imports `era`)."""
-    from . import tools
+    from . import listing, prompts, resources, tools
 
-    return [tools.table]
+    return [tools.table, resources.table, listing.table, prompts.table]

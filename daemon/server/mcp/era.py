@@ -19,6 +19,8 @@ from ostinato.protocol.mcp import (
 # the lists change with the daemon's version only, so an hour; `private`, as runs are).
 COMPLETE = {"resultType": "complete"}
 LISTED = {"resultType": "complete", "ttlMs": 3_600_000, "cacheScope": "private"}
+# What changes with any run (a resource, the list of them): not to be reused from a cache.
+UNCACHED = {"resultType": "complete", "ttlMs": 0, "cacheScope": "private"}
 
 
 def modern_meta(params: Any) -> dict[str, Any] | None:

@@ -146,18 +146,24 @@ def _wrap(action: str, route: Route, result: Any, modern: bool) -> RawJson:
     """A method's result as a tool's: the summary as text, then the result as JSON text,
     and the summary with the result as structuredContent. Hosts differ in which of the two
     they give the model (some only structuredContent), so each holds the summary."""
-    if type(result) is not dict:
-        model = route.result_model
-        if model is not None and type(result) is not model:
-            result = model.model_validate(result)
-        result = model.__pydantic_serializer__.to_python(  # type: ignore[union-attr]
-            result, mode="json")
+    result = as_json(route, result)
     envelope = _ENVELOPES[action] % orjson.dumps(result)
     text = orjson.dumps(summary(route.spec.name, result))
     return RawJson(b'{"content":[{"type":"text","text":%s},{"type":"text","text":%s}],'
                    b'"structuredContent":{"summary":%s,%s,"isError":false%s}'
                    % (text, orjson.dumps(envelope.decode()), text, envelope[1:],
                       _COMPLETE if modern else b""))
+
+
+def as_json(route: Route, result: Any) -> Any:
+    """A handler's result as plain JSON values, through the method's result model."""
+    if type(result) is dict:
+        return result
+    model = route.result_model
+    if model is not None and type(result) is not model:
+        result = model.model_validate(result)
+    return model.__pydantic_serializer__.to_python(  # type: ignore[union-attr]
+        result, mode="json")
 
 
 _COMPLETE = b',"resultType":"complete"'  # 2026-07-28
