@@ -5,6 +5,7 @@ the front lives on after each of them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import mcp.types as types
 import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
@@ -35,6 +37,7 @@ from .mcp_http_support import (
     slow_run,
 )
 from .support import REPO, WAIT
+from .test_mcp_resources import GATES, answer_gates, read_json, tool
 
 HELLO = str(REPO / "examples" / "pipelines" / "hello.dot")
 
@@ -105,6 +108,24 @@ async def test_an_agent_holds_the_whole_conversation_over_http(
     log = (front.home / "daemon.log").read_text()
     assert "no summary for a result" not in log and "internal error" not in log
     assert not any("Traceback" in line for line in front.log), "\n".join(front.log)
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_resource_updates_come_on_the_session_stream(front: Front) -> None:
+    updates: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.put_nowait(str(message.params.uri))
+
+    # The SDK opens the session's GET stream once initialized; updates come on it.
+    async with Client(front.url, read_timeout_seconds=WAIT, mode="legacy",
+                      message_handler=handler) as client:  # type: ignore[arg-type]
+        run = await tool(client, "run", action="start", pipeline={"path": GATES})
+        await client.subscribe_resource(f"ostinato://runs/{run['run_id']}")
+        await answer_gates(client, run["run_id"], updates, ["no notes", "N", "H", "yes"])
+        assert (await read_json(client, f"ostinato://runs/{run['run_id']}"))["status"] \
+            == "completed"
 
 
 async def test_a_token_guards_the_endpoint(short_tmp: Path) -> None:
