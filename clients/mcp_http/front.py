@@ -265,6 +265,8 @@ class Front:
         if session.listener is not None:
             return await refuse(ex, 409, "Conflict: the session's stream is already open")
         queue = session.listener = asyncio.Queue()
+        while session.backlog:  # what came while no stream was open
+            queue.put_nowait(session.backlog.popleft())
         session.busy += 1
         try:
             await ex.open_stream()

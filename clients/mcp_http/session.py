@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..home import connect_home
 log = logging.getLogger("ostinato.mcp_http")
 
 LINE_LIMIT = 256 * 1024 * 1024  # a reply (an inspected run) can be large; the daemon is trusted
+BACKLOG = 256  # notifications kept while no GET stream is open (the oldest go first)
 CONNECTION_CLOSED = -32000  # MCP's code for a connection that closed under a request
 
 
@@ -57,6 +59,7 @@ class Session:
         self.version = ""  # the negotiated revision, once initialized
         self.closed = False
         self.listener: asyncio.Queue[bytes | None] | None = None  # the GET stream's queue
+        self.backlog: deque[bytes] = deque(maxlen=BACKLOG)  # for it while none is open
         self.busy = 0  # HTTP exchanges under way (an idle session has none)
         self.last_seen = asyncio.get_running_loop().time()
         self._reader, self._writer = reader, writer
@@ -152,6 +155,8 @@ class Session:
                 return
         if self.listener is not None:
             self.listener.put_nowait(line)
+        else:  # kept for the GET stream, which the client may open (or reopen) soon
+            self.backlog.append(line)
 
     def close(self, reason: str, quiet: bool = False) -> None:
         """End the session: its requests in flight get an error, its GET stream ends, and
