@@ -121,14 +121,16 @@ def test_the_typescript_sdk_client_holds_an_agents_conversation(
     assert steps["status"]["result"]["home"] == str(short_tmp / "home")  # and it lives on
 
 
-def _inspector(root: Path, *args: str) -> Any:
-    """What `mcp-inspector --cli` prints (JSON) for `ostinato mcp` on root/home."""
+def _inspector(root: Path, *args: str, url: str | None = None) -> Any:
+    """What `mcp-inspector --cli` prints (JSON) for `ostinato mcp` on root/home (or for
+    `ostinato mcp --http` at `url`)."""
     env = {**os.environ, "HOME": str(root / "user")}  # its catalog and secrets go there
+    server = [url, "--transport", "http"] if url is not None else [
+        "-e", "OSTINATO_STRICT_RESULTS=1",
+        sys.executable, "-m", "ostinato.clients.cli", "mcp", "--home", str(root / "home")]
     done = subprocess.run(
-        [registry_node(), str(BIN / "mcp-inspector"), "--cli",
-         "-e", "OSTINATO_STRICT_RESULTS=1",
-         sys.executable, "-m", "ostinato.clients.cli", "mcp", "--home", str(root / "home"),
-         *args], capture_output=True, text=True, timeout=120, env=env)
+        [registry_node(), str(BIN / "mcp-inspector"), "--cli", *server, *args],
+        capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -151,6 +153,17 @@ def test_the_inspector_cli_calls_tools(node_modules: None, short_tmp: Path) -> N
     assert validated["isError"] is False
     assert validated["structuredContent"]["result"]["valid"] is True
     assert "Next: `run` action `start`" in validated["content"][0]["text"]
+
+
+def test_the_inspector_cli_calls_a_tool_over_http(node_modules: None, short_tmp: Path) -> None:
+    front = Front(short_tmp / "home")  # ostinato mcp --http
+    try:
+        status = _inspector(short_tmp, "--method", "tools/call", "--tool-name", "status",
+                            url=front.url)
+    finally:
+        assert front.stop() == 0, "\n".join(front.log)
+    assert status["isError"] is False
+    assert status["structuredContent"]["result"]["home"] == str(short_tmp / "home")
 
 
 @pytest.mark.parametrize(("method", "key", "capability"), [
