@@ -1,6 +1,7 @@
 """MCP clients from npm that no one here wrote, against `ostinato mcp` over stdio (issue 16):
 the official TypeScript SDK's `Client` (tests/node/mcp_client.mjs holds an agent's whole
-conversation and prints a report), and the MCP Inspector's CLI mode.
+conversation and prints a report; over Streamable HTTP too, `ostinato mcp --http`), and the
+MCP Inspector's CLI mode.
 
 The Inspector (2.x, the line `npx @modelcontextprotocol/inspector` gives today) requires node
 >= 22.19, and Debian's nodejs, which .ci/run installs, is node 20. Its 1.x line (which asks
@@ -26,6 +27,7 @@ import pytest
 from ostinato.protocol.mcp import MCP_CAPABILITIES, MCP_VERSIONS
 
 from .mcp_conversation import INVARIANTS, SETTINGS, pipelines
+from .mcp_http_support import Front
 from .node_support import BIN, NODE_DIR, registry_node, tool
 from .support import REPO
 
@@ -33,14 +35,15 @@ TOOLS = ["status", "pipeline", "run", "inspect", "snapshot", "tests", "delete"]
 HELLO = REPO / "examples" / "pipelines" / "hello.dot"
 
 
-def _conversation(root: Path) -> dict[str, Any]:
+def _conversation(root: Path, url: str | None = None) -> dict[str, Any]:
     """tests/node/mcp_client.mjs's report of its conversation with `ostinato mcp` on
-    root/home, in tests/mcp_conversation.py's scenario."""
+    root/home (or `ostinato mcp --http` at `url`), in tests/mcp_conversation.py's
+    scenario."""
     files = pipelines(root / "pipelines")
     scenario = {"pipelines": {name: str(path) for name, path in files.items()},
                 "settings": SETTINGS, "inputs": {"topic": "tides"}, "invariants": INVARIANTS}
     done = subprocess.run([tool("node"), str(NODE_DIR / "mcp_client.mjs"), sys.executable,
-                           str(root / "home"), json.dumps(scenario)],
+                           str(root / "home"), json.dumps(scenario), *([url] if url else [])],
                           capture_output=True, text=True, timeout=180)
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr
@@ -50,9 +53,15 @@ def _conversation(root: Path) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_the_typescript_sdk_client_holds_an_agents_conversation(
-        node_modules: None, short_tmp: Path) -> None:
-    report = _conversation(short_tmp)
+        node_modules: None, short_tmp: Path, transport: str) -> None:
+    front = Front(short_tmp / "home") if transport == "http" else None  # ostinato mcp --http
+    try:
+        report = _conversation(short_tmp, front.url if front is not None else None)
+    finally:
+        if front is not None:
+            assert front.stop() == 0, "\n".join(front.log)
     steps = report["steps"]
     # The SDK validated every structuredContent against its tool's outputSchema (ajv): a
     # mismatch would be an error in that step.
@@ -112,14 +121,16 @@ def test_the_typescript_sdk_client_holds_an_agents_conversation(
     assert steps["status"]["result"]["home"] == str(short_tmp / "home")  # and it lives on
 
 
-def _inspector(root: Path, *args: str) -> Any:
-    """What `mcp-inspector --cli` prints (JSON) for `ostinato mcp` on root/home."""
+def _inspector(root: Path, *args: str, url: str | None = None) -> Any:
+    """What `mcp-inspector --cli` prints (JSON) for `ostinato mcp` on root/home (or for
+    `ostinato mcp --http` at `url`)."""
     env = {**os.environ, "HOME": str(root / "user")}  # its catalog and secrets go there
+    server = [url, "--transport", "http"] if url is not None else [
+        "-e", "OSTINATO_STRICT_RESULTS=1",
+        sys.executable, "-m", "ostinato.clients.cli", "mcp", "--home", str(root / "home")]
     done = subprocess.run(
-        [registry_node(), str(BIN / "mcp-inspector"), "--cli",
-         "-e", "OSTINATO_STRICT_RESULTS=1",
-         sys.executable, "-m", "ostinato.clients.cli", "mcp", "--home", str(root / "home"),
-         *args], capture_output=True, text=True, timeout=120, env=env)
+        [registry_node(), str(BIN / "mcp-inspector"), "--cli", *server, *args],
+        capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -142,6 +153,17 @@ def test_the_inspector_cli_calls_tools(node_modules: None, short_tmp: Path) -> N
     assert validated["isError"] is False
     assert validated["structuredContent"]["result"]["valid"] is True
     assert "Next: `run` action `start`" in validated["content"][0]["text"]
+
+
+def test_the_inspector_cli_calls_a_tool_over_http(node_modules: None, short_tmp: Path) -> None:
+    front = Front(short_tmp / "home")  # ostinato mcp --http
+    try:
+        status = _inspector(short_tmp, "--method", "tools/call", "--tool-name", "status",
+                            url=front.url)
+    finally:
+        assert front.stop() == 0, "\n".join(front.log)
+    assert status["isError"] is False
+    assert status["structuredContent"]["result"]["home"] == str(short_tmp / "home")
 
 
 @pytest.mark.parametrize(("method", "key", "capability"), [

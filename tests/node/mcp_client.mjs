@@ -1,29 +1,32 @@
 // An agent's conversation with `ostinato mcp` through the official MCP TypeScript SDK's
 // Client and StdioClientTransport (which validate every result, structuredContent against the
-// tool's outputSchema with ajv). Usage: node mcp_client.mjs PYTHON HOME SCENARIO_JSON, where
-// the scenario (tests/mcp_conversation.py's, shared with the Python SDK's conversation) gives
-// the pipeline files, the scripted settings, the inputs and the invariants that fail.
+// tool's outputSchema with ajv). Usage: node mcp_client.mjs PYTHON HOME SCENARIO_JSON [URL],
+// where the scenario (tests/mcp_conversation.py's, shared with the Python SDK's conversation)
+// gives the pipeline files, the scripted settings, the inputs and the invariants that fail.
+// With URL, the client talks to `ostinato mcp --http` there through the SDK's
+// StreamableHTTPClientTransport instead of spawning `ostinato mcp`.
 // Prints one JSON line, the report tests/test_mcp_node.py asserts on; a step that throws is
 // recorded as {error} and the conversation goes on, so one report names every failure.
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { EmptyResultSchema } from "@modelcontextprotocol/sdk/types.js";
 
-const [python, home, scenarioJson] = process.argv.slice(2);
+const [python, home, scenarioJson, url] = process.argv.slice(2);
 const scenario = JSON.parse(scenarioJson);
 const examples = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples",
                       "pipelines");
 const report = { steps: {}, protocolErrors: [], lateProgress: [] };
 
-/** The transport the SDK's client uses, noting the revision the client settled on. */
-class Transport extends StdioClientTransport {
+/** A transport of the SDK's that notes the revision the client settled on. */
+const noting = (Base) => class extends Base {
     setProtocolVersion(version) {
         report.protocolVersion = version;
         super.setProtocolVersion?.(version);
     }
-}
+};
 
 /** Run one step, recording what it returns or the error it throws. */
 async function step(name, body) {
@@ -54,9 +57,10 @@ async function main() {
         if (late) report.lateProgress.push(JSON.parse(late[1]).params.message);
         else report.protocolErrors.push(`${error.name}: ${error.message}`);
     };
-    await client.connect(new Transport({
-        command: python, args: ["-m", "ostinato.clients.cli", "mcp", "--home", home],
-        env: process.env, stderr: "inherit" }));
+    await client.connect(url ? new (noting(StreamableHTTPClientTransport))(new URL(url))
+        : new (noting(StdioClientTransport))({
+            command: python, args: ["-m", "ostinato.clients.cli", "mcp", "--home", home],
+            env: process.env, stderr: "inherit" }));
     report.serverInfo = client.getServerVersion();
     const capabilities = report.capabilities = client.getServerCapabilities();
 
