@@ -65,14 +65,20 @@ def _plan(result: dict[str, Any]) -> str:
             f"{len(plan.get('edges', []))} edges. Next: `run` action `start` with it.")
 
 
-def _runs(result: dict[str, Any]) -> str:
-    runs = result["runs"]
-    lines = [f"{len(runs)} run(s)" + (" (more: pass next_cursor as cursor)"
-                                       if result.get("next_cursor") else "") + ":"]
-    lines += [f"- {r['run_id']} {r['pipeline_name']} {r['status']}"
-              f"{' ' + r['outcome'] if r.get('outcome') else ''} {r['created_at']}"
-              for r in runs[:20]]
+def _listing(noun: str, items: list[dict[str, Any]], line: Callable[[dict[str, Any]], str],
+             more: bool = False) -> str:
+    """A page of a list: how many, then one line each for the first 20."""
+    lines = [f"{len(items)} {noun}(s)" + (" (more: pass next_cursor as cursor)" if more
+                                          else "") + ":"]
+    lines += [f"- {line(item)}" for item in items[:20]]
     return "\n".join(lines)
+
+
+def _runs(result: dict[str, Any]) -> str:
+    return _listing("run", result["runs"], lambda r: (
+        f"{r['run_id']} {r['pipeline_name']} {r['status']}"
+        f"{' ' + r['outcome'] if r.get('outcome') else ''} {r['created_at']}"),
+        bool(result.get("next_cursor")))
 
 
 def _diff(result: dict[str, Any]) -> str:
@@ -106,10 +112,9 @@ def _snapshot(result: dict[str, Any]) -> str:
 
 
 def _snapshots(result: dict[str, Any]) -> str:
-    items = result["snapshots"]
-    lines = [f"{len(items)} snapshot(s):"]
-    lines += [f"- {s['name']} v{s['version']} ({s['id']})" for s in items[:20]]
-    return "\n".join(lines)
+    return _listing("snapshot", result["snapshots"],
+                    lambda s: f"{s['name']} v{s['version']} ({s['id']})",
+                    bool(result.get("next_cursor")))
 
 
 def _test_run(result: dict[str, Any]) -> str:
@@ -132,10 +137,9 @@ def _test_run(result: dict[str, Any]) -> str:
 
 
 def _test_runs(result: dict[str, Any]) -> str:
-    items = result["test_runs"]
-    lines = [f"{len(items)} test run(s):"]
-    lines += [f"- {t['test_run_id']} {t['status']}" for t in items[:20]]
-    return "\n".join(lines)
+    return _listing("test run", result["test_runs"],
+                    lambda t: f"{t['test_run_id']} {t['status']}",
+                    bool(result.get("next_cursor")))
 
 
 def _report(result: dict[str, Any]) -> str:
