@@ -20,13 +20,16 @@ NAME = "ostinato mcp"
 TOKEN_ENV = "OSTINATO_MCP_TOKEN"
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Entry of `ostinato mcp`: over stdio, or over Streamable HTTP with `--http`."""
+    return serve_stdio(args) if args.http is None else serve_http(args)
+
+
 def serve_stdio(args: argparse.Namespace) -> int:
-    """Entry of `ostinato mcp`: start the home's daemon when none runs, then hand it this
-    process's stdin and stdout; the exit code of the session."""
+    """Start the home's daemon when none runs, then hand it this process's stdin and
+    stdout; the exit code of the session."""
     from ostinato.daemon import bridge
 
-    if args.http is not None:
-        return serve_http(args)
     home = resolve_home(args.home)
     if (code := _start_daemon(home)) is not None:
         return code
@@ -90,4 +93,4 @@ def add_parsers(commands: Any) -> None:
                           "(e.g. https://app.example.com); repeatable")
     mcp.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
                      help="with --http, close sessions unused for this long (default 3600)")
-    mcp.set_defaults(func=serve_stdio)
+    mcp.set_defaults(func=serve)
