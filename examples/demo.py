@@ -1,11 +1,12 @@
 """`make demo`: start a daemon, drive it through a short scripted session, show what happened.
 
 The daemon listens on a unix socket with its home in ./.ostinato/demo; two clients connect,
-an editor with LSP framing and an agent with MCP's newline-delimited JSON. The agent runs
+an editor with LSP framing and an agent with newline-delimited JSON. The agent runs
 examples/pipelines/demo.dot on the offline scripted model; the editor watches its events and
 answers its human gate; then the run directory is shown. The agent then runs the pipeline
-written for a real model (examples/real_model/) with its scripted twin, and replays it. Last,
-the example scenarios of examples/snapshots/ become snapshots and one test run checks them
+written for a real model (examples/real_model/) with its scripted twin, and replays it. An
+agent host then holds an MCP session through `ostinato mcp` (demo_mcp.py). Last, the example
+scenarios of examples/snapshots/ become snapshots and one test run checks them
 (demo_snapshots.py).
 """
 
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from demo_snapshots import run_examples  # examples/: a script's directory is on sys.path
+from demo_mcp import run_mcp_agent  # examples/: a script's directory is on sys.path
+from demo_snapshots import run_examples
 
 from ostinato.clients.python import AsyncClient, RpcError
 from ostinato.protocol.codec import Framing
@@ -140,7 +142,7 @@ async def main() -> int:
         show("←", "editor", {"serverInfo": init.serverInfo.model_dump(),
                              "methods": init.capabilities.methods})
 
-        print("\nAn agent connects with MCP framing (one JSON object per line):")
+        print("\nAn agent connects with newline-delimited JSON (one object per line):")
         agent = await AsyncClient.connect_unix(socket, Framing.NDJSON)
         await agent.initialize("demo-agent")
         status = await exchange(agent, "agent", "daemon.status")
@@ -157,10 +159,11 @@ async def main() -> int:
         await exchange(editor, "editor", "daemon.status")
 
         try:
+            mcp_ok = await run_mcp_agent(HOME, PIPELINE)
             examples_ok = await run_examples(agent, HOME)
-        except RpcError as error:  # say what went wrong, and still stop the daemon
-            show("←", "agent", {"error": error.to_dict()})
-            examples_ok = False
+        except (RpcError, RuntimeError) as error:  # say what went wrong, still stop the daemon
+            print(f"  failed: {error}")
+            mcp_ok = examples_ok = False
 
         print("\nBoth clients say goodbye (shutdown, exit); SIGTERM stops the daemon:")
         await editor.close()
@@ -171,7 +174,7 @@ async def main() -> int:
         print(f"  daemon exited with code {code}; socket removed: {not socket.exists()}")
         print(f"\nThe daemon's log: {HOME / 'daemon.log'}")
         ok = (code == 0 and status is not None and status["connections"] == 2
-              and examples_ok and twin_ok)
+              and examples_ok and twin_ok and mcp_ok)
         print("demo: OK" if ok else "demo: FAILED")
         return 0 if ok else 1
 
