@@ -108,14 +108,6 @@ TOOLS = (
 )
 
 
-def tool(name: str) -> ToolSpec | None:
-    """The tool named `name`, or None."""
-    return _BY_NAME.get(name)
-
-
-_BY_NAME = {spec.name: spec for spec in TOOLS}
-
-
 def tool_methods() -> set[str]:
     """Every method some tool calls."""
     return {method for spec in TOOLS for method in spec.actions.values()}

@@ -174,6 +174,9 @@ async def _hostile_calls(client: Client) -> None:
     assert wrong.is_error
     text = wrong.content[0].text  # type: ignore[union-attr]
     assert "`wait`" in text and "`trials`" in text
+    hidden = await client.call_tool("run", {"action": "resume", "run_id": "x", "wait": True,
+                                            "cancel_with_request": False})
+    assert hidden.is_error and "cancel_with_request" in hidden.content[0].text  # type: ignore[union-attr]
     missing = await client.call_tool("inspect", {"action": "run", "run_id": "no-such-run"})
     assert missing.is_error and "no-such-run" in missing.content[0].text  # type: ignore[union-attr]
     deep: Any = "x"

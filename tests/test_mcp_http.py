@@ -213,6 +213,11 @@ def test_bad_requests_are_refused_and_the_front_lives_on(front: Front) -> None:
     assert status == 400 and json.loads(body)["error"]["code"] == -32700
     status, _, body = front.request("POST", b"[]", Mcp_Session_Id=session)
     assert status == 400 and json.loads(body)["error"]["code"] == -32600
+    # An id the daemon could not answer by (MCP's are strings and integers) is refused now,
+    # not waited on for ever.
+    for bad_id in (1.5, True, 2**70, None):
+        status, _, body = front.request("POST", {**ping, "id": bad_id}, Mcp_Session_Id=session)
+        assert status == 400 and json.loads(body)["error"]["code"] == -32600, bad_id
     # A body over 4 MiB is refused from its announced length, before it is read.
     assert raw_exchange(front, b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: "
                         b"application/json\r\nContent-Length: 5000000\r\n\r\n{")[:12] \

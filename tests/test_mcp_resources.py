@@ -160,6 +160,15 @@ async def test_a_run_file_stays_inside_its_run_directory(short_tmp: Path) -> Non
         for path in ("../../secret.txt", "review/../../x", "./manifest.json"):
             answer = await wire.request("resources/read", {"uri": files + path})
             assert answer["error"]["code"] == INVALID_PARAMS, answer
+            # Nor can a path out be subscribed to, though a file subscribed to may not exist.
+            answer = await wire.request("resources/subscribe", {"uri": files + path})
+            assert answer["error"]["code"] == INVALID_PARAMS, answer
+        # A session's subscriptions are bounded: each of a run's events announces them all.
+        for index in range(256):
+            await wire.result("resources/subscribe", {"uri": f"{files}later-{index}.md"})
+        answer = await wire.request("resources/subscribe", {"uri": files + "one-more.md"})
+        assert answer["error"]["code"] == INVALID_PARAMS and "256" in answer["error"]["message"]
+        await wire.result("resources/subscribe", {"uri": f"{files}later-0.md"})  # already in
         too_long = await refused(client, files + "a" * 5000)
         assert too_long.code == INVALID_PARAMS and "too long" in too_long.message
         (run_dir / "big.bin").write_bytes(b"x" * (8 * 2**20 + 1))

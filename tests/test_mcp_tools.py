@@ -175,3 +175,33 @@ async def test_an_mcp_session_gets_only_mcp_notifications(short_tmp: Path) -> No
             if not n["method"].startswith("notifications/")] == []
     process.stdin.close()  # type: ignore[union-attr]
     assert await asyncio.wait_for(process.wait(), WAIT) == 0
+
+
+async def test_closing_stdin_ends_an_mcp_session_and_cancels_its_waiting_run(
+        short_tmp: Path) -> None:
+    """MCP's stdio shutdown is closing the server's input: a `run` call that waits is
+    abandoned, and its run cancelled, rather than finished (as a scripted JSON-RPC session's
+    would be). By-position params are accepted as for any method."""
+    home = short_tmp / "home"
+    process = await asyncio.create_subprocess_exec(  # as a host spawns it
+        sys.executable, "-m", "ostinato.clients.cli", "mcp", "--home", str(home),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24)
+    wire = Wire(process.stdout, process.stdin)  # type: ignore[arg-type]
+    await wire.initialize(protocolVersion=MCP_VERSIONS[0], capabilities={},
+                          clientInfo={"name": "raw"})
+    status = await wire.result("tools/call", [{"name": "status", "arguments": {}}])
+    assert status["isError"] is False
+    source = 'digraph slow { start [shape=Mdiamond] exit [shape=Msquare] ' \
+             'pause [shape=parallelogram, tool_command="sleep 120"] start -> pause -> exit }'
+    await wire.send({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {
+        "name": "run", "arguments": {"action": "start", "wait": True,
+                                     "pipeline": {"source": source, "format": "dot"}},
+        "_meta": {"progressToken": "slow"}}})
+    begun = await wire.recv(WAIT)  # the first progress: the run is under way
+    assert begun["method"] == "notifications/progress", begun
+    run_id = begun["params"]["message"].split()[1]
+    process.stdin.close()  # type: ignore[union-attr]
+    assert await asyncio.wait_for(process.wait(), WAIT) == 0
+    # The home's daemon lives on; the run was cancelled, not left running.
+    watched = ostinato("runs", "watch", run_id, "--home", str(home), "--json")
+    assert json.loads(watched.stdout)["status"] == "cancelled", watched

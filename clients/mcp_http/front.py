@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ostinato.protocol.bounds import MAX_INTEGER
 from ostinato.protocol.mcp import MCP_VERSIONS
 
 from . import stateless
@@ -74,6 +75,12 @@ def loopback_origin(origin: str) -> bool:
         return False
 
 
+def valid_id(value: Any) -> bool:
+    """Whether `value` is an id the daemon echoes: a string, or an integer within bounds
+    (not a bool, a float or null, which MCP forbids)."""
+    return type(value) is str or (type(value) is int and -MAX_INTEGER <= value <= MAX_INTEGER)
+
+
 class Front:
     """The MCP endpoint: its sessions, and the answer to each exchange."""
 
@@ -81,6 +88,7 @@ class Front:
         self.rules = rules
         self.sessions: dict[str, Session] = {}
         self.stateless = 0  # stateless requests in flight (each holds a daemon connection)
+        self.opening = 0  # sessions whose initialize is under way
 
     async def handle(self, ex: Exchange) -> None:
         """Answer one HTTP request."""
@@ -162,6 +170,9 @@ class Front:
             return await refuse(ex, 400, "Invalid Request: the body must be one JSON-RPC 2.0 "
                                          "message (batches are not supported)")
         is_request = "method" in message and "id" in message
+        if is_request and not valid_id(message["id"]):  # its answer could not find it
+            return await refuse(ex, 400, "Invalid Request: an id is a string or an integer "
+                                         f"of at most {MAX_INTEGER} in size")
         if is_request and message["method"] == "initialize" and (
                 ex.header(SESSION_HEADER) is None):
             return await self._initialize(ex, message)
@@ -224,10 +235,17 @@ class Front:
 
     async def _initialize(self, ex: Exchange, message: dict[str, Any]) -> None:
         """Open a daemon connection for a new session, and mint its id if the daemon agrees."""
-        if len(self.sessions) >= MAX_SESSIONS:
+        if len(self.sessions) + self.opening >= MAX_SESSIONS:
             return await ex.respond(503, error_body(
                 message["id"], INTERNAL_ERROR, f"Too many sessions ({MAX_SESSIONS}): end "
                 "some (DELETE) or wait for idle ones to close"), JSON)
+        self.opening += 1  # counted until it is a session: initializes at once stay under
+        try:
+            await self._open_session(ex, message)
+        finally:
+            self.opening -= 1
+
+    async def _open_session(self, ex: Exchange, message: dict[str, Any]) -> None:
         try:
             session = await Session.open(self.rules.home)
         except Exception as exc:

@@ -20,7 +20,7 @@ from ..home import connect_home
 log = logging.getLogger("ostinato.mcp_http")
 
 LINE_LIMIT = 256 * 1024 * 1024  # a reply (an inspected run) can be large; the daemon is trusted
-BACKLOG = 256  # notifications kept while no GET stream is open (the oldest go first)
+BACKLOG = 256  # notifications kept for a stream not open or not read (the oldest go first)
 CONNECTION_CLOSED = -32000  # MCP's code for a connection that closed under a request
 
 
@@ -34,6 +34,15 @@ def progress_token(message: dict[str, Any]) -> Any:
     params = message.get("params")
     meta = params.get("_meta") if type(params) is dict else None
     return meta.get("progressToken") if type(meta) is dict else None
+
+
+def offer(queue: asyncio.Queue[Any], item: Any) -> None:
+    """Queue a notification for a client's stream, dropping the oldest one waiting when
+    BACKLOG already wait: a client that does not read costs the front no more than
+    that (progress and resource updates are superseded by later ones anyway)."""
+    if queue.qsize() >= BACKLOG:
+        queue.get_nowait()
+    queue.put_nowait(item)
 
 
 class Pending:
@@ -151,10 +160,10 @@ class Session:
             token = params.get("progressToken") if type(params) is dict else None
             pending = self._by_token.get(key(token))
             if pending is not None:
-                pending.queue.put_nowait((line, False))
+                offer(pending.queue, (line, False))
                 return
         if self.listener is not None:
-            self.listener.put_nowait(line)
+            offer(self.listener, line)
         else:  # kept for the GET stream, which the client may open (or reopen) soon
             self.backlog.append(line)
 

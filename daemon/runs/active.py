@@ -82,8 +82,8 @@ class ActiveRun:
         self.sink.listeners.append(report)
         try:
             if self.waits_on_human:  # it asked before this request listened
-                report({"type": "InterviewStarted",
-                        "data": {"question": self.question.to_dict()}})
+                report({"type": "InterviewStarted", "data": self.sink.redactor.values(
+                    {"question": self.question.to_dict()})})  # as the event was published
             # Not cancelled with this request: others await `done` too.
             await asyncio.wait([self.done, asked] if return_on_question else [self.done],
                                return_when=asyncio.FIRST_COMPLETED)

@@ -34,7 +34,7 @@ from ..disk import DamagedFile, disk_full
 from ..host import NO_PROGRESS, Progress
 from ..services.base import RequestContext
 from .dispatch import Deferred, RawJson, Route
-from .mcp.era import VERSION_KEY, envelope_refusal, modern_meta
+from .mcp.era import VERSION_KEY, modern_meta, stateless_refusal
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -80,8 +80,8 @@ class Connection(asyncio.Protocol):
         # transport otherwise (a unix socket's clients are all this machine's, stdio's one).
         self.address = kind
         # Over stdio (our own, or one a bridge handed over), the end of input is how a
-        # scripted session says it is done: finish what it asked. On a socket it means the
-        # client is gone: cancel its work.
+        # scripted session says it is done: finish what it asked. On a socket, or from an
+        # MCP client, it means the client is gone: cancel its work.
         self.finish_on_eof = kind in ("stdio", "bridged")
         self.decoder = FrameDecoder(daemon.options.max_frame_bytes)
         self.subscriptions: set[str] = set()
@@ -203,7 +203,9 @@ class Connection(asyncio.Protocol):
         if self.decoder.buffered:
             log.info("connection %d: input ended inside a frame (%d bytes dropped)",
                      self.id, self.decoder.buffered)
-        if self.finish_on_eof:
+        # MCP's stdio ends a session by closing the server's input: what it asked is
+        # abandoned (a waiting `run` call cancels its run), as when a socket client leaves.
+        if self.finish_on_eof and self.mcp_version is None:
             self._idle_check()
         else:
             self.close()
@@ -519,24 +521,16 @@ class Connection(asyncio.Protocol):
                 return None
             meta = modern_meta(raw)
             if meta is not None:  # MCP's stateless revision: no initialize, ever
-                return self._stateless_refusal(meta)
+                refusal = stateless_refusal(meta, self.daemon.token_for(self.kind) is not None)
+                if refusal is None:  # an MCP session: it ends with its input, code 0
+                    self.mcp_version = meta[VERSION_KEY]
+                return refusal
             return RpcError(ErrorCode.SERVER_NOT_INITIALIZED,
                             f"Server not initialized: send initialize before {method}")
         if self._shutdown_requested and method != "exit":
             return RpcError(ErrorCode.INVALID_REQUEST,
                             "Invalid Request: shutdown was requested; only exit is accepted")
         return None
-
-    def _stateless_refusal(self, meta: dict[str, Any]) -> RpcError | None:
-        """Why a request of MCP's stateless revision is not served here, or None. It skips
-        `initialize`, so a connection that needs a token takes only the handshake."""
-        if self.daemon.token_for(self.kind) is not None:
-            return RpcError(ErrorCode.UNAUTHORIZED, "Unauthorized: this connection needs a "
-                            "token, given in initialize (MCP 2025-11-25)")
-        refusal = envelope_refusal(meta)
-        if refusal is None:
-            self.mcp_version = meta[VERSION_KEY]  # an MCP session: it ends with stdin, code 0
-        return refusal
 
     # -- requests in flight ---------------------------------------------------------------
 

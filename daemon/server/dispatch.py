@@ -77,10 +77,10 @@ class Route:
         other than `[]`, `[null]` and `[{...}]`."""
         if self.ignores_params:
             return self.empty_params
-        if self.passes_raw and type(raw) is dict:
-            return raw
         if type(raw) is list:
             raw = _by_name(raw)
+        if self.passes_raw:
+            return raw
         if not raw:
             if self.empty_params is not None:
                 return self.empty_params

@@ -34,9 +34,13 @@ def is_modern(params: Any) -> bool:
     return modern_meta(params) is not None
 
 
-def envelope_refusal(meta: dict[str, Any]) -> RpcError | None:
-    """Why a stateless request cannot be served: a revision not served (-32022, naming the
-    ones that are), or no client capabilities (-32602); None when it can."""
+def stateless_refusal(meta: dict[str, Any], needs_token: bool) -> RpcError | None:
+    """Why a stateless request cannot be served: a connection that needs a token (given
+    only in `initialize`, which this revision skips), a revision not served (-32022, naming
+    the ones that are), or no client capabilities (-32602); None when it can."""
+    if needs_token:
+        return RpcError(ErrorCode.UNAUTHORIZED, "Unauthorized: this connection needs a "
+                        "token, given in initialize (MCP 2025-11-25)")
     version = meta.get(VERSION_KEY)
     if version not in MODERN_VERSIONS:
         return RpcError(UNSUPPORTED_PROTOCOL_VERSION,

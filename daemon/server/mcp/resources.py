@@ -33,6 +33,7 @@ table = HandlerTable()
 
 SCHEME = "ostinato://"
 MAX_BYTES = 8 * 1024 * 1024  # a resource's content at most: a model reads it whole
+MAX_SUBSCRIPTIONS = 256  # a session's: each event of a run announces all of its URIs
 TEMPLATES = {  # uriTemplate -> (name, title, mimeType, description)
     "ostinato://runs/{run_id}": (
         "run", "A run", "application/json",
@@ -262,8 +263,11 @@ async def _topic(ctx: RequestContext, uri: str, target: Target) -> str | None:
     not_found when the resource does not exist (a run file may appear later: its run must
     exist)."""
     if target.kind in ("run", "file"):
-        if await ctx.services.runs.get_run(target.key) is None:
+        run = await ctx.services.runs.get_run(target.key)
+        if run is None:
             raise not_found(uri, f"no run {target.key}")
+        if target.kind == "file":  # refused as a read of it would be, though it may not exist
+            inside(ctx.services.home / run.run_dir, target.part, uri)
         return f"run:{target.key}"
     if target.kind == "trace":
         run = await TraceStore(ctx.services.db).run_of_trace(ctx.services.runs, target.key)
@@ -287,6 +291,10 @@ async def subscribe(params: ResourceParams, ctx: RequestContext) -> dict[str, An
         connection = _connection(ctx)
         if connection.watch is None:
             connection.watch = ResourceWatch(connection)
+        if len(connection.watch) >= MAX_SUBSCRIPTIONS and params.uri not in connection.watch:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: at most "
+                           f"{MAX_SUBSCRIPTIONS} subscriptions a session; unsubscribe some "
+                           "first", {"uri": params.uri})
         connection.watch.add(topic, params.uri)
     return answer(params, {})
 

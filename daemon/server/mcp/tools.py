@@ -14,7 +14,13 @@ import orjson
 from pydantic import ValidationError
 
 from ostinato.protocol.errors import ErrorCode, RpcError
-from ostinato.protocol.mcp_tools import TOOL_DEFAULTS, TOOLS, ToolSpec, tool_definitions
+from ostinato.protocol.mcp_tools import (
+    HIDDEN_PARAMS,
+    TOOL_DEFAULTS,
+    TOOLS,
+    ToolSpec,
+    tool_definitions,
+)
 
 from ...disk import DamagedFile, disk_full
 from ...host import Progress, Session
@@ -54,22 +60,19 @@ class McpProgress(Progress):
 class _Target:
     """A tool with the routes of its actions, resolved once per daemon."""
 
-    __slots__ = ("has_actions", "routes", "spec", "waits")
+    __slots__ = ("cancels", "has_actions", "routes", "spec", "waits")
 
     def __init__(self, spec: ToolSpec, routes: dict[str, Route]) -> None:
         self.spec = spec
         self.routes = routes
         self.has_actions = spec.has_actions
-        # What a call that waits adds to its arguments: cancelling the tool call cancels the
-        # work too, and the tools' own defaults.
-        self.waits = {action: _waiting_arguments(route) for action, route in routes.items()
+        # The defaults of a call that waits (the tools' own), by action.
+        self.waits = {action: {name: value for name, value in TOOL_DEFAULTS.items()
+                               if name in route.spec.params.model_fields}
+                      for action, route in routes.items()
                       if "wait" in route.spec.params.model_fields}
-
-
-def _waiting_arguments(route: Route) -> dict[str, Any]:
-    fields = route.spec.params.model_fields
-    added = {"cancel_with_request": True} if "cancel_with_request" in fields else {}
-    return added | {name: value for name, value in TOOL_DEFAULTS.items() if name in fields}
+        self.cancels = {action for action, route in routes.items()
+                        if "cancel_with_request" in route.spec.params.model_fields}
 
 
 def _targets(connection: Connection) -> dict[str, _Target]:
@@ -112,8 +115,16 @@ def call_tool(params: dict[str, Any], ctx: RequestContext) -> RawJson | dict[str
                                 f"{name} (got {orjson.dumps(action).decode()}).", modern)
         arguments = {k: v for k, v in arguments.items() if k != "action"}
     route = target.routes[action]
+    if not HIDDEN_PARAMS.isdisjoint(arguments):
+        return error_result(f"Invalid arguments for tool {name}: "
+                            f"{', '.join(sorted(HIDDEN_PARAMS.intersection(arguments)))} "
+                            "is not one of its arguments (MCP has its own progress "
+                            "token and cancellation).", modern)
     if arguments.get("wait") is True and action in target.waits:
+        # Cancelling a call that waits cancels its work too (where the method can).
         arguments = target.waits[action] | arguments
+        if action in target.cancels:
+            arguments["cancel_with_request"] = True
     try:
         inner = route.parse_params(arguments)
     except ValidationError as exc:

@@ -24,6 +24,12 @@ class ResourceWatch:
         self.topics: dict[str, dict[str, None]] = {}  # topic -> URIs, in subscription order
         self._changed: dict[str, None] = {}  # URIs to announce at the end of this turn
 
+    def __len__(self) -> int:
+        return sum(len(uris) for uris in self.topics.values())
+
+    def __contains__(self, uri: object) -> bool:
+        return any(uri in uris for uris in self.topics.values())
+
     def add(self, topic: str, uri: str) -> None:
         """Announce `uri` whenever `topic` has an event."""
         self.topics.setdefault(topic, {})[uri] = None
