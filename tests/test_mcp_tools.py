@@ -191,6 +191,8 @@ async def test_closing_stdin_ends_an_mcp_session_and_cancels_its_waiting_run(
                           clientInfo={"name": "raw"})
     status = await wire.result("tools/call", [{"name": "status", "arguments": {}}])
     assert status["isError"] is False
+    await wire.send({"jsonrpc": "2.0", "id": 98, "method": "tools/call", "params": None})
+    assert (await wire.response())["error"]["code"] == -32602  # no tool named: not a crash
     source = 'digraph slow { start [shape=Mdiamond] exit [shape=Msquare] ' \
              'pause [shape=parallelogram, tool_command="sleep 120"] start -> pause -> exit }'
     await wire.send({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {

@@ -80,7 +80,7 @@ class Route:
         if type(raw) is list:
             raw = _by_name(raw)
         if self.passes_raw:
-            return raw
+            return raw or {}  # `null` params, as none
         if not raw:
             if self.empty_params is not None:
                 return self.empty_params
