@@ -174,6 +174,8 @@ async def _hostile_calls(client: Client) -> None:
     assert wrong.is_error
     text = wrong.content[0].text  # type: ignore[union-attr]
     assert "`wait`" in text and "`trials`" in text
+    unhashable = await client.call_tool("run", {"action": ["start"]})
+    assert unhashable.is_error and "`action` must be one of" in unhashable.content[0].text  # type: ignore[union-attr]
     hidden = await client.call_tool("run", {"action": "resume", "run_id": "x", "wait": True,
                                             "cancel_with_request": False})
     assert hidden.is_error and "cancel_with_request" in hidden.content[0].text  # type: ignore[union-attr]

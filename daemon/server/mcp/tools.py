@@ -110,7 +110,7 @@ def call_tool(params: dict[str, Any], ctx: RequestContext) -> RawJson | dict[str
     action = ""
     if target.has_actions:
         action = arguments.get("action")  # type: ignore[assignment]
-        if action not in target.routes:
+        if type(action) is not str or action not in target.routes:
             return error_result(f"`action` must be one of {', '.join(target.routes)} for tool "
                                 f"{name} (got {orjson.dumps(action).decode()}).", modern)
         arguments = {k: v for k, v in arguments.items() if k != "action"}
