@@ -33,6 +33,7 @@ class ActiveRun:
     task: asyncio.Task | None = None
     question: Question | None = None
     answer: asyncio.Future[str | None] | None = None
+    asking: bool = False  # the question is told (InterviewStarted) and in the store
     done: asyncio.Future[RunResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     resume_inputs: dict[str, Any] = field(default_factory=dict)  # given again at resume
@@ -60,9 +61,9 @@ class ActiveRun:
 
     @property
     def waits_on_human(self) -> bool:
-        """Whether the run has a question no one answered yet (an answered one is still
-        `question` until the run takes the answer)."""
-        return self.question is not None and self.answer is not None and not self.answer.done()
+        """Whether the run has asked a question no one answered yet (an answered one is
+        still `question` until the run takes the answer)."""
+        return self.asking and self.answer is not None and not self.answer.done()
 
     async def settle(self, progress: Progress = NO_PROGRESS,
                      return_on_question: bool = False) -> None:

@@ -130,12 +130,13 @@ class DaemonInterviewer:
         return answer
 
     async def _ask_people(self, active: ActiveRun, question: Question) -> str | None:
+        active.question = question  # run.get shows it, and the store says `waiting`, at once
+        active.answer = asyncio.get_running_loop().create_future()
         # The store says `waiting` before anyone hears of the question, so that a client
-        # reacting to InterviewStarted (or to the question, ActiveRun.settle) finds the run
+        # reacting to InterviewStarted (or to `asking`, ActiveRun.settle) finds the run
         # waiting (run.get, run.list).
         await active.sink.flush(status="waiting")
-        active.question = question
-        active.answer = asyncio.get_running_loop().create_future()
+        active.asking = True
         active.executor.emit("InterviewStarted", question=question.to_dict(),
                              stage=question.node_id)
         await active.sink.flush()
@@ -144,4 +145,5 @@ class DaemonInterviewer:
         finally:
             active.question = None
             active.answer = None
+            active.asking = False
             await active.sink.flush(status="running")
