@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
     computed_field,
     model_serializer,
     model_validator,
@@ -603,6 +604,8 @@ class SDKProvider:
             yield
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
             detail = str(exc).splitlines()[0] if str(exc) else ""
+            if isinstance(exc, ValidationError):  # its first line names only the model
+                detail = "; ".join(error["msg"] for error in exc.errors())
             raise self.error(f"unexpected response: {type(exc).__name__}: {detail}") from exc
 
     def describe(self) -> dict[str, Any]:
