@@ -31,7 +31,7 @@ NOT_WORK = frozenset({RUN_END, PROVIDER_RETRY})
 
 # Keys whose values are content: prompts, responses, tool output, what a node put in context.
 CONTENT_KEYS = frozenset({"messages", "text", "content", "stdout", "stderr",
-                          "context_updates", "status_file", "note", "structured"})
+                          "context_updates", "status_file", "note", "structured", "arguments"})
 
 
 def summary(value: Any) -> dict[str, Any]:

@@ -32,6 +32,9 @@ Key = tuple[str, int, str, str]  # node_id, attempt, kind, request hash
 # script, i.e. part of the "model" that the cassette stands in for).
 _MODEL_FIELDS: dict[str, Any] = {"provider": "", "model": "", "messages": [], "params": {},
                                  "output": None}
+# What a model's answer also depends on, hashed only when set: a request without tools hashes
+# to the very digest it had before requests could carry them.
+_TOOL_FIELDS: dict[str, Any] = {"tools": [], "tool_choice": None, "parallel_tool_calls": None}
 # Fields of other calls that identify the run or the visit, not the work: never hashed.
 _VOLATILE_FIELDS = frozenset({"node_id", "attempt", "provider_attempt", "metadata", "run_id",
                               "trace_id", "stage_dir", "env"})
@@ -55,7 +58,10 @@ def canonical_request(kind: str, request: Mapping[str, Any] | ModelRequest) -> d
     """The part of a request that determines its answer (what replays match on)."""
     data = _plain(request)
     if kind == "model":
-        return {name: data.get(name, default) for name, default in _MODEL_FIELDS.items()}
+        canonical = {name: data.get(name, default) for name, default in _MODEL_FIELDS.items()}
+        canonical.update((name, data[name]) for name, empty in _TOOL_FIELDS.items()
+                         if data.get(name, empty) != empty)
+        return canonical
     return {k: v for k, v in data.items() if k not in _VOLATILE_FIELDS}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,9 @@ class Reply:
     # content, a forced function call, a forced tool_use block). A request that asked for
     # one answered with `text` only gets that text as plain content.
     structured: dict[str, Any] | None = None
-    # Success: tool calls (name, arguments) the model makes.
-    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Success: tool calls (name, arguments) the model makes; arguments given as a string are
+    # sent as written (OpenAI only: a model may write malformed JSON, Anthropic's cannot).
+    tool_calls: list[tuple[str, dict[str, Any] | str]] = field(default_factory=list)
     # Success: (input, output) tokens (default: a character-based count). Input is ALL the
     # input, cached included: it becomes OpenAI's prompt_tokens, and Anthropic's
     # input_tokens less the cache reads and writes, which Anthropic counts apart.
@@ -63,6 +65,53 @@ class SeenRequest:
     path: str
     headers: dict[str, str]  # lower-case names
     body: Any
+    # Its place among the server's requests (0-based): tool call ids are unique per server.
+    index: int = 0
+
+    @property
+    def anthropic(self) -> bool:
+        """True for a Messages API request, False for Chat Completions."""
+        return self.path.endswith(ANTHROPIC_PATH)
+
+    def tool_names(self) -> list[str]:
+        """The names of the tools offered, in order."""
+        tools = self.body.get("tools") or []
+        return [tool["name"] if self.anthropic else tool["function"]["name"] for tool in tools]
+
+    def tool_choice(self) -> str | None:
+        """tool_choice in the provider-neutral form: auto, required, none, a name, or None."""
+        choice = self.body.get("tool_choice")
+        if not isinstance(choice, dict):
+            return choice
+        if self.anthropic:
+            return {"any": "required"}.get(choice["type"], choice.get("name", choice["type"]))
+        return (choice.get("function") or {}).get("name")
+
+    def tool_results(self) -> list[tuple[str, str, bool]]:
+        """(call id, content, is_error) of every tool result sent, in order; Chat
+        Completions has no error flag, so is_error is always False there."""
+        if not self.anthropic:
+            return [(m["tool_call_id"], m["content"], False) for m in self.body["messages"]
+                    if m.get("role") == "tool"]
+        return [(b["tool_use_id"], b.get("content", ""), bool(b.get("is_error")))
+                for m in self.body["messages"] for b in _blocks(m)
+                if b.get("type") == "tool_result"]
+
+    def turn(self) -> int:
+        """Which turn of a conversation this is: its assistant messages + 1."""
+        return 1 + sum(m.get("role") == "assistant" for m in self.body["messages"])
+
+
+def by_turn(script: dict[str, list[Reply]]) -> Callable[[SeenRequest], Reply]:
+    """A responder for conversations run concurrently: the one whose first user message
+    holds a key of `script` gets that key's replies, one per turn."""
+    def respond(seen: SeenRequest) -> Reply:
+        first = _first_user(seen.body["messages"])
+        for key, replies in script.items():
+            if key in first:
+                return replies[seen.turn() - 1]
+        return Reply(status=500, message=f"fake: no script for {first!r}")
+    return respond
 
 
 def answer(seen: SeenRequest, reply: Reply) -> tuple[int, Any, dict[str, str]]:
@@ -82,7 +131,14 @@ def answer(seen: SeenRequest, reply: Reply) -> tuple[int, Any, dict[str, str]]:
     if problem:
         return 400, error_body(anthropic, 400, problem), extra
     build = _anthropic_message if anthropic else _openai_completion
-    return 200, build(body, reply), extra
+    try:
+        return 200, build(body, reply, seen.index), extra
+    except _TestBug as bug:  # a 500 naming it, so that the failing test says what is wrong
+        return 500, error_body(anthropic, 500, f"fake: {bug}"), extra
+
+
+class _TestBug(Exception):
+    """A reply that cannot answer its request (the test scripted it wrong)."""
 
 
 def error_body(anthropic: bool, status: int, message: str) -> dict[str, Any]:
@@ -136,19 +192,38 @@ def check_openai(body: Any) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "Invalid 'messages': empty array. Expected an array with minimum length 1."
     call_ids: set[str] = set()
+    unanswered: list[str] = []
     for index, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
         if role not in _OPENAI_ROLES:
             return f"Invalid value: '{role}'. Supported values are: {sorted(_OPENAI_ROLES)}."
+        if unanswered and role != "tool":
+            break
         for call in message.get("tool_calls") or []:
             call_ids.add(call.get("id"))
-        if role == "tool" and message.get("tool_call_id") not in call_ids:
-            return (f"Invalid parameter: messages[{index}]: messages with role 'tool' must "
-                    "be a response to a preceeding message with 'tool_calls'.")
+            unanswered.append(call.get("id"))
+        if role == "tool":
+            if message.get("tool_call_id") not in call_ids:
+                return (f"Invalid parameter: messages[{index}]: messages with role 'tool' must "
+                        "be a response to a preceeding message with 'tool_calls'.")
+            if message["tool_call_id"] in unanswered:
+                unanswered.remove(message["tool_call_id"])
+            if not _text_content(message.get("content")):
+                return (f"Invalid 'messages[{index}].content': expected a string or an array "
+                        "of text content parts.")
         if message.get("content") is None and not (role == "assistant"
                                                    and message.get("tool_calls")):
             return f"Missing required parameter: 'messages[{index}].content'."
+    if unanswered:
+        return ("An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(unanswered)}")
     return _check_response_format(body.get("response_format")) or _check_openai_tools(body)
+
+
+def _text_content(content: Any) -> bool:
+    return isinstance(content, str) or (isinstance(content, list) and all(
+        isinstance(part, dict) and part.get("type") == "text" for part in content))
 
 
 def _check_response_format(response_format: Any) -> str | None:
@@ -184,6 +259,9 @@ def _check_openai_tools(body: dict[str, Any]) -> str | None:
         if function.get("strict") and (problem := strict_problem(function.get("parameters"))):
             return f"Invalid schema for function '{name}': {problem}"
         names.append(name)
+    if body.get("parallel_tool_calls") is not None and not names:
+        return ("Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only "
+                "allowed when 'tools' are specified.")
     choice = body.get("tool_choice")
     if choice is None:
         return None
@@ -215,7 +293,7 @@ def check_anthropic(headers: dict[str, str], body: Any) -> str | None:
         return "messages: roles must be 'user' or 'assistant'; use the system parameter"
     if messages[0]["role"] != "user":
         return 'messages: first message must use the "user" role'
-    previous_uses: set[str] = set()
+    previous_uses: list[str] = []
     for index, message in enumerate(messages):
         if index and message["role"] == messages[index - 1]["role"]:
             return ('messages: roles must alternate between "user" and "assistant", but found '
@@ -223,9 +301,18 @@ def check_anthropic(headers: dict[str, str], body: Any) -> str | None:
         problem = _check_anthropic_content(index, message, len(messages), previous_uses)
         if problem:
             return problem
-        previous_uses = {block.get("id") for block in _blocks(message)
-                         if block.get("type") == "tool_use"}
+        previous_uses = [block.get("id") for block in _blocks(message)
+                         if block.get("type") == "tool_use"]
+    if not body.get("tools") and any(block.get("type") in ("tool_use", "tool_result")
+                                     for message in messages for block in _blocks(message)):
+        return "Requests which include `tool_use` or `tool_result` blocks must define tools."
     return _check_anthropic_tools(body)
+
+
+def _unanswered(index: int, ids: list[str]) -> str:
+    return (f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
+            f"immediately after: {', '.join(ids)}. Each `tool_use` block must have a "
+            "corresponding `tool_result` block in the next message.")
 
 
 def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -234,7 +321,7 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _check_anthropic_content(index: int, message: dict[str, Any], count: int,
-                             previous_uses: set[str]) -> str | None:
+                             previous_uses: list[str]) -> str | None:
     content = message.get("content")
     if content == "" or any(block.get("type") == "text" and not block.get("text")
                             for block in _blocks(message)):
@@ -242,11 +329,27 @@ def _check_anthropic_content(index: int, message: dict[str, Any], count: int,
     if content == [] and not (index == count - 1 and message["role"] == "assistant"):
         return (f"messages.{index}: all messages must have non-empty content except for the "
                 "optional final assistant message")
-    for number, block in enumerate(_blocks(message)):
-        if block.get("type") == "tool_result" and block.get("tool_use_id") not in previous_uses:
+    blocks = _blocks(message)
+    for number, block in enumerate(blocks):
+        if block.get("type") != "tool_result":
+            continue
+        if block.get("tool_use_id") not in previous_uses:
             return (f"messages.{index}.content.{number}: unexpected `tool_use_id` found in "
                     f"`tool_result` blocks: {block.get('tool_use_id')}. Each `tool_result` "
                     "block must have a corresponding `tool_use` block in the previous message.")
+        if not isinstance(block.get("is_error", False), bool):
+            return (f"messages.{index}.content.{number}.tool_result.is_error: Input should be "
+                    "a valid boolean")
+    if previous_uses:
+        leading = [b.get("tool_use_id") for b in blocks[:len(previous_uses)]
+                   if b.get("type") == "tool_result"]
+        results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+        if missing := [i for i in previous_uses if i not in results]:
+            return _unanswered(index - 1, missing)
+        if len(leading) < len(previous_uses):
+            return (f"messages.{index}: Did not find {len(previous_uses)} `tool_result` "
+                    "block(s) at the beginning of this message. Messages following "
+                    "`tool_use` blocks must begin with `tool_result` blocks.")
     return None
 
 
@@ -266,6 +369,9 @@ def _check_anthropic_tools(body: dict[str, Any]) -> str | None:
         return None
     if choice.get("type") not in ("auto", "any", "tool", "none"):
         return "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'"
+    if not isinstance(choice.get("disable_parallel_tool_use", False), bool):
+        return (f"tool_choice.{choice['type']}.disable_parallel_tool_use: Input should be a "
+                "valid boolean")
     if choice["type"] != "none" and not names:
         return "tool_choice may only be specified while providing tools."
     if choice["type"] == "tool" and choice.get("name") not in names:
@@ -274,6 +380,11 @@ def _check_anthropic_tools(body: dict[str, Any]) -> str | None:
 
 
 # -- answers ------------------------------------------------------------------------------
+
+
+def _first_user(messages: list[dict[str, Any]]) -> str:
+    first = next((m.get("content") for m in messages if m.get("role") == "user"), "")
+    return first if isinstance(first, str) else json.dumps(first)
 
 
 def _last_user(messages: list[dict[str, Any]]) -> str:
@@ -288,7 +399,9 @@ def _counts(body: dict[str, Any], reply: Reply, output: str) -> tuple[int, int]:
     """(all input, output) tokens: the reply's, else one per 4 characters."""
     if reply.usage:
         return reply.usage
-    prompt = json.dumps(body["messages"]) + str(body.get("system", ""))
+    # Vendors bill the tool definitions as input too.
+    prompt = json.dumps(body["messages"]) + str(body.get("system", "")) + (
+        json.dumps(body["tools"]) if body.get("tools") else "")
     return math.ceil(len(prompt) / 4) + reply.cache_read + reply.cache_write, \
         math.ceil(len(output) / 4)
 
@@ -298,7 +411,17 @@ def _forced_function(body: dict[str, Any]) -> str | None:
     return (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
 
 
-def _openai_completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+def _check_calls(calls: list[Any], choice: str | None, serial: bool) -> None:
+    """Refuse scripted calls the request's tool choice rules out."""
+    if serial and len(calls) > 1:
+        raise _TestBug(f"{len(calls)} tool calls scripted, but parallel tool use is disabled")
+    if choice == "required" and not calls:
+        raise _TestBug("no tool call scripted, but the request requires one")
+    if choice == "none" and calls:
+        raise _TestBug("a tool call scripted, but the request's tool_choice is none")
+
+
+def _openai_completion(body: dict[str, Any], reply: Reply, index: int) -> dict[str, Any]:
     calls = list(reply.tool_calls)
     forced = _forced_function(body)
     content = reply.text
@@ -308,8 +431,12 @@ def _openai_completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         content = json.dumps(reply.structured)
     elif content is None and not calls:
         content = "fake: " + _last_user(body["messages"])
-    tool_calls = [{"id": f"call_fake{n}", "type": "function",
-                   "function": {"name": name, "arguments": json.dumps(arguments)}}
+    choice = body.get("tool_choice")
+    _check_calls(calls, choice if isinstance(choice, str) else None,
+                 body.get("parallel_tool_calls") is False)
+    tool_calls = [{"id": f"call_{index}_{n}", "type": "function",
+                   "function": {"name": name, "arguments": arguments if isinstance(arguments, str)
+                                else json.dumps(arguments)}}
                   for n, (name, arguments) in enumerate(calls, 1)]
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
@@ -336,7 +463,11 @@ def _openai_completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     }
 
 
-def _anthropic_message(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+# Chat Completions' finish reasons a test may script for either API → Anthropic's.
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def _anthropic_message(body: dict[str, Any], reply: Reply, index: int) -> dict[str, Any]:
     calls = list(reply.tool_calls)
     choice = body.get("tool_choice") or {}
     forced = choice.get("name") if choice.get("type") == "tool" else None
@@ -347,8 +478,12 @@ def _anthropic_message(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         text = json.dumps(reply.structured)
     elif text is None and not calls:
         text = "fake: " + _last_user(body["messages"])
+    if any(isinstance(arguments, str) for _, arguments in calls):
+        raise _TestBug("tool_use input must be an object")
+    _check_calls(calls, {"any": "required", "none": "none"}.get(choice.get("type", "")),
+                 choice.get("disable_parallel_tool_use") is True)
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-    content += [{"type": "tool_use", "id": f"toolu_fake{n}", "name": name, "input": arguments}
+    content += [{"type": "tool_use", "id": f"toolu_{index}_{n}", "name": name, "input": arguments}
                 for n, (name, arguments) in enumerate(calls, 1)]
     written = (text or "") + "".join(json.dumps(arguments) for _, arguments in calls)
     total, output = _counts(body, reply, written)
@@ -359,7 +494,8 @@ def _anthropic_message(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         "role": "assistant",
         "model": body["model"],
         "content": content,
-        "stop_reason": reply.finish or ("tool_use" if calls else "end_turn"),
+        "stop_reason": _STOP_REASONS.get(reply.finish or "", reply.finish)
+        or ("tool_use" if calls else "end_turn"),
         "stop_sequence": None,
         "usage": {"input_tokens": max(0, total - cached), "output_tokens": output,
                   "cache_creation_input_tokens": reply.cache_write,

@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-from .llm_api import ANTHROPIC_PATH, OPENAI_PATH, Reply, SeenRequest, answer
+from .llm_api import ANTHROPIC_PATH, OPENAI_PATH, Reply, SeenRequest, answer, by_turn
 
 __all__ = ["ANTHROPIC_PATH", "OPENAI_PATH", "FakeLLMServer", "Reply", "Responder",
-           "SeenRequest", "refused_url", "unanswered_url"]
+           "SeenRequest", "by_turn", "refused_url", "unanswered_url"]
 
 Responder = Callable[[SeenRequest], Reply | Awaitable[Reply]]
 
@@ -131,8 +131,8 @@ class FakeLLMServer:
             body: Any = json.loads(raw) if raw else None
         except json.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
-        seen = SeenRequest(method, path, headers, body)
         async with self._arrived:
+            seen = SeenRequest(method, path, headers, body, index=len(self.requests))
             self.requests.append(seen)
             self._arrived.notify_all()
         reply = await self._reply(seen)

@@ -6,6 +6,8 @@ from .base import (
     ModelResponse,
     Provider,
     ProviderError,
+    ToolCall,
+    ToolSpec,
     Usage,
 )
 from .pricing import Pricing
@@ -20,6 +22,8 @@ __all__ = [
     "ProviderError",
     "ProviderPool",
     "RetryPolicy",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
     "backoff_delay_ms",
 ]

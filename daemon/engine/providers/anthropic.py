@@ -11,15 +11,18 @@ import anthropic
 from pydantic import Field
 
 from .base import (
+    Message,
     ModelRequest,
     ModelResponse,
     OutputSpec,
     ProviderError,
     SDKProvider,
     SDKSettings,
+    ToolCall,
     Usage,
     checked_object,
     from_sdk_error,
+    json_object,
 )
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -38,7 +41,11 @@ _FINISH = {
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
+    # A server tool's long turn paused: only server tools (never offered yet) cause it.
+    "pause_turn": "pause",
 }
+# The neutral tool_choice → the Messages API's; any other value is a tool's name.
+_TOOL_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
 
 
 class AnthropicSettings(SDKSettings):
@@ -93,8 +100,35 @@ class AnthropicProvider(SDKProvider):
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         if system:
             arguments["system"] = system
+        if request.tools:
+            arguments.update(self._tools(request))
         if request.output is not None:
             arguments.update(_forced_tool(request.output))
+        return arguments
+
+    def _tools(self, request: ModelRequest) -> dict[str, Any]:
+        if request.output is not None or "thinking" in request.params:
+            # A forced answer tool would replace the node's tools; extended thinking needs its
+            # signed blocks sent back each turn, which messages do not keep yet.
+            raise ProviderError(f"{self.name}: tools cannot be used beside a structured "
+                                "output or thinking yet", kind="config", provider=self.name)
+        tools = []
+        for tool in request.tools:
+            spec: dict[str, Any] = {"name": tool.name, "description": tool.description,
+                                    "input_schema": tool.schema_}
+            if tool.strict:
+                spec["strict"] = True
+            tools.append(spec)
+        arguments: dict[str, Any] = {"tools": tools}
+        choice: dict[str, Any] | None = None
+        if request.tool_choice is not None:
+            kind = _TOOL_CHOICE.get(request.tool_choice, "tool")
+            choice = {"type": kind, **({"name": request.tool_choice} if kind == "tool" else {})}
+        if request.parallel_tool_calls is False:
+            # The flag lives in the tool choice, so one is needed: the default, auto.
+            choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+        if choice is not None:
+            arguments["tool_choice"] = choice
         return arguments
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
@@ -109,9 +143,7 @@ class AnthropicProvider(SDKProvider):
         try:
             message = await client.messages.create(
                 model=model,
-                # The Messages API takes system prompts apart from the turns.
-                messages=[{"role": m.role, "content": m.content}
-                          for m in request.messages if m.role != "system"],
+                messages=_messages(request.messages),
                 **arguments,
             )
         except anthropic.AnthropicError as exc:
@@ -126,6 +158,12 @@ class AnthropicProvider(SDKProvider):
                   latency_ms: float) -> ModelResponse:
         text = "".join(block.text for block in message.content if block.type == "text")
         structured = structured_error = None
+        # Calls are reported only to a request that offered tools: a forced answer tool is
+        # the structured answer, recorded as it always was.
+        tool_calls = tuple(
+            ToolCall(id=block.id, name=block.name,
+                     arguments=json.dumps(block.input, ensure_ascii=False))
+            for block in message.content if block.type == "tool_use") if request.tools else ()
         if request.output is not None:
             structured, structured_error, raw = _tool_input(message.content, request.output)
             text = text or raw
@@ -135,6 +173,7 @@ class AnthropicProvider(SDKProvider):
             text=text,
             structured=structured,
             structured_error=structured_error,
+            tool_calls=tool_calls,
             usage=_usage(message.usage),
             latency_ms=latency_ms,
             finish_reason=_FINISH.get(message.stop_reason or "", message.stop_reason or "unknown"),
@@ -142,6 +181,50 @@ class AnthropicProvider(SDKProvider):
             provider=self.name,
             raw_id=message.id or None,
         )
+
+
+def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """The turns in the Messages API's shape: system prompts left out (they go apart), tool
+    calls as tool_use blocks, and tool results merged with the user text after them into one
+    user message whose tool_result blocks come first (the API refuses them anywhere else)."""
+    turns: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool":
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+            if message.content:
+                result["content"] = message.content
+            if message.is_error:
+                result["is_error"] = True
+            results.append(result)
+            continue
+        if message.role == "system":
+            continue
+        if results:
+            text = ([{"type": "text", "text": message.content}]
+                    if message.role == "user" and message.content else [])
+            turns.append({"role": "user", "content": [*results, *text]})
+            results = []
+            if message.role == "user":
+                continue
+        if message.tool_calls:
+            blocks: list[dict[str, Any]] = (
+                [{"type": "text", "text": message.content}] if message.content else [])
+            blocks += [{"type": "tool_use", "id": call.id, "name": call.name,
+                        "input": _input(call)} for call in message.tool_calls]
+            turns.append({"role": "assistant", "content": blocks})
+        else:
+            turns.append({"role": message.role, "content": message.content})
+    if results:
+        turns.append({"role": "user", "content": results})
+    return turns
+
+
+def _input(call: ToolCall) -> dict[str, Any]:
+    """A call's arguments as tool_use input: Anthropic's are always an object, so anything
+    else came from another vendor's model in the history and becomes {}."""
+    arguments, _ = json_object(call.arguments, "the arguments")
+    return arguments or {}
 
 
 def _forced_tool(output: OutputSpec) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
     computed_field,
     model_serializer,
     model_validator,
@@ -33,24 +34,67 @@ from ..redact import Redactor
 if TYPE_CHECKING:
     from .pricing import Pricing
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 RoutingStatus = Literal["success", "fail", "retry", "partial_success"]
 
 # Attractor §3.6: request timeouts, rate limits and server errors are transient.
 _RETRYABLE_STATUSES = frozenset({408, 429})
+# tool_choice values that are not a tool's name: no tool may be called so.
+TOOL_CHOICES = frozenset({"auto", "required", "none"})
+
+
+class ToolCall(BaseModel):
+    """A tool call the model made: the vendor's id, the tool's name, its arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    # As the model wrote it: possibly the name of no tool offered.
+    name: str
+    # The JSON text as the model wrote it, malformed or not; the loop parses it (`parsed`).
+    arguments: str
+
+    def parsed(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The arguments as a JSON object, or None and why not."""
+        return json_object(self.arguments, f"the arguments of {self.name!r}")
 
 
 class Message(BaseModel):
-    """One chat message."""
+    """One chat message: an assistant's may call tools, a tool's answers one call."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Role
+    # An assistant that calls tools may say nothing (""); a tool message holds the result.
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    # The tool failed: `content` says how (Chat Completions has no flag, so it must).
+    is_error: bool = False
+
+    @model_validator(mode="after")
+    def _fields_of_the_role(self) -> Message:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"a {self.role} message cannot call tools")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id it answers")
+        if self.role != "tool" and (self.tool_call_id is not None or self.is_error):
+            raise ValueError(f"tool_call_id and is_error are for tool messages, not {self.role}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_without_tool_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Messages without tool traffic dump as they did before tools existed, so recorded
+        # requests hash (replay) and diff (run.diff) exactly as before.
+        data: dict[str, Any] = handler(self)
+        for name, empty in (("tool_calls", ()), ("tool_call_id", None), ("is_error", False)):
+            if name in data and data[name] in (empty, []):
+                del data[name]
+        return data
 
 
-class OutputSpec(BaseModel):
-    """A structured answer to ask for: a named JSON schema the reply must be an object of."""
+class _NamedSchema(BaseModel):
+    """A name, a description and a JSON schema, dumped as `schema` (OutputSpec, ToolSpec)."""
 
     # `schema` is a BaseModel attribute, hence the field `schema_`; the JSON form (the
     # recorded request that replays rebuild requests from) says `schema`. Both names are
@@ -60,7 +104,6 @@ class OutputSpec(BaseModel):
     # OpenAI's limit for response_format and function names, also valid for Anthropic tools.
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = ""
-    # OpenAI-strict: type object, every property required, additionalProperties false.
     schema_: dict[str, Any] = Field(alias="schema")
 
     @model_serializer(mode="wrap")
@@ -74,6 +117,25 @@ class OutputSpec(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: name, description, schema."""
         return self.model_dump(mode="json")
+
+
+class OutputSpec(_NamedSchema):
+    """A structured answer to ask for: a named JSON schema the reply must be an object of
+    (OpenAI-strict: type object, every property required, additionalProperties false)."""
+
+
+class ToolSpec(_NamedSchema):
+    """A tool the model may call: its name, what it does, the JSON schema of its arguments."""
+
+    # Ask the vendor to hold the arguments to the schema (only for strict-clean schemas).
+    strict: bool = False
+
+    @model_validator(mode="after")
+    def _object_schema(self) -> ToolSpec:
+        # Both vendors take arguments as one JSON object (Anthropic refuses anything else).
+        if self.schema_.get("type") != "object":
+            raise ValueError(f"the schema of tool {self.name!r} must have type object")
+        return self
 
 
 class ModelRequest(BaseModel):
@@ -96,12 +158,35 @@ class ModelRequest(BaseModel):
     provider_attempt: int = Field(default=1, ge=1)
     # Ask for a structured answer: the response's `structured` (or `structured_error`).
     output: OutputSpec | None = None
+    # Tools the model may call, and how: "auto" | "required" | "none" | a tool's name; None
+    # is the vendor's default. parallel_tool_calls None: the vendor's default (allowed).
+    tools: list[ToolSpec] = Field(default_factory=list)
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+
+    @model_validator(mode="after")
+    def _tools_and_turns(self) -> ModelRequest:
+        # Both vendors refuse what this refuses; the engine sending it would be a bug.
+        names = [tool.name for tool in self.tools]
+        reserved = TOOL_CHOICES | ({self.output.name} if self.output else set())
+        if len(set(names)) != len(names) or reserved & set(names):
+            raise ValueError(f"tool names must be unique and none of {sorted(reserved)}: "
+                             f"{names}")
+        if (self.tool_choice is not None or self.parallel_tool_calls is not None) and not names:
+            raise ValueError("tool_choice and parallel_tool_calls need tools")
+        if self.tool_choice is not None and self.tool_choice not in TOOL_CHOICES | set(names):
+            raise ValueError(f"tool_choice {self.tool_choice!r} names no tool: {names}")
+        _check_turns(self.messages)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the trace; `output` only when set."""
-        # Left out when unset, so that a call that asks for no structured answer is recorded
-        # as it was before requests had outputs (run.diff compares recorded requests).
-        return self.model_dump(mode="json", exclude={"output"} if self.output is None else None)
+        """JSON-ready form for the trace; `output` and the tool fields only when set."""
+        # Left out when unset, so that a call that asks for no structured answer and offers
+        # no tools is recorded as it was before (run.diff compares recorded requests).
+        unset = {name for name, empty in (("output", None), ("tools", []), ("tool_choice", None),
+                                          ("parallel_tool_calls", None))
+                 if getattr(self, name) == empty}
+        return self.model_dump(mode="json", exclude=unset or None)
 
     def last_user_message(self) -> str:
         """The content of the last user message, or ''."""
@@ -109,6 +194,28 @@ class ModelRequest(BaseModel):
             if message.role == "user":
                 return message.content
         return ""
+
+
+def _check_turns(messages: list[Message]) -> None:
+    """Every tool message answers a call of the closest assistant message before it, and
+    every such call is answered before the next assistant or user message."""
+    pending: set[str] = set()
+    for index, message in enumerate(messages):
+        if message.role == "tool":
+            if message.tool_call_id not in pending:
+                raise ValueError(f"messages[{index}] answers no pending tool call: "
+                                 f"{message.tool_call_id!r}")
+            pending.discard(message.tool_call_id)
+            continue
+        if pending and message.role in ("user", "assistant"):
+            raise ValueError(f"messages[{index}]: tool calls {sorted(pending)} are unanswered")
+        if message.tool_calls:
+            ids = [call.id for call in message.tool_calls]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"messages[{index}] repeats a tool call id: {ids}")
+            pending = set(ids)
+    if pending:
+        raise ValueError(f"tool calls {sorted(pending)} are unanswered")
 
 
 class Usage(BaseModel):
@@ -162,22 +269,39 @@ class ModelResponse(BaseModel):
     status: RoutingStatus | None = None
     preferred_label: str | None = None
     context_updates: dict[str, Any] = Field(default_factory=dict)
+    # The tools the model called this turn (finish_reason "tool_calls", unless cut short).
+    tool_calls: tuple[ToolCall, ...] = ()
     # Set by the engine, never by a provider: the status.json an external agent or tool
     # wrote into the node's stage directory during the call (attractor appendix C); it is
     # recorded with the response so that a replay reproduces the outcome it gave.
     status_file: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the trace; structured fields and cache counts only when set."""
+        """JSON-ready form for the trace; structured fields, tool calls and cache counts only
+        when set."""
         data = self.model_dump(mode="json")
         # As ModelRequest.to_dict: a call that uses neither is recorded as it was before.
         for name in ("structured", "structured_error", "status_file"):
             if data[name] is None:
                 del data[name]
+        if not data["tool_calls"]:
+            del data["tool_calls"]
         for name in ("cache_read_tokens", "cache_write_tokens"):
             if not data["usage"][name]:
                 del data["usage"][name]
         return data
+
+    @model_validator(mode="after")
+    def _unique_call_ids(self) -> ModelResponse:
+        # The next request answers each call by its id: two alike could not be told apart.
+        ids = [call.id for call in self.tool_calls]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"the response repeats a tool call id: {ids}")
+        return self
+
+    def assistant_message(self) -> Message:
+        """This turn as the assistant message the next request's history holds."""
+        return Message(role="assistant", content=self.text, tool_calls=self.tool_calls)
 
 
 class ProviderError(Exception):
@@ -480,6 +604,8 @@ class SDKProvider:
             yield
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
             detail = str(exc).splitlines()[0] if str(exc) else ""
+            if isinstance(exc, ValidationError):  # its first line names only the model
+                detail = "; ".join(error["msg"] for error in exc.errors())
             raise self.error(f"unexpected response: {type(exc).__name__}: {detail}") from exc
 
     def describe(self) -> dict[str, Any]:

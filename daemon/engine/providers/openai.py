@@ -12,12 +12,16 @@ import openai
 from pydantic import Field
 
 from .base import (
+    TOOL_CHOICES,
+    Message,
     ModelRequest,
     ModelResponse,
     OutputSpec,
     ProviderError,
     SDKProvider,
     SDKSettings,
+    ToolCall,
+    ToolSpec,
     Usage,
     from_sdk_error,
     json_object,
@@ -29,6 +33,7 @@ _KEYLESS_PLACEHOLDER = "no-key"
 
 # Chat Completions parameters that request.params may carry through; others are ignored
 # (an unknown keyword would be a TypeError in the SDK). `extra_body` passes through as is.
+# Tools never come from params (free-form node attributes): only from the request's fields.
 _PASS_THROUGH = frozenset({
     "temperature", "top_p", "max_completion_tokens", "reasoning_effort", "stop", "seed",
     "presence_penalty", "frequency_penalty", "response_format", "logit_bias", "user",
@@ -97,7 +102,14 @@ class OpenAIProvider(SDKProvider):
             arguments[self.settings.resolved_max_tokens_field()] = params["max_tokens"]
         if isinstance(params.get("extra_body"), Mapping):
             arguments["extra_body"] = dict(params["extra_body"])
+        if request.tools:
+            arguments.update(_tools(request))
         if request.output is not None:  # wins over a response_format in params
+            if request.tools and self.settings.structured_output == "tool":
+                # The forced answer tool would replace the node's tools.
+                raise ProviderError(f"{self.name}: structured_output 'tool' cannot be used "
+                                    "beside tools yet: use 'json_schema'", kind="config",
+                                    provider=self.name)
             arguments.update(self._structured(request.output))
         return arguments
 
@@ -139,7 +151,7 @@ class OpenAIProvider(SDKProvider):
         try:
             completion = await client.chat.completions.create(
                 model=model,
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                messages=[_message(m) for m in request.messages],
                 **self._arguments(request),
             )
         except openai.OpenAIError as exc:
@@ -159,7 +171,11 @@ class OpenAIProvider(SDKProvider):
         finish = choice.finish_reason or "unknown"
         text = message.content or getattr(message, "refusal", None) or ""
         structured = structured_error = None
-        if request.output is not None:
+        # Calls are reported only to a request that offered tools: a forced answer tool is
+        # the structured answer, recorded as it always was.
+        tool_calls = self._tool_calls(message) if request.tools else ()
+        # A turn that calls tools is not the answer yet: the answer comes after their results.
+        if request.output is not None and not tool_calls:
             structured, structured_error, raw = self._parse(message, request.output)
             text = text or raw
             if structured_error and finish not in _COMPLETE:
@@ -168,6 +184,7 @@ class OpenAIProvider(SDKProvider):
             text=text,
             structured=structured,
             structured_error=structured_error,
+            tool_calls=tool_calls,
             usage=_usage(completion.usage),
             latency_ms=latency_ms,
             finish_reason=finish,
@@ -176,10 +193,55 @@ class OpenAIProvider(SDKProvider):
             raw_id=completion.id or None,
         )
 
+    def _tool_calls(self, message: Any) -> tuple[ToolCall, ...]:
+        calls = []
+        for call in message.tool_calls or []:
+            if call.type != "function":  # e.g. a `custom` tool, which no request offers
+                raise self.error(f"unexpected response: a tool call of type {call.type!r}")
+            # The arguments as the model wrote them, even malformed: the loop judges them.
+            calls.append(ToolCall(id=call.id, name=call.function.name,
+                                  arguments=call.function.arguments or ""))
+        return tuple(calls)
+
     def describe(self) -> dict[str, Any]:
         """The settings in use, for providers.json (they hold no keys)."""
         return {**super().describe(),
                 "max_tokens_field": self.settings.resolved_max_tokens_field()}
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A message in Chat Completions' shape."""
+    if message.role == "tool":
+        # Chat Completions has no error flag: the content itself must say it failed.
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        # The arguments go back verbatim, so that the prompt's prefix (and OpenAI's automatic
+        # prompt cache) stays the same from turn to turn.
+        return {"role": "assistant", "content": message.content or None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": call.arguments}}
+            for call in message.tool_calls]}
+    return {"role": message.role, "content": message.content}
+
+
+def _function(tool: ToolSpec) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "description": tool.description,
+                                "parameters": tool.schema_}
+    if tool.strict:  # only then: compatible servers refuse the key less than they mishandle it
+        function["strict"] = True
+    return {"type": "function", "function": function}
+
+
+def _tools(request: ModelRequest) -> dict[str, Any]:
+    """tools, tool_choice and parallel_tool_calls, each only when the request sets it."""
+    arguments: dict[str, Any] = {"tools": [_function(tool) for tool in request.tools]}
+    choice = request.tool_choice
+    if choice is not None:
+        arguments["tool_choice"] = choice if choice in TOOL_CHOICES else {
+            "type": "function", "function": {"name": choice}}
+    if request.parallel_tool_calls is not None:
+        arguments["parallel_tool_calls"] = request.parallel_tool_calls
+    return arguments
 
 
 def _usage(usage: Any) -> Usage:
