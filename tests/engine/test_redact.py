@@ -5,6 +5,7 @@ and every value under a secret-looking name is gone; however deep the document."
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ def numbers_of(secret: str) -> list[int | float]:
             continue
         if isinstance(number, bool) or not isinstance(number, int | float):
             continue  # `true  `, `"abcd"`: JSON, but no number
+        if isinstance(number, float) and not math.isfinite(number):
+            continue  # `1e+311` parses to inf, which JSON cannot write back
         if isinstance(number, float) or -(2**63) <= number < 2**64:
             found.append(number)
     return found
