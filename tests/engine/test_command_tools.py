@@ -4,6 +4,7 @@ explicit environment. Real processes throughout."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ostinato.daemon.engine.dot import parse_dot
 from ostinato.daemon.engine.graph import Duration
 from ostinato.daemon.engine.tools.capture import resolve_cwd, run_captured
 from ostinato.daemon.engine.tools.spec import (
@@ -79,6 +81,18 @@ def test_a_bad_declaration_is_refused(fields: dict[str, object], message: str) -
         CommandTool.from_mapping("t", {"schema": SCHEMA, "argv": '["cat", "{path}"]', **fields})
 
 
+def test_a_pipeline_declares_tools_on_the_graph_and_on_nodes() -> None:
+    graph = parse_dot(r"""digraph g {
+        graph [tool.wc.schema="{\"type\":\"object\",\"properties\":{\"path\":{}}}",
+               tool.wc.argv="[\"wc\", \"-w\", \"--\", \"{path}\"]", tool.wc.timeout=10s]
+        start [shape=Mdiamond]; exit [shape=Msquare]
+        a [prompt="p", tool.ls.argv="[\"ls\"]", tool.ls.cwd="notes"]
+        start -> a -> exit }""")
+    wc, = tools_from_attrs(graph.attrs).values()
+    assert (wc.argv, wc.timeout_s) == (("wc", "-w", "--", "{path}"), 10.0)
+    assert tools_from_attrs(graph.nodes["a"].attrs)["ls"].cwd == "notes"
+
+
 def test_a_bad_name_is_refused() -> None:
     with pytest.raises(ValueError, match=r"unknown field\(s\) b.argv"):
         tools_from_attrs({"tool.a.b.argv": '["true"]'})  # name "a", field "b.argv"
@@ -110,8 +124,9 @@ async def test_a_shell_looking_value_stays_one_literal_argument(tmp_path: Path) 
     ({"path": "a", "rm": "-rf"}, "not in its schema: rm"),
     ({"path": 3}, "is not of type 'string'"),
     ({}, "'path' is a required property"),
+    (["a"], "must be a JSON object"),
 ])
-def test_arguments_outside_the_schema_are_refused(arguments: dict[str, object],
+def test_arguments_outside_the_schema_are_refused(arguments: object,
                                                    message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render_argv(tool(["cat", "{path}"]), arguments, "/ws")
@@ -145,6 +160,20 @@ async def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
                                 max_output=4096)
     assert result.timed_out
     child, grandchild = map(int, result.stdout.split())
+    assert gone(child) and gone(grandchild)
+
+
+async def test_cancelling_the_call_kills_the_whole_process_group(tmp_path: Path) -> None:
+    fifo = tmp_path / "pids"
+    os.mkfifo(fifo)
+    argv = ["/bin/sh", "-c", f"sleep 300 & echo $$ $! > {fifo}; wait"]
+    call = asyncio.create_task(run_captured(argv, workspace=str(tmp_path), timeout_s=300,
+                                            max_output=4096))
+    # Opening the fifo for reading returns once the child has opened it for writing.
+    child, grandchild = map(int, (await asyncio.to_thread(fifo.read_text)).split())
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
     assert gone(child) and gone(grandchild)
 
 

@@ -72,6 +72,8 @@ class CommandTool:
     def validate_arguments(self, arguments: Mapping[str, Any]) -> None:
         """ValueError if the model's arguments do not fit the schema or name a property the
         schema does not declare."""
+        if not isinstance(arguments, Mapping):
+            raise ValueError(f"tool {self.name}: arguments must be a JSON object")
         extra = sorted(set(arguments) - set(self.schema.get("properties", {})))
         if extra:
             raise ValueError(f"tool {self.name}: argument(s) not in its schema: "
