@@ -9,9 +9,7 @@ process group.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import orjson
 
 from ..outcome import Outcome, Status
 from ..recording import INTERRUPTED
+from ..tools.capture import kill_group, start_in_group
 from .base import NodeRun
 
 
@@ -32,12 +31,6 @@ def _argv(run: NodeRun) -> list[str] | None:
         raise ValueError("tool_argv must be a JSON list of strings")
     command = str(run.node.get("tool_command", "") or "")
     return ["/bin/sh", "-c", command] if command else None
-
-
-async def _kill(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
 
 
 class ToolHandler:
@@ -103,21 +96,11 @@ async def _run(run: NodeRun, argv: list[str]) -> tuple[dict[str, Any], float]:
     env = {**os.environ, "OSTINATO_STAGE_DIR": str(stage_dir),
            "OSTINATO_RUN_ID": run.executor.run_id, "OSTINATO_NODE_ID": run.node.id}
     started = time.monotonic()
-    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True))
-    try:
-        # The child runs before create_subprocess_exec returns: a cancellation in
-        # between must still find and kill it.
-        process = await asyncio.shield(spawn)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await _kill(await spawn)
-        raise
+    process = await start_in_group(argv, env=env)
     try:
         stdout, stderr = await process.communicate()
     except BaseException:  # cancelled or timed out: never leave the process behind
-        await _kill(process)
+        await kill_group(process)
         raise
     latency_ms = (time.monotonic() - started) * 1000
     # The status file is part of the answer: a replay must reproduce the outcome it gave.

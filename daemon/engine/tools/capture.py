@@ -85,19 +85,8 @@ async def run_captured(argv: Sequence[str], *, workspace: str, cwd: str = "",
     """Run `argv` (no shell) in `cwd` under the workspace with only `basic_env` plus `env`;
     at the timeout, or on cancellation, the whole process group is killed."""
     directory = resolve_cwd(workspace, cwd)
-    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, cwd=directory,
-        env={**basic_env(os.path.realpath(workspace)), **(env or {})},
-        start_new_session=True))  # its own group: a kill reaches what it spawned too
-    try:
-        # The child runs before create_subprocess_exec returns: a cancellation in between
-        # must still find and kill it.
-        process = await asyncio.shield(spawn)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await _kill_group(await spawn)
-        raise
+    process = await start_in_group(
+        argv, cwd=directory, env={**basic_env(os.path.realpath(workspace)), **(env or {})})
     assert process.stdout is not None and process.stderr is not None
     out, err = _Stream(max_output), _Stream(max_output)
     readers = [asyncio.create_task(out.drain(process.stdout)),
@@ -108,7 +97,7 @@ async def run_captured(argv: Sequence[str], *, workspace: str, cwd: str = "",
         timed_out = bool(pending)
     finally:
         # Always, even after a clean exit: a tool call leaves no background process behind.
-        await _kill_group(process)
+        await kill_group(process)
         _, unread = await asyncio.wait(readers, timeout=_DRAIN_AFTER_KILL_S)
         for task in unread:
             task.cancel()
@@ -121,7 +110,24 @@ async def run_captured(argv: Sequence[str], *, workspace: str, cwd: str = "",
                     truncated=truncated, timed_out=timed_out)
 
 
-async def _kill_group(process: asyncio.subprocess.Process) -> None:
+async def start_in_group(argv: Sequence[str], **options: Any) -> asyncio.subprocess.Process:
+    """`argv` started (no shell) in a process group of its own, stdin from /dev/null and
+    stdout/stderr piped: a kill of the group reaches what it spawned too. A cancellation
+    while it starts still kills it."""
+    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True, **options))
+    try:
+        # The child runs before create_subprocess_exec returns: a cancellation in between
+        # must still find and kill it.
+        return await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await kill_group(await spawn)
+        raise
+
+
+async def kill_group(process: asyncio.subprocess.Process) -> None:
     """SIGKILL the process's whole group and reap the leader."""
     # The group id outlives the leader while any member lives, so this reaches grandchildren
     # of a leader that has already exited.
