@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 from common import loop_choice  # bench/ is on sys.path when a bench runs
-from rpc import percentile, pinned, pipeline
+from rpc import check_ids, percentile, pinned, pipeline
 
 BENCH_DIR = Path(__file__).resolve().parent
 SDK_SERVER = BENCH_DIR / "mcp_sdk_server.py"
@@ -129,9 +129,7 @@ def check_replies(lines: Sequence[bytes], first_id: int, count: int) -> None:
         if not isinstance(result, dict) or result.get("isError"):
             raise RuntimeError(f"not a success: {raw[:300]!r}")
         ids.append(reply["id"])
-    if sorted(ids) != list(range(first_id, first_id + count)):
-        raise RuntimeError(f"expected ids {first_id}..{first_id + count - 1}, got {len(ids)} "
-                           "replies with other ids")
+    check_ids(ids, first_id, count)
 
 
 @dataclass

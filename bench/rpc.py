@@ -132,6 +132,11 @@ def check_replies(bodies: Sequence[bytes], first_id: int, count: int) -> None:
         if "result" not in reply:
             raise RuntimeError(f"error reply: {body[:300]!r}")
         ids.append(reply["id"])
+    check_ids(ids, first_id, count)
+
+
+def check_ids(ids: list[Any], first_id: int, count: int) -> None:
+    """The ids replied are exactly first_id..first_id+count-1."""
     if sorted(ids) != list(range(first_id, first_id + count)):
         raise RuntimeError(f"expected ids {first_id}..{first_id + count - 1}, got {len(ids)} "
                            "replies with other ids")
