@@ -383,7 +383,8 @@ class ToolCalledInvariant(InvariantBase):
         default=None, min_length=1,
         description="The tool an agent node's model called, by the name it used "
                     "(`word_count`, `files__read_text_file`), or `server/tool` for an MCP "
-                    "server's tool (`files/read_text_file`).")
+                    "server's tool (`files/read_text_file`, the same as `tool: "
+                    "read_text_file` with `server: files`).")
     server: str | None = Field(default=None, min_length=1,
                                description="The MCP server whose tool was called.")
     arguments: JsonObject | None = Field(

@@ -59,7 +59,7 @@ def metric_value(metric: str, run: StoredRun) -> float:
 def _named(metric: str) -> str:
     of_node = node_metric(metric)
     if of_node is not None:
-        return f"node {of_node[0]!r}'s {of_node[1]}"
+        return f"{of_node[1]} of node {of_node[0]!r}"
     return f"context key {metric[8:]!r}" if metric.startswith("context.") else metric
 
 

@@ -100,10 +100,9 @@ def _tool_matches(invariant: ToolCalledInvariant, call: dict[str, Any]) -> bool:
     recorded, server = request.get("tool"), request.get("server")
     wanted, wanted_server = invariant.tool, invariant.server
     if wanted is not None and "/" in wanted:
-        wanted_server, _, name = wanted.partition("/")
-        if recorded not in (name, f"{wanted_server}__{name}"):
-            return False
-    elif wanted is not None and recorded != wanted:
+        wanted_server, _, wanted = wanted.partition("/")
+    if wanted is not None and recorded != wanted and (
+            wanted_server is None or recorded != f"{wanted_server}__{wanted}"):
         return False
     return wanted_server is None or server == wanted_server
 
@@ -200,20 +199,22 @@ def tool_called(invariant: ToolCalledInvariant, run: StoredRun,
 def _what_it_did(invariant: ToolCalledInvariant,
                  filters: list[tuple[str, Callable[[dict[str, Any]], bool]]],
                  tools: list[dict[str, Any]], count: int) -> str:
-    """What the run did instead: how far the calls got through the filters, and the calls
-    of the node (or of the run)."""
+    """What the run did instead: the calls that had the right node, command and tool but
+    not the rest (arguments, exit code, error), else the calls of the node (or run)."""
     if count:  # too many: the count says it
         return ""
-    near = tools
-    why = ""
-    for asked, test in filters:
-        kept = [c for c in near if test(c)]
-        if not kept:
-            if near is not tools:
-                why = f"; {len(near)} matched until {asked}"
-            break
-        near = kept
+    naming = sum(1 for field in (invariant.node, invariant.command,
+                                 invariant.tool or invariant.server) if field is not None)
+    named = [c for c in tools if all(test(c) for _, test in filters[:naming])]
+    if named:
+        near = named
+        for asked, test in filters[naming:]:
+            kept = [c for c in near if test(c)]
+            if not kept:
+                return (f"; {len(named)} call{'' if len(named) == 1 else 's'} "
+                        f"({_tally(named)}), none also with {asked}")
+            near = kept
     scope = [c for c in tools if invariant.node is None or c.get("node_id") == invariant.node]
     who = f"node {invariant.node!r}" if invariant.node is not None else "the run"
     called = _tally(scope)
-    return why + (f"; {who} called: {called}" if called else f"; {who} made no tool call")
+    return f"; {who} called: {called}" if called else f"; {who} made no tool call"
