@@ -19,6 +19,7 @@ from ostinato.protocol.invariants import node_metric
 from .agent_records_support import attr, call, run_agent
 
 MCP_TEXT = {"content": [{"type": "text", "text": "# Notes\nship it"}], "is_error": False}
+TIMES = "\N{MULTIPLICATION SIGN}"
 FAILED_WC = {"exit_code": 1, "stdout": "", "stderr": "wc: missing.md: No such file"}
 
 
@@ -109,13 +110,13 @@ async def test_a_failed_tool_called_says_what_the_node_did_instead(stored: Any) 
                                    "tool": "files__search_files"})
     assert missing["message"] == (
         "node 'sum_up' tool 'files__search_files': 0 calls, expected at least 1; "
-        "node 'sum_up' called: files__list_directory \N{MULTIPLICATION SIGN}2, word_count \N{MULTIPLICATION SIGN}2, "
+        f"node 'sum_up' called: files__list_directory {TIMES}2, word_count {TIMES}2, "
         "files__read_text_file")
     other_arguments = await check(stored, {"type": "tool_called", "tool": "word_count",
                                            "arguments": {"path": "README.md"}})
     assert other_arguments["message"] == (
         'tool \'word_count\' arguments {"path":"README.md"}: 0 calls, expected at least 1; '
-        '2 calls (word_count \N{MULTIPLICATION SIGN}2), none also with arguments {"path":"README.md"}')
+        f'2 calls (word_count {TIMES}2), none also with arguments {{"path":"README.md"}}')
     too_many = await check(stored, {"type": "tool_called", "tool": "files/list_directory",
                                     "max_count": 0})
     assert too_many["message"] == "tool 'files/list_directory': 2 calls, expected none"
