@@ -42,6 +42,7 @@ from .rundir import JOURNAL, RunDirectory
 from .sink import NullSink, RunSink
 from .supervision import INSTRUCTIONS, ChildReport, ChildRuns, Supervision
 from .threads import Thread
+from .tools.runtime import AgentRuntime
 
 # The calls of the unit of concurrent work (a parallel branch, a DAG stage) that the current
 # task runs; None outside one.
@@ -58,7 +59,8 @@ class Executor:
                  record: RecordMode = "full", replayer: Replayer | None = None,
                  trial_index: int | None = None, budget: Budget | None = None,
                  children: ChildRuns | None = None,
-                 supervisor: Supervision | None = None) -> None:
+                 supervisor: Supervision | None = None,
+                 agent: AgentRuntime | None = None) -> None:
         self.run_id = run_id
         self.trace_id = trace_id
         self.graph = graph
@@ -92,6 +94,11 @@ class Executor:
         # Stages the sink already holds for this run. A run resumed after a crash between a
         # stage's record and the checkpoint after it numbers its next stages after them.
         self.recorded_stages = recorded_stages
+        # The workspace, secrets and processes of the run's agent nodes.
+        self.agent = agent or AgentRuntime(run_dir.root, settings=settings)
+        if self.agent.on_spawn is None:
+            self.agent.on_spawn = lambda kind, program, node_id: self.emit(
+                "ToolProcessStarted", node_id=node_id, kind=kind, program=program)
 
     # -- entry points ---------------------------------------------------------------------
 

@@ -182,6 +182,16 @@ class RunDirectory:
         write_file(os.path.join(self.stage(node_id), name),
                    self.redactor.text(text).encode("utf-8"))
 
+    def append_stage_file(self, node_id: str, name: str, text: str) -> None:
+        """Append to one of a node's files (an agent's transcript.md), redacted; as
+        `write_stage_file`, nothing when the run keeps no content."""
+        if not name or name.startswith(".") or os.path.basename(name) != name:
+            raise ValueError(f"unsafe file name in a run directory: {name!r}")
+        if not self.content:
+            return
+        with open(os.path.join(self.stage(node_id), name), "ab") as handle:
+            handle.write(self.redactor.text(text).encode("utf-8"))
+
     def write_status(self, node_id: str, status: dict[str, Any]) -> None:
         """The node's status.json, written in place like the node's other files: it is
         written before the stage is recorded and checkpointed, so a crash in the middle of

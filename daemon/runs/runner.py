@@ -30,6 +30,8 @@ from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import RunDirectory, dump_json, remove_temporary_files
 from ..engine.supervision import Supervision
+from ..engine.tools.agent_spec import has_agents
+from ..engine.tools.runtime import AgentRuntime
 from ..host import Host
 from ..ids import utc_now, uuid7
 from ..store.records import RunRecord
@@ -152,7 +154,8 @@ class Runner:
         active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
                                 next_event=1, record=options.record, replayer=replayer,
                                 trial_index=options.trial_index, budget=options.budget,
-                                supervisor=options.supervisor)
+                                supervisor=options.supervisor,
+                                pipeline_dir=options.pipeline_dir)
         active.owns_pool = options.prepared is None
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
@@ -249,7 +252,8 @@ class Runner:
         active = self._activate(run_id, run.trace_id, graph, run_dir, pool, settings,
                                 next_event, recorded_stages=next_stage - 1,
                                 record=options.record, replayer=replayer,
-                                trial_index=options.trial_index, supervisor=supervisor)
+                                trial_index=options.trial_index, supervisor=supervisor,
+                                pipeline_dir=options.pipeline_dir)
         active.sink.totals = {key: getattr(run, key) for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.pipeline_dir = options.pipeline_dir
@@ -309,7 +313,8 @@ class Runner:
                   recorded_stages: int = 0, record: RecordMode = "full",
                   replayer: Replayer | None = None, trial_index: int | None = None,
                   budget: Budget | None = None,
-                  supervisor: Supervision | None = None) -> ActiveRun:
+                  supervisor: Supervision | None = None,
+                  pipeline_dir: str | None = None) -> ActiveRun:
         sink = StoreSink(self.host.publish, self.store, run_id, next_event, run_dir.redactor,
                          grouped=trial_index is not None)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
@@ -320,7 +325,10 @@ class Runner:
                             sink=sink, settings=settings,
                             recorded_stages=recorded_stages, record=record,
                             replayer=replayer, trial_index=trial_index, budget=budget,
-                            children=self.children, supervisor=supervisor)
+                            children=self.children, supervisor=supervisor,
+                            agent=AgentRuntime(run_dir.root, settings=settings,
+                                               allowed_secrets=self.host.settings.allowed_key_env,
+                                               pipeline_dir=pipeline_dir))
         active = ActiveRun(run_id, executor, pool, sink, settings, self.home)
         self.active[run_id] = active
         return active
@@ -395,12 +403,15 @@ class Runner:
                 manifest.update(status=status, outcome=outcome, end_time=ended,
                                 failure_reason=reason or None,
                                 resumable=status in RESUMABLE)
+                if has_agents(active.executor.graph):  # a replay proves it started none
+                    manifest["processes_started"] = active.executor.agent.processes_started
                 active.executor.run_dir.write_json("manifest.json", data=manifest)
             with unless_full(active.run_id, "its end in the store"):
                 await active.sink.flush(status=status, outcome=outcome,
                                         failure_reason=reason or None, ended_at=ended,
                                         resumable=int(status in RESUMABLE))
         finally:
+            await active.executor.agent.aclose()
             active.executor.run_dir.close()
             if active.owns_pool:
                 await active.pool.aclose()
