@@ -38,10 +38,10 @@ async def agent_loop(run: NodeRun, spec: AgentSpec, messages: list[dict[str, str
     tools = offered_tools(spec)
     history = [Message.model_validate(message) for message in messages]
     transcript.begin(run)
-    calls_made = 0
+    calls_made, asked = 0, False
     for turn in range(1, spec.max_turns + 1):
-        last = turn == spec.max_turns or calls_made >= spec.max_tool_calls
-        if last and turn > 1:
+        last = asked or turn == spec.max_turns or calls_made >= spec.max_tool_calls
+        if last and turn > 1 and not asked:
             history.append(Message(role="user", content=LAST_TURN_NOTE))
         response = await _turn(run, history, output, tools, turn, last, status_path)
         if isinstance(response, Outcome):
@@ -52,6 +52,7 @@ async def agent_loop(run: NodeRun, spec: AgentSpec, messages: list[dict[str, str
                 # allows no tool asks for it.
                 history += [response.assistant_message(), Message(role="user",
                                                                   content=ANSWER_NOTE)]
+                asked = True
                 continue
             return response
         if last:
