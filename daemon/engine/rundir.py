@@ -15,6 +15,7 @@ from ..ids import uuid7
 from .redact import Redactor
 
 JOURNAL = "journal.jsonl"
+TRACE = "trace.jsonl"
 BRANCHES = "branches.jsonl"
 ARTIFACT_THRESHOLD = 100 * 1024  # attractor §5.5: larger values leave the context
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,7 +129,7 @@ class RunDirectory:
         self.redactor = redactor or Redactor()
         self.content = content  # False: record mode metadata_only, no node text files
         self._stage_dirs: dict[str, str] = {}  # node id -> its directory, once created
-        self._trace = AppendLog(os.path.join(self._root, "trace.jsonl"))
+        self._trace = AppendLog(os.path.join(self._root, TRACE))
         self._journal = AppendLog(os.path.join(self._root, JOURNAL))
         self._branches = AppendLog(os.path.join(self._root, BRANCHES))
 

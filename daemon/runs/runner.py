@@ -26,11 +26,12 @@ from ..engine.load import load_pipeline_async
 from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
-from ..engine.replay import Cassette, Replayer, ReplayProviders
+from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
-from ..engine.rundir import RunDirectory, dump_json, remove_temporary_files
+from ..engine.rundir import TRACE, RunDirectory, dump_json, remove_temporary_files
 from ..engine.supervision import Supervision
 from ..engine.tools.agent_spec import has_agents
+from ..engine.tools.processes import sweep
 from ..engine.tools.runtime import AgentRuntime
 from ..host import Host
 from ..ids import utc_now, uuid7
@@ -241,6 +242,9 @@ class Runner:
             manifest = run_dir.read_json("manifest.json")
             if replayer is not None:
                 await self._consume_made(replayer, run_id, checkpoint)
+            # What the node the interruption cut short had finished is not made again.
+            journal = Journal.from_trace(run_dir.root / TRACE, checkpoint, redactor=redactor) \
+                if options.record == "full" else None
             next_event, next_stage = await self.store.next_sequences(run_id)
             await self.store.update_run(run_id, status="running", resumable=0,
                                         resumed_from=(checkpoint or {}).get("current_node"))
@@ -253,7 +257,7 @@ class Runner:
                                 next_event, recorded_stages=next_stage - 1,
                                 record=options.record, replayer=replayer,
                                 trial_index=options.trial_index, supervisor=supervisor,
-                                pipeline_dir=options.pipeline_dir)
+                                pipeline_dir=options.pipeline_dir, journal=journal)
         active.sink.totals = {key: getattr(run, key) for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.pipeline_dir = options.pipeline_dir
@@ -314,21 +318,23 @@ class Runner:
                   replayer: Replayer | None = None, trial_index: int | None = None,
                   budget: Budget | None = None,
                   supervisor: Supervision | None = None,
-                  pipeline_dir: str | None = None) -> ActiveRun:
+                  pipeline_dir: str | None = None,
+                  journal: Journal | None = None) -> ActiveRun:
         sink = StoreSink(self.host.publish, self.store, run_id, next_event, run_dir.redactor,
                          grouped=trial_index is not None)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,
-                            providers=pool if replayer is None else
-                            ReplayProviders(pool, replayer),
+                            providers=pool if replayer is None and journal is None else
+                            ReplayProviders(pool, replayer, journal),
                             interviewer=DaemonInterviewer(self, run_id, settings),
                             sink=sink, settings=settings,
                             recorded_stages=recorded_stages, record=record,
                             replayer=replayer, trial_index=trial_index, budget=budget,
                             children=self.children, supervisor=supervisor,
-                            agent=AgentRuntime(run_dir.root, settings=settings,
+                            agent=AgentRuntime(run_dir.root, run_id, settings=settings,
                                                allowed_secrets=self.host.settings.allowed_key_env,
                                                pipeline_dir=pipeline_dir))
+        executor.journal = journal
         active = ActiveRun(run_id, executor, pool, sink, settings, self.home)
         self.active[run_id] = active
         return active
@@ -428,6 +434,10 @@ class Runner:
         """Runs a dead daemon left behind: their manifests say so too, and the temporary
         files of writes it was killed in are removed. A run whose manifest cannot be read
         is marked damaged (the others carry on); returns the ids of those."""
+        # Tool processes the dead daemon left running (tools/processes.py).
+        for run_id, pids in sweep([run.id for run in runs]).items():
+            log.warning("run %s: killed %d tool process(es) left running: %s", run_id,
+                        len(pids), pids)
         damaged = []
         for run in runs:
             run_dir = RunDirectory(self.home / run.run_dir)

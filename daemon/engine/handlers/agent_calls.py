@@ -60,9 +60,7 @@ async def tool_call(run: NodeRun, spec: AgentSpec, call: ToolCall, turn: int,
                                else call.arguments, "turn": turn, "index": index,
                                "metadata": {"call_id": call.id}}
     executor = run.executor
-    replayer = executor.replayer
-    recorded = replayer.lookup(run.node.id, run.attempt, "tool", request) \
-        if replayer is not None else None
+    recorded = executor.recorded(run.node.id, run.attempt, "tool", request)
     started = time.monotonic()
     if recorded is not None:
         if recorded.get("error") == INTERRUPTED:
@@ -123,11 +121,11 @@ async def _live(run: NodeRun, spec: AgentSpec, name: str, arguments: dict[str, A
         veto = await run_hook(run, spec.pre_hook, "pre", request, None)
         if veto is not None:
             return {"refused": veto}
-    runtime.spawned("tool", argv[0], run.node.id)
+    mark = runtime.spawned("tool", argv[0], run.node.id)
     try:
         captured = await run_captured(argv, workspace=runtime.workspace, cwd=tool.cwd,
-                                      env={**tool.env, **secrets}, timeout_s=tool.timeout_s,
-                                      max_output=tool.max_output)
+                                      env={**tool.env, **secrets, **mark},
+                                      timeout_s=tool.timeout_s, max_output=tool.max_output)
     except OSError as exc:  # no such program, not executable
         return {"refused": f"cannot start {argv[0]!r}: {exc.strerror or exc}"}
     except ValueError as exc:  # the tool's cwd left the workspace
@@ -161,9 +159,7 @@ async def run_hook(run: NodeRun, command: str, which: str, request: dict[str, An
     executor, runtime = run.executor, run.executor.agent
     hook_request = {"hook": which, "command": command, "tool": request["tool"],
                     "turn": request["turn"], "index": request["index"]}
-    replayer = executor.replayer
-    recorded = replayer.lookup(run.node.id, run.attempt, "hook", hook_request) \
-        if replayer is not None else None
+    recorded = executor.recorded(run.node.id, run.attempt, "hook", hook_request)
     if recorded is not None and recorded.get("response") is not None:
         response, latency_ms = recorded["response"], 0.0
     else:
@@ -171,12 +167,11 @@ async def run_hook(run: NodeRun, command: str, which: str, request: dict[str, An
         payload = {"tool": request["tool"], "arguments": request["arguments"],
                    "call_id": request["metadata"]["call_id"], "turn": request["turn"],
                    "index": request["index"], "node_id": run.node.id, "result": result}
-        env = {"OSTINATO_TOOL_NAME": request["tool"],
+        mark = runtime.spawned("hook", "/bin/sh", run.node.id)
+        env = {**mark, "OSTINATO_TOOL_NAME": request["tool"],
                "OSTINATO_TOOL_CALL_ID": request["metadata"]["call_id"],
-               "OSTINATO_NODE_ID": run.node.id, "OSTINATO_RUN_ID": executor.run_id,
-               "OSTINATO_HOOK": which}
+               "OSTINATO_NODE_ID": run.node.id, "OSTINATO_HOOK": which}
         started = time.monotonic()
-        runtime.spawned("hook", "/bin/sh", run.node.id)
         captured = await run_captured(["/bin/sh", "-c", command], workspace=runtime.workspace,
                                       env=env, timeout_s=HOOK_TIMEOUT_S, max_output=HOOK_OUTPUT,
                                       stdin=orjson.dumps(payload, default=str))

@@ -89,6 +89,7 @@ async def run_captured(argv: Sequence[str], *, workspace: str, cwd: str = "",
     process = await start_in_group(
         argv, cwd=directory, env={**basic_env(os.path.realpath(workspace)), **(env or {})},
         stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE)
+
     assert process.stdout is not None and process.stderr is not None
     out, err = _Stream(max_output), _Stream(max_output)
     readers = [asyncio.create_task(out.drain(process.stdout)),

@@ -14,13 +14,15 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from .processes import marked, sweep
+
 WORKSPACE_DIR = "workspace"
 
 
 class AgentRuntime:
     """One run's workspace, allowed secrets and process count."""
 
-    def __init__(self, run_root: str | Path, *, settings: Any = None,
+    def __init__(self, run_root: str | Path, run_id: str, *, settings: Any = None,
                  allowed_secrets: Collection[str] = frozenset(),
                  environ: Mapping[str, str] | None = None,
                  pipeline_dir: str | Path | None = None,
@@ -33,6 +35,7 @@ class AgentRuntime:
         self.allowed_secrets = frozenset(allowed_secrets)
         self.environ = os.environ if environ is None else environ
         self.on_spawn = on_spawn
+        self.run_id = run_id
         self.processes_started = 0
         self._workspace: str | None = None
 
@@ -65,11 +68,15 @@ class AgentRuntime:
                 path.mkdir(parents=True)
         return os.path.realpath(path)
 
-    def spawned(self, kind: str, program: str, node_id: str) -> None:
-        """Count a process `node_id` is about to start (`kind`: tool, hook, mcp)."""
+    def spawned(self, kind: str, program: str, node_id: str) -> dict[str, str]:
+        """Count a process `node_id` is about to start (`kind`: tool, hook, mcp); the
+        environment entry it must carry (processes.py)."""
         self.processes_started += 1
         if self.on_spawn is not None:
             self.on_spawn(kind, program, node_id)
+        return marked(self.run_id)
 
     async def aclose(self) -> None:
-        """Release what the run's agents hold open."""
+        """Release what the run's agents hold open, and kill any process left."""
+        if self.processes_started:
+            sweep([self.run_id])
