@@ -54,7 +54,7 @@ def has_agents(graph: Graph) -> bool:
 def agent_spec(graph: Graph, node: Node, settings: Any = None) -> AgentSpec:
     """The node's agent spec; ValueError names a declaration that is missing or invalid."""
     agent = getattr(settings, "agent", None)
-    declared = _declared_tools(graph, node, agent)
+    declared = declared_tools(graph, node, agent)
     wanted = names(node.get("tools"))
     missing = [name for name in wanted if name not in declared]
     if missing:
@@ -63,40 +63,53 @@ def agent_spec(graph: Graph, node: Node, settings: Any = None) -> AgentSpec:
                          f"(declare tool.<name>.argv on the graph or node, or in "
                          f"settings.agent.tools); declared: {known}")
     servers = names(node.get("mcp"))
-    known_servers = set(getattr(agent, "mcp_servers", {}) or {}) | _server_names(graph.attrs) \
-        | _server_names(node.attrs)
-    unknown = [name for name in servers if name not in known_servers]
+    unknown = [name for name in servers if name not in declared_servers(graph, node, agent)]
     if unknown:
         raise ValueError(f"node {node.id}: MCP servers {', '.join(unknown)} are not declared "
                          "(declare mcp.<name>.command or mcp.<name>.url, or "
                          "settings.agent.mcp_servers)")
-    clashing = [name for name in wanted if SERVER_SEPARATOR in name]
-    if clashing:
-        raise ValueError(f"node {node.id}: tool names may not contain "
-                         f"{SERVER_SEPARATOR!r} (kept for MCP tools): {', '.join(clashing)}")
-    tool_errors = str(node.get("tool_errors", "model") or "model")
-    if tool_errors not in ("model", "fail"):
-        raise ValueError(f"node {node.id}: tool_errors must be model or fail, "
-                         f"not {tool_errors!r}")
-    return AgentSpec(
-        tools={name: declared[name] for name in wanted}, servers=servers,
-        max_turns=_bound(node, "max_turns", agent, 10),
-        max_tool_calls=_bound(node, "max_tool_calls", agent, 50),
-        tool_concurrency=_bound(node, "tool_concurrency", agent, 4),
-        tool_errors=tool_errors,  # type: ignore[arg-type]
-        pre_hook=_hook(graph, node, "pre"), post_hook=_hook(graph, node, "post"))
+    bounds = loop_bounds(node, agent)
+    return AgentSpec(tools={name: declared[name] for name in wanted}, servers=servers,
+                     max_turns=bounds["max_turns"], max_tool_calls=bounds["max_tool_calls"],
+                     tool_concurrency=bounds["tool_concurrency"],
+                     tool_errors=tool_errors(node), pre_hook=_hook(graph, node, "pre"),
+                     post_hook=_hook(graph, node, "post"))
 
 
-def _declared_tools(graph: Graph, node: Node, agent: Any) -> dict[str, CommandTool]:
-    """Every tool the node could name: settings over the node's over the graph's."""
+def loop_bounds(node: Node, agent: Any = None) -> dict[str, int]:
+    """max_turns, max_tool_calls and tool_concurrency: the node's, else the settings'."""
+    return {"max_turns": _bound(node, "max_turns", agent, 10),
+            "max_tool_calls": _bound(node, "max_tool_calls", agent, 50),
+            "tool_concurrency": _bound(node, "tool_concurrency", agent, 4)}
+
+
+def tool_errors(node: Node) -> ToolErrors:
+    """What a tool error does: go back to the model (`model`), or fail the node (`fail`)."""
+    value = str(node.get("tool_errors", "model") or "model")
+    if value not in ("model", "fail"):
+        raise ValueError(f"tool_errors must be model or fail, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def declared_servers(graph: Graph, node: Node, agent: Any = None) -> set[str]:
+    """The names of the MCP servers the node could attach."""
+    return set(getattr(agent, "mcp_servers", {}) or {}) | declared_names("mcp", graph.attrs) | \
+        declared_names("mcp", node.attrs)
+
+
+def declared_tools(graph: Graph, node: Node, agent: Any = None) -> dict[str, CommandTool]:
+    """Every tool the node could name: settings over the node's over the graph's; ValueError
+    for a declaration that is not valid."""
     cached = graph.per_node("agent_tools", node, lambda g, n: {
         **tools_from_attrs(g.attrs), **tools_from_attrs(n.attrs)})
     from_settings = getattr(agent, "tools", None) or {}
     return {**cached, **tools_from_settings(from_settings)} if from_settings else cached
 
 
-def _server_names(attrs: Mapping[str, Any]) -> set[str]:
-    return {key.split(".")[1] for key in attrs if key.startswith("mcp.") and key.count(".") >= 2}
+def declared_names(family: str, attrs: Mapping[str, Any]) -> set[str]:
+    """The names `<family>.<name>.<field>` attributes declare (tool, mcp)."""
+    return {key.split(".")[1] for key in attrs
+            if key.startswith(family + ".") and key.count(".") >= 2}
 
 
 def _bound(node: Node, name: str, agent: Any, default: int) -> int:
@@ -108,7 +121,7 @@ def _bound(node: Node, name: str, agent: Any, default: int) -> int:
     except ValueError:
         number = 0
     if number < 1:
-        raise ValueError(f"node {node.id}: {name} must be a positive whole number, "
+        raise ValueError(f"{name} must be a positive whole number, "
                          f"not {value!r}")
     return number
 
