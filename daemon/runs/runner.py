@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class Runner:
         string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
         graph = await self.load(ref, {**string_inputs, **variables})
         pool = self._pool(settings)
-        secrets = run_secrets({**inputs, **variables}, pool.secrets())
+        secrets = run_secrets({**inputs, **variables}, self._keys(pool))
         redactor = Redactor(secrets)
         dumped = settings.model_dump(mode="json")
         digest = graph.digest()
@@ -234,7 +235,7 @@ class Runner:
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                            **variables})
         pool = self._pool(settings)
-        redactor = Redactor(run_secrets({**inputs, **variables}, pool.secrets()))
+        redactor = Redactor(run_secrets({**inputs, **variables}, self._keys(pool)))
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         try:
             replayer = await self._replayer(options, redactor) if options.replay_mode else None
@@ -302,6 +303,13 @@ class Runner:
         await self.store.update_run(run_id, resumable=0, failure_reason=reason)
         return RpcError(ErrorCode.CONFLICT, f"run {run_id} is {reason}; it cannot be resumed",
                         {"run_id": run_id})
+
+    def _keys(self, pool: ProviderPool) -> list[str]:
+        """The keys a run may hold: its providers', and every variable the host allows
+        (agent tools and MCP servers name theirs among them)."""
+        allowed = [os.environ[name] for name in sorted(self.host.settings.allowed_key_env)
+                   if os.environ.get(name)]
+        return [*pool.secrets(), *allowed]
 
     def _pool(self, settings: RunSettings) -> ProviderPool:
         try:

@@ -116,6 +116,11 @@ async def _live(run: NodeRun, spec: AgentSpec, name: str, arguments: dict[str, A
         check_paths(tool, arguments, runtime.workspace)
     except ValueError as exc:
         return {"refused": str(exc)}
+    redactor = run.executor.run_dir.redactor
+    if any(redactor.text(element) != element for element in argv):
+        # Every user of the machine can read a process's argv (ps, /proc).
+        return {"refused": f"tool {tool.name}: an argument holds a secret of the run; a "
+                           "secret reaches a tool through its environment only (secrets=)"}
     request["metadata"]["argv"] = argv
     if spec.pre_hook:
         veto = await run_hook(run, spec.pre_hook, "pre", request, None)
