@@ -56,6 +56,36 @@ class RetrySettings(Model):
     jitter: bool = True
 
 
+class AgentSettings(Model):
+    """Tools, MCP servers, the workspace and the bounds of agent nodes (codergen nodes with
+    `tools` or `mcp`); a tool or server named here wins over the pipeline's of that name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: dict[str, JsonObject] = Field(
+        default_factory=dict,
+        description="Command tools by name: description, schema, argv (a list; `{arg}` "
+                    "placeholders fill whole elements, never a shell), timeout, cwd, "
+                    "max_output, env, secrets.")
+    mcp_servers: dict[str, JsonObject] = Field(
+        default_factory=dict,
+        description="MCP servers by name: command (a list) or url, env, secrets, headers, "
+                    "tools (an allow-list), timeout, startup_timeout.")
+    workspace: str | None = Field(
+        default=None, description="The directory tools work in (absolute). Unset: the "
+                                  "run's own `workspace/`, created empty.")
+    workspace_from: str | None = Field(
+        default=None, description="A directory copied into the run's own workspace when the "
+                                  "run starts (relative to the pipeline's directory).")
+    max_turns: int = Field(default=10, ge=1, le=1000,
+                           description="Model turns per node attempt; the last one may call "
+                                       "no tool, so the model answers.")
+    max_tool_calls: int = Field(default=50, ge=1, le=10_000,
+                                description="Tool calls per node attempt.")
+    tool_concurrency: int = Field(default=4, ge=1, le=64,
+                                  description="Tool calls of one turn run at once.")
+
+
 class RunSettings(Model):
     """Settings of one run; copied, with secrets redacted, into config/settings.json."""
 
@@ -72,6 +102,7 @@ class RunSettings(Model):
     pricing: JsonObject | None = Field(
         default=None, description="Overrides of the shipped pricing table.")
     human: HumanSettings = Field(default_factory=HumanSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     max_parallel: int = Field(default=4, ge=1, le=MAX_PARALLEL,
                               description="Default concurrency of parallel nodes and DAGs.")

@@ -1,7 +1,9 @@
 """The canary: a secret planted in the environment, the provider key, the inputs and the
-variables goes through everything a daemon does (model and tool calls that echo it, trials,
-a replay, a diff, traces, a metadata-only run) and is found in no file under the home and no
-row of the database; where it would have been, the record says [redacted]."""
+variables goes through everything a daemon does (model and tool calls that echo it, an agent
+whose tool prints a secret it was given and whose model tries to pass the secret in a
+tool's argv, trials, a replay, a diff, traces, a metadata-only run) and is found in no file
+under the home and no row of the database; where it would have been, the record says
+[redacted]."""
 
 from __future__ import annotations
 
@@ -10,22 +12,40 @@ from pathlib import Path
 
 import pytest
 
-from .fakes.llm_server import FakeLLMServer
+from .fakes.llm_server import FakeLLMServer, Reply, SeenRequest
 from .support import DaemonProcess, daemon_with_environment
 
 CANARY = "cnry-4b1d9e7c-0f2a"
 ENVIRONMENT = {"OST_CANARY_API_KEY": CANARY, "OST_CANARY_TOKEN": CANARY,
-               "OSTINATO_ALLOWED_KEY_ENV": "OST_CANARY_API_KEY"}
+               "OSTINATO_ALLOWED_KEY_ENV": "OST_CANARY_API_KEY,OST_CANARY_TOKEN"}
 PIPELINE = """
 digraph canary {
     start [shape=Mdiamond]
     ask   [prompt="Repeat after me: $api_token and $secret_word",
            llm_provider=openai, llm_model="gpt-4o-mini"]
     shell [shape=parallelogram, tool_command="echo token=$OST_CANARY_TOKEN"]
+    agent [prompt="Say: $api_token", llm_provider=openai, llm_model="gpt-4o-mini",
+           tools="show,say",
+           tool.show.argv="[\\"sh\\", \\"-c\\", \\"echo token=$OST_CANARY_TOKEN\\"]",
+           tool.show.secrets="OST_CANARY_TOKEN",
+           tool.say.argv="[\\"echo\\", \\"{words}\\"]",
+           tool.say.schema="{\\"type\\": \\"object\\",
+                             \\"properties\\": {\\"words\\": {\\"type\\": \\"string\\"}}}"]
     done  [shape=Msquare]
-    start -> ask -> shell -> done
+    start -> ask -> shell -> agent -> done
 }
 """
+
+
+def model(seen: SeenRequest) -> Reply:
+    """An echo, except for the agent: it calls `show`, and `say` with what it was told to
+    say (the canary), then answers."""
+    if not seen.body.get("tools"):
+        return Reply()
+    if seen.turn() == 1:
+        words = seen.body["messages"][-1]["content"].removeprefix("Say: ")
+        return Reply(tool_calls=[("show", {}), ("say", {"words": words})])
+    return Reply(text="said")
 
 
 @pytest.fixture
@@ -35,7 +55,7 @@ async def canary_daemon(short_tmp: Path) -> AsyncIterator[DaemonProcess]:
 
 
 async def test_the_canary_is_nowhere_under_the_home(canary_daemon: DaemonProcess) -> None:
-    async with FakeLLMServer() as api:  # answers with an echo of the prompt: the canary
+    async with FakeLLMServer(responder=model) as api:  # echoes the prompt: the canary
         wire = await canary_daemon.connect()
         params = {"pipeline": {"source": PIPELINE, "format": "dot"}, "wait": True,
                   "inputs": {"api_token": CANARY, "topic": "release"},
@@ -45,6 +65,11 @@ async def test_the_canary_is_nowhere_under_the_home(canary_daemon: DaemonProcess
         run = await wire.result("run.start", params)
         assert (run["status"], run["outcome"]) == ("completed", "success"), run
         assert api.requests and all(CANARY in str(r) for r in api.requests)  # it was used
+        # The tool printed its secret, the model got it redacted; the secret the model put
+        # in an argument never reached an argv.
+        [show, say] = [r for r in api.requests if r.body.get("tools")][-1].tool_results()
+        assert show[1] == "token=[redacted]\n"
+        assert say[1].startswith("error: tool say: an argument holds a secret of the run")
         trials = await wire.result("run.start", {**params, "trials": 3, "concurrency": 2})
         replay = await wire.result("run.start", {**params, "replay": {
             "from_run": run["run_id"], "mode": "recorded"}})

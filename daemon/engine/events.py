@@ -13,6 +13,7 @@ EventType = Literal[
     "InterviewStarted", "InterviewCompleted", "InterviewTimeout",
     "CheckpointSaved", "ReplayDiverged", "BudgetExceeded",
     "ModelRetrying", "LoopRestarted", "ChildRunStarted", "ManagerCycle", "ManagerSteered",
+    "ToolProcessStarted",
 ]
 
 

@@ -26,7 +26,7 @@ from .graph import Edge, Graph, Node
 from .handlers.base import HandlerRegistry, Interviewer, NodeRun
 from .outcome import Outcome, Status
 from .recording import RUN_END, RecordMode, without_content
-from .replay import ReplayDivergence, Replayer
+from .replay import Journal, ReplayDivergence, Replayer, recorded_call
 from .retry import PRESETS, RetryPolicy, backoff_delay_ms
 from .run_state import (
     HISTORY,
@@ -42,6 +42,7 @@ from .rundir import JOURNAL, RunDirectory
 from .sink import NullSink, RunSink
 from .supervision import INSTRUCTIONS, ChildReport, ChildRuns, Supervision
 from .threads import Thread
+from .tools.runtime import AgentRuntime
 
 # The calls of the unit of concurrent work (a parallel branch, a DAG stage) that the current
 # task runs; None outside one.
@@ -58,7 +59,8 @@ class Executor:
                  record: RecordMode = "full", replayer: Replayer | None = None,
                  trial_index: int | None = None, budget: Budget | None = None,
                  children: ChildRuns | None = None,
-                 supervisor: Supervision | None = None) -> None:
+                 supervisor: Supervision | None = None,
+                 agent: AgentRuntime | None = None) -> None:
         self.run_id = run_id
         self.trace_id = trace_id
         self.graph = graph
@@ -83,6 +85,8 @@ class Executor:
         self.record: RecordMode = record
         # Consulted before every model and tool call when the run replays a recording.
         self.replayer = replayer
+        # A resumed run's calls finished after its checkpoint: served before the replayer.
+        self.journal: Journal | None = None
         self.divergence: ReplayDivergence | None = None
         self.trial_index = trial_index  # this run's place in its trial set, if any
         self.budget = budget  # a test run's cost limit, shared with its other runs
@@ -92,6 +96,11 @@ class Executor:
         # Stages the sink already holds for this run. A run resumed after a crash between a
         # stage's record and the checkpoint after it numbers its next stages after them.
         self.recorded_stages = recorded_stages
+        # The workspace, secrets and processes of the run's agent nodes.
+        self.agent = agent or AgentRuntime(run_dir.root, run_id, settings=settings)
+        if self.agent.on_spawn is None:
+            self.agent.on_spawn = lambda kind, program, node_id: self.emit(
+                "ToolProcessStarted", node_id=node_id, kind=kind, program=program)
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -469,6 +478,12 @@ class Executor:
         work = _WORK.get()
         if work is not None:
             work.append(self.call_seq)
+
+    def recorded(self, node_id: str, attempt: int, kind: str,
+                 request: dict[str, Any]) -> dict[str, Any] | None:
+        """The recorded call to serve instead of making this tool (or hook) call: one the
+        run finished before it was interrupted, else the replayed recording's."""
+        return recorded_call(self.journal, self.replayer, node_id, attempt, kind, request)[0]
 
     def end_failed_trace(self, reason: str) -> None:
         """A run that failed without a failing call (no edge to follow, max_steps, a goal

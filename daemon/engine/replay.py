@@ -234,6 +234,18 @@ class ReplayDivergence(Exception):
 # -- the cassette -------------------------------------------------------------------------
 
 
+def _trace_lines(path: str | Path) -> list[dict[str, Any]]:
+    """The lines of a trace.jsonl; a line cut short by a crash is skipped."""
+    calls = []
+    for line in Path(path).read_bytes().splitlines():
+        if line.strip():
+            try:
+                calls.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue  # only a crash mid-write leaves half a line
+    return calls
+
+
 @dataclass
 class _Entry:
     call: dict[str, Any]
@@ -280,14 +292,7 @@ class Cassette:
     @classmethod
     def from_trace_file(cls, path: str | Path, *, redactor: Redactor | None = None) -> Cassette:
         """A cassette from a run directory's trace.jsonl (a cut-off last line is skipped)."""
-        calls = []
-        for line in Path(path).read_bytes().splitlines():
-            if line.strip():
-                try:
-                    calls.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    continue  # only a crash mid-write leaves half a line
-        return cls.from_calls(calls, redactor=redactor)
+        return cls.from_calls(_trace_lines(path), redactor=redactor)
 
     def _canonical(self, kind: str, request: Any) -> dict[str, Any]:
         canonical = canonical_request(kind, request)
@@ -379,24 +384,87 @@ class Replayer:
         return None
 
 
-def replayed_response(call: Mapping[str, Any]) -> ModelResponse:
-    """The model response a recorded call gave, at zero cost and latency; a recorded
+def replayed_response(call: Mapping[str, Any], *, paid: bool = False) -> ModelResponse:
+    """The model response a recorded call gave, at zero cost and latency (`paid`: at its
+    recorded ones, for a call the run itself made before it was interrupted); a recorded
     failure is raised again as the ProviderError it was (not retryable: it is a record)."""
     response = call.get("response")
     if call.get("error") == INTERRUPTED:
         raise TimeoutError  # it timed out in the recording: the node's outcome is the same
     if response is None:
         raise ProviderError(str(call.get("error") or "model call failed"), retryable=False)
+    if paid:
+        return ModelResponse.model_validate(response)
     return ModelResponse.model_validate({**response, "cost_usd": 0.0, "latency_ms": 0.0})
+
+
+class Journal:
+    """The agent turns and tool calls an interrupted run finished after its checkpoint: its
+    resume serves them again instead of making them again, so a finished tool call or model
+    turn of the agent node the crash cut short is never repeated (decision 0006 §7). The
+    trace is the journal: its lines reach the page cache as each call ends, so a kill -9
+    loses none. A node of one call (an LLM or tool node) runs again, as it always has."""
+
+    def __init__(self, cassette: Cassette) -> None:
+        self.cassette = cassette
+
+    @classmethod
+    def from_trace(cls, path: str | Path, checkpoint: Mapping[str, Any] | None, *,
+                   redactor: Redactor | None = None) -> Journal | None:
+        """The finished calls of work the checkpoint does not hold (those after its
+        call_seq, and its open branches'); None when there are none."""
+        kept = int((checkpoint or {}).get("call_seq", 0))
+        reopened = set((checkpoint or {}).get("open_calls", ()))
+        try:
+            lines = _trace_lines(path)
+        except FileNotFoundError:
+            return None
+        latest = {int(line["seq"]): line for line in lines if "seq" in line}
+        finished = [line for seq, line in sorted(latest.items())
+                    if (seq > kept or seq in reopened) and line.get("response") is not None
+                    and line.get("error") != INTERRUPTED and _of_a_loop(line)]
+        if not finished:
+            return None
+        return cls(Cassette.from_calls(finished, redactor=redactor))
+
+    def match(self, node_id: str, attempt: int, kind: str,
+              request: Mapping[str, Any] | ModelRequest) -> dict[str, Any] | None:
+        """The finished call for this one, consumed; None: make it."""
+        return self.cassette.match(node_id, attempt, kind, request)
+
+
+def _of_a_loop(call: Mapping[str, Any]) -> bool:
+    """Whether a call is one turn, or one tool call, of an agent's loop."""
+    request = call.get("request") or {}
+    return "turn" in request or "turn" in (request.get("metadata") or {})
+
+
+def recorded_call(journal: Journal | None, replayer: Replayer | None, node_id: str,
+                  attempt: int, kind: str,
+                  request: Mapping[str, Any] | ModelRequest) -> tuple[dict[str, Any] | None, bool]:
+    """The recorded call to serve instead of making this one, and whether it is the run's
+    own (from the journal of its interruption, rather than the replayed recording)."""
+    if journal is not None:
+        call = journal.match(node_id, attempt, kind, request)
+        if call is not None:
+            if replayer is not None and replayer.mode != "live":
+                # Its counterpart in the replayed recording is used up too.
+                replayer.cassette.match(node_id, attempt, kind, request)
+            return call, True
+    if replayer is None:
+        return None, False
+    return replayer.lookup(node_id, attempt, kind, request), False
 
 
 class ReplayProviders:
     """A provider pool that serves model calls from a Replayer first; everything else
     (resolve, secrets, describe, aclose, …) is the wrapped pool's."""
 
-    def __init__(self, pool: Any, replayer: Replayer) -> None:
+    def __init__(self, pool: Any, replayer: Replayer | None,
+                 journal: Journal | None = None) -> None:
         self.pool = pool
         self.replayer = replayer
+        self.journal = journal
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pool, name)
@@ -411,7 +479,8 @@ class ReplayProviders:
         recording has none."""
         # Resolved as codergen records it, so that the hash matches the recorded request.
         request = self.pool.resolve(request)
-        call = self.replayer.lookup(request.node_id, request.attempt, "model", request)
+        call, own = recorded_call(self.journal, self.replayer, request.node_id,
+                                  request.attempt, "model", request)
         if call is None:
             return await self.pool.complete(request, on_retry=on_retry)
-        return replayed_response(call)
+        return replayed_response(call, paid=own)

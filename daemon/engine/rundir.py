@@ -15,6 +15,7 @@ from ..ids import uuid7
 from .redact import Redactor
 
 JOURNAL = "journal.jsonl"
+TRACE = "trace.jsonl"
 BRANCHES = "branches.jsonl"
 ARTIFACT_THRESHOLD = 100 * 1024  # attractor §5.5: larger values leave the context
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,7 +129,7 @@ class RunDirectory:
         self.redactor = redactor or Redactor()
         self.content = content  # False: record mode metadata_only, no node text files
         self._stage_dirs: dict[str, str] = {}  # node id -> its directory, once created
-        self._trace = AppendLog(os.path.join(self._root, "trace.jsonl"))
+        self._trace = AppendLog(os.path.join(self._root, TRACE))
         self._journal = AppendLog(os.path.join(self._root, JOURNAL))
         self._branches = AppendLog(os.path.join(self._root, BRANCHES))
 
@@ -181,6 +182,16 @@ class RunDirectory:
             return
         write_file(os.path.join(self.stage(node_id), name),
                    self.redactor.text(text).encode("utf-8"))
+
+    def append_stage_file(self, node_id: str, name: str, text: str) -> None:
+        """Append to one of a node's files (an agent's transcript.md), redacted; as
+        `write_stage_file`, nothing when the run keeps no content."""
+        if not name or name.startswith(".") or os.path.basename(name) != name:
+            raise ValueError(f"unsafe file name in a run directory: {name!r}")
+        if not self.content:
+            return
+        with open(os.path.join(self.stage(node_id), name), "ab") as handle:
+            handle.write(self.redactor.text(text).encode("utf-8"))
 
     def write_status(self, node_id: str, status: dict[str, Any]) -> None:
         """The node's status.json, written in place like the node's other files: it is

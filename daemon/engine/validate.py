@@ -29,6 +29,15 @@ from .handlers.human import attr_text, choice_options, match_option, question_ty
 from .retry import PRESETS
 from .stylesheet import StylesheetError, parse_stylesheet
 from .templates import TemplateError, references
+from .tools.agent_spec import (
+    declared_names,
+    declared_servers,
+    is_agent,
+    loop_bounds,
+    names,
+    tool_errors,
+)
+from .tools.spec import tools_from_attrs
 
 DEFAULT_KNOWN_TYPES: frozenset[str] = frozenset({
     "start", "exit", "codergen", "conditional", "wait.human", "parallel", "parallel.fan_in",
@@ -424,3 +433,36 @@ def manager_stop_condition_syntax(graph: Graph, ctx: LintContext) -> Iterator[Di
             yield diagnostic("manager_stop_condition_syntax", "error",
                              f"node {node.id!r} manager.stop_condition {text!r}: {exc}",
                              _attr_loc(node, "manager.stop_condition"), node=node.id)
+
+
+@_rule
+def agent_tools_valid(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
+    """Command tools are declared validly (tool.<name>.*), and an agent node's tools, MCP
+    servers and loop bounds exist and make sense. A name declared nowhere in the pipeline is
+    a warning: the run's settings may declare it (settings.agent)."""
+    try:
+        tools_from_attrs(graph.attrs)
+    except ValueError as exc:
+        yield diagnostic("agent_tools_valid", "error", f"graph: {exc}", graph.loc,
+                         fix="see docs/pipelines.md, Agent nodes")
+    for node in graph.nodes.values():
+        if not is_agent(node):
+            continue
+        try:
+            tools_from_attrs(node.attrs)
+            loop_bounds(node)
+            tool_errors(node)
+        except ValueError as exc:
+            yield diagnostic("agent_tools_valid", "error", f"node {node.id!r}: {exc}",
+                             node.loc, node=node.id, fix="see docs/pipelines.md, Agent nodes")
+        declared = declared_names("tool", graph.attrs) | declared_names("tool", node.attrs)
+        missing = [name for name in names(node.get("tools")) if name not in declared]
+        missing += [f"MCP server {name}" for name in names(node.get("mcp"))
+                    if name not in declared_servers(graph, node)]
+        if missing:
+            yield diagnostic(
+                "agent_tools_valid", "warning",
+                f"node {node.id!r} names {', '.join(missing)}, which the pipeline does not "
+                "declare: unless the run's settings.agent does, the node fails",
+                _attr_loc(node, "tools"), node=node.id,
+                fix="declare tool.<name>.argv (or mcp.<name>.command) on the graph or node")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ from ..engine.load import load_pipeline_async
 from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
-from ..engine.replay import Cassette, Replayer, ReplayProviders
+from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
-from ..engine.rundir import RunDirectory, dump_json, remove_temporary_files
+from ..engine.rundir import TRACE, RunDirectory, dump_json, remove_temporary_files
 from ..engine.supervision import Supervision
+from ..engine.tools.agent_spec import has_agents
+from ..engine.tools.processes import sweep
+from ..engine.tools.runtime import AgentRuntime
 from ..host import Host
 from ..ids import utc_now, uuid7
 from ..store.records import RunRecord
@@ -92,7 +96,7 @@ class Runner:
         string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
         graph = await self.load(ref, {**string_inputs, **variables})
         pool = self._pool(settings)
-        secrets = run_secrets({**inputs, **variables}, pool.secrets())
+        secrets = run_secrets({**inputs, **variables}, self._keys(pool))
         redactor = Redactor(secrets)
         dumped = settings.model_dump(mode="json")
         digest = graph.digest()
@@ -152,7 +156,8 @@ class Runner:
         active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
                                 next_event=1, record=options.record, replayer=replayer,
                                 trial_index=options.trial_index, budget=options.budget,
-                                supervisor=options.supervisor)
+                                supervisor=options.supervisor,
+                                pipeline_dir=options.pipeline_dir)
         active.owns_pool = options.prepared is None
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
@@ -230,7 +235,7 @@ class Runner:
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                            **variables})
         pool = self._pool(settings)
-        redactor = Redactor(run_secrets({**inputs, **variables}, pool.secrets()))
+        redactor = Redactor(run_secrets({**inputs, **variables}, self._keys(pool)))
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         try:
             replayer = await self._replayer(options, redactor) if options.replay_mode else None
@@ -238,6 +243,9 @@ class Runner:
             manifest = run_dir.read_json("manifest.json")
             if replayer is not None:
                 await self._consume_made(replayer, run_id, checkpoint)
+            # What the node the interruption cut short had finished is not made again.
+            journal = Journal.from_trace(run_dir.root / TRACE, checkpoint, redactor=redactor) \
+                if options.record == "full" else None
             next_event, next_stage = await self.store.next_sequences(run_id)
             await self.store.update_run(run_id, status="running", resumable=0,
                                         resumed_from=(checkpoint or {}).get("current_node"))
@@ -249,7 +257,8 @@ class Runner:
         active = self._activate(run_id, run.trace_id, graph, run_dir, pool, settings,
                                 next_event, recorded_stages=next_stage - 1,
                                 record=options.record, replayer=replayer,
-                                trial_index=options.trial_index, supervisor=supervisor)
+                                trial_index=options.trial_index, supervisor=supervisor,
+                                pipeline_dir=options.pipeline_dir, journal=journal)
         active.sink.totals = {key: getattr(run, key) for key in active.sink.totals}
         active.resume_inputs = given_inputs
         active.pipeline_dir = options.pipeline_dir
@@ -295,6 +304,13 @@ class Runner:
         return RpcError(ErrorCode.CONFLICT, f"run {run_id} is {reason}; it cannot be resumed",
                         {"run_id": run_id})
 
+    def _keys(self, pool: ProviderPool) -> list[str]:
+        """The keys a run may hold: its providers', and every variable the host allows
+        (agent tools and MCP servers name theirs among them)."""
+        allowed = [os.environ[name] for name in sorted(self.host.settings.allowed_key_env)
+                   if os.environ.get(name)]
+        return [*pool.secrets(), *allowed]
+
     def _pool(self, settings: RunSettings) -> ProviderPool:
         try:
             return ProviderPool({"default": settings.default_provider,
@@ -309,18 +325,24 @@ class Runner:
                   recorded_stages: int = 0, record: RecordMode = "full",
                   replayer: Replayer | None = None, trial_index: int | None = None,
                   budget: Budget | None = None,
-                  supervisor: Supervision | None = None) -> ActiveRun:
+                  supervisor: Supervision | None = None,
+                  pipeline_dir: str | None = None,
+                  journal: Journal | None = None) -> ActiveRun:
         sink = StoreSink(self.host.publish, self.store, run_id, next_event, run_dir.redactor,
                          grouped=trial_index is not None)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,
-                            providers=pool if replayer is None else
-                            ReplayProviders(pool, replayer),
+                            providers=pool if replayer is None and journal is None else
+                            ReplayProviders(pool, replayer, journal),
                             interviewer=DaemonInterviewer(self, run_id, settings),
                             sink=sink, settings=settings,
                             recorded_stages=recorded_stages, record=record,
                             replayer=replayer, trial_index=trial_index, budget=budget,
-                            children=self.children, supervisor=supervisor)
+                            children=self.children, supervisor=supervisor,
+                            agent=AgentRuntime(run_dir.root, run_id, settings=settings,
+                                               allowed_secrets=self.host.settings.allowed_key_env,
+                                               pipeline_dir=pipeline_dir))
+        executor.journal = journal
         active = ActiveRun(run_id, executor, pool, sink, settings, self.home)
         self.active[run_id] = active
         return active
@@ -395,12 +417,15 @@ class Runner:
                 manifest.update(status=status, outcome=outcome, end_time=ended,
                                 failure_reason=reason or None,
                                 resumable=status in RESUMABLE)
+                if has_agents(active.executor.graph):  # a replay proves it started none
+                    manifest["processes_started"] = active.executor.agent.processes_started
                 active.executor.run_dir.write_json("manifest.json", data=manifest)
             with unless_full(active.run_id, "its end in the store"):
                 await active.sink.flush(status=status, outcome=outcome,
                                         failure_reason=reason or None, ended_at=ended,
                                         resumable=int(status in RESUMABLE))
         finally:
+            await active.executor.agent.aclose()
             active.executor.run_dir.close()
             if active.owns_pool:
                 await active.pool.aclose()
@@ -417,6 +442,10 @@ class Runner:
         """Runs a dead daemon left behind: their manifests say so too, and the temporary
         files of writes it was killed in are removed. A run whose manifest cannot be read
         is marked damaged (the others carry on); returns the ids of those."""
+        # Tool processes the dead daemon left running (tools/processes.py).
+        for run_id, pids in sweep([run.id for run in runs]).items():
+            log.warning("run %s: killed %d tool process(es) left running: %s", run_id,
+                        len(pids), pids)
         damaged = []
         for run in runs:
             run_dir = RunDirectory(self.home / run.run_dir)

@@ -228,14 +228,35 @@ async def test_a_json_schema_answer_comes_after_the_tool_calls(server: FakeLLMSe
 ANY_OBJECT = OutputSpec(name="v", schema={"type": "object"})
 
 
+async def test_anthropic_offers_the_structured_answer_as_a_tool_beside_the_nodes(
+        server: FakeLLMServer, keys: None) -> None:
+    # The model works with the node's tools, then ends by calling the answer tool; a turn
+    # that may call no tool is made to call it.
+    server.queue(Reply(tool_calls=[("grep", {}), ("v", {"ok": False})]),
+                 Reply(tool_calls=[("v", {"ok": True})]),
+                 Reply(structured={"ok": True}))
+    async with ProviderPool(ANTHROPIC.settings(server)) as pool:
+        first = await pool.complete(turn(ANTHROPIC, TASK, output=ANY_OBJECT))
+        history = [*TASK, first.assistant_message(),
+                   Message(role="tool", tool_call_id=first.tool_calls[0].id, content="none")]
+        final = await pool.complete(turn(ANTHROPIC, history, output=ANY_OBJECT))
+        forced = await pool.complete(turn(ANTHROPIC, history, output=ANY_OBJECT,
+                                          tool_choice="none"))
+    # An answer beside other calls is not the answer: their results come first.
+    assert [c.name for c in first.tool_calls] == ["grep"] and first.structured is None
+    assert final.tool_calls == () and final.structured == {"ok": True}
+    assert forced.structured == {"ok": True}
+    assert server.requests[0].tool_names() == ["read", "grep", "v"]
+    assert server.requests[0].tool_choice() is None
+    assert server.requests[2].tool_choice() == "v"
+
+
 @pytest.mark.parametrize(("chosen", "settings", "fields", "complaint"), [
     (OPENAI, {"structured_output": "tool"}, {"output": ANY_OBJECT},
      "structured_output 'tool' cannot be used beside tools"),
-    (ANTHROPIC, {}, {"output": ANY_OBJECT},
-     "tools cannot be used beside a structured output or thinking"),
     (ANTHROPIC, {}, {"params": {"thinking": {"type": "enabled", "budget_tokens": 1024}}},
-     "tools cannot be used beside a structured output or thinking"),
-], ids=["openai-tool-output", "anthropic-output", "anthropic-thinking"])
+     "tools cannot be used beside thinking"),
+], ids=["openai-tool-output", "anthropic-thinking"])
 async def test_what_tools_cannot_be_combined_with_yet_is_refused_before_sending(
         server: FakeLLMServer, keys: None, chosen: Flavour, settings: dict[str, Any],
         fields: dict[str, Any], complaint: str) -> None:

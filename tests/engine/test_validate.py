@@ -52,7 +52,7 @@ def test_builtin_rules_are_registered_in_spec_order() -> None:
         "type_known", "fidelity_valid", "retry_target_exists", "goal_gate_has_retry",
         "prompt_on_llm_nodes", "node_id_reserved", "node_id_length", "retry_policy_known",
         "human_type_known", "human_default_choice_valid", "reference_syntax", "reference_resolves",
-        "manager_child_pipeline", "manager_stop_condition_syntax"]
+        "manager_child_pipeline", "manager_stop_condition_syntax", "agent_tools_valid"]
 
 
 def test_node_ids_of_run_directory_folders_are_refused() -> None:
@@ -376,3 +376,28 @@ def test_load_reports_lint_errors_with_graph() -> None:
     assert result.graph is not None
     assert not result.valid
     assert {d.rule for d in result.diagnostics} == {"start_node", "terminal_node"}
+
+
+AGENT = """\
+digraph G {
+    graph [tool.wc.argv="[\\"wc\\", \\"-w\\"]", tool.bad.argv="[1]"]
+    start [shape=Mdiamond]
+    exit  [shape=Msquare]
+    work  [prompt="Do it", tools="wc,ls", mcp="files", max_turns=0]
+    plain [prompt="No tools", tool.wc.timeout=ten]
+    start -> work -> plain -> exit
+}
+"""
+
+
+def test_agent_tools_valid_names_bad_declarations_and_undeclared_names() -> None:
+    found = [(d.severity, d.node, d.message) for d in _found(AGENT, "agent_tools_valid")]
+    assert found == [
+        ("error", None, "graph: tool bad: argv must be a JSON list of strings with a program "
+                        "first"),
+        ("error", "work", "node 'work': max_turns must be a positive whole number, not 0"),
+        ("warning", "work", "node 'work' names ls, MCP server files, which the pipeline does "
+                            "not declare: unless the run's settings.agent does, the node "
+                            "fails")]
+    # A node without tools offers none: its tool.* attributes are not looked at.
+    assert _found(CLEAN, "agent_tools_valid") == []

@@ -15,7 +15,9 @@ from typing import Any
 from ..context_keys import referenced_keys
 from ..outcome import Outcome, Status
 from ..providers.base import ModelResponse
+from ..tools.agent_spec import agent_spec, is_agent
 from ..verdict import parse_verdict, verdict_spec, wants_verdict
+from .agent import agent_loop
 from .base import NodeRun
 from .llm import PromptError, call_model, conversation, model_request, render_prompt
 
@@ -40,8 +42,16 @@ class CodergenHandler:
             # An earlier attempt's or visit's, or one the interrupted run left.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(status_path)
-        request = model_request(run, talk.messages, spec.output() if spec else None)
-        response = await call_model(run, request, status_path)
+        if is_agent(node):
+            try:
+                agent = agent_spec(run.graph, node, run.executor.settings)
+            except ValueError as exc:  # the lint says so before a run; settings can too
+                return Outcome(Status.FAIL, failure_reason=str(exc), retryable=False)
+            response = await agent_loop(run, agent, talk.messages,
+                                        spec.output() if spec else None, status_path)
+        else:
+            request = model_request(run, talk.messages, spec.output() if spec else None)
+            response = await call_model(run, request, status_path)
         if isinstance(response, Outcome):
             return response
         outcome = _outcome(response, spec)

@@ -16,7 +16,14 @@ import orjson
 from ..context_keys import known_keys
 from ..fidelity import build_messages, resolve_mode, resolve_thread
 from ..outcome import Outcome, Status
-from ..providers.base import ModelRequest, ModelResponse, OutputSpec, ProviderError
+from ..providers.base import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    OutputSpec,
+    ProviderError,
+    ToolSpec,
+)
 from ..recording import INTERRUPTED, PROVIDER_RETRY
 from ..templates import MISSING, MissingReference, TemplateError, render
 from ..verdict import AnswerSpec
@@ -67,15 +74,19 @@ def conversation(run: NodeRun, prompt: str, instructions: str = "") -> Conversat
     return Conversation(messages, thread)
 
 
-def model_request(run: NodeRun, messages: list[dict[str, str]],
-                  output: dict[str, Any] | None = None) -> ModelRequest:
+def model_request(run: NodeRun, messages: list[dict[str, str]] | list[Message],
+                  output: dict[str, Any] | None = None, *, tools: list[ToolSpec] | None = None,
+                  tool_choice: str | None = None, turn: int | None = None) -> ModelRequest:
     """The node's request: its provider, model and parameters, and the scripted provider's
-    script (its `scripted.*` attributes) with the node's call number and trial."""
+    script (its `scripted.*` attributes) with the node's call number and trial; an agent's
+    turn also offers its tools and says which turn of the loop it is."""
     node = run.node
     metadata: dict[str, Any] = {**run.graph.per_node("scripts", node, _script),
                                 "call": run.call}
     if run.executor.trial_index is not None:
         metadata["trial"] = run.executor.trial_index
+    if turn is not None:
+        metadata["turn"] = turn
     return ModelRequest(
         provider=str(node.get("llm_provider", "") or ""),
         model=str(node.get("llm_model", "") or ""),
@@ -85,6 +96,8 @@ def model_request(run: NodeRun, messages: list[dict[str, str]],
         node_id=node.id,
         attempt=run.attempt,
         metadata=metadata,
+        tools=tools or [],
+        tool_choice=tool_choice,
     )
 
 

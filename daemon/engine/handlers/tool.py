@@ -41,9 +41,7 @@ class ToolHandler:
         argv = _argv(run)
         if argv is None:
             return Outcome(Status.FAIL, failure_reason="No tool_command specified")
-        replayer = run.executor.replayer
-        recorded = replayer.lookup(run.node.id, run.attempt, "tool", {"argv": argv}) \
-            if replayer is not None else None
+        recorded = run.executor.recorded(run.node.id, run.attempt, "tool", {"argv": argv})
         if recorded is not None:  # served from the recording: nothing is run
             if recorded.get("error") == INTERRUPTED:
                 _record_interrupted(run, argv, 0.0)

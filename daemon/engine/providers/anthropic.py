@@ -102,26 +102,31 @@ class AnthropicProvider(SDKProvider):
             arguments["system"] = system
         if request.tools:
             arguments.update(self._tools(request))
-        if request.output is not None:
+        elif request.output is not None:
             arguments.update(_forced_tool(request.output))
         return arguments
 
     def _tools(self, request: ModelRequest) -> dict[str, Any]:
-        if request.output is not None or "thinking" in request.params:
-            # A forced answer tool would replace the node's tools; extended thinking needs its
-            # signed blocks sent back each turn, which messages do not keep yet.
-            raise ProviderError(f"{self.name}: tools cannot be used beside a structured "
-                                "output or thinking yet", kind="config", provider=self.name)
+        if "thinking" in request.params:
+            # Extended thinking needs its signed blocks sent back each turn, which messages
+            # do not keep yet.
+            raise ProviderError(f"{self.name}: tools cannot be used beside thinking yet",
+                                kind="config", provider=self.name)
         tools = []
+        # The structured answer is one more tool beside the node's: the model ends its work
+        # by calling it, and a turn that may call no tool is made to call it.
+        answer = [] if request.output is None else [_answer_tool(request.output)]
         for tool in request.tools:
             spec: dict[str, Any] = {"name": tool.name, "description": tool.description,
                                     "input_schema": tool.schema_}
             if tool.strict:
                 spec["strict"] = True
             tools.append(spec)
-        arguments: dict[str, Any] = {"tools": tools}
+        arguments: dict[str, Any] = {"tools": tools + answer}
         choice: dict[str, Any] | None = None
-        if request.tool_choice is not None:
+        if request.output is not None and request.tool_choice == "none":
+            choice = {"type": "tool", "name": request.output.name}
+        elif request.tool_choice is not None:
             kind = _TOOL_CHOICE.get(request.tool_choice, "tool")
             choice = {"type": kind, **({"name": request.tool_choice} if kind == "tool" else {})}
         if request.parallel_tool_calls is False:
@@ -160,11 +165,15 @@ class AnthropicProvider(SDKProvider):
         structured = structured_error = None
         # Calls are reported only to a request that offered tools: a forced answer tool is
         # the structured answer, recorded as it always was.
+        answer = request.output.name if request.output is not None else None
         tool_calls = tuple(
             ToolCall(id=block.id, name=block.name,
                      arguments=json.dumps(block.input, ensure_ascii=False))
-            for block in message.content if block.type == "tool_use") if request.tools else ()
-        if request.output is not None:
+            for block in message.content
+            if block.type == "tool_use" and block.name != answer) if request.tools else ()
+        # A turn that calls the node's tools is not the answer yet, even beside the answer
+        # tool: the answer comes after their results.
+        if request.output is not None and not tool_calls:
             structured, structured_error, raw = _tool_input(message.content, request.output)
             text = text or raw
             if structured_error and message.stop_reason not in ("tool_use", "end_turn"):
@@ -227,11 +236,16 @@ def _input(call: ToolCall) -> dict[str, Any]:
     return arguments or {}
 
 
+def _answer_tool(output: OutputSpec) -> dict[str, Any]:
+    """The structured answer as a tool of the Messages API."""
+    return {"name": output.name, "description": output.description,
+            "input_schema": output.schema_}
+
+
 def _forced_tool(output: OutputSpec) -> dict[str, Any]:
     """The Messages API's way to a structured answer: one tool the model must call."""
-    tool = {"name": output.name, "description": output.description,
-            "input_schema": output.schema_}
-    return {"tools": [tool], "tool_choice": {"type": "tool", "name": output.name}}
+    return {"tools": [_answer_tool(output)],
+            "tool_choice": {"type": "tool", "name": output.name}}
 
 
 def _tool_input(content: list[Any], output: OutputSpec) -> tuple[Any, str | None, str]:

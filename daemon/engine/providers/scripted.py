@@ -10,7 +10,15 @@ What it answers, first match wins:
    tokens). A nested `{"scripted": {...}}` mapping works too, and so does the same script
    in the provider settings' `nodes` (by node id, keys without `scripted.`).
 2. the provider settings: `responses` / `statuses` by node id (a string or a list);
-3. a stable echo of the last user message.
+3. a stable echo of the last user message (or, after tool calls, of the last tool result).
+
+An agent node (one whose request offers tools) is scripted by `scripted.turns`: a JSON list
+of the model's tool-calling turns before its final answer, each
+`{"text": "...", "tools": [{"name": "read", "arguments": {"path": "a.md"}}, ...],
+"usage": "12,34"}` (arguments given as a string are sent as they are, malformed or not).
+Turn k of the node's loop (`metadata["turn"]`) answers entry k; a later turn, or one that
+allows no tool (`tool_choice` "none"), is the final answer, chosen as above. A list of such
+lists gives one script per call of the node, the last repeating, like `responses`.
 
 A request that asks for a structured answer (`request.output`) gets one that fills the
 requested schema: `scripted.structured` (a JSON object, or a list of them by call) as it is,
@@ -44,7 +52,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import ModelRequest, ModelResponse, ProviderError, RoutingStatus, Usage
+from .base import ModelRequest, ModelResponse, ProviderError, RoutingStatus, ToolCall, Usage
 from .pricing import Pricing
 
 ECHO_PREFIX = "[scripted] "
@@ -91,11 +99,14 @@ class ScriptedProvider:
                 f"try {request.provider_attempt}",
                 status=503, retryable=True, kind="injected", provider=self.name)
         script = _Script(request, self.name, settings.nodes.get(request.node_id))
+        turn = script.tool_turn(request.model or settings.model)
+        if turn is not None:
+            return self.pricing.price(request, turn)
         text = script.text()
         if text is None:
             text = self._from_settings(settings.responses, request)
         if text is None:
-            text = ECHO_PREFIX + request.last_user_message()[:ECHO_LIMIT]
+            text = ECHO_PREFIX + _last_input(request)[:ECHO_LIMIT]
         status = script.status() or script.drawn_status(settings.seed)
         if status is None:
             scripted_status = self._from_settings(settings.statuses, request)
@@ -106,7 +117,7 @@ class ScriptedProvider:
         if request.output is not None:
             structured = script.structured(request.output.schema_, text, status)
             text = json.dumps(structured, sort_keys=True)
-        prompt = "\n".join(message.content for message in request.messages)
+        prompt = _prompt(request)
         model = request.model or settings.model
         response = ModelResponse(
             text=text,
@@ -178,6 +189,57 @@ class _Script:
             return _pick(_as_list(many), self.call)
         one = self.get("response")
         return None if one is None else _text(one)
+
+    def tool_turn(self, model: str) -> ModelResponse | None:
+        """This turn's scripted tool calls, or None when it is the final answer."""
+        request = self.request
+        turn = request.metadata.get("turn")
+        if not request.tools or request.tool_choice == "none" or not isinstance(turn, int):
+            return None
+        turns = self._turns()
+        if turn > len(turns):
+            return None
+        entry = turns[turn - 1]
+        calls = tuple(ToolCall(id=f"scripted-{self.call}-{turn}-{index}", name=str(tool["name"]),
+                               arguments=tool["arguments"] if isinstance(tool["arguments"], str)
+                               else json.dumps(tool["arguments"], sort_keys=True))
+                      for index, tool in enumerate(entry["tools"]))
+        text = str(entry.get("text") or "")
+        usage = self.usage(entry.get("usage")) or Usage.estimate(
+            _prompt(request), text + "".join(call.arguments for call in calls))
+        return ModelResponse(text=text, tool_calls=calls, usage=usage,
+                             latency_ms=0.0, finish_reason=str(entry.get("finish") or
+                                                               "tool_calls"),
+                             model=model, provider=self.provider,
+                             raw_id=_response_id(request, model, f"{turn}|{text}"))
+
+    def _turns(self) -> list[dict[str, Any]]:
+        """The node's scripted tool turns for this call, checked."""
+        value = self.get("turns")
+        if value is None:
+            return []
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise self.error(f"scripted.turns is not JSON: {exc}") from None
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            value = value[min(self.call, len(value)) - 1]  # one script per call
+        if not isinstance(value, list):
+            raise self.error("scripted.turns must be a JSON list of turns")
+        for number, entry in enumerate(value, 1):
+            tools = entry.get("tools") if isinstance(entry, Mapping) else None
+            if not isinstance(tools, list) or not all(
+                    isinstance(tool, Mapping) and isinstance(tool.get("name"), str)
+                    for tool in tools):
+                raise self.error(f"scripted.turns[{number}] needs a list `tools` of "
+                                 "{name, arguments}")
+            for tool in tools:
+                if not isinstance(tool.get("arguments", {}), str | Mapping):
+                    raise self.error(f"scripted.turns[{number}]: arguments of "
+                                     f"{tool['name']!r} must be an object or a string")
+        return [{**entry, "tools": [{"arguments": {}, **tool} for tool in entry["tools"]]}
+                for entry in value]
 
     def status(self) -> RoutingStatus | None:
         many = self.get("statuses")
@@ -264,8 +326,8 @@ class _Script:
             raise self.error("scripted.context_updates must be a JSON object")
         return dict(value)
 
-    def usage(self) -> Usage | None:
-        value = self.get("usage")
+    def usage(self, value: Any = None) -> Usage | None:
+        value = self.get("usage") if value is None else value
         if value is None:
             return None
         try:
@@ -279,6 +341,21 @@ class _Script:
 
 
 MISSING: Any = object()
+
+
+def _prompt(request: ModelRequest) -> str:
+    """What the request says, tool calls' arguments included: the estimate's input."""
+    return "\n".join([message.content for message in request.messages] +
+                     [call.arguments for message in request.messages
+                      for call in message.tool_calls])
+
+
+def _last_input(request: ModelRequest) -> str:
+    """The last user message, or a tool result after it: what an echo repeats."""
+    for message in reversed(request.messages):
+        if message.role in ("user", "tool"):
+            return message.content
+    return ""
 
 
 def _empty(prop: Mapping[str, Any]) -> Any:
@@ -338,6 +415,9 @@ def _draw(seed: int, request: ModelRequest, salt: str = "") -> float:
     key = f"{seed}|{request.node_id}|{call_of(request)}|{request.provider_attempt}"
     if trial is not None:
         key += f"|{trial}"
+    turn = request.metadata.get("turn")
+    if turn is not None:  # each turn of an agent's loop draws anew
+        key += f"|t{turn}"
     if salt:
         key += f"|{salt}"
     digest = hashlib.sha256(key.encode()).digest()

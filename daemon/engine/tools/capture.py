@@ -81,16 +81,21 @@ class Captured:
 
 async def run_captured(argv: Sequence[str], *, workspace: str, cwd: str = "",
                        env: Mapping[str, str] | None = None, timeout_s: float,
-                       max_output: int) -> Captured:
-    """Run `argv` (no shell) in `cwd` under the workspace with only `basic_env` plus `env`;
-    at the timeout, or on cancellation, the whole process group is killed."""
+                       max_output: int, stdin: bytes | None = None) -> Captured:
+    """Run `argv` (no shell) in `cwd` under the workspace with only `basic_env` plus `env`,
+    `stdin` (if given) on its standard input; at the timeout, or on cancellation, the whole
+    process group is killed."""
     directory = resolve_cwd(workspace, cwd)
     process = await start_in_group(
-        argv, cwd=directory, env={**basic_env(os.path.realpath(workspace)), **(env or {})})
+        argv, cwd=directory, env={**basic_env(os.path.realpath(workspace)), **(env or {})},
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE)
+
     assert process.stdout is not None and process.stderr is not None
     out, err = _Stream(max_output), _Stream(max_output)
     readers = [asyncio.create_task(out.drain(process.stdout)),
                asyncio.create_task(err.drain(process.stderr))]
+    if stdin is not None:
+        readers.append(asyncio.create_task(_feed(process, stdin)))
     try:
         _, pending = await asyncio.wait([*readers, asyncio.create_task(process.wait())],
                                         timeout=timeout_s)
@@ -110,12 +115,23 @@ async def run_captured(argv: Sequence[str], *, workspace: str, cwd: str = "",
                     truncated=truncated, timed_out=timed_out)
 
 
+async def _feed(process: asyncio.subprocess.Process, data: bytes) -> None:
+    """Write `data` to the process's stdin and close it; a process that does not read it
+    all (it exited) is no error."""
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        process.stdin.write(data)
+        await process.stdin.drain()
+    process.stdin.close()
+
+
 async def start_in_group(argv: Sequence[str], **options: Any) -> asyncio.subprocess.Process:
-    """`argv` started (no shell) in a process group of its own, stdin from /dev/null and
-    stdout/stderr piped: a kill of the group reaches what it spawned too. A cancellation
-    while it starts still kills it."""
+    """`argv` started (no shell) in a process group of its own, stdin from /dev/null (unless
+    `stdin` says otherwise) and stdout/stderr piped: a kill of the group reaches what it
+    spawned too. A cancellation while it starts still kills it."""
+    options.setdefault("stdin", asyncio.subprocess.DEVNULL)
     spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        *argv, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True, **options))
     try:
         # The child runs before create_subprocess_exec returns: a cancellation in between

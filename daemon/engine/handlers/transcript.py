@@ -1,0 +1,61 @@
+"""An agent node's transcript.md: its turns and tool calls as a person reads them.
+
+Like stdout.txt it belongs to the node's latest attempt: begun afresh by each attempt, one
+block appended per model turn and per tool call, each naming the trace call (`call #seq`)
+that holds the whole record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..providers.base import ModelResponse
+from .base import NodeRun
+
+FILE = "transcript.md"
+_SHOWN = 4000  # characters of a text shown; the trace has all of it
+
+
+def begin(run: NodeRun) -> None:
+    """Start the attempt's transcript."""
+    run.write_file(FILE, f"# {run.node.id} · attempt {run.attempt}\n")
+
+
+def model_turn(run: NodeRun, turn: int, response: ModelResponse) -> None:
+    """One model turn: what it said and which tools it called."""
+    usage = response.usage
+    lines = [f"\n## turn {turn} · model {response.provider}/{response.model} · "
+             f"{usage.input_tokens}→{usage.output_tokens} tokens · ${response.cost_usd:.4f}"
+             f" · call #{run.executor.call_seq}\n"]
+    if response.text:
+        lines.append(_cut(response.text) + "\n")
+    for index, call in enumerate(response.tool_calls):
+        lines.append(f"→ [{index}] {call.name} {_cut(call.arguments, 300)}\n")
+    _append(run, "".join(lines))
+
+
+def tool_call(run: NodeRun, turn: int, index: int, request: dict[str, Any],
+              response: dict[str, Any], text: str, is_error: bool, seq: int,
+              latency_ms: float) -> None:
+    """One tool call: the command it ran and what the model got back."""
+    state = "error" if is_error else "ok"
+    if "exit_code" in response:
+        state = f"exit {response['exit_code']}" + (" (timed out)" if response.get("timed_out")
+                                                   else "")
+    lines = [f"\n## turn {turn} · tool [{index}] {request['tool']} · {state} · "
+             f"{latency_ms:.0f} ms · call #{seq}\n"]
+    argv = request.get("metadata", {}).get("argv")
+    if argv:
+        lines.append("$ " + " ".join(json.dumps(a) if " " in a or not a else a
+                                     for a in argv) + "\n")
+    lines.append("```\n" + _cut(text) + "\n```\n")
+    _append(run, "".join(lines))
+
+
+def _cut(text: str, limit: int = _SHOWN) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text):,} characters]"
+
+
+def _append(run: NodeRun, text: str) -> None:
+    run.executor.run_dir.append_stage_file(run.node.id, FILE, text)

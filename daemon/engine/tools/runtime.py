@@ -1,0 +1,82 @@
+"""What a run's agent nodes share: the workspace their tools work in, the secrets the host
+allows them, and the count of processes they started.
+
+Every process an agent node starts (a command tool, a hook, an MCP server) is counted here
+and reported as a `ToolProcessStarted` event, so that a recorded replay can prove it started
+none (decision 0006 §6).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from .processes import marked, sweep
+
+WORKSPACE_DIR = "workspace"
+
+
+class AgentRuntime:
+    """One run's workspace, allowed secrets and process count."""
+
+    def __init__(self, run_root: str | Path, run_id: str, *, settings: Any = None,
+                 allowed_secrets: Collection[str] = frozenset(),
+                 environ: Mapping[str, str] | None = None,
+                 pipeline_dir: str | Path | None = None,
+                 on_spawn: Callable[[str, str, str], None] | None = None) -> None:
+        agent = getattr(settings, "agent", None)
+        self._given = getattr(agent, "workspace", None)
+        self._seed = getattr(agent, "workspace_from", None)
+        self._run_root = Path(run_root)
+        self._pipeline_dir = Path(pipeline_dir) if pipeline_dir else None
+        self.allowed_secrets = frozenset(allowed_secrets)
+        self.environ = os.environ if environ is None else environ
+        self.on_spawn = on_spawn
+        self.run_id = run_id
+        self.processes_started = 0
+        self._workspace: str | None = None
+
+    @property
+    def workspace(self) -> str:
+        """The real path of the directory tools work in, created (and seeded from
+        `workspace_from`) on first use."""
+        if self._workspace is None:
+            self._workspace = self._prepare()
+        return self._workspace
+
+    def _prepare(self) -> str:
+        if self._given:
+            path = Path(self._given)
+            if not path.is_absolute() or not path.is_dir():
+                raise ValueError(f"settings.agent.workspace {self._given!r} is not an "
+                                 "existing absolute directory")
+            return os.path.realpath(path)
+        path = self._run_root / WORKSPACE_DIR
+        if not path.exists():  # a resumed run keeps what its tools already did
+            if self._seed:
+                seed = Path(self._seed)
+                if not seed.is_absolute() and self._pipeline_dir is not None:
+                    seed = self._pipeline_dir / seed
+                if not seed.is_dir():
+                    raise ValueError(f"settings.agent.workspace_from {self._seed!r} is not a "
+                                     "directory")
+                shutil.copytree(seed, path, symlinks=True)
+            else:
+                path.mkdir(parents=True)
+        return os.path.realpath(path)
+
+    def spawned(self, kind: str, program: str, node_id: str) -> dict[str, str]:
+        """Count a process `node_id` is about to start (`kind`: tool, hook, mcp); the
+        environment entry it must carry (processes.py)."""
+        self.processes_started += 1
+        if self.on_spawn is not None:
+            self.on_spawn(kind, program, node_id)
+        return marked(self.run_id)
+
+    async def aclose(self) -> None:
+        """Release what the run's agents hold open, and kill any process left."""
+        if self.processes_started:
+            sweep([self.run_id])
