@@ -29,12 +29,16 @@ OUTPUT_PATH = re.compile(r"^(output|node\.[^.\s].*|context\..+)$")
 # The numeric keys of a run's metrics (daemon/regression/invariants/metrics.py computes them);
 # `status` and `outcome` complete the set.
 NUMERIC_METRICS = ("duration_ms", "cost_usd", "tokens_in", "tokens_out", "tokens", "calls",
-                   "model_calls", "tool_calls", "stages", "nodes_visited", "latency_ms",
-                   "max_call_latency_ms", "score")
+                   "model_calls", "tool_calls", "turns", "stages", "nodes_visited",
+                   "latency_ms", "max_call_latency_ms", "score")
 RUN_METRICS = ("status", "outcome", *NUMERIC_METRICS)
-METRIC_PATH = ("A run metric (" + ", ".join(NUMERIC_METRICS) + ") or `context.<key>`: a "
-               "value of the run's final context, where a number counts as itself, a "
-               "numeric string as its number, and a list or object as its length.")
+# The metrics of one node (over all its attempts and visits): `nodes.<node id>.<metric>`.
+NODE_METRICS = ("turns", "model_calls", "tool_calls")
+METRIC_PATH = ("A run metric (" + ", ".join(NUMERIC_METRICS) + "), a node's metric "
+               "`nodes.<node id>.<metric>` (" + ", ".join(NODE_METRICS) + "; the id as "
+               "written, dots and dashes included) or `context.<key>`: a value of the run's "
+               "final context, where a number counts as itself, a numeric string as its "
+               "number, and a list or object as its length.")
 
 
 class InvariantBase(Model):
@@ -53,11 +57,22 @@ def _check_output_path(path: str) -> str:
     return path
 
 
+def node_metric(metric: str) -> tuple[str, str] | None:
+    """(node id, metric) of a `nodes.<node id>.<metric>` path, else None. The metric is
+    read from the end, so the id may hold any character, dots included."""
+    if not metric.startswith("nodes."):
+        return None
+    node_id, _, name = metric[len("nodes."):].rpartition(".")
+    return (node_id, name) if node_id and name in NODE_METRICS else None
+
+
 def _check_metric(metric: str) -> str:
-    if metric in NUMERIC_METRICS or (metric.startswith("context.") and len(metric) > 8):
+    if metric in NUMERIC_METRICS or (metric.startswith("context.") and len(metric) > 8) \
+            or node_metric(metric) is not None:
         return metric
-    raise ValueError(f"metric must be one of {', '.join(NUMERIC_METRICS)} or "
-                     f"`context.<key>`, not {metric!r}")
+    raise ValueError(f"metric must be one of {', '.join(NUMERIC_METRICS)}, "
+                     f"`nodes.<node id>.<{'|'.join(NODE_METRICS)}>` or `context.<key>`, "
+                     f"not {metric!r}")
 
 
 def _check_regex(pattern: str) -> str:
@@ -351,22 +366,100 @@ class NodeSequenceInvariant(InvariantBase):
 
 
 class ToolCalledInvariant(InvariantBase):
-    """A tool call was made: by a node (`node`) and/or with a command line containing
-    `command` (the argv joined by spaces; a `tool_command` counts as its shell command);
-    optionally one that exited with `exit_code`."""
+    """Tool calls were made (at least `min_count`, at most `max_count` of them) that match
+    every field given: the node that made them, a command line (`command`), the tool the
+    model called (`tool`, `server`), its arguments, its exit code and whether it gave the
+    model an error. Counts both the tool node's commands and an agent node's tool calls."""
 
     type: Literal["tool_called"]
-    node: str | None = Field(default=None, min_length=1, description="The tool node's id.")
-    command: str | None = Field(default=None, min_length=1,
-                                description="A substring of the command line.")
+    node: str | None = Field(default=None, min_length=1,
+                             description="The id of the node (tool or agent) that called.")
+    command: str | None = Field(
+        default=None, min_length=1,
+        description="A substring of the command line: a tool node's argv, or a command "
+                    "tool's argv as run, joined by spaces (a `tool_command` counts as its "
+                    "shell command).")
+    tool: str | None = Field(
+        default=None, min_length=1,
+        description="The tool an agent node's model called, by the name it used "
+                    "(`word_count`, `files__read_text_file`), or `server/tool` for an MCP "
+                    "server's tool (`files/read_text_file`, the same as `tool: "
+                    "read_text_file` with `server: files`).")
+    server: str | None = Field(default=None, min_length=1,
+                               description="The MCP server whose tool was called.")
+    arguments: JsonObject | None = Field(
+        default=None,
+        description="A subset of the call's arguments: each key given must be there with an "
+                    "equal value; for a string, the value may instead be `{\"$regex\": "
+                    "\"...\"}` (RE2, found anywhere) or `{\"$contains\": \"...\"}`.")
     exit_code: Integer | None = Field(default=None,
                                       description="Also require this exit code.")
+    is_error: bool | None = Field(
+        default=None,
+        description="true: only calls that gave the model a tool error (non-zero exit, "
+                    "timeout, an MCP error, refused, cut short); false: only those that did "
+                    "not.")
+    min_count: int | None = Field(
+        default=None, ge=0, le=MAX_INTEGER,
+        description="The fewest matching calls that pass: 1 by default (0 with "
+                    "`max_count: 0`).")
+    max_count: int | None = Field(
+        default=None, ge=0, le=MAX_INTEGER,
+        description="The most matching calls that pass; `0`: never called.")
 
     @model_validator(mode="after")
     def _something(self) -> ToolCalledInvariant:
-        if self.node is None and self.command is None:
-            raise ValueError("give `node`, `command` or both")
+        if self.node is None and self.command is None and self.tool is None:
+            raise ValueError("give `node`, `command` or `tool`")
+        if self.tool and "/" in self.tool:
+            server, _, name = self.tool.partition("/")
+            if not server or not name:
+                raise ValueError(f"`tool` {self.tool!r}: write `server/tool` or the tool's name")
+            if self.server is not None and self.server != server:
+                raise ValueError(f"`tool` {self.tool!r} names server {server!r}, "
+                                 f"`server` says {self.server!r}")
+        if self.max_count is not None and self.least() > self.max_count:
+            raise ValueError(f"`min_count` ({self.least()}) is above `max_count` "
+                             f"({self.max_count})")
+        for key, value in (self.arguments or {}).items():
+            _check_argument_matcher(key, value)
         return self
+
+    def least(self) -> int:
+        """The effective `min_count`: 1 unless given, or 0 when `max_count` is 0."""
+        if self.min_count is not None:
+            return self.min_count
+        return 0 if self.max_count == 0 else 1
+
+
+ARGUMENT_OPERATORS = ("$regex", "$contains")
+
+
+def argument_operator(value: Any) -> tuple[str, str] | None:
+    """(operator, operand) when an `arguments` value is `{"$regex": …}` or
+    `{"$contains": …}`, else None (the value is compared for equality)."""
+    if isinstance(value, dict) and len(value) == 1:
+        (name, operand), = value.items()
+        if name in ARGUMENT_OPERATORS:
+            return name, operand
+    return None
+
+
+def _check_argument_matcher(key: str, value: Any) -> None:
+    operator = argument_operator(value)
+    if operator is None:
+        if isinstance(value, dict) and any(str(k).startswith("$") for k in value):
+            raise ValueError(f"arguments.{key}: an operator object takes one of "
+                             f"{', '.join(ARGUMENT_OPERATORS)}, alone")
+        return
+    name, operand = operator
+    if not isinstance(operand, str):
+        raise ValueError(f"arguments.{key}: {name} takes a string")
+    if name == "$regex":
+        try:
+            compile_pattern(operand)
+        except ValueError as exc:
+            raise ValueError(f"arguments.{key}: {exc}") from None
 
 
 # -- budget -------------------------------------------------------------------------------

@@ -391,6 +391,11 @@ class Divergence(Strict):
     b_node_id: str | None
     branch: str | None = None
     attempt: int | None = None
+    turn: int | None = Field(default=None, description="The agent turn (1-based within the "
+                                                       "node attempt) of the divergent call; "
+                                                       "null for a call of no turn.")
+    tool: str | None = Field(default=None, description="The tool the divergent call (or "
+                                                       "hook) called, as the model named it.")
     kind: Literal["path", "request", "error", "response", "outcome", "status"] = Field(
         description="`path`: another node ran (or none); `request`: a call was sent "
                     "differently; `error`/`response`: it came back differently; `outcome`: "
@@ -399,6 +404,9 @@ class Divergence(Strict):
     b: Any
     differences: list[DiffEntry]
     more: int = Field(description="Differences beyond those listed.")
+    summary: str = Field(default="", description="One line for people: the step, node, "
+                                                 "attempt, turn and tool call, and what "
+                                                 "differs.")
 
 
 class ScenarioDiff(Strict):

@@ -84,7 +84,8 @@ async def test_every_check_passes_on_the_good_run_and_fails_on_the_bad_one(
     assert bad_results["node_sequence"]["actual"] == ["start", "design", "evaluate",
                                                       "report"]
     assert bad_results["tool_called"]["message"] == (
-        "none of the run's 0 tool call(s) has command 'echo ranked' exit_code 0")
+        "command 'echo ranked' exit_code 0: 0 calls, expected at least 1; "
+        "the run made no tool call")
     assert bad_results["not"]["expected"] == {"not": "error"}
 
 

@@ -61,6 +61,11 @@ def _print_diff(diff: dict[str, Any]) -> None:
         if divergence["b_node_id"] not in (None, divergence["node_id"]):
             node += f" / b: {divergence['b_node_id']}"
         branch = f" [{divergence['branch']}]" if divergence["branch"] else ""
+        # An agent node's call: which turn, which tool (absent from older daemons' answers).
+        if divergence.get("turn") is not None:
+            branch += f", turn {divergence['turn']}"
+        if divergence.get("tool"):
+            branch += f", tool {divergence['tool']}"
         print(f"first divergence at step {divergence['step']}, node {node}{branch}: "
               f"{divergence['kind']}")
         for entry in divergence["differences"]:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
+from .call_ids import alias_messages
 from .providers.base import ModelRequest, ModelResponse, ProviderError
 from .recording import INTERRUPTED, NOT_WORK
 from .redact import Redactor
@@ -59,6 +60,9 @@ def canonical_request(kind: str, request: Mapping[str, Any] | ModelRequest) -> d
     data = _plain(request)
     if kind == "model":
         canonical = {name: data.get(name, default) for name, default in _MODEL_FIELDS.items()}
+        # Vendor tool-call ids are new in every live run: only their pattern counts. A request
+        # without tool traffic is left as it was, so old recordings hash as before.
+        canonical["messages"] = alias_messages(canonical["messages"])
         canonical.update((name, data[name]) for name, empty in _TOOL_FIELDS.items()
                          if data.get(name, empty) != empty)
         return canonical

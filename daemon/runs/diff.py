@@ -1,9 +1,9 @@
 """Structural comparison of two stored runs, behind `run.diff {a, b}`: the first divergence
 (node, step, what differed) and per-node and whole-run metric deltas.
 
-Pure: no I/O, no engine or store imports (but the store's record types). The service reads
-each run's record, stages and calls from the store, passes them through `from_store` and
-calls `diff_runs`.
+Pure: no I/O, no engine or store imports (but the store's record types and the engine's
+dependency-free tool-call id aliases). The service reads each run's record, stages and calls
+from the store, passes them through `from_store` and calls `diff_runs`.
 
 Alignment. Stages are compared in a canonical order: top-level stages (no `branch`) in
 completion order, each preceded by the stages of the parallel branches that finished
@@ -13,10 +13,17 @@ a branch that took another path still shows. A recipe DAG (`dag=True`) runs its 
 stages concurrently, so b's stages are put in the order a ran the same
 (branch, node, attempt, visit), and stages a never ran follow in b's own order.
 
+Within a stage, the calls of an agent node (those that carry a turn: model turns, tool calls,
+hooks) are put in the order (turn, phase, index): tool calls are recorded as they finish, so
+two identical runs may record a turn's parallel calls in another order. Calls without a turn
+keep their order. The vendor ids of tool calls are renamed "#1", "#2", … by first appearance
+within the stage, since a real model makes up new ones every run.
+
 Volatile values never count as a divergence: ids, run and trace ids, sequence numbers,
 timestamps, latencies, durations, the pool's retry counters (`provider_attempt`,
-`attempts`), a provider's response id and the cost a pricing table put on a response (cost
-is reported as a metric delta instead).
+`attempts`), a provider's response id, the cost a pricing table put on a response (cost
+is reported as a metric delta instead), tool-call ids and a tool call's `metadata` (its
+vendor id, the argv as run).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..engine.call_ids import CallIdAliases
+
 if TYPE_CHECKING:
     from ..store.records import RunRecord, StageRecord
 
@@ -37,6 +46,11 @@ MAX_VALUE = 200  # characters of a value shown in a difference
 _CONTEXT = 60  # characters shown before the first differing one of a long string
 # Top-level fields of a recorded request or response that change between identical runs.
 _VOLATILE_REQUEST = frozenset({"provider_attempt"})
+_VOLATILE_TOOL_REQUEST = frozenset({"provider_attempt", "metadata"})
+# Where a call stands within its turn: the tool list and the model turn, pre hooks, the tool
+# calls, post hooks (each of the last three ordered by the call's index in the turn).
+_PHASE = {"tool_list": 0, "model": 0, "tool": 2}
+_HOOK_PHASE = {"pre": 1, "post": 3}
 _VOLATILE_RESPONSE = frozenset({"latency_ms", "raw_id", "attempts", "cost_usd", "cost_known"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING = object()
@@ -100,6 +114,8 @@ def _steps(record: DiffSide) -> list[_Step]:
     stages = sorted(record.stages, key=lambda s: s["seq"])
     steps = [_Step(stage) for stage in stages]
     _assign_calls(steps, record.calls)
+    for step in steps:
+        step.calls = _aliased(in_turn_order(step.calls))
     ordered: list[_Step] = []
     pending: list[_Step] = []  # branch stages since the last top-level one
     for step in steps:
@@ -147,6 +163,77 @@ def _time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+def turn_of(call: dict[str, Any]) -> int | None:
+    """The agent turn a call belongs to (model: `metadata.turn`; tool, hook, tool list:
+    `turn`), or None for a call of no agent turn."""
+    request = call.get("request")
+    if not isinstance(request, dict):
+        return None
+    if call.get("kind") == "model":
+        metadata = request.get("metadata")
+        turn = metadata.get("turn") if isinstance(metadata, dict) else None
+    else:
+        turn = request.get("turn")
+    return turn if isinstance(turn, int) and not isinstance(turn, bool) else None
+
+
+def _tool_index(call: dict[str, Any]) -> int | None:
+    request = call.get("request")
+    index = request.get("index") if isinstance(request, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
+
+
+def _order_key(call: dict[str, Any], turn: int) -> tuple[int, int, int, str]:
+    """(turn, phase, index, server): a tool list comes before the model turn it was listed
+    for; servers listed concurrently sort by name."""
+    kind = call.get("kind")
+    request = call.get("request") or {}
+    if kind == "hook":
+        phase = _HOOK_PHASE.get(str(request.get("hook")), 2)
+    else:
+        phase = _PHASE.get(str(kind), 2)
+    if kind == "tool_list":
+        return turn, phase, -1, str(request.get("server", ""))
+    return turn, phase, _tool_index(call) or 0, ""
+
+
+def in_turn_order(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage's calls (in seq order) with each run of agent calls sorted by (turn, phase,
+    index); a call without a turn stays where it is, so a stage without agent calls is
+    unchanged. A tool list without a turn belongs to the turn of the call after it."""
+    turns: list[int | None] = [turn_of(call) for call in calls]
+    following: int | None = None
+    for position in range(len(calls) - 1, -1, -1):  # a tool list takes the next call's turn
+        if turns[position] is not None:
+            following = turns[position]
+        elif calls[position].get("kind") == "tool_list" and following is not None:
+            turns[position] = following
+        else:
+            following = None
+    ordered: list[dict[str, Any]] = []
+    block: list[tuple[tuple[int, int, int, str], dict[str, Any]]] = []
+    for call, turn in zip(calls, turns, strict=True):
+        if turn is None:
+            ordered += [c for _, c in sorted(block, key=lambda pair: pair[0])]  # stable
+            block = []
+            ordered.append(call)
+        else:
+            block.append((_order_key(call, turn), call))
+    return ordered + [c for _, c in sorted(block, key=lambda pair: pair[0])]
+
+
+def _aliased(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Model calls with their tool-call ids renamed by first appearance in the stage."""
+    aliases = CallIdAliases()
+    out = []
+    for call in calls:
+        if call.get("kind") == "model":
+            call = {**call, "request": aliases.request(call.get("request")),
+                    "response": aliases.response(call.get("response"))}
+        out.append(call)
+    return out
 
 
 def _occurrences(steps: list[_Step]) -> list[tuple[str | None, str, int, int]]:
@@ -197,36 +284,91 @@ def _call_divergence(step: int, sa: _Step, sb: _Step) -> dict[str, Any] | None:
         ca = sa.calls[index] if index < len(sa.calls) else None
         cb = sb.calls[index] if index < len(sb.calls) else None
         ref_a, ref_b = _call_ref(ca, index), _call_ref(cb, index)
+        call = ca or cb
         diffs = _differences(_request_view(ca), _request_view(cb))
         if diffs:
-            return _divergence(step, sa, sb, "request", ref_a, ref_b, diffs)
+            return _divergence(step, sa, sb, "request", ref_a, ref_b, diffs, call)
         assert ca is not None and cb is not None  # else the requests differed
         responses = _differences(_clean(ca.get("response"), _VOLATILE_RESPONSE),
                                  _clean(cb.get("response"), _VOLATILE_RESPONSE))
         if ca.get("error") != cb.get("error"):
             errors = _differences({"error": ca.get("error")}, {"error": cb.get("error")})
-            return _divergence(step, sa, sb, "error", ref_a, ref_b, errors + responses)
+            return _divergence(step, sa, sb, "error", ref_a, ref_b, errors + responses, call)
         if responses:
-            return _divergence(step, sa, sb, "response", ref_a, ref_b, responses)
+            return _divergence(step, sa, sb, "response", ref_a, ref_b, responses, call)
     return None
 
 
 def _divergence(step: int, sa: _Step | None, sb: _Step | None, kind: str, a: Any, b: Any,
-                differences: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                differences: list[dict[str, Any]] | None = None,
+                call: dict[str, Any] | None = None) -> dict[str, Any]:
     here = sa or sb
     differences = differences or []
-    return {
+    turn, tool, index = _call_place(call)
+    divergence = {
         "step": step,
         "node_id": here.stage["node_id"] if here else None,
         "b_node_id": sb.stage["node_id"] if sb else None,
         "branch": here.stage.get("branch") if here else None,
         "attempt": here.stage["attempt"] if here else None,
+        "turn": turn,
+        "tool": tool,
         "kind": kind,
         "a": a,
         "b": b,
         "differences": differences[:MAX_DIFFERENCES],
         "more": max(0, len(differences) - MAX_DIFFERENCES),
     }
+    divergence["summary"] = _summary(divergence, index)
+    return divergence
+
+
+def _call_place(call: dict[str, Any] | None) -> tuple[int | None, str | None, int | None]:
+    """(turn, tool, index in the turn) of an agent call; Nones for any other call."""
+    if call is None:
+        return None, None, None
+    turn = turn_of(call)
+    request = call.get("request")
+    if call.get("kind") not in ("tool", "hook") or not isinstance(request, dict):
+        return turn, None, None
+    tool = request.get("tool")
+    return turn, tool if isinstance(tool, str) else None, _tool_index(call)
+
+
+_KIND_SAYS = {"path": "another node ran", "request": "the request differs",
+              "error": "the error differs", "response": "the response differs",
+              "outcome": "the stage routed differently",
+              "status": "the run ended differently"}
+
+
+def _summary(divergence: dict[str, Any], index: int | None) -> str:
+    """One line for people: where (node, attempt, turn, tool call) and what differs."""
+    node = divergence["node_id"]
+    if node is None:
+        where = f"step {divergence['step']} (after the last stage)"
+    else:
+        where = f"step {divergence['step']}, node {node!r}"
+        if divergence["b_node_id"] not in (None, node):
+            where += f" (b: {divergence['b_node_id']!r})"
+        if divergence["branch"]:
+            where += f" [branch {divergence['branch']}]"
+        if divergence["attempt"] not in (None, 1):
+            where += f" attempt {divergence['attempt']}"
+    if divergence["turn"] is not None:
+        where += f" turn {divergence['turn']}"
+    if divergence["tool"] is not None:
+        call = f"tool call {index + 1} " if index is not None else "tool "
+        kind = (divergence["a"] or divergence["b"] or {}).get("kind")
+        where += f", {'hook of ' if kind == 'hook' else ''}{call}{divergence['tool']!r}"
+    elif divergence["turn"] is not None and divergence["kind"] != "path":
+        kind = (divergence["a"] or divergence["b"] or {}).get("kind")
+        where += f", {'the model turn' if kind == 'model' else kind}"
+    paths = [d["path"] for d in divergence["differences"] if d.get("path")]
+    if paths:
+        more = len(divergence["differences"]) - 3 + divergence["more"]
+        what = ", ".join(paths[:3]) + (f" and {more} more" if more > 0 else "")
+        return f"{where}: {what} differ{'s' if len(paths) == 1 and more <= 0 else ''}"
+    return f"{where}: {_KIND_SAYS.get(divergence['kind'], divergence['kind'])}"
 
 
 def _stage_ref(step: _Step | None) -> dict[str, Any] | None:
@@ -252,14 +394,22 @@ def _call_ref(call: dict[str, Any] | None, index: int) -> dict[str, Any] | None:
     if call is None:
         return None
     # `seq` locates the call in the run's trace; `index` is its place within the stage.
-    return {"seq": call.get("seq"), "index": index + 1, "kind": call.get("kind"),
-            "error": call.get("error")}
+    ref = {"seq": call.get("seq"), "index": index + 1, "kind": call.get("kind"),
+           "error": call.get("error")}
+    turn, tool, tool_index = _call_place(call)
+    if turn is not None:
+        ref["turn"] = turn
+    if tool is not None:
+        ref.update(tool=tool, tool_index=tool_index)
+    return ref
 
 
 def _request_view(call: dict[str, Any] | None) -> dict[str, Any] | None:
     if call is None:
         return None
-    return {"kind": call.get("kind"), **(_clean(call.get("request"), _VOLATILE_REQUEST) or {})}
+    kind = call.get("kind")
+    volatile = _VOLATILE_REQUEST if kind == "model" else _VOLATILE_TOOL_REQUEST
+    return {"kind": kind, **(_clean(call.get("request"), volatile) or {})}
 
 
 def _clean(value: Any, volatile: frozenset[str]) -> Any:

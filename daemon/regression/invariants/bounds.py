@@ -1,13 +1,19 @@
-"""Metric bounds: `min`, `max` and `between` on a run metric or a context value."""
+"""Metric bounds: `min`, `max` and `between` on a run metric, a node's metric or a context
+value."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ostinato.protocol.invariants import BetweenInvariant, MaxInvariant, MinInvariant
+from ostinato.protocol.invariants import (
+    BetweenInvariant,
+    MaxInvariant,
+    MinInvariant,
+    node_metric,
+)
 
 from .evaluate import evaluator
-from .metrics import run_metrics
+from .metrics import node_metrics, run_metrics
 from .model import StoredRun, Unavailable, context_value, result
 
 
@@ -29,10 +35,20 @@ def count_of(value: Any, what: str) -> float:
 
 
 def metric_value(metric: str, run: StoredRun) -> float:
-    """A metric path's value: a run metric, or a context key counted as count_of does."""
+    """A metric path's value: a run metric, a node's metric, or a context key counted as
+    count_of does."""
     if metric.startswith("context."):
         key = metric[len("context."):]
         return count_of(context_value(key, run), f"context key {key!r}")
+    of_node = node_metric(metric)
+    if of_node is not None:
+        node_id, name = of_node
+        nodes = node_metrics(run)
+        if node_id not in nodes:
+            # Likely a misspelt id: an error says so, where 0 would pass a `max` silently.
+            ran = ", ".join(map(repr, nodes)) or "none"
+            raise Unavailable(f"node {node_id!r} did not run (nodes that ran: {ran})")
+        return nodes[node_id][name]
     value = run_metrics(run).get(metric)
     if value is None:
         raise Unavailable(f"the run has no {metric}" + (" (no stage or context reported a "
@@ -41,6 +57,9 @@ def metric_value(metric: str, run: StoredRun) -> float:
 
 
 def _named(metric: str) -> str:
+    of_node = node_metric(metric)
+    if of_node is not None:
+        return f"{of_node[1]} of node {of_node[0]!r}"
     return f"context key {metric[8:]!r}" if metric.startswith("context.") else metric
 
 

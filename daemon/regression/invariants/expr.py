@@ -9,7 +9,7 @@ from typing import Any
 from ostinato.protocol.invariants import ExprInvariant
 
 from .evaluate import evaluator
-from .metrics import run_metrics
+from .metrics import node_metrics, run_metrics
 from .model import StoredRun, Unavailable, resolve, result
 from .trajectory import visits
 
@@ -25,12 +25,16 @@ def _program(expression: str) -> Any:
 
 
 def activation(run: StoredRun) -> dict[str, Any]:
-    """What an expression sees: metrics, context, status, outcome, nodes (as CEL values)."""
+    """What an expression sees: metrics (with `metrics.nodes`, each node's metrics by id),
+    context, status, outcome, nodes (as CEL values)."""
     import celpy
 
     metrics = run_metrics(run)
     context = {key: resolve(value, run) for key, value in (run.context or {}).items()}
-    names = {"metrics": metrics, "context": context, "status": metrics["status"],
+    # `nodes` is taken (the visited ids, a list): the per-node metrics sit under `metrics`,
+    # where the metric path `nodes.<id>.turns` reads `metrics.nodes["<id>"].turns`.
+    names = {"metrics": {**metrics, "nodes": node_metrics(run)}, "context": context,
+             "status": metrics["status"],
              "outcome": metrics["outcome"], "nodes": list(dict.fromkeys(visits(run)))}
     return {name: celpy.json_to_cel(value) for name, value in names.items()}
 

@@ -17,7 +17,7 @@ METRIC_KEYS = RUN_METRICS
 
 def run_metrics(run: StoredRun) -> dict[str, Any]:
     """The run's metrics: status, outcome, duration_ms, cost_usd, tokens_in, tokens_out,
-    tokens, calls, model_calls, tool_calls, stages, nodes_visited, latency_ms,
+    tokens, calls, model_calls, tool_calls, turns, stages, nodes_visited, latency_ms,
     max_call_latency_ms, score."""
     row = run.run
     calls = run.work_calls()
@@ -39,12 +39,45 @@ def run_metrics(run: StoredRun) -> dict[str, Any]:
         "calls": len(calls),
         "model_calls": sum(c.get("kind") == "model" for c in calls),
         "tool_calls": sum(c.get("kind") == "tool" for c in calls),
+        "turns": sum(node["turns"] for node in node_metrics(run).values()),
         "stages": len(run.stages),
         "nodes_visited": len({s.get("node_id") for s in run.stages}),
         "latency_ms": round(sum(latencies), 3),
         "max_call_latency_ms": round(max(latencies), 3) if latencies else 0.0,
         "score": run_score(run),
     }
+
+
+def node_metrics(run: StoredRun) -> dict[str, dict[str, int]]:
+    """Per node that ran (a stage or a call), over all its attempts and visits: `turns`,
+    `model_calls`, `tool_calls`. A node's turns are its model calls that carry an agent
+    turn (`metadata.turn`), or, for a node that made none, its model calls: one each."""
+    nodes: dict[str, dict[str, int]] = {}
+
+    def entry(node_id: str) -> dict[str, int]:
+        return nodes.setdefault(node_id, {"turns": 0, "model_calls": 0, "tool_calls": 0,
+                                          "agent_turns": 0})
+
+    for stage in run.stages:
+        entry(str(stage.get("node_id")))
+    for call in run.work_calls():
+        node = entry(str(call.get("node_id")))
+        if call.get("kind") == "model":
+            node["model_calls"] += 1
+            node["agent_turns"] += _has_turn(call)
+        elif call.get("kind") == "tool":
+            node["tool_calls"] += 1
+    for node in nodes.values():
+        agent_turns = node.pop("agent_turns")
+        node["turns"] = agent_turns or node["model_calls"]
+    return nodes
+
+
+def _has_turn(call: dict[str, Any]) -> bool:
+    request = call.get("request")
+    metadata = request.get("metadata") if isinstance(request, dict) else None
+    turn = metadata.get("turn") if isinstance(metadata, dict) else None
+    return isinstance(turn, int) and not isinstance(turn, bool)
 
 
 def _duration_ms(started: str | None, ended: str | None) -> float | None:

@@ -87,9 +87,9 @@ def _diff(result: dict[str, Any]) -> str:
     first = result.get("first_divergence")
     if not first:
         return f"Runs {result['a']} and {result['b']} differ in their metrics only."
-    return (f"Runs {result['a']} and {result['b']} first diverge at step {first['step']}, "
-            f"node {first['node_id']} ({first['kind']}). The details are in "
-            "first_divergence and nodes.")
+    where = first.get("summary") or f"step {first['step']}, node {first['node_id']}"
+    return (f"Runs {result['a']} and {result['b']} first diverge at {where} "
+            f"({first['kind']}). The details are in first_divergence and nodes.")
 
 
 def _reeval(result: dict[str, Any]) -> str:
