@@ -10,6 +10,7 @@ import re
 import socket
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,17 @@ def make_pool(tmp_path: Path, *specs: McpServerSpec, environ: dict[str, str] | N
 async def server_pid(pool: McpPool, server: str = "t") -> int:
     result = await pool.call_tool(server, "whoami", {})
     return int(json.loads(result.text())["pid"])
+
+
+async def started_slow_call(pool: McpPool, server: str = "t") -> asyncio.Task[object]:
+    """A `slow` call that is running in the server when this returns (the server writes to
+    a FIFO once it is in the tool: awaited, not slept for)."""
+    fifo = Path(pool.workspace) / f"started-{os.urandom(4).hex()}"
+    os.mkfifo(fifo)
+    call = asyncio.create_task(pool.call_tool(server, "slow",
+                                              {"seconds": 30, "started": str(fifo)}))
+    await asyncio.to_thread(fifo.read_text)
+    return call
 
 
 def assert_gone(pid: int) -> None:
@@ -334,8 +346,7 @@ async def test_a_call_from_another_task_than_the_one_that_started_it(pool: McpPo
 
 async def test_cancel_during_a_call(pool: McpPool) -> None:
     pid = await server_pid(pool)
-    call = asyncio.create_task(pool.call_tool("t", "slow", {"seconds": 30}))
-    await asyncio.sleep(0.3)  # the request is on its way; nothing to await from outside
+    call = await started_slow_call(pool)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
@@ -345,9 +356,18 @@ async def test_cancel_during_a_call(pool: McpPool) -> None:
 
 
 async def test_cancel_during_tools_list_while_the_server_starts(tmp_path: Path) -> None:
-    pool = make_pool(tmp_path, stdio_spec())
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    fifo = workspace / "spawned"
+    os.mkfifo(fifo)
+    # The server says it runs (its pid, through the FIFO), then becomes the fixture: the
+    # cancel lands while the process lives and the handshake has not ended.
+    launcher = (f"import os, sys; open({str(fifo)!r}, 'w').write(str(os.getpid())); "
+                f"os.execv(sys.executable, [sys.executable, {FIXTURE!r}])")
+    pool = make_pool(tmp_path, McpServerSpec.from_mapping(
+        "t", {"command": [sys.executable, "-c", launcher]}))
     listing = asyncio.create_task(pool.list_tools("t"))
-    await asyncio.sleep(0.05)  # inside the start: the process runs, the handshake has not ended
+    pid = int(await asyncio.to_thread(fifo.read_text))
     listing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await listing
@@ -355,6 +375,7 @@ async def test_cancel_during_tools_list_while_the_server_starts(tmp_path: Path) 
         await pool.list_tools("t")
     await pool.aclose()
     assert pool.started == 1
+    assert_gone(pid)
 
 
 async def test_aclose_is_bounded_idempotent_and_leaves_no_process(pool: McpPool) -> None:
@@ -368,8 +389,7 @@ async def test_aclose_is_bounded_idempotent_and_leaves_no_process(pool: McpPool)
 
 async def test_aclose_stops_a_server_in_a_call(pool: McpPool) -> None:
     pid = await server_pid(pool)
-    call = asyncio.create_task(pool.call_tool("t", "slow", {"seconds": 30}))
-    await asyncio.sleep(0.3)
+    call = await started_slow_call(pool)
     await asyncio.wait_for(pool.aclose(), 10)
     assert_gone(pid)
     with pytest.raises((McpServerError, asyncio.CancelledError)):
@@ -392,14 +412,21 @@ async def test_two_servers_start_separately(tmp_path: Path) -> None:
 
 # --- Streamable HTTP ------------------------------------------------------------------------
 
+@dataclass
+class HttpServer:
+    url: str
+    process: asyncio.subprocess.Process
+
+
 @pytest.fixture
-async def http_url() -> AsyncIterator[str]:
+async def http_server() -> AsyncIterator[HttpServer]:
     """The fixture served over Streamable HTTP on 127.0.0.1 (uvicorn picks a free port)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, FIXTURE, "--http", "0", stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         start_new_session=True)
     assert process.stderr is not None
+    drain: asyncio.Task[bytes] | None = None
     try:
         port = None
         while port is None:
@@ -408,11 +435,13 @@ async def http_url() -> AsyncIterator[str]:
             match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
             port = match and int(match.group(1))
         drain = asyncio.create_task(process.stderr.read())
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield HttpServer(f"http://127.0.0.1:{port}/mcp", process)
     finally:
-        process.kill()
+        if process.returncode is None:
+            process.kill()
         await process.wait()
-    drain.cancel()
+        if drain is not None:
+            await drain
 
 
 def free_port() -> int:
@@ -421,10 +450,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_streamable_http(tmp_path: Path, http_url: str) -> None:
+async def test_streamable_http(tmp_path: Path, http_server: HttpServer) -> None:
     spawned: list[str] = []
     spec = McpServerSpec.from_mapping("web", {
-        "url": http_url, "headers": {"X-Token": "${secret:WEB_TOKEN}"}, "tools": ["echo"]})
+        "url": http_server.url, "headers": {"X-Token": "${secret:WEB_TOKEN}"}, "tools": ["echo"]})
     pool = make_pool(tmp_path, spec, environ={"WEB_TOKEN": SECRET}, allowed=("WEB_TOKEN",),
                      on_spawn=spawned.append)
     try:
@@ -461,3 +490,42 @@ async def test_http_header_secret_must_be_allowed(tmp_path: Path) -> None:
     finally:
         await pool.aclose()
     assert pool.started == 0
+
+
+async def test_http_server_gone_mid_call(tmp_path: Path, http_server: HttpServer) -> None:
+    pool = make_pool(tmp_path, McpServerSpec.from_mapping("web", {"url": http_server.url}))
+    try:
+        call = await started_slow_call(pool, "web")
+        http_server.process.kill()
+        with pytest.raises(McpServerError) as caught:
+            await call
+        assert str(caught.value) == ("MCP server 'web' failed during tools/call 'slow': the "
+                                     "connection closed")
+        with pytest.raises(McpServerError, match="failed during tools/call 'slow'"):
+            await pool.call_tool("web", "echo", {"text": "x"})
+    finally:
+        await pool.aclose()
+
+
+# --- under uvloop, as the daemon runs ---------------------------------------------------------
+
+def test_under_uvloop(tmp_path: Path) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[str, str, int]:
+        pool = make_pool(tmp_path, stdio_spec())
+        crashed = ""
+        try:
+            echoed = (await pool.call_tool("t", "echo", {"text": "uv"})).text()
+            pid = await server_pid(pool)
+            try:
+                await pool.call_tool("t", "crash", {})
+            except McpServerError as exc:
+                crashed = str(exc)
+        finally:
+            await pool.aclose()
+        return echoed, crashed, pid
+
+    echoed, crashed, pid = uvloop.run(scenario())
+    assert echoed == "uv" and crashed.endswith("fatal: the fixture crashed on purpose")
+    assert_gone(pid)

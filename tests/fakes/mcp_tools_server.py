@@ -40,8 +40,12 @@ def whoami() -> str:
 
 
 @server.tool(description="Sleeps, then answers.")
-def slow(seconds: float) -> str:
-    """Time for a test to cancel the call."""
+def slow(seconds: float, started: str = "") -> str:
+    """Time for a test to cancel the call; `started` names a FIFO (in the workspace) the
+    server writes to once the call runs, so a test awaits that rather than sleeping."""
+    if started:
+        with open(started, "w") as fifo:
+            fifo.write(str(os.getpid()))
     time.sleep(seconds)
     return "woke"
 

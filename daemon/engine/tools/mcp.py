@@ -120,6 +120,11 @@ class McpPool:
         self._closed = False
 
     @property
+    def workspace(self) -> str:
+        """The real path of the workspace servers run in (and `{workspace}` stands for)."""
+        return self._workspace
+
+    @property
     def started(self) -> int:
         """Servers started so far (processes spawned or HTTP sessions opened)."""
         return self._started
@@ -342,10 +347,14 @@ class _Server:
 
     async def failed(self, exc: BaseException, during: str) -> McpServerError:
         """Mark the server dead after `exc` during `during`; the error to raise."""
-        verb = "exited" if self.spec.command is not None else "failed"
-        self._dead = f"MCP server '{self.spec.name}' {verb} during {during}"
-        detail = "" if _closed(exc) else f" ({_describe(exc)})"
-        return McpServerError(await self._message(self._dead + detail))
+        stdio = self.spec.command is not None
+        self._dead = f"MCP server '{self.spec.name}' {'exited' if stdio else 'failed'} " \
+                     f"during {during}"
+        if not _closed(exc):
+            self._dead += f": {_describe(exc)}"
+        elif not stdio:  # a process says why on stderr; an HTTP server only went away
+            self._dead += ": the connection closed"
+        return McpServerError(await self._message(self._dead))
 
     async def _message(self, head: str) -> str:
         tail = await self._stderr.settled()
