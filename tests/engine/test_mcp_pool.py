@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -529,3 +530,12 @@ def test_under_uvloop(tmp_path: Path) -> None:
     echoed, crashed, pid = uvloop.run(scenario())
     assert echoed == "uv" and crashed.endswith("fatal: the fixture crashed on purpose")
     assert_gone(pid)
+
+
+def test_the_sdk_loads_only_when_a_server_starts() -> None:
+    """A daemon that runs no MCP server does not pay the SDK's import (~0.5 s)."""
+    code = ("import sys, ostinato.daemon.engine.tools.mcp as m; "
+            "print(sorted(n for n in ('mcp', 'mcp_types', 'httpx2') if n in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

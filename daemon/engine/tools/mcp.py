@@ -9,6 +9,9 @@ session meanwhile, and `aclose` stops the owners.
 A stdio server gets an explicit environment, as command tools do (`capture.basic_env`, the
 spec's `env`, its named secrets), runs in the workspace, and its stderr goes to a pipe whose
 redacted tail explains a failure; nothing of it reaches the daemon's own stderr.
+
+The SDK is imported when a server first starts, not with this module: it costs about half a
+second, which a daemon that runs no MCP server should not pay.
 """
 
 from __future__ import annotations
@@ -21,15 +24,9 @@ import os
 import shutil
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mcp_types
 import orjson
-from mcp import Client
-from mcp.client.stdio import DEFAULT_INHERITED_ENV_VARS, StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
 
 from .capture import basic_env
 from .mcp_spec import (
@@ -39,6 +36,10 @@ from .mcp_spec import (
     servers_from_attrs,
     servers_from_settings,
 )
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp import Client
 
 __all__ = ["McpPool", "McpServerError", "McpServerSpec", "McpToolResult", "servers_from_attrs",
            "servers_from_settings"]
@@ -174,6 +175,8 @@ class McpPool:
         if spec.tools is not None and tool not in spec.tools:
             return McpToolResult.error(f"tool '{tool}' is not allowed on MCP server '{server}'")
         live = await self._server(server)
+        import mcp_types
+        from mcp.shared.exceptions import MCPError
         try:
             result = await live.client.call_tool(tool, dict(arguments))
         except MCPError as exc:
@@ -221,6 +224,9 @@ class McpPool:
     def _connect_target(self, spec: McpServerSpec, stderr: _StderrTail) -> tuple[Any, Any]:
         """What the Client connects to, and an HTTP client to close after it (or None); for
         stdio, the stderr pipe is opened and `on_spawn` told."""
+        from mcp.client.stdio import DEFAULT_INHERITED_ENV_VARS, StdioServerParameters, stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
         if spec.command is not None:
             argv = [a.replace(WORKSPACE, self._workspace) for a in spec.command]
             env = {**basic_env(self._workspace), **spec.env,
@@ -321,6 +327,7 @@ class _Server:
     async def _own(self, target: Any, http: Any) -> None:
         """Enter the client, hand its session out, wait for `stop`, exit it: all in this task,
         as anyio requires."""
+        from mcp import Client
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if http is not None:
@@ -435,6 +442,8 @@ def _leaf(exc: BaseException) -> BaseException:
 
 def _closed(exc: BaseException | None) -> bool:
     """Whether `exc` is the SDK's "connection closed": the other side went away."""
+    import mcp_types
+    from mcp.shared.exceptions import MCPError
     leaf = _leaf(exc) if exc is not None else None
     return isinstance(leaf, MCPError) and leaf.code == mcp_types.CONNECTION_CLOSED
 
@@ -449,6 +458,8 @@ def _describe(exc: BaseException) -> str:
 def _result(result: mcp_types.CallToolResult, max_output: int) -> McpToolResult:
     """A tools/call result as recorded: text capped at `max_output` bytes in all, binary
     content as size and hash."""
+    import mcp_types
+
     budget = max_output
     total = 0
     content: list[dict[str, Any]] = []
