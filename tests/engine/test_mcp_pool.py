@@ -23,6 +23,7 @@ from ostinato.daemon.engine.tools.mcp import (
     servers_from_attrs,
 )
 
+from .. import node_support
 from ..support import REPO
 
 FIXTURE = str(REPO / "tests" / "fakes" / "mcp_tools_server.py")
@@ -539,3 +540,40 @@ def test_the_sdk_loads_only_when_a_server_starts() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- a real server no one here wrote (node present) -------------------------------------------
+
+async def test_server_everything_over_stdio(node_modules: None, tmp_path: Path) -> None:
+    """@modelcontextprotocol/server-everything, pinned in tests/node/package.json."""
+    node = node_support.tool("node")
+    spec = McpServerSpec.from_mapping("ev", {
+        "command": [node, str(node_support.BIN / "mcp-server-everything"), "stdio"],
+        "secrets": "GOOD", "tools": ["echo", "get-env", "get-tiny-image",
+                                     "get-resource-reference"]})
+    spawned: list[str] = []
+    pool = make_pool(tmp_path, spec, environ={"GOOD": SECRET, "OTHER": "x"},
+                     allowed=("GOOD",), on_spawn=spawned.append)
+    try:
+        tools = await pool.list_tools("ev")
+        # In the server's order, not the allow-list's.
+        assert [t["name"] for t in tools] == ["echo", "get-env", "get-resource-reference",
+                                              "get-tiny-image"]
+        assert tools[0]["inputSchema"]["properties"]["message"]["type"] == "string"
+        echo = await pool.call_tool("ev", "echo", {"message": "hi"})
+        assert echo.to_dict() == {"content": [{"type": "text", "text": "Echo: hi"}],
+                                  "is_error": False}
+        env = json.loads((await pool.call_tool("ev", "get-env", {})).text())
+        image = (await pool.call_tool("ev", "get-tiny-image", {})).content[1]
+        resource = (await pool.call_tool("ev", "get-resource-reference",
+                                         {"resourceType": "Text", "resourceId": 1})).content[1]
+        bad = await pool.call_tool("ev", "echo", {})
+    finally:
+        await pool.aclose()
+    assert env == {"PATH": os.environ["PATH"], "LANG": "C.UTF-8",
+                   "HOME": os.path.realpath(tmp_path / "ws"), "GOOD": SECRET}
+    assert image["type"] == "image" and image["mime_type"] == "image/png"
+    assert image["bytes"] > 0 and "data" not in image
+    assert resource["type"] == "resource" and resource["uri"] == "demo://resource/dynamic/text/1"
+    assert bad.is_error
+    assert spawned == [node] and pool.started == 1
