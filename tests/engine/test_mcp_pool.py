@@ -157,8 +157,6 @@ async def test_server_runs_in_the_workspace_with_only_its_declared_environment(
         await pool.aclose()
     workspace = os.path.realpath(tmp_path / "ws")
     assert cwd == workspace
-    # The interpreter may add a variable of its own (LC_CTYPE), never one of the daemon's.
-    env.pop("LC_CTYPE", None)
     assert env == {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "HOME": workspace,
                    "MODE": "ro", "GOOD": SECRET}
 
@@ -327,6 +325,23 @@ async def test_server_that_never_answers_hits_the_startup_timeout(tmp_path: Path
         with pytest.raises(McpServerError, match=r"cannot start MCP server 't': not ready "
                                                  r"within 1s"):
             await pool.list_tools("t")
+    finally:
+        await pool.aclose()
+
+
+async def test_relative_command_and_workspace_placeholder(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    (workspace / "bin").mkdir(parents=True)
+    server = workspace / "bin" / "server"
+    server.write_text(f"#!/bin/sh\nexec {sys.executable} {FIXTURE}\n")
+    server.chmod(0o755)
+    (workspace / "srv.py").write_text(Path(FIXTURE).read_text())
+    pool = make_pool(tmp_path, McpServerSpec.from_mapping("t", {"command": ["bin/server"]}),
+                     McpServerSpec.from_mapping("w", {"command": [sys.executable,
+                                                                  "{workspace}/srv.py"]}))
+    try:
+        assert (await pool.call_tool("t", "echo", {"text": "mine"})).text() == "mine"
+        assert (await pool.call_tool("w", "echo", {"text": "in ws"})).text() == "in ws"
     finally:
         await pool.aclose()
 

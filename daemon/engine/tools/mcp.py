@@ -231,7 +231,10 @@ class McpPool:
             argv = [a.replace(WORKSPACE, self._workspace) for a in spec.command]
             env = {**basic_env(self._workspace), **spec.env,
                    **self._resolve(spec, spec.secrets)}
-            program = shutil.which(argv[0], path=env["PATH"])
+            # A path with a slash is the workspace's (where the server runs), as a shell
+            # in that directory would read it; a bare name is looked up on the PATH it gets.
+            program = shutil.which(os.path.join(self._workspace, argv[0])
+                                   if "/" in argv[0] else argv[0], path=env["PATH"])
             if program is None:
                 raise McpServerError(f"cannot start MCP server '{spec.name}': command "
                                      f"{argv[0]!r} not found on PATH")
@@ -401,10 +404,14 @@ class _StderrTail:
         self._reader = asyncio.create_task(self._read(read_fd))
 
     async def _read(self, fd: int) -> None:
-        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(fd, "rb", buffering=0)
         reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        except BaseException:
+            pipe.close()
+            raise
         try:
             while chunk := await reader.read(64 * 1024):
                 self._tail += chunk
