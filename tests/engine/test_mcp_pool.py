@@ -592,3 +592,11 @@ async def test_server_everything_over_stdio(node_modules: None, tmp_path: Path) 
     assert resource["type"] == "resource" and resource["uri"] == "demo://resource/dynamic/text/1"
     assert bad.is_error
     assert spawned == [node] and pool.started == 1
+
+
+def test_error_codes_are_the_sdks() -> None:
+    import mcp_types
+
+    from ostinato.daemon.engine.tools import mcp as pool_module
+    assert (pool_module._CONNECTION_CLOSED, pool_module._REQUEST_TIMEOUT) == (
+        mcp_types.CONNECTION_CLOSED, mcp_types.REQUEST_TIMEOUT)

@@ -52,6 +52,10 @@ _CLOSE_BOUND_S = 8.0
 # After a server died, the rest of what it wrote to stderr is normally already in the pipe.
 _STDERR_SETTLE_S = 0.5
 _LIST_PAGES = 100
+# MCP's own JSON-RPC error codes (mcp_types.CONNECTION_CLOSED, REQUEST_TIMEOUT), spelled out
+# so that checking one does not import the SDK.
+_CONNECTION_CLOSED = -32000
+_REQUEST_TIMEOUT = -32001
 
 
 class McpServerError(Exception):
@@ -175,17 +179,16 @@ class McpPool:
         if spec.tools is not None and tool not in spec.tools:
             return McpToolResult.error(f"tool '{tool}' is not allowed on MCP server '{server}'")
         live = await self._server(server)
-        import mcp_types
         from mcp.shared.exceptions import MCPError
         try:
             result = await live.client.call_tool(tool, dict(arguments))
         except MCPError as exc:
-            if exc.code == mcp_types.REQUEST_TIMEOUT:
+            if exc.code == _REQUEST_TIMEOUT:
                 # The server lives on (the SDK sends it a cancellation): the model hears it.
                 return McpToolResult.error(
                     f"MCP server '{server}': tools/call '{tool}' timed out after "
                     f"{spec.timeout_s:g}s")
-            if exc.code != mcp_types.CONNECTION_CLOSED:
+            if exc.code != _CONNECTION_CLOSED:
                 # A JSON-RPC error answer (invalid params, ...) from a server still running.
                 return McpToolResult.error(self.redact(f"MCP error {exc.code}: {exc}"))
             raise await live.failed(exc, f"tools/call '{tool}'") from None
@@ -360,7 +363,10 @@ class _Server:
         stdio = self.spec.command is not None
         self._dead = f"MCP server '{self.spec.name}' {'exited' if stdio else 'failed'} " \
                      f"during {during}"
-        if not _closed(exc):
+        if _code(exc) == _REQUEST_TIMEOUT:  # tools/list: a server that cannot list is no use
+            self._dead = f"MCP server '{self.spec.name}' did not answer {during} within " \
+                         f"{self.spec.timeout_s:g}s"
+        elif not _closed(exc):
             self._dead += f": {_describe(exc)}"
         elif not stdio:  # a process says why on stderr; an HTTP server only went away
             self._dead += ": the connection closed"
@@ -447,12 +453,16 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _closed(exc: BaseException | None) -> bool:
-    """Whether `exc` is the SDK's "connection closed": the other side went away."""
-    import mcp_types
+def _code(exc: BaseException | None) -> int | None:
+    """The MCP error code of `exc` (or of its first leaf), None if it is not an MCPError."""
     from mcp.shared.exceptions import MCPError
     leaf = _leaf(exc) if exc is not None else None
-    return isinstance(leaf, MCPError) and leaf.code == mcp_types.CONNECTION_CLOSED
+    return leaf.code if isinstance(leaf, MCPError) else None
+
+
+def _closed(exc: BaseException | None) -> bool:
+    """Whether `exc` is the SDK's "connection closed": the other side went away."""
+    return _code(exc) == _CONNECTION_CLOSED
 
 
 def _describe(exc: BaseException) -> str:
