@@ -149,7 +149,9 @@ async def test_server_runs_in_the_workspace_with_only_its_declared_environment(
         tmp_path: Path) -> None:
     spec = stdio_spec(env={"MODE": "ro"}, secrets="GOOD")
     environ = {"GOOD": SECRET, "OTHER": "not-for-the-server"}
-    pool = make_pool(tmp_path, spec, environ=environ, allowed=("GOOD",))
+    # What on_spawn returns joins the environment: the run's mark, as the runtime gives it.
+    pool = make_pool(tmp_path, spec, environ=environ, allowed=("GOOD",),
+                     on_spawn=lambda argv0: {"OSTINATO_RUN_ID": "run-1"})
     try:
         env = json.loads((await pool.call_tool("t", "env", {})).text())
         cwd = json.loads((await pool.call_tool("t", "whoami", {})).text())["cwd"]
@@ -158,7 +160,7 @@ async def test_server_runs_in_the_workspace_with_only_its_declared_environment(
     workspace = os.path.realpath(tmp_path / "ws")
     assert cwd == workspace
     assert env == {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "HOME": workspace,
-                   "MODE": "ro", "GOOD": SECRET}
+                   "MODE": "ro", "GOOD": SECRET, "OSTINATO_RUN_ID": "run-1"}
 
 
 @pytest.mark.parametrize(("allowed", "environ", "message"), [

@@ -101,12 +101,16 @@ class McpToolResult:
 
 
 class McpPool:
-    """The MCP servers of one run or node attempt, started lazily and closed together."""
+    """The MCP servers of one run or node attempt, started lazily and closed together.
+
+    `on_spawn(argv0)` is called once per stdio server, just before its process starts; the
+    variables it returns, if any, are added to that process's environment (the run's mark
+    that lets a sweep find it after a kill -9, tools/processes.py)."""
 
     def __init__(self, specs: Mapping[str, McpServerSpec], *, workspace: str,
                  environ: Mapping[str, str], allowed_secrets: Collection[str],
                  redact: Callable[[str], str] = str,
-                 on_spawn: Callable[[str], None] | None = None,
+                 on_spawn: Callable[[str], Mapping[str, str] | None] | None = None,
                  max_output: int = DEFAULT_MAX_OUTPUT) -> None:
         self._specs = dict(specs)
         self._workspace = os.path.realpath(workspace)
@@ -244,14 +248,14 @@ class McpPool:
             # The SDK merges a few of the daemon's variables (USER, SHELL, ...) under the
             # given env; `env -u` drops those the spec does not set, so the server gets
             # exactly its declared environment. Values travel in the environment, never argv.
+            if self._on_spawn is not None:
+                env.update(self._on_spawn(argv[0]) or {})
             unset = [arg for var in DEFAULT_INHERITED_ENV_VARS if var not in env
                      for arg in ("-u", var)]
             params = StdioServerParameters(
                 command=shutil.which("env") or "/usr/bin/env",
                 args=[*unset, "--", program, *argv[1:]], env=env, cwd=self._workspace)
             stderr.open()
-            if self._on_spawn is not None:
-                self._on_spawn(argv[0])
             return stdio_client(params, errlog=stderr.writer), None
         assert spec.url is not None
         secrets = self._resolve(spec, spec.header_secrets)
