@@ -16,7 +16,7 @@ from ..outcome import Outcome, Status
 from ..providers.base import Message, ModelResponse, ToolCall, ToolSpec
 from ..tools.agent_spec import AgentSpec
 from . import transcript
-from .agent_calls import ToolCallFailed, ToolResult, result_text, tool_call
+from .agent_calls import Offer, ToolCallFailed, ToolResult, offered_tools, result_text, tool_call
 from .base import NodeRun
 from .llm import call_model, model_request
 
@@ -25,19 +25,17 @@ LAST_TURN_NOTE = ("You have no tool calls left in this step (its limit is reache
 ANSWER_NOTE = "Give your final answer now, in the requested format, without calling a tool."
 
 
-def offered_tools(spec: AgentSpec) -> list[ToolSpec]:
-    """The tools the model is offered, in declaration order."""
-    return [ToolSpec(name=name, description=tool.description, schema=tool.schema)
-            for name, tool in spec.tools.items()]
-
-
 async def agent_loop(run: NodeRun, spec: AgentSpec, messages: list[dict[str, str]],
                      output: dict[str, Any] | None,
                      status_path: str | None) -> ModelResponse | Outcome:
     """Run the loop; the final turn's response, or the Outcome that ended the node."""
-    tools = offered_tools(spec)
-    history = [Message.model_validate(message) for message in messages]
     transcript.begin(run)
+    try:
+        offer = await offered_tools(run, spec)
+    except ToolCallFailed as exc:  # an MCP server that cannot start or list its tools
+        return Outcome(Status.FAIL, failure_reason=str(exc))
+    tools = offer.tools
+    history = [Message.model_validate(message) for message in messages]
     calls_made, asked = 0, False
     for turn in range(1, spec.max_turns + 1):
         last = asked or turn == spec.max_turns or calls_made >= spec.max_tool_calls
@@ -63,7 +61,7 @@ async def agent_loop(run: NodeRun, spec: AgentSpec, messages: list[dict[str, str
         history.append(response.assistant_message())
         allowed = spec.max_tool_calls - calls_made
         try:
-            results = await _run_calls(run, spec, response.tool_calls, turn, allowed)
+            results = await _run_calls(run, spec, offer, response.tool_calls, turn, allowed)
         except ToolCallFailed as exc:
             return Outcome(Status.FAIL, failure_reason=str(exc))
         calls_made += len(response.tool_calls)
@@ -93,8 +91,8 @@ def _needs_answer(response: ModelResponse, output: dict[str, Any] | None) -> boo
     return output is not None and response.structured is None and response.status_file is None
 
 
-async def _run_calls(run: NodeRun, spec: AgentSpec, calls: tuple[ToolCall, ...], turn: int,
-                     allowed: int) -> list[ToolResult]:
+async def _run_calls(run: NodeRun, spec: AgentSpec, offer: Offer, calls: tuple[ToolCall, ...],
+                     turn: int, allowed: int) -> list[ToolResult]:
     """The turn's calls, up to `tool_concurrency` at once; results in the model's order.
     Calls past `max_tool_calls` are refused (every call needs its answer)."""
     gate = asyncio.Semaphore(spec.tool_concurrency)
@@ -104,7 +102,7 @@ async def _run_calls(run: NodeRun, spec: AgentSpec, calls: tuple[ToolCall, ...],
             return _refused(run, call, turn, index, f"the step's limit of "
                             f"{spec.max_tool_calls} tool calls (max_tool_calls) is reached")
         async with gate:
-            result = await tool_call(run, spec, call, turn, index)
+            result = await tool_call(run, spec, offer, call, turn, index)
         text, is_error = result_text(result.response)
         transcript.tool_call(run, turn, index, result.request, result.response, text,
                              is_error, result.seq, result.latency_ms)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from typing import Any
 
 import orjson
 
-from ..providers.base import Message, ToolCall
+from ..providers.base import Message, ToolCall, ToolSpec
 from ..recording import INTERRUPTED
-from ..tools.agent_spec import AgentSpec
+from ..tools.agent_spec import SERVER_SEPARATOR, AgentSpec
 from ..tools.capture import run_captured
+from ..tools.mcp import McpPool, McpServerError, McpToolResult
 from ..tools.spec import CommandTool, render_argv, resolve_secrets
 from .base import NodeRun
 
@@ -33,6 +35,78 @@ PATH_MARK = "x-ostinato-path"
 
 class ToolCallFailed(Exception):
     """A tool call the node cannot go on after (an MCP server that crashed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """The tools offered to the model, and for each MCP tool the server and name it is."""
+
+    tools: list[ToolSpec]
+    routes: dict[str, tuple[str, str]]
+
+
+async def offered_tools(run: NodeRun, spec: AgentSpec) -> Offer:
+    """The node's command tools, then each attached MCP server's tools (as
+    `<server>__<tool>`), whose listings are recorded calls (`tool_list`)."""
+    tools = [ToolSpec(name=name, description=tool.description, schema=tool.schema)
+             for name, tool in spec.tools.items()]
+    routes: dict[str, tuple[str, str]] = {}
+    for server in spec.servers:
+        for listed in await _tool_list(run, spec, server):
+            name = _wire_name(server, str(listed["name"]))
+            if name in spec.tools or name in routes:
+                raise ToolCallFailed(f"two tools would be offered as {name!r}; rename the "
+                                     "command tool, or narrow the server's tools allow-list")
+            try:
+                tools.append(ToolSpec(name=name, description=str(listed.get("description")
+                                                                 or ""),
+                                      schema=listed.get("inputSchema") or {"type": "object"}))
+            except ValueError as exc:
+                raise ToolCallFailed(f"MCP server {server!r} tool {listed['name']!r}: "
+                                     f"{exc}") from None
+            routes[name] = (server, str(listed["name"]))
+    return Offer(tools, routes)
+
+
+def _wire_name(server: str, tool: str) -> str:
+    """An MCP tool's name for the model: OpenAI allows letters, digits, _ and -, 64 of them."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{server}{SERVER_SEPARATOR}{tool}")[:64]
+
+
+async def _tool_list(run: NodeRun, spec: AgentSpec, server: str) -> list[dict[str, Any]]:
+    """An MCP server's tools, served from a recording or listed (and recorded)."""
+    declared = spec.servers[server]
+    request: dict[str, Any] = {"server": server}
+    if declared.tools is not None:
+        request["tools_allow"] = list(declared.tools)
+    # Where the server runs is not part of what it answers: a replay elsewhere matches.
+    request["metadata"] = {"command": list(declared.command)} if declared.command else \
+        {"url": declared.url}
+    executor = run.executor
+    recorded = executor.recorded(run.node.id, run.attempt, "tool_list", request)
+    if recorded is not None:
+        _record_as(run, "tool_list", request, recorded.get("response"), recorded.get("error"),
+                   0.0)
+        if recorded.get("response") is None:
+            raise ToolCallFailed(str(recorded.get("error")))
+        return list(recorded["response"]["tools"])
+    started = time.monotonic()
+    pool = _pool(run, spec)
+    try:
+        listing = await pool.list_tools(server)
+    except McpServerError as exc:
+        _record_as(run, "tool_list", request, None, str(exc),
+                   (time.monotonic() - started) * 1000)
+        await pool.forget(server)
+        raise ToolCallFailed(str(exc)) from None
+    _record_as(run, "tool_list", request, {"tools": listing}, None,
+               (time.monotonic() - started) * 1000)
+    return listing
+
+
+def _pool(run: NodeRun, spec: AgentSpec) -> McpPool:
+    executor = run.executor
+    return executor.agent.mcp(spec.servers, run.node.id, executor.run_dir.redactor.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +125,16 @@ class ToolResult:
         return self.message.is_error
 
 
-async def tool_call(run: NodeRun, spec: AgentSpec, call: ToolCall, turn: int,
+async def tool_call(run: NodeRun, spec: AgentSpec, offer: Offer, call: ToolCall, turn: int,
                     index: int) -> ToolResult:
     """Make one tool call (or serve it from the recording) and record it."""
     arguments, problem = call.parsed()
-    request: dict[str, Any] = {"tool": call.name,
-                               "arguments": arguments if arguments is not None
-                               else call.arguments, "turn": turn, "index": index,
-                               "metadata": {"call_id": call.id}}
+    request: dict[str, Any] = {"tool": call.name}
+    route = offer.routes.get(call.name)
+    if route is not None:
+        request["server"] = route[0]
+    request.update({"arguments": arguments if arguments is not None else call.arguments,
+                    "turn": turn, "index": index, "metadata": {"call_id": call.id}})
     executor = run.executor
     recorded = executor.recorded(run.node.id, run.attempt, "tool", request)
     started = time.monotonic()
@@ -73,9 +149,12 @@ async def tool_call(run: NodeRun, spec: AgentSpec, call: ToolCall, turn: int,
         latency_ms = 0.0
     else:
         try:
-            response = await _live(run, spec, call.name, arguments, problem, request)
+            response = await _live(run, spec, route, arguments, problem, request)
         except (asyncio.CancelledError, TimeoutError):
             _record(run, request, None, INTERRUPTED, (time.monotonic() - started) * 1000)
+            raise
+        except ToolCallFailed as exc:
+            _record(run, request, None, str(exc), (time.monotonic() - started) * 1000)
             raise
         latency_ms = (time.monotonic() - started) * 1000
     text, is_error = result_text(response)
@@ -93,22 +172,31 @@ def _first_line(text: str) -> str:
 
 def _record(run: NodeRun, request: dict[str, Any], response: dict[str, Any] | None,
             error: str | None, latency_ms: float) -> int:
-    run.executor.record_call(node_id=run.node.id, attempt=run.attempt, kind="tool",
+    return _record_as(run, "tool", request, response, error, latency_ms)
+
+
+def _record_as(run: NodeRun, kind: str, request: dict[str, Any],
+               response: dict[str, Any] | None, error: str | None, latency_ms: float) -> int:
+    run.executor.record_call(node_id=run.node.id, attempt=run.attempt, kind=kind,
                              request=request, response=response, error=error,
                              latency_ms=latency_ms,
                              finish_reason="error" if error is not None else "exit")
     return run.executor.call_seq
 
 
-async def _live(run: NodeRun, spec: AgentSpec, name: str, arguments: dict[str, Any] | None,
-                problem: str | None, request: dict[str, Any]) -> dict[str, Any]:
+async def _live(run: NodeRun, spec: AgentSpec, route: tuple[str, str] | None,
+                arguments: dict[str, Any] | None, problem: str | None,
+                request: dict[str, Any]) -> dict[str, Any]:
     """Check and run the call; a refusal is a response the model reads."""
+    name = request["tool"]
     tool = spec.tools.get(name)
-    if tool is None:
-        offered = ", ".join(spec.tools) or "none"
-        return {"refused": f"there is no tool named {name!r}; the tools are: {offered}"}
+    if tool is None and route is None:
+        return {"refused": f"there is no tool named {name!r}; the tools are: {_offered(spec)}"}
     if arguments is None:
         return {"refused": f"{problem}; send the arguments as one JSON object"}
+    if route is not None:
+        return await _mcp_call(run, spec, route, arguments, request)
+    assert tool is not None
     runtime = run.executor.agent
     try:
         secrets = resolve_secrets(tool, runtime.environ, runtime.allowed_secrets)
@@ -138,6 +226,31 @@ async def _live(run: NodeRun, spec: AgentSpec, name: str, arguments: dict[str, A
     response = captured.to_dict()
     if captured.timed_out:
         response["timeout_s"] = tool.timeout_s
+    if spec.post_hook:
+        await run_hook(run, spec.post_hook, "post", request, response)
+    return response
+
+
+def _offered(spec: AgentSpec) -> str:
+    return ", ".join(spec.tools) + (f" and the tools of MCP server(s) {', '.join(spec.servers)}"
+                                    if spec.servers else "") or "none"
+
+
+async def _mcp_call(run: NodeRun, spec: AgentSpec, route: tuple[str, str],
+                    arguments: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """One tools/call on the server; a server that died fails the node (ToolCallFailed)."""
+    if spec.pre_hook:
+        veto = await run_hook(run, spec.pre_hook, "pre", request, None)
+        if veto is not None:
+            return {"refused": veto}
+    server, tool = route
+    pool = _pool(run, spec)
+    try:
+        result = await pool.call_tool(server, tool, arguments)
+    except McpServerError as exc:
+        await pool.forget(server)  # the node's next attempt starts it anew
+        raise ToolCallFailed(str(exc)) from None
+    response = result.to_dict()
     if spec.post_hook:
         await run_hook(run, spec.post_hook, "post", request, response)
     return response
@@ -197,9 +310,11 @@ def result_text(response: Mapping[str, Any]) -> tuple[str, bool]:
     if "refused" in response:
         return f"error: {response['refused']}", True
     if "content" in response:  # an MCP tool's result
-        text = "\n".join(str(item.get("text", f"[{item.get('type')} content]"))
-                         for item in response.get("content") or [])
-        return text + _truncation(response), bool(response.get("is_error"))
+        result = McpToolResult(content=list(response["content"]),
+                               structured_content=response.get("structured_content"),
+                               is_error=bool(response.get("is_error")),
+                               truncated=response.get("truncated"))
+        return result.text(), result.is_error
     code = response.get("exit_code")
     out, err = str(response.get("stdout", "")), str(response.get("stderr", ""))
     body = out + (f"\n[stderr]\n{err}" if err else "") + _truncation(response)

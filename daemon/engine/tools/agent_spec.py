@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..graph import Graph, Node
+from .mcp_spec import McpServerSpec, servers_from_attrs, servers_from_settings
 from .spec import CommandTool, tools_from_attrs, tools_from_settings
 
 ToolErrors = Literal["model", "fail"]
@@ -26,7 +27,7 @@ class AgentSpec:
     """One agent node's tools, servers, bounds and hooks."""
 
     tools: dict[str, CommandTool]
-    servers: tuple[str, ...]
+    servers: dict[str, McpServerSpec]
     max_turns: int
     max_tool_calls: int
     tool_concurrency: int
@@ -63,13 +64,15 @@ def agent_spec(graph: Graph, node: Node, settings: Any = None) -> AgentSpec:
                          f"(declare tool.<name>.argv on the graph or node, or in "
                          f"settings.agent.tools); declared: {known}")
     servers = names(node.get("mcp"))
-    unknown = [name for name in servers if name not in declared_servers(graph, node, agent)]
+    known = _declared_server_specs(graph, node, agent)
+    unknown = [name for name in servers if name not in known]
     if unknown:
         raise ValueError(f"node {node.id}: MCP servers {', '.join(unknown)} are not declared "
                          "(declare mcp.<name>.command or mcp.<name>.url, or "
                          "settings.agent.mcp_servers)")
     bounds = loop_bounds(node, agent)
-    return AgentSpec(tools={name: declared[name] for name in wanted}, servers=servers,
+    return AgentSpec(tools={name: declared[name] for name in wanted},
+                     servers={name: known[name] for name in servers},
                      max_turns=bounds["max_turns"], max_tool_calls=bounds["max_tool_calls"],
                      tool_concurrency=bounds["tool_concurrency"],
                      tool_errors=tool_errors(node), pre_hook=_hook(graph, node, "pre"),
@@ -104,6 +107,14 @@ def declared_tools(graph: Graph, node: Node, agent: Any = None) -> dict[str, Com
         **tools_from_attrs(g.attrs), **tools_from_attrs(n.attrs)})
     from_settings = getattr(agent, "tools", None) or {}
     return {**cached, **tools_from_settings(from_settings)} if from_settings else cached
+
+
+def _declared_server_specs(graph: Graph, node: Node, agent: Any) -> dict[str, McpServerSpec]:
+    """Every MCP server the node could attach: settings over the node's over the graph's."""
+    cached = graph.per_node("agent_servers", node, lambda g, n: {
+        **servers_from_attrs(g.attrs), **servers_from_attrs(n.attrs)})
+    from_settings = getattr(agent, "mcp_servers", None) or {}
+    return {**cached, **servers_from_settings(from_settings)} if from_settings else cached
 
 
 def declared_names(family: str, attrs: Mapping[str, Any]) -> set[str]:

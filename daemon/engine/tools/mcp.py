@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +117,7 @@ class McpPool:
         self._environ = environ
         self._allowed = frozenset(allowed_secrets)
         self._outer_redact = redact
-        self._on_spawn = on_spawn
+        self.on_spawn = on_spawn
         self._max_output = max_output
         self._servers: dict[str, _Server] = {}
         self._tools: dict[str, list[dict[str, Any]]] = {}
@@ -200,6 +200,18 @@ class McpPool:
             raise await live.failed(exc, f"tools/call '{tool}'") from None
         return _result(result, self._max_output)
 
+    def declare(self, specs: Iterable[McpServerSpec]) -> None:
+        """Add servers the pool may start; a name it knows keeps its first declaration."""
+        for spec in specs:
+            self._specs.setdefault(spec.name, spec)
+
+    async def forget(self, server: str) -> None:
+        """Stop a server (a dead one) and drop its listing: the next use starts it anew."""
+        live = self._servers.pop(server, None)
+        self._tools.pop(server, None)
+        if live is not None:
+            await live.stop()
+
     async def aclose(self) -> None:
         """Stop every server and wait for each (bounded); idempotent."""
         self._closed = True
@@ -248,8 +260,8 @@ class McpPool:
             # The SDK merges a few of the daemon's variables (USER, SHELL, ...) under the
             # given env; `env -u` drops those the spec does not set, so the server gets
             # exactly its declared environment. Values travel in the environment, never argv.
-            if self._on_spawn is not None:
-                env.update(self._on_spawn(argv[0]) or {})
+            if self.on_spawn is not None:
+                env.update(self.on_spawn(argv[0]) or {})
             unset = [arg for var in DEFAULT_INHERITED_ENV_VARS if var not in env
                      for arg in ("-u", var)]
             params = StdioServerParameters(

@@ -14,6 +14,8 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from .mcp import McpPool
+from .mcp_spec import McpServerSpec
 from .processes import marked, sweep
 
 WORKSPACE_DIR = "workspace"
@@ -38,6 +40,7 @@ class AgentRuntime:
         self.run_id = run_id
         self.processes_started = 0
         self._workspace: str | None = None
+        self._mcp: McpPool | None = None
 
     @property
     def workspace(self) -> str:
@@ -76,7 +79,21 @@ class AgentRuntime:
             self.on_spawn(kind, program, node_id)
         return marked(self.run_id)
 
+    def mcp(self, servers: Mapping[str, McpServerSpec], node_id: str,
+            redact: Callable[[str], str]) -> McpPool:
+        """The run's MCP servers, `servers` among them: started when first used, shared by
+        the run's agent nodes, closed with the run."""
+        if self._mcp is None:
+            self._mcp = McpPool({}, workspace=self.workspace, environ=self.environ,
+                                allowed_secrets=self.allowed_secrets, redact=redact)
+        self._mcp.declare(servers.values())
+        # A server is counted, and marked as the run's, when it starts (processes.py).
+        self._mcp.on_spawn = lambda program: self.spawned("mcp", program, node_id)
+        return self._mcp
+
     async def aclose(self) -> None:
         """Release what the run's agents hold open, and kill any process left."""
+        if self._mcp is not None:
+            await self._mcp.aclose()
         if self.processes_started:
             sweep([self.run_id])
