@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from demo_mcp import run_mcp_agent  # examples/: a script's directory is on sys.path
+from demo_agent import run_agent_example  # examples/: a script's directory is on sys.path
+from demo_mcp import run_mcp_agent
 from demo_snapshots import run_examples
 
 from ostinato.clients.python import AsyncClient, RpcError
@@ -159,11 +160,12 @@ async def main() -> int:
         await exchange(editor, "editor", "daemon.status")
 
         try:
+            agent_ok = await run_agent_example(agent)
             mcp_ok = await run_mcp_agent(HOME, PIPELINE)
             examples_ok = await run_examples(agent, HOME)
-        except (RpcError, RuntimeError) as error:  # say what went wrong, still stop the daemon
-            print(f"  failed: {error}")
-            mcp_ok = examples_ok = False
+        except (RpcError, RuntimeError, OSError, KeyError) as error:
+            print(f"  failed: {error!r}")  # say what went wrong, and still stop the daemon
+            agent_ok = mcp_ok = examples_ok = False
 
         print("\nBoth clients say goodbye (shutdown, exit); SIGTERM stops the daemon:")
         await editor.close()
@@ -174,7 +176,7 @@ async def main() -> int:
         print(f"  daemon exited with code {code}; socket removed: {not socket.exists()}")
         print(f"\nThe daemon's log: {HOME / 'daemon.log'}")
         ok = (code == 0 and status is not None and status["connections"] == 2
-              and examples_ok and twin_ok and mcp_ok)
+              and examples_ok and twin_ok and agent_ok and mcp_ok)
         print("demo: OK" if ok else "demo: FAILED")
         return 0 if ok else 1
 

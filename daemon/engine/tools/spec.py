@@ -15,7 +15,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 import orjson
 
 from ..attrs import parse_duration
@@ -78,6 +77,8 @@ class CommandTool:
         if extra:
             raise ValueError(f"tool {self.name}: argument(s) not in its schema: "
                              f"{', '.join(extra)}")
+        import jsonschema  # the first tool call pays for it; a daemon without agents never
+
         errors = sorted(jsonschema.Draft202012Validator(self.schema).iter_errors(arguments),
                         key=lambda e: list(e.path))
         if errors:
@@ -162,6 +163,8 @@ def _schema(value: Any) -> dict[str, Any]:
     schema = _json(value if value is not None else '{"type": "object"}', "schema")
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise ValueError('schema must be a JSON Schema with "type": "object"')
+    import jsonschema  # declared tools are rare: the daemon's start does not pay for it
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
