@@ -7,17 +7,21 @@ under the home and no row of the database; where it would have been, the record 
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from .fakes.llm_server import FakeLLMServer, Reply, SeenRequest
-from .support import DaemonProcess, daemon_with_environment
+from .support import REPO, DaemonProcess, daemon_with_environment
 
 CANARY = "cnry-4b1d9e7c-0f2a"
 ENVIRONMENT = {"OST_CANARY_API_KEY": CANARY, "OST_CANARY_TOKEN": CANARY,
                "OSTINATO_ALLOWED_KEY_ENV": "OST_CANARY_API_KEY,OST_CANARY_TOKEN"}
+MCP_SERVER = json.dumps(json.dumps([sys.executable,
+                                    str(REPO / "tests" / "fakes" / "mcp_tools_server.py")]))
 PIPELINE = """
 digraph canary {
     start [shape=Mdiamond]
@@ -25,7 +29,8 @@ digraph canary {
            llm_provider=openai, llm_model="gpt-4o-mini"]
     shell [shape=parallelogram, tool_command="echo token=$OST_CANARY_TOKEN"]
     agent [prompt="Say: $api_token", llm_provider=openai, llm_model="gpt-4o-mini",
-           tools="show,say",
+           tools="show,say", mcp="t", mcp.t.command=MCP_SERVER,
+           mcp.t.secrets="OST_CANARY_TOKEN", mcp.t.tools="env,noisy",
            tool.show.argv="[\\"sh\\", \\"-c\\", \\"echo token=$OST_CANARY_TOKEN\\"]",
            tool.show.secrets="OST_CANARY_TOKEN",
            tool.say.argv="[\\"echo\\", \\"{words}\\"]",
@@ -34,17 +39,19 @@ digraph canary {
     done  [shape=Msquare]
     start -> ask -> shell -> agent -> done
 }
-"""
+""".replace("MCP_SERVER", MCP_SERVER)
 
 
 def model(seen: SeenRequest) -> Reply:
-    """An echo, except for the agent: it calls `show`, and `say` with what it was told to
-    say (the canary), then answers."""
+    """An echo, except for the agent: it calls `show`, `say` with what it was told to say
+    (the canary), the MCP server's `env` (which holds the secret) and `noisy` (which writes
+    the canary to the server's stderr), then answers."""
     if not seen.body.get("tools"):
         return Reply()
     if seen.turn() == 1:
         words = seen.body["messages"][-1]["content"].removeprefix("Say: ")
-        return Reply(tool_calls=[("show", {}), ("say", {"words": words})])
+        return Reply(tool_calls=[("show", {}), ("say", {"words": words}), ("t__env", {}),
+                                 ("t__noisy", {"text": words})])
     return Reply(text="said")
 
 
@@ -67,9 +74,13 @@ async def test_the_canary_is_nowhere_under_the_home(canary_daemon: DaemonProcess
         assert api.requests and all(CANARY in str(r) for r in api.requests)  # it was used
         # The tool printed its secret, the model got it redacted; the secret the model put
         # in an argument never reached an argv.
-        [show, say] = [r for r in api.requests if r.body.get("tools")][-1].tool_results()
+        [show, say, env, noisy] = [r for r in api.requests
+                                   if r.body.get("tools")][-1].tool_results()
         assert show[1] == "token=[redacted]\n"
         assert say[1].startswith("error: tool say: an argument holds a secret of the run")
+        # The MCP server had the secret it was given, and the model got it redacted.
+        assert json.loads(env[1])["OST_CANARY_TOKEN"] == "[redacted]"
+        assert noisy[1] == "ok"  # its stderr, which held the canary, went nowhere
         trials = await wire.result("run.start", {**params, "trials": 3, "concurrency": 2})
         replay = await wire.result("run.start", {**params, "replay": {
             "from_run": run["run_id"], "mode": "recorded"}})
@@ -95,3 +106,4 @@ async def test_the_canary_is_nowhere_under_the_home(canary_daemon: DaemonProcess
     assert any(p.name == "ostinato.db" for p in written)
     leaked = [str(p) for p in written if CANARY.encode() in p.read_bytes()]
     assert leaked == []
+    assert CANARY not in "".join(canary_daemon.log)  # nor on the daemon's stderr
