@@ -17,7 +17,6 @@ from ..outcome import Outcome, Status
 from ..providers.base import ModelResponse
 from ..tools.agent_spec import agent_spec, is_agent
 from ..verdict import parse_verdict, verdict_spec, wants_verdict
-from .agent import agent_loop
 from .base import NodeRun
 from .llm import PromptError, call_model, conversation, model_request, render_prompt
 
@@ -43,6 +42,8 @@ class CodergenHandler:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(status_path)
         if is_agent(node):
+            from .agent import agent_loop  # the loop's modules load with the first agent
+
             try:
                 agent = agent_spec(run.graph, node, run.executor.settings)
             except ValueError as exc:  # the lint says so before a run; settings can too

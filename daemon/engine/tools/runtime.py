@@ -12,11 +12,13 @@ import os
 import shutil
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .mcp import McpPool
 from .mcp_spec import McpServerSpec
 from .processes import marked, sweep
+
+if TYPE_CHECKING:
+    from .mcp import McpPool
 
 WORKSPACE_DIR = "workspace"
 
@@ -84,6 +86,8 @@ class AgentRuntime:
         """The run's MCP servers, `servers` among them: started when first used, shared by
         the run's agent nodes, closed with the run."""
         if self._mcp is None:
+            from .mcp import McpPool  # runs without MCP servers never import it
+
             self._mcp = McpPool({}, workspace=self.workspace, environ=self.environ,
                                 allowed_secrets=self.allowed_secrets, redact=redact)
         self._mcp.declare(servers.values())
