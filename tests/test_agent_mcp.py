@@ -15,16 +15,17 @@ from .support import REPO, Wire
 FIXTURE = str(REPO / "tests" / "fakes" / "mcp_tools_server.py")
 
 
-def pipeline(turns: list[dict[str, Any]], node_extra: str = "") -> dict[str, str]:
+def pipeline(turns: list[dict[str, Any]], attach: str = 'mcp="t",',
+             graph: str = "") -> dict[str, str]:
     command = json.dumps([sys.executable, FIXTURE])
     return dot(f"""\
         digraph mcp_agent {{
             graph [mcp.t.command={json.dumps(command)}, mcp.t.tools="echo,env,crash",
-                   mcp.t.env="{{\\"GREETING\\": \\"hello\\"}}"]
+                   mcp.t.env="{{\\"GREETING\\": \\"hello\\"}}" {graph}]
             start [shape=Mdiamond]; exit [shape=Msquare]
-            work [prompt="Use the server", mcp="t", max_retries=0,
+            work [prompt="Use the server", {attach} max_retries=0,
                   scripted.turns={json.dumps(json.dumps(turns))},
-                  scripted.response="used" {node_extra}]
+                  scripted.response="used"]
             start -> work -> exit
         }}""")
 
@@ -86,3 +87,13 @@ async def test_an_mcp_server_that_crashes_fails_its_node_and_the_daemon_lives_on
     again = await run_to_end(wire, pipeline([{"tools": [{"name": "t__echo",
                                                          "arguments": {"text": "x"}}]}]))
     assert again["status"] == "completed", again["failure_reason"]
+
+
+async def test_the_graphs_mcp_attaches_its_servers_to_every_codergen_node(
+        daemon: Any) -> None:
+    wire: Wire = await daemon.connect()
+    turns = [{"tools": [{"name": "t__echo", "arguments": {"text": "from the graph"}}]}]
+    detail = await run_to_end(wire, pipeline(turns, attach="", graph=', mcp="t"'))
+    assert detail["status"] == "completed", detail["failure_reason"]
+    [echo] = calls(detail, "tool")
+    assert echo["response"]["content"] == [{"type": "text", "text": "from the graph"}]

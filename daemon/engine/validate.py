@@ -30,6 +30,7 @@ from .retry import PRESETS
 from .stylesheet import StylesheetError, parse_stylesheet
 from .templates import TemplateError, references
 from .tools.agent_spec import (
+    attached_servers,
     declared_names,
     declared_servers,
     is_agent,
@@ -446,7 +447,7 @@ def agent_tools_valid(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
         yield diagnostic("agent_tools_valid", "error", f"graph: {exc}", graph.loc,
                          fix="see docs/pipelines.md, Agent nodes")
     for node in graph.nodes.values():
-        if not is_agent(node):
+        if not is_agent(graph, node):
             continue
         try:
             tools_from_attrs(node.attrs)
@@ -457,7 +458,7 @@ def agent_tools_valid(graph: Graph, ctx: LintContext) -> Iterator[Diagnostic]:
                              node.loc, node=node.id, fix="see docs/pipelines.md, Agent nodes")
         declared = declared_names("tool", graph.attrs) | declared_names("tool", node.attrs)
         missing = [name for name in names(node.get("tools")) if name not in declared]
-        missing += [f"MCP server {name}" for name in names(node.get("mcp"))
+        missing += [f"MCP server {name}" for name in attached_servers(graph, node)
                     if name not in declared_servers(graph, node)]
         if missing:
             yield diagnostic(

@@ -41,7 +41,7 @@ class CodergenHandler:
             # An earlier attempt's or visit's, or one the interrupted run left.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(status_path)
-        if is_agent(node):
+        if is_agent(run.graph, node):
             from .agent import agent_loop  # the loop's modules load with the first agent
 
             try:

@@ -1,10 +1,11 @@
 """What an agent node offers its model and how far its loop may go (decision 0006 §1-2).
 
 A codergen node is an agent node when it names tools (`tools="a,b"`) or MCP servers
-(`mcp="files"`). A tool's declaration is looked up in the run's settings
-(`agent.tools`), then the node's own `tool.<name>.*` attributes, then the graph's; MCP
-servers likewise (`agent.mcp_servers`, `mcp.<name>.*`). The loop's bounds come from the node
-(`max_turns`, `max_tool_calls`, `tool_concurrency`, `tool_errors`), else the settings.
+(`mcp="files"`), or the graph's `mcp` attaches servers to every codergen node. A tool's
+declaration is looked up in the run's settings (`agent.tools`), then the node's own
+`tool.<name>.*` attributes, then the graph's; MCP servers likewise (`agent.mcp_servers`,
+`mcp.<name>.*`). The loop's bounds come from the node (`max_turns`, `max_tool_calls`,
+`tool_concurrency`, `tool_errors`), else the settings.
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ def names(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
 
 
-def is_agent(node: Node) -> bool:
-    """True when the node offers its model tools or MCP servers."""
-    return bool(names(node.get("tools")) or names(node.get("mcp")))
+def is_agent(graph: Graph, node: Node) -> bool:
+    """True when the codergen node offers its model tools or MCP servers (its own, or the
+    servers the graph's `mcp` attaches to every codergen node)."""
+    return node.type == "codergen" and bool(
+        names(node.get("tools")) or names(node.get("mcp")) or names(graph.attrs.get("mcp")))
 
 
 def has_agents(graph: Graph) -> bool:
     """True when some node of the graph is an agent node."""
-    return graph.derived("has_agents", lambda g: any(is_agent(n) for n in g.nodes.values()))
+    return graph.derived("has_agents", lambda g: any(is_agent(g, n) for n in g.nodes.values()))
 
 
 def agent_spec(graph: Graph, node: Node, settings: Any = None) -> AgentSpec:
@@ -63,7 +66,7 @@ def agent_spec(graph: Graph, node: Node, settings: Any = None) -> AgentSpec:
         raise ValueError(f"node {node.id}: tools {', '.join(missing)} are not declared "
                          f"(declare tool.<name>.argv on the graph or node, or in "
                          f"settings.agent.tools); declared: {known}")
-    servers = names(node.get("mcp"))
+    servers = attached_servers(graph, node)
     known = _declared_server_specs(graph, node, agent)
     unknown = [name for name in servers if name not in known]
     if unknown:
@@ -77,6 +80,11 @@ def agent_spec(graph: Graph, node: Node, settings: Any = None) -> AgentSpec:
                      tool_concurrency=bounds["tool_concurrency"],
                      tool_errors=tool_errors(node), pre_hook=_hook(graph, node, "pre"),
                      post_hook=_hook(graph, node, "post"))
+
+
+def attached_servers(graph: Graph, node: Node) -> tuple[str, ...]:
+    """The MCP servers the node attaches: the graph's `mcp`, then its own."""
+    return tuple(dict.fromkeys((*names(graph.attrs.get("mcp")), *names(node.get("mcp")))))
 
 
 def loop_bounds(node: Node, agent: Any = None) -> dict[str, int]:
