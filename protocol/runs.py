@@ -394,8 +394,8 @@ class Divergence(Strict):
     turn: int | None = Field(default=None, description="The agent turn (1-based within the "
                                                        "node attempt) of the divergent call; "
                                                        "null for a call of no turn.")
-    tool: str | None = Field(default=None, description="The tool the divergent call (or "
-                                                       "hook) called, as the model named it.")
+    tool: str | None = Field(default=None, description="The tool the divergent call "
+                                                       "called, as the model named it.")
     kind: Literal["path", "request", "error", "response", "outcome", "status"] = Field(
         description="`path`: another node ran (or none); `request`: a call was sent "
                     "differently; `error`/`response`: it came back differently; `outcome`: "

@@ -97,3 +97,37 @@ async def test_the_graphs_mcp_attaches_its_servers_to_every_codergen_node(
     assert detail["status"] == "completed", detail["failure_reason"]
     [echo] = calls(detail, "tool")
     assert echo["response"]["content"] == [{"type": "text", "text": "from the graph"}]
+
+
+async def test_a_replay_of_a_crash_beside_a_cut_call_fails_as_the_run_did(daemon: Any) -> None:
+    # Live, the crash cancels its sibling (recorded cut short); served, the sibling must not
+    # end the turn first with a timeout: the replay fails with the crash's reason.
+    wire: Wire = await daemon.connect()
+    turns = [{"tools": [{"name": "slow"}, {"name": "t__crash"}]}]
+    detail = await run_to_end(wire, pipeline(
+        turns, attach='mcp="t", tools="slow",',
+        graph=', tool.slow.argv="[\\"sleep\\", \\"30\\"]"'))
+    assert detail["failure_reason"].startswith("MCP server 't' exited during tools/call")
+    replay = await wire.result("run.start", {"replay": {"from_run": detail["run_id"],
+                                                        "mode": "recorded"}, "wait": True})
+    replayed = await wire.result("run.get", {"run_id": replay["run_id"]})
+    assert replayed["failure_reason"] == detail["failure_reason"]
+
+
+async def test_one_server_name_declared_twice_differently_fails_clearly(daemon: Any) -> None:
+    wire: Wire = await daemon.connect()
+    command = json.dumps([sys.executable, FIXTURE])
+    turns = json.dumps(json.dumps([{"tools": [{"name": "t__echo",
+                                               "arguments": {"text": "a"}}]}]))
+    detail = await run_to_end(wire, dot(f"""\
+        digraph twice {{
+            start [shape=Mdiamond]; exit [shape=Msquare]
+            a [prompt="x", mcp="t", mcp.t.command={json.dumps(command)}, mcp.t.tools="echo",
+               scripted.turns={turns}, scripted.response="ok"]
+            b [prompt="y", mcp="t", mcp.t.command={json.dumps(command)}, mcp.t.tools="env",
+               scripted.response="ok", max_retries=0]
+            start -> a -> b -> exit
+        }}"""))
+    assert detail["status"] == "failed"
+    assert detail["failure_reason"] == ("MCP server 't' is declared twice with different "
+                                        "settings in this run; give one of them another name")

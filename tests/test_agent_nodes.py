@@ -126,7 +126,7 @@ async def test_a_tool_that_times_out_is_a_tool_error_the_model_reads(
         "error: timed out after 0.2 s")
 
 
-async def test_a_pre_hook_vetoes_a_call_and_both_hooks_are_recorded(
+async def test_a_pre_hook_vetoes_a_call_hooks_are_recorded_and_replayed_with_their_calls(
         daemon: Any, tmp_path: Path) -> None:
     wire: Wire = await daemon.connect()
     pre = 'case "$OSTINATO_TOOL_NAME" in count) echo "no counting" >&2; exit 3;; esac'
@@ -136,18 +136,28 @@ async def test_a_pre_hook_vetoes_a_call_and_both_hooks_are_recorded(
                                     f"tool_hooks.post={json.dumps(post)}")
     detail = await run_to_end(wire, pipeline)
     assert detail["status"] == "completed", detail["failure_reason"]
-    calls = [c for c in trace(detail) if c["node_id"] == "work"]
-    hooks = sorted((c["request"]["hook"], c["request"]["tool"], c["response"]["exit_code"])
-                   for c in calls if c["kind"] == "hook")
-    assert hooks == [("post", "note", 0), ("pre", "count", 3), ("pre", "note", 0)]
-    count = next(c for c in calls if c["kind"] == "tool" and c["request"]["tool"] == "count")
-    assert count["response"] == {
-        "refused": "the pre-hook vetoed this call (exit code 3): no counting"}
+    calls = {c["request"]["tool"]: c for c in trace(detail) if c["kind"] == "tool"}
+    # What the hooks did is part of the call they surround.
+    assert {tool: {which: hook["exit_code"] for which, hook in c["response"]["hooks"].items()}
+            for tool, c in calls.items()} == {"note": {"pre": 0, "post": 0}, "count": {"pre": 3}}
+    assert calls["count"]["response"]["refused"] == (
+        "the pre-hook vetoed this call (exit code 3): no counting")
+    assert calls["count"]["response"]["hooks"]["pre"]["stderr"] == "no counting\n"
     # The post-hook got the call and its result on stdin, the model's arguments included.
     audit = [json.loads(line) for line in
              (run_file(detail, "workspace") / "audit.jsonl").read_text().splitlines() if line]
     assert [(a["tool"], a["arguments"], a["result"]["exit_code"]) for a in audit] == [
         ("note", {"text": "a"}, 0)]
+
+    # A recorded replay serves each call with its hooks: none runs, nothing differs.
+    replay = await wire.result("run.start", {"replay": {"from_run": detail["run_id"],
+                                                        "mode": "recorded"}, "wait": True})
+    replayed = await wire.result("run.get", {"run_id": replay["run_id"]})
+    assert json.loads(run_file(replayed, "manifest.json").read_text())[
+        "processes_started"] == 0
+    assert not (run_file(replayed, "workspace") / "audit.jsonl").exists()
+    diff = await wire.result("run.diff", {"a": detail["run_id"], "b": replay["run_id"]})
+    assert diff["identical"] is True, diff["first_divergence"]
 
 
 async def test_tool_errors_fail_makes_a_failing_tool_fail_the_node(

@@ -271,9 +271,7 @@ def test_calls_without_a_turn_keep_their_order() -> None:
     tool_list = {"seq": 1, "kind": "tool_list", "request": {"server": "files"}}
     model = {"seq": 2, "kind": "model", "request": {"metadata": {"turn": 1}}}
     second = {"seq": 3, "kind": "tool", "request": {"tool": "b", "turn": 1, "index": 1}}
-    post = {"seq": 4, "kind": "hook", "request": {"hook": "post", "turn": 1, "index": 0}}
-    first = {"seq": 5, "kind": "tool", "request": {"tool": "a", "turn": 1, "index": 0}}
-    pre = {"seq": 6, "kind": "hook", "request": {"hook": "pre", "turn": 1, "index": 0}}
-    after = {"seq": 7, "kind": "model", "request": {"metadata": {}}}
-    ordered = in_turn_order([tool_list, model, second, post, first, pre, after])
-    assert [c["seq"] for c in ordered] == [1, 2, 6, 5, 3, 4, 7]
+    first = {"seq": 4, "kind": "tool", "request": {"tool": "a", "turn": 1, "index": 0}}
+    after = {"seq": 5, "kind": "model", "request": {"metadata": {}}}
+    ordered = in_turn_order([tool_list, model, second, first, after])
+    assert [c["seq"] for c in ordered] == [1, 2, 4, 3, 5]

@@ -8,6 +8,8 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from .runs_support import FAST, dot, make_fifo, process_gone, read_fifo, run_file, trace
 from .support import start_daemon
 
@@ -72,3 +74,33 @@ async def test_a_finished_tool_call_is_not_repeated_after_kill_9_and_resume(
             (1, "model"), (2, "tool"), (1, "model"), (2, "tool"), (3, "tool"), (4, "model")]
     finally:
         await second.stop()
+
+
+async def test_a_cancelled_agent_resumes_without_counting_a_turn_twice(
+        short_tmp: Path) -> None:
+    # A cancel writes the node's finished calls to the store; the resume serves them again
+    # under the same numbers: each is kept once, and paid once.
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    go, fifo = short_tmp / "go", make_fifo(short_tmp / "announce")
+    daemon = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await daemon.connect()
+        started = await wire.result("run.start", {"pipeline": pipeline(go, fifo),
+                                                  "settings": PRICED})
+        await read_fifo(fifo)
+        run_id = started["run_id"]
+        await wire.result("run.cancel", {"run_id": run_id})
+        cancelled = await wire.result("run.get", {"run_id": run_id})
+        assert cancelled["status"] == "cancelled" and cancelled["cost_usd"] > 0
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": run_id, "wait": True})
+        assert resumed["status"] == "completed", resumed["failure_reason"]
+        detail = await wire.result("run.get", {"run_id": run_id})
+        calls = (await wire.result("trace.get", {"trace_id": detail["trace_id"]}))["calls"]
+        assert [(c["seq"], c["kind"]) for c in calls] == [
+            (1, "model"), (2, "tool"), (3, "tool"), (4, "model")]
+        assert detail["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in calls))
+        assert calls[0]["cost_usd"] == cancelled["cost_usd"]  # the first turn, once
+        assert (run_file(detail, "workspace") / "first.count").read_text() == "x\n"
+    finally:
+        await daemon.stop()

@@ -405,8 +405,11 @@ class Journal:
     trace is the journal: its lines reach the page cache as each call ends, so a kill -9
     loses none. A node of one call (an LLM or tool node) runs again, as it always has."""
 
-    def __init__(self, cassette: Cassette) -> None:
+    def __init__(self, cassette: Cassette, seqs: list[int]) -> None:
         self.cassette = cassette
+        # The numbers the resumed run records again: the calls it serves, and those cut short
+        # (made again live).
+        self.seqs = seqs
 
     @classmethod
     def from_trace(cls, path: str | Path, checkpoint: Mapping[str, Any] | None, *,
@@ -420,12 +423,14 @@ class Journal:
         except FileNotFoundError:
             return None
         latest = {int(line["seq"]): line for line in lines if "seq" in line}
-        finished = [line for seq, line in sorted(latest.items())
-                    if (seq > kept or seq in reopened) and line.get("response") is not None
-                    and line.get("error") != INTERRUPTED and _of_a_loop(line)]
-        if not finished:
+        redone = [line for seq, line in sorted(latest.items())
+                  if (seq > kept or seq in reopened) and _of_a_loop(line)]
+        if not redone:
             return None
-        return cls(Cassette.from_calls(finished, redactor=redactor))
+        finished = [line for line in redone
+                    if line.get("response") is not None and line.get("error") != INTERRUPTED]
+        return cls(Cassette.from_calls(finished, redactor=redactor),
+                   [int(line["seq"]) for line in redone])
 
     def match(self, node_id: str, attempt: int, kind: str,
               request: Mapping[str, Any] | ModelRequest) -> dict[str, Any] | None:

@@ -13,11 +13,11 @@ a branch that took another path still shows. A recipe DAG (`dag=True`) runs its 
 stages concurrently, so b's stages are put in the order a ran the same
 (branch, node, attempt, visit), and stages a never ran follow in b's own order.
 
-Within a stage, the calls of an agent node (those that carry a turn: model turns, tool calls,
-hooks) are put in the order (turn, phase, index): tool calls are recorded as they finish, so
-two identical runs may record a turn's parallel calls in another order. Calls without a turn
-keep their order. The vendor ids of tool calls are renamed "#1", "#2", … by first appearance
-within the stage, since a real model makes up new ones every run.
+Within a stage, the calls of an agent node (those that carry a turn: tool lists, model
+turns, tool calls) are put in the order (turn, phase, index): tool calls are recorded as
+they finish, so two identical runs may record a turn's parallel calls in another order.
+Calls without a turn keep their order. The vendor ids of tool calls are renamed "#1", "#2",
+… by first appearance within the stage, since a real model makes up new ones every run.
 
 Volatile values never count as a divergence: ids, run and trace ids, sequence numbers,
 timestamps, latencies, durations, the pool's retry counters (`provider_attempt`,
@@ -47,10 +47,9 @@ _CONTEXT = 60  # characters shown before the first differing one of a long strin
 # Top-level fields of a recorded request or response that change between identical runs.
 _VOLATILE_REQUEST = frozenset({"provider_attempt"})
 _VOLATILE_TOOL_REQUEST = frozenset({"provider_attempt", "metadata"})
-# Where a call stands within its turn: the tool list and the model turn, pre hooks, the tool
-# calls, post hooks (each of the last three ordered by the call's index in the turn).
-_PHASE = {"tool_list": 0, "model": 0, "tool": 2}
-_HOOK_PHASE = {"pre": 1, "post": 3}
+# Where a call stands within its turn: the tool list and the model turn, then the tool calls
+# (ordered by the call's index in the turn). Hooks are part of the call they surround.
+_PHASE = {"tool_list": 0, "model": 0, "tool": 1}
 _VOLATILE_RESPONSE = frozenset({"latency_ms", "raw_id", "attempts", "cost_usd", "cost_known"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING = object()
@@ -166,8 +165,8 @@ def _time(value: Any) -> datetime | None:
 
 
 def turn_of(call: dict[str, Any]) -> int | None:
-    """The agent turn a call belongs to (model: `metadata.turn`; tool, hook, tool list:
-    `turn`), or None for a call of no agent turn."""
+    """The agent turn a call belongs to (model: `metadata.turn`; tool, tool list: `turn`),
+    or None for a call of no agent turn."""
     request = call.get("request")
     if not isinstance(request, dict):
         return None
@@ -190,10 +189,7 @@ def _order_key(call: dict[str, Any], turn: int) -> tuple[int, int, int, str]:
     for; servers listed concurrently sort by name."""
     kind = call.get("kind")
     request = call.get("request") or {}
-    if kind == "hook":
-        phase = _HOOK_PHASE.get(str(request.get("hook")), 2)
-    else:
-        phase = _PHASE.get(str(kind), 2)
+    phase = _PHASE.get(str(kind), 1)
     if kind == "tool_list":
         return turn, phase, -1, str(request.get("server", ""))
     return turn, phase, _tool_index(call) or 0, ""
@@ -329,7 +325,7 @@ def _call_place(call: dict[str, Any] | None) -> tuple[int | None, str | None, in
         return None, None, None
     turn = turn_of(call)
     request = call.get("request")
-    if call.get("kind") not in ("tool", "hook") or not isinstance(request, dict):
+    if call.get("kind") != "tool" or not isinstance(request, dict):
         return turn, None, None
     tool = request.get("tool")
     return turn, tool if isinstance(tool, str) else None, _tool_index(call)
@@ -358,8 +354,7 @@ def _summary(divergence: dict[str, Any], index: int | None) -> str:
         where += f" turn {divergence['turn']}"
     if divergence["tool"] is not None:
         call = f"tool call {index + 1} " if index is not None else "tool "
-        kind = (divergence["a"] or divergence["b"] or {}).get("kind")
-        where += f", {'hook of ' if kind == 'hook' else ''}{call}{divergence['tool']!r}"
+        where += f", {call}{divergence['tool']!r}"
     elif divergence["turn"] is not None and divergence["kind"] != "path":
         kind = (divergence["a"] or divergence["b"] or {}).get("kind")
         where += f", {'the model turn' if kind == 'model' else kind}"

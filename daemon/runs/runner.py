@@ -246,7 +246,10 @@ class Runner:
             # What the node the interruption cut short had finished is not made again.
             journal = Journal.from_trace(run_dir.root / TRACE, checkpoint, redactor=redactor) \
                 if options.record == "full" else None
+            if journal is not None:  # a cancel flushed them to the store: counted once
+                await self.store.drop_calls(run_id, journal.seqs)
             next_event, next_stage = await self.store.next_sequences(run_id)
+            run = await self.store.get_run(run_id) or run  # its totals, less those dropped
             await self.store.update_run(run_id, status="running", resumable=0,
                                         resumed_from=(checkpoint or {}).get("current_node"))
         except BaseException as exc:
@@ -443,7 +446,8 @@ class Runner:
         files of writes it was killed in are removed. A run whose manifest cannot be read
         is marked damaged (the others carry on); returns the ids of those."""
         # Tool processes the dead daemon left running (tools/processes.py).
-        for run_id, pids in sweep([run.id for run in runs]).items():
+        killed = await asyncio.to_thread(sweep, [run.id for run in runs])
+        for run_id, pids in killed.items():
             log.warning("run %s: killed %d tool process(es) left running: %s", run_id,
                         len(pids), pids)
         damaged = []

@@ -220,6 +220,20 @@ class RunStore:
             f"SELECT {STAGE_COLUMNS} FROM stages WHERE run_id = ? ORDER BY seq", (run_id,))
         return [StageRecord.from_row(row) for row in rows]
 
+    async def drop_calls(self, run_id: str, seqs: list[int]) -> None:
+        """Remove calls a resumed run makes again under the same numbers (an agent's
+        finished turns, served from its trace), and take them out of the run's totals, so
+        that they are counted once."""
+        if not seqs:
+            return
+        marks = ", ".join("?" * len(seqs))
+        chosen = f"FROM calls WHERE run_id = ? AND seq IN ({marks})"
+        totals = ", ".join(f"{name} = {name} - (SELECT COALESCE(SUM({name}), 0) {chosen})"
+                           for name in ("cost_usd", "input_tokens", "output_tokens"))
+        await self._write(run_id, [
+            (f"UPDATE runs SET {totals} WHERE id = ?", (*(run_id, *seqs) * 3, run_id)),
+            (f"DELETE {chosen}", (run_id, *seqs))], None)
+
     async def next_sequences(self, run_id: str) -> tuple[int, int]:
         """The next event seq and stage seq of a run (continued across resumes)."""
         row = await self.db.fetchone(

@@ -16,7 +16,8 @@ from ..outcome import Outcome, Status
 from ..providers.base import Message, ModelResponse, ToolCall, ToolSpec
 from ..tools.agent_spec import AgentSpec
 from . import transcript
-from .agent_calls import Offer, ToolCallFailed, ToolResult, offered_tools, result_text, tool_call
+from .agent_calls import CutShort, ToolResult, result_text, tool_call
+from .agent_offer import Offer, ToolCallFailed, offered_tools
 from .base import NodeRun
 from .llm import call_model, model_request
 
@@ -96,38 +97,36 @@ async def _run_calls(run: NodeRun, spec: AgentSpec, offer: Offer, calls: tuple[T
     """The turn's calls, up to `tool_concurrency` at once; results in the model's order.
     Calls past `max_tool_calls` are refused (every call needs its answer)."""
     gate = asyncio.Semaphore(spec.tool_concurrency)
+    limit = (f"the step's limit of {spec.max_tool_calls} tool calls (max_tool_calls) is "
+             "reached")
 
-    async def one(index: int, call: ToolCall) -> ToolResult:
-        if index >= allowed:
-            return _refused(run, call, turn, index, f"the step's limit of "
-                            f"{spec.max_tool_calls} tool calls (max_tool_calls) is reached")
+    async def one(index: int, call: ToolCall) -> ToolResult | CutShort:
         async with gate:
-            result = await tool_call(run, spec, offer, call, turn, index)
+            try:
+                result = await tool_call(run, spec, offer, call, turn, index,
+                                         refusal=limit if index >= allowed else None)
+            except CutShort as cut:
+                # Served from a recording, where a sibling's failure or the node's timeout
+                # cut it short: the siblings are served first, so that the same failure ends
+                # the turn again.
+                return cut
         text, is_error = result_text(result.response)
         transcript.tool_call(run, turn, index, result.request, result.response, text,
                              is_error, result.seq, result.latency_ms)
         return result
 
-    # A task group cancels the others when one fails (a crashed server, a call cut short in
-    # the recording): each records itself as interrupted and kills its process.
+    # A task group cancels the others when one fails (a crashed server): each records
+    # itself as interrupted and kills its process.
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(index, call)) for index, call in enumerate(calls)]
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
-
-
-def _refused(run: NodeRun, call: ToolCall, turn: int, index: int, reason: str) -> ToolResult:
-    request: dict[str, Any] = {"tool": call.name, "arguments": call.parsed()[0] or call.arguments,
-                               "turn": turn, "index": index, "metadata": {"call_id": call.id}}
-    response = {"refused": reason}
-    text, _ = result_text(response)
-    run.executor.record_call(node_id=run.node.id, attempt=run.attempt, kind="tool",
-                             request=request, response=response, error=reason,
-                             finish_reason="error")
-    return ToolResult(Message(role="tool", content=text, tool_call_id=call.id, is_error=True),
-                      request, response, run.executor.call_seq, 0.0)
+    results = [task.result() for task in tasks]
+    cut = next((r for r in results if isinstance(r, CutShort)), None)
+    if cut is not None:
+        raise cut
+    return results  # type: ignore[return-value]
 
 
 def _check_budget(run: NodeRun) -> None:

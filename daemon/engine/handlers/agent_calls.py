@@ -5,26 +5,30 @@ Whatever goes wrong with a call the model made (a tool it was not offered, argum
 break the schema, a path outside the workspace, a pre-hook's veto, a non-zero exit, a
 timeout) is a tool error the model reads and can act on, not a node failure. Only what the
 model cannot fix fails the node: an MCP server that crashed, or `tool_errors=fail`.
+
+Hooks (attractor §9.7) belong to the call they surround: what they did is part of the call's
+recorded response (`hooks`), so a replay that serves the call serves them with it, and one
+that makes the call live runs them live.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from ..providers.base import Message, ToolCall, ToolSpec
+from ..providers.base import Message, ToolCall
 from ..recording import INTERRUPTED
-from ..tools.agent_spec import SERVER_SEPARATOR, AgentSpec
+from ..tools.agent_spec import AgentSpec
 from ..tools.capture import run_captured
-from ..tools.mcp import McpPool, McpServerError, McpToolResult
+from ..tools.mcp import McpServerError, McpToolResult
 from ..tools.spec import CommandTool, render_argv, resolve_secrets
+from .agent_offer import Offer, ToolCallFailed, mcp_pool
 from .base import NodeRun
 
 HOOK_TIMEOUT_S = 30.0
@@ -33,80 +37,9 @@ HOOK_OUTPUT = 16 * 1024
 PATH_MARK = "x-ostinato-path"
 
 
-class ToolCallFailed(Exception):
-    """A tool call the node cannot go on after (an MCP server that crashed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    """The tools offered to the model, and for each MCP tool the server and name it is."""
-
-    tools: list[ToolSpec]
-    routes: dict[str, tuple[str, str]]
-
-
-async def offered_tools(run: NodeRun, spec: AgentSpec) -> Offer:
-    """The node's command tools, then each attached MCP server's tools (as
-    `<server>__<tool>`), whose listings are recorded calls (`tool_list`)."""
-    tools = [ToolSpec(name=name, description=tool.description, schema=tool.schema)
-             for name, tool in spec.tools.items()]
-    routes: dict[str, tuple[str, str]] = {}
-    for server in spec.servers:
-        for listed in await _tool_list(run, spec, server):
-            name = _wire_name(server, str(listed["name"]))
-            if name in spec.tools or name in routes:
-                raise ToolCallFailed(f"two tools would be offered as {name!r}; rename the "
-                                     "command tool, or narrow the server's tools allow-list")
-            try:
-                tools.append(ToolSpec(name=name, description=str(listed.get("description")
-                                                                 or ""),
-                                      schema=listed.get("inputSchema") or {"type": "object"}))
-            except ValueError as exc:
-                raise ToolCallFailed(f"MCP server {server!r} tool {listed['name']!r}: "
-                                     f"{exc}") from None
-            routes[name] = (server, str(listed["name"]))
-    return Offer(tools, routes)
-
-
-def _wire_name(server: str, tool: str) -> str:
-    """An MCP tool's name for the model: OpenAI allows letters, digits, _ and -, 64 of them."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{server}{SERVER_SEPARATOR}{tool}")[:64]
-
-
-async def _tool_list(run: NodeRun, spec: AgentSpec, server: str) -> list[dict[str, Any]]:
-    """An MCP server's tools, served from a recording or listed (and recorded)."""
-    declared = spec.servers[server]
-    request: dict[str, Any] = {"server": server}
-    if declared.tools is not None:
-        request["tools_allow"] = list(declared.tools)
-    # Where the server runs is not part of what it answers: a replay elsewhere matches.
-    request["metadata"] = {"command": list(declared.command)} if declared.command else \
-        {"url": declared.url}
-    executor = run.executor
-    recorded = executor.recorded(run.node.id, run.attempt, "tool_list", request)
-    if recorded is not None:
-        _record_as(run, "tool_list", request, recorded.get("response"), recorded.get("error"),
-                   0.0)
-        if recorded.get("response") is None:
-            raise ToolCallFailed(str(recorded.get("error")))
-        return list(recorded["response"]["tools"])
-    started = time.monotonic()
-    pool = _pool(run, spec)
-    try:
-        listing = await pool.list_tools(server)
-    except McpServerError as exc:
-        _record_as(run, "tool_list", request, None, str(exc),
-                   (time.monotonic() - started) * 1000)
-        await pool.forget(server)
-        raise ToolCallFailed(str(exc)) from None
-    _record_as(run, "tool_list", request, {"tools": listing}, None,
-               (time.monotonic() - started) * 1000)
-    return listing
-
-
-def _pool(run: NodeRun, spec: AgentSpec) -> McpPool:
-    executor = run.executor
-    return executor.agent.mcp(spec.servers, run.node.id, executor.run_dir.redactor.text)
+class CutShort(TimeoutError):
+    """A call the recording says was cut short (by the node's timeout, a cancel, or a
+    sibling's failure): served, it ends the turn the way it ended then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,31 +58,40 @@ class ToolResult:
         return self.message.is_error
 
 
-async def tool_call(run: NodeRun, spec: AgentSpec, offer: Offer, call: ToolCall, turn: int,
-                    index: int) -> ToolResult:
-    """Make one tool call (or serve it from the recording) and record it."""
-    arguments, problem = call.parsed()
+def call_request(offer: Offer, call: ToolCall, turn: int, index: int) -> dict[str, Any]:
+    """The recorded request of a call: what it is (hashed), and its id (not hashed)."""
+    arguments, _ = call.parsed()
     request: dict[str, Any] = {"tool": call.name}
     route = offer.routes.get(call.name)
     if route is not None:
         request["server"] = route[0]
     request.update({"arguments": arguments if arguments is not None else call.arguments,
                     "turn": turn, "index": index, "metadata": {"call_id": call.id}})
+    return request
+
+
+async def tool_call(run: NodeRun, spec: AgentSpec, offer: Offer, call: ToolCall, turn: int,
+                    index: int, refusal: str | None = None) -> ToolResult:
+    """Make one tool call (or serve it from the recording) and record it; `refusal`: the
+    loop refuses it (past max_tool_calls) without running anything."""
+    request = call_request(offer, call, turn, index)
     executor = run.executor
     recorded = executor.recorded(run.node.id, run.attempt, "tool", request)
     started = time.monotonic()
     if recorded is not None:
         if recorded.get("error") == INTERRUPTED:
             _record(run, request, None, INTERRUPTED, 0.0)
-            raise TimeoutError  # it was cut short in the recording: the same outcome
+            raise CutShort
         response = recorded.get("response")
         if response is None:
             _record(run, request, None, str(recorded.get("error")), 0.0)
             raise ToolCallFailed(str(recorded.get("error")))
         latency_ms = 0.0
+    elif refusal is not None:
+        response, latency_ms = {"refused": refusal}, 0.0
     else:
         try:
-            response = await _live(run, spec, route, arguments, problem, request)
+            response = await _live(run, spec, offer, call, request)
         except (asyncio.CancelledError, TimeoutError):
             _record(run, request, None, INTERRUPTED, (time.monotonic() - started) * 1000)
             raise
@@ -172,30 +114,25 @@ def _first_line(text: str) -> str:
 
 def _record(run: NodeRun, request: dict[str, Any], response: dict[str, Any] | None,
             error: str | None, latency_ms: float) -> int:
-    return _record_as(run, "tool", request, response, error, latency_ms)
-
-
-def _record_as(run: NodeRun, kind: str, request: dict[str, Any],
-               response: dict[str, Any] | None, error: str | None, latency_ms: float) -> int:
-    run.executor.record_call(node_id=run.node.id, attempt=run.attempt, kind=kind,
+    run.executor.record_call(node_id=run.node.id, attempt=run.attempt, kind="tool",
                              request=request, response=response, error=error,
                              latency_ms=latency_ms,
                              finish_reason="error" if error is not None else "exit")
     return run.executor.call_seq
 
 
-async def _live(run: NodeRun, spec: AgentSpec, route: tuple[str, str] | None,
-                arguments: dict[str, Any] | None, problem: str | None,
+async def _live(run: NodeRun, spec: AgentSpec, offer: Offer, call: ToolCall,
                 request: dict[str, Any]) -> dict[str, Any]:
     """Check and run the call; a refusal is a response the model reads."""
-    name = request["tool"]
-    tool = spec.tools.get(name)
+    arguments, problem = call.parsed()
+    tool, route = spec.tools.get(call.name), offer.routes.get(call.name)
     if tool is None and route is None:
-        return {"refused": f"there is no tool named {name!r}; the tools are: {_offered(spec)}"}
+        offered = ", ".join(t.name for t in offer.tools) or "none"
+        return {"refused": f"there is no tool named {call.name!r}; the tools are: {offered}"}
     if arguments is None:
         return {"refused": f"{problem}; send the arguments as one JSON object"}
     if route is not None:
-        return await _mcp_call(run, spec, route, arguments, request)
+        return await _hooked(run, spec, request, lambda: _mcp_call(run, spec, route, arguments))
     assert tool is not None
     runtime = run.executor.agent
     try:
@@ -210,15 +147,18 @@ async def _live(run: NodeRun, spec: AgentSpec, route: tuple[str, str] | None,
         return {"refused": f"tool {tool.name}: an argument holds a secret of the run; a "
                            "secret reaches a tool through its environment only (secrets=)"}
     request["metadata"]["argv"] = argv
-    if spec.pre_hook:
-        veto = await run_hook(run, spec.pre_hook, "pre", request, None)
-        if veto is not None:
-            return {"refused": veto}
+    return await _hooked(run, spec, request,
+                         lambda: _command_call(run, tool, argv, {**tool.env, **secrets}))
+
+
+async def _command_call(run: NodeRun, tool: CommandTool, argv: list[str],
+                        env: dict[str, str]) -> dict[str, Any]:
+    runtime = run.executor.agent
     mark = runtime.spawned("tool", argv[0], run.node.id)
     try:
         captured = await run_captured(argv, workspace=runtime.workspace, cwd=tool.cwd,
-                                      env={**tool.env, **secrets, **mark},
-                                      timeout_s=tool.timeout_s, max_output=tool.max_output)
+                                      env={**env, **mark}, timeout_s=tool.timeout_s,
+                                      max_output=tool.max_output)
     except OSError as exc:  # no such program, not executable
         return {"refused": f"cannot start {argv[0]!r}: {exc.strerror or exc}"}
     except ValueError as exc:  # the tool's cwd left the workspace
@@ -226,83 +166,75 @@ async def _live(run: NodeRun, spec: AgentSpec, route: tuple[str, str] | None,
     response = captured.to_dict()
     if captured.timed_out:
         response["timeout_s"] = tool.timeout_s
-    if spec.post_hook:
-        await run_hook(run, spec.post_hook, "post", request, response)
     return response
 
 
-def _offered(spec: AgentSpec) -> str:
-    return ", ".join(spec.tools) + (f" and the tools of MCP server(s) {', '.join(spec.servers)}"
-                                    if spec.servers else "") or "none"
-
-
 async def _mcp_call(run: NodeRun, spec: AgentSpec, route: tuple[str, str],
-                    arguments: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+                    arguments: dict[str, Any]) -> dict[str, Any]:
     """One tools/call on the server; a server that died fails the node (ToolCallFailed)."""
-    if spec.pre_hook:
-        veto = await run_hook(run, spec.pre_hook, "pre", request, None)
-        if veto is not None:
-            return {"refused": veto}
     server, tool = route
-    pool = _pool(run, spec)
+    pool = mcp_pool(run, spec)
     try:
         result = await pool.call_tool(server, tool, arguments)
     except McpServerError as exc:
         await pool.forget(server)  # the node's next attempt starts it anew
         raise ToolCallFailed(str(exc)) from None
-    response = result.to_dict()
+    return result.to_dict()
+
+
+async def _hooked(run: NodeRun, spec: AgentSpec, request: dict[str, Any],
+                  make: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """The call made between its hooks, what they did in its response: a pre-hook that
+    exits non-zero skips the call; a post-hook's exit code changes nothing."""
+    hooks: dict[str, Any] = {}
+    if spec.pre_hook:
+        hooks["pre"] = pre = await run_hook(run, spec.pre_hook, "pre", request, None)
+        if pre["exit_code"] != 0:
+            said = (pre.get("stderr") or pre.get("stdout") or "").strip()[-500:]
+            return {"refused": f"the pre-hook vetoed this call (exit code {pre['exit_code']})"
+                               + (f": {said}" if said else ""), "hooks": hooks}
+    response = await make()
     if spec.post_hook:
-        await run_hook(run, spec.post_hook, "post", request, response)
-    return response
+        hooks["post"] = await run_hook(run, spec.post_hook, "post", request, response)
+    return {**response, "hooks": hooks} if hooks else response
 
 
 def check_paths(tool: CommandTool, arguments: Mapping[str, Any], workspace: str) -> None:
     """ValueError if an argument marked as a path resolves outside the workspace (through
-    `..`, an absolute path or a symlink)."""
+    `..`, an absolute path or a symlink), or could be read as an option (`-…`)."""
     root = os.path.realpath(workspace)
     base = os.path.realpath(os.path.join(root, tool.cwd))
     for name, schema in tool.schema.get("properties", {}).items():
         if not (isinstance(schema, Mapping) and schema.get(PATH_MARK)) or name not in arguments:
             continue
-        target = os.path.realpath(os.path.join(base, str(arguments[name])))
+        value = str(arguments[name])
+        if value.startswith("-"):
+            raise ValueError(f"tool {tool.name}: argument {name} {value!r} starts with '-': "
+                             "write ./" + value)
+        target = os.path.realpath(os.path.join(base, value))
         if os.path.commonpath([root, target]) != root:
-            raise ValueError(f"tool {tool.name}: argument {name} {arguments[name]!r} is "
-                             "outside the workspace")
+            raise ValueError(f"tool {tool.name}: argument {name} {value!r} is outside the "
+                             "workspace")
 
 
 async def run_hook(run: NodeRun, command: str, which: str, request: dict[str, Any],
-                   result: dict[str, Any] | None) -> str | None:
-    """Run a tool hook (attractor §9.7) through /bin/sh with the call as JSON on stdin, and
-    record it; for a pre-hook that exits non-zero, why the call is skipped."""
+                   result: dict[str, Any] | None) -> dict[str, Any]:
+    """Run a tool hook through /bin/sh in the workspace, the call as JSON on its stdin
+    (redacted: a hook gets no secret a tool printed); its exit code and output."""
     executor, runtime = run.executor, run.executor.agent
-    hook_request = {"hook": which, "command": command, "tool": request["tool"],
-                    "turn": request["turn"], "index": request["index"]}
-    recorded = executor.recorded(run.node.id, run.attempt, "hook", hook_request)
-    if recorded is not None and recorded.get("response") is not None:
-        response, latency_ms = recorded["response"], 0.0
-    else:
-        # The model's arguments reach a hook on stdin only, never in its command line.
-        payload = {"tool": request["tool"], "arguments": request["arguments"],
-                   "call_id": request["metadata"]["call_id"], "turn": request["turn"],
-                   "index": request["index"], "node_id": run.node.id, "result": result}
-        mark = runtime.spawned("hook", "/bin/sh", run.node.id)
-        env = {**mark, "OSTINATO_TOOL_NAME": request["tool"],
-               "OSTINATO_TOOL_CALL_ID": request["metadata"]["call_id"],
-               "OSTINATO_NODE_ID": run.node.id, "OSTINATO_HOOK": which}
-        started = time.monotonic()
-        captured = await run_captured(["/bin/sh", "-c", command], workspace=runtime.workspace,
-                                      env=env, timeout_s=HOOK_TIMEOUT_S, max_output=HOOK_OUTPUT,
-                                      stdin=orjson.dumps(payload, default=str))
-        response, latency_ms = captured.to_dict(), (time.monotonic() - started) * 1000
-    code = response.get("exit_code")
-    executor.record_call(node_id=run.node.id, attempt=run.attempt, kind="hook",
-                         request=hook_request, response=response,
-                         error=None if code == 0 else f"exit code {code}",
-                         latency_ms=latency_ms, finish_reason="exit" if code == 0 else "error")
-    if which != "pre" or code == 0:
-        return None
-    said = (response.get("stderr") or response.get("stdout") or "").strip()[-500:]
-    return f"the pre-hook vetoed this call (exit code {code})" + (f": {said}" if said else "")
+    # The model's arguments reach a hook on stdin only, never in its command line.
+    payload = executor.run_dir.redactor.values({
+        "tool": request["tool"], "arguments": request["arguments"],
+        "call_id": request["metadata"]["call_id"], "turn": request["turn"],
+        "index": request["index"], "node_id": run.node.id, "result": result})
+    mark = runtime.spawned("hook", "/bin/sh", run.node.id)
+    env = {**mark, "OSTINATO_TOOL_NAME": request["tool"],
+           "OSTINATO_TOOL_CALL_ID": request["metadata"]["call_id"],
+           "OSTINATO_NODE_ID": run.node.id, "OSTINATO_HOOK": which}
+    captured = await run_captured(["/bin/sh", "-c", command], workspace=runtime.workspace,
+                                  env=env, timeout_s=HOOK_TIMEOUT_S, max_output=HOOK_OUTPUT,
+                                  stdin=orjson.dumps(payload, default=str))
+    return captured.to_dict()
 
 
 def result_text(response: Mapping[str, Any]) -> tuple[str, bool]:

@@ -8,6 +8,7 @@ that holds the whole record.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ..providers.base import ModelResponse
@@ -45,11 +46,16 @@ def tool_call(run: NodeRun, turn: int, index: int, request: dict[str, Any],
                                                    else "")
     lines = [f"\n## turn {turn} · tool [{index}] {request['tool']} · {state} · "
              f"{latency_ms:.0f} ms · call #{seq}\n"]
+    for which, hook in (response.get("hooks") or {}).items():
+        lines.append(f"{which}-hook: exit {hook.get('exit_code')}\n")
     argv = request.get("metadata", {}).get("argv")
     if argv:
         lines.append("$ " + " ".join(json.dumps(a) if " " in a or not a else a
                                      for a in argv) + "\n")
-    lines.append("```\n" + _cut(text) + "\n```\n")
+    shown = _cut(text)
+    # A fence longer than any run of backticks in the text, so the text cannot close it.
+    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", shown)), default=0))
+    lines.append(f"{fence}\n{shown}\n{fence}\n")
     _append(run, "".join(lines))
 
 

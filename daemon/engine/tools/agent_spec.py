@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..graph import Graph, Node
+from .fields import grouped
 from .mcp_spec import McpServerSpec, servers_from_attrs, servers_from_settings
 from .spec import CommandTool, tools_from_attrs, tools_from_settings
 
@@ -127,8 +128,10 @@ def _declared_server_specs(graph: Graph, node: Node, agent: Any) -> dict[str, Mc
 
 def declared_names(family: str, attrs: Mapping[str, Any]) -> set[str]:
     """The names `<family>.<name>.<field>` attributes declare (tool, mcp)."""
-    return {key.split(".")[1] for key in attrs
-            if key.startswith(family + ".") and key.count(".") >= 2}
+    try:
+        return set(grouped(attrs, family))
+    except ValueError:  # a key without a field: the declaration's own check says so
+        return set()
 
 
 def _bound(node: Node, name: str, agent: Any, default: int) -> int:

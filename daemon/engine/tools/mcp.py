@@ -201,16 +201,23 @@ class McpPool:
         return _result(result, self._max_output)
 
     def declare(self, specs: Iterable[McpServerSpec]) -> None:
-        """Add servers the pool may start; a name it knows keeps its first declaration."""
+        """Add servers the pool may start; ValueError for a name it knows declared
+        differently (one run, one server per name)."""
         for spec in specs:
-            self._specs.setdefault(spec.name, spec)
+            known = self._specs.setdefault(spec.name, spec)
+            if known != spec:
+                raise ValueError(f"MCP server '{spec.name}' is declared twice with different "
+                                 "settings in this run; give one of them another name")
 
     async def forget(self, server: str) -> None:
-        """Stop a server (a dead one) and drop its listing: the next use starts it anew."""
-        live = self._servers.pop(server, None)
+        """Drop a server that died, and its listing: the next use starts it anew. A server
+        that lives (one started anew meanwhile) is kept."""
+        live = self._servers.get(server)
+        if live is None or not live.dead:
+            return
+        del self._servers[server]
         self._tools.pop(server, None)
-        if live is not None:
-            await live.stop()
+        await live.stop()
 
     async def aclose(self) -> None:
         """Stop every server and wait for each (bounded); idempotent."""
@@ -302,6 +309,11 @@ class _Server:
         self._owner: asyncio.Task[None] | None = None
         self._dead: str | None = None
         self._stderr = _StderrTail()
+
+    @property
+    def dead(self) -> bool:
+        """The server could not start, or died."""
+        return self._dead is not None
 
     @property
     def client(self) -> Client:

@@ -13,19 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from ..attrs import parse_duration
-from ..graph import Duration
+from .fields import (
+    NAME,
+    argv_list,
+    environment,
+    grouped,
+    json_value,
+    seconds,
+    secret_names,
+    unknown_fields,
+)
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
 FIELDS = frozenset({"command", "url", "env", "secrets", "headers", "tools", "timeout",
                     "startup_timeout"})
-# The model sees an MCP tool as `<server>__<tool>`: a server name without `__` keeps that
-# split unambiguous, and the characters are the ones OpenAI allows in function names.
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 # A header value may name a secret; it is resolved when the server is contacted, so the
 # value never sits in a spec, a record or a message.
@@ -51,18 +53,20 @@ class McpServerSpec:
     def from_mapping(cls, name: str, entry: Mapping[str, Any]) -> McpServerSpec:
         """A server from its fields (attribute strings or settings values); ValueError says
         why it is not a valid one."""
-        if not _NAME.fullmatch(name) or "__" in name:
+        # The model sees an MCP tool as `<server>__<tool>`: a server name without `__` keeps
+        # that split unambiguous.
+        if not NAME.fullmatch(name) or "__" in name:
             raise ValueError(f"MCP server {name!r}: a name is 1-64 letters, digits, _ or -, "
                              "without '__' (it separates server and tool in a tool's name)")
-        unknown = sorted(set(entry) - FIELDS)
+        unknown = unknown_fields(entry, FIELDS)
         if unknown:
-            raise ValueError(f"MCP server {name}: unknown field(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(FIELDS))}")
+            raise ValueError(f"MCP server {name}: {unknown}")
         try:
             command, url = _command(entry.get("command")), _url(entry.get("url"))
             if (command is None) == (url is None):
                 raise ValueError("give exactly one of command (stdio) or url (Streamable HTTP)")
-            env, secrets, headers = (_env(entry.get("env")), _names(entry.get("secrets")),
+            env, secrets, headers = (environment(entry.get("env")),
+                                     secret_names(entry.get("secrets")),
                                      _headers(entry.get("headers")))
             if url is not None and (env or secrets):
                 raise ValueError("env and secrets are for stdio servers; an HTTP server "
@@ -71,9 +75,9 @@ class McpServerSpec:
                 raise ValueError("headers are for HTTP servers (url)")
             spec = cls(name=name, command=command, url=url, env=env, secrets=secrets,
                        headers=headers, tools=_tools(entry.get("tools")),
-                       timeout_s=_duration(entry.get("timeout"), DEFAULT_TIMEOUT_S, "timeout"),
-                       startup_timeout_s=_duration(entry.get("startup_timeout"),
-                                                   DEFAULT_STARTUP_TIMEOUT_S, "startup_timeout"))
+                       timeout_s=seconds(entry.get("timeout"), DEFAULT_TIMEOUT_S, "timeout"),
+                       startup_timeout_s=seconds(entry.get("startup_timeout"),
+                                                 DEFAULT_STARTUP_TIMEOUT_S, "startup_timeout"))
         except ValueError as exc:
             raise ValueError(f"MCP server {name}: {exc}") from None
         return spec
@@ -89,15 +93,8 @@ class McpServerSpec:
 
 def servers_from_attrs(attrs: Mapping[str, Any]) -> dict[str, McpServerSpec]:
     """The `mcp.<name>.<field>` attributes of a graph or node, as servers by name."""
-    grouped: dict[str, dict[str, Any]] = {}
-    for key, value in attrs.items():
-        if not key.startswith("mcp."):
-            continue
-        name, _, field_name = key[len("mcp."):].partition(".")
-        if not field_name:
-            raise ValueError(f"attribute {key}: expected mcp.<name>.<field>")
-        grouped.setdefault(name, {})[field_name] = value
-    return {name: McpServerSpec.from_mapping(name, entry) for name, entry in grouped.items()}
+    return {name: McpServerSpec.from_mapping(name, entry)
+            for name, entry in grouped(attrs, "mcp").items()}
 
 
 def servers_from_settings(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, McpServerSpec]:
@@ -105,24 +102,9 @@ def servers_from_settings(entries: Mapping[str, Mapping[str, Any]]) -> dict[str,
     return {name: McpServerSpec.from_mapping(name, entry) for name, entry in entries.items()}
 
 
-def _json(value: Any, what: str) -> Any:
-    """Attributes carry JSON as text; settings may carry it already parsed."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{what} is not valid JSON: {exc}") from None
-
 
 def _command(value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    argv = _json(value, "command")
-    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
-            and argv[0]):
-        raise ValueError("command must be a JSON list of strings with a program first")
-    return tuple(argv)
+    return None if value is None else argv_list(value, "command")
 
 
 def _url(value: Any) -> str | None:
@@ -133,17 +115,9 @@ def _url(value: Any) -> str | None:
     return value
 
 
-def _env(value: Any) -> dict[str, str]:
-    env = _json(value, "env") if value is not None else {}
-    if not isinstance(env, dict) or not all(
-            isinstance(k, str) and _ENV_NAME.fullmatch(k) and isinstance(v, str)
-            for k, v in env.items()):
-        raise ValueError("env must be a JSON object of variable names to strings")
-    return env
-
 
 def _headers(value: Any) -> dict[str, str]:
-    headers = _json(value, "headers") if value is not None else {}
+    headers = json_value(value, "headers") if value is not None else {}
     if not isinstance(headers, dict) or not all(
             isinstance(k, str) and _HEADER_NAME.fullmatch(k) and isinstance(v, str)
             and "\n" not in v and "\r" not in v for k, v in headers.items()):
@@ -151,37 +125,17 @@ def _headers(value: Any) -> dict[str, str]:
     return headers
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    names = value.split(",") if isinstance(value, str) else value or []
-    if not isinstance(names, list | tuple):
-        raise ValueError("secrets must be a comma-separated list of variable names")
-    names = [str(n).strip() for n in names if str(n).strip()]
-    bad = [n for n in names if not _ENV_NAME.fullmatch(n)]
-    if bad:
-        raise ValueError(f"secrets: not variable names: {', '.join(bad)}")
-    return tuple(names)
-
 
 def _tools(value: Any) -> tuple[str, ...] | None:
     """A JSON list, a list, or a comma-separated string of tool names; None = every tool."""
     if value is None:
         return None
     if isinstance(value, str):
-        value = _json(value, "tools") if value.lstrip().startswith("[") else value.split(",")
+        value = json_value(value, "tools") if value.lstrip().startswith("[") \
+            else value.split(",")
     if not isinstance(value, list | tuple) or not all(isinstance(n, str) for n in value):
         raise ValueError("tools must be a list of tool names")
     names = tuple(n.strip() for n in value if n.strip())
     if not names:
         raise ValueError("tools must name at least one tool (leave it out for all of them)")
     return names
-
-
-def _duration(value: Any, default: float, what: str) -> float:
-    if value is None:
-        return default
-    # As for node timeouts, a bare number has no unit: seconds or milliseconds would be a guess.
-    duration = value if isinstance(value, Duration) else \
-        parse_duration(value) if isinstance(value, str) else None
-    if duration is None or duration.ms <= 0:
-        raise ValueError(f"{what} must be a positive duration such as 10s, got {value!r}")
-    return duration.seconds

@@ -8,9 +8,11 @@ none (decision 0006 §6).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Callable, Collection, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from .mcp import McpPool
 
 WORKSPACE_DIR = "workspace"
+# The agent node whose task is calling: an MCP server it starts is counted as its process.
+SPAWNING_NODE: ContextVar[str] = ContextVar("ostinato_spawning_node", default="")
 
 
 class AgentRuntime:
@@ -81,18 +85,21 @@ class AgentRuntime:
             self.on_spawn(kind, program, node_id)
         return marked(self.run_id)
 
-    def mcp(self, servers: Mapping[str, McpServerSpec], node_id: str,
+    def mcp(self, servers: Mapping[str, McpServerSpec],
             redact: Callable[[str], str]) -> McpPool:
         """The run's MCP servers, `servers` among them: started when first used, shared by
-        the run's agent nodes, closed with the run."""
+        the run's agent nodes, closed with the run; ValueError for a name declared again
+        differently."""
         if self._mcp is None:
             from .mcp import McpPool  # runs without MCP servers never import it
 
+            # A server is counted, and marked as the run's, when it starts (processes.py),
+            # as the process of the node whose call started it.
             self._mcp = McpPool({}, workspace=self.workspace, environ=self.environ,
-                                allowed_secrets=self.allowed_secrets, redact=redact)
+                                allowed_secrets=self.allowed_secrets, redact=redact,
+                                on_spawn=lambda program: self.spawned(
+                                    "mcp", program, SPAWNING_NODE.get()))
         self._mcp.declare(servers.values())
-        # A server is counted, and marked as the run's, when it starts (processes.py).
-        self._mcp.on_spawn = lambda program: self.spawned("mcp", program, node_id)
         return self._mcp
 
     async def aclose(self) -> None:
@@ -100,4 +107,5 @@ class AgentRuntime:
         if self._mcp is not None:
             await self._mcp.aclose()
         if self.processes_started:
-            sweep([self.run_id])
+            # A scan of /proc, and a wait for what it kills: not on the event loop.
+            await asyncio.to_thread(sweep, [self.run_id])

@@ -17,16 +17,21 @@ from typing import Any
 
 import orjson
 
-from ..attrs import parse_duration
-from ..graph import Duration
+from .fields import (
+    NAME,
+    argv_list,
+    environment,
+    grouped,
+    json_value,
+    seconds,
+    secret_names,
+    unknown_fields,
+)
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_OUTPUT = 64 * 1024
 FIELDS = frozenset({"description", "schema", "argv", "timeout", "cwd", "max_output", "env",
                     "secrets"})
-# OpenAI function names allow only these characters (and at most 64 of them).
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Only `{identifier}` is a placeholder: other braces (`{a: .b}` for jq) stay literal.
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 WORKSPACE = "workspace"
@@ -50,20 +55,21 @@ class CommandTool:
     def from_mapping(cls, name: str, entry: Mapping[str, Any]) -> CommandTool:
         """A tool from its fields (attribute strings or settings values); ValueError says why
         it is not a valid one."""
-        if not _NAME.fullmatch(name):
+        if not NAME.fullmatch(name):
             raise ValueError(f"tool {name!r}: a name is 1-64 letters, digits, _ or -")
-        unknown = sorted(set(entry) - FIELDS)
+        unknown = unknown_fields(entry, FIELDS)
         if unknown:
-            raise ValueError(f"tool {name}: unknown field(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(FIELDS))}")
+            raise ValueError(f"tool {name}: {unknown}")
         try:
             schema = _schema(entry.get("schema"))
             argv = _argv(entry.get("argv"), schema)
             tool = cls(name=name, description=str(entry.get("description") or ""),
-                       schema=schema, argv=argv, timeout_s=_timeout(entry.get("timeout")),
+                       schema=schema, argv=argv,
+                       timeout_s=seconds(entry.get("timeout"), DEFAULT_TIMEOUT_S, "timeout"),
                        cwd=str(entry.get("cwd") or ""),
                        max_output=_max_output(entry.get("max_output")),
-                       env=_env(entry.get("env")), secrets=_secrets(entry.get("secrets")))
+                       env=environment(entry.get("env")),
+                       secrets=secret_names(entry.get("secrets")))
         except ValueError as exc:
             raise ValueError(f"tool {name}: {exc}") from None
         return tool
@@ -87,15 +93,8 @@ class CommandTool:
 
 def tools_from_attrs(attrs: Mapping[str, Any]) -> dict[str, CommandTool]:
     """The `tool.<name>.<field>` attributes of a graph or node, as tools by name."""
-    grouped: dict[str, dict[str, Any]] = {}
-    for key, value in attrs.items():
-        if not key.startswith("tool."):
-            continue  # `tool_command`, `tool_hooks.pre`: other families
-        name, _, field_name = key[len("tool."):].partition(".")
-        if not field_name:
-            raise ValueError(f"attribute {key}: expected tool.<name>.<field>")
-        grouped.setdefault(name, {})[field_name] = value
-    return {name: CommandTool.from_mapping(name, entry) for name, entry in grouped.items()}
+    return {name: CommandTool.from_mapping(name, entry)
+            for name, entry in grouped(attrs, "tool").items()}
 
 
 def tools_from_settings(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, CommandTool]:
@@ -149,18 +148,9 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-def _json(value: Any, what: str) -> Any:
-    """Attributes carry JSON as text; settings may carry it already parsed."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{what} is not valid JSON: {exc}") from None
-
 
 def _schema(value: Any) -> dict[str, Any]:
-    schema = _json(value if value is not None else '{"type": "object"}', "schema")
+    schema = json_value(value if value is not None else '{"type": "object"}', "schema")
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise ValueError('schema must be a JSON Schema with "type": "object"')
     import jsonschema  # declared tools are rare: the daemon's start does not pay for it
@@ -175,27 +165,14 @@ def _schema(value: Any) -> dict[str, Any]:
 
 
 def _argv(value: Any, schema: Mapping[str, Any]) -> tuple[str, ...]:
-    argv = _json(value, "argv")
-    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
-            and argv[0]):
-        raise ValueError("argv must be a JSON list of strings with a program first")
+    argv = argv_list(value, "argv")
     known = {WORKSPACE, *schema.get("properties", {})}
     for element in argv:
         for name in _PLACEHOLDER.findall(element):
             if name not in known:
                 raise ValueError(f"argv: placeholder {{{name}}} is not a schema property")
-    return tuple(argv)
+    return argv
 
-
-def _timeout(value: Any) -> float:
-    if value is None:
-        return DEFAULT_TIMEOUT_S
-    # As for node timeouts, a bare number has no unit: seconds or milliseconds would be a guess.
-    duration = value if isinstance(value, Duration) else \
-        parse_duration(value) if isinstance(value, str) else None
-    if duration is None or duration.ms <= 0:
-        raise ValueError(f"timeout must be a positive duration such as 10s, got {value!r}")
-    return duration.seconds
 
 
 def _max_output(value: Any) -> int:
@@ -207,22 +184,3 @@ def _max_output(value: Any) -> int:
         raise ValueError(f"max_output must be a positive number of bytes, got {value!r}")
     return value
 
-
-def _env(value: Any) -> dict[str, str]:
-    env = _json(value, "env") if value is not None else {}
-    if not isinstance(env, dict) or not all(
-            isinstance(k, str) and _ENV_NAME.fullmatch(k) and isinstance(v, str)
-            for k, v in env.items()):
-        raise ValueError("env must be a JSON object of variable names to strings")
-    return env
-
-
-def _secrets(value: Any) -> tuple[str, ...]:
-    names = value.split(",") if isinstance(value, str) else value or []
-    if not isinstance(names, list | tuple):
-        raise ValueError("secrets must be a comma-separated list of variable names")
-    names = [str(n).strip() for n in names if str(n).strip()]
-    bad = [n for n in names if not _ENV_NAME.fullmatch(n)]
-    if bad:
-        raise ValueError(f"secrets: not variable names: {', '.join(bad)}")
-    return tuple(names)
