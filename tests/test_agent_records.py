@@ -13,7 +13,8 @@ import pytest
 
 from ostinato.daemon.regression.invariants import evaluate, run_metrics
 from ostinato.daemon.regression.invariants.metrics import node_metrics
-from ostinato.daemon.runs.diff import DiffSide, diff_runs, in_turn_order
+from ostinato.daemon.runs.diff import DiffSide, diff_runs
+from ostinato.daemon.runs.diff_turns import in_turn_order
 from ostinato.protocol.invariants import node_metric
 
 from .agent_records_support import attr, call, run_agent

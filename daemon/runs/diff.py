@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..engine.call_ids import CallIdAliases
+from .diff_turns import aliased, call_place, in_turn_order
 
 if TYPE_CHECKING:
     from ..store.records import RunRecord, StageRecord
@@ -47,9 +47,6 @@ _CONTEXT = 60  # characters shown before the first differing one of a long strin
 # Top-level fields of a recorded request or response that change between identical runs.
 _VOLATILE_REQUEST = frozenset({"provider_attempt"})
 _VOLATILE_TOOL_REQUEST = frozenset({"provider_attempt", "metadata"})
-# Where a call stands within its turn: the tool list and the model turn, then the tool calls
-# (ordered by the call's index in the turn). Hooks are part of the call they surround.
-_PHASE = {"tool_list": 0, "model": 0, "tool": 1}
 _VOLATILE_RESPONSE = frozenset({"latency_ms", "raw_id", "attempts", "cost_usd", "cost_known"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING = object()
@@ -114,7 +111,7 @@ def _steps(record: DiffSide) -> list[_Step]:
     steps = [_Step(stage) for stage in stages]
     _assign_calls(steps, record.calls)
     for step in steps:
-        step.calls = _aliased(in_turn_order(step.calls))
+        step.calls = aliased(in_turn_order(step.calls))
     ordered: list[_Step] = []
     pending: list[_Step] = []  # branch stages since the last top-level one
     for step in steps:
@@ -162,74 +159,6 @@ def _time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-def turn_of(call: dict[str, Any]) -> int | None:
-    """The agent turn a call belongs to (model: `metadata.turn`; tool, tool list: `turn`),
-    or None for a call of no agent turn."""
-    request = call.get("request")
-    if not isinstance(request, dict):
-        return None
-    if call.get("kind") == "model":
-        metadata = request.get("metadata")
-        turn = metadata.get("turn") if isinstance(metadata, dict) else None
-    else:
-        turn = request.get("turn")
-    return turn if isinstance(turn, int) and not isinstance(turn, bool) else None
-
-
-def _tool_index(call: dict[str, Any]) -> int | None:
-    request = call.get("request")
-    index = request.get("index") if isinstance(request, dict) else None
-    return index if isinstance(index, int) and not isinstance(index, bool) else None
-
-
-def _order_key(call: dict[str, Any], turn: int) -> tuple[int, int, int, str]:
-    """(turn, phase, index, server): a tool list comes before the model turn it was listed
-    for; servers listed concurrently sort by name."""
-    kind = call.get("kind")
-    request = call.get("request") or {}
-    phase = _PHASE.get(str(kind), 1)
-    if kind == "tool_list":
-        return turn, phase, -1, str(request.get("server", ""))
-    return turn, phase, _tool_index(call) or 0, ""
-
-
-def in_turn_order(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A stage's calls (in seq order) with each run of agent calls sorted by (turn, phase,
-    index); a call without a turn stays where it is, so a stage without agent calls is
-    unchanged. A tool list without a turn belongs to the turn of the call after it."""
-    turns: list[int | None] = [turn_of(call) for call in calls]
-    following: int | None = None
-    for position in range(len(calls) - 1, -1, -1):  # a tool list takes the next call's turn
-        if turns[position] is not None:
-            following = turns[position]
-        elif calls[position].get("kind") == "tool_list" and following is not None:
-            turns[position] = following
-        else:
-            following = None
-    ordered: list[dict[str, Any]] = []
-    block: list[tuple[tuple[int, int, int, str], dict[str, Any]]] = []
-    for call, turn in zip(calls, turns, strict=True):
-        if turn is None:
-            ordered += [c for _, c in sorted(block, key=lambda pair: pair[0])]  # stable
-            block = []
-            ordered.append(call)
-        else:
-            block.append((_order_key(call, turn), call))
-    return ordered + [c for _, c in sorted(block, key=lambda pair: pair[0])]
-
-
-def _aliased(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Model calls with their tool-call ids renamed by first appearance in the stage."""
-    aliases = CallIdAliases()
-    out = []
-    for call in calls:
-        if call.get("kind") == "model":
-            call = {**call, "request": aliases.request(call.get("request")),
-                    "response": aliases.response(call.get("response"))}
-        out.append(call)
-    return out
 
 
 def _occurrences(steps: list[_Step]) -> list[tuple[str | None, str, int, int]]:
@@ -300,7 +229,7 @@ def _divergence(step: int, sa: _Step | None, sb: _Step | None, kind: str, a: Any
                 call: dict[str, Any] | None = None) -> dict[str, Any]:
     here = sa or sb
     differences = differences or []
-    turn, tool, index = _call_place(call)
+    turn, tool, index = call_place(call)
     divergence = {
         "step": step,
         "node_id": here.stage["node_id"] if here else None,
@@ -317,18 +246,6 @@ def _divergence(step: int, sa: _Step | None, sb: _Step | None, kind: str, a: Any
     }
     divergence["summary"] = _summary(divergence, index)
     return divergence
-
-
-def _call_place(call: dict[str, Any] | None) -> tuple[int | None, str | None, int | None]:
-    """(turn, tool, index in the turn) of an agent call; Nones for any other call."""
-    if call is None:
-        return None, None, None
-    turn = turn_of(call)
-    request = call.get("request")
-    if call.get("kind") != "tool" or not isinstance(request, dict):
-        return turn, None, None
-    tool = request.get("tool")
-    return turn, tool if isinstance(tool, str) else None, _tool_index(call)
 
 
 _KIND_SAYS = {"path": "another node ran", "request": "the request differs",
@@ -391,7 +308,7 @@ def _call_ref(call: dict[str, Any] | None, index: int) -> dict[str, Any] | None:
     # `seq` locates the call in the run's trace; `index` is its place within the stage.
     ref = {"seq": call.get("seq"), "index": index + 1, "kind": call.get("kind"),
            "error": call.get("error")}
-    turn, tool, tool_index = _call_place(call)
+    turn, tool, tool_index = call_place(call)
     if turn is not None:
         ref["turn"] = turn
     if tool is not None:

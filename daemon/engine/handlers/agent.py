@@ -16,7 +16,7 @@ from ..outcome import Outcome, Status
 from ..providers.base import Message, ModelResponse, ToolCall, ToolSpec
 from ..tools.agent_spec import AgentSpec
 from . import transcript
-from .agent_calls import CutShort, ToolResult, result_text, tool_call
+from .agent_calls import CutShort, ToolResult, tool_call
 from .agent_offer import Offer, ToolCallFailed, offered_tools
 from .base import NodeRun
 from .llm import call_model, model_request
@@ -110,9 +110,7 @@ async def _run_calls(run: NodeRun, spec: AgentSpec, offer: Offer, calls: tuple[T
                 # cut it short: the siblings are served first, so that the same failure ends
                 # the turn again.
                 return cut
-        text, is_error = result_text(result.response)
-        transcript.tool_call(run, turn, index, result.request, result.response, text,
-                             is_error, result.seq, result.latency_ms)
+        transcript.tool_call(run, turn, index, result)
         return result
 
     # A task group cancels the others when one fails (a crashed server): each records

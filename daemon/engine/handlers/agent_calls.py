@@ -26,7 +26,8 @@ from ..providers.base import Message, ToolCall
 from ..recording import INTERRUPTED
 from ..tools.agent_spec import AgentSpec
 from ..tools.capture import run_captured
-from ..tools.mcp import McpServerError, McpToolResult
+from ..tools.mcp import McpServerError
+from ..tools.mcp_result import McpToolResult
 from ..tools.spec import CommandTool, render_argv, resolve_secrets
 from .agent_offer import Offer, ToolCallFailed, mcp_pool
 from .base import NodeRun

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..providers.base import ModelResponse
 from .base import NodeRun
+
+if TYPE_CHECKING:
+    from .agent_calls import ToolResult
 
 FILE = "transcript.md"
 _SHOWN = 4000  # characters of a text shown; the trace has all of it
@@ -36,23 +39,22 @@ def model_turn(run: NodeRun, turn: int, response: ModelResponse) -> None:
     _append(run, "".join(lines))
 
 
-def tool_call(run: NodeRun, turn: int, index: int, request: dict[str, Any],
-              response: dict[str, Any], text: str, is_error: bool, seq: int,
-              latency_ms: float) -> None:
-    """One tool call: the command it ran and what the model got back."""
-    state = "error" if is_error else "ok"
+def tool_call(run: NodeRun, turn: int, index: int, result: ToolResult) -> None:
+    """One tool call: its hooks, the command it ran and what the model got back."""
+    request, response = result.request, result.response
+    state = "error" if result.is_error else "ok"
     if "exit_code" in response:
         state = f"exit {response['exit_code']}" + (" (timed out)" if response.get("timed_out")
                                                    else "")
     lines = [f"\n## turn {turn} · tool [{index}] {request['tool']} · {state} · "
-             f"{latency_ms:.0f} ms · call #{seq}\n"]
+             f"{result.latency_ms:.0f} ms · call #{result.seq}\n"]
     for which, hook in (response.get("hooks") or {}).items():
         lines.append(f"{which}-hook: exit {hook.get('exit_code')}\n")
     argv = request.get("metadata", {}).get("argv")
     if argv:
         lines.append("$ " + " ".join(json.dumps(a) if " " in a or not a else a
                                      for a in argv) + "\n")
-    shown = _cut(text)
+    shown = _cut(result.message.content)
     # A fence longer than any run of backticks in the text, so the text cannot close it.
     fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", shown)), default=0))
     lines.append(f"{fence}\n{shown}\n{fence}\n")
