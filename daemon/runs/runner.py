@@ -144,7 +144,7 @@ class Runner:
                      "trace_id": trace_id, "inputs": prepared.stored_inputs,
                      "settings": prepared.stored_settings, "created_at": created,
                      "started_at": created, **options.launch()},
-                concurrent=options.trial_set_id is not None)
+                concurrent=options.trial_set_id is not None or bool(self.active))
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):  # (a joined write may commit)
                 # The run never existed (no row): a full disk leaves no directory behind.
@@ -332,7 +332,7 @@ class Runner:
                   pipeline_dir: str | None = None,
                   journal: Journal | None = None) -> ActiveRun:
         sink = StoreSink(self.host.publish, self.store, run_id, next_event, run_dir.redactor,
-                         grouped=trial_index is not None)
+                         grouped=lambda: trial_index is not None or len(self.active) > 1)
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,
                             providers=pool if replayer is None and journal is None else

@@ -4,6 +4,7 @@ its rows to the store (StoreSink); and who answers its human gates (DaemonInterv
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ostinato.protocol.runs import RunSettings
@@ -27,10 +28,11 @@ class StoreSink:
     """The executor's sink: events to subscribers at once, rows to the store per stage."""
 
     def __init__(self, publish: Publish, store: RunStore, run_id: str, next_event: int,
-                 redactor: Redactor, grouped: bool = False) -> None:
+                 redactor: Redactor, grouped: Callable[[], bool] = lambda: False) -> None:
         self.publish = publish
-        # A trial writes by group commit, in one transaction with the trials running beside
-        # it: a trial set of 1,000 at 8 or 100 at a time spends about an eighth less CPU.
+        # A run writes by group commit while other runs run beside it (a trial set's, or
+        # single runs started together), in one transaction with theirs: a trial set of
+        # 1,000 at 8 or 100 at a time spends about an eighth less CPU.
         self.grouped = grouped
         self.store = store
         self.run_id = run_id
@@ -88,7 +90,7 @@ class StoreSink:
         try:
             await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
                                     run_fields=fields or None,
-                                    concurrent=concurrent or self.grouped)
+                                    concurrent=concurrent or self.grouped())
         except Exception as exc:
             if disk_full(exc):  # kept for the next flush (the run's last one), in order
                 self.events, self.calls = events + self.events, calls + self.calls
