@@ -94,8 +94,12 @@ def temporary_files(home: Path) -> list[Path]:
 
 
 def model_calls(detail: dict[str, Any]) -> Counter[str]:
-    """How many calls each node made, as the run's trace.jsonl says."""
-    return Counter(call["node_id"] for call in trace(detail) if call["kind"] != "run")
+    """How many calls each node made, as the run's trace.jsonl says: a call a kill cut off
+    before its node was checkpointed is made again under the same seq (the node runs again,
+    run-directory.md), so a seq counts once; a node asked again after its checkpoint would
+    make a call of a new seq."""
+    made = {(call["node_id"], call["seq"]) for call in trace(detail) if call["kind"] != "run"}
+    return Counter(node for node, _ in made)
 
 
 async def killed(daemon: DaemonProcess) -> None:
