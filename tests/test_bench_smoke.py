@@ -72,3 +72,32 @@ def test_the_mcp_bench_measures_both_faces_with_each_probe() -> None:
         assert done.returncode == 0, done.stderr
         last = done.stdout.rstrip().splitlines()[-1]
         assert last.startswith("ratios to the daemon") and "daemon-mcp p50" in last
+
+
+def summary_of(script: str, *args: str) -> dict[str, Any]:
+    """The --json summary line of a benchmark that prints one (it may exit 1 on a tiny,
+    noisy workload that misses its target: the run itself must not fail)."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), "--json", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout.rstrip().splitlines()[-1])
+
+
+def test_the_agent_bench_times_both_loops_and_a_replay_that_starts_nothing() -> None:
+    # bench/agent.py raises if the replay sends a request or starts a process.
+    found = summary_of("agent.py", "--rounds", "1", "--turns", "3", "--replay-turns", "5")
+    assert found["agent_ms_per_turn"] > 0 and found["bare_ms_per_turn"] > 0
+    assert 0 < found["replay_ratio"] < 1
+
+
+def test_the_concurrency_bench_times_both_ways() -> None:
+    found = summary_of("concurrency.py", "--rounds", "1", "--runs", "20")
+    assert set(found["ms_per_run"]) == {"in-process serial", "in-process concurrent",
+                                        "daemon serial", "daemon concurrent"}
+    assert found["in-process ratio"] > 0 and found["daemon ratio"] > 0
+
+
+def test_the_disk_bench_reports_the_wal_and_a_runs_disk_use() -> None:
+    found = summary_of("disk.py", "--sets", "2", "--trials", "20")
+    assert found["runs"] == 40 and found["wal_peak_bytes"] > 0
+    assert found["last"]["run_dir_bytes_per_run"] > 0 and found["last"]["files_per_run"] > 0
