@@ -179,7 +179,7 @@ class Ostinato:
         with `calls` model calls recorded."""
         started = time.perf_counter()
         active = await self.runner.start(PipelineRef(source=source, format="dot"), {}, {},
-                                         RunSettings(), options)
+                                         RunSettings(max_steps=0), options)
         result = await active.done
         seconds = time.perf_counter() - started
         if result is None or result.status != "completed":
