@@ -41,9 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,7 +49,10 @@ from typing import Any
 
 import openai
 import orjson
-from common import loop_choice  # bench/ is on sys.path when a bench runs
+from common import (  # bench/ is on sys.path
+    loop_choice,
+    run_in_temporary_directory,
+)
 from engine import bench_services
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -194,13 +195,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the summary; 0 when both targets are met."""
     args = parse_args(argv)
-    loop_name, factory = loop_choice(not args.no_uvloop)
-    tmp = Path(tempfile.mkdtemp(prefix="ostinato-bench-agent-"))
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            found = runner.run(measure(tmp, args))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    loop_name, _ = loop_choice(not args.no_uvloop)
+    found = run_in_temporary_directory("agent", not args.no_uvloop,
+                                       lambda tmp: measure(tmp, args))
     agent = min(found["rows"]["agent"])
     bare = min(found["rows"]["bare"])
     live, replay = min(found["replays"], key=lambda pair: pair[1] / pair[0])

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # An installed package has its bytecode cached; a machine that forbids writing it
 # (PYTHONDONTWRITEBYTECODE) would make start-up benches measure compiling, not starting.
@@ -21,3 +27,16 @@ def loop_choice(use_uvloop: bool) -> tuple[str, Callable[[], asyncio.AbstractEve
         else:
             return f"uvloop {uvloop.__version__}", uvloop.new_event_loop
     return "asyncio", None
+
+
+def run_in_temporary_directory(name: str, use_uvloop: bool,
+                               measure: Callable[[Path], Coroutine[Any, Any, T]]) -> T:
+    """`measure(tmp)` on the event loop the daemon would use, in a temporary directory that
+    stays until it returns (file creation is slow after bulk deletes) and is removed then."""
+    _, factory = loop_choice(use_uvloop)
+    tmp = Path(tempfile.mkdtemp(prefix=f"ostinato-bench-{name}-"))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(measure(tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

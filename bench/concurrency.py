@@ -31,15 +31,17 @@ import argparse
 import asyncio
 import cProfile
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import INSTALLED_ENVIRONMENT, loop_choice  # bench/ is on sys.path
+from common import (  # bench/ is on sys.path
+    INSTALLED_ENVIRONMENT,
+    loop_choice,
+    run_in_temporary_directory,
+)
 from engine import bench_services
 
 from ostinato.clients.python import AsyncClient
@@ -163,13 +165,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the summary; 0 when the target is met."""
     args = parse_args(argv)
-    loop_name, factory = loop_choice(not args.no_uvloop)
-    tmp = Path(tempfile.mkdtemp(prefix="ostinato-bench-concurrency-"))
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            found = runner.run(measure(tmp, args))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    loop_name, _ = loop_choice(not args.no_uvloop)
+    found = run_in_temporary_directory("concurrency", not args.no_uvloop,
+                                       lambda tmp: measure(tmp, args))
     best = {name: min(times) * 1000 / args.runs for name, times in found.items()}
     summary: dict[str, Any] = {"loop": loop_name, "runs": args.runs,
                                "concurrency": args.concurrency,

@@ -24,15 +24,16 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import loop_choice  # bench/ is on sys.path when a bench runs
+from common import (  # bench/ is on sys.path
+    loop_choice,
+    run_in_temporary_directory,
+)
 from engine import bench_services
 from trials import Ostinato, single_node_dot
 
@@ -77,6 +78,7 @@ async def watch_wal(wal: Path, peak: list[int], stop: asyncio.Event) -> None:
 
 async def measure(home: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """One row per trial set."""
+    home.mkdir()
     services = await bench_services(home)
     ostinato = Ostinato(services)
     wal, db = home / "ostinato.db-wal", home / "ostinato.db"
@@ -124,14 +126,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the summary; 0 when the WAL stayed under its bound."""
     args = parse_args(argv)
-    loop_name, factory = loop_choice(not args.no_uvloop)
-    tmp = Path(tempfile.mkdtemp(prefix="ostinato-bench-disk-"))
-    try:
-        (tmp / "home").mkdir()
-        with asyncio.Runner(loop_factory=factory) as runner:
-            rows = runner.run(measure(tmp / "home", args))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    loop_name, _ = loop_choice(not args.no_uvloop)
+    rows = run_in_temporary_directory("disk", not args.no_uvloop,
+                                      lambda tmp: measure(tmp / "home", args))
     peak = max(row["wal_peak_bytes"] for row in rows)
     last = rows[-1]
     summary = {"loop": loop_name, "runs": last["runs"], "wal_peak_bytes": peak,

@@ -82,10 +82,8 @@ import argparse
 import asyncio
 import itertools
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -95,7 +93,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from common import loop_choice  # bench/ is on sys.path when a bench runs
+from common import (  # bench/ is on sys.path
+    loop_choice,
+    run_in_temporary_directory,
+)
 
 from ostinato.daemon.engine.fidelity import DEFAULT_THREAD_TURNS
 from ostinato.daemon.engine.graph import Graph
@@ -720,7 +721,7 @@ async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run everything, print the table, the summary and the ratios line."""
     args = parse_args(argv)
-    loop_name, factory = loop_choice(not args.no_uvloop)
+    loop_name, _ = loop_choice(not args.no_uvloop)
     print(f"ostinato engine bench: scripted provider (latency 0), Runner.start + sqlite store "
           f"vs a file-writing floor; loop {loop_name}; Python {sys.version.split()[0]}; "
           f"{os.cpu_count()} CPUs")
@@ -741,12 +742,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'ms/node':>9} {'cpu ms':>9} {'load ms':>9}")
     print(header)
     print("-" * len(header))
-    tmp = Path(tempfile.mkdtemp(prefix="ostinato-bench-engine-"))
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            bench = runner.run(measure(tmp, args))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    bench = run_in_temporary_directory("engine", not args.no_uvloop,
+                                       lambda tmp: measure(tmp, args))
     print("-" * len(header))
     summarize(bench, args, loop_name)
     return 0

@@ -39,6 +39,8 @@ from ostinato.daemon.runs.diff import DiffSide
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
+from .runs_support import RecordingSink
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OBJECT = {"type": "object", "properties": {}}
 
@@ -130,7 +132,7 @@ async def run_agent(tmp_path: Path, source: str, *,
     run_id, trace_id = uuid7(), uuid7()
     run_dir = RunDirectory(tmp_path / "runs" / run_id)
     run_dir.create()
-    sink = _Sink()
+    sink = RecordingSink()
     executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                         handlers=handlers, providers=pool, interviewer=None, sink=sink,
                         settings=run_settings)
@@ -147,22 +149,3 @@ async def run_agent(tmp_path: Path, source: str, *,
            "ended_at": utc_now()}
     return (DiffSide(run, sink.stages, sink.calls, dag=graph.dag),
             StoredRun(run=run, stages=sink.stages, calls=sink.calls, context={}))
-
-
-class _Sink:
-    """Keeps the stages and calls the executor reports, as the store would receive them."""
-
-    def __init__(self) -> None:
-        self.stages: list[dict[str, Any]] = []
-        self.calls: list[dict[str, Any]] = []
-
-    def emit(self, event: Any) -> None:
-        """Events play no part here."""
-
-    def record_call(self, call: dict[str, Any]) -> None:
-        """Keep the call."""
-        self.calls.append(call)
-
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        """Keep the stage."""
-        self.stages.append(stage)

@@ -212,3 +212,23 @@ def process_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return line.rsplit(")", 1)[1].split()[0] == "Z"  # the state field
+
+
+class RecordingSink:
+    """A run sink (engine/sink.py) that keeps the stages and calls an in-process executor
+    reports, as the store would receive them."""
+
+    def __init__(self) -> None:
+        self.stages: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+
+    def emit(self, event: Any) -> None:
+        """Events play no part here."""
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        """Keep the call."""
+        self.calls.append(call)
+
+    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Keep the stage."""
+        self.stages.append(stage)

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from ostinato.daemon.engine.events import Event
 from ostinato.daemon.engine.executor import Executor
 from ostinato.daemon.engine.handlers.base import Question
 from ostinato.daemon.engine.handlers.registry import default_handlers
@@ -31,6 +30,8 @@ from ostinato.daemon.store.runs import RunStore
 from ostinato.daemon.store.traces import TraceStore
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
+
+from .runs_support import RecordingSink
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -91,25 +92,6 @@ TOOL = """digraph tool {
 
 PRICED = {"pricing": {"models": {"scripted/*": {"input_per_mtok": 1_000_000,
                                                 "output_per_mtok": 2_000_000}}}}
-
-
-class RecordingSink:
-    """Keeps what the executor reports, as the store would receive it."""
-
-    def __init__(self) -> None:
-        self.stages: list[dict[str, Any]] = []
-        self.calls: list[dict[str, Any]] = []
-
-    def emit(self, event: Event) -> None:
-        """Events play no part in a diff."""
-
-    def record_call(self, call: dict[str, Any]) -> None:
-        """Keep the call."""
-        self.calls.append(call)
-
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        """Keep the stage."""
-        self.stages.append(stage)
 
 
 class Answers:

@@ -98,9 +98,8 @@ class Executor:
         self.recorded_stages = recorded_stages
         # The workspace, secrets and processes of the run's agent nodes.
         self.agent = agent or AgentRuntime(run_dir.root, run_id, settings=settings)
-        if self.agent.on_spawn is None:
-            self.agent.on_spawn = lambda kind, program, node_id: self.emit(
-                "ToolProcessStarted", node_id=node_id, kind=kind, program=program)
+        self.agent.on_spawn = lambda kind, program, node_id: self.emit(
+            "ToolProcessStarted", node_id=node_id, kind=kind, program=program)
 
     # -- entry points ---------------------------------------------------------------------
 

@@ -32,17 +32,16 @@ class AgentRuntime:
 
     def __init__(self, run_root: str | Path, run_id: str, *, settings: Any = None,
                  allowed_secrets: Collection[str] = frozenset(),
-                 environ: Mapping[str, str] | None = None,
-                 pipeline_dir: str | Path | None = None,
-                 on_spawn: Callable[[str, str, str], None] | None = None) -> None:
+                 pipeline_dir: str | Path | None = None) -> None:
         agent = getattr(settings, "agent", None)
         self._given = getattr(agent, "workspace", None)
         self._seed = getattr(agent, "workspace_from", None)
         self._run_root = Path(run_root)
         self._pipeline_dir = Path(pipeline_dir) if pipeline_dir else None
         self.allowed_secrets = frozenset(allowed_secrets)
-        self.environ = os.environ if environ is None else environ
-        self.on_spawn = on_spawn
+        self.environ: Mapping[str, str] = os.environ
+        # Told of every process started (the executor reports ToolProcessStarted).
+        self.on_spawn: Callable[[str, str, str], None] | None = None
         self.run_id = run_id
         self.processes_started = 0
         self._workspace: str | None = None
