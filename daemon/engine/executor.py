@@ -71,6 +71,7 @@ class Executor:
         self.sink: RunSink = sink or NullSink()
         self.settings = settings
         self.rng = rng  # retry jitter; None: the random module's own generator
+        self._policies: dict[str, RetryPolicy] = {}  # per node id: nodes and settings are fixed
         self.state = RunState(Context())
         self.inputs: dict[str, Any] = {}  # the run's inputs: the context a restart begins with
         self.call_seq = 0
@@ -435,6 +436,12 @@ class Executor:
     def _policy(self, node: Node) -> RetryPolicy:
         """The node's preset backoff (`retry_policy`, default standard) over
         `max_retries + 1` attempts (falling back to the graph's `default_max_retries`)."""
+        policy = self._policies.get(node.id)
+        if policy is None:
+            policy = self._policies[node.id] = self._node_policy(node)
+        return policy
+
+    def _node_policy(self, node: Node) -> RetryPolicy:
         retries = node.get("max_retries")
         if retries is None:
             retries = self.graph.attrs.get("default_max_retries",

@@ -47,6 +47,10 @@ def names(value: Any) -> tuple[str, ...]:
 def is_agent(graph: Graph, node: Node) -> bool:
     """True when the codergen node offers its model tools or MCP servers (its own, or the
     servers the graph's `mcp` attaches to every codergen node)."""
+    return graph.per_node("is_agent", node, _offers_tools)  # asked at every codergen call
+
+
+def _offers_tools(graph: Graph, node: Node) -> bool:
     return node.type == "codergen" and bool(
         names(node.get("tools")) or names(node.get("mcp")) or names(graph.attrs.get("mcp")))
 
