@@ -71,7 +71,6 @@ class Executor:
         self.sink: RunSink = sink or NullSink()
         self.settings = settings
         self.rng = rng  # retry jitter; None: the random module's own generator
-        self._policies: dict[str, RetryPolicy] = {}  # per node id: nodes and settings are fixed
         self.state = RunState(Context())
         self.inputs: dict[str, Any] = {}  # the run's inputs: the context a restart begins with
         self.call_seq = 0
@@ -436,21 +435,10 @@ class Executor:
     def _policy(self, node: Node) -> RetryPolicy:
         """The node's preset backoff (`retry_policy`, default standard) over
         `max_retries + 1` attempts (falling back to the graph's `default_max_retries`)."""
-        policy = self._policies.get(node.id)
-        if policy is None:
-            policy = self._policies[node.id] = self._node_policy(node)
-        return policy
-
-    def _node_policy(self, node: Node) -> RetryPolicy:
-        retries = node.get("max_retries")
-        if retries is None:
-            retries = self.graph.attrs.get("default_max_retries",
-                                           self.graph.attrs.get("default_max_retry", 0))
-        preset = PRESETS.get(str(node.get("retry_policy", "standard")), PRESETS["standard"])
-        if preset.max_attempts == 1:  # `none`
-            return preset
         jitter = getattr(getattr(self.settings, "retry", None), "jitter", True)
-        return replace(preset, max_attempts=max(1, int(retries) + 1), jitter=jitter)
+        # Kept with the graph, which every run of the pipeline shares and none changes.
+        return self.graph.per_node(f"retry_policy.{jitter}", node,
+                                   lambda graph, node: _node_policy(graph, node, jitter))
 
     def _delay_scale(self) -> float:
         return float(getattr(getattr(self.settings, "retry", None), "delay_scale", 1.0))
@@ -572,3 +560,14 @@ class Executor:
                          result.get("failure_reason", ""),
                          completed_nodes(self.run_dir, checkpoint),
                          dict(checkpoint.get("context", {})))
+
+
+def _node_policy(graph: Graph, node: Node, jitter: bool) -> RetryPolicy:
+    """See Executor._policy."""
+    retries = node.get("max_retries")
+    if retries is None:
+        retries = graph.attrs.get("default_max_retries", graph.attrs.get("default_max_retry", 0))
+    preset = PRESETS.get(str(node.get("retry_policy", "standard")), PRESETS["standard"])
+    if preset.max_attempts == 1:  # `none`
+        return preset
+    return replace(preset, max_attempts=max(1, int(retries) + 1), jitter=jitter)
