@@ -108,7 +108,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from common import (  # bench/ is on sys.path
@@ -305,8 +305,8 @@ class AttractorPeer:
 
     def _read(self) -> dict[str, Any]:
         """The child's next line; its exit is an error (its traceback is on stderr)."""
-        stdout: IO[str] = self.process.stdout  # type: ignore[assignment]
-        line = stdout.readline()
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
         if not line:
             code = self.process.wait()
             raise RuntimeError(f"attractor child ({self.python}) exited {code}; see stderr")
@@ -314,10 +314,10 @@ class AttractorPeer:
 
     def run(self, source: str, root: Path, nodes: int) -> tuple[float, float]:
         """(seconds, CPU seconds) of one run of `source` into `root`."""
-        stdin: IO[str] = self.process.stdin  # type: ignore[assignment]
-        stdin.write(orjson.dumps({"source": source, "root": str(root),
-                                  "nodes": nodes}).decode() + "\n")
-        stdin.flush()
+        assert self.process.stdin is not None
+        self.process.stdin.write(orjson.dumps({"source": source, "root": str(root),
+                                               "nodes": nodes}).decode() + "\n")
+        self.process.stdin.flush()
         data = self._read()
         return data["seconds"], data["cpu_seconds"]
 
@@ -587,9 +587,9 @@ def floor_fanout(root: Path, branches: int, atomic_files: bool) -> Floor:
 SIDES = ("floor", "engine", "attractor")
 ATTRACTOR_FILES = (
     "attractor writes per codergen node prompt.md, response.md, status.json, and rewrites "
-    "checkpoint.json\n  (plain writes, json indent 2) after every executed node; it writes no "
-    "trace.jsonl, no journal.jsonl,\n  no status.json for start and exit, and no store rows "
-    "(it has no store).")
+    "checkpoint.json\n  (plain writes, json indent 2, every completed node listed) after "
+    "every executed node;\n  it writes no trace.jsonl, no journal.jsonl, no status.json for "
+    "start and exit, and no store rows.")
 
 
 @dataclass
