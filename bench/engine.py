@@ -4,7 +4,7 @@ Run it with `.venv/bin/python bench/engine.py`; options:
 
     .venv/bin/python bench/engine.py [--rounds 3] [--nodes 1000] [--branches 100]
         [--max-parallel 4] [--thread-nodes 1000] [--large 10000] [--large-budget 150]
-        [--atomic-floor] [--json] [--no-uvloop]
+        [--atomic-floor] [--json] [--no-uvloop] [--attractor-python PATH]
 
 Four workloads, all on the scripted provider at zero latency (the default provider), with
 no step limit (settings.max_steps 0: the default, 200 node executions, is shorter than
@@ -55,6 +55,24 @@ node's progress, as the engine does. Per-node files are plain writes (`--atomic-
 temp + rename, as the engine writes them). No parsing, no database, no events, no event
 loop. The bytes each side wrote are printed, so that "the same files" can be checked.
 
+attractor (`--attractor-python PATH`, default $OSTINATO_BENCH_ATTRACTOR_PYTHON; without it
+the bench says "attractor: not given" and goes on): the attractor Python port
+(github.com/gutelius/attractor, Python >= 3.12, not on PyPI; installed by hand from its
+repository's packages into an interpreter of your own, which PATH names) runs linear-N, the
+same DOT source, through its public API: bench/attractor_peer.py, in one child process of
+that interpreter that stays up for the whole bench, times
+`PipelineEngine(EngineConfig(logs_root=<a fresh run directory>, codergen_backend=<answers
+as the scripted provider: "[scripted] " + the prompt>, max_steps=N+2)).run_dot(source)`:
+parse, transforms, validation and the run, on the child's asyncio loop, after an
+`os.sync()`; the child's start-up is not counted. Per codergen node it writes prompt.md,
+response.md and status.json, and it rewrites checkpoint.json after every node it executes;
+it keeps no trace, no journal, no store. It warms up on linear-20 with the others, and runs
+in each round of linear-N, in the rounds' alternating order (floor, engine, attractor, then
+reversed). Not on the other workloads (its fan-out and thread semantics differ) nor on the
+large run. Attractor parses its source in every run; the engine, from its second round on,
+builds the graph from the syntax tree it kept (as a daemon rerunning a pipeline does): the
+summary prints the engine's load in its best round beside that of round 1, which parsed.
+
 Method: every run gets a fresh directory and all of them stay until the benchmark ends (on
 these VMs creating files is several times slower for minutes after many files were deleted
 nearby), in one temporary directory removed at exit. Floor and engine runs alternate
@@ -69,8 +87,9 @@ round is printed too. The large run is done once per side; the engine's is stopp
 `--large-budget` seconds, and then its figures are lower bounds (`>`).
 
 Targets: engine <= 2x the floor per node (linear and fan-out), the thread's cost per node
-at its end <= 1.5x that near its start (nodes 990-1000 over 5-15), and linear growth:
-time(10N) <= 11x time(N). The last line is always the ratios with their targets.
+at its end <= 1.5x that near its start (nodes 990-1000 over 5-15), linear growth:
+time(10N) <= 11x time(N), and with attractor given, the engine's per node on linear-N
+<= 1.0x attractor's (best round each). The last line is always the ratios with their targets.
 
 The run data a run writes is redacted of the values of environment variables whose names
 look secret (daemon/engine/redact.py), so the environment matters: the header names them.
@@ -83,6 +102,7 @@ import asyncio
 import itertools
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections import deque
@@ -110,6 +130,9 @@ from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
 RATIO_TARGET = 2.0
+ATTRACTOR_TARGET = 1.0  # the engine's per node / attractor's, linear-N
+ATTRACTOR_ENV = "OSTINATO_BENCH_ATTRACTOR_PYTHON"  # --attractor-python's default
+ATTRACTOR_DRIVER = Path(__file__).with_name("attractor_peer.py")
 LINEARITY_SLACK = 1.1  # 10x the nodes may take at most 11x the time
 THREAD_TARGET = 1.5  # cost per node at the thread's end / near its start
 EARLY = (5, 15)  # the thread's nodes around node 10 whose mean cost is compared...
@@ -203,7 +226,7 @@ class Timing:
     round: int | str  # "best" in the summary
     nodes: int  # in the graph, start and exit included
     seconds: float
-    cpu_seconds: float  # this process, all threads (the store's included)
+    cpu_seconds: float  # the process that ran it, all threads (the engine's: the store's too)
     load_seconds: float | None = None
     done_nodes: int | None = None  # engine: completed top-level nodes, when stopped early
     stopped: bool = False  # stopped at the time budget: seconds is a lower bound
@@ -260,6 +283,51 @@ class Engine:
                                f"{done} of {expected_nodes} nodes: "
                                f"{getattr(result, 'failure_reason', '')}")
         return seconds, self.loads.last_load_s, done, stopped, active.executor.run_dir.root
+
+
+# -- attractor ----------------------------------------------------------------------------
+
+
+class AttractorPeer:
+    """The attractor Python port, run by bench/attractor_peer.py in a child process of the
+    given interpreter: one JSON line per run each way, the clock taken in the child."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        try:
+            # stderr is inherited: whatever attractor complains about shows.
+            self.process = subprocess.Popen([python, str(ATTRACTOR_DRIVER)],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            text=True)
+        except OSError as error:
+            raise SystemExit(f"attractor: cannot start {python}: {error}") from error
+        hello = self._read()
+        self.python_version: str = hello["python"]
+        self.version: str = hello["attractor"]
+
+    def _read(self) -> dict[str, Any]:
+        """The child's next line; its exit is an error (its traceback is on stderr)."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            code = self.process.wait()
+            raise RuntimeError(f"attractor child ({self.python}) exited {code}; see stderr")
+        return orjson.loads(line)
+
+    def run(self, source: str, root: Path, nodes: int) -> tuple[float, float]:
+        """(seconds, CPU seconds) of one run of `source` into `root`."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(orjson.dumps({"source": source, "root": str(root),
+                                               "nodes": nodes}).decode() + "\n")
+        self.process.stdin.flush()
+        data = self._read()
+        return data["seconds"], data["cpu_seconds"]
+
+    def close(self) -> None:
+        """End the child: it stops when its stdin closes."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
 
 
 # -- the floor ----------------------------------------------------------------------------
@@ -518,6 +586,13 @@ def floor_fanout(root: Path, branches: int, atomic_files: bool) -> Floor:
 
 # -- the benchmark ------------------------------------------------------------------------
 
+SIDES = ("floor", "engine", "attractor")
+ATTRACTOR_FILES = (
+    "attractor writes per codergen node prompt.md, response.md, status.json, and rewrites "
+    "checkpoint.json\n  (plain writes, json indent 2, every completed node listed) after "
+    "every executed node;\n  it writes no trace.jsonl, no journal.jsonl, no status.json for "
+    "start and exit, and no store rows.")
+
 
 @dataclass
 class Workload:
@@ -529,6 +604,7 @@ class Workload:
     top_level: int  # nodes the traversal itself completes (branches run inside `par`)
     floor: Callable[[Path], Floor]
     windows: bool = False  # a chain: the mean cost of its early and its last nodes
+    attractor: bool = False  # attractor runs it too, when given
 
 
 def windows(starts: Sequence[float], nodes: int) -> tuple[float, float]:
@@ -563,20 +639,29 @@ def files_and_bytes(root: Path) -> tuple[int, int]:
 
 
 class Bench:
-    """Runs the workloads, floor and engine interleaved, and keeps every timing."""
+    """Runs the workloads, floor, engine (and attractor) interleaved, and keeps every
+    timing."""
 
-    def __init__(self, tmp: Path, engine: Engine, args: argparse.Namespace) -> None:
+    def __init__(self, tmp: Path, engine: Engine, args: argparse.Namespace,
+                 attractor: AttractorPeer | None = None) -> None:
         self.tmp = tmp
         self.engine = engine
+        self.attractor = attractor
         self.args = args
         self.timings: list[Timing] = []
         self.sizes: dict[tuple[str, str], tuple[int, int]] = {}
         self.count = 0
 
-    def _floor_dir(self) -> Path:
-        """A new directory for a floor run."""
+    def _run_dir(self, side: str) -> Path:
+        """A new directory for a floor or attractor run (the engine makes its own)."""
         self.count += 1
-        return self.tmp / "floor" / f"run{self.count:04d}"
+        return self.tmp / side / f"run{self.count:04d}"
+
+    def sides(self, workload: Workload) -> tuple[str, ...]:
+        """The sides that run `workload`."""
+        if workload.attractor and self.attractor is not None:
+            return ("floor", "engine", "attractor")
+        return ("floor", "engine")
 
     async def one(self, workload: Workload, side: str, round_no: int,
                   budget_s: float | None = None, quiet: bool = False) -> Timing:
@@ -584,11 +669,18 @@ class Bench:
         os.sync()
         cpu = time.process_time()
         if side == "floor":
-            root = self._floor_dir()
+            root = self._run_dir(side)
             started = time.perf_counter()
             starts = workload.floor(root).starts
             timing = Timing(workload.name, side, round_no, workload.nodes,
                             time.perf_counter() - started, time.process_time() - cpu)
+        elif side == "attractor":
+            assert self.attractor is not None
+            root = self._run_dir(side)
+            starts = []
+            seconds, cpu_seconds = self.attractor.run(workload.source, root, workload.nodes)
+            timing = Timing(workload.name, side, round_no, workload.nodes, seconds,
+                            cpu_seconds)
         else:
             seconds, load_s, done, stopped, root = await self.engine.run(
                 workload.source, workload.top_level, budget_s)
@@ -607,9 +699,11 @@ class Bench:
 
     async def rounds(self, workload: Workload, rounds: int,
                      budget_s: float | None = None) -> None:
-        """`rounds` rounds of floor and engine, the order alternating."""
+        """`rounds` rounds of floor and engine (and attractor), the order reversed every
+        other round."""
+        sides = self.sides(workload)
         for round_no in range(1, rounds + 1):
-            order = ("floor", "engine") if round_no % 2 else ("engine", "floor")
+            order = sides if round_no % 2 else sides[::-1]
             for side in order:
                 await self.one(workload, side, round_no, budget_s)
 
@@ -628,7 +722,7 @@ def format_row(t: Timing) -> str:
         note += (f"  nodes {EARLY[0]}-{EARLY[1]} {t.early_ms:.3f}, "
                  f"{late_window(t.nodes - 2)} {t.late_ms:.3f} ms/node")
     ms_per_node = f"{mark}{t.ms_per_node:.3f}"
-    return (f"{t.round!s:<6} {t.workload:<13} {t.side:<7} {t.nodes:>7,} {t.seconds:>9.2f} "
+    return (f"{t.round!s:<6} {t.workload:<13} {t.side:<9} {t.nodes:>7,} {t.seconds:>9.2f} "
             f"{ms_per_node:>9} {t.cpu_ms_per_node:>9.3f} {load:>9}{note}")
 
 
@@ -657,6 +751,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true",
                         help="also print a JSON summary line (before the ratios line)")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+    parser.add_argument("--attractor-python", metavar="PATH",
+                        default=os.environ.get(ATTRACTOR_ENV) or None,
+                        help="a Python (>= 3.12) with attractor installed: attractor runs "
+                             f"linear-N too (default: ${ATTRACTOR_ENV}, else not run)")
     args = parser.parse_args(argv)
     if min(args.rounds, args.nodes, args.branches, args.max_parallel) < 1 or args.large < 0:
         parser.error("counts must be at least 1 (--large: 0 to skip)")
@@ -677,7 +775,8 @@ def workloads(args: argparse.Namespace
     """linear-N, fanout-B, thread-T and linear-large."""
     atomic = args.atomic_floor
     linear = Workload(f"linear-{args.nodes}", linear_dot(args.nodes), args.nodes + 2,
-                      args.nodes + 2, lambda root: floor_linear(root, args.nodes, atomic))
+                      args.nodes + 2, lambda root: floor_linear(root, args.nodes, atomic),
+                      attractor=True)
     fanout = Workload(f"fanout-{args.branches}", fanout_dot(args.branches, args.max_parallel),
                       args.branches + 4, 4, lambda root: floor_fanout(root, args.branches, atomic))
     thread = thread_workload(args.thread_nodes, atomic) if args.thread_nodes else None
@@ -688,21 +787,23 @@ def workloads(args: argparse.Namespace
     return linear, fanout, thread, large
 
 
-async def measure(tmp: Path, args: argparse.Namespace) -> Bench:
-    """Warm up, then every workload, floor and engine interleaved."""
+async def measure(tmp: Path, args: argparse.Namespace,
+                  attractor: AttractorPeer | None) -> Bench:
+    """Warm up, then every workload, floor and engine (and attractor) interleaved."""
     home = tmp / "home"
     home.mkdir()
     clock = StageClock()
     services = await bench_services(home, clock)
     try:
-        bench = Bench(tmp, Engine(services, clock), args)
+        bench = Bench(tmp, Engine(services, clock), args, attractor)
         linear, fanout, thread, large = workloads(args)
         for warm in (Workload("warm-up", linear_dot(20), 22, 22,
-                              lambda root: floor_linear(root, 20, args.atomic_floor)),
+                              lambda root: floor_linear(root, 20, args.atomic_floor),
+                              attractor=True),
                      Workload("warm-up", fanout_dot(4, args.max_parallel), 8, 4,
                               lambda root: floor_fanout(root, 4, args.atomic_floor)),
                      thread_workload(EARLY[1] + LATE_SPAN, args.atomic_floor, "warm-up")):
-            for side in ("floor", "engine"):
+            for side in bench.sides(warm):
                 await bench.one(warm, side, 0, quiet=True)
         await bench.rounds(linear, args.rounds)
         await bench.rounds(fanout, args.rounds)
@@ -730,6 +831,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f" and thread-{args.thread_nodes} (one `full` thread)" if args.thread_nodes
              else "")
           + ", floor and engine alternating"
+          + (" (attractor too, on linear)" if args.attractor_python else "")
           + (f"; linear-{args.large} once per side (engine budget {args.large_budget:g} s)"
              if args.large else "")
           + ("; floor per-node files atomic" if args.atomic_floor else ""))
@@ -737,16 +839,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret_names = sorted(name for name, value in os.environ.items() if value in secrets)
     print("environment variables redacted from run data: "
           + (", ".join(secret_names) if secret_names else "none"))
-    print()
-    header = (f"{'round':<6} {'workload':<13} {'side':<7} {'nodes':>7} {'seconds':>9} "
-              f"{'ms/node':>9} {'cpu ms':>9} {'load ms':>9}")
-    print(header)
-    print("-" * len(header))
-    bench = run_in_temporary_directory("engine", not args.no_uvloop,
-                                       lambda tmp: measure(tmp, args))
+    attractor = None if args.attractor_python is None else AttractorPeer(args.attractor_python)
+    try:
+        print(attractor_line(attractor, args.nodes))
+        print()
+        header = (f"{'round':<6} {'workload':<13} {'side':<9} {'nodes':>7} {'seconds':>9} "
+                  f"{'ms/node':>9} {'cpu ms':>9} {'load ms':>9}")
+        print(header)
+        print("-" * len(header))
+        bench = run_in_temporary_directory("engine", not args.no_uvloop,
+                                           lambda tmp: measure(tmp, args, attractor))
+    finally:
+        if attractor is not None:
+            attractor.close()
     print("-" * len(header))
     summarize(bench, args, loop_name)
     return 0
+
+
+def attractor_line(attractor: AttractorPeer | None, nodes: int) -> str:
+    """What the header says of attractor: which one runs, or that none was given."""
+    if attractor is None:
+        return "attractor: not given (--attractor-python)"
+    return (f"attractor {attractor.version} (Python {attractor.python_version}, "
+            f"{attractor.python}): runs linear-{nodes} via PipelineEngine.run_dot in a child "
+            "process (asyncio loop), timed in the child, alternating with floor and engine")
 
 
 def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
@@ -756,23 +873,23 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
     names = rounded + ([large.name] if large else [])
     best: dict[tuple[str, str], Timing] = {}
     for name in names:
-        for side in ("floor", "engine"):
+        for side in SIDES:
             timing = bench.best(name, side)
-            assert timing is not None
-            best[name, side] = timing
-            print(format_row(replace(timing, round="best")))
+            if timing is not None:  # attractor runs linear-N only, when given
+                best[name, side] = timing
+                print(format_row(replace(timing, round="best")))
     print()
     for name in names:
-        floor_files, floor_bytes = bench.sizes.get((name, "floor"), (0, 0))
-        engine_files, engine_bytes = bench.sizes.get((name, "engine"), (0, 0))
-        if engine_files:
-            print(f"{name}: files floor {floor_files:,} engine {engine_files:,}; bytes floor "
-                  f"{floor_bytes:,} engine {engine_bytes:,} (config/ and manifest.json aside)")
+        print_sizes(bench, name)
+    if bench.attractor is not None:
+        print(ATTRACTOR_FILES)
     for name in rounded:
         spread = []
-        for side in ("floor", "engine"):
+        for side in SIDES:
             values = [t.ms_per_node for t in bench.timings
                       if t.workload == name and t.side == side]
+            if not values:
+                continue
             spread.append(f"{side} {min(values):.3f}..{max(values):.3f} "
                           f"(median {statistics.median(values):.3f})")
         print(f"{name}: ms/node over the rounds: {', '.join(spread)}")
@@ -791,10 +908,21 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
               f"{late_window(args.thread_nodes)} (least mean over the rounds): "
               f"{', '.join(figures)}")
     print("best: the fastest round per side (other load only slows a run down).")
-    print("cpu: CPU time of the process, all threads; load: parse + transform + validate,")
-    print("  part of the engine's time.")
+    print("cpu: CPU time of the process that ran it, all threads; load: parse + transform +")
+    print("  validate, part of the engine's time (attractor's parse is in its time, unsplit).")
     ratios = {name: best[name, "engine"].seconds / best[name, "floor"].seconds
               for name in names}
+    versus_attractor = None
+    if (linear.name, "attractor") in best:
+        engine_ms = best[linear.name, "engine"].ms_per_node
+        attractor_ms = best[linear.name, "attractor"].ms_per_node
+        versus_attractor = engine_ms / attractor_ms
+        print(f"{linear.name} per node (best rounds): engine {engine_ms:.3f} ms, attractor "
+              f"{attractor_ms:.3f} ms, floor {best[linear.name, 'floor'].ms_per_node:.3f} ms")
+        print(f"  {engine_load_note(bench, best[linear.name, 'engine'])}; attractor parses "
+              "its source in every run.")
+    else:
+        print(attractor_line(None, args.nodes))
     linearity = floor_linearity = None
     stopped = False
     factor = args.large / args.nodes
@@ -807,6 +935,9 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
     if args.json:
         print(orjson.dumps({
             "loop": loop_name, "args": vars(args), "summary": "best",
+            "attractor": None if bench.attractor is None else {
+                "version": bench.attractor.version,
+                "python": bench.attractor.python_version},
             "timings": [asdict(t) for t in bench.timings],
             "sizes": {f"{k[0]}/{k[1]}": v for k, v in bench.sizes.items()},
             "ratios": {**{name: round(ratio, 3) for name, ratio in ratios.items()},
@@ -815,7 +946,9 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
                        "floor_linearity": None if floor_linearity is None
                        else round(floor_linearity, 3),
                        "thread_growth": round(growth["engine"], 3) if growth else None,
-                       "floor_thread_growth": round(growth["floor"], 3) if growth else None},
+                       "floor_thread_growth": round(growth["floor"], 3) if growth else None,
+                       "linear_vs_attractor": None if versus_attractor is None
+                       else round(versus_attractor, 3)},
         }).decode())
     line = (f"ratios: linear {ratios[linear.name]:.2f}x floor (target <= {RATIO_TARGET:g}), "
             f"fanout {ratios[fanout.name]:.2f}x (target <= {RATIO_TARGET:g})")
@@ -825,7 +958,29 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> None:
     if linearity is not None:
         line += (f", linearity {'>' if stopped else ''}{linearity:.1f}x for {factor:g}x nodes "
                  f"(target <= {factor * LINEARITY_SLACK:g})")
+    if versus_attractor is not None:
+        line += (f", {linear.name} engine/attractor per node {versus_attractor:.2f} "
+                 f"(target <= {ATTRACTOR_TARGET:g})")
     print(line)
+
+
+def engine_load_note(bench: Bench, timing: Timing) -> str:
+    """The engine's load per node in `timing` and in the first round of its workload, which
+    parsed the source (later rounds build the graph from the kept syntax tree)."""
+    first = next(t for t in bench.timings
+                 if t.workload == timing.workload and t.side == "engine" and t.round == 1)
+    return (f"engine load {(timing.load_seconds or 0) / timing.nodes * 1000:.3f} ms/node "
+            f"of it (round 1, which parsed: {(first.load_seconds or 0) / first.nodes * 1000:.3f})")
+
+
+def print_sizes(bench: Bench, name: str) -> None:
+    """The files and bytes each side's run of `name` left (its first complete run)."""
+    sizes = {side: bench.sizes[name, side] for side in SIDES if (name, side) in bench.sizes}
+    if "engine" not in sizes:
+        return
+    files = " ".join(f"{side} {count:,}" for side, (count, _) in sizes.items())
+    size = " ".join(f"{side} {count:,}" for side, (_, count) in sizes.items())
+    print(f"{name}: files {files}; bytes {size} (config/ and manifest.json aside)")
 
 
 if __name__ == "__main__":

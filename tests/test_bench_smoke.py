@@ -5,6 +5,7 @@ timed, and the ratios the targets are judged on are printed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -14,8 +15,11 @@ from .support import REPO
 
 def bench(script: str, *args: str) -> dict[str, Any]:
     """The --json summary of a benchmark script run on a tiny workload."""
+    # No peer that happens to be configured here: a smoke run covers the bench without it.
+    env = {k: v for k, v in os.environ.items() if k != "OSTINATO_BENCH_ATTRACTOR_PYTHON"}
     done = subprocess.run([sys.executable, str(REPO / "bench" / script), "--json", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+                          env=env)
     assert done.returncode == 0, done.stderr
     summary = next(line for line in done.stdout.splitlines() if line.startswith("{"))
     assert done.stdout.rstrip().splitlines()[-1].startswith("ratios:")
@@ -39,6 +43,8 @@ def test_the_engine_bench_runs_and_both_sides_write_the_same_files() -> None:
     thread = [t for t in found["timings"] if t["workload"] == "thread-30"]
     assert all(t["early_ms"] > 0 and t["late_ms"] > 0 for t in thread)
     assert found["ratios"]["thread_growth"] > 0
+    # Without --attractor-python the bench says so and measures everything else.
+    assert found["attractor"] is None and found["ratios"]["linear_vs_attractor"] is None
 
 
 def test_the_trials_bench_runs_every_workload() -> None:
