@@ -47,6 +47,18 @@ def test_the_engine_bench_runs_and_both_sides_write_the_same_files() -> None:
     assert found["attractor"] is None and found["ratios"]["linear_vs_attractor"] is None
 
 
+def test_the_engine_parts_bench_prices_the_store_and_the_checkpoint() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OSTINATO_BENCH_ATTRACTOR_PYTHON"}
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "engine_parts.py"), "--json",
+                           "--rounds", "1", "--nodes", "20"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    assert set(found["best"]) == {"full", "no-store", "no-checkpoint", "neither"}
+    assert all(ms > 0 for ms in found["best"].values())
+    assert set(found["parts"]) == {"store", "checkpoint"} and found["vs_attractor"] is None
+
+
 def test_the_trials_bench_runs_every_workload() -> None:
     found = bench("trials.py", "--quick", "--no-inspect", "--rounds", "1")
     workloads = {t["workload"] for t in found["timings"]}
