@@ -685,11 +685,15 @@ def promptfoo_summary(bench: Bench, args: argparse.Namespace) -> float | None:
         (t for t in bench.timings if t.workload == big_name),
         (t for t in bench.timings if t.workload == small_name), strict=True)]
     spread = ", ".join("-" if m is None else f"{m:.3f}" for m in rounds)
+    # node does part of the work on other threads (V8's garbage collector and compiler,
+    # libuv's pool): on two cores promptfoo's CPU per test exceeds its time per test.
+    cpu = (big.cpu_seconds - small.cpu_seconds) / (big.units - small.units) * 1000
     print(f"promptfoo marginal per test: (best {big_name} {big.seconds:.2f} s - best "
           f"{small_name} {small.seconds:.2f} s) / {big.units - small.units:,} tests = "
           + ("not measurable (the big eval was not slower)" if marginal is None
              else f"{marginal:.3f} ms")
-          + f"; per round {spread} ms (node's start-up is in both evals and cancels out)")
+          + f"; per round {spread} ms (node's start-up is in both evals and cancels out); "
+          f"CPU {cpu:.3f} ms per test, in the same two evals")
     return marginal
 
 
