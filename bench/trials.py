@@ -54,13 +54,13 @@ the whole benchmark):
   `--promptfoo-small` (default 20) and `--promptfoo-tests` (default: as many as trials, at
   least 5x the small one) tests, the small one first in odd rounds; marginal per test =
   (big - small) / (the tests' difference), so node's start-up and promptfoo's fixed costs
-  cancel out. Each eval is a
-  node process running promptfoo's CLI in a fresh directory: one prompt "Do step {{i}}",
-  the `echo` provider (it answers with the prompt), one `equals` assertion per test, `-o
-  output.json` (which the bench reads to check that every test passed), `--no-cache
-  --no-share --no-table --no-progress-bar`, telemetry, update check, sharing and remote
-  generation disabled by environment, everything else default (4 tests at a time, results
-  written to promptfoo's own sqlite store, as a user's eval is). That store
+  cancel out. Each eval is a node process running promptfoo's CLI in a fresh directory:
+  one prompt "Do step {{i}}", the `echo` provider (it answers with the prompt), one
+  `equals` assertion per test, `-o output.json` (which the bench reads to check that every
+  test passed), `--no-cache --no-share --no-table --no-progress-bar`, telemetry, update
+  check, sharing and remote generation disabled by environment, everything else default
+  (4 tests at a time, results written to promptfoo's own sqlite store, as a user's eval
+  is). That store
   (PROMPTFOO_CONFIG_DIR) is one per benchmark, created by an untimed 20-test warm-up eval.
   Timed from spawn to exit; CPU is the child's (user + system). Without promptfoo the bench
   says so and uses the reference of 3.5 ms per test.
