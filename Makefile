@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint schemas bench clean
+.PHONY: demo test lint schemas bench bench-promptfoo clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ostinato needs Python 3.11+; run: make PYTHON=python3.12 ...")'
@@ -28,6 +28,12 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/rpc.py
+
+# promptfoo, the peer bench/trials.py measures when it is installed: its lockfile's exact
+# versions, with node 22 from the npm registry (promptfoo wants node >= 22.22; Debian has 20).
+# About 2 GB and a minute or two; nothing else installs it (`make test` does not).
+bench-promptfoo:
+	cd bench/promptfoo && npm ci --no-audit --no-fund --loglevel=error
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

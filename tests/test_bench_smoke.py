@@ -10,6 +10,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from .support import REPO
 
 
@@ -60,13 +62,30 @@ def test_the_engine_parts_bench_prices_the_store_and_the_checkpoint() -> None:
 
 
 def test_the_trials_bench_runs_every_workload() -> None:
-    found = bench("trials.py", "--quick", "--no-inspect", "--rounds", "1")
-    workloads = {t["workload"] for t in found["timings"]}
-    assert workloads == {"trials-c1", "trials-c8", "latency-c100", "linear-100 scripted",
-                         "linear-100 replay"}
-    assert all(t["units"] == 100 for t in found["timings"])
-    assert set(found["ratios"]) == {"per_trial_vs_inspect", "concurrency_vs_ideal",
-                                    "replay_vs_scripted"}
+    """promptfoo too when `make bench-promptfoo` installed it (not in CI: about 2 GB and a
+    minute; there the next test's path, without it, is the one taken)."""
+    found = bench("trials.py", "--quick", "--no-inspect", "--rounds", "1",
+                  "--promptfoo-small", "5", "--promptfoo-tests", "40")
+    workloads = {t["workload"]: t["units"] for t in found["timings"]}
+    ours = {"trials-c1": 100, "trials-c8": 100, "latency-c100": 100,
+            "linear-100 scripted": 100, "linear-100 replay": 100}
+    installed = (REPO / "bench" / "promptfoo" / "node_modules" / "promptfoo").is_dir()
+    peer = {"promptfoo echo-5": 5, "promptfoo echo-40": 40} if installed else {}
+    assert workloads == {**ours, **peer}
+    assert found["promptfoo_measured"] is installed
+    assert set(found["ratios"]) == {"per_trial_vs_inspect", "per_trial_vs_promptfoo",
+                                    "concurrency_vs_ideal", "replay_vs_scripted"}
+
+
+def test_the_trials_bench_without_promptfoo_uses_its_reference(tmp_path: Any) -> None:
+    found = bench("trials.py", "--no-inspect", "--rounds", "1", "--trials", "20",
+                  "--replay-nodes", "20", "--replay-pairs", "1", "--promptfoo-dir",
+                  str(tmp_path))
+    assert found["promptfoo"] is None and not found["promptfoo_measured"]
+    assert not any(t["workload"].startswith("promptfoo") for t in found["timings"])
+    assert found["ratios"]["per_trial_vs_promptfoo"] == pytest.approx(
+        found["per_trial_ms"] / found["promptfoo_ms_per_test"], abs=1e-3)
+    assert found["promptfoo_ms_per_test"] == 3.5
 
 
 def test_the_trial_files_floor_runs_and_cleans_up(tmp_path: Any) -> None:
