@@ -4,8 +4,9 @@ asyncio (uvloop when importable, exactly as the daemon picks its loop) + orjson,
 `asyncio.Protocol` on stdin, Content-Length framing. Every complete frame of a chunk is
 `orjson.loads`-ed, every request gets `{"jsonrpc":"2.0","id":…,"result":…}` built as a dict
 and `orjson.dumps`-ed, and the replies of one chunk leave in one write (as the daemon does).
-`daemon.status` is answered with a dict of the same fields and roughly the same size as the
-daemon's real `daemon.status` result, built afresh per request; any other request gets `{}`.
+`daemon.status` is answered with a dict of the same fields and size as the daemon's real
+`daemon.status` result (its transports too: the daemon on a home it owns listens on the
+home's socket as well as stdio), built afresh per request; any other request gets `{}`.
 The `exit` notification (or EOF) ends the process with code 0. No validation, no lifecycle
 rules, no error handling: this is the floor, not a server.
 
@@ -19,8 +20,11 @@ import os
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
+
+from ostinato.protocol.home import socket_path
 
 _HEADER_END = b"\r\n\r\n"
 _HEADER_LEN = len(b"Content-Length: ")
@@ -34,6 +38,7 @@ class Echo(asyncio.Protocol):
         self.done = done
         self.out: asyncio.WriteTransport | None = None
         self.home = home
+        self.transports = ["stdio", f"unix:{socket_path(Path(home))}"]
         self.pid = os.getpid()
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -69,7 +74,7 @@ class Echo(asyncio.Protocol):
                     "uptime_seconds": round(time.monotonic() - self.started, 3),
                     "connections": 1,
                     "active_runs": 0,
-                    "transports": ["stdio"],
+                    "transports": self.transports,
                 }
             else:
                 result = {}

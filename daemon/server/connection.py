@@ -94,7 +94,7 @@ class Connection(asyncio.Protocol):
         self._ready = False  # initialized and not shut down: the hot path checks only this
         self._ending = False  # exit or a refused token: serve nothing more
         self._closed = False
-        self._routes = daemon.dispatcher.route
+        self._routes = daemon.dispatcher.finder
         assert daemon.services is not None, "transports open once the services have started"
         self._services = daemon.services  # what every request's handler gets
         self._strict = daemon.options.strict_results
@@ -188,7 +188,16 @@ class Connection(asyncio.Protocol):
                 if self._ending:
                     break
                 try:
-                    outcome = self._handle_frame(frame)
+                    # What a frame gets, inline: this loop runs once per message.
+                    if type(frame) is FrameError:
+                        outcome = _error_frame(None, frame.code, frame.message, frame.data)
+                    else:
+                        try:
+                            obj = orjson.loads(frame)
+                        except orjson.JSONDecodeError as exc:
+                            obj = exc
+                        outcome = (self._dispatch(obj) if type(obj) is dict
+                                   else self._not_one_request(obj))
                 except Exception as exc:  # a bug of ours must not cost the connection
                     outcome = self._failure(None, "a frame", exc)
                 if type(outcome) is bytes:
@@ -285,20 +294,14 @@ class Connection(asyncio.Protocol):
 
     # -- messages -------------------------------------------------------------------------
 
-    def _handle_frame(self, frame: bytearray | FrameError) -> bytes | None:
-        """A reply for the frame now, or None (nothing to say, or a task will say it)."""
-        if type(frame) is FrameError:
-            return _error_frame(None, frame.code, frame.message, frame.data)
-        try:
-            obj = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            return _error_frame(None, ErrorCode.PARSE_ERROR, f"Parse error: {exc}")
+    def _not_one_request(self, obj: Any) -> _Outcome:
+        """What a frame that is not one JSON object gets: a batch's replies, a parse error,
+        or (any other JSON value) what _dispatch says of it."""
+        if isinstance(obj, orjson.JSONDecodeError):
+            return _error_frame(None, ErrorCode.PARSE_ERROR, f"Parse error: {obj}")
         if type(obj) is list:
             return self._handle_batch(obj)
-        outcome = self._dispatch(obj)
-        if type(outcome) is bytes or outcome is None:
-            return outcome  # type: ignore[return-value]
-        return None  # a task: its done-callback sends the reply
+        return self._dispatch(obj)
 
     def _handle_batch(self, items: list[Any]) -> bytes | None:
         if not items:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -129,3 +129,9 @@ class Dispatcher:
     def route(self, name: str) -> Route | None:
         """The route of `name`, or None when no such method is served."""
         return self._routes.get(name)
+
+    @property
+    def finder(self) -> Callable[[str], Route | None]:
+        """`route` without its call frame, for the per-message path: the table's own get
+        (routes are only ever added to the table, never replaced)."""
+        return self._routes.get
