@@ -40,6 +40,8 @@ from ..store.records import RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore
+from ..workers.messages import Job
+from ..workers.pool import WorkerLost, WorkerPool, on_worker
 from .active import ActiveRun
 from .children import ChildRunner
 from .files import index_run, new_manifest, plan_of, unless_full, write_config
@@ -72,6 +74,8 @@ class Runner:
         self.children = ChildRunner(self)
         self.stopping = False
         self._finishing: set[asyncio.Future[None]] = set()  # runs ended without their task
+        self.workers = (WorkerPool(host.settings.workers)
+                        if host.settings.executor == "processes" else None)
 
     # -- starting -------------------------------------------------------------------------
 
@@ -162,6 +166,17 @@ class Runner:
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
+        if self.workers is not None and replayer is None and options.budget is None and (
+                options.supervisor is None and on_worker(graph, settings)):
+            active.job = Job(run_id=run_id, trace_id=trace_id, run_dir=str(run_dir.root),
+                             source=graph.source, source_format=graph.source_format,
+                             variables={**{k: v for k, v in inputs.items()
+                                           if isinstance(v, str)}, **variables},
+                             inputs=inputs, settings=settings.model_dump(mode="json"),
+                             record=options.record, trial_index=options.trial_index,
+                             pipeline_dir=options.pipeline_dir,
+                             allowed_key_env=sorted(self.host.settings.allowed_key_env),
+                             max_pipeline_bytes=self.host.settings.max_pipeline_bytes)
         self._launch(active, inputs, checkpoint=None)
         return active
 
@@ -377,11 +392,18 @@ class Runner:
         executor, result = active.executor, None
         status, outcome, reason = "failed", "fail", ""
         try:
-            if checkpoint is not None:
+            if active.job is not None:
+                assert self.workers is not None
+                ended = await self.workers.execute(active, active.job)
+                status, outcome, reason, result = (ended.status, ended.outcome, ended.reason,
+                                                   ended.result)
+            elif checkpoint is not None:
                 result = await executor.resume(checkpoint, active.resume_inputs, inputs)
             else:
                 result = await executor.run(inputs)
-            status, outcome, reason = result.status, result.outcome.value, result.failure_reason
+            if result is not None:
+                status, outcome = result.status, result.outcome.value
+                reason = result.failure_reason
             if outcome == "partial_success":
                 outcome = "success"
         except asyncio.CancelledError:
@@ -390,6 +412,12 @@ class Runner:
             else:
                 status, outcome, reason = "cancelled", None, "cancelled"
             executor.emit("PipelineCancelled", id=active.run_id, reason=reason)
+        except WorkerLost as exc:  # resumable, as a run a dead daemon left
+            status, outcome, reason = "interrupted", None, str(exc)
+            log.error("run %s stopped: %s", active.run_id, reason)
+            # Its tool processes outlived their worker (each has a session of its own).
+            await asyncio.to_thread(sweep, [active.run_id])
+            executor.emit("PipelineFailed", error=reason)
         except Exception as exc:
             if disk_full(exc):  # resumable once there is space again
                 self.store.db.note_failure(exc)  # the WAL is truncated once writes succeed
@@ -500,3 +528,5 @@ class Runner:
                 active.task.cancel()
         for active in list(self.active.values()):
             await asyncio.shield(active.done)
+        if self.workers is not None:
+            await self.workers.close()

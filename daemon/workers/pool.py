@@ -1,0 +1,245 @@
+"""The daemon's pool of worker processes (decision 0007): which runs execute on one, and
+the daemon's side of such a run, which applies the records a worker sends, in order, to the
+run's store sink, writing each checkpoint once the stage before it is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from ostinato.protocol.runs import RunSettings
+
+from ..engine.events import Event
+from ..engine.executor import Executor
+from ..engine.graph import Graph
+from ..engine.outcome import Status
+from ..engine.run_state import RunResult
+from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, Job, line
+
+
+class RecordSink(Protocol):
+    """What the daemon's store sink (runs/sink.py::StoreSink) does with a worker's records."""
+
+    def emit(self, event: Event) -> None:
+        """Number, publish and keep an event."""
+        ...
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        """Keep a call."""
+        ...
+
+    async def stages_done(self, stages: list[dict[str, Any]]) -> None:
+        """Commit stages with everything kept before them."""
+        ...
+
+
+class Hosted(Protocol):
+    """The daemon's side of a run (runs/active.py::ActiveRun), as far as a pool uses it."""
+
+    sink: RecordSink
+    executor: Executor  # never executed here: its run directory, agent counts and state
+
+log = logging.getLogger("ostinato.workers")
+
+# Node types whose runs need the daemon itself: a manager starts child runs through it.
+_DAEMON_ONLY_TYPES = frozenset({"stack.manager_loop"})
+MAX_BATCH = 64  # stages of one run committed in one transaction, at most
+CLOSE_SECONDS = 5.0  # a worker whose stdin closed and is still there then is killed
+
+
+class WorkerLost(Exception):
+    """The worker executing a run ended before the run did (killed, or crashed)."""
+
+
+def on_worker(graph: Graph, settings: RunSettings) -> bool:
+    """Whether a new run of `graph` can execute on a worker: not when it may need a person
+    (a human gate the settings do not answer) or the daemon's runner (a manager node)."""
+    types = {node.type for node in graph.nodes.values()}
+    if types & _DAEMON_ONLY_TYPES:
+        return False
+    return "wait.human" not in types or settings.human.auto_approve
+
+
+@dataclass
+class Ended:
+    """How a worker says a run ended."""
+
+    status: str
+    outcome: str | None
+    reason: str
+    result: RunResult | None
+
+
+class RemoteRun:
+    """The daemon's side of one run on a worker: its records, applied in order."""
+
+    def __init__(self, active: Hosted) -> None:
+        self.active = active
+        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()  # None: lost
+
+    async def apply(self) -> Ended:
+        """Apply every record until `ended`; WorkerLost if the worker went first.
+
+        Events are published as they come. Stages are committed in batches: those that have
+        arrived when the inbox runs dry (at most MAX_BATCH) in one transaction, with every
+        call and event before them; then the last checkpoint that came with them is
+        written, after its stage's commit (decision 0007)."""
+        sink = self.active.sink
+        stages: list[dict[str, Any]] = []
+        checkpoint: dict[str, Any] | None = None
+        while True:
+            if (stages or checkpoint is not None) and (
+                    self.inbox.empty() or len(stages) >= MAX_BATCH):
+                await self._commit(stages, checkpoint)
+                stages, checkpoint = [], None
+            message = await self.inbox.get()
+            if message is None:
+                await self._commit(stages, checkpoint)
+                raise WorkerLost("its worker process ended while the run executed")
+            op = message["op"]
+            if op == EVENT:
+                sink.emit(Event(message["type"], message["data"], time=message["time"]))
+            elif op == CALL:
+                sink.record_call(message["call"])
+            elif op == STAGE:
+                stages.append(message["stage"])
+            elif op == CHECKPOINT:
+                checkpoint = message["data"]
+            elif op == ENDED:
+                await self._commit(stages, checkpoint)
+                return self._ended(message)
+
+    async def _commit(self, stages: list[dict[str, Any]],
+                      checkpoint: dict[str, Any] | None) -> None:
+        """The stages' transaction, then the checkpoint that followed them."""
+        if stages:
+            await self.active.sink.stages_done(stages)
+        if checkpoint is not None:
+            self.active.executor.run_dir.write_json("checkpoint.json", data=checkpoint)
+
+    def _ended(self, message: dict[str, Any]) -> Ended:
+        self.active.executor.agent.processes_started = message["processes_started"]
+        data = message["result"]
+        result = None if data is None else RunResult(
+            data["status"], Status(data["outcome"]), data["failure_reason"],
+            data["completed_nodes"], data["context"])
+        if result is not None:
+            self.active.executor.state.completed_nodes = list(result.completed_nodes)
+        return Ended(message["status"], message["outcome"], message["reason"], result)
+
+
+class Worker:
+    """One worker process and the runs it executes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.runs: dict[str, RemoteRun] = {}
+        self.reading = asyncio.ensure_future(self._read())
+        self._pending: list[bytes] = []  # messages down, written once per turn of the loop
+        # Its death, even while something it started still holds its stdout open.
+        self._watching = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        await self.process.wait()
+        assert self.process.stdout is not None
+        if not self.process.stdout.at_eof():
+            self.process.stdout.feed_eof()  # what it wrote before it died is read first
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still reads and writes."""
+        return not self.reading.done()
+
+    def send(self, data: bytes) -> None:
+        """One message down (the messages of one turn of the loop leave in one write)."""
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        stdin = self.process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write(b"".join(self._pending))
+        self._pending.clear()
+
+    async def _read(self) -> None:
+        """Hand every record to its run; when the process ends, its runs are lost."""
+        assert self.process.stdout is not None
+        try:
+            while raw := await self.process.stdout.readline():
+                message = orjson.loads(raw)
+                run = self.runs.get(message["run"])
+                if run is not None:
+                    run.inbox.put_nowait(message)
+        except Exception:  # a line we cannot read: a bug, so the worker goes
+            log.exception("worker %d: unreadable message; stopping it", self.process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        finally:
+            for run in self.runs.values():
+                run.inbox.put_nowait(None)
+
+    async def close(self) -> None:
+        """Close its stdin (it cancels what runs and exits), killing it if it lingers."""
+        self._flush()
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), CLOSE_SECONDS)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        await self.reading
+        await self._watching
+
+
+class WorkerPool:
+    """Local worker processes (`python -m ostinato.daemon.workers`), started when first
+    needed; a run goes to the one that executes the fewest."""
+
+    def __init__(self, size: int = 0) -> None:
+        self.size = size or os.cpu_count() or 1
+        self.workers: list[Worker] = []
+        self._starting = asyncio.Lock()
+
+    async def _worker(self) -> Worker:
+        async with self._starting:
+            self.workers = [worker for worker in self.workers if worker.alive]
+            if len(self.workers) < self.size:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "ostinato.daemon.workers",
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    limit=1 << 28)
+                self.workers.append(Worker(process))
+            return min(self.workers, key=lambda worker: len(worker.runs))
+
+    async def execute(self, active: Hosted, job: Job) -> Ended:
+        """Execute `job` on a worker, applying its records to `active`; cancelled, the worker
+        cancels the run and its last records are applied before CancelledError goes on."""
+        worker = await self._worker()
+        remote = worker.runs[job.run_id] = RemoteRun(active)
+        applying = asyncio.ensure_future(remote.apply())
+        try:
+            worker.send(job.to_line())
+            return await asyncio.shield(applying)
+        except asyncio.CancelledError:
+            if worker.alive:
+                worker.send(line(CANCEL, run=job.run_id))
+            with contextlib.suppress(WorkerLost):
+                await applying
+            raise
+        finally:
+            worker.runs.pop(job.run_id, None)
+
+    async def close(self) -> None:
+        """Stop every worker."""
+        await asyncio.gather(*(worker.close() for worker in self.workers))
+        self.workers = []
