@@ -166,19 +166,31 @@ class Runner:
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
-        if self.workers is not None and replayer is None and options.budget is None and (
-                options.supervisor is None and on_worker(graph, settings)):
-            active.job = Job(run_id=run_id, trace_id=trace_id, run_dir=str(run_dir.root),
-                             source=graph.source, source_format=graph.source_format,
-                             variables={**{k: v for k, v in inputs.items()
-                                           if isinstance(v, str)}, **variables},
-                             inputs=inputs, settings=settings.model_dump(mode="json"),
-                             record=options.record, trial_index=options.trial_index,
-                             pipeline_dir=options.pipeline_dir,
-                             allowed_key_env=sorted(self.host.settings.allowed_key_env),
-                             max_pipeline_bytes=self.host.settings.max_pipeline_bytes)
+        if replayer is None and self._on_worker(graph, settings, options):
+            active.job = self._job(active, inputs, variables, prepared, options)
         self._launch(active, inputs, checkpoint=None)
         return active
+
+    def _on_worker(self, graph: Graph, settings: RunSettings, options: RunOptions) -> bool:
+        """Whether a new run executes on a worker (decision 0007): with a pool, and not
+        when it needs the daemon as it runs (a shared budget, a manager's supervision, or
+        on_worker's reasons); a replay's cassette does not travel yet."""
+        return (self.workers is not None and options.budget is None
+                and options.supervisor is None and on_worker(graph, settings))
+
+    def _job(self, active: ActiveRun, inputs: dict[str, Any], variables: dict[str, str],
+             prepared: Prepared, options: RunOptions) -> Job:
+        """What a worker needs to execute the run `active` is the daemon's side of."""
+        executor = active.executor
+        return Job(run_id=active.run_id, trace_id=executor.trace_id,
+                   run_dir=str(executor.run_dir.root), source=prepared.graph.source,
+                   source_format=prepared.graph.source_format,
+                   variables={**{k: v for k, v in inputs.items() if isinstance(v, str)},
+                              **variables},
+                   inputs=inputs, settings=prepared.settings, record=options.record,
+                   trial_index=options.trial_index, pipeline_dir=options.pipeline_dir,
+                   allowed_key_env=sorted(self.host.settings.allowed_key_env),
+                   max_pipeline_bytes=self.host.settings.max_pipeline_bytes)
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
