@@ -51,6 +51,10 @@ log = logging.getLogger("ostinato.workers")
 # Node types whose runs need the daemon itself: a manager starts child runs through it.
 _DAEMON_ONLY_TYPES = frozenset({"stack.manager_loop"})
 MAX_BATCH = 64  # stages of one run committed in one transaction, at most
+# How long a received stage may wait for those behind it before it is committed: what a
+# crash of the daemon can lose of a worker's run, which resume then runs again.
+COMMIT_DELAY = 0.002
+COMMIT = "commit"  # the inbox's own message: the delay is over
 CLOSE_SECONDS = 5.0  # a worker whose stdin closed and is still there then is killed
 
 
@@ -82,26 +86,25 @@ class RemoteRun:
 
     def __init__(self, active: Hosted) -> None:
         self.active = active
-        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()  # None: lost
+        # Records; None: the worker is gone; COMMIT: the batch's delay is over.
+        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.stages: list[dict[str, Any]] = []  # received, not committed yet
+        self.checkpoint: dict[str, Any] | None = None  # the last received, not written yet
+        self._timer: asyncio.TimerHandle | None = None
 
     async def apply(self) -> Ended:
         """Apply every record until `ended`; WorkerLost if the worker went first.
 
-        Events are published as they come. Stages are committed in batches: those that have
-        arrived when the inbox runs dry (at most MAX_BATCH) in one transaction, with every
-        call and event before them; then the last checkpoint that came with them is
-        written, after its stage's commit (decision 0007)."""
+        Events are published as they come. Stages are committed in batches: a stage waits
+        at most COMMIT_DELAY for those behind it (the worker never waits for a commit), and
+        at most MAX_BATCH go in one transaction, with every call and event before them;
+        then the last checkpoint that came with them is written, after its stage's commit
+        (decision 0007)."""
         sink = self.active.sink
-        stages: list[dict[str, Any]] = []
-        checkpoint: dict[str, Any] | None = None
         while True:
-            if (stages or checkpoint is not None) and (
-                    self.inbox.empty() or len(stages) >= MAX_BATCH):
-                await self._commit(stages, checkpoint)
-                stages, checkpoint = [], None
             message = await self.inbox.get()
             if message is None:
-                await self._commit(stages, checkpoint)
+                await self._commit()
                 raise WorkerLost("its worker process ended while the run executed")
             op = message["op"]
             if op == EVENT:
@@ -109,16 +112,32 @@ class RemoteRun:
             elif op == CALL:
                 sink.record_call(message["call"])
             elif op == STAGE:
-                stages.append(message["stage"])
+                self.stages.append(message["stage"])
+                if len(self.stages) >= MAX_BATCH:
+                    await self._commit()
+                else:
+                    self._commit_soon()
             elif op == CHECKPOINT:
-                checkpoint = message["data"]
+                self.checkpoint = message["data"]
+                self._commit_soon()
+            elif op == COMMIT:
+                await self._commit()
             elif op == ENDED:
-                await self._commit(stages, checkpoint)
+                await self._commit()
                 return self._ended(message)
 
-    async def _commit(self, stages: list[dict[str, Any]],
-                      checkpoint: dict[str, Any] | None) -> None:
+    def _commit_soon(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                COMMIT_DELAY, self.inbox.put_nowait, {"op": COMMIT})
+
+    async def _commit(self) -> None:
         """The stages' transaction, then the checkpoint that followed them."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        stages, self.stages = self.stages, []
+        checkpoint, self.checkpoint = self.checkpoint, None
         if stages:
             await self.active.sink.stages_done(stages)
         if checkpoint is not None:

@@ -41,23 +41,34 @@ log = logging.getLogger("ostinato.worker")
 
 
 class Channel:
-    """The worker's side of the channel: messages leave in one write per turn of the loop."""
+    """The worker's side of the channel: messages leave in one write per turn of the loop,
+    or sooner when FLUSH_BYTES are waiting (a run whose calls never wait, a scripted model,
+    would otherwise send nothing until it ends, and the daemon would start on its records
+    only then)."""
+
+    FLUSH_BYTES = 1 << 16
 
     def __init__(self, transport: asyncio.WriteTransport) -> None:
         self.transport = transport
         self.pending: list[bytes] = []
+        self.size = 0
 
     def send(self, op: str, **fields: Any) -> None:
         """Queue one message; the queue is written once the loop's current turn ends."""
         if not self.pending:
             asyncio.get_running_loop().call_soon(self.flush)
-        self.pending.append(line(op, **fields))
+        data = line(op, **fields)
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size >= self.FLUSH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         """Write what is queued."""
         if self.pending and not self.transport.is_closing():
             self.transport.write(b"".join(self.pending))
         self.pending.clear()
+        self.size = 0
 
 
 class ShippingSink:
