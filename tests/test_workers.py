@@ -54,6 +54,15 @@ EVERYTHING = dot("""\
         gate -> done [label="[N] No"]
         check -> done [condition="outcome=success"]
     }""")
+# A run that fails: the trace of a failed run ends with the failing call.
+FAILING = dot("""\
+    digraph failing {
+        start [shape=Mdiamond]
+        plan [prompt="Plan"]
+        work [shape=parallelogram, tool_command="echo broken; exit 3"]
+        done [shape=Msquare]
+        start -> plan -> work -> done
+    }""")
 AUTO = {"retry": {"delay_scale": 0}, "human": {"auto_approve": True}}
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -95,27 +104,32 @@ async def records(wire: Wire, run_id: str) -> dict[str, Any]:
                                                       "output_tokens", "cost_usd")})}
 
 
-async def test_a_run_on_a_worker_leaves_what_an_inline_run_leaves(short_tmp: Path) -> None:
+@pytest.mark.parametrize(("pipeline", "status"), [(EVERYTHING, "completed"),
+                                                  (FAILING, "failed")])
+async def test_a_run_on_a_worker_leaves_what_an_inline_run_leaves(
+        short_tmp: Path, pipeline: dict[str, str], status: str) -> None:
     found = {}
     for executor in ("inline", "processes"):
         async with in_process_daemon(short_tmp / executor, executor=executor) as daemon:
             wire = await daemon.connect()
             await wire.result("run.subscribe", {"run_id": "*"})
-            ended = await run_to_end(wire, EVERYTHING, settings=AUTO)
-            assert (ended["status"], ended["outcome"]) == ("completed", "success")
+            ended = await run_to_end(wire, pipeline, settings=AUTO)
+            assert ended["status"] == status
             found[executor] = await records(wire, ended["run_id"])
+            assert daemon.daemon.services is not None
+            pool = daemon.daemon.services.runner.workers
+            assert (pool is not None and len(pool.workers) == 1) == (executor == "processes")
     inline, worker = found["inline"], found["processes"]
     assert worker["summary"] == inline["summary"]
-    assert worker["summary"]["completed_nodes"][-1] == "done"
     assert set(worker["files"]) == set(inline["files"])
     assert worker["files"] == inline["files"]
-    assert worker["stages"] == inline["stages"] and len(worker["stages"]) >= 10
+    assert worker["stages"] == inline["stages"] and len(worker["stages"]) >= 3
     assert worker["calls"] == inline["calls"]
     # The same events; concurrent branches may interleave theirs differently.
     def key(event: dict[str, Any]) -> str:
         return json.dumps([event["type"], event["data"]], sort_keys=True)
     assert sorted(map(key, worker["events"])) == sorted(map(key, inline["events"]))
-    assert len(worker["events"]) > 30
+    assert len(worker["events"]) > 10
 
 
 def parent_of(pid: int) -> int:

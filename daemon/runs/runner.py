@@ -34,6 +34,7 @@ from ..engine.supervision import Supervision
 from ..engine.tools.agent_spec import has_agents
 from ..engine.tools.processes import sweep
 from ..engine.tools.runtime import AgentRuntime
+from ..engine.transforms import registered_transforms
 from ..host import Host
 from ..ids import utc_now, uuid7
 from ..store.records import RunRecord
@@ -53,6 +54,7 @@ log = logging.getLogger("ostinato.runs")
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
 # Runs stopped before their end: a resume continues them from their checkpoint.
 RESUMABLE = frozenset({"interrupted", "cancelled", "budget_exceeded"})
+DEFAULT_TYPES = frozenset(default_handlers().known_types())  # what a worker can execute
 # The failure_reason of a run whose files cannot be read (it is not resumable any more).
 DAMAGED = "damaged: "
 
@@ -166,17 +168,29 @@ class Runner:
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
-        if replayer is None and self._on_worker(graph, settings, options):
+        if replayer is None and self._on_worker(prepared, settings, options):
             active.job = self._job(active, inputs, variables, prepared, options)
         self._launch(active, inputs, checkpoint=None)
         return active
 
-    def _on_worker(self, graph: Graph, settings: RunSettings, options: RunOptions) -> bool:
+    def _on_worker(self, prepared: Prepared, settings: RunSettings,
+                   options: RunOptions) -> bool:
         """Whether a new run executes on a worker (decision 0007): with a pool, and not
         when it needs the daemon as it runs (a shared budget, a manager's supervision, or
-        on_worker's reasons); a replay's cassette does not travel yet."""
-        return (self.workers is not None and options.budget is None
-                and options.supervisor is None and on_worker(graph, settings))
+        on_worker's reasons), nor when a worker would not run it as the daemon would: node
+        types or transforms an extension added here, or a trial set's provider pool, whose
+        concurrency limits hold across the set (scripted models excepted). A replay's
+        cassette does not travel yet."""
+        if self.workers is None or options.budget is not None or options.supervisor is not None:
+            return False
+        if options.trial_set_id is not None and not prepared.pool.offline():
+            return False
+        return not self._extended() and on_worker(prepared.graph, settings)
+
+    def _extended(self) -> bool:
+        """Whether extensions added node types or transforms (workers load none)."""
+        return (set(self.handlers.known_types()) != DEFAULT_TYPES
+                or bool(registered_transforms()))
 
     def _job(self, active: ActiveRun, inputs: dict[str, Any], variables: dict[str, str],
              prepared: Prepared, options: RunOptions) -> Job:
@@ -427,8 +441,6 @@ class Runner:
         except WorkerLost as exc:  # resumable, as a run a dead daemon left
             status, outcome, reason = "interrupted", None, str(exc)
             log.error("run %s stopped: %s", active.run_id, reason)
-            # Its tool processes outlived their worker (each has a session of its own).
-            await asyncio.to_thread(sweep, [active.run_id])
             executor.emit("PipelineFailed", error=reason)
         except Exception as exc:
             if disk_full(exc):  # resumable once there is space again
@@ -450,7 +462,7 @@ class Runner:
             # On a full disk each record is written as far as it goes: the store keeps the
             # run's end to write with its next write (RunStore.unwritten), and reads see it.
             with unless_full(active.run_id, "the end of its trace"):
-                if status == "failed":
+                if status == "failed" and active.job is None:  # a worker ends its own
                     active.executor.end_failed_trace(reason)
             # The manifest before the row: a daemon killed between the two leaves a run the
             # store says is running, which the next daemon marks interrupted (manifest too)

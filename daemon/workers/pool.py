@@ -21,6 +21,7 @@ from ..engine.executor import Executor
 from ..engine.graph import Graph
 from ..engine.outcome import Status
 from ..engine.run_state import RunResult
+from ..engine.tools.processes import sweep
 from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, Job, line
 
 
@@ -90,6 +91,9 @@ class RemoteRun:
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.stages: list[dict[str, Any]] = []  # received, not committed yet
         self.checkpoint: dict[str, Any] | None = None  # the last received, not written yet
+        # Events from a CheckpointSaved on, published once that checkpoint is written.
+        self.held: list[Event] = []
+        self.ended = False  # the worker's `ended` came
         self._timer: asyncio.TimerHandle | None = None
 
     async def apply(self) -> Ended:
@@ -108,7 +112,12 @@ class RemoteRun:
                 raise WorkerLost("its worker process ended while the run executed")
             op = message["op"]
             if op == EVENT:
-                sink.emit(Event(message["type"], message["data"], time=message["time"]))
+                event = Event(message["type"], message["data"], time=message["time"])
+                if self.held or event.type == "CheckpointSaved":
+                    self.held.append(event)
+                    self._commit_soon()
+                else:
+                    sink.emit(event)
             elif op == CALL:
                 sink.record_call(message["call"])
             elif op == STAGE:
@@ -123,8 +132,17 @@ class RemoteRun:
             elif op == COMMIT:
                 await self._commit()
             elif op == ENDED:
+                self.ended = True
                 await self._commit()
                 return self._ended(message)
+
+    async def drain(self) -> None:
+        """Take the worker's records without applying them, until its `ended` (or its end):
+        for a run the daemon stopped applying (see WorkerPool.execute)."""
+        while (message := await self.inbox.get()) is not None:
+            if message["op"] == ENDED:
+                self.ended = True
+                return
 
     def _commit_soon(self) -> None:
         if self._timer is None:
@@ -142,6 +160,9 @@ class RemoteRun:
             await self.active.sink.stages_done(stages)
         if checkpoint is not None:
             self.active.executor.run_dir.write_json("checkpoint.json", data=checkpoint)
+        held, self.held = self.held, []
+        for event in held:  # as inline: CheckpointSaved once the file is there
+            self.active.sink.emit(event)
 
     def _ended(self, message: dict[str, Any]) -> Ended:
         self.active.executor.agent.processes_started = message["processes_started"]
@@ -164,6 +185,7 @@ class Worker:
         self._pending: list[bytes] = []  # messages down, written once per turn of the loop
         # Its death, even while something it started still holds its stdout open.
         self._watching = asyncio.ensure_future(self._watch())
+        self._logging = asyncio.ensure_future(self._log())
 
     async def _watch(self) -> None:
         await self.process.wait()
@@ -171,10 +193,22 @@ class Worker:
         if not self.process.stdout.at_eof():
             self.process.stdout.feed_eof()  # what it wrote before it died is read first
 
+    async def _log(self) -> None:
+        """What the worker logs goes to the daemon's log (a background daemon has no
+        stderr to share)."""
+        assert self.process.stderr is not None
+        while raw := await self.process.stderr.readline():
+            log.warning("worker %d: %s", self.process.pid, raw.decode(errors="replace").rstrip())
+
     @property
     def alive(self) -> bool:
         """Whether it still reads and writes."""
         return not self.reading.done()
+
+    def kill(self) -> None:
+        """Kill it: its runs are lost (WorkerLost)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
 
     def send(self, data: bytes) -> None:
         """One message down (the messages of one turn of the loop leave in one write)."""
@@ -199,8 +233,7 @@ class Worker:
                     run.inbox.put_nowait(message)
         except Exception:  # a line we cannot read: a bug, so the worker goes
             log.exception("worker %d: unreadable message; stopping it", self.process.pid)
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+            self.kill()
         finally:
             for run in self.runs.values():
                 run.inbox.put_nowait(None)
@@ -213,11 +246,9 @@ class Worker:
         try:
             await asyncio.wait_for(self.process.wait(), CLOSE_SECONDS)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+            self.kill()
             await self.process.wait()
-        await self.reading
-        await self._watching
+        await asyncio.gather(self.reading, self._watching, self._logging)
 
 
 class WorkerPool:
@@ -236,27 +267,59 @@ class WorkerPool:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "ostinato.daemon.workers",
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    limit=1 << 28)
+                    stderr=asyncio.subprocess.PIPE, limit=1 << 28)
                 self.workers.append(Worker(process))
+            # Again: one may have died while another started.
+            self.workers = [worker for worker in self.workers if worker.alive]
             return min(self.workers, key=lambda worker: len(worker.runs))
 
     async def execute(self, active: Hosted, job: Job) -> Ended:
-        """Execute `job` on a worker, applying its records to `active`; cancelled, the worker
-        cancels the run and its last records are applied before CancelledError goes on."""
+        """Execute `job` on a worker, applying its records to `active`.
+
+        Cancelled (once or more), the worker is told to cancel the run, and its last records
+        are applied before CancelledError goes on; a worker that has not ended the run
+        CLOSE_SECONDS later is killed. A lost worker's run has its tool processes swept
+        (WorkerLost). If the daemon cannot apply a record (a full disk), the worker stops
+        the run before the error goes on."""
         worker = await self._worker()
         remote = worker.runs[job.run_id] = RemoteRun(active)
-        applying = asyncio.ensure_future(remote.apply())
+        loop = asyncio.get_running_loop()
+        killer: asyncio.TimerHandle | None = None
         try:
+            if not worker.alive:  # died since it was chosen: nothing would say so
+                raise WorkerLost("its worker process ended before the run began")
+            applying = asyncio.ensure_future(remote.apply())
             worker.send(job.to_line())
-            return await asyncio.shield(applying)
-        except asyncio.CancelledError:
-            if worker.alive:
+            while True:
+                try:
+                    ended = await asyncio.shield(applying)
+                    break
+                except asyncio.CancelledError:
+                    if applying.done():
+                        raise
+                    if killer is None:
+                        worker.send(line(CANCEL, run=job.run_id))
+                        killer = loop.call_later(CLOSE_SECONDS, worker.kill)
+        except WorkerLost:
+            await asyncio.to_thread(sweep, [job.run_id])  # tools outlive their worker
+            if killer is not None:
+                raise asyncio.CancelledError from None
+            raise
+        except BaseException:
+            if worker.alive and not remote.ended:
                 worker.send(line(CANCEL, run=job.run_id))
-            with contextlib.suppress(WorkerLost):
-                await applying
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(remote.drain(), CLOSE_SECONDS)
+                if not remote.ended:
+                    worker.kill()
             raise
         finally:
+            if killer is not None:
+                killer.cancel()
             worker.runs.pop(job.run_id, None)
+        if killer is not None:  # the run ended cancelled, its records applied
+            raise asyncio.CancelledError
+        return ended
 
     async def close(self) -> None:
         """Stop every worker."""

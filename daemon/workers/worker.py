@@ -124,7 +124,9 @@ async def execute(job: Job, channel: Channel) -> dict[str, Any]:
         PipelineRef(source=job.source, format=job.source_format),  # type: ignore[arg-type]
         Path.cwd(), job.variables, known_types=handlers.known_types(),
         max_bytes=job.max_pipeline_bytes)
-    assert loaded.graph is not None, "the daemon validated the pipeline"
+    if loaded.graph is None or not loaded.valid:  # the daemon's load found it valid
+        raise RuntimeError(f"the pipeline does not load here as in the daemon: "
+                           f"{[d.message for d in loaded.diagnostics]}")
     allowed = frozenset(job.allowed_key_env)
     pool = ProviderPool({"default": settings.default_provider, "providers": settings.providers,
                          "pricing": settings.pricing}, allowed_key_env=allowed)
@@ -157,6 +159,8 @@ async def execute(job: Job, channel: Channel) -> dict[str, Any]:
             reason = f"internal error: {type(exc).__name__}: {exc}"
         executor.emit("PipelineFailed", error=reason)
     finally:
+        if status == "failed":
+            executor.end_failed_trace(reason)
         await executor.agent.aclose()
         run_dir.close()
         await pool.aclose()
