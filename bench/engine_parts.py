@@ -53,11 +53,11 @@ async def without(parts: set[str]) -> AsyncIterator[None]:
     """The store's per-stage writes and/or the per-node checkpoint left out, meanwhile."""
     record, save = RunStore.record, Executor.save_checkpoint
 
-    async def status_only(self: RunStore, run_id: str, *, stage: Any, events: Any, calls: Any,
+    async def status_only(self: RunStore, run_id: str, *, stages: Any, events: Any, calls: Any,
                           run_fields: dict[str, Any] | None = None,
                           concurrent: bool = False) -> None:
         if run_fields and "status" in run_fields:  # the run's end: its row stays true
-            await record(self, run_id, stage=None, events=[], calls=[],
+            await record(self, run_id, stages=(), events=[], calls=[],
                          run_fields=run_fields, concurrent=concurrent)
 
     async def no_checkpoint(self: Executor, node: Any, finished: bool) -> None:

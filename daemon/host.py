@@ -30,6 +30,10 @@ class Settings:
     # api_key_env names a client may use besides the providers' documented ones.
     allowed_key_env: frozenset[str] = frozenset()
     wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES  # the store's WAL is truncated past this
+    # Where runs execute (decision 0007): "inline" in the daemon's process, or "processes"
+    # on a pool of `workers` local worker processes (0: one per core).
+    executor: str = "inline"
+    workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "register(dispatcher) to add methods, and its optional "
                              "register_handlers(registry) to add node handler types; "
                              "repeatable")
+    parser.add_argument("--executor", choices=("inline", "processes"), default="inline",
+                        help="where runs execute: in the daemon's process (default) or on a "
+                             "pool of local worker processes (docs/scale-out.md)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="worker processes of --executor processes (default: one per core)")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
     # How `ostinato daemon start` learns that the daemon it started in the background
     # listens: one line on this inherited pipe, then the daemon leaves stdio for /dev/null.
@@ -135,6 +140,8 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
         raise ValueError("--log-max-bytes must be at least 1024 and --log-files at least 1")
     if args.wal_max_bytes < 65536:
         raise ValueError("--wal-max-bytes must be at least 65536")
+    if args.workers < 0:
+        raise ValueError("--workers must be 0 (one per core) or more")
     home = resolve_home(args.home)
     allowed = {name.strip() for name in [
         *args.allow_key_env, *os.environ.get("OSTINATO_ALLOWED_KEY_ENV", "").split(",")]}
@@ -144,6 +151,7 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          max_frame_bytes=args.max_frame_bytes,
                          max_pipeline_bytes=args.max_pipeline_bytes,
                          wal_max_bytes=args.wal_max_bytes,
+                         executor=args.executor, workers=args.workers,
                          max_buffered_bytes=args.max_buffered_bytes,
                          frame_timeout=args.frame_timeout, extensions=args.extension,
                          ready_fd=args.ready_fd,

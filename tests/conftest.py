@@ -56,17 +56,29 @@ def _no_daemon_left_in_tmp_path(request: pytest.FixtureRequest) -> Iterator[None
         stop_daemons_under(tmp_path)
 
 
+@pytest.fixture(params=["inline", "processes"])
+def executor(request: pytest.FixtureRequest) -> str:
+    """Where the `daemon` fixture's runs execute: a test that asks for this runs once on
+    each backend (decision 0007)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def daemon(request: pytest.FixtureRequest,
                  short_tmp: Path) -> AsyncIterator[DaemonProcess | InProcessDaemon]:
     """A daemon with the test-only methods: a subprocess on a unix socket and loopback TCP,
-    or in process when the test is marked `in_process`."""
+    or in process when the test is marked `in_process`; its runs execute where the test's
+    `executor` says (inline when it takes none)."""
+    executor = (request.getfixturevalue("executor") if "executor" in request.fixturenames
+                else "inline")
     if request.node.get_closest_marker("in_process") is not None:
-        async with in_process_daemon(short_tmp / "home", TEST_EXTENSION) as local:
+        async with in_process_daemon(short_tmp / "home", TEST_EXTENSION,
+                                     executor=executor) as local:
             yield local
         return
     process = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
-                                 "--tcp", "127.0.0.1:0", "--extension", TEST_EXTENSION)
+                                 "--tcp", "127.0.0.1:0", "--extension", TEST_EXTENSION,
+                                 "--executor", executor)
     yield process
     assert await process.stop() == 0, "".join(process.log)
 

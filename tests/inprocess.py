@@ -84,10 +84,11 @@ class InProcessDaemon:
     """A `Daemon` without transports: its services over `home` (a real sqlite file), its
     dispatcher with the given extensions, and clients connected through memory."""
 
-    def __init__(self, home: Path, extensions: list[str]) -> None:
+    def __init__(self, home: Path, extensions: list[str], executor: str = "inline") -> None:
         self.home = home
         self._hooks: list[services.HandlerHook] = []
-        options = DaemonOptions(home=home, extensions=extensions, strict_results=True)
+        options = DaemonOptions(home=home, extensions=extensions, strict_results=True,
+                                executor=executor)
         self.daemon = Daemon(options, build_dispatcher(extensions, self._hooks), self._hooks)
 
     async def start(self) -> None:
@@ -120,9 +121,10 @@ class InProcessDaemon:
 
 
 @contextlib.asynccontextmanager
-async def in_process_daemon(home: Path, *extensions: str) -> AsyncIterator[InProcessDaemon]:
+async def in_process_daemon(home: Path, *extensions: str,
+                            executor: str = "inline") -> AsyncIterator[InProcessDaemon]:
     """An in-process daemon over `home`, stopped at the end."""
-    daemon = InProcessDaemon(home, list(extensions))
+    daemon = InProcessDaemon(home, list(extensions), executor)
     await daemon.start()
     try:
         yield daemon

@@ -61,6 +61,17 @@ def test_the_engine_parts_bench_prices_the_store_and_the_checkpoint() -> None:
     assert set(found["parts"]) == {"store", "checkpoint"} and found["vs_attractor"] is None
 
 
+def test_the_scale_bench_runs_both_executors() -> None:
+    found = bench("scale.py", "--rounds", "1", "--trials", "20", "--nodes", "20",
+                  "--latency-ms", "10", "--latency-concurrency", "10", "--workers", "1")
+    ran = {(t["workload"], t["executor"]) for t in found["timings"]}
+    assert ran == {(w, e) for w in ("trials", "linear-20", "latency")
+                   for e in ("inline", "processes")}
+    assert found["ratios"]["throughput"] > 0 and found["ratios"]["linear_vs_inline"] > 0
+    assert found["ratios"]["linear_vs_attractor"] is None
+    assert found["coordinator"]["daemon_cpu_ms"] > 0
+
+
 def test_the_trials_bench_runs_every_workload() -> None:
     """promptfoo too when `make bench-promptfoo` installed it (not in CI: about 2 GB and a
     minute; there the next test's path, without it, is the one taken)."""

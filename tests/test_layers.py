@@ -20,6 +20,8 @@ FORBIDDEN = {
     "engine": {"store", "services", "runs", "regression", "server", "host"},
     "store": {"engine", "services", "runs", "regression", "server", "host"},
     "host": {"services", "runs", "regression", "server"},
+    # Workers execute runs for the run machinery, which knows them, not the other way.
+    "workers": {"store", "runs", "services", "regression", "server", "host"},
     "runs": {"services", "regression", "server"},
     "regression": {"services", "server"},
     "services": {"server"},

@@ -401,7 +401,7 @@ async def store_rows(store: RunStore, record: DiffSide) -> DiffSide:
                         pipeline_format="dot", source="digraph {}", run=run)
     calls = sorted(record.calls, key=lambda c: c["seq"])
     for stage in record.stages:
-        await store.record(run["id"], stage=stage, events=[], calls=[
+        await store.record(run["id"], stages=[stage], events=[], calls=[
             c for c in calls if (c["node_id"], c["attempt"]) == (stage["node_id"],
                                                                   stage["attempt"])])
     await store.update_run(

@@ -10,7 +10,8 @@ import pytest
 from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, events, run_to_end, stages_of, trace, visits
 
-pytestmark = pytest.mark.in_process
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 
 REVIEW_LOOP = dot("""\

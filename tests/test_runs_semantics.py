@@ -9,7 +9,8 @@ import pytest
 from .inprocess import InProcessDaemon
 from .runs_support import dot, read_json, run_file, run_to_end, stages_of, visits
 
-pytestmark = pytest.mark.in_process
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 
 # A tool that fails on its first visit and passes on the next (its stage dir persists).

@@ -9,7 +9,8 @@ from .inprocess import InProcessDaemon
 from .runs_support import read_json, run_file, run_to_end, visits
 from .support import REPO
 
-pytestmark = pytest.mark.in_process
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 HELLO = {"path": str(REPO / "examples" / "pipelines" / "hello.dot")}
 

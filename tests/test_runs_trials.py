@@ -16,6 +16,9 @@ from .inprocess import InProcessDaemon
 from .runs_support import FAILING, dot, make_fifo, read_fifo
 from .support import Wire, start_daemon
 
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = pytest.mark.usefixtures("executor")
+
 PIPELINE = dot("""\
     digraph trial {
         start [shape=Mdiamond]
@@ -137,12 +140,12 @@ echo $((n+1)) > {count}; [ $n -lt 2 ] && exit 0; echo $$ > {fifo}; exec sleep 30
         }}""")
 
 
-async def cut_off(short_tmp: Path, stop: str) -> dict[str, Any]:
+async def cut_off(short_tmp: Path, stop: str, executor: str) -> dict[str, Any]:
     """A 5-trial set whose third trial is running when its daemon is stopped (`kill`:
     SIGKILL, `term`: SIGTERM); the set as the next daemon reports it."""
     home, socket = short_tmp / "home", str(short_tmp / "d.sock")
     fifo = make_fifo(short_tmp / "announce")
-    first = await start_daemon(home, "--socket", socket)
+    first = await start_daemon(home, "--socket", socket, "--executor", executor)
     wire = await first.connect()
     started = await wire.result("run.start", {
         "pipeline": counted_pipeline(short_tmp / "count", fifo), "trials": 5,
@@ -168,8 +171,8 @@ async def cut_off(short_tmp: Path, stop: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stop", ["kill", "term"])
 async def test_a_trial_set_cut_off_keeps_the_trials_that_finished(
-        short_tmp: Path, stop: str) -> None:
-    kept = await cut_off(short_tmp, stop)
+        short_tmp: Path, stop: str, executor: str) -> None:
+    kept = await cut_off(short_tmp, stop, executor)
     assert kept["status"] == "interrupted"
     assert (kept["finished"], kept["passed"]) == (2, 2)
     statuses = [t["status"] for t in kept["trial_runs"]]

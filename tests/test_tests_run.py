@@ -21,7 +21,8 @@ from .tests_run_support import (
     statuses,
 )
 
-pytestmark = pytest.mark.in_process
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 
 async def test_a_budget_that_runs_out_in_the_third_snapshot_stops_there(

@@ -29,10 +29,10 @@ async def _finished_events(wire: Wire, count: int) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("stop", ["kill", "term"])
 async def test_a_test_run_cut_off_keeps_the_snapshots_that_finished(
-        short_tmp: Path, stop: str) -> None:
+        short_tmp: Path, stop: str, executor: str) -> None:
     home, socket = short_tmp / "home", str(short_tmp / "d.sock")
     fifo = make_fifo(short_tmp / "announce")
-    first = await start_daemon(home, "--socket", socket)
+    first = await start_daemon(home, "--socket", socket, "--executor", executor)
     wire = await first.connect()
     made = [await snapshot(wire, "cut-first", priced("cutfirst", 2)),
             await snapshot(wire, "cut-blocked", blocking(fifo)),

@@ -13,7 +13,8 @@ from .runs_support import run_to_end
 from .support import Wire
 from .tests_run_support import CALL_USD, PRICED, priced, run_tests, snapshot, snapshot_of_run
 
-pytestmark = pytest.mark.in_process
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 JUDGED = [{"type": "run_status"},
           {"type": "judge", "rubric": "The answer is polite.", "k": 3}]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
@@ -69,6 +70,9 @@ class Executor:
         self.providers = providers
         self.interviewer = interviewer
         self.sink: RunSink = sink or NullSink()
+        # Where checkpoints go: checkpoint.json now (inline); a worker's go to the daemon,
+        # which writes each after the commit that holds its stage (decision 0007).
+        self.write_checkpoint: Callable[[dict[str, Any]], None] = self._checkpoint_file
         self.settings = settings
         self.rng = rng  # retry jitter; None: the random module's own generator
         self.state = RunState(Context())
@@ -226,7 +230,7 @@ class Executor:
             self.emit("ManagerSteered", message=message)
         # The checkpoint says the cycle was had: a resume does not ask for it again.
         self.supervised = len(self.state.completed_nodes)
-        self.run_dir.write_json("checkpoint.json", data=self.checkpoint())
+        self.write_checkpoint(self.checkpoint())
 
     def report(self, status: str, outcome: str | None = None,
                failure_reason: str | None = None) -> ChildReport:
@@ -503,9 +507,11 @@ class Executor:
 
     async def save_checkpoint(self, node: Node, finished: bool) -> None:
         """Rewrite checkpoint.json (step 5 of §3.2)."""
-        checkpoint = self.checkpoint(finished)
-        self.run_dir.write_json("checkpoint.json", data=checkpoint)
+        self.write_checkpoint(self.checkpoint(finished))
         self.emit("CheckpointSaved", node_id=node.id)
+
+    def _checkpoint_file(self, checkpoint: dict[str, Any]) -> None:
+        self.run_dir.write_json("checkpoint.json", data=checkpoint)
 
     def checkpoint(self, finished: bool = False) -> dict[str, Any]:
         """The checkpoint as it stands (attractor §5.3 schema plus next_node and counters)."""
@@ -542,7 +548,7 @@ class Executor:
         self.state.next_node = None
         checkpoint = self.checkpoint(finished=True)
         checkpoint["result"] = {"outcome": status.value, "failure_reason": reason}
-        self.run_dir.write_json("checkpoint.json", data=checkpoint)
+        self.write_checkpoint(checkpoint)
         self.emit("CheckpointSaved", node_id=self.state.current_node)
         if status.succeeded:
             self.emit("PipelineCompleted", duration_ms=duration_ms,

@@ -120,7 +120,7 @@ async def record_judge_calls(services: Needs, home: Path, run_id: str,
             record = {key: value for key, value in call.items() if key != "usage"}
             record.update(run_id=run_id, trace_id=run.trace_id, seq=seq + offset)
             records.append(redactor.values(record))
-        await services.runs.record(run_id, stage=None, events=[], calls=records)
+        await services.runs.record(run_id, stages=(), events=[], calls=records)
         run_dir = RunDirectory(root, redactor)
         try:
             for record in records:

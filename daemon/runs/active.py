@@ -16,6 +16,7 @@ from ..engine.handlers.base import Question
 from ..engine.providers.runtime import ProviderPool
 from ..engine.run_state import RunResult
 from ..host import NO_PROGRESS, Progress
+from ..workers.messages import Job
 from .sink import StoreSink
 
 
@@ -42,6 +43,7 @@ class ActiveRun:
     manifest: dict[str, Any] | None = None  # manifest.json as last written
     ended: dict[str, Any] | None = None  # the run's final status, outcome, failure_reason
     trial_set_id: str | None = None  # the trial set it is a trial of
+    job: Job | None = None  # set when the run executes on a worker (decision 0007)
 
     def started_runs(self) -> list[tuple[int, str]]:
         """This run, at its trial index (0 for a run launched alone)."""

@@ -34,12 +34,15 @@ from ..engine.supervision import Supervision
 from ..engine.tools.agent_spec import has_agents
 from ..engine.tools.processes import sweep
 from ..engine.tools.runtime import AgentRuntime
+from ..engine.transforms import registered_transforms
 from ..host import Host
 from ..ids import utc_now, uuid7
 from ..store.records import RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore
+from ..workers.messages import Job
+from ..workers.pool import WorkerLost, WorkerPool, on_worker
 from .active import ActiveRun
 from .children import ChildRunner
 from .files import index_run, new_manifest, plan_of, unless_full, write_config
@@ -51,6 +54,7 @@ log = logging.getLogger("ostinato.runs")
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
 # Runs stopped before their end: a resume continues them from their checkpoint.
 RESUMABLE = frozenset({"interrupted", "cancelled", "budget_exceeded"})
+DEFAULT_TYPES = frozenset(default_handlers().known_types())  # what a worker can execute
 # The failure_reason of a run whose files cannot be read (it is not resumable any more).
 DAMAGED = "damaged: "
 
@@ -72,6 +76,8 @@ class Runner:
         self.children = ChildRunner(self)
         self.stopping = False
         self._finishing: set[asyncio.Future[None]] = set()  # runs ended without their task
+        self.workers = (WorkerPool(host.settings.workers)
+                        if host.settings.executor == "processes" else None)
 
     # -- starting -------------------------------------------------------------------------
 
@@ -162,8 +168,43 @@ class Runner:
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
+        if replayer is None and self._on_worker(prepared, settings, options):
+            active.job = self._job(active, inputs, variables, prepared, options)
         self._launch(active, inputs, checkpoint=None)
         return active
+
+    def _on_worker(self, prepared: Prepared, settings: RunSettings,
+                   options: RunOptions) -> bool:
+        """Whether a new run executes on a worker (decision 0007): with a pool, and not
+        when it needs the daemon as it runs (a shared budget, a manager's supervision, or
+        on_worker's reasons), nor when a worker would not run it as the daemon would: node
+        types or transforms an extension added here, or a trial set's provider pool, whose
+        concurrency limits hold across the set (scripted models excepted). A replay's
+        cassette does not travel yet."""
+        if self.workers is None or options.budget is not None or options.supervisor is not None:
+            return False
+        if options.trial_set_id is not None and not prepared.pool.offline():
+            return False
+        return not self._extended() and on_worker(prepared.graph, settings)
+
+    def _extended(self) -> bool:
+        """Whether extensions added node types or transforms (workers load none)."""
+        return (set(self.handlers.known_types()) != DEFAULT_TYPES
+                or bool(registered_transforms()))
+
+    def _job(self, active: ActiveRun, inputs: dict[str, Any], variables: dict[str, str],
+             prepared: Prepared, options: RunOptions) -> Job:
+        """What a worker needs to execute the run `active` is the daemon's side of."""
+        executor = active.executor
+        return Job(run_id=active.run_id, trace_id=executor.trace_id,
+                   run_dir=str(executor.run_dir.root), source=prepared.graph.source,
+                   source_format=prepared.graph.source_format,
+                   variables={**{k: v for k, v in inputs.items() if isinstance(v, str)},
+                              **variables},
+                   inputs=inputs, settings=prepared.settings, record=options.record,
+                   trial_index=options.trial_index, pipeline_dir=options.pipeline_dir,
+                   allowed_key_env=sorted(self.host.settings.allowed_key_env),
+                   max_pipeline_bytes=self.host.settings.max_pipeline_bytes)
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
@@ -377,11 +418,18 @@ class Runner:
         executor, result = active.executor, None
         status, outcome, reason = "failed", "fail", ""
         try:
-            if checkpoint is not None:
+            if active.job is not None:
+                assert self.workers is not None
+                ended = await self.workers.execute(active, active.job)
+                status, outcome, reason, result = (ended.status, ended.outcome, ended.reason,
+                                                   ended.result)
+            elif checkpoint is not None:
                 result = await executor.resume(checkpoint, active.resume_inputs, inputs)
             else:
                 result = await executor.run(inputs)
-            status, outcome, reason = result.status, result.outcome.value, result.failure_reason
+            if result is not None:
+                status, outcome = result.status, result.outcome.value
+                reason = result.failure_reason
             if outcome == "partial_success":
                 outcome = "success"
         except asyncio.CancelledError:
@@ -390,6 +438,10 @@ class Runner:
             else:
                 status, outcome, reason = "cancelled", None, "cancelled"
             executor.emit("PipelineCancelled", id=active.run_id, reason=reason)
+        except WorkerLost as exc:  # resumable, as a run a dead daemon left
+            status, outcome, reason = "interrupted", None, str(exc)
+            log.error("run %s stopped: %s", active.run_id, reason)
+            executor.emit("PipelineFailed", error=reason)
         except Exception as exc:
             if disk_full(exc):  # resumable once there is space again
                 self.store.db.note_failure(exc)  # the WAL is truncated once writes succeed
@@ -410,7 +462,7 @@ class Runner:
             # On a full disk each record is written as far as it goes: the store keeps the
             # run's end to write with its next write (RunStore.unwritten), and reads see it.
             with unless_full(active.run_id, "the end of its trace"):
-                if status == "failed":
+                if status == "failed" and active.job is None:  # a worker ends its own
                     active.executor.end_failed_trace(reason)
             # The manifest before the row: a daemon killed between the two leaves a run the
             # store says is running, which the next daemon marks interrupted (manifest too)
@@ -500,3 +552,5 @@ class Runner:
                 active.task.cancel()
         for active in list(self.active.values()):
             await asyncio.shield(active.done)
+        if self.workers is not None:
+            await self.workers.close()

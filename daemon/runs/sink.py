@@ -11,7 +11,7 @@ from ostinato.protocol.runs import RunSettings
 
 from ..disk import disk_full
 from ..engine.events import Event
-from ..engine.handlers.base import Question
+from ..engine.handlers.base import Question, preset_answer
 from ..engine.redact import Redactor
 from ..host import Publish
 from ..ids import utc_now
@@ -72,15 +72,21 @@ class StoreSink:
 
     async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
         """Write the stage, with the events and calls before it, in one transaction."""
-        score = stage["outcome"].get("score")
-        if isinstance(score, int | float):
-            self.last_score = float(score)
         # A parallel branch's stages are written by group commit, beside its siblings'.
-        await self.flush(stage=self.redactor.values(stage), current_node=stage["node_id"],
-                         concurrent=stage["branch"] is not None)
+        await self.stages_done([stage], concurrent=stage["branch"] is not None)
 
-    async def flush(self, stage: dict[str, Any] | None = None, *, concurrent: bool = False,
-                    **run_fields: Any) -> None:
+    async def stages_done(self, stages: list[dict[str, Any]], concurrent: bool = True) -> None:
+        """Write stages (several: a worker's run, decision 0007) with everything buffered,
+        in one transaction."""
+        for stage in stages:
+            score = stage["outcome"].get("score")
+            if isinstance(score, int | float):
+                self.last_score = float(score)
+        await self.flush([self.redactor.values(stage) for stage in stages],
+                         current_node=stages[-1]["node_id"], concurrent=concurrent)
+
+    async def flush(self, stages: list[dict[str, Any]] | None = None, *,
+                    concurrent: bool = False, **run_fields: Any) -> None:
         """Write whatever is buffered (and some run fields) in one transaction; by group
         commit when `concurrent` or the run is a trial."""
         events, calls = self.events, self.calls
@@ -88,7 +94,7 @@ class StoreSink:
         fields = {**run_fields, **self.totals} if (calls or run_fields) else run_fields
         ending = "status" in run_fields and run_fields["status"] not in ("running", "waiting")
         try:
-            await self.store.record(self.run_id, stage=stage, events=events, calls=calls,
+            await self.store.record(self.run_id, stages=stages or (), events=events, calls=calls,
                                     run_fields=fields or None,
                                     concurrent=concurrent or self.grouped())
         except Exception as exc:
@@ -118,14 +124,8 @@ class DaemonInterviewer:
     async def ask(self, question: Question) -> str | None:
         """The answer to `question`."""
         active = self.runner.active[self.run_id]
-        context = active.executor.state.context
-        used = int(context.get("internal.human.answers_used", 0))
-        if used < len(self.settings.human.answers):
-            context.set("internal.human.answers_used", used + 1)
-            answer: str | None = self.settings.human.answers[used]
-        elif self.settings.human.auto_approve:
-            answer = question.auto_answer()
-        else:
+        answer = preset_answer(self.settings, active.executor.state.context, question)
+        if answer is None:
             answer = await self._ask_people(active, question)
         active.executor.emit("InterviewCompleted", question_id=question.id,
                              stage=question.node_id, answer=answer)

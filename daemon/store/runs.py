@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -112,12 +113,12 @@ class RunStore:
         rows = await self.db.rows(f"SELECT {RUN_COLUMNS} FROM runs {where}", params)
         return [self._as_known(RunRecord(*row)) for row in rows]
 
-    async def record(self, run_id: str, *, stage: dict[str, Any] | None,
+    async def record(self, run_id: str, *, stages: Sequence[dict[str, Any]],
                      events: list[dict[str, Any]], calls: list[dict[str, Any]],
                      run_fields: dict[str, Any] | None = None,
                      concurrent: bool = False) -> None:
-        """A stage with the events and calls since the last one, in one transaction;
-        `concurrent` as in Database.write."""
+        """Stages (usually one) with the events and calls since the last ones, in one
+        transaction; `concurrent` as in Database.write."""
         statements: list[Statement] = []
         for call in calls:
             statements.append((
@@ -137,14 +138,15 @@ class RunStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(run_id, event["seq"], event["type"], _json(event["data"]), event["time"])
                  for event in events]))
-        if stage is not None:
+        if stages:
+            rows = [(run_id, stage["seq"], stage["node_id"], stage["attempt"], stage["status"],
+                     stage["handler"], stage["branch"], stage["started_at"], stage["ended_at"],
+                     stage["duration_ms"], _json(stage["outcome"])) for stage in stages]
             statements.append((
                 "INSERT INTO stages (run_id, seq, node_id, attempt, status, handler, branch, "
                 "started_at, ended_at, duration_ms, outcome_json) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, stage["seq"], stage["node_id"], stage["attempt"], stage["status"],
-                 stage["handler"], stage["branch"], stage["started_at"], stage["ended_at"],
-                 stage["duration_ms"], _json(stage["outcome"]))))
+                rows[0] if len(rows) == 1 else rows))
         if run_fields:
             statements.append(self.update_statement(run_id, **run_fields))
         if statements:

@@ -156,3 +156,14 @@ class HandlerRegistry:
     def known_types(self) -> set[str]:
         """Every registered type (for the `type_known` lint rule)."""
         return set(self.handlers)
+
+
+def preset_answer(settings: Any, context: Context, question: Question) -> str | None:
+    """The run settings' answer to `question` (their preset answers in order, then
+    auto-approve); None when only a person can answer it."""
+    human = settings.human
+    used = int(context.get("internal.human.answers_used", 0))
+    if used < len(human.answers):
+        context.set("internal.human.answers_used", used + 1)
+        return str(human.answers[used])
+    return question.auto_answer() if human.auto_approve else None

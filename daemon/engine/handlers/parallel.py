@@ -142,4 +142,4 @@ def branch_done(executor: Executor, parallel_id: str, within: str | None,
     checkpoint = executor.checkpoint()
     checkpoint["parallel"] = {"node": parallel_id, "branches_done": done, "branches": total,
                               "journal": BRANCHES}
-    executor.run_dir.write_json("checkpoint.json", data=checkpoint)
+    executor.write_checkpoint(checkpoint)

@@ -237,6 +237,11 @@ class ProviderPool:
                 found.extend(value for value in secrets() if value)
         return list(dict.fromkeys(found))
 
+    def offline(self) -> bool:
+        """Whether every provider is the scripted one: no service whose limits a shared
+        pool's concurrency protects."""
+        return all(isinstance(slot.provider, ScriptedProvider) for slot in self._slots.values())
+
     def describe(self) -> dict[str, Any]:
         """providers.json: names, types, models, base URLs, limits, retry; keys redacted."""
         providers: dict[str, Any] = {}

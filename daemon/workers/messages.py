@@ -1,0 +1,51 @@
+"""What travels between the daemon and a worker: one JSON object per line (orjson), in
+order, on the worker's stdin (down) and stdout (up).
+
+Down: `start` (a `Job`), `cancel` (a run id). Up, per run and in order: `event`, `call`,
+`stage`, `checkpoint` (redacted by the worker before they leave it), then `ended`. A line
+the other side cannot read ends the channel: it is a bug, not input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+START, CANCEL = "start", "cancel"
+EVENT, CALL, STAGE, CHECKPOINT, ENDED = "event", "call", "stage", "checkpoint", "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One run for a worker to execute: everything it needs besides its environment (provider
+    keys come from there, never down the channel)."""
+
+    run_id: str
+    trace_id: str
+    run_dir: str  # absolute: the worker writes the run's files into the home itself
+    source: str  # the pipeline, loaded again by the worker (the daemon validated it)
+    source_format: str
+    variables: dict[str, str]  # what the pipeline was loaded with (inputs that are strings too)
+    inputs: dict[str, Any]
+    settings: dict[str, Any]  # RunSettings, dumped
+    record: str
+    trial_index: int | None
+    pipeline_dir: str | None
+    allowed_key_env: list[str]
+    max_pipeline_bytes: int
+
+    def to_line(self) -> bytes:
+        """The `start` message."""
+        return line(START, job=self)  # orjson writes a dataclass as its fields
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Job:
+        """The job of a `start` message."""
+        return cls(**message["job"])
+
+
+def line(op: str, **fields: Any) -> bytes:
+    """One message, newline-terminated."""
+    return orjson.dumps({"op": op, **fields}, default=str) + b"\n"

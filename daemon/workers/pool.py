@@ -1,0 +1,327 @@
+"""The daemon's pool of worker processes (decision 0007): which runs execute on one, and
+the daemon's side of such a run, which applies the records a worker sends, in order, to the
+run's store sink, writing each checkpoint once the stage before it is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from ostinato.protocol.runs import RunSettings
+
+from ..engine.events import Event
+from ..engine.executor import Executor
+from ..engine.graph import Graph
+from ..engine.outcome import Status
+from ..engine.run_state import RunResult
+from ..engine.tools.processes import sweep
+from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, Job, line
+
+
+class RecordSink(Protocol):
+    """What the daemon's store sink (runs/sink.py::StoreSink) does with a worker's records."""
+
+    def emit(self, event: Event) -> None:
+        """Number, publish and keep an event."""
+        ...
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        """Keep a call."""
+        ...
+
+    async def stages_done(self, stages: list[dict[str, Any]]) -> None:
+        """Commit stages with everything kept before them."""
+        ...
+
+
+class Hosted(Protocol):
+    """The daemon's side of a run (runs/active.py::ActiveRun), as far as a pool uses it."""
+
+    sink: RecordSink
+    executor: Executor  # never executed here: its run directory, agent counts and state
+
+log = logging.getLogger("ostinato.workers")
+
+# Node types whose runs need the daemon itself: a manager starts child runs through it.
+_DAEMON_ONLY_TYPES = frozenset({"stack.manager_loop"})
+MAX_BATCH = 64  # stages of one run committed in one transaction, at most
+# How long a received stage may wait for those behind it before it is committed: what a
+# crash of the daemon can lose of a worker's run, which resume then runs again.
+COMMIT_DELAY = 0.002
+COMMIT = "commit"  # the inbox's own message: the delay is over
+CLOSE_SECONDS = 5.0  # a worker whose stdin closed and is still there then is killed
+
+
+class WorkerLost(Exception):
+    """The worker executing a run ended before the run did (killed, or crashed)."""
+
+
+def on_worker(graph: Graph, settings: RunSettings) -> bool:
+    """Whether a new run of `graph` can execute on a worker: not when it may need a person
+    (a human gate the settings do not answer) or the daemon's runner (a manager node)."""
+    types = {node.type for node in graph.nodes.values()}
+    if types & _DAEMON_ONLY_TYPES:
+        return False
+    return "wait.human" not in types or settings.human.auto_approve
+
+
+@dataclass
+class Ended:
+    """How a worker says a run ended."""
+
+    status: str
+    outcome: str | None
+    reason: str
+    result: RunResult | None
+
+
+class RemoteRun:
+    """The daemon's side of one run on a worker: its records, applied in order."""
+
+    def __init__(self, active: Hosted) -> None:
+        self.active = active
+        # Records; None: the worker is gone; COMMIT: the batch's delay is over.
+        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.stages: list[dict[str, Any]] = []  # received, not committed yet
+        self.checkpoint: dict[str, Any] | None = None  # the last received, not written yet
+        # Events from a CheckpointSaved on, published once that checkpoint is written.
+        self.held: list[Event] = []
+        self.ended = False  # the worker's `ended` came
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def apply(self) -> Ended:
+        """Apply every record until `ended`; WorkerLost if the worker went first.
+
+        Events are published as they come. Stages are committed in batches: a stage waits
+        at most COMMIT_DELAY for those behind it (the worker never waits for a commit), and
+        at most MAX_BATCH go in one transaction, with every call and event before them;
+        then the last checkpoint that came with them is written, after its stage's commit
+        (decision 0007)."""
+        sink = self.active.sink
+        while True:
+            message = await self.inbox.get()
+            if message is None:
+                await self._commit()
+                raise WorkerLost("its worker process ended while the run executed")
+            op = message["op"]
+            if op == EVENT:
+                event = Event(message["type"], message["data"], time=message["time"])
+                if self.held or event.type == "CheckpointSaved":
+                    self.held.append(event)
+                    self._commit_soon()
+                else:
+                    sink.emit(event)
+            elif op == CALL:
+                sink.record_call(message["call"])
+            elif op == STAGE:
+                self.stages.append(message["stage"])
+                if len(self.stages) >= MAX_BATCH:
+                    await self._commit()
+                else:
+                    self._commit_soon()
+            elif op == CHECKPOINT:
+                self.checkpoint = message["data"]
+                self._commit_soon()
+            elif op == COMMIT:
+                await self._commit()
+            elif op == ENDED:
+                self.ended = True
+                await self._commit()
+                return self._ended(message)
+
+    async def drain(self) -> None:
+        """Take the worker's records without applying them, until its `ended` (or its end):
+        for a run the daemon stopped applying (see WorkerPool.execute)."""
+        while (message := await self.inbox.get()) is not None:
+            if message["op"] == ENDED:
+                self.ended = True
+                return
+
+    def _commit_soon(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                COMMIT_DELAY, self.inbox.put_nowait, {"op": COMMIT})
+
+    async def _commit(self) -> None:
+        """The stages' transaction, then the checkpoint that followed them."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        stages, self.stages = self.stages, []
+        checkpoint, self.checkpoint = self.checkpoint, None
+        if stages:
+            await self.active.sink.stages_done(stages)
+        if checkpoint is not None:
+            self.active.executor.run_dir.write_json("checkpoint.json", data=checkpoint)
+        held, self.held = self.held, []
+        for event in held:  # as inline: CheckpointSaved once the file is there
+            self.active.sink.emit(event)
+
+    def _ended(self, message: dict[str, Any]) -> Ended:
+        self.active.executor.agent.processes_started = message["processes_started"]
+        data = message["result"]
+        result = None if data is None else RunResult(
+            data["status"], Status(data["outcome"]), data["failure_reason"],
+            data["completed_nodes"], data["context"])
+        if result is not None:
+            self.active.executor.state.completed_nodes = list(result.completed_nodes)
+        return Ended(message["status"], message["outcome"], message["reason"], result)
+
+
+class Worker:
+    """One worker process and the runs it executes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.runs: dict[str, RemoteRun] = {}
+        self.reading = asyncio.ensure_future(self._read())
+        self._pending: list[bytes] = []  # messages down, written once per turn of the loop
+        # Its death, even while something it started still holds its stdout open.
+        self._watching = asyncio.ensure_future(self._watch())
+        self._logging = asyncio.ensure_future(self._log())
+
+    async def _watch(self) -> None:
+        await self.process.wait()
+        assert self.process.stdout is not None
+        if not self.process.stdout.at_eof():
+            self.process.stdout.feed_eof()  # what it wrote before it died is read first
+
+    async def _log(self) -> None:
+        """What the worker logs goes to the daemon's log (a background daemon has no
+        stderr to share)."""
+        assert self.process.stderr is not None
+        while raw := await self.process.stderr.readline():
+            log.warning("worker %d: %s", self.process.pid, raw.decode(errors="replace").rstrip())
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still reads and writes."""
+        return not self.reading.done()
+
+    def kill(self) -> None:
+        """Kill it: its runs are lost (WorkerLost)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def send(self, data: bytes) -> None:
+        """One message down (the messages of one turn of the loop leave in one write)."""
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        stdin = self.process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write(b"".join(self._pending))
+        self._pending.clear()
+
+    async def _read(self) -> None:
+        """Hand every record to its run; when the process ends, its runs are lost."""
+        assert self.process.stdout is not None
+        try:
+            while raw := await self.process.stdout.readline():
+                message = orjson.loads(raw)
+                run = self.runs.get(message["run"])
+                if run is not None:
+                    run.inbox.put_nowait(message)
+        except Exception:  # a line we cannot read: a bug, so the worker goes
+            log.exception("worker %d: unreadable message; stopping it", self.process.pid)
+            self.kill()
+        finally:
+            for run in self.runs.values():
+                run.inbox.put_nowait(None)
+
+    async def close(self) -> None:
+        """Close its stdin (it cancels what runs and exits), killing it if it lingers."""
+        self._flush()
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), CLOSE_SECONDS)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
+        await asyncio.gather(self.reading, self._watching, self._logging)
+
+
+class WorkerPool:
+    """Local worker processes (`python -m ostinato.daemon.workers`), started when first
+    needed; a run goes to the one that executes the fewest."""
+
+    def __init__(self, size: int = 0) -> None:
+        self.size = size or os.cpu_count() or 1
+        self.workers: list[Worker] = []
+        self._starting = asyncio.Lock()
+
+    async def _worker(self) -> Worker:
+        async with self._starting:
+            self.workers = [worker for worker in self.workers if worker.alive]
+            if len(self.workers) < self.size:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "ostinato.daemon.workers",
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE, limit=1 << 28)
+                self.workers.append(Worker(process))
+            # Again: one may have died while another started.
+            self.workers = [worker for worker in self.workers if worker.alive]
+            return min(self.workers, key=lambda worker: len(worker.runs))
+
+    async def execute(self, active: Hosted, job: Job) -> Ended:
+        """Execute `job` on a worker, applying its records to `active`.
+
+        Cancelled (once or more), the worker is told to cancel the run, and its last records
+        are applied before CancelledError goes on; a worker that has not ended the run
+        CLOSE_SECONDS later is killed. A lost worker's run has its tool processes swept
+        (WorkerLost). If the daemon cannot apply a record (a full disk), the worker stops
+        the run before the error goes on."""
+        worker = await self._worker()
+        remote = worker.runs[job.run_id] = RemoteRun(active)
+        loop = asyncio.get_running_loop()
+        killer: asyncio.TimerHandle | None = None
+        try:
+            if not worker.alive:  # died since it was chosen: nothing would say so
+                raise WorkerLost("its worker process ended before the run began")
+            applying = asyncio.ensure_future(remote.apply())
+            worker.send(job.to_line())
+            while True:
+                try:
+                    ended = await asyncio.shield(applying)
+                    break
+                except asyncio.CancelledError:
+                    if applying.done():
+                        raise
+                    if killer is None:
+                        worker.send(line(CANCEL, run=job.run_id))
+                        killer = loop.call_later(CLOSE_SECONDS, worker.kill)
+        except WorkerLost:
+            await asyncio.to_thread(sweep, [job.run_id])  # tools outlive their worker
+            if killer is not None:
+                raise asyncio.CancelledError from None
+            raise
+        except BaseException:
+            if worker.alive and not remote.ended:
+                worker.send(line(CANCEL, run=job.run_id))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(remote.drain(), CLOSE_SECONDS)
+                if not remote.ended:
+                    worker.kill()
+            raise
+        finally:
+            if killer is not None:
+                killer.cancel()
+            worker.runs.pop(job.run_id, None)
+        if killer is not None:  # the run ended cancelled, its records applied
+            raise asyncio.CancelledError
+        return ended
+
+    async def close(self) -> None:
+        """Stop every worker."""
+        await asyncio.gather(*(worker.close() for worker in self.workers))
+        self.workers = []

@@ -1,0 +1,228 @@
+"""A worker process: executes the runs the daemon sends it, and sends their records back
+(decision 0007). Run as `python -m ostinato.daemon.workers` by the daemon's pool, never by
+hand: its stdin and stdout are the channel (`messages.py`), its stderr the daemon's.
+
+A run executes here exactly as in the daemon (`Runner._drive`): the real engine, handlers,
+providers and run directory; only its sink differs. Events, calls and stages are redacted
+and sent as they happen; checkpoints are sent instead of written, for the daemon writes each
+after the commit that holds its stage. When stdin ends (the daemon is gone, or closes the
+pool) every run is cancelled and the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ostinato.protocol.pipelines import PipelineRef
+from ostinato.protocol.runs import RunSettings
+
+from ..disk import disk_full, full_reason
+from ..engine.events import Event
+from ..engine.executor import Executor
+from ..engine.handlers.base import Question, preset_answer
+from ..engine.handlers.registry import default_handlers
+from ..engine.load import load_pipeline_async
+from ..engine.providers.runtime import ProviderPool
+from ..engine.redact import Redactor, run_secrets
+from ..engine.run_state import RunResult
+from ..engine.rundir import RunDirectory
+from ..engine.tools.runtime import AgentRuntime
+from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, START, Job, line
+
+log = logging.getLogger("ostinato.worker")
+
+
+class Channel:
+    """The worker's side of the channel: messages leave in one write per turn of the loop,
+    or sooner when FLUSH_BYTES are waiting (a run whose calls never wait, a scripted model,
+    would otherwise send nothing until it ends, and the daemon would start on its records
+    only then)."""
+
+    FLUSH_BYTES = 1 << 16
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self.transport = transport
+        self.pending: list[bytes] = []
+        self.size = 0
+
+    def send(self, op: str, **fields: Any) -> None:
+        """Queue one message; the queue is written once the loop's current turn ends."""
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        data = line(op, **fields)
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size >= self.FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued."""
+        if self.pending and not self.transport.is_closing():
+            self.transport.write(b"".join(self.pending))
+        self.pending.clear()
+        self.size = 0
+
+
+class ShippingSink:
+    """The executor's sink on a worker: every record goes to the daemon, redacted."""
+
+    def __init__(self, channel: Channel, run_id: str, redactor: Redactor) -> None:
+        self.channel = channel
+        self.run_id = run_id
+        self.redactor = redactor
+
+    def emit(self, event: Event) -> None:
+        """Send the event (the daemon numbers and publishes it)."""
+        self.channel.send(EVENT, run=self.run_id, type=event.type, time=event.time,
+                          data=self.redactor.values(event.data))
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        """Send the call."""
+        self.channel.send(CALL, run=self.run_id, call=self.redactor.values(call))
+
+    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Send the stage; the daemon commits it with the calls and events before it."""
+        self.channel.send(STAGE, run=self.run_id, stage=self.redactor.values(stage))
+
+    def checkpoint(self, data: dict[str, Any]) -> None:
+        """Send the checkpoint: the daemon writes it once its stage is committed."""
+        self.channel.send(CHECKPOINT, run=self.run_id, data=self.redactor.values(data))
+
+
+class SettingsInterviewer:
+    """A worker's human gates: answered by the run's settings (a run whose gates may need a
+    person executes in the daemon, see pool.py::on_worker)."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.executor: Executor | None = None  # set once the executor exists
+
+    async def ask(self, question: Question) -> str | None:
+        """The settings' answer."""
+        assert self.executor is not None
+        answer = preset_answer(self.settings, self.executor.state.context, question)
+        if answer is None:  # on_worker keeps such runs in the daemon: a bug if it happens
+            raise RuntimeError(f"human gate {question.node_id} needs a person on a worker")
+        self.executor.emit("InterviewCompleted", question_id=question.id,
+                           stage=question.node_id, answer=answer)
+        return answer
+
+
+async def execute(job: Job, channel: Channel) -> dict[str, Any]:
+    """Execute one run, sending its records; what its `ended` message says."""
+    settings = RunSettings.model_validate(job.settings)
+    handlers = default_handlers()
+    loaded = await load_pipeline_async(
+        PipelineRef(source=job.source, format=job.source_format),  # type: ignore[arg-type]
+        Path.cwd(), job.variables, known_types=handlers.known_types(),
+        max_bytes=job.max_pipeline_bytes)
+    if loaded.graph is None or not loaded.valid:  # the daemon's load found it valid
+        raise RuntimeError(f"the pipeline does not load here as in the daemon: "
+                           f"{[d.message for d in loaded.diagnostics]}")
+    allowed = frozenset(job.allowed_key_env)
+    pool = ProviderPool({"default": settings.default_provider, "providers": settings.providers,
+                         "pricing": settings.pricing}, allowed_key_env=allowed)
+    keys = [*pool.secrets(), *(os.environ[name] for name in sorted(allowed)
+                               if os.environ.get(name))]
+    redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys))
+    run_dir = RunDirectory(Path(job.run_dir), redactor, content=job.record == "full")
+    sink = ShippingSink(channel, job.run_id, redactor)
+    interviewer = SettingsInterviewer(settings)
+    executor = Executor(run_id=job.run_id, trace_id=job.trace_id, graph=loaded.graph,
+                        run_dir=run_dir, handlers=handlers, providers=pool,
+                        interviewer=interviewer, sink=sink, settings=settings,
+                        record=job.record, trial_index=job.trial_index,  # type: ignore[arg-type]
+                        agent=AgentRuntime(run_dir.root, job.run_id, settings=settings,
+                                           allowed_secrets=allowed,
+                                           pipeline_dir=job.pipeline_dir))
+    interviewer.executor = executor
+    executor.write_checkpoint = sink.checkpoint
+    status, outcome, reason, result = "failed", "fail", "", None
+    try:
+        result = await executor.run(job.inputs)
+        status, outcome, reason = result.status, result.outcome.value, result.failure_reason
+    except asyncio.CancelledError:  # the daemon's event says why (Runner._drive)
+        status, outcome, reason = "cancelled", None, "cancelled"
+    except Exception as exc:
+        if disk_full(exc):
+            status, outcome, reason = "interrupted", None, full_reason(exc)
+        else:
+            log.exception("run %s crashed", job.run_id)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+        executor.emit("PipelineFailed", error=reason)
+    finally:
+        if status == "failed":
+            executor.end_failed_trace(reason)
+        await executor.agent.aclose()
+        run_dir.close()
+        await pool.aclose()
+    return {"status": status, "outcome": outcome, "reason": reason,
+            "processes_started": executor.agent.processes_started,
+            "result": None if result is None else _result(result, redactor)}
+
+
+def ended(task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
+    """What a finished run's `ended` says, however its task ended: a task cancelled before
+    it began (a cancel right behind its start) never ran a line of `execute`."""
+    if task.cancelled():
+        return {"status": "cancelled", "outcome": None, "reason": "cancelled",
+                "processes_started": 0, "result": None}
+    error = task.exception()
+    if error is not None:  # before the run began: loading it again, building its providers
+        log.error("a run could not start on this worker", exc_info=error)
+        return {"status": "failed", "outcome": "fail", "processes_started": 0, "result": None,
+                "reason": f"internal error: {type(error).__name__}: {error}"}
+    return task.result()
+
+
+def _result(result: RunResult, redactor: Redactor) -> dict[str, Any]:
+    return {"status": result.status, "outcome": result.outcome.value,
+            "failure_reason": result.failure_reason,
+            "completed_nodes": result.completed_nodes,
+            "context": redactor.values(result.context)}
+
+
+def _keep_from_children() -> None:
+    """No process a run starts inherits a descriptor of ours beyond its own 0-2: uvloop's
+    pipe transports hold inheritable copies of stdin and stdout, and a tool that kept our
+    stdout open would hide our death from the daemon."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(int(name), False)
+
+
+async def serve() -> None:
+    """Read jobs and cancels from stdin until it ends, then cancel what still runs."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 28)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
+    _keep_from_children()
+    channel = Channel(transport)  # type: ignore[arg-type]
+    runs: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+    def report(task: asyncio.Task[dict[str, Any]], run_id: str) -> None:
+        runs.pop(run_id, None)
+        channel.send(ENDED, run=run_id, **ended(task))
+
+    while message_line := await reader.readline():
+        message = orjson.loads(message_line)
+        if message["op"] == START:
+            job = Job.from_message(message)
+            task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel))
+            task.add_done_callback(lambda done, run_id=job.run_id: report(done, run_id))
+        elif message["op"] == CANCEL and message["run"] in runs:
+            runs[message["run"]].cancel()
+    for task in runs.values():  # the daemon is gone, or closing the pool
+        task.cancel()
+    await asyncio.gather(*runs.values(), return_exceptions=True)
+    channel.flush()

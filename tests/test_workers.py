@@ -1,0 +1,265 @@
+"""Runs executed on worker processes (`--executor processes`, decision 0007): the same
+records as inline, events while the run executes, and the failures: a cancelled run, a
+killed worker, a killed daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .inprocess import in_process_daemon
+from .runs_support import (
+    dot,
+    events,
+    make_fifo,
+    next_event,
+    of_type,
+    process_gone,
+    read_fifo,
+    read_json,
+    run_file,
+    run_to_end,
+)
+from .support import WAIT, DaemonProcess, Wire, start_daemon
+
+# A bit of everything a worker executes: model nodes, a conditional, a fan-out, a tool
+# node, a human gate auto-approved, and a context that flows between them.
+EVERYTHING = dot("""\
+    digraph everything {
+        graph [goal="Compare backends"]
+        start [shape=Mdiamond]
+        plan [prompt="Plan for: $goal",
+              scripted.context_updates="{\\"plan.steps\\": 3}"]
+        tool [shape=parallelogram, tool_command="echo tool ran"]
+        par [shape=component, max_parallel=2]
+        a [prompt="Variant A"]
+        b [prompt="Variant B", scripted.usage="7,3"]
+        join [shape=tripleoctagon]
+        gate [shape=hexagon, label="Ship it?"]
+        check [shape=diamond]
+        done [shape=Msquare]
+        start -> plan -> tool -> par
+        par -> a -> join
+        par -> b -> join
+        join -> gate
+        gate -> check [label="[Y] Yes"]
+        gate -> done [label="[N] No"]
+        check -> done [condition="outcome=success"]
+    }""")
+# A run that fails: the trace of a failed run ends with the failing call.
+FAILING = dot("""\
+    digraph failing {
+        start [shape=Mdiamond]
+        plan [prompt="Plan"]
+        work [shape=parallelogram, tool_command="echo broken; exit 3"]
+        done [shape=Msquare]
+        start -> plan -> work -> done
+    }""")
+AUTO = {"retry": {"delay_scale": 0}, "human": {"auto_approve": True}}
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+_VOLATILE = {"created_at", "started_at", "ended_at", "duration_ms", "latency_ms", "timestamp",
+             "time", "id", "run_id", "trace_id", "run_dir", "pid"}
+
+
+def steady(value: Any) -> Any:
+    """`value` without what differs between two runs of the same pipeline: ids, times,
+    durations."""
+    if isinstance(value, dict):
+        return {k: steady(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [steady(v) for v in value]
+    if isinstance(value, str):
+        return _TIME.sub("<time>", _ID.sub("<id>", value))
+    return value
+
+
+async def records(wire: Wire, run_id: str) -> dict[str, Any]:
+    """Everything a run left, ids and times aside: its files (and what they hold) and its
+    stages, events and calls as the store gives them."""
+    detail = await wire.result("run.get", {"run_id": run_id})
+    root = Path(detail["run_dir"])
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            text = path.read_text()
+            files[str(path.relative_to(root))] = steady(
+                json.loads(text) if path.suffix == ".json" else
+                [json.loads(line) for line in text.splitlines()] if path.suffix == ".jsonl"
+                else text)
+    trace = await wire.result("trace.get", {"trace_id": detail["trace_id"]})
+    history = [e for e in events(wire, run_id)]
+    return {"files": files, "stages": steady(detail["stages"]),
+            "calls": steady(trace["calls"]), "events": steady(history),
+            "summary": steady({k: detail[k] for k in ("status", "outcome", "completed_nodes",
+                                                      "context", "input_tokens",
+                                                      "output_tokens", "cost_usd")})}
+
+
+@pytest.mark.parametrize(("pipeline", "status"), [(EVERYTHING, "completed"),
+                                                  (FAILING, "failed")])
+async def test_a_run_on_a_worker_leaves_what_an_inline_run_leaves(
+        short_tmp: Path, pipeline: dict[str, str], status: str) -> None:
+    found = {}
+    for executor in ("inline", "processes"):
+        async with in_process_daemon(short_tmp / executor, executor=executor) as daemon:
+            wire = await daemon.connect()
+            await wire.result("run.subscribe", {"run_id": "*"})
+            ended = await run_to_end(wire, pipeline, settings=AUTO)
+            assert ended["status"] == status
+            found[executor] = await records(wire, ended["run_id"])
+            assert daemon.daemon.services is not None
+            pool = daemon.daemon.services.runner.workers
+            assert (pool is not None and len(pool.workers) == 1) == (executor == "processes")
+    inline, worker = found["inline"], found["processes"]
+    assert worker["summary"] == inline["summary"]
+    assert set(worker["files"]) == set(inline["files"])
+    assert worker["files"] == inline["files"]
+    assert worker["stages"] == inline["stages"] and len(worker["stages"]) >= 3
+    assert worker["calls"] == inline["calls"]
+    # The same events; concurrent branches may interleave theirs differently.
+    def key(event: dict[str, Any]) -> str:
+        return json.dumps([event["type"], event["data"]], sort_keys=True)
+    assert sorted(map(key, worker["events"])) == sorted(map(key, inline["events"]))
+    assert len(worker["events"]) > 10
+
+
+def parent_of(pid: int) -> int:
+    """The parent process of `pid` (/proc/PID/stat's fourth field)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+async def exited(pid: int, timeout: float = WAIT) -> None:
+    """Return once process `pid` has exited (a pidfd turns readable)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+    try:
+        await asyncio.wait_for(gone, timeout)
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
+def blocking(fifo: Path, go: Path) -> dict[str, str]:
+    """prep, then a tool that announces its pid in `fifo` and blocks until `go` exists."""
+    return dot(f"""\
+        digraph blocked {{
+            start [shape=Mdiamond]
+            prep [prompt="Prepare"]
+            slow [shape=parallelogram,
+                  tool_command="test -e {go} && exit 0; echo $$ > {fifo}; exec sleep 30"]
+            after [prompt="Wrap up"]
+            done [shape=Msquare]
+            start -> prep -> slow -> after -> done
+        }}""")
+
+
+@pytest.fixture
+async def on_workers(short_tmp: Path) -> Any:
+    """A daemon subprocess whose runs execute on two worker processes."""
+    process = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                 "--executor", "processes", "--workers", "2")
+    yield process
+    assert await process.stop() == 0, "".join(process.log)
+
+
+async def blocked_run(daemon: DaemonProcess, tmp: Path) -> tuple[Wire, str, int, Path]:
+    """A run blocked in its tool on a worker: (wire, run id, the tool's pid, its go file)."""
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    fifo, go = make_fifo(tmp / "announce"), tmp / "go"
+    started = await wire.result("run.start", {"pipeline": blocking(fifo, go)})
+    tool = int(await read_fifo(fifo))
+    worker = parent_of(tool)
+    assert worker != daemon.process.pid and parent_of(worker) == daemon.process.pid
+    return wire, started["run_id"], tool, go
+
+
+async def test_events_stream_from_a_worker_and_cancel_reaches_it(
+        on_workers: DaemonProcess, tmp_path: Path) -> None:
+    wire, run_id, tool, _ = await blocked_run(on_workers, tmp_path)
+    # Its events arrive while it executes: it is still in its tool.
+    await next_event(wire, of_type("StageCompleted", name="prep"))
+    await next_event(wire, of_type("StageStarted", name="slow"))
+    assert (await wire.result("run.get", {"run_id": run_id}))["status"] == "running"
+    cancelled = await wire.result("run.cancel", {"run_id": run_id})
+    assert process_gone(tool)  # killed and reaped by its worker before the answer
+    assert (cancelled["status"], cancelled["resumable"]) == ("cancelled", True)
+    assert read_json(cancelled, "checkpoint.json")["current_node"] == "prep"
+    [event] = events(wire, run_id, "PipelineCancelled")
+    assert event["data"]["reason"] == "cancelled"
+
+
+async def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(
+        on_workers: DaemonProcess, tmp_path: Path) -> None:
+    wire, run_id, tool, go = await blocked_run(on_workers, tmp_path)
+    worker = parent_of(tool)
+    os.kill(worker, signal.SIGKILL)
+    await wire.result("run.get", {"run_id": run_id, "wait": True})
+    ended = await wire.result("run.get", {"run_id": run_id})
+    assert (ended["status"], ended["resumable"]) == ("interrupted", True)
+    assert "worker" in ended["failure_reason"]
+    assert ended["completed_nodes"] == ["start", "prep"]
+    await exited(tool)  # the daemon swept the tool its dead worker left running
+    assert read_json(ended, "manifest.json")["status"] == "interrupted"
+    go.touch()
+    resumed = await wire.result("run.resume", {"run_id": run_id, "wait": True})
+    assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+    detail = await wire.result("run.get", {"run_id": run_id})
+    assert detail["completed_nodes"] == ["start", "prep", "slow", "after", "done"]
+    # The pool carries on with a new worker.
+    again = await run_to_end(wire, blocking(make_fifo(tmp_path / "unused"), go))
+    assert again["status"] == "completed"
+
+
+async def test_a_killed_daemon_leaves_no_worker_running(short_tmp: Path) -> None:
+    home, socket = short_tmp / "home", str(short_tmp / "d.sock")
+    first = await start_daemon(home, "--socket", socket, "--executor", "processes")
+    wire, run_id, tool, _ = await blocked_run(first, short_tmp)
+    worker = parent_of(tool)
+    first.process.kill()
+    await first.stop()
+    await exited(worker)  # its stdin ended: it cancelled its runs and left
+    await exited(tool)
+    second = await start_daemon(home, "--socket", socket)
+    try:
+        wire = await second.connect()
+        found = await wire.result("run.get", {"run_id": run_id})
+        assert (found["status"], found["resumable"]) == ("interrupted", True)
+    finally:
+        assert await second.stop() == 0
+    with contextlib.suppress(ProcessLookupError):  # a failed test leaves nothing behind
+        os.killpg(tool, signal.SIGKILL)
+
+
+async def test_the_checkpoint_never_names_a_stage_the_store_lacks(short_tmp: Path) -> None:
+    """On a worker, stages are committed in batches and each checkpoint written after its
+    stage's commit: at the end, checkpoint and store agree."""
+    async with in_process_daemon(short_tmp / "home", executor="processes") as daemon:
+        wire = await daemon.connect()
+        chain = "\n".join(f"n{i} [prompt=\"Step {i}\"]" for i in range(1, 60))
+        edges = " -> ".join(["start", *(f"n{i}" for i in range(1, 60)), "done"])
+        ended = await run_to_end(wire, dot(f"""\
+            digraph long {{
+                start [shape=Mdiamond]
+                done [shape=Msquare]
+                {chain}
+                {edges}
+            }}"""))
+        checkpoint = read_json(ended, "checkpoint.json")
+        assert checkpoint["finished"] and checkpoint["stage_seq"] == len(ended["stages"]) == 61
+        assert run_file(ended, "n59", "response.md").exists()
