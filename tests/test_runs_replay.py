@@ -12,7 +12,8 @@ from .inprocess import InProcessDaemon
 from .runs_support import dot, events, read_json, run_to_end, visits
 from .support import REPO, Wire
 
-pytestmark = pytest.mark.in_process
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 EXAMPLES = sorted([*(REPO / "examples" / "pipelines").glob("*.dot"),
                    *(REPO / "examples" / "recipes").glob("*.yaml")])

@@ -38,7 +38,8 @@ from .snapshots_support import (
 )
 from .support import Wire
 
-pytestmark = pytest.mark.in_process
+# Every test here runs once on each executor (tests/conftest.py::executor).
+pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 SOURCE_TEXT = "The brief: tides follow the moon."
 GATE = dot("""

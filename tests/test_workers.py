@@ -132,6 +132,29 @@ async def test_a_run_on_a_worker_leaves_what_an_inline_run_leaves(
     assert len(worker["events"]) > 10
 
 
+async def test_a_recorded_replay_is_served_on_a_worker(short_tmp: Path) -> None:
+    """The cassette travels with the job: the worker serves every call (the tool's too)."""
+    found = {}
+    for executor in ("inline", "processes"):
+        async with in_process_daemon(short_tmp / executor, executor=executor) as daemon:
+            wire = await daemon.connect()
+            await wire.result("run.subscribe", {"run_id": "*"})
+            recorded = await run_to_end(wire, EVERYTHING, settings=AUTO)
+            replayed = await run_to_end(wire, EVERYTHING, settings=AUTO, replay={
+                "from_run": recorded["run_id"], "mode": "recorded"})
+            assert (replayed["status"], replayed["outcome"]) == ("completed", "success")
+            found[executor] = await records(wire, replayed["run_id"])
+            assert daemon.daemon.services is not None
+            pool = daemon.daemon.services.runner.workers
+            # The pool grows by a worker per run dispatched, up to its size: the replay too.
+            assert (pool is not None and len(pool.workers) == min(2, pool.size)) == (
+                executor == "processes")
+    inline, worker = found["inline"], found["processes"]
+    assert worker["calls"] == inline["calls"] and len(worker["calls"]) >= 4
+    assert worker["files"] == inline["files"]
+    assert worker["summary"] == inline["summary"]
+
+
 def parent_of(pid: int) -> int:
     """The parent process of `pid` (/proc/PID/stat's fourth field)."""
     stat = Path(f"/proc/{pid}/stat").read_text()

@@ -289,6 +289,11 @@ class Cassette:
             cassette._queues.setdefault(key, deque()).append(entry)
         return cassette
 
+    def calls(self) -> list[dict[str, Any]]:
+        """The recorded calls it serves, in order (`from_calls` builds the same cassette from
+        them: what a worker gets, decision 0007)."""
+        return [entry.call for entry in self.entries]
+
     @classmethod
     def from_trace_file(cls, path: str | Path, *, redactor: Redactor | None = None) -> Cassette:
         """A cassette from a run directory's trace.jsonl (a cut-off last line is skipped)."""

@@ -168,8 +168,8 @@ class Runner:
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
-        if replayer is None and self._on_worker(prepared, settings, options):
-            active.job = self._job(active, inputs, variables, prepared, options)
+        if self._on_worker(prepared, settings, options):
+            active.job = self._job(active, inputs, variables, prepared, options, replayer)
         self._launch(active, inputs, checkpoint=None)
         return active
 
@@ -179,8 +179,7 @@ class Runner:
         when it needs the daemon as it runs (a shared budget, a manager's supervision, or
         on_worker's reasons), nor when a worker would not run it as the daemon would: node
         types or transforms an extension added here, or a trial set's provider pool, whose
-        concurrency limits hold across the set (scripted models excepted). A replay's
-        cassette does not travel yet."""
+        concurrency limits hold across the set (scripted models excepted)."""
         if self.workers is None or options.budget is not None or options.supervisor is not None:
             return False
         if options.trial_set_id is not None and not prepared.pool.offline():
@@ -193,8 +192,9 @@ class Runner:
                 or bool(registered_transforms()))
 
     def _job(self, active: ActiveRun, inputs: dict[str, Any], variables: dict[str, str],
-             prepared: Prepared, options: RunOptions) -> Job:
-        """What a worker needs to execute the run `active` is the daemon's side of."""
+             prepared: Prepared, options: RunOptions, replayer: Replayer | None) -> Job:
+        """What a worker needs to execute the run `active` is the daemon's side of (a
+        replay's cassette travels with it: the worker serves its calls)."""
         executor = active.executor
         return Job(run_id=active.run_id, trace_id=executor.trace_id,
                    run_dir=str(executor.run_dir.root), source=prepared.graph.source,
@@ -204,7 +204,10 @@ class Runner:
                    inputs=inputs, settings=prepared.settings, record=options.record,
                    trial_index=options.trial_index, pipeline_dir=options.pipeline_dir,
                    allowed_key_env=sorted(self.host.settings.allowed_key_env),
-                   max_pipeline_bytes=self.host.settings.max_pipeline_bytes)
+                   max_pipeline_bytes=self.host.settings.max_pipeline_bytes,
+                   replay_mode=None if replayer is None else replayer.mode,
+                   cassette=None if replayer is None or replayer.mode == "live"
+                   else replayer.cassette.calls())
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""

@@ -35,6 +35,8 @@ class Job:
     pipeline_dir: str | None
     allowed_key_env: list[str]
     max_pipeline_bytes: int
+    replay_mode: str | None = None  # a replay: its mode, and (not live) the calls it serves
+    cassette: list[dict[str, Any]] | None = None
 
     def to_line(self) -> bytes:
         """The `start` message."""

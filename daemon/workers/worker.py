@@ -32,6 +32,7 @@ from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
 from ..engine.providers.runtime import ProviderPool
 from ..engine.redact import Redactor, run_secrets
+from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import RunDirectory
 from ..engine.tools.runtime import AgentRuntime
@@ -134,12 +135,17 @@ async def execute(job: Job, channel: Channel) -> dict[str, Any]:
                                if os.environ.get(name))]
     redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys))
     run_dir = RunDirectory(Path(job.run_dir), redactor, content=job.record == "full")
+    replayer = None if job.replay_mode is None else Replayer(
+        job.replay_mode,  # type: ignore[arg-type]
+        None if job.cassette is None else Cassette.from_calls(job.cassette, redactor=redactor))
     sink = ShippingSink(channel, job.run_id, redactor)
     interviewer = SettingsInterviewer(settings)
     executor = Executor(run_id=job.run_id, trace_id=job.trace_id, graph=loaded.graph,
-                        run_dir=run_dir, handlers=handlers, providers=pool,
+                        run_dir=run_dir, handlers=handlers,
+                        providers=pool if replayer is None else ReplayProviders(pool, replayer),
                         interviewer=interviewer, sink=sink, settings=settings,
-                        record=job.record, trial_index=job.trial_index,  # type: ignore[arg-type]
+                        record=job.record, replayer=replayer,  # type: ignore[arg-type]
+                        trial_index=job.trial_index,
                         agent=AgentRuntime(run_dir.root, job.run_id, settings=settings,
                                            allowed_secrets=allowed,
                                            pipeline_dir=job.pipeline_dir))
