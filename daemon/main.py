@@ -42,6 +42,8 @@ log = logging.getLogger("ostinato.daemon")
 
 
 
+EXECUTORS = ("inline", "processes")  # where runs execute (docs/scale-out.md)
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ostinato serve` (shared with `python -m ostinato.daemon`)."""
     where = parser.add_argument_group(
@@ -96,9 +98,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "register(dispatcher) to add methods, and its optional "
                              "register_handlers(registry) to add node handler types; "
                              "repeatable")
-    parser.add_argument("--executor", choices=("inline", "processes"), default="inline",
-                        help="where runs execute: in the daemon's process (default) or on a "
-                             "pool of local worker processes (docs/scale-out.md)")
+    parser.add_argument("--executor", choices=EXECUTORS,
+                        default=os.environ.get("OSTINATO_EXECUTOR") or "inline",
+                        help="where runs execute: in the daemon's process (default, or "
+                             "$OSTINATO_EXECUTOR) or on a pool of local worker processes "
+                             "(docs/scale-out.md)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="worker processes of --executor processes (default: one per core)")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
@@ -142,6 +146,8 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
         raise ValueError("--wal-max-bytes must be at least 65536")
     if args.workers < 0:
         raise ValueError("--workers must be 0 (one per core) or more")
+    if args.executor not in EXECUTORS:  # a default from the environment is not checked
+        raise ValueError(f"OSTINATO_EXECUTOR must be one of {', '.join(EXECUTORS)}")
     home = resolve_home(args.home)
     allowed = {name.strip() for name in [
         *args.allow_key_env, *os.environ.get("OSTINATO_ALLOWED_KEY_ENV", "").split(",")]}

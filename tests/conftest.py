@@ -64,6 +64,14 @@ def executor(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def every_daemon_on(executor: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The daemons a test starts itself execute their runs on `executor` too (the default
+    of `serve --executor` is $OSTINATO_EXECUTOR)."""
+    monkeypatch.setenv("OSTINATO_EXECUTOR", executor)
+    return executor
+
+
+@pytest.fixture
 async def daemon(request: pytest.FixtureRequest,
                  short_tmp: Path) -> AsyncIterator[DaemonProcess | InProcessDaemon]:
     """A daemon with the test-only methods: a subprocess on a unix socket and loopback TCP,

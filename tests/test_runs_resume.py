@@ -17,6 +17,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .runs_support import (
     FAST,
     check_files_parse,
@@ -39,6 +41,9 @@ CONFLICT, NOT_FOUND = -32004, -32001
 # a live one can be told apart.
 PRICED = {**FAST, "pricing": {"models": {"scripted/*": {"input_per_mtok": 3.0,
                                                         "output_per_mtok": 15.0}}}}
+
+# Every test here runs once on each executor, the daemons it starts itself included.
+pytestmark = pytest.mark.usefixtures("every_daemon_on")
 
 
 def blocking_pipeline(go: Path, fifo: Path) -> dict[str, str]:

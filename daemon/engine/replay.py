@@ -290,9 +290,9 @@ class Cassette:
         return cassette
 
     def calls(self) -> list[dict[str, Any]]:
-        """The recorded calls it serves, in order (`from_calls` builds the same cassette from
-        them: what a worker gets, decision 0007)."""
-        return [entry.call for entry in self.entries]
+        """The recorded calls it still serves, in order (`from_calls` builds the same
+        cassette from them: what a worker gets, decision 0007)."""
+        return [entry.call for entry in self.entries if not entry.used]
 
     @classmethod
     def from_trace_file(cls, path: str | Path, *, redactor: Redactor | None = None) -> Cassette:

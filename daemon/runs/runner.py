@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +169,13 @@ class Runner:
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
-        if self._on_worker(prepared, settings, options):
-            active.job = self._job(active, inputs, variables, prepared, options, replayer)
+        if self._on_worker(prepared.pool, graph, settings, options):
+            active.job = self._job(active, inputs, variables, prepared.settings, options,
+                                   replayer)
         self._launch(active, inputs, checkpoint=None)
         return active
 
-    def _on_worker(self, prepared: Prepared, settings: RunSettings,
+    def _on_worker(self, pool: ProviderPool, graph: Graph, settings: RunSettings,
                    options: RunOptions) -> bool:
         """Whether a new run executes on a worker (decision 0007): with a pool, and not
         when it needs the daemon as it runs (a shared budget, a manager's supervision, or
@@ -182,9 +184,9 @@ class Runner:
         concurrency limits hold across the set (scripted models excepted)."""
         if self.workers is None or options.budget is not None or options.supervisor is not None:
             return False
-        if options.trial_set_id is not None and not prepared.pool.offline():
+        if options.trial_set_id is not None and not pool.offline():
             return False
-        return not self._extended() and on_worker(prepared.graph, settings)
+        return not self._extended() and on_worker(graph, settings)
 
     def _extended(self) -> bool:
         """Whether extensions added node types or transforms (workers load none)."""
@@ -192,22 +194,25 @@ class Runner:
                 or bool(registered_transforms()))
 
     def _job(self, active: ActiveRun, inputs: dict[str, Any], variables: dict[str, str],
-             prepared: Prepared, options: RunOptions, replayer: Replayer | None) -> Job:
-        """What a worker needs to execute the run `active` is the daemon's side of (a
-        replay's cassette travels with it: the worker serves its calls)."""
+             settings: dict[str, Any], options: RunOptions, replayer: Replayer | None,
+             checkpoint: dict[str, Any] | None = None) -> Job:
+        """What a worker needs to execute the run `active` is the daemon's side of: a
+        replay's cassette (the worker serves its calls), a resume's checkpoint."""
         executor = active.executor
         return Job(run_id=active.run_id, trace_id=executor.trace_id,
-                   run_dir=str(executor.run_dir.root), source=prepared.graph.source,
-                   source_format=prepared.graph.source_format,
+                   run_dir=str(executor.run_dir.root), source=executor.graph.source,
+                   source_format=executor.graph.source_format,
                    variables={**{k: v for k, v in inputs.items() if isinstance(v, str)},
                               **variables},
-                   inputs=inputs, settings=prepared.settings, record=options.record,
+                   inputs=inputs, settings=settings, record=options.record,
                    trial_index=options.trial_index, pipeline_dir=options.pipeline_dir,
                    allowed_key_env=sorted(self.host.settings.allowed_key_env),
                    max_pipeline_bytes=self.host.settings.max_pipeline_bytes,
                    replay_mode=None if replayer is None else replayer.mode,
                    cassette=None if replayer is None or replayer.mode == "live"
-                   else replayer.cassette.calls())
+                   else replayer.cassette.calls(),
+                   checkpoint=checkpoint, resume_inputs=active.resume_inputs,
+                   recorded_stages=executor.recorded_stages)
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
@@ -311,6 +316,10 @@ class Runner:
         active.pipeline_dir = options.pipeline_dir
         active.trial_set_id = launch.get("trial_set_id")
         active.manifest = manifest
+        if checkpoint is not None and self._on_worker(pool, graph, settings, replace(
+                options, trial_set_id=active.trial_set_id, supervisor=supervisor)):
+            active.job = self._job(active, inputs, variables, launch["settings"], options,
+                                   replayer, checkpoint)
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
 

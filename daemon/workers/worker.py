@@ -32,9 +32,9 @@ from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
 from ..engine.providers.runtime import ProviderPool
 from ..engine.redact import Redactor, run_secrets
-from ..engine.replay import Cassette, Replayer, ReplayProviders
+from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
-from ..engine.rundir import RunDirectory
+from ..engine.rundir import TRACE, RunDirectory
 from ..engine.tools.runtime import AgentRuntime
 from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, START, Job, line
 
@@ -138,22 +138,29 @@ async def execute(job: Job, channel: Channel) -> dict[str, Any]:
     replayer = None if job.replay_mode is None else Replayer(
         job.replay_mode,  # type: ignore[arg-type]
         None if job.cassette is None else Cassette.from_calls(job.cassette, redactor=redactor))
+    # A resume: what the node the interruption cut short had finished is served, as in
+    # the daemon (Runner.resume reads the same trace the same way).
+    journal = None if job.checkpoint is None or job.record != "full" else Journal.from_trace(
+        run_dir.root / TRACE, job.checkpoint, redactor=redactor)
     sink = ShippingSink(channel, job.run_id, redactor)
     interviewer = SettingsInterviewer(settings)
     executor = Executor(run_id=job.run_id, trace_id=job.trace_id, graph=loaded.graph,
                         run_dir=run_dir, handlers=handlers,
-                        providers=pool if replayer is None else ReplayProviders(pool, replayer),
+                        providers=pool if replayer is None and journal is None
+                        else ReplayProviders(pool, replayer, journal),
                         interviewer=interviewer, sink=sink, settings=settings,
                         record=job.record, replayer=replayer,  # type: ignore[arg-type]
-                        trial_index=job.trial_index,
+                        trial_index=job.trial_index, recorded_stages=job.recorded_stages,
                         agent=AgentRuntime(run_dir.root, job.run_id, settings=settings,
                                            allowed_secrets=allowed,
                                            pipeline_dir=job.pipeline_dir))
     interviewer.executor = executor
+    executor.journal = journal
     executor.write_checkpoint = sink.checkpoint
     status, outcome, reason, result = "failed", "fail", "", None
     try:
-        result = await executor.run(job.inputs)
+        result = await (executor.run(job.inputs) if job.checkpoint is None else
+                        executor.resume(job.checkpoint, job.resume_inputs, job.inputs))
         status, outcome, reason = result.status, result.outcome.value, result.failure_reason
     except asyncio.CancelledError:  # the daemon's event says why (Runner._drive)
         status, outcome, reason = "cancelled", None, "cancelled"
