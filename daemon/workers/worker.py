@@ -117,8 +117,8 @@ class SettingsInterviewer:
         return answer
 
 
-async def execute(job: Job, channel: Channel) -> dict[str, Any]:
-    """Execute one run, sending its records; what its `ended` message says."""
+async def _executor(job: Job, channel: Channel) -> tuple[Executor, ProviderPool]:
+    """The run's executor, as the daemon's runner builds it, with a sink that ships."""
     settings = RunSettings.model_validate(job.settings)
     handlers = default_handlers()
     loaded = await load_pipeline_async(
@@ -157,6 +157,12 @@ async def execute(job: Job, channel: Channel) -> dict[str, Any]:
     interviewer.executor = executor
     executor.journal = journal
     executor.write_checkpoint = sink.checkpoint
+    return executor, pool
+
+
+async def execute(job: Job, channel: Channel) -> dict[str, Any]:
+    """Execute one run, sending its records; what its `ended` message says."""
+    executor, pool = await _executor(job, channel)
     status, outcome, reason, result = "failed", "fail", "", None
     try:
         result = await (executor.run(job.inputs) if job.checkpoint is None else
@@ -175,11 +181,12 @@ async def execute(job: Job, channel: Channel) -> dict[str, Any]:
         if status == "failed":
             executor.end_failed_trace(reason)
         await executor.agent.aclose()
-        run_dir.close()
+        executor.run_dir.close()
         await pool.aclose()
     return {"status": status, "outcome": outcome, "reason": reason,
             "processes_started": executor.agent.processes_started,
-            "result": None if result is None else _result(result, redactor)}
+            "result": None if result is None else
+            _result(result, executor.run_dir.redactor)}
 
 
 def ended(task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
