@@ -24,6 +24,8 @@ from ..engine.run_state import RunResult
 from ..engine.tools.processes import sweep
 from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, Job, line
 
+log = logging.getLogger("ostinato.workers")
+
 
 class RecordSink(Protocol):
     """What the daemon's store sink (runs/sink.py::StoreSink) does with a worker's records."""
@@ -47,7 +49,6 @@ class Hosted(Protocol):
     sink: RecordSink
     executor: Executor  # never executed here: its run directory, agent counts and state
 
-log = logging.getLogger("ostinato.workers")
 
 # Node types whose runs need the daemon itself: a manager starts child runs through it.
 _DAEMON_ONLY_TYPES = frozenset({"stack.manager_loop"})
@@ -99,11 +100,12 @@ class RemoteRun:
     async def apply(self) -> Ended:
         """Apply every record until `ended`; WorkerLost if the worker went first.
 
-        Events are published as they come. Stages are committed in batches: a stage waits
-        at most COMMIT_DELAY for those behind it (the worker never waits for a commit), and
-        at most MAX_BATCH go in one transaction, with every call and event before them;
-        then the last checkpoint that came with them is written, after its stage's commit
-        (decision 0007)."""
+        Events are published as they come, but a CheckpointSaved, and what follows it, only
+        once that checkpoint (or a later one) is written. Stages are committed in batches: a
+        stage waits at most COMMIT_DELAY for those behind it (the worker never waits for a
+        commit), and at most MAX_BATCH go in one transaction, with every call and event
+        before them; then the last checkpoint that came with them is written, after its
+        stage's commit (decision 0007)."""
         sink = self.active.sink
         while True:
             message = await self.inbox.get()
