@@ -63,6 +63,13 @@ def executor(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(autouse=True)
+def _executor_chosen_by_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's $OSTINATO_EXECUTOR reaches no daemon a test starts: a test says where
+    its runs execute (`executor`, `every_daemon_on`), else they execute inline."""
+    monkeypatch.delenv("OSTINATO_EXECUTOR", raising=False)
+
+
 @pytest.fixture
 def every_daemon_on(executor: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The daemons a test starts itself execute their runs on `executor` too (the default

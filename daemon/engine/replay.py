@@ -289,10 +289,10 @@ class Cassette:
             cassette._queues.setdefault(key, deque()).append(entry)
         return cassette
 
-    def calls(self) -> list[dict[str, Any]]:
-        """The recorded calls it still serves, in order (`from_calls` builds the same
-        cassette from them: what a worker gets, decision 0007)."""
-        return [entry.call for entry in self.entries if not entry.used]
+    def recorded(self) -> list[dict[str, Any]]:
+        """Every recorded call it serves, in order, used or not (`from_calls` builds the
+        same cassette from them: what a worker gets, decision 0007)."""
+        return [entry.call for entry in self.entries]
 
     @classmethod
     def from_trace_file(cls, path: str | Path, *, redactor: Redactor | None = None) -> Cassette:

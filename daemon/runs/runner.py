@@ -38,7 +38,7 @@ from ..engine.tools.runtime import AgentRuntime
 from ..engine.transforms import registered_transforms
 from ..host import Host
 from ..ids import utc_now, uuid7
-from ..store.records import RunRecord
+from ..store.records import Call, RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore
@@ -210,7 +210,7 @@ class Runner:
                    max_pipeline_bytes=self.host.settings.max_pipeline_bytes,
                    replay_mode=None if replayer is None else replayer.mode,
                    cassette=None if replayer is None or replayer.mode == "live"
-                   else replayer.cassette.calls(),
+                   else replayer.cassette.recorded(),
                    checkpoint=checkpoint, resume_inputs=active.resume_inputs,
                    recorded_stages=executor.recorded_stages)
 
@@ -290,8 +290,8 @@ class Runner:
             replayer = await self._replayer(options, redactor) if options.replay_mode else None
             checkpoint = run_dir.read_json("checkpoint.json")
             manifest = run_dir.read_json("manifest.json")
-            if replayer is not None:
-                await self._consume_made(replayer, run_id, checkpoint)
+            consumed = None if replayer is None else await self._consume_made(
+                replayer, run_id, checkpoint)
             # What the node the interruption cut short had finished is not made again.
             journal = Journal.from_trace(run_dir.root / TRACE, checkpoint, redactor=redactor) \
                 if options.record == "full" else None
@@ -318,8 +318,8 @@ class Runner:
         active.manifest = manifest
         if checkpoint is not None and self._on_worker(pool, graph, settings, replace(
                 options, trial_set_id=active.trial_set_id, supervisor=supervisor)):
-            active.job = self._job(active, inputs, variables, launch["settings"], options,
-                                   replayer, checkpoint)
+            active.job = replace(self._job(active, inputs, variables, launch["settings"],
+                                           options, replayer, checkpoint), consumed=consumed)
         self._launch(active, inputs, checkpoint=checkpoint)
         return active
 
@@ -340,16 +340,19 @@ class Runner:
         return run
 
     async def _consume_made(self, replayer: Replayer, run_id: str,
-                            checkpoint: dict[str, Any] | None) -> None:
+                            checkpoint: dict[str, Any] | None) -> list[Call]:
         """The calls of the work the checkpoint keeps used up their recordings. Those after
         it, and those of branches it names open, belong to work that runs again: they are
-        served again. A seq made twice (a resume ran its node again) counts once."""
+        served again. A seq made twice (a resume ran its node again) counts once. Returns
+        the calls consumed (a worker resuming the run consumes them again)."""
         kept = int((checkpoint or {}).get("call_seq", 0))
         reopened = set((checkpoint or {}).get("open_calls", ()))
         made = {call["seq"]: call for call in
                 await TraceStore(self.store.db).run_calls(run_id)}  # the last of a seq
-        replayer.cassette.consume(call for seq, call in sorted(made.items())
-                                  if seq <= kept and seq not in reopened)
+        consumed = [call for seq, call in sorted(made.items())
+                    if seq <= kept and seq not in reopened]
+        replayer.cassette.consume(consumed)
+        return consumed
 
     async def mark_damaged(self, run_id: str, damage: Exception) -> RpcError:
         """Record that a run's files are damaged (it is no longer resumable); the conflict

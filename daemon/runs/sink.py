@@ -47,18 +47,25 @@ class StoreSink:
 
     def emit(self, event: Event) -> None:
         """Number the event, publish it as `run/event`, keep it for the next flush."""
+        record = self.keep(event)
+        if record is not None:
+            self.announce(record)
+
+    def keep(self, event: Event) -> dict[str, Any] | None:
+        """Number the event and keep it for the next flush; the record to publish, or None
+        for a run's end, published once the run's final state is in the store (see flush),
+        so that a client that sees it and calls run.get finds the run ended."""
         record = {"run_id": self.run_id, "seq": self.seq, "type": event.type,
                   "time": event.time or utc_now(), "data": self.redactor.values(event.data)}
         self.seq += 1
         self.events.append(record)
         if event.type in TERMINAL_EVENTS:
-            # Published once the run's final state is in the store (see flush), so that a
-            # client that sees it and calls run.get finds the run ended.
             self.deferred.append(record)
-        else:
-            self._publish(record)
+            return None
+        return record
 
-    def _publish(self, record: dict[str, Any]) -> None:
+    def announce(self, record: dict[str, Any]) -> None:
+        """Publish a kept event as `run/event` (to its listeners too)."""
         self.publish((f"run:{self.run_id}", "run:*"), "run/event", record)
         for listener in self.listeners:
             listener(record)
@@ -109,7 +116,7 @@ class StoreSink:
     def _publish_deferred(self) -> None:
         deferred, self.deferred = self.deferred, []
         for record in deferred:
-            self._publish(record)
+            self.announce(record)
 
 
 class DaemonInterviewer:

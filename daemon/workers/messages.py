@@ -37,6 +37,7 @@ class Job:
     max_pipeline_bytes: int
     replay_mode: str | None = None  # a replay: its mode, and (not live) the calls it serves
     cassette: list[dict[str, Any]] | None = None
+    consumed: list[dict[str, Any]] | None = None  # a resumed replay's calls already made
     # A resume: the checkpoint it continues from, the inputs given again, the stages the
     # store already holds (the worker reads the journal from the run directory itself).
     checkpoint: dict[str, Any] | None = None

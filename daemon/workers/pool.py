@@ -30,8 +30,12 @@ log = logging.getLogger("ostinato.workers")
 class RecordSink(Protocol):
     """What the daemon's store sink (runs/sink.py::StoreSink) does with a worker's records."""
 
-    def emit(self, event: Event) -> None:
-        """Number, publish and keep an event."""
+    def keep(self, event: Event) -> dict[str, Any] | None:
+        """Number an event and keep it for the next commit; the record to publish, if any."""
+        ...
+
+    def announce(self, record: dict[str, Any]) -> None:
+        """Publish a kept event."""
         ...
 
     def record_call(self, call: dict[str, Any]) -> None:
@@ -92,16 +96,18 @@ class RemoteRun:
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.stages: list[dict[str, Any]] = []  # received, not committed yet
         self.checkpoint: dict[str, Any] | None = None  # the last received, not written yet
-        # Events from a CheckpointSaved on, published once that checkpoint is written.
-        self.held: list[Event] = []
+        # Events from a CheckpointSaved on, kept (in the store with their stage) but published
+        # once that checkpoint is written.
+        self.held: list[dict[str, Any]] = []
         self.ended = False  # the worker's `ended` came
         self._timer: asyncio.TimerHandle | None = None
 
     async def apply(self) -> Ended:
         """Apply every record until `ended`; WorkerLost if the worker went first.
 
-        Events are published as they come, but a CheckpointSaved, and what follows it, only
-        once that checkpoint (or a later one) is written. Stages are committed in batches: a
+        Events are kept for the store as they come, committed with the stages they belong
+        to, and published at once, but a CheckpointSaved, and what follows it, only once
+        that checkpoint (or a later one) is written. Stages are committed in batches: a
         stage waits at most COMMIT_DELAY for those behind it (the worker never waits for a
         commit), and at most MAX_BATCH go in one transaction, with every call and event
         before them; then the last checkpoint that came with them is written, after its
@@ -114,12 +120,15 @@ class RemoteRun:
                 raise WorkerLost("its worker process ended while the run executed")
             op = message["op"]
             if op == EVENT:
-                event = Event(message["type"], message["data"], time=message["time"])
-                if self.held or event.type == "CheckpointSaved":
-                    self.held.append(event)
+                record = sink.keep(Event(message["type"], message["data"],
+                                         time=message["time"]))
+                if record is None:  # the run's end: published once it is in the store
+                    pass
+                elif self.held or record["type"] == "CheckpointSaved":
+                    self.held.append(record)
                     self._commit_soon()
                 else:
-                    sink.emit(event)
+                    sink.announce(record)
             elif op == CALL:
                 sink.record_call(message["call"])
             elif op == STAGE:
@@ -163,8 +172,8 @@ class RemoteRun:
         if checkpoint is not None:
             self.active.executor.run_dir.write_json("checkpoint.json", data=checkpoint)
         held, self.held = self.held, []
-        for event in held:  # as inline: CheckpointSaved once the file is there
-            self.active.sink.emit(event)
+        for record in held:  # as inline: CheckpointSaved once the file is there
+            self.active.sink.announce(record)
 
     def _ended(self, message: dict[str, Any]) -> Ended:
         self.active.executor.agent.processes_started = message["processes_started"]
@@ -234,7 +243,8 @@ class Worker:
                 if run is not None:
                     run.inbox.put_nowait(message)
         except Exception:  # a line we cannot read: a bug, so the worker goes
-            log.exception("worker %d: unreadable message; stopping it", self.process.pid)
+            if self.process.returncode is None:  # not the cut-off line of a killed worker
+                log.exception("worker %d: unreadable message; stopping it", self.process.pid)
             self.kill()
         finally:
             for run in self.runs.values():
@@ -319,9 +329,9 @@ class WorkerPool:
             if killer is not None:
                 killer.cancel()
             worker.runs.pop(job.run_id, None)
-        if killer is not None:  # the run ended cancelled, its records applied
+        if killer is not None and ended.status == "cancelled":  # its records applied
             raise asyncio.CancelledError
-        return ended
+        return ended  # a cancel the worker read only once the run had ended changes nothing
 
     async def close(self) -> None:
         """Stop every worker."""

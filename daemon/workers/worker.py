@@ -135,9 +135,12 @@ async def _executor(job: Job, channel: Channel) -> tuple[Executor, ProviderPool]
                                if os.environ.get(name))]
     redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys))
     run_dir = RunDirectory(Path(job.run_dir), redactor, content=job.record == "full")
+    cassette = None if job.cassette is None else Cassette.from_calls(job.cassette,
+                                                                     redactor=redactor)
+    if cassette is not None and job.consumed:  # as Runner._consume_made did
+        cassette.consume(job.consumed)
     replayer = None if job.replay_mode is None else Replayer(
-        job.replay_mode,  # type: ignore[arg-type]
-        None if job.cassette is None else Cassette.from_calls(job.cassette, redactor=redactor))
+        job.replay_mode, cassette)  # type: ignore[arg-type]
     # A resume: what the node the interruption cut short had finished is served, as in
     # the daemon (Runner.resume reads the same trace the same way).
     journal = None if job.checkpoint is None or job.record != "full" else Journal.from_trace(
