@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from ostinato.daemon.workers.pool import RemoteRun
+
 from .inprocess import in_process_daemon
 from .runs_support import (
     dot,
@@ -267,6 +269,46 @@ async def test_a_killed_daemon_leaves_no_worker_running(short_tmp: Path) -> None
         assert await second.stop() == 0
     with contextlib.suppress(ProcessLookupError):  # a failed test leaves nothing behind
         os.killpg(tool, signal.SIGKILL)
+
+
+async def test_after_every_commit_the_store_and_checkpoint_could_survive_a_crash(
+        short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon killed right after any of a worker's batch commits would leave each stored
+    stage with its own events, and a checkpoint no further than the store: what each commit
+    leaves is looked at as it is made."""
+    found: list[tuple[list[str], int, int]] = []
+    commit = RemoteRun._commit
+
+    async def looked_at(self: RemoteRun) -> None:
+        await commit(self)
+        sink = self.active.sink
+        db = sink.store.db  # type: ignore[attr-defined]
+        bare = await db.fetchall(
+            "SELECT node_id FROM stages s WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM "
+            "events e WHERE e.run_id = s.run_id AND e.type = 'StageCompleted' AND "
+            "json_extract(e.data_json, '$.name') = s.node_id)", (sink.run_id,))  # type: ignore[attr-defined]
+        stored = await db.fetchone("SELECT coalesce(max(seq), 0) AS seq FROM stages WHERE "
+                                   "run_id = ?", (sink.run_id,))  # type: ignore[attr-defined]
+        checkpoint = self.active.executor.run_dir.read_json("checkpoint.json") or {}
+        found.append(([row["node_id"] for row in bare], stored["seq"],
+                      checkpoint.get("stage_seq", 0)))
+
+    monkeypatch.setattr(RemoteRun, "_commit", looked_at)
+    async with in_process_daemon(short_tmp / "home", executor="processes") as daemon:
+        wire = await daemon.connect()
+        chain = "\n".join(f"n{i} [prompt=\"Step {i}\"]" for i in range(1, 150))
+        edges = " -> ".join(["start", *(f"n{i}" for i in range(1, 150)), "done"])
+        ended = await run_to_end(wire, dot(f"""\
+            digraph long {{
+                start [shape=Mdiamond]
+                done [shape=Msquare]
+                {chain}
+                {edges}
+            }}"""))
+    assert ended["status"] == "completed" and len(ended["stages"]) == 151
+    assert len(found) > 1  # several batches
+    for bare, stored, checkpointed in found:
+        assert bare == [] and checkpointed <= stored
 
 
 async def test_the_checkpoint_never_names_a_stage_the_store_lacks(short_tmp: Path) -> None:
