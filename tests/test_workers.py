@@ -271,6 +271,19 @@ async def test_a_killed_daemon_leaves_no_worker_running(short_tmp: Path) -> None
         os.killpg(tool, signal.SIGKILL)
 
 
+def long_pipeline(nodes: int) -> dict[str, str]:
+    """start -> n1 -> ... -> n`nodes` -> done: enough stages for several batches."""
+    steps = [f"n{i}" for i in range(1, nodes + 1)]
+    body = "\n".join(f'{step} [prompt="Step {step}"]' for step in steps)
+    return dot(f"""\
+        digraph long {{
+            start [shape=Mdiamond]
+            done [shape=Msquare]
+            {body}
+            {" -> ".join(["start", *steps, "done"])}
+        }}""")
+
+
 async def test_after_every_commit_the_store_and_checkpoint_could_survive_a_crash(
         short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A daemon killed right after any of a worker's batch commits would leave each stored
@@ -296,15 +309,7 @@ async def test_after_every_commit_the_store_and_checkpoint_could_survive_a_crash
     monkeypatch.setattr(RemoteRun, "_commit", looked_at)
     async with in_process_daemon(short_tmp / "home", executor="processes") as daemon:
         wire = await daemon.connect()
-        chain = "\n".join(f"n{i} [prompt=\"Step {i}\"]" for i in range(1, 150))
-        edges = " -> ".join(["start", *(f"n{i}" for i in range(1, 150)), "done"])
-        ended = await run_to_end(wire, dot(f"""\
-            digraph long {{
-                start [shape=Mdiamond]
-                done [shape=Msquare]
-                {chain}
-                {edges}
-            }}"""))
+        ended = await run_to_end(wire, long_pipeline(149))
     assert ended["status"] == "completed" and len(ended["stages"]) == 151
     assert len(found) > 1  # several batches
     for bare, stored, checkpointed in found:
@@ -316,15 +321,7 @@ async def test_the_checkpoint_never_names_a_stage_the_store_lacks(short_tmp: Pat
     stage's commit: at the end, checkpoint and store agree."""
     async with in_process_daemon(short_tmp / "home", executor="processes") as daemon:
         wire = await daemon.connect()
-        chain = "\n".join(f"n{i} [prompt=\"Step {i}\"]" for i in range(1, 60))
-        edges = " -> ".join(["start", *(f"n{i}" for i in range(1, 60)), "done"])
-        ended = await run_to_end(wire, dot(f"""\
-            digraph long {{
-                start [shape=Mdiamond]
-                done [shape=Msquare]
-                {chain}
-                {edges}
-            }}"""))
+        ended = await run_to_end(wire, long_pipeline(59))
         checkpoint = read_json(ended, "checkpoint.json")
         assert checkpoint["finished"] and checkpoint["stage_seq"] == len(ended["stages"]) == 61
         assert run_file(ended, "n59", "response.md").exists()

@@ -55,7 +55,6 @@ log = logging.getLogger("ostinato.runs")
 SOURCE_NAMES = {"dot": "pipeline.dot", "recipe": "pipeline.yaml"}
 # Runs stopped before their end: a resume continues them from their checkpoint.
 RESUMABLE = frozenset({"interrupted", "cancelled", "budget_exceeded"})
-DEFAULT_TYPES = frozenset(default_handlers().known_types())  # what a worker can execute
 # The failure_reason of a run whose files cannot be read (it is not resumable any more).
 DAMAGED = "damaged: "
 
@@ -79,6 +78,7 @@ class Runner:
         self._finishing: set[asyncio.Future[None]] = set()  # runs ended without their task
         self.workers = (WorkerPool(host.settings.workers)
                         if host.settings.executor == "processes" else None)
+        self._extensions: bool | None = None  # see _extended
 
     # -- starting -------------------------------------------------------------------------
 
@@ -189,9 +189,13 @@ class Runner:
         return not self._extended() and on_worker(graph, settings)
 
     def _extended(self) -> bool:
-        """Whether extensions added node types or transforms (workers load none)."""
-        return (set(self.handlers.known_types()) != DEFAULT_TYPES
-                or bool(registered_transforms()))
+        """Whether extensions added node types or transforms (workers load none); asked
+        once: extensions register before the first run starts."""
+        if self._extensions is None:
+            self._extensions = (set(self.handlers.known_types())
+                                != set(default_handlers().known_types())
+                                or bool(registered_transforms()))
+        return self._extensions
 
     def _job(self, active: ActiveRun, inputs: dict[str, Any], variables: dict[str, str],
              settings: dict[str, Any], options: RunOptions, replayer: Replayer | None,
