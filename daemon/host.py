@@ -30,10 +30,12 @@ class Settings:
     # api_key_env names a client may use besides the providers' documented ones.
     allowed_key_env: frozenset[str] = frozenset()
     wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES  # the store's WAL is truncated past this
-    # Where runs execute (decision 0007): "inline" in the daemon's process, or "processes"
-    # on a pool of `workers` local worker processes (0: one per core).
+    # Where runs execute (decision 0007): "inline" in the daemon's process, "processes" on a
+    # pool of `workers` local worker processes (0: one per core), or "ray" on as many actors
+    # of the Ray cluster at `ray_address` (None: a local cluster the daemon starts).
     executor: str = "inline"
     workers: int = 0
+    ray_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

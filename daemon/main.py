@@ -42,7 +42,7 @@ log = logging.getLogger("ostinato.daemon")
 
 
 
-EXECUTORS = ("inline", "processes")  # where runs execute (docs/scale-out.md)
+EXECUTORS = ("inline", "processes", "ray")  # where runs execute (docs/scale-out.md)
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ostinato serve` (shared with `python -m ostinato.daemon`)."""
@@ -101,10 +101,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=EXECUTORS,
                         default=os.environ.get("OSTINATO_EXECUTOR") or "inline",
                         help="where runs execute: in the daemon's process (default, or "
-                             "$OSTINATO_EXECUTOR) or on a pool of local worker processes "
-                             "(docs/scale-out.md)")
+                             "$OSTINATO_EXECUTOR), on a pool of local worker processes, or "
+                             "on actors of a Ray cluster (docs/scale-out.md)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
-                        help="worker processes of --executor processes (default: one per core)")
+                        help="workers of --executor processes or ray (default: one per core "
+                             "of the machine, or of the Ray cluster)")
+    parser.add_argument("--ray-address", default=os.environ.get("OSTINATO_RAY_ADDRESS") or None,
+                        metavar="ADDRESS",
+                        help="--executor ray: the cluster to join, as ray.init(address=...) "
+                             "takes it (default $OSTINATO_RAY_ADDRESS, else $RAY_ADDRESS, "
+                             "else a local cluster the daemon starts)")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
     # How `ostinato daemon start` learns that the daemon it started in the background
     # listens: one line on this inherited pipe, then the daemon leaves stdio for /dev/null.
@@ -148,6 +154,8 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
         raise ValueError("--workers must be 0 (one per core) or more")
     if args.executor not in EXECUTORS:  # a default from the environment is not checked
         raise ValueError(f"OSTINATO_EXECUTOR must be one of {', '.join(EXECUTORS)}")
+    if args.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ValueError("--executor ray needs Ray: pip install 'ostinato[ray]'")
     home = resolve_home(args.home)
     allowed = {name.strip() for name in [
         *args.allow_key_env, *os.environ.get("OSTINATO_ALLOWED_KEY_ENV", "").split(",")]}
@@ -158,6 +166,7 @@ def options_from_args(args: argparse.Namespace) -> DaemonOptions:
                          max_pipeline_bytes=args.max_pipeline_bytes,
                          wal_max_bytes=args.wal_max_bytes,
                          executor=args.executor, workers=args.workers,
+                         ray_address=args.ray_address,
                          max_buffered_bytes=args.max_buffered_bytes,
                          frame_timeout=args.frame_timeout, extensions=args.extension,
                          ready_fd=args.ready_fd,

@@ -113,6 +113,23 @@ class DiscoverResult(Result):
     methods: list[dict[str, Any]]
 
 
+class WorkerStatus(Result):
+    """One worker of the daemon's pool."""
+
+    pid: int = Field(description="Its process id (on its Ray node, for `ray`).")
+    node: str | None = Field(default=None, description="Its Ray node id (`ray` only).")
+    runs: int = Field(description="Runs executing on it right now.")
+
+
+class ExecutorStatus(Result):
+    """Where the daemon's runs execute (docs/scale-out.md)."""
+
+    backend: Literal["inline", "processes", "ray"]
+    size: int = Field(description="Workers the pool keeps at most; 0 until the first run "
+                      "on a worker when the daemon was not told (one per core).")
+    workers: list[WorkerStatus] = Field(description="Workers started and alive.")
+
+
 class DaemonStatusResult(Result):
     """Health and identity of the running daemon."""
 
@@ -125,6 +142,7 @@ class DaemonStatusResult(Result):
     connections: int = Field(description="Clients connected right now, this one included.")
     active_runs: int = Field(description="Runs executing or waiting on a human right now.")
     transports: list[str] = Field(description="Where the daemon listens, e.g. unix:/path.")
+    executor: ExecutorStatus
 
 
 METHODS = [
@@ -143,7 +161,7 @@ METHODS = [
     MethodSpec("rpc.discover", Params, DiscoverResult,
                "The OpenRPC document of every method (schemas/openrpc.json)."),
     MethodSpec("daemon.status", Params, DaemonStatusResult,
-               "Version, uptime, pid, home, connections and active runs."),
+               "Version, uptime, pid, home, connections, active runs and where runs execute."),
 ]
 
 SERVER_NOTIFICATIONS = [

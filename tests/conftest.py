@@ -3,6 +3,7 @@ for a test marked `in_process`, the same daemon in the test's own process."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -23,10 +24,22 @@ os.environ["OSTINATO_STRICT_RESULTS"] = "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the marker of the fast layer."""
+    """Declare the markers: the fast layer's, and Ray's."""
     config.addinivalue_line(
         "markers", "in_process: the `daemon` fixture runs the daemon's services, dispatcher "
         "and connections in the test's process (tests/inprocess.py), not as a subprocess")
+    config.addinivalue_line(
+        "markers", "ray: runs on a real local Ray cluster; needs the `ray` extra, which "
+        ".ci/run installs (`make test EXTRAS=test,ray`)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A Ray test without Ray skips, except in CI, where it must run."""
+    if item.get_closest_marker("ray") is not None and importlib.util.find_spec("ray") is None:
+        what = "Ray is not installed (pip install -e '.[ray]')"
+        if os.environ.get("CI"):
+            pytest.fail(f"{what}; in CI it must be: .ci/run installs the ray extra")
+        pytest.skip(f"{what}; in CI (the CI environment variable set) this fails instead")
 
 
 def stop_daemons_under(root: Path) -> None:

@@ -1,4 +1,5 @@
-"""Runs executed on worker processes (`--executor processes`, decision 0007): the same
+"""Runs executed on workers (decision 0007): worker processes (`--executor processes`) and
+the actors of a real local Ray cluster (`--executor ray`, started by the daemon). The same
 records as inline, events while the run executes, and the failures: a cancelled run, a
 killed worker, a killed daemon."""
 
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,10 @@ FAILING = dot("""\
 AUTO = {"retry": {"delay_scale": 0}, "human": {"auto_approve": True}}
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+# The backends with workers. Ray's tests need the `ray` extra (conftest.py), and run one at a
+# time (`make test` distributes by group): each daemon starts a local cluster of 2 CPUs.
+BACKENDS = ["processes", pytest.param("ray", marks=[pytest.mark.ray,
+                                                    pytest.mark.xdist_group("ray")])]
 _VOLATILE = {"created_at", "started_at", "ended_at", "duration_ms", "latency_ms", "timestamp",
              "time", "id", "run_id", "trace_id", "run_dir", "pid"}
 
@@ -106,22 +112,37 @@ async def records(wire: Wire, run_id: str) -> dict[str, Any]:
                                                       "output_tokens", "cost_usd")})}
 
 
+@contextlib.asynccontextmanager
+async def daemon_on(home: Path, executor: str) -> AsyncIterator[tuple[DaemonProcess, Wire]]:
+    """A daemon subprocess executing runs on `executor`, and a wire subscribed to them."""
+    daemon = await start_daemon(home, "--socket", str(home.parent / f"{executor}.sock"),
+                                "--executor", executor, "--workers", "2")
+    try:
+        wire = await daemon.connect()
+        await wire.result("run.subscribe", {"run_id": "*"})
+        yield daemon, wire
+    finally:
+        assert await daemon.stop() == 0, "".join(daemon.log)
+
+
+async def workers_of(wire: Wire) -> list[dict[str, Any]]:
+    """The workers `daemon.status` says the daemon has started."""
+    return (await wire.result("daemon.status"))["executor"]["workers"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("pipeline", "status"), [(EVERYTHING, "completed"),
                                                   (FAILING, "failed")])
 async def test_a_run_on_a_worker_leaves_what_an_inline_run_leaves(
-        short_tmp: Path, pipeline: dict[str, str], status: str) -> None:
+        short_tmp: Path, pipeline: dict[str, str], status: str, backend: str) -> None:
     found = {}
-    for executor in ("inline", "processes"):
-        async with in_process_daemon(short_tmp / executor, executor=executor) as daemon:
-            wire = await daemon.connect()
-            await wire.result("run.subscribe", {"run_id": "*"})
+    for executor in ("inline", backend):
+        async with daemon_on(short_tmp / executor, executor) as (_, wire):
             ended = await run_to_end(wire, pipeline, settings=AUTO)
             assert ended["status"] == status
             found[executor] = await records(wire, ended["run_id"])
-            assert daemon.daemon.services is not None
-            pool = daemon.daemon.services.runner.workers
-            assert (pool is not None and len(pool.workers) == 1) == (executor == "processes")
-    inline, worker = found["inline"], found["processes"]
+            assert len(await workers_of(wire)) == (executor != "inline")
+    inline, worker = found["inline"], found[backend]
     assert worker["summary"] == inline["summary"]
     assert set(worker["files"]) == set(inline["files"])
     assert worker["files"] == inline["files"]
@@ -134,24 +155,20 @@ async def test_a_run_on_a_worker_leaves_what_an_inline_run_leaves(
     assert len(worker["events"]) > 10
 
 
-async def test_a_recorded_replay_is_served_on_a_worker(short_tmp: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_recorded_replay_is_served_on_a_worker(short_tmp: Path, backend: str) -> None:
     """The cassette travels with the job: the worker serves every call (the tool's too)."""
     found = {}
-    for executor in ("inline", "processes"):
-        async with in_process_daemon(short_tmp / executor, executor=executor) as daemon:
-            wire = await daemon.connect()
-            await wire.result("run.subscribe", {"run_id": "*"})
+    for executor in ("inline", backend):
+        async with daemon_on(short_tmp / executor, executor) as (_, wire):
             recorded = await run_to_end(wire, EVERYTHING, settings=AUTO)
             replayed = await run_to_end(wire, EVERYTHING, settings=AUTO, replay={
                 "from_run": recorded["run_id"], "mode": "recorded"})
             assert (replayed["status"], replayed["outcome"]) == ("completed", "success")
             found[executor] = await records(wire, replayed["run_id"])
-            assert daemon.daemon.services is not None
-            pool = daemon.daemon.services.runner.workers
             # The pool grows by a worker per run dispatched, up to its size: the replay too.
-            assert (pool is not None and len(pool.workers) == min(2, pool.size)) == (
-                executor == "processes")
-    inline, worker = found["inline"], found["processes"]
+            assert len(await workers_of(wire)) == (2 if executor != "inline" else 0)
+    inline, worker = found["inline"], found[backend]
     assert worker["calls"] == inline["calls"] and len(worker["calls"]) >= 4
     assert worker["files"] == inline["files"]
     assert worker["summary"] == inline["summary"]
@@ -161,6 +178,15 @@ def parent_of(pid: int) -> int:
     """The parent process of `pid` (/proc/PID/stat's fourth field)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` started `pid`, or started what started it, and so on."""
+    while pid > 1:
+        pid = parent_of(pid)
+        if pid == ancestor:
+            return True
+    return False
 
 
 async def exited(pid: int, timeout: float = WAIT) -> None:
@@ -193,24 +219,27 @@ def blocking(fifo: Path, go: Path) -> dict[str, str]:
         }}""")
 
 
-@pytest.fixture
-async def on_workers(short_tmp: Path) -> Any:
-    """A daemon subprocess whose runs execute on two worker processes."""
+@pytest.fixture(params=BACKENDS)
+async def on_workers(request: pytest.FixtureRequest, short_tmp: Path) -> Any:
+    """A daemon subprocess whose runs execute on two workers of a backend."""
     process = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
-                                 "--executor", "processes", "--workers", "2")
+                                 "--executor", request.param, "--workers", "2")
     yield process
     assert await process.stop() == 0, "".join(process.log)
 
 
 async def blocked_run(daemon: DaemonProcess, tmp: Path) -> tuple[Wire, str, int, Path]:
-    """A run blocked in its tool on a worker: (wire, run id, the tool's pid, its go file)."""
+    """A run blocked in its tool on a worker: (wire, run id, the tool's pid, its go file).
+    The tool's parent is the worker: a process the daemon started (through its local Ray
+    cluster's raylet, on `ray`), and one `daemon.status` lists."""
     wire = await daemon.connect()
     await wire.result("run.subscribe", {"run_id": "*"})
     fifo, go = make_fifo(tmp / "announce"), tmp / "go"
     started = await wire.result("run.start", {"pipeline": blocking(fifo, go)})
     tool = int(await read_fifo(fifo))
     worker = parent_of(tool)
-    assert worker != daemon.process.pid and parent_of(worker) == daemon.process.pid
+    assert worker != daemon.process.pid and descends_from(worker, daemon.process.pid)
+    assert worker in [found["pid"] for found in await workers_of(wire)]
     return wire, started["run_id"], tool, go
 
 
@@ -233,6 +262,9 @@ async def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(
         on_workers: DaemonProcess, tmp_path: Path) -> None:
     wire, run_id, tool, go = await blocked_run(on_workers, tmp_path)
     worker = parent_of(tool)
+    # What the daemon has received of the run is kept: here, prep's stage and checkpoint
+    # (records still in flight die with a Ray worker; resume runs their node again).
+    await next_event(wire, of_type("CheckpointSaved", node_id="prep"))
     os.kill(worker, signal.SIGKILL)
     await wire.result("run.get", {"run_id": run_id, "wait": True})
     ended = await wire.result("run.get", {"run_id": run_id})
@@ -251,17 +283,24 @@ async def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(
     assert again["status"] == "completed"
 
 
-async def test_a_killed_daemon_leaves_no_worker_running(short_tmp: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_killed_daemon_leaves_no_worker_running(short_tmp: Path, backend: str) -> None:
     home, socket = short_tmp / "home", str(short_tmp / "d.sock")
-    first = await start_daemon(home, "--socket", socket, "--executor", "processes")
+    first = await start_daemon(home, "--socket", socket, "--executor", backend)
     wire, run_id, tool, _ = await blocked_run(first, short_tmp)
     worker = parent_of(tool)
     first.process.kill()
     await first.stop()
-    await exited(worker)  # its stdin ended: it cancelled its runs and left
-    await exited(tool)
+    # A worker process sees its stdin end: it cancels its runs (their tools too) and
+    # leaves. A Ray actor dies with its owner, the daemon's driver (and a local cluster
+    # with the daemon); the tool it started, in a session of its own, is left to the next
+    # daemon's sweep of a dead daemon's runs, as inline.
+    await exited(worker)
+    if backend == "processes":
+        await exited(tool)
     second = await start_daemon(home, "--socket", socket)
     try:
+        await exited(tool)
         wire = await second.connect()
         found = await wire.result("run.get", {"run_id": run_id})
         assert (found["status"], found["resumable"]) == ("interrupted", True)

@@ -61,6 +61,11 @@ def _show(status: dict[str, Any], path: Path, json_mode: bool) -> None:
     print(f"  listening on: {', '.join(status['transports'])}")
     print(f"  up {status['uptime_seconds']:.0f} s; {status['connections']} connection(s), "
           f"{status['active_runs']} active run(s)")
+    executor = status.get("executor") or {"backend": "inline"}  # an older daemon says none
+    if executor["backend"] != "inline":
+        busy = sum(worker["runs"] for worker in executor["workers"])
+        print(f"  runs execute on {executor['backend']}: {len(executor['workers'])} of "
+              f"{executor['size'] or 'one per core'} worker(s) started, {busy} run(s) on them")
 
 
 def status(args: argparse.Namespace) -> int:

@@ -42,8 +42,9 @@ from ..store.records import Call, RunRecord
 from ..store.runs import ACTIVE, RunStore
 from ..store.snapshots import SnapshotStore
 from ..store.traces import TraceStore
+from ..workers.backends import worker_pool
 from ..workers.messages import Job
-from ..workers.pool import WorkerLost, WorkerPool, on_worker
+from ..workers.pool import WorkerLost, on_worker
 from .active import ActiveRun
 from .children import ChildRunner
 from .files import index_run, new_manifest, plan_of, unless_full, write_config
@@ -76,8 +77,8 @@ class Runner:
         self.children = ChildRunner(self)
         self.stopping = False
         self._finishing: set[asyncio.Future[None]] = set()  # runs ended without their task
-        self.workers = (WorkerPool(host.settings.workers)
-                        if host.settings.executor == "processes" else None)
+        self.workers = worker_pool(host.settings.executor, host.settings.workers,
+                                   host.settings.ray_address)
         self._extensions: bool | None = None  # see _extended
 
     # -- starting -------------------------------------------------------------------------

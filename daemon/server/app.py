@@ -53,8 +53,9 @@ class DaemonOptions:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     max_pipeline_bytes: int = DEFAULT_MAX_PIPELINE_BYTES
     wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES  # the store's WAL is truncated past this
-    executor: str = "inline"  # where runs execute: inline | processes (decision 0007)
-    workers: int = 0  # the processes executor's pool (0: one per core)
+    executor: str = "inline"  # where runs execute: inline | processes | ray (decision 0007)
+    workers: int = 0  # the pool of processes or ray (0: one per core)
+    ray_address: str | None = None  # ray: the cluster to join (None: start a local one)
     max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES  # unfinished frames, all clients
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT  # seconds a socket frame may stall
     extensions: list[str] = field(default_factory=list)
@@ -78,7 +79,8 @@ class Daemon:
                          Settings(max_pipeline_bytes=options.max_pipeline_bytes,
                                   allowed_key_env=options.allowed_key_env,
                                   wal_max_bytes=options.wal_max_bytes,
-                                  executor=options.executor, workers=options.workers))
+                                  executor=options.executor, workers=options.workers,
+                                  ray_address=options.ray_address))
         self.started_at = datetime.now(UTC)
         self.started_monotonic = time.monotonic()
         self.connections: set[Connection] = set()

@@ -193,4 +193,11 @@ def status(params: Params, ctx: RequestContext) -> dict[str, Any]:
     result["connections"] = len(daemon.connections)
     result["active_runs"] = len(ctx.services.runner.active)
     result["transports"] = daemon.endpoints
+    pool = ctx.services.runner.workers
+    result["executor"] = {
+        "backend": daemon.options.executor, "size": 0 if pool is None else pool.size,
+        "workers": [] if pool is None else [
+            {"pid": worker.pid, "runs": len(worker.runs)}
+            | ({} if worker.node is None else {"node": worker.node})
+            for worker in pool.workers if worker.alive]}
     return result

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 
-from .worker import serve
+from .worker import serve_stdio
 
 
 def main() -> int:
@@ -16,9 +16,9 @@ def main() -> int:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve())
+        asyncio.run(serve_stdio())
     else:
-        uvloop.run(serve())
+        uvloop.run(serve_stdio())
     return 0
 
 

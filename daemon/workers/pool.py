@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -187,100 +186,110 @@ class RemoteRun:
 
 
 class Worker:
-    """One worker process and the runs it executes."""
+    """One worker and the runs it executes. How messages reach it and how it dies is its
+    backend's (processes.py, ray_workers.py): a subclass sets itself up, then calls this
+    `__init__`, which starts reading."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    name: str  # for the daemon's log
+    pid: int  # its process (on its node)
+    node: str | None = None  # a Ray node id
+
+    def __init__(self) -> None:
         self.runs: dict[str, RemoteRun] = {}
-        self.reading = asyncio.ensure_future(self._read())
         self._pending: list[bytes] = []  # messages down, written once per turn of the loop
-        # Its death, even while something it started still holds its stdout open.
-        self._watching = asyncio.ensure_future(self._watch())
-        self._logging = asyncio.ensure_future(self._log())
+        self.reading = asyncio.ensure_future(self._read())
 
-    async def _watch(self) -> None:
-        await self.process.wait()
-        assert self.process.stdout is not None
-        if not self.process.stdout.at_eof():
-            self.process.stdout.feed_eof()  # what it wrote before it died is read first
+    def lines(self) -> AsyncIterator[bytes]:
+        """Its messages up, until it ends."""
+        raise NotImplementedError
 
-    async def _log(self) -> None:
-        """What the worker logs goes to the daemon's log (a background daemon has no
-        stderr to share)."""
-        assert self.process.stderr is not None
-        while raw := await self.process.stderr.readline():
-            log.warning("worker %d: %s", self.process.pid, raw.decode(errors="replace").rstrip())
+    def died(self) -> bool:
+        """Whether it is known dead (a message it cut off is then no bug)."""
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        """Messages down, in order."""
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """Kill it: its runs are lost (WorkerLost)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Let it cancel what runs and end, killing it if it lingers; then stop reading."""
+        raise NotImplementedError
+
+    async def sweep(self, run_ids: list[str]) -> None:
+        """Kill the tool processes of runs it was executing when it was lost (they outlive
+        it: each has a session of its own)."""
+        await asyncio.to_thread(sweep, run_ids)
 
     @property
     def alive(self) -> bool:
         """Whether it still reads and writes."""
         return not self.reading.done()
 
-    def kill(self) -> None:
-        """Kill it: its runs are lost (WorkerLost)."""
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-
     def send(self, data: bytes) -> None:
         """One message down (the messages of one turn of the loop leave in one write)."""
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self._pending.append(data)
 
-    def _flush(self) -> None:
-        stdin = self.process.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.write(b"".join(self._pending))
+    def flush(self) -> None:
+        """Write the messages waiting to go down."""
+        if self._pending:
+            self.write(b"".join(self._pending))
         self._pending.clear()
 
     async def _read(self) -> None:
-        """Hand every record to its run; when the process ends, its runs are lost."""
-        assert self.process.stdout is not None
+        """Hand every record to its run; when the worker ends, its runs are lost."""
         try:
-            while raw := await self.process.stdout.readline():
+            async for raw in self.lines():
                 message = orjson.loads(raw)
                 run = self.runs.get(message["run"])
                 if run is not None:
                     run.inbox.put_nowait(message)
-        except Exception:  # a line we cannot read: a bug, so the worker goes
-            if self.process.returncode is None:  # not the cut-off line of a killed worker
-                log.exception("worker %d: unreadable message; stopping it", self.process.pid)
+        except Exception:  # a message we cannot read: a bug, so the worker goes
+            if not self.died():  # not the cut-off line of a killed worker
+                log.exception("%s: unreadable message; stopping it", self.name)
             self.kill()
         finally:
             for run in self.runs.values():
                 run.inbox.put_nowait(None)
 
+
+class Backend(Protocol):
+    """Where a pool's workers run: local processes, or a Ray cluster's actors."""
+
+    async def capacity(self) -> int:
+        """How many workers to keep when the daemon did not say."""
+        ...
+
+    async def start(self) -> Worker:
+        """A new worker, reading."""
+        ...
+
     async def close(self) -> None:
-        """Close its stdin (it cancels what runs and exits), killing it if it lingers."""
-        self._flush()
-        if self.process.stdin is not None and not self.process.stdin.is_closing():
-            self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), CLOSE_SECONDS)
-        except TimeoutError:
-            self.kill()
-            await self.process.wait()
-        await asyncio.gather(self.reading, self._watching, self._logging)
+        """Once its workers are closed: let go of what it holds (a cluster)."""
+        ...
 
 
 class WorkerPool:
-    """Local worker processes (`python -m ostinato.daemon.workers`), started when first
-    needed; a run goes to the one that executes the fewest."""
+    """A backend's workers, started when first needed; a run goes to the one that
+    executes the fewest."""
 
-    def __init__(self, size: int = 0) -> None:
-        self.size = size or os.cpu_count() or 1
+    def __init__(self, backend: Backend, size: int = 0) -> None:
+        self.backend = backend
+        self.size = size  # 0: the backend's capacity, asked when the first run comes
         self.workers: list[Worker] = []
         self._starting = asyncio.Lock()
 
     async def _worker(self) -> Worker:
         async with self._starting:
+            self.size = self.size or await self.backend.capacity()
             self.workers = [worker for worker in self.workers if worker.alive]
             if len(self.workers) < self.size:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "ostinato.daemon.workers",
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE, limit=1 << 28)
-                self.workers.append(Worker(process))
+                self.workers.append(await self.backend.start())
             # Again: one may have died while another started.
             self.workers = [worker for worker in self.workers if worker.alive]
             return min(self.workers, key=lambda worker: len(worker.runs))
@@ -313,7 +322,7 @@ class WorkerPool:
                         worker.send(line(CANCEL, run=job.run_id))
                         killer = loop.call_later(CLOSE_SECONDS, worker.kill)
         except WorkerLost:
-            await asyncio.to_thread(sweep, [job.run_id])  # tools outlive their worker
+            await worker.sweep([job.run_id])
             if killer is not None:
                 raise asyncio.CancelledError from None
             raise
@@ -334,6 +343,7 @@ class WorkerPool:
         return ended  # a cancel the worker read only once the run had ended changes nothing
 
     async def close(self) -> None:
-        """Stop every worker."""
+        """Stop every worker, then the backend."""
         await asyncio.gather(*(worker.close() for worker in self.workers))
         self.workers = []
+        await self.backend.close()

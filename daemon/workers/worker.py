@@ -223,14 +223,21 @@ def _keep_from_children() -> None:
                 os.set_inheritable(int(name), False)
 
 
-async def serve() -> None:
-    """Read jobs and cancels from stdin until it ends, then cancel what still runs."""
+async def serve_stdio() -> None:
+    """A worker process: the channel is its stdin and stdout (`python -m
+    ostinato.daemon.workers`)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 28)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     _keep_from_children()
-    channel = Channel(transport)  # type: ignore[arg-type]
+    await serve(reader, transport)  # type: ignore[arg-type]
+
+
+async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport) -> None:
+    """Read jobs and cancels from `reader` until it ends, then cancel what still runs; the
+    records go out through `transport`."""
+    channel = Channel(transport)
     runs: dict[str, asyncio.Task[dict[str, Any]]] = {}
 
     def report(task: asyncio.Task[dict[str, Any]], run_id: str) -> None:
