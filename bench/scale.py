@@ -1,14 +1,17 @@
-"""Scale-out benchmark: runs on worker processes (`--executor processes`) against inline.
+"""Scale-out benchmark: runs on worker processes (`--executor processes`) and on a local Ray
+cluster (`--executor ray`) against inline.
 
 Run it with `.venv/bin/python bench/scale.py`; options:
 
     .venv/bin/python bench/scale.py [--rounds 3] [--trials 1000] [--concurrency 8]
         [--workers 2] [--latency-ms 100] [--latency-concurrency 100] [--nodes 1000]
-        [--attractor-python PATH] [--json] [--no-uvloop]
+        [--attractor-python PATH] [--no-ray] [--json] [--no-uvloop]
 
-Two daemons' services in this process, on one event loop, each over its own home and
-sqlite store: one executes its runs inline, the other on a pool of `--workers` worker
-processes (decision 0007). Workloads, every round alternating which executor goes first:
+Daemons' services in this process, on one event loop, each over its own home and sqlite
+store: one executes its runs inline, one on a pool of `--workers` worker processes, and,
+when Ray is installed (the `ray` extra) and not `--no-ray`, one on `--workers` actors of a
+local Ray cluster that its services start with `--workers` CPUs (decision 0007). Workloads,
+every round rotating which executor goes first:
 
 * trials: a trial set (bench/trials.py's single-node pipeline, scripted at zero latency)
   of `--trials` runs, `--concurrency` at a time. Throughput processes / inline; target
@@ -22,18 +25,23 @@ processes (decision 0007). Workloads, every round alternating which executor goe
   per node, processes / inline, and, with `--attractor-python` (as bench/engine.py), the
   attractor Python port's per node in the same rounds (issue 18: <= 1.0x).
 
+Ray's per-run overhead: its zero-latency trial set's time per trial against processes';
+target <= 1.5x. Its workers' CPU is their processes' (/proc), without the cluster's own
+(raylet, GCS).
+
 The coordinator estimate: the daemon's CPU per trial on processes (this process) against
 its workers' (their /proc stat), hence how many worker cores one daemon can keep busy, and
 what that means for a suite of 10,000 snapshots of 3 trials each.
 
 Method as bench/trials.py: run directories stay until the end (one temporary directory),
 `os.sync()` before each timed set or run, a warm-up of each kind first, the best round of
-each workload in the summary. The Ray backend is not built yet: the bench says so.
+each workload in the summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import sys
@@ -53,9 +61,9 @@ from ostinato.daemon.runs.options import RunOptions
 from ostinato.daemon.services import Services, start
 from ostinato.protocol.runs import RunSettings
 
-EXECUTORS = ("inline", "processes")
 THROUGHPUT_TARGET = 1.6  # processes (2 workers) / inline, zero-latency trials
 LATENCY_TARGET = 1.2  # latency set / max(ideal, CPU-bound time)
+RAY_TARGET = 1.5  # ray per trial / processes', zero-latency trials
 ATTRACTOR_TARGET = 1.0  # processes per node / attractor's, linear-N
 SUITE = (10_000, 3)  # snapshots, trials each: the paper estimate's suite
 
@@ -84,7 +92,7 @@ def worker_cpu(services: Services) -> float:
         return 0.0
     total = 0
     for worker in pool.workers:
-        fields = Path(f"/proc/{worker.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
 
@@ -108,7 +116,7 @@ class Side:
 
 
 class Bench:
-    """Every workload on both executors, alternating; keeps every timing."""
+    """Every workload on every executor, rotating; keeps every timing."""
 
     def __init__(self, sides: dict[str, Side], args: argparse.Namespace,
                  attractor: AttractorPeer | None, tmp: Path) -> None:
@@ -172,12 +180,12 @@ class Bench:
 
 async def measure(tmp: Path, args: argparse.Namespace,
                   attractor: AttractorPeer | None) -> Bench:
-    """Warm up both executors, then the rounds."""
+    """Warm up every executor, then the rounds."""
     sides: dict[str, Side] = {}
-    for executor in EXECUTORS:
+    for executor in args.executors:
         home = tmp / executor
         home.mkdir()
-        settings = Settings(executor=executor, workers=args.workers)
+        settings = Settings(executor=executor, workers=args.workers)  # ray: a local cluster
         sides[executor] = Side(executor, await start(Host(home, settings=settings)))
     bench = Bench(sides, args, attractor, tmp)
     try:
@@ -186,7 +194,8 @@ async def measure(tmp: Path, args: argparse.Namespace,
                                           args.concurrency)
             await side.ostinato.run(linear_dot(20), RunOptions(), 20)
         for round_no in range(1, args.rounds + 1):
-            order = list(sides.values()) if round_no % 2 else list(sides.values())[::-1]
+            shift = round_no % len(sides)
+            order = list(sides.values())[shift:] + list(sides.values())[:shift]
             for side in order:
                 await bench.trials(side, round_no)
             for side in order:
@@ -206,16 +215,17 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> dict[st
     """The best rounds, the ratios with their targets, and the coordinator estimate."""
     print()
     ratios: dict[str, float | None] = {}
-    inline, processes = (bench.best("trials", e) for e in EXECUTORS)
+    inline, processes, ray = (bench.best("trials", e) for e in ("inline", "processes", "ray"))
     assert inline is not None and processes is not None
     ratios["throughput"] = inline.seconds / processes.seconds
+    ratios["ray_vs_processes"] = None if ray is None else ray.seconds / processes.seconds
     linear = f"linear-{args.nodes}"
-    line_in, line_pr = (bench.best(linear, e) for e in EXECUTORS)
+    line_in, line_pr = (bench.best(linear, e) for e in ("inline", "processes"))
     assert line_in is not None and line_pr is not None
     ratios["linear_vs_inline"] = line_pr.seconds / line_in.seconds
     peer = bench.best(linear, "attractor")
     ratios["linear_vs_attractor"] = None if peer is None else line_pr.seconds / peer.seconds
-    for executor in EXECUTORS:
+    for executor in args.executors:
         for name in ("trials", linear, "latency"):
             timing = bench.best(name, executor)
             if timing is not None:
@@ -223,7 +233,7 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> dict[st
     if peer is not None:
         print(f"best   {linear:<12} attractor  {peer.ms_per_unit:9.3f} ms/unit")
     cores = os.cpu_count() or 1
-    for executor in EXECUTORS:
+    for executor in args.executors:
         timing = bench.best("latency", executor)
         if timing is None:
             continue
@@ -242,14 +252,18 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> dict[st
           f"workers' {workers * 1000:.3f} ms: one daemon core keeps {feeds:.1f} worker cores "
           f"busy; a suite of {snapshots:,} snapshots x {trials} trials needs at least "
           f"{suite_s:.0f} s of daemon time, whatever the workers ({suite_s / 60:.1f} min)")
-    print("ray: not built yet (decision 0007; docs/scale-out.md)")
+    if ray is None:
+        print("ray: not measured (Ray is not installed, or --no-ray)")
     line = (f"ratios: trials throughput processes/inline {ratios['throughput']:.2f}x "
             f"(target >= {THROUGHPUT_TARGET:g}, {args.workers} workers), {linear} per node "
             f"processes/inline {ratios['linear_vs_inline']:.2f}")
     if ratios["linear_vs_attractor"] is not None:
         line += (f", processes/attractor {ratios['linear_vs_attractor']:.2f} "
                  f"(target <= {ATTRACTOR_TARGET:g})")
-    for executor in EXECUTORS:
+    if ratios["ray_vs_processes"] is not None:
+        line += (f", trials ray/processes per trial {ratios['ray_vs_processes']:.2f}x "
+                 f"(target <= {RAY_TARGET:g})")
+    for executor in args.executors:
         if f"latency_{executor}" in ratios:
             line += (f", latency {executor} {ratios[f'latency_{executor}']:.2f}x "
                      f"(target <= {LATENCY_TARGET:g})")
@@ -276,9 +290,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--attractor-python", metavar="PATH",
                         default=os.environ.get(ATTRACTOR_ENV) or None)
+    parser.add_argument("--no-ray", action="store_true",
+                        help="leave Ray out even when it is installed")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
+    with_ray = not args.no_ray and importlib.util.find_spec("ray") is not None
+    args.executors = ["inline", "processes", *(["ray"] if with_ray else [])]
     if min(args.rounds, args.trials, args.concurrency, args.workers, args.nodes,
            args.latency_concurrency) < 1 or args.latency_ms < 0:
         parser.error("counts must be at least 1 (--latency-ms: 0 to skip)")
@@ -289,7 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure, then summarize."""
     args = parse_args(argv)
     loop_name, _ = loop_choice(not args.no_uvloop)
-    print(f"ostinato scale bench: inline against processes ({args.workers} workers); "
+    print(f"ostinato scale bench: inline against {' and '.join(args.executors[1:])} "
+          f"({args.workers} workers); "
           f"loop {loop_name}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{'round':<6} {'workload':<12} {'executor':<10} {'units':>6} {'seconds':>8} "

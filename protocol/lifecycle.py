@@ -119,6 +119,8 @@ class WorkerStatus(Result):
     pid: int = Field(description="Its process id (on its Ray node, for `ray`).")
     node: str | None = Field(default=None, description="Its Ray node id (`ray` only).")
     runs: int = Field(description="Runs executing on it right now.")
+    runs_done: int = Field(description="Runs it has executed to their end, however they "
+                           "ended.")
 
 
 class ExecutorStatus(Result):

@@ -4,6 +4,7 @@ timed, and the ratios the targets are judged on are printed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -61,13 +62,16 @@ def test_the_engine_parts_bench_prices_the_store_and_the_checkpoint() -> None:
     assert set(found["parts"]) == {"store", "checkpoint"} and found["vs_attractor"] is None
 
 
-def test_the_scale_bench_runs_both_executors() -> None:
+@pytest.mark.xdist_group("ray")  # a local Ray cluster when the extra is installed
+def test_the_scale_bench_runs_every_executor() -> None:
     found = bench("scale.py", "--rounds", "1", "--trials", "20", "--nodes", "20",
                   "--latency-ms", "10", "--latency-concurrency", "10", "--workers", "1")
     ran = {(t["workload"], t["executor"]) for t in found["timings"]}
-    assert ran == {(w, e) for w in ("trials", "linear-20", "latency")
-                   for e in ("inline", "processes")}
+    with_ray = importlib.util.find_spec("ray") is not None
+    executors = ("inline", "processes", *(("ray",) if with_ray else ()))
+    assert ran == {(w, e) for w in ("trials", "linear-20", "latency") for e in executors}
     assert found["ratios"]["throughput"] > 0 and found["ratios"]["linear_vs_inline"] > 0
+    assert (found["ratios"]["ray_vs_processes"] is not None) == with_ray
     assert found["ratios"]["linear_vs_attractor"] is None
     assert found["coordinator"]["daemon_cpu_ms"] > 0
 

@@ -10,6 +10,7 @@ import pytest
 
 from .inprocess import InProcessDaemon
 from .runs_support import FAILING, NOT_A_LIST, ONE_KEY, blocking, make_fifo, read_fifo
+from .support import Wire
 from .tests_run_support import (
     CALL_USD,
     FAILS,
@@ -25,16 +26,25 @@ from .tests_run_support import (
 pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 
 
+async def runs_done_on_workers(wire: Wire) -> int:
+    """How many runs the daemon's workers have executed (`daemon.status`)."""
+    status = await wire.result("daemon.status")
+    return sum(worker["runs_done"] for worker in status["executor"]["workers"])
+
+
 async def test_a_budget_that_runs_out_in_the_third_snapshot_stops_there(
-        daemon: InProcessDaemon) -> None:
+        daemon: InProcessDaemon, executor: str) -> None:
     wire = await daemon.connect()
     # Four snapshots of three $1 calls each, under a $7.50 limit: the first two spend $6;
     # the third's first call brings it to $7 and its second to $8, past the limit, so its
     # third node never starts; the fourth never starts at all.
     made = [await snapshot(wire, f"budget-{i}", priced(f"budget{i}")) for i in range(4)]
     limit = 7.5
+    before = await runs_done_on_workers(wire)
     result = await run_tests(wire, snapshot_ids=[s["id"] for s in made], mode="live",
                              cost_limit_usd=limit)
+    # On a pool, the three runs executed on workers, each checking a copy of the budget.
+    assert await runs_done_on_workers(wire) - before == (3 if executor != "inline" else 0)
     assert result["status"] == "budget_exceeded"
     assert statuses(result) == ["passed", "passed", "budget_exceeded", "skipped"]
     assert result["summary"] == {"total": 4, "passed": 2, "failed": 0, "errors": 0,

@@ -8,6 +8,9 @@ the runs had in flight when it was reached.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 
 class BudgetExceeded(Exception):
     """Raised before work starts once the budget is spent; the run ends `budget_exceeded`."""
@@ -27,6 +30,16 @@ class Budget:
             raise ValueError("a budget's limit cannot be negative")
         self.limit_usd = float(limit_usd)
         self.spent_usd = 0.0
+        # Told the spending once it reaches the limit: runs executing elsewhere (on workers,
+        # each checking a copy of this budget) learn of it.
+        self.on_exceeded: list[Callable[[float], None]] = []
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Budget:
+        """A copy of a budget, from its `to_dict`."""
+        budget = cls(data["limit_usd"])
+        budget.spent_usd = float(data["spent_usd"])
+        return budget
 
     @property
     def exceeded(self) -> bool:
@@ -38,7 +51,15 @@ class Budget:
     def charge(self, cost_usd: float | None) -> None:
         """Add what a call cost."""
         if cost_usd:
+            was = self.exceeded
             self.spent_usd += float(cost_usd)
+            if self.exceeded and not was:
+                for tell in list(self.on_exceeded):
+                    tell(self.spent_usd)
+
+    def spent_elsewhere(self, spent_usd: float) -> None:
+        """A copy learns what the budget it copies has spent (at least)."""
+        self.spent_usd = max(self.spent_usd, spent_usd)
 
     def check(self) -> None:
         """Raise BudgetExceeded once the limit is reached."""

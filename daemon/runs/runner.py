@@ -179,11 +179,11 @@ class Runner:
     def _on_worker(self, pool: ProviderPool, graph: Graph, settings: RunSettings,
                    options: RunOptions) -> bool:
         """Whether a new run executes on a worker (decision 0007): with a pool, and not
-        when it needs the daemon as it runs (a shared budget, a manager's supervision, or
-        on_worker's reasons), nor when a worker would not run it as the daemon would: node
-        types or transforms an extension added here, or a trial set's provider pool, whose
+        when it needs the daemon as it runs (a manager's supervision, or on_worker's
+        reasons), nor when a worker would not run it as the daemon would: node types or
+        transforms an extension added here, or a trial set's provider pool, whose
         concurrency limits hold across the set (scripted models excepted)."""
-        if self.workers is None or options.budget is not None or options.supervisor is not None:
+        if self.workers is None or options.supervisor is not None:
             return False
         if options.trial_set_id is not None and not pool.offline():
             return False
@@ -217,7 +217,8 @@ class Runner:
                    cassette=None if replayer is None or replayer.mode == "live"
                    else replayer.cassette.recorded(),
                    checkpoint=checkpoint, resume_inputs=active.resume_inputs,
-                   recorded_stages=executor.recorded_stages)
+                   recorded_stages=executor.recorded_stages,
+                   budget=None if executor.budget is None else executor.budget.to_dict())
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""

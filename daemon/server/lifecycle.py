@@ -197,7 +197,7 @@ def status(params: Params, ctx: RequestContext) -> dict[str, Any]:
     result["executor"] = {
         "backend": daemon.options.executor, "size": 0 if pool is None else pool.size,
         "workers": [] if pool is None else [
-            {"pid": worker.pid, "runs": len(worker.runs)}
+            {"pid": worker.pid, "runs": len(worker.runs), "runs_done": worker.runs_done}
             | ({} if worker.node is None else {"node": worker.node})
             for worker in pool.workers if worker.alive]}
     return result

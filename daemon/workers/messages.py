@@ -1,7 +1,8 @@
 """What travels between the daemon and a worker: one JSON object per line (orjson), in
 order, on the worker's stdin (down) and stdout (up).
 
-Down: `start` (a `Job`), `cancel` (a run id). Up, per run and in order: `event`, `call`,
+Down: `start` (a `Job`), `cancel` (a run id), `budget` (a run's shared budget is spent: what
+it has spent, for the worker's copy). Up, per run and in order: `event`, `call`,
 `stage`, `checkpoint` (redacted by the worker before they leave it), then `ended`. A line
 the other side cannot read ends the channel: it is a bug, not input.
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 import orjson
 
-START, CANCEL = "start", "cancel"
+START, CANCEL, BUDGET = "start", "cancel", "budget"
 EVENT, CALL, STAGE, CHECKPOINT, ENDED = "event", "call", "stage", "checkpoint", "ended"
 
 
@@ -43,6 +44,9 @@ class Job:
     checkpoint: dict[str, Any] | None = None
     resume_inputs: dict[str, Any] | None = None
     recorded_stages: int = 0
+    # A cost budget the run shares with others (a test run's): the worker checks a copy,
+    # which the daemon tells once the budget is spent (Budget.to_dict).
+    budget: dict[str, float] | None = None
 
     def to_line(self) -> bytes:
         """The `start` message."""

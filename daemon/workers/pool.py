@@ -21,7 +21,7 @@ from ..engine.graph import Graph
 from ..engine.outcome import Status
 from ..engine.run_state import RunResult
 from ..engine.tools.processes import sweep
-from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, Job, line
+from .messages import BUDGET, CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, Job, line
 
 log = logging.getLogger("ostinato.workers")
 
@@ -130,6 +130,8 @@ class RemoteRun:
                     sink.announce(record)
             elif op == CALL:
                 sink.record_call(message["call"])
+                if self.active.executor.budget is not None:  # the shared one: as inline
+                    self.active.executor.budget.charge(message["call"]["cost_usd"])
             elif op == STAGE:
                 self.stages.append(message["stage"])
                 if len(self.stages) >= MAX_BATCH:
@@ -196,6 +198,7 @@ class Worker:
 
     def __init__(self) -> None:
         self.runs: dict[str, RemoteRun] = {}
+        self.runs_done = 0  # runs it executed to their end
         self._pending: list[bytes] = []  # messages down, written once per turn of the loop
         self.reading = asyncio.ensure_future(self._read())
 
@@ -301,16 +304,26 @@ class WorkerPool:
         are applied before CancelledError goes on; a worker that has not ended the run
         CLOSE_SECONDS later is killed. A lost worker's run has its tool processes swept
         (WorkerLost). If the daemon cannot apply a record (a full disk), the worker stops
-        the run before the error goes on."""
+        the run before the error goes on. A budget the run shares is charged with its calls
+        here; once spent, by this run or another, the worker's copy is told."""
         worker = await self._worker()
         remote = worker.runs[job.run_id] = RemoteRun(active)
         loop = asyncio.get_running_loop()
         killer: asyncio.TimerHandle | None = None
+        budget = active.executor.budget
+
+        def spent(spent_usd: float) -> None:
+            worker.send(line(BUDGET, run=job.run_id, spent_usd=spent_usd))
+
+        if budget is not None:
+            budget.on_exceeded.append(spent)
         try:
             if not worker.alive:  # died since it was chosen: nothing would say so
                 raise WorkerLost("its worker process ended before the run began")
             applying = asyncio.ensure_future(remote.apply())
             worker.send(job.to_line())
+            if budget is not None and budget.exceeded:  # since the job was made
+                spent(budget.spent_usd)
             while True:
                 try:
                     ended = await asyncio.shield(applying)
@@ -337,7 +350,10 @@ class WorkerPool:
         finally:
             if killer is not None:
                 killer.cancel()
+            if budget is not None:
+                budget.on_exceeded.remove(spent)
             worker.runs.pop(job.run_id, None)
+        worker.runs_done += 1
         if killer is not None and ended.status == "cancelled":  # its records applied
             raise asyncio.CancelledError
         return ended  # a cancel the worker read only once the run had ended changes nothing

@@ -27,6 +27,12 @@ from .worker import serve
 
 log = logging.getLogger("ostinato.workers")
 
+# Batches leave at most once per INTERVAL (sooner once FULL bytes wait): each is an object
+# and a report through Ray, costing both sides more CPU than a short run's own records, so
+# under load records wait to share one (bench/scale.py); a record after a quiet spell
+# leaves at once.
+INTERVAL_SECONDS = 0.002
+FULL = 1 << 18
 START_SECONDS = 60.0  # an actor the cluster cannot place (no free CPU) is given up then
 # A local cluster's object store: records travel as small byte batches, which Ray keeps in
 # its workers' memory; the store's default (30% of RAM in /dev/shm) would be wasted.
@@ -38,13 +44,19 @@ class Outbox:
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
+        self.size = 0
         self.closed = False
-        self.ready = asyncio.Event()
+        self.last = 0.0  # when the last batch was taken (the loop's clock)
+        self.ready = asyncio.Event()  # something to take
+        self.full = asyncio.Event()  # FULL bytes to take
 
     def write(self, data: bytes) -> None:
         """Keep `data` for the next batch."""
         self.chunks.append(data)
+        self.size += len(data)
         self.ready.set()
+        if self.size >= FULL:
+            self.full.set()
 
     def is_closing(self) -> bool:
         """Whether `serve` has ended."""
@@ -54,14 +66,24 @@ class Outbox:
         """No more writes: `take` returns what is left, then nothing."""
         self.closed = True
         self.ready.set()
+        self.full.set()
 
     async def take(self) -> bytes:
-        """Everything written since the last batch, waiting for something; b"" at the end."""
+        """Everything written since the last batch, once there is something and
+        INTERVAL_SECONDS have passed since that batch (or FULL bytes wait); b"" at the end."""
         await self.ready.wait()
+        loop = asyncio.get_running_loop()
+        wait = self.last + INTERVAL_SECONDS - loop.time()
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.full.wait(), wait)
+        self.last = loop.time()
         if not self.closed:
             self.ready.clear()
+            self.full.clear()
         data = b"".join(self.chunks)
         self.chunks.clear()
+        self.size = 0
         return data
 
 

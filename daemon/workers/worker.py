@@ -25,6 +25,7 @@ from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 
 from ..disk import disk_full, full_reason
+from ..engine.budget import Budget
 from ..engine.events import Event
 from ..engine.executor import Executor
 from ..engine.handlers.base import Question, preset_answer
@@ -36,7 +37,7 @@ from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import TRACE, RunDirectory
 from ..engine.tools.runtime import AgentRuntime
-from .messages import CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, START, Job, line
+from .messages import BUDGET, CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, START, Job, line
 
 log = logging.getLogger("ostinato.worker")
 
@@ -117,7 +118,8 @@ class SettingsInterviewer:
         return answer
 
 
-async def _executor(job: Job, channel: Channel) -> tuple[Executor, ProviderPool]:
+async def _executor(job: Job, channel: Channel,
+                    budget: Budget | None) -> tuple[Executor, ProviderPool]:
     """The run's executor, as the daemon's runner builds it, with a sink that ships."""
     settings = RunSettings.model_validate(job.settings)
     handlers = default_handlers()
@@ -154,6 +156,7 @@ async def _executor(job: Job, channel: Channel) -> tuple[Executor, ProviderPool]
                         interviewer=interviewer, sink=sink, settings=settings,
                         record=job.record, replayer=replayer,  # type: ignore[arg-type]
                         trial_index=job.trial_index, recorded_stages=job.recorded_stages,
+                        budget=budget,
                         agent=AgentRuntime(run_dir.root, job.run_id, settings=settings,
                                            allowed_secrets=allowed,
                                            pipeline_dir=job.pipeline_dir))
@@ -163,9 +166,11 @@ async def _executor(job: Job, channel: Channel) -> tuple[Executor, ProviderPool]
     return executor, pool
 
 
-async def execute(job: Job, channel: Channel) -> dict[str, Any]:
-    """Execute one run, sending its records; what its `ended` message says."""
-    executor, pool = await _executor(job, channel)
+async def execute(job: Job, channel: Channel,
+                  budget: Budget | None = None) -> dict[str, Any]:
+    """Execute one run, sending its records; what its `ended` message says. `budget`: the
+    copy of the run's shared budget, which the daemon keeps up to date."""
+    executor, pool = await _executor(job, channel, budget)
     status, outcome, reason, result = "failed", "fail", "", None
     try:
         result = await (executor.run(job.inputs) if job.checkpoint is None else
@@ -239,19 +244,27 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
     records go out through `transport`."""
     channel = Channel(transport)
     runs: dict[str, asyncio.Task[dict[str, Any]]] = {}
+    budgets: dict[str, Budget] = {}  # the copies of the runs' shared budgets
 
     def report(task: asyncio.Task[dict[str, Any]], run_id: str) -> None:
         runs.pop(run_id, None)
+        budgets.pop(run_id, None)
         channel.send(ENDED, run=run_id, **ended(task))
 
     while message_line := await reader.readline():
         message = orjson.loads(message_line)
-        if message["op"] == START:
+        op = message["op"]
+        if op == START:
             job = Job.from_message(message)
-            task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel))
+            budget = None if job.budget is None else Budget.from_dict(job.budget)
+            if budget is not None:
+                budgets[job.run_id] = budget
+            task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel, budget))
             task.add_done_callback(lambda done, run_id=job.run_id: report(done, run_id))
-        elif message["op"] == CANCEL and message["run"] in runs:
+        elif op == CANCEL and message["run"] in runs:
             runs[message["run"]].cancel()
+        elif op == BUDGET and message["run"] in budgets:
+            budgets[message["run"]].spent_elsewhere(message["spent_usd"])
     for task in runs.values():  # the daemon is gone, or closing the pool
         task.cancel()
     await asyncio.gather(*runs.values(), return_exceptions=True)
