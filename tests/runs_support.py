@@ -232,3 +232,9 @@ class RecordingSink:
     async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
         """Keep the stage."""
         self.stages.append(stage)
+
+
+async def runs_done_on_workers(wire: Wire) -> int:
+    """How many runs the daemon's workers have executed (`daemon.status`)."""
+    status = await wire.result("daemon.status")
+    return sum(worker["runs_done"] for worker in status["executor"]["workers"])

@@ -3,6 +3,7 @@ the set's manifest on disk."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from .fakes.llm_server import FakeLLMServer, Reply, SeenRequest
 from .inprocess import InProcessDaemon
-from .runs_support import FAILING, dot, make_fifo, read_fifo
+from .runs_support import FAILING, dot, make_fifo, read_fifo, runs_done_on_workers
 from .support import Wire, start_daemon
 
 # Every test here runs once on each executor (tests/conftest.py::executor).
@@ -201,3 +203,35 @@ async def test_early_stop_with_concurrent_trials_ends_every_trial(
         assert statuses <= {"completed", "failed", "cancelled", "skipped"}, statuses
     running = await wire.result("run.list", {"status": ["running", "waiting"]})
     assert running["runs"] == []
+
+
+@pytest.mark.in_process
+async def test_a_trial_set_on_a_real_provider_keeps_its_concurrency_limit(
+        daemon: InProcessDaemon, executor: str) -> None:
+    """The trials share one provider pool, whose limit holds across the set wherever its
+    runs execute: on workers, each call waits for a permit of the daemon's pool."""
+    in_flight, peak = 0, 0
+
+    async def slow(seen: SeenRequest) -> Reply:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.05)  # the model's latency, for calls to overlap
+        finally:
+            in_flight -= 1
+        return Reply(text="an answer")
+
+    async with FakeLLMServer(responder=slow) as server:
+        settings = {"default_provider": "llm", "providers": {"llm": {
+            "type": "openai", "base_url": server.url + "/v1", "api_key_env": None,
+            "model": "gpt-4o-mini", "concurrency": 2}}}
+        wire = await daemon.connect()
+        before = await runs_done_on_workers(wire)
+        result = await wire.result("run.start", {"pipeline": PIPELINE, "settings": settings,
+                                                 "trials": 8, "concurrency": 8,
+                                                 "wait": True})
+        assert result["status"] == "completed" and result["passed"] == 8
+        assert len(server.requests) == 8 and peak == 2
+        # On a pool, every trial executed on a worker.
+        assert await runs_done_on_workers(wire) - before == (8 if executor != "inline" else 0)

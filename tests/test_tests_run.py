@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from .inprocess import InProcessDaemon
-from .runs_support import FAILING, NOT_A_LIST, ONE_KEY, blocking, make_fifo, read_fifo
-from .support import Wire
+from .runs_support import (
+    FAILING,
+    NOT_A_LIST,
+    ONE_KEY,
+    blocking,
+    make_fifo,
+    read_fifo,
+    runs_done_on_workers,
+)
 from .tests_run_support import (
     CALL_USD,
     FAILS,
@@ -24,12 +31,6 @@ from .tests_run_support import (
 
 # Every test here runs once on each executor (tests/conftest.py::executor).
 pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
-
-
-async def runs_done_on_workers(wire: Wire) -> int:
-    """How many runs the daemon's workers have executed (`daemon.status`)."""
-    status = await wire.result("daemon.status")
-    return sum(worker["runs_done"] for worker in status["executor"]["workers"])
 
 
 async def test_a_budget_that_runs_out_in_the_third_snapshot_stops_there(

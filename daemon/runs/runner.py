@@ -170,22 +170,18 @@ class Runner:
         active.trial_set_id = options.trial_set_id
         active.manifest = manifest
         active.pipeline_dir = options.pipeline_dir
-        if self._on_worker(prepared.pool, graph, settings, options):
+        if self._on_worker(graph, settings, options):
             active.job = self._job(active, inputs, variables, prepared.settings, options,
                                    replayer)
         self._launch(active, inputs, checkpoint=None)
         return active
 
-    def _on_worker(self, pool: ProviderPool, graph: Graph, settings: RunSettings,
-                   options: RunOptions) -> bool:
+    def _on_worker(self, graph: Graph, settings: RunSettings, options: RunOptions) -> bool:
         """Whether a new run executes on a worker (decision 0007): with a pool, and not
         when it needs the daemon as it runs (a manager's supervision, or on_worker's
         reasons), nor when a worker would not run it as the daemon would: node types or
-        transforms an extension added here, or a trial set's provider pool, whose
-        concurrency limits hold across the set (scripted models excepted)."""
+        transforms an extension added here."""
         if self.workers is None or options.supervisor is not None:
-            return False
-        if options.trial_set_id is not None and not pool.offline():
             return False
         return not self._extended() and on_worker(graph, settings)
 
@@ -218,7 +214,10 @@ class Runner:
                    else replayer.cassette.recorded(),
                    checkpoint=checkpoint, resume_inputs=active.resume_inputs,
                    recorded_stages=executor.recorded_stages,
-                   budget=None if executor.budget is None else executor.budget.to_dict())
+                   budget=None if executor.budget is None else executor.budget.to_dict(),
+                   # A scripted pool's limits protect no service: its runs keep their own.
+                   shared_limits=options.prepared is not None
+                   and not options.prepared.pool.offline())
 
     async def recorded_launch(self, run_id: str) -> tuple[dict[str, Any], str, Path]:
         """A stored run's launch record, pipeline source and directory."""
@@ -322,8 +321,8 @@ class Runner:
         active.pipeline_dir = options.pipeline_dir
         active.trial_set_id = launch.get("trial_set_id")
         active.manifest = manifest
-        if checkpoint is not None and self._on_worker(pool, graph, settings, replace(
-                options, trial_set_id=active.trial_set_id, supervisor=supervisor)):
+        if checkpoint is not None and self._on_worker(graph, settings, replace(
+                options, supervisor=supervisor)):
             active.job = replace(self._job(active, inputs, variables, launch["settings"],
                                            options, replayer, checkpoint), consumed=consumed)
         self._launch(active, inputs, checkpoint=checkpoint)

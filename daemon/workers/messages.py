@@ -2,8 +2,11 @@
 order, on the worker's stdin (down) and stdout (up).
 
 Down: `start` (a `Job`), `cancel` (a run id), `budget` (a run's shared budget is spent: what
-it has spent, for the worker's copy). Up, per run and in order: `event`, `call`,
-`stage`, `checkpoint` (redacted by the worker before they leave it), then `ended`. A line
+it has spent, for the worker's copy), `grant` (a permit `acquire` asked for). Up, per run and
+in order: `event`, `call`, `stage`, `checkpoint` (redacted by the worker before they leave
+it), then `ended`; and, for a run whose provider limits are shared with other runs (a trial
+set's), `acquire` (a permit of a provider's limit, before a call) and `release` (after it,
+or when the call no longer waits). A line
 the other side cannot read ends the channel: it is a bug, not input.
 """
 
@@ -14,8 +17,9 @@ from typing import Any
 
 import orjson
 
-START, CANCEL, BUDGET = "start", "cancel", "budget"
+START, CANCEL, BUDGET, GRANT = "start", "cancel", "budget", "grant"
 EVENT, CALL, STAGE, CHECKPOINT, ENDED = "event", "call", "stage", "checkpoint", "ended"
+ACQUIRE, RELEASE = "acquire", "release"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,9 @@ class Job:
     # A cost budget the run shares with others (a test run's): the worker checks a copy,
     # which the daemon tells once the budget is spent (Budget.to_dict).
     budget: dict[str, float] | None = None
+    # The run's provider pool is shared with other runs (a trial set's): its concurrency
+    # limits are the daemon's, and each call waits for a permit (`acquire`).
+    shared_limits: bool = False
 
     def to_line(self) -> bytes:
         """The `start` message."""

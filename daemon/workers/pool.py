@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,7 +21,20 @@ from ..engine.graph import Graph
 from ..engine.outcome import Status
 from ..engine.run_state import RunResult
 from ..engine.tools.processes import sweep
-from .messages import BUDGET, CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, Job, line
+from .messages import (
+    ACQUIRE,
+    BUDGET,
+    CALL,
+    CANCEL,
+    CHECKPOINT,
+    ENDED,
+    EVENT,
+    GRANT,
+    RELEASE,
+    STAGE,
+    Job,
+    line,
+)
 
 log = logging.getLogger("ostinato.workers")
 
@@ -76,6 +89,41 @@ def on_worker(graph: Graph, settings: RunSettings) -> bool:
     return "wait.human" not in types or settings.human.auto_approve
 
 
+class Grants:
+    """The daemon's side of a worker run's shared provider limits: permits of the shared
+    pool's semaphores, granted in the order they are asked for, given back when the worker
+    says or the run ends."""
+
+    def __init__(self, limit: Callable[[str], asyncio.Semaphore],
+                 grant: Callable[[int], None]) -> None:
+        self.limit = limit  # the shared pool's semaphore of a provider
+        self.grant = grant  # tells the worker
+        self.waiting: dict[int, asyncio.Task[None]] = {}
+        self.held: dict[int, asyncio.Semaphore] = {}
+
+    def acquire(self, permit: int, provider: str) -> None:
+        """Grant `permit` once `provider`'s limit has room."""
+        self.waiting[permit] = asyncio.ensure_future(self._acquire(permit, self.limit(provider)))
+
+    async def _acquire(self, permit: int, semaphore: asyncio.Semaphore) -> None:
+        await semaphore.acquire()
+        del self.waiting[permit]
+        self.held[permit] = semaphore
+        self.grant(permit)
+
+    def release(self, permit: int) -> None:
+        """The worker gives `permit` back, or no longer waits for it."""
+        if (task := self.waiting.pop(permit, None)) is not None:
+            task.cancel()
+        elif (semaphore := self.held.pop(permit, None)) is not None:
+            semaphore.release()
+
+    def close(self) -> None:
+        """The run ended: every permit goes back."""
+        for permit in [*self.waiting, *self.held]:
+            self.release(permit)
+
+
 @dataclass
 class Ended:
     """How a worker says a run ended."""
@@ -89,8 +137,9 @@ class Ended:
 class RemoteRun:
     """The daemon's side of one run on a worker: its records, applied in order."""
 
-    def __init__(self, active: Hosted) -> None:
+    def __init__(self, active: Hosted, grants: Grants | None = None) -> None:
         self.active = active
+        self.grants = grants  # of shared provider limits
         # Records; None: the worker is gone; COMMIT: the batch's delay is over.
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.stages: list[dict[str, Any]] = []  # received, not committed yet
@@ -141,6 +190,10 @@ class RemoteRun:
             elif op == CHECKPOINT:
                 self.checkpoint = message["data"]
                 self._commit_soon()
+            elif op == ACQUIRE and self.grants is not None:
+                self.grants.acquire(message["id"], message["provider"])
+            elif op == RELEASE and self.grants is not None:
+                self.grants.release(message["id"])
             elif op == COMMIT:
                 await self._commit()
             elif op == ENDED:
@@ -307,7 +360,10 @@ class WorkerPool:
         the run before the error goes on. A budget the run shares is charged with its calls
         here; once spent, by this run or another, the worker's copy is told."""
         worker = await self._worker()
-        remote = worker.runs[job.run_id] = RemoteRun(active)
+        grants = None if not job.shared_limits else Grants(
+            active.executor.providers.semaphore,
+            lambda permit: worker.send(line(GRANT, run=job.run_id, id=permit)))
+        remote = worker.runs[job.run_id] = RemoteRun(active, grants)
         loop = asyncio.get_running_loop()
         killer: asyncio.TimerHandle | None = None
         budget = active.executor.budget
@@ -352,6 +408,8 @@ class WorkerPool:
                 killer.cancel()
             if budget is not None:
                 budget.on_exceeded.remove(spent)
+            if grants is not None:
+                grants.close()
             worker.runs.pop(job.run_id, None)
         worker.runs_done += 1
         if killer is not None and ended.status == "cancelled":  # its records applied

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,21 @@ from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import TRACE, RunDirectory
 from ..engine.tools.runtime import AgentRuntime
-from .messages import BUDGET, CALL, CANCEL, CHECKPOINT, ENDED, EVENT, STAGE, START, Job, line
+from .messages import (
+    ACQUIRE,
+    BUDGET,
+    CALL,
+    CANCEL,
+    CHECKPOINT,
+    ENDED,
+    EVENT,
+    GRANT,
+    RELEASE,
+    STAGE,
+    START,
+    Job,
+    line,
+)
 
 log = logging.getLogger("ostinato.worker")
 
@@ -99,6 +116,51 @@ class ShippingSink:
         self.channel.send(CHECKPOINT, run=self.run_id, data=self.redactor.values(data))
 
 
+class SharedLimits:
+    """A run's provider limits when they are the daemon's (a trial set's shared pool): each
+    call asks for a permit and waits for the daemon's grant, and gives it back after."""
+
+    def __init__(self, channel: Channel, run_id: str) -> None:
+        self.channel = channel
+        self.run_id = run_id
+        self.waiting: dict[int, asyncio.Future[None]] = {}
+        self.ids = itertools.count(1)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, provider: str) -> AsyncIterator[None]:
+        """A permit of `provider`'s limit, for one call."""
+        permit = next(self.ids)
+        granted = self.waiting[permit] = asyncio.get_running_loop().create_future()
+        self.channel.send(ACQUIRE, run=self.run_id, id=permit, provider=provider)
+        try:
+            await granted
+            yield
+        finally:  # given back, or no longer wanted (cancelled while waiting)
+            self.waiting.pop(permit, None)
+            self.channel.send(RELEASE, run=self.run_id, id=permit)
+
+    def granted(self, permit: int) -> None:
+        """The daemon's grant of `permit`."""
+        future = self.waiting.get(permit)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
+@dataclass
+class Shared:
+    """What a run on this worker shares with runs elsewhere, kept up to date by the daemon:
+    a copy of a cost budget, provider limits."""
+
+    budget: Budget | None = None
+    limits: SharedLimits | None = None
+
+    @classmethod
+    def of(cls, job: Job, channel: Channel) -> Shared:
+        """What `job` shares."""
+        return cls(None if job.budget is None else Budget.from_dict(job.budget),
+                   SharedLimits(channel, job.run_id) if job.shared_limits else None)
+
+
 class SettingsInterviewer:
     """A worker's human gates: answered by the run's settings (a run whose gates may need a
     person executes in the daemon, see pool.py::on_worker)."""
@@ -119,7 +181,7 @@ class SettingsInterviewer:
 
 
 async def _executor(job: Job, channel: Channel,
-                    budget: Budget | None) -> tuple[Executor, ProviderPool]:
+                    shared: Shared) -> tuple[Executor, ProviderPool]:
     """The run's executor, as the daemon's runner builds it, with a sink that ships."""
     settings = RunSettings.model_validate(job.settings)
     handlers = default_handlers()
@@ -133,6 +195,8 @@ async def _executor(job: Job, channel: Channel,
     allowed = frozenset(job.allowed_key_env)
     pool = ProviderPool({"default": settings.default_provider, "providers": settings.providers,
                          "pricing": settings.pricing}, allowed_key_env=allowed)
+    if shared.limits is not None:
+        pool.share_limits(shared.limits.hold)
     keys = [*pool.secrets(), *(os.environ[name] for name in sorted(allowed)
                                if os.environ.get(name))]
     redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys))
@@ -156,7 +220,7 @@ async def _executor(job: Job, channel: Channel,
                         interviewer=interviewer, sink=sink, settings=settings,
                         record=job.record, replayer=replayer,  # type: ignore[arg-type]
                         trial_index=job.trial_index, recorded_stages=job.recorded_stages,
-                        budget=budget,
+                        budget=shared.budget,
                         agent=AgentRuntime(run_dir.root, job.run_id, settings=settings,
                                            allowed_secrets=allowed,
                                            pipeline_dir=job.pipeline_dir))
@@ -166,11 +230,10 @@ async def _executor(job: Job, channel: Channel,
     return executor, pool
 
 
-async def execute(job: Job, channel: Channel,
-                  budget: Budget | None = None) -> dict[str, Any]:
-    """Execute one run, sending its records; what its `ended` message says. `budget`: the
-    copy of the run's shared budget, which the daemon keeps up to date."""
-    executor, pool = await _executor(job, channel, budget)
+async def execute(job: Job, channel: Channel, shared: Shared | None = None) -> dict[str, Any]:
+    """Execute one run, sending its records; what its `ended` message says. `shared`: what
+    it shares with runs elsewhere (see Shared)."""
+    executor, pool = await _executor(job, channel, shared or Shared())
     status, outcome, reason, result = "failed", "fail", "", None
     try:
         result = await (executor.run(job.inputs) if job.checkpoint is None else
@@ -244,27 +307,27 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
     records go out through `transport`."""
     channel = Channel(transport)
     runs: dict[str, asyncio.Task[dict[str, Any]]] = {}
-    budgets: dict[str, Budget] = {}  # the copies of the runs' shared budgets
+    shared: dict[str, Shared] = {}
 
     def report(task: asyncio.Task[dict[str, Any]], run_id: str) -> None:
         runs.pop(run_id, None)
-        budgets.pop(run_id, None)
+        shared.pop(run_id, None)
         channel.send(ENDED, run=run_id, **ended(task))
 
     while message_line := await reader.readline():
         message = orjson.loads(message_line)
-        op = message["op"]
+        op, run = message["op"], message.get("run")
         if op == START:
             job = Job.from_message(message)
-            budget = None if job.budget is None else Budget.from_dict(job.budget)
-            if budget is not None:
-                budgets[job.run_id] = budget
-            task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel, budget))
+            shares = shared[job.run_id] = Shared.of(job, channel)
+            task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel, shares))
             task.add_done_callback(lambda done, run_id=job.run_id: report(done, run_id))
-        elif op == CANCEL and message["run"] in runs:
-            runs[message["run"]].cancel()
-        elif op == BUDGET and message["run"] in budgets:
-            budgets[message["run"]].spent_elsewhere(message["spent_usd"])
+        elif op == CANCEL and run in runs:
+            runs[run].cancel()
+        elif op == BUDGET and run in shared and (budget := shared[run].budget) is not None:
+            budget.spent_elsewhere(message["spent_usd"])
+        elif op == GRANT and run in shared and (limits := shared[run].limits) is not None:
+            limits.granted(message["id"])
     for task in runs.values():  # the daemon is gone, or closing the pool
         task.cancel()
     await asyncio.gather(*runs.values(), return_exceptions=True)

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,11 @@ DOCUMENTED_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KE
 _POOL_KEYS = frozenset({"type", "concurrency", "retry"})
 _SETTINGS_KEYS = frozenset({"default", "providers", "pricing"})
 
+# A limit held elsewhere, by provider name: a trial set's pool in the daemon, for a run on a
+# worker (daemon/workers/worker.py::SharedLimits).
+SharedLimit = Callable[[str], AbstractAsyncContextManager[Any]]
+
+
 @dataclass(slots=True)
 class _Slot:
     provider: Provider
@@ -76,6 +82,12 @@ class _Slot:
     concurrency: int
     retry: RetryPolicy
     model: str
+    shared: SharedLimit | None = None
+
+    def hold(self) -> AbstractAsyncContextManager[Any]:
+        """What a call holds while it is made: the shared limit's permit, else a place in
+        this pool's own semaphore."""
+        return self.semaphore if self.shared is None else self.shared(self.provider.name)
 
 
 class ProviderPool:
@@ -98,6 +110,7 @@ class ProviderPool:
         self.pricing = pricing or Pricing.load(overrides)
         self._rng = rng  # retry jitter; None: the random module's own generator
         self._sleep = sleep or asyncio.sleep
+        self._shared: SharedLimit | None = None
         self._slots: dict[str, _Slot] = {}
         for name, entry in dict(settings.get("providers") or {}).items():
             self._slots[name] = self._build(str(name), dict(entry or {}))
@@ -149,7 +162,18 @@ class ProviderPool:
         limit = DEFAULT_CONCURRENCY if concurrency is None else int(concurrency)
         if limit < 1:
             raise ValueError(f"providers.{provider.name}: concurrency must be at least 1")
-        return _Slot(provider, asyncio.Semaphore(limit), limit, retry, model)
+        return _Slot(provider, asyncio.Semaphore(limit), limit, retry, model, self._shared)
+
+    def share_limits(self, limit: SharedLimit) -> None:
+        """Calls hold `limit(provider name)` instead of this pool's own limits: those of a
+        pool shared with runs executing elsewhere."""
+        self._shared = limit
+        for slot in self._slots.values():
+            slot.shared = limit
+
+    def semaphore(self, name: str) -> asyncio.Semaphore:
+        """The concurrency limit of provider `name`."""
+        return self._get_slot(name).semaphore
 
     def add(self, provider: Provider, *, concurrency: int | None = None,
             retry: str | Mapping[str, Any] | RetryPolicy | None = None,
@@ -208,7 +232,7 @@ class ProviderPool:
             attempt += 1
             try:
                 # Only the call holds a slot: a request waiting out its backoff blocks nobody.
-                async with slot.semaphore:
+                async with slot.hold():
                     response = await slot.provider.complete(
                         request if request.provider_attempt == attempt else
                         request.model_copy(update={"provider_attempt": attempt}))
