@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ostinato.daemon.workers.pool import RemoteRun
+from ostinato.daemon.workers.processes import ProcessWorker
 
 from .inprocess import in_process_daemon
 from .runs_support import (
@@ -33,6 +34,7 @@ from .runs_support import (
     run_to_end,
 )
 from .support import WAIT, DaemonProcess, Wire, start_daemon
+from .test_agent_nodes import THREE_TURNS, agent_pipeline
 
 # A bit of everything a worker executes: model nodes, a conditional, a fan-out, a tool
 # node, a human gate auto-approved, and a context that flows between them.
@@ -70,6 +72,7 @@ FAILING = dot("""\
 AUTO = {"retry": {"delay_scale": 0}, "human": {"auto_approve": True}}
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+_DURATION = re.compile(r"\b\d+ ms\b")  # a transcript's tool call took that long
 # The backends with workers. Ray's tests need the `ray` extra (conftest.py), and run one at a
 # time (`make test` distributes by group): each daemon starts a local cluster of 2 CPUs.
 BACKENDS = ["processes", pytest.param("ray", marks=[pytest.mark.ray,
@@ -86,7 +89,7 @@ def steady(value: Any) -> Any:
     if isinstance(value, list):
         return [steady(v) for v in value]
     if isinstance(value, str):
-        return _TIME.sub("<time>", _ID.sub("<id>", value))
+        return _DURATION.sub("<ms>", _TIME.sub("<time>", _ID.sub("<id>", value)))
     return value
 
 
@@ -364,3 +367,61 @@ async def test_the_checkpoint_never_names_a_stage_the_store_lacks(short_tmp: Pat
         checkpoint = read_json(ended, "checkpoint.json")
         assert checkpoint["finished"] and checkpoint["stage_seq"] == len(ended["stages"]) == 61
         assert run_file(ended, "n59", "response.md").exists()
+
+
+async def test_a_worker_without_the_home_sends_the_run_files(
+        short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that cannot see the home (a Ray node on another machine) writes the run's
+    files to a copy of its directory and sends every write: the home ends up as an inline
+    run leaves it, and the copy is gone. (Ray says which workers are on another node; here
+    every worker process is told it is.)"""
+    monkeypatch.setattr(ProcessWorker, "ships_files", True)
+    copies = short_tmp / "worker-tmp"
+    copies.mkdir()
+    monkeypatch.setenv("TMPDIR", str(copies))  # where the worker makes its copy
+    # An agent's tools write its workspace behind the run directory's back: sent too.
+    agent = agent_pipeline(short_tmp / "pids", THREE_TURNS)
+    found: dict[str, list[dict[str, Any]]] = {"inline": [], "processes": []}
+    for executor in found:
+        async with in_process_daemon(short_tmp / executor, executor=executor) as daemon:
+            wire = await daemon.connect()
+            await wire.result("run.subscribe", {"run_id": "*"})
+            for pipeline in (EVERYTHING, agent):
+                ended = await run_to_end(wire, pipeline, settings=AUTO)
+                found[executor].append(await records(wire, ended["run_id"]))
+    for inline, worker in zip(found["inline"], found["processes"], strict=True):
+        assert worker["files"] == inline["files"] and len(worker["files"]) > 5
+        assert worker["stages"] == inline["stages"]
+        assert worker["calls"] == inline["calls"]
+    notes = found["processes"][1]["files"]["workspace/notes.txt"]
+    assert sorted(notes.split()) == ["a", "b", "c", "d"]
+    assert list(copies.iterdir()) == []
+
+
+async def test_a_worker_without_the_home_resumes_from_the_files_it_is_sent(
+        short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its worker killed, a run resumes on a worker without the home: the job carries the
+    run's files, and the home's record goes on where it stopped."""
+    monkeypatch.setattr(ProcessWorker, "ships_files", True)
+    async with in_process_daemon(short_tmp / "home", executor="processes") as daemon:
+        wire = await daemon.connect()
+        await wire.result("run.subscribe", {"run_id": "*"})
+        fifo, go = make_fifo(short_tmp / "announce"), short_tmp / "go"
+        started = await wire.result("run.start", {"pipeline": blocking(fifo, go)})
+        run_id = started["run_id"]
+        tool = int(await read_fifo(fifo))
+        await next_event(wire, of_type("CheckpointSaved", node_id="prep"))
+        os.kill(parent_of(tool), signal.SIGKILL)
+        await wire.result("run.get", {"run_id": run_id, "wait": True})
+        go.touch()
+        resumed = await wire.result("run.resume", {"run_id": run_id, "wait": True})
+        assert (resumed["status"], resumed["outcome"]) == ("completed", "success")
+        detail = await wire.result("run.get", {"run_id": run_id})
+        root = Path(detail["run_dir"])
+        journal = [json.loads(line)["node"] for line in
+                   (root / "journal.jsonl").read_text().splitlines()]
+        assert journal == detail["completed_nodes"] == ["start", "prep", "slow", "after",
+                                                        "done"]
+        trace = [json.loads(line) for line in (root / "trace.jsonl").read_text().splitlines()]
+        assert [c["node_id"] for c in trace if c["kind"] == "model"] == ["prep", "after"]
+        assert (root / "after" / "response.md").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,11 @@ def append_whole(handle: Any, line: bytes) -> None:
 
 
 
+# Told of every file a run directory writes: (path relative to the root, bytes, whether
+# they were appended). A worker without the home ships them to the daemon (decision 0007).
+Tee = Callable[[str, bytes, bool], None]
+
+
 class AppendLog:
     """An append-only JSON-lines file, kept open while a run writes it: one write per line,
     so a crash leaves whole lines and at most one cut short at the end."""
@@ -105,12 +111,15 @@ class AppendLog:
     def __init__(self, path: str | Path) -> None:
         self.path = path
         self._handle: Any = None
+        self.tee: Callable[[bytes], None] | None = None
 
     def append(self, line: bytes) -> None:
         """Append one encoded line (with its newline)."""
         if self._handle is None:
             self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115
         append_whole(self._handle, line)
+        if self.tee is not None:
+            self.tee(line)
 
     def close(self) -> None:
         """Close the file (the next append opens it again)."""
@@ -132,6 +141,32 @@ class RunDirectory:
         self._trace = AppendLog(os.path.join(self._root, TRACE))
         self._journal = AppendLog(os.path.join(self._root, JOURNAL))
         self._branches = AppendLog(os.path.join(self._root, BRANCHES))
+        self.tee: Tee | None = None
+
+    def tee_to(self, tee: Tee) -> None:
+        """Tell `tee` of every file written from now on."""
+        self.tee = tee
+        for name, log in ((TRACE, self._trace), (JOURNAL, self._journal),
+                          (BRANCHES, self._branches)):
+            log.tee = lambda line, name=name: tee(name, line, True)
+
+    def _wrote(self, path: str, data: bytes, append: bool = False) -> bytes:
+        if self.tee is not None:
+            self.tee(os.path.relpath(path, self._root), data, append)
+        return data
+
+    def receive(self, relative: str, data: bytes, append: bool) -> None:
+        """Write a file a run's worker wrote elsewhere (its `tee`): inside this directory
+        only."""
+        path = os.path.normpath(os.path.join(self._root, relative))
+        if os.path.isabs(relative) or not path.startswith(self._root + os.sep):
+            raise ValueError(f"a file outside the run directory: {relative!r}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if append:
+            with open(path, "ab", buffering=0) as handle:
+                append_whole(handle, data)
+        else:
+            write_atomic(path, data)
 
     def close(self) -> None:
         """Close the append-only files (a run that continues later opens them again)."""
@@ -151,15 +186,17 @@ class RunDirectory:
     def write_json(self, *parts: str, data: Any, settings: bool = False) -> None:
         """Write a JSON file with known secret values redacted; `settings` files also lose
         every value under a secret-looking name."""
+        path = self._path(*parts)
         if settings:
-            write_atomic(self._path(*parts), dump_json(self.redactor.data(data)))
+            write_atomic(path, self._wrote(path, dump_json(self.redactor.data(data))))
         else:  # run data can be large (a checkpoint): searched as bytes, copied only when a
             # secret is found (Redactor.encoded)
-            write_atomic(self._path(*parts), self.redactor.encoded(dump_json(data)))
+            write_atomic(path, self._wrote(path, self.redactor.encoded(dump_json(data))))
 
     def write_text(self, *parts: str, text: str) -> None:
         """Write a text file (secrets redacted)."""
-        write_atomic(self._path(*parts), self.redactor.text(text).encode("utf-8"))
+        path = self._path(*parts)
+        write_atomic(path, self._wrote(path, self.redactor.text(text).encode("utf-8")))
 
     def stage(self, node_id: str) -> str:
         """The directory of one node, created on first use."""
@@ -180,8 +217,8 @@ class RunDirectory:
             raise ValueError(f"unsafe file name in a run directory: {name!r}")
         if not self.content:
             return
-        write_file(os.path.join(self.stage(node_id), name),
-                   self.redactor.text(text).encode("utf-8"))
+        path = os.path.join(self.stage(node_id), name)
+        write_file(path, self._wrote(path, self.redactor.text(text).encode("utf-8")))
 
     def append_stage_file(self, node_id: str, name: str, text: str) -> None:
         """Append to one of a node's files (an agent's transcript.md), redacted; as
@@ -190,8 +227,9 @@ class RunDirectory:
             raise ValueError(f"unsafe file name in a run directory: {name!r}")
         if not self.content:
             return
-        with open(os.path.join(self.stage(node_id), name), "ab") as handle:
-            handle.write(self.redactor.text(text).encode("utf-8"))
+        path = os.path.join(self.stage(node_id), name)
+        with open(path, "ab") as handle:
+            handle.write(self._wrote(path, self.redactor.text(text).encode("utf-8"), True))
 
     def write_status(self, node_id: str, status: dict[str, Any]) -> None:
         """The node's status.json, written in place like the node's other files: it is
@@ -199,8 +237,8 @@ class RunDirectory:
         writing it leaves a node that runs again on resume and writes it again. (A rename
         per node would double what a node's files cost; the files the engine reads back,
         the checkpoint, manifest and config, are renamed into place.)"""
-        write_file(os.path.join(self.stage(node_id), "status.json"),
-                   self.redactor.encoded(dump_json(status)))
+        path = os.path.join(self.stage(node_id), "status.json")
+        write_file(path, self._wrote(path, self.redactor.encoded(dump_json(status))))
 
     def read_json(self, *parts: str) -> Any:
         """A JSON file of the run, or None when it does not exist; DamagedFile when it is
@@ -230,8 +268,9 @@ class RunDirectory:
         entries = self.read_journal()
         if len(entries) != count:
             self._journal.close()  # the rename below replaces the file it has open
-            write_atomic(self.root / JOURNAL,
-                         b"".join(orjson.dumps(e) + b"\n" for e in entries[:count]))
+            path = os.path.join(self._root, JOURNAL)
+            write_atomic(path, self._wrote(path, b"".join(orjson.dumps(e) + b"\n"
+                                                          for e in entries[:count])))
 
     def append_branch(self, entry: dict[str, Any]) -> None:
         """One line of branches.jsonl: a finished branch of a parallel node (redacted)."""
@@ -254,8 +293,8 @@ class RunDirectory:
                 continue
             artifact_id = uuid7()
             (self.root / "artifacts").mkdir(exist_ok=True)
-            write_atomic(self.root / "artifacts" / f"{artifact_id}.json",
-                         self.redactor.encoded(encoded))
+            path = os.path.join(self._root, "artifacts", f"{artifact_id}.json")
+            write_atomic(path, self._wrote(path, self.redactor.encoded(encoded)))
             out[key] = {"artifact_ref": artifact_id, "key": key, "size_bytes": len(encoded)}
         return out
 

@@ -1,13 +1,17 @@
 """What travels between the daemon and a worker: one JSON object per line (orjson), in
-order, on the worker's stdin (down) and stdout (up).
+order: on a worker process's stdin (down) and stdout (up); through a Ray actor's `send` and
+`stream` (ray_workers.py).
 
 Down: `start` (a `Job`), `cancel` (a run id), `budget` (a run's shared budget is spent: what
-it has spent, for the worker's copy), `grant` (a permit `acquire` asked for). Up, per run and
-in order: `event`, `call`, `stage`, `checkpoint` (redacted by the worker before they leave
-it), then `ended`; and, for a run whose provider limits are shared with other runs (a trial
-set's), `acquire` (a permit of a provider's limit, before a call) and `release` (after it,
-or when the call no longer waits). A line
-the other side cannot read ends the channel: it is a bug, not input.
+it has spent, for the worker's copy), `grant` (a permit `acquire` asked for).
+
+Up, per run and in order: `event`, `call`, `stage`, `checkpoint` (redacted by the worker
+before they leave it), then `ended`. A worker without the home sends the run's files too
+(`file`: a path in the run directory, the bytes, whether appended). A run whose provider
+limits are shared with other runs (a trial set's) sends `acquire` (a permit of a provider's
+limit, before a call) and `release` (after it, or when the call no longer waits).
+
+A line the other side cannot read ends the channel: it is a bug, not input.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import orjson
 
 START, CANCEL, BUDGET, GRANT = "start", "cancel", "budget", "grant"
 EVENT, CALL, STAGE, CHECKPOINT, ENDED = "event", "call", "stage", "checkpoint", "ended"
-ACQUIRE, RELEASE = "acquire", "release"
+ACQUIRE, RELEASE, FILE = "acquire", "release", "file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,11 @@ class Job:
     # The run's provider pool is shared with other runs (a trial set's): its concurrency
     # limits are the daemon's, and each call waits for a permit (`acquire`).
     shared_limits: bool = False
+    # The worker cannot see the home (a Ray node of another machine): it writes the run's
+    # files to a copy of the run directory, started from `seed` (a resume's files, encoded),
+    # and sends every write up.
+    ship_files: bool = False
+    seed: dict[str, str] | None = None
 
     def to_line(self) -> bytes:
         """The `start` message."""

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -21,6 +23,7 @@ from ..engine.graph import Graph
 from ..engine.outcome import Status
 from ..engine.run_state import RunResult
 from ..engine.tools.processes import sweep
+from .files import decode, snapshot
 from .messages import (
     ACQUIRE,
     BUDGET,
@@ -29,6 +32,7 @@ from .messages import (
     CHECKPOINT,
     ENDED,
     EVENT,
+    FILE,
     GRANT,
     RELEASE,
     STAGE,
@@ -190,6 +194,9 @@ class RemoteRun:
             elif op == CHECKPOINT:
                 self.checkpoint = message["data"]
                 self._commit_soon()
+            elif op == FILE:  # a worker without the home: in order with the records
+                self.active.executor.run_dir.receive(message["path"], decode(message["data"]),
+                                                     message["append"])
             elif op == ACQUIRE and self.grants is not None:
                 self.grants.acquire(message["id"], message["provider"])
             elif op == RELEASE and self.grants is not None:
@@ -248,6 +255,7 @@ class Worker:
     name: str  # for the daemon's log
     pid: int  # its process (on its node)
     node: str | None = None  # a Ray node id
+    ships_files = False  # it cannot see the home: the run's files travel with its records
 
     def __init__(self) -> None:
         self.runs: dict[str, RemoteRun] = {}
@@ -360,6 +368,9 @@ class WorkerPool:
         the run before the error goes on. A budget the run shares is charged with its calls
         here; once spent, by this run or another, the worker's copy is told."""
         worker = await self._worker()
+        if worker.ships_files:
+            job = dataclasses.replace(job, ship_files=True, seed=None if job.checkpoint is None
+                                      else snapshot(Path(job.run_dir)))
         grants = None if not job.shared_limits else Grants(
             active.executor.providers.semaphore,
             lambda permit: worker.send(line(GRANT, run=job.run_id, id=permit)))

@@ -124,9 +124,10 @@ class WorkerActor:
 class RayWorker(Worker):
     """The daemon's side of one worker actor."""
 
-    def __init__(self, actor: Any, pid: int, node_id: str) -> None:
+    def __init__(self, actor: Any, pid: int, node_id: str, ships_files: bool) -> None:
         self.actor = actor
         self.pid, self.node = pid, node_id
+        self.ships_files = ships_files  # on another node than the daemon's
         self.name = f"ray worker {pid}"
         self._lost = False
         self._down: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -206,6 +207,7 @@ class RayCluster:
         self.cpus = cpus or os.cpu_count() or 1
         self._connecting = asyncio.Lock()
         self._connected = False
+        self._node = ""  # the daemon's Ray node
 
     async def _connect(self) -> None:
         async with self._connecting:
@@ -218,14 +220,18 @@ class RayCluster:
                 raise WorkerLost(f"could not start or join the Ray cluster {where}: "
                                  f"{type(exc).__name__}: {exc}") from exc
             self._connected = True
+            self._node = ray.get_runtime_context().get_node_id()
             log.info("Ray cluster %s: %s CPUs", where, ray.cluster_resources().get("CPU"))
 
     def _init(self) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # No address: a cluster of the daemon's own ("local"), never one that happens to run
+        # on the machine, which ray.init(address=None) would join.
         local: dict[str, Any] = {} if self.address else {
-            "num_cpus": self.cpus, "include_dashboard": False,
+            "address": "local", "num_cpus": self.cpus, "include_dashboard": False,
             "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
-        ray.init(address=self.address, log_to_driver=False, configure_logging=False, **local)
+        ray.init(**({"address": self.address} if self.address else local),
+                 log_to_driver=False, configure_logging=False)
 
     async def capacity(self) -> int:
         """A worker per CPU of the cluster."""
@@ -242,7 +248,9 @@ class RayCluster:
             ray.kill(actor, no_restart=True)
             raise WorkerLost(f"no Ray worker started within {START_SECONDS:.0f} s (is a CPU "
                              f"free on the cluster?): {type(exc).__name__}: {exc}") from exc
-        return RayWorker(actor, pid, node_id)
+        # A worker on another node cannot see the home (a shared filesystem aside, which
+        # this does not try to detect): it sends the run's files with its records.
+        return RayWorker(actor, pid, node_id, ships_files=node_id != self._node)
 
     async def close(self) -> None:
         """Leave the cluster (a local one stops)."""

@@ -40,6 +40,7 @@ from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import TRACE, RunDirectory
 from ..engine.tools.runtime import AgentRuntime
+from .files import LocalCopy, encode
 from .messages import (
     ACQUIRE,
     BUDGET,
@@ -48,6 +49,7 @@ from .messages import (
     CHECKPOINT,
     ENDED,
     EVENT,
+    FILE,
     GRANT,
     RELEASE,
     STAGE,
@@ -93,10 +95,12 @@ class Channel:
 class ShippingSink:
     """The executor's sink on a worker: every record goes to the daemon, redacted."""
 
-    def __init__(self, channel: Channel, run_id: str, redactor: Redactor) -> None:
+    def __init__(self, channel: Channel, run_id: str, redactor: Redactor,
+                 copy: LocalCopy | None = None) -> None:
         self.channel = channel
         self.run_id = run_id
         self.redactor = redactor
+        self.copy = copy  # without the home: the workspace is sent before each stage
 
     def emit(self, event: Event) -> None:
         """Send the event (the daemon numbers and publishes it)."""
@@ -109,6 +113,8 @@ class ShippingSink:
 
     async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
         """Send the stage; the daemon commits it with the calls and events before it."""
+        if self.copy is not None:
+            self.copy.sync_workspace()
         self.channel.send(STAGE, run=self.run_id, stage=self.redactor.values(stage))
 
     def checkpoint(self, data: dict[str, Any]) -> None:
@@ -180,8 +186,8 @@ class SettingsInterviewer:
         return answer
 
 
-async def _executor(job: Job, channel: Channel,
-                    shared: Shared) -> tuple[Executor, ProviderPool]:
+async def _executor(job: Job, channel: Channel, shared: Shared,
+                    copy: LocalCopy | None) -> tuple[Executor, ProviderPool]:
     """The run's executor, as the daemon's runner builds it, with a sink that ships."""
     settings = RunSettings.model_validate(job.settings)
     handlers = default_handlers()
@@ -200,7 +206,10 @@ async def _executor(job: Job, channel: Channel,
     keys = [*pool.secrets(), *(os.environ[name] for name in sorted(allowed)
                                if os.environ.get(name))]
     redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys))
-    run_dir = RunDirectory(Path(job.run_dir), redactor, content=job.record == "full")
+    run_dir = RunDirectory(Path(job.run_dir) if copy is None else copy.root, redactor,
+                           content=job.record == "full")
+    if copy is not None:
+        run_dir.tee_to(copy.tee)
     cassette = None if job.cassette is None else Cassette.from_calls(job.cassette,
                                                                      redactor=redactor)
     if cassette is not None and job.consumed:  # as Runner._consume_made did
@@ -211,7 +220,7 @@ async def _executor(job: Job, channel: Channel,
     # the daemon (Runner.resume reads the same trace the same way).
     journal = None if job.checkpoint is None or job.record != "full" else Journal.from_trace(
         run_dir.root / TRACE, job.checkpoint, redactor=redactor)
-    sink = ShippingSink(channel, job.run_id, redactor)
+    sink = ShippingSink(channel, job.run_id, redactor, copy)
     interviewer = SettingsInterviewer(settings)
     executor = Executor(run_id=job.run_id, trace_id=job.trace_id, graph=loaded.graph,
                         run_dir=run_dir, handlers=handlers,
@@ -233,7 +242,16 @@ async def _executor(job: Job, channel: Channel,
 async def execute(job: Job, channel: Channel, shared: Shared | None = None) -> dict[str, Any]:
     """Execute one run, sending its records; what its `ended` message says. `shared`: what
     it shares with runs elsewhere (see Shared)."""
-    executor, pool = await _executor(job, channel, shared or Shared())
+    copy = None if not job.ship_files else LocalCopy(
+        lambda data, append, path: channel.send(FILE, run=job.run_id, path=path,
+                                                data=encode(data), append=append),
+        job.seed or {})
+    try:
+        executor, pool = await _executor(job, channel, shared or Shared(), copy)
+    except BaseException:
+        if copy is not None:
+            copy.close()
+        raise
     status, outcome, reason, result = "failed", "fail", "", None
     try:
         result = await (executor.run(job.inputs) if job.checkpoint is None else
@@ -254,6 +272,8 @@ async def execute(job: Job, channel: Channel, shared: Shared | None = None) -> d
         await executor.agent.aclose()
         executor.run_dir.close()
         await pool.aclose()
+        if copy is not None:
+            copy.close()
     return {"status": status, "outcome": outcome, "reason": reason,
             "processes_started": executor.agent.processes_started,
             "result": None if result is None else
