@@ -4,12 +4,13 @@ live and charged to the budget otherwise, recorded on the run each judged)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .inprocess import InProcessDaemon
-from .runs_support import run_to_end
+from .runs_support import dot, make_fifo, next_event, read_fifo, run_to_end
 from .support import Wire
 from .tests_run_support import CALL_USD, PRICED, priced, run_tests, snapshot, snapshot_of_run
 
@@ -129,3 +130,40 @@ async def test_a_judge_stops_voting_once_the_budget_is_spent(daemon: InProcessDa
     assert [(c["attempt"], c["error"]) for c in calls] == [(1, None)]  # no refused call
     assert first["cost_usd"] == pytest.approx(CALL_USD + calls[0]["cost_usd"])
     assert result["total_cost_usd"] == first["cost_usd"]
+
+
+async def test_a_budget_spent_by_one_trial_stops_the_others_at_their_next_node(
+        daemon: InProcessDaemon, tmp_path: Path) -> None:
+    """Two trials at once: the first through the tool spends the budget while the other
+    waits in it; released, the other stops before its next paid node. On workers, each run
+    checks a copy of the budget, which the daemon tells as soon as it is spent."""
+    wire = await daemon.connect()
+    await wire.result("run.subscribe", {"run_id": "*"})
+    fifo, go, lock = make_fifo(tmp_path / "announce"), tmp_path / "go", tmp_path / "lock"
+    # The first trial to reach `hold` passes; the second announces itself and waits for `go`.
+    made = await snapshot(wire, "shared-budget", dot(f"""\
+        digraph shared {{
+            start [shape=Mdiamond]
+            n1 [prompt="One", scripted.usage="1000000,0"]
+            hold [shape=parallelogram, tool_command="mkdir {lock} 2>/dev/null && exit 0; \\
+                  echo $$ > {fifo}; while ! test -e {go}; do sleep 0.01; done"]
+            n2 [prompt="Two", scripted.usage="1000000,0"]
+            n3 [prompt="Three", scripted.usage="1000000,0"]
+            done [shape=Msquare]
+            start -> n1 -> hold -> n2 -> n3 -> done
+        }}"""))
+    # Both n1 ($2), then the first trial's n2 and n3 ($4): past $3.50 with its last call.
+    started = await wire.result("tests.run", {"snapshot_ids": [made["id"]], "mode": "live",
+                                              "trials": 2, "concurrency": 2,
+                                              "cost_limit_usd": 3.5})
+    await read_fifo(fifo)  # the second trial waits in `hold`
+    await next_event(wire, lambda event: event["type"] == "PipelineCompleted")
+    go.touch()
+    result = await wire.result("tests.get", {"test_run_id": started["test_run_id"],
+                                             "wait": True})
+    assert result["status"] == "budget_exceeded"
+    assert result["total_cost_usd"] == pytest.approx(4 * CALL_USD)
+    trials = await wire.result("trials.get", {
+        "trial_set_id": result["snapshots"][0]["trial_set_id"]})
+    assert sorted(t["status"] for t in trials["trial_runs"]) == ["budget_exceeded",
+                                                                   "completed"]
