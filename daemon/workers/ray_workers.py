@@ -1,19 +1,24 @@
 """The `ray` backend: each worker is an async Ray actor serving the same channel as a worker
-process (decision 0007). Messages go down as `send` calls, one at a time and in order; the
-records come up as one streaming generator per actor, in batches of lines. Imported only by
-a daemon started with `--executor ray`, and by the Ray workers themselves.
+process (decision 0007). Ray places the actors, owns their lives and says when one dies;
+the channel itself is a TCP stream between the daemon and the actor, the same JSON lines
+as a worker process's pipes (each Ray call costs both sides about a millisecond of CPU: a
+call per message would cost more than a short run's own work, bench/scale.py). Imported
+only by a daemon started with `--executor ray`, and by the Ray workers themselves.
 
-The daemon's driver owns the actors (never detached), so they die with it. A local cluster
-is started by the daemon when no address is given; `ray.init` runs on a thread, which leaves
-the daemon's signal handlers alone, with its workers' output kept out of the daemon's stdout
-(`--stdio` is the protocol there)."""
+The actor listens on its node's address for one connection, which must first send the
+token the daemon gave it. The daemon's driver owns the actors (never detached), so they
+die with it. A local cluster is started by the daemon when no address is given;
+`ray.init` runs on a thread, which leaves the daemon's signal handlers alone, with its
+workers' output kept out of the daemon's stdout (`--stdio` is the protocol there)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,150 +32,107 @@ from .worker import serve
 
 log = logging.getLogger("ostinato.workers")
 
-# Batches leave at most once per INTERVAL (sooner once FULL bytes wait): each is an object
-# and a report through Ray, costing both sides more CPU than a short run's own records, so
-# under load records wait to share one (bench/scale.py); a record after a quiet spell
-# leaves at once.
-INTERVAL_SECONDS = 0.002
-FULL = 1 << 18
 START_SECONDS = 60.0  # an actor the cluster cannot place (no free CPU) is given up then
+LINE_LIMIT = 1 << 28  # the longest message, as on a worker process's pipes
 # A local cluster's object store: records travel as small byte batches, which Ray keeps in
 # its workers' memory; the store's default (30% of RAM in /dev/shm) would be wasted.
 LOCAL_OBJECT_STORE_BYTES = 200 << 20
 
 
-class Outbox:
-    """The channel's transport inside an actor: what `serve` writes, taken in batches."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.closed = False
-        self.last = 0.0  # when the last batch was taken (the loop's clock)
-        self.ready = asyncio.Event()  # something to take
-        self.full = asyncio.Event()  # FULL bytes to take
-
-    def write(self, data: bytes) -> None:
-        """Keep `data` for the next batch."""
-        self.chunks.append(data)
-        self.size += len(data)
-        self.ready.set()
-        if self.size >= FULL:
-            self.full.set()
-
-    def is_closing(self) -> bool:
-        """Whether `serve` has ended."""
-        return self.closed
-
-    def close(self) -> None:
-        """No more writes: `take` returns what is left, then nothing."""
-        self.closed = True
-        self.ready.set()
-        self.full.set()
-
-    async def take(self) -> bytes:
-        """Everything written since the last batch, once there is something and
-        INTERVAL_SECONDS have passed since that batch (or FULL bytes wait); b"" at the end."""
-        await self.ready.wait()
-        loop = asyncio.get_running_loop()
-        wait = self.last + INTERVAL_SECONDS - loop.time()
-        if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.full.wait(), wait)
-        self.last = loop.time()
-        if not self.closed:
-            self.ready.clear()
-            self.full.clear()
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        self.size = 0
-        return data
-
-
 class WorkerActor:
-    """A worker as a Ray actor: `serve` on the actor's event loop, fed by `send` and `close`,
-    its records read through `stream`."""
+    """A worker as a Ray actor: `serve` on the actor's event loop, over the one connection
+    the daemon opens to it."""
 
     def __init__(self) -> None:
-        self._reader: asyncio.StreamReader | None = None
+        self._server: asyncio.Server | None = None
+        self._token = b""
+        self._ended: asyncio.Future[None] | None = None
 
-    def _input(self) -> asyncio.StreamReader:
-        if self._reader is None:  # on the actor's event loop, where every method runs
-            self._reader = asyncio.StreamReader(limit=1 << 28)
-        return self._reader
+    async def listen(self, token: str) -> tuple[int, str, str, int]:
+        """Listen for the daemon: (process id, Ray node id, host, port)."""
+        self._token = token.encode()
+        self._ended = asyncio.get_running_loop().create_future()
+        host = ray.util.get_node_ip_address()
+        self._server = await asyncio.start_server(self._connected, host, 0, limit=LINE_LIMIT)
+        port = self._server.sockets[0].getsockname()[1]
+        return os.getpid(), ray.get_runtime_context().get_node_id(), host, port
 
-    async def ready(self) -> tuple[int, str]:
-        """Its process id and Ray node, once it is up."""
-        return os.getpid(), ray.get_runtime_context().get_node_id()
+    async def _connected(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        token = await reader.readline()
+        if self._server is None or not hmac.compare_digest(token.rstrip(b"\n"), self._token):
+            writer.close()  # not the daemon, or a second connection
+            return
+        self._server.close()
+        self._server = None
+        try:
+            await serve(reader, writer.transport)  # type: ignore[arg-type]
+        finally:
+            writer.close()
+            assert self._ended is not None
+            self._ended.set_result(None)
 
-    async def send(self, data: bytes) -> None:
-        """Messages down."""
-        self._input().feed_data(data)
-
-    async def close(self) -> None:
-        """The end of the messages down: its runs are cancelled and `stream` ends."""
-        self._input().feed_eof()
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        """Serve, yielding the messages up in batches of lines, until `close`."""
-        outbox = Outbox()
-        serving = asyncio.ensure_future(serve(self._input(), outbox))  # type: ignore[arg-type]
-        serving.add_done_callback(lambda _: outbox.close())
-        while chunk := await outbox.take():
-            yield chunk
-        await serving
+    async def served(self) -> None:
+        """Return once the channel has ended; the daemon's watch on the actor's life."""
+        assert self._ended is not None
+        await asyncio.shield(self._ended)
 
 
 class RayWorker(Worker):
-    """The daemon's side of one worker actor."""
+    """The daemon's side of one worker actor: its connection, and a watch on its life."""
 
-    def __init__(self, actor: Any, pid: int, node_id: str, ships_files: bool) -> None:
+    def __init__(self, actor: Any, pid: int, node_id: str, ships_files: bool,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.actor = actor
         self.pid, self.node = pid, node_id
         self.ships_files = ships_files  # on another node than the daemon's
         self.name = f"ray worker {pid}"
+        self.reader, self.writer = reader, writer
         self._lost = False
-        self._down: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._sending = asyncio.ensure_future(self._send())
+        # A node that vanishes closes no connection: Ray's word on the actor ends it too.
+        self._watching = asyncio.ensure_future(self._watch())
         super().__init__()
 
-    async def _send(self) -> None:
-        """Each call awaited before the next: an async actor may start calls out of order."""
-        with contextlib.suppress(RayActorError):  # dead: `lines` says so
-            while (data := await self._down.get()) is not None:
-                await self.actor.send.remote(data)
-            await self.actor.close.remote()
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The lines of the actor's stream, until it ends or the actor dies."""
+    async def _watch(self) -> None:
         try:
-            async for ref in self.actor.stream.remote():
-                for raw in (await ref).splitlines():
-                    yield raw
+            await self.actor.served.remote()
         except RayActorError:  # killed, or its node lost
             self._lost = True
+            self.reader.feed_eof()
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The connection's lines, until it ends; a last line cut short by the actor's
+        death is no message."""
+        with contextlib.suppress(ConnectionError):
+            while (raw := await self.reader.readline()).endswith(b"\n"):
+                yield raw
 
     def died(self) -> bool:
         """Whether Ray said the actor died."""
         return self._lost
 
     def write(self, data: bytes) -> None:
-        """To the actor, after what went before."""
-        self._down.put_nowait(data)
+        """To the actor's connection."""
+        if not self.writer.is_closing():
+            self.writer.write(data)
 
     def kill(self) -> None:
-        """ray.kill: its stream ends with ActorDiedError."""
+        """ray.kill: its connection closes."""
         with contextlib.suppress(Exception):  # already gone
             ray.kill(self.actor, no_restart=True)
 
     async def close(self) -> None:
-        """The end of its messages (it cancels its runs), then the actor is killed."""
+        """The end of its messages (it cancels its runs and closes the connection), then
+        the actor is killed."""
         self.flush()
-        self._down.put_nowait(None)
+        with contextlib.suppress(OSError):
+            if self.writer.can_write_eof() and not self.writer.is_closing():
+                self.writer.write_eof()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.reading), CLOSE_SECONDS)
         self.kill()
-        await asyncio.gather(self.reading, self._sending)
+        self.writer.close()
+        await asyncio.gather(self.reading, self._watching)
 
     async def sweep(self, run_ids: list[str]) -> None:
         """On the actor's node: the tools of a killed actor outlive it there."""
@@ -239,18 +201,23 @@ class RayCluster:
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     async def start(self) -> RayWorker:
-        """A new worker actor, once it is up."""
+        """A new worker actor, once it is up and connected."""
         await self._connect()
         actor = _actor().remote()
+        token = secrets.token_hex(16)
         try:
-            pid, node_id = await asyncio.wait_for(actor.ready.remote(), START_SECONDS)
+            pid, node_id, host, port = await asyncio.wait_for(actor.listen.remote(token),
+                                                              START_SECONDS)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=LINE_LIMIT), START_SECONDS)
         except Exception as exc:
             ray.kill(actor, no_restart=True)
             raise WorkerLost(f"no Ray worker started within {START_SECONDS:.0f} s (is a CPU "
                              f"free on the cluster?): {type(exc).__name__}: {exc}") from exc
+        writer.write(token.encode() + b"\n")
         # A worker on another node cannot see the home (a shared filesystem aside, which
         # this does not try to detect): it sends the run's files with its records.
-        return RayWorker(actor, pid, node_id, ships_files=node_id != self._node)
+        return RayWorker(actor, pid, node_id, node_id != self._node, reader, writer)
 
     async def close(self) -> None:
         """Leave the cluster (a local one stops)."""
