@@ -274,9 +274,17 @@ def serve(args: argparse.Namespace) -> int:
     if options.tcp_token is not None:
         log.info("TCP clients authenticate with the token in %s", token_file)
     try:
-        return run(options, lock, use_uvloop=not args.no_uvloop)
+        code = run(options, lock, use_uvloop=not args.no_uvloop)
     finally:
         lock.release()
+    if "ray" in sys.modules:
+        # Ray's C++ core can abort the interpreter's teardown (SIGABRT after a clean stop,
+        # seen with --executor ray): everything the daemon owns is closed, so it leaves.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 # What a bridged `serve --stdio` still honours (or that only says how it was started).

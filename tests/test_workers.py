@@ -208,6 +208,17 @@ async def exited(pid: int, timeout: float = WAIT) -> None:
         os.close(pidfd)
 
 
+def started_by(ancestor: int, program: str) -> list[int]:
+    """The processes running `program` that `ancestor` started, directly or not."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            command = Path(f"/proc/{name}/cmdline").read_bytes().decode(errors="replace")
+            if program in command and descends_from(int(name), ancestor):
+                found.append(int(name))
+    return found
+
+
 def blocking(fifo: Path, go: Path) -> dict[str, str]:
     """prep, then a tool that announces its pid in `fifo` and blocks until `go` exists."""
     return dot(f"""\
@@ -425,3 +436,42 @@ async def test_a_worker_without_the_home_resumes_from_the_files_it_is_sent(
         trace = [json.loads(line) for line in (root / "trace.jsonl").read_text().splitlines()]
         assert [c["node_id"] for c in trace if c["kind"] == "model"] == ["prep", "after"]
         assert (root / "after" / "response.md").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+async def test_a_ray_cluster_that_is_not_there_interrupts_the_run_at_once(
+        short_tmp: Path) -> None:
+    """Nothing listens at --ray-address: the run ends interrupted, resumable, saying so, in
+    far less time than ray.init's own retries (minutes); the daemon goes on."""
+    daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                "--executor", "ray", "--ray-address", "127.0.0.1:1")
+    try:
+        wire = await daemon.connect()
+        ended = await wire.result("run.start", {"pipeline": FAILING, "wait": True})
+        assert (ended["status"], ended["resumable"]) == ("interrupted", True)
+        assert "Ray cluster at 127.0.0.1:1" in ended["failure_reason"]
+        assert "refused" in ended["failure_reason"]
+        assert (await wire.result("daemon.status"))["executor"]["workers"] == []
+    finally:
+        assert await daemon.stop() == 0, "".join(daemon.log)
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+async def test_a_run_cancelled_while_the_cluster_starts_leaves_one_cluster(
+        short_tmp: Path) -> None:
+    """The first run starts the local cluster; cancelled meanwhile, the cluster still comes
+    up, once: the next run uses it."""
+    daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                "--executor", "ray", "--workers", "1")
+    try:
+        wire = await daemon.connect()
+        started = await wire.result("run.start", {"pipeline": FAILING})
+        cancelled = await wire.result("run.cancel", {"run_id": started["run_id"]})
+        assert cancelled["status"] == "cancelled"
+        ended = await run_to_end(wire, EVERYTHING, settings=AUTO)
+        assert ended["status"] == "completed"
+        assert len(started_by(daemon.process.pid, "gcs_server")) == 1
+    finally:
+        assert await daemon.stop() == 0, "".join(daemon.log)

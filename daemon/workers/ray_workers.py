@@ -18,8 +18,11 @@ import contextlib
 import hmac
 import logging
 import os
+import re
 import secrets
-from collections.abc import AsyncIterator
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import ray
@@ -33,6 +36,8 @@ from .worker import serve
 log = logging.getLogger("ostinato.workers")
 
 START_SECONDS = 60.0  # an actor the cluster cannot place (no free CPU) is given up then
+JOIN_SECONDS = 60.0  # a run waits this long for the cluster, then is interrupted
+_HOST_PORT = re.compile(r"(?P<host>[\w.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d+)")
 LINE_LIMIT = 1 << 28  # the longest message, as on a worker process's pipes
 # A local cluster's object store: records travel as small byte batches, which Ray keeps in
 # its workers' memory; the store's default (30% of RAM in /dev/shm) would be wasted.
@@ -135,7 +140,10 @@ class RayWorker(Worker):
         await asyncio.gather(self.reading, self._watching)
 
     async def sweep(self, run_ids: list[str]) -> None:
-        """On the actor's node: the tools of a killed actor outlive it there."""
+        """On the actor's node: the tools of a killed actor outlive it there (the daemon's
+        own node, as a worker process's; another, through a Ray task there)."""
+        if not self.ships_files:
+            return await super().sweep(run_ids)
         on_node = NodeAffinitySchedulingStrategy(self.node, soft=False)
         try:
             await asyncio.wait_for(
@@ -160,33 +168,88 @@ def _sweeper() -> Any:
     return _remote["sweep"]
 
 
+class _Membership:
+    """The daemon in a Ray cluster: one thread joins it (`ray.init`) and stays until it
+    leaves (`ray.shutdown`); Ray's driver stops answering once the thread that started it
+    has ended (measured: actor creation hangs). A daemon thread, so that a join that hangs
+    never holds up the daemon's exit."""
+
+    def __init__(self, init: Callable[[], str], where: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.joined: asyncio.Future[str] = loop.create_future()  # the daemon's Ray node
+        self.left: asyncio.Future[None] = loop.create_future()
+        self._leave = threading.Event()
+
+        def life() -> None:
+            try:
+                node = init()
+            except Exception as exc:
+                error = WorkerLost(f"could not start or join the Ray cluster {where}: "
+                                   f"{type(exc).__name__}: {exc}")
+                loop.call_soon_threadsafe(self._settle, self.joined, error)
+                return
+            loop.call_soon_threadsafe(self._settle, self.joined, node)
+            self._leave.wait()
+            try:
+                ray.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                    loop.call_soon_threadsafe(self._settle, self.left, None)
+
+        threading.Thread(target=life, name="ray", daemon=True).start()
+
+    @staticmethod
+    def _settle(future: asyncio.Future[Any], value: Any) -> None:
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+            future.exception()  # retrieved: each run waiting for it raises it
+        else:
+            future.set_result(value)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the join failed."""
+        return self.joined.done() and self.joined.exception() is not None
+
+    async def leave(self) -> None:
+        """Leave the cluster (a local one stops), if in it."""
+        if self.joined.done() and not self.failed:
+            self._leave.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.left, JOIN_SECONDS)
+
+
 class RayCluster:
     """Worker actors on a Ray cluster: the one at `address`, or a local one the daemon starts
-    with `cpus` CPUs (each worker takes one)."""
+    with `cpus` CPUs (each worker takes one).
+
+    The cluster is joined once at a time (_Membership), and each run waits for it at most
+    JOIN_SECONDS; a join that failed, or a cluster that stopped answering (no actor starts),
+    is tried afresh by the next run."""
 
     def __init__(self, address: str | None, cpus: int = 0) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus = cpus or os.cpu_count() or 1
-        self._connecting = asyncio.Lock()
-        self._connected = False
-        self._node = ""  # the daemon's Ray node
+        self.where = f"at {self.address}" if self.address else "(a local one)"
+        self._membership: _Membership | None = None
 
-    async def _connect(self) -> None:
-        async with self._connecting:
-            if self._connected:
-                return
-            where = f"at {self.address}" if self.address else "(a local one)"
-            try:
-                await asyncio.to_thread(self._init)
-            except Exception as exc:
-                raise WorkerLost(f"could not start or join the Ray cluster {where}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-            self._connected = True
-            self._node = ray.get_runtime_context().get_node_id()
-            log.info("Ray cluster %s: %s CPUs", where, ray.cluster_resources().get("CPU"))
+    async def _connect(self) -> str:
+        """The daemon's Ray node, once it has joined (or started) the cluster."""
+        if self._membership is None or self._membership.failed:
+            self._membership = _Membership(self._init, self.where)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._membership.joined),
+                                          JOIN_SECONDS)
+        except TimeoutError:
+            raise WorkerLost(f"the Ray cluster {self.where} did not answer within "
+                             f"{JOIN_SECONDS:.0f} s (still trying)") from None
 
-    def _init(self) -> None:
+    def _init(self) -> str:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if self.address is not None and (found := _HOST_PORT.fullmatch(self.address)):
+            # Nothing listening there: say so now (ray.init would retry for minutes).
+            socket.create_connection((found["host"].strip("[]"), int(found["port"])),
+                                     timeout=5).close()
         # No address: a cluster of the daemon's own ("local"), never one that happens to run
         # on the machine, which ray.init(address=None) would join.
         local: dict[str, Any] = {} if self.address else {
@@ -194,6 +257,8 @@ class RayCluster:
             "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
         ray.init(**({"address": self.address} if self.address else local),
                  log_to_driver=False, configure_logging=False)
+        log.info("Ray cluster %s: %s CPUs", self.where, ray.cluster_resources().get("CPU"))
+        return ray.get_runtime_context().get_node_id()
 
     async def capacity(self) -> int:
         """A worker per CPU of the cluster."""
@@ -202,7 +267,7 @@ class RayCluster:
 
     async def start(self) -> RayWorker:
         """A new worker actor, once it is up and connected."""
-        await self._connect()
+        node = await self._connect()
         actor = _actor().remote()
         token = secrets.token_hex(16)
         try:
@@ -210,17 +275,26 @@ class RayCluster:
                                                               START_SECONDS)
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, limit=LINE_LIMIT), START_SECONDS)
-        except Exception as exc:
-            ray.kill(actor, no_restart=True)
-            raise WorkerLost(f"no Ray worker started within {START_SECONDS:.0f} s (is a CPU "
-                             f"free on the cluster?): {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+            if not isinstance(exc, Exception):  # cancelled
+                raise
+            await self._leave()  # the cluster may be gone: the next run starts afresh
+            raise WorkerLost(f"no Ray worker started within {START_SECONDS:.0f} s (no CPU free "
+                             f"on the cluster, or the cluster is down; the next run joins it "
+                             f"afresh): {type(exc).__name__}: {exc}") from exc
         writer.write(token.encode() + b"\n")
         # A worker on another node cannot see the home (a shared filesystem aside, which
         # this does not try to detect): it sends the run's files with its records.
-        return RayWorker(actor, pid, node_id, node_id != self._node, reader, writer)
+        return RayWorker(actor, pid, node_id, node_id != node, reader, writer)
+
+    async def _leave(self) -> None:
+        membership, self._membership = self._membership, None
+        if membership is not None:
+            await membership.leave()
 
     async def close(self) -> None:
-        """Leave the cluster (a local one stops)."""
-        if self._connected:
-            await asyncio.to_thread(ray.shutdown)
-            self._connected = False
+        """Leave the cluster (a local one stops); a join still under way is left to die
+        with the process."""
+        await self._leave()
