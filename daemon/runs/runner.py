@@ -394,8 +394,8 @@ class Runner:
                   journal: Journal | None = None) -> ActiveRun:
         sink = StoreSink(self.host.publish, self.store, run_id, next_event, run_dir.redactor,
                          grouped=lambda: trial_index is not None or len(self.active) > 1,
-                         checkpoint_file=lambda checkpoint: run_dir.write_json(
-                             "checkpoint.json", data=checkpoint))
+                         checkpoint_file=lambda dumped: run_dir.write_dumped(
+                             "checkpoint.json", data=dumped))
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,
                             providers=pool if replayer is None and journal is None else
@@ -411,6 +411,7 @@ class Runner:
         executor.journal = journal
         # Checkpoints are written by the sink, each after the commit of its stage.
         executor.write_checkpoint = sink.save_checkpoint
+        executor.commit_records = sink.commit
         active = ActiveRun(run_id, executor, pool, sink, settings, self.home)
         self.active[run_id] = active
         return active

@@ -5,6 +5,7 @@ answers its human gates (DaemonInterviewer)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from ..disk import disk_full
 from ..engine.events import Event
 from ..engine.handlers.base import Question, preset_answer
 from ..engine.redact import Redactor
+from ..engine.rundir import dump_json
 from ..host import Publish
 from ..ids import utc_now
 from ..store.runs import RunStore
@@ -39,12 +41,13 @@ class StoreSink:
     the last checkpoint handed over before it is written, then the events held since a
     CheckpointSaved are published. So a checkpoint never names a stage the store lacks, and
     a crash loses at most the uncommitted tail, which resume runs again. A failed commit (a
-    full disk) is raised by the next `stage_done` or `commit`; the run's later stages and
-    checkpoints are dropped (its events and calls are kept for its last write)."""
+    full disk) is raised by every later `stage_done` and `commit`, which the run cannot get
+    past: its later stages and checkpoints are dropped (its events and calls are kept for
+    its last write, `flush`)."""
 
     def __init__(self, publish: Publish, store: RunStore, run_id: str, next_event: int,
                  redactor: Redactor, grouped: Callable[[], bool] = lambda: False,
-                 checkpoint_file: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 checkpoint_file: Callable[[bytes], None] | None = None) -> None:
         self.publish = publish
         # A run writes by group commit while other runs run beside it (a trial set's, or
         # single runs started together), in one transaction with theirs: a trial set of
@@ -58,7 +61,7 @@ class StoreSink:
         self.events: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
         self.stages: list[dict[str, Any]] = []  # finished, not committed yet
-        self.checkpoint: dict[str, Any] | None = None  # the last handed over, not written yet
+        self.checkpoint: bytes | None = None  # the last handed over (dumped), not written yet
         # Events from a CheckpointSaved on: kept (committed as any), published once that
         # checkpoint is written.
         self.held: list[dict[str, Any]] = []
@@ -66,8 +69,7 @@ class StoreSink:
         self.listeners: list[Any] = []
         self.deferred: list[dict[str, Any]] = []
         self.last_score: float | None = None  # of the last stage that reported one
-        self.failure: Exception | None = None  # of a deferred commit, not raised yet
-        self.broken = False  # a commit failed: no stage or checkpoint is written any more
+        self.failure: Exception | None = None  # of a failed commit: nothing goes on after it
         self._lock = asyncio.Lock()  # one commit at a time, in order
         self._timer: asyncio.TimerHandle | None = None
         self._later: asyncio.Task[None] | None = None  # a commit the timer started
@@ -112,10 +114,8 @@ class StoreSink:
 
     async def stage_done(self, stage: dict[str, Any], checkpoint: Any = None) -> None:
         """Keep a finished stage for the next commit (with the events and calls before it);
-        a failed commit's error, if one is waiting, instead."""
+        a failed commit's error instead."""
         self._raise_failure()
-        if self.broken:  # its error was raised: the run is ending
-            return
         score = stage["outcome"].get("score")
         if isinstance(score, int | float):
             self.last_score = float(score)
@@ -128,13 +128,13 @@ class StoreSink:
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Write `checkpoint` once everything before it is committed (the executor's
         `write_checkpoint`, and a worker's checkpoints)."""
-        if not self.broken:
-            self.checkpoint = checkpoint
+        if self.failure is None:  # dumped now: the engine goes on changing what it holds
+            self.checkpoint = dump_json(checkpoint)
             self._commit_soon()
 
     async def commit(self) -> None:
         """Commit what is kept, write the last checkpoint and publish what waited for it;
-        a failed deferred commit's error, if one is waiting, instead."""
+        a failed commit's error instead."""
         self._raise_failure()
         await self.flush()
 
@@ -146,9 +146,8 @@ class StoreSink:
             await self._commit(concurrent, run_fields)
 
     def _raise_failure(self) -> None:
-        failure, self.failure = self.failure, None
-        if failure is not None:
-            raise failure
+        if self.failure is not None:
+            raise self.failure
 
     def _commit_soon(self) -> None:
         if self._timer is None:
@@ -162,10 +161,8 @@ class StoreSink:
 
     async def _deferred_commit(self) -> None:
         """The timer's commit: its error waits for the run to ask (stage_done, commit)."""
-        try:
+        with contextlib.suppress(Exception):  # kept as self.failure
             await self.flush(concurrent=True)
-        except Exception as exc:
-            self.failure = exc
 
     async def _commit(self, concurrent: bool, run_fields: dict[str, Any]) -> None:
         """The transaction, then the checkpoint, then the events that waited for it."""
@@ -194,15 +191,15 @@ class StoreSink:
                 raise
             if checkpoint is not None:
                 self.checkpoint_file(checkpoint)
-        except Exception:
-            self.broken = True  # a checkpoint after these stages would name what is lost
+        except Exception as exc:
+            self.failure = exc  # a checkpoint after these stages would name what is lost
             self.checkpoint = None
             if ending:  # the store answers reads with the run's end all the same
                 self._publish(len(self.held), self.deferred)
             raise
         # Held events kept after the checkpoint was taken wait for the next one, unless
         # there will be none (the run's end; a failed commit).
-        self._publish(len(self.held) if ending or self.broken else held,
+        self._publish(len(self.held) if ending or self.failure is not None else held,
                       self.deferred if ending else [])
 
     def _publish(self, held: int, deferred: list[dict[str, Any]]) -> None:
