@@ -23,10 +23,13 @@ class FakeStore:
     def __init__(self) -> None:
         self.transactions: list[tuple[list[int], list[str], dict[str, Any] | None]] = []
         self.failure: Exception | None = None
+        self.gate: asyncio.Event | None = None  # a slow commit: it waits for this
 
     async def record(self, run_id: str, *, stages: Any, events: list[dict[str, Any]],
                      calls: list[dict[str, Any]], run_fields: dict[str, Any] | None = None,
                      concurrent: bool = False) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.failure is not None:
             raise self.failure
         self.transactions.append(([stage["seq"] for stage in stages],
@@ -120,3 +123,16 @@ async def test_a_failed_commit_stops_the_run_at_its_next_stage_and_writes_no_che
     assert fields is not None and fields["status"] == "interrupted"
     assert run.written == [1]
     assert run.published[-3:] == ["StageStarted", "StageCompleted", "PipelineFailed"]
+
+
+async def test_a_stage_that_comes_during_a_slow_commit_is_committed_after_it_unasked() -> None:
+    run = Run()
+    run.store.gate = asyncio.Event()
+    await run.node(1)
+    await settle()  # its commit waits on the gate
+    await run.node(2)
+    await settle()  # its timer fires while the first commit still waits
+    run.store.gate.set()
+    await settle()
+    assert [stages for stages, _, _ in run.store.transactions] == [[1], [2]]
+    assert run.written == [1, 2]

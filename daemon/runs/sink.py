@@ -72,7 +72,7 @@ class StoreSink:
         self.failure: Exception | None = None  # of a failed commit: nothing goes on after it
         self._lock = asyncio.Lock()  # one commit at a time, in order
         self._timer: asyncio.TimerHandle | None = None
-        self._later: asyncio.Task[None] | None = None  # a commit the timer started
+        self._later: set[asyncio.Task[None]] = set()  # commits the timer started (held)
 
     def emit(self, event: Event) -> None:
         """Number the event and keep it for the next commit; publish it as `run/event` now,
@@ -155,9 +155,11 @@ class StoreSink:
                                                                 self._commit_later)
 
     def _commit_later(self) -> None:
+        # Even while an earlier one commits: it took its records before these came.
         self._timer = None
-        if self._later is None or self._later.done():
-            self._later = asyncio.ensure_future(self._deferred_commit())
+        task = asyncio.ensure_future(self._deferred_commit())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def _deferred_commit(self) -> None:
         """The timer's commit: its error waits for the run to ask (stage_done, commit)."""
