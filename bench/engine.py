@@ -22,8 +22,9 @@ they are):
   the dropped ones (attractor §5.4, daemon/engine/fidelity.py), and the checkpoint the
   thread. The issue's target: the cost per node at node 1,000 within 1.5x of the cost at
   node 10, i.e. compaction keeps requests, and so each node's work, bounded. A node's cost
-  runs from the clock at its start (the engine: each StageStarted event, which the
-  bench's host receives; the floor: its loop) to the next node's, so it holds the
+  runs from the clock at its start (the engine: the time each StageStarted event is
+  stamped with as the engine emits it, which the bench's host receives, later when the
+  event waits for a commit; the floor: its loop) to the next node's, so it holds the
   node's files, store transaction and checkpoint. Compared: the mean over nodes 5-15 and
   over the last 11 nodes (990-1000), each window's least mean over the rounds;
 * linear-L (`--large`, default 10,000), once, to see whether the cost per node stays flat.
@@ -182,17 +183,22 @@ def fanout_dot(branches: int, max_parallel: int) -> str:
 
 class StageClock:
     """The bench host's publish: nobody is subscribed (as with a client that did not call
-    run.subscribe); the clock is taken at each StageStarted when asked for."""
+    run.subscribe); each StageStarted's time is kept when asked for."""
 
     def __init__(self) -> None:
-        # When a list: the clock at every StageStarted, for the cost of each node.
-        self.stage_starts: list[float] | None = None
+        # When a list: the time every StageStarted was emitted at, for the cost of each node
+        # (its stamp, not the clock at its publication, which may wait for a commit).
+        self.stage_starts: list[str] | None = None
 
     def publish(self, topics: str | tuple[str, ...], method: str, params: Any) -> int:
-        """Take the clock at a StageStarted; nobody hears it."""
+        """Keep a StageStarted's time; nobody hears it."""
         if self.stage_starts is not None and params.get("type") == "StageStarted":
-            self.stage_starts.append(time.perf_counter())
+            self.stage_starts.append(params["time"])
         return 0
+
+    def seconds(self) -> list[float]:
+        """The kept times, as seconds."""
+        return [datetime.fromisoformat(stamp).timestamp() for stamp in self.stage_starts or ()]
 
 
 async def bench_services(home: Path, clock: StageClock | None = None) -> Services:
@@ -262,7 +268,7 @@ class Engine:
                   budget_s: float | None = None) -> tuple[float, float, int, bool, Path]:
         """(seconds, load seconds, completed nodes, stopped, run dir) of one run; its
         StageStarted clocks are left in `stage_starts`."""
-        self.stage_starts = self.clock.stage_starts = []
+        self.clock.stage_starts = []
         started = time.perf_counter()
         active = await self.runner.start(PipelineRef(source=source, format="dot"), {}, {},
                                          self.settings)
@@ -277,6 +283,7 @@ class Engine:
                 stopped = True
                 result = None
         seconds = time.perf_counter() - started
+        self.stage_starts = self.clock.seconds()
         done = len(active.executor.state.completed_nodes)
         if stopped:
             await self.runner.cancel(active.run_id)

@@ -10,10 +10,12 @@ resumed node completes at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from .runs_support import (
     trace,
     visits,
 )
-from .support import DaemonProcess, start_daemon
+from .support import WAIT, DaemonProcess, start_daemon
 
 CONFLICT, NOT_FOUND = -32004, -32001
 # The scripted provider at a real price, so that a call served from a recording (free) and
@@ -74,14 +76,20 @@ def kill_orphan(pid: int) -> None:
 
 
 async def kill_mid_run(home: Path, socket: str, pipeline: dict[str, str],
-                       fifo: Path, **params: Any) -> dict[str, Any]:
+                       fifo: Path, settled: Callable[[dict[str, Any]], bool] | None = None,
+                       **params: Any) -> dict[str, Any]:
     """Start a daemon and a run (more run.start `params` given), SIGKILL the daemon while
-    the tool blocks; the run's run.start summary."""
+    the tool blocks (and, given `settled`, once it holds for the run's summary: work beside
+    the tool is committed within a few ms of its end); the run's run.start summary."""
     first = await start_daemon(home, "--socket", socket)
     wire = await first.connect()
     started = await wire.result("run.start", {"pipeline": pipeline, "settings": FAST,
                                               **params})
     pid = int(await read_fifo(fifo))  # prep is done, the tool is blocked
+    if settled is not None:
+        async with asyncio.timeout(WAIT):
+            while not settled(started):
+                await asyncio.sleep(0.01)
     first.process.kill()
     assert await first.stop() == -signal.SIGKILL
     kill_orphan(pid)
@@ -375,8 +383,16 @@ async def test_a_replay_killed_mid_fan_out_serves_the_unfinished_branch_again(
                 join -> done
             }}""")
 
+    def x_call_open(started: dict[str, Any]) -> bool:
+        """b's end is checkpointed (within a few ms of it), and with it x's call, open."""
+        path = Path(started["run_dir"]) / "checkpoint.json"
+        checkpoint = json.loads(path.read_text()) if path.exists() else {}
+        made = [c["seq"] for c in trace(started) if c["node_id"] == "x"]
+        return bool(made) and made[0] in checkpoint.get("open_calls", ())
+
     original = await record_priced(home, socket, fan(recorded_go))
-    started = await kill_mid_run(home, socket, fan(replay_go), fifo, settings=PRICED,
+    started = await kill_mid_run(home, socket, fan(replay_go), fifo, x_call_open,
+                                 settings=PRICED,
                                  replay={"from_run": original["run_id"], "mode": "hybrid"})
     checkpoint = json.loads((Path(started["run_dir"]) / "checkpoint.json").read_text())
     [x_call] = [c["seq"] for c in trace(started) if c["node_id"] == "x"]

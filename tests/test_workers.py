@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ostinato.daemon.workers.pool import RemoteRun
+from ostinato.daemon.runs.sink import StoreSink
 from ostinato.daemon.workers.processes import ProcessWorker
 
 from .inprocess import in_process_daemon
@@ -337,42 +337,55 @@ def long_pipeline(nodes: int) -> dict[str, str]:
         }}""")
 
 
+@pytest.mark.parametrize("executor", ["inline", "processes"])
 async def test_after_every_commit_the_store_and_checkpoint_could_survive_a_crash(
-        short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A daemon killed right after any of a worker's batch commits would leave each stored
-    stage with its own events, and a checkpoint no further than the store: what each commit
-    leaves is looked at as it is made."""
-    found: list[tuple[list[str], int, int]] = []
-    commit = RemoteRun._commit
+        short_tmp: Path, monkeypatch: pytest.MonkeyPatch, executor: str) -> None:
+    """A daemon killed right after any of a run's batch commits, or as it hands over a
+    stage (inline or on a worker), would leave each stored stage with its own events, and a
+    checkpoint no further than the store: what each of those moments leaves is looked at
+    as it comes."""
+    found: list[tuple[str, list[str], int, int]] = []
+    commit, stage_done = StoreSink._commit, StoreSink.stage_done
 
-    async def looked_at(self: RemoteRun) -> None:
-        await commit(self)
-        sink = self.active.sink
-        db = sink.store.db  # type: ignore[attr-defined]
+    async def look(sink: StoreSink, moment: str) -> None:
+        db = sink.store.db
         bare = await db.fetchall(
             "SELECT node_id FROM stages s WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM "
             "events e WHERE e.run_id = s.run_id AND e.type = 'StageCompleted' AND "
-            "json_extract(e.data_json, '$.name') = s.node_id)", (sink.run_id,))  # type: ignore[attr-defined]
+            "json_extract(e.data_json, '$.name') = s.node_id)", (sink.run_id,))
         stored = await db.fetchone("SELECT coalesce(max(seq), 0) AS seq FROM stages WHERE "
-                                   "run_id = ?", (sink.run_id,))  # type: ignore[attr-defined]
-        checkpoint = self.active.executor.run_dir.read_json("checkpoint.json") or {}
-        found.append(([row["node_id"] for row in bare], stored["seq"],
-                      checkpoint.get("stage_seq", 0)))
+                                   "run_id = ?", (sink.run_id,))
+        written = short_tmp / "home" / "runs" / sink.run_id / "checkpoint.json"
+        checkpoint = json.loads(written.read_text()) if written.exists() else {}
+        found.append((moment, [row["node_id"] for row in bare],
+                      stored["seq"] if stored else 0, checkpoint.get("stage_seq", 0)))
 
-    monkeypatch.setattr(RemoteRun, "_commit", looked_at)
-    async with in_process_daemon(short_tmp / "home", executor="processes") as daemon:
+    async def committed(self: StoreSink, concurrent: bool, run_fields: dict[str, Any]) -> None:
+        await commit(self, concurrent, run_fields)
+        await look(self, "commit")
+
+    async def handed_over(self: StoreSink, stage: dict[str, Any], checkpoint: Any = None) -> None:
+        await stage_done(self, stage, checkpoint)
+        await look(self, "stage")
+
+    monkeypatch.setattr(StoreSink, "_commit", committed)
+    monkeypatch.setattr(StoreSink, "stage_done", handed_over)
+    async with in_process_daemon(short_tmp / "home", executor=executor) as daemon:
         wire = await daemon.connect()
         ended = await run_to_end(wire, long_pipeline(149))
     assert ended["status"] == "completed" and len(ended["stages"]) == 151
-    assert len(found) > 1  # several batches
-    for bare, stored, checkpointed in found:
+    commits = [seen for seen in found if seen[0] == "commit" and seen[2]]
+    assert len(commits) > 2  # several batches
+    for _, bare, stored, checkpointed in found:
         assert bare == [] and checkpointed <= stored
 
 
-async def test_the_checkpoint_never_names_a_stage_the_store_lacks(short_tmp: Path) -> None:
-    """On a worker, stages are committed in batches and each checkpoint written after its
-    stage's commit: at the end, checkpoint and store agree."""
-    async with in_process_daemon(short_tmp / "home", executor="processes") as daemon:
+@pytest.mark.parametrize("executor", ["inline", "processes"])
+async def test_the_checkpoint_never_names_a_stage_the_store_lacks(short_tmp: Path,
+                                                                 executor: str) -> None:
+    """Inline and on a worker, stages are committed in batches and each checkpoint written
+    after its stage's commit: at the end, checkpoint and store agree."""
+    async with in_process_daemon(short_tmp / "home", executor=executor) as daemon:
         wire = await daemon.connect()
         ended = await run_to_end(wire, long_pipeline(59))
         checkpoint = read_json(ended, "checkpoint.json")

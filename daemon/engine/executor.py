@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
@@ -73,6 +73,10 @@ class Executor:
         # Where checkpoints go: checkpoint.json now (inline); a worker's go to the daemon,
         # which writes each after the commit that holds its stage (decision 0007).
         self.write_checkpoint: Callable[[dict[str, Any]], None] = self._checkpoint_file
+        # Makes what the sink holds durable, checkpoint included: the daemon's sink commits
+        # in batches (runs/sink.py), so before the run shows its progress to something that
+        # outlives a crash (a tool process, its manager) it commits. Nothing to do by default.
+        self.commit_records: Callable[[], Awaitable[None]] = _nothing
         self.settings = settings
         self.rng = rng  # retry jitter; None: the random module's own generator
         self.state = RunState(Context())
@@ -224,6 +228,7 @@ class Executor:
         """A node boundary of a supervised run: wait for the manager's cycle, and take its
         instructions into the context (the next requests carry them)."""
         assert self.supervisor is not None
+        await self.commit_records()  # what the manager sees of the run is in its record
         message = await self.supervisor.boundary(self.report("running"))
         if message is not None:
             self.state.context.set(INSTRUCTIONS, message)
@@ -566,6 +571,10 @@ class Executor:
                          result.get("failure_reason", ""),
                          completed_nodes(self.run_dir, checkpoint),
                          dict(checkpoint.get("context", {})))
+
+
+async def _nothing() -> None:
+    """A run whose records need no commit (Executor.commit_records)."""
 
 
 def _node_policy(graph: Graph, node: Node, jitter: bool) -> RetryPolicy:

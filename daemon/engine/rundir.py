@@ -186,12 +186,18 @@ class RunDirectory:
     def write_json(self, *parts: str, data: Any, settings: bool = False) -> None:
         """Write a JSON file with known secret values redacted; `settings` files also lose
         every value under a secret-looking name."""
-        path = self._path(*parts)
         if settings:
+            path = self._path(*parts)
             write_atomic(path, self._wrote(path, dump_json(self.redactor.data(data))))
-        else:  # run data can be large (a checkpoint): searched as bytes, copied only when a
-            # secret is found (Redactor.encoded)
-            write_atomic(path, self._wrote(path, self.redactor.encoded(dump_json(data))))
+        else:
+            self.write_dumped(*parts, data=dump_json(data))
+
+    def write_dumped(self, *parts: str, data: bytes) -> None:
+        """Write a JSON file dumped already (dump_json), with known secret values redacted."""
+        # Run data can be large (a checkpoint): searched as bytes, copied only when a secret
+        # is found (Redactor.encoded).
+        path = self._path(*parts)
+        write_atomic(path, self._wrote(path, self.redactor.encoded(data)))
 
     def write_text(self, *parts: str, text: str) -> None:
         """Write a text file (secrets redacted)."""

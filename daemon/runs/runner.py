@@ -393,7 +393,9 @@ class Runner:
                   pipeline_dir: str | None = None,
                   journal: Journal | None = None) -> ActiveRun:
         sink = StoreSink(self.host.publish, self.store, run_id, next_event, run_dir.redactor,
-                         grouped=lambda: trial_index is not None or len(self.active) > 1)
+                         grouped=lambda: trial_index is not None or len(self.active) > 1,
+                         checkpoint_file=lambda dumped: run_dir.write_dumped(
+                             "checkpoint.json", data=dumped))
         executor = Executor(run_id=run_id, trace_id=trace_id, graph=graph, run_dir=run_dir,
                             handlers=self.handlers,
                             providers=pool if replayer is None and journal is None else
@@ -407,6 +409,9 @@ class Runner:
                                                allowed_secrets=self.host.settings.allowed_key_env,
                                                pipeline_dir=pipeline_dir))
         executor.journal = journal
+        # Checkpoints are written by the sink, each after the commit of its stage.
+        executor.write_checkpoint = sink.save_checkpoint
+        executor.commit_records = sink.commit
         active = ActiveRun(run_id, executor, pool, sink, settings, self.home)
         self.active[run_id] = active
         return active
@@ -447,6 +452,9 @@ class Runner:
                 result = await executor.resume(checkpoint, active.resume_inputs, inputs)
             else:
                 result = await executor.run(inputs)
+            # Its last stages committed: a commit that failed (a full disk) ends the run
+            # interrupted, as it would have had the engine waited for it.
+            await active.sink.commit()
             if result is not None:
                 status, outcome = result.status, result.outcome.value
                 reason = result.failure_reason
@@ -479,6 +487,10 @@ class Runner:
         ended = utc_now()
         active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
         try:
+            # What the run kept, committed (and its last checkpoint written) before its end
+            # is: the manifest and row never say it ended with stages the store lacks.
+            with unless_full(active.run_id, "its last stages"):
+                await active.sink.flush()
             # On a full disk each record is written as far as it goes: the store keeps the
             # run's end to write with its next write (RunStore.unwritten), and reads see it.
             with unless_full(active.run_id, "the end of its trace"):

@@ -44,22 +44,28 @@ log = logging.getLogger("ostinato.workers")
 
 
 class RecordSink(Protocol):
-    """What the daemon's store sink (runs/sink.py::StoreSink) does with a worker's records."""
+    """What the daemon's store sink (runs/sink.py::StoreSink) does with a worker's records:
+    it commits them in batches, each checkpoint after the commit of its stage."""
 
-    def keep(self, event: Event) -> dict[str, Any] | None:
-        """Number an event and keep it for the next commit; the record to publish, if any."""
-        ...
-
-    def announce(self, record: dict[str, Any]) -> None:
-        """Publish a kept event."""
+    def emit(self, event: Event) -> None:
+        """Keep an event for the next commit; publish it now, or once the checkpoint it
+        follows is written."""
         ...
 
     def record_call(self, call: dict[str, Any]) -> None:
         """Keep a call."""
         ...
 
-    async def stages_done(self, stages: list[dict[str, Any]]) -> None:
-        """Commit stages with everything kept before them."""
+    async def stage_done(self, stage: dict[str, Any]) -> None:
+        """Keep a stage, committed soon with everything kept before it."""
+        ...
+
+    def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Write a checkpoint once everything kept before it is committed."""
+        ...
+
+    async def commit(self) -> None:
+        """Commit what is kept now (and write its checkpoint)."""
         ...
 
 
@@ -72,11 +78,6 @@ class Hosted(Protocol):
 
 # Node types whose runs need the daemon itself: a manager starts child runs through it.
 _DAEMON_ONLY_TYPES = frozenset({"stack.manager_loop"})
-MAX_BATCH = 64  # stages of one run committed in one transaction, at most
-# How long a received stage may wait for those behind it before it is committed: what a
-# crash of the daemon can lose of a worker's run, which resume then runs again.
-COMMIT_DELAY = 0.002
-COMMIT = "commit"  # the inbox's own message: the delay is over
 CLOSE_SECONDS = 5.0  # a worker whose stdin closed and is still there then is killed
 
 
@@ -144,56 +145,34 @@ class RemoteRun:
     def __init__(self, active: Hosted, grants: Grants | None = None) -> None:
         self.active = active
         self.grants = grants  # of shared provider limits
-        # Records; None: the worker is gone; COMMIT: the batch's delay is over.
+        # Records; None: the worker is gone.
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.stages: list[dict[str, Any]] = []  # received, not committed yet
-        self.checkpoint: dict[str, Any] | None = None  # the last received, not written yet
-        # Events from a CheckpointSaved on, kept (in the store with their stage) but published
-        # once that checkpoint is written.
-        self.held: list[dict[str, Any]] = []
         self.ended = False  # the worker's `ended` came
-        self._timer: asyncio.TimerHandle | None = None
 
     async def apply(self) -> Ended:
         """Apply every record until `ended`; WorkerLost if the worker went first.
 
-        Events are kept for the store as they come, committed with the stages they belong
-        to, and published at once, but a CheckpointSaved, and what follows it, only once
-        that checkpoint (or a later one) is written. Stages are committed in batches: a
-        stage waits at most COMMIT_DELAY for those behind it (the worker never waits for a
-        commit), and at most MAX_BATCH go in one transaction, with every call and event
-        before them; then the last checkpoint that came with them is written, after its
-        stage's commit (decision 0007)."""
+        The run's sink batches them as it does an inline run's (runs/sink.py::StoreSink):
+        the worker never waits for a commit, each checkpoint is written after the commit
+        holding its stage, and a CheckpointSaved, and what follows it, is published once
+        that checkpoint is written (decision 0007)."""
         sink = self.active.sink
         while True:
             message = await self.inbox.get()
             if message is None:
-                await self._commit()
+                await sink.commit()
                 raise WorkerLost("its worker process ended while the run executed")
             op = message["op"]
             if op == EVENT:
-                record = sink.keep(Event(message["type"], message["data"],
-                                         time=message["time"]))
-                if record is None:  # the run's end: published once it is in the store
-                    pass
-                elif self.held or record["type"] == "CheckpointSaved":
-                    self.held.append(record)
-                    self._commit_soon()
-                else:
-                    sink.announce(record)
+                sink.emit(Event(message["type"], message["data"], time=message["time"]))
             elif op == CALL:
                 sink.record_call(message["call"])
                 if self.active.executor.budget is not None:  # the shared one: as inline
                     self.active.executor.budget.charge(message["call"]["cost_usd"])
             elif op == STAGE:
-                self.stages.append(message["stage"])
-                if len(self.stages) >= MAX_BATCH:
-                    await self._commit()
-                else:
-                    self._commit_soon()
+                await sink.stage_done(message["stage"])
             elif op == CHECKPOINT:
-                self.checkpoint = message["data"]
-                self._commit_soon()
+                sink.save_checkpoint(message["data"])
             elif op == FILE:  # a worker without the home: in order with the records
                 self.active.executor.run_dir.receive(message["path"], decode(message["data"]),
                                                      message["append"])
@@ -201,11 +180,9 @@ class RemoteRun:
                 self.grants.acquire(message["id"], message["provider"])
             elif op == RELEASE and self.grants is not None:
                 self.grants.release(message["id"])
-            elif op == COMMIT:
-                await self._commit()
             elif op == ENDED:
                 self.ended = True
-                await self._commit()
+                await sink.commit()
                 return self._ended(message)
 
     async def drain(self) -> None:
@@ -215,26 +192,6 @@ class RemoteRun:
             if message["op"] == ENDED:
                 self.ended = True
                 return
-
-    def _commit_soon(self) -> None:
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(
-                COMMIT_DELAY, self.inbox.put_nowait, {"op": COMMIT})
-
-    async def _commit(self) -> None:
-        """The stages' transaction, then the checkpoint that followed them."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        stages, self.stages = self.stages, []
-        checkpoint, self.checkpoint = self.checkpoint, None
-        if stages:
-            await self.active.sink.stages_done(stages)
-        if checkpoint is not None:
-            self.active.executor.run_dir.write_json("checkpoint.json", data=checkpoint)
-        held, self.held = self.held, []
-        for record in held:  # as inline: CheckpointSaved once the file is there
-            self.active.sink.announce(record)
 
     def _ended(self, message: dict[str, Any]) -> Ended:
         self.active.executor.agent.processes_started = message["processes_started"]

@@ -51,6 +51,8 @@ class ToolHandler:
             response = recorded["response"]
             latency_ms = 0.0
         else:
+            # The tool's effects are never ahead of the record of the nodes before it.
+            await run.executor.commit_records()
             started = time.monotonic()
             try:
                 response, latency_ms = await _run(run, argv)
