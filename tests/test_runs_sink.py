@@ -1,138 +1,129 @@
 """A run's store sink commits its stages in batches (decision 0007, inline and on workers):
 the run never waits for a commit, a checkpoint is written after the commit holding its
-stage, CheckpointSaved is published after its checkpoint, and a failed commit stops the run
-at its next stage. A fake store stands in for sqlite: what each transaction held is kept."""
+stage, and CheckpointSaved is published after its checkpoint. The store is a real sqlite
+file; what a test waits for is a publication, never a delay. (A commit that fails on a full
+disk: tests/test_faults.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ostinato.daemon.engine.events import Event
 from ostinato.daemon.engine.redact import Redactor
-from ostinato.daemon.runs.sink import COMMIT_DELAY, MAX_BATCH, StoreSink
+from ostinato.daemon.runs.sink import MAX_BATCH, StoreSink
+from ostinato.daemon.store.db import Database
+from ostinato.daemon.store.runs import RunStore
 
-
-class FakeStore:
-    """RunStore.record's signature; each transaction's stages, event types and run fields."""
-
-    def __init__(self) -> None:
-        self.transactions: list[tuple[list[int], list[str], dict[str, Any] | None]] = []
-        self.failure: Exception | None = None
-        self.gate: asyncio.Event | None = None  # a slow commit: it waits for this
-
-    async def record(self, run_id: str, *, stages: Any, events: list[dict[str, Any]],
-                     calls: list[dict[str, Any]], run_fields: dict[str, Any] | None = None,
-                     concurrent: bool = False) -> None:
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.failure is not None:
-            raise self.failure
-        self.transactions.append(([stage["seq"] for stage in stages],
-                                  [event["type"] for event in events], run_fields))
+RUN = "01a24d00-0000-7000-8000-000000000001"
 
 
 class Run:
-    """A sink over a fake store, with what it published and the checkpoints it wrote."""
+    """A sink over the real store, with what it published and the checkpoints it wrote."""
 
-    def __init__(self) -> None:
-        self.store = FakeStore()
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
         self.published: list[str] = []
         self.written: list[int] = []  # stage_seq of each checkpoint written
-        self.sink = StoreSink(self.publish, self.store, "r1", 1, Redactor(),  # type: ignore[arg-type]
+        self.saved = 0  # CheckpointSaved published
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
+        self.sink = StoreSink(self.publish, store, RUN, 1, Redactor(),
                               checkpoint_file=lambda data: self.written.append(
                                   json.loads(data)["stage_seq"]))
 
     def publish(self, topics: Any, method: str, record: dict[str, Any]) -> int:
         self.published.append(record["type"])
+        if record["type"] == "CheckpointSaved":
+            self.saved += 1
+            for count, future in self._waiting:
+                if self.saved >= count and not future.done():
+                    future.set_result(None)
         return 1
+
+    async def checkpoints_saved(self, count: int) -> None:
+        """Return once `count` CheckpointSaved have been published (their files written)."""
+        if self.saved < count:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting.append((count, future))
+            await asyncio.wait_for(future, 10)
 
     async def node(self, seq: int) -> None:
         """One node as the executor reports it: its events, its stage, its checkpoint."""
         self.sink.emit(Event("StageStarted", {"name": f"n{seq}"}))
         self.sink.emit(Event("StageCompleted", {"name": f"n{seq}"}))
-        await self.sink.stage_done(stage(seq))
+        await self.sink.stage_done({
+            "seq": seq, "node_id": f"n{seq}", "attempt": 1, "status": "success",
+            "handler": "codergen", "branch": None, "started_at": "2026-12-06T00:00:00Z",
+            "ended_at": "2026-12-06T00:00:01Z", "duration_ms": 1.0,
+            "outcome": {"status": "success"}})
         self.sink.save_checkpoint({"stage_seq": seq})
         self.sink.emit(Event("CheckpointSaved", {"node_id": f"n{seq}"}))
 
-
-def stage(seq: int) -> dict[str, Any]:
-    return {"seq": seq, "node_id": f"n{seq}", "branch": None, "outcome": {}}
-
-
-async def settle() -> None:
-    """Long enough for the sink's timer and its commit."""
-    await asyncio.sleep(COMMIT_DELAY * 5)
+    async def stored(self) -> list[int]:
+        """The stages the store holds."""
+        rows = await self.store.db.fetchall("SELECT seq FROM stages WHERE run_id = ? "
+                                            "ORDER BY seq", (RUN,))
+        return [row["seq"] for row in rows]
 
 
-async def test_stages_are_committed_together_later_then_the_checkpoint_then_its_event() -> None:
-    run = Run()
+@pytest.fixture
+async def run(tmp_path: Path) -> AsyncIterator[Run]:
+    """A run in a real store."""
+    db = await Database.open(tmp_path / "ostinato.db")
+    store = RunStore(db)
+    await store.add_run(pipeline_hash="h", pipeline_name="p", pipeline_format="dot",
+                        source="digraph p {}", run={
+                            "id": RUN, "status": "running", "run_dir": f"runs/{RUN}",
+                            "trace_id": RUN, "inputs": {}, "settings": {},
+                            "created_at": "2026-12-06T00:00:00Z",
+                            "started_at": "2026-12-06T00:00:00Z"})
+    yield Run(store)
+    await db.close()
+
+
+async def test_stages_are_committed_together_later_then_the_checkpoint_then_its_event(
+        run: Run) -> None:
     for seq in (1, 2, 3):
         await run.node(seq)
-    # Nothing waited for a commit; CheckpointSaved waits for its file.
-    assert run.store.transactions == [] and run.written == []
+    # Nothing waited for a commit; CheckpointSaved, and what follows it, wait for its file.
+    assert await run.stored() == [] and run.written == []
     assert run.published == ["StageStarted", "StageCompleted"]
-    await settle()
-    [(stages, events, fields)] = run.store.transactions
-    assert stages == [1, 2, 3] and len(events) == 9
-    assert fields is not None and fields["current_node"] == "n3"
+    await run.checkpoints_saved(3)
+    assert await run.stored() == [1, 2, 3]
     assert run.written == [3]  # the last checkpoint only, after the commit
-    assert run.published.count("CheckpointSaved") == 3
-    assert run.published[-3:] == ["StageStarted", "StageCompleted", "CheckpointSaved"]
+    assert run.published == ["StageStarted", "StageCompleted", "CheckpointSaved"] * 3
 
 
-async def test_a_full_batch_is_committed_at_once() -> None:
-    run = Run()
+async def test_a_full_batch_is_committed_at_once(run: Run) -> None:
     for seq in range(1, MAX_BATCH + 1):
         await run.node(seq)
-    assert [stages for stages, _, _ in run.store.transactions] == [
-        list(range(1, MAX_BATCH + 1))]
+    assert await run.stored() == list(range(1, MAX_BATCH + 1))
     # With it, the checkpoint handed over before; the last one waits for the next commit.
     assert run.written == [MAX_BATCH - 1]
-    await settle()
+    await run.checkpoints_saved(MAX_BATCH)
     assert run.written == [MAX_BATCH - 1, MAX_BATCH]
 
 
-async def test_a_failed_commit_stops_the_run_at_its_next_stage_and_writes_no_checkpoint(
-        ) -> None:
-    run = Run()
-    await run.node(1)
-    await settle()
-    full = OSError(errno.ENOSPC, "No space left on device")
-    run.store.failure = full
-    await run.node(2)
-    await settle()  # the deferred commit fails: nothing raised yet
-    assert run.written == [1]
-    with pytest.raises(OSError) as raised:
-        await run.node(3)
-    assert raised.value is full
-    with pytest.raises(OSError):
-        await run.sink.commit()
-    run.sink.save_checkpoint({"stage_seq": 3})  # it would name a stage the store lacks
-    run.store.failure = None
-    run.sink.emit(Event("PipelineFailed", {"error": "disk full"}))
-    await run.sink.flush(status="interrupted")
-    # The run's end holds the events the failed commit had (kept in order), no stages.
-    stages, events, fields = run.store.transactions[-1]
-    assert stages == [] and events == ["StageStarted", "StageCompleted", "CheckpointSaved",
-                                      "StageStarted", "StageCompleted", "PipelineFailed"]
-    assert fields is not None and fields["status"] == "interrupted"
-    assert run.written == [1]
-    assert run.published[-3:] == ["StageStarted", "StageCompleted", "PipelineFailed"]
-
-
-async def test_a_stage_that_comes_during_a_slow_commit_is_committed_after_it_unasked() -> None:
-    run = Run()
-    run.store.gate = asyncio.Event()
-    await run.node(1)
-    await settle()  # its commit waits on the gate
-    await run.node(2)
-    await settle()  # its timer fires while the first commit still waits
-    run.store.gate.set()
-    await settle()
-    assert [stages for stages, _, _ in run.store.transactions] == [[1], [2]]
-    assert run.written == [1, 2]
+async def test_stages_wait_for_another_writer_and_lose_nothing(
+        run: Run, tmp_path: Path) -> None:
+    """Another process holds the store's write lock: the run goes on meanwhile, and its
+    stages are committed, then checkpointed, once the lock is free, without its next
+    record."""
+    other = sqlite3.connect(tmp_path / "ostinato.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        await run.node(1)
+        await run.node(2)
+        assert run.written == []
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await run.checkpoints_saved(2)
+    assert await run.stored() == [1, 2]
+    assert run.written[-1] == 2
