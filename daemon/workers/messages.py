@@ -3,13 +3,16 @@ order: on a worker process's stdin (down) and stdout (up); through a Ray actor's
 `stream` (ray_workers.py).
 
 Down: `start` (a `Job`), `cancel` (a run id), `budget` (a run's shared budget is spent: what
-it has spent, for the worker's copy), `grant` (a permit `acquire` asked for).
+it has spent, for the worker's copy), `grant` (a permit `acquire` asked for), `done` (a
+`commit` asked for is done).
 
 Up, per run and in order: `event`, `call`, `stage`, `checkpoint` (redacted by the worker
 before they leave it), then `ended`. A worker without the home sends the run's files too
 (`file`: a path in the run directory, the bytes, whether appended). A run whose provider
 limits are shared with other runs (a trial set's) sends `acquire` (a permit of a provider's
-limit, before a call) and `release` (after it, or when the call no longer waits).
+limit, before a call) and `release` (after it, or when the call no longer waits). Before a
+tool process starts, a run sends `commit` and waits for `done`: the tool's effects are never
+ahead of the record of the nodes before it, as inline.
 
 A line the other side cannot read ends the channel: it is a bug, not input.
 """
@@ -21,9 +24,9 @@ from typing import Any
 
 import orjson
 
-START, CANCEL, BUDGET, GRANT = "start", "cancel", "budget", "grant"
+START, CANCEL, BUDGET, GRANT, DONE = "start", "cancel", "budget", "grant", "done"
 EVENT, CALL, STAGE, CHECKPOINT, ENDED = "event", "call", "stage", "checkpoint", "ended"
-ACQUIRE, RELEASE, FILE = "acquire", "release", "file"
+ACQUIRE, RELEASE, FILE, COMMIT = "acquire", "release", "file", "commit"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from .messages import (
     CALL,
     CANCEL,
     CHECKPOINT,
+    COMMIT,
+    DONE,
     ENDED,
     EVENT,
     FILE,
@@ -142,8 +144,10 @@ class Ended:
 class RemoteRun:
     """The daemon's side of one run on a worker: its records, applied in order."""
 
-    def __init__(self, active: Hosted, grants: Grants | None = None) -> None:
+    def __init__(self, active: Hosted, tell: Callable[..., None],
+                 grants: Grants | None = None) -> None:
         self.active = active
+        self.tell = tell  # a message down to the run: tell(op, **fields)
         self.grants = grants  # of shared provider limits
         # Records; None: the worker is gone.
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -176,6 +180,9 @@ class RemoteRun:
             elif op == FILE:  # a worker without the home: in order with the records
                 self.active.executor.run_dir.receive(message["path"], decode(message["data"]),
                                                      message["append"])
+            elif op == COMMIT:  # before a tool process starts: as inline
+                await sink.commit()
+                self.tell(DONE, id=message["id"])
             elif op == ACQUIRE and self.grants is not None:
                 self.grants.acquire(message["id"], message["provider"])
             elif op == RELEASE and self.grants is not None:
@@ -328,16 +335,19 @@ class WorkerPool:
         if worker.ships_files:
             job = dataclasses.replace(job, ship_files=True, seed=None if job.checkpoint is None
                                       else snapshot(Path(job.run_dir)))
+
+        def tell(op: str, **fields: Any) -> None:
+            worker.send(line(op, run=job.run_id, **fields))
+
         grants = None if not job.shared_limits else Grants(
-            active.executor.providers.semaphore,
-            lambda permit: worker.send(line(GRANT, run=job.run_id, id=permit)))
-        remote = worker.runs[job.run_id] = RemoteRun(active, grants)
+            active.executor.providers.semaphore, lambda permit: tell(GRANT, id=permit))
+        remote = worker.runs[job.run_id] = RemoteRun(active, tell, grants)
         loop = asyncio.get_running_loop()
         killer: asyncio.TimerHandle | None = None
         budget = active.executor.budget
 
         def spent(spent_usd: float) -> None:
-            worker.send(line(BUDGET, run=job.run_id, spent_usd=spent_usd))
+            tell(BUDGET, spent_usd=spent_usd)
 
         if budget is not None:
             budget.on_exceeded.append(spent)
@@ -356,7 +366,7 @@ class WorkerPool:
                     if applying.done():
                         raise
                     if killer is None:
-                        worker.send(line(CANCEL, run=job.run_id))
+                        tell(CANCEL)
                         killer = loop.call_later(CLOSE_SECONDS, worker.kill)
         except WorkerLost:
             await worker.sweep([job.run_id])
@@ -365,7 +375,7 @@ class WorkerPool:
             raise
         except BaseException:
             if worker.alive and not remote.ended:
-                worker.send(line(CANCEL, run=job.run_id))
+                tell(CANCEL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(remote.drain(), CLOSE_SECONDS)
                 if not remote.ended:

@@ -47,6 +47,8 @@ from .messages import (
     CALL,
     CANCEL,
     CHECKPOINT,
+    COMMIT,
+    DONE,
     ENDED,
     EVENT,
     FILE,
@@ -122,9 +124,8 @@ class ShippingSink:
         self.channel.send(CHECKPOINT, run=self.run_id, data=self.redactor.values(data))
 
 
-class SharedLimits:
-    """A run's provider limits when they are the daemon's (a trial set's shared pool): each
-    call asks for a permit and waits for the daemon's grant, and gives it back after."""
+class Requests:
+    """A run's requests to the daemon, each answered by the message that names its id."""
 
     def __init__(self, channel: Channel, run_id: str) -> None:
         self.channel = channel
@@ -132,39 +133,52 @@ class SharedLimits:
         self.waiting: dict[int, asyncio.Future[None]] = {}
         self.ids = itertools.count(1)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, provider: str) -> AsyncIterator[None]:
-        """A permit of `provider`'s limit, for one call."""
-        permit = next(self.ids)
-        granted = self.waiting[permit] = asyncio.get_running_loop().create_future()
-        self.channel.send(ACQUIRE, run=self.run_id, id=permit, provider=provider)
+    async def ask(self, op: str, request: int | None = None, **fields: Any) -> int:
+        """Send `op` and wait for its answer; its id (given, or the next one)."""
+        request = next(self.ids) if request is None else request
+        answered = self.waiting[request] = asyncio.get_running_loop().create_future()
+        self.channel.send(op, run=self.run_id, id=request, **fields)
         try:
-            await granted
-            yield
-        finally:  # given back, or no longer wanted (cancelled while waiting)
-            self.waiting.pop(permit, None)
-            self.channel.send(RELEASE, run=self.run_id, id=permit)
+            await answered
+        finally:
+            self.waiting.pop(request, None)
+        return request
 
-    def granted(self, permit: int) -> None:
-        """The daemon's grant of `permit`."""
-        future = self.waiting.get(permit)
+    def answered(self, request: int) -> None:
+        """The daemon's answer to `request`."""
+        future = self.waiting.get(request)
         if future is not None and not future.done():
             future.set_result(None)
+
+    async def commit(self) -> None:
+        """The run's records so far are committed (Executor.commit_records)."""
+        await self.ask(COMMIT)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, provider: str) -> AsyncIterator[None]:
+        """A permit of `provider`'s limit when it is the daemon's (a trial set's shared
+        pool), for one call; given back after it, or when no longer wanted."""
+        permit = next(self.ids)
+        try:
+            await self.ask(ACQUIRE, permit, provider=provider)
+            yield
+        finally:
+            self.channel.send(RELEASE, run=self.run_id, id=permit)
 
 
 @dataclass
 class Shared:
-    """What a run on this worker shares with runs elsewhere, kept up to date by the daemon:
-    a copy of a cost budget, provider limits."""
+    """What a run on this worker asks of the daemon, or shares with runs elsewhere through
+    it: its requests, a copy of a cost budget the daemon keeps up to date."""
 
+    requests: Requests
     budget: Budget | None = None
-    limits: SharedLimits | None = None
 
     @classmethod
     def of(cls, job: Job, channel: Channel) -> Shared:
         """What `job` shares."""
-        return cls(None if job.budget is None else Budget.from_dict(job.budget),
-                   SharedLimits(channel, job.run_id) if job.shared_limits else None)
+        return cls(Requests(channel, job.run_id),
+                   None if job.budget is None else Budget.from_dict(job.budget))
 
 
 class SettingsInterviewer:
@@ -201,8 +215,8 @@ async def _executor(job: Job, channel: Channel, shared: Shared,
     allowed = frozenset(job.allowed_key_env)
     pool = ProviderPool({"default": settings.default_provider, "providers": settings.providers,
                          "pricing": settings.pricing}, allowed_key_env=allowed)
-    if shared.limits is not None:
-        pool.share_limits(shared.limits.hold)
+    if job.shared_limits:
+        pool.share_limits(shared.requests.hold)
     keys = [*pool.secrets(), *(os.environ[name] for name in sorted(allowed)
                                if os.environ.get(name))]
     redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys))
@@ -234,20 +248,21 @@ async def _executor(job: Job, channel: Channel, shared: Shared,
                                            allowed_secrets=allowed,
                                            pipeline_dir=job.pipeline_dir))
     interviewer.executor = executor
+    executor.commit_records = shared.requests.commit
     executor.journal = journal
     executor.write_checkpoint = sink.checkpoint
     return executor, pool
 
 
-async def execute(job: Job, channel: Channel, shared: Shared | None = None) -> dict[str, Any]:
+async def execute(job: Job, channel: Channel, shared: Shared) -> dict[str, Any]:
     """Execute one run, sending its records; what its `ended` message says. `shared`: what
-    it shares with runs elsewhere (see Shared)."""
+    it asks of the daemon and shares through it (see Shared)."""
     copy = None if not job.ship_files else LocalCopy(
         lambda data, append, path: channel.send(FILE, run=job.run_id, path=path,
                                                 data=encode(data), append=append),
         job.seed or {})
     try:
-        executor, pool = await _executor(job, channel, shared or Shared(), copy)
+        executor, pool = await _executor(job, channel, shared, copy)
     except BaseException:
         if copy is not None:
             copy.close()
@@ -346,8 +361,8 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
             runs[run].cancel()
         elif op == BUDGET and run in shared and (budget := shared[run].budget) is not None:
             budget.spent_elsewhere(message["spent_usd"])
-        elif op == GRANT and run in shared and (limits := shared[run].limits) is not None:
-            limits.granted(message["id"])
+        elif op in (GRANT, DONE) and run in shared:
+            shared[run].requests.answered(message["id"])
     for task in runs.values():  # the daemon is gone, or closing the pool
         task.cancel()
     await asyncio.gather(*runs.values(), return_exceptions=True)
