@@ -142,16 +142,42 @@ class Ended:
 
 
 class RemoteRun:
-    """The daemon's side of one run on a worker: its records, applied in order."""
+    """The daemon's side of one run on a worker: its records, applied in order; what it
+    shares through the daemon (permits of shared provider limits, a shared budget, which
+    this charges with the run's calls and whose end it tells the worker)."""
 
-    def __init__(self, active: Hosted, tell: Callable[..., None],
-                 grants: Grants | None = None) -> None:
+    def __init__(self, active: Hosted, job: Job, send: Callable[[bytes], None]) -> None:
         self.active = active
-        self.tell = tell  # a message down to the run: tell(op, **fields)
-        self.grants = grants  # of shared provider limits
+        self.job = job
+        self.send = send  # down to the worker
+        self.grants = None if not job.shared_limits else Grants(
+            active.executor.providers.semaphore, lambda permit: self.tell(GRANT, id=permit))
+        self.budget = active.executor.budget
+        if self.budget is not None:
+            self.budget.on_exceeded.append(self._spent)
         # Records; None: the worker is gone.
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.ended = False  # the worker's `ended` came
+
+    def tell(self, op: str, **fields: Any) -> None:
+        """A message down to the run."""
+        self.send(line(op, run=self.job.run_id, **fields))
+
+    def start(self) -> None:
+        """Send the job (and the budget's end, if it came since the job was made)."""
+        self.send(self.job.to_line())
+        if self.budget is not None and self.budget.exceeded:
+            self._spent(self.budget.spent_usd)
+
+    def _spent(self, spent_usd: float) -> None:
+        self.tell(BUDGET, spent_usd=spent_usd)
+
+    def close(self) -> None:
+        """The run is over here: no more budget news; its permits go back."""
+        if self.budget is not None:
+            self.budget.on_exceeded.remove(self._spent)
+        if self.grants is not None:
+            self.grants.close()
 
     async def apply(self) -> Ended:
         """Apply every record until `ended`; WorkerLost if the worker went first.
@@ -171,8 +197,8 @@ class RemoteRun:
                 sink.emit(Event(message["type"], message["data"], time=message["time"]))
             elif op == CALL:
                 sink.record_call(message["call"])
-                if self.active.executor.budget is not None:  # the shared one: as inline
-                    self.active.executor.budget.charge(message["call"]["cost_usd"])
+                if self.budget is not None:  # the shared one: as inline
+                    self.budget.charge(message["call"]["cost_usd"])
             elif op == STAGE:
                 await sink.stage_done(message["stage"])
             elif op == CHECKPOINT:
@@ -329,35 +355,19 @@ class WorkerPool:
         are applied before CancelledError goes on; a worker that has not ended the run
         CLOSE_SECONDS later is killed. A lost worker's run has its tool processes swept
         (WorkerLost). If the daemon cannot apply a record (a full disk), the worker stops
-        the run before the error goes on. A budget the run shares is charged with its calls
-        here; once spent, by this run or another, the worker's copy is told."""
+        the run before the error goes on."""
         worker = await self._worker()
         if worker.ships_files:
             job = dataclasses.replace(job, ship_files=True, seed=None if job.checkpoint is None
                                       else snapshot(Path(job.run_dir)))
-
-        def tell(op: str, **fields: Any) -> None:
-            worker.send(line(op, run=job.run_id, **fields))
-
-        grants = None if not job.shared_limits else Grants(
-            active.executor.providers.semaphore, lambda permit: tell(GRANT, id=permit))
-        remote = worker.runs[job.run_id] = RemoteRun(active, tell, grants)
+        remote = worker.runs[job.run_id] = RemoteRun(active, job, worker.send)
         loop = asyncio.get_running_loop()
         killer: asyncio.TimerHandle | None = None
-        budget = active.executor.budget
-
-        def spent(spent_usd: float) -> None:
-            tell(BUDGET, spent_usd=spent_usd)
-
-        if budget is not None:
-            budget.on_exceeded.append(spent)
         try:
             if not worker.alive:  # died since it was chosen: nothing would say so
                 raise WorkerLost("its worker process ended before the run began")
             applying = asyncio.ensure_future(remote.apply())
-            worker.send(job.to_line())
-            if budget is not None and budget.exceeded:  # since the job was made
-                spent(budget.spent_usd)
+            remote.start()
             while True:
                 try:
                     ended = await asyncio.shield(applying)
@@ -366,7 +376,7 @@ class WorkerPool:
                     if applying.done():
                         raise
                     if killer is None:
-                        tell(CANCEL)
+                        remote.tell(CANCEL)
                         killer = loop.call_later(CLOSE_SECONDS, worker.kill)
         except WorkerLost:
             await worker.sweep([job.run_id])
@@ -375,7 +385,7 @@ class WorkerPool:
             raise
         except BaseException:
             if worker.alive and not remote.ended:
-                tell(CANCEL)
+                remote.tell(CANCEL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(remote.drain(), CLOSE_SECONDS)
                 if not remote.ended:
@@ -384,10 +394,7 @@ class WorkerPool:
         finally:
             if killer is not None:
                 killer.cancel()
-            if budget is not None:
-                budget.on_exceeded.remove(spent)
-            if grants is not None:
-                grants.close()
+            remote.close()
             worker.runs.pop(job.run_id, None)
         worker.runs_done += 1
         if killer is not None and ended.status == "cancelled":  # its records applied
