@@ -57,9 +57,15 @@ class ActiveRun:
         """Cancel the run (its tool processes are killed) and wait until it stopped."""
         if self.done.done():
             return
-        if self.task is not None:
-            self.task.cancel()
+        self.interrupt()
         await asyncio.shield(self.done)
+
+    def interrupt(self) -> None:
+        """Cancel the run's task, unless its end is being recorded (`ended` is set then): a
+        cancel there would cut the record of its end short, leaving a run the store says
+        is running."""
+        if self.task is not None and self.ended is None:
+            self.task.cancel()
 
     @property
     def waits_on_human(self) -> bool:

@@ -580,8 +580,7 @@ class Runner:
         """Daemon shutdown: stop what runs, leaving it interrupted and resumable."""
         self.stopping = True
         for active in list(self.active.values()):
-            if active.task is not None:
-                active.task.cancel()
+            active.interrupt()
         for active in list(self.active.values()):
             await asyncio.shield(active.done)
         if self.workers is not None:
