@@ -357,9 +357,10 @@ class WorkerPool:
         (WorkerLost). If the daemon cannot apply a record (a full disk), the worker stops
         the run before the error goes on."""
         worker = await self._worker()
-        if worker.ships_files:
-            job = dataclasses.replace(job, ship_files=True, seed=None if job.checkpoint is None
-                                      else snapshot(Path(job.run_dir)))
+        if worker.ships_files:  # a resume's files read off the event loop
+            seed = None if job.checkpoint is None else await asyncio.to_thread(
+                snapshot, Path(job.run_dir))
+            job = dataclasses.replace(job, ship_files=True, seed=seed)
         remote = worker.runs[job.run_id] = RemoteRun(active, job, worker.send)
         loop = asyncio.get_running_loop()
         killer: asyncio.TimerHandle | None = None
