@@ -30,9 +30,10 @@ from .mcp_conversation import hold_conversation
 from .support import REPO, WAIT, Wire, spawn_stdio
 
 
-def mcp_server(home: Path) -> StdioServerParameters:
-    """What an MCP host's configuration says: `ostinato mcp --home HOME`."""
-    return StdioServerParameters(command=sys.executable,
+def mcp_server(home: Path, env: dict[str, str] | None = None) -> StdioServerParameters:
+    """What an MCP host's configuration says: `ostinato mcp --home HOME` (and the
+    environment it gives the server: the SDK passes on only a few variables of its own)."""
+    return StdioServerParameters(command=sys.executable, env=env,
                                  args=["-m", "ostinato.clients.cli", "mcp", "--home", str(home)])
 
 
@@ -60,6 +61,23 @@ async def test_an_agent_holds_the_whole_conversation_over_stdio(short_tmp: Path,
         learned["test_run"]["test_run_id"]]
     log = (home / "daemon.log").read_text()
     assert "no summary for a result" not in log and "internal error" not in log
+
+
+@pytest.mark.parametrize("executor", [
+    "processes", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.xdist_group("ray")])])
+async def test_an_agent_holds_the_whole_conversation_with_runs_on_workers(
+        short_tmp: Path, executor: str) -> None:
+    """The same conversation, the home's daemon executing its runs on workers (the host's
+    configuration gives `ostinato mcp` $OSTINATO_EXECUTOR, and the daemon it starts takes
+    it): the SDK sees no difference."""
+    home = short_tmp / "home"
+    async with Client(mcp_server(home, {"OSTINATO_EXECUTOR": executor}),
+                      read_timeout_seconds=WAIT) as client:
+        await hold_conversation(client, short_tmp / "pipelines")
+        status = (await client.call_tool("status", {})).structured_content
+    backend = status["result"]["executor"]  # type: ignore[index]
+    assert backend["backend"] == executor
+    assert sum(worker["runs_done"] for worker in backend["workers"]) >= 2
 
 
 async def test_two_agents_share_the_home_daemon(short_tmp: Path) -> None:
