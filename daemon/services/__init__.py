@@ -93,6 +93,8 @@ async def _start(host: Host, handler_hooks: Iterable[HandlerHook],
                  "(what finished is kept): %s", ", ".join(cut_off))
     for hook in handler_hooks:  # extensions' custom node types (main.load_extension)
         hook(runner.handlers)
+    if runner.workers is not None:
+        runner.workers.warm()  # a Ray cluster starts joining now, not with the first run
     services = Services(host, db, runs, runner, TrialSets(runner, runs))
     services.tests = TestRuns(services, test_runs)
     return services

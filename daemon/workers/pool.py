@@ -323,6 +323,10 @@ class Backend(Protocol):
         """A new worker, reading."""
         ...
 
+    def warm(self) -> None:
+        """The daemon starts: get ready for the first run (join a cluster)."""
+        ...
+
     async def close(self) -> None:
         """Once its workers are closed: let go of what it holds (a cluster)."""
         ...
@@ -337,6 +341,10 @@ class WorkerPool:
         self.size = size  # 0: the backend's capacity, asked when the first run comes
         self.workers: list[Worker] = []
         self._starting = asyncio.Lock()
+
+    def warm(self) -> None:
+        """The daemon starts: the backend gets ready for the first run."""
+        self.backend.warm()
 
     async def _worker(self) -> Worker:
         async with self._starting:

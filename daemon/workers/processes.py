@@ -89,5 +89,8 @@ class Processes:
             stderr=asyncio.subprocess.PIPE, limit=1 << 28)
         return ProcessWorker(process)
 
+    def warm(self) -> None:
+        """Nothing: a worker process starts in a few tens of milliseconds, when needed."""
+
     async def close(self) -> None:
         """Nothing beyond the workers."""

@@ -186,6 +186,7 @@ class _Membership:
             except Exception as exc:
                 error = WorkerLost(f"could not start or join the Ray cluster {where}: "
                                    f"{type(exc).__name__}: {exc}")
+                log.error("%s", error)
                 loop.call_soon_threadsafe(self._settle, self.joined, error)
                 return
             loop.call_soon_threadsafe(self._settle, self.joined, node)
@@ -233,10 +234,16 @@ class RayCluster:
         self.where = f"at {self.address}" if self.address else "(a local one)"
         self._membership: _Membership | None = None
 
-    async def _connect(self) -> str:
-        """The daemon's Ray node, once it has joined (or started) the cluster."""
+    def warm(self) -> None:
+        """Start joining the cluster now (the daemon starts): the first run need not wait
+        the seconds a local cluster takes to start."""
         if self._membership is None or self._membership.failed:
             self._membership = _Membership(self._init, self.where)
+
+    async def _connect(self) -> str:
+        """The daemon's Ray node, once it has joined (or started) the cluster."""
+        self.warm()
+        assert self._membership is not None
         try:
             return await asyncio.wait_for(asyncio.shield(self._membership.joined),
                                           JOIN_SECONDS)
