@@ -362,6 +362,10 @@ async def test_after_every_commit_the_store_and_checkpoint_could_survive_a_crash
     commit, stage_done = StoreSink._commit, StoreSink.stage_done
 
     async def look(sink: StoreSink, moment: str) -> None:
+        # The checkpoint first, then the store: a commit may land between the two reads,
+        # and only in this order can it not make a sound state look broken.
+        written = short_tmp / "home" / "runs" / sink.run_id / "checkpoint.json"
+        checkpoint = json.loads(written.read_text()) if written.exists() else {}
         db = sink.store.db
         bare = await db.fetchall(
             "SELECT node_id FROM stages s WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM "
@@ -369,8 +373,6 @@ async def test_after_every_commit_the_store_and_checkpoint_could_survive_a_crash
             "json_extract(e.data_json, '$.name') = s.node_id)", (sink.run_id,))
         stored = await db.fetchone("SELECT coalesce(max(seq), 0) AS seq FROM stages WHERE "
                                    "run_id = ?", (sink.run_id,))
-        written = short_tmp / "home" / "runs" / sink.run_id / "checkpoint.json"
-        checkpoint = json.loads(written.read_text()) if written.exists() else {}
         found.append((moment, [row["node_id"] for row in bare],
                       stored["seq"] if stored else 0, checkpoint.get("stage_seq", 0)))
 
