@@ -229,7 +229,7 @@ class RecordingSink:
         """Keep the call."""
         self.calls.append(call)
 
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+    async def stage_done(self, stage: dict[str, Any]) -> None:
         """Keep the stage."""
         self.stages.append(stage)
 

@@ -380,8 +380,8 @@ async def test_after_every_commit_the_store_and_checkpoint_could_survive_a_crash
         await commit(self, concurrent, run_fields)
         await look(self, "commit")
 
-    async def handed_over(self: StoreSink, stage: dict[str, Any], checkpoint: Any = None) -> None:
-        await stage_done(self, stage, checkpoint)
+    async def handed_over(self: StoreSink, stage: dict[str, Any]) -> None:
+        await stage_done(self, stage)
         await look(self, "stage")
 
     monkeypatch.setattr(StoreSink, "_commit", committed)

@@ -19,8 +19,9 @@ class RunSink(Protocol):
         """A model or tool call finished (persist with the next flush)."""
         ...
 
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        """Durably record a finished stage with what was buffered since the last one."""
+    async def stage_done(self, stage: dict[str, Any]) -> None:
+        """Record a finished stage with what came before it (the daemon commits it soon;
+        a checkpoint naming it is written only after that commit)."""
         ...
 
 
@@ -33,5 +34,5 @@ class NullSink:
     def record_call(self, call: dict[str, Any]) -> None:
         """Drop it."""
 
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+    async def stage_done(self, stage: dict[str, Any]) -> None:
         """Drop it."""

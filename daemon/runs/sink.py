@@ -76,30 +76,22 @@ class StoreSink:
 
     def emit(self, event: Event) -> None:
         """Number the event and keep it for the next commit; publish it as `run/event` now,
-        or once the checkpoint it follows is written (see keep)."""
-        record = self.keep(event)
-        if record is None:
-            return
-        if self.held or record["type"] == "CheckpointSaved":
-            self.held.append(record)
-            self._commit_soon()
-        else:
-            self.announce(record)
-
-    def keep(self, event: Event) -> dict[str, Any] | None:
-        """Number the event and keep it for the next commit; the record to publish, or None
-        for a run's end, published once the run's final state is in the store (see flush),
-        so that a client that sees it and calls run.get finds the run ended."""
+        or once the checkpoint it follows is written. A run's end is published once the
+        run's final state is in the store, so that a client that sees it and calls run.get
+        finds the run ended."""
         record = {"run_id": self.run_id, "seq": self.seq, "type": event.type,
                   "time": event.time or utc_now(), "data": self.redactor.values(event.data)}
         self.seq += 1
         self.events.append(record)
         if event.type in TERMINAL_EVENTS:
             self.deferred.append(record)
-            return None
-        return record
+        elif self.held or record["type"] == "CheckpointSaved":
+            self.held.append(record)
+            self._commit_soon()
+        else:
+            self._announce(record)
 
-    def announce(self, record: dict[str, Any]) -> None:
+    def _announce(self, record: dict[str, Any]) -> None:
         """Publish a kept event as `run/event` (to its listeners too)."""
         self.publish((f"run:{self.run_id}", "run:*"), "run/event", record)
         for listener in self.listeners:
@@ -112,7 +104,7 @@ class StoreSink:
         self.totals["input_tokens"] += call["input_tokens"]
         self.totals["output_tokens"] += call["output_tokens"]
 
-    async def stage_done(self, stage: dict[str, Any], checkpoint: Any = None) -> None:
+    async def stage_done(self, stage: dict[str, Any]) -> None:
         """Keep a finished stage for the next commit (with the events and calls before it);
         a failed commit's error instead."""
         self._raise_failure()
@@ -210,7 +202,7 @@ class StoreSink:
         if deferred is self.deferred:
             self.deferred = []
         for record in [*records, *deferred]:
-            self.announce(record)
+            self._announce(record)
 
 
 class DaemonInterviewer:

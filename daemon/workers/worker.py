@@ -113,7 +113,7 @@ class ShippingSink:
         """Send the call."""
         self.channel.send(CALL, run=self.run_id, call=self.redactor.values(call))
 
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+    async def stage_done(self, stage: dict[str, Any]) -> None:
         """Send the stage; the daemon commits it with the calls and events before it."""
         if self.copy is not None:
             self.copy.sync_workspace()

@@ -54,7 +54,7 @@ class Sink:
     def record_call(self, call: dict[str, Any]) -> None:
         self.calls.append(call)
 
-    async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+    async def stage_done(self, stage: dict[str, Any]) -> None:
         pass
 
 

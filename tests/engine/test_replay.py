@@ -374,7 +374,7 @@ async def run_pipeline(root: Path, source: str, providers: Any) -> tuple[RunResu
         def record_call(self, call: dict[str, Any]) -> None:
             calls.append(call)
 
-        async def stage_done(self, stage: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        async def stage_done(self, stage: dict[str, Any]) -> None:
             pass
 
     executor = Executor(run_id=root.name, trace_id=f"trace-{root.name}", graph=graph,
