@@ -508,7 +508,7 @@ class Executor:
                  "status": outcome.status.value, "handler": type_name, "branch": branch,
                  "started_at": started_at, "ended_at": utc_now(),
                  "duration_ms": round(duration_ms, 3), "outcome": self._kept(outcome.to_dict())}
-        await self.sink.stage_done(stage, {"current_node": node.id})
+        await self.sink.stage_done(stage)
 
     async def save_checkpoint(self, node: Node, finished: bool) -> None:
         """Rewrite checkpoint.json (step 5 of §3.2)."""
@@ -564,12 +564,17 @@ class Executor:
                          list(self.state.completed_nodes), self.state.context.snapshot())
 
     def _result_from_checkpoint(self, checkpoint: dict[str, Any]) -> RunResult:
-        """A run that had already finished when the daemon died: report how."""
+        """A run that had already finished when the daemon died: report how, with the end
+        event the dead daemon never recorded (it is committed with the run's end)."""
         result = checkpoint.get("result") or {"outcome": "success"}
         status = Status(result["outcome"])
-        return RunResult("completed" if status.succeeded else "failed", status,
-                         result.get("failure_reason", ""),
-                         completed_nodes(self.run_dir, checkpoint),
+        reason = result.get("failure_reason", "")
+        done = completed_nodes(self.run_dir, checkpoint)
+        if status.succeeded:
+            self.emit("PipelineCompleted", duration_ms=0.0, completed_nodes=len(done))
+        else:
+            self.emit("PipelineFailed", error=reason, duration_ms=0.0)
+        return RunResult("completed" if status.succeeded else "failed", status, reason, done,
                          dict(checkpoint.get("context", {})))
 
 

@@ -294,6 +294,8 @@ class Runner:
         try:
             replayer = await self._replayer(options, redactor) if options.replay_mode else None
             checkpoint = run_dir.read_json("checkpoint.json")
+            if checkpoint is None:  # it starts over: its journal's lines are work run again
+                run_dir.truncate_journal(0)
             manifest = run_dir.read_json("manifest.json")
             consumed = None if replayer is None else await self._consume_made(
                 replayer, run_id, checkpoint)
