@@ -504,3 +504,19 @@ async def test_a_run_cancelled_while_the_cluster_starts_leaves_one_cluster(
         assert len(started_by(daemon.process.pid, "gcs_server")) == 1
     finally:
         assert await daemon.stop() == 0, "".join(daemon.log)
+
+
+async def test_the_channel_reads_whole_lines_however_they_arrive() -> None:
+    """Messages come in reads that cut lines anywhere: the daemon gets each whole line once,
+    a message longer than a read included, and none of a line a dying worker cut short."""
+    from ostinato.daemon.workers.messages import line_batches
+
+    long = json.dumps({"op": "file", "data": "x" * 200_000}).encode()
+    sent = [b'{"op":"event","n":1}', long, b'{"op":"event","n":2}', b'{"op":"ended"}']
+    stream = b"\n".join(sent) + b"\n" + b'{"op":"eve'  # the worker died mid-line
+    reader = asyncio.StreamReader()
+    for start in range(0, len(stream), 7_001):
+        reader.feed_data(stream[start:start + 7_001])
+    reader.feed_eof()
+    received = [line async for batch in line_batches(reader) for line in batch]
+    assert received == sent

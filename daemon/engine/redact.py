@@ -70,14 +70,27 @@ class Redactor:
     def data(self, value: Any) -> Any:
         """A copy of settings-like JSON with secrets replaced, and every value under a
         secret-looking name (settings, launch records, providers)."""
-        return self._copy(value, named=True)
+        return self._copy(value, named=True, plain=not self._holds_secret(value))
+
+    def _holds_secret(self, value: Any) -> bool:
+        """Whether a known secret may be in `value`: its JSON searched as bytes, as
+        `encoded` does, which costs a fraction of a walk asking every string."""
+        if not self._encoded:
+            return False
+        if self._numeric:  # str() and JSON spell some numbers differently: walk
+            return True
+        try:
+            dumped = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            return True
+        return any(needle in dumped for needle in self._encoded)
 
     def values(self, value: Any) -> Any:
-        """A copy of run data (context, outcomes, events, calls) with the known secret
-        values replaced wherever they occur. Names are not judged here: a context key
-        `prep.token` or a human option's `key` is data, and a checkpoint must keep it to
-        resume to the same result."""
-        return self._copy(value, named=False) if self.secrets else value
+        """Run data (context, outcomes, events, calls) with the known secret values replaced
+        wherever they occur: a copy when one occurs, else `value` itself. Names are not
+        judged here: a context key `prep.token` or a human option's `key` is data, and a
+        checkpoint must keep it to resume to the same result."""
+        return self._copy(value, named=False) if self._holds_secret(value) else value
 
     def encoded(self, data: bytes) -> bytes:
         """One JSON document's bytes (compact or orjson's 2-space indent, an optional final
@@ -108,13 +121,14 @@ class Redactor:
         redacted = self.text(spelled)
         return key if redacted == spelled else redacted
 
-    def _copy(self, value: Any, named: bool) -> Any:
-        """A redacted copy of `value`, walked without recursion (no depth is too deep)."""
+    def _copy(self, value: Any, named: bool, plain: bool = False) -> Any:
+        """A redacted copy of `value`, walked without recursion (no depth is too deep);
+        `plain`: no known secret is in it, only names are judged."""
+        text, leaf = (_same, _same) if plain else (self.text, self._leaf)
         if not isinstance(value, _CONTAINERS):
-            return self._leaf(value)
+            return leaf(value)
         root: list[Any] = [None]
         pending: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (source, parent, slot)
-        text, leaf = self.text, self._leaf
         while pending:
             source, parent, slot = pending.pop()
             if isinstance(source, Mapping):
@@ -139,6 +153,10 @@ class Redactor:
                         copy[index] = leaf(item)
             parent[slot] = copy
         return root[0]
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _json_number(value: int | float) -> str:
@@ -174,7 +192,11 @@ def named_secrets(named: Any) -> list[str]:
     return found
 
 
-def run_secrets(named: Mapping[str, Any], keys: Iterable[str] = ()) -> list[str]:
-    """A run's secrets: secret-looking environment variables, the provider keys `keys`, and
-    the values in `named` (inputs, variables) under secret-looking names, at any depth."""
-    return [*environment_secrets(dict(os.environ)), *keys, *named_secrets(named)]
+def run_secrets(named: Mapping[str, Any], keys: Iterable[str] = (),
+                environment: Iterable[str] | None = None) -> list[str]:
+    """A run's secrets: secret-looking environment variables (`environment`, when the
+    caller has them already), the provider keys `keys`, and the values in `named` (inputs,
+    variables) under secret-looking names, at any depth."""
+    if environment is None:
+        environment = environment_secrets(dict(os.environ))
+    return [*environment, *keys, *named_secrets(named)]

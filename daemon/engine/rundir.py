@@ -175,7 +175,11 @@ class RunDirectory:
 
     def create(self) -> None:
         """Make the directory tree."""
-        os.makedirs(os.path.join(self._root, "config"), exist_ok=True)
+        try:
+            os.mkdir(self._root)
+        except FileNotFoundError:  # the home's first run
+            os.makedirs(self._root)
+        os.mkdir(os.path.join(self._root, "config"))
 
     def _path(self, *parts: str) -> str:
         for part in parts[:-1]:
@@ -183,21 +187,24 @@ class RunDirectory:
                 raise ValueError(f"unsafe name in a run directory path: {part!r}")
         return os.path.join(self._root, *parts)
 
-    def write_json(self, *parts: str, data: Any, settings: bool = False) -> None:
+    def write_json(self, *parts: str, data: Any, settings: bool = False,
+                   fresh: bool = False) -> None:
         """Write a JSON file with known secret values redacted; `settings` files also lose
-        every value under a secret-looking name."""
+        every value under a secret-looking name. `fresh`: a file nothing reads yet (a new
+        run's manifest), written in place rather than renamed into place."""
         if settings:
             path = self._path(*parts)
             write_atomic(path, self._wrote(path, dump_json(self.redactor.data(data))))
         else:
-            self.write_dumped(*parts, data=dump_json(data))
+            self.write_dumped(*parts, data=dump_json(data), fresh=fresh)
 
-    def write_dumped(self, *parts: str, data: bytes) -> None:
+    def write_dumped(self, *parts: str, data: bytes, fresh: bool = False) -> None:
         """Write a JSON file dumped already (dump_json), with known secret values redacted."""
         # Run data can be large (a checkpoint): searched as bytes, copied only when a secret
         # is found (Redactor.encoded).
         path = self._path(*parts)
-        write_atomic(path, self._wrote(path, self.redactor.encoded(data)))
+        (write_file if fresh else write_atomic)(path, self._wrote(path,
+                                                                  self.redactor.encoded(data)))
 
     def write_text(self, *parts: str, text: str) -> None:
         """Write a text file (secrets redacted)."""
@@ -334,7 +341,7 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def append_run_manifest(home: Path, entry: dict[str, Any]) -> None:
-    """One line of {home}/run_manifest.jsonl (append-only; paths relative to home)."""
-    with open(home / "run_manifest.jsonl", "ab", buffering=0) as handle:
-        append_whole(handle, orjson.dumps(entry, default=str) + b"\n")
+def run_index(home: Path) -> AppendLog:
+    """{home}/run_manifest.jsonl, a line per run (append-only; paths relative to home): kept
+    open by the daemon that writes it."""
+    return AppendLog(home / "run_manifest.jsonl")

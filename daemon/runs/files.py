@@ -7,19 +7,21 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ..disk import disk_full
 from ..engine.graph import Graph
-from ..engine.rundir import RunDirectory, append_run_manifest, dump_json, write_file
+from ..engine.rundir import AppendLog, RunDirectory, dump_json, write_file
 from .options import Prepared, RunOptions
 
 log = logging.getLogger("ostinato.runs")
 
 
 def write_config(run_dir: RunDirectory, prepared: Prepared, launch: dict[str, Any]) -> None:
-    """config/: source, resolved plan, settings, providers, pricing, launch record.
+    """config/: source, resolved plan, settings, providers, pricing, launch record (`launch`,
+    redacted already).
     Written once, before the run is in the store or announced, and never rewritten:
     plain writes (a run cut short before its row exists cannot be resumed anyway). The
     runs of a trial set link to one copy: creating a file costs many times a link on
@@ -34,8 +36,7 @@ def write_config(run_dir: RunDirectory, prepared: Prepared, launch: dict[str, An
             except OSError:  # no hard links here (another device, a file system)
                 pass
         write_file(target, data)
-    write_file(os.path.join(config, "launch.json"),
-               dump_json(run_dir.redactor.data(launch)))
+    write_file(os.path.join(config, "launch.json"), dump_json(launch))
 
 
 def new_manifest(run_id: str, trace_id: str, prepared: Prepared, created: str,
@@ -58,15 +59,16 @@ def new_manifest(run_id: str, trace_id: str, prepared: Prepared, created: str,
                 "run_dir": f"runs/{options.parent_run_id}"}}
 
 
-def index_run(home: Path, run_id: str, trace_id: str, prepared: Prepared, created: str) -> None:
-    """The run's line of run_manifest.jsonl."""
+def index_run(index: AppendLog, run_id: str, trace_id: str, prepared: Prepared,
+              created: str) -> None:
+    """The run's line of run_manifest.jsonl (`index`: rundir.run_index)."""
     try:
-        append_run_manifest(home, {
+        index.append(orjson.dumps({
             "run_id": run_id, "trace_id": trace_id, "pipeline_name": prepared.graph.name,
             "pipeline_hash": prepared.digest, "created_at": created,
             "run_dir": f"runs/{run_id}", "manifest": f"runs/{run_id}/manifest.json",
             "config": {name: f"runs/{run_id}/config/{name}"
-                       for name in [*prepared.config, "launch.json"]}})
+                       for name in [*prepared.config, "launch.json"]}}) + b"\n")
     except OSError as exc:
         if not disk_full(exc):
             raise

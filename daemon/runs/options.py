@@ -35,6 +35,7 @@ class Prepared:
     stored_source: str  # redacted
     # A copy of `config` on disk (a trial set's): its runs' config/ files are hard links to it.
     config_dir: Path | None = None
+    pipeline_stored: bool = False  # its pipelines row exists (a trial set's: it wrote it)
 
     def write_config(self, directory: Path) -> None:
         """Write the config/ files once into `directory`, for the runs to link to."""

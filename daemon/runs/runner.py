@@ -30,7 +30,7 @@ from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
-from ..engine.rundir import TRACE, RunDirectory, dump_json, remove_temporary_files
+from ..engine.rundir import TRACE, RunDirectory, dump_json, remove_temporary_files, run_index
 from ..engine.supervision import Supervision
 from ..engine.tools.agent_spec import has_agents
 from ..engine.tools.processes import sweep
@@ -73,6 +73,7 @@ class Runner:
         self.store = store
         self.home = host.home
         self.active: dict[str, ActiveRun] = {}
+        self.index = run_index(self.home)  # run_manifest.jsonl
         self.handlers: HandlerRegistry = default_handlers()
         self.children = ChildRunner(self)
         self.stopping = False
@@ -140,11 +141,13 @@ class Runner:
         manifest = new_manifest(run_id, trace_id, prepared, created, options)
         try:
             run_dir.create()
-            launch = {"pipeline_format": graph.source_format, "inputs": inputs,
-                      "variables": variables, "settings": prepared.settings,
-                      **options.launch()}
+            # Redacted as launch.json keeps it, from what the prepared pipeline redacted.
+            launch = {"pipeline_format": graph.source_format,
+                      "inputs": prepared.stored_inputs, "variables": redactor.data(variables),
+                      "settings": prepared.stored_settings,
+                      **redactor.data(options.launch())}
             write_config(run_dir, prepared, launch)
-            run_dir.write_json("manifest.json", data=manifest)
+            run_dir.write_json("manifest.json", data=manifest, fresh=True)
             await self.store.add_run(
                 pipeline_hash=prepared.digest, pipeline_name=graph.name,
                 pipeline_format=graph.source_format, source=prepared.stored_source,
@@ -152,7 +155,8 @@ class Runner:
                      "trace_id": trace_id, "inputs": prepared.stored_inputs,
                      "settings": prepared.stored_settings, "created_at": created,
                      "started_at": created, **options.launch()},
-                concurrent=options.trial_set_id is not None or bool(self.active))
+                concurrent=options.trial_set_id is not None or bool(self.active),
+                pipeline_stored=prepared.pipeline_stored)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):  # (a joined write may commit)
                 # The run never existed (no row): a full disk leaves no directory behind.
@@ -160,7 +164,7 @@ class Runner:
             if options.prepared is None:
                 await prepared.pool.aclose()
             raise
-        index_run(self.home, run_id, trace_id, prepared, created)
+        index_run(self.index, run_id, trace_id, prepared, created)
         active = self._activate(run_id, trace_id, graph, run_dir, prepared.pool, settings,
                                 next_event=1, record=options.record, replayer=replayer,
                                 trial_index=options.trial_index, budget=options.budget,
@@ -587,3 +591,4 @@ class Runner:
             await asyncio.shield(active.done)
         if self.workers is not None:
             await self.workers.close()
+        self.index.close()

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from ..store.runs import RunStore
 
 MANIFEST_EVERY_S = 0.05
+# The set's row and manifest cost O(trials) to build: a large set writes them less often, so
+# that they never take more than about 1/MANIFEST_SHARE of its time (10,000 trials written
+# every 50 ms would otherwise spend most of the set on them).
+MANIFEST_SHARE = 50
 
 
 @dataclass
@@ -58,7 +62,7 @@ class TrialSet:
     early_stopped: bool = False
     cancelled: bool = False  # TrialSets.cancel: no trial starts any more
     running: dict[int, ActiveRun] = field(default_factory=dict)  # trial index -> its run
-    written: float = 0.0  # time.monotonic() of the last write of the row and manifest
+    next_write: float = 0.0  # time.monotonic() before which the row and manifest wait
     passed_n: int = 0  # trials that passed
     not_passed_n: int = 0  # trials that failed, were skipped or cut short
     runs: list[dict[str, Any]] = field(default_factory=list)  # trial_runs of the manifest
@@ -217,6 +221,7 @@ class TrialSets:
             pipeline_format=graph.source_format, source=prepared.stored_source, trials=trials,
             concurrency=concurrency, early_stop=early_stop, pass_threshold=pass_threshold,
             set_dir=f"trials/{set_id}", created_at=trial_set.created_at)
+        prepared.pipeline_stored = True
         self.sets[set_id] = trial_set
         self._write_manifest(trial_set)
         base = RunOptions(record=options.record, replay_of=options.replay_of,
@@ -314,17 +319,19 @@ class TrialSets:
 
     async def _record(self, trial_set: TrialSet, final: bool = False) -> None:
         """The set's row (aggregates) and manifest (every trial), at most every
-        MANIFEST_EVERY_S and at the end: building them costs O(trials). Each trial's own
-        run is in the store as it ends, and a set cut off is rebuilt from those (get)."""
-        now = time.monotonic()
-        if not final and now - trial_set.written < MANIFEST_EVERY_S:
+        MANIFEST_EVERY_S (longer for a large set: MANIFEST_SHARE) and at the end. Each
+        trial's own run is in the store as it ends, and a set cut off is rebuilt from those
+        (get)."""
+        started = time.monotonic()
+        if not final and started < trial_set.next_write:
             return
-        trial_set.written = now
         summary = trial_set.summary()
+        self._write_manifest(trial_set, summary)
+        cost = time.monotonic() - started
+        trial_set.next_write = started + max(MANIFEST_EVERY_S, MANIFEST_SHARE * cost)
         aggregates = {k: v for k, v in summary.items() if k != "trial_runs"}
         await self.store.update_trial_set(trial_set.id, status=trial_set.status,
                                           summary=aggregates, ended_at=trial_set.ended_at)
-        self._write_manifest(trial_set, summary)
 
     @staticmethod
     def _write_manifest(trial_set: TrialSet, summary: dict[str, Any] | None = None) -> None:

@@ -40,13 +40,16 @@ class RunStore:
         self.unwritten: dict[str, dict[str, Any]] = {}
 
     async def add_run(self, *, pipeline_hash: str, pipeline_name: str, pipeline_format: str,
-                      source: str, run: dict[str, Any], concurrent: bool = False) -> None:
-        """Record a pipeline (once per hash) and a new run of it; `concurrent` as in
-        Database.write."""
-        await self.db.write([
+                      source: str, run: dict[str, Any], concurrent: bool = False,
+                      pipeline_stored: bool = False) -> None:
+        """Record a pipeline (once per hash, unless `pipeline_stored`) and a new run of it;
+        `concurrent` as in Database.write."""
+        pipeline: list[Statement] = [] if pipeline_stored else [
             ("INSERT OR IGNORE INTO pipelines (hash, name, format, source, created_at) "
              "VALUES (?, ?, ?, ?, ?)",
-             (pipeline_hash, pipeline_name, pipeline_format, source, utc_now())),
+             (pipeline_hash, pipeline_name, pipeline_format, source, utc_now()))]
+        await self.db.write([
+            *pipeline,
             ("INSERT INTO runs (id, pipeline_hash, pipeline_name, status, run_dir, trace_id, "
              "inputs_json, settings_json, created_at, started_at, record, replay_of, "
              "replay_mode, trial_set_id, trial_index, snapshot_id, parent_run_id, "

@@ -19,6 +19,8 @@ A line the other side cannot read ends the channel: it is a bug, not input.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,7 @@ import orjson
 START, CANCEL, BUDGET, GRANT, DONE = "start", "cancel", "budget", "grant", "done"
 EVENT, CALL, STAGE, CHECKPOINT, ENDED = "event", "call", "stage", "checkpoint", "ended"
 ACQUIRE, RELEASE, FILE, COMMIT = "acquire", "release", "file", "commit"
+LINE_LIMIT = 1 << 28  # the longest message
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +83,27 @@ class Job:
 def line(op: str, **fields: Any) -> bytes:
     """One message, newline-terminated."""
     return orjson.dumps({"op": op, **fields}, default=str) + b"\n"
+
+
+async def line_batches(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The whole lines `reader` brings, as many at a time as have come: one read for a
+    turn's messages rather than a call per line. A last line cut short by the end is no
+    message; a line past LINE_LIMIT is a ValueError."""
+    pieces: list[bytes] = []  # of a line not whole yet
+    size = 0
+    while chunk := await reader.read(1 << 16):
+        if b"\n" not in chunk:
+            pieces.append(chunk)
+            size += len(chunk)
+            if size > LINE_LIMIT:
+                raise ValueError(f"a message longer than {LINE_LIMIT} bytes")
+            continue
+        if pieces:
+            chunk = b"".join((*pieces, chunk))
+            pieces.clear()
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        size = len(rest)
+        if rest:
+            pieces.append(rest)
+        yield lines

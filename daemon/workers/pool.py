@@ -253,8 +253,8 @@ class Worker:
         self._pending: list[bytes] = []  # messages down, written once per turn of the loop
         self.reading = asyncio.ensure_future(self._read())
 
-    def lines(self) -> AsyncIterator[bytes]:
-        """Its messages up, until it ends."""
+    def batches(self) -> AsyncIterator[list[bytes]]:
+        """Its messages up (line_batches), until it ends."""
         raise NotImplementedError
 
     def died(self) -> bool:
@@ -298,11 +298,12 @@ class Worker:
     async def _read(self) -> None:
         """Hand every record to its run; when the worker ends, its runs are lost."""
         try:
-            async for raw in self.lines():
-                message = orjson.loads(raw)
-                run = self.runs.get(message["run"])
-                if run is not None:
-                    run.inbox.put_nowait(message)
+            async for batch in self.batches():
+                for raw in batch:
+                    message = orjson.loads(raw)
+                    run = self.runs.get(message["run"])
+                    if run is not None:
+                        run.inbox.put_nowait(message)
         except Exception:  # a message we cannot read: a bug, so the worker goes
             if not self.died():  # not the cut-off line of a killed worker
                 log.exception("%s: unreadable message; stopping it", self.name)

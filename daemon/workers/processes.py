@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 
+from .messages import LINE_LIMIT, line_batches
 from .pool import CLOSE_SECONDS, Worker
 
 log = logging.getLogger("ostinato.workers")
@@ -40,11 +41,10 @@ class ProcessWorker(Worker):
         while raw := await self.process.stderr.readline():
             log.warning("%s: %s", self.name, raw.decode(errors="replace").rstrip())
 
-    async def lines(self) -> AsyncIterator[bytes]:
+    def batches(self) -> AsyncIterator[list[bytes]]:
         """Its stdout's lines."""
         assert self.process.stdout is not None
-        while raw := await self.process.stdout.readline():
-            yield raw
+        return line_batches(self.process.stdout)
 
     def died(self) -> bool:
         """Whether the process has exited."""
@@ -86,7 +86,7 @@ class Processes:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ostinato.daemon.workers",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=1 << 28)
+            stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         return ProcessWorker(process)
 
     def warm(self) -> None:

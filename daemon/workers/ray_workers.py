@@ -30,6 +30,7 @@ from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..engine.tools.processes import sweep
+from .messages import LINE_LIMIT, line_batches
 from .pool import CLOSE_SECONDS, Worker, WorkerLost
 from .worker import serve
 
@@ -38,7 +39,6 @@ log = logging.getLogger("ostinato.workers")
 START_SECONDS = 60.0  # an actor the cluster cannot place (no free CPU) is given up then
 JOIN_SECONDS = 60.0  # a run waits this long for the cluster, then is interrupted
 _HOST_PORT = re.compile(r"(?P<host>[\w.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d+)")
-LINE_LIMIT = 1 << 28  # the longest message, as on a worker process's pipes
 # A local cluster's object store: records travel as small byte batches, which Ray keeps in
 # its workers' memory; the store's default (30% of RAM in /dev/shm) would be wasted.
 LOCAL_OBJECT_STORE_BYTES = 200 << 20
@@ -105,12 +105,11 @@ class RayWorker(Worker):
             self._lost = True
             self.reader.feed_eof()
 
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The connection's lines, until it ends; a last line cut short by the actor's
-        death is no message."""
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        """The connection's lines, until it ends (or breaks: the actor died)."""
         with contextlib.suppress(ConnectionError):
-            while (raw := await self.reader.readline()).endswith(b"\n"):
-                yield raw
+            async for batch in line_batches(self.reader):
+                yield batch
 
     def died(self) -> bool:
         """Whether Ray said the actor died."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -35,7 +36,7 @@ from ..engine.handlers.base import Question, preset_answer
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
 from ..engine.providers.runtime import ProviderPool
-from ..engine.redact import Redactor, run_secrets
+from ..engine.redact import Redactor, environment_secrets, run_secrets
 from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
 from ..engine.rundir import TRACE, RunDirectory
@@ -200,6 +201,13 @@ class SettingsInterviewer:
         return answer
 
 
+@functools.cache
+def _environment_secrets() -> tuple[str, ...]:
+    """The secret-looking variables of this process's environment, which a worker never
+    changes: read once, not for every run."""
+    return tuple(environment_secrets(dict(os.environ)))
+
+
 async def _executor(job: Job, channel: Channel, shared: Shared,
                     copy: LocalCopy | None) -> tuple[Executor, ProviderPool]:
     """The run's executor, as the daemon's runner builds it, with a sink that ships."""
@@ -219,7 +227,8 @@ async def _executor(job: Job, channel: Channel, shared: Shared,
         pool.share_limits(shared.requests.hold)
     keys = [*pool.secrets(), *(os.environ[name] for name in sorted(allowed)
                                if os.environ.get(name))]
-    redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys))
+    redactor = Redactor(run_secrets({**job.inputs, **job.variables}, keys,
+                                    _environment_secrets()))
     run_dir = RunDirectory(Path(job.run_dir) if copy is None else copy.root, redactor,
                            content=job.record == "full")
     if copy is not None:

@@ -72,6 +72,27 @@ def shipped_table() -> dict[str, Any]:
     return copy.deepcopy(_shipped())
 
 
+def _checked_rates(models: Mapping[str, Any]) -> dict[str, Rate]:
+    """The rates of a table's models, checked."""
+    rates = {}
+    for key, entry in models.items():
+        if "/" not in key:
+            raise ValueError(f"pricing: model key {key!r} must be 'provider/model'")
+        try:
+            rates[key] = Rate.from_entry(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"pricing: {key!r} needs numeric input_per_mtok and "
+                             f"output_per_mtok (and cached_input_per_mtok and "
+                             f"cache_write_per_mtok, if given)") from exc
+    return rates
+
+
+@functools.cache
+def _shipped_rates() -> dict[str, Rate]:
+    """The shipped table's rates (never changed: a Pricing only reads its rates)."""
+    return _checked_rates(_shipped()["models"])
+
+
 @functools.cache
 def _shipped() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("pricing.json").read_text(encoding="utf-8")
@@ -84,16 +105,10 @@ class Pricing:
     def __init__(self, table: Mapping[str, Any], *, owned: bool = False) -> None:
         # `owned`: a table nobody else holds or changes (load's), kept without a copy.
         self._table = dict(table) if owned else copy.deepcopy(dict(table))
-        self._rates: dict[str, Rate] = {}
-        for key, entry in self._table.get("models", {}).items():
-            if "/" not in key:
-                raise ValueError(f"pricing: model key {key!r} must be 'provider/model'")
-            try:
-                self._rates[key] = Rate.from_entry(entry)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"pricing: {key!r} needs numeric input_per_mtok and "
-                                 f"output_per_mtok (and cached_input_per_mtok and "
-                                 f"cache_write_per_mtok, if given)") from exc
+        models = self._table.get("models", {})
+        # Every pool without overrides shares the shipped rates, read once.
+        self._rates: dict[str, Rate] = _shipped_rates() if models is _shipped()["models"] \
+            else _checked_rates(models)
         self._unknown: set[str] = set()
         self._found: dict[tuple[str, str], Rate | None] = {}  # lookups done, by provider/model
 
