@@ -175,11 +175,7 @@ class RunDirectory:
 
     def create(self) -> None:
         """Make the directory tree."""
-        try:
-            os.mkdir(self._root)
-        except FileNotFoundError:  # the home's first run
-            os.makedirs(self._root)
-        os.mkdir(os.path.join(self._root, "config"))
+        os.makedirs(os.path.join(self._root, "config"), exist_ok=True)
 
     def _path(self, *parts: str) -> str:
         for part in parts[:-1]:

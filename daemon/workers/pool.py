@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,8 +156,9 @@ class RemoteRun:
         self.budget = active.executor.budget
         if self.budget is not None:
             self.budget.on_exceeded.append(self._spent)
-        # Records; None: the worker is gone.
-        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # Records, as many as came at once; None: the worker is gone.
+        self.inbox: asyncio.Queue[deque[dict[str, Any]] | None] = asyncio.Queue()
+        self.batch: deque[dict[str, Any]] = deque()  # the records being applied
         self.ended = False  # the worker's `ended` came
 
     def tell(self, op: str, **fields: Any) -> None:
@@ -186,45 +188,55 @@ class RemoteRun:
         the worker never waits for a commit, each checkpoint is written after the commit
         holding its stage, and a CheckpointSaved, and what follows it, is published once
         that checkpoint is written (decision 0007)."""
-        sink = self.active.sink
         while True:
-            message = await self.inbox.get()
-            if message is None:
-                await sink.commit()
+            batch = await self.inbox.get()
+            if batch is None:
+                await self.active.sink.commit()
                 raise WorkerLost("its worker process ended while the run executed")
-            op = message["op"]
-            if op == EVENT:
-                sink.emit(Event(message["type"], message["data"], time=message["time"]))
-            elif op == CALL:
-                sink.record_call(message["call"])
-                if self.budget is not None:  # the shared one: as inline
-                    self.budget.charge(message["call"]["cost_usd"])
-            elif op == STAGE:
-                await sink.stage_done(message["stage"])
-            elif op == CHECKPOINT:
-                sink.save_checkpoint(message["data"])
-            elif op == FILE:  # a worker without the home: in order with the records
-                self.active.executor.run_dir.receive(message["path"], decode(message["data"]),
-                                                     message["append"])
-            elif op == COMMIT:  # before a tool process starts: as inline
-                await sink.commit()
-                self.tell(DONE, id=message["id"])
-            elif op == ACQUIRE and self.grants is not None:
-                self.grants.acquire(message["id"], message["provider"])
-            elif op == RELEASE and self.grants is not None:
-                self.grants.release(message["id"])
-            elif op == ENDED:
-                self.ended = True
-                await sink.commit()
-                return self._ended(message)
+            self.batch = batch
+            while batch:
+                ended = await self._apply(batch.popleft())
+                if ended is not None:
+                    return ended
+
+    async def _apply(self, message: dict[str, Any]) -> Ended | None:
+        """Apply one record; what `ended` says, once it comes."""
+        sink, op = self.active.sink, message["op"]
+        if op == EVENT:
+            sink.emit(Event(message["type"], message["data"], time=message["time"]))
+        elif op == CALL:
+            sink.record_call(message["call"])
+            if self.budget is not None:  # the shared one: as inline
+                self.budget.charge(message["call"]["cost_usd"])
+        elif op == STAGE:
+            await sink.stage_done(message["stage"])
+        elif op == CHECKPOINT:
+            sink.save_checkpoint(message["data"])
+        elif op == FILE:  # a worker without the home: in order with the records
+            self.active.executor.run_dir.receive(message["path"], decode(message["data"]),
+                                                 message["append"])
+        elif op == COMMIT:  # before a tool process starts: as inline
+            await sink.commit()
+            self.tell(DONE, id=message["id"])
+        elif op == ACQUIRE and self.grants is not None:
+            self.grants.acquire(message["id"], message["provider"])
+        elif op == RELEASE and self.grants is not None:
+            self.grants.release(message["id"])
+        elif op == ENDED:  # its last records are committed with its end (Runner._finish)
+            self.ended = True
+            return self._ended(message)
+        return None
 
     async def drain(self) -> None:
         """Take the worker's records without applying them, until its `ended` (or its end):
         for a run the daemon stopped applying (see WorkerPool.execute)."""
-        while (message := await self.inbox.get()) is not None:
-            if message["op"] == ENDED:
-                self.ended = True
-                return
+        batch: deque[dict[str, Any]] | None = self.batch  # what apply left of its last
+        while batch is not None:
+            while batch:
+                if batch.popleft()["op"] == ENDED:
+                    self.ended = True
+                    return
+            batch = await self.inbox.get()
 
     def _ended(self, message: dict[str, Any]) -> Ended:
         self.active.executor.agent.processes_started = message["processes_started"]
@@ -298,12 +310,18 @@ class Worker:
     async def _read(self) -> None:
         """Hand every record to its run; when the worker ends, its runs are lost."""
         try:
-            async for batch in self.batches():
-                for raw in batch:
+            async for lines in self.batches():
+                batches: dict[str, deque[dict[str, Any]]] = {}
+                for raw in lines:
                     message = orjson.loads(raw)
-                    run = self.runs.get(message["run"])
+                    batch = batches.get(message["run"])
+                    if batch is None:
+                        batch = batches[message["run"]] = deque()
+                    batch.append(message)
+                for run_id, batch in batches.items():
+                    run = self.runs.get(run_id)
                     if run is not None:
-                        run.inbox.put_nowait(message)
+                        run.inbox.put_nowait(batch)
         except Exception:  # a message we cannot read: a bug, so the worker goes
             if not self.died():  # not the cut-off line of a killed worker
                 log.exception("%s: unreadable message; stopping it", self.name)
