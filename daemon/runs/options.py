@@ -13,6 +13,7 @@ from ..engine.budget import Budget
 from ..engine.graph import Graph
 from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
+from ..engine.redact import Redactor
 from ..engine.replay import ReplayMode
 from ..engine.rundir import write_file
 from ..engine.supervision import Supervision
@@ -27,7 +28,7 @@ class Prepared:
     graph: Graph
     digest: str
     pool: ProviderPool
-    secrets: list[str]
+    redactor: Redactor  # of the runs' secrets (one per run costs a sort and an encoding)
     config: dict[str, bytes]  # config/ file name -> content, launch.json aside
     settings: dict[str, Any]  # as launch.json records them (unredacted: resume needs them)
     stored_inputs: dict[str, Any]  # redacted, for the runs row

@@ -105,8 +105,7 @@ class Runner:
         string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
         graph = await self.load(ref, {**string_inputs, **variables})
         pool = self._pool(settings)
-        secrets = run_secrets({**inputs, **variables}, self._keys(pool))
-        redactor = Redactor(secrets)
+        redactor = Redactor(run_secrets({**inputs, **variables}, self._keys(pool)))
         dumped = settings.model_dump(mode="json")
         digest = graph.digest()
         config = {
@@ -116,7 +115,7 @@ class Runner:
             "providers.json": dump_json(redactor.data(pool.describe())),
             "pricing.json": redactor.encoded(dump_json(pool.pricing.to_dict())),
         }
-        return Prepared(graph, digest, pool, secrets, config, dumped, redactor.data(inputs),
+        return Prepared(graph, digest, pool, redactor, config, dumped, redactor.data(inputs),
                         redactor.data(dumped), redactor.text(graph.source))
 
     async def start(self, ref: PipelineRef, inputs: dict[str, Any], variables: dict[str, str],
@@ -128,7 +127,7 @@ class Runner:
         prepared = options.prepared or await self.prepare(ref, inputs, variables, settings)
         graph = prepared.graph
         run_id, trace_id = uuid7(), uuid7()
-        redactor = Redactor(prepared.secrets)
+        redactor = prepared.redactor
         try:
             replayer = await self._replayer(options, redactor) if options.replay_mode else None
         except BaseException:

@@ -101,7 +101,7 @@ async def _from_pipeline(services: Services,
         "pipeline": {"format": graph.source_format, "source": prepared.stored_source,
                      "name": graph.name, "hash": prepared.digest},
         "inputs": prepared.stored_inputs,
-        "variables": Redactor(prepared.secrets).data(variables),
+        "variables": prepared.redactor.data(variables),
         "settings": prepared.stored_settings, "reference": None, "cassette": None}
 
 
