@@ -236,7 +236,6 @@ class TrialSets:
 
     async def _run(self, trial_set: TrialSet, ref: PipelineRef, inputs: dict[str, Any],
                    variables: dict[str, str], settings: RunSettings, base: RunOptions) -> None:
-        slots = asyncio.Semaphore(trial_set.concurrency)
         # Trials start one after another. Started all at once, their model calls would
         # return together and their remaining work interleave, so that all of them end late
         # together and the next ones start together again: waves, with the loop idle
@@ -245,42 +244,49 @@ class TrialSets:
         running = trial_set.running
 
         async def trial(index: int) -> None:
-            async with slots:
-                entry = trial_set.runs[index]
-                async with starting:
-                    if self.runner.stopping or trial_set.cancelled or (
-                            base.budget is not None and base.budget.exceeded) or \
-                            trial_set.stops_early():
-                        trial_set.settle(entry, status="skipped")
-                        return
-                    started = time.monotonic()
-                    options = RunOptions(**{**base.__dict__, "trial_index": index})
-                    try:
-                        active = await self.runner.start(ref, inputs, variables, settings,
-                                                         options)
-                    except RpcError as exc:  # e.g. the replayed run is gone: this trial fails
-                        trial_set.settle(entry, status="failed", passed=False,
-                                         failure_reason=exc.message)
-                        await self._record(trial_set)
-                        return
-                entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
-                             status="running")
-                running[index] = active
-                # Cancelled, or the verdict settled, while it started: it was not yet
-                # among the running ones that those cancel.
-                if trial_set.cancelled or trial_set.stops_early():
-                    await active.cancel()
-                await asyncio.shield(active.done)
-                running.pop(index, None)
-                await self._trial_ended(trial_set, entry, active, time.monotonic() - started)
-                if trial_set.stops_early():
-                    trial_set.early_stopped = trial_set.early_stopped or any(
-                        r["status"] in ("pending", "running") for r in trial_set.runs)
-                    for other in list(running.values()):  # their result cannot matter now
-                        await other.cancel()
+            entry = trial_set.runs[index]
+            async with starting:
+                if self.runner.stopping or trial_set.cancelled or (
+                        base.budget is not None and base.budget.exceeded) or \
+                        trial_set.stops_early():
+                    trial_set.settle(entry, status="skipped")
+                    return
+                started = time.monotonic()
+                options = RunOptions(**{**base.__dict__, "trial_index": index})
+                try:
+                    active = await self.runner.start(ref, inputs, variables, settings,
+                                                     options)
+                except RpcError as exc:  # e.g. the replayed run is gone: this trial fails
+                    trial_set.settle(entry, status="failed", passed=False,
+                                     failure_reason=exc.message)
+                    await self._record(trial_set)
+                    return
+            entry.update(run_id=active.run_id, trace_id=active.executor.trace_id,
+                         status="running")
+            running[index] = active
+            # Cancelled, or the verdict settled, while it started: it was not yet
+            # among the running ones that those cancel.
+            if trial_set.cancelled or trial_set.stops_early():
+                await active.cancel()
+            await asyncio.shield(active.done)
+            running.pop(index, None)
+            await self._trial_ended(trial_set, entry, active, time.monotonic() - started)
+            if trial_set.stops_early():
+                trial_set.early_stopped = trial_set.early_stopped or any(
+                    r["status"] in ("pending", "running") for r in trial_set.runs)
+                for other in list(running.values()):  # their result cannot matter now
+                    await other.cancel()
+
+        # `concurrency` trials in flight: as many takers of the next index (a task per trial
+        # waiting on a semaphore costs several times as much, and memory for every trial).
+        indices = iter(range(trial_set.trials))
+
+        async def taker() -> None:
+            for index in indices:
+                await trial(index)
 
         try:
-            await asyncio.gather(*(trial(i) for i in range(trial_set.trials)))
+            await asyncio.gather(*(taker() for _ in range(trial_set.concurrency)))
             trial_set.status = _ended_status(trial_set, self.runner.stopping, base.budget)
         except asyncio.CancelledError:
             trial_set.status = "interrupted" if self.runner.stopping else "cancelled"
