@@ -79,24 +79,24 @@ def remove_temporary_files(directory: str | Path) -> int:
     return removed
 
 
-def append_whole(handle: Any, line: bytes) -> None:
-    """Append `line` to an unbuffered file opened for appending, whole or not at all: a
-    write the disk cuts short is undone, so that the next line does not continue a torn
-    one."""
-    written = handle.write(line) or 0
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+def append_whole(fd: int, line: bytes) -> None:
+    """Append `line` to a file open for appending (`_APPEND`), whole or not at all: a write
+    the disk cuts short is undone, so that the next line does not continue a torn one."""
+    written = os.write(fd, line)
     if written == len(line):
         return
-    start = handle.tell() - written
+    start = os.lseek(fd, 0, os.SEEK_CUR) - written
     try:
         view = memoryview(line)[written:]
         while view:
-            view = view[handle.write(view) or 0:]
+            view = view[os.write(fd, view):]
     except BaseException:
         with contextlib.suppress(OSError):
-            os.ftruncate(handle.fileno(), start)
+            os.ftruncate(fd, start)
         raise
-
-
 
 
 # Told of every file a run directory writes: (path relative to the root, bytes, whether
@@ -110,22 +110,22 @@ class AppendLog:
 
     def __init__(self, path: str | Path) -> None:
         self.path = path
-        self._handle: Any = None
+        self._fd: int | None = None
         self.tee: Callable[[bytes], None] | None = None
 
     def append(self, line: bytes) -> None:
         """Append one encoded line (with its newline)."""
-        if self._handle is None:
-            self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115
-        append_whole(self._handle, line)
+        if self._fd is None:
+            self._fd = os.open(self.path, _APPEND, 0o644)
+        append_whole(self._fd, line)
         if self.tee is not None:
             self.tee(line)
 
     def close(self) -> None:
         """Close the file (the next append opens it again)."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class RunDirectory:
@@ -163,8 +163,11 @@ class RunDirectory:
             raise ValueError(f"a file outside the run directory: {relative!r}")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if append:
-            with open(path, "ab", buffering=0) as handle:
-                append_whole(handle, data)
+            fd = os.open(path, _APPEND, 0o644)
+            try:
+                append_whole(fd, data)
+            finally:
+                os.close(fd)
         else:
             write_atomic(path, data)
 
@@ -175,7 +178,14 @@ class RunDirectory:
 
     def create(self) -> None:
         """Make the directory tree."""
-        os.makedirs(os.path.join(self._root, "config"), exist_ok=True)
+        try:
+            os.mkdir(self._root)
+        except FileExistsError:  # a test's directory, made already
+            pass
+        except FileNotFoundError:  # the home's first run: runs/ too
+            os.makedirs(self._root, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(os.path.join(self._root, "config"))
 
     def _path(self, *parts: str) -> str:
         for part in parts[:-1]:

@@ -26,17 +26,17 @@ def write_config(run_dir: RunDirectory, prepared: Prepared, launch: dict[str, An
     plain writes (a run cut short before its row exists cannot be resumed anyway). The
     runs of a trial set link to one copy: creating a file costs many times a link on
     some file systems, and a trial has only a few files more."""
-    config = os.path.join(run_dir.root, "config")
+    config = f"{run_dir.root}/config/"
+    linked = prepared.config_dir is not None
     for name, data in prepared.config.items():
-        target = os.path.join(config, name)
-        if prepared.config_dir is not None:
+        if linked:
             try:
-                os.link(os.path.join(prepared.config_dir, name), target)
+                os.link(f"{prepared.config_dir}/{name}", config + name)
                 continue
             except OSError:  # no hard links here (another device, a file system)
-                pass
-        write_file(target, data)
-    write_file(os.path.join(config, "launch.json"), dump_json(launch))
+                linked = False
+        write_file(config + name, data)
+    write_file(config + "launch.json", dump_json(launch))
 
 
 def new_manifest(run_id: str, trace_id: str, prepared: Prepared, created: str,
