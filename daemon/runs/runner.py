@@ -457,10 +457,9 @@ class Runner:
                 result = await executor.resume(checkpoint, active.resume_inputs, inputs)
             else:
                 result = await executor.run(inputs)
-            # A commit of its stages that failed (a full disk) ends the run interrupted, as
-            # it would have had the engine waited for it. Its last stages are committed
-            # with its end (_finish).
-            active.sink.raise_failure()
+            # Its last stages committed: a commit that failed (a full disk) ends the run
+            # interrupted, as it would have had the engine waited for it.
+            await active.sink.commit()
             if result is not None:
                 status, outcome = result.status, result.outcome.value
                 reason = result.failure_reason
@@ -490,25 +489,33 @@ class Runner:
 
     async def _finish(self, active: ActiveRun, status: str, outcome: str | None, reason: str,
                       result: RunResult | None) -> None:
+        ended = utc_now()
+        active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
         try:
+            # What the run kept, committed (and its last checkpoint written) before its end
+            # is: the manifest and row never say it ended with stages the store lacks.
+            with unless_full(active.run_id, "its last stages"):
+                await active.sink.flush()
+            # On a full disk each record is written as far as it goes: the store keeps the
+            # run's end to write with its next write (RunStore.unwritten), and reads see it.
             with unless_full(active.run_id, "the end of its trace"):
                 if status == "failed" and active.job is None:  # a worker ends its own
                     active.executor.end_failed_trace(reason)
-            try:
-                await self._record_end(active, status, outcome, reason)
-            except Exception as exc:
-                if not disk_full(exc):
-                    raise
-                # Its last stages are not in the store: it is interrupted, resumable once
-                # there is space again. On a full disk each record is written as far as it
-                # goes: the store keeps the run's end to write with its next write
-                # (RunStore.unwritten), and reads see it.
-                self.store.db.note_failure(exc)
-                status, outcome, reason = "interrupted", None, full_reason(exc)
-                log.error("run %s stopped: %s", active.run_id, reason)
-                active.executor.emit("PipelineFailed", error=reason)
-                with unless_full(active.run_id, "its end"):
-                    await self._record_end(active, status, outcome, reason)
+            # The manifest before the row: a daemon killed between the two leaves a run the
+            # store says is running, which the next daemon marks interrupted (manifest too)
+            # and sweeps of temporary files; the other way round nothing would.
+            with unless_full(active.run_id, "manifest.json"):
+                manifest = active.manifest or {}
+                manifest.update(status=status, outcome=outcome, end_time=ended,
+                                failure_reason=reason or None,
+                                resumable=status in RESUMABLE)
+                if has_agents(active.executor.graph):  # a replay proves it started none
+                    manifest["processes_started"] = active.executor.agent.processes_started
+                active.executor.run_dir.write_json("manifest.json", data=manifest)
+            with unless_full(active.run_id, "its end in the store"):
+                await active.sink.flush(status=status, outcome=outcome,
+                                        failure_reason=reason or None, ended_at=ended,
+                                        resumable=int(status in RESUMABLE))
         finally:
             await active.executor.agent.aclose()
             active.executor.run_dir.close()
@@ -522,25 +529,6 @@ class Runner:
                 # node never completes before its child's end is recorded.
                 active.executor.supervisor.ended(active.executor.report(status, outcome,
                                                                         reason or None))
-
-    async def _record_end(self, active: ActiveRun, status: str, outcome: str | None,
-                          reason: str) -> None:
-        """The run's manifest, then its last stages and its end in one transaction, then its
-        last checkpoint. A daemon killed between the manifest and the commit leaves a run
-        the store says is running, which the next daemon marks interrupted (manifest too)
-        and sweeps of temporary files; the other way round nothing would. Resume runs its
-        uncommitted stages again: its checkpoint never names them."""
-        ended = utc_now()
-        active.ended = {"status": status, "outcome": outcome, "failure_reason": reason or None}
-        with unless_full(active.run_id, "manifest.json"):
-            manifest = active.manifest or {}
-            manifest.update(status=status, outcome=outcome, end_time=ended,
-                            failure_reason=reason or None, resumable=status in RESUMABLE)
-            if has_agents(active.executor.graph):  # a replay proves it started none
-                manifest["processes_started"] = active.executor.agent.processes_started
-            active.executor.run_dir.write_json("manifest.json", data=manifest)
-        await active.sink.flush(status=status, outcome=outcome, failure_reason=reason or None,
-                                ended_at=ended, resumable=int(status in RESUMABLE))
 
     async def note_interrupted(self, runs: list[RunRecord]) -> list[str]:
         """Runs a dead daemon left behind: their manifests say so too, and the temporary

@@ -107,7 +107,7 @@ class StoreSink:
     async def stage_done(self, stage: dict[str, Any]) -> None:
         """Keep a finished stage for the next commit (with the events and calls before it);
         a failed commit's error instead."""
-        self.raise_failure()
+        self._raise_failure()
         score = stage["outcome"].get("score")
         if isinstance(score, int | float):
             self.last_score = float(score)
@@ -127,7 +127,7 @@ class StoreSink:
     async def commit(self) -> None:
         """Commit what is kept, write the last checkpoint and publish what waited for it;
         a failed commit's error instead."""
-        self.raise_failure()
+        self._raise_failure()
         await self.flush()
 
     async def flush(self, *, concurrent: bool = False, **run_fields: Any) -> None:
@@ -137,8 +137,7 @@ class StoreSink:
         async with self._lock:
             await self._commit(concurrent, run_fields)
 
-    def raise_failure(self) -> None:
-        """The error of a commit that failed, if one did."""
+    def _raise_failure(self) -> None:
         if self.failure is not None:
             raise self.failure
 

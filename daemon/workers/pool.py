@@ -222,8 +222,9 @@ class RemoteRun:
             self.grants.acquire(message["id"], message["provider"])
         elif op == RELEASE and self.grants is not None:
             self.grants.release(message["id"])
-        elif op == ENDED:  # its last records are committed with its end (Runner._finish)
+        elif op == ENDED:
             self.ended = True
+            await sink.commit()
             return self._ended(message)
         return None
 
