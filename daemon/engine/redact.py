@@ -57,7 +57,11 @@ class Redactor:
         # secret's JSON-escaped spelling is replaced there too.
         escaped = (orjson.dumps(s).decode()[1:-1] for s in self.secrets)
         self._needles = sorted({*self.secrets, *escaped}, key=len, reverse=True)
-        self._encoded = [needle.encode() for needle in self._needles]
+        # What a JSON document's bytes hold where a string holds a needle: the needle,
+        # escaped once more (a JSON text inside a string).
+        self._encoded = list(dict.fromkeys(
+            spelling for needle in self._needles
+            for spelling in (needle.encode(), orjson.dumps(needle)[1:-1])))
         self._numeric = [s for s in self.secrets if _NUMBER_CHARACTERS.issuperset(s)]
 
     def text(self, value: str) -> str:

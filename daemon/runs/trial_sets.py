@@ -331,13 +331,16 @@ class TrialSets:
         started = time.monotonic()
         if not final and started < trial_set.next_write:
             return
+        trial_set.next_write = started + MANIFEST_EVERY_S  # trials ending meanwhile wait
         summary = trial_set.summary()
-        self._write_manifest(trial_set, summary)
         cost = time.monotonic() - started
-        trial_set.next_write = started + max(MANIFEST_EVERY_S, MANIFEST_SHARE * cost)
         aggregates = {k: v for k, v in summary.items() if k != "trial_runs"}
         await self.store.update_trial_set(trial_set.id, status=trial_set.status,
                                           summary=aggregates, ended_at=trial_set.ended_at)
+        writing = time.monotonic()
+        self._write_manifest(trial_set, summary)
+        cost += time.monotonic() - writing
+        trial_set.next_write = started + max(MANIFEST_EVERY_S, MANIFEST_SHARE * cost)
 
     @staticmethod
     def _write_manifest(trial_set: TrialSet, summary: dict[str, Any] | None = None) -> None:

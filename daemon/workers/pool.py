@@ -313,16 +313,18 @@ class Worker:
         try:
             async for lines in self.batches():
                 batches: dict[str, deque[dict[str, Any]]] = {}
-                for raw in lines:
-                    message = orjson.loads(raw)
-                    batch = batches.get(message["run"])
-                    if batch is None:
-                        batch = batches[message["run"]] = deque()
-                    batch.append(message)
-                for run_id, batch in batches.items():
-                    run = self.runs.get(run_id)
-                    if run is not None:
-                        run.inbox.put_nowait(batch)
+                try:
+                    for raw in lines:
+                        message = orjson.loads(raw)
+                        batch = batches.get(message["run"])
+                        if batch is None:
+                            batch = batches[message["run"]] = deque()
+                        batch.append(message)
+                finally:  # those before a line it cannot read are applied all the same
+                    for run_id, batch in batches.items():
+                        run = self.runs.get(run_id)
+                        if run is not None:
+                            run.inbox.put_nowait(batch)
         except Exception:  # a message we cannot read: a bug, so the worker goes
             if not self.died():  # not the cut-off line of a killed worker
                 log.exception("%s: unreadable message; stopping it", self.name)

@@ -62,10 +62,15 @@ def numbers_of(secret: str) -> list[int | float]:
     return found
 
 
+def escaped(secret: str) -> str:
+    return orjson.dumps(secret).decode()[1:-1]
+
+
 def documents(secrets: list[str]) -> st.SearchStrategy[Any]:
     """Random JSON built around `secrets`: inside strings and keys, as numbers, and under
     secret-looking names holding every JSON type."""
-    secret = st.sampled_from(secrets)
+    # A secret raw, or JSON-escaped: a string holding JSON text (a tool's output).
+    secret = st.one_of(st.sampled_from(secrets), st.sampled_from(secrets).map(escaped))
     strings = st.one_of(st.text(max_size=8), secret, st.builds(
         lambda a, s, b: a + s + b, st.text(max_size=4), secret, st.text(max_size=4)))
     numbers = [n for s in secrets for n in numbers_of(s)]
@@ -87,10 +92,6 @@ def cases(draw: st.DrawFn) -> tuple[list[str], Any]:
     for level in range(draw(st.integers(0, 200))):
         document = [document] if level % 2 else {draw(names): document}
     return secrets, document
-
-
-def escaped(secret: str) -> str:
-    return orjson.dumps(secret).decode()[1:-1]
 
 
 def leaks(value: Any, secrets: list[str]) -> list[Any]:
