@@ -254,6 +254,8 @@ async def on_workers(request: pytest.FixtureRequest, short_tmp: Path) -> Any:
                                  "--executor", request.param, "--workers", "2")
     yield process
     assert await process.stop() == 0, "".join(process.log)
+    # A clean stop is quiet: no native stack dump (Ray's failure handler) for its SIGTERM.
+    assert not any("SIGTERM received" in line for line in process.log), "".join(process.log)
 
 
 async def blocked_run(daemon: DaemonProcess, tmp: Path) -> tuple[Wire, str, int, Path]:

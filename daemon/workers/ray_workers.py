@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -167,6 +168,27 @@ def _sweeper() -> Any:
     return _remote["sweep"]
 
 
+def _own_sigterm() -> None:
+    """SIGTERM to the daemon's own handler again (on the loop's thread, the main one). The
+    Ray driver's native failure handler, which `ray.init` installs, prints a stack dump for
+    every SIGTERM before handing it on: the daemon stops cleanly on SIGTERM, and keeps Ray's
+    handler for the signals of a real crash."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+class _NotMainThread(logging.Filter):
+    """Drops Ray's warning that `ray.init` off the main thread sets no SIGTERM handler: the
+    daemon joins on a thread on purpose (_Membership) and handles SIGTERM itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "current thread is not the main thread" not in record.getMessage()
+
+
+logging.getLogger("ray._private.worker").addFilter(_NotMainThread())
+
+
 class _Membership:
     """The daemon in a Ray cluster: one thread joins it (`ray.init`) and stays until it
     leaves (`ray.shutdown`); Ray's driver stops answering once the thread that started it
@@ -188,6 +210,7 @@ class _Membership:
                 log.error("%s", error)
                 loop.call_soon_threadsafe(self._settle, self.joined, error)
                 return
+            loop.call_soon_threadsafe(_own_sigterm)
             loop.call_soon_threadsafe(self._settle, self.joined, node)
             self._leave.wait()
             try:
