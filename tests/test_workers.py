@@ -522,3 +522,23 @@ async def test_the_channel_reads_whole_lines_however_they_arrive() -> None:
     reader.feed_eof()
     received = [line async for batch in line_batches(reader) for line in batch]
     assert received == sent
+
+
+async def test_what_a_worker_logs_reaches_the_daemons_log(on_workers: DaemonProcess) -> None:
+    """What the engine logs on a worker (here a model call it retries, at INFO) is in the
+    daemon's log, named for its worker, as an inline run's would be."""
+    wire = await on_workers.connect()
+    flaky = {"default_provider": "flaky", "retry": {"delay_scale": 0},
+             "providers": {"flaky": {"type": "scripted", "fail_rate": 1.0, "seed": 3,
+                                     "retry": {"max_attempts": 2}}}}
+    detail = await run_to_end(wire, dot("""\
+        digraph flaky {
+            start [shape=Mdiamond]
+            ask [prompt="Try me"]
+            done [shape=Msquare]
+            start -> ask -> done
+        }"""), settings=flaky)
+    assert detail["status"] == "failed"
+    retried = [line for line in on_workers.log if "flaky: try 1 of 2 failed" in line]
+    assert retried and all(re.search(r"INFO ostinato.workers: (ray )?worker \d+: ", line)
+                           for line in retried), "".join(on_workers.log)

@@ -12,7 +12,8 @@ before they leave it), then `ended`. A worker without the home sends the run's f
 limits are shared with other runs (a trial set's) sends `acquire` (a permit of a provider's
 limit, before a call) and `release` (after it, or when the call no longer waits). Before a
 tool process starts, a run sends `commit` and waits for `done`: the tool's effects are never
-ahead of the record of the nodes before it, as inline.
+ahead of the record of the nodes before it, as inline. And, of no run, `log`: a record of the
+worker's `ostinato` loggers (level, logger, text), which the daemon logs as its own.
 
 A line the other side cannot read ends the channel: it is a bug, not input.
 """
@@ -28,7 +29,7 @@ import orjson
 
 START, CANCEL, BUDGET, GRANT, DONE = "start", "cancel", "budget", "grant", "done"
 EVENT, CALL, STAGE, CHECKPOINT, ENDED = "event", "call", "stage", "checkpoint", "ended"
-ACQUIRE, RELEASE, FILE, COMMIT = "acquire", "release", "file", "commit"
+ACQUIRE, RELEASE, FILE, COMMIT, LOG = "acquire", "release", "file", "commit", "log"
 LINE_LIMIT = 1 << 28  # the longest message
 
 

@@ -37,6 +37,7 @@ from .messages import (
     EVENT,
     FILE,
     GRANT,
+    LOG,
     RELEASE,
     STAGE,
     Job,
@@ -316,6 +317,10 @@ class Worker:
                 try:
                     for raw in lines:
                         message = orjson.loads(raw)
+                        if message["op"] == LOG:  # of no run: the worker's own log
+                            log.log(message["level"], "%s: %s: %s", self.name,
+                                    message["logger"], message["text"])
+                            continue
                         batch = batches.get(message["run"])
                         if batch is None:
                             batch = batches[message["run"]] = deque()

@@ -35,8 +35,8 @@ class ProcessWorker(Worker):
             self.process.stdout.feed_eof()  # what it wrote before it died is read first
 
     async def _log(self) -> None:
-        """What the worker logs goes to the daemon's log (a background daemon has no
-        stderr to share)."""
+        """What the worker writes on stderr (Python's own reports; its log records come up
+        the channel) goes to the daemon's log: a background daemon has no stderr to share."""
         assert self.process.stderr is not None
         while raw := await self.process.stderr.readline():
             log.warning("%s: %s", self.name, raw.decode(errors="replace").rstrip())

@@ -18,7 +18,8 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from .messages import (
     EVENT,
     FILE,
     GRANT,
+    LOG,
     RELEASE,
     STAGE,
     START,
@@ -93,6 +95,46 @@ class Channel:
             self.transport.write(b"".join(self.pending))
         self.pending.clear()
         self.size = 0
+
+
+class ForwardedLog(logging.Handler):
+    """The worker's `ostinato` log records, sent up (`log`) for the daemon to log as its own:
+    a Ray actor's stderr goes to Ray's files, and a worker process's carries no record below
+    WARNING."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(logging.INFO)
+        self.channel = channel
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Send the record (from another thread, through the loop)."""
+        try:
+            fields = {"level": record.levelno, "logger": record.name,
+                      "text": self.format(record)}
+            if threading.get_ident() == self.thread:
+                self.channel.send(LOG, **fields)
+            else:
+                self.loop.call_soon_threadsafe(lambda: self.channel.send(LOG, **fields))
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def forwarded_logs(channel: Channel) -> Iterator[None]:
+    """While it lasts, the `ostinato` loggers' records from INFO up go up the channel only."""
+    logger = logging.getLogger("ostinato")
+    handler, level, propagate = ForwardedLog(channel), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 class ShippingSink:
@@ -358,21 +400,23 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
         shared.pop(run_id, None)
         channel.send(ENDED, run=run_id, **ended(task))
 
-    while message_line := await reader.readline():
-        message = orjson.loads(message_line)
-        op, run = message["op"], message.get("run")
-        if op == START:
-            job = Job.from_message(message)
-            shares = shared[job.run_id] = Shared.of(job, channel)
-            task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel, shares))
-            task.add_done_callback(lambda done, run_id=job.run_id: report(done, run_id))
-        elif op == CANCEL and run in runs:
-            runs[run].cancel()
-        elif op == BUDGET and run in shared and (budget := shared[run].budget) is not None:
-            budget.spent_elsewhere(message["spent_usd"])
-        elif op in (GRANT, DONE) and run in shared:
-            shared[run].requests.answered(message["id"])
-    for task in runs.values():  # the daemon is gone, or closing the pool
-        task.cancel()
-    await asyncio.gather(*runs.values(), return_exceptions=True)
-    channel.flush()
+    with forwarded_logs(channel):
+        while message_line := await reader.readline():
+            message = orjson.loads(message_line)
+            op, run = message["op"], message.get("run")
+            if op == START:
+                job = Job.from_message(message)
+                shares = shared[job.run_id] = Shared.of(job, channel)
+                task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel, shares))
+                task.add_done_callback(lambda done, run_id=job.run_id: report(done, run_id))
+            elif op == CANCEL and run in runs:
+                runs[run].cancel()
+            elif op == BUDGET and run in shared and (budget := shared[run].budget) is not None:
+                budget.spent_elsewhere(message["spent_usd"])
+            elif op in (GRANT, DONE) and run in shared:
+                shared[run].requests.answered(message["id"])
+        for task in runs.values():  # the daemon is gone, or closing the pool
+            task.cancel()
+        await asyncio.gather(*runs.values(), return_exceptions=True)
+        channel.flush()
+
