@@ -18,8 +18,7 @@ import itertools
 import logging
 import os
 import sys
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from .messages import (
     Job,
     line,
 )
+from .worker_logs import forwarded_logs
 
 log = logging.getLogger("ostinato.worker")
 
@@ -95,46 +95,6 @@ class Channel:
             self.transport.write(b"".join(self.pending))
         self.pending.clear()
         self.size = 0
-
-
-class ForwardedLog(logging.Handler):
-    """The worker's `ostinato` log records, sent up (`log`) for the daemon to log as its own:
-    a Ray actor's stderr goes to Ray's files, and a worker process's carries no record below
-    WARNING."""
-
-    def __init__(self, channel: Channel) -> None:
-        super().__init__(logging.INFO)
-        self.channel = channel
-        self.loop = asyncio.get_running_loop()
-        self.thread = threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Send the record (from another thread, through the loop)."""
-        try:
-            fields = {"level": record.levelno, "logger": record.name,
-                      "text": self.format(record)}
-            if threading.get_ident() == self.thread:
-                self.channel.send(LOG, **fields)
-            else:
-                self.loop.call_soon_threadsafe(lambda: self.channel.send(LOG, **fields))
-        except Exception:
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def forwarded_logs(channel: Channel) -> Iterator[None]:
-    """While it lasts, the `ostinato` loggers' records from INFO up go up the channel only."""
-    logger = logging.getLogger("ostinato")
-    handler, level, propagate = ForwardedLog(channel), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 class ShippingSink:
@@ -400,7 +360,7 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
         shared.pop(run_id, None)
         channel.send(ENDED, run=run_id, **ended(task))
 
-    with forwarded_logs(channel):
+    with forwarded_logs(lambda **fields: channel.send(LOG, **fields)):
         while message_line := await reader.readline():
             message = orjson.loads(message_line)
             op, run = message["op"], message.get("run")
