@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ostinato.daemon.runs.sink import StoreSink
+from ostinato.daemon.workers.messages import line_batches
 from ostinato.daemon.workers.processes import ProcessWorker
 
 from .inprocess import in_process_daemon
@@ -511,8 +512,6 @@ async def test_a_run_cancelled_while_the_cluster_starts_leaves_one_cluster(
 async def test_the_channel_reads_whole_lines_however_they_arrive() -> None:
     """Messages come in reads that cut lines anywhere: the daemon gets each whole line once,
     a message longer than a read included, and none of a line a dying worker cut short."""
-    from ostinato.daemon.workers.messages import line_batches
-
     long = json.dumps({"op": "file", "data": "x" * 200_000}).encode()
     sent = [b'{"op":"event","n":1}', long, b'{"op":"event","n":2}', b'{"op":"ended"}']
     stream = b"\n".join(sent) + b"\n" + b'{"op":"eve'  # the worker died mid-line

@@ -209,8 +209,11 @@ class RunDirectory:
         # Run data can be large (a checkpoint): searched as bytes, copied only when a secret
         # is found (Redactor.encoded).
         path = self._path(*parts)
-        (write_file if fresh else write_atomic)(path, self._wrote(path,
-                                                                  self.redactor.encoded(data)))
+        data = self._wrote(path, self.redactor.encoded(data))
+        if fresh:
+            write_file(path, data)
+        else:
+            write_atomic(path, data)
 
     def write_text(self, *parts: str, text: str) -> None:
         """Write a text file (secrets redacted)."""
