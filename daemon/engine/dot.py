@@ -18,7 +18,9 @@ every subgraph it is mentioned in, plus those of its `class` attribute. Typed at
 
 from __future__ import annotations
 
+import marshal
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -33,6 +35,7 @@ from lark import (
 )
 
 from .attrs import coerce_attr, parse_duration
+from .collector import collector_paused
 from .errors import PipelineSyntaxError
 from .graph import AttrValue, Edge, Graph, Location, Node
 from .kept import Kept
@@ -110,29 +113,56 @@ def _parser() -> Lark:
 
 def parse_dot(source: str) -> Graph:
     """Parse one attractor DOT digraph; raises PipelineSyntaxError with line:col."""
-    return _Builder(source).build(_tree(source))
+    with collector_paused():  # many objects, no garbage: nothing for a collection to find
+        return _Builder(source).build(_syntax(source))
+
+
+# A syntax tree as the builder reads it: plain tuples of strings and ints, which marshal
+# turns into bytes and back at C speed.
+Leaf = tuple[str, str, int, int]  # a terminal: its type, its text, line and column
+Branch = tuple[str, tuple["Leaf | Branch", ...]]  # a rule and its children
+KIND, CHILDREN = 0, 1  # of a Branch
+TYPE, TEXT, LINE, COLUMN = 0, 1, 2, 3  # of a Leaf
+
+
+def _is_leaf(syntax: Leaf | Branch) -> bool:
+    return len(syntax) == 4
 
 
 # The daemon loads the same pipelines again and again (trials, replays, test suites, an
-# agent iterating): their syntax trees, which the builder only reads, are kept, the most
-# recently used first, up to 64 MiB in all (a tree holds 55 to 110 times its source's size:
-# about 640 KB of source).
-TREE_BYTES_PER_CHAR = 100
-_TREES: Kept[Tree] = Kept(64 * 1024 * 1024)
+# agent iterating), with other variables too: their syntax trees, which the builder only
+# reads, are kept, the most recently used first, up to 64 MiB in all. Kept marshalled: one
+# bytes object of 7 to 8 bytes per character of source, which the garbage collector never
+# walks. As objects, the tree of a 10,000-node pipeline was 350,000 of them (55 to 110
+# bytes per character), and every full collection of the daemon walked them all: a quarter
+# of a second each, for as long as the tree was kept.
+_TREES: Kept[bytes] = Kept(64 * 1024 * 1024)
 
 
-def _tree(source: str) -> Tree:
-    tree = _TREES.get(source)
-    if tree is not None:
-        return tree
+def _syntax(source: str) -> Branch:
+    kept = _TREES.get(source)
+    if kept is not None:
+        return marshal.loads(kept)
     try:
-        tree = _parser().parse(source)
+        syntax = _plain(_parser().parse(source))
     except UnexpectedInput as exc:
         raise _translate(exc, source) from None
     except LarkError as exc:  # not expected from LALR, but never let one escape unlocated
         raise PipelineSyntaxError(f"syntax error: {exc}", 1, 1) from None
-    _TREES.put(source, tree, len(source) * TREE_BYTES_PER_CHAR)
-    return tree
+    dumped = marshal.dumps(syntax)
+    _TREES.put(source, dumped, len(source) + len(dumped))
+    return syntax
+
+
+def _plain(tree: Tree) -> Branch:
+    """`tree` as tuples."""
+    children: list[Leaf | Branch] = []
+    for child in tree.children:
+        if type(child) is Token:
+            children.append((child.type, str(child), child.line or 1, child.column or 1))
+        else:
+            children.append(_plain(child))
+    return (str(tree.data), tuple(children))
 
 
 # --- the builder -------------------------------------------------------------------------
@@ -160,58 +190,56 @@ class _Builder:
         self.explicit: dict[str, set[str]] = {}
         self.derived: dict[str, list[str]] = {}
 
-    def build(self, tree: Tree) -> Graph:
-        graphs = tree.children
+    def build(self, tree: Branch) -> Graph:
+        graphs = tree[CHILDREN]
         first = graphs[0]
-        assert isinstance(first, Tree)
+        assert not _is_leaf(first)
         self._check_header(first)
         if len(graphs) > 1:
-            second = graphs[1]
-            assert isinstance(second, Tree)
             raise _error("only one graph per file is allowed; a second graph starts here",
-                         _first_token(second))
-        self._body(first.children, _Scope())
+                         _first_token(graphs[1]))
+        self._body(first[CHILDREN], _Scope())
         for node in self.graph.nodes.values():
             named = [c.strip() for c in str(node.attrs.get("class", "")).split(",")]
             node.classes = list(dict.fromkeys([c for c in named if c]
                                               + self.derived.get(node.id, [])))
         return self.graph
 
-    def _check_header(self, tree: Tree) -> None:
-        tokens = [c for c in tree.children if isinstance(c, Token)]
-        if tokens[0].type == "STRICT":
+    def _check_header(self, tree: Branch) -> None:
+        tokens = [c for c in tree[CHILDREN] if _is_leaf(c)]
+        if tokens[0][TYPE] == "STRICT":
             raise _error("'strict' graphs are not supported; write 'digraph Name {'",
                          tokens[0])
-        if tokens[0].type == "GRAPH":
+        if tokens[0][TYPE] == "GRAPH":
             raise _error("undirected 'graph' is not supported; write 'digraph Name {'",
                          tokens[0])
-        if tokens[1].type != "NAME":
+        if tokens[1][TYPE] != "NAME":
             raise _error("the digraph needs a name: 'digraph Name {'", tokens[1])
-        self.graph.name = str(tokens[1])
+        self.graph.name = tokens[1][TEXT]
         self.graph.loc = _loc(tokens[0])
 
-    def _body(self, children: list, scope: _Scope) -> None:
+    def _body(self, children: Sequence[Leaf | Branch], scope: _Scope) -> None:
         for stmt in children:
-            if not isinstance(stmt, Tree):
+            if _is_leaf(stmt):
                 continue  # braces, the graph's name, stray semicolons
-            kind = stmt.data
+            kind, parts = stmt
             if kind == "graph_attrs":
                 if scope.root:
-                    for key, value, loc in self._attrs(stmt.children[1]):
+                    for key, value, loc in self._attrs(parts[1]):
                         self._set_graph_attr(key, value, loc)
             elif kind == "attr_decl":
                 if scope.root:
-                    key_tok, _eq, value_tree = stmt.children
-                    self._set_graph_attr(str(key_tok), self._attr_value(key_tok, value_tree),
+                    key_tok, _eq, value_tree = parts
+                    self._set_graph_attr(key_tok[TEXT], self._attr_value(key_tok, value_tree),
                                          _loc(key_tok))
             elif kind == "node_defaults":
                 scope.node_defaults.update(
-                    (k, (v, loc)) for k, v, loc in self._attrs(stmt.children[1]))
+                    (k, (v, loc)) for k, v, loc in self._attrs(parts[1]))
             elif kind == "edge_defaults":
                 scope.edge_defaults.update(
-                    (k, (v, loc)) for k, v, loc in self._attrs(stmt.children[1]))
+                    (k, (v, loc)) for k, v, loc in self._attrs(parts[1]))
             elif kind == "subgraph":
-                inner = [c for c in stmt.children if isinstance(c, Tree)]
+                inner = [c for c in parts if not _is_leaf(c)]
                 self._body(inner, scope.child(_derive_class(self._subgraph_label(inner))))
             elif kind == "node_stmt":
                 self._node_stmt(stmt, scope)
@@ -222,41 +250,42 @@ class _Builder:
         self.graph.attrs[key] = value
         self.graph.attr_locs[key] = loc
 
-    def _subgraph_label(self, stmts: list[Tree]) -> str | None:
+    def _subgraph_label(self, stmts: list[Branch]) -> str | None:
         # A subgraph's label names the whole subgraph, wherever in its body it is written.
         label: str | None = None
-        for stmt in stmts:
-            if stmt.data == "attr_decl" and str(stmt.children[0]) == "label":
-                label = str(self._attr_value(stmt.children[0], stmt.children[2]))
-            elif stmt.data == "graph_attrs":
-                labels = [v for k, v, _ in self._attrs(stmt.children[1]) if k == "label"]
+        for kind, parts in stmts:
+            if kind == "attr_decl" and parts[0][TEXT] == "label":
+                label = str(self._attr_value(parts[0], parts[2]))
+            elif kind == "graph_attrs":
+                labels = [v for k, v, _ in self._attrs(parts[1]) if k == "label"]
                 label = str(labels[-1]) if labels else label
         return label
 
-    def _node_stmt(self, stmt: Tree, scope: _Scope) -> None:
-        id_tok = stmt.children[0].children[0]
+    def _node_stmt(self, stmt: Branch, scope: _Scope) -> None:
+        parts = stmt[CHILDREN]
+        id_tok = parts[0][CHILDREN][0]
         node = self._touch(id_tok, scope)
         explicit = self.explicit[node.id]
         for key, (value, loc) in scope.node_defaults.items():
             if key not in explicit:
                 node.attrs[key] = value
                 node.attr_locs[key] = loc
-        if len(stmt.children) > 1:
-            for key, value, loc in self._attrs(stmt.children[1]):
+        if len(parts) > 1:
+            for key, value, loc in self._attrs(parts[1]):
                 node.attrs[key] = value
                 node.attr_locs[key] = loc
                 explicit.add(key)
 
-    def _edge_stmt(self, stmt: Tree, scope: _Scope) -> None:
-        ids: list[Token] = []
+    def _edge_stmt(self, stmt: Branch, scope: _Scope) -> None:
+        ids: list[Leaf] = []
         attrs: list[tuple[str, AttrValue, Location]] = []
-        for child in stmt.children:
-            if child.data == "node_id":
-                ids.append(child.children[0])
-            elif child.data == "edge_op" and child.children[0].type == "UNDIRECTED":
-                raise _error("undirected edge '--' is not supported; use '->'",
-                             child.children[0])
-            elif child.data == "attr_block":
+        for child in stmt[CHILDREN]:
+            kind, parts = child[KIND], child[CHILDREN]
+            if kind == "node_id":
+                ids.append(parts[0])
+            elif kind == "edge_op" and parts[0][TYPE] == "UNDIRECTED":
+                raise _error("undirected edge '--' is not supported; use '->'", parts[0])
+            elif kind == "attr_block":
                 attrs = self._attrs(child)
         nodes = [self._touch(tok, scope) for tok in ids]
         for i in range(len(nodes) - 1):
@@ -269,7 +298,7 @@ class _Builder:
                 edge.attr_locs[key] = loc
             self.graph.edges.append(edge)
 
-    def _touch(self, id_tok: Token, scope: _Scope) -> Node:
+    def _touch(self, id_tok: Leaf, scope: _Scope) -> Node:
         """The node `id_tok` names, created with the scope's defaults on first mention."""
         node_id = _node_id(id_tok)
         node = self.graph.nodes.get(node_id)
@@ -284,18 +313,19 @@ class _Builder:
         derived.extend(c for c in scope.classes if c not in derived)
         return node
 
-    def _attrs(self, block: Tree) -> list[tuple[str, AttrValue, Location]]:
+    def _attrs(self, block: Branch) -> list[tuple[str, AttrValue, Location]]:
         out = []
-        for attr in block.children:
-            if isinstance(attr, Tree):
-                key_tok, _eq, value_tree = attr.children
-                out.append((str(key_tok), self._attr_value(key_tok, value_tree), _loc(key_tok)))
+        for attr in block[CHILDREN]:
+            if not _is_leaf(attr):
+                key_tok, _eq, value_tree = attr[CHILDREN]
+                out.append((key_tok[TEXT], self._attr_value(key_tok, value_tree),
+                            _loc(key_tok)))
         return out
 
-    def _attr_value(self, key_tok: Token, value_tree: Tree) -> AttrValue:
-        tok = value_tree.children[0]
+    def _attr_value(self, key_tok: Leaf, value_tree: Branch) -> AttrValue:
+        tok = value_tree[CHILDREN][0]
         try:
-            return coerce_attr(str(key_tok), _literal(tok))
+            return coerce_attr(key_tok[TEXT], _literal(tok))
         except ValueError as exc:
             raise _error(str(exc), tok) from None
 
@@ -303,17 +333,17 @@ class _Builder:
 # --- values, ids, classes ----------------------------------------------------------------
 
 
-def _literal(tok: Token) -> AttrValue:
-    text = str(tok)
-    if tok.type == "STRING":
+def _literal(tok: Leaf) -> AttrValue:
+    kind, text = tok[TYPE], tok[TEXT]
+    if kind == "STRING":
         return _unescape(text[1:-1])
-    if tok.type == "DURATION":
+    if kind == "DURATION":
         duration = parse_duration(text)
         assert duration is not None  # the DURATION terminal only matches durations
         return duration
-    if tok.type == "FLOAT":
+    if kind == "FLOAT":
         return float(text)
-    if tok.type == "INT":
+    if kind == "INT":
         return int(text)
     if text in ("true", "false"):
         return text == "true"
@@ -326,8 +356,8 @@ def _unescape(body: str) -> str:
                   flags=re.DOTALL)
 
 
-def _node_id(tok: Token) -> str:
-    text = _unescape(str(tok)[1:-1]) if tok.type == "STRING" else str(tok)
+def _node_id(tok: Leaf) -> str:
+    text = _unescape(tok[TEXT][1:-1]) if tok[TYPE] == "STRING" else tok[TEXT]
     if not _NODE_ID.fullmatch(text):
         raise _error(f"invalid node id {text!r}: node ids match [A-Za-z_][A-Za-z0-9_]* "
                      "(put display names in label)", tok)
@@ -344,17 +374,16 @@ def _derive_class(label: str | None) -> str | None:
 # --- locations and errors ----------------------------------------------------------------
 
 
-def _loc(tok: Token) -> Location:
-    return Location(tok.line or 1, tok.column or 1)
+def _loc(tok: Leaf) -> Location:
+    return Location(tok[LINE], tok[COLUMN])
 
 
-def _first_token(tree: Tree) -> Token:
-    first = tree.children[0]
-    return first if isinstance(first, Token) else _first_token(first)
+def _first_token(tree: Leaf | Branch) -> Leaf:
+    return tree if _is_leaf(tree) else _first_token(tree[CHILDREN][0])
 
 
-def _error(message: str, tok: Token) -> PipelineSyntaxError:
-    return PipelineSyntaxError(message, tok.line or 1, tok.column or 1)
+def _error(message: str, tok: Leaf) -> PipelineSyntaxError:
+    return PipelineSyntaxError(message, tok[LINE], tok[COLUMN])
 
 
 def _translate(exc: UnexpectedInput, source: str) -> PipelineSyntaxError:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ostinato.protocol.pipelines import Diagnostic, PipelineRef
 
+from .collector import collector_paused
 from .errors import PipelineSyntaxError
 from .graph import Graph, SourceFormat
 from .kept import Kept
@@ -157,12 +158,13 @@ def load_source(source: str, fmt: SourceFormat,
     from .dot import parse_dot
     from .recipe import parse_recipe
 
-    try:
-        graph = parse_dot(source) if fmt == "dot" else parse_recipe(source)
-    except PipelineSyntaxError as exc:
-        return LoadResult(None, [exc.to_diagnostic()])
-    graph = apply_transforms(graph, variables, transforms, owned=True)
-    result = LoadResult(graph, validate(graph, known_types, extra_rules, inputs))
+    with collector_paused():  # a load makes many objects and no garbage to speak of
+        try:
+            graph = parse_dot(source) if fmt == "dot" else parse_recipe(source)
+        except PipelineSyntaxError as exc:
+            return LoadResult(None, [exc.to_diagnostic()])
+        graph = apply_transforms(graph, variables, transforms, owned=True)
+        result = LoadResult(graph, validate(graph, known_types, extra_rules, inputs))
     if key is not None:
         _LOADED.put(key, result, _footprint(graph, source, variables))
     return result
