@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import importlib.util
 import ipaddress
@@ -217,6 +218,10 @@ def run(options: DaemonOptions, lock: HomeLock, use_uvloop: bool = True) -> int:
         log.error("cannot load extensions %s: %s", options.extensions, exc)
         return 2
     daemon = Daemon(options, dispatcher, handler_hooks, lock)
+    # What is loaded by now lives as long as the process: full collections leave it out
+    # (they walk every tracked object, and modules, classes and schemas are some 75,000).
+    gc.freeze()
+    gc.enable()
 
     async def main() -> int:
         try:

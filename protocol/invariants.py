@@ -341,7 +341,6 @@ class NotInvariant(InvariantBase):
 OutputCheck = Annotated[EqualsInvariant | ContainsInvariant | IContainsInvariant
                         | RegexInvariant | JsonSchemaInvariant | JmesPathInvariant
                         | NotInvariant, Field(discriminator="type")]
-NotInvariant.model_rebuild()
 
 
 # -- trajectory ---------------------------------------------------------------------------

@@ -43,10 +43,12 @@ _RETRYABLE_STATUSES = frozenset({408, 429})
 TOOL_CHOICES = frozenset({"auto", "required", "none"})
 
 
+# The models of this module are built by their first use (`defer_build`), by a run's first
+# model call, not while every daemon and worker starts (6 ms of a 0.3 s start).
 class ToolCall(BaseModel):
     """A tool call the model made: the vendor's id, the tool's name, its arguments."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: str = Field(min_length=1)
     # As the model wrote it: possibly the name of no tool offered.
@@ -62,7 +64,7 @@ class ToolCall(BaseModel):
 class Message(BaseModel):
     """One chat message: an assistant's may call tools, a tool's answers one call."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     role: Role
     # An assistant that calls tools may say nothing (""); a tool message holds the result.
@@ -99,7 +101,8 @@ class _NamedSchema(BaseModel):
     # `schema` is a BaseModel attribute, hence the field `schema_`; the JSON form (the
     # recorded request that replays rebuild requests from) says `schema`. Both names are
     # accepted when building one.
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True,
+                              defer_build=True)
 
     # OpenAI's limit for response_format and function names, also valid for Anthropic tools.
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -141,7 +144,7 @@ class ToolSpec(_NamedSchema):
 class ModelRequest(BaseModel):
     """What the engine asks a provider for."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     # Empty: the pool's default provider; the pool fills it in before calling.
     provider: str = ""
@@ -221,7 +224,7 @@ def _check_turns(messages: list[Message]) -> None:
 class Usage(BaseModel):
     """Token counts of one call."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     # All input tokens, cache reads and writes included (what totals and budgets count).
     input_tokens: int = Field(default=0, ge=0)
@@ -246,7 +249,7 @@ class Usage(BaseModel):
 class ModelResponse(BaseModel):
     """What a provider answered, with its cost."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     # With request.output: the text content if any, else the structured answer's raw JSON.
     text: str
