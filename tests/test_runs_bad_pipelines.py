@@ -122,6 +122,25 @@ async def test_a_pipeline_without_a_start_node_is_refused(daemon: InProcessDaemo
 
 
 @pytest.mark.in_process
+async def test_pipelines_nested_past_what_the_parser_can_read_are_syntax_errors(
+        daemon: InProcessDaemon) -> None:
+    # Recursion through 2,000 levels of nesting used to escape as an internal error.
+    wire = await daemon.connect()
+    depth = 2000
+    subgraphs = {"source": "digraph deep {\n" + "subgraph {\n" * depth
+                 + "start [shape=Mdiamond]\n" + "}\n" * depth + "}\n", "format": "dot"}
+    [found] = await refused(wire, subgraphs)
+    assert (found["rule"], found["message"]) == ("syntax", "subgraphs nested more than 100 deep")
+    assert (found["line"], found["col"]) == (102, 1)  # the 101st `subgraph`
+    lists = {"source": "name: deep\nstages: " + "[" * depth + "]" * depth + "\n",
+             "format": "recipe"}
+    [found] = await refused(wire, lists)
+    assert found["rule"] == "syntax" and "nested too deep" in found["message"]
+    assert (await wire.result("daemon.status", {}))["pid"] == os.getpid()  # still serving
+    await nothing_was_run(wire, daemon.home)
+
+
+@pytest.mark.in_process
 async def test_path_like_node_ids_are_syntax_errors_and_touch_nothing(
         daemon: InProcessDaemon, short_tmp: Path) -> None:
     wire = await daemon.connect()

@@ -154,14 +154,25 @@ def _syntax(source: str) -> Branch:
     return syntax
 
 
-def _plain(tree: Tree) -> Branch:
-    """`tree` as tuples."""
+# Far past any pipeline a person writes; much deeper would exhaust the interpreter's stack.
+MAX_SUBGRAPH_NESTING = 100
+
+
+def _plain(tree: Tree, nesting: int = 0) -> Branch:
+    """`tree` as tuples; a syntax error where subgraphs nest too deep."""
+    if tree.data == "subgraph":
+        nesting += 1
+        if nesting > MAX_SUBGRAPH_NESTING:
+            keyword = tree.children[0]  # the SUBGRAPH token
+            raise PipelineSyntaxError(
+                f"subgraphs nested more than {MAX_SUBGRAPH_NESTING} deep",
+                keyword.line or 1, keyword.column or 1)
     children: list[Leaf | Branch] = []
     for child in tree.children:
         if type(child) is Token:
             children.append((child.type, str(child), child.line or 1, child.column or 1))
         else:
-            children.append(_plain(child))
+            children.append(_plain(child, nesting))
     return (str(tree.data), tuple(children))
 
 

@@ -61,6 +61,9 @@ def parse_recipe(source: str) -> Graph:
         raise PipelineSyntaxError(f"invalid YAML: {what}", line, col) from None
     except yaml.YAMLError as exc:
         raise PipelineSyntaxError(f"invalid YAML: {exc}", 1, 1) from None
+    except RecursionError:  # PyYAML composes nested collections by recursion, unbounded
+        raise PipelineSyntaxError("invalid YAML: lists or maps nested too deep to read",
+                                  1, 1) from None
     if root is None:
         raise PipelineSyntaxError("the recipe is empty: it needs `name` and `stages`", 1, 1)
     return _Builder(source).build(root)
