@@ -75,6 +75,7 @@ class Echo(asyncio.Protocol):
                     "connections": 1,
                     "active_runs": 0,
                     "transports": self.transports,
+                    "executor": {"backend": "inline", "size": 0, "workers": []},
                 }
             else:
                 result = {}
