@@ -221,7 +221,6 @@ def run(options: DaemonOptions, lock: HomeLock, use_uvloop: bool = True) -> int:
     # What is loaded by now lives as long as the process: full collections leave it out
     # (they walk every tracked object, and modules, classes and schemas are some 75,000).
     gc.freeze()
-    gc.enable()
 
     async def main() -> int:
         try:
