@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import marshal
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -133,7 +134,7 @@ def _syntax(source: str) -> Branch:
     except LarkError as exc:  # not expected from LALR, but never let one escape unlocated
         raise PipelineSyntaxError(f"syntax error: {exc}", 1, 1) from None
     dumped = marshal.dumps(syntax)
-    _TREES.put(source, dumped, len(source) + len(dumped))
+    _TREES.put(source, dumped, sys.getsizeof(source) + len(dumped))  # the key is kept too
     return syntax
 
 
