@@ -135,7 +135,9 @@ async def test_pipelines_nested_past_what_the_parser_can_read_are_syntax_errors(
     lists = {"source": "name: deep\nstages: " + "[" * depth + "]" * depth + "\n",
              "format": "recipe"}
     [found] = await refused(wire, lists)
-    assert found["rule"] == "syntax" and "nested too deep" in found["message"]
+    assert (found["rule"], found["message"]) == ("syntax",
+                                                 "lists and maps nested more than 100 deep")
+    assert (found["line"], found["col"]) == (2, 108)  # the 100th `[`: the document is one
     assert (await wire.result("daemon.status", {}))["pid"] == os.getpid()  # still serving
     await nothing_was_run(wire, daemon.home)
 

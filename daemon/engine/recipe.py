@@ -62,11 +62,52 @@ def parse_recipe(source: str) -> Graph:
     except yaml.YAMLError as exc:
         raise PipelineSyntaxError(f"invalid YAML: {exc}", 1, 1) from None
     except RecursionError:  # PyYAML composes nested collections by recursion, unbounded
-        raise PipelineSyntaxError("invalid YAML: lists or maps nested too deep to read",
-                                  1, 1) from None
+        root = None
+        deep = _too_deep(source)
+    else:
+        deep = None if root is None else _deepest(root)
+    if deep is not None:
+        raise PipelineSyntaxError(f"lists and maps nested more than {MAX_NESTING} deep",
+                                  deep.line, deep.col)
     if root is None:
         raise PipelineSyntaxError("the recipe is empty: it needs `name` and `stages`", 1, 1)
     return _Builder(source).build(root)
+
+
+# Far past any recipe a person writes; much deeper would exhaust the interpreter's stack.
+MAX_NESTING = 100
+
+
+def _too_deep(source: str) -> Location | None:
+    """Where lists and maps first nest past MAX_NESTING, from PyYAML's event parser (which
+    does not recurse)."""
+    depth = 0
+    for event in yaml.parse(source, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                return Location(event.start_mark.line + 1, event.start_mark.column + 1)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
+def _deepest(root: YamlNode) -> Location | None:
+    """Where a composed document's lists and maps nest past MAX_NESTING, if they do
+    (each node once: aliases share them)."""
+    seen: set[int] = set()
+    stack: list[tuple[YamlNode, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen or isinstance(node, ScalarNode):
+            continue
+        seen.add(id(node))
+        if depth > MAX_NESTING:
+            return _loc(node)
+        children = ([part for pair in node.value for part in pair]
+                    if isinstance(node, MappingNode) else node.value)
+        stack.extend((child, depth + 1) for child in reversed(children))
+    return None
 
 
 def _loc(node: YamlNode) -> Location:

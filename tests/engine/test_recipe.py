@@ -188,3 +188,17 @@ def test_recipe_errors_are_located(source: str, line: int, col: int, fragment: s
     error = _error(source)
     assert fragment in error.message
     assert (error.line, error.col) == (line, col)
+
+
+def test_lists_and_maps_nested_past_the_limit_are_a_located_syntax_error() -> None:
+    # The same limit whether PyYAML could compose the document (120 levels) or ran out of
+    # stack first (5,000): both located at the 101st level.
+    for depth in (120, 5000):
+        source = "name: deep\nstages: " + "[" * depth + "]" * depth + "\n"
+        with pytest.raises(PipelineSyntaxError) as raised:
+            parse_recipe(source)
+        assert str(raised.value) == "2:108: lists and maps nested more than 100 deep"
+    nested_maps = "name: deep\nattrs:\n" + "".join(
+        "  " * i + f"k{i}:\n" for i in range(120)) + "  " * 120 + "v: 1\n"
+    with pytest.raises(PipelineSyntaxError, match="nested more than 100 deep"):
+        parse_recipe(nested_maps)
