@@ -176,28 +176,35 @@ def discover(params: Params, ctx: RequestContext) -> DiscoverResult:
 @table.method("daemon.status")
 def status(params: Params, ctx: RequestContext) -> dict[str, Any]:
     """Identity and health of the daemon (a `DaemonStatusResult`, built as a dict: this is
-    the method clients poll)."""
+    the method clients poll, so what never changes is built once)."""
     # Not _connection(ctx): two calls fewer on the method clients poll.
     daemon: Daemon = ctx.connection.daemon  # type: ignore[attr-defined]
-    identity = daemon.cache.get("daemon.status")
-    if identity is None:
-        identity = daemon.cache["daemon.status"] = {
-            "version": VERSION,
-            "protocol_version": PROTOCOL_VERSION,
-            "pid": os.getpid(),
-            "home": str(daemon.home),
-            "started_at": daemon.started_at.isoformat().replace("+00:00", "Z"),
-        }
+    identity = daemon.cache.get("daemon.status") or _identity(daemon)
     result = identity.copy()  # cheaper than a {**identity, ...} literal on this hot path
     result["uptime_seconds"] = round(monotonic() - daemon.started_monotonic, 3)
     result["connections"] = len(daemon.connections)
-    result["active_runs"] = len(ctx.services.runner.active)
+    runner = ctx.services.runner
+    result["active_runs"] = len(runner.active)
     result["transports"] = daemon.endpoints
-    pool = ctx.services.runner.workers
-    result["executor"] = {
-        "backend": daemon.options.executor, "size": 0 if pool is None else pool.size,
-        "workers": [] if pool is None else [
-            {"pid": worker.pid, "runs": len(worker.runs), "runs_done": worker.runs_done}
-            | ({} if worker.node is None else {"node": worker.node})
-            for worker in pool.workers if worker.alive]}
+    pool = runner.workers
+    if pool is not None:  # inline: the identity's own executor entry, which never changes
+        result["executor"] = {
+            "backend": daemon.options.executor, "size": pool.size, "workers": [
+                {"pid": worker.pid, "runs": len(worker.runs), "runs_done": worker.runs_done}
+                | ({} if worker.node is None else {"node": worker.node})
+                for worker in pool.workers if worker.alive]}
     return result
+
+
+def _identity(daemon: Daemon) -> dict[str, Any]:
+    """What `daemon.status` says that never changes, kept in the daemon's cache."""
+    identity = daemon.cache["daemon.status"] = {
+        "version": VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "home": str(daemon.home),
+        "started_at": daemon.started_at.isoformat().replace("+00:00", "Z"),
+        "uptime_seconds": 0.0, "connections": 0, "active_runs": 0, "transports": [],
+        "executor": {"backend": daemon.options.executor, "size": 0, "workers": []},
+    }
+    return identity
