@@ -28,7 +28,6 @@ from functools import cache
 from lark import Lark, LarkError, Token, Tree, UnexpectedInput
 
 from .attrs import coerce_attr, parse_duration
-from .collector import collector_paused
 from .dot_errors import translate
 from .errors import PipelineSyntaxError
 from .graph import AttrValue, Edge, Graph, Location, Node
@@ -96,9 +95,9 @@ def _parser() -> Lark:
 
 
 def parse_dot(source: str) -> Graph:
-    """Parse one attractor DOT digraph; raises PipelineSyntaxError with line:col."""
-    with collector_paused():  # many objects, no garbage: nothing for a collection to find
-        return _Builder(source).build(_syntax(source))
+    """Parse one attractor DOT digraph; raises PipelineSyntaxError with line:col (the
+    loader calls it with the garbage collector paused: load.load_source)."""
+    return _Builder(source).build(_syntax(source))
 
 
 # A syntax tree as the builder reads it: plain tuples of strings and ints, which marshal

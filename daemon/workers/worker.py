@@ -379,4 +379,3 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
             task.cancel()
         await asyncio.gather(*runs.values(), return_exceptions=True)
         channel.flush()
-
