@@ -221,9 +221,14 @@ class Graph:
         }
 
     def digest(self) -> str:
-        """sha256 of the canonical form: the pipeline's identity."""
-        canonical = orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)
-        return hashlib.sha256(canonical).hexdigest()
+        """sha256 of the canonical form: the pipeline's identity (kept with the graph: each
+        run of a large pipeline would otherwise walk all of it again)."""
+        return self.derived("digest", _digest)
+
+
+def _digest(graph: Graph) -> str:
+    canonical = orjson.dumps(graph.to_dict(), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 # Attractor §7.2: start and exit are recognised by shape, handler type, or these ids.

@@ -43,20 +43,25 @@ def new_manifest(run_id: str, trace_id: str, prepared: Prepared, created: str,
                  options: RunOptions) -> dict[str, Any]:
     """manifest.json of a run that starts now."""
     graph = prepared.graph
-    models = sorted({str(n.get("llm_model")) for n in graph.nodes.values()
-                     if n.get("llm_model")})
-    starts = graph.start_nodes()
+    start_node, model = graph.derived("manifest", _start_and_model)
     return {"run_id": run_id, "trace_id": trace_id, "pipeline_name": graph.name,
             "pipeline_hash": prepared.digest, "goal": graph.goal, "start_time": created,
             "end_time": None, "status": "running", "outcome": None,
-            "start_node": starts[0].id if starts else None,
-            "node_count": len(graph.nodes), "model": models[0] if len(models) == 1
-            else (models or None),
+            "start_node": start_node, "node_count": len(graph.nodes), "model": model,
             "trial": None if options.trial_set_id is None else {
                 "set": options.trial_set_id, "index": options.trial_index},
             "parent": None if options.parent_run_id is None else {
                 "run_id": options.parent_run_id, "node": options.parent_node,
                 "run_dir": f"runs/{options.parent_run_id}"}}
+
+
+def _start_and_model(graph: Graph) -> tuple[str | None, str | list[str] | None]:
+    """What a manifest says of the pipeline's start node and models (the one, or all)."""
+    models = sorted({str(n.get("llm_model")) for n in graph.nodes.values()
+                     if n.get("llm_model")})
+    starts = graph.start_nodes()
+    return (starts[0].id if starts else None,
+            models[0] if len(models) == 1 else (models or None))
 
 
 def index_run(index: AppendLog, run_id: str, trace_id: str, prepared: Prepared,
@@ -88,6 +93,11 @@ def unless_full(run_id: str, what: str) -> Iterator[None]:
         log.error("run %s: %s not written: %s", run_id, what, exc)
 
 
-def plan_of(graph: Graph, digest: str | None = None) -> dict[str, Any]:
+def plan_of(graph: Graph) -> dict[str, Any]:
     """The resolved plan: the transformed graph with each node's handler type."""
-    return {"pipeline_hash": digest or graph.digest(), **graph.to_dict()}
+    return {"pipeline_hash": graph.digest(), **graph.to_dict()}
+
+
+def plan_file(graph: Graph) -> bytes:
+    """plan.json, dumped once per loaded graph: every run of it writes the same."""
+    return graph.derived("plan.json", lambda loaded: dump_json(plan_of(loaded)))

@@ -47,7 +47,7 @@ from ..workers.messages import Job
 from ..workers.pool import WorkerLost, on_worker
 from .active import ActiveRun
 from .children import ChildRunner
-from .files import index_run, new_manifest, plan_of, unless_full, write_config
+from .files import index_run, new_manifest, plan_file, unless_full, write_config
 from .options import Prepared, RunOptions
 from .sink import DaemonInterviewer, StoreSink
 
@@ -110,7 +110,7 @@ class Runner:
         digest = graph.digest()
         config = {
             SOURCE_NAMES[graph.source_format]: redactor.text(graph.source).encode("utf-8"),
-            "plan.json": redactor.encoded(dump_json(plan_of(graph, digest))),
+            "plan.json": redactor.encoded(plan_file(graph)),
             "settings.json": dump_json(redactor.data(dumped)),
             "providers.json": dump_json(redactor.data(pool.describe())),
             "pricing.json": redactor.encoded(dump_json(pool.pricing.to_dict())),
