@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ostinato.daemon.store.db import Database, _statements, migrations
+from ostinato.daemon.store.db import Database, migrations
 
 INSERT = ("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",)
 
@@ -119,8 +119,7 @@ def _store_of_version(path: Path, version: int) -> None:
                     "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
         for number, name, sql in migrations():
             if number <= version:
-                for statement in _statements(sql):
-                    old.execute(statement)
+                old.executescript(sql)
                 old.execute(INSERT[0], (number, name, "2026-01-01T00:00:00Z"))
         old.execute("INSERT INTO pipelines VALUES ('h', 'p', 'dot', 'digraph {}', 't')")
         for run_id, parent, snapshot in (("r1", None, None), ("r2", "r1", None),
