@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ostinato.daemon.store.db import Database, migrations
+from ostinato.daemon.store.db import Database
 
 INSERT = ("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",)
 
@@ -109,50 +109,3 @@ async def test_concurrent_writes_wait_off_the_loop_while_the_database_is_locked(
         holder.close()
     await writes
     assert {9401, 9402, 9403} <= _versions(db.path)
-
-
-def _store_of_version(path: Path, version: int) -> None:
-    """A store as a daemon of `version` migrations left it, with a manager's child run and a
-    snapshot's run among plain ones."""
-    with sqlite3.connect(path) as old:
-        old.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
-                    "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        for number, name, sql in migrations():
-            if number <= version:
-                old.executescript(sql)
-                old.execute(INSERT[0], (number, name, "2026-01-01T00:00:00Z"))
-        old.execute("INSERT INTO pipelines VALUES ('h', 'p', 'dot', 'digraph {}', 't')")
-        for run_id, parent, snapshot in (("r1", None, None), ("r2", "r1", None),
-                                         ("r3", None, "s1"), ("r4", None, None)):
-            old.execute("INSERT INTO runs (id, pipeline_hash, pipeline_name, status, run_dir, "
-                        "trace_id, created_at, parent_run_id, parent_key, snapshot_id) "
-                        "VALUES (?, 'h', 'p', 'completed', ?, ?, ?, ?, ?, ?)",
-                        (run_id, f"runs/{run_id}", run_id, f"2026-01-0{run_id[1]}", parent,
-                         None if parent is None else "manage:1:1", snapshot))
-
-
-async def test_a_store_of_the_previous_version_keeps_finding_child_and_snapshot_runs(
-        tmp_path: Path) -> None:
-    """Migration 006 makes the child-run and snapshot-run indexes partial (most runs are
-    neither): the rows are all there and the lookups still find them through the indexes."""
-    path = tmp_path / "ostinato.db"
-    _store_of_version(path, 5)
-    database = await Database.open(path)
-    try:
-        children = await database.fetchall(
-            "SELECT id FROM runs WHERE parent_run_id = ? ORDER BY created_at, id", ("r1",))
-        of_snapshot = await database.fetchall(
-            "SELECT id FROM runs WHERE snapshot_id = ?", ("s1",))
-        plans = [row["detail"] for query, params in (
-            ("SELECT id FROM runs WHERE parent_run_id = ? AND parent_key = ?", ("r1", "k")),
-            ("SELECT COUNT(*) FROM runs WHERE snapshot_id = ?", ("s1",)))
-            for row in await database.fetchall(f"EXPLAIN QUERY PLAN {query}", params)]
-        total = (await database.fetchone("SELECT COUNT(*) AS n FROM runs"))["n"]
-    finally:
-        await database.close()
-    assert [row["id"] for row in children] == ["r2"]
-    assert [row["id"] for row in of_snapshot] == ["r3"]
-    assert any("runs_by_parent" in plan for plan in plans)
-    assert any("runs_by_snapshot" in plan for plan in plans)
-    assert total == 4
-    assert max(_versions(path)) == max(number for number, _, _ in migrations())
