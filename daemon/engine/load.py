@@ -173,17 +173,21 @@ def load_source(source: str, fmt: SourceFormat,
 # What a loaded graph holds besides its text, per node and per edge (measured: about 700
 # bytes for the objects, attribute dicts and locations).
 _BYTES_PER_ITEM = 800
+_PLAN_BYTES_PER_ITEM = 120  # plan.json's keys and indentation (measured: 113-115)
 
 
 def _footprint(graph: Graph, source: str, variables: Mapping[str, str] | None) -> int:
     """The bytes a kept load is estimated to hold: its source, variables (part of its key)
     and graph, expanded text included (a variable used a thousand times is held a thousand
-    times)."""
+    times), and the plan.json its first run keeps with the graph (runs/files.py::plan_file:
+    the graph's text again, and JSON around each node and edge)."""
     text = sum(len(v) for v in graph.attrs.values() if type(v) is str)
     for item in (*graph.nodes.values(), *graph.edges):
         text += sum(len(v) for v in item.attrs.values() if type(v) is str)
+    items = len(graph.nodes) + len(graph.edges)
+    plan = text + _PLAN_BYTES_PER_ITEM * items
     text += sum(len(k) + len(v) for k, v in (variables or {}).items())
-    return len(source) + text + _BYTES_PER_ITEM * (len(graph.nodes) + len(graph.edges))
+    return len(source) + text + _BYTES_PER_ITEM * items + plan
 
 
 # The daemon loads the same pipelines again and again (trials, replays, test runs, an agent
