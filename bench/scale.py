@@ -5,7 +5,7 @@ Run it with `.venv/bin/python bench/scale.py`; options:
 
     .venv/bin/python bench/scale.py [--rounds 3] [--trials 1000] [--concurrency 8]
         [--workers 2] [--latency-ms 100] [--latency-concurrency 100] [--nodes 1000]
-        [--attractor-python PATH] [--no-ray] [--json] [--no-uvloop]
+        [--attractor-python PATH] [--no-ray] [--pinned] [--json] [--no-uvloop]
 
 Daemons' services in this process, on one event loop, each over its own home and sqlite
 store: one executes its runs inline, one on a pool of `--workers` worker processes, and,
@@ -26,6 +26,12 @@ every round rotating which executor goes first:
   per node, processes / inline, and, with `--attractor-python` (as bench/engine.py), the
   attractor Python port's per node in the same rounds (issue 18: <= 1.0x).
 
+`--pinned` adds a fourth executor, `pinned`: processes, with this process's threads (the
+daemon: its loop and its store's thread) on CPU 0 and its workers on the other CPUs while
+its sets and runs are timed. The coordinator then has a core of its own, as it would on a
+machine with a core to spare, and its CPU per trial is what bounds its throughput: the
+summary prints that bound (inline's time per trial over the daemon's CPU per trial).
+
 Ray's per-run overhead: its zero-latency trial set's time per trial against processes';
 target <= 1.5x. Its workers' CPU is their processes' (/proc), without the cluster's own
 (raylet, GCS).
@@ -42,6 +48,7 @@ each workload in the summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import math
 import os
@@ -98,6 +105,19 @@ def worker_cpu(services: Services) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def pin(services: Services | None) -> None:
+    """This process's threads on CPU 0 and `services`' workers on the other CPUs; None:
+    every thread of both back on every CPU."""
+    every = set(range(os.cpu_count() or 1))
+    pool = None if services is None else services.runner.workers
+    workers = [] if pool is None else [worker.pid for worker in pool.workers]
+    for pid, cpus in ((os.getpid(), every if services is None else {0}),
+                      *((w, every if services is None else every - {0}) for w in workers)):
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(thread), cpus)
+
+
 class Side:
     """One executor's services and what the bench asks of them."""
 
@@ -109,11 +129,17 @@ class Side:
     async def timed(self, work: Any) -> tuple[float, float, float]:
         """(seconds, CPU seconds of this process, of the workers) of awaiting `work`."""
         os.sync()
-        cpu, workers = time.process_time(), worker_cpu(self.services)
-        started = time.perf_counter()
-        await work
-        return (time.perf_counter() - started, time.process_time() - cpu,
-                worker_cpu(self.services) - workers)
+        if self.executor == "pinned":
+            pin(self.services)
+        try:
+            cpu, workers = time.process_time(), worker_cpu(self.services)
+            started = time.perf_counter()
+            await work
+            return (time.perf_counter() - started, time.process_time() - cpu,
+                    worker_cpu(self.services) - workers)
+        finally:
+            if self.executor == "pinned":
+                pin(None)
 
 
 class Bench:
@@ -190,7 +216,8 @@ async def measure(tmp: Path, args: argparse.Namespace,
     for executor in args.executors:
         home = tmp / executor
         home.mkdir()
-        settings = Settings(executor=executor, workers=args.workers)  # ray: a local cluster
+        settings = Settings(executor="processes" if executor == "pinned" else executor,
+                            workers=args.workers)  # ray: a local cluster
         sides[executor] = Side(executor, await start(Host(home, settings=settings)))
     bench = Bench(sides, args, attractor, tmp)
     try:
@@ -262,6 +289,15 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> dict[st
           f"{suite_s:.0f} s of daemon time, whatever the workers ({suite_s / 60:.1f} min)")
     if ray is None:
         print("ray: not measured (Ray is not installed, or --no-ray)")
+    pinned = bench.best("trials", "pinned")
+    if pinned is not None:
+        ratios["throughput_pinned"] = inline.seconds / pinned.seconds
+        alone = bench.daemon_cpu["pinned"]
+        print(f"pinned: the daemon on CPU 0, its workers on the other {cores - 1}: "
+              f"{pinned.ms_per_unit:.3f} ms per trial, {ratios['throughput_pinned']:.2f}x "
+              f"inline's throughput; the daemon's CPU per trial {alone * 1000:.3f} ms bounds it "
+              f"at {inline.ms_per_unit:.3f} / {alone * 1000:.3f} = "
+              f"{inline.ms_per_unit / (alone * 1000):.2f}x, whatever the workers")
     line = (f"ratios: trials throughput processes/inline {ratios['throughput']:.2f}x "
             f"(target >= {THROUGHPUT_TARGET:g}, {args.workers} workers), {linear} per node "
             f"processes/inline {ratios['linear_vs_inline']:.2f}")
@@ -271,6 +307,8 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> dict[st
     if ratios["ray_vs_processes"] is not None:
         line += (f", trials ray/processes per trial {ratios['ray_vs_processes']:.2f}x "
                  f"(target <= {RAY_TARGET:g})")
+    if "throughput_pinned" in ratios:
+        line += f", throughput pinned/inline {ratios['throughput_pinned']:.2f}x"
     for executor in args.executors:
         if f"latency_{executor}" in ratios:
             line += (f", latency {executor} {ratios[f'latency_{executor}']:.2f}x "
@@ -300,11 +338,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         default=os.environ.get(ATTRACTOR_ENV) or None)
     parser.add_argument("--no-ray", action="store_true",
                         help="leave Ray out even when it is installed")
+    parser.add_argument("--pinned", action="store_true",
+                        help="also processes with the daemon on CPU 0, its workers on the rest")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
     with_ray = not args.no_ray and importlib.util.find_spec("ray") is not None
-    args.executors = ["inline", "processes", *(["ray"] if with_ray else [])]
+    args.executors = ["inline", "processes", *(["ray"] if with_ray else []),
+                      *(["pinned"] if args.pinned else [])]
+    if args.pinned and ((os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity")):
+        parser.error("--pinned: needs two CPUs or more and sched_setaffinity (Linux)")
     if min(args.rounds, args.trials, args.concurrency, args.workers, args.nodes,
            args.latency_concurrency) < 1 or args.latency_ms < 0:
         parser.error("counts must be at least 1 (--latency-ms: 0 to skip)")

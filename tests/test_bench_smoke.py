@@ -64,16 +64,32 @@ def test_the_engine_parts_bench_prices_the_store_and_the_checkpoint() -> None:
 
 @pytest.mark.xdist_group("ray")  # a local Ray cluster when the extra is installed
 def test_the_scale_bench_runs_every_executor() -> None:
+    pinned = (os.cpu_count() or 1) >= 2  # --pinned needs a CPU for the daemon and one more
     found = bench("scale.py", "--rounds", "1", "--trials", "20", "--nodes", "20",
-                  "--latency-ms", "10", "--latency-concurrency", "10", "--workers", "1")
+                  "--latency-ms", "10", "--latency-concurrency", "10", "--workers", "1",
+                  *(["--pinned"] if pinned else []))
     ran = {(t["workload"], t["executor"]) for t in found["timings"]}
     with_ray = importlib.util.find_spec("ray") is not None
-    executors = ("inline", "processes", *(("ray",) if with_ray else ()))
+    executors = ("inline", "processes", *(("ray",) if with_ray else ()),
+                 *(("pinned",) if pinned else ()))
     assert ran == {(w, e) for w in ("trials", "linear-20", "latency") for e in executors}
     assert found["ratios"]["throughput"] > 0 and found["ratios"]["linear_vs_inline"] > 0
+    assert (found["ratios"].get("throughput_pinned", 0) > 0) == pinned
     assert (found["ratios"]["ray_vs_processes"] is not None) == with_ray
     assert found["ratios"]["linear_vs_attractor"] is None
     assert found["coordinator"]["daemon_cpu_ms"] > 0
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="pins the daemon and its workers apart")
+def test_the_coordinator_files_bench_prices_the_daemons_run_files() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "coordinator_files.py"),
+                           "--json", "--rounds", "1", "--trials", "20", "--workers", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    assert set(found["best"]) == {"full", "no-run-files"}
+    assert all(t["ms"] > 0 and t["daemon_ms"] > 0 for t in found["best"].values())
+    assert "the run's own files cost the daemon" in done.stdout
 
 
 def test_the_trials_bench_runs_every_workload() -> None:
