@@ -64,7 +64,7 @@ class Database:
     """
 
     CHECKPOINT_EVERY = 256  # commits on the loop between passive WAL checkpoints
-    WAL_CHECK_EVERY = 32  # commits between looks at the WAL's size (one stat)
+    WAL_CHECK_EVERY = 4  # commits between looks at the WAL's size (one stat)
     IDLE_SECONDS = 1.0  # no commit for this long: idle, the WAL is truncated
 
     def __init__(self, connection: aiosqlite.Connection, writer: sqlite3.Connection,
