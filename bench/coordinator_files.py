@@ -83,7 +83,7 @@ async def measure(tmp: Path, args: argparse.Namespace) -> dict[str, list[dict[st
 
     async def one(variant: str, count: int) -> dict[str, float]:
         os.sync()
-        pin(services)
+        pin(services, True)
         try:
             cpu, workers = time.process_time(), worker_cpu(services)
             if variant == "full":
@@ -97,7 +97,7 @@ async def measure(tmp: Path, args: argparse.Namespace) -> dict[str, list[dict[st
                     "daemon_ms": (time.process_time() - cpu) / count * 1000,
                     "workers_ms": (worker_cpu(services) - workers) / count * 1000}
         finally:
-            pin(None)
+            pin(services, False)
 
     try:
         for variant in VARIANTS:  # warm-up: workers started, modules imported

@@ -105,17 +105,18 @@ def worker_cpu(services: Services) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def pin(services: Services | None) -> None:
-    """This process's threads on CPU 0 and `services`' workers on the other CPUs; None:
-    every thread of both back on every CPU."""
+def pin(services: Services, pinned: bool) -> None:
+    """`pinned`: this process's threads on CPU 0 and `services`' workers on the other CPUs;
+    else all of them back on every CPU."""
     every = set(range(os.cpu_count() or 1))
-    pool = None if services is None else services.runner.workers
+    pool = services.runner.workers
     workers = [] if pool is None else [worker.pid for worker in pool.workers]
-    for pid, cpus in ((os.getpid(), every if services is None else {0}),
-                      *((w, every if services is None else every - {0}) for w in workers)):
-        for thread in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                os.sched_setaffinity(int(thread), cpus)
+    for pid, cpus in ((os.getpid(), {0} if pinned else every),
+                      *((worker, every - {0} if pinned else every) for worker in workers)):
+        with contextlib.suppress(OSError):  # a worker gone meanwhile
+            for thread in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    os.sched_setaffinity(int(thread), cpus)
 
 
 class Side:
@@ -130,7 +131,7 @@ class Side:
         """(seconds, CPU seconds of this process, of the workers) of awaiting `work`."""
         os.sync()
         if self.executor == "pinned":
-            pin(self.services)
+            pin(self.services, True)
         try:
             cpu, workers = time.process_time(), worker_cpu(self.services)
             started = time.perf_counter()
@@ -139,7 +140,7 @@ class Side:
                     worker_cpu(self.services) - workers)
         finally:
             if self.executor == "pinned":
-                pin(None)
+                pin(self.services, False)
 
 
 class Bench:
