@@ -34,12 +34,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import orjson
 from common import loop_choice, run_in_temporary_directory
-from scale import pin, worker_cpu
+from scale import can_pin, pin, worker_cpu
 from trials import Ostinato, single_node_dot
 
 from ostinato.daemon.engine.rundir import RunDirectory
@@ -86,13 +86,9 @@ async def measure(tmp: Path, args: argparse.Namespace) -> dict[str, list[dict[st
         pin(services, True)
         try:
             cpu, workers = time.process_time(), worker_cpu(services)
-            if variant == "full":
+            with without_run_files() if variant == "no-run-files" else nullcontext():
                 seconds = await trials.trial_set(single_node_dot(), RunSettings(), count,
                                                  args.concurrency)
-            else:
-                with without_run_files():
-                    seconds = await trials.trial_set(single_node_dot(), RunSettings(),
-                                                     count, args.concurrency)
             return {"ms": seconds / count * 1000,
                     "daemon_ms": (time.process_time() - cpu) / count * 1000,
                     "workers_ms": (worker_cpu(services) - workers) / count * 1000}
@@ -142,7 +138,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.rounds, args.trials, args.concurrency, args.workers) < 1:
         parser.error("counts must be at least 1")
-    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
+    if not can_pin():
         parser.error("needs two CPUs or more and sched_setaffinity (Linux)")
     return args
 

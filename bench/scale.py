@@ -105,6 +105,11 @@ def worker_cpu(services: Services) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def can_pin() -> bool:
+    """Whether `pin` can work here: two CPUs or more, and sched_setaffinity (Linux)."""
+    return (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity")
+
+
 def pin(services: Services, pinned: bool) -> None:
     """`pinned`: this process's threads on CPU 0 and `services`' workers on the other CPUs;
     else all of them back on every CPU."""
@@ -347,7 +352,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     with_ray = not args.no_ray and importlib.util.find_spec("ray") is not None
     args.executors = ["inline", "processes", *(["ray"] if with_ray else []),
                       *(["pinned"] if args.pinned else [])]
-    if args.pinned and ((os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity")):
+    if args.pinned and not can_pin():
         parser.error("--pinned: needs two CPUs or more and sched_setaffinity (Linux)")
     if min(args.rounds, args.trials, args.concurrency, args.workers, args.nodes,
            args.latency_concurrency) < 1 or args.latency_ms < 0:
