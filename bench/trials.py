@@ -72,9 +72,9 @@ run, a warm-up of each kind first, and the summary takes the best round of each 
 (other load and writeback only ever add time). Do not start it right after something
 deleted many files (the test suite, another benchmark).
 
-Targets: per-trial overhead at most 0.3x inspect_ai's per-sample overhead and at most 0.3x
-promptfoo's marginal per test; concurrency within 1.2x of ideal; replay at most 1.2x the
-scripted run.
+Targets: per-trial overhead at most 0.1x inspect_ai's per-sample overhead (issue 18; the
+trials issue asked 0.3x) and at most 0.3x promptfoo's marginal per test; concurrency within
+1.2x of ideal; replay at most 1.2x the scripted run.
 The last line is always the ratios with their targets.
 
 `--profile K` runs one more zero-latency trial set (at the first `--concurrency`) under
@@ -120,7 +120,7 @@ from ostinato.protocol.runs import RunSettings
 
 INSPECT_REFERENCE_MS = 9.5  # inspect_ai mockllm, per sample, on these machines
 PROMPTFOO_REFERENCE_MS = 3.5  # promptfoo echo provider, per test, when it is not installed
-INSPECT_TARGET = 0.3  # per-trial overhead <= 0.3x inspect_ai's per sample
+INSPECT_TARGET = 0.1  # per-trial overhead <= 0.1x inspect_ai's per sample (issue 18)
 CONCURRENCY_TARGET = 1.2  # latency set <= 1.2x ideal
 REPLAY_TARGET = 1.2  # replay <= 1.2x the scripted run
 INSPECT_WARMUP = 20
