@@ -40,9 +40,12 @@ class TestsRunParams(Params):
                                       description="Test at most this many of the selected.")
     trials: int = Field(default=1, ge=1, le=1000,
                         description="Replays of each snapshot; above 1 a trial set.")
-    concurrency: int = Field(default=4, ge=1, le=1000,
-                             description="A snapshot's trials running at once. Snapshots "
-                                         "run one after another.")
+    concurrency: int = Field(
+        default=4, ge=1, le=1000,
+        description="Runs in flight at once across the test run. Snapshots start in "
+                    "order: a snapshot's trials run at once, up to this many, and as many "
+                    "snapshots as their trials fit run side by side (one trial each: this "
+                    "many snapshots at once; 1: one run at a time, in order).")
     mode: TestMode = Field(
         default="recorded",
         description="`recorded` (default): every model and tool call, the judge's too, "
@@ -51,11 +54,12 @@ class TestsRunParams(Params):
                     "otherwise; `live`: every call live.")
     stop_on_first_failure: bool = Field(
         default=False, description="After the first snapshot that fails or errors, start "
-                                   "nothing more: the rest are `skipped`.")
+                                   "nothing more: the snapshots already running finish, the "
+                                   "rest are `skipped`.")
     cost_limit_usd: float | None = Field(
         default=None, ge=0,
         description="A budget for the whole test run (replays and judge calls). Once "
-                    "reached nothing new starts: the snapshot in progress and the test run "
+                    "reached nothing new starts: the snapshots in progress and the test run "
                     "end `budget_exceeded`, the snapshots not started are `skipped`.")
     wait: bool = Field(default=False, description="Answer when the test run has ended, not "
                                                   "at once with its id.")

@@ -92,6 +92,17 @@ def test_the_coordinator_files_bench_prices_the_daemons_run_files() -> None:
     assert "the run's own files cost the daemon" in done.stdout
 
 
+def test_the_suite_bench_times_both_suites_one_at_a_time_and_side_by_side() -> None:
+    found = bench("suite.py", "--rounds", "1", "--snapshots", "6", "--live-snapshots", "4",
+                  "--concurrency", "4", "--latency-ms", "5")
+    timed = {(t["suite"], t["executor"], t["concurrency"]) for t in found["timings"]}
+    assert timed == {(suite, executor, concurrency) for suite in ("recorded", "live")
+                     for executor in ("inline", "processes") for concurrency in (1, 4)}
+    assert set(found["speedups"]) == {
+        f"{suite}_{executor}_c4_vs_{base}" for suite in ("recorded", "live")
+        for executor in ("inline", "processes") for base in ("c1", "inline_c1")}
+
+
 def test_the_trials_bench_runs_every_workload() -> None:
     """promptfoo too when `make bench-promptfoo` installed it (not in CI: about 2 GB and a
     minute; there the next test's path, without it, is the one taken)."""

@@ -36,14 +36,15 @@ pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
 async def test_a_budget_that_runs_out_in_the_third_snapshot_stops_there(
         daemon: InProcessDaemon, executor: str) -> None:
     wire = await daemon.connect()
-    # Four snapshots of three $1 calls each, under a $7.50 limit: the first two spend $6;
+    # One snapshot at a time (concurrency 1), so where the budget runs out is known: four
+    # snapshots of three $1 calls each, under a $7.50 limit: the first two spend $6;
     # the third's first call brings it to $7 and its second to $8, past the limit, so its
     # third node never starts; the fourth never starts at all.
     made = [await snapshot(wire, f"budget-{i}", priced(f"budget{i}")) for i in range(4)]
     limit = 7.5
     before = await runs_done_on_workers(wire)
     result = await run_tests(wire, snapshot_ids=[s["id"] for s in made], mode="live",
-                             cost_limit_usd=limit)
+                             cost_limit_usd=limit, concurrency=1)
     # On a pool, the three runs executed on workers, each checking a copy of the budget.
     assert await runs_done_on_workers(wire) - before == (3 if executor != "inline" else 0)
     assert result["status"] == "budget_exceeded"
@@ -77,7 +78,9 @@ async def test_stop_on_first_failure_skips_the_rest(daemon: InProcessDaemon) -> 
             await snapshot(wire, "sof-fail", priced("soffail", 1), invariants=FAILS),
             await snapshot(wire, "sof-after", priced("sofafter", 1))]
     ids = [s["id"] for s in made]
-    stopped = await run_tests(wire, snapshot_ids=ids, mode="live", stop_on_first_failure=True)
+    # One at a time: the failure is known before the third snapshot could start.
+    stopped = await run_tests(wire, snapshot_ids=ids, mode="live", stop_on_first_failure=True,
+                              concurrency=1)
     assert stopped["status"] == "failed"
     assert statuses(stopped) == ["passed", "failed", "skipped"]
     assert "stop_on_first_failure" in stopped["snapshots"][2]["message"]
@@ -202,8 +205,9 @@ async def test_progress_and_events_as_snapshots_finish(daemon: InProcessDaemon) 
     made = [await snapshot(wire, f"prog-{i}", priced(f"prog{i}", 1)) for i in range(3)]
     watcher = await daemon.connect()  # another client, subscribed to every test run
     await watcher.result("tests.subscribe", {"test_run_id": "*"})
+    # One at a time, so the events alternate (tests/test_tests_run_parallel.py: side by side).
     result = await wire.result("tests.run", {"snapshot_ids": [s["id"] for s in made],
-                                             "mode": "live", "wait": True,
+                                             "mode": "live", "wait": True, "concurrency": 1,
                                              "workDoneToken": "tok"})
     progress = [n["params"]["value"] for n in wire.notifications
                 if n["method"] == "$/progress" and n["params"]["token"] == "tok"]

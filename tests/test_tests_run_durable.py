@@ -37,8 +37,9 @@ async def test_a_test_run_cut_off_keeps_the_snapshots_that_finished(
     made = [await snapshot(wire, "cut-first", priced("cutfirst", 2)),
             await snapshot(wire, "cut-blocked", blocking(fifo)),
             await snapshot(wire, "cut-never", priced("cutnever", 1))]
+    # One at a time: the third has not started when the daemon stops.
     started = await wire.result("tests.run", {"snapshot_ids": [s["id"] for s in made],
-                                              "mode": "live"})
+                                              "mode": "live", "concurrency": 1})
     [done] = await _finished_events(wire, 1)
     assert done["status"] == "passed"
     pid = int(await read_fifo(fifo))  # the second snapshot's replay is running

@@ -118,8 +118,9 @@ async def test_a_judge_stops_voting_once_the_budget_is_spent(daemon: InProcessDa
     after = await snapshot(wire, "after-judge", priced("afterjudge", 1))
     # The replay's call leaves a hair of budget: the judge's first vote is asked (and costs
     # a few cents' millionths), the next two are not.
+    # One at a time: the second starts only after the first spent the budget.
     result = await run_tests(wire, snapshot_ids=[made["id"], after["id"]], mode="live",
-                             cost_limit_usd=CALL_USD + 1e-6)
+                             cost_limit_usd=CALL_USD + 1e-6, concurrency=1)
     first, second = result["snapshots"]
     assert (first["status"], second["status"]) == ("budget_exceeded", "skipped")
     assert "judge" in first["message"]

@@ -38,14 +38,22 @@ _SHOWN = 5  # failed invariants listed per snapshot
 
 
 class TestDisplay(Display):
-    """A header; on a terminal a bar over the snapshots (done of all, the one running,
+    """A header; on a terminal a bar over the snapshots (done of all, those running,
     elapsed time and ETA), without one a status line now and then; a line per snapshot as
     it finishes; the results table and the verdict."""
 
     __test__ = False  # not a pytest class, whatever its name
     total = 0  # snapshots in the test run
     done = 0  # snapshots finished
-    current = ""  # the snapshot running
+
+    def __init__(self, out: TextIO, quiet: bool = False) -> None:
+        super().__init__(out, quiet)
+        self.running: dict[int, str] = {}  # the snapshots running, by index
+
+    @property
+    def current(self) -> str:
+        """The snapshots running, in order."""
+        return ", ".join(name for _, name in sorted(self.running.items()))
     _task: Any = None  # the bar's task in the rich Progress
 
     def started(self, test_run: dict[str, Any]) -> None:
@@ -82,10 +90,10 @@ class TestDisplay(Display):
         """Show one tests/event."""
         data = event["data"]
         if event["type"] == "SnapshotStarted":
-            self.current = f"{data['name']} v{data['version']}"
+            self.running[data["index"]] = f"{data['name']} v{data['version']}"
         elif event["type"] == "SnapshotFinished":
             self.done += 1
-            self.current = ""
+            self.running.pop(data["index"], None)
             for line in snapshot_lines(data):
                 self._line(line)
         self._bar()
@@ -290,7 +298,8 @@ def add_parsers(commands: Any) -> None:
     parser.add_argument("--trials", type=positive_int, metavar="N",
                         help="replays of each snapshot (default 1)")
     parser.add_argument("--concurrency", type=positive_int, metavar="N",
-                        help="a snapshot's trials running at once (default 4)")
+                        help="runs in flight at once: a snapshot's trials, and as many "
+                             "snapshots side by side as theirs fit (default 4)")
     parser.add_argument("--mode", choices=("recorded", "hybrid", "live"), default="recorded",
                         metavar="recorded|hybrid|live",
                         help="recorded (default): every call from the snapshot's cassette, "

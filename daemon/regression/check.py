@@ -1,6 +1,6 @@
 """One snapshot of a test run: replay it (one run, or a trial set), evaluate its invariants
 on what the replay recorded, compare its metrics with the snapshot's reference, and say how
-it went. `suite.py` runs the snapshots of a test run one after another through this.
+it went. `suite.py` checks each snapshot of a test run through this.
 
 The test run's one Budget is given to the replay (the engine checks it before every node and
 charges every call) and to the judge (each judge call is checked against it before it starts

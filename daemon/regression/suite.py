@@ -1,11 +1,14 @@
 """Test runs while they run in this daemon (`TestRuns`, which tests.py serves).
 
-A test run replays its selected snapshots one after another (a snapshot's trials run
-concurrently), each checked by check.py under the test run's one cost Budget. Each
-snapshot's result is in the store as soon as it finished, so a daemon killed mid test run
-keeps what had finished (at its next start the test run is `interrupted`). Once the budget
-is reached nothing new starts: the snapshot in progress and the test run end
-`budget_exceeded` and the snapshots not started are `skipped`. `tests/event` notifications
+A test run replays its selected snapshots, each checked by check.py under the test run's one
+cost Budget. Snapshots start in order, as many at once as their trials fit in the test
+run's `concurrency` (the limit of its runs in flight): with one trial each, `concurrency`
+snapshots; with trials, a snapshot's trials run concurrently and the snapshots share what
+is left. Each snapshot's result is in the store as soon as it finished, so a daemon killed
+mid test run keeps what had finished (at its next start the test run is `interrupted`).
+Once the budget is reached, or with `stop_on_first_failure` once a snapshot failed, nothing
+new starts: the snapshots in progress finish (a budget cuts their replays short, and they
+end `budget_exceeded`) and the snapshots not started are `skipped`. `tests/event` notifications
 go to subscribed connections (the one that called tests.run is subscribed to its test run)
 as each snapshot starts and finishes, and when the test run ends.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +28,7 @@ from ..engine.budget import Budget
 from ..host import Session
 from ..ids import utc_now, uuid7
 from ..runs.launch import Launched
-from ..store.records import SnapshotRecord, TestResult, TestRunRecord, summarize
+from ..store.records import SnapshotRecord, TestResult, TestRunRecord, summary_of
 from ..store.snapshot_schema import UnknownSchema
 from ..store.suites import TestRunStore
 from .check import CheckOptions, check_snapshot, not_run
@@ -52,23 +56,38 @@ class TestRun:
     message: str | None = None
     ended_at: str | None = None
     seq: int = 1
-    replay: Launched | None = None  # the run or trial set of the snapshot in progress
+    replays: dict[int, Launched] = field(default_factory=dict)  # of the snapshots checking
+    stop: tuple[str, str] | None = None  # why nothing more starts: (message, skipped's)
     cancel_requested: bool = False
     listeners: list[Any] = field(default_factory=list)  # called with each finished result
     task: asyncio.Task[None] | None = None
+    # Kept as results end, not summed over all of them at each save: a suite of thousands
+    # would pay for every result at every snapshot.
+    ended_counts: Counter[str] = field(default_factory=Counter)
+    ended_cost_usd: float = 0.0
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
     def total_cost_usd(self) -> float:
         """What the finished snapshots cost."""
-        return round(sum(r.cost_usd for r in self.results), 10)
+        return round(self.ended_cost_usd, 10)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """The counts by status, as `summarize` gives them."""
+        return summary_of(self.ended_counts, len(self.results))
+
+    def ended(self, result: TestResult) -> None:
+        """Count a result whose status is final (once)."""
+        self.ended_counts[result.status] += 1
+        self.ended_cost_usd += result.cost_usd
 
     def record(self) -> TestRunRecord:
         """The test run as it stands, as the store would return it."""
         return TestRunRecord(
             id=self.id, status=self.status, options=self.options,
-            summary=summarize(self.results), total_cost_usd=self.total_cost_usd,
+            summary=self.summary, total_cost_usd=self.total_cost_usd,
             cost_limit_usd=self.budget.limit_usd if self.budget else None,
             message=self.message, created_at=self.created_at, ended_at=self.ended_at,
             results=self.results)
@@ -148,74 +167,96 @@ class TestRuns:
         test_run.seq += 1
 
     async def _run(self, test_run: TestRun) -> None:
-        """The snapshots one after another; the test run's end, whatever happens."""
+        """The snapshots; the test run's end, whatever happens."""
+        # Cut off, every result is stored again: a check cancelled while its result was
+        # being stored still has it kept.
         changed: list[TestResult] = []
         try:
             await self._snapshots(test_run)
             test_run.status = _final_status(test_run)
         except asyncio.CancelledError:
-            changed = await self._cut_off(test_run)
+            why = "the daemon stopped" if self.stopping else "the test run was cancelled"
+            await self._cut_off(test_run, "interrupted" if self.stopping else "cancelled",
+                                f"{why} before every snapshot ran", f"not finished: {why}")
+            changed = test_run.results
         except Exception:  # a bug: the test run errors, the daemon goes on
             log.exception("test run %s crashed", test_run.id)
-            test_run.status, test_run.message = "error", "internal error (see the daemon log)"
-            changed = _skip_rest(test_run, "not run: the test run stopped on an internal error")
+            await self._cut_off(test_run, "error", "internal error (see the daemon log)",
+                                "not run: the test run stopped on an internal error")
+            changed = test_run.results
         finally:
             test_run.ended_at = utc_now()  # from now on tests.cancel only awaits the end
             try:
                 await self.store.save(test_run.id, changed,
                                       total_cost_usd=test_run.total_cost_usd,
-                                      all_results=test_run.results, status=test_run.status,
+                                      summary=test_run.summary, status=test_run.status,
                                       message=test_run.message, ended_at=test_run.ended_at)
             finally:
                 # Live until its end is stored: tests.get never reads a `running` row of a
                 # test run that has ended.
                 self.active.pop(test_run.id, None)
                 self._publish(test_run, "TestRunFinished", {
-                    "status": test_run.status, "summary": summarize(test_run.results),
+                    "status": test_run.status, "summary": test_run.summary,
                     "total_cost_usd": test_run.total_cost_usd, "message": test_run.message})
                 if not test_run.done.done():
                     test_run.done.set_result(None)
 
     async def _snapshots(self, test_run: TestRun) -> None:
-        services = self.services
+        """Start the snapshots in order, each once a lane is free, until one says stop;
+        cancelled, the snapshots checking are cancelled with it."""
         options = test_run.options
-        check = CheckOptions(options["mode"], options["trials"], options["concurrency"],
-                             test_run.budget)
-        for snapshot, result in zip(test_run.snapshots, test_run.results, strict=True):
-            if test_run.budget is not None and test_run.budget.exceeded:
-                test_run.message = (f"the cost budget (${test_run.budget.limit_usd:g}) ran "
-                                    "out before every snapshot ran")
-                await self._skip(test_run, "not run: the cost budget ran out")
-                return
-            self._publish(test_run, "SnapshotStarted", {
-                "index": result.index, "snapshot_id": result.snapshot_id, "name": result.name,
-                "version": result.version})
+        trials, concurrency = options["trials"], options["concurrency"]
+        per_snapshot = min(trials, concurrency)
+        lanes = asyncio.Semaphore(max(1, concurrency // per_snapshot))
+        check = CheckOptions(options["mode"], trials, per_snapshot, test_run.budget)
+        budget = test_run.budget
+        async with asyncio.TaskGroup() as checking:
+            for snapshot, result in zip(test_run.snapshots, test_run.results, strict=True):
+                await lanes.acquire()
+                if test_run.stop is None and budget is not None and budget.exceeded:
+                    test_run.stop = (f"the cost budget (${budget.limit_usd:g}) ran out "
+                                     "before every snapshot ran",
+                                     "not run: the cost budget ran out")
+                if test_run.stop is not None:
+                    lanes.release()
+                    break
+                self._publish(test_run, "SnapshotStarted", {
+                    "index": result.index, "snapshot_id": result.snapshot_id,
+                    "name": result.name, "version": result.version})
+                checking.create_task(self._check(test_run, snapshot, result, check, lanes))
+        if test_run.stop is not None:
+            test_run.message, skipped = test_run.stop
+            await self._skip(test_run, skipped)
 
-            async def started(handle: Launched, result: TestResult = result) -> None:
+    async def _check(self, test_run: TestRun, snapshot: SnapshotRecord, result: TestResult,
+                     check: CheckOptions, lane: asyncio.Semaphore) -> None:
+        """One snapshot checked, stored and announced; its lane freed at the end."""
+        try:
+            async def started(handle: Launched) -> None:
                 # Stored at once: a daemon killed during the replay leaves a result that
                 # names the run it started.
-                test_run.replay = handle
+                test_run.replays[result.index] = handle
                 await self.store.save(test_run.id, [result],
                                       total_cost_usd=test_run.total_cost_usd,
-                                      all_results=test_run.results)
+                                      summary=test_run.summary)
 
             try:
-                await check_snapshot(services, services.home, snapshot, check, result,
-                                     on_started=started)
+                await check_snapshot(self.services, self.services.home, snapshot, check,
+                                     result, on_started=started)
             except Exception as exc:  # a bug in one snapshot's check: it errors, others run
                 log.exception("test run %s: snapshot %s crashed", test_run.id, snapshot.id)
                 result.status, result.message = "error", f"internal error: {type(exc).__name__}"
-            test_run.replay = None
+            test_run.ended(result)
+            test_run.replays.pop(result.index, None)
             await self.store.save(test_run.id, [result], total_cost_usd=test_run.total_cost_usd,
-                                  all_results=test_run.results)
+                                  summary=test_run.summary)
             self._publish(test_run, "SnapshotFinished", result.as_dict())
             for listener in test_run.listeners:
                 listener(result)
-            stop = self._stop_reason(test_run, result)
-            if stop is not None:
-                test_run.message, skipped = stop
-                await self._skip(test_run, skipped)
-                return
+            if test_run.stop is None:
+                test_run.stop = self._stop_reason(test_run, result)
+        finally:
+            lane.release()
 
     @staticmethod
     def _stop_reason(test_run: TestRun, result: TestResult) -> tuple[str, str] | None:
@@ -235,21 +276,20 @@ class TestRuns:
         changed = _skip_rest(test_run, message)
         if changed:
             await self.store.save(test_run.id, changed, total_cost_usd=test_run.total_cost_usd,
-                                  all_results=test_run.results)
+                                  summary=test_run.summary)
 
-    async def _cut_off(self, test_run: TestRun) -> list[TestResult]:
-        """tests.cancel, or the daemon stopping: the replay in progress is stopped (by the
-        runner when the daemon stops), the snapshots not finished are `skipped`."""
-        why = "the daemon stopped" if self.stopping else "the test run was cancelled"
-        test_run.status = "interrupted" if self.stopping else "cancelled"
-        test_run.message = f"{why} before every snapshot ran"
-        replay, test_run.replay = test_run.replay, None
-        if replay is not None:
+    async def _cut_off(self, test_run: TestRun, status: str, message: str,
+                       skipped: str) -> None:
+        """tests.cancel, the daemon stopping, or a bug: the replays in progress are stopped
+        (by the runner when the daemon stops), the snapshots not finished are `skipped`."""
+        test_run.status, test_run.message = status, message
+        replays, test_run.replays = test_run.replays, {}
+        for index, replay in replays.items():
             if not self.stopping:
                 await replay.cancel()
-            for cut in (r for r in test_run.results if r.status == "running"):
-                cut.run_ids, cut.trial_set_id = replay.run_ids(), replay.trial_set_id
-        return _skip_rest(test_run, f"not finished: {why}")
+            cut = test_run.results[index]
+            cut.run_ids, cut.trial_set_id = replay.run_ids(), replay.trial_set_id
+        _skip_rest(test_run, skipped)
 
     async def get(self, test_run_id: str, wait: bool = False) -> TestRunRecord:
         """A test run: live while it runs here (after its end with `wait`), else as
@@ -300,6 +340,7 @@ def _skip_rest(test_run: TestRun, message: str) -> list[TestResult]:
         if result.status in ("pending", "running"):
             result.status, result.message = "skipped", message
             result.invariants = result.invariants or not_run(snapshot, message)
+            test_run.ended(result)
             changed.append(result)
     return changed
 

@@ -12,7 +12,8 @@ trace.get, cassettes and the invariant library read them as such.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
@@ -252,12 +253,13 @@ _RESULT_FIELDS = [f.name for f in fields(TestResult)]
 def summarize(results: Sequence[TestResult]) -> dict[str, int]:
     """{total, passed, failed, errors, skipped, budget_exceeded} over snapshot results;
     pending and running ones count only in `total`."""
-    summary = {"total": len(results), **dict.fromkeys(SUMMARY_KEYS.values(), 0)}
-    for result in results:
-        key = SUMMARY_KEYS.get(result.status)
-        if key is not None:
-            summary[key] += 1
-    return summary
+    return summary_of(Counter(result.status for result in results), len(results))
+
+
+def summary_of(statuses: Mapping[str, int], total: int) -> dict[str, int]:
+    """The summary of `total` results, `statuses` counting them by status."""
+    return {"total": total, **{key: statuses.get(status, 0)
+                               for status, key in SUMMARY_KEYS.items()}}
 
 
 @dataclass(slots=True)

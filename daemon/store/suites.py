@@ -51,13 +51,13 @@ class TestRunStore:
                  result.index))
 
     async def save(self, test_run_id: str, results: list[TestResult], *,
-                   total_cost_usd: float, all_results: list[TestResult],
+                   total_cost_usd: float, summary: dict[str, int],
                    status: str | None = None, message: str | None = None,
                    ended_at: str | None = None) -> None:
         """Some snapshots' results with the test run's summary and cost (and, at the end,
         its status), in one transaction."""
         statements = [self._result_statement(test_run_id, r) for r in results]
-        fields: dict[str, Any] = {"summary_json": _json(summarize(all_results)),
+        fields: dict[str, Any] = {"summary_json": _json(summary),
                                   "total_cost_usd": round(total_cost_usd, 10)}
         if status is not None:
             fields.update(status=status, message=message, ended_at=ended_at)
@@ -106,7 +106,7 @@ class TestRunStore:
                     result.status, result.message = "skipped", INTERRUPTED_MESSAGE
                     changed.append(result)
             await self.save(row["id"], changed, total_cost_usd=stored.total_cost_usd,
-                            all_results=stored.results, status="interrupted",
+                            summary=summarize(stored.results), status="interrupted",
                             message="the daemon stopped while the test run ran",
                             ended_at=ended)
         return [row["id"] for row in rows]
