@@ -204,6 +204,12 @@ class SettingsInterviewer:
 
 
 @functools.cache
+def _working_directory() -> Path:
+    """Where this worker runs, which it never changes: asked once, not for every run."""
+    return Path.cwd()
+
+
+@functools.cache
 def _environment_secrets() -> tuple[str, ...]:
     """The secret-looking variables of this process's environment, which a worker never
     changes: read once, not for every run."""
@@ -217,7 +223,7 @@ async def _executor(job: Job, channel: Channel, shared: Shared,
     handlers = default_handlers()
     loaded = await load_pipeline_async(
         PipelineRef(source=job.source, format=job.source_format),  # type: ignore[arg-type]
-        Path.cwd(), job.variables, known_types=handlers.known_types(),
+        _working_directory(), job.variables, known_types=handlers.known_types(),
         max_bytes=job.max_pipeline_bytes)
     if loaded.graph is None or not loaded.valid:  # the daemon's load found it valid
         raise RuntimeError(f"the pipeline does not load here as in the daemon: "
