@@ -52,10 +52,10 @@ async def test_exit_codes_follow_the_verdict(daemon: DaemonProcess, tmp_path: Pa
         line.split() for line in out.splitlines()]
     assert "      ✗ contains: " in out
 
-    # Three snapshots ($1, $1, then two $1 calls): the third's first call crosses a $2.50
-    # limit, so its second never starts: exit 2, not 1.
-    code, out, err = await ostinato("test", "--all", "--cost-limit-usd", "2.5", *socket,
-                                    cwd=tmp_path)
+    # One at a time, three snapshots ($1, $1, then two $1 calls): the third's first call
+    # crosses a $2.50 limit, so its second never starts: exit 2, not 1.
+    code, out, err = await ostinato("test", "--all", "--cost-limit-usd", "2.5",
+                                    "--concurrency", "1", *socket, cwd=tmp_path)
     assert code == 2, err
     assert out.splitlines()[-2].startswith("budget_exceeded: ")
     assert "the cost budget ($2.5) ran out during snapshot 'cli-good-too' v1" in out

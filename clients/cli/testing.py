@@ -35,6 +35,7 @@ EXIT_ERRORS = 2  # errors, budget exceeded, cancelled or interrupted: no verdict
 _MARKS = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "-", "budget_exceeded": "$"}
 _REPORTS = ("junit", "html", "markdown")  # each an option (--junit FILE) and a format
 _SHOWN = 5  # failed invariants listed per snapshot
+_RUNNING_SHOWN = 3  # snapshots named while they run side by side
 
 
 class TestDisplay(Display):
@@ -52,8 +53,10 @@ class TestDisplay(Display):
 
     @property
     def current(self) -> str:
-        """The snapshots running, in order."""
-        return ", ".join(name for _, name in sorted(self.running.items()))
+        """The snapshots running, in order (the first few, and how many more)."""
+        names = [name for _, name in sorted(self.running.items())]
+        more = len(names) - _RUNNING_SHOWN
+        return ", ".join(names[:_RUNNING_SHOWN]) + (f" and {more} more" if more > 0 else "")
     _task: Any = None  # the bar's task in the rich Progress
 
     def started(self, test_run: dict[str, Any]) -> None:
