@@ -59,8 +59,9 @@ class TestsRunParams(Params):
     cost_limit_usd: float | None = Field(
         default=None, ge=0,
         description="A budget for the whole test run (replays and judge calls). Once "
-                    "reached nothing new starts: the snapshots in progress and the test run "
-                    "end `budget_exceeded`, the snapshots not started are `skipped`.")
+                    "reached nothing new starts: the snapshots in progress stop at their next "
+                    "node (`budget_exceeded`, unless they had finished), the test run ends "
+                    "`budget_exceeded`, the snapshots not started are `skipped`.")
     wait: bool = Field(default=False, description="Answer when the test run has ended, not "
                                                   "at once with its id.")
     cancel_with_request: bool = Field(

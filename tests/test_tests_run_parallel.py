@@ -4,10 +4,13 @@ stop_on_first_failure, a spent budget and a cancel each stop what had not starte
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ostinato.daemon.store.runs import RunStore
 
 from .inprocess import InProcessDaemon
 from .runs_support import dot, make_fifo, read_fifo
@@ -165,3 +168,38 @@ async def test_cancel_stops_every_replay_in_progress(daemon: InProcessDaemon,
         r["run_id"] for r in held_runs)
     assert named[2:] == ([[]] if waiting else [])
     assert all("cancelled" in s["message"] for s in cancelled["snapshots"])
+
+
+async def test_a_cancel_while_a_replay_starts_stops_that_replay_too(
+        daemon: InProcessDaemon, short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel lands while a snapshot's run is being created, its row committing with
+    other writes (a write that joined a group commit is committed, whatever happens to its
+    caller): the run is still cancelled and named with the rest, never left running."""
+    wire = await daemon.connect()
+    go = short_tmp / "go"  # never made: these runs end only when cancelled
+    made = [await snapshot(wire, f"race-{i}", held("race", short_tmp / f"pid{i}", go))
+            for i in range(2)]
+    services = daemon.daemon.services
+    assert services is not None
+    add_run = RunStore.add_run
+    cancelling: list[asyncio.Task[Any]] = []
+    cancelled_now = asyncio.Event()
+
+    async def committed_whatever_happens(store: RunStore, **row: Any) -> None:
+        writing = asyncio.ensure_future(add_run(store, **row))
+        if not cancelling:  # the first run's row: tests.cancel reaches its test run now
+            [test_run] = services.tests.active.values()
+            cancelling.append(asyncio.ensure_future(services.tests.cancel(test_run.id)))
+            cancelled_now.set()
+        await asyncio.shield(writing)
+
+    monkeypatch.setattr(RunStore, "add_run", committed_whatever_happens)
+    started = await wire.result("tests.run", {"snapshot_ids": [s["id"] for s in made],
+                                              "mode": "live", "concurrency": 2})
+    await cancelled_now.wait()
+    cancelled = await cancelling[0]
+    assert (cancelled.id, cancelled.status) == (started["test_run_id"], "cancelled")
+    runs = (await wire.result("run.list", {}))["runs"]
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"cancelled"}
+    named = {run for result in cancelled.results for run in result.run_ids}
+    assert {r["run_id"] for r in runs} <= named  # every run it started, named

@@ -11,6 +11,7 @@ and charged when it returns). A replay the budget cut short makes the snapshot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import statistics
 import time
@@ -108,10 +109,7 @@ async def check_snapshot(services: Needs, home: Path, snapshot: SnapshotRecord,
         return
     try:
         try:
-            handle = await replay_snapshot(services, home, snapshot, mode=options.mode,
-                                           trials=options.trials,
-                                           concurrency=options.concurrency,
-                                           budget=options.budget)
+            handle = await _replay(services, home, snapshot, options, result, on_started)
         except BudgetExceeded as exc:
             _end(result, _ENDED_BY_BUDGET, str(exc),
                  not_run(snapshot, "not evaluated: " + str(exc)))
@@ -131,6 +129,26 @@ async def check_snapshot(services: Needs, home: Path, snapshot: SnapshotRecord,
     finally:
         result.ended_at = utc_now()
         result.duration_ms = round((time.monotonic() - started) * 1000, 3)
+
+
+async def _replay(services: Needs, home: Path, snapshot: SnapshotRecord,
+                  options: CheckOptions, result: TestResult,
+                  on_started: Callable[[Launched], Awaitable[None]] | None) -> Launched:
+    """The snapshot's replay, started. Shielded: a check cancelled while its replay starts
+    (a run's row committing with other runs' writes) still hands what it started to
+    `on_started`, so that it is stopped and named with the rest, never left running."""
+    launching = asyncio.ensure_future(replay_snapshot(
+        services, home, snapshot, mode=options.mode, trials=options.trials,
+        concurrency=options.concurrency, budget=options.budget))
+    try:
+        return await asyncio.shield(launching)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # a replay that failed to start left nothing
+            handle = await launching
+            result.run_ids, result.trial_set_id = handle.run_ids(), handle.trial_set_id
+            if on_started is not None:
+                await on_started(handle)
+        raise
 
 
 def _end(result: TestResult, status: str, message: str | None,

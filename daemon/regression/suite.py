@@ -7,8 +7,9 @@ snapshots; with trials, a snapshot's trials run concurrently and the snapshots s
 is left. Each snapshot's result is in the store as soon as it finished, so a daemon killed
 mid test run keeps what had finished (at its next start the test run is `interrupted`).
 Once the budget is reached, or with `stop_on_first_failure` once a snapshot failed, nothing
-new starts: the snapshots in progress finish (a budget cuts their replays short, and they
-end `budget_exceeded`) and the snapshots not started are `skipped`. `tests/event` notifications
+new starts: the snapshots in progress finish (a budget stops their replays at their next
+node: `budget_exceeded`, unless they had finished) and the snapshots not started are
+`skipped`. `tests/event` notifications
 go to subscribed connections (the one that called tests.run is subscribed to its test run)
 as each snapshot starts and finishes, and when the test run ends.
 """
@@ -16,6 +17,7 @@ as each snapshot starts and finishes, and when the test run ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,7 +60,9 @@ class TestRun:
     seq: int = 1
     replays: dict[int, Launched] = field(default_factory=dict)  # of the snapshots checking
     stop: tuple[str, str] | None = None  # why nothing more starts: (message, skipped's)
-    cancel_requested: bool = False
+    # Cancelled or being cut off: its task is not cancelled again, which would cut its end
+    # short (results left `running` in the store).
+    ending: bool = False
     listeners: list[Any] = field(default_factory=list)  # called with each finished result
     task: asyncio.Task[None] | None = None
     # Kept as results end, not summed over all of them at each save: a suite of thousands
@@ -175,11 +179,13 @@ class TestRuns:
             await self._snapshots(test_run)
             test_run.status = _final_status(test_run)
         except asyncio.CancelledError:
+            test_run.ending = True
             why = "the daemon stopped" if self.stopping else "the test run was cancelled"
             await self._cut_off(test_run, "interrupted" if self.stopping else "cancelled",
                                 f"{why} before every snapshot ran", f"not finished: {why}")
             changed = test_run.results
         except Exception:  # a bug: the test run errors, the daemon goes on
+            test_run.ending = True
             log.exception("test run %s crashed", test_run.id)
             await self._cut_off(test_run, "error", "internal error (see the daemon log)",
                                 "not run: the test run stopped on an internal error")
@@ -246,15 +252,19 @@ class TestRuns:
             except Exception as exc:  # a bug in one snapshot's check: it errors, others run
                 log.exception("test run %s: snapshot %s crashed", test_run.id, snapshot.id)
                 result.status, result.message = "error", f"internal error: {type(exc).__name__}"
+                replay = test_run.replays.get(result.index)
+                if replay is not None:  # still running, perhaps: it would outlive its lane
+                    with contextlib.suppress(Exception):
+                        await replay.cancel()
             test_run.ended(result)
             test_run.replays.pop(result.index, None)
+            if test_run.stop is None:  # before anything awaits: no lane opens meanwhile
+                test_run.stop = self._stop_reason(test_run, result)
             await self.store.save(test_run.id, [result], total_cost_usd=test_run.total_cost_usd,
                                   summary=test_run.summary)
             self._publish(test_run, "SnapshotFinished", result.as_dict())
             for listener in test_run.listeners:
                 listener(result)
-            if test_run.stop is None:
-                test_run.stop = self._stop_reason(test_run, result)
         finally:
             lane.release()
 
@@ -313,9 +323,8 @@ class TestRuns:
                 raise RpcError(ErrorCode.NOT_FOUND, f"no test run {test_run_id}")
             raise RpcError(ErrorCode.CONFLICT,
                            f"test run {test_run_id} is {known.status}, not running")
-        # Once, and not while its end is being stored: that would cut the save short.
-        if not test_run.cancel_requested and test_run.ended_at is None:
-            test_run.cancel_requested = True
+        if not test_run.ending and test_run.ended_at is None:  # once, and not while it ends
+            test_run.ending = True
             test_run.task.cancel()
         await asyncio.shield(test_run.done)
         return await self.get(test_run_id)
@@ -327,7 +336,8 @@ class TestRuns:
         tasks = []
         for test_run in self.active.values():
             if test_run.task is not None:
-                if test_run.ended_at is None:  # else its end is being stored: let it be
+                if not test_run.ending and test_run.ended_at is None:  # else let it end
+                    test_run.ending = True
                     test_run.task.cancel()
                 tasks.append(test_run.task)
         await asyncio.gather(*tasks, return_exceptions=True)
