@@ -46,6 +46,7 @@ class TestDisplay(Display):
     __test__ = False  # not a pytest class, whatever its name
     total = 0  # snapshots in the test run
     done = 0  # snapshots finished
+    _task: Any = None  # the bar's task in the rich Progress
 
     def __init__(self, out: TextIO, quiet: bool = False) -> None:
         super().__init__(out, quiet)
@@ -57,7 +58,6 @@ class TestDisplay(Display):
         names = [name for _, name in sorted(self.running.items())]
         more = len(names) - _RUNNING_SHOWN
         return ", ".join(names[:_RUNNING_SHOWN]) + (f" and {more} more" if more > 0 else "")
-    _task: Any = None  # the bar's task in the rich Progress
 
     def started(self, test_run: dict[str, Any]) -> None:
         """The test run was created."""

@@ -9,9 +9,9 @@ mid test run keeps what had finished (at its next start the test run is `interru
 Once the budget is reached, or with `stop_on_first_failure` once a snapshot failed, nothing
 new starts: the snapshots in progress finish (a budget stops their replays at their next
 node: `budget_exceeded`, unless they had finished) and the snapshots not started are
-`skipped`. `tests/event` notifications
-go to subscribed connections (the one that called tests.run is subscribed to its test run)
-as each snapshot starts and finishes, and when the test run ends.
+`skipped`. `tests/event` notifications go to subscribed connections (the one that called
+tests.run is subscribed to its test run) as each snapshot starts and finishes, and when the
+test run ends.
 """
 
 from __future__ import annotations
