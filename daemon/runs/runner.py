@@ -7,6 +7,7 @@ home besides its records `files.py`'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -147,15 +148,19 @@ class Runner:
                       **redactor.data(options.launch())}
             write_config(run_dir, prepared, launch)
             run_dir.write_json("manifest.json", data=manifest, fresh=True)
-            await self.store.add_run(
-                pipeline_hash=prepared.digest, pipeline_name=graph.name,
-                pipeline_format=graph.source_format, source=prepared.stored_source,
-                run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
-                     "trace_id": trace_id, "inputs": prepared.stored_inputs,
-                     "settings": prepared.stored_settings, "created_at": created,
-                     "started_at": created, **options.launch()},
-                concurrent=options.trial_set_id is not None or bool(self.active),
-                pipeline_stored=prepared.pipeline_stored)
+            try:
+                await self.store.add_run(
+                    pipeline_hash=prepared.digest, pipeline_name=graph.name,
+                    pipeline_format=graph.source_format, source=prepared.stored_source,
+                    run={"id": run_id, "status": "running", "run_dir": f"runs/{run_id}",
+                         "trace_id": trace_id, "inputs": prepared.stored_inputs,
+                         "settings": prepared.stored_settings, "created_at": created,
+                         "started_at": created, **options.launch()},
+                    concurrent=options.trial_set_id is not None or bool(self.active),
+                    pipeline_stored=prepared.pipeline_stored)
+            except asyncio.CancelledError:
+                await self._cancelled_while_added(run_id, run_dir, manifest)
+                raise
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):  # (a joined write may commit)
                 # The run never existed (no row): a full disk leaves no directory behind.
@@ -178,6 +183,22 @@ class Runner:
                                    replayer)
         self._launch(active, inputs, checkpoint=None)
         return active
+
+    async def _cancelled_while_added(self, run_id: str, run_dir: RunDirectory,
+                                     manifest: dict[str, Any]) -> None:
+        """`start`'s caller was cancelled while the run's row was being written. A write
+        that joined a group commit is committed all the same, so the run, which will never
+        execute, ends `cancelled` (resumable: it starts over) rather than stay `running`
+        where nothing would ever end it. Its end joins the group commit its row joined (or a
+        later one), so it is written after the row; without a row it changes nothing."""
+        with contextlib.suppress(Exception):  # e.g. a full disk: the next start marks it
+            ended = utc_now()
+            reason = "cancelled before it started"
+            manifest.update(status="cancelled", end_time=ended, failure_reason=reason,
+                            resumable=True)
+            run_dir.write_json("manifest.json", data=manifest)  # before the row, as _finish
+            await self.store.update_run(run_id, concurrent=True, status="cancelled",
+                                        failure_reason=reason, ended_at=ended, resumable=1)
 
     def _on_worker(self, graph: Graph, settings: RunSettings, options: RunOptions) -> bool:
         """Whether a new run executes on a worker (decision 0007): with a pool, and not

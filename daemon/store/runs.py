@@ -72,9 +72,12 @@ class RunStore:
         assignments = ", ".join(f"{name} = ?" for name in fields)
         return f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id)
 
-    async def update_run(self, run_id: str, **fields: Any) -> None:
-        """Change some of a run's fields."""
-        await self._write(run_id, [self.update_statement(run_id, **fields)], None)
+    async def update_run(self, run_id: str, *, concurrent: bool = False,
+                         **fields: Any) -> None:
+        """Change some of a run's fields; `concurrent` as in Database.write (a change that
+        must follow writes of the group being committed joins the group)."""
+        await self._write(run_id, [self.update_statement(run_id, **fields)], None,
+                          concurrent=concurrent)
 
     async def _write(self, run_id: str, statements: list[Statement],
                      run_fields: dict[str, Any] | None, concurrent: bool = False) -> None:
