@@ -509,6 +509,50 @@ async def test_a_run_cancelled_while_the_cluster_starts_leaves_one_cluster(
         assert await daemon.stop() == 0, "".join(daemon.log)
 
 
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+async def test_a_cluster_joined_by_address_whose_workers_are_on_another_node(
+        short_tmp: Path) -> None:
+    """The daemon joins a running cluster by address (docs/scale-out.md): two Ray nodes on
+    this machine, the head without CPUs, so that every worker runs on the other node. Ray
+    says that node is not the daemon's, so its workers send the run's files with their
+    records, as on another machine, and the home ends up as an inline run leaves it."""
+    from ray.cluster_utils import Cluster
+
+    def two_nodes() -> Cluster:
+        small = 80 * 1024 * 1024  # object store bytes: the runs put nothing in it
+        cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+            "num_cpus": 0, "include_dashboard": False, "object_store_memory": small})
+        cluster.add_node(num_cpus=2, object_store_memory=small)
+        cluster.wait_for_nodes()
+        return cluster
+
+    async with in_process_daemon(short_tmp / "inline") as inline_daemon:
+        wire = await inline_daemon.connect()
+        inline = await records(wire, (await run_to_end(wire, EVERYTHING,
+                                                       settings=AUTO))["run_id"])
+    cluster = two_nodes()  # on the main thread: Ray's nodes install signal handlers
+    try:
+        daemon = await start_daemon(short_tmp / "home", "--socket", str(short_tmp / "d.sock"),
+                                    "--executor", "ray", "--ray-address", cluster.address)
+        try:
+            wire = await daemon.connect()
+            ended = await run_to_end(wire, EVERYTHING, settings=AUTO)
+            on_ray = await records(wire, ended["run_id"])
+            status = await wire.result("daemon.status")
+        finally:
+            assert await daemon.stop() == 0, "".join(daemon.log)
+    finally:
+        cluster.shutdown()
+    assert ended["status"] == "completed"
+    [worker] = [w for w in status["executor"]["workers"] if w["runs_done"]]
+    elsewhere = [line for line in daemon.log if "another node than the daemon's" in line]
+    assert elsewhere and worker["node"][:12] in elsewhere[0], "".join(daemon.log)
+    assert unordered(on_ray["files"]) == unordered(inline["files"])
+    assert len(on_ray["files"]) > 5 and on_ray["stages"] == inline["stages"]
+    assert unordered({"calls": on_ray["calls"]}) == unordered({"calls": inline["calls"]})
+
+
 async def test_the_channel_reads_whole_lines_however_they_arrive() -> None:
     """Messages come in reads that cut lines anywhere: the daemon gets each whole line once,
     a message longer than a read included, and none of a line a dying worker cut short."""

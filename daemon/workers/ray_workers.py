@@ -316,7 +316,11 @@ class RayCluster:
         writer.write(token.encode() + b"\n")
         # A worker on another node cannot see the home (a shared filesystem aside, which
         # this does not try to detect): it sends the run's files with its records.
-        return RayWorker(actor, pid, node_id, node_id != node, reader, writer)
+        elsewhere = node_id != node
+        log.info("Ray worker %d on node %s%s", pid, node_id[:12],
+                 ": another node than the daemon's, so it sends the run files with its "
+                 "records" if elsewhere else ", the daemon's")
+        return RayWorker(actor, pid, node_id, elsewhere, reader, writer)
 
     async def _leave(self) -> None:
         membership, self._membership = self._membership, None
