@@ -160,6 +160,38 @@ async def test_a_run_on_a_worker_leaves_what_an_inline_run_leaves(
     assert len(worker["events"]) > 10
 
 
+async def test_the_pool_starts_a_worker_ahead_and_grows_only_when_its_workers_are_busy(
+        short_tmp: Path) -> None:
+    """A pool of worker processes starts one as the daemon starts, so that the first run
+    does not wait for a process; a run goes to an idle worker, and the pool grows (up to
+    its size) only while every worker is busy."""
+    async with daemon_on(short_tmp / "home", "processes") as (_, wire):
+        ahead = await workers_of(wire)  # before any run: the one started ahead
+        fifos = [make_fifo(short_tmp / f"announce{i}") for i in range(2)]
+        go = short_tmp / "go"
+        held = [await wire.result("run.start", {"pipeline": dot(f"""\
+            digraph held {{
+                start [shape=Mdiamond]
+                hold [shape=parallelogram, tool_command="echo $$ > {fifo}; \\
+                      while ! test -e {go}; do sleep 0.01; done"]
+                done [shape=Msquare]
+                start -> hold -> done
+            }}""")}) for fifo in fifos]
+        tools = [int(await read_fifo(fifo)) for fifo in fifos]  # both held at once
+        busy = await workers_of(wire)
+        parents = {parent_of(tool) for tool in tools}
+        go.touch()
+        for run in held:
+            await wire.result("run.get", {"run_id": run["run_id"], "wait": True})
+        await run_to_end(wire, EVERYTHING, settings=AUTO)
+        after = await workers_of(wire)
+    assert len(ahead) == 1 and ahead[0]["runs_done"] == 0, ahead
+    assert sorted(w["runs"] for w in busy) == [1, 1]  # two busy: a second one started
+    assert parents == {w["pid"] for w in busy}  # each held run on its own worker
+    assert ahead[0]["pid"] in {w["pid"] for w in busy}  # it took the first run
+    assert len(after) == 2 and sum(w["runs_done"] for w in after) == 3  # no third worker
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_recorded_replay_is_served_on_a_worker(short_tmp: Path, backend: str) -> None:
     """The cassette travels with the job: the worker serves every call (the tool's too)."""
@@ -171,8 +203,12 @@ async def test_a_recorded_replay_is_served_on_a_worker(short_tmp: Path, backend:
                 "from_run": recorded["run_id"], "mode": "recorded"})
             assert (replayed["status"], replayed["outcome"]) == ("completed", "success")
             found[executor] = await records(wire, replayed["run_id"])
-            # The pool grows by a worker per run dispatched, up to its size: the replay too.
-            assert len(await workers_of(wire)) == (2 if executor != "inline" else 0)
+            # Both executed on a worker, the replay too: the same one, idle again when the
+            # replay came (an idle worker takes the next run; the pool grows only when every
+            # worker is busy).
+            workers = await workers_of(wire)
+            assert sum(w["runs_done"] for w in workers) == (2 if executor != "inline" else 0)
+            assert len(workers) == (executor != "inline")
     inline, worker = found["inline"], found[backend]
     assert worker["calls"] == inline["calls"] and len(worker["calls"]) >= 4
     assert worker["files"] == inline["files"]

@@ -94,6 +94,12 @@ def _parser() -> Lark:
     return Lark(_GRAMMAR, parser="lalr", maybe_placeholders=False)
 
 
+def build_parser() -> None:
+    """Build the DOT parser now (30 ms or so, once per process), not with the first
+    pipeline: a worker does it before it reads its first job."""
+    _parser()
+
+
 def parse_dot(source: str) -> Graph:
     """Parse one attractor DOT digraph; raises PipelineSyntaxError with line:col (the
     loader calls it with the garbage collector paused: load.load_source)."""

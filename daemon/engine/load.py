@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,14 +153,9 @@ def load_source(source: str, fmt: SourceFormat,
         kept = _LOADED.get(key)
         if kept is not None:
             return kept
-    # The parsers (and lark, yaml) are imported by the first pipeline loaded, not when the
-    # daemon starts.
-    from .dot import parse_dot
-    from .recipe import parse_recipe
-
     with collector_paused():  # a load makes many objects and no garbage to speak of
         try:
-            graph = parse_dot(source) if fmt == "dot" else parse_recipe(source)
+            graph = _parser(fmt)(source)
         except PipelineSyntaxError as exc:
             return LoadResult(None, [exc.to_diagnostic()])
         graph = apply_transforms(graph, variables, transforms, owned=True)
@@ -168,6 +163,16 @@ def load_source(source: str, fmt: SourceFormat,
     if key is not None:
         _LOADED.put(key, result, _footprint(graph, source, variables))
     return result
+
+
+def _parser(fmt: str) -> Callable[[str], Graph]:
+    """The parser of `fmt`, imported (with lark, or yaml) by the first pipeline of that
+    format, not when the daemon starts."""
+    if fmt == "dot":
+        from .dot import parse_dot
+        return parse_dot
+    from .recipe import parse_recipe
+    return parse_recipe
 
 
 # What a loaded graph holds besides its text, per node and per edge (measured: about 700

@@ -250,6 +250,8 @@ class RayCluster:
     JOIN_SECONDS; a join that failed, or a cluster that stopped answering (no actor starts),
     is tried afresh by the next run."""
 
+    starts_ahead = False  # an actor holds a CPU of a cluster others may share
+
     def __init__(self, address: str | None, cpus: int = 0) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus = cpus or os.cpu_count() or 1

@@ -30,6 +30,7 @@ from ostinato.protocol.runs import RunSettings
 
 from ..disk import disk_full, full_reason
 from ..engine.budget import Budget
+from ..engine.dot import build_parser
 from ..engine.events import Event
 from ..engine.executor import Executor
 from ..engine.handlers.base import Question, preset_answer
@@ -360,6 +361,7 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
     channel = Channel(transport)
     runs: dict[str, asyncio.Task[dict[str, Any]]] = {}
     shared: dict[str, Shared] = {}
+    build_parser()  # while no job waits for it yet
 
     def report(task: asyncio.Task[dict[str, Any]], run_id: str) -> None:
         runs.pop(run_id, None)
