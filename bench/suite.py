@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -117,13 +118,12 @@ async def measure(tmp: Path, args: argparse.Namespace) -> list[Timing]:
     """Start the daemons, make their suites, then the rounds."""
     daemons: list[Daemon] = []
     timings: list[Timing] = []
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # each daemon stopped at the end
         for executor in ("inline", "processes"):
             with open(tmp / f"{executor}.log", "wb") as log:
-                client = await AsyncClient.spawn(
+                client = await stack.enter_async_context(await AsyncClient.spawn(
                     tmp / executor, ["--executor", executor, "--workers", str(args.workers)],
-                    stderr=log)
-            await client.__aenter__()
+                    stderr=log))
             await client.initialize("bench-suite")
             daemon = Daemon(executor, client)
             daemons.append(daemon)
@@ -142,10 +142,7 @@ async def measure(tmp: Path, args: argparse.Namespace) -> list[Timing]:
                         print(f"{round_no:<6} {suite:<9} {daemon.executor:<10} "
                               f"{concurrency:>4} {timing.snapshots:>6} {seconds:>8.2f} "
                               f"{timing.ms_per_snapshot:>9.2f}", flush=True)
-        return timings
-    finally:
-        for daemon in daemons:
-            await daemon.client.__aexit__(None, None, None)
+    return timings
 
 
 def best(timings: list[Timing], suite: str, executor: str, concurrency: int) -> Timing:
@@ -159,28 +156,28 @@ def summarize(timings: list[Timing], args: argparse.Namespace) -> dict[str, Any]
     print()
     speedups: dict[str, float] = {}
     wide = args.concurrency
-    before_recorded = best(timings, "recorded", "inline", 1)
+    before = {suite: best(timings, suite, "inline", 1) for suite in ("recorded", "live")}
     for suite in ("recorded", "live"):
-        before = best(timings, suite, "inline", 1)
         for executor in ("inline", "processes"):
             one, side = best(timings, suite, executor, 1), best(timings, suite, executor, wide)
             speedups[f"{suite}_{executor}_c{wide}_vs_c1"] = one.seconds / side.seconds
-            speedups[f"{suite}_{executor}_c{wide}_vs_inline_c1"] = before.seconds / side.seconds
+            speedups[f"{suite}_{executor}_c{wide}_vs_inline_c1"] = (before[suite].seconds
+                                                                   / side.seconds)
             print(f"best   {suite:<9} {executor:<10} c1 {one.ms_per_snapshot:8.2f} ms/snapshot, "
                   f"c{wide} {side.ms_per_snapshot:8.2f}: {one.seconds / side.seconds:.2f}x "
-                  f"side by side, {before.seconds / side.seconds:.2f}x inline one at a time")
+                  f"side by side, {before[suite].seconds / side.seconds:.2f}x inline one at "
+                  "a time")
     best_recorded = min((best(timings, "recorded", e, c) for e in ("inline", "processes")
                          for c in (1, wide)), key=lambda t: t.ms_per_snapshot)
     print(f"a suite of {SUITE:,} recorded snapshots at the best of these "
           f"({best_recorded.executor} c{best_recorded.concurrency}, "
           f"{best_recorded.ms_per_snapshot:.2f} ms each): "
           f"{SUITE * best_recorded.ms_per_snapshot / 1000:.0f} s; one at a time inline: "
-          f"{SUITE * before_recorded.ms_per_snapshot / 1000:.0f} s")
-    if args.live_snapshots:
-        floor = args.live_snapshots / wide * 2 * args.latency_ms / 1000
-        side = best(timings, "live", "processes", wide)
-        print(f"live: the model's latency alone at c{wide} takes {floor:.2f} s; processes c{wide} "
-              f"took {side.seconds:.2f} s ({side.seconds / floor:.2f}x)")
+          f"{SUITE * before['recorded'].ms_per_snapshot / 1000:.0f} s")
+    floor = args.live_snapshots / wide * 2 * args.latency_ms / 1000
+    side = best(timings, "live", "processes", wide)
+    print(f"live: the model's latency alone at c{wide} takes {floor:.2f} s; processes c{wide} "
+          f"took {side.seconds:.2f} s ({side.seconds / floor:.2f}x)")
     summary = {"args": vars(args), "timings": [asdict(t) for t in timings],
                "speedups": speedups}
     if args.json:
