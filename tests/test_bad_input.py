@@ -207,6 +207,28 @@ async def test_internal_error_has_an_id_in_the_log_and_no_traceback(
     assert "Traceback" in log and "deliberate failure" in log
 
 
+async def test_a_sync_handler_that_keeps_its_context_is_an_internal_error_in_strict_mode(
+        daemon: DaemonProcess, bystander: Wire) -> None:
+    # Sync handlers of requests without params share their connection's context from a
+    # method's second call on (its first builds the method's empty params); strict mode,
+    # which every test daemon runs in, catches one that keeps it.
+    wire = await daemon.connect()
+    assert (await wire.result("test.keep_context"))["count"] == 1
+    error = (await wire.request("test.keep_context"))["error"]
+    assert error["code"] == -32603
+    log = (daemon.home / "daemon.log").read_text()
+    assert re.search(rf"internal error {error['data']['error_id']} in test\.keep_context", log)
+    assert "kept its request context" in log
+    # Requests in one chunk, each answered inline on the shared context, keep their ids.
+    await wire.send_raw(b"".join(wire.frame(json.dumps(
+        {"jsonrpc": "2.0", "id": f"s{n}", "method": "daemon.status"}).encode())
+        for n in range(3)))
+    replies = [await wire.recv() for _ in range(3)]
+    assert [reply["id"] for reply in replies] == ["s0", "s1", "s2"]
+    assert all(reply["result"]["pid"] == daemon.process.pid for reply in replies)
+    await still_served(bystander, daemon)
+
+
 async def test_unsolicited_responses_are_ignored(daemon: DaemonProcess) -> None:
     wire = await daemon.connect()
     await wire.send({"jsonrpc": "2.0", "id": 99, "result": {}})

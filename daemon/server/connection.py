@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,11 @@ class Connection(asyncio.Protocol):
         assert daemon.services is not None, "transports open once the services have started"
         self._services = daemon.services  # what every request's handler gets
         self._strict = daemon.options.strict_results
+        # The context of a request without params that a sync handler answers inline: one per
+        # connection, its request id set per request (a context costs as much as a quarter of
+        # what the daemon adds to a request). A sync handler must not keep its context
+        # beyond its call; strict mode (the test suite's) checks that.
+        self._inline_ctx = RequestContext(self._services, self, None, NO_PROGRESS)
         self._background: set[asyncio.Task] = set()
         self._writer: asyncio.WriteTransport | None = None
         self._out: list[bytes] = []
@@ -184,6 +190,7 @@ class Connection(asyncio.Protocol):
             if encode is None:
                 encode = self._encode = framer(self.decoder.framing)  # type: ignore[arg-type]
             out = self._out
+            dispatch = self._dispatch
             for frame in frames:  # the hot loop: one iteration per message
                 if self._ending:
                     break
@@ -196,7 +203,7 @@ class Connection(asyncio.Protocol):
                             obj = orjson.loads(frame)
                         except orjson.JSONDecodeError as exc:
                             obj = exc
-                        outcome = (self._dispatch(obj) if type(obj) is dict
+                        outcome = (dispatch(obj) if type(obj) is dict
                                    else self._not_one_request(obj))
                 except Exception as exc:  # a bug of ours must not cost the connection
                     outcome = self._failure(None, "a frame", exc)
@@ -363,7 +370,11 @@ class Connection(asyncio.Protocol):
                                 "already in flight")
         if not raw and route.empty_params is not None:  # no params: one shared instance
             params = route.empty_params
-            ctx = RequestContext(self._services, self, msg_id, NO_PROGRESS)
+            if route.is_async:
+                ctx = RequestContext(self._services, self, msg_id, NO_PROGRESS)
+            else:
+                ctx = self._inline_ctx
+                ctx.request_id = msg_id
             token = None
         else:
             try:
@@ -386,6 +397,12 @@ class Connection(asyncio.Protocol):
                                     in_batch)
         try:
             result = route.handler(params, ctx)
+            # Strict mode: the shared context's three references are the connection's, this
+            # frame's and getrefcount's argument; a fourth is a handler's that kept it.
+            if self._strict and ctx is self._inline_ctx and sys.getrefcount(ctx) > 3:
+                self._inline_ctx = RequestContext(self._services, self, None, NO_PROGRESS)
+                raise RuntimeError(f"the handler of {method} kept its request context; a sync "
+                                   "handler answered inline must not (see Connection)")
             if not is_request:
                 if type(result) is Deferred:
                     result.awaitable.close()

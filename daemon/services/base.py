@@ -1,8 +1,9 @@
 """What every service handler gets: its request context (with the session and progress of
 daemon/host.py), and the handler table.
 
-Handlers are plain `def` functions (answered inline; they must not block) or `async def`
-coroutines (run as cancellable tasks).
+Handlers are plain `def` functions (answered inline; they must not block, nor keep their
+context past the call: a connection reuses it) or `async def` coroutines (run as
+cancellable tasks).
 """
 
 from __future__ import annotations

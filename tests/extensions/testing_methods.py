@@ -81,6 +81,16 @@ def fail(params: Params, ctx: RequestContext) -> Count:
     raise RuntimeError("deliberate failure with a secret-looking detail")
 
 
+_kept: list[RequestContext] = []
+
+
+def keep_context(params: Params, ctx: RequestContext) -> Count:
+    """A sync handler that keeps its request context past its call, which one answered
+    inline must not do: strict mode (the tests') turns that into an internal error."""
+    _kept.append(ctx)
+    return Count(count=len(_kept))
+
+
 def subscribe(params: TopicParams, ctx: RequestContext) -> Count:
     ctx.connection.subscriptions.add(params.topic)
     return Count(count=len(ctx.connection.subscriptions))
@@ -111,6 +121,7 @@ def register(dispatcher: Dispatcher) -> None:
     dispatcher.register(MethodSpec("test.slow", SlowParams, SlowResult, "slow"), slow)
     dispatcher.register(MethodSpec("test.release", GateParams, Count, "release"), release)
     dispatcher.register(MethodSpec("test.fail", Params, Count, "fail"), fail)
+    dispatcher.register(MethodSpec("test.keep_context", Params, Count, "keep"), keep_context)
     dispatcher.register(MethodSpec("test.subscribe", TopicParams, Count, "sub"), subscribe)
     dispatcher.register(MethodSpec("test.publish", TopicParams, Count, "pub"), publish)
     dispatcher.register(MethodSpec("test.freeze", FreezeParams, Count, "freeze"), freeze)
