@@ -38,7 +38,9 @@ target <= 1.5x. Its workers' CPU is their processes' (/proc), without the cluste
 
 The coordinator estimate: the daemon's CPU per trial on processes (this process) against
 its workers' (their /proc stat), hence how many worker cores one daemon can keep busy, and
-what that means for a suite of 10,000 snapshots of 3 trials each.
+what that means for a suite of 10,000 snapshots of 3 trials each. The bound: the
+throughput those CPU times allow on this machine at best, inline's time per trial against
+max((daemon + workers) / cores, daemon, workers / worker count).
 
 Method as bench/trials.py: run directories stay until the end (one temporary directory),
 `os.sync()` before each timed set or run, a warm-up of each kind first, the best round of
@@ -293,6 +295,14 @@ def summarize(bench: Bench, args: argparse.Namespace, loop_name: str) -> dict[st
           f"workers' {workers * 1000:.3f} ms: one daemon core keeps {feeds:.1f} worker cores "
           f"busy; a suite of {snapshots:,} snapshots x {trials} trials needs at least "
           f"{suite_s:.0f} s of daemon time, whatever the workers ({suite_s / 60:.1f} min)")
+    # What the CPU measured allows on this machine: the cores shared by the daemon and the
+    # workers, the daemon's one loop, and the workers each on a core at best.
+    per_trial = max((daemon + workers) / cores, daemon, workers / args.workers)
+    ratios["throughput_bound"] = inline.seconds / inline.units / per_trial
+    print(f"bound: on {cores} core(s) a trial on processes takes at least max((daemon + "
+          f"workers) / {cores}, daemon, workers / {args.workers}) = {per_trial * 1000:.3f} ms: "
+          f"at most {ratios['throughput_bound']:.2f}x inline's throughput "
+          f"(target >= {THROUGHPUT_TARGET:g})")
     if ray is None:
         print("ray: not measured (Ray is not installed, or --no-ray)")
     pinned = bench.best("trials", "pinned")

@@ -77,7 +77,7 @@ def test_the_scale_bench_runs_every_executor() -> None:
     assert (found["ratios"].get("throughput_pinned", 0) > 0) == pinned
     assert (found["ratios"]["ray_vs_processes"] is not None) == with_ray
     assert found["ratios"]["linear_vs_attractor"] is None
-    assert found["coordinator"]["daemon_cpu_ms"] > 0
+    assert found["coordinator"]["daemon_cpu_ms"] > 0 and found["ratios"]["throughput_bound"] > 0
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="pins the daemon and its workers apart")
@@ -167,6 +167,14 @@ def test_the_agent_bench_times_both_loops_and_a_replay_that_starts_nothing() -> 
     found = summary_of("agent.py", "--rounds", "1", "--turns", "3", "--replay-turns", "5")
     assert found["agent_ms_per_turn"] > 0 and found["bare_ms_per_turn"] > 0
     assert 0 < found["replay_ratio"] < 1
+
+
+def test_the_providers_bench_times_runs_on_each_vendors_sdk_without_new_connections() -> None:
+    found = summary_of("providers.py", "--rounds", "1", "--runs", "3")
+    assert set(found["vendors"]) == {"openai", "anthropic"}
+    for vendor in found["vendors"].values():
+        assert vendor["run_ms"] > 0 and vendor["bare_ms"] > 0 and vendor["ratio"] > 0
+        assert vendor["connections"] == 0  # the runs reused their daemon's connection
 
 
 def test_the_concurrency_bench_times_both_ways() -> None:

@@ -291,6 +291,26 @@ async def test_a_fan_in_with_a_prompt_lets_its_model_rank_the_branches(
     assert results == {"formal": "Quarterly Results", "playful": "Money, Money!"}
 
 
+@pytest.mark.parametrize("vendor", ["openai-json_schema", "anthropic-tool"])
+async def test_runs_one_after_another_share_one_connection_to_the_api(
+        daemon: InProcessDaemon, vendor: str) -> None:
+    # A run's provider uses its daemon's (or worker's) HTTP connections: no new connection
+    # (and no new TLS handshake with a real API) for every run.
+    async with FakeLLMServer(Reply(text="hi")) as server:
+        wire = await daemon.connect()
+        pipeline = dot("""\
+            digraph once {
+                start [shape=Mdiamond]
+                done [shape=Msquare]
+                ask [prompt="Hello"]
+                start -> ask -> done
+            }""")
+        for _ in range(3):
+            detail = await run_to_end(wire, pipeline, settings=settings(server, vendor))
+            assert detail["status"] == "completed", detail["failure_reason"]
+        assert (len(server.requests), server.connections_accepted) == (3, 1)
+
+
 async def test_every_try_of_a_call_is_an_event_and_a_trace_line(
         daemon: InProcessDaemon) -> None:
     async with FakeLLMServer() as server:

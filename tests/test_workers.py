@@ -135,6 +135,15 @@ async def workers_of(wire: Wire) -> list[dict[str, Any]]:
     return (await wire.result("daemon.status"))["executor"]["workers"]
 
 
+async def started_ahead(wire: Wire) -> list[dict[str, Any]]:
+    """The worker a pool of processes starts with the daemon, once `daemon.status` lists
+    it: from when its process is spawned, which nothing tells a client (hence the poll)."""
+    async with asyncio.timeout(WAIT):
+        while not (workers := await workers_of(wire)):
+            await asyncio.sleep(0.01)
+    return workers
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("pipeline", "status"), [(EVERYTHING, "completed"),
                                                   (FAILING, "failed")])
@@ -166,7 +175,7 @@ async def test_the_pool_starts_a_worker_ahead_and_grows_only_when_its_workers_ar
     does not wait for a process; a run goes to an idle worker, and the pool grows (up to
     its size) only while every worker is busy."""
     async with daemon_on(short_tmp / "home", "processes") as (_, wire):
-        ahead = await workers_of(wire)  # before any run: the one started ahead
+        ahead = await started_ahead(wire)  # before any run
         fifos = [make_fifo(short_tmp / f"announce{i}") for i in range(2)]
         go = short_tmp / "go"
         held = [await wire.result("run.start", {"pipeline": dot(f"""\

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.runs import RunSettings
 
+from ..engine.providers.connections import SharedConnections
 from ..engine.providers.runtime import ProviderPool
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
@@ -53,7 +54,8 @@ async def load_stored_run(services: Needs, home: Path, run: RunRecord) -> Stored
         launch=launch)
 
 
-def judge_pool(run: StoredRun, allowed_key_env: Collection[str]) -> ProviderPool:
+def judge_pool(run: StoredRun, allowed_key_env: Collection[str],
+               connections: SharedConnections | None = None) -> ProviderPool:
     """A provider pool with the run's providers and default provider (from launch.json:
     keys given inline were redacted there; keys named by `api_key_env`, if still allowed,
     are read from the environment again)."""
@@ -62,7 +64,7 @@ def judge_pool(run: StoredRun, allowed_key_env: Collection[str]) -> ProviderPool
     try:
         return ProviderPool({"default": settings.default_provider,
                              "providers": settings.providers, "pricing": settings.pricing},
-                            allowed_key_env=allowed_key_env)
+                            allowed_key_env=allowed_key_env, connections=connections)
     except ValueError as exc:
         raise RpcError(ErrorCode.CONFLICT, f"the run's providers cannot be rebuilt for a "
                                            f"judge: {exc}") from None
@@ -83,7 +85,7 @@ async def reeval_checks(services: Needs, home: Path, run: StoredRun,
     asked live through the run's providers; the live calls are recorded on the run."""
     if not any(getattr(i, "type", None) == "judge" for i in invariants):
         return await evaluate(invariants, run, allow_partial=allow_partial)
-    pool = judge_pool(run, services.host.settings.allowed_key_env)
+    pool = judge_pool(run, services.host.settings.allowed_key_env, services.runner.connections)
     try:
         redactor = run_redactor(run, pool.secrets())
         recorded = [c for c in run.calls if c.get("node_id") == JUDGE_NODE]

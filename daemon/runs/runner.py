@@ -26,6 +26,7 @@ from ..engine.graph import Graph
 from ..engine.handlers.base import HandlerRegistry
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
+from ..engine.providers.connections import SharedConnections
 from ..engine.providers.runtime import ProviderPool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
@@ -81,6 +82,9 @@ class Runner:
         self._finishing: set[asyncio.Future[None]] = set()  # runs ended without their task
         self.workers = worker_pool(host.settings.executor, host.settings.workers,
                                    host.settings.ray_address)
+        # The SDK providers' HTTP connections, shared by the runs (and judges) of this
+        # daemon; a worker has its own (connections.py).
+        self.connections = SharedConnections()
         self._extensions: bool | None = None  # see _extended
 
     # -- starting -------------------------------------------------------------------------
@@ -406,7 +410,8 @@ class Runner:
             return ProviderPool({"default": settings.default_provider,
                                  "providers": settings.providers,
                                  "pricing": settings.pricing},
-                                allowed_key_env=self.host.settings.allowed_key_env)
+                                allowed_key_env=self.host.settings.allowed_key_env,
+                                connections=self.connections)
         except ValueError as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: settings: {exc}") from None
 
@@ -611,4 +616,5 @@ class Runner:
             await asyncio.shield(active.done)
         if self.workers is not None:
             await self.workers.close()
+        await self.connections.aclose()
         self.index.close()

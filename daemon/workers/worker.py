@@ -36,6 +36,7 @@ from ..engine.executor import Executor
 from ..engine.handlers.base import Question, preset_answer
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
+from ..engine.providers.connections import SharedConnections
 from ..engine.providers.runtime import ProviderPool
 from ..engine.redact import Redactor, environment_secrets, run_secrets
 from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
@@ -217,8 +218,8 @@ def _environment_secrets() -> tuple[str, ...]:
     return tuple(environment_secrets(dict(os.environ)))
 
 
-async def _executor(job: Job, channel: Channel, shared: Shared,
-                    copy: LocalCopy | None) -> tuple[Executor, ProviderPool]:
+async def _executor(job: Job, channel: Channel, shared: Shared, copy: LocalCopy | None,
+                    connections: SharedConnections) -> tuple[Executor, ProviderPool]:
     """The run's executor, as the daemon's runner builds it, with a sink that ships."""
     settings = RunSettings.model_validate(job.settings)
     handlers = default_handlers()
@@ -231,7 +232,8 @@ async def _executor(job: Job, channel: Channel, shared: Shared,
                            f"{[d.message for d in loaded.diagnostics]}")
     allowed = frozenset(job.allowed_key_env)
     pool = ProviderPool({"default": settings.default_provider, "providers": settings.providers,
-                         "pricing": settings.pricing}, allowed_key_env=allowed)
+                         "pricing": settings.pricing}, allowed_key_env=allowed,
+                        connections=connections)
     if job.shared_limits:
         pool.share_limits(shared.requests.hold)
     keys = [*pool.secrets(), *(os.environ[name] for name in sorted(allowed)
@@ -272,15 +274,17 @@ async def _executor(job: Job, channel: Channel, shared: Shared,
     return executor, pool
 
 
-async def execute(job: Job, channel: Channel, shared: Shared) -> dict[str, Any]:
+async def execute(job: Job, channel: Channel, shared: Shared,
+                  connections: SharedConnections) -> dict[str, Any]:
     """Execute one run, sending its records; what its `ended` message says. `shared`: what
-    it asks of the daemon and shares through it (see Shared)."""
+    it asks of the daemon and shares through it (see Shared); `connections`: this worker's
+    HTTP connections, which its runs' SDK providers share."""
     copy = None if not job.ship_files else LocalCopy(
         lambda data, append, path: channel.send(FILE, run=job.run_id, path=path,
                                                 data=encode(data), append=append),
         job.seed or {})
     try:
-        executor, pool = await _executor(job, channel, shared, copy)
+        executor, pool = await _executor(job, channel, shared, copy, connections)
     except BaseException:
         if copy is not None:
             copy.close()
@@ -361,6 +365,7 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
     channel = Channel(transport)
     runs: dict[str, asyncio.Task[dict[str, Any]]] = {}
     shared: dict[str, Shared] = {}
+    connections = SharedConnections()
     build_parser()  # while no job waits for it yet
 
     def report(task: asyncio.Task[dict[str, Any]], run_id: str) -> None:
@@ -375,7 +380,8 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
             if op == START:
                 job = Job.from_message(message)
                 shares = shared[job.run_id] = Shared.of(job, channel)
-                task = runs[job.run_id] = asyncio.ensure_future(execute(job, channel, shares))
+                task = runs[job.run_id] = asyncio.ensure_future(
+                    execute(job, channel, shares, connections))
                 task.add_done_callback(lambda done, run_id=job.run_id: report(done, run_id))
             elif op == CANCEL and run in runs:
                 runs[run].cancel()
@@ -386,4 +392,5 @@ async def serve(reader: asyncio.StreamReader, transport: asyncio.WriteTransport)
         for task in runs.values():  # the daemon is gone, or closing the pool
             task.cancel()
         await asyncio.gather(*runs.values(), return_exceptions=True)
+        await connections.aclose()
         channel.flush()

@@ -49,6 +49,7 @@ class FakeLLMServer:
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._arrived = asyncio.Condition()
         self.port = 0
+        self.connections_accepted = 0  # TCP connections clients opened, ever
 
     @property
     def url(self) -> str:
@@ -94,6 +95,7 @@ class FakeLLMServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = writer
+        self.connections_accepted += 1
         try:
             while await self._exchange(reader, writer):
                 pass

@@ -80,6 +80,7 @@ class AnthropicProvider(SDKProvider):
                 base_url=self.settings.base_url,
                 timeout=self.timeout(anthropic),
                 max_retries=0,
+                http_client=self.http_client(anthropic),
             )
         return self._sdk
 

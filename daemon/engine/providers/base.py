@@ -32,6 +32,7 @@ from pydantic import (
 from ..redact import Redactor
 
 if TYPE_CHECKING:
+    from .connections import SharedConnections
     from .pricing import Pricing
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -570,15 +571,23 @@ class SDKProvider:
     path = ""  # what the SDK appends to base_url for the one call made
 
     def __init__(self, settings: Mapping[str, Any] | SDKSettings | None = None, *,
-                 name: str = "", pricing: Pricing | None = None) -> None:
+                 name: str = "", pricing: Pricing | None = None,
+                 connections: SharedConnections | None = None) -> None:
+        """`connections`: the process's shared HTTP connections (None: the client keeps
+        its own, closed with it)."""
         from .pricing import Pricing  # pricing imports this module
 
         self.name = name or self.type_name
         self.settings: Any = (settings if isinstance(settings, self.settings_class)
                               else self.settings_class.model_validate(dict(settings or {})))
         self.pricing = pricing or Pricing.load()
+        self.connections = connections
         self._sdk: Any = None
         self._secrets: list[str] = []
+
+    def http_client(self, sdk: ModuleType) -> Any:
+        """The httpx client the SDK client is to use: the shared one, or None (its own)."""
+        return None if self.connections is None else self.connections.client(sdk)
 
     def timeout(self, sdk: ModuleType) -> Any:
         """The SDK's httpx Timeout: connect and pool waits short, read and write long."""
@@ -621,7 +630,8 @@ class SDKProvider:
         return list(dict.fromkeys([*self._secrets, *self.settings.secrets()]))
 
     async def aclose(self) -> None:
-        """Close the SDK client's connections."""
+        """Close the SDK client's connections, unless they are the process's (shared)."""
         if self._sdk is not None:
-            await self._sdk.close()
+            if self.connections is None:
+                await self._sdk.close()
             self._sdk = None

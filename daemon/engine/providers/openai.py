@@ -89,6 +89,7 @@ class OpenAIProvider(SDKProvider):
                 base_url=self.settings.base_url,
                 timeout=self.timeout(openai),
                 max_retries=0,
+                http_client=self.http_client(openai),
                 # Explicit, so that an Authorization line in OPENAI_CUSTOM_HEADERS cannot
                 # replace the key named in settings.
                 default_headers={"Authorization": f"Bearer {key}"},

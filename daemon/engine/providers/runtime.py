@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from ..redact import redact_settings
 from ..retry import RetryPolicy, backoff_delay_ms
 from .base import ModelRequest, ModelResponse, Provider, ProviderError
+from .connections import SharedConnections
 from .pricing import Pricing
 from .scripted import ScriptedProvider
 
@@ -41,27 +42,35 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PROVIDER = "scripted"
 DEFAULT_CONCURRENCY = 8
-# A factory builds a provider from its own settings (pool keys removed), name and pricing.
+# A factory builds a provider from its own settings (pool keys removed), name, pricing and
+# the process's shared HTTP connections (or None).
 ProviderFactory = Callable[..., Provider]
 # Told of each failed try that will be retried: the error, the try's number, the backoff.
 RetryCallback = Callable[[ProviderError, int, float], None]
 
 
-def _openai(settings: Mapping[str, Any], *, name: str, pricing: Pricing) -> Provider:
+def _scripted(settings: Mapping[str, Any], *, name: str, pricing: Pricing,
+              connections: SharedConnections | None) -> Provider:
+    return ScriptedProvider(settings, name=name, pricing=pricing)
+
+
+def _openai(settings: Mapping[str, Any], *, name: str, pricing: Pricing,
+            connections: SharedConnections | None) -> Provider:
     # The vendor SDKs take seconds to import; offline runs never pay for them.
     from .openai import OpenAIProvider
 
-    return OpenAIProvider(settings, name=name, pricing=pricing)
+    return OpenAIProvider(settings, name=name, pricing=pricing, connections=connections)
 
 
-def _anthropic(settings: Mapping[str, Any], *, name: str, pricing: Pricing) -> Provider:
+def _anthropic(settings: Mapping[str, Any], *, name: str, pricing: Pricing,
+               connections: SharedConnections | None) -> Provider:
     from .anthropic import AnthropicProvider
 
-    return AnthropicProvider(settings, name=name, pricing=pricing)
+    return AnthropicProvider(settings, name=name, pricing=pricing, connections=connections)
 
 
 PROVIDER_TYPES: dict[str, ProviderFactory] = {
-    "scripted": ScriptedProvider,
+    "scripted": _scripted,
     "openai": _openai,
     "anthropic": _anthropic,
 }
@@ -96,10 +105,14 @@ class ProviderPool:
     def __init__(self, settings: Mapping[str, Any] | None = None, *,
                  pricing: Pricing | None = None, rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[Any]] | None = None,
-                 allowed_key_env: Collection[str] | None = None) -> None:
+                 allowed_key_env: Collection[str] | None = None,
+                 connections: SharedConnections | None = None) -> None:
         """`allowed_key_env`: the api_key_env names settings may use besides each type's
-        documented one (None: any name, for callers that trust their settings)."""
+        documented one (None: any name, for callers that trust their settings);
+        `connections`: the process's shared HTTP connections for the SDK providers (None:
+        each keeps its own)."""
         self._allowed_key_env = allowed_key_env
+        self._connections = connections
         settings = dict(settings or {})
         unknown = set(settings) - _SETTINGS_KEYS
         if unknown:
@@ -130,7 +143,8 @@ class ProviderPool:
         own = {key: value for key, value in entry.items() if key not in _POOL_KEYS}
         self._check_key_env(name, kind, own.get("api_key_env"))
         try:
-            provider = factory(own, name=name, pricing=self.pricing)
+            provider = factory(own, name=name, pricing=self.pricing,
+                               connections=self._connections)
             retry = RetryPolicy.from_settings(entry.get("retry"))
         except ValidationError as exc:
             # Not str(exc): pydantic quotes the input values, and a value may be a key.
