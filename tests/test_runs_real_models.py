@@ -6,7 +6,9 @@ and a recorded replay reproduces all of it at zero cost."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from .fakes.llm_server import FakeLLMServer, Reply, SeenRequest
 from .inprocess import InProcessDaemon
 from .runs_support import FAST, dot, events, run_to_end, stages_of, trace, visits
+from .support import WAIT
 
 # Every test here runs once on each executor (tests/conftest.py::executor).
 pytestmark = [pytest.mark.in_process, pytest.mark.usefixtures("executor")]
@@ -309,6 +312,42 @@ async def test_runs_one_after_another_share_one_connection_to_the_api(
             detail = await run_to_end(wire, pipeline, settings=settings(server, vendor))
             assert detail["status"] == "completed", detail["failure_reason"]
         assert (len(server.requests), server.connections_accepted) == (3, 1)
+
+
+async def test_the_daemon_answers_while_a_run_imports_its_models_sdk(
+        daemon: InProcessDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A vendor SDK takes up to a second to import, the first time a run uses it: the daemon
+    # imports it in a thread and answers its clients meanwhile (here the import waits for
+    # the test, standing in for the SDK's).
+    from ostinato.daemon.engine.providers import runtime
+
+    from .fakes import slow_import
+
+    monkeypatch.setitem(runtime._SDK_MODULES, "openai", "tests.fakes.slow_sdk")
+    monkeypatch.setattr(runtime, "_imported", set())
+    monkeypatch.delitem(sys.modules, "tests.fakes.slow_sdk", raising=False)
+    for event in (slow_import.ENTERED, slow_import.RELEASE):
+        event.clear()
+    monkeypatch.setattr(slow_import, "RELEASED", [])
+    async with FakeLLMServer(Reply(text="hi")) as server:
+        wire, other = await daemon.connect(), await daemon.connect()
+        started = asyncio.ensure_future(run_to_end(wire, dot("""\
+            digraph once {
+                start [shape=Mdiamond]
+                done [shape=Msquare]
+                ask [prompt="Hello"]
+                start -> ask -> done
+            }"""), settings=settings(server, "openai-json_schema")))
+        try:
+            assert await asyncio.to_thread(slow_import.ENTERED.wait, WAIT)
+            status = await asyncio.wait_for(other.result("daemon.status"), WAIT)
+            assert status["active_runs"] == 0 and not started.done()  # still importing
+        finally:
+            slow_import.RELEASE.set()
+        detail = await started
+    assert slow_import.RELEASED == [True]  # the test could answer while it imported
+    assert detail["status"] == "completed", detail["failure_reason"]
+    assert len(server.requests) == 1
 
 
 async def test_every_try_of_a_call_is_an_event_and_a_trace_line(

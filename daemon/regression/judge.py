@@ -117,8 +117,8 @@ async def judge_trials(services: Needs, home: Path, runs: list[StoredRun],
                                               if getattr(i, "type", None) == "judge"]
     results = []
     for run in runs:
-        pool = judge_pool(run, services.host.settings.allowed_key_env,
-                          services.runner.connections)
+        pool = await judge_pool(run, services.host.settings.allowed_key_env,
+                                services.runner.connections)
         # Recorded requests had the run's secrets redacted: the new ones are matched so too.
         redactor = run_redactor(run, pool.secrets())
         providers: Any = pool if mode == "live" else ReplayProviders(pool, Replayer(

@@ -14,7 +14,7 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.runs import RunSettings
 
 from ..engine.providers.connections import SharedConnections
-from ..engine.providers.runtime import ProviderPool
+from ..engine.providers.runtime import ProviderPool, import_sdks
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.rundir import RunDirectory
@@ -54,13 +54,14 @@ async def load_stored_run(services: Needs, home: Path, run: RunRecord) -> Stored
         launch=launch)
 
 
-def judge_pool(run: StoredRun, allowed_key_env: Collection[str],
-               connections: SharedConnections | None = None) -> ProviderPool:
+async def judge_pool(run: StoredRun, allowed_key_env: Collection[str],
+                     connections: SharedConnections | None = None) -> ProviderPool:
     """A provider pool with the run's providers and default provider (from launch.json:
     keys given inline were redacted there; keys named by `api_key_env`, if still allowed,
     are read from the environment again)."""
     settings = RunSettings.model_validate(run.launch.get("settings") or run.run.get("settings")
                                           or {})
+    await import_sdks(settings.providers, connections)
     try:
         return ProviderPool({"default": settings.default_provider,
                              "providers": settings.providers, "pricing": settings.pricing},
@@ -85,7 +86,8 @@ async def reeval_checks(services: Needs, home: Path, run: StoredRun,
     asked live through the run's providers; the live calls are recorded on the run."""
     if not any(getattr(i, "type", None) == "judge" for i in invariants):
         return await evaluate(invariants, run, allow_partial=allow_partial)
-    pool = judge_pool(run, services.host.settings.allowed_key_env, services.runner.connections)
+    pool = await judge_pool(run, services.host.settings.allowed_key_env,
+                            services.runner.connections)
     try:
         redactor = run_redactor(run, pool.secrets())
         recorded = [c for c in run.calls if c.get("node_id") == JUDGE_NODE]

@@ -27,7 +27,7 @@ from ..engine.handlers.base import HandlerRegistry
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
 from ..engine.providers.connections import SharedConnections
-from ..engine.providers.runtime import ProviderPool
+from ..engine.providers.runtime import ProviderPool, import_sdks
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
@@ -109,7 +109,7 @@ class Runner:
         """Load the pipeline, build the provider pool and the redacted config/ files."""
         string_inputs = {k: v for k, v in inputs.items() if isinstance(v, str)}
         graph = await self.load(ref, {**string_inputs, **variables})
-        pool = self._pool(settings)
+        pool = await self._pool(settings)
         redactor = Redactor(run_secrets({**inputs, **variables}, self._keys(pool)))
         dumped = settings.model_dump(mode="json")
         digest = graph.digest()
@@ -316,7 +316,7 @@ class Runner:
         graph = await self.load(PipelineRef(source=source, format=launch["pipeline_format"]),
                           {**{k: v for k, v in inputs.items() if isinstance(v, str)},
                            **variables})
-        pool = self._pool(settings)
+        pool = await self._pool(settings)
         redactor = Redactor(run_secrets({**inputs, **variables}, self._keys(pool)))
         run_dir = RunDirectory(root, redactor, content=options.record == "full")
         try:
@@ -405,7 +405,8 @@ class Runner:
                    if os.environ.get(name)]
         return [*pool.secrets(), *allowed]
 
-    def _pool(self, settings: RunSettings) -> ProviderPool:
+    async def _pool(self, settings: RunSettings) -> ProviderPool:
+        await import_sdks(settings.providers, self.connections)
         try:
             return ProviderPool({"default": settings.default_provider,
                                  "providers": settings.providers,

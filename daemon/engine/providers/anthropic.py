@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import anthropic
+
+# What the SDK would import on a client's first call (20 ms, on the event loop): here, it
+# is imported with this module, in a thread (runtime.import_sdks).
+import anthropic.resources.messages
 from pydantic import Field
 
 from .base import (

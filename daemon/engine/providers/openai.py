@@ -9,6 +9,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
+
+# What the SDK would import on a client's first call (50 ms, on the event loop): here, it
+# is imported with this module, in a thread (runtime.import_sdks).
+import openai.resources.chat
 from pydantic import Field
 
 from .base import (

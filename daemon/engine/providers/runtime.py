@@ -21,6 +21,7 @@ Settings shape::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -74,6 +75,29 @@ PROVIDER_TYPES: dict[str, ProviderFactory] = {
     "openai": _openai,
     "anthropic": _anthropic,
 }
+# The modules of the types that import a vendor SDK, and those this process has imported.
+_SDK_MODULES = {"openai": f"{__package__}.openai", "anthropic": f"{__package__}.anthropic"}
+_imported: set[str] = set()
+
+
+async def import_sdks(providers: Mapping[str, Any] | None,
+                      connections: SharedConnections | None = None) -> None:
+    """Import the vendor SDKs that these provider settings use, and build their shared
+    connections' clients, in threads: an SDK takes 0.4-0.9 s to import, during which the
+    event loop would serve nothing (every client of the daemon, every run of a worker,
+    would wait). Call it before building their pool."""
+    for name, entry in (providers or {}).items():
+        kind = str((entry or {}).get("type") or name) if isinstance(entry, Mapping) else name
+        module = _SDK_MODULES.get(kind)
+        if module is None:
+            continue
+        if module not in _imported:
+            # Runs starting at once may each start a thread: the import lock makes them wait
+            # for the one import, in their threads.
+            await asyncio.to_thread(importlib.import_module, module)
+            _imported.add(module)
+        if connections is not None:
+            await connections.prepare(importlib.import_module(kind))  # the SDK, imported
 # The key variable each provider type documents (its settings' default api_key_env).
 DOCUMENTED_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _POOL_KEYS = frozenset({"type", "concurrency", "retry"})
