@@ -3,7 +3,8 @@ same official SDK.
 
 Run it with `.venv/bin/python bench/providers.py`; options:
 
-    .venv/bin/python bench/providers.py [--rounds 3] [--runs 30] [--json] [--no-uvloop]
+    .venv/bin/python bench/providers.py [--rounds 3] [--runs 30] [--executor inline]
+        [--json] [--no-uvloop]
 
 Every side talks to the fake API of the tests (tests/fakes/llm_server.py) on 127.0.0.1 at
 zero latency, in this process, so the fake's own CPU is in every figure alike. Per vendor
@@ -11,7 +12,8 @@ zero latency, in this process, so the fake's own CPU is in every figure alike. P
 
 * run: `--runs` runs, one after another, of start -> ask -> exit where `ask` is an LLM
   node of that vendor, through `Runner.start` of the daemon's real services over a bench
-  host and the real sqlite store (as bench/engine.py), each awaited to its end;
+  host and the real sqlite store (as bench/engine.py), each awaited to its end, executing
+  where `--executor` says (on processes: two workers, a run going to an idle one);
 * scripted: the same runs with the scripted provider: what the run itself costs;
 * bare: `--runs` calls of the SDK's create with one client, as a script would make them,
   sending what a run sent (its system and user messages, and whatever else).
@@ -41,11 +43,11 @@ from typing import Any
 import anthropic
 import openai
 from common import loop_choice, run_in_temporary_directory  # bench/ is on sys.path
-from engine import bench_services
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ostinato.daemon.host import Host, Settings
 from ostinato.daemon.runs.options import RunOptions
-from ostinato.daemon.services import Services
+from ostinato.daemon.services import Services, start
 from ostinato.protocol.pipelines import PipelineRef
 from ostinato.protocol.runs import RunSettings
 from tests.fakes.llm_server import FakeLLMServer, Reply
@@ -127,7 +129,8 @@ async def measure_vendor(services: Services, vendor: str,
 async def measure(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Every vendor, with the daemon's services over a home in `tmp`."""
     (tmp / "home").mkdir()
-    services = await bench_services(tmp / "home")
+    services = await start(Host(tmp / "home", settings=Settings(executor=args.executor,
+                                                                 workers=2)))
     try:
         return {vendor: await measure_vendor(services, vendor, args) for vendor in MODELS}
     finally:
@@ -139,6 +142,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--executor", choices=["inline", "processes"], default="inline",
+                        help="where the runs execute (processes: two worker processes)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-uvloop", action="store_true")
     return parser.parse_args(argv)
@@ -150,8 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop_name, _ = loop_choice(not args.no_uvloop)
     found = run_in_temporary_directory("providers", not args.no_uvloop,
                                        lambda tmp: measure(tmp, args))
-    summary: dict[str, Any] = {"loop": loop_name, "runs": args.runs, "vendors": {}}
-    print(f"\n{loop_name}; best of {args.rounds} rounds of {args.runs} each")
+    summary: dict[str, Any] = {"loop": loop_name, "runs": args.runs,
+                               "executor": args.executor, "vendors": {}}
+    print(f"\n{loop_name}; {args.executor}; best of {args.rounds} rounds of {args.runs} each")
     for vendor, measured in found.items():
         best = {side: min(rows) for side, rows in measured["ms"].items()}
         added = best["run"] - best["scripted"]

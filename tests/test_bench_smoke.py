@@ -171,7 +171,7 @@ def test_the_agent_bench_times_both_loops_and_a_replay_that_starts_nothing() -> 
 
 def test_the_providers_bench_times_runs_on_each_vendors_sdk_without_new_connections() -> None:
     found = summary_of("providers.py", "--rounds", "1", "--runs", "3")
-    assert set(found["vendors"]) == {"openai", "anthropic"}
+    assert set(found["vendors"]) == {"openai", "anthropic"} and found["executor"] == "inline"
     for vendor in found["vendors"].values():
         assert vendor["run_ms"] > 0 and vendor["bare_ms"] > 0 and vendor["ratio"] > 0
         assert vendor["connections"] == 0  # the runs reused their daemon's connection
