@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+from .inprocess import InProcessDaemon
 from .support import WAIT, DaemonProcess, Wire, spawn_stdio
 
 
@@ -227,6 +229,18 @@ async def test_a_sync_handler_that_keeps_its_context_is_an_internal_error_in_str
     assert [reply["id"] for reply in replies] == ["s0", "s1", "s2"]
     assert all(reply["result"]["pid"] == daemon.process.pid for reply in replies)
     await still_served(bystander, daemon)
+
+
+@pytest.mark.in_process  # the test's log capture keeps each record, traceback and all
+async def test_an_internal_error_does_not_spoil_the_next_requests(
+        daemon: InProcessDaemon) -> None:
+    # From a method's second call on, a request without params shares its connection's
+    # context (Connection); an error's traceback, kept by a log handler, holds it.
+    wire = await daemon.connect()
+    for _ in range(2):
+        assert (await wire.request("test.fail"))["error"]["code"] == -32603
+    for _ in range(2):
+        assert (await wire.result("daemon.status"))["pid"] == os.getpid()
 
 
 async def test_unsolicited_responses_are_ignored(daemon: DaemonProcess) -> None:

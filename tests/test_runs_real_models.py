@@ -37,6 +37,15 @@ PLAN = ("1. Take n.\n2. Return False when n is below 2.\n3. Try every divisor fr
         "return True.\n6. Finally: add doctests for 1, 7 and 9 (the reviewer checks them).")
 
 
+ONE_CALL = dot("""\
+    digraph once {
+        start [shape=Mdiamond]
+        done [shape=Msquare]
+        ask [prompt="Hello"]
+        start -> ask -> done
+    }""")
+
+
 def settings(server: FakeLLMServer, vendor: str) -> dict[str, Any]:
     """Run settings: the vendor as provider `llm`, at the fake."""
     entry, model = VENDORS[vendor]
@@ -295,21 +304,28 @@ async def test_a_fan_in_with_a_prompt_lets_its_model_rank_the_branches(
 
 
 @pytest.mark.parametrize("vendor", ["openai-json_schema", "anthropic-tool"])
+async def test_runs_share_a_connection_to_the_api_but_never_a_cookie(
+        daemon: InProcessDaemon, vendor: str) -> None:
+    # The API (a gateway, say) sets a session cookie on every answer: no later run sends
+    # it back, although every run uses the same connections.
+    async with FakeLLMServer(Reply(text="hi", headers={
+            "set-cookie": "gateway_session=FIRST_RUNS; Path=/"})) as server:
+        wire = await daemon.connect()
+        for _ in range(2):
+            detail = await run_to_end(wire, ONE_CALL, settings=settings(server, vendor))
+            assert detail["status"] == "completed", detail["failure_reason"]
+        assert [seen.headers.get("cookie") for seen in server.requests] == [None, None]
+
+
+@pytest.mark.parametrize("vendor", ["openai-json_schema", "anthropic-tool"])
 async def test_runs_one_after_another_share_one_connection_to_the_api(
         daemon: InProcessDaemon, vendor: str) -> None:
     # A run's provider uses its daemon's (or worker's) HTTP connections: no new connection
     # (and no new TLS handshake with a real API) for every run.
     async with FakeLLMServer(Reply(text="hi")) as server:
         wire = await daemon.connect()
-        pipeline = dot("""\
-            digraph once {
-                start [shape=Mdiamond]
-                done [shape=Msquare]
-                ask [prompt="Hello"]
-                start -> ask -> done
-            }""")
         for _ in range(3):
-            detail = await run_to_end(wire, pipeline, settings=settings(server, vendor))
+            detail = await run_to_end(wire, ONE_CALL, settings=settings(server, vendor))
             assert detail["status"] == "completed", detail["failure_reason"]
         assert (len(server.requests), server.connections_accepted) == (3, 1)
 
@@ -331,13 +347,8 @@ async def test_the_daemon_answers_while_a_run_imports_its_models_sdk(
     monkeypatch.setattr(slow_import, "RELEASED", [])
     async with FakeLLMServer(Reply(text="hi")) as server:
         wire, other = await daemon.connect(), await daemon.connect()
-        started = asyncio.ensure_future(run_to_end(wire, dot("""\
-            digraph once {
-                start [shape=Mdiamond]
-                done [shape=Msquare]
-                ask [prompt="Hello"]
-                start -> ask -> done
-            }"""), settings=settings(server, "openai-json_schema")))
+        started = asyncio.ensure_future(run_to_end(
+            wire, ONE_CALL, settings=settings(server, "openai-json_schema")))
         try:
             assert await asyncio.to_thread(slow_import.ENTERED.wait, WAIT)
             status = await asyncio.wait_for(other.result("daemon.status"), WAIT)
@@ -356,13 +367,7 @@ async def test_every_try_of_a_call_is_an_event_and_a_trace_line(
         server.queue(Reply(status=503, message="overloaded"), Reply(text="fine"))
         wire = await daemon.connect()
         await wire.result("run.subscribe", {"run_id": "*"})
-        detail = await run_to_end(wire, dot("""\
-            digraph once {
-                start [shape=Mdiamond]
-                done [shape=Msquare]
-                ask [prompt="Hello"]
-                start -> ask -> done
-            }"""), settings=settings(server, "openai-json_schema"))
+        detail = await run_to_end(wire, ONE_CALL, settings=settings(server, "openai-json_schema"))
     assert detail["status"] == "completed"
     retried = events(wire, detail["run_id"], "ModelRetrying")
     assert [(e["data"]["name"], e["data"]["provider_try"], e["data"]["status"])

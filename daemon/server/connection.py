@@ -103,7 +103,7 @@ class Connection(asyncio.Protocol):
         # connection, its request id set per request (a context costs as much as a quarter of
         # what the daemon adds to a request). A sync handler must not keep its context
         # beyond its call; strict mode (the test suite's) checks that.
-        self._inline_ctx = RequestContext(self._services, self, None, NO_PROGRESS)
+        self._new_inline_ctx()
         self._background: set[asyncio.Task] = set()
         self._writer: asyncio.WriteTransport | None = None
         self._out: list[bytes] = []
@@ -395,14 +395,18 @@ class Connection(asyncio.Protocol):
         if route.is_async:
             return self._start_task(route, route.handler(params, ctx), ctx, is_request,
                                     in_batch)
+        shared = ctx is self._inline_ctx
+        # Strict mode counts the shared context's references around the call.
+        refs = sys.getrefcount(ctx) if shared and self._strict else 0
         try:
             result = route.handler(params, ctx)
-            # Strict mode: the shared context's three references are the connection's, this
-            # frame's and getrefcount's argument; a fourth is a handler's that kept it.
-            if self._strict and ctx is self._inline_ctx and sys.getrefcount(ctx) > 3:
-                self._inline_ctx = RequestContext(self._services, self, None, NO_PROGRESS)
-                raise RuntimeError(f"the handler of {method} kept its request context; a sync "
-                                   "handler answered inline must not (see Connection)")
+            if shared and (type(result) is Deferred or (refs and sys.getrefcount(ctx) > refs)):
+                # A Deferred's work keeps the context, as may (strict mode catches it) a handler
+                # that must not: that one is theirs, the connection takes a new one.
+                self._new_inline_ctx()
+                if type(result) is not Deferred:
+                    raise RuntimeError(f"the handler of {method} kept its request context; a "
+                                       "sync handler answered inline must not (see Connection)")
             if not is_request:
                 if type(result) is Deferred:
                     result.awaitable.close()
@@ -413,11 +417,17 @@ class Connection(asyncio.Protocol):
                 return self._start_task(route, result.awaitable, ctx, is_request, in_batch)
             return self._result_frame(msg_id, route, result)
         except Exception as exc:  # every failure becomes an error reply
+            if shared:  # its traceback (a log record may keep it) holds the context
+                self._new_inline_ctx()
             reply = self._failure(msg_id, method, exc)
             return reply if is_request else None
         finally:
             if token is not None:
                 ctx.progress.end()
+
+    def _new_inline_ctx(self) -> None:
+        """Give the shared context of inline answers up to whoever keeps it; use a new one."""
+        self._inline_ctx = RequestContext(self._services, self, None, NO_PROGRESS)
 
     def _parse_unusual(self, obj: Any) -> tuple[str, Any, Any] | bytes | None:
         """`(method, id or _NO_ID, params)` of a message off the hot path, or what it gets

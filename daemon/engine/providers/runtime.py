@@ -21,10 +21,12 @@ Settings shape::
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,13 @@ _SDK_MODULES = {"openai": f"{__package__}.openai", "anthropic": f"{__package__}.
 _imported: set[str] = set()
 
 
+@functools.cache
+def _importer() -> ThreadPoolExecutor:
+    """The one thread SDKs are imported in: runs starting at once queue behind the one
+    import (the later ones find the module imported), taking no thread of the loop's."""
+    return ThreadPoolExecutor(1, thread_name_prefix="sdk-import")
+
+
 async def import_sdks(providers: Mapping[str, Any] | None,
                       connections: SharedConnections | None = None) -> None:
     """Import the vendor SDKs that these provider settings use, and build their shared
@@ -92,12 +101,13 @@ async def import_sdks(providers: Mapping[str, Any] | None,
         if module is None:
             continue
         if module not in _imported:
-            # Runs starting at once may each start a thread: the import lock makes them wait
-            # for the one import, in their threads.
-            await asyncio.to_thread(importlib.import_module, module)
+            await asyncio.get_running_loop().run_in_executor(
+                _importer(), importlib.import_module, module)
             _imported.add(module)
         if connections is not None:
             await connections.prepare(importlib.import_module(kind))  # the SDK, imported
+
+
 # The key variable each provider type documents (its settings' default api_key_env).
 DOCUMENTED_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _POOL_KEYS = frozenset({"type", "concurrency", "retry"})
