@@ -330,11 +330,10 @@ async def test_runs_one_after_another_share_one_connection_to_the_api(
         assert (len(server.requests), server.connections_accepted) == (3, 1)
 
 
-async def test_the_daemon_answers_while_a_run_imports_its_models_sdk(
-        daemon: InProcessDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A vendor SDK takes up to a second to import, the first time a run uses it: the daemon
-    # imports it in a thread and answers its clients meanwhile (here the import waits for
-    # the test, standing in for the SDK's).
+@pytest.fixture
+def slow_sdk_import(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The openai provider's module, as this process has not imported it yet, stood in for by
+    one whose import waits for the test (tests/fakes/slow_import.py)."""
     from ostinato.daemon.engine.providers import runtime
 
     from .fakes import slow_import
@@ -345,6 +344,15 @@ async def test_the_daemon_answers_while_a_run_imports_its_models_sdk(
     for event in (slow_import.ENTERED, slow_import.RELEASE):
         event.clear()
     monkeypatch.setattr(slow_import, "RELEASED", [])
+    return slow_import
+
+
+async def test_the_daemon_answers_while_a_run_imports_its_models_sdk(
+        daemon: InProcessDaemon, slow_sdk_import: Any) -> None:
+    # A vendor SDK takes up to a second to import, the first time a run uses it: the daemon
+    # imports it in a thread and answers its clients meanwhile (here the import waits for
+    # the test, standing in for the SDK's).
+    slow_import = slow_sdk_import
     async with FakeLLMServer(Reply(text="hi")) as server:
         wire, other = await daemon.connect(), await daemon.connect()
         started = asyncio.ensure_future(run_to_end(
@@ -359,6 +367,21 @@ async def test_the_daemon_answers_while_a_run_imports_its_models_sdk(
     assert slow_import.RELEASED == [True]  # the test could answer while it imported
     assert detail["status"] == "completed", detail["failure_reason"]
     assert len(server.requests) == 1
+
+
+async def test_settings_the_daemon_refuses_import_no_sdk(
+        daemon: InProcessDaemon, slow_sdk_import: Any) -> None:
+    # A key variable the daemon does not allow is refused before the provider's SDK is
+    # imported for nothing (up to a second of the client's wait, the first time).
+    wire = await daemon.connect()
+    refused = await asyncio.wait_for(wire.request("run.start", {
+        "pipeline": ONE_CALL, "settings": {**FAST, "default_provider": "llm", "providers": {
+            "llm": {"type": "openai", "base_url": "http://127.0.0.1:9/v1",
+                    "api_key_env": "OST_TEST_NOT_ALLOWED", "model": "gpt-4o-mini"}}}}),
+        WAIT)
+    assert refused["error"]["code"] == -32602
+    assert "api_key_env 'OST_TEST_NOT_ALLOWED' is not allowed" in refused["error"]["message"]
+    assert not slow_sdk_import.ENTERED.is_set()
 
 
 async def test_every_try_of_a_call_is_an_event_and_a_trace_line(

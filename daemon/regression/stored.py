@@ -61,11 +61,12 @@ async def judge_pool(run: StoredRun, allowed_key_env: Collection[str],
     are read from the environment again)."""
     settings = RunSettings.model_validate(run.launch.get("settings") or run.run.get("settings")
                                           or {})
-    await import_sdks(settings.providers, connections)
+    providers = {"default": settings.default_provider, "providers": settings.providers,
+                 "pricing": settings.pricing}
     try:
-        return ProviderPool({"default": settings.default_provider,
-                             "providers": settings.providers, "pricing": settings.pricing},
-                            allowed_key_env=allowed_key_env, connections=connections)
+        ProviderPool.check(providers, allowed_key_env)  # refused before an SDK is imported
+        await import_sdks(settings.providers, connections)
+        return ProviderPool(providers, allowed_key_env=allowed_key_env, connections=connections)
     except ValueError as exc:
         raise RpcError(ErrorCode.CONFLICT, f"the run's providers cannot be rebuilt for a "
                                            f"judge: {exc}") from None

@@ -406,13 +406,13 @@ class Runner:
         return [*pool.secrets(), *allowed]
 
     async def _pool(self, settings: RunSettings) -> ProviderPool:
-        await import_sdks(settings.providers, self.connections)
+        providers = {"default": settings.default_provider, "providers": settings.providers,
+                     "pricing": settings.pricing}
+        allowed = self.host.settings.allowed_key_env
         try:
-            return ProviderPool({"default": settings.default_provider,
-                                 "providers": settings.providers,
-                                 "pricing": settings.pricing},
-                                allowed_key_env=self.host.settings.allowed_key_env,
-                                connections=self.connections)
+            ProviderPool.check(providers, allowed)  # refused before an SDK is imported
+            await import_sdks(settings.providers, self.connections)
+            return ProviderPool(providers, allowed_key_env=allowed, connections=self.connections)
         except ValueError as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: settings: {exc}") from None
 

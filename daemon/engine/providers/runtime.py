@@ -118,6 +118,23 @@ _SETTINGS_KEYS = frozenset({"default", "providers", "pricing"})
 SharedLimit = Callable[[str], AbstractAsyncContextManager[Any]]
 
 
+def _check_key_env(name: str, kind: str, env_name: Any,
+                   allowed: Collection[str] | None) -> None:
+    """Settings from a client must not send an arbitrary variable (a database password) as
+    an API key to a URL of their choice: only allowed names may be read."""
+    if allowed is None or not isinstance(env_name, str) or not env_name:
+        return
+    documented = DOCUMENTED_KEY_ENV.get(kind)
+    if env_name == documented or env_name in allowed:
+        return
+    names = sorted({*DOCUMENTED_KEY_ENV.values(), *allowed})
+    raise ValueError(
+        f"providers.{name}: api_key_env {env_name!r} is not allowed: this daemon reads "
+        f"keys only from {', '.join(names)} (each provider type its documented one, "
+        f"{documented or 'none for ' + kind}, and those the daemon allows); start the "
+        f"daemon with --allow-key-env {env_name} (or OSTINATO_ALLOWED_KEY_ENV) to allow it")
+
+
 @dataclass(slots=True)
 class _Slot:
     provider: Provider
@@ -145,16 +162,10 @@ class ProviderPool:
         documented one (None: any name, for callers that trust their settings);
         `connections`: the process's shared HTTP connections for the SDK providers (None:
         each keeps its own)."""
-        self._allowed_key_env = allowed_key_env
         self._connections = connections
         settings = dict(settings or {})
-        unknown = set(settings) - _SETTINGS_KEYS
-        if unknown:
-            raise ValueError(f"provider settings: unknown keys {sorted(unknown)}")
-        overrides = settings.get("pricing")
-        if overrides is not None and not isinstance(overrides, str | Path | Mapping):
-            raise ValueError("provider settings: pricing must be an object or a file path")
-        self.pricing = pricing or Pricing.load(overrides)
+        self.check(settings, allowed_key_env)
+        self.pricing = pricing or Pricing.load(settings.get("pricing"))
         self._rng = rng  # retry jitter; None: the random module's own generator
         self._sleep = sleep or asyncio.sleep
         self._shared: SharedLimit | None = None
@@ -168,14 +179,28 @@ class ProviderPool:
             raise ValueError(f"provider settings: default {self.default!r} is not configured; "
                              f"configured: {sorted(self._slots)}")
 
+    @staticmethod
+    def check(settings: Mapping[str, Any], allowed_key_env: Collection[str] | None) -> None:
+        """ValueError for what can be refused before any provider is built, and any vendor
+        SDK imported: unknown keys, a pricing of the wrong kind, unknown provider types and
+        key variables that are not allowed (`allowed_key_env`: see the constructor)."""
+        unknown = set(settings) - _SETTINGS_KEYS
+        if unknown:
+            raise ValueError(f"provider settings: unknown keys {sorted(unknown)}")
+        overrides = settings.get("pricing")
+        if overrides is not None and not isinstance(overrides, str | Path | Mapping):
+            raise ValueError("provider settings: pricing must be an object or a file path")
+        for name, entry in dict(settings.get("providers") or {}).items():
+            kind = str(dict(entry or {}).get("type") or name)
+            if kind not in PROVIDER_TYPES:
+                raise ValueError(f"providers.{name}: unknown type {kind!r}; "
+                                 f"one of {sorted(PROVIDER_TYPES)}")
+            _check_key_env(str(name), kind, dict(entry or {}).get("api_key_env"),
+                           allowed_key_env)
+
     def _build(self, name: str, entry: dict[str, Any]) -> _Slot:
-        kind = str(entry.get("type") or name)
-        factory = PROVIDER_TYPES.get(kind)
-        if factory is None:
-            raise ValueError(f"providers.{name}: unknown type {kind!r}; "
-                             f"one of {sorted(PROVIDER_TYPES)}")
+        factory = PROVIDER_TYPES[str(entry.get("type") or name)]  # checked
         own = {key: value for key, value in entry.items() if key not in _POOL_KEYS}
-        self._check_key_env(name, kind, own.get("api_key_env"))
         try:
             provider = factory(own, name=name, pricing=self.pricing,
                                connections=self._connections)
@@ -188,22 +213,6 @@ class ProviderPool:
         except ValueError as exc:
             raise ValueError(f"providers.{name}: {exc}") from None
         return self._slot(provider, entry.get("concurrency"), retry, str(own.get("model") or ""))
-
-    def _check_key_env(self, name: str, kind: str, env_name: Any) -> None:
-        """Settings from a client must not send an arbitrary variable (a database password)
-        as an API key to a URL of their choice: only allowed names may be read."""
-        allowed = self._allowed_key_env
-        if allowed is None or not isinstance(env_name, str) or not env_name:
-            return
-        documented = DOCUMENTED_KEY_ENV.get(kind)
-        if env_name == documented or env_name in allowed:
-            return
-        names = sorted({*DOCUMENTED_KEY_ENV.values(), *allowed})
-        raise ValueError(
-            f"providers.{name}: api_key_env {env_name!r} is not allowed: this daemon reads "
-            f"keys only from {', '.join(names)} (each provider type its documented one, "
-            f"{documented or 'none for ' + kind}, and those the daemon allows); start the "
-            f"daemon with --allow-key-env {env_name} (or OSTINATO_ALLOWED_KEY_ENV) to allow it")
 
     def _slot(self, provider: Provider, concurrency: Any, retry: RetryPolicy,
               model: str) -> _Slot:
