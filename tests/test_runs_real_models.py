@@ -352,19 +352,18 @@ async def test_the_daemon_answers_while_a_run_imports_its_models_sdk(
     # A vendor SDK takes up to a second to import, the first time a run uses it: the daemon
     # imports it in a thread and answers its clients meanwhile (here the import waits for
     # the test, standing in for the SDK's).
-    slow_import = slow_sdk_import
     async with FakeLLMServer(Reply(text="hi")) as server:
         wire, other = await daemon.connect(), await daemon.connect()
         started = asyncio.ensure_future(run_to_end(
             wire, ONE_CALL, settings=settings(server, "openai-json_schema")))
         try:
-            assert await asyncio.to_thread(slow_import.ENTERED.wait, WAIT)
+            assert await asyncio.to_thread(slow_sdk_import.ENTERED.wait, WAIT)
             status = await asyncio.wait_for(other.result("daemon.status"), WAIT)
             assert status["active_runs"] == 0 and not started.done()  # still importing
         finally:
-            slow_import.RELEASE.set()
+            slow_sdk_import.RELEASE.set()
         detail = await started
-    assert slow_import.RELEASED == [True]  # the test could answer while it imported
+    assert slow_sdk_import.RELEASED == [True]  # the test could answer while it imported
     assert detail["status"] == "completed", detail["failure_reason"]
     assert len(server.requests) == 1
 
