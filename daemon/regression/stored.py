@@ -14,7 +14,7 @@ from ostinato.protocol.errors import ErrorCode, RpcError
 from ostinato.protocol.runs import RunSettings
 
 from ..engine.providers.connections import SharedConnections
-from ..engine.providers.runtime import ProviderPool, import_sdks
+from ..engine.providers.runtime import ProviderPool, open_pool
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Replayer, ReplayProviders
 from ..engine.rundir import RunDirectory
@@ -61,12 +61,10 @@ async def judge_pool(run: StoredRun, allowed_key_env: Collection[str],
     are read from the environment again)."""
     settings = RunSettings.model_validate(run.launch.get("settings") or run.run.get("settings")
                                           or {})
-    providers = {"default": settings.default_provider, "providers": settings.providers,
-                 "pricing": settings.pricing}
     try:
-        ProviderPool.check(providers, allowed_key_env)  # refused before an SDK is imported
-        await import_sdks(settings.providers, connections)
-        return ProviderPool(providers, allowed_key_env=allowed_key_env, connections=connections)
+        return await open_pool({"default": settings.default_provider,
+                                "providers": settings.providers, "pricing": settings.pricing},
+                               allowed_key_env=allowed_key_env, connections=connections)
     except ValueError as exc:
         raise RpcError(ErrorCode.CONFLICT, f"the run's providers cannot be rebuilt for a "
                                            f"judge: {exc}") from None

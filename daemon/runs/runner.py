@@ -27,7 +27,7 @@ from ..engine.handlers.base import HandlerRegistry
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
 from ..engine.providers.connections import SharedConnections
-from ..engine.providers.runtime import ProviderPool, import_sdks
+from ..engine.providers.runtime import ProviderPool, open_pool
 from ..engine.recording import RecordMode
 from ..engine.redact import Redactor, run_secrets
 from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
@@ -406,13 +406,12 @@ class Runner:
         return [*pool.secrets(), *allowed]
 
     async def _pool(self, settings: RunSettings) -> ProviderPool:
-        providers = {"default": settings.default_provider, "providers": settings.providers,
-                     "pricing": settings.pricing}
-        allowed = self.host.settings.allowed_key_env
         try:
-            ProviderPool.check(providers, allowed)  # refused before an SDK is imported
-            await import_sdks(settings.providers, self.connections)
-            return ProviderPool(providers, allowed_key_env=allowed, connections=self.connections)
+            return await open_pool({"default": settings.default_provider,
+                                    "providers": settings.providers,
+                                    "pricing": settings.pricing},
+                                   allowed_key_env=self.host.settings.allowed_key_env,
+                                   connections=self.connections)
         except ValueError as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"Invalid params: settings: {exc}") from None
 

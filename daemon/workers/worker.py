@@ -37,7 +37,7 @@ from ..engine.handlers.base import Question, preset_answer
 from ..engine.handlers.registry import default_handlers
 from ..engine.load import load_pipeline_async
 from ..engine.providers.connections import SharedConnections
-from ..engine.providers.runtime import ProviderPool, import_sdks
+from ..engine.providers.runtime import ProviderPool, open_pool
 from ..engine.redact import Redactor, environment_secrets, run_secrets
 from ..engine.replay import Cassette, Journal, Replayer, ReplayProviders
 from ..engine.run_state import RunResult
@@ -231,10 +231,9 @@ async def _executor(job: Job, channel: Channel, shared: Shared, copy: LocalCopy 
         raise RuntimeError(f"the pipeline does not load here as in the daemon: "
                            f"{[d.message for d in loaded.diagnostics]}")
     allowed = frozenset(job.allowed_key_env)
-    await import_sdks(settings.providers, connections)
-    pool = ProviderPool({"default": settings.default_provider, "providers": settings.providers,
-                         "pricing": settings.pricing}, allowed_key_env=allowed,
-                        connections=connections)
+    pool = await open_pool({"default": settings.default_provider,
+                            "providers": settings.providers, "pricing": settings.pricing},
+                           allowed_key_env=allowed, connections=connections)
     if job.shared_limits:
         pool.share_limits(shared.requests.hold)
     keys = [*pool.secrets(), *(os.environ[name] for name in sorted(allowed)

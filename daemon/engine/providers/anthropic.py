@@ -10,7 +10,7 @@ from typing import Any
 import anthropic
 
 # What the SDK would import on a client's first call (20 ms, on the event loop): here, it
-# is imported with this module, in a thread (runtime.import_sdks).
+# is imported with this module, in a thread (runtime.open_pool).
 import anthropic.resources.messages
 from pydantic import Field
 

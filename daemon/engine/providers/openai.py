@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import openai
 
 # What the SDK would import on a client's first call (50 ms, on the event loop): here, it
-# is imported with this module, in a thread (runtime.import_sdks).
+# is imported with this module, in a thread (runtime.open_pool).
 import openai.resources.chat
 from pydantic import Field
 

@@ -89,14 +89,25 @@ def _importer() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="sdk-import")
 
 
-async def import_sdks(providers: Mapping[str, Any] | None,
-                      connections: SharedConnections | None = None) -> None:
-    """Import the vendor SDKs that these provider settings use, and build their shared
+async def open_pool(settings: Mapping[str, Any], *,
+                    allowed_key_env: Collection[str] | None = None,
+                    connections: SharedConnections | None = None) -> ProviderPool:
+    """The pool of `settings` (arguments as ProviderPool's), built without blocking the
+    event loop: what can be refused is refused first, then the vendor SDKs it uses are
+    imported and their shared connections prepared in threads, then the pool is built."""
+    ProviderPool.check(settings, allowed_key_env)
+    await _import_sdks(settings.get("providers"), connections)
+    return ProviderPool(settings, allowed_key_env=allowed_key_env, connections=connections)
+
+
+async def _import_sdks(providers: Mapping[str, Any] | None,
+                       connections: SharedConnections | None) -> None:
+    """Import the vendor SDKs these provider settings use, and build their shared
     connections' clients, in threads: an SDK takes 0.4-0.9 s to import, during which the
     event loop would serve nothing (every client of the daemon, every run of a worker,
-    would wait). Call it before building their pool."""
+    would wait)."""
     for name, entry in (providers or {}).items():
-        kind = str((entry or {}).get("type") or name) if isinstance(entry, Mapping) else name
+        kind = _type_of(name, entry)  # entries are mappings: checked
         module = _SDK_MODULES.get(kind)
         if module is None:
             continue
@@ -116,6 +127,11 @@ _SETTINGS_KEYS = frozenset({"default", "providers", "pricing"})
 # A limit held elsewhere, by provider name: a trial set's pool in the daemon, for a run on a
 # worker (daemon/workers/worker.py::SharedLimits).
 SharedLimit = Callable[[str], AbstractAsyncContextManager[Any]]
+
+
+def _type_of(name: Any, entry: Mapping[str, Any] | None) -> str:
+    """A provider entry's type: its `type`, else its name."""
+    return str((entry or {}).get("type") or name)
 
 
 def _check_key_env(name: str, kind: str, env_name: Any,
@@ -191,15 +207,15 @@ class ProviderPool:
         if overrides is not None and not isinstance(overrides, str | Path | Mapping):
             raise ValueError("provider settings: pricing must be an object or a file path")
         for name, entry in dict(settings.get("providers") or {}).items():
-            kind = str(dict(entry or {}).get("type") or name)
+            entry = dict(entry or {})
+            kind = _type_of(name, entry)
             if kind not in PROVIDER_TYPES:
                 raise ValueError(f"providers.{name}: unknown type {kind!r}; "
                                  f"one of {sorted(PROVIDER_TYPES)}")
-            _check_key_env(str(name), kind, dict(entry or {}).get("api_key_env"),
-                           allowed_key_env)
+            _check_key_env(str(name), kind, entry.get("api_key_env"), allowed_key_env)
 
     def _build(self, name: str, entry: dict[str, Any]) -> _Slot:
-        factory = PROVIDER_TYPES[str(entry.get("type") or name)]  # checked
+        factory = PROVIDER_TYPES[_type_of(name, entry)]  # checked
         own = {key: value for key, value in entry.items() if key not in _POOL_KEYS}
         try:
             provider = factory(own, name=name, pricing=self.pricing,
